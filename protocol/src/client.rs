@@ -1,0 +1,128 @@
+//! Remote control ⇄ server messages (JSON text), the same on every transport.
+//!
+//! On WebSocket they are text messages; on WebRTC they travel on the `command` data channel.
+//! Video never travels here: it is binary [`crate::VideoPacket`]s on the video path.
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::{Action, CameraInfo, Telemetry};
+use crate::error::DecodeError;
+use crate::ids::TrainId;
+
+/// Largest client message the server reads; longer ones are refused with an error event.
+pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Longest `request_id` a client may use.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Remote control → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Send `command` to the mapped train; answered by `command_ack` or `command_error` carrying the
+    /// same `request_id` (chosen by the client, at most 64 bytes).
+    Command { request_id: String, command: Action },
+    /// Clock probe: answered at once by `pong` echoing `t`, with the server clock.
+    Ping { t: f64 },
+}
+
+impl ClientMessage {
+    /// Parse and validate one message; the error text says what is wrong.
+    pub fn parse(text: &str) -> Result<Self, DecodeError> {
+        if text.len() > MAX_CLIENT_MESSAGE {
+            return Err(DecodeError::BodyTooLarge { len: text.len(), max: MAX_CLIENT_MESSAGE });
+        }
+        let msg: ClientMessage = serde_json::from_str(text)
+            .map_err(|e| DecodeError::BadBody { kind: "client message", reason: e.to_string() })?;
+        if let ClientMessage::Command { request_id, command } = &msg {
+            if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
+                return Err(DecodeError::BadBody {
+                    kind: "client message",
+                    reason: format!("request_id must be 1..={MAX_REQUEST_ID} bytes"),
+                });
+            }
+            command.validate().map_err(|reason| DecodeError::BadBody { kind: "client message", reason })?;
+        }
+        Ok(msg)
+    }
+}
+
+/// Server → remote control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// First message of every session.
+    Welcome {
+        remote_control_id: String,
+        transport: String,
+        train_id: Option<TrainId>,
+        server_time_us: u64,
+    },
+    /// The remote control's mapping changed (or was set at connect time); video from the new train
+    /// follows this event, video from the old one stops before it.
+    MappedTrainChanged { train_id: Option<TrainId>, online: bool, cameras: Vec<CameraInfo> },
+    /// The mapped train connected.
+    TrainOnline { train_id: TrainId, cameras: Vec<CameraInfo> },
+    /// The mapped train went away.
+    TrainOffline { train_id: TrainId, reason: String },
+    /// Telemetry of the mapped train.
+    Telemetry { train_id: TrainId, telemetry: Telemetry },
+    /// The train answered a command this client sent.
+    CommandAck {
+        request_id: String,
+        command_id: u64,
+        ok: bool,
+        message: String,
+        /// Server → train → server time, µs.
+        train_rtt_us: u64,
+    },
+    /// A command could not be delivered or was not answered in time.
+    CommandError { request_id: String, code: String, message: String },
+    /// A client message was refused.
+    Error { code: String, message: String },
+    /// Answer to `ping`.
+    Pong { t: f64, server_time_us: u64 },
+    /// The server is closing this session.
+    Closing { reason: String },
+}
+
+impl ServerEvent {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"unserializable event"}"#.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        let m = ClientMessage::parse(r#"{"type":"command","request_id":"r1","command":{"type":"horn"}}"#).expect("ok");
+        assert_eq!(m, ClientMessage::Command { request_id: "r1".into(), command: Action::Horn { duration_ms: 500 } });
+        let m = ClientMessage::parse(r#"{"type":"command","request_id":"r2","command":{"type":"set_speed","kmh":80}}"#).expect("ok");
+        assert_eq!(m, ClientMessage::Command { request_id: "r2".into(), command: Action::SetSpeed { kmh: 80.0 } });
+        assert_eq!(ClientMessage::parse(r#"{"type":"ping","t":1.5}"#).expect("ok"), ClientMessage::Ping { t: 1.5 });
+    }
+
+    #[test]
+    fn refuses_bad_messages() {
+        for bad in [
+            "",
+            "not json",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"command","request_id":"r1","command":{"type":"fly"}}"#,
+            r#"{"type":"command","request_id":"","command":{"type":"horn"}}"#,
+            r#"{"type":"command","request_id":"r","command":{"type":"set_speed","kmh":9000}}"#,
+        ] {
+            assert!(matches!(ClientMessage::parse(bad), Err(DecodeError::BadBody { .. })), "{bad}");
+        }
+        let big = format!(r#"{{"type":"ping","t":1,"pad":"{}"}}"#, "x".repeat(MAX_CLIENT_MESSAGE));
+        assert!(matches!(ClientMessage::parse(&big), Err(DecodeError::BodyTooLarge { .. })));
+    }
+
+    #[test]
+    fn events_are_tagged() {
+        let e = ServerEvent::TrainOffline { train_id: TrainId::new("t").expect("id"), reason: "gone".into() };
+        assert_eq!(e.to_json(), r#"{"type":"train_offline","train_id":"t","reason":"gone"}"#);
+    }
+}

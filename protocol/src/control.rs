@@ -1,0 +1,376 @@
+//! Control frames: the train's QUIC control stream, in both directions.
+//!
+//! ```text
+//!  0      2     3      4             8
+//!  | "RC" | ver | kind | body length | body (UTF-8 JSON object)…
+//! ```
+//! Integers big-endian. Frames follow each other on the stream with no padding. A stream decoder
+//! calls [`ControlMessage::decode`] on its buffer: [`DecodeError::Incomplete`] means "read more".
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_preamble, DecodeError};
+use crate::ids::{CameraId, TrainId};
+
+pub const KIND_HELLO: u8 = 0x10;
+pub const KIND_WELCOME: u8 = 0x11;
+pub const KIND_COMMAND: u8 = 0x12;
+pub const KIND_COMMAND_ACK: u8 = 0x13;
+pub const KIND_TELEMETRY: u8 = 0x14;
+pub const KIND_KEYFRAME_REQUEST: u8 = 0x15;
+pub const KIND_ERROR: u8 = 0x16;
+/// Size of the fixed control-frame header.
+pub const CONTROL_HEADER_LEN: usize = 8;
+/// Default limit on a control body; larger frames are refused.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+/// Most cameras one train may announce.
+pub const MAX_CAMERAS: usize = 16;
+/// Largest picture dimension accepted in a hello.
+pub const MAX_DIMENSION: u32 = 8192;
+
+pub(crate) fn is_control_kind(kind: u8) -> bool {
+    (KIND_HELLO..=KIND_ERROR).contains(&kind)
+}
+
+/// A camera as announced in the hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraInfo {
+    pub id: CameraId,
+    /// `"h264"` (Annex B) is the only codec of version 1.
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Nominal frame rate.
+    pub fps: u32,
+}
+
+/// Train → server, first frame on the control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub train_id: TrainId,
+    pub cameras: Vec<CameraInfo>,
+    /// Free text naming the sender's software, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
+}
+
+impl Hello {
+    /// Semantic checks beyond JSON shape.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cameras.is_empty() {
+            return Err("hello announces no camera".into());
+        }
+        if self.cameras.len() > MAX_CAMERAS {
+            return Err(format!("hello announces {} cameras, the limit is {MAX_CAMERAS}", self.cameras.len()));
+        }
+        for (i, cam) in self.cameras.iter().enumerate() {
+            if self.cameras[..i].iter().any(|c| c.id == cam.id) {
+                return Err(format!("camera id {} announced twice", cam.id));
+            }
+            if cam.codec != "h264" {
+                return Err(format!("camera {}: unsupported codec {:?}", cam.id, cam.codec));
+            }
+            if cam.width == 0 || cam.height == 0 || cam.width > MAX_DIMENSION || cam.height > MAX_DIMENSION {
+                return Err(format!("camera {}: bad size {}x{}", cam.id, cam.width, cam.height));
+            }
+            if cam.fps == 0 || cam.fps > 240 {
+                return Err(format!("camera {}: bad fps {}", cam.id, cam.fps));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Server → train, answer to a valid hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Server clock, µs since the UNIX epoch, when the welcome was written.
+    pub server_time_us: u64,
+    /// Largest video payload the server accepts per packet.
+    pub max_payload: u32,
+}
+
+/// What an operator asks a train to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Send a keyframe now (one camera, or all when `camera` is absent).
+    RequestKeyframe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        camera: Option<CameraId>,
+    },
+    /// Set the target speed in km/h (0–400).
+    SetSpeed { kmh: f32 },
+    /// Sound the horn for `duration_ms` (1–10,000 ms).
+    Horn {
+        #[serde(default = "default_horn_ms")]
+        duration_ms: u32,
+    },
+}
+
+fn default_horn_ms() -> u32 {
+    500
+}
+
+impl Action {
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            Action::SetSpeed { kmh } if !(0.0..=400.0).contains(&kmh) => {
+                Err(format!("set_speed: kmh must be within 0..=400, got {kmh}"))
+            }
+            Action::Horn { duration_ms } if !(1..=10_000).contains(&duration_ms) => {
+                Err(format!("horn: duration_ms must be within 1..=10000, got {duration_ms}"))
+            }
+            _ => Ok(()),
+        }
+    }
+    /// The `type` tag, for logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::RequestKeyframe { .. } => "request_keyframe",
+            Action::SetSpeed { .. } => "set_speed",
+            Action::Horn { .. } => "horn",
+        }
+    }
+}
+
+/// Server → train: carry out `action` and answer with a [`CommandAck`] of the same `command_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub command_id: u64,
+    pub command: Action,
+}
+
+/// Train → server: outcome of a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandAck {
+    pub command_id: u64,
+    pub ok: bool,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Train → server, periodically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// Sender clock, µs since the UNIX epoch.
+    pub timestamp_us: u64,
+    pub speed_kmh: f32,
+    pub odometer_m: f64,
+    #[serde(default)]
+    pub horn: bool,
+}
+
+/// Server → train: send a keyframe soon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyframeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<CameraId>,
+}
+
+/// Either direction: something went wrong. The sender may close the stream after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    pub code: String,
+    pub message: String,
+}
+
+/// One control frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlMessage {
+    Hello(Hello),
+    Welcome(Welcome),
+    Command(Command),
+    CommandAck(CommandAck),
+    Telemetry(Telemetry),
+    KeyframeRequest(KeyframeRequest),
+    Error(ErrorMessage),
+}
+
+impl ControlMessage {
+    pub fn kind(&self) -> u8 {
+        match self {
+            Self::Hello(_) => KIND_HELLO,
+            Self::Welcome(_) => KIND_WELCOME,
+            Self::Command(_) => KIND_COMMAND,
+            Self::CommandAck(_) => KIND_COMMAND_ACK,
+            Self::Telemetry(_) => KIND_TELEMETRY,
+            Self::KeyframeRequest(_) => KIND_KEYFRAME_REQUEST,
+            Self::Error(_) => KIND_ERROR,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        kind_name(self.kind())
+    }
+
+    fn body(&self) -> Vec<u8> {
+        // Serializing these plain structs cannot fail (no maps with non-string keys, no I/O).
+        let json = match self {
+            Self::Hello(m) => serde_json::to_vec(m),
+            Self::Welcome(m) => serde_json::to_vec(m),
+            Self::Command(m) => serde_json::to_vec(m),
+            Self::CommandAck(m) => serde_json::to_vec(m),
+            Self::Telemetry(m) => serde_json::to_vec(m),
+            Self::KeyframeRequest(m) => serde_json::to_vec(m),
+            Self::Error(m) => serde_json::to_vec(m),
+        };
+        json.unwrap_or_else(|_| b"{}".to_vec())
+    }
+
+    /// Append the encoded frame to `out`.
+    pub fn encode(&self, out: &mut impl BufMut) {
+        let body = self.body();
+        out.put_slice(&crate::MAGIC);
+        out.put_u8(crate::VERSION);
+        out.put_u8(self.kind());
+        out.put_u32(body.len() as u32);
+        out.put_slice(&body);
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let mut b = BytesMut::new();
+        self.encode(&mut b);
+        b.freeze()
+    }
+
+    /// Decode the frame at the start of `buf`; returns it and the number of bytes it used.
+    ///
+    /// `Err(Incomplete)` when `buf` holds only part of a frame. Any other error is fatal for the
+    /// stream: framing cannot be recovered after a bad header.
+    pub fn decode(buf: &[u8], max_body: usize) -> Result<(Self, usize), DecodeError> {
+        if buf.len() < 4 {
+            // Check what we have so that garbage fails fast instead of waiting for more.
+            if !buf.is_empty() && buf[0] != crate::MAGIC[0] || buf.len() >= 2 && buf[1] != crate::MAGIC[1] {
+                let second = buf.get(1).copied().unwrap_or(0);
+                return Err(DecodeError::BadMagic { found: [buf[0], second] });
+            }
+            return Err(DecodeError::Incomplete { needed: CONTROL_HEADER_LEN - buf.len() });
+        }
+        let kind = check_preamble(buf, "control frame")?;
+        if !is_control_kind(kind) {
+            return Err(if kind == crate::packet::KIND_VIDEO {
+                DecodeError::WrongKind { expected: "control", found: kind }
+            } else {
+                DecodeError::UnknownKind(kind)
+            });
+        }
+        if buf.len() < CONTROL_HEADER_LEN {
+            return Err(DecodeError::Incomplete { needed: CONTROL_HEADER_LEN - buf.len() });
+        }
+        let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+        if len > max_body {
+            return Err(DecodeError::BodyTooLarge { len, max: max_body });
+        }
+        let total = CONTROL_HEADER_LEN + len;
+        if buf.len() < total {
+            return Err(DecodeError::Incomplete { needed: total - buf.len() });
+        }
+        let body = &buf[CONTROL_HEADER_LEN..total];
+        let name = kind_name(kind);
+        let bad = |e: serde_json::Error| DecodeError::BadBody { kind: name, reason: e.to_string() };
+        let msg = match kind {
+            KIND_HELLO => {
+                let hello: Hello = serde_json::from_slice(body).map_err(bad)?;
+                hello.validate().map_err(|reason| DecodeError::BadBody { kind: name, reason })?;
+                Self::Hello(hello)
+            }
+            KIND_WELCOME => Self::Welcome(serde_json::from_slice(body).map_err(bad)?),
+            KIND_COMMAND => {
+                let cmd: Command = serde_json::from_slice(body).map_err(bad)?;
+                cmd.command.validate().map_err(|reason| DecodeError::BadBody { kind: name, reason })?;
+                Self::Command(cmd)
+            }
+            KIND_COMMAND_ACK => Self::CommandAck(serde_json::from_slice(body).map_err(bad)?),
+            KIND_TELEMETRY => Self::Telemetry(serde_json::from_slice(body).map_err(bad)?),
+            KIND_KEYFRAME_REQUEST => Self::KeyframeRequest(serde_json::from_slice(body).map_err(bad)?),
+            _ => Self::Error(serde_json::from_slice(body).map_err(bad)?),
+        };
+        Ok((msg, total))
+    }
+}
+
+/// The snake_case name of a control kind.
+pub fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        KIND_HELLO => "hello",
+        KIND_WELCOME => "welcome",
+        KIND_COMMAND => "command",
+        KIND_COMMAND_ACK => "command_ack",
+        KIND_TELEMETRY => "telemetry",
+        KIND_KEYFRAME_REQUEST => "keyframe_request",
+        KIND_ERROR => "error",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Hello {
+        Hello {
+            train_id: TrainId::new("t1").expect("id"),
+            cameras: vec![CameraInfo { id: CameraId(0), codec: "h264".into(), width: 640, height: 480, fps: 30 }],
+            software: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_every_kind() {
+        let msgs = vec![
+            ControlMessage::Hello(hello()),
+            ControlMessage::Welcome(Welcome { server_time_us: 5, max_payload: 1150 }),
+            ControlMessage::Command(Command { command_id: 9, command: Action::SetSpeed { kmh: 42.5 } }),
+            ControlMessage::Command(Command { command_id: 10, command: Action::RequestKeyframe { camera: None } }),
+            ControlMessage::Command(Command { command_id: 11, command: Action::Horn { duration_ms: 300 } }),
+            ControlMessage::CommandAck(CommandAck { command_id: 9, ok: true, message: "ok".into() }),
+            ControlMessage::Telemetry(Telemetry { timestamp_us: 1, speed_kmh: 3.0, odometer_m: 4.5, horn: false }),
+            ControlMessage::KeyframeRequest(KeyframeRequest { camera: Some(CameraId(1)) }),
+            ControlMessage::Error(ErrorMessage { code: "x".into(), message: "y".into() }),
+        ];
+        let mut stream = BytesMut::new();
+        for m in &msgs {
+            m.encode(&mut stream);
+        }
+        let mut at = 0;
+        for m in &msgs {
+            let (got, used) = ControlMessage::decode(&stream[at..], DEFAULT_MAX_BODY).expect("decode");
+            assert_eq!(&got, m);
+            at += used;
+        }
+        assert_eq!(at, stream.len());
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        let b = ControlMessage::Hello(hello()).to_bytes();
+        for cut in 0..b.len() {
+            match ControlMessage::decode(&b[..cut], DEFAULT_MAX_BODY) {
+                Err(DecodeError::Incomplete { needed }) => assert!(needed > 0),
+                other => panic!("prefix {cut}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rejects() {
+        let mut b = ControlMessage::Hello(hello()).to_bytes().to_vec();
+        assert!(matches!(ControlMessage::decode(&b, 10), Err(DecodeError::BodyTooLarge { .. })));
+        b[8] = b'[';
+        assert!(matches!(ControlMessage::decode(&b, DEFAULT_MAX_BODY), Err(DecodeError::BadBody { kind: "hello", .. })));
+        assert!(matches!(ControlMessage::decode(b"XY", 10), Err(DecodeError::BadMagic { .. })));
+        assert!(matches!(ControlMessage::decode(b"RC\x01\x01", 10), Err(DecodeError::WrongKind { .. })));
+        assert!(matches!(ControlMessage::decode(b"RC\x01\x30", 10), Err(DecodeError::UnknownKind(0x30))));
+        let mut h = hello();
+        h.cameras.push(h.cameras[0].clone());
+        let b = ControlMessage::Hello(h).to_bytes();
+        match ControlMessage::decode(&b, DEFAULT_MAX_BODY) {
+            Err(DecodeError::BadBody { reason, .. }) => assert!(reason.contains("twice"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let b = ControlMessage::Command(Command { command_id: 1, command: Action::SetSpeed { kmh: -1.0 } }).to_bytes();
+        assert!(matches!(ControlMessage::decode(&b, DEFAULT_MAX_BODY), Err(DecodeError::BadBody { .. })));
+    }
+}

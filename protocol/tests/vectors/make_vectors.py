@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Writes the golden vectors of railcast wire format v1 from docs/wire-format.md alone.
+
+This is an independent encoder (no Rust involved): if the Rust crate and this script disagree,
+one of them departs from the spec. Run it only when the format changes on purpose:
+    python3 protocol/tests/vectors/make_vectors.py
+Each NAME.hex is annotated hex: '#' starts a comment, the remaining hex digit pairs are the bytes.
+manifest.json says what decoding each file must give.
+"""
+import json, os, struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = b"RC"
+manifest = []
+
+def hexline(b, note):
+    return " ".join(f"{x:02x}" for x in b).ljust(48) + f"# {note}"
+
+def video(name, desc, *, flags, codec, camera, seq, ts, idx, count, payload, declared=None,
+          version=1, kind=1, magic=MAGIC, cut=None, extra=b"", expect=None):
+    plen = len(payload) if declared is None else declared
+    lines = [f"# {name}: {desc}", "# video packet, wire format v1, big-endian"]
+    fields = [
+        (magic, 'magic "RC"'), (bytes([version]), f"version {version}"), (bytes([kind]), f"kind 0x{kind:02x} (video)"),
+        (bytes([flags]), f"flags 0x{flags:02x} (bit0 keyframe = {flags & 1})"), (bytes([codec]), f"codec 0x{codec:02x} (0x01 = H.264 Annex B)"),
+        (struct.pack(">H", camera), f"camera id {camera}"), (struct.pack(">I", seq), f"frame sequence {seq}"),
+        (struct.pack(">Q", ts), f"capture timestamp {ts} us"), (struct.pack(">H", idx), f"chunk index {idx}"),
+        (struct.pack(">H", count), f"chunk count {count}"), (struct.pack(">H", plen), f"payload length {plen}"),
+    ]
+    data = b"".join(f for f, _ in fields) + payload + extra
+    if cut is not None:
+        data = data[:cut]
+    pos = 0
+    for f, note in fields:
+        chunk = data[pos:pos + len(f)]
+        if chunk:
+            lines.append(hexline(chunk, note))
+        pos += len(f)
+    rest = data[pos:]
+    for i in range(0, len(rest), 16):
+        lines.append(hexline(rest[i:i + 16], "payload" if i == 0 else "…"))
+    open(os.path.join(HERE, name + ".hex"), "w").write("\n".join(lines) + "\n")
+    entry = {"file": name + ".hex", "kind": "video", "description": desc}
+    if expect:
+        entry["expect"] = {"error": expect}
+    else:
+        entry["expect"] = {"ok": {"keyframe": bool(flags & 1), "codec": "h264", "camera": camera, "seq": seq,
+                                  "capture_us": ts, "chunk_index": idx, "chunk_count": count,
+                                  "payload_hex": payload.hex()}}
+    manifest.append(entry)
+
+def control(name, desc, kind, body, *, expect_ok=None, expect=None, declared=None, cut=None):
+    raw = body.encode() if isinstance(body, str) else body
+    blen = len(raw) if declared is None else declared
+    head = [(MAGIC, 'magic "RC"'), (b"\x01", "version 1"), (bytes([kind]), f"kind 0x{kind:02x}"),
+            (struct.pack(">I", blen), f"body length {blen}")]
+    data = b"".join(f for f, _ in head) + raw
+    if cut is not None:
+        data = data[:cut]
+    lines = [f"# {name}: {desc}", "# control frame, wire format v1, big-endian; body is UTF-8 JSON"]
+    pos = 0
+    for f, note in head:
+        if data[pos:pos + len(f)]:
+            lines.append(hexline(data[pos:pos + len(f)], note))
+        pos += len(f)
+    rest = data[pos:]
+    for i in range(0, len(rest), 16):
+        seg = rest[i:i + 16]
+        lines.append(hexline(seg, repr(seg.decode("utf-8", "replace"))))
+    open(os.path.join(HERE, name + ".hex"), "w").write("\n".join(lines) + "\n")
+    entry = {"file": name + ".hex", "kind": "control", "description": desc}
+    entry["expect"] = {"error": expect} if expect else {"ok": expect_ok}
+    manifest.append(entry)
+
+TS = 1_763_812_800_123_456  # 2025-11-22T12:00:00.123456Z
+sps_pps_idr = bytes.fromhex("00000001674d401fe8802800b5") + bytes.fromhex("0000000168ee3c80") + bytes.fromhex("0000000165888400")
+video("video_keyframe_single", "a whole keyframe in one chunk", flags=1, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=sps_pps_idr)
+video("video_delta_chunk_2_of_3", "middle chunk of a delta frame, camera 3", flags=0, codec=1, camera=3, seq=4_294_967_295,
+      ts=TS + 33_333, idx=1, count=3, payload=bytes(range(1, 41)))
+video("video_max_payload", "1150-byte payload, the default limit", flags=0, codec=1, camera=65535, seq=123456,
+      ts=TS, idx=2, count=3, payload=bytes((i * 31) % 256 for i in range(1150)))
+video("video_reserved_flags", "reserved flag bits set: ignored by receivers", flags=0xfe, codec=1, camera=1, seq=7, ts=TS, idx=0, count=1,
+      payload=b"\x00\x00\x00\x01\x41\x9a")
+# errors
+video("video_err_bad_magic", "magic is not RC", magic=b"RX", flags=1, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01", expect="bad_magic")
+video("video_err_version", "version 2 is unknown to a v1 decoder", version=2, flags=1, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01", expect="unsupported_version")
+video("video_err_truncated_header", "cut inside the header", flags=1, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01\x02", cut=20, expect="truncated")
+video("video_err_truncated_payload", "declares 10 payload bytes, carries 4", flags=1, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01\x02\x03\x04", declared=10, expect="truncated")
+video("video_err_trailing", "4 bytes more than declared", flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01\x02", extra=b"\xde\xad\xbe\xef", expect="length_mismatch")
+video("video_err_codec", "codec 0x09 is not defined", flags=0, codec=9, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01", expect="unknown_codec")
+video("video_err_chunk", "chunk index 3 of 3", flags=0, codec=1, camera=0, seq=0, ts=TS, idx=3, count=3, payload=b"\x01", expect="bad_chunk")
+video("video_err_zero_count", "chunk count 0", flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=0, payload=b"\x01", expect="bad_chunk")
+video("video_err_too_large", "1151-byte payload, over the default limit", flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=bytes(1151), expect="payload_too_large")
+video("video_err_empty", "zero-length payload", flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"", expect="empty_payload")
+video("video_err_kind", "a control kind where a video packet was expected", kind=0x12, flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01", expect="wrong_kind")
+
+hello = {"train_id": "train-1", "cameras": [{"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30},
+                                           {"id": 1, "codec": "h264", "width": 320, "height": 240, "fps": 15}], "software": "railcast-train-sim/0.1.0"}
+control("control_hello", "train hello with two cameras", 0x10, json.dumps(hello, separators=(",", ":")), expect_ok={"hello": hello})
+welcome = {"server_time_us": TS, "max_payload": 1150}
+control("control_welcome", "server welcome", 0x11, json.dumps(welcome, separators=(",", ":")), expect_ok={"welcome": welcome})
+cmd = {"command_id": 42, "command": {"type": "set_speed", "kmh": 80.0}}
+control("control_command_set_speed", "command: set speed", 0x12, json.dumps(cmd, separators=(",", ":")), expect_ok={"command": cmd})
+cmd2 = {"command_id": 43, "command": {"type": "horn", "duration_ms": 750}}
+control("control_command_horn", "command: horn", 0x12, json.dumps(cmd2, separators=(",", ":")), expect_ok={"command": cmd2})
+cmd3 = {"command_id": 44, "command": {"type": "request_keyframe", "camera": 1}}
+control("control_command_keyframe", "command: request keyframe of camera 1", 0x12, json.dumps(cmd3, separators=(",", ":")), expect_ok={"command": cmd3})
+ack = {"command_id": 42, "ok": True, "message": "speed set to 80 km/h"}
+control("control_command_ack", "command ack", 0x13, json.dumps(ack, separators=(",", ":")), expect_ok={"command_ack": ack})
+tel = {"timestamp_us": TS, "speed_kmh": 80.0, "odometer_m": 1234.5, "horn": False}
+control("control_telemetry", "telemetry", 0x14, json.dumps(tel, separators=(",", ":")), expect_ok={"telemetry": tel})
+kfr = {"camera": 0}
+control("control_keyframe_request", "keyframe request for camera 0", 0x15, json.dumps(kfr, separators=(",", ":")), expect_ok={"keyframe_request": kfr})
+err = {"code": "unauthorized", "message": "unknown train token"}
+control("control_error", "error", 0x16, json.dumps(err, separators=(",", ":")), expect_ok={"error": err})
+control("control_err_incomplete", "header declares 64 body bytes, 10 present: read more", 0x13, '{"command_', declared=64, expect="incomplete")
+control("control_err_too_large", "body length 65537 over the 65536 limit", 0x14, "{}", declared=65537, expect="body_too_large")
+control("control_err_bad_json", "body is not JSON", 0x13, "not json", expect="bad_body")
+control("control_err_bad_hello", "hello without cameras", 0x10, '{"train_id":"t","cameras":[]}', expect="bad_body")
+control("control_err_bad_train_id", "train id with a slash", 0x10, '{"train_id":"a/b","cameras":[{"id":0,"codec":"h264","width":2,"height":2,"fps":1}]}', expect="bad_body")
+control("control_err_unknown_kind", "kind 0x30 is not defined", 0x30, "{}", expect="unknown_kind")
+
+json.dump(manifest, open(os.path.join(HERE, "manifest.json"), "w"), indent=1)
+open(os.path.join(HERE, "manifest.json"), "a").write("\n")
+print(f"wrote {len(manifest)} vectors")
