@@ -291,6 +291,44 @@ impl ControlMessage {
     }
 }
 
+/// Splits a byte stream into control frames, however the bytes arrive. Sans-IO: feed it what
+/// the socket gave, then take frames until it says it needs more.
+#[derive(Debug)]
+pub struct ControlDecoder {
+    buf: BytesMut,
+    max_body: usize,
+}
+
+impl ControlDecoder {
+    pub fn new(max_body: usize) -> Self {
+        Self { buf: BytesMut::with_capacity(4096), max_body }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, `Ok(None)` if more bytes are needed. An error is final.
+    pub fn next_frame(&mut self) -> Result<Option<ControlMessage>, DecodeError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        match ControlMessage::decode(&self.buf, self.max_body) {
+            Ok((msg, used)) => {
+                let _ = self.buf.split_to(used);
+                Ok(Some(msg))
+            }
+            Err(DecodeError::Incomplete { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes held that do not yet form a frame (non-zero at end of stream means a cut frame).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
 /// The snake_case name of a control kind.
 pub fn kind_name(kind: u8) -> &'static str {
     match kind {
@@ -352,6 +390,28 @@ mod tests {
                 other => panic!("prefix {cut}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn decoder_reassembles_any_split() {
+        let mut stream = BytesMut::new();
+        ControlMessage::Hello(hello()).encode(&mut stream);
+        ControlMessage::Telemetry(Telemetry { timestamp_us: 1, speed_kmh: 2.0, odometer_m: 3.0, horn: true }).encode(&mut stream);
+        for step in [1, 2, 7, 64, stream.len()] {
+            let mut d = ControlDecoder::new(DEFAULT_MAX_BODY);
+            let mut got = Vec::new();
+            for chunk in stream.chunks(step) {
+                d.push(chunk);
+                while let Some(m) = d.next_frame().expect("valid") {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got.len(), 2, "step {step}");
+            assert_eq!(d.buffered(), 0);
+        }
+        let mut d = ControlDecoder::new(DEFAULT_MAX_BODY);
+        d.push(b"XXXXXXXXXX");
+        assert!(d.next_frame().is_err());
     }
 
     #[test]

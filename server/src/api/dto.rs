@@ -1,0 +1,198 @@
+//! JSON shapes of the HTTP API.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::hub::StreamSnapshot;
+use crate::remote::RemoteControl;
+use crate::session::SessionInfo;
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Camera {
+    pub id: u16,
+    #[schema(example = "h264")]
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Nominal frame rate announced by the train.
+    pub fps: u32,
+    /// Frames per second received over the last second.
+    pub measured_fps: f64,
+    /// Bits per second received over the last second (packet bytes, headers included).
+    pub bitrate_bps: f64,
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+/// A train known to the server (online now, or seen since start-up).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "train-1", "online": true, "cameras": [{"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30, "measured_fps": 30.0, "bitrate_bps": 1010000.0, "frames": 900, "bytes": 3800000}], "software": "railcast-train-sim/0.1.0", "connected_since": "2026-11-22T12:00:00.000Z", "last_seen": null, "offline_reason": null, "bitrate_bps": 1010000.0, "fps": 30.0, "packets_in": 3300, "bytes_in": 3800000, "frames_in": 900, "rejected_packets": {}, "subscribers": 2, "connections": 1}))]
+pub struct Train {
+    pub id: String,
+    pub online: bool,
+    pub cameras: Vec<Camera>,
+    pub software: Option<String>,
+    /// When the current (or last) connection started.
+    pub connected_since: Option<String>,
+    /// When the train last went offline.
+    pub last_seen: Option<String>,
+    pub offline_reason: Option<String>,
+    /// Sum over cameras, bits per second over the last second.
+    pub bitrate_bps: f64,
+    /// Highest camera frame rate over the last second.
+    pub fps: f64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub frames_in: u64,
+    /// Packets refused, by reason (`truncated`, `bad_magic`, `unknown_camera`, …).
+    pub rejected_packets: BTreeMap<String, u64>,
+    /// Live subscriptions to this train (all transports).
+    pub subscribers: usize,
+    /// Connections since start-up.
+    pub connections: u64,
+}
+
+impl From<StreamSnapshot> for Train {
+    fn from(s: StreamSnapshot) -> Self {
+        Self {
+            id: s.train_id.to_string(),
+            online: s.online,
+            cameras: s
+                .cameras
+                .into_iter()
+                .map(|c| Camera {
+                    id: c.info.id.0,
+                    codec: c.info.codec,
+                    width: c.info.width,
+                    height: c.info.height,
+                    fps: c.info.fps,
+                    measured_fps: round2(c.fps),
+                    bitrate_bps: c.bitrate_bps.round(),
+                    frames: c.frames,
+                    bytes: c.bytes,
+                })
+                .collect(),
+            software: s.software,
+            connected_since: s.connected_since.map(rfc3339),
+            last_seen: s.last_seen.map(rfc3339),
+            offline_reason: s.offline_reason,
+            bitrate_bps: s.bitrate_bps.round(),
+            fps: round2(s.fps),
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            frames_in: s.frames_in,
+            rejected_packets: s.rejected,
+            subscribers: s.subscribers,
+            connections: s.connections,
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A live transport session of a remote control.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    pub id: u64,
+    pub remote_control_id: String,
+    #[schema(example = "websocket")]
+    pub transport: String,
+    pub peer: String,
+    pub connected_at: String,
+    /// Packets the hub queued for this session.
+    pub packets_queued: u64,
+    /// Packets handed to the transport.
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Packets and frames dropped because the session could not keep up.
+    pub packets_dropped: u64,
+    pub frames_dropped: u64,
+    pub events_sent: u64,
+    pub commands: u64,
+}
+
+impl From<&SessionInfo> for Session {
+    fn from(s: &SessionInfo) -> Self {
+        Self {
+            id: s.id,
+            remote_control_id: s.remote_control_id.clone(),
+            transport: s.transport.name().into(),
+            peer: s.peer.clone(),
+            connected_at: rfc3339(s.connected_at),
+            packets_queued: s.hub.packets_queued.load(Ordering::Relaxed),
+            packets_sent: s.packets_sent.load(Ordering::Relaxed),
+            bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
+            packets_dropped: s.hub.packets_dropped.load(Ordering::Relaxed),
+            frames_dropped: s.hub.frames_dropped.load(Ordering::Relaxed),
+            events_sent: s.events_sent.load(Ordering::Relaxed),
+            commands: s.commands.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An operator's console and the train it watches and drives.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "rc-00c0ffee00c0ffee", "name": "desk 1", "train_id": "train-1", "created_at": "2026-11-22T12:00:00.000Z", "sessions": []}))]
+pub struct RemoteControlView {
+    pub id: String,
+    pub name: String,
+    pub train_id: Option<String>,
+    pub created_at: String,
+    pub sessions: Vec<Session>,
+}
+
+impl RemoteControlView {
+    pub fn new(rc: &RemoteControl, sessions: &[std::sync::Arc<SessionInfo>]) -> Self {
+        Self {
+            id: rc.id.clone(),
+            name: rc.name.clone(),
+            train_id: rc.train().map(|t| t.to_string()),
+            created_at: rfc3339(rc.created_at),
+            sessions: sessions.iter().map(|s| Session::from(&**s)).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "desk 1"}))]
+pub struct CreateRemoteControl {
+    /// Display name; defaults to the generated id. At most 100 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"train_id": "train-1"}))]
+pub struct SetTrain {
+    pub train_id: String,
+}
+
+/// How a train finds and pins the QUIC endpoint.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QuicCertificate {
+    #[schema(example = "railcast/1")]
+    pub alpn: String,
+    /// UDP port of the QUIC endpoint (same host as this API).
+    pub quic_port: u16,
+    /// SHA-256 of the certificate (DER), colon-separated upper-case hex.
+    pub sha256: String,
+    pub pem: String,
+    /// Generated at start-up (no certificate configured).
+    pub self_signed: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}

@@ -1,0 +1,137 @@
+//! What every transport does for a remote control, whatever carries the bytes.
+//!
+//! [`Follower`] follows the remote control's mapping: it holds the hub subscription of the mapped
+//! train, switches it when the mapping changes, and turns train events into [`ServerEvent`]s.
+//! [`answer`] turns a client's JSON message into the event that answers it. A transport module
+//! only moves packets and JSON between a socket and these two.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use railcast_protocol::client::{ClientMessage, ServerEvent};
+use railcast_protocol::TrainId;
+use tokio::sync::watch;
+
+use crate::hub::{SubItem, SubscriberCounters, Subscription, TrainEvent};
+use crate::remote::{Mapping, RemoteControl};
+use crate::state::AppState;
+
+/// The next thing a session must send.
+#[derive(Debug)]
+pub enum Item {
+    Packet(Bytes),
+    Event(ServerEvent),
+    /// The session must end (the remote control was deleted).
+    Closed(String),
+}
+
+/// A remote control's view of the hub, following its mapping.
+#[derive(Debug)]
+pub struct Follower {
+    app: AppState,
+    mapping: watch::Receiver<Mapping>,
+    train: Option<TrainId>,
+    sub: Option<Subscription>,
+    counters: Arc<SubscriberCounters>,
+}
+
+impl Follower {
+    /// Start following; the returned event describes the initial mapping.
+    pub fn new(app: &AppState, rc: &RemoteControl, counters: Arc<SubscriberCounters>) -> (Self, ServerEvent) {
+        let mut mapping = rc.watch();
+        let train = mapping.borrow_and_update().train.clone();
+        let mut f = Self { app: app.clone(), mapping, train: None, sub: None, counters };
+        f.follow(train);
+        let ev = f.state_event();
+        (f, ev)
+    }
+
+    pub fn train(&self) -> Option<&TrainId> {
+        self.train.as_ref()
+    }
+
+    fn follow(&mut self, train: Option<TrainId>) {
+        self.sub = None; // unsubscribe from the old train before anything of the new one is queued
+        self.sub = train.as_ref().and_then(|t| self.app.hub.subscribe(t, Arc::clone(&self.counters)));
+        self.train = train;
+    }
+
+    /// The current mapping as an event (also used to resynchronise after lost events).
+    pub fn state_event(&self) -> ServerEvent {
+        let (online, cameras) = match &self.sub {
+            Some(sub) => (sub.stream().is_online(), sub.stream().cameras()),
+            None => (false, Vec::new()),
+        };
+        ServerEvent::MappedTrainChanged { train_id: self.train.clone(), online, cameras }
+    }
+
+    /// A packet already queued, without waiting (lets a transport batch its writes).
+    pub fn try_packet(&mut self) -> Option<Bytes> {
+        self.sub.as_mut()?.try_packet()
+    }
+
+    /// Wait for the next packet, event or end. Cancel-safe: usable in `select!`.
+    pub async fn next(&mut self) -> Item {
+        loop {
+            let sub = self.sub.as_mut();
+            tokio::select! {
+                changed = self.mapping.changed() => {
+                    let deleted = changed.is_err() || self.mapping.borrow().deleted;
+                    if deleted {
+                        return Item::Closed("remote control deleted".into());
+                    }
+                    let train = self.mapping.borrow_and_update().train.clone();
+                    if train != self.train {
+                        self.follow(train);
+                        return Item::Event(self.state_event());
+                    }
+                }
+                item = next_of(sub) => match item {
+                    SubItem::Packet(p) => return Item::Packet(p),
+                    SubItem::Event(ev) => {
+                        let Some(train_id) = self.train.clone() else { continue };
+                        return Item::Event(match ev {
+                            Ok(TrainEvent::Online { cameras }) => ServerEvent::TrainOnline { train_id, cameras },
+                            Ok(TrainEvent::Offline { reason }) => ServerEvent::TrainOffline { train_id, reason },
+                            Ok(TrainEvent::Telemetry(telemetry)) => ServerEvent::Telemetry { train_id, telemetry },
+                            // Events were lost: say where things stand now.
+                            Err(_) => self.state_event(),
+                        });
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn next_of(sub: Option<&mut Subscription>) -> SubItem {
+    let Some(sub) = sub else { return std::future::pending().await };
+    sub.next().await
+}
+
+
+/// Answer one client message. Commands go to the remote control's mapped train.
+pub async fn answer(app: &AppState, rc: &RemoteControl, msg: ClientMessage) -> ServerEvent {
+    match msg {
+        ClientMessage::Ping { t } => ServerEvent::Pong { t, server_time_us: crate::now_us() },
+        ClientMessage::Command { request_id, command } => {
+            let Some(train) = rc.train() else {
+                return ServerEvent::CommandError {
+                    request_id,
+                    code: "not_mapped".into(),
+                    message: "this remote control is not mapped to a train".into(),
+                };
+            };
+            match app.hub.command(&train, command).await {
+                Ok(out) => ServerEvent::CommandAck {
+                    request_id,
+                    command_id: out.command_id,
+                    ok: out.ack.ok,
+                    message: out.ack.message,
+                    train_rtt_us: out.rtt.as_micros() as u64,
+                },
+                Err(e) => ServerEvent::CommandError { request_id, code: e.code().into(), message: e.to_string() },
+            }
+        }
+    }
+}

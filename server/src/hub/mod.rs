@@ -1,0 +1,230 @@
+//! Transport-agnostic fan-out: one [`Stream`] per train, any number of subscribers.
+//!
+//! The ingest side holds a [`Publisher`] per connected train and calls [`Publisher::publish`] for
+//! every video packet. Transports hold a [`Subscription`] and drain its bounded queue. The
+//! publisher never waits: offering a packet to a subscriber is a `try_send`, and a subscriber whose
+//! queue is full loses whole frames until the next keyframe ([`subscriber`] has the drop policy).
+//!
+//! Packets are [`bytes::Bytes`]: every subscriber gets the same allocation, nothing is copied.
+//!
+//! Commands go the other way: [`Hub::command`] hands a command to the train's control task and
+//! waits for its ack. The hub never depends on a transport; transports depend on the hub.
+
+mod stream;
+mod subscriber;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use railcast_protocol::control::{Command, KeyframeRequest};
+use railcast_protocol::{Action, CommandAck, ControlMessage, Hello, TrainId};
+use tokio::sync::{mpsc, oneshot};
+
+pub use stream::{PublishError, Stream, StreamSnapshot, TrainEvent};
+pub use subscriber::{SubItem, Subscription, SubscriberCounters};
+
+/// Hub tuning, from the server configuration.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Capacity of each subscriber's queue, in packets.
+    pub subscriber_queue: usize,
+    /// Largest GOP kept per camera for late joiners, in bytes; a longer GOP is not cached.
+    pub gop_cache_bytes: usize,
+    /// Largest video payload accepted from a train.
+    pub max_payload: usize,
+    /// How long a command waits for the train's ack.
+    pub command_timeout: Duration,
+    /// Minimum time between two keyframe requests sent to one train on behalf of new subscribers.
+    pub keyframe_request_interval: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            subscriber_queue: 1024,
+            gop_cache_bytes: 4 << 20,
+            max_payload: railcast_protocol::DEFAULT_MAX_PAYLOAD,
+            command_timeout: Duration::from_secs(5),
+            keyframe_request_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Why a command did not get an ack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("train {0} is not known")]
+    UnknownTrain(TrainId),
+    #[error("train {0} is offline")]
+    TrainOffline(TrainId),
+    #[error("train {0} went offline before answering")]
+    TrainLost(TrainId),
+    #[error("train {0} has too many commands in flight")]
+    TrainBusy(TrainId),
+    #[error("train {train} did not answer within {timeout:?}")]
+    Timeout { train: TrainId, timeout: Duration },
+}
+
+impl CommandError {
+    /// Stable code for JSON errors and metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownTrain(_) => "train_not_found",
+            Self::TrainOffline(_) => "train_offline",
+            Self::TrainLost(_) => "train_lost",
+            Self::TrainBusy(_) => "train_busy",
+            Self::Timeout { .. } => "command_timeout",
+        }
+    }
+}
+
+/// A train's answer to a command.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome {
+    pub command_id: u64,
+    pub ack: CommandAck,
+    /// Hub → train → hub.
+    pub rtt: Duration,
+}
+
+/// The hub. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: HubConfig,
+    streams: DashMap<TrainId, Arc<Stream>>,
+    next_command_id: AtomicU64,
+    next_subscriber_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                streams: DashMap::new(),
+                next_command_id: AtomicU64::new(1),
+                next_subscriber_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// The stream of `train`, if that train has ever connected.
+    pub fn stream(&self, train: &TrainId) -> Option<Arc<Stream>> {
+        self.inner.streams.get(train).map(|s| Arc::clone(s.value()))
+    }
+
+    /// Every known train, sorted by id.
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        let mut all: Vec<_> = self.inner.streams.iter().map(|s| Arc::clone(s.value())).collect();
+        all.sort_by(|a, b| a.train_id().cmp(b.train_id()));
+        all
+    }
+
+    /// A train said hello. If a session for the same id is still online it is replaced (newest
+    /// wins: a train that reconnects before the server noticed its old connection died must not be
+    /// locked out); the old session's [`Publisher::replaced`] fires.
+    pub fn connect_train(&self, hello: Hello, control: mpsc::Sender<ControlMessage>) -> Publisher {
+        let stream = Arc::clone(
+            self.inner
+                .streams
+                .entry(hello.train_id.clone())
+                .or_insert_with(|| Arc::new(Stream::new(hello.train_id.clone(), self.inner.config.clone())))
+                .value(),
+        );
+        let (generation, replaced) = stream.go_online(hello, control);
+        Publisher { stream, generation, replaced: Some(replaced) }
+    }
+
+    /// Subscribe to `train`'s video and events. The subscriber first receives the cached GOP of
+    /// each camera (fast first frame) and a keyframe request is sent to the train.
+    pub fn subscribe(&self, train: &TrainId, counters: Arc<SubscriberCounters>) -> Option<Subscription> {
+        let stream = self.stream(train)?;
+        let id = self.inner.next_subscriber_id.fetch_add(1, Ordering::Relaxed);
+        Some(stream.subscribe(id, counters))
+    }
+
+    /// Send `action` to `train` and wait for its ack.
+    pub async fn command(&self, train: &TrainId, action: Action) -> Result<CommandOutcome, CommandError> {
+        let stream = self.stream(train).ok_or_else(|| CommandError::UnknownTrain(train.clone()))?;
+        let command_id = self.inner.next_command_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        stream.send_command(Command { command_id, command: action }, tx)?;
+        let started = Instant::now();
+        let timeout = self.inner.config.command_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(ack)) => Ok(CommandOutcome { command_id, ack, rtt: started.elapsed() }),
+            Ok(Err(_)) => Err(CommandError::TrainLost(train.clone())),
+            Err(_) => {
+                stream.forget_command(command_id);
+                Err(CommandError::Timeout { train: train.clone(), timeout })
+            }
+        }
+    }
+}
+
+/// The ingest side of one connected train. Dropping it takes the train offline.
+#[derive(Debug)]
+pub struct Publisher {
+    stream: Arc<Stream>,
+    generation: u64,
+    replaced: Option<oneshot::Receiver<()>>,
+}
+
+impl Publisher {
+    pub fn train_id(&self) -> &TrainId {
+        self.stream.train_id()
+    }
+
+    /// Validate and fan out one video packet. Invalid packets are counted and returned as errors;
+    /// the caller drops them and carries on.
+    pub fn publish(&self, packet: Bytes) -> Result<(), PublishError> {
+        self.stream.publish(self.generation, packet)
+    }
+
+    pub fn ack(&self, ack: CommandAck) {
+        self.stream.complete_command(ack);
+    }
+
+    pub fn telemetry(&self, telemetry: railcast_protocol::Telemetry) {
+        self.stream.telemetry(telemetry);
+    }
+
+    /// Resolves when a newer connection took over this train id.
+    pub async fn replaced(&mut self) {
+        match self.replaced.as_mut() {
+            Some(rx) => {
+                let _ = rx.await;
+                self.replaced = None;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+
+    /// Record why the train is going offline (shown to subscribers).
+    pub fn set_offline_reason(&self, reason: impl Into<String>) {
+        self.stream.set_offline_reason(self.generation, reason.into());
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stream.go_offline(self.generation);
+    }
+}
+
+/// Ask every camera of a train for a keyframe (used by new subscribers and after drops).
+pub(crate) fn keyframe_request() -> ControlMessage {
+    ControlMessage::KeyframeRequest(KeyframeRequest { camera: None })
+}

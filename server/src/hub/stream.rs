@@ -1,0 +1,441 @@
+//! One train's stream: its cameras, GOP caches, subscribers, pending commands and live rates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use railcast_protocol::control::{CameraInfo, Command};
+use railcast_protocol::packet::VideoHeader;
+use railcast_protocol::{CameraId, CommandAck, ControlMessage, DecodeError, Hello, Telemetry, TrainId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::subscriber::{Offer, Slot, SubscriberCounters, Subscription};
+use super::{CommandError, HubConfig};
+
+/// Most commands one train may have in flight.
+const MAX_PENDING_COMMANDS: usize = 256;
+/// Capacity of a train's event channel (online/offline/telemetry) per receiver.
+const EVENT_CAPACITY: usize = 64;
+
+/// Something that happened to a train, for the sessions watching it.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    Online { cameras: Vec<CameraInfo> },
+    Offline { reason: String },
+    Telemetry(Telemetry),
+}
+
+/// Why a packet from a train was not relayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Malformed(#[from] DecodeError),
+    #[error("camera {0} was not announced in the hello")]
+    UnknownCamera(u16),
+    #[error("this connection was replaced by a newer one for the same train")]
+    Replaced,
+}
+
+impl PublishError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Malformed(e) => e.label(),
+            Self::UnknownCamera(_) => "unknown_camera",
+            Self::Replaced => "replaced",
+        }
+    }
+}
+
+/// Frames and bytes per second over the last full one-second window.
+#[derive(Debug)]
+struct RateMeter {
+    window_start: Instant,
+    bytes: u64,
+    frames: u64,
+    bitrate_bps: f64,
+    fps: f64,
+}
+
+impl RateMeter {
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    fn new(now: Instant) -> Self {
+        Self { window_start: now, bytes: 0, frames: 0, bitrate_bps: 0.0, fps: 0.0 }
+    }
+    fn add(&mut self, now: Instant, bytes: usize, frame: bool) {
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed >= Self::WINDOW {
+            let secs = elapsed.as_secs_f64();
+            // A gap longer than two windows means the stream paused: rates restart from zero.
+            let (b, f) = if elapsed >= 2 * Self::WINDOW { (0, 0) } else { (self.bytes, self.frames) };
+            self.bitrate_bps = b as f64 * 8.0 / secs;
+            self.fps = f as f64 / secs;
+            self.window_start = now;
+            self.bytes = 0;
+            self.frames = 0;
+        }
+        self.bytes += bytes as u64;
+        self.frames += u64::from(frame);
+    }
+    fn read(&self, now: Instant) -> (f64, f64) {
+        if now.duration_since(self.window_start) > 2 * Self::WINDOW {
+            (0.0, 0.0)
+        } else {
+            (self.bitrate_bps, self.fps)
+        }
+    }
+}
+
+/// Packets since the last keyframe of one camera, for subscribers that join mid-GOP.
+#[derive(Debug, Default)]
+struct Gop {
+    packets: Vec<Bytes>,
+    bytes: usize,
+    valid: bool,
+}
+
+impl Gop {
+    fn push(&mut self, h: &VideoHeader, b: &Bytes, cap: usize) {
+        if h.starts_keyframe() {
+            self.clear();
+            self.valid = true;
+        }
+        if !self.valid {
+            return;
+        }
+        if self.bytes + b.len() > cap {
+            // Too long to cache: new subscribers wait for the next keyframe instead.
+            self.clear();
+            return;
+        }
+        self.bytes += b.len();
+        self.packets.push(b.clone());
+    }
+    fn clear(&mut self) {
+        self.packets.clear();
+        self.bytes = 0;
+        self.valid = false;
+    }
+}
+
+#[derive(Debug)]
+struct Camera {
+    info: CameraInfo,
+    gop: Gop,
+    meter: RateMeter,
+    frames: u64,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct Online {
+    control: mpsc::Sender<ControlMessage>,
+    replaced: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Debug)]
+struct State {
+    generation: u64,
+    online: Option<Online>,
+    cameras: Vec<Camera>,
+    software: Option<String>,
+    connected_since: Option<SystemTime>,
+    last_seen: Option<SystemTime>,
+    offline_reason: String,
+    subscribers: Vec<Slot>,
+    pending: HashMap<u64, oneshot::Sender<CommandAck>>,
+    last_keyframe_request: Option<Instant>,
+    malformed: BTreeMap<&'static str, u64>,
+}
+
+/// Totals since the stream was created.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    pub packets_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub packets_rejected: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+/// A point-in-time view of a stream, for the API.
+#[derive(Debug, Clone)]
+pub struct StreamSnapshot {
+    pub train_id: TrainId,
+    pub online: bool,
+    pub cameras: Vec<CameraSnapshot>,
+    pub software: Option<String>,
+    pub connected_since: Option<SystemTime>,
+    pub last_seen: Option<SystemTime>,
+    pub offline_reason: Option<String>,
+    pub bitrate_bps: f64,
+    pub fps: f64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub frames_in: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub subscribers: usize,
+    pub connections: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraSnapshot {
+    pub info: CameraInfo,
+    pub bitrate_bps: f64,
+    pub fps: f64,
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+/// One train's stream. Lives as long as the hub, across the train's reconnects, so subscribers
+/// stay attached while the train is away and get video again when it returns.
+#[derive(Debug)]
+pub struct Stream {
+    train_id: TrainId,
+    config: HubConfig,
+    state: Mutex<State>,
+    events: broadcast::Sender<TrainEvent>,
+    pub counters: StreamCounters,
+}
+
+impl Stream {
+    pub(super) fn new(train_id: TrainId, config: HubConfig) -> Self {
+        Self {
+            train_id,
+            config,
+            state: Mutex::new(State {
+                generation: 0,
+                online: None,
+                cameras: Vec::new(),
+                software: None,
+                connected_since: None,
+                last_seen: None,
+                offline_reason: String::new(),
+                subscribers: Vec::new(),
+                pending: HashMap::new(),
+                last_keyframe_request: None,
+                malformed: BTreeMap::new(),
+            }),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            counters: StreamCounters::default(),
+        }
+    }
+
+    pub fn train_id(&self) -> &TrainId {
+        &self.train_id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than losing the stream, so a poisoned lock is used as is.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.lock().online.is_some()
+    }
+
+    pub fn cameras(&self) -> Vec<CameraInfo> {
+        self.lock().cameras.iter().map(|c| c.info.clone()).collect()
+    }
+
+    pub(super) fn go_online(&self, hello: Hello, control: mpsc::Sender<ControlMessage>) -> (u64, oneshot::Receiver<()>) {
+        let now = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.lock();
+        if let Some(mut old) = st.online.take() {
+            if let Some(replaced) = old.replaced.take() {
+                let _ = replaced.send(());
+            }
+            let reason = "replaced by a new connection for the same train id".to_owned();
+            let _ = self.events.send(TrainEvent::Offline { reason });
+        }
+        st.generation += 1;
+        st.pending.clear();
+        st.cameras = hello
+            .cameras
+            .iter()
+            .map(|info| Camera { info: info.clone(), gop: Gop::default(), meter: RateMeter::new(now), frames: 0, bytes: 0 })
+            .collect();
+        st.software = hello.software;
+        st.online = Some(Online { control, replaced: Some(tx) });
+        st.connected_since = Some(SystemTime::now());
+        st.offline_reason.clear();
+        for slot in &mut st.subscribers {
+            slot.wait_for_keyframe_all();
+        }
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let _ = self.events.send(TrainEvent::Online { cameras: hello.cameras });
+        (st.generation, rx)
+    }
+
+    pub(super) fn set_offline_reason(&self, generation: u64, reason: String) {
+        let mut st = self.lock();
+        if st.generation == generation {
+            st.offline_reason = reason;
+        }
+    }
+
+    pub(super) fn go_offline(&self, generation: u64) {
+        let mut st = self.lock();
+        if st.generation != generation || st.online.is_none() {
+            return; // replaced by a newer connection, which stays online
+        }
+        st.online = None;
+        st.pending.clear(); // waiting callers see TrainLost
+        st.last_seen = Some(SystemTime::now());
+        for cam in &mut st.cameras {
+            cam.gop.clear();
+        }
+        if st.offline_reason.is_empty() {
+            st.offline_reason = "connection closed".into();
+        }
+        let reason = st.offline_reason.clone();
+        let _ = self.events.send(TrainEvent::Offline { reason });
+    }
+
+    pub(super) fn publish(&self, generation: u64, bytes: Bytes) -> Result<(), PublishError> {
+        let header = match VideoHeader::parse(&bytes, self.config.max_payload) {
+            Ok(h) => h,
+            Err(e) => return Err(self.reject(e.into())),
+        };
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.generation != generation {
+            return Err(PublishError::Replaced);
+        }
+        let Some(cam) = st.cameras.iter_mut().find(|c| c.info.id == header.camera) else {
+            drop(guard);
+            return Err(self.reject(PublishError::UnknownCamera(header.camera.0)));
+        };
+        cam.meter.add(now, bytes.len(), header.starts_frame());
+        cam.gop.push(&header, &bytes, self.config.gop_cache_bytes);
+        cam.bytes += bytes.len() as u64;
+        cam.frames += u64::from(header.starts_frame());
+        self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if header.starts_frame() {
+            self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        }
+        let train = &self.train_id;
+        st.subscribers.retain_mut(|slot| slot.offer(&header, &bytes, now, train) != Offer::Closed);
+        Ok(())
+    }
+
+    fn reject(&self, e: PublishError) -> PublishError {
+        self.counters.packets_rejected.fetch_add(1, Ordering::Relaxed);
+        *self.lock().malformed.entry(e.label()).or_default() += 1;
+        e
+    }
+
+    pub(super) fn subscribe(self: &Arc<Self>, id: u64, counters: Arc<SubscriberCounters>) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.config.subscriber_queue.max(1));
+        let events = self.events.subscribe();
+        let mut slot = Slot::new(id, tx, Arc::clone(&counters));
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        for cam in &st.cameras {
+            for pkt in &cam.gop.packets {
+                // Cached packets were validated when they arrived.
+                if let Ok(h) = VideoHeader::parse(pkt, usize::MAX) {
+                    slot.offer(&h, pkt, now, &self.train_id);
+                }
+            }
+        }
+        st.subscribers.push(slot);
+        if let Some(online) = &st.online {
+            let due = st.last_keyframe_request.is_none_or(|t| now.duration_since(t) >= self.config.keyframe_request_interval);
+            if due && online.control.try_send(super::keyframe_request()).is_ok() {
+                st.last_keyframe_request = Some(now);
+            }
+        }
+        drop(guard);
+        Subscription::new(id, Arc::clone(self), rx, events, counters)
+    }
+
+    pub(super) fn unsubscribe(&self, id: u64) {
+        self.lock().subscribers.retain(|s| s.id() != id);
+    }
+
+    pub(super) fn send_command(&self, command: Command, done: oneshot::Sender<CommandAck>) -> Result<(), CommandError> {
+        let mut st = self.lock();
+        let Some(online) = &st.online else {
+            return Err(CommandError::TrainOffline(self.train_id.clone()));
+        };
+        if st.pending.len() >= MAX_PENDING_COMMANDS {
+            return Err(CommandError::TrainBusy(self.train_id.clone()));
+        }
+        let id = command.command_id;
+        match online.control.try_send(ControlMessage::Command(command)) {
+            Ok(()) => {
+                st.pending.insert(id, done);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(CommandError::TrainBusy(self.train_id.clone())),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(CommandError::TrainOffline(self.train_id.clone())),
+        }
+    }
+
+    pub(super) fn complete_command(&self, ack: CommandAck) {
+        let done = self.lock().pending.remove(&ack.command_id);
+        match done {
+            Some(done) => {
+                let _ = done.send(ack);
+            }
+            None => tracing::debug!(train = %self.train_id, command_id = ack.command_id, "ack for an unknown or expired command"),
+        }
+    }
+
+    pub(super) fn forget_command(&self, command_id: u64) {
+        self.lock().pending.remove(&command_id);
+    }
+
+    pub(super) fn telemetry(&self, telemetry: Telemetry) {
+        let _ = self.events.send(TrainEvent::Telemetry(telemetry));
+    }
+
+    /// Ask the train for a keyframe now (operator's request or a transport's recovery).
+    pub fn request_keyframe(&self, camera: Option<CameraId>) -> bool {
+        let st = self.lock();
+        let Some(online) = &st.online else { return false };
+        online
+            .control
+            .try_send(ControlMessage::KeyframeRequest(railcast_protocol::control::KeyframeRequest { camera }))
+            .is_ok()
+    }
+
+    pub fn snapshot(&self) -> StreamSnapshot {
+        let now = Instant::now();
+        let st = self.lock();
+        let cameras: Vec<CameraSnapshot> = st
+            .cameras
+            .iter()
+            .map(|c| {
+                let (bitrate_bps, fps) = c.meter.read(now);
+                CameraSnapshot { info: c.info.clone(), bitrate_bps, fps, frames: c.frames, bytes: c.bytes }
+            })
+            .collect();
+        let online = st.online.is_some();
+        StreamSnapshot {
+            train_id: self.train_id.clone(),
+            online,
+            bitrate_bps: if online { cameras.iter().map(|c| c.bitrate_bps).sum() } else { 0.0 },
+            fps: if online { cameras.iter().map(|c| c.fps).fold(0.0, f64::max) } else { 0.0 },
+            cameras,
+            software: st.software.clone(),
+            connected_since: st.connected_since,
+            last_seen: st.last_seen,
+            offline_reason: (!online && !st.offline_reason.is_empty()).then(|| st.offline_reason.clone()),
+            packets_in: self.counters.packets_in.load(Ordering::Relaxed),
+            bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
+            frames_in: self.counters.frames_in.load(Ordering::Relaxed),
+            rejected: st.malformed.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            subscribers: st.subscribers.len(),
+            connections: self.counters.connections.load(Ordering::Relaxed),
+        }
+    }
+}

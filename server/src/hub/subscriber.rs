@@ -1,0 +1,200 @@
+//! A subscriber's queue and its drop policy.
+//!
+//! Each subscriber has a bounded queue of packets. Per camera it is either *forwarding* or
+//! *waiting for a keyframe*. It starts waiting (so its first frame is a keyframe, from the GOP
+//! cache or live). A frame is admitted whole or not at all: at a frame's first chunk the queue must
+//! have room for every chunk of it; otherwise that frame and every frame up to the next keyframe
+//! are dropped (delta frames after a gap cannot be decoded anyway) and counted. The publisher only
+//! ever calls `try_send`, so a slow subscriber costs the others nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use railcast_protocol::packet::VideoHeader;
+use railcast_protocol::{CameraId, TrainId};
+use tokio::sync::{broadcast, mpsc};
+
+use super::stream::{Stream, TrainEvent};
+
+/// How often a slow subscriber is reported in the log.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Counters of one subscriber (shared with its transport session, which may resubscribe).
+#[derive(Debug, Default)]
+pub struct SubscriberCounters {
+    /// Packets put in the queue.
+    pub packets_queued: AtomicU64,
+    pub bytes_queued: AtomicU64,
+    pub frames_queued: AtomicU64,
+    /// Packets and frames not queued because the subscriber was too slow.
+    pub packets_dropped: AtomicU64,
+    pub frames_dropped: AtomicU64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Offer {
+    Queued,
+    Dropped,
+    Closed,
+}
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+    /// Cameras currently forwarding; every other camera waits for a keyframe.
+    forwarding: Vec<CameraId>,
+    counters: Arc<SubscriberCounters>,
+    last_drop_log: Option<Instant>,
+    frames_dropped_since_log: u64,
+}
+
+impl Slot {
+    pub(super) fn new(id: u64, tx: mpsc::Sender<Bytes>, counters: Arc<SubscriberCounters>) -> Self {
+        Self { id, tx, forwarding: Vec::new(), counters, last_drop_log: None, frames_dropped_since_log: 0 }
+    }
+
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(super) fn wait_for_keyframe_all(&mut self) {
+        self.forwarding.clear();
+    }
+
+    pub(super) fn offer(&mut self, h: &VideoHeader, bytes: &Bytes, now: Instant, train: &TrainId) -> Offer {
+        if self.tx.is_closed() {
+            return Offer::Closed;
+        }
+        let pos = self.forwarding.iter().position(|c| *c == h.camera);
+        let forwarding = match pos {
+            Some(_) => true,
+            None if h.starts_keyframe() => {
+                self.forwarding.push(h.camera);
+                true
+            }
+            None => false,
+        };
+        if !forwarding {
+            return self.drop_packet(h, now, train);
+        }
+        // Admit a frame only if all of its chunks fit now; the hub is the only sender, so the room
+        // it sees can only grow until the frame's last chunk.
+        if h.starts_frame() && self.tx.capacity() < usize::from(h.chunk_count) {
+            return self.stop_camera(h, now, train);
+        }
+        match self.tx.try_send(bytes.clone()) {
+            Ok(()) => {
+                let c = &self.counters;
+                c.packets_queued.fetch_add(1, Ordering::Relaxed);
+                c.bytes_queued.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if h.starts_frame() {
+                    c.frames_queued.fetch_add(1, Ordering::Relaxed);
+                }
+                Offer::Queued
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.stop_camera(h, now, train),
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+        }
+    }
+
+    fn stop_camera(&mut self, h: &VideoHeader, now: Instant, train: &TrainId) -> Offer {
+        self.forwarding.retain(|c| *c != h.camera);
+        // A frame cut after its first chunk is lost too; count it once here.
+        if !h.starts_frame() {
+            self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            self.frames_dropped_since_log += 1;
+        }
+        self.drop_packet(h, now, train)
+    }
+
+    fn drop_packet(&mut self, h: &VideoHeader, now: Instant, train: &TrainId) -> Offer {
+        self.counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
+        if h.starts_frame() {
+            self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            self.frames_dropped_since_log += 1;
+        }
+        if self.last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL) && self.frames_dropped_since_log > 0 {
+            tracing::info!(
+                train = %train,
+                subscriber = self.id,
+                frames_dropped = self.frames_dropped_since_log,
+                "subscriber too slow: dropping frames until the next keyframe"
+            );
+            self.last_drop_log = Some(now);
+            self.frames_dropped_since_log = 0;
+        }
+        Offer::Dropped
+    }
+}
+
+/// What a subscription yields next.
+#[derive(Debug)]
+pub enum SubItem {
+    Packet(Bytes),
+    /// A train event; `Err(Lagged)` when events were lost (the caller resynchronises).
+    Event(Result<TrainEvent, broadcast::error::RecvError>),
+}
+
+/// A transport's handle on one train's stream: a queue of packets and the train's events.
+/// Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    stream: Arc<Stream>,
+    packets: mpsc::Receiver<Bytes>,
+    events: broadcast::Receiver<TrainEvent>,
+    counters: Arc<SubscriberCounters>,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        id: u64,
+        stream: Arc<Stream>,
+        packets: mpsc::Receiver<Bytes>,
+        events: broadcast::Receiver<TrainEvent>,
+        counters: Arc<SubscriberCounters>,
+    ) -> Self {
+        Self { id, stream, packets, events, counters }
+    }
+
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    pub fn counters(&self) -> &Arc<SubscriberCounters> {
+        &self.counters
+    }
+
+    /// Next packet. Never `None` while subscribed (the stream holds the sender).
+    pub async fn packet(&mut self) -> Option<Bytes> {
+        self.packets.recv().await
+    }
+
+    /// Up to `max` packets already queued, without waiting (for batched sends).
+    pub fn try_packet(&mut self) -> Option<Bytes> {
+        self.packets.try_recv().ok()
+    }
+
+    /// Next packet or event, events first. Cancel-safe.
+    pub async fn next(&mut self) -> SubItem {
+        tokio::select! {
+            biased;
+            ev = self.events.recv() => SubItem::Event(ev),
+            Some(p) = self.packets.recv() => SubItem::Packet(p),
+        }
+    }
+
+    /// Next event of the train; `Lagged` is returned to the caller, which resynchronises.
+    pub async fn event(&mut self) -> Result<TrainEvent, broadcast::error::RecvError> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stream.unsubscribe(self.id);
+    }
+}

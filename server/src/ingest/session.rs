@@ -1,0 +1,221 @@
+//! One train connection.
+
+use std::time::{Duration, Instant};
+
+use railcast_protocol::control::{ErrorMessage, Welcome};
+use railcast_protocol::{ControlDecoder, ControlMessage, DecodeError};
+use tokio::sync::{mpsc, watch};
+
+use super::{close_code, IngestConfig};
+use crate::hub::{Hub, Publisher};
+
+/// Capacity of the queue of control frames waiting to be written to one train.
+const CONTROL_QUEUE: usize = 256;
+/// How often rejected packets of one connection are summarised in the log.
+const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("handshake: {0}")]
+    Connect(#[from] quinn::ConnectionError),
+    #[error("no hello within {0:?}")]
+    HelloTimeout(Duration),
+    #[error("control stream: {0}")]
+    Read(#[from] quinn::ReadError),
+    #[error("control stream: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("control stream closed before the hello")]
+    ClosedBeforeHello,
+    #[error("bad control frame: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("expected a hello, got {0}")]
+    NotHello(&'static str),
+}
+
+/// Reads control frames off the control stream.
+#[derive(Debug)]
+struct FrameReader {
+    recv: quinn::RecvStream,
+    decoder: ControlDecoder,
+}
+
+impl FrameReader {
+    /// `Ok(None)` at a clean end of stream.
+    async fn next(&mut self) -> Result<Option<ControlMessage>, SessionError> {
+        loop {
+            if let Some(msg) = self.decoder.next_frame()? {
+                return Ok(Some(msg));
+            }
+            let mut chunk = [0u8; 4096];
+            match self.recv.read(&mut chunk).await? {
+                Some(n) => self.decoder.push(&chunk[..n]),
+                None if self.decoder.buffered() == 0 => return Ok(None),
+                None => {
+                    let held = self.decoder.buffered();
+                    return Err(DecodeError::Truncated { what: "control frame", needed: held + 1, available: held }.into());
+                }
+            }
+        }
+    }
+}
+
+/// One train's connection: hello, then video datagrams and control frames until it ends.
+#[derive(Debug)]
+pub struct Session {
+    hub: Hub,
+    config: IngestConfig,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Session {
+    pub fn new(hub: Hub, config: IngestConfig, shutdown: watch::Receiver<bool>) -> Self {
+        Self { hub, config, shutdown }
+    }
+
+    pub async fn run(self, incoming: quinn::Incoming) {
+        let remote = incoming.remote_address();
+        let conn = match incoming.await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%remote, "train handshake failed: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.serve(&conn).await {
+            tracing::info!(%remote, "train connection ended: {e}");
+            let (code, reason) = match e {
+                SessionError::HelloTimeout(_) => (close_code::HELLO_TIMEOUT, e.to_string()),
+                SessionError::Decode(_) | SessionError::NotHello(_) => (close_code::PROTOCOL_ERROR, e.to_string()),
+                _ => (close_code::NORMAL, String::new()),
+            };
+            conn.close(code.into(), reason.as_bytes());
+        }
+    }
+
+    async fn serve(mut self, conn: &quinn::Connection) -> Result<(), SessionError> {
+        let remote = conn.remote_address();
+        let hello_timeout = self.config.hello_timeout;
+        let (mut send, recv) = tokio::time::timeout(hello_timeout, conn.accept_bi())
+            .await
+            .map_err(|_| SessionError::HelloTimeout(hello_timeout))??;
+        let mut reader = FrameReader { recv, decoder: ControlDecoder::new(self.config.max_control_body) };
+        let hello = match tokio::time::timeout(hello_timeout, reader.next()).await {
+            Err(_) => return Err(SessionError::HelloTimeout(hello_timeout)),
+            Ok(Err(e)) => {
+                let _ = send.write_all(&error_frame("bad_hello", &e.to_string())).await;
+                return Err(e);
+            }
+            Ok(Ok(None)) => return Err(SessionError::ClosedBeforeHello),
+            Ok(Ok(Some(ControlMessage::Hello(h)))) => h,
+            Ok(Ok(Some(other))) => {
+                let _ = send.write_all(&error_frame("expected_hello", "the first control frame must be a hello")).await;
+                return Err(SessionError::NotHello(other.name()));
+            }
+        };
+        let train = hello.train_id.clone();
+        tracing::info!(%remote, %train, cameras = hello.cameras.len(), "train online");
+        let welcome = ControlMessage::Welcome(Welcome {
+            server_time_us: crate::now_us(),
+            max_payload: self.hub.config().max_payload as u32,
+        });
+        send.write_all(&welcome.to_bytes()).await?;
+
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let mut publisher = self.hub.connect_train(hello, control_tx);
+        let writer = tokio::spawn(write_control(send, control_rx));
+        let (frames_tx, mut frames) = mpsc::channel(64);
+        let reader_task = tokio::spawn(async move {
+            loop {
+                let item = reader.next().await;
+                let end = !matches!(item, Ok(Some(_)));
+                if frames_tx.send(item).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+
+        let result = self.pump(conn, &mut publisher, &mut frames).await;
+        reader_task.abort();
+        writer.abort();
+        match &result {
+            Ok(reason) => publisher.set_offline_reason(reason.clone()),
+            Err(e) => publisher.set_offline_reason(e.to_string()),
+        }
+        tracing::info!(%remote, %train, "train offline");
+        drop(publisher);
+        result.map(|_| ())
+    }
+
+    /// The connection's main loop; returns why it ended.
+    async fn pump(
+        &mut self,
+        conn: &quinn::Connection,
+        publisher: &mut Publisher,
+        frames: &mut mpsc::Receiver<Result<Option<ControlMessage>, SessionError>>,
+    ) -> Result<String, SessionError> {
+        let mut rejected = 0u64;
+        let mut last_reject_log: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                dgram = conn.read_datagram() => {
+                    let dgram = match dgram {
+                        Ok(d) => d,
+                        Err(e) => return Ok(format!("connection lost: {e}")),
+                    };
+                    if let Err(e) = publisher.publish(dgram) {
+                        rejected += 1;
+                        let now = Instant::now();
+                        if last_reject_log.is_none_or(|t| now.duration_since(t) >= REJECT_LOG_INTERVAL) {
+                            tracing::warn!(train = %publisher.train_id(), rejected, "dropping invalid packet: {e}");
+                            last_reject_log = Some(now);
+                            rejected = 0;
+                        }
+                    }
+                }
+                frame = frames.recv() => match frame {
+                    Some(Ok(Some(ControlMessage::CommandAck(ack)))) => publisher.ack(ack),
+                    Some(Ok(Some(ControlMessage::Telemetry(t)))) => publisher.telemetry(t),
+                    Some(Ok(Some(ControlMessage::Error(ErrorMessage { code, message })))) => {
+                        tracing::warn!(train = %publisher.train_id(), %code, "train reports an error: {message}");
+                    }
+                    Some(Ok(Some(other))) => {
+                        let e = SessionError::Decode(DecodeError::WrongKind { expected: "train-to-server control", found: other.kind() });
+                        conn.close(close_code::PROTOCOL_ERROR.into(), e.to_string().as_bytes());
+                        return Err(e);
+                    }
+                    Some(Ok(None)) | None => {
+                        conn.close(close_code::NORMAL.into(), b"control stream finished");
+                        return Ok("control stream finished".into());
+                    }
+                    Some(Err(e)) => {
+                        conn.close(close_code::PROTOCOL_ERROR.into(), e.to_string().as_bytes());
+                        return Err(e);
+                    }
+                },
+                _ = publisher.replaced() => {
+                    conn.close(close_code::REPLACED.into(), b"replaced by a newer connection for the same train id");
+                    return Ok("replaced by a newer connection".into());
+                }
+                _ = crate::stopped(&mut self.shutdown) => {
+                    conn.close(close_code::SHUTDOWN.into(), b"server shutting down");
+                    return Ok("server shutting down".into());
+                }
+            }
+        }
+    }
+}
+
+async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::Receiver<ControlMessage>) {
+    while let Some(msg) = rx.recv().await {
+        if let Err(e) = send.write_all(&msg.to_bytes()).await {
+            tracing::debug!("control stream write failed: {e}");
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+fn error_frame(code: &str, message: &str) -> bytes::Bytes {
+    ControlMessage::Error(ErrorMessage { code: code.into(), message: message.into() }).to_bytes()
+}
+

@@ -1,0 +1,73 @@
+//! WebSocket transport: `GET /ws?remote_control_id=ID`.
+//!
+//! Video packets go to the client as binary messages, byte for byte as the train sent them.
+//! Events (JSON text) go the same way; the client sends commands and pings as JSON text.
+//! One [`Session`] per connection: a writer loop fed by a [`crate::dispatch::Follower`], and a
+//! reader task for the client's messages.
+
+mod session;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::api::ApiError;
+use crate::state::AppState;
+
+pub use session::{close_code, Session};
+
+/// WebSocket settings.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Largest message the server reads from a client; beyond it the connection is closed (1009).
+    /// Messages between [`railcast_protocol::client::MAX_CLIENT_MESSAGE`] and this are refused with
+    /// an error event and the connection stays up.
+    pub max_message: usize,
+    /// Commands one session may have in flight.
+    pub max_inflight_commands: usize,
+    /// Packets written per flush when several are queued.
+    pub batch: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self { max_message: 64 * 1024, max_inflight_commands: 16, batch: 32 }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct WsQuery {
+    /// The remote control this connection speaks for.
+    pub remote_control_id: String,
+}
+
+/// Upgrade to a WebSocket for a remote control.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "transports",
+    params(WsQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = crate::api::ErrorBody),
+        (status = 404, description = "Unknown remote control", body = crate::api::ErrorBody),
+    )
+)]
+pub async fn upgrade(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let rc = app.remotes.get(&q.remote_control_id).ok_or_else(|| ApiError::remote_control_not_found(&q.remote_control_id))?;
+    let ws = ws?;
+    let max = app.ws.max_message;
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| Session::new(app, rc, peer.to_string()).run(socket)))
+}

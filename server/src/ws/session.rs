@@ -1,0 +1,190 @@
+//! One WebSocket connection.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use railcast_protocol::client::{ClientMessage, ServerEvent};
+use railcast_protocol::DecodeError;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::dispatch::{self, Follower, Item};
+use crate::remote::RemoteControl;
+use crate::session::{SessionInfo, Transport};
+use crate::state::AppState;
+
+/// WebSocket close codes used by the server.
+pub mod close_code {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const TOO_BIG: u16 = 1009;
+    /// Application code: the remote control was deleted.
+    pub const DELETED: u16 = 4001;
+}
+
+#[derive(Debug)]
+pub struct Session {
+    app: AppState,
+    rc: Arc<RemoteControl>,
+    peer: String,
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+impl Session {
+    pub fn new(app: AppState, rc: Arc<RemoteControl>, peer: String) -> Self {
+        Self { app, rc, peer }
+    }
+
+    pub async fn run(self, socket: WebSocket) {
+        let guard = self.app.sessions.register(&self.rc.id, Transport::WebSocket, self.peer.clone());
+        let info = Arc::clone(&guard.info);
+        tracing::debug!(session = info.id, remote_control = %self.rc.id, peer = %self.peer, "websocket session open");
+        let (mut sink, stream) = socket.split();
+        let (mut follower, initial) = Follower::new(&self.app, &self.rc, Arc::clone(&info.hub));
+        let welcome = ServerEvent::Welcome {
+            remote_control_id: self.rc.id.clone(),
+            transport: Transport::WebSocket.name().into(),
+            train_id: follower.train().cloned(),
+            server_time_us: crate::now_us(),
+        };
+        if send_event(&mut sink, &info, &welcome).await.is_err() || send_event(&mut sink, &info, &initial).await.is_err() {
+            return;
+        }
+        let (out_tx, mut out_rx) = mpsc::channel::<ServerEvent>(64);
+        let mut reader = tokio::spawn(read_loop(stream, self.app.clone(), Arc::clone(&self.rc), out_tx, Arc::clone(&info)));
+        let mut shutdown = self.app.shutdown.clone();
+        let batch = self.app.ws.batch.max(1);
+
+        let close: Option<(u16, String)> = loop {
+            tokio::select! {
+                item = follower.next() => match item {
+                    Item::Packet(p) => {
+                        if feed_packet(&mut sink, &info, p).await.is_err() { break None }
+                        let mut n = 1;
+                        while n < batch {
+                            let Some(p) = follower.try_packet() else { break };
+                            if feed_packet(&mut sink, &info, p).await.is_err() { break }
+                            n += 1;
+                        }
+                        if sink.flush().await.is_err() { break None }
+                    }
+                    Item::Event(ev) => if send_event(&mut sink, &info, &ev).await.is_err() { break None },
+                    Item::Closed(reason) => {
+                        let _ = send_event(&mut sink, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
+                        break Some((close_code::DELETED, reason));
+                    }
+                },
+                Some(ev) = out_rx.recv() => if send_event(&mut sink, &info, &ev).await.is_err() { break None },
+                end = &mut reader => break end.unwrap_or(None),
+                _ = crate::stopped(&mut shutdown) => {
+                    let reason = "server shutting down".to_owned();
+                    let _ = send_event(&mut sink, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
+                    break Some((close_code::GOING_AWAY, reason));
+                }
+            }
+        };
+        reader.abort();
+        if let Some((code, reason)) = close {
+            let frame = CloseFrame { code, reason: reason.into() };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        let _ = sink.close().await;
+        tracing::debug!(session = info.id, "websocket session closed");
+    }
+}
+
+async fn feed_packet(sink: &mut Sink, info: &SessionInfo, p: bytes::Bytes) -> Result<(), axum::Error> {
+    let len = p.len() as u64;
+    sink.feed(Message::Binary(p)).await?;
+    info.packets_sent.fetch_add(1, Ordering::Relaxed);
+    info.bytes_sent.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn send_event(sink: &mut Sink, info: &SessionInfo, ev: &ServerEvent) -> Result<(), axum::Error> {
+    sink.send(Message::Text(ev.to_json().into())).await?;
+    info.events_sent.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Read the client's messages until it closes; returns the close to send, if any.
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    app: AppState,
+    rc: Arc<RemoteControl>,
+    out: mpsc::Sender<ServerEvent>,
+    info: Arc<SessionInfo>,
+) -> Option<(u16, String)> {
+    let inflight = Arc::new(Semaphore::new(app.ws.max_inflight_commands));
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Binary(_)) => {
+                let ev = ServerEvent::Error {
+                    code: "unexpected_binary".into(),
+                    message: "clients send JSON text messages; binary messages are not accepted".into(),
+                };
+                if out.send(ev).await.is_err() {
+                    return None;
+                }
+                continue;
+            }
+            Ok(Message::Close(_)) => return None,
+            Ok(_) => continue, // ping/pong are answered by the library
+            Err(e) => {
+                let text = e.to_string();
+                let code = if text.contains("too long") || text.contains("Space limit") { close_code::TOO_BIG } else { close_code::PROTOCOL };
+                tracing::debug!(session = info.id, "websocket read error: {text}");
+                return Some((code, truncate_reason(&text)));
+            }
+        };
+        let msg = match ClientMessage::parse(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                let code = if matches!(e, DecodeError::BodyTooLarge { .. }) { "message_too_large" } else { "bad_message" };
+                if out.send(ServerEvent::Error { code: code.into(), message: e.to_string() }).await.is_err() {
+                    return None;
+                }
+                continue;
+            }
+        };
+        if let ClientMessage::Command { request_id, .. } = &msg {
+            info.commands.fetch_add(1, Ordering::Relaxed);
+            let Ok(permit) = Arc::clone(&inflight).try_acquire_owned() else {
+                let ev = ServerEvent::CommandError {
+                    request_id: request_id.clone(),
+                    code: "too_many_commands".into(),
+                    message: format!("at most {} commands may be in flight per session", app.ws.max_inflight_commands),
+                };
+                if out.send(ev).await.is_err() {
+                    return None;
+                }
+                continue;
+            };
+            let (app, rc, out) = (app.clone(), Arc::clone(&rc), out.clone());
+            tokio::spawn(async move {
+                let ev = dispatch::answer(&app, &rc, msg).await;
+                let _ = out.send(ev).await;
+                drop(permit);
+            });
+        } else {
+            let ev = dispatch::answer(&app, &rc, msg).await;
+            if out.send(ev).await.is_err() {
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// A close reason must fit in a control frame (123 bytes).
+fn truncate_reason(s: &str) -> String {
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}

@@ -1,0 +1,175 @@
+//! `railcast-train-sim`: N simulated trains with M cameras each, sending real H.264 to a railcast
+//! server over QUIC, answering commands and sending telemetry.
+//!
+//! Modules: [`video`] renders the test pattern and encodes it; [`train`] runs one train (camera
+//! threads + QUIC session with reconnect); [`connect`] discovers and pins the server;
+//! [`manifest`] writes one JSON line per frame sent.
+
+mod connect;
+mod font;
+mod manifest;
+mod train;
+mod video;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use railcast_protocol::TrainId;
+
+#[derive(Debug, Parser)]
+#[command(name = "railcast-train-sim", version, about = "Simulated trains for railcast")]
+struct Args {
+    /// Server HTTP base URL; the QUIC port and certificate are discovered from it.
+    #[arg(long, env = "RAILCAST_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// QUIC address to use instead of discovery (needs --cert-sha256).
+    #[arg(long, requires = "cert_sha256")]
+    quic: Option<String>,
+    /// SHA-256 of the server certificate to pin (colon-separated or plain hex).
+    #[arg(long, requires = "quic")]
+    cert_sha256: Option<String>,
+    /// Number of trains.
+    #[arg(long, default_value_t = 2)]
+    trains: u16,
+    /// Cameras per train.
+    #[arg(long, default_value_t = 1)]
+    cameras: u16,
+    /// Train ids are PREFIX1, PREFIX2, …
+    #[arg(long, default_value = "train-")]
+    prefix: String,
+    /// Number of the first train.
+    #[arg(long, default_value_t = 1)]
+    first: u32,
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    #[arg(long, default_value_t = 480)]
+    height: u32,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Target bitrate per camera, bits/s (suffixes k and M allowed: 800k, 4M).
+    #[arg(long, default_value = "1M", value_parser = parse_rate)]
+    bitrate: u32,
+    /// Keyframe interval in frames (0: only the first frame and requested ones).
+    #[arg(long, default_value_t = 30)]
+    gop: u32,
+    /// Largest video payload per packet, bytes.
+    #[arg(long, default_value_t = railcast_protocol::DEFAULT_MAX_PAYLOAD)]
+    max_payload: usize,
+    /// Initial speed, km/h.
+    #[arg(long, default_value_t = 60.0)]
+    speed: f32,
+    /// Write one JSON line per frame sent to this file.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Stop after this long (e.g. 30s); default: run until SIGTERM or Ctrl-C.
+    #[arg(long, value_parser = humantime_parse)]
+    duration: Option<Duration>,
+}
+
+fn parse_rate(s: &str) -> Result<u32, String> {
+    let (num, mul) = match s.strip_suffix(['k', 'K']) {
+        Some(n) => (n, 1_000.0),
+        None => match s.strip_suffix('M') {
+            Some(n) => (n, 1_000_000.0),
+            None => (s, 1.0),
+        },
+    };
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a rate like 800k or 4M"))?;
+    let bps = v * mul;
+    if !(1.0..=f64::from(u32::MAX)).contains(&bps) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bps as u32)
+}
+
+fn humantime_parse(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let video = video::VideoConfig { width: args.width, height: args.height, fps: args.fps, bitrate_bps: args.bitrate, gop: args.gop };
+    video.validate().context("video settings")?;
+    if args.cameras == 0 || args.trains == 0 {
+        anyhow::bail!("--trains and --cameras must be at least 1");
+    }
+    if !(1..=railcast_protocol::MAX_PAYLOAD_LIMIT).contains(&args.max_payload) {
+        anyhow::bail!("--max-payload must be within 1..=65535");
+    }
+    let source = match (&args.quic, &args.cert_sha256) {
+        (Some(quic), Some(sha)) => {
+            let (host, port) = quic.rsplit_once(':').context("--quic must be HOST:PORT")?;
+            let port: u16 = port.parse().context("--quic port")?;
+            let addr = connect::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)?;
+            train::Source::Fixed(connect::Target { addr, sha256: connect::parse_fingerprint(sha)? })
+        }
+        _ => train::Source::Discover(args.server.clone()),
+    };
+    let manifest = match &args.manifest {
+        Some(p) => Some(Arc::new(manifest::Manifest::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut trains = tokio::task::JoinSet::new();
+    for n in 0..u32::from(args.trains) {
+        let id = TrainId::new(format!("{}{}", args.prefix, args.first + n)).context("train id")?;
+        let cfg = train::TrainConfig {
+            id,
+            cameras: args.cameras,
+            video: video.clone(),
+            max_payload: args.max_payload,
+            idle_timeout: Duration::from_secs(6),
+            initial_speed_kmh: args.speed,
+        };
+        trains.spawn(train::run(cfg, source.clone(), manifest.clone(), stop_rx.clone()));
+    }
+    let stop = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = stop => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), async { while trains.join_next().await.is_some() {} }).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("4M"), Ok(4_000_000));
+        assert_eq!(parse_rate("800k"), Ok(800_000));
+        assert_eq!(parse_rate("1500"), Ok(1500));
+        assert!(parse_rate("fast").is_err());
+        assert_eq!(humantime_parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(humantime_parse("2m"), Ok(Duration::from_secs(120)));
+    }
+}

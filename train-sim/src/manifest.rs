@@ -1,0 +1,46 @@
+//! `--manifest FILE`: one JSON line per frame sent, so a client can prove end-to-end integrity.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// One frame as sent: every packet of it was handed to QUIC.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    pub train: &'a str,
+    pub camera: u16,
+    pub seq: u32,
+    pub capture_us: u64,
+    pub size: usize,
+    pub keyframe: bool,
+    pub chunks: usize,
+    pub sha256: String,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+#[derive(Debug)]
+pub struct Manifest {
+    out: Mutex<BufWriter<File>>,
+}
+
+impl Manifest {
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        Ok(Self { out: Mutex::new(BufWriter::new(File::create(path)?)) })
+    }
+
+    /// Append a line and flush it, so a reader sees every frame sent so far.
+    pub fn record(&self, entry: &Entry<'_>) {
+        let Ok(line) = serde_json::to_string(entry) else { return };
+        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            tracing::warn!("cannot write the manifest");
+        }
+    }
+}
