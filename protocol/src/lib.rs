@@ -12,11 +12,14 @@
 //!   length-prefixed with a JSON body.
 //! - [`client`]: the JSON messages between a remote control (browser) and the server, identical on
 //!   every transport (WebSocket text, WebRTC `command` channel).
+//! - [`assembler`]: rebuilds frames from packets on the receiving side (drops incomplete and late
+//!   frames, waits for a keyframe after a loss).
 //! - [`ids`]: validated identifiers and the wrap-aware frame sequence number.
 //! - [`error`]: [`DecodeError`], one typed error for everything a decoder can reject.
 //!
 //! Decoding never panics, whatever the input: every length is checked before it is used.
 
+pub mod assembler;
 pub mod client;
 pub mod control;
 pub mod error;

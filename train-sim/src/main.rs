@@ -1,15 +1,6 @@
-//! `railcast-train-sim`: N simulated trains with M cameras each, sending real H.264 to a railcast
-//! server over QUIC, answering commands and sending telemetry.
-//!
-//! Modules: [`video`] renders the test pattern and encodes it; [`train`] runs one train (camera
-//! threads + QUIC session with reconnect); [`connect`] discovers and pins the server;
-//! [`manifest`] writes one JSON line per frame sent.
+//! `railcast-train-sim`: parse flags, start the trains, stop on SIGTERM/Ctrl-C or `--duration`.
 
-mod connect;
-mod font;
-mod manifest;
-mod train;
-mod video;
+use railcast_train_sim::{connect, manifest, train, video};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,161 @@
+//! A WebSocket remote control that reassembles frames with the protocol crate's assembler and
+//! records them with their latency, attributed to the train it was mapped to when they arrived.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use railcast_protocol::assembler::Assembler;
+use railcast_protocol::VideoPacket;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{now_us, Manifest};
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub train: Option<String>,
+    pub camera: u16,
+    pub seq: u32,
+    pub keyframe: bool,
+    pub sha256: String,
+    pub capture_us: u64,
+    /// Capture timestamp → complete frame received by this client, µs.
+    pub latency_us: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Log {
+    pub frames: Vec<Received>,
+    pub events: Vec<Value>,
+    pub packets: u64,
+    pub closed: Option<(u16, String)>,
+    /// Per-packet latency (capture → packet received), µs.
+    pub packet_latency_us: Vec<u64>,
+}
+
+pub struct Client {
+    pub log: Arc<Mutex<Log>>,
+    out: mpsc::Sender<Message>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        let (mut sink, mut stream) = ws.split();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let (out, mut out_rx) = mpsc::channel::<Message>(16);
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let l = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut asm = Assembler::new();
+            let mut train: Option<String> = None;
+            while let Some(msg) = stream.next().await {
+                let Ok(msg) = msg else { break };
+                match msg {
+                    Message::Binary(b) => {
+                        let now = now_us();
+                        let pkt = VideoPacket::parse(b, 65_535).expect("server sent a malformed packet");
+                        let mut log = l.lock().expect("lock");
+                        log.packets += 1;
+                        log.packet_latency_us.push(now.saturating_sub(pkt.header.capture_us));
+                        if let Some(f) = asm.push(&pkt) {
+                            log.frames.push(Received {
+                                train: train.clone(),
+                                camera: f.camera.0,
+                                seq: f.seq.0,
+                                keyframe: f.keyframe,
+                                sha256: hex::encode(Sha256::digest(&f.data)),
+                                capture_us: f.capture_us,
+                                latency_us: now.saturating_sub(f.capture_us),
+                            });
+                        }
+                    }
+                    Message::Text(t) => {
+                        let v: Value = serde_json::from_str(t.as_str()).expect("server sent invalid JSON");
+                        if v["type"] == "mapped_train_changed" {
+                            train = v["train_id"].as_str().map(str::to_owned);
+                            asm.reset();
+                        }
+                        l.lock().expect("lock").events.push(v);
+                    }
+                    Message::Close(frame) => {
+                        l.lock().expect("lock").closed = Some(frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let mut log = l.lock().expect("lock");
+            if log.closed.is_none() {
+                log.closed = Some((1006, "connection dropped".into()));
+            }
+        });
+        Client { log, out }
+    }
+
+    pub async fn send_text(&self, text: impl Into<String>) {
+        self.out.send(Message::Text(text.into().into())).await.expect("send");
+    }
+
+    pub async fn send(&self, msg: Message) {
+        self.out.send(msg).await.expect("send");
+    }
+
+    pub fn frames(&self) -> Vec<Received> {
+        self.log.lock().expect("lock").frames.clone()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.log.lock().expect("lock").events.clone()
+    }
+
+    /// Wait until an event satisfies `pred`; returns it.
+    pub async fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = self.events().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {what} event; got {:?}", self.events());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until at least `n` frames arrived.
+    pub async fn wait_frames(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.frames().len() < n {
+            assert!(tokio::time::Instant::now() < deadline, "only {} frames arrived", self.frames().len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Check every frame against the manifest: attributed to the right train, SHA-256 equal, and in
+/// increasing sequence order per camera. Returns the number of frames checked.
+pub fn verify(frames: &[Received], manifest: &Manifest) -> usize {
+    let mut last: std::collections::HashMap<(String, u16), u32> = Default::default();
+    for f in frames {
+        let train = f.train.as_deref().expect("frame received while unmapped");
+        let e = manifest
+            .get(train, f.camera, f.seq)
+            .unwrap_or_else(|| panic!("frame {train}/{}/{} is not in the manifest", f.camera, f.seq));
+        assert_eq!(e.sha256, f.sha256, "frame {train}/{}/{}: SHA-256 differs from what the train sent", f.camera, f.seq);
+        assert_eq!(e.capture_us, f.capture_us);
+        let key = (train.to_owned(), f.camera);
+        if let Some(prev) = last.get(&key) {
+            assert!(f.seq > *prev, "frame {train}/{}/{} after {prev}: out of order", f.camera, f.seq);
+        }
+        last.insert(key, f.seq);
+    }
+    frames.len()
+}

@@ -1,0 +1,15 @@
+//! Simulated trains for railcast: N trains with M cameras each, sending real H.264 to a railcast
+//! server over QUIC, answering commands and sending telemetry.
+//!
+//! # Layout
+//! - [`video`]: renders the test pattern (colour bars, moving box, burned-in counter and clock)
+//!   and encodes it with openh264.
+//! - [`train`]: one train — camera threads and a QUIC session with reconnect and backoff.
+//! - [`connect`]: discovery over HTTP and a QUIC client that pins the server certificate.
+//! - [`manifest`]: one JSON line per frame sent, for end-to-end integrity checks.
+
+pub mod connect;
+mod font;
+pub mod manifest;
+pub mod train;
+pub mod video;
