@@ -81,8 +81,11 @@ impl Client {
                     }
                     Message::Text(t) => {
                         let v: Value = serde_json::from_str(t.as_str()).expect("server sent invalid JSON");
+                        // A new mapping or a new train session restarts sequence numbers.
                         if v["type"] == "mapped_train_changed" {
                             train = v["train_id"].as_str().map(str::to_owned);
+                            asm.reset();
+                        } else if v["type"] == "train_online" {
                             asm.reset();
                         }
                         l.lock().expect("lock").events.push(v);
