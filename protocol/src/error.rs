@@ -27,7 +27,7 @@ pub enum DecodeError {
     LengthMismatch { declared: usize, actual: usize },
     #[error("payload of {len} bytes exceeds the limit of {max}")]
     PayloadTooLarge { len: usize, max: usize },
-    #[error("control body of {len} bytes exceeds the limit of {max}")]
+    #[error("message body of {len} bytes exceeds the limit of {max}")]
     BodyTooLarge { len: usize, max: usize },
     #[error("empty payload")]
     EmptyPayload,

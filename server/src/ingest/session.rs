@@ -102,13 +102,13 @@ impl Session {
         let hello = match tokio::time::timeout(hello_timeout, reader.next()).await {
             Err(_) => return Err(SessionError::HelloTimeout(hello_timeout)),
             Ok(Err(e)) => {
-                let _ = send.write_all(&error_frame("bad_hello", &e.to_string())).await;
+                refuse(send, "bad_hello", &e.to_string()).await;
                 return Err(e);
             }
             Ok(Ok(None)) => return Err(SessionError::ClosedBeforeHello),
             Ok(Ok(Some(ControlMessage::Hello(h)))) => h,
             Ok(Ok(Some(other))) => {
-                let _ = send.write_all(&error_frame("expected_hello", "the first control frame must be a hello")).await;
+                refuse(send, "expected_hello", "the first control frame must be a hello").await;
                 return Err(SessionError::NotHello(other.name()));
             }
         };
@@ -215,7 +215,12 @@ async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Contr
     let _ = send.finish();
 }
 
-fn error_frame(code: &str, message: &str) -> bytes::Bytes {
-    ControlMessage::Error(ErrorMessage { code: code.into(), message: message.into() }).to_bytes()
+/// Send an error frame and wait (briefly) until the train has received it, so that closing the
+/// connection right after does not discard the explanation.
+async fn refuse(mut send: quinn::SendStream, code: &str, message: &str) {
+    let frame = ControlMessage::Error(ErrorMessage { code: code.into(), message: message.into() }).to_bytes();
+    if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
+    }
 }
 
