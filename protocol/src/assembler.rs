@@ -161,7 +161,14 @@ impl Assembler {
         for c in done.chunks.iter().flatten() {
             data.extend_from_slice(c);
         }
-        Some(Frame { camera: h.camera, seq: done.seq, keyframe: done.keyframe, codec: done.codec, capture_us: done.capture_us, data })
+        Some(Frame {
+            camera: h.camera,
+            seq: done.seq,
+            keyframe: done.keyframe,
+            codec: done.codec,
+            capture_us: done.capture_us,
+            data,
+        })
     }
 }
 
@@ -171,9 +178,19 @@ mod tests {
     use crate::packet::{packetize, FrameMeta};
 
     fn frame(seq: u32, keyframe: bool, len: usize) -> Vec<VideoPacket> {
-        let meta = FrameMeta { keyframe, codec: Codec::H264AnnexB, camera: CameraId(0), seq: FrameSeq(seq), capture_us: u64::from(seq) };
+        let meta = FrameMeta {
+            keyframe,
+            codec: Codec::H264AnnexB,
+            camera: CameraId(0),
+            seq: FrameSeq(seq),
+            capture_us: u64::from(seq),
+        };
         let data: Vec<u8> = (0..len).map(|i| (i as u32 ^ seq) as u8).collect();
-        packetize(meta, &data, 100).expect("packetize").into_iter().map(|b| VideoPacket::parse(b, 100).expect("parse")).collect()
+        packetize(meta, &data, 100)
+            .expect("packetize")
+            .into_iter()
+            .map(|b| VideoPacket::parse(b, 100).expect("parse"))
+            .collect()
     }
 
     fn feed(a: &mut Assembler, pkts: &[VideoPacket]) -> Vec<u32> {
@@ -270,7 +287,13 @@ mod tests {
     #[test]
     fn data_is_reassembled_exactly() {
         let mut a = Assembler::new();
-        let meta = FrameMeta { keyframe: true, codec: Codec::H264AnnexB, camera: CameraId(3), seq: FrameSeq(9), capture_us: 77 };
+        let meta = FrameMeta {
+            keyframe: true,
+            codec: Codec::H264AnnexB,
+            camera: CameraId(3),
+            seq: FrameSeq(9),
+            capture_us: 77,
+        };
         let data: Vec<u8> = (0..1234u32).map(|i| (i * 13) as u8).collect();
         let mut out = None;
         for b in packetize(meta, &data, 100).expect("packetize") {

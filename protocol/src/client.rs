@@ -51,12 +51,7 @@ impl ClientMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {
     /// First message of every session.
-    Welcome {
-        remote_control_id: String,
-        transport: String,
-        train_id: Option<TrainId>,
-        server_time_us: u64,
-    },
+    Welcome { remote_control_id: String, transport: String, train_id: Option<TrainId>, server_time_us: u64 },
     /// The remote control's mapping changed (or was set at connect time); video from the new train
     /// follows this event, video from the old one stops before it.
     MappedTrainChanged { train_id: Option<TrainId>, online: bool, cameras: Vec<CameraInfo> },
@@ -87,7 +82,8 @@ pub enum ServerEvent {
 
 impl ServerEvent {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"unserializable event"}"#.into())
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"unserializable event"}"#.into())
     }
 }
 
@@ -99,7 +95,8 @@ mod tests {
     fn parses_commands() {
         let m = ClientMessage::parse(r#"{"type":"command","request_id":"r1","command":{"type":"horn"}}"#).expect("ok");
         assert_eq!(m, ClientMessage::Command { request_id: "r1".into(), command: Action::Horn { duration_ms: 500 } });
-        let m = ClientMessage::parse(r#"{"type":"command","request_id":"r2","command":{"type":"set_speed","kmh":80}}"#).expect("ok");
+        let m = ClientMessage::parse(r#"{"type":"command","request_id":"r2","command":{"type":"set_speed","kmh":80}}"#)
+            .expect("ok");
         assert_eq!(m, ClientMessage::Command { request_id: "r2".into(), command: Action::SetSpeed { kmh: 80.0 } });
         assert_eq!(ClientMessage::parse(r#"{"type":"ping","t":1.5}"#).expect("ok"), ClientMessage::Ping { t: 1.5 });
     }

@@ -396,7 +396,8 @@ mod tests {
     fn decoder_reassembles_any_split() {
         let mut stream = BytesMut::new();
         ControlMessage::Hello(hello()).encode(&mut stream);
-        ControlMessage::Telemetry(Telemetry { timestamp_us: 1, speed_kmh: 2.0, odometer_m: 3.0, horn: true }).encode(&mut stream);
+        ControlMessage::Telemetry(Telemetry { timestamp_us: 1, speed_kmh: 2.0, odometer_m: 3.0, horn: true })
+            .encode(&mut stream);
         for step in [1, 2, 7, 64, stream.len()] {
             let mut d = ControlDecoder::new(DEFAULT_MAX_BODY);
             let mut got = Vec::new();
@@ -419,7 +420,10 @@ mod tests {
         let mut b = ControlMessage::Hello(hello()).to_bytes().to_vec();
         assert!(matches!(ControlMessage::decode(&b, 10), Err(DecodeError::BodyTooLarge { .. })));
         b[8] = b'[';
-        assert!(matches!(ControlMessage::decode(&b, DEFAULT_MAX_BODY), Err(DecodeError::BadBody { kind: "hello", .. })));
+        assert!(matches!(
+            ControlMessage::decode(&b, DEFAULT_MAX_BODY),
+            Err(DecodeError::BadBody { kind: "hello", .. })
+        ));
         assert!(matches!(ControlMessage::decode(b"XY", 10), Err(DecodeError::BadMagic { .. })));
         assert!(matches!(ControlMessage::decode(b"RC\x01\x01", 10), Err(DecodeError::WrongKind { .. })));
         assert!(matches!(ControlMessage::decode(b"RC\x01\x30", 10), Err(DecodeError::UnknownKind(0x30))));

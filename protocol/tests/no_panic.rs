@@ -1,9 +1,9 @@
 //! Random and mutated bytes never panic the decoders; they decode or give a typed error.
 
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
 use railcast_protocol::client::ClientMessage;
 use railcast_protocol::{ControlMessage, VideoPacket};
+use rand::{Rng, SeedableRng};
 
 fn seeds() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors"));
@@ -14,7 +14,9 @@ fn seeds() -> Vec<Vec<u8>> {
             let text = std::fs::read_to_string(&path).expect("read");
             let bytes: Vec<u8> = text
                 .lines()
-                .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .flat_map(|l| {
+                    l.split('#').next().unwrap_or("").split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+                })
                 .map(|t| u8::from_str_radix(&t, 16).expect("hex"))
                 .collect();
             out.push(bytes);

@@ -77,7 +77,13 @@ fn golden_vectors() {
                 want[4] &= packet::FLAG_KEYFRAME;
                 assert_eq!(again, want, "{file}: re-encoding differs");
                 if h.chunk_count == 1 {
-                    let meta = FrameMeta { keyframe: h.keyframe, codec: h.codec, camera: h.camera, seq: h.seq, capture_us: h.capture_us };
+                    let meta = FrameMeta {
+                        keyframe: h.keyframe,
+                        codec: h.codec,
+                        camera: h.camera,
+                        seq: h.seq,
+                        capture_us: h.capture_us,
+                    };
                     let packets = packet::packetize(meta, pkt.payload(), DEFAULT_MAX_PAYLOAD).expect("packetize");
                     assert_eq!(packets.len(), 1);
                     assert_eq!(packets[0].as_ref(), &want[..], "{file}: packetize differs");
@@ -104,9 +110,6 @@ fn golden_vectors() {
 fn incomplete_is_not_invalid() {
     let bytes = read_hex("control_hello.hex");
     for cut in 0..bytes.len() {
-        assert!(matches!(
-            ControlMessage::decode(&bytes[..cut], 65_536),
-            Err(DecodeError::Incomplete { .. })
-        ));
+        assert!(matches!(ControlMessage::decode(&bytes[..cut], 65_536), Err(DecodeError::Incomplete { .. })));
     }
 }

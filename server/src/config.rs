@@ -20,7 +20,11 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "railcast-server", version, about = "railcast relay: trains in over QUIC, remote controls out over WebSocket")]
+#[command(
+    name = "railcast-server",
+    version,
+    about = "railcast relay: trains in over QUIC, remote controls out over WebSocket"
+)]
 pub struct Config {
     /// HTTP listen address (API, WebSocket). Port 0 picks a free port.
     #[arg(long, env = "RAILCAST_HTTP_ADDR", default_value = "127.0.0.1:8080")]
@@ -78,7 +82,10 @@ impl Config {
             return Err(invalid("max_payload", format!("must be within 1..=65535, got {}", self.max_payload)));
         }
         if !(16..=65_536).contains(&self.subscriber_queue) {
-            return Err(invalid("subscriber_queue", format!("must be within 16..=65536, got {}", self.subscriber_queue)));
+            return Err(invalid(
+                "subscriber_queue",
+                format!("must be within 16..=65536, got {}", self.subscriber_queue),
+            ));
         }
         if self.gop_cache_bytes > 1 << 30 {
             return Err(invalid("gop_cache_bytes", "must be at most 1 GiB"));
@@ -93,7 +100,10 @@ impl Config {
             return Err(invalid("quic_keep_alive", "must be above zero and below quic_idle_timeout"));
         }
         if self.ws_max_message < railcast_protocol::client::MAX_CLIENT_MESSAGE {
-            return Err(invalid("ws_max_message", format!("must be at least {}", railcast_protocol::client::MAX_CLIENT_MESSAGE)));
+            return Err(invalid(
+                "ws_max_message",
+                format!("must be at least {}", railcast_protocol::client::MAX_CLIENT_MESSAGE),
+            ));
         }
         if self.shutdown_grace > Duration::from_secs(300) {
             return Err(invalid("shutdown_grace", "must be at most 300s"));

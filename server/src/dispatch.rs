@@ -109,7 +109,6 @@ async fn next_of(sub: Option<&mut Subscription>) -> SubItem {
     sub.next().await
 }
 
-
 /// Answer one client message. Commands go to the remote control's mapped train.
 pub async fn answer(app: &AppState, rc: &RemoteControl, msg: ClientMessage) -> ServerEvent {
     match msg {

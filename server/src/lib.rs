@@ -136,9 +136,7 @@ impl Server {
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx.clone();
         let http_task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped(&mut http_stop).await })
-                .await
+            axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut http_stop).await }).await
         });
         let quic_task = tokio::spawn(ingest::serve(quic, hub, ingest_config(&config), stop_rx));
         tracing::info!(%http_addr, %quic_addr, "railcast server running");

@@ -68,7 +68,8 @@ impl Sessions {
 
     /// Sessions of one remote control, oldest first.
     pub fn of_remote_control(&self, id: &str) -> Vec<Arc<SessionInfo>> {
-        let mut v: Vec<_> = self.map.iter().filter(|s| s.remote_control_id == id).map(|s| Arc::clone(s.value())).collect();
+        let mut v: Vec<_> =
+            self.map.iter().filter(|s| s.remote_control_id == id).map(|s| Arc::clone(s.value())).collect();
         v.sort_by_key(|s| s.id);
         v
     }

@@ -37,7 +37,8 @@ impl Identity {
 
     /// Load a PEM certificate chain and a PEM private key.
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let read = |p: &Path| std::fs::read(p).map_err(|source| TlsError::Read { path: p.display().to_string(), source });
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|source| TlsError::Read { path: p.display().to_string(), source });
         let pem_err = |p: &Path, reason: String| TlsError::Pem { path: p.display().to_string(), reason };
         let cert_pem = read(cert)?;
         let chain = rustls::pki_types::pem::PemObject::pem_slice_iter(&cert_pem)
@@ -120,7 +121,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("railcast-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("c.pem"), id.cert_pem()).expect("write");
-        assert!(matches!(Identity::from_files(&dir.join("c.pem"), &dir.join("missing.pem")), Err(TlsError::Read { .. })));
+        assert!(matches!(
+            Identity::from_files(&dir.join("c.pem"), &dir.join("missing.pem")),
+            Err(TlsError::Read { .. })
+        ));
         assert!(matches!(Identity::from_files(&dir.join("c.pem"), &dir.join("c.pem")), Err(TlsError::Pem { .. })));
         assert_eq!(id.fingerprint().len(), 32 * 3 - 1);
     }

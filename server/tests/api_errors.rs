@@ -28,7 +28,8 @@ async fn bad_requests_get_json_errors() {
     assert_error(s, &b, 404, "remote_control_not_found");
     let (s, b) = api("GET", &u("/api/trains/no-such-train"), None).await;
     assert_error(s, &b, 404, "train_not_found");
-    let (s, b) = api("PUT", &u(&format!("/api/remote-controls/{rc}/train")), Some(json!({"train_id": "no-such-train"}))).await;
+    let (s, b) =
+        api("PUT", &u(&format!("/api/remote-controls/{rc}/train")), Some(json!({"train_id": "no-such-train"}))).await;
     assert_error(s, &b, 404, "train_not_found");
     let (s, b) = api("PUT", &u(&format!("/api/remote-controls/{rc}/train")), Some(json!({"train_id": "bad/id"}))).await;
     assert_error(s, &b, 400, "bad_train_id");
@@ -36,9 +37,11 @@ async fn bad_requests_get_json_errors() {
     let (_, v) = api("GET", &u(&format!("/api/remote-controls/{rc}")), None).await;
     assert_eq!(v["train_id"], "train-1");
 
-    let (s, b) = raw("PUT", &u(&format!("/api/remote-controls/{rc}/train")), Some("application/json"), b"{\"train_id\":").await;
+    let (s, b) =
+        raw("PUT", &u(&format!("/api/remote-controls/{rc}/train")), Some("application/json"), b"{\"train_id\":").await;
     assert_error(s, &b, 400, "bad_json");
-    let (s, b) = raw("PUT", &u(&format!("/api/remote-controls/{rc}/train")), Some("application/json"), b"{\"train\":1}").await;
+    let (s, b) =
+        raw("PUT", &u(&format!("/api/remote-controls/{rc}/train")), Some("application/json"), b"{\"train\":1}").await;
     assert_error(s, &b, 422, "invalid_body");
     let (s, b) = raw("POST", &u("/api/remote-controls"), None, b"{}").await;
     assert_error(s, &b, 415, "unsupported_media_type");

@@ -21,7 +21,11 @@ async fn bad_client_messages_are_refused_with_reasons() {
         ("not json", "{{{".into(), "bad_message"),
         ("unknown type", r#"{"type":"teleport"}"#.into(), "bad_message"),
         ("unknown command", r#"{"type":"command","request_id":"a","command":{"type":"fly"}}"#.into(), "bad_message"),
-        ("out of range", r#"{"type":"command","request_id":"a","command":{"type":"set_speed","kmh":-5}}"#.into(), "bad_message"),
+        (
+            "out of range",
+            r#"{"type":"command","request_id":"a","command":{"type":"set_speed","kmh":-5}}"#.into(),
+            "bad_message",
+        ),
         ("too large", format!(r#"{{"type":"ping","t":1,"pad":"{}"}}"#, "x".repeat(20_000)), "message_too_large"),
     ];
     for (i, (what, text, code)) in cases.iter().enumerate() {

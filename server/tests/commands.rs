@@ -32,7 +32,9 @@ async fn command_round_trip_with_ack() {
     assert_eq!(ack["ok"], true);
     assert!(ack["message"].as_str().expect("message").contains("90"), "{ack}");
     println!("set_speed round trip {rtt} µs (train leg {} µs)", ack["train_rtt_us"]);
-    client.wait_event("telemetry at 90 km/h", |e| e["type"] == "telemetry" && e["telemetry"]["speed_kmh"] == 90.0).await;
+    client
+        .wait_event("telemetry at 90 km/h", |e| e["type"] == "telemetry" && e["telemetry"]["speed_kmh"] == 90.0)
+        .await;
 
     let (ack, _) = round_trip(&client, "horn", json!({"type": "horn", "duration_ms": 300})).await;
     assert_eq!((ack["type"].as_str(), ack["ok"].as_bool()), (Some("command_ack"), Some(true)), "{ack}");

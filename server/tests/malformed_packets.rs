@@ -55,7 +55,13 @@ async fn malformed_packets_are_counted_and_harm_no_one() {
     assert!(matches!(read_control(&mut recv).await, Some(ControlMessage::Welcome(_))));
 
     let good = |camera: u16, len: usize| {
-        let meta = FrameMeta { keyframe: true, codec: Codec::H264AnnexB, camera: CameraId(camera), seq: FrameSeq(1), capture_us: 1 };
+        let meta = FrameMeta {
+            keyframe: true,
+            codec: Codec::H264AnnexB,
+            camera: CameraId(camera),
+            seq: FrameSeq(1),
+            capture_us: 1,
+        };
         packetize(meta, &vec![7u8; len], 1150).expect("packetize").remove(0)
     };
     let valid = good(0, 100);
@@ -92,7 +98,8 @@ async fn malformed_packets_are_counted_and_harm_no_one() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let train = loop {
         let (_, t) = api("GET", &server.url("/api/trains/evil-1"), None).await;
-        let rejected: u64 = t["rejected_packets"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
+        let rejected: u64 =
+            t["rejected_packets"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
         if rejected >= 6 && t["packets_in"] == 1 {
             break t;
         }

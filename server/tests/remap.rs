@@ -21,10 +21,16 @@ async fn remap_switches_stream_mid_flight() {
     let before = client.frames().len();
 
     let switched = Instant::now();
-    let (status, v) = api("PUT", &server.url(&format!("/api/remote-controls/{rc}/train")), Some(json!({"train_id": "train-2"}))).await;
+    let (status, v) =
+        api("PUT", &server.url(&format!("/api/remote-controls/{rc}/train")), Some(json!({"train_id": "train-2"})))
+            .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["train_id"], "train-2");
-    client.wait_event("mapped_train_changed to train-2", |e| e["type"] == "mapped_train_changed" && e["train_id"] == "train-2").await;
+    client
+        .wait_event("mapped_train_changed to train-2", |e| {
+            e["type"] == "mapped_train_changed" && e["train_id"] == "train-2"
+        })
+        .await;
     client.wait_frames(before + 1).await;
     let first_frame = switched.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -13,7 +13,11 @@ async fn stalled_client_loses_frames_others_do_not() {
     let dir = scratch("slow_client");
     // A small queue and socket buffer make the stalled client fall behind within seconds.
     let server = Server::start(&dir, &["--subscriber-queue", "32", "--ws-send-buffer", "8192"]).await;
-    let sim = Sim::start(&dir, &server, &["--trains", "1", "--width", "640", "--height", "480", "--fps", "30", "--gop", "10", "--bitrate", "2M"]);
+    let sim = Sim::start(
+        &dir,
+        &server,
+        &["--trains", "1", "--width", "640", "--height", "480", "--fps", "30", "--gop", "10", "--bitrate", "2M"],
+    );
     let stalled_rc = remote_control(&server, Some("train-1")).await;
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
@@ -30,7 +34,10 @@ async fn stalled_client_loses_frames_others_do_not() {
     let (_, view) = api("GET", &server.url(&format!("/api/remote-controls/{stalled_rc}")), None).await;
     let s = &view["sessions"][0];
     let dropped = s["frames_dropped"].as_u64().expect("frames_dropped");
-    println!("stalled client: {} packets sent, {} packets and {dropped} frames dropped", s["packets_sent"], s["packets_dropped"]);
+    println!(
+        "stalled client: {} packets sent, {} packets and {dropped} frames dropped",
+        s["packets_sent"], s["packets_dropped"]
+    );
     assert!(dropped > 0, "the stalled client's drops must be counted: {view}");
 
     let manifest = sim.manifest();

@@ -32,7 +32,9 @@ async fn three_clients_two_trains_get_exact_frames_of_their_own_train() {
         // Frames the train sent since this client's first frame, per camera: nearly all arrive.
         let mut expected = 0;
         for cam in 0..2u16 {
-            let Some(first) = frames.iter().find(|f| f.camera == cam) else { panic!("client {name}: no frame of camera {cam}") };
+            let Some(first) = frames.iter().find(|f| f.camera == cam) else {
+                panic!("client {name}: no frame of camera {cam}")
+            };
             let last_sent = manifest.of_train(train).filter(|e| e.camera == cam).map(|e| e.seq).max().unwrap_or(0);
             expected += (last_sent - first.seq + 1) as usize;
         }

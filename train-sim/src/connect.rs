@@ -48,8 +48,14 @@ pub async fn discover(server: &str) -> Result<Target, ConnectError> {
     if uri.scheme_str() != Some("http") {
         return Err(ConnectError::BadUrl(server.into()));
     }
-    let host = uri.host().ok_or_else(|| ConnectError::BadUrl(server.into()))?.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let host = uri
+        .host()
+        .ok_or_else(|| ConnectError::BadUrl(server.into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
     let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
         .await
         .map_err(|_| ConnectError::Http("timed out".into()))?
@@ -59,14 +65,21 @@ pub async fn discover(server: &str) -> Result<Target, ConnectError> {
     }
     let body = resp.into_body().collect().await.map_err(|e| ConnectError::Http(e.to_string()))?.to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ConnectError::Answer(e.to_string()))?;
-    let port = v["quic_port"].as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| ConnectError::Answer("no quic_port".into()))?;
+    let port = v["quic_port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| ConnectError::Answer("no quic_port".into()))?;
     let sha = v["sha256"].as_str().ok_or_else(|| ConnectError::Answer("no sha256".into()))?;
     let addr = resolve(&host, port)?;
     Ok(Target { addr, sha256: parse_fingerprint(sha)? })
 }
 
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
-    (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| ConnectError::Resolve(format!("{host}:{port}")))
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConnectError::Resolve(format!("{host}:{port}")))
 }
 
 /// Accepts exactly one certificate: the one whose DER hashes to the pinned SHA-256. Signatures
@@ -92,10 +105,20 @@ impl ServerCertVerifier for Pinned {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
         }
     }
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -105,7 +128,8 @@ impl ServerCertVerifier for Pinned {
 
 /// A client endpoint on an ephemeral port of the right address family.
 pub fn endpoint(server: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let bind: SocketAddr = if server.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }.map_err(std::io::Error::other)?;
+    let bind: SocketAddr =
+        if server.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }.map_err(std::io::Error::other)?;
     quinn::Endpoint::client(bind)
 }
 

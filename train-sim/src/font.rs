@@ -106,14 +106,7 @@ pub struct Plane<'a> {
 /// becoming a `scale`×`scale` square of value `value`. Only the set pixels are
 /// written (the background is left alone); everything outside the plane is
 /// clipped. Returns the x coordinate just after the last glyph.
-pub fn draw_text(
-    plane: &mut Plane<'_>,
-    x: usize,
-    y: usize,
-    scale: usize,
-    text: &str,
-    value: u8,
-) -> usize {
+pub fn draw_text(plane: &mut Plane<'_>, x: usize, y: usize, scale: usize, text: &str, value: u8) -> usize {
     let scale = scale.max(1);
     let mut pen_x = x;
     for c in text.chars() {
@@ -158,10 +151,7 @@ mod tests {
     #[test]
     fn glyphs_fit_in_five_columns_and_fallback_works() {
         for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ :.,-+=/_#%()!'?".chars() {
-            assert!(
-                glyph(c).iter().all(|row| row & !0x1F == 0),
-                "glyph {c:?} wider than 5"
-            );
+            assert!(glyph(c).iter().all(|row| row & !0x1F == 0), "glyph {c:?} wider than 5");
         }
         assert_eq!(glyph('k'), glyph('K'));
         assert_eq!(glyph('\u{00e9}'), QUESTION);
@@ -172,12 +162,7 @@ mod tests {
     fn draws_scaled_and_clipped() {
         let (w, h) = (20, 10);
         let mut buf = vec![0u8; w * h];
-        let mut plane = Plane {
-            data: &mut buf,
-            stride: w,
-            width: w,
-            height: h,
-        };
+        let mut plane = Plane { data: &mut buf, stride: w, width: w, height: h };
         // '1' at scale 2: top row is 0x04 -> column 2 -> pixels x 4..6, rows 0..2.
         let end = draw_text(&mut plane, 0, 0, 2, "1", 200);
         assert_eq!(end, 12);
@@ -186,12 +171,7 @@ mod tests {
         assert_eq!(buf[3], 0);
         assert_eq!(buf[w + 5], 200);
         // Drawing far outside must not panic.
-        let mut plane = Plane {
-            data: &mut buf,
-            stride: w,
-            width: w,
-            height: h,
-        };
+        let mut plane = Plane { data: &mut buf, stride: w, width: w, height: h };
         draw_text(&mut plane, 15, 8, 3, "888", 1);
         draw_text(&mut plane, 100, 100, 3, "888", 1);
         assert_eq!(text_width(3, 2), 34);

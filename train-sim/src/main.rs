@@ -93,12 +93,19 @@ fn humantime_parse(s: &str) -> Result<Duration, String> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let video = video::VideoConfig { width: args.width, height: args.height, fps: args.fps, bitrate_bps: args.bitrate, gop: args.gop };
+    let video = video::VideoConfig {
+        width: args.width,
+        height: args.height,
+        fps: args.fps,
+        bitrate_bps: args.bitrate,
+        gop: args.gop,
+    };
     video.validate().context("video settings")?;
     if args.cameras == 0 || args.trains == 0 {
         anyhow::bail!("--trains and --cameras must be at least 1");
@@ -116,7 +123,9 @@ async fn main() -> anyhow::Result<()> {
         _ => train::Source::Discover(args.server.clone()),
     };
     let manifest = match &args.manifest {
-        Some(p) => Some(Arc::new(manifest::Manifest::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        Some(p) => {
+            Some(Arc::new(manifest::Manifest::create(p).with_context(|| format!("cannot create {}", p.display()))?))
+        }
         None => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -126,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
         let cfg = train::TrainConfig {
             id,
             cameras: args.cameras,
-            video: video.clone(),
+            video,
             max_payload: args.max_payload,
             idle_timeout: Duration::from_secs(6),
             initial_speed_kmh: args.speed,

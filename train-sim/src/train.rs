@@ -83,7 +83,12 @@ enum End {
 }
 
 /// Run one train until `shutdown` turns true.
-pub async fn run(cfg: TrainConfig, source: Source, manifest: Option<Arc<Manifest>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    cfg: TrainConfig,
+    source: Source,
+    manifest: Option<Arc<Manifest>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let shared = Arc::new(Shared {
         speed_bits: AtomicU32::new(cfg.initial_speed_kmh.to_bits()),
         force_keyframe: (0..cfg.cameras).map(|_| AtomicBool::new(true)).collect(),
@@ -95,7 +100,7 @@ pub async fn run(cfg: TrainConfig, source: Source, manifest: Option<Arc<Manifest
     let mut threads = Vec::new();
     for cam in 0..cfg.cameras {
         let label = format!("{} cam {cam}", cfg.id);
-        let camera = match Camera::new(&label, cfg.video.clone()) {
+        let camera = match Camera::new(&label, cfg.video) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(train = %cfg.id, "camera {cam}: {e}");
@@ -122,7 +127,9 @@ pub async fn run(cfg: TrainConfig, source: Source, manifest: Option<Arc<Manifest
         };
         let started = Instant::now();
         let end = match target {
-            Ok(target) => session(&cfg, &target, &mut frames, &shared, manifest.as_deref(), &mut shutdown, &mut odometer_m).await,
+            Ok(target) => {
+                session(&cfg, &target, &mut frames, &shared, manifest.as_deref(), &mut shutdown, &mut odometer_m).await
+            }
             Err(e) => Err(e),
         };
         shared.connected.store(false, Ordering::Relaxed);
@@ -182,7 +189,9 @@ fn camera_loop(mut camera: Camera, cam: u16, fps: u32, shared: Arc<Shared>, tx: 
         match tx.try_send(frame) {
             Ok(()) => {}
             // The network side is behind: this frame is lost, so the next one must be a keyframe.
-            Err(mpsc::error::TrySendError::Full(_)) => shared.force_keyframe[usize::from(cam)].store(true, Ordering::Relaxed),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                shared.force_keyframe[usize::from(cam)].store(true, Ordering::Relaxed)
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
@@ -200,7 +209,9 @@ async fn session(
     let endpoint = connect::endpoint(target.addr)?;
     let client = connect::client_config(target.sha256, cfg.idle_timeout)?;
     let connecting = endpoint.connect_with(client, target.addr, "localhost")?;
-    let conn = tokio::time::timeout(Duration::from_secs(5), connecting).await.map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))??;
+    let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))??;
     let (mut send, mut recv) = conn.open_bi().await?;
     let hello = ControlMessage::Hello(Hello {
         train_id: cfg.id.clone(),
@@ -224,7 +235,9 @@ async fn session(
         Some(ControlMessage::Welcome(w)) => {
             tracing::info!(train = %cfg.id, server = %target.addr, max_payload = w.max_payload, "connected");
         }
-        Some(ControlMessage::Error(ErrorMessage { code, message })) => anyhow::bail!("server refused: {code}: {message}"),
+        Some(ControlMessage::Error(ErrorMessage { code, message })) => {
+            anyhow::bail!("server refused: {code}: {message}")
+        }
         other => anyhow::bail!("expected a welcome, got {other:?}"),
     }
     // Frames encoded before this session are stale.
@@ -303,7 +316,10 @@ fn close_reason(conn: &quinn::Connection) -> String {
     conn.close_reason().map(|e| e.to_string()).unwrap_or_else(|| "control stream ended".into())
 }
 
-async fn read_frame(recv: &mut quinn::RecvStream, decoder: &mut ControlDecoder) -> anyhow::Result<Option<ControlMessage>> {
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    decoder: &mut ControlDecoder,
+) -> anyhow::Result<Option<ControlMessage>> {
     loop {
         if let Some(m) = decoder.next_frame()? {
             return Ok(Some(m));
@@ -316,7 +332,12 @@ async fn read_frame(recv: &mut quinn::RecvStream, decoder: &mut ControlDecoder) 
     }
 }
 
-async fn send_frame(conn: &quinn::Connection, cfg: &TrainConfig, frame: &Frame, manifest: Option<&Manifest>) -> anyhow::Result<()> {
+async fn send_frame(
+    conn: &quinn::Connection,
+    cfg: &TrainConfig,
+    frame: &Frame,
+    manifest: Option<&Manifest>,
+) -> anyhow::Result<()> {
     let meta = FrameMeta {
         keyframe: frame.keyframe,
         codec: Codec::H264AnnexB,

@@ -33,8 +33,8 @@
 use std::fmt::Write as _;
 
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
-    RateControlMode, SpsPpsStrategy, UsageType, VuiConfig,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile, RateControlMode, SpsPpsStrategy,
+    UsageType, VuiConfig,
 };
 use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
@@ -81,13 +81,7 @@ pub struct VideoConfig {
 impl Default for VideoConfig {
     /// 640×480 at 30 fps, 1 Mbit/s, an IDR every 2 s.
     fn default() -> Self {
-        Self {
-            width: 640,
-            height: 480,
-            fps: 30,
-            bitrate_bps: 1_000_000,
-            gop: 60,
-        }
+        Self { width: 640, height: 480, fps: 30, bitrate_bps: 1_000_000, gop: 60 }
     }
 }
 
@@ -100,13 +94,7 @@ impl VideoConfig {
     /// [`VideoError::BadBitrate`] naming the offending value.
     pub fn validate(&self) -> Result<(), VideoError> {
         let (width, height) = (self.width, self.height);
-        let bad = |reason: &'static str| {
-            Err(VideoError::BadDimensions {
-                width,
-                height,
-                reason,
-            })
-        };
+        let bad = |reason: &'static str| Err(VideoError::BadDimensions { width, height, reason });
         if width % 2 != 0 || height % 2 != 0 {
             return bad("width and height must be even (4:2:0 chroma subsampling)");
         }
@@ -222,13 +210,7 @@ struct Picture {
 impl Picture {
     fn new(width: usize, height: usize) -> Self {
         let chroma = (width / 2) * (height / 2);
-        Self {
-            width,
-            height,
-            y: vec![BLACK_Y; width * height],
-            u: vec![NEUTRAL_C; chroma],
-            v: vec![NEUTRAL_C; chroma],
-        }
+        Self { width, height, y: vec![BLACK_Y; width * height], u: vec![NEUTRAL_C; chroma], v: vec![NEUTRAL_C; chroma] }
     }
 
     fn copy_from(&mut self, other: &Self) {
@@ -267,12 +249,7 @@ impl Picture {
     }
 
     fn luma_plane(&mut self) -> font::Plane<'_> {
-        font::Plane {
-            data: &mut self.y,
-            stride: self.width,
-            width: self.width,
-            height: self.height,
-        }
+        font::Plane { data: &mut self.y, stride: self.width, width: self.width, height: self.height }
     }
 }
 
@@ -324,24 +301,14 @@ impl Layout {
         let block_h = |s: usize| even(TEXT_LINES * (font::GLYPH_H + 2) * s + 3 * s + 1);
         // 3× at 640×480, 2× at 320×240, 1× at 160×120; smaller if it would not fit.
         let mut scale = (width.min(height * 4 / 3) / 160).clamp(1, 3);
-        while scale > 1
-            && (font::text_width(LINE_CHARS, scale) + 4 * scale > width
-                || block_h(scale) > height / 3)
-        {
+        while scale > 1 && (font::text_width(LINE_CHARS, scale) + 4 * scale > width || block_h(scale) > height / 3) {
             scale -= 1;
         }
         let text_h = block_h(scale).min(height);
         let band_h = even(height / 8).min(height - text_h);
         let bars_h = height - text_h - band_h;
         let box_w = even((width / 16).max(4));
-        Self {
-            bars_h,
-            band_y: bars_h,
-            band_h,
-            text_y: bars_h + band_h,
-            scale,
-            box_w,
-        }
+        Self { bars_h, band_y: bars_h, band_h, text_y: bars_h + band_h, scale, box_w }
     }
 
     /// Horizontal room the box travels through before wrapping around.
@@ -356,13 +323,7 @@ fn render_background(pic: &mut Picture, layout: &Layout) {
     for (i, colour) in BARS.iter().enumerate() {
         pic.fill(i * w / 8, 0, (i + 1) * w / 8, layout.bars_h, *colour);
     }
-    pic.fill(
-        0,
-        layout.band_y,
-        w,
-        layout.band_y + layout.band_h,
-        (BAND_Y, NEUTRAL_C, NEUTRAL_C),
-    );
+    pic.fill(0, layout.band_y, w, layout.band_y + layout.band_h, (BAND_Y, NEUTRAL_C, NEUTRAL_C));
     pic.fill(0, layout.text_y, w, h, (BLACK_Y, NEUTRAL_C, NEUTRAL_C));
 }
 
@@ -493,8 +454,7 @@ impl Camera {
             if want_idr && self.frames_encoded > 0 {
                 self.encoder.force_intra_frame();
             }
-            let timestamp =
-                Timestamp::from_millis(self.frames_encoded * 1000 / u64::from(self.config.fps));
+            let timestamp = Timestamp::from_millis(self.frames_encoded * 1000 / u64::from(self.config.fps));
             self.frames_encoded += 1;
             let mut data = Vec::with_capacity(self.estimate_frame_bytes());
             let bitstream = self.encoder.encode_at(&self.picture, timestamp)?;
@@ -517,16 +477,9 @@ impl Camera {
 
     /// Validates an access unit, records/repairs SPS and PPS and finds out
     /// whether it is a keyframe.
-    fn finish_access_unit(
-        &mut self,
-        frame_no: u64,
-        data: Vec<u8>,
-    ) -> Result<EncodedFrame, VideoError> {
+    fn finish_access_unit(&mut self, frame_no: u64, data: Vec<u8>) -> Result<EncodedFrame, VideoError> {
         if !data.starts_with(&START_CODE) {
-            return Err(VideoError::Malformed {
-                frame_no,
-                reason: "does not start with 00 00 00 01",
-            });
+            return Err(VideoError::Malformed { frame_no, reason: "does not start with 00 00 00 01" });
         }
         let (mut has_sps, mut has_pps, mut has_idr, mut has_slice) = (false, false, false, false);
         for nal in annexb_nal_units(&data) {
@@ -550,27 +503,17 @@ impl Camera {
             }
         }
         if !has_slice {
-            return Err(VideoError::Malformed {
-                frame_no,
-                reason: "no coded slice in the access unit",
-            });
+            return Err(VideoError::Malformed { frame_no, reason: "no coded slice in the access unit" });
         }
         if !has_idr || (has_sps && has_pps) {
-            return Ok(EncodedFrame {
-                data,
-                keyframe: has_idr,
-            });
+            return Ok(EncodedFrame { data, keyframe: has_idr });
         }
         // An IDR without its parameter sets: put the last known ones in front.
         if (!has_sps && self.last_sps.is_empty()) || (!has_pps && self.last_pps.is_empty()) {
-            return Err(VideoError::Malformed {
-                frame_no,
-                reason: "IDR without SPS/PPS and none seen before",
-            });
+            return Err(VideoError::Malformed { frame_no, reason: "IDR without SPS/PPS and none seen before" });
         }
         tracing::debug!(camera = %self.label, frame_no, "prepending SPS/PPS to IDR access unit");
-        let mut repaired =
-            Vec::with_capacity(data.len() + self.last_sps.len() + self.last_pps.len());
+        let mut repaired = Vec::with_capacity(data.len() + self.last_sps.len() + self.last_pps.len());
         if !has_sps {
             repaired.extend_from_slice(&self.last_sps);
         }
@@ -578,10 +521,7 @@ impl Camera {
             repaired.extend_from_slice(&self.last_pps);
         }
         repaired.extend_from_slice(&data);
-        Ok(EncodedFrame {
-            data: repaired,
-            keyframe: true,
-        })
+        Ok(EncodedFrame { data: repaired, keyframe: true })
     }
 
     /// Paints frame `frame_no` into `self.picture` and advances the box.
@@ -591,14 +531,9 @@ impl Camera {
         self.picture.copy_from(&self.background);
 
         // Moving box: at 100 km/h it crosses the picture in 2 s.
-        let speed = if speed_kmh.is_finite() {
-            f64::from(speed_kmh)
-        } else {
-            0.0
-        };
+        let speed = if speed_kmh.is_finite() { f64::from(speed_kmh) } else { 0.0 };
         let travel = f64::from(u32::try_from(layout.travel(width)).unwrap_or(u32::MAX));
-        let step =
-            speed / 100.0 * f64::from(self.config.width) / (2.0 * f64::from(self.config.fps));
+        let step = speed / 100.0 * f64::from(self.config.width) / (2.0 * f64::from(self.config.fps));
         self.box_x = (self.box_x + step).rem_euclid(travel);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0 <= box_x < travel
         let x = (self.box_x as usize).min(travel as usize);
@@ -628,14 +563,7 @@ impl Camera {
         // `+ 0.0` turns a rounded -0 into 0.
         let shown_speed = speed.round() + 0.0;
         let _ = write!(self.text, "F {frame_no:06}  {shown_speed:.0} KM/H");
-        font::draw_text(
-            &mut plane,
-            left,
-            top + 2 * pitch,
-            scale,
-            &self.text,
-            WHITE_Y,
-        );
+        font::draw_text(&mut plane, left, top + 2 * pitch, scale, &self.text, WHITE_Y);
     }
 }
 
@@ -677,10 +605,7 @@ fn annexb_nal_units(data: &[u8]) -> Vec<NalUnit<'_>> {
         .enumerate()
         .map(|(k, &(sc_start, payload_start))| {
             let end = starts.get(k + 1).map_or(data.len(), |next| next.0);
-            NalUnit {
-                with_start_code: &data[sc_start..end],
-                payload: &data[payload_start..end],
-            }
+            NalUnit { with_start_code: &data[sc_start..end], payload: &data[payload_start..end] }
         })
         .collect()
 }
@@ -691,91 +616,33 @@ mod tests {
     use openh264::decoder::Decoder;
 
     fn small(gop: u32) -> VideoConfig {
-        VideoConfig {
-            width: 160,
-            height: 120,
-            fps: 30,
-            bitrate_bps: 300_000,
-            gop,
-        }
+        VideoConfig { width: 160, height: 120, fps: 30, bitrate_bps: 300_000, gop }
     }
 
     fn nal_types(data: &[u8]) -> Vec<u8> {
-        annexb_nal_units(data)
-            .iter()
-            .map(|n| nal_type(n.payload))
-            .collect()
+        annexb_nal_units(data).iter().map(|n| nal_type(n.payload)).collect()
     }
 
     const T0: u64 = 1_700_000_000_123_456;
 
     #[test]
     fn validates_dimensions_and_rates() {
-        let bad = [
-            (161, 120),
-            (160, 121),
-            (14, 120),
-            (160, 8),
-            (4098, 120),
-            (4096, 2400),
-            (0, 0),
-        ];
+        let bad = [(161, 120), (160, 121), (14, 120), (160, 8), (4098, 120), (4096, 2400), (0, 0)];
         for (width, height) in bad {
-            let cfg = VideoConfig {
-                width,
-                height,
-                ..small(10)
-            };
+            let cfg = VideoConfig { width, height, ..small(10) };
             let err = Camera::new("x", cfg).expect_err("bad size must be rejected");
-            assert!(
-                matches!(err, VideoError::BadDimensions { .. }),
-                "{width}x{height}: {err}"
-            );
+            assert!(matches!(err, VideoError::BadDimensions { .. }), "{width}x{height}: {err}");
         }
         for (width, height) in [(16, 16), (160, 120), (3840, 2160), (2160, 3840)] {
-            VideoConfig {
-                width,
-                height,
-                ..small(10)
-            }
-            .validate()
-            .expect("valid size");
+            VideoConfig { width, height, ..small(10) }.validate().expect("valid size");
         }
-        let err = Camera::new(
-            "x",
-            VideoConfig {
-                fps: 0,
-                ..small(10)
-            },
-        )
-        .expect_err("fps 0");
+        let err = Camera::new("x", VideoConfig { fps: 0, ..small(10) }).expect_err("fps 0");
         assert!(matches!(err, VideoError::BadFrameRate(0)));
-        let err = Camera::new(
-            "x",
-            VideoConfig {
-                fps: 61,
-                ..small(10)
-            },
-        )
-        .expect_err("fps 61");
+        let err = Camera::new("x", VideoConfig { fps: 61, ..small(10) }).expect_err("fps 61");
         assert!(matches!(err, VideoError::BadFrameRate(61)));
-        let err = Camera::new(
-            "x",
-            VideoConfig {
-                bitrate_bps: 0,
-                ..small(10)
-            },
-        )
-        .expect_err("bitrate 0");
+        let err = Camera::new("x", VideoConfig { bitrate_bps: 0, ..small(10) }).expect_err("bitrate 0");
         assert!(matches!(err, VideoError::BadBitrate(0)));
-        let err = Camera::new(
-            "x",
-            VideoConfig {
-                bitrate_bps: u32::MAX,
-                ..small(10)
-            },
-        )
-        .expect_err("huge bitrate");
+        let err = Camera::new("x", VideoConfig { bitrate_bps: u32::MAX, ..small(10) }).expect_err("huge bitrate");
         assert!(matches!(err, VideoError::BadBitrate(_)));
     }
 
@@ -794,32 +661,19 @@ mod tests {
         assert!(f.keyframe);
         assert!(f.data.starts_with(&[0, 0, 0, 1]), "{:02x?}", &f.data[..8]);
         let types = nal_types(&f.data);
-        let pos = |t: u8| {
-            types
-                .iter()
-                .position(|&x| x == t)
-                .expect("NAL type present")
-        };
-        assert!(
-            pos(NAL_SPS) < pos(NAL_IDR) && pos(NAL_PPS) < pos(NAL_IDR),
-            "{types:?}"
-        );
+        let pos = |t: u8| types.iter().position(|&x| x == t).expect("NAL type present");
+        assert!(pos(NAL_SPS) < pos(NAL_IDR) && pos(NAL_PPS) < pos(NAL_IDR), "{types:?}");
         // Every NAL unit uses a 4-byte start code.
         for nal in annexb_nal_units(&f.data) {
             assert!(nal.with_start_code.starts_with(&START_CODE));
         }
         // Baseline profile (profile_idc 66) in the SPS.
-        let sps = annexb_nal_units(&f.data)
-            .into_iter()
-            .find(|n| nal_type(n.payload) == NAL_SPS)
-            .expect("sps");
+        let sps = annexb_nal_units(&f.data).into_iter().find(|n| nal_type(n.payload) == NAL_SPS).expect("sps");
         assert_eq!(sps.payload[1], 66);
 
         // gop = 0: later frames are never IDR unless forced.
         for n in 1..15 {
-            let f = cam
-                .encode_next(n, T0 + n * 33_333, 80.0, false)
-                .expect("encode");
+            let f = cam.encode_next(n, T0 + n * 33_333, 80.0, false).expect("encode");
             assert!(!f.keyframe, "frame {n}");
             assert!(!f.data.is_empty());
             assert!(!nal_types(&f.data).contains(&NAL_IDR));
@@ -830,9 +684,7 @@ mod tests {
     fn gop_controls_keyframes_and_every_idr_has_sps_pps() {
         let mut cam = Camera::new("gop", small(10)).expect("camera");
         for n in 0..=25u64 {
-            let f = cam
-                .encode_next(n, T0 + n * 33_333, 120.0, false)
-                .expect("encode");
+            let f = cam.encode_next(n, T0 + n * 33_333, 120.0, false).expect("encode");
             let types = nal_types(&f.data);
             let expect_key = n % 10 == 0;
             assert_eq!(f.keyframe, expect_key, "frame {n}: {types:?}");
@@ -850,16 +702,11 @@ mod tests {
         let mut cam = Camera::new("force", small(0)).expect("camera");
         for n in 0..8u64 {
             let force = n == 4;
-            let f = cam
-                .encode_next(n, T0 + n * 33_333, 60.0, force)
-                .expect("encode");
+            let f = cam.encode_next(n, T0 + n * 33_333, 60.0, force).expect("encode");
             assert_eq!(f.keyframe, n == 0 || force, "frame {n}");
             if force {
                 let types = nal_types(&f.data);
-                assert!(
-                    types.contains(&NAL_SPS) && types.contains(&NAL_PPS),
-                    "{types:?}"
-                );
+                assert!(types.contains(&NAL_SPS) && types.contains(&NAL_PPS), "{types:?}");
             }
         }
         // Forcing on the very first frame is fine too.
@@ -875,9 +722,7 @@ mod tests {
         for n in 0..6u64 {
             // Even a standing train (speed 0) changes the picture: counter and clock.
             let speed = if n < 3 { 0.0 } else { 90.0 };
-            let f = cam
-                .encode_next(n, T0 + n * 33_333, speed, false)
-                .expect("encode");
+            let f = cam.encode_next(n, T0 + n * 33_333, speed, false).expect("encode");
             let planes = (cam.picture.y.clone(), cam.picture.u.clone());
             if let Some(prev) = &prev_planes {
                 assert_ne!(prev.0, planes.0, "luma of frame {n} equals frame {}", n - 1);
@@ -896,18 +741,12 @@ mod tests {
         cam.render(0, T0, 0.0);
         let still = cam.box_x;
         cam.render(1, T0, 0.0);
-        assert!(
-            (cam.box_x - still).abs() < f64::EPSILON,
-            "0 km/h must stand still"
-        );
+        assert!((cam.box_x - still).abs() < f64::EPSILON, "0 km/h must stand still");
         cam.render(2, T0, 100.0);
         let slow = cam.box_x - still;
         cam.render(3, T0, 200.0);
         let fast = cam.box_x - still - slow;
-        assert!(
-            slow > 0.0 && (fast - 2.0 * slow).abs() < 1e-9,
-            "slow {slow} fast {fast}"
-        );
+        assert!(slow > 0.0 && (fast - 2.0 * slow).abs() < 1e-9, "slow {slow} fast {fast}");
         // Non-finite speeds do not poison the position.
         cam.render(4, T0, f32::NAN);
         assert!(cam.box_x.is_finite());
@@ -919,9 +758,7 @@ mod tests {
 
     #[test]
     fn annexb_parsing_handles_both_start_codes() {
-        let data = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
-        ];
+        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5];
         let nals = annexb_nal_units(&data);
         assert_eq!(nals.len(), 3);
         assert_eq!(nal_types(&data), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
@@ -936,9 +773,7 @@ mod tests {
         let mut cam = Camera::new("repair", small(0)).expect("camera");
         let first = cam.encode_next(0, T0, 0.0, false).expect("encode");
         let bare_idr = vec![0, 0, 0, 1, 0x65, 0x88, 0x84];
-        let f = cam
-            .finish_access_unit(1, bare_idr.clone())
-            .expect("repaired");
+        let f = cam.finish_access_unit(1, bare_idr.clone()).expect("repaired");
         assert!(f.keyframe);
         assert_eq!(nal_types(&f.data), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
         assert!(f.data.ends_with(&bare_idr));
@@ -946,27 +781,12 @@ mod tests {
         assert_eq!(&f.data[..sps_pps_len], &first.data[..sps_pps_len]);
         // P slices pass through untouched; garbage is rejected.
         let p = vec![0, 0, 0, 1, 0x41, 0x9a];
-        assert_eq!(
-            cam.finish_access_unit(2, p.clone()).expect("p frame"),
-            EncodedFrame {
-                data: p,
-                keyframe: false
-            }
-        );
-        assert!(matches!(
-            cam.finish_access_unit(3, vec![1, 2, 3]),
-            Err(VideoError::Malformed { .. })
-        ));
-        assert!(matches!(
-            cam.finish_access_unit(4, vec![0, 0, 0, 1, 0x67, 1]),
-            Err(VideoError::Malformed { .. })
-        ));
+        assert_eq!(cam.finish_access_unit(2, p.clone()).expect("p frame"), EncodedFrame { data: p, keyframe: false });
+        assert!(matches!(cam.finish_access_unit(3, vec![1, 2, 3]), Err(VideoError::Malformed { .. })));
+        assert!(matches!(cam.finish_access_unit(4, vec![0, 0, 0, 1, 0x67, 1]), Err(VideoError::Malformed { .. })));
         // Without any SPS/PPS seen before, a bare IDR cannot be repaired.
         let mut fresh = Camera::new("fresh", small(0)).expect("camera");
-        assert!(matches!(
-            fresh.finish_access_unit(0, bare_idr),
-            Err(VideoError::Malformed { .. })
-        ));
+        assert!(matches!(fresh.finish_access_unit(0, bare_idr), Err(VideoError::Malformed { .. })));
     }
 
     #[test]
@@ -982,22 +802,9 @@ mod tests {
 
     #[test]
     fn bar_colours_match_bt601_formula() {
-        let lit = [
-            (1, 1, 1),
-            (1, 1, 0),
-            (0, 1, 1),
-            (0, 1, 0),
-            (1, 0, 1),
-            (1, 0, 0),
-            (0, 0, 1),
-            (0, 0, 0),
-        ];
+        let lit = [(1, 1, 1), (1, 1, 0), (0, 1, 1), (0, 1, 0), (1, 0, 1), (1, 0, 0), (0, 0, 1), (0, 0, 0)];
         for ((r, g, b), bar) in lit.iter().zip(BARS) {
-            let (r, g, b) = (
-                0.75 * f64::from(*r),
-                0.75 * f64::from(*g),
-                0.75 * f64::from(*b),
-            );
+            let (r, g, b) = (0.75 * f64::from(*r), 0.75 * f64::from(*g), 0.75 * f64::from(*b));
             let ey = 0.299 * r + 0.587 * g + 0.114 * b;
             let y = 16.0 + 219.0 * ey;
             let cb = 128.0 + 224.0 * (b - ey) / 1.772;
@@ -1019,50 +826,27 @@ mod tests {
             assert_eq!(l.bars_h % 2 + l.band_h % 2 + l.text_y % 2, 0);
         }
         // Tiny pictures must not panic.
-        let mut cam = Camera::new(
-            "tiny camera with a long label",
-            VideoConfig {
-                width: 16,
-                height: 16,
-                ..small(0)
-            },
-        )
-        .expect("camera");
-        assert!(
-            cam.encode_next(0, T0, 10.0, false)
-                .expect("encode")
-                .keyframe
-        );
+        let mut cam = Camera::new("tiny camera with a long label", VideoConfig { width: 16, height: 16, ..small(0) })
+            .expect("camera");
+        assert!(cam.encode_next(0, T0, 10.0, false).expect("encode").keyframe);
     }
 
     /// Mean of the luma samples in the given rectangle of a decoded picture.
     fn mean_luma(y: &[u8], stride: usize, x0: usize, x1: usize, y0: usize, y1: usize) -> f64 {
         let mut sum = 0u64;
         for row in y0..y1 {
-            sum += y[row * stride + x0..row * stride + x1]
-                .iter()
-                .map(|&v| u64::from(v))
-                .sum::<u64>();
+            sum += y[row * stride + x0..row * stride + x1].iter().map(|&v| u64::from(v)).sum::<u64>();
         }
         sum as f64 / ((x1 - x0) * (y1 - y0)) as f64
     }
 
     #[test]
     fn decode_round_trip() {
-        let cfg = VideoConfig {
-            width: 160,
-            height: 120,
-            fps: 30,
-            bitrate_bps: 500_000,
-            gop: 5,
-        };
+        let cfg = VideoConfig { width: 160, height: 120, fps: 30, bitrate_bps: 500_000, gop: 5 };
         let mut cam = Camera::new("train-9 cam 1", cfg).expect("camera");
         let mut frames = Vec::new();
         for n in 0..8u64 {
-            frames.push(
-                cam.encode_next(n, T0 + n * 33_333, 100.0, false)
-                    .expect("encode"),
-            );
+            frames.push(cam.encode_next(n, T0 + n * 33_333, 100.0, false).expect("encode"));
         }
         let bars_h = cam.layout.bars_h;
 
@@ -1077,23 +861,10 @@ mod tests {
                 assert_eq!(pic.dimensions(), (160, 120));
                 let stride = pic.strides().0;
                 let bar_w = 160 / 8;
-                let bar_luma = |i: usize| {
-                    mean_luma(
-                        pic.y(),
-                        stride,
-                        i * bar_w + 4,
-                        (i + 1) * bar_w - 4,
-                        4,
-                        bars_h - 4,
-                    )
-                };
+                let bar_luma = |i: usize| mean_luma(pic.y(), stride, i * bar_w + 4, (i + 1) * bar_w - 4, 4, bars_h - 4);
                 for (i, bar) in BARS.iter().enumerate() {
                     let got = bar_luma(i);
-                    assert!(
-                        (got - f64::from(bar.0)).abs() < 12.0,
-                        "bar {i}: luma {got}, want {}",
-                        bar.0
-                    );
+                    assert!((got - f64::from(bar.0)).abs() < 12.0, "bar {i}: luma {got}, want {}", bar.0);
                 }
                 assert!(bar_luma(0) > 160.0, "first bar bright");
                 assert!(bar_luma(7) < 40.0, "last bar dark");
@@ -1118,24 +889,14 @@ mod tests {
     #[ignore = "benchmark"]
     fn encode_speed() {
         for (w, h, bitrate) in [(640, 480, 1_000_000), (320, 240, 400_000)] {
-            let cfg = VideoConfig {
-                width: w,
-                height: h,
-                fps: 30,
-                bitrate_bps: bitrate,
-                gop: 60,
-            };
+            let cfg = VideoConfig { width: w, height: h, fps: 30, bitrate_bps: bitrate, gop: 60 };
             let mut cam = Camera::new("train-1 cam 0", cfg).expect("camera");
             let n = 300u64;
             let mut bytes = 0usize;
             let mut render_time = std::time::Duration::ZERO;
             let start = std::time::Instant::now();
             for i in 0..n {
-                bytes += cam
-                    .encode_next(i, T0 + i * 33_333, 120.0, false)
-                    .expect("encode")
-                    .data
-                    .len();
+                bytes += cam.encode_next(i, T0 + i * 33_333, 120.0, false).expect("encode").data.len();
             }
             let total = start.elapsed();
             let r0 = std::time::Instant::now();

@@ -52,11 +52,15 @@ pub fn router(state: AppState) -> Router {
         .route("/remote-controls/{id}/train", put(set_train).delete(unset_train))
         .route("/sessions", get(list_sessions))
         .route("/quic/certificate", get(quic_certificate))
-        .route("/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
         .nest("/api", api)
+        .route("/", get(|| async { axum::response::Html(include_str!("index.html")) }))
         .route("/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -76,7 +80,8 @@ async fn list_trains(State(app): State<AppState>) -> Json<Vec<Train>> {
     params(("id" = String, Path, description = "Train id")),
     responses((status = 200, body = Train), (status = 404, body = ErrorBody)))]
 async fn get_train(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Train>, ApiError> {
-    let stream = TrainId::new(id.clone()).ok().and_then(|t| app.hub.stream(&t)).ok_or_else(|| ApiError::train_not_found(&id))?;
+    let stream =
+        TrainId::new(id.clone()).ok().and_then(|t| app.hub.stream(&t)).ok_or_else(|| ApiError::train_not_found(&id))?;
     Ok(Json(Train::from(stream.snapshot())))
 }
 
@@ -110,7 +115,10 @@ async fn create_remote_control(
 #[utoipa::path(get, path = "/api/remote-controls/{id}", tag = "remote-controls",
     params(("id" = String, Path, description = "Remote control id")),
     responses((status = 200, body = RemoteControlView), (status = 404, body = ErrorBody)))]
-async fn get_remote_control(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<RemoteControlView>, ApiError> {
+async fn get_remote_control(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RemoteControlView>, ApiError> {
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
     Ok(Json(view(&app, &rc)))
 }
@@ -134,7 +142,8 @@ async fn set_train(
     ApiJson(req): ApiJson<SetTrain>,
 ) -> Result<Json<RemoteControlView>, ApiError> {
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
-    let train = TrainId::new(req.train_id.clone()).map_err(|e| ApiError::bad_request("bad_train_id", format!("train_id: {e}")))?;
+    let train = TrainId::new(req.train_id.clone())
+        .map_err(|e| ApiError::bad_request("bad_train_id", format!("train_id: {e}")))?;
     if app.hub.stream(&train).is_none() {
         return Err(ApiError::train_not_found(&req.train_id));
     }

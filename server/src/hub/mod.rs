@@ -24,7 +24,7 @@ use railcast_protocol::{Action, CommandAck, ControlMessage, Hello, TrainId};
 use tokio::sync::{mpsc, oneshot};
 
 pub use stream::{PublishError, Stream, StreamSnapshot, TrainEvent};
-pub use subscriber::{SubItem, Subscription, SubscriberCounters};
+pub use subscriber::{SubItem, SubscriberCounters, Subscription};
 
 /// Hub tuning, from the server configuration.
 #[derive(Debug, Clone)]

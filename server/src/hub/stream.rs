@@ -241,7 +241,11 @@ impl Stream {
         self.lock().cameras.iter().map(|c| c.info.clone()).collect()
     }
 
-    pub(super) fn go_online(&self, hello: Hello, control: mpsc::Sender<ControlMessage>) -> (u64, oneshot::Receiver<()>) {
+    pub(super) fn go_online(
+        &self,
+        hello: Hello,
+        control: mpsc::Sender<ControlMessage>,
+    ) -> (u64, oneshot::Receiver<()>) {
         let now = Instant::now();
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
@@ -257,7 +261,13 @@ impl Stream {
         st.cameras = hello
             .cameras
             .iter()
-            .map(|info| Camera { info: info.clone(), gop: Gop::default(), meter: RateMeter::new(now), frames: 0, bytes: 0 })
+            .map(|info| Camera {
+                info: info.clone(),
+                gop: Gop::default(),
+                meter: RateMeter::new(now),
+                frames: 0,
+                bytes: 0,
+            })
             .collect();
         st.software = hello.software;
         st.online = Some(Online { control, replaced: Some(tx) });
@@ -348,7 +358,8 @@ impl Stream {
         }
         st.subscribers.push(slot);
         if let Some(online) = &st.online {
-            let due = st.last_keyframe_request.is_none_or(|t| now.duration_since(t) >= self.config.keyframe_request_interval);
+            let due =
+                st.last_keyframe_request.is_none_or(|t| now.duration_since(t) >= self.config.keyframe_request_interval);
             if due && online.control.try_send(super::keyframe_request()).is_ok() {
                 st.last_keyframe_request = Some(now);
             }
@@ -386,7 +397,9 @@ impl Stream {
             Some(done) => {
                 let _ = done.send(ack);
             }
-            None => tracing::debug!(train = %self.train_id, command_id = ack.command_id, "ack for an unknown or expired command"),
+            None => {
+                tracing::debug!(train = %self.train_id, command_id = ack.command_id, "ack for an unknown or expired command")
+            }
         }
     }
 

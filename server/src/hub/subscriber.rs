@@ -116,7 +116,9 @@ impl Slot {
             self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
             self.frames_dropped_since_log += 1;
         }
-        if self.last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL) && self.frames_dropped_since_log > 0 {
+        if self.last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL)
+            && self.frames_dropped_since_log > 0
+        {
             tracing::info!(
                 train = %train,
                 subscriber = self.id,

@@ -68,8 +68,13 @@ pub enum IngestError {
 }
 
 /// Build the QUIC endpoint on an already bound UDP socket.
-pub fn endpoint(socket: std::net::UdpSocket, identity: &Identity, config: &IngestConfig) -> Result<quinn::Endpoint, IngestError> {
-    let crypto = QuicServerConfig::try_from(identity.server_config()?).map_err(|e| IngestError::Crypto(e.to_string()))?;
+pub fn endpoint(
+    socket: std::net::UdpSocket,
+    identity: &Identity,
+    config: &IngestConfig,
+) -> Result<quinn::Endpoint, IngestError> {
+    let crypto =
+        QuicServerConfig::try_from(identity.server_config()?).map_err(|e| IngestError::Crypto(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport(config)?));
     let runtime = quinn::default_runtime().ok_or_else(|| IngestError::Transport("no async runtime".into()))?;

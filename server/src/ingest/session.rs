@@ -52,7 +52,9 @@ impl FrameReader {
                 None if self.decoder.buffered() == 0 => return Ok(None),
                 None => {
                     let held = self.decoder.buffered();
-                    return Err(DecodeError::Truncated { what: "control frame", needed: held + 1, available: held }.into());
+                    return Err(
+                        DecodeError::Truncated { what: "control frame", needed: held + 1, available: held }.into()
+                    );
                 }
             }
         }
@@ -223,4 +225,3 @@ async fn refuse(mut send: quinn::SendStream, code: &str, message: &str) {
         let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
     }
 }
-

@@ -63,7 +63,10 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let rc = app.remotes.get(&q.remote_control_id).ok_or_else(|| ApiError::remote_control_not_found(&q.remote_control_id))?;
+    let rc = app
+        .remotes
+        .get(&q.remote_control_id)
+        .ok_or_else(|| ApiError::remote_control_not_found(&q.remote_control_id))?;
     let ws = ws?;
     let max = app.ws.max_message;
     Ok(ws

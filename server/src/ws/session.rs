@@ -50,11 +50,14 @@ impl Session {
             train_id: follower.train().cloned(),
             server_time_us: crate::now_us(),
         };
-        if send_event(&mut sink, &info, &welcome).await.is_err() || send_event(&mut sink, &info, &initial).await.is_err() {
+        if send_event(&mut sink, &info, &welcome).await.is_err()
+            || send_event(&mut sink, &info, &initial).await.is_err()
+        {
             return;
         }
         let (out_tx, mut out_rx) = mpsc::channel::<ServerEvent>(64);
-        let mut reader = tokio::spawn(read_loop(stream, self.app.clone(), Arc::clone(&self.rc), out_tx, Arc::clone(&info)));
+        let mut reader =
+            tokio::spawn(read_loop(stream, self.app.clone(), Arc::clone(&self.rc), out_tx, Arc::clone(&info)));
         let mut shutdown = self.app.shutdown.clone();
         let batch = self.app.ws.batch.max(1);
 
@@ -136,7 +139,11 @@ async fn read_loop(
             Ok(_) => continue, // ping/pong are answered by the library
             Err(e) => {
                 let text = e.to_string();
-                let code = if text.contains("too long") || text.contains("Space limit") { close_code::TOO_BIG } else { close_code::PROTOCOL };
+                let code = if text.contains("too long") || text.contains("Space limit") {
+                    close_code::TOO_BIG
+                } else {
+                    close_code::PROTOCOL
+                };
                 tracing::debug!(session = info.id, "websocket read error: {text}");
                 return Some((code, truncate_reason(&text)));
             }
@@ -144,7 +151,8 @@ async fn read_loop(
         let msg = match ClientMessage::parse(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                let code = if matches!(e, DecodeError::BodyTooLarge { .. }) { "message_too_large" } else { "bad_message" };
+                let code =
+                    if matches!(e, DecodeError::BodyTooLarge { .. }) { "message_too_large" } else { "bad_message" };
                 if out.send(ServerEvent::Error { code: code.into(), message: e.to_string() }).await.is_err() {
                     return None;
                 }

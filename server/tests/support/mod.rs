@@ -26,7 +26,12 @@ pub fn bin(name: &str) -> PathBuf {
 /// Per-test scratch directory under the target dir (logs, manifests).
 pub fn scratch(test: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").join("test-scratch").join(format!("{test}-{}", std::process::id()));
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("test-scratch")
+        .join(format!("{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
@@ -106,7 +111,8 @@ pub struct Sim {
 }
 
 /// Small, cheap video for tests: 320×240, 15 fps, keyframe every 15 frames.
-pub const SMALL_VIDEO: &[&str] = &["--width", "320", "--height", "240", "--fps", "15", "--gop", "15", "--bitrate", "300k"];
+pub const SMALL_VIDEO: &[&str] =
+    &["--width", "320", "--height", "240", "--fps", "15", "--gop", "15", "--bitrate", "300k"];
 
 impl Sim {
     pub fn start(dir: &Path, server: &Server, args: &[&str]) -> Sim {
@@ -177,7 +183,8 @@ impl Manifest {
 
 /// Plain HTTP/1.1 JSON calls.
 pub async fn api(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
     let payload = match body {
         Some(v) => {
@@ -189,18 +196,26 @@ pub async fn api(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     let resp = client.request(req.body(Full::new(payload)).expect("request")).await.expect("http call");
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
     (status, v)
 }
 
 /// Raw request (for bodies that are not JSON).
 pub async fn raw(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    let resp = client.request(req.body(Full::new(bytes::Bytes::copy_from_slice(body))).expect("request")).await.expect("http call");
+    let resp = client
+        .request(req.body(Full::new(bytes::Bytes::copy_from_slice(body))).expect("request"))
+        .await
+        .expect("http call");
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -213,7 +228,12 @@ pub async fn remote_control(server: &Server, train: Option<&str>) -> String {
     let id = rc["id"].as_str().expect("id").to_owned();
     if let Some(train) = train {
         wait_for_train(server, train, true).await;
-        let (status, v) = api("PUT", &server.url(&format!("/api/remote-controls/{id}/train")), Some(serde_json::json!({"train_id": train}))).await;
+        let (status, v) = api(
+            "PUT",
+            &server.url(&format!("/api/remote-controls/{id}/train")),
+            Some(serde_json::json!({"train_id": train})),
+        )
+        .await;
         assert_eq!(status, 200, "{v}");
     }
     id

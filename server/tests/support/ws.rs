@@ -91,7 +91,9 @@ impl Client {
                         l.lock().expect("lock").events.push(v);
                     }
                     Message::Close(frame) => {
-                        l.lock().expect("lock").closed = Some(frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())));
+                        l.lock().expect("lock").closed = Some(
+                            frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())),
+                        );
                         break;
                     }
                     _ => {}
@@ -152,7 +154,11 @@ pub fn verify(frames: &[Received], manifest: &Manifest) -> usize {
         let e = manifest
             .get(train, f.camera, f.seq)
             .unwrap_or_else(|| panic!("frame {train}/{}/{} is not in the manifest", f.camera, f.seq));
-        assert_eq!(e.sha256, f.sha256, "frame {train}/{}/{}: SHA-256 differs from what the train sent", f.camera, f.seq);
+        assert_eq!(
+            e.sha256, f.sha256,
+            "frame {train}/{}/{}: SHA-256 differs from what the train sent",
+            f.camera, f.seq
+        );
         assert_eq!(e.capture_us, f.capture_us);
         let key = (train.to_owned(), f.camera);
         if let Some(prev) = last.get(&key) {

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run every test: formatting, lints, unit tests, golden vectors, and the end-to-end tests that start
+# the real server, simulator and clients on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests spawn the workspace binaries; build them first.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
