@@ -882,34 +882,4 @@ mod tests {
         assert!(frames[5].keyframe);
         assert_eq!(check(&frames[5..]), 3);
     }
-
-    /// Encode time per frame; run with
-    /// `cargo test --release -- --ignored --nocapture encode_speed`.
-    #[test]
-    #[ignore = "benchmark"]
-    fn encode_speed() {
-        for (w, h, bitrate) in [(640, 480, 1_000_000), (320, 240, 400_000)] {
-            let cfg = VideoConfig { width: w, height: h, fps: 30, bitrate_bps: bitrate, gop: 60 };
-            let mut cam = Camera::new("train-1 cam 0", cfg).expect("camera");
-            let n = 300u64;
-            let mut bytes = 0usize;
-            let mut render_time = std::time::Duration::ZERO;
-            let start = std::time::Instant::now();
-            for i in 0..n {
-                bytes += cam.encode_next(i, T0 + i * 33_333, 120.0, false).expect("encode").data.len();
-            }
-            let total = start.elapsed();
-            let r0 = std::time::Instant::now();
-            for i in 0..n {
-                cam.render(i, T0 + i * 33_333, 120.0);
-            }
-            render_time += r0.elapsed();
-            let kbps = bytes as f64 * 8.0 / (n as f64 / 30.0) / 1000.0;
-            println!(
-                "{w}x{h}: {:.2} ms/frame (render alone {:.3} ms), {kbps:.0} kbit/s at 30 fps",
-                total.as_secs_f64() * 1000.0 / n as f64,
-                render_time.as_secs_f64() * 1000.0 / n as f64,
-            );
-        }
-    }
 }

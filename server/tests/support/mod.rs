@@ -52,8 +52,13 @@ pub struct Server {
 impl Server {
     pub async fn start(dir: &Path, args: &[&str]) -> Server {
         let log = dir.join(format!("server-{}.log", rand_suffix()));
-        let mut child = Command::new(bin("railcast-server"))
-            .args(["--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+        let mut cmd = Command::new(bin("railcast-server"));
+        for (flag, default) in [("--http-addr", "127.0.0.1:0"), ("--quic-addr", "127.0.0.1:0")] {
+            if !args.contains(&flag) {
+                cmd.args([flag, default]);
+            }
+        }
+        let mut child = cmd
             .args(args)
             .env("RUST_LOG", "info,railcast_server=debug")
             .stdout(Stdio::piped())

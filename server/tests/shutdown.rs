@@ -1,0 +1,32 @@
+//! SIGTERM during streaming: clients get a close with a reason, trains are told, and the process
+//! exits 0 within the grace period.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::ws::Client;
+use support::{remote_control, scratch, Server, Sim, SMALL_VIDEO};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_clients_with_a_reason_and_exits_zero() {
+    let dir = scratch("shutdown");
+    let mut server = Server::start(&dir, &["--shutdown-grace", "3s"]).await;
+    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
+    let rc = remote_control(&server, Some("train-1")).await;
+    let client = Client::connect(&server.ws_url(&rc)).await;
+    client.wait_frames(5).await;
+
+    let start = Instant::now();
+    server.signal("TERM");
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), server.child.wait()).await.expect("exit in time").expect("wait");
+    let took = start.elapsed();
+    println!("exited with {status} after {} ms", took.as_millis());
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    client.wait_event("closing", |e| e["type"] == "closing").await;
+    let closed = client.log.lock().expect("lock").closed.clone();
+    assert_eq!(closed.as_ref().map(|c| c.0), Some(1001), "{closed:?}");
+    assert!(closed.is_some_and(|c| c.1.contains("shutting down")));
+}
