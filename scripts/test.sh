@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Run every test: formatting, lints, unit tests, golden vectors, and the end-to-end tests that start
-# the real server, simulator and clients on loopback.
+# Run every test: formatting, lints, unit tests, golden vectors, the end-to-end tests that start
+# the real server, simulator and clients on loopback, and the deployment files' validation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests spawn the workspace binaries; build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+docker-compose -f docker-compose.yml config -q
+echo "docker-compose.yml: valid"

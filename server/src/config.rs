@@ -1,11 +1,16 @@
-//! Server configuration: defaults → `RAILCAST_*` environment → command-line flags, validated
-//! before any port is bound. `docs/configuration.md` lists every setting.
+//! Server configuration: defaults → optional TOML file (`--config`) → `RAILCAST_*` environment →
+//! command-line flags, validated before any port is bound. `docs/configuration.md` lists every
+//! setting; each one is declared once, in the `settings!` table below, which generates the
+//! command line, the file schema and the typed [`Config`].
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use serde::{Deserialize, Serialize};
 
 /// A setting with a bad value: names the setting and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -19,62 +24,165 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError { setting, reason: reason.into() }
 }
 
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "railcast-server",
-    version,
-    about = "railcast relay: trains in over QUIC, remote controls out over WebSocket"
-)]
-pub struct Config {
-    /// HTTP listen address (API, WebSocket). Port 0 picks a free port.
-    #[arg(long, env = "RAILCAST_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    pub http_addr: SocketAddr,
+/// A duration written with a unit (`250ms`, `5s`, `1m`) on the command line, in the environment
+/// and in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s).map(Dur)
+    }
+}
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"5s\": {e}")))
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+        /// The command line. Every setting is optional here: unset ones come from the environment
+        /// (clap reads `RAILCAST_*`), then the file, then the defaults.
+        #[derive(Debug, Clone, Default, Parser)]
+        #[command(name = "railcast-server", version, about = "railcast relay: trains in over QUIC, remote controls out over WebSocket")]
+        pub struct Cli {
+            /// TOML file with settings (keys as in docs/configuration.md); the environment and
+            /// flags override it.
+            #[arg(long, env = "RAILCAST_CONFIG")]
+            pub config: Option<PathBuf>,
+            /// Print the effective configuration as JSON and exit.
+            #[arg(long)]
+            pub check_config: bool,
+            /// PEM certificate chain for QUIC; without it a self-signed certificate is generated.
+            #[arg(long, env = "RAILCAST_TLS_CERT")]
+            pub tls_cert: Option<PathBuf>,
+            /// PEM private key matching `--tls-cert`.
+            #[arg(long, env = "RAILCAST_TLS_KEY")]
+            pub tls_key: Option<PathBuf>,
+            /// Names (DNS or IP) of the generated self-signed certificate, comma-separated.
+            #[arg(long, env = "RAILCAST_TLS_NAMES", value_delimiter = ',')]
+            pub tls_names: Option<Vec<String>>,
+            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+        }
+
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FileConfig {
+            tls_cert: Option<PathBuf>,
+            tls_key: Option<PathBuf>,
+            tls_names: Option<Vec<String>>,
+            $( $name: Option<$ty>, )*
+        }
+
+        /// The effective configuration.
+        #[derive(Debug, Clone, Serialize)]
+        pub struct Config {
+            pub tls_cert: Option<PathBuf>,
+            pub tls_key: Option<PathBuf>,
+            pub tls_names: Vec<String>,
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Config {
+            /// The built-in defaults.
+            pub fn defaults() -> Self {
+                Self {
+                    tls_cert: None,
+                    tls_key: None,
+                    tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+                    $( $name: $default, )*
+                }
+            }
+
+            fn apply_file(&mut self, f: FileConfig) {
+                if f.tls_cert.is_some() { self.tls_cert = f.tls_cert; }
+                if f.tls_key.is_some() { self.tls_key = f.tls_key; }
+                if let Some(v) = f.tls_names { self.tls_names = v; }
+                $( if let Some(v) = f.$name { self.$name = v; } )*
+            }
+
+            fn apply_cli(&mut self, c: &Cli) {
+                if c.tls_cert.is_some() { self.tls_cert = c.tls_cert.clone(); }
+                if c.tls_key.is_some() { self.tls_key = c.tls_key.clone(); }
+                if let Some(v) = &c.tls_names { self.tls_names = v.clone(); }
+                $( if let Some(v) = &c.$name { self.$name = v.clone(); } )*
+            }
+        }
+
+        /// Every setting: (file key, environment variable).
+        pub const SETTINGS: &[(&str, &str)] = &[
+            ("tls_cert", "RAILCAST_TLS_CERT"),
+            ("tls_key", "RAILCAST_TLS_KEY"),
+            ("tls_names", "RAILCAST_TLS_NAMES"),
+            $( (stringify!($name), $env), )*
+        ];
+    };
+}
+
+settings! {
+    /// HTTP listen address (API, WebSocket, console). Port 0 picks a free port.
+    http_addr: SocketAddr = addr("127.0.0.1:8080"), "RAILCAST_HTTP_ADDR";
     /// QUIC (UDP) listen address for trains. Port 0 picks a free port.
-    #[arg(long, env = "RAILCAST_QUIC_ADDR", default_value = "127.0.0.1:4433")]
-    pub quic_addr: SocketAddr,
-    /// PEM certificate chain for QUIC; without it a self-signed certificate is generated.
-    #[arg(long, env = "RAILCAST_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key matching `--tls-cert`.
-    #[arg(long, env = "RAILCAST_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Names (DNS or IP) of the generated self-signed certificate, comma-separated.
-    #[arg(long, env = "RAILCAST_TLS_NAMES", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
-    pub tls_names: Vec<String>,
+    quic_addr: SocketAddr = addr("127.0.0.1:4433"), "RAILCAST_QUIC_ADDR";
     /// Largest video payload per packet accepted from trains, bytes (1..=65535).
-    #[arg(long, env = "RAILCAST_MAX_PAYLOAD", default_value_t = railcast_protocol::DEFAULT_MAX_PAYLOAD)]
-    pub max_payload: usize,
+    max_payload: usize = railcast_protocol::DEFAULT_MAX_PAYLOAD, "RAILCAST_MAX_PAYLOAD";
     /// Packets queued per subscriber before it starts losing frames (16..=65536).
-    #[arg(long, env = "RAILCAST_SUBSCRIBER_QUEUE", default_value_t = 1024)]
-    pub subscriber_queue: usize,
+    subscriber_queue: usize = 1024, "RAILCAST_SUBSCRIBER_QUEUE";
     /// Bytes of the current GOP cached per camera for late joiners (0 disables the cache).
-    #[arg(long, env = "RAILCAST_GOP_CACHE_BYTES", default_value_t = 4 << 20)]
-    pub gop_cache_bytes: usize,
+    gop_cache_bytes: usize = 4 << 20, "RAILCAST_GOP_CACHE_BYTES";
     /// How long a command waits for the train's ack.
-    #[arg(long, env = "RAILCAST_COMMAND_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
-    pub command_timeout: Duration,
+    command_timeout: Dur = Dur(Duration::from_secs(5)), "RAILCAST_COMMAND_TIMEOUT";
     /// A train connection silent for this long is closed.
-    #[arg(long, env = "RAILCAST_QUIC_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "6s")]
-    pub quic_idle_timeout: Duration,
+    quic_idle_timeout: Dur = Dur(Duration::from_secs(6)), "RAILCAST_QUIC_IDLE_TIMEOUT";
     /// QUIC keep-alive interval; must be below the idle timeout.
-    #[arg(long, env = "RAILCAST_QUIC_KEEP_ALIVE", value_parser = humantime::parse_duration, default_value = "1s")]
-    pub quic_keep_alive: Duration,
+    quic_keep_alive: Dur = Dur(Duration::from_secs(1)), "RAILCAST_QUIC_KEEP_ALIVE";
     /// Kernel send buffer of each HTTP/WebSocket connection, bytes (0 keeps the OS default).
     /// Small keeps latency low: a slow client's backlog stays in the hub, where whole frames drop.
-    #[arg(long, env = "RAILCAST_WS_SEND_BUFFER", default_value_t = 256 * 1024)]
-    pub ws_send_buffer: usize,
+    ws_send_buffer: usize = 256 * 1024, "RAILCAST_WS_SEND_BUFFER";
     /// Largest WebSocket message read from a client, bytes.
-    #[arg(long, env = "RAILCAST_WS_MAX_MESSAGE", default_value_t = 64 * 1024)]
-    pub ws_max_message: usize,
+    ws_max_message: usize = 64 * 1024, "RAILCAST_WS_MAX_MESSAGE";
     /// Time allowed for a graceful shutdown before the process exits anyway.
-    #[arg(long, env = "RAILCAST_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "5s")]
-    pub shutdown_grace: Duration,
+    shutdown_grace: Dur = Dur(Duration::from_secs(5)), "RAILCAST_SHUTDOWN_GRACE";
 }
 
 impl Config {
-    /// The defaults, as if no flag and no environment variable were given.
-    pub fn defaults() -> Self {
-        Self::parse_from(["railcast-server"])
+    /// Layer the file named by `cli.config` (if any) and the command line over the defaults, then
+    /// validate.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let mut config = Self::defaults();
+        if let Some(path) = &cli.config {
+            config.apply_file(read_file(path)?);
+        }
+        config.apply_cli(cli);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse arguments as `main` does (the environment included) and load.
+    pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args).map_err(|e| invalid("command line", e.to_string()))?;
+        Self::load(&cli)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -90,13 +198,16 @@ impl Config {
         if self.gop_cache_bytes > 1 << 30 {
             return Err(invalid("gop_cache_bytes", "must be at most 1 GiB"));
         }
-        if self.command_timeout.is_zero() || self.command_timeout > Duration::from_secs(300) {
-            return Err(invalid("command_timeout", "must be within 1ms..=300s"));
+        if self.command_timeout.0.is_zero() || self.command_timeout.0 > Duration::from_secs(300) {
+            return Err(invalid("command_timeout", format!("must be within 1ms..=300s, got {}", self.command_timeout)));
         }
-        if self.quic_idle_timeout < Duration::from_millis(100) {
-            return Err(invalid("quic_idle_timeout", "must be at least 100ms"));
+        if self.quic_idle_timeout.0 < Duration::from_millis(100) {
+            return Err(invalid(
+                "quic_idle_timeout",
+                format!("must be at least 100ms, got {}", self.quic_idle_timeout),
+            ));
         }
-        if self.quic_keep_alive.is_zero() || self.quic_keep_alive >= self.quic_idle_timeout {
+        if self.quic_keep_alive.0.is_zero() || self.quic_keep_alive.0 >= self.quic_idle_timeout.0 {
             return Err(invalid("quic_keep_alive", "must be above zero and below quic_idle_timeout"));
         }
         if self.ws_max_message < railcast_protocol::client::MAX_CLIENT_MESSAGE {
@@ -105,14 +216,38 @@ impl Config {
                 format!("must be at least {}", railcast_protocol::client::MAX_CLIENT_MESSAGE),
             ));
         }
-        if self.shutdown_grace > Duration::from_secs(300) {
+        if self.shutdown_grace.0 > Duration::from_secs(300) {
             return Err(invalid("shutdown_grace", "must be at most 300s"));
         }
-        if self.tls_cert.is_none() && self.tls_names.iter().all(|n| n.trim().is_empty()) {
-            return Err(invalid("tls_names", "needs at least one name for the self-signed certificate"));
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(invalid("tls_key", "is required with tls_cert")),
+            (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
+            (None, None) if self.tls_names.iter().all(|n| n.trim().is_empty()) => {
+                return Err(invalid("tls_names", "needs at least one name for the self-signed certificate"))
+            }
+            _ => {}
         }
         Ok(())
     }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid("config", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        // Name the setting on the offending line when it is a known one.
+        let key = e.span().and_then(|span| line_key(&text, span.start));
+        let setting = key.and_then(|k| SETTINGS.iter().map(|(s, _)| *s).find(|s| *s == k));
+        invalid(setting.unwrap_or("config"), format!("{}: {}", path.display(), e.message()))
+    })
+}
+
+/// The key of the `key = value` line containing byte `at`.
+fn line_key(text: &str, at: usize) -> Option<&str> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    line.split_once('=').map(|(k, _)| k.trim())
 }
 
 #[cfg(test)]
@@ -125,20 +260,62 @@ mod tests {
     }
 
     #[test]
-    fn each_bad_value_names_its_setting() {
+    fn each_bad_flag_names_its_setting() {
         let cases: Vec<(&[&str], &str)> = vec![
             (&["--max-payload", "0"], "max_payload"),
             (&["--max-payload", "70000"], "max_payload"),
             (&["--subscriber-queue", "2"], "subscriber_queue"),
+            (&["--gop-cache-bytes", "2000000000"], "gop_cache_bytes"),
             (&["--command-timeout", "0s"], "command_timeout"),
+            (&["--quic-idle-timeout", "10ms"], "quic_idle_timeout"),
             (&["--quic-keep-alive", "10s"], "quic_keep_alive"),
             (&["--ws-max-message", "10"], "ws_max_message"),
+            (&["--shutdown-grace", "1h"], "shutdown_grace"),
+            (&["--tls-cert", "/x.pem"], "tls_key"),
+            (&["--tls-key", "/x.pem"], "tls_cert"),
+            (&["--tls-names", ""], "tls_names"),
         ];
         for (args, setting) in cases {
-            let cfg = Config::parse_from(std::iter::once("railcast-server").chain(args.iter().copied()));
-            let err = cfg.validate().expect_err(setting);
-            assert_eq!(err.setting, setting);
+            let err =
+                Config::from_args(std::iter::once("railcast-server").chain(args.iter().copied())).expect_err(setting);
+            assert_eq!(err.setting, setting, "{err}");
             assert!(err.to_string().contains(setting), "{err}");
         }
+    }
+
+    #[test]
+    fn unparsable_flag_is_refused() {
+        let err = Config::from_args(["railcast-server", "--command-timeout", "soon"]).expect_err("bad duration");
+        assert!(err.reason.contains("--command-timeout"), "{err}");
+    }
+
+    #[test]
+    fn file_layers_under_flags() {
+        let dir = std::env::temp_dir().join(format!("railcast-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("a.toml");
+        std::fs::write(&file, "max_payload = 1000\nsubscriber_queue = 64\ncommand_timeout = \"2s\"\n").expect("write");
+        let f = file.to_str().expect("utf8");
+        let c = Config::from_args(["railcast-server", "--config", f]).expect("load");
+        assert_eq!((c.max_payload, c.subscriber_queue, c.command_timeout.0), (1000, 64, Duration::from_secs(2)));
+        let c = Config::from_args(["railcast-server", "--config", f, "--max-payload", "800"]).expect("load");
+        assert_eq!((c.max_payload, c.subscriber_queue), (800, 64));
+
+        std::fs::write(&file, "colour = \"red\"\n").expect("write");
+        let err = Config::from_args(["railcast-server", "--config", f]).expect_err("unknown key");
+        assert!(err.to_string().contains("colour"), "{err}");
+        assert_eq!(err.setting, "config", "{err}");
+        std::fs::write(&file, "max_payload = \"big\"\n").expect("write");
+        let err = Config::from_args(["railcast-server", "--config", f]).expect_err("bad type");
+        assert_eq!(err.setting, "max_payload", "{err}");
+        std::fs::write(&file, "max_payload = 0\n").expect("write");
+        let err = Config::from_args(["railcast-server", "--config", f]).expect_err("bad value");
+        assert_eq!(err.setting, "max_payload", "{err}");
+        std::fs::write(&file, "quic_idle_timeout = \"later\"\n").expect("write");
+        let err = Config::from_args(["railcast-server", "--config", f]).expect_err("bad duration");
+        assert_eq!(err.setting, "quic_idle_timeout", "{err}");
+        let err =
+            Config::from_args(["railcast-server", "--config", "/nonexistent/railcast.toml"]).expect_err("missing");
+        assert!(err.reason.contains("cannot read"), "{err}");
     }
 }

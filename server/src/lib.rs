@@ -10,6 +10,7 @@
 //!   client messages).
 //! - [`remote`]: remote controls and their train mapping. [`session`]: live transport sessions.
 //! - [`api`]: HTTP routes, JSON shapes, `ApiError`, the OpenAPI contract.
+//! - [`metrics`]: Prometheus counters, gauges and the relay-latency histogram.
 //! - [`tls`]: the QUIC certificate.
 //!
 //! Dependencies point inwards: transports and ingest depend on `hub`; `hub` depends on no transport.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod dispatch;
 pub mod hub;
 pub mod ingest;
+pub mod metrics;
 pub mod remote;
 pub mod session;
 pub mod state;
@@ -108,7 +110,7 @@ impl Server {
             subscriber_queue: config.subscriber_queue,
             gop_cache_bytes: config.gop_cache_bytes,
             max_payload: config.max_payload,
-            command_timeout: config.command_timeout,
+            command_timeout: config.command_timeout.0,
             ..hub::HubConfig::default()
         });
         let state = state::AppState {
@@ -142,14 +144,14 @@ impl Server {
         tracing::info!(%http_addr, %quic_addr, "railcast server running");
 
         shutdown.await;
-        tracing::info!(grace = ?config.shutdown_grace, "shutting down");
+        tracing::info!(grace = %config.shutdown_grace, "shutting down");
         let _ = stop_tx.send(true);
         let finish = async {
             let http = http_task.await;
             let _ = quic_task.await;
             http
         };
-        match tokio::time::timeout(config.shutdown_grace, finish).await {
+        match tokio::time::timeout(config.shutdown_grace.0, finish).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(ServerError::Http(e)),
             Ok(Err(join)) => Err(ServerError::Http(std::io::Error::other(join))),
@@ -163,8 +165,8 @@ impl Server {
 
 fn ingest_config(config: &Config) -> ingest::IngestConfig {
     ingest::IngestConfig {
-        idle_timeout: config.quic_idle_timeout,
-        keep_alive: config.quic_keep_alive,
+        idle_timeout: config.quic_idle_timeout.0,
+        keep_alive: config.quic_keep_alive.0,
         ..ingest::IngestConfig::default()
     }
 }

@@ -5,14 +5,22 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use railcast_server::config::Cli;
 use railcast_server::{Config, Server};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
-    if let Err(e) = config.validate() {
-        eprintln!("railcast-server: {e}");
-        return ExitCode::from(2);
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("railcast-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
+        return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()
         .with_env_filter(

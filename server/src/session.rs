@@ -15,6 +15,8 @@ pub enum Transport {
 }
 
 impl Transport {
+    pub const ALL: [Transport; 1] = [Transport::WebSocket];
+
     pub fn name(self) -> &'static str {
         match self {
             Transport::WebSocket => "websocket",

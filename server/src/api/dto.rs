@@ -16,6 +16,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30, "measured_fps": 30.0, "bitrate_bps": 1010000.0, "frames": 900, "bytes": 3800000}))]
 pub struct Camera {
     pub id: u16,
     #[schema(example = "h264")]
@@ -102,6 +103,7 @@ fn round2(x: f64) -> f64 {
 
 /// A live transport session of a remote control.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 7, "remote_control_id": "rc-00c0ffee00c0ffee", "transport": "websocket", "peer": "127.0.0.1:50412", "connected_at": "2026-11-22T12:00:01.000Z", "packets_queued": 4200, "packets_sent": 4200, "bytes_sent": 4800000, "packets_dropped": 0, "frames_dropped": 0, "events_sent": 12, "commands": 1}))]
 pub struct Session {
     pub id: u64,
     pub remote_control_id: String,
@@ -179,6 +181,7 @@ pub struct SetTrain {
 
 /// How a train finds and pins the QUIC endpoint.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"alpn": "railcast/1", "quic_port": 4433, "sha256": "F4:CA:C3:02:D3:CE:68:58:0C:78:CE:DB:CD:E9:52:59:55:55:A3:AC:BF:FB:9D:26:0C:8A:AC:05:AE:13:AB:DE", "pem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n", "self_signed": true}))]
 pub struct QuicCertificate {
     #[schema(example = "railcast/1")]
     pub alpn: String,
@@ -192,6 +195,7 @@ pub struct QuicCertificate {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
 pub struct Health {
     #[schema(example = "ok")]
     pub status: String,

@@ -25,7 +25,7 @@ pub const MAX_NAME: usize = 100;
     info(title = "railcast", description = "Live train video relay: QUIC ingest, fan-out to remote controls over WebSocket.\n\nEvery error response has the `ErrorBody` shape."),
     paths(
         list_trains, get_train, list_remote_controls, create_remote_control, get_remote_control,
-        delete_remote_control, set_train, unset_train, list_sessions, quic_certificate, healthz, readyz,
+        delete_remote_control, set_train, unset_train, list_sessions, quic_certificate, metrics, healthz, readyz,
         crate::ws::upgrade,
     ),
     components(schemas(ErrorBody, Train, Camera, RemoteControlView, Session, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
@@ -62,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .route("/", get(|| async { axum::response::Html(include_str!("index.html")) }))
         .route("/ws", get(crate::ws::upgrade))
+        .route("/metrics", get(metrics))
+        // The UI reads the contract from /api/openapi.json (served above), so it registers no route of its own.
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/openapi.json")))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -177,6 +180,14 @@ async fn quic_certificate(State(app): State<AppState>) -> Json<QuicCertificate> 
         pem: app.info.cert_pem.clone(),
         self_signed: app.info.self_signed,
     })
+}
+
+/// Prometheus metrics in the text exposition format (README lists them).
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String,
+        example = "railcast_trains_connected 2\nrailcast_packets_in_total{transport=\"quic\"} 12345\n")))]
+async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&app))
 }
 
 /// Liveness: the process answers.

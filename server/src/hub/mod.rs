@@ -23,6 +23,8 @@ use railcast_protocol::control::{Command, KeyframeRequest};
 use railcast_protocol::{Action, CommandAck, ControlMessage, Hello, TrainId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::METRICS;
+
 pub use stream::{PublishError, Stream, StreamSnapshot, TrainEvent};
 pub use subscriber::{SubItem, SubscriberCounters, Subscription};
 
@@ -160,17 +162,27 @@ impl Hub {
         let stream = self.stream(train).ok_or_else(|| CommandError::UnknownTrain(train.clone()))?;
         let command_id = self.inner.next_command_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        stream.send_command(Command { command_id, command: action }, tx)?;
+        let m = &*METRICS;
+        if let Err(e) = stream.send_command(Command { command_id, command: action }, tx) {
+            m.commands_failed.with_label_values(&[e.code()]).inc();
+            return Err(e);
+        }
+        m.commands_sent.inc();
         let started = Instant::now();
         let timeout = self.inner.config.command_timeout;
-        match tokio::time::timeout(timeout, rx).await {
+        let result = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(ack)) => Ok(CommandOutcome { command_id, ack, rtt: started.elapsed() }),
             Ok(Err(_)) => Err(CommandError::TrainLost(train.clone())),
             Err(_) => {
                 stream.forget_command(command_id);
                 Err(CommandError::Timeout { train: train.clone(), timeout })
             }
+        };
+        match &result {
+            Ok(out) => m.commands_acked.with_label_values(&[if out.ack.ok { "true" } else { "false" }]).inc(),
+            Err(e) => m.commands_failed.with_label_values(&[e.code()]).inc(),
         }
+        result
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::subscriber::{Offer, Slot, SubscriberCounters, Subscription};
 use super::{CommandError, HubConfig};
+use crate::metrics::{self, METRICS};
 
 /// Most commands one train may have in flight.
 const MAX_PENDING_COMMANDS: usize = 256;
@@ -277,6 +278,7 @@ impl Stream {
             slot.wait_for_keyframe_all();
         }
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        METRICS.train_connections.inc();
         let _ = self.events.send(TrainEvent::Online { cameras: hello.cameras });
         (st.generation, rx)
     }
@@ -327,8 +329,12 @@ impl Stream {
         cam.frames += u64::from(header.starts_frame());
         self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let m = &*METRICS;
+        m.packets_in.with_label_values(&[metrics::QUIC]).inc();
+        m.bytes_in.with_label_values(&[metrics::QUIC]).inc_by(bytes.len() as u64);
         if header.starts_frame() {
             self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+            m.frames_in.with_label_values(&[metrics::QUIC]).inc();
         }
         let train = &self.train_id;
         st.subscribers.retain_mut(|slot| slot.offer(&header, &bytes, now, train) != Offer::Closed);
@@ -337,6 +343,7 @@ impl Stream {
 
     fn reject(&self, e: PublishError) -> PublishError {
         self.counters.packets_rejected.fetch_add(1, Ordering::Relaxed);
+        METRICS.packets_rejected.with_label_values(&[e.label()]).inc();
         *self.lock().malformed.entry(e.label()).or_default() += 1;
         e
     }

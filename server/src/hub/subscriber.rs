@@ -17,6 +17,7 @@ use railcast_protocol::{CameraId, TrainId};
 use tokio::sync::{broadcast, mpsc};
 
 use super::stream::{Stream, TrainEvent};
+use crate::metrics::METRICS;
 
 /// How often a slow subscriber is reported in the log.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -31,6 +32,24 @@ pub struct SubscriberCounters {
     /// Packets and frames not queued because the subscriber was too slow.
     pub packets_dropped: AtomicU64,
     pub frames_dropped: AtomicU64,
+}
+
+/// Why a frame was not delivered to a subscriber (the `reason` label of the drop metric).
+#[derive(Debug, Clone, Copy)]
+enum DropReason {
+    /// The queue had no room: the subscriber fell behind.
+    QueueFull,
+    /// Skipped while waiting for a keyframe (after a loss, or before the first keyframe).
+    AwaitingKeyframe,
+}
+
+impl DropReason {
+    fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::AwaitingKeyframe => "awaiting_keyframe",
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -78,7 +97,7 @@ impl Slot {
             None => false,
         };
         if !forwarding {
-            return self.drop_packet(h, now, train);
+            return self.drop_packet(h, now, train, DropReason::AwaitingKeyframe);
         }
         // Admit a frame only if all of its chunks fit now; the hub is the only sender, so the room
         // it sees can only grow until the frame's last chunk.
@@ -104,17 +123,21 @@ impl Slot {
         self.forwarding.retain(|c| *c != h.camera);
         // A frame cut after its first chunk is lost too; count it once here.
         if !h.starts_frame() {
-            self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
-            self.frames_dropped_since_log += 1;
+            self.count_frame_drop(DropReason::QueueFull);
         }
-        self.drop_packet(h, now, train)
+        self.drop_packet(h, now, train, DropReason::QueueFull)
     }
 
-    fn drop_packet(&mut self, h: &VideoHeader, now: Instant, train: &TrainId) -> Offer {
+    fn count_frame_drop(&mut self, reason: DropReason) {
+        self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        self.frames_dropped_since_log += 1;
+        METRICS.frames_dropped.with_label_values(&[reason.label()]).inc();
+    }
+
+    fn drop_packet(&mut self, h: &VideoHeader, now: Instant, train: &TrainId, reason: DropReason) -> Offer {
         self.counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
         if h.starts_frame() {
-            self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
-            self.frames_dropped_since_log += 1;
+            self.count_frame_drop(reason);
         }
         if self.last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL)
             && self.frames_dropped_since_log > 0

@@ -101,7 +101,9 @@ impl Session {
 
 async fn feed_packet(sink: &mut Sink, info: &SessionInfo, p: bytes::Bytes) -> Result<(), axum::Error> {
     let len = p.len() as u64;
+    let counted = p.clone(); // same allocation
     sink.feed(Message::Binary(p)).await?;
+    crate::metrics::packet_out(Transport::WebSocket.name(), &counted, crate::now_us());
     info.packets_sent.fetch_add(1, Ordering::Relaxed);
     info.bytes_sent.fetch_add(len, Ordering::Relaxed);
     Ok(())

@@ -31,6 +31,9 @@ pub struct Log {
     pub frames: Vec<Received>,
     pub events: Vec<Value>,
     pub packets: u64,
+    pub bytes: u64,
+    /// Packets that are a frame's first chunk.
+    pub frame_starts: u64,
     pub closed: Option<(u16, String)>,
     /// Per-packet latency (capture → packet received), µs.
     pub packet_latency_us: Vec<u64>,
@@ -66,6 +69,8 @@ impl Client {
                         let pkt = VideoPacket::parse(b, 65_535).expect("server sent a malformed packet");
                         let mut log = l.lock().expect("lock");
                         log.packets += 1;
+                        log.bytes += pkt.bytes.len() as u64;
+                        log.frame_starts += u64::from(pkt.header.starts_frame());
                         log.packet_latency_us.push(now.saturating_sub(pkt.header.capture_us));
                         if let Some(f) = asm.push(&pkt) {
                             log.frames.push(Received {

@@ -1,0 +1,141 @@
+//! Prometheus metrics, served at `GET /metrics` (text exposition format).
+//!
+//! Counters are process-wide (one registry per process) and incremented where things happen:
+//! ingest and hub for what comes in and what is dropped, transports for what goes out. Gauges
+//! are computed from the live registries when scraped. README lists every metric.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::state::AppState;
+
+/// Label value of the train-facing transport.
+pub const QUIC: &str = "quic";
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub trains_connected: IntGauge,
+    pub trains_known: IntGauge,
+    pub remote_controls: IntGauge,
+    pub sessions: IntGaugeVec,
+    pub packets_in: IntCounterVec,
+    pub frames_in: IntCounterVec,
+    pub bytes_in: IntCounterVec,
+    pub packets_out: IntCounterVec,
+    pub frames_out: IntCounterVec,
+    pub bytes_out: IntCounterVec,
+    pub packets_rejected: IntCounterVec,
+    pub frames_dropped: IntCounterVec,
+    pub relay_latency: HistogramVec,
+    pub commands_sent: IntCounter,
+    pub commands_acked: IntCounterVec,
+    pub commands_failed: IntCounterVec,
+    pub train_connections: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let trains_connected = gauge("railcast_trains_connected", "Trains with a live QUIC session.");
+        let trains_known = gauge("railcast_trains_known", "Trains seen since start-up, online or not.");
+        let remote_controls = gauge("railcast_remote_controls", "Remote controls defined.");
+        let sessions = IntGaugeVec::new(
+            Opts::new("railcast_sessions", "Live remote-control sessions by transport."),
+            &["transport"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(sessions.clone())).expect("unique metric");
+        let relay_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "railcast_relay_latency_seconds",
+                "Capture timestamp of a packet (train clock) to the moment it is handed to a transport.",
+            )
+            .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+            &["transport"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(relay_latency.clone())).expect("unique metric");
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        Self {
+            trains_connected,
+            trains_known,
+            remote_controls,
+            sessions,
+            packets_in: counter(&r, "railcast_packets_in_total", "Video packets received from trains.", &["transport"]),
+            frames_in: counter(&r, "railcast_frames_in_total", "Video frames (first chunks) received from trains.", &["transport"]),
+            bytes_in: counter(&r, "railcast_bytes_in_total", "Video packet bytes received from trains.", &["transport"]),
+            packets_out: counter(&r, "railcast_packets_out_total", "Video packets handed to clients.", &["transport"]),
+            frames_out: counter(&r, "railcast_frames_out_total", "Video frames (first chunks) handed to clients.", &["transport"]),
+            bytes_out: counter(&r, "railcast_bytes_out_total", "Video packet bytes handed to clients.", &["transport"]),
+            packets_rejected: counter(&r, "railcast_packets_rejected_total", "Packets from trains refused, by reason.", &["reason"]),
+            frames_dropped: counter(
+                &r,
+                "railcast_frames_dropped_total",
+                "Frames not delivered to a subscriber, by reason (queue_full: it fell behind; awaiting_keyframe: skipped until the next keyframe).",
+                &["reason"],
+            ),
+            relay_latency,
+            commands_sent: plain("railcast_commands_sent_total", "Commands handed to trains."),
+            commands_acked: counter(&r, "railcast_commands_acked_total", "Command acks received, by outcome.", &["ok"]),
+            commands_failed: counter(&r, "railcast_commands_failed_total", "Commands that got no ack, by reason.", &["reason"]),
+            train_connections: plain("railcast_train_connections_total", "Train sessions accepted (hello → welcome)."),
+            registry: r,
+        }
+    }
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Refresh the gauges from `app` and render every metric.
+pub fn render(app: &AppState) -> String {
+    let m = &*METRICS;
+    let streams = app.hub.streams();
+    m.trains_known.set(streams.len() as i64);
+    m.trains_connected.set(streams.iter().filter(|s| s.is_online()).count() as i64);
+    m.remote_controls.set(app.remotes.len() as i64);
+    for t in crate::session::Transport::ALL {
+        m.sessions.with_label_values(&[t.name()]).set(0);
+    }
+    for s in app.sessions.all() {
+        m.sessions.with_label_values(&[s.transport.name()]).inc();
+    }
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+        tracing::error!("cannot encode metrics: {e}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Count one video packet handed to a client over `transport`.
+pub fn packet_out(transport: &str, packet: &[u8], now_us: u64) {
+    let m = &*METRICS;
+    m.packets_out.with_label_values(&[transport]).inc();
+    m.bytes_out.with_label_values(&[transport]).inc_by(packet.len() as u64);
+    // The hub validated the packet; only the header is read here.
+    if let Ok(h) = railcast_protocol::VideoHeader::parse(packet, usize::MAX) {
+        if h.starts_frame() {
+            m.frames_out.with_label_values(&[transport]).inc();
+        }
+        m.relay_latency.with_label_values(&[transport]).observe(now_us.saturating_sub(h.capture_us) as f64 / 1e6);
+    }
+}
