@@ -8,32 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use railcast_protocol::control::{CameraInfo, Hello};
 use railcast_protocol::packet::{packetize, Codec, FrameMeta};
-use railcast_protocol::{CameraId, ControlDecoder, ControlMessage, FrameSeq, TrainId};
-use railcast_train_sim::connect;
+use railcast_protocol::{CameraId, ControlMessage, FrameSeq, TrainId};
 use support::ws::{verify, Client};
-use support::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
-
-async fn raw_train(server: &Server) -> (quinn::Endpoint, quinn::Connection) {
-    let target = connect::discover(&server.url("")).await.expect("discover");
-    let endpoint = connect::endpoint(target.addr).expect("endpoint");
-    let cfg = connect::client_config(target.sha256, Duration::from_secs(5)).expect("config");
-    let conn = endpoint.connect_with(cfg, target.addr, "localhost").expect("connect").await.expect("handshake");
-    (endpoint, conn)
-}
-
-async fn read_control(recv: &mut quinn::RecvStream) -> Option<ControlMessage> {
-    let mut d = ControlDecoder::new(65_536);
-    loop {
-        if let Some(m) = d.next_frame().expect("valid frame") {
-            return Some(m);
-        }
-        let mut buf = [0u8; 4096];
-        match recv.read(&mut buf).await {
-            Ok(Some(n)) => d.push(&buf[..n]),
-            _ => return None,
-        }
-    }
-}
+use support::{api, raw_train, read_control, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_packets_are_counted_and_harm_no_one() {

@@ -5,8 +5,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use railcast_protocol::control::{CameraInfo, Hello};
+use railcast_protocol::{CameraId, ControlMessage, TrainId};
 use support::ws::Client;
-use support::{remote_control, scratch, Server, Sim, SMALL_VIDEO};
+use support::{raw_train, read_control, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_clients_with_a_reason_and_exits_zero() {
@@ -16,6 +18,16 @@ async fn sigterm_closes_clients_with_a_reason_and_exits_zero() {
     let rc = remote_control(&server, Some("train-1")).await;
     let client = Client::connect(&server.ws_url(&rc)).await;
     client.wait_frames(5).await;
+    // A second train, driven by hand, to see what the server tells trains.
+    let (_ep, conn) = raw_train(&server).await;
+    let (mut send, mut recv) = conn.open_bi().await.expect("bi");
+    let hello = Hello {
+        train_id: TrainId::new("train-9").expect("id"),
+        cameras: vec![CameraInfo { id: CameraId(0), codec: "h264".into(), width: 320, height: 240, fps: 15 }],
+        software: None,
+    };
+    send.write_all(&ControlMessage::Hello(hello).to_bytes()).await.expect("hello");
+    assert!(matches!(read_control(&mut recv).await, Some(ControlMessage::Welcome(_))));
 
     let start = Instant::now();
     server.signal("TERM");
@@ -29,4 +41,11 @@ async fn sigterm_closes_clients_with_a_reason_and_exits_zero() {
     let closed = client.log.lock().expect("lock").closed.clone();
     assert_eq!(closed.as_ref().map(|c| c.0), Some(1001), "{closed:?}");
     assert!(closed.is_some_and(|c| c.1.contains("shutting down")));
+    match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(3), "QUIC close code 3: shutting down");
+            assert!(String::from_utf8_lossy(&c.reason).contains("shutting down"));
+        }
+        other => panic!("train not told: {other}"),
+    }
 }

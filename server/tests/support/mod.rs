@@ -265,3 +265,27 @@ pub fn pct(sorted: &[u64], p: f64) -> u64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
+
+/// A hand-driven QUIC train connection (pinned like the simulator's), for protocol-level tests.
+pub async fn raw_train(server: &Server) -> (quinn::Endpoint, quinn::Connection) {
+    let target = railcast_train_sim::connect::discover(&server.url("")).await.expect("discover");
+    let endpoint = railcast_train_sim::connect::endpoint(target.addr).expect("endpoint");
+    let cfg = railcast_train_sim::connect::client_config(target.sha256, Duration::from_secs(5)).expect("config");
+    let conn = endpoint.connect_with(cfg, target.addr, "localhost").expect("connect").await.expect("handshake");
+    (endpoint, conn)
+}
+
+/// Read one control frame; `None` at the end of the stream.
+pub async fn read_control(recv: &mut quinn::RecvStream) -> Option<railcast_protocol::ControlMessage> {
+    let mut d = railcast_protocol::ControlDecoder::new(65_536);
+    loop {
+        if let Some(m) = d.next_frame().expect("valid frame") {
+            return Some(m);
+        }
+        let mut buf = [0u8; 4096];
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => d.push(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
