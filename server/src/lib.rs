@@ -122,7 +122,7 @@ impl Server {
                 http_addr,
                 quic_addr,
                 cert_sha256: identity.fingerprint(),
-                cert_pem: identity.cert_pem(),
+                cert_pem: identity.pem.clone(),
                 self_signed: identity.self_signed,
             }),
             ws: ws::WsConfig { max_message: config.ws_max_message, ..ws::WsConfig::default() },

@@ -23,6 +23,8 @@ pub enum TlsError {
 pub struct Identity {
     pub chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    /// The certificate chain as PEM (what trains can pin or trust).
+    pub pem: String,
     /// Whether it was generated at start-up.
     pub self_signed: bool,
 }
@@ -32,7 +34,7 @@ impl Identity {
     pub fn self_signed(names: &[String]) -> Result<Self, TlsError> {
         let cert = rcgen::generate_simple_self_signed(names.to_vec())?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-        Ok(Self { chain: vec![cert.cert.der().clone()], key, self_signed: true })
+        Ok(Self { chain: vec![cert.cert.der().clone()], key, pem: cert.cert.pem(), self_signed: true })
     }
 
     /// Load a PEM certificate chain and a PEM private key.
@@ -50,24 +52,12 @@ impl Identity {
         let key_pem = read(key)?;
         let key = <PrivateKeyDer<'static> as rustls::pki_types::pem::PemObject>::from_pem_slice(&key_pem)
             .map_err(|e| pem_err(key, e.to_string()))?;
-        Ok(Self { chain, key, self_signed: false })
+        Ok(Self { chain, key, pem: String::from_utf8_lossy(&cert_pem).into_owned(), self_signed: false })
     }
 
     /// SHA-256 of the end-entity certificate (DER), as colon-separated upper-case hex.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.chain[0])
-    }
-
-    /// The end-entity certificate as PEM.
-    pub fn cert_pem(&self) -> String {
-        use std::fmt::Write;
-        let b64 = base64_encode(&self.chain[0]);
-        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            let _ = writeln!(out, "{}", String::from_utf8_lossy(line));
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-        out
     }
 
     /// A rustls server config offering only railcast's ALPN.
@@ -87,40 +77,16 @@ pub fn fingerprint(der: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
-            assert_eq!(base64_encode(i.as_bytes()), o);
-        }
-    }
 
     #[test]
     fn self_signed_round_trips_through_pem() {
         let id = Identity::self_signed(&["localhost".into()]).expect("generate");
         let dir = std::env::temp_dir().join(format!("railcast-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("c.pem"), id.cert_pem()).expect("write");
+        std::fs::write(dir.join("c.pem"), &id.pem).expect("write");
         assert!(matches!(
             Identity::from_files(&dir.join("c.pem"), &dir.join("missing.pem")),
             Err(TlsError::Read { .. })

@@ -6,9 +6,8 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use railcast_protocol::control::{CameraInfo, Hello};
 use railcast_protocol::packet::{packetize, Codec, FrameMeta};
-use railcast_protocol::{CameraId, ControlMessage, FrameSeq, TrainId};
+use railcast_protocol::{CameraId, ControlMessage, FrameSeq};
 use support::ws::{verify, Client};
 use support::{api, raw_train, read_control, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
@@ -23,12 +22,7 @@ async fn malformed_packets_are_counted_and_harm_no_one() {
 
     let (_ep, conn) = raw_train(&server).await;
     let (mut send, mut recv) = conn.open_bi().await.expect("bi");
-    let hello = Hello {
-        train_id: TrainId::new("evil-1").expect("id"),
-        cameras: vec![CameraInfo { id: CameraId(0), codec: "h264".into(), width: 320, height: 240, fps: 15 }],
-        software: None,
-    };
-    send.write_all(&ControlMessage::Hello(hello).to_bytes()).await.expect("hello");
+    send.write_all(&support::hello("evil-1").to_bytes()).await.expect("hello");
     assert!(matches!(read_control(&mut recv).await, Some(ControlMessage::Welcome(_))));
 
     let good = |camera: u16, len: usize| {

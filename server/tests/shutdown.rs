@@ -5,8 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use railcast_protocol::control::{CameraInfo, Hello};
-use railcast_protocol::{CameraId, ControlMessage, TrainId};
+use railcast_protocol::ControlMessage;
 use support::ws::Client;
 use support::{raw_train, read_control, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
@@ -21,12 +20,7 @@ async fn sigterm_closes_clients_with_a_reason_and_exits_zero() {
     // A second train, driven by hand, to see what the server tells trains.
     let (_ep, conn) = raw_train(&server).await;
     let (mut send, mut recv) = conn.open_bi().await.expect("bi");
-    let hello = Hello {
-        train_id: TrainId::new("train-9").expect("id"),
-        cameras: vec![CameraInfo { id: CameraId(0), codec: "h264".into(), width: 320, height: 240, fps: 15 }],
-        software: None,
-    };
-    send.write_all(&ControlMessage::Hello(hello).to_bytes()).await.expect("hello");
+    send.write_all(&support::hello("train-9").to_bytes()).await.expect("hello");
     assert!(matches!(read_control(&mut recv).await, Some(ControlMessage::Welcome(_))));
 
     let start = Instant::now();

@@ -289,3 +289,19 @@ pub async fn read_control(recv: &mut quinn::RecvStream) -> Option<railcast_proto
         }
     }
 }
+
+/// A hello for one 320×240 camera.
+pub fn hello(train_id: &str) -> railcast_protocol::ControlMessage {
+    use railcast_protocol::control::{CameraInfo, Hello};
+    railcast_protocol::ControlMessage::Hello(Hello {
+        train_id: railcast_protocol::TrainId::new(train_id).expect("id"),
+        cameras: vec![CameraInfo {
+            id: railcast_protocol::CameraId(0),
+            codec: "h264".into(),
+            width: 320,
+            height: 240,
+            fps: 15,
+        }],
+        software: None,
+    })
+}
