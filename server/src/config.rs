@@ -160,6 +160,23 @@ settings! {
     ws_max_message: usize = 64 * 1024, "RAILCAST_WS_MAX_MESSAGE";
     /// Time allowed for a graceful shutdown before the process exits anyway.
     shutdown_grace: Dur = Dur(Duration::from_secs(5)), "RAILCAST_SHUTDOWN_GRACE";
+    /// IP address the WebRTC peers' UDP sockets bind to.
+    webrtc_bind_ip: std::net::IpAddr = std::net::IpAddr::from([127, 0, 0, 1]), "RAILCAST_WEBRTC_BIND_IP";
+    /// IP address announced in the server's candidates instead of the bound one (behind NAT);
+    /// empty: the bound address.
+    webrtc_advertised_ip: String = String::new(), "RAILCAST_WEBRTC_ADVERTISED_IP";
+    /// UDP port range for WebRTC peers, `LOW-HIGH` (one port per session); empty: any free port.
+    webrtc_udp_ports: String = String::new(), "RAILCAST_WEBRTC_UDP_PORTS";
+    /// STUN/TURN server URLs, comma-separated (`stun:host:3478,turn:host:3478?transport=udp`).
+    webrtc_ice_servers: String = String::new(), "RAILCAST_WEBRTC_ICE_SERVERS";
+    /// Username for the TURN servers.
+    webrtc_turn_username: String = String::new(), "RAILCAST_WEBRTC_TURN_USERNAME";
+    /// Credential for the TURN servers.
+    webrtc_turn_credential: String = String::new(), "RAILCAST_WEBRTC_TURN_CREDENTIAL";
+    /// A WebRTC session not open this long after its offer is closed and forgotten.
+    webrtc_connect_timeout: Dur = Dur(Duration::from_secs(15)), "RAILCAST_WEBRTC_CONNECT_TIMEOUT";
+    /// Send buffer limit per data channel, bytes; beyond it the peer loses whole frames.
+    webrtc_send_buffer: usize = 256 * 1024, "RAILCAST_WEBRTC_SEND_BUFFER";
 }
 
 impl Config {
@@ -219,6 +236,7 @@ impl Config {
         if self.shutdown_grace.0 > Duration::from_secs(300) {
             return Err(invalid("shutdown_grace", "must be at most 300s"));
         }
+        self.webrtc()?;
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(invalid("tls_key", "is required with tls_cert")),
             (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
@@ -228,6 +246,72 @@ impl Config {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The WebRTC settings, parsed.
+    pub fn webrtc(&self) -> Result<crate::webrtc::WebRtcConfig, ConfigError> {
+        let advertised_ip = match self.webrtc_advertised_ip.trim() {
+            "" => None,
+            ip => {
+                Some(ip.parse().map_err(|_| invalid("webrtc_advertised_ip", format!("{ip:?} is not an IP address")))?)
+            }
+        };
+        let udp_ports = match self.webrtc_udp_ports.trim() {
+            "" => None,
+            range => {
+                let bad = || invalid("webrtc_udp_ports", format!("{range:?} is not a range like 50000-50100"));
+                let (lo, hi) = range.split_once('-').ok_or_else(bad)?;
+                let (lo, hi): (u16, u16) =
+                    (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+                if lo == 0 || lo > hi {
+                    return Err(bad());
+                }
+                Some((lo, hi))
+            }
+        };
+        let urls: Vec<String> =
+            self.webrtc_ice_servers.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+        for u in &urls {
+            if !(u.starts_with("stun:") || u.starts_with("stuns:") || u.starts_with("turn:") || u.starts_with("turns:"))
+            {
+                return Err(invalid(
+                    "webrtc_ice_servers",
+                    format!("{u:?} must start with stun:, stuns:, turn: or turns:"),
+                ));
+            }
+        }
+        let turn = urls.iter().any(|u| u.starts_with("turn"));
+        if turn && (self.webrtc_turn_username.is_empty() || self.webrtc_turn_credential.is_empty()) {
+            return Err(invalid(
+                "webrtc_turn_username",
+                "TURN servers need webrtc_turn_username and webrtc_turn_credential",
+            ));
+        }
+        let ice_servers = if urls.is_empty() {
+            Vec::new()
+        } else {
+            vec![crate::api::webrtc::IceServer {
+                urls,
+                username: turn.then(|| self.webrtc_turn_username.clone()),
+                credential: turn.then(|| self.webrtc_turn_credential.clone()),
+            }]
+        };
+        if self.webrtc_connect_timeout.0 < Duration::from_millis(100) {
+            return Err(invalid("webrtc_connect_timeout", "must be at least 100ms"));
+        }
+        if !(16 * 1024..=64 << 20).contains(&self.webrtc_send_buffer) {
+            return Err(invalid("webrtc_send_buffer", "must be within 16 KiB..=64 MiB"));
+        }
+        Ok(crate::webrtc::WebRtcConfig {
+            bind_ip: self.webrtc_bind_ip,
+            advertised_ip,
+            udp_ports,
+            ice_servers,
+            connect_timeout: self.webrtc_connect_timeout.0,
+            send_buffer: self.webrtc_send_buffer,
+        })
     }
 }
 
@@ -274,6 +358,12 @@ mod tests {
             (&["--tls-cert", "/x.pem"], "tls_key"),
             (&["--tls-key", "/x.pem"], "tls_cert"),
             (&["--tls-names", ""], "tls_names"),
+            (&["--webrtc-udp-ports", "9-1"], "webrtc_udp_ports"),
+            (&["--webrtc-udp-ports", "50000"], "webrtc_udp_ports"),
+            (&["--webrtc-advertised-ip", "here"], "webrtc_advertised_ip"),
+            (&["--webrtc-ice-servers", "http://x"], "webrtc_ice_servers"),
+            (&["--webrtc-ice-servers", "turn:x:3478"], "webrtc_turn_username"),
+            (&["--webrtc-send-buffer", "10"], "webrtc_send_buffer"),
         ];
         for (args, setting) in cases {
             let err =

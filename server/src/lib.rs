@@ -5,7 +5,8 @@
 //! - [`config`]: typed, validated configuration.
 //! - [`hub`]: transport-agnostic fan-out (streams, subscribers, drop policy, GOP cache, commands).
 //! - [`ingest`]: QUIC sessions of trains; publishes into the hub.
-//! - [`ws`]: WebSocket transport; subscribes to the hub through [`dispatch`].
+//! - [`ws`], [`webrtc`]: the transports (WebSocket; WebRTC data channels with REST signaling),
+//!   one module each, same shape; they subscribe to the hub through [`dispatch`].
 //! - [`dispatch`]: what every transport does for a remote control (follow the mapping, answer
 //!   client messages).
 //! - [`remote`]: remote controls and their train mapping. [`session`]: live transport sessions.
@@ -26,6 +27,7 @@ pub mod remote;
 pub mod session;
 pub mod state;
 pub mod tls;
+pub mod webrtc;
 pub mod ws;
 
 use std::future::Future;
@@ -126,6 +128,7 @@ impl Server {
                 self_signed: identity.self_signed,
             }),
             ws: ws::WsConfig { max_message: config.ws_max_message, ..ws::WsConfig::default() },
+            webrtc: Arc::new(webrtc::Signaling::new(config.webrtc()?)),
             shutdown: stop_rx.clone(),
         };
         let send_buffer = config.ws_send_buffer;

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub commands_acked: IntCounterVec,
     pub commands_failed: IntCounterVec,
     pub train_connections: IntCounter,
+    pub webrtc_sessions: IntGaugeVec,
+    pub webrtc_sessions_created: IntCounter,
+    pub webrtc_sessions_failed: IntCounterVec,
+    pub webrtc_setup_seconds: prometheus::Histogram,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -98,6 +102,23 @@ impl Metrics {
             commands_acked: counter(&r, "railcast_commands_acked_total", "Command acks received, by outcome.", &["ok"]),
             commands_failed: counter(&r, "railcast_commands_failed_total", "Commands that got no ack, by reason.", &["reason"]),
             train_connections: plain("railcast_train_connections_total", "Train sessions accepted (hello → welcome)."),
+            webrtc_sessions: {
+                let g = IntGaugeVec::new(Opts::new("railcast_webrtc_sessions", "WebRTC sessions by peer connection state."), &["state"])
+                    .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            webrtc_sessions_created: plain("railcast_webrtc_sessions_created_total", "WebRTC sessions created (offers made)."),
+            webrtc_sessions_failed: counter(&r, "railcast_webrtc_sessions_failed_total", "WebRTC sessions that never opened, by reason.", &["reason"]),
+            webrtc_setup_seconds: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new("railcast_webrtc_setup_seconds", "Offer request to `video` data channel open.")
+                        .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             registry: r,
         }
     }
@@ -118,6 +139,10 @@ pub fn render(app: &AppState) -> String {
     }
     for s in app.sessions.all() {
         m.sessions.with_label_values(&[s.transport.name()]).inc();
+    }
+    m.webrtc_sessions.reset();
+    for (state, n) in app.webrtc.count_by_state() {
+        m.webrtc_sessions.with_label_values(&[&state]).set(n);
     }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {

@@ -12,14 +12,16 @@ use crate::hub::SubscriberCounters;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     WebSocket,
+    WebRtc,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 1] = [Transport::WebSocket];
+    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::WebRtc];
 
     pub fn name(self) -> &'static str {
         match self {
             Transport::WebSocket => "websocket",
+            Transport::WebRtc => "webrtc",
         }
     }
 }

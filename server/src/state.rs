@@ -29,6 +29,7 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     pub info: Arc<ServerInfo>,
     pub ws: crate::ws::WsConfig,
+    pub webrtc: Arc<crate::webrtc::Signaling>,
     /// Turns true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }

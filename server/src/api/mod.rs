@@ -2,6 +2,7 @@
 
 mod dto;
 mod error;
+pub mod webrtc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -22,17 +23,21 @@ pub const MAX_NAME: usize = 100;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "railcast", description = "Live train video relay: QUIC ingest, fan-out to remote controls over WebSocket.\n\nEvery error response has the `ErrorBody` shape."),
+    info(title = "railcast", description = "Live train video relay: QUIC ingest, fan-out to remote controls over WebSocket and WebRTC data channels.\n\nEvery error response has the `ErrorBody` shape."),
     paths(
         list_trains, get_train, list_remote_controls, create_remote_control, get_remote_control,
         delete_remote_control, set_train, unset_train, list_sessions, quic_certificate, metrics, healthz, readyz,
-        crate::ws::upgrade,
+        crate::ws::upgrade, webrtc::offer, webrtc::answer, webrtc::ice_candidate, webrtc::server_candidates,
+        webrtc::list, webrtc::get_one, webrtc::delete,
     ),
-    components(schemas(ErrorBody, Train, Camera, RemoteControlView, Session, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
+    components(schemas(ErrorBody, Train, Camera, RemoteControlView, Session, CreateRemoteControl, SetTrain, QuicCertificate, Health,
+        webrtc::IceServer, webrtc::OfferRequest, webrtc::OfferResponse, webrtc::AnswerRequest, webrtc::IceCandidateRequest,
+        webrtc::ServerCandidate, webrtc::ServerCandidates, webrtc::SessionView)),
     tags(
         (name = "trains", description = "Trains connected over QUIC"),
         (name = "remote-controls", description = "Operators' consoles and their mapping to trains"),
         (name = "transports", description = "Video and command transports"),
+        (name = "webrtc", description = "WebRTC signaling, server as offerer: POST offer → POST answer → POST ice-candidate (trickle)"),
         (name = "ops", description = "Health and server facts"),
     )
 )]
@@ -52,6 +57,12 @@ pub fn router(state: AppState) -> Router {
         .route("/remote-controls/{id}/train", put(set_train).delete(unset_train))
         .route("/sessions", get(list_sessions))
         .route("/quic/certificate", get(quic_certificate))
+        .route("/webrtc/offer", axum::routing::post(webrtc::offer))
+        .route("/webrtc/answer", axum::routing::post(webrtc::answer))
+        .route("/webrtc/ice-candidate", axum::routing::post(webrtc::ice_candidate))
+        .route("/webrtc/sessions", get(webrtc::list))
+        .route("/webrtc/sessions/{id}", get(webrtc::get_one).delete(webrtc::delete))
+        .route("/webrtc/sessions/{id}/candidates", get(webrtc::server_candidates))
         .route(
             "/openapi.json",
             get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }),

@@ -1,0 +1,228 @@
+//! Building the server's peer connection and turning its callbacks into state.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{watch, Notify};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState,
+    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+};
+
+use super::WebRtcConfig;
+use crate::api::webrtc::ServerCandidate;
+
+/// What the callbacks report, read by the API and the session task.
+#[derive(Debug)]
+pub struct PeerState {
+    pub connection: watch::Sender<RTCPeerConnectionState>,
+    pub ice: Mutex<RTCIceConnectionState>,
+    pub candidates: Mutex<Vec<ServerCandidate>>,
+    pub gathering_complete: Mutex<bool>,
+    /// Wakes waiters on candidates and gathering.
+    pub changed: Notify,
+    pub connected_at: Mutex<Option<Instant>>,
+}
+
+impl PeerState {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            connection: watch::Sender::new(RTCPeerConnectionState::New),
+            ice: Mutex::new(RTCIceConnectionState::New),
+            candidates: Mutex::new(Vec::new()),
+            gathering_complete: Mutex::new(false),
+            changed: Notify::new(),
+            connected_at: Mutex::new(None),
+        })
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Library callbacks → [`PeerState`]. Holds no reference to the peer connection (no cycle).
+#[derive(Debug)]
+struct Handler {
+    state: Arc<PeerState>,
+    advertise: Advertise,
+}
+
+/// Rewrites the bound address to the advertised one in candidates. webrtc 0.21.1 stores its own
+/// NAT 1:1 setting but never applies it, so railcast does it on the signaling path.
+#[derive(Debug, Clone, Copy)]
+pub struct Advertise {
+    pub bind: IpAddr,
+    pub advertised: Option<IpAddr>,
+}
+
+impl Advertise {
+    /// `candidate:<foundation> <component> <transport> <priority> <address> <port> typ …`
+    pub fn rewrite_candidate(&self, candidate: &str) -> String {
+        let Some(adv) = self.advertised else { return candidate.to_owned() };
+        let mut fields: Vec<String> = candidate.split(' ').map(String::from).collect();
+        if fields.len() > 4 && fields[4].parse::<IpAddr>().ok() == Some(self.bind) {
+            fields[4] = adv.to_string();
+        }
+        fields.join(" ")
+    }
+    /// Rewrite every `a=candidate:` line and the `c=` line of an SDP.
+    pub fn rewrite_sdp(&self, sdp: &str) -> String {
+        let Some(adv) = self.advertised else { return sdp.to_owned() };
+        let mut out = String::with_capacity(sdp.len());
+        for line in sdp.split_inclusive('\n') {
+            let (body, eol) = line.split_at(line.trim_end_matches(['\r', '\n']).len());
+            if let Some(c) = body.strip_prefix("a=") {
+                if c.starts_with("candidate:") {
+                    out.push_str("a=");
+                    out.push_str(&self.rewrite_candidate(c));
+                    out.push_str(eol);
+                    continue;
+                }
+            }
+            if body.starts_with("c=IN IP") && body.ends_with(&self.bind.to_string()) {
+                out.push_str(&format!("c=IN {} {adv}", if adv.is_ipv6() { "IP6" } else { "IP4" }));
+                out.push_str(eol);
+                continue;
+            }
+            out.push_str(line);
+        }
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            if !init.candidate.is_empty() {
+                // The SDP has one m-line (the data channels), mid "0".
+                lock(&self.state.candidates).push(ServerCandidate {
+                    candidate: self.advertise.rewrite_candidate(&init.candidate),
+                    sdp_mid: Some("0".into()),
+                    sdp_mline_index: Some(0),
+                });
+                self.state.changed.notify_waiters();
+            }
+        }
+    }
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            *lock(&self.state.gathering_complete) = true;
+            self.state.changed.notify_waiters();
+        }
+    }
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        *lock(&self.state.ice) = state;
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            lock(&self.state.connected_at).get_or_insert_with(Instant::now);
+        }
+        self.state.connection.send_replace(state);
+    }
+}
+
+/// Picks UDP ports from the configured range, round-robin.
+#[derive(Debug, Default)]
+pub struct PortRange {
+    range: Option<(u16, u16)>,
+    next: AtomicU16,
+}
+
+impl PortRange {
+    pub fn new(range: Option<(u16, u16)>) -> Self {
+        Self { range, next: AtomicU16::new(0) }
+    }
+    fn candidates(&self) -> Vec<u16> {
+        match self.range {
+            None => vec![0],
+            Some((lo, hi)) => {
+                let n = hi - lo + 1;
+                let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+                (0..n).map(|i| lo + (start + i) % n).collect()
+            }
+        }
+    }
+}
+
+/// Build a peer connection bound to `bind_ip` (a port from the range when one is configured).
+pub async fn build(
+    config: &WebRtcConfig,
+    ports: &PortRange,
+    state: Arc<PeerState>,
+) -> Result<Arc<dyn PeerConnection>, String> {
+    let runtime = webrtc::runtime::default_runtime().ok_or("no async runtime")?;
+    let mut last_err = String::from("no port available");
+    for port in ports.candidates() {
+        let mut settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_network_types(network_types(config.bind_ip));
+        // A candidate seen by the server's checks before the client's trickled one arrives is
+        // peer-reflexive; the default makes ICE wait a second before using it (browsers hide
+        // their host candidates, so this is the usual case).
+        settings = settings.with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+            })
+            .collect();
+        let built = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+            .with_setting_engine(settings.build())
+            .with_handler(Arc::new(Handler {
+                state: Arc::clone(&state),
+                advertise: Advertise { bind: config.bind_ip, advertised: config.advertised_ip },
+            }) as Arc<dyn PeerConnectionEventHandler>)
+            .with_runtime(runtime.clone())
+            .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(config.bind_ip, port))])
+            .with_data_channel_send_buffer_limit(config.send_buffer)
+            .build()
+            .await;
+        match built {
+            Ok(pc) => return Ok(Arc::new(pc)),
+            Err(e) => last_err = e.to_string(),
+        }
+    }
+    Err(last_err)
+}
+
+fn network_types(ip: IpAddr) -> Vec<rtc::ice::network_type::NetworkType> {
+    use rtc::ice::network_type::NetworkType;
+    if ip.is_ipv6() {
+        vec![NetworkType::Udp6]
+    } else {
+        vec![NetworkType::Udp4]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_address_replaces_the_bound_one() {
+        let a = Advertise { bind: IpAddr::from([127, 0, 0, 1]), advertised: Some(IpAddr::from([203, 0, 113, 7])) };
+        assert_eq!(
+            a.rewrite_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"),
+            "candidate:1 1 udp 2130706431 203.0.113.7 50000 typ host"
+        );
+        assert_eq!(
+            a.rewrite_candidate("candidate:1 1 udp 1 10.0.0.1 5 typ host"),
+            "candidate:1 1 udp 1 10.0.0.1 5 typ host"
+        );
+        let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\na=mid:0\r\n";
+        assert_eq!(
+            a.rewrite_sdp(sdp),
+            "v=0\r\nc=IN IP4 203.0.113.7\r\na=candidate:1 1 udp 2130706431 203.0.113.7 50000 typ host\r\na=mid:0\r\n"
+        );
+        let none = Advertise { advertised: None, ..a };
+        assert_eq!(none.rewrite_sdp(sdp), sdp);
+    }
+}

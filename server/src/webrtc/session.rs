@@ -1,0 +1,238 @@
+//! One WebRTC session's task: owns the peer connection and its two channels.
+//!
+//! The channels' event loops (`DataChannel::poll`) run in small pump tasks that turn events into
+//! messages for this task, so one task decides everything about the session.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use railcast_protocol::client::{ClientMessage, ServerEvent};
+use railcast_protocol::DecodeError;
+use tokio::sync::{mpsc, Semaphore};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+
+use super::{is_finished, lock, Session, Signaling};
+use crate::dispatch::{self, Follower, Item};
+use crate::metrics::METRICS;
+use crate::remote::RemoteControl;
+use crate::session::Transport;
+use crate::state::AppState;
+
+#[derive(Debug)]
+enum Ev {
+    Open(Channel),
+    Text(Channel, String),
+    Binary,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Video,
+    Command,
+}
+
+fn pump(dc: Arc<dyn DataChannel>, which: Channel, tx: mpsc::Sender<Ev>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = dc.poll().await {
+            let msg = match ev {
+                DataChannelEvent::OnOpen => Ev::Open(which),
+                DataChannelEvent::OnMessage(m) if m.is_string => {
+                    Ev::Text(which, String::from_utf8_lossy(&m.data).into_owned())
+                }
+                DataChannelEvent::OnMessage(_) => Ev::Binary,
+                DataChannelEvent::OnClose => break,
+                _ => continue,
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Ev::Closed).await;
+    })
+}
+
+async fn send_event(command: &Arc<dyn DataChannel>, ev: &ServerEvent) -> bool {
+    command.send_text(&ev.to_json()).await.is_ok()
+}
+
+/// Why the session ended.
+enum End {
+    Reason(&'static str),
+    Closing(String),
+}
+
+pub(super) async fn run(
+    app: AppState,
+    rc: Arc<RemoteControl>,
+    signaling: Arc<Signaling>,
+    session: Arc<Session>,
+    video: Arc<dyn DataChannel>,
+    command: Arc<dyn DataChannel>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Ev>(64);
+    let pumps =
+        [pump(Arc::clone(&video), Channel::Video, tx.clone()), pump(Arc::clone(&command), Channel::Command, tx)];
+    let mut pc_state = session.peer.connection.subscribe();
+    let mut shutdown = app.shutdown.clone();
+    let deadline = tokio::time::Instant::from_std(session.created) + signaling.config().connect_timeout;
+
+    // Phase 1: until both channels are open.
+    let (mut video_open, mut command_open) = (false, false);
+    let opened = loop {
+        if video_open && command_open {
+            break Ok(());
+        }
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Ev::Open(Channel::Video)) => {
+                    video_open = true;
+                    *lock(&session.video_open_at) = Some(Instant::now());
+                    let setup = session.created.elapsed().as_secs_f64();
+                    METRICS.webrtc_setup_seconds.observe(setup);
+                }
+                Some(Ev::Open(Channel::Command)) => command_open = true,
+                Some(Ev::Closed) | None => break Err("a data channel closed before opening"),
+                Some(_) => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => break Err("not connected in time"),
+            changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { break Err("connection failed") },
+            _ = session.stop.notified() => break Err("closed by the client"),
+            _ = crate::stopped(&mut shutdown) => break Err("server shutting down"),
+        }
+    };
+    let end = match opened {
+        Err(reason) => {
+            if reason != "closed by the client" && reason != "server shutting down" {
+                METRICS
+                    .webrtc_sessions_failed
+                    .with_label_values(&[if reason == "not connected in time" { "timeout" } else { "failed" }])
+                    .inc();
+            }
+            End::Reason(reason)
+        }
+        Ok(()) => serve(&app, &rc, &session, &video, &command, &mut rx, &mut pc_state, &mut shutdown).await,
+    };
+    let reason = match &end {
+        End::Reason(r) => (*r).to_owned(),
+        End::Closing(r) => {
+            let _ = send_event(&command, &ServerEvent::Closing { reason: r.clone() }).await;
+            r.clone()
+        }
+    };
+    tracing::debug!(session = %session.id, %reason, "webrtc session ends");
+    session.closed.store(true, Ordering::Relaxed);
+    let _ = session.pc.close().await;
+    for p in pumps {
+        p.abort();
+    }
+    signaling.remove(&session.id);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    app: &AppState,
+    rc: &Arc<RemoteControl>,
+    session: &Arc<Session>,
+    video: &Arc<dyn DataChannel>,
+    command: &Arc<dyn DataChannel>,
+    rx: &mut mpsc::Receiver<Ev>,
+    pc_state: &mut tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> End {
+    let guard = app.sessions.register(&rc.id, Transport::WebRtc, session.id.clone());
+    let info = Arc::clone(&guard.info);
+    *lock(&session.info) = Some(Arc::clone(&info));
+    let (mut follower, initial) = Follower::new(app, rc, Arc::clone(&info.hub));
+    let welcome = ServerEvent::Welcome {
+        remote_control_id: rc.id.clone(),
+        transport: Transport::WebRtc.name().into(),
+        train_id: follower.train().cloned(),
+        server_time_us: crate::now_us(),
+    };
+    if !send_event(command, &welcome).await || !send_event(command, &initial).await {
+        return End::Reason("command channel closed");
+    }
+    let inflight = Arc::new(Semaphore::new(app.ws.max_inflight_commands));
+    loop {
+        tokio::select! {
+            item = follower.next() => match item {
+                Item::Packet(p) => {
+                    // The data channel API takes an owned BytesMut: one copy per peer. With the
+                    // send-buffer limit on, `send` waits for room; meanwhile the hub queue fills
+                    // and the hub drops whole frames for this peer only.
+                    let len = p.len() as u64;
+                    if video.send(BytesMut::from(&p[..])).await.is_err() {
+                        return End::Reason("video channel closed");
+                    }
+                    crate::metrics::packet_out(Transport::WebRtc.name(), &p, crate::now_us());
+                    info.packets_sent.fetch_add(1, Ordering::Relaxed);
+                    info.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                }
+                Item::Event(ev) => {
+                    if !send_event(command, &ev).await {
+                        return End::Reason("command channel closed");
+                    }
+                    info.events_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Item::Closed(reason) => return End::Closing(reason),
+            },
+            ev = rx.recv() => match ev {
+                Some(Ev::Text(Channel::Command, text)) => handle_text(app, rc, command, &info, &inflight, text).await,
+                Some(Ev::Text(Channel::Video, _)) | Some(Ev::Binary) => {
+                    let ev = ServerEvent::Error {
+                        code: "unexpected_message".into(),
+                        message: "send JSON text on the command channel; video flows server → client only".into(),
+                    };
+                    let _ = send_event(command, &ev).await;
+                }
+                Some(Ev::Closed) | None => return End::Reason("data channel closed"),
+                Some(Ev::Open(_)) => {}
+            },
+            changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { return End::Reason("connection failed") },
+            _ = session.stop.notified() => return End::Closing("closed by request".into()),
+            _ = crate::stopped(shutdown) => return End::Closing("server shutting down".into()),
+        }
+    }
+}
+
+async fn handle_text(
+    app: &AppState,
+    rc: &Arc<RemoteControl>,
+    command: &Arc<dyn DataChannel>,
+    info: &Arc<crate::session::SessionInfo>,
+    inflight: &Arc<Semaphore>,
+    text: String,
+) {
+    let msg = match ClientMessage::parse(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            let code = if matches!(e, DecodeError::BodyTooLarge { .. }) { "message_too_large" } else { "bad_message" };
+            let _ = send_event(command, &ServerEvent::Error { code: code.into(), message: e.to_string() }).await;
+            return;
+        }
+    };
+    if let ClientMessage::Command { request_id, .. } = &msg {
+        info.commands.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = Arc::clone(inflight).try_acquire_owned() else {
+            let ev = ServerEvent::CommandError {
+                request_id: request_id.clone(),
+                code: "too_many_commands".into(),
+                message: format!("at most {} commands may be in flight per session", app.ws.max_inflight_commands),
+            };
+            let _ = send_event(command, &ev).await;
+            return;
+        };
+        let (app, rc, command) = (app.clone(), Arc::clone(rc), Arc::clone(command));
+        tokio::spawn(async move {
+            let ev = dispatch::answer(&app, &rc, msg).await;
+            let _ = send_event(&command, &ev).await;
+            drop(permit);
+        });
+    } else {
+        let ev = dispatch::answer(app, rc, msg).await;
+        let _ = send_event(command, &ev).await;
+    }
+}
