@@ -118,7 +118,15 @@ pub(super) async fn run(
     let reason = match &end {
         End::Reason(r) => (*r).to_owned(),
         End::Closing(r) => {
-            let _ = send_event(&command, &ServerEvent::Closing { reason: r.clone() }).await;
+            if send_event(&command, &ServerEvent::Closing { reason: r.clone() }).await {
+                // Closing the peer at once would discard the event: let it leave first (bounded).
+                for _ in 0..20 {
+                    if command.outstanding_bytes().await.map_or(true, |n| n == 0) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
             r.clone()
         }
     };

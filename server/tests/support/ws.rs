@@ -39,9 +39,77 @@ pub struct Log {
     pub packet_latency_us: Vec<u64>,
 }
 
+/// Turns what a client receives into the [`Log`], the same for every transport.
+#[derive(Default)]
+pub struct Recorder {
+    asm: Assembler,
+    train: Option<String>,
+    /// Whether the first `mapped_train_changed` has arrived. Over WebRTC the `video` channel is
+    /// not ordered with `command`, so video may arrive first; it waits for the mapping.
+    mapped: bool,
+    early: Vec<(u64, bytes::Bytes)>,
+}
+
+impl Recorder {
+    pub fn binary(&mut self, log: &Mutex<Log>, b: bytes::Bytes) {
+        if !self.mapped {
+            self.early.push((now_us(), b));
+            return;
+        }
+        self.record(log, now_us(), b);
+    }
+
+    fn record(&mut self, log: &Mutex<Log>, now: u64, b: bytes::Bytes) {
+        let pkt = VideoPacket::parse(b, 65_535).expect("server sent a malformed packet");
+        let mut log = log.lock().expect("lock");
+        log.packets += 1;
+        log.bytes += pkt.bytes.len() as u64;
+        log.frame_starts += u64::from(pkt.header.starts_frame());
+        log.packet_latency_us.push(now.saturating_sub(pkt.header.capture_us));
+        if let Some(f) = self.asm.push(&pkt) {
+            log.frames.push(Received {
+                train: self.train.clone(),
+                camera: f.camera.0,
+                seq: f.seq.0,
+                keyframe: f.keyframe,
+                sha256: hex::encode(Sha256::digest(&f.data)),
+                capture_us: f.capture_us,
+                latency_us: now.saturating_sub(f.capture_us),
+            });
+        }
+    }
+
+    pub fn text(&mut self, log: &Mutex<Log>, t: &str) {
+        let v: Value = serde_json::from_str(t).expect("server sent invalid JSON");
+        // A new mapping or a new train session restarts sequence numbers.
+        let first_mapping = v["type"] == "mapped_train_changed" && !self.mapped;
+        if v["type"] == "mapped_train_changed" {
+            self.train = v["train_id"].as_str().map(str::to_owned);
+            self.asm.reset();
+            self.mapped = true;
+        } else if v["type"] == "train_online" {
+            self.asm.reset();
+        }
+        log.lock().expect("lock").events.push(v);
+        if first_mapping {
+            for (at, b) in std::mem::take(&mut self.early) {
+                if self.train.is_some() {
+                    self.record(log, at, b);
+                }
+            }
+        }
+    }
+}
+
+/// How a client sends its JSON messages.
+pub enum Outbox {
+    Ws(mpsc::Sender<Message>),
+    DataChannel(Arc<dyn webrtc::data_channel::DataChannel>),
+}
+
 pub struct Client {
     pub log: Arc<Mutex<Log>>,
-    out: mpsc::Sender<Message>,
+    pub out: Outbox,
 }
 
 impl Client {
@@ -59,42 +127,12 @@ impl Client {
         });
         let l = Arc::clone(&log);
         tokio::spawn(async move {
-            let mut asm = Assembler::new();
-            let mut train: Option<String> = None;
+            let mut rec = Recorder::default();
             while let Some(msg) = stream.next().await {
                 let Ok(msg) = msg else { break };
                 match msg {
-                    Message::Binary(b) => {
-                        let now = now_us();
-                        let pkt = VideoPacket::parse(b, 65_535).expect("server sent a malformed packet");
-                        let mut log = l.lock().expect("lock");
-                        log.packets += 1;
-                        log.bytes += pkt.bytes.len() as u64;
-                        log.frame_starts += u64::from(pkt.header.starts_frame());
-                        log.packet_latency_us.push(now.saturating_sub(pkt.header.capture_us));
-                        if let Some(f) = asm.push(&pkt) {
-                            log.frames.push(Received {
-                                train: train.clone(),
-                                camera: f.camera.0,
-                                seq: f.seq.0,
-                                keyframe: f.keyframe,
-                                sha256: hex::encode(Sha256::digest(&f.data)),
-                                capture_us: f.capture_us,
-                                latency_us: now.saturating_sub(f.capture_us),
-                            });
-                        }
-                    }
-                    Message::Text(t) => {
-                        let v: Value = serde_json::from_str(t.as_str()).expect("server sent invalid JSON");
-                        // A new mapping or a new train session restarts sequence numbers.
-                        if v["type"] == "mapped_train_changed" {
-                            train = v["train_id"].as_str().map(str::to_owned);
-                            asm.reset();
-                        } else if v["type"] == "train_online" {
-                            asm.reset();
-                        }
-                        l.lock().expect("lock").events.push(v);
-                    }
+                    Message::Binary(b) => rec.binary(&l, b),
+                    Message::Text(t) => rec.text(&l, t.as_str()),
                     Message::Close(frame) => {
                         l.lock().expect("lock").closed = Some(
                             frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())),
@@ -109,15 +147,21 @@ impl Client {
                 log.closed = Some((1006, "connection dropped".into()));
             }
         });
-        Client { log, out }
+        Client { log, out: Outbox::Ws(out) }
     }
 
     pub async fn send_text(&self, text: impl Into<String>) {
-        self.out.send(Message::Text(text.into().into())).await.expect("send");
+        match &self.out {
+            Outbox::Ws(tx) => tx.send(Message::Text(text.into().into())).await.expect("send"),
+            Outbox::DataChannel(dc) => dc.send_text(&text.into()).await.expect("send on command channel"),
+        }
     }
 
     pub async fn send(&self, msg: Message) {
-        self.out.send(msg).await.expect("send");
+        match &self.out {
+            Outbox::Ws(tx) => tx.send(msg).await.expect("send"),
+            Outbox::DataChannel(_) => panic!("raw WebSocket messages need a WebSocket client"),
+        }
     }
 
     pub fn frames(&self) -> Vec<Received> {
