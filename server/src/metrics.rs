@@ -35,6 +35,7 @@ pub struct Metrics {
     pub commands_acked: IntCounterVec,
     pub commands_failed: IntCounterVec,
     pub train_connections: IntCounter,
+    pub tokio_tasks: IntGauge,
     pub webrtc_sessions: IntGaugeVec,
     pub webrtc_sessions_created: IntCounter,
     pub webrtc_sessions_failed: IntCounterVec,
@@ -102,6 +103,11 @@ impl Metrics {
             commands_acked: counter(&r, "railcast_commands_acked_total", "Command acks received, by outcome.", &["ok"]),
             commands_failed: counter(&r, "railcast_commands_failed_total", "Commands that got no ack, by reason.", &["reason"]),
             train_connections: plain("railcast_train_connections_total", "Train sessions accepted (hello → welcome)."),
+            tokio_tasks: {
+                let g = IntGauge::new("railcast_tokio_alive_tasks", "Tasks alive in the server's async runtime.").expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             webrtc_sessions: {
                 let g = IntGaugeVec::new(Opts::new("railcast_webrtc_sessions", "WebRTC sessions by peer connection state."), &["state"])
                     .expect("valid metric");
@@ -140,6 +146,7 @@ pub fn render(app: &AppState) -> String {
     for s in app.sessions.all() {
         m.sessions.with_label_values(&[s.transport.name()]).inc();
     }
+    m.tokio_tasks.set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as i64);
     m.webrtc_sessions.reset();
     for (state, n) in app.webrtc.count_by_state() {
         m.webrtc_sessions.with_label_values(&[&state]).set(n);
