@@ -1289,6 +1289,10 @@ impl PeerConnection for PeerConnectionImpl {
             let mut core = self.inner.core.lock().await;
             core.add_remote_candidate(candidate.clone())?;
         }
+        // railcast patch (third_party/webrtc-0.21.1/PATCHES.md): the ICE agent asks for an
+        // immediate connectivity check on a new remote candidate, but nothing woke the driver,
+        // which slept until its next timer (ICE agent: 200 ms). Wake it so it re-polls timeouts.
+        self.inner.wake_writes().await;
 
         let candidate_str = match candidate.candidate.strip_prefix("candidate:") {
             Some(s) => s,
