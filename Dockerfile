@@ -12,5 +12,6 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /usr/local/bin/railcast-server /usr/local/bin/railcast-train-sim /usr/local/bin/
 USER railcast
 ENV RAILCAST_HTTP_ADDR=0.0.0.0:8080 RAILCAST_QUIC_ADDR=0.0.0.0:4433
-EXPOSE 8080/tcp 4433/udp
+ENV RAILCAST_WEBRTC_BIND_IP=0.0.0.0 RAILCAST_WEBRTC_UDP_PORTS=50000-50099
+EXPOSE 8080/tcp 4433/udp 50000-50099/udp
 ENTRYPOINT ["railcast-server"]
