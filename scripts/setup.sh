@@ -7,6 +7,8 @@ need_apt=()
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++ make)      # openh264's bundled C++ sources
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)   # validates docker-compose.yml
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)          # scripts/demo.sh
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)             # real-browser tests (never a downloaded browser)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)     # drives Chromium through playwright-core
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -17,6 +19,12 @@ if ((${#need_apt[@]})); then
     echo "setup: please install: ${need_apt[*]}" >&2
     exit 1
   fi
+fi
+
+# playwright-core only (it downloads no browser), pinned by package-lock.json.
+here="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
+  (cd "$here/tests/browser" && npm ci --no-audit --no-fund)
 fi
 
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then

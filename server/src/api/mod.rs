@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/", get(|| async { axum::response::Html(include_str!("index.html")) }))
+        .route("/webrtc-test.html", get(|| async { axum::response::Html(include_str!("webrtc-test.html")) }))
         .route("/ws", get(crate::ws::upgrade))
         .route("/metrics", get(metrics))
         // The UI reads the contract from /api/openapi.json (served above), so it registers no route of its own.

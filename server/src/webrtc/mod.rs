@@ -90,6 +90,7 @@ pub struct Session {
     stop: Notify,
     /// Candidates that arrived before the answer (the library refuses them until then).
     early_candidates: Mutex<Vec<RTCIceCandidateInit>>,
+    answered_at: Mutex<Option<Instant>>,
     video_open_at: Mutex<Option<Instant>>,
     info: Mutex<Option<Arc<SessionInfo>>>,
 }
@@ -206,6 +207,7 @@ impl Signaling {
             closed: AtomicBool::new(false),
             stop: Notify::new(),
             early_candidates: Mutex::new(Vec::new()),
+            answered_at: Mutex::new(None),
             video_open_at: Mutex::new(None),
             info: Mutex::new(None),
         });
@@ -234,6 +236,7 @@ impl Signaling {
             s.closed.store(true, Ordering::Relaxed);
             return Err(SignalingError::BadSdp(format!("{e}; the session is closed, request a new offer")));
         }
+        *lock(&s.answered_at) = Some(Instant::now());
         let early = std::mem::take(&mut *lock(&s.early_candidates));
         for init in early {
             if let Err(e) = s.pc.add_ice_candidate(init).await {

@@ -24,6 +24,7 @@ pub struct PeerState {
     /// Wakes waiters on candidates and gathering.
     pub changed: Notify,
     pub connected_at: Mutex<Option<Instant>>,
+    pub ice_connected_at: Mutex<Option<Instant>>,
 }
 
 impl PeerState {
@@ -35,6 +36,7 @@ impl PeerState {
             gathering_complete: Mutex::new(false),
             changed: Notify::new(),
             connected_at: Mutex::new(None),
+            ice_connected_at: Mutex::new(None),
         })
     }
 }
@@ -115,6 +117,9 @@ impl PeerConnectionEventHandler for Handler {
         }
     }
     async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if state == RTCIceConnectionState::Connected {
+            lock(&self.state.ice_connected_at).get_or_insert_with(Instant::now);
+        }
         *lock(&self.state.ice) = state;
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {

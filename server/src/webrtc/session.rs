@@ -92,6 +92,15 @@ pub(super) async fn run(
                     *lock(&session.video_open_at) = Some(Instant::now());
                     let setup = session.created.elapsed().as_secs_f64();
                     METRICS.webrtc_setup_seconds.observe(setup);
+                    let ms = |t: Option<Instant>| t.map_or(f64::NAN, |t| t.duration_since(session.created).as_secs_f64() * 1000.0);
+                    tracing::debug!(
+                        session = %session.id,
+                        answer_ms = ms(*lock(&session.answered_at)),
+                        ice_connected_ms = ms(*lock(&session.peer.ice_connected_at)),
+                        dtls_connected_ms = ms(*lock(&session.peer.connected_at)),
+                        video_open_ms = setup * 1000.0,
+                        "webrtc setup phases"
+                    );
                 }
                 Some(Ev::Open(Channel::Command)) => command_open = true,
                 Some(Ev::Closed) | None => break Err("a data channel closed before opening"),
