@@ -93,7 +93,7 @@ async fn counters_match_what_clients_received() {
     assert_eq!(get(&m, r#"railcast_sessions{transport="websocket"}"#), 2.0);
     assert_eq!(get(&m, "railcast_train_connections_total"), 1.0);
 
-    // Rejections are counted by reason.
+    // The endpoint stays available after the run.
     let (status, _) = raw("GET", &server.url("/metrics"), None, b"").await;
     assert_eq!(status, 200);
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::webrtc::RtcClient;
-use support::{api, pct, raw, remote_control, scratch, Server, Sim, SMALL_VIDEO};
+use support::{api, pct, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
 struct Usage {
     fds: usize,
@@ -41,15 +41,7 @@ async fn usage(server: &Server) -> Usage {
 }
 
 async fn settle(server: &Server) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, list) = api("GET", &server.url("/api/webrtc/sessions"), None).await;
-        if list.as_array().is_some_and(|a| a.is_empty()) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "sessions left: {list}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_no_webrtc_sessions(server).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
@@ -93,8 +85,6 @@ async fn hundred_cycles_all_open_and_resources_return() {
         "server before/after: fds {}/{}, threads {}/{}, tasks {}/{}, RSS {}/{} kB",
         before.fds, after.fds, before.threads, after.threads, before.tasks, after.tasks, before.rss_kb, after.rss_kb
     );
-    let (_, m) = raw("GET", &server.url("/metrics"), None, b"").await;
-    let _ = m;
     assert_eq!(setup.len(), 100);
     assert!(after.fds <= before.fds + 2, "sockets leak: {} → {}", before.fds, after.fds);
     assert!(after.threads <= before.threads + 1, "threads: {} → {}", before.threads, after.threads);

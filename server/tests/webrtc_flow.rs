@@ -68,14 +68,6 @@ async fn data_channels_carry_verified_frames_and_commands() {
     let (status, _) = api("DELETE", &server.url(&format!("/api/webrtc/sessions/{}", rtc.session_id)), None).await;
     assert_eq!(status, 204);
     c.wait_event("closing", |e| e["type"] == "closing").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, sessions) = api("GET", &server.url("/api/webrtc/sessions"), None).await;
-        if sessions.as_array().is_some_and(|a| a.is_empty()) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "session not removed: {sessions}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_no_webrtc_sessions(&server).await;
     let _ = rtc.pc.close().await;
 }

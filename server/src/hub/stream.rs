@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use railcast_protocol::control::{CameraInfo, Command};
 use railcast_protocol::packet::VideoHeader;
-use railcast_protocol::{CameraId, CommandAck, ControlMessage, DecodeError, Hello, Telemetry, TrainId};
+use railcast_protocol::{CommandAck, ControlMessage, DecodeError, Hello, Telemetry, TrainId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::subscriber::{Offer, Slot, SubscriberCounters, Subscription};
@@ -416,16 +416,6 @@ impl Stream {
 
     pub(super) fn telemetry(&self, telemetry: Telemetry) {
         let _ = self.events.send(TrainEvent::Telemetry(telemetry));
-    }
-
-    /// Ask the train for a keyframe now (operator's request or a transport's recovery).
-    pub fn request_keyframe(&self, camera: Option<CameraId>) -> bool {
-        let st = self.lock();
-        let Some(online) = &st.online else { return false };
-        online
-            .control
-            .try_send(ControlMessage::KeyframeRequest(railcast_protocol::control::KeyframeRequest { camera }))
-            .is_ok()
     }
 
     pub fn snapshot(&self) -> StreamSnapshot {

@@ -193,11 +193,6 @@ impl Subscription {
         &self.counters
     }
 
-    /// Next packet. Never `None` while subscribed (the stream holds the sender).
-    pub async fn packet(&mut self) -> Option<Bytes> {
-        self.packets.recv().await
-    }
-
     /// Up to `max` packets already queued, without waiting (for batched sends).
     pub fn try_packet(&mut self) -> Option<Bytes> {
         self.packets.try_recv().ok()
@@ -210,11 +205,6 @@ impl Subscription {
             ev = self.events.recv() => SubItem::Event(ev),
             Some(p) = self.packets.recv() => SubItem::Packet(p),
         }
-    }
-
-    /// Next event of the train; `Lagged` is returned to the caller, which resynchronises.
-    pub async fn event(&mut self) -> Result<TrainEvent, broadcast::error::RecvError> {
-        self.events.recv().await
     }
 }
 

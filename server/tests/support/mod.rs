@@ -306,3 +306,16 @@ pub fn hello(train_id: &str) -> railcast_protocol::ControlMessage {
         software: None,
     })
 }
+
+/// Wait until the server lists no WebRTC session (closed ones are removed).
+pub async fn wait_no_webrtc_sessions(server: &Server) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = api("GET", &server.url("/api/webrtc/sessions"), None).await;
+        if list.as_array().is_some_and(|a| a.is_empty()) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "WebRTC sessions left: {list}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
