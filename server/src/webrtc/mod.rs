@@ -90,6 +90,9 @@ pub struct Session {
     stop: Notify,
     /// Candidates that arrived before the answer (the library refuses them until then).
     early_candidates: Mutex<Vec<RTCIceCandidateInit>>,
+    /// When the offer was ready to send (setup-phase log).
+    offered_at: Instant,
+    answer_received_at: Mutex<Option<Instant>>,
     answered_at: Mutex<Option<Instant>>,
     video_open_at: Mutex<Option<Instant>>,
     info: Mutex<Option<Arc<SessionInfo>>>,
@@ -207,6 +210,8 @@ impl Signaling {
             closed: AtomicBool::new(false),
             stop: Notify::new(),
             early_candidates: Mutex::new(Vec::new()),
+            offered_at: Instant::now(),
+            answer_received_at: Mutex::new(None),
             answered_at: Mutex::new(None),
             video_open_at: Mutex::new(None),
             info: Mutex::new(None),
@@ -229,6 +234,7 @@ impl Signaling {
         if s.answered.swap(true, Ordering::AcqRel) {
             return Err(SignalingError::AlreadyAnswered(s.id.clone()));
         }
+        *lock(&s.answer_received_at) = Some(Instant::now());
         if let Err(e) = s.pc.set_remote_description(desc).await {
             // A semantically wrong answer can leave the peer half-applied; the client starts over
             // with a new offer.

@@ -34,6 +34,9 @@ enum Channel {
     Command,
 }
 
+/// Messages kept from the client while the channels open (they take milliseconds to).
+const EARLY_MESSAGES: usize = 64;
+
 fn pump(dc: Arc<dyn DataChannel>, which: Channel, tx: mpsc::Sender<Ev>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(ev) = dc.poll().await {
@@ -79,8 +82,10 @@ pub(super) async fn run(
     let mut shutdown = app.shutdown.clone();
     let deadline = tokio::time::Instant::from_std(session.created) + signaling.config().connect_timeout;
 
-    // Phase 1: until both channels are open.
+    // Phase 1: until both channels are open. A client may send on `command` as soon as it sees
+    // that channel open, before this task has seen `video` open: keep those messages for phase 2.
     let (mut video_open, mut command_open) = (false, false);
+    let mut early = Vec::new();
     let opened = loop {
         if video_open && command_open {
             break Ok(());
@@ -95,6 +100,8 @@ pub(super) async fn run(
                     let ms = |t: Option<Instant>| t.map_or(f64::NAN, |t| t.duration_since(session.created).as_secs_f64() * 1000.0);
                     tracing::debug!(
                         session = %session.id,
+                        offer_ms = ms(Some(session.offered_at)),
+                        answer_received_ms = ms(*lock(&session.answer_received_at)),
                         answer_ms = ms(*lock(&session.answered_at)),
                         ice_connected_ms = ms(*lock(&session.peer.ice_connected_at)),
                         dtls_connected_ms = ms(*lock(&session.peer.connected_at)),
@@ -104,7 +111,13 @@ pub(super) async fn run(
                 }
                 Some(Ev::Open(Channel::Command)) => command_open = true,
                 Some(Ev::Closed) | None => break Err("a data channel closed before opening"),
-                Some(_) => {}
+                Some(ev @ (Ev::Text(..) | Ev::Binary)) => {
+                    if early.len() < EARLY_MESSAGES {
+                        early.push(ev);
+                    } else {
+                        tracing::warn!(session = %session.id, "message dropped: sent before the channels opened, over the limit");
+                    }
+                }
             },
             _ = tokio::time::sleep_until(deadline) => break Err("not connected in time"),
             changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { break Err("connection failed") },
@@ -122,7 +135,7 @@ pub(super) async fn run(
             }
             End::Reason(reason)
         }
-        Ok(()) => serve(&app, &rc, &session, &video, &command, &mut rx, &mut pc_state, &mut shutdown).await,
+        Ok(()) => serve(&app, &rc, &session, &video, &command, early, &mut rx, &mut pc_state, &mut shutdown).await,
     };
     let reason = match &end {
         End::Reason(r) => (*r).to_owned(),
@@ -155,6 +168,7 @@ async fn serve(
     session: &Arc<Session>,
     video: &Arc<dyn DataChannel>,
     command: &Arc<dyn DataChannel>,
+    early: Vec<Ev>,
     rx: &mut mpsc::Receiver<Ev>,
     pc_state: &mut tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
@@ -173,6 +187,9 @@ async fn serve(
         return End::Reason("command channel closed");
     }
     let inflight = Arc::new(Semaphore::new(app.ws.max_inflight_commands));
+    for ev in early {
+        client_message(app, rc, command, &info, &inflight, ev).await;
+    }
     loop {
         tokio::select! {
             item = follower.next() => match item {
@@ -197,21 +214,34 @@ async fn serve(
                 Item::Closed(reason) => return End::Closing(reason),
             },
             ev = rx.recv() => match ev {
-                Some(Ev::Text(Channel::Command, text)) => handle_text(app, rc, command, &info, &inflight, text).await,
-                Some(Ev::Text(Channel::Video, _)) | Some(Ev::Binary) => {
-                    let ev = ServerEvent::Error {
-                        code: "unexpected_message".into(),
-                        message: "send JSON text on the command channel; video flows server → client only".into(),
-                    };
-                    let _ = send_event(command, &ev).await;
-                }
                 Some(Ev::Closed) | None => return End::Reason("data channel closed"),
                 Some(Ev::Open(_)) => {}
+                Some(ev) => client_message(app, rc, command, &info, &inflight, ev).await,
             },
             changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { return End::Reason("connection failed") },
             _ = session.stop.notified() => return End::Closing("closed by request".into()),
             _ = crate::stopped(shutdown) => return End::Closing("server shutting down".into()),
         }
+    }
+}
+
+/// What the client sent on a channel: JSON on `command` is handled; anything else gets an error.
+async fn client_message(
+    app: &AppState,
+    rc: &Arc<RemoteControl>,
+    command: &Arc<dyn DataChannel>,
+    info: &Arc<crate::session::SessionInfo>,
+    inflight: &Arc<Semaphore>,
+    ev: Ev,
+) {
+    if let Ev::Text(Channel::Command, text) = ev {
+        handle_text(app, rc, command, info, inflight, text).await;
+    } else {
+        let ev = ServerEvent::Error {
+            code: "unexpected_message".into(),
+            message: "send JSON text on the command channel; video flows server → client only".into(),
+        };
+        let _ = send_event(command, &ev).await;
     }
 }
 
