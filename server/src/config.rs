@@ -61,7 +61,7 @@ macro_rules! settings {
         /// The command line. Every setting is optional here: unset ones come from the environment
         /// (clap reads `RAILCAST_*`), then the file, then the defaults.
         #[derive(Debug, Clone, Default, Parser)]
-        #[command(name = "railcast-server", version, about = "railcast relay: trains in over QUIC, remote controls out over WebSocket")]
+        #[command(name = "railcast-server", version, about = "railcast relay: trains in over QUIC, remote controls out over WebSocket and WebRTC data channels")]
         pub struct Cli {
             /// TOML file with settings (keys as in docs/configuration.md); the environment and
             /// flags override it.
@@ -160,6 +160,9 @@ settings! {
     ws_max_message: usize = 64 * 1024, "RAILCAST_WS_MAX_MESSAGE";
     /// Time allowed for a graceful shutdown before the process exits anyway.
     shutdown_grace: Dur = Dur(Duration::from_secs(5)), "RAILCAST_SHUTDOWN_GRACE";
+    /// Directory of the built web console (`npm run build` in web-client), served at `/`; when it
+    /// has no index.html, `/` serves a small status page instead. Relative to the working directory.
+    web_root: String = String::from("web-client/dist"), "RAILCAST_WEB_ROOT";
     /// IP address the WebRTC peers' UDP sockets bind to.
     webrtc_bind_ip: std::net::IpAddr = std::net::IpAddr::from([127, 0, 0, 1]), "RAILCAST_WEBRTC_BIND_IP";
     /// IP address announced in the server's candidates instead of the bound one (behind NAT);
@@ -173,6 +176,10 @@ settings! {
     webrtc_turn_username: String = String::new(), "RAILCAST_WEBRTC_TURN_USERNAME";
     /// Credential for the TURN servers.
     webrtc_turn_credential: String = String::new(), "RAILCAST_WEBRTC_TURN_CREDENTIAL";
+    /// Gather and use only TURN relay candidates (ICE transport policy `relay`): every session's
+    /// traffic goes through the TURN server and the server's own addresses stay private. Needs a
+    /// `turn:` URL in webrtc_ice_servers.
+    webrtc_relay_only: bool = false, "RAILCAST_WEBRTC_RELAY_ONLY";
     /// A WebRTC session not open this long after its offer is closed and forgotten.
     webrtc_connect_timeout: Dur = Dur(Duration::from_secs(15)), "RAILCAST_WEBRTC_CONNECT_TIMEOUT";
     /// Send buffer limit per data channel, bytes; beyond it the peer loses whole frames.
@@ -289,6 +296,9 @@ impl Config {
                 "TURN servers need webrtc_turn_username and webrtc_turn_credential",
             ));
         }
+        if self.webrtc_relay_only && !turn {
+            return Err(invalid("webrtc_relay_only", "needs a turn: URL in webrtc_ice_servers"));
+        }
         let ice_servers = if urls.is_empty() {
             Vec::new()
         } else {
@@ -309,6 +319,7 @@ impl Config {
             advertised_ip,
             udp_ports,
             ice_servers,
+            relay_only: self.webrtc_relay_only,
             connect_timeout: self.webrtc_connect_timeout.0,
             send_buffer: self.webrtc_send_buffer,
         })

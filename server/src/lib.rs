@@ -138,7 +138,18 @@ impl Server {
                 let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
             }
         });
-        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let web_root = std::path::PathBuf::from(&config.web_root);
+        let web_root = if web_root.join("index.html").is_file() {
+            tracing::info!(web_root = %web_root.display(), "serving the web console");
+            Some(web_root)
+        } else {
+            tracing::warn!(
+                web_root = %web_root.display(),
+                "no web console there (build it: cd web-client && npm ci && npm run build); serving the status page at /"
+            );
+            None
+        };
+        let app = api::router(state, web_root.as_deref()).into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx.clone();
         let http_task = tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut http_stop).await }).await

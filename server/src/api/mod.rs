@@ -48,7 +48,8 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default() + "\n"
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface. `web_root`: the built console, served for every path not routed here.
+pub fn router(state: AppState, web_root: Option<&std::path::Path>) -> Router {
     let api = Router::new()
         .route("/trains", get(list_trains))
         .route("/trains/{id}", get(get_train))
@@ -69,9 +70,10 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
-    Router::new()
+    let status_page = || async { axum::response::Html(include_str!("index.html")) };
+    let router = Router::new()
         .nest("/api", api)
-        .route("/", get(|| async { axum::response::Html(include_str!("index.html")) }))
+        .route("/status", get(status_page))
         .route("/webrtc-test.html", get(|| async { axum::response::Html(include_str!("webrtc-test.html")) }))
         .route("/ws", get(crate::ws::upgrade))
         .route("/metrics", get(metrics))
@@ -79,9 +81,18 @@ pub fn router(state: AppState) -> Router {
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/openapi.json")))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .method_not_allowed_fallback(error::method_not_allowed);
+    let router = match web_root {
+        // Revalidate on every load (ServeDir answers If-Modified-Since): a rebuilt console is
+        // picked up without a hard reload.
+        Some(root) => router.fallback_service(tower_http::set_header::SetResponseHeader::if_not_present(
+            tower_http::services::ServeDir::new(root),
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-cache"),
+        )),
+        None => router.route("/", get(status_page)),
+    };
+    router.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)).with_state(state)
 }
 
 /// List every train the server knows, online or not.

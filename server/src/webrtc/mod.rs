@@ -37,6 +37,8 @@ pub struct WebRtcConfig {
     pub udp_ports: Option<(u16, u16)>,
     /// STUN/TURN servers, used by the server and handed to clients.
     pub ice_servers: Vec<IceServer>,
+    /// Only TURN relay candidates (ICE transport policy `relay`).
+    pub relay_only: bool,
     /// A session whose `video` channel is not open this long after the offer is reaped.
     pub connect_timeout: Duration,
     /// Per-channel send buffer limit, bytes.
@@ -50,6 +52,7 @@ impl Default for WebRtcConfig {
             advertised_ip: None,
             udp_ports: None,
             ice_servers: Vec::new(),
+            relay_only: false,
             connect_timeout: Duration::from_secs(15),
             send_buffer: 256 * 1024,
         }
@@ -172,11 +175,17 @@ impl Signaling {
             let command = pc.create_data_channel("command", None).await.map_err(internal)?;
             let offer = pc.create_offer(None).await.map_err(internal)?;
             pc.set_local_description(offer).await.map_err(internal)?;
-            // Host candidates are gathered within a millisecond or two; wait so the offer has them.
+            // Host candidates are gathered within a millisecond or two; wait so the offer has them,
+            // but not for STUN/TURN ones, which clients get by trickle (`.../candidates`). With
+            // relay_only there are only TURN candidates: wait for the first.
+            let wanted = if self.config.relay_only { " typ relay" } else { " typ host" };
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             loop {
                 let notified = state.changed.notified();
-                if *lock(&state.gathering_complete) || tokio::time::Instant::now() >= deadline {
+                if *lock(&state.gathering_complete)
+                    || lock(&state.candidates).iter().any(|c| c.candidate.contains(wanted))
+                    || tokio::time::Instant::now() >= deadline
+                {
                     break;
                 }
                 let _ = tokio::time::timeout_at(deadline, notified).await;

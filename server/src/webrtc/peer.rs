@@ -8,7 +8,8 @@ use std::time::Instant;
 use tokio::sync::{watch, Notify};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState,
-    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+    RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    SettingEngineBuilder,
 };
 
 use super::WebRtcConfig;
@@ -169,6 +170,11 @@ pub async fn build(
         // peer-reflexive; the default makes ICE wait a second before using it (browsers hide
         // their host candidates, so this is the usual case).
         settings = settings.with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+        if config.relay_only {
+            // Relayed pairs are held back 2 s by default in case a direct one succeeds; with
+            // relay_only there is nothing better to wait for.
+            settings = settings.with_relay_acceptance_min_wait(Some(std::time::Duration::ZERO));
+        }
         let ice_servers = config
             .ice_servers
             .iter()
@@ -179,7 +185,16 @@ pub async fn build(
             })
             .collect();
         let built = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(ice_servers)
+                    .with_ice_transport_policy(if config.relay_only {
+                        RTCIceTransportPolicy::Relay
+                    } else {
+                        RTCIceTransportPolicy::All
+                    })
+                    .build(),
+            )
             .with_setting_engine(settings.build())
             .with_handler(Arc::new(Handler {
                 state: Arc::clone(&state),

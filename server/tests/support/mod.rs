@@ -61,7 +61,7 @@ impl Server {
         }
         let mut child = cmd
             .args(args)
-            .env("RUST_LOG", "info,railcast_server=debug")
+            .env("RUST_LOG", std::env::var("RAILCAST_TEST_LOG").unwrap_or_else(|_| "info,railcast_server=debug".into()))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .kill_on_drop(true)

@@ -848,8 +848,14 @@ where
             // this iteration) or enqueues a fresh `WriteNotify` for the next one.
             self.inner.write_pending.store(false, Ordering::Release);
             self.poll_writes().await?;
-            let handled_events = self.poll_events().await;
-            self.poll_reads().await?;
+            let mut handled_events = self.poll_events().await;
+            if self.poll_reads().await? {
+                // railcast patch (third_party/PATCHES.md, 7): datagrams decapsulated by the TURN
+                // relayer reach the core only here, after this iteration's events were polled;
+                // handle what they raised (DTLS done, SCTP established …) now, not next wake-up.
+                handled_events += self.poll_events().await;
+                self.poll_reads().await?;
+            }
             // railcast patch (third_party/webrtc-0.21.1/PATCHES.md): output queued while handling events
             // (DTLS ClientHello on ICE-selected-pair, SCTP INIT on DTLS-complete, DCEP OPEN on
             // association-established) used to wait for the next timer tick (ICE agent: 200 ms).
@@ -1959,6 +1965,21 @@ where
         }
 
         // 1.b turn_relayer poll_write()
+        self.flush_turn_writes().await;
+
+        // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
+        // consecutive same-destination datagrams into single UDP GSO syscalls.
+        let writes = Self::drain_core_writes(self.inner.clone()).await;
+        self.flush_writes(writes).await;
+
+        // railcast patch (third_party/PATCHES.md, 7): what 1.c routed through a TURN relay is
+        // only queued in the relayer; send it now, not on the next wake-up (ICE tick: 200 ms).
+        self.flush_turn_writes().await;
+
+        Ok(())
+    }
+
+    async fn flush_turn_writes(&mut self) {
         while let Some(msg) = self.turn_relayer.poll_write() {
             let four_tuple: FourTuple = FourTuple::from(&msg.transport);
             if let Err(err) = self.handle_write(msg).await {
@@ -1978,12 +1999,6 @@ where
             }
         }
 
-        // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
-        // consecutive same-destination datagrams into single UDP GSO syscalls.
-        let writes = Self::drain_core_writes(self.inner.clone()).await;
-        self.flush_writes(writes).await;
-
-        Ok(())
     }
 
     /// Send a drained batch of outgoing packets, coalescing maximal runs of
@@ -2136,14 +2151,16 @@ where
         handled
     }
 
-    async fn poll_reads(&mut self) -> Result<()> {
+    /// Returns whether the TURN relayer delivered datagrams to the core (railcast patch).
+    async fn poll_reads(&mut self) -> Result<bool> {
         // 3.a turn_relayer poll_read() - deliver decapsulated relay data,
         // but no need for stun_gatherer poll_read()
         let mut turn_messages = Vec::new();
         while let Some(message) = self.turn_relayer.poll_read() {
             turn_messages.push(message);
         }
-        if !turn_messages.is_empty() {
+        let relayed = !turn_messages.is_empty();
+        if relayed {
             let mut core = self.inner.core.lock().await;
             for message in turn_messages {
                 core.handle_read(message)?;
@@ -2164,14 +2181,14 @@ where
         // `a_rwnd` falls, and the peer slows down. Draining regardless would move the backlog
         // into this process's heap and throttle nobody.
         if self.flush_pending_data_channel_events().await {
-            return Ok(());
+            return Ok(relayed);
         }
 
         for message in Self::drain_core_data(self.inner.clone()).await {
             self.handle_rtc_message(message).await;
         }
 
-        Ok(())
+        Ok(relayed)
     }
 
     async fn poll_timeout(&mut self) -> Instant {
