@@ -7,6 +7,12 @@ HTTP_ADDR="${RAILCAST_HTTP_ADDR:-127.0.0.1:8080}"
 QUIC_ADDR="${RAILCAST_QUIC_ADDR:-127.0.0.1:4433}"
 
 cargo build --release --bins
+# The web console (served at /). Without npm the server shows a status page there instead.
+if command -v npm >/dev/null 2>&1; then
+  (cd web-client && { [ -d node_modules/vite ] || npm ci --no-audit --no-fund; } && npm run build)
+else
+  echo "demo: npm not found; the console is not built (scripts/setup.sh installs it)" >&2
+fi
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }

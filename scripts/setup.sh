@@ -27,6 +27,10 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
   (cd "$here/tests/browser" && npm ci --no-audit --no-fund)
 fi
+# The web console: Vue, Vite, Vitest, playwright-core (pinned by web-client/package-lock.json).
+if [ ! -d "$here/web-client/node_modules/vite" ]; then
+  (cd "$here/web-client" && npm ci --no-audit --no-fund)
+fi
 
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The web console: unit tests (Vitest: the TypeScript wire decoder on the same golden vectors,
+# assembler, clock offset, Auto policy), then type-check and build into web-client/dist, which the
+# console end-to-end tests (server/tests/console_*.rs) serve.
+(cd web-client && npm test && npm run build)
 # The end-to-end tests spawn the workspace binaries; build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

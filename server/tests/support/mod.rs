@@ -2,6 +2,7 @@
 //! loopback, a plain HTTP client, and WebSocket clients that reassemble and verify frames.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod webrtc;
 pub mod ws;
 

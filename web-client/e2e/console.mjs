@@ -1,0 +1,370 @@
+#!/usr/bin/env node
+// End-to-end driver of the operator console in Debian's Chromium (never a downloaded browser).
+//
+//   BASE_URL=http://127.0.0.1:8080 ARTIFACTS_DIR=artifacts node e2e/console.mjs SCENARIO [TRAIN_ID]
+//
+// The server must be running at BASE_URL with a simulator attached; the console must be served at
+// BASE_URL/ (by the server, or by `vite preview` proxying to it). Scenarios:
+//   webrtc, websocket   that transport only
+//   auto                Auto mode; expects WebRTC
+//   auto-fallback       Auto with /api/webrtc/* blocked: expects WebSocket within ~3 s, then unblocks
+//                       and expects Auto to come back to WebRTC (its retry runs 10 s after the fallback)
+//   restart[-webrtc|-websocket|-auto]   (alias restart-wait) once frames flow, prints READY_FOR_RESTART
+//                       on stdout and waits up to 60 s for the harness to restart the server on the
+//                       same port and for frames to flow again; reads nothing from stdin
+// Each checks that every camera's canvas shows non-blank, changing pictures, that the overlay shows a
+// latency, and that a command gets its ack; it saves screenshots into ARTIFACTS_DIR (default
+// ./artifacts) and prints ONE JSON line of results on stdout. On failure: a JSON line with
+// "ok":false and the reason, the reason again on stderr, exit status 1.
+//
+// Env: CHROMIUM (default /usr/bin/chromium), MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console
+// on stderr), RESTART_WAIT_MS (default 60000), BLOCK_WEBRTC=hang (auto-fallback: leave the WebRTC
+// requests unanswered instead of refusing them).
+import { chromium } from 'playwright-core'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+const scenario = process.argv[2]
+const trainArg = process.argv[3] ?? process.env.TRAIN
+const base = (process.env.BASE_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '')
+const artifacts = resolve(process.env.ARTIFACTS_DIR ?? 'artifacts')
+const measureMs = Number(process.env.MEASURE_MS ?? 5000)
+const restartWaitMs = Number(process.env.RESTART_WAIT_MS ?? 60000)
+const verbose = !!process.env.E2E_VERBOSE
+
+const SCENARIOS = {
+  webrtc: { transport: 'webrtc', expect: 'webrtc' },
+  websocket: { transport: 'websocket', expect: 'websocket' },
+  auto: { transport: 'auto', expect: 'webrtc' },
+  'auto-fallback': { transport: 'auto', expect: 'websocket', blockWebRtc: true },
+  restart: { transport: 'auto', expect: 'webrtc', restart: true },
+  'restart-wait': { transport: 'auto', expect: 'webrtc', restart: true },
+  'restart-auto': { transport: 'auto', expect: 'webrtc', restart: true },
+  'restart-webrtc': { transport: 'webrtc', expect: 'webrtc', restart: true },
+  'restart-websocket': { transport: 'websocket', expect: 'websocket', restart: true },
+}
+
+const log = (...a) => process.stderr.write(`[e2e ${new Date().toISOString().slice(11, 23)}] ${a.join(' ')}\n`)
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const result = { ok: false, scenario, base_url: base }
+const screenshots = []
+let browser
+let userDir
+
+class Failure extends Error {}
+const fail = (msg) => {
+  throw new Failure(msg)
+}
+
+/** Nearest-rank percentile. */
+function pct(xs, p) {
+  if (!xs.length) return null
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]
+}
+const round = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? null : Math.round(v * 10 ** d) / 10 ** d)
+
+async function pickTrain() {
+  if (trainArg) return trainArg
+  const deadline = Date.now() + 30000
+  let last = ''
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(`${base}/api/trains`)
+      const trains = await r.json()
+      const online = trains.filter((t) => t.online).map((t) => t.id).sort()
+      if (online.length) return online[0]
+      last = `no online train among ${trains.length}`
+    } catch (e) {
+      last = String(e)
+    }
+    await sleep(500)
+  }
+  fail(`no online train at ${base}/api/trains within 30 s (${last})`)
+}
+
+/** Poll `fn` in the page until it returns a truthy value; fail with `what` (and the hook state) after `timeoutMs`. */
+async function waitFor(page, what, timeoutMs, fn, arg) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await page.evaluate(fn, arg)
+    if (v) return v
+    if (Date.now() > deadline) {
+      const h = await hook(page).catch(() => null)
+      fail(`${what}: not within ${timeoutMs / 1000} s (state ${h?.state}, transport ${h?.transport}, pending ${h?.pending}, last error ${h?.lastError})`)
+    }
+    await sleep(200)
+  }
+}
+
+const hook = (page) => page.evaluate(() => window.__railcast)
+
+/** Luma statistics and a coarse grid of one canvas, read back with getImageData. */
+function sampleCanvas(testId) {
+  const c = document.querySelector(`[data-testid="${testId}"]`)
+  if (!c) return null
+  const ctx = c.getContext('2d')
+  const { width, height } = c
+  const d = ctx.getImageData(0, 0, width, height).data
+  const grid = []
+  let sum = 0
+  let sum2 = 0
+  let n = 0
+  for (let y = 4; y < height; y += 8) {
+    for (let x = 4; x < width; x += 8) {
+      const i = (y * width + x) * 4
+      const l = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]
+      grid.push(l)
+      sum += l
+      sum2 += l * l
+      n++
+    }
+  }
+  const mean = sum / n
+  return { width, height, mean, std: Math.sqrt(Math.max(0, sum2 / n - mean * mean)), grid }
+}
+
+/** Every camera's canvas must be non-blank and change within a second. */
+async function checkPictures(page, cameras, label) {
+  const first = {}
+  for (const cam of cameras) first[cam] = await page.evaluate(sampleCanvas, `camera-canvas-${cam}`)
+  await sleep(1000)
+  const out = {}
+  for (const cam of cameras) {
+    const a = first[cam]
+    const b = await page.evaluate(sampleCanvas, `camera-canvas-${cam}`)
+    if (!a || !b) fail(`${label}: canvas of camera ${cam} not found`)
+    if (b.std < 4) fail(`${label}: camera ${cam} canvas looks blank (luma mean ${b.mean.toFixed(1)}, std ${b.std.toFixed(2)})`)
+    let diff = 0
+    const len = Math.min(a.grid.length, b.grid.length)
+    for (let i = 0; i < len; i++) diff += Math.abs(a.grid[i] - b.grid[i])
+    diff /= Math.max(1, len)
+    if (a.width !== b.width || diff < 0.2) fail(`${label}: camera ${cam} picture did not change in 1 s (mean abs luma diff ${diff.toFixed(3)})`)
+    out[cam] = { width: b.width, height: b.height, luma_std: round(b.std), change: round(diff, 2) }
+  }
+  return out
+}
+
+/** Watch the stream for `ms`; fps and latency percentiles over the frames painted meanwhile. */
+async function measure(page, cameras, ms) {
+  const before = await hook(page)
+  await sleep(ms)
+  const after = await hook(page)
+  const perCamera = {}
+  const all = []
+  for (const cam of cameras) {
+    const a = before.stats[cam]
+    const b = after.stats[cam]
+    if (!a || !b) fail(`no stats for camera ${cam}`)
+    const painted = b.framesPainted - a.framesPainted
+    if (painted <= 0) fail(`camera ${cam}: no frame painted in ${ms} ms`)
+    const samples = b.latencySamples.slice(-Math.min(painted, b.latencySamples.length))
+    all.push(...samples)
+    perCamera[cam] = {
+      fps: round((painted * 1000) / ms),
+      latency_p50_ms: round(pct(samples, 50)),
+      latency_p95_ms: round(pct(samples, 95)),
+      dropped: b.dropped - a.dropped,
+      superseded: b.superseded - a.superseded,
+      codec: b.codec,
+    }
+  }
+  const fpsList = Object.values(perCamera).map((c) => c.fps)
+  return {
+    fps: round(fpsList.reduce((x, y) => x + y, 0) / fpsList.length),
+    fps_min: Math.min(...fpsList),
+    latency_p50_ms: round(pct(all, 50)),
+    latency_p95_ms: round(pct(all, 95)),
+    latency_samples: all.length,
+    clock_offset_ms: round(after.clockOffsetMs),
+    clock_offset_applied: after.clock.applied,
+    server_rtt_ms: round(after.clock.serverRttMs),
+    per_camera: perCamera,
+  }
+}
+
+/** The overlay must show a glass-to-glass figure. */
+async function checkOverlay(page, cameras) {
+  for (const cam of cameras) {
+    const text = await page.locator(`[data-testid="camera-overlay-${cam}"] [data-testid="overlay-latency"]`).innerText()
+    if (!/p50 \d+ ms/.test(text)) fail(`overlay of camera ${cam} shows no latency: "${text}"`)
+  }
+}
+
+/** Click a command button and wait for its ack in the log. */
+async function command(page, testId) {
+  const button = page.getByTestId(testId)
+  await waitFor(page, `${testId} enabled`, 15000, (id) => {
+    const b = document.querySelector(`[data-testid="${id}"]`)
+    return b && !b.disabled
+  }, testId)
+  const before = await page.locator('[data-testid="ack-row"]').count()
+  await button.click()
+  const row = page.locator('[data-testid="ack-row"]').first()
+  await waitFor(page, `ack of ${testId}`, 15000, (n) => {
+    const rows = document.querySelectorAll('[data-testid="ack-row"]')
+    return rows.length > n && rows[0].getAttribute('data-status') !== 'pending'
+  }, before)
+  const status = await row.getAttribute('data-status')
+  if (status !== 'ok') fail(`${testId}: ack status "${status}" (${await row.getAttribute('title')})`)
+  const h = await hook(page)
+  return { rtt_ms: round(h.lastAck.rtt_ms, 2), train_rtt_ms: round(h.lastAck.train_rtt_ms, 2), transport: h.lastAck.transport }
+}
+
+async function shot(page, name) {
+  const path = join(artifacts, `console-${scenario}-${name}.png`)
+  await page.screenshot({ path, fullPage: true })
+  screenshots.push(path)
+}
+
+async function waitForFrames(page, expect, cameras, timeoutMs, minPainted = 10) {
+  await waitFor(page, `${expect ?? 'any'} transport with frames painted on every camera`, timeoutMs, ([want, min]) => {
+    const h = window.__railcast
+    if (want && h.transport !== want) return false
+    if (!h.cameras.length) return false
+    return h.cameras.every((c) => h.stats[c] && h.stats[c].framesPainted >= min) ? h.cameras : false
+  }, [expect, minPainted])
+  const h = await hook(page)
+  return cameras ?? h.cameras
+}
+
+async function main() {
+  const spec = SCENARIOS[scenario]
+  if (!spec) fail(`unknown scenario "${scenario}"; one of: ${Object.keys(SCENARIOS).join(', ')}`)
+  mkdirSync(artifacts, { recursive: true })
+  const train = await pickTrain()
+  Object.assign(result, { train, requested_transport: spec.transport })
+  userDir = mkdtempSync(join(tmpdir(), 'railcast-console-'))
+  browser = await chromium.launchPersistentContext(userDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1600, height: 1000 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  })
+  const page = browser.pages()[0] ?? (await browser.newPage())
+  const pageErrors = []
+  page.on('pageerror', (e) => pageErrors.push(String(e)))
+  if (verbose) page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`))
+
+  let blocked = 0
+  if (spec.blockWebRtc) {
+    // BLOCK_WEBRTC=hang leaves the requests unanswered instead (Auto's 3 s open timeout must fire).
+    const hang = process.env.BLOCK_WEBRTC === 'hang'
+    await page.route('**/api/webrtc/**', (route) => {
+      blocked++
+      return hang ? undefined : route.abort('connectionrefused')
+    })
+  }
+
+  const t0 = Date.now()
+  await page.goto(`${base}/?transport=${spec.transport}&train=${encodeURIComponent(train)}`)
+  await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  const cameras = await waitForFrames(page, spec.expect, null, 30000)
+  result.first_frames_ms = Date.now() - t0
+  const h0 = await hook(page)
+  Object.assign(result, { transport: h0.transport, cameras, remote_control_id: h0.remoteControlId })
+  log(`${h0.transport}: frames on cameras ${cameras.join(', ')} after ${result.first_frames_ms} ms`)
+  if (spec.blockWebRtc) {
+    if (blocked === 0) fail('the WebRTC routes were never requested: did Auto try WebRTC first?')
+    result.webrtc_requests_blocked = blocked
+  }
+
+  result.pictures = await checkPictures(page, cameras, 'first pictures')
+  Object.assign(result, await measure(page, cameras, measureMs))
+  await checkOverlay(page, cameras)
+  const ack = await command(page, 'cmd-horn')
+  Object.assign(result, { ack_rtt_ms: ack.rtt_ms, train_rtt_ms: ack.train_rtt_ms, ack_transport: ack.transport })
+  await shot(page, 'streaming')
+  log(`fps ${result.fps}, glass-to-glass p50 ${result.latency_p50_ms} ms p95 ${result.latency_p95_ms} ms, ack ${ack.rtt_ms} ms`)
+
+  if (spec.blockWebRtc) {
+    // Make WebRTC possible again: Auto must come back to it on its own.
+    await page.unroute('**/api/webrtc/**')
+    const t1 = Date.now()
+    await waitForFrames(page, 'webrtc', cameras, 40000, 0)
+    const painted = (await hook(page)).stats[cameras[0]].framesPainted
+    await waitFor(page, 'frames over WebRTC after coming back', 10000, ([cam, n]) => window.__railcast.stats[cam].framesPainted > n + 10, [cameras[0], painted])
+    result.back_to_webrtc_ms = Date.now() - t1
+    result.after_recovery = await measure(page, cameras, 2000)
+    await checkPictures(page, cameras, 'pictures after coming back to WebRTC')
+    result.transport_after_recovery = (await hook(page)).transport
+    await shot(page, 'back-to-webrtc')
+    log(`back on WebRTC after ${result.back_to_webrtc_ms} ms`)
+  }
+
+  if (spec.restart) {
+    const before = await hook(page)
+    const painted = Object.fromEntries(cameras.map((c) => [c, before.stats[c].framesPainted]))
+    process.stdout.write('READY_FOR_RESTART\n')
+    log('READY_FOR_RESTART printed; waiting for the server to go away and come back')
+    const t1 = Date.now()
+    let downAt = null
+    let upAt = null
+    const deadline = t1 + restartWaitMs
+    let paintedAtOpen = null
+    for (;;) {
+      const h = await hook(page)
+      if (downAt === null && (h.opens > before.opens || h.state !== 'connected')) downAt = Date.now()
+      if (h.opens > before.opens && h.state === 'connected') {
+        paintedAtOpen ??= Object.fromEntries(cameras.map((c) => [c, h.stats[c]?.framesPainted ?? 0]))
+        if (cameras.every((c) => (h.stats[c]?.framesPainted ?? 0) >= paintedAtOpen[c] + 10)) {
+          upAt = Date.now()
+          break
+        }
+      }
+      if (Date.now() > deadline) {
+        fail(downAt === null
+          ? `the connection never went down within ${restartWaitMs / 1000} s of READY_FOR_RESTART (was the server restarted?)`
+          : `frames did not flow again within ${restartWaitMs / 1000} s (state ${h.state}, transport ${h.transport}, last error ${h.lastError})`)
+      }
+      await sleep(200)
+    }
+    const after = await hook(page)
+    Object.assign(result, {
+      restart_detected_ms: downAt - t1,
+      restart_recovered_ms: upAt - downAt,
+      transport_after_restart: after.transport,
+      remote_control_id_after_restart: after.remoteControlId,
+      remote_control_recreated: after.remoteControlId !== before.remoteControlId,
+      frames_painted_before_restart: painted,
+    })
+    log(`frames again ${result.restart_recovered_ms} ms after the connection went down (now ${after.transport})`)
+    await checkPictures(page, cameras, 'pictures after the restart')
+    result.after_restart = await measure(page, cameras, Math.min(measureMs, 3000))
+    const ack2 = await command(page, 'cmd-horn')
+    result.ack_rtt_after_restart_ms = ack2.rtt_ms
+    await shot(page, 'after-restart')
+  }
+
+  if (pageErrors.length) result.page_errors = pageErrors
+  result.ok = true
+  result.screenshots = screenshots
+}
+
+try {
+  await main()
+  process.stdout.write(JSON.stringify(result) + '\n')
+} catch (e) {
+  const msg = e instanceof Failure ? e.message : e?.stack ?? String(e)
+  result.ok = false
+  result.error = msg
+  try {
+    const page = browser?.pages()[0]
+    if (page) {
+      await shot(page, 'failure')
+      result.hook = await hook(page).catch(() => null)
+      if (result.hook) for (const s of Object.values(result.hook.stats ?? {})) delete s.latencySamples
+    }
+  } catch {
+    // the browser may be what failed
+  }
+  result.screenshots = screenshots
+  process.stdout.write(JSON.stringify(result) + '\n')
+  process.stderr.write(`console e2e (${scenario}) FAILED: ${msg}\n`)
+  process.exitCode = 1
+} finally {
+  await browser?.close().catch(() => {})
+  if (userDir) rmSync(userDir, { recursive: true, force: true })
+}

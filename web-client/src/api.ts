@@ -1,0 +1,32 @@
+/** The server's REST resources the console uses (openapi/openapi.json). */
+import type { CameraInfo } from './wire/control'
+
+export interface CameraView extends CameraInfo {
+  measured_fps: number
+  bitrate_bps: number
+  frames: number
+  bytes: number
+}
+
+export interface TrainView {
+  id: string
+  online: boolean
+  cameras: CameraView[]
+  software?: string | null
+  connected_since?: string | null
+  last_seen?: string | null
+  offline_reason?: string | null
+  bitrate_bps: number
+  fps: number
+  packets_in: number
+  frames_in: number
+  subscribers: number
+  connections: number
+}
+
+export interface RemoteControlView {
+  id: string
+  name: string
+  train_id?: string | null
+  created_at: string
+}

@@ -1,0 +1,57 @@
+/**
+ * One transport session ("link") to the server, whatever carries it: the shape every transport
+ * module (WebSocket, WebRTC data channels) implements, so the rest of the console never asks which.
+ */
+import type { Kind } from './policy'
+
+export interface LinkHandlers {
+  /** Video and commands can flow (WebSocket open; both data channels open). */
+  onOpen(): void
+  /** The link is over (failed to open, or closed after opening). Called at most once. */
+  onClose(reason: string): void
+  /** A JSON text message (server event). */
+  onText(text: string): void
+  /** A binary message (one video packet). */
+  onBinary(data: ArrayBuffer): void
+  /** Connection / ICE / channel states, for the UI. */
+  onDetail(detail: Record<string, string>): void
+}
+
+export interface Link {
+  readonly kind: Kind
+  /** Send one JSON text message; false when the link cannot take it now. */
+  send(text: string): boolean
+  /** Close and release everything; no handler is called afterwards. */
+  close(): void
+}
+
+/** `GET` or `POST` JSON on the server; throws an Error carrying the HTTP status and error code. */
+export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const r = await fetch(path, {
+    method,
+    headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal,
+  })
+  const text = await r.text()
+  if (!r.ok) {
+    let code = ''
+    let message = text
+    try {
+      const e = JSON.parse(text) as { code?: string; message?: string }
+      code = e.code ?? ''
+      message = e.message ?? text
+    } catch {
+      // not the server's JSON error shape (a proxy's page, say)
+    }
+    throw new ApiError(r.status, code, `${method} ${path}: ${r.status} ${message}`.trim())
+  }
+  return (text ? JSON.parse(text) : null) as T
+}
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message)
+    this.name = 'ApiError'
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Video from any transport → pictures: parse each packet, reassemble frames with the one
+ * {@link Assembler}, feed each camera's {@link CameraDecoder}, and keep the per-camera figures of
+ * the stats overlay. Kept out of Vue's reactivity: it runs for every packet.
+ */
+import { Assembler, emptyStats, type AssemblerStats } from '../wire/assembler'
+import { DecodeError } from '../wire/common'
+import { MAX_PAYLOAD_LIMIT, parseVideoPacket } from '../wire/packet'
+import { ClockOffsetEstimator, type OffsetEstimate } from '../stats/clock'
+import { percentile, RateMeter } from '../stats/meters'
+import { CameraDecoder, type CameraCounters } from './decoder'
+
+export interface CameraStats extends CameraCounters {
+  camera: number
+  codec: string | null
+  width: number
+  height: number
+  /** Frames painted per second over the last second. */
+  fps: number
+  /** Received video bits per second (packet bytes, headers included) over the last second. */
+  bitrateBps: number
+  /** Frames lost before decoding: incomplete, skipped while waiting for a keyframe, late. */
+  dropped: number
+  assembler: AssemblerStats
+  /** The latest glass-to-glass samples, ms (clock-corrected when the offset is applied). */
+  latencySamples: number[]
+  latencyP50: number | null
+  latencyP95: number | null
+  rawLatencyP50: number | null
+  lastError: string | null
+}
+
+export interface PipelineHooks {
+  now(): number
+  needKeyframe(camera: number, why: string): void
+  schedulePaint(cb: () => void): void
+}
+
+export class VideoPipeline {
+  readonly assembler = new Assembler()
+  readonly clock = new ClockOffsetEstimator()
+  /** Packets refused by the decoder, by reason (`truncated`, `bad_magic`, …). */
+  readonly rejected: Record<string, number> = {}
+  private readonly cameras = new Map<number, CameraDecoder>()
+  private readonly canvases = new Map<number, HTMLCanvasElement>()
+  private readonly bitrate = new Map<number, RateMeter>()
+  private estimate: OffsetEstimate
+  private estimateAt = 0
+
+  constructor(private readonly hooks: PipelineHooks) {
+    this.estimate = this.clock.estimate(hooks.now())
+  }
+
+  /** The clock estimate, recomputed at most every 100 ms (it is read for every painted frame). */
+  clockEstimate(): OffsetEstimate {
+    const now = this.hooks.now()
+    if (now - this.estimateAt > 100) {
+      this.estimate = this.clock.estimate(now)
+      this.estimateAt = now
+    }
+    return this.estimate
+  }
+
+  private camera(id: number): CameraDecoder {
+    let c = this.cameras.get(id)
+    if (!c) {
+      c = new CameraDecoder(id, {
+        now: this.hooks.now,
+        clock: () => this.clockEstimate(),
+        needKeyframe: this.hooks.needKeyframe,
+        schedulePaint: this.hooks.schedulePaint,
+      })
+      c.attach(this.canvases.get(id) ?? null)
+      this.cameras.set(id, c)
+    }
+    return c
+  }
+
+  attachCanvas(id: number, canvas: HTMLCanvasElement | null): void {
+    if (canvas) this.canvases.set(id, canvas)
+    else this.canvases.delete(id)
+    this.cameras.get(id)?.attach(canvas)
+  }
+
+  /** One binary message from the active transport. */
+  push(data: ArrayBuffer, arrivalMs: number): void {
+    let pkt
+    try {
+      pkt = parseVideoPacket(new Uint8Array(data), MAX_PAYLOAD_LIMIT)
+    } catch (e) {
+      const label = e instanceof DecodeError ? e.label : 'error'
+      this.rejected[label] = (this.rejected[label] ?? 0) + 1
+      return
+    }
+    const cam = pkt.header.camera
+    let meter = this.bitrate.get(cam)
+    if (!meter) this.bitrate.set(cam, (meter = new RateMeter(1000)))
+    meter.add(arrivalMs, pkt.byteLength * 8)
+    const frame = this.assembler.push(pkt)
+    if (!frame) return
+    this.clock.addFrame(arrivalMs, frame.captureUs / 1000)
+    this.camera(cam).decode(frame)
+  }
+
+  /** A new stream: another train, a new train session, or another link. */
+  reset(newTrainClock: boolean): void {
+    this.assembler.reset()
+    for (const c of this.cameras.values()) c.reset()
+    if (newTrainClock) this.clock.resetTrain()
+  }
+
+  stats(): CameraStats[] {
+    const now = this.hooks.now()
+    return [...this.cameras.values()].map((c) => {
+      const a = this.assembler.cameraStats(c.camera) ?? emptyStats()
+      const samples = c.latency.values()
+      return {
+        camera: c.camera,
+        ...c.counters,
+        codec: c.codec,
+        width: c.width,
+        height: c.height,
+        fps: c.paintRate.rate(now),
+        bitrateBps: this.bitrate.get(c.camera)?.rate(now) ?? 0,
+        dropped: a.incompleteFrames + a.skippedFrames + c.counters.skippedForKeyframe + c.counters.backlogDrops,
+        assembler: { ...a },
+        latencySamples: samples,
+        latencyP50: percentile(samples, 50),
+        latencyP95: percentile(samples, 95),
+        rawLatencyP50: percentile(c.rawLatency.values(), 50),
+        lastError: c.lastError,
+      }
+    })
+  }
+
+  /** Drop a camera the train no longer announces. */
+  forget(id: number): void {
+    this.cameras.get(id)?.close()
+    this.cameras.delete(id)
+  }
+}

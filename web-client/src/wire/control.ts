@@ -1,0 +1,254 @@
+/**
+ * Control frames of the train's QUIC control stream (docs/wire-format.md §3), as
+ * `railcast_protocol::control`.
+ *
+ * The browser never sees these frames; they are here so that this module passes every golden
+ * vector the Rust crate passes, and because {@link Action} is shared with the client messages.
+ *
+ * ```text
+ *  0      2     3      4             8
+ *  | "RC" | ver | kind | body length | body (UTF-8 JSON object)…
+ * ```
+ */
+import { checkPreamble, DecodeError, hex2, isControlKind, KIND_VIDEO, MAGIC0, MAGIC1, VERSION } from './common'
+import {
+  arr, bool, f32Text, f64Text, float, obj, optBool, optStr, optUint, ShapeError, str, uint, writeObject,
+  type Json, type JsonObject,
+} from './json'
+
+export const KIND_HELLO = 0x10
+export const KIND_WELCOME = 0x11
+export const KIND_COMMAND = 0x12
+export const KIND_COMMAND_ACK = 0x13
+export const KIND_TELEMETRY = 0x14
+export const KIND_KEYFRAME_REQUEST = 0x15
+export const KIND_ERROR = 0x16
+export const CONTROL_HEADER_LEN = 8
+export const DEFAULT_MAX_BODY = 64 * 1024
+export const MAX_CAMERAS = 16
+export const MAX_DIMENSION = 8192
+export const MAX_TRAIN_ID_LEN = 64
+
+export interface CameraInfo {
+  id: number
+  codec: string
+  width: number
+  height: number
+  fps: number
+}
+
+/** What an operator asks a train to do (`"type"` selects the variant). */
+export type Action =
+  | { type: 'request_keyframe'; camera?: number }
+  | { type: 'set_speed'; kmh: number }
+  | { type: 'horn'; duration_ms: number }
+
+export interface Telemetry {
+  timestamp_us: number
+  speed_kmh: number
+  odometer_m: number
+  horn: boolean
+}
+
+export type ControlMessage =
+  | { hello: { train_id: string; cameras: CameraInfo[]; software?: string } }
+  | { welcome: { server_time_us: number; max_payload: number } }
+  | { command: { command_id: number; command: Action } }
+  | { command_ack: { command_id: number; ok: boolean; message: string } }
+  | { telemetry: Telemetry }
+  | { keyframe_request: { camera?: number } }
+  | { error: { code: string; message: string } }
+
+const KIND_NAMES: Record<number, string> = {
+  [KIND_HELLO]: 'hello',
+  [KIND_WELCOME]: 'welcome',
+  [KIND_COMMAND]: 'command',
+  [KIND_COMMAND_ACK]: 'command_ack',
+  [KIND_TELEMETRY]: 'telemetry',
+  [KIND_KEYFRAME_REQUEST]: 'keyframe_request',
+  [KIND_ERROR]: 'error',
+}
+
+/** Why a train id is refused, or null: 1–64 characters from `A–Z a–z 0–9 . _ -`. */
+export function trainIdProblem(id: string): string | null {
+  if (id.length === 0) return 'id is empty'
+  if (new TextEncoder().encode(id).length > MAX_TRAIN_ID_LEN) return `id is longer than ${MAX_TRAIN_ID_LEN} bytes`
+  const bad = [...id].find((c) => !/^[A-Za-z0-9._-]$/.test(c))
+  return bad === undefined ? null : `id contains ${JSON.stringify(bad)}; allowed are A-Z a-z 0-9 . _ -`
+}
+
+/** Semantic checks of an action beyond its JSON shape; the reason, or null. */
+export function actionProblem(a: Action): string | null {
+  if (a.type === 'set_speed' && !(a.kmh >= 0 && a.kmh <= 400)) return `set_speed: kmh must be within 0..=400, got ${a.kmh}`
+  if (a.type === 'horn' && !(a.duration_ms >= 1 && a.duration_ms <= 10_000)) {
+    return `horn: duration_ms must be within 1..=10000, got ${a.duration_ms}`
+  }
+  return null
+}
+
+/** Read an action from JSON with serde's defaults (horn 500 ms); throws {@link ShapeError}. */
+export function readAction(v: Json): Action {
+  const o = obj(v, 'action')
+  const type = str(o, 'type')
+  switch (type) {
+    case 'request_keyframe': {
+      const camera = optUint(o, 'camera', 16)
+      return camera === undefined ? { type } : { type, camera }
+    }
+    case 'set_speed':
+      return { type, kmh: Math.fround(float(o, 'kmh')) }
+    case 'horn':
+      return { type, duration_ms: optUint(o, 'duration_ms', 32) ?? 500 }
+    default:
+      throw new ShapeError(`unknown variant \`${type}\``)
+  }
+}
+
+export function writeAction(a: Action): string {
+  switch (a.type) {
+    case 'request_keyframe':
+      return writeObject([['type', '"request_keyframe"'], ['camera', a.camera === undefined ? undefined : String(a.camera)]])
+    case 'set_speed':
+      return writeObject([['type', '"set_speed"'], ['kmh', f32Text(a.kmh)]])
+    case 'horn':
+      return writeObject([['type', '"horn"'], ['duration_ms', String(a.duration_ms)]])
+  }
+}
+
+function readCamera(v: Json): CameraInfo {
+  const o = obj(v, 'camera')
+  return { id: uint(o, 'id', 16), codec: str(o, 'codec'), width: uint(o, 'width', 32), height: uint(o, 'height', 32), fps: uint(o, 'fps', 32) }
+}
+
+function helloProblem(cameras: CameraInfo[]): string | null {
+  if (cameras.length === 0) return 'hello announces no camera'
+  if (cameras.length > MAX_CAMERAS) return `hello announces ${cameras.length} cameras, the limit is ${MAX_CAMERAS}`
+  for (let i = 0; i < cameras.length; i++) {
+    const c = cameras[i]
+    if (cameras.slice(0, i).some((d) => d.id === c.id)) return `camera id ${c.id} announced twice`
+    if (c.codec !== 'h264') return `camera ${c.id}: unsupported codec ${JSON.stringify(c.codec)}`
+    if (c.width === 0 || c.height === 0 || c.width > MAX_DIMENSION || c.height > MAX_DIMENSION) {
+      return `camera ${c.id}: bad size ${c.width}x${c.height}`
+    }
+    if (c.fps === 0 || c.fps > 240) return `camera ${c.id}: bad fps ${c.fps}`
+  }
+  return null
+}
+
+function readBody(kind: number, o: JsonObject): ControlMessage {
+  switch (kind) {
+    case KIND_HELLO: {
+      const trainId = str(o, 'train_id')
+      const idProblem = trainIdProblem(trainId)
+      if (idProblem) throw new ShapeError(idProblem)
+      const cameras = arr(o, 'cameras').map(readCamera)
+      const problem = helloProblem(cameras)
+      if (problem) throw new ShapeError(problem)
+      const software = optStr(o, 'software')
+      return { hello: software === undefined ? { train_id: trainId, cameras } : { train_id: trainId, cameras, software } }
+    }
+    case KIND_WELCOME:
+      return { welcome: { server_time_us: uint(o, 'server_time_us', 64), max_payload: uint(o, 'max_payload', 32) } }
+    case KIND_COMMAND: {
+      const command_id = uint(o, 'command_id', 64)
+      if (!Object.prototype.hasOwnProperty.call(o, 'command')) throw new ShapeError('missing field `command`')
+      const command = readAction(o.command)
+      const problem = actionProblem(command)
+      if (problem) throw new ShapeError(problem)
+      return { command: { command_id, command } }
+    }
+    case KIND_COMMAND_ACK:
+      return { command_ack: { command_id: uint(o, 'command_id', 64), ok: bool(o, 'ok'), message: optStr(o, 'message') ?? '' } }
+    case KIND_TELEMETRY:
+      return {
+        telemetry: {
+          timestamp_us: uint(o, 'timestamp_us', 64),
+          speed_kmh: Math.fround(float(o, 'speed_kmh')),
+          odometer_m: float(o, 'odometer_m'),
+          horn: optBool(o, 'horn', false),
+        },
+      }
+    case KIND_KEYFRAME_REQUEST: {
+      const camera = optUint(o, 'camera', 16)
+      return { keyframe_request: camera === undefined ? {} : { camera } }
+    }
+    default:
+      return { error: { code: str(o, 'code'), message: str(o, 'message') } }
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * Decode the frame at the start of `buf`; returns it and the number of bytes it used.
+ * Throws a {@link DecodeError}: `incomplete` means "read more"; any other label is fatal for the stream.
+ */
+export function decodeControl(buf: Uint8Array, maxBody = DEFAULT_MAX_BODY): { message: ControlMessage; used: number } {
+  if (buf.length < 4) {
+    // Check what we have so that garbage fails fast instead of waiting for more.
+    if ((buf.length >= 1 && buf[0] !== MAGIC0) || (buf.length >= 2 && buf[1] !== MAGIC1)) {
+      throw new DecodeError('bad_magic', `bad magic ${hex2(buf[0])} ${hex2(buf[1] ?? 0)}, expected "RC"`)
+    }
+    throw new DecodeError('incomplete', `need ${CONTROL_HEADER_LEN - buf.length} more bytes`)
+  }
+  const kind = checkPreamble(buf, 'control frame')
+  if (!isControlKind(kind)) {
+    if (kind === KIND_VIDEO) throw new DecodeError('wrong_kind', `expected a control message, found kind 0x${hex2(kind)}`)
+    throw new DecodeError('unknown_kind', `unknown message kind 0x${hex2(kind)}`)
+  }
+  if (buf.length < CONTROL_HEADER_LEN) throw new DecodeError('incomplete', `need ${CONTROL_HEADER_LEN - buf.length} more bytes`)
+  const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(4)
+  if (len > maxBody) throw new DecodeError('body_too_large', `message body of ${len} bytes exceeds the limit of ${maxBody}`)
+  const total = CONTROL_HEADER_LEN + len
+  if (buf.length < total) throw new DecodeError('incomplete', `need ${total - buf.length} more bytes`)
+  const name = KIND_NAMES[kind]
+  try {
+    const body = JSON.parse(utf8.decode(buf.subarray(CONTROL_HEADER_LEN, total))) as Json
+    return { message: readBody(kind, obj(body, name)), used: total }
+  } catch (e) {
+    throw new DecodeError('bad_body', `invalid ${name} body: ${e instanceof Error ? e.message : String(e)}`)
+  }
+}
+
+/** The JSON body as serde_json writes it: fields in declaration order, Rust number formatting. */
+export function controlBody(m: ControlMessage): { kind: number; json: string } {
+  const u = (n: number) => String(n)
+  if ('hello' in m) {
+    const h = m.hello
+    const cams = h.cameras.map((c) =>
+      writeObject([['id', u(c.id)], ['codec', JSON.stringify(c.codec)], ['width', u(c.width)], ['height', u(c.height)], ['fps', u(c.fps)]]),
+    )
+    return {
+      kind: KIND_HELLO,
+      json: writeObject([['train_id', JSON.stringify(h.train_id)], ['cameras', `[${cams.join(',')}]`], ['software', h.software === undefined ? undefined : JSON.stringify(h.software)]]),
+    }
+  }
+  if ('welcome' in m) return { kind: KIND_WELCOME, json: writeObject([['server_time_us', u(m.welcome.server_time_us)], ['max_payload', u(m.welcome.max_payload)]]) }
+  if ('command' in m) return { kind: KIND_COMMAND, json: writeObject([['command_id', u(m.command.command_id)], ['command', writeAction(m.command.command)]]) }
+  if ('command_ack' in m) {
+    const a = m.command_ack
+    return { kind: KIND_COMMAND_ACK, json: writeObject([['command_id', u(a.command_id)], ['ok', String(a.ok)], ['message', JSON.stringify(a.message)]]) }
+  }
+  if ('telemetry' in m) {
+    const t = m.telemetry
+    return {
+      kind: KIND_TELEMETRY,
+      json: writeObject([['timestamp_us', u(t.timestamp_us)], ['speed_kmh', f32Text(t.speed_kmh)], ['odometer_m', f64Text(t.odometer_m)], ['horn', String(t.horn)]]),
+    }
+  }
+  if ('keyframe_request' in m) {
+    const c = m.keyframe_request.camera
+    return { kind: KIND_KEYFRAME_REQUEST, json: writeObject([['camera', c === undefined ? undefined : u(c)]]) }
+  }
+  return { kind: KIND_ERROR, json: writeObject([['code', JSON.stringify(m.error.code)], ['message', JSON.stringify(m.error.message)]]) }
+}
+
+export function encodeControl(m: ControlMessage): Uint8Array {
+  const { kind, json } = controlBody(m)
+  const body = new TextEncoder().encode(json)
+  const out = new Uint8Array(CONTROL_HEADER_LEN + body.length)
+  out.set([MAGIC0, MAGIC1, VERSION, kind])
+  new DataView(out.buffer).setUint32(4, body.length)
+  out.set(body, CONTROL_HEADER_LEN)
+  return out
+}

@@ -1,0 +1,101 @@
+// Golden vectors: protocol/tests/vectors/*.hex, written from the spec by an independent encoder, read
+// in place (never copied) and checked exactly as protocol/tests/vectors.rs checks them.
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import {
+  DecodeError, decodeControl, DEFAULT_MAX_BODY, DEFAULT_MAX_PAYLOAD, encodeControl, encodeVideoPacket,
+  FLAG_KEYFRAME, packetize, parseVideoPacket,
+} from '../src/wire'
+
+const dir = fileURLToPath(new URL('../../protocol/tests/vectors/', import.meta.url))
+
+interface Entry {
+  file: string
+  kind: 'video' | 'control'
+  description: string
+  expect: { ok?: Record<string, unknown>; error?: string }
+}
+
+/** Annotated hex: `#` starts a comment; the rest are whitespace-separated byte pairs. */
+function readHex(name: string): Uint8Array {
+  const out: number[] = []
+  for (const line of readFileSync(dir + name, 'utf8').split('\n')) {
+    for (const tok of line.split('#')[0].split(/\s+/).filter(Boolean)) {
+      if (!/^[0-9a-fA-F]{2}$/.test(tok)) throw new Error(`${name}: bad hex ${tok}`)
+      out.push(parseInt(tok, 16))
+    }
+  }
+  return Uint8Array.from(out)
+}
+
+const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('')
+
+function labelOf(f: () => unknown): string {
+  try {
+    f()
+  } catch (e) {
+    if (e instanceof DecodeError) return e.label
+    throw e
+  }
+  throw new Error('decoded without error')
+}
+
+const manifest = JSON.parse(readFileSync(dir + 'manifest.json', 'utf8')) as Entry[]
+
+describe('golden vectors', () => {
+  it('the manifest lists every vector file', () => {
+    expect(manifest.length).toBeGreaterThanOrEqual(25)
+  })
+
+  for (const e of manifest) {
+    it(`${e.file}: ${e.description}`, () => {
+      const bytes = readHex(e.file)
+      if (e.kind === 'video') {
+        if (e.expect.error) {
+          expect(labelOf(() => parseVideoPacket(bytes, DEFAULT_MAX_PAYLOAD))).toBe(e.expect.error)
+          return
+        }
+        const ok = e.expect.ok as Record<string, unknown>
+        const pkt = parseVideoPacket(bytes, DEFAULT_MAX_PAYLOAD)
+        const h = pkt.header
+        expect({
+          keyframe: h.keyframe,
+          codec: h.codec,
+          camera: h.camera,
+          seq: h.seq,
+          capture_us: h.captureUs,
+          chunk_index: h.chunkIndex,
+          chunk_count: h.chunkCount,
+          payload_hex: toHex(pkt.payload),
+        }).toEqual(ok)
+        // Re-encode: same bytes, except reserved flag bits, which a v1 sender writes as 0.
+        const want = bytes.slice()
+        want[4] &= FLAG_KEYFRAME
+        expect(toHex(encodeVideoPacket(h, pkt.payload))).toBe(toHex(want))
+        if (h.chunkCount === 1) {
+          const packets = packetize(h, pkt.payload, DEFAULT_MAX_PAYLOAD)
+          expect(packets.map(toHex)).toEqual([toHex(want)])
+        }
+      } else if (e.kind === 'control') {
+        if (e.expect.error) {
+          expect(labelOf(() => decodeControl(bytes, DEFAULT_MAX_BODY))).toBe(e.expect.error)
+          return
+        }
+        const { message, used } = decodeControl(bytes, DEFAULT_MAX_BODY)
+        expect(used).toBe(bytes.length)
+        expect(message).toEqual(e.expect.ok)
+        expect(toHex(encodeControl(message))).toBe(toHex(bytes))
+      } else {
+        throw new Error(`unknown kind ${String(e.kind)}`)
+      }
+    })
+  }
+
+  it('every prefix of a control frame is incomplete, not invalid', () => {
+    const bytes = readHex('control_hello.hex')
+    for (let cut = 0; cut < bytes.length; cut++) {
+      expect(labelOf(() => decodeControl(bytes.subarray(0, cut), DEFAULT_MAX_BODY))).toBe('incomplete')
+    }
+  })
+})
