@@ -635,6 +635,18 @@ impl Agent {
         }
     }
 
+    /// railcast patch (third_party/PATCHES.md, 8): the highest-priority pair whose check succeeded
+    /// (a valid pair, RFC 8445 §7.2.5.3.2), selected or not. Data may flow on it before a pair is
+    /// selected (RFC 8445 §12.1).
+    pub fn get_best_valid_candidate_pair_candidates(&self) -> Option<(&Candidate, &Candidate)> {
+        let pair_index = self.get_best_valid_candidate_pair()?;
+        let candidate_pair = &self.candidate_pairs[pair_index];
+        Some((
+            &self.local_candidates[candidate_pair.local_index],
+            &self.remote_candidates[candidate_pair.remote_index],
+        ))
+    }
+
     /// The highest-priority pair that is still usable, whether or not it has been nominated.
     pub fn get_best_available_candidate_pair(&self) -> Option<(&Candidate, &Candidate)> {
         if let Some(pair_index) = self.get_best_available_pair() {

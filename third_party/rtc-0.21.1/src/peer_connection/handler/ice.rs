@@ -109,6 +109,19 @@ impl<'a>
             // Use default for transport to make DTLS tunneled
             msg.transport = TransportContext::default();
             self.ctx.read_outs.push_back(msg);
+        } else if self
+            .ctx
+            .ice_transport
+            .agent
+            .get_best_valid_candidate_pair_candidates()
+            .is_some_and(|(_, remote)| remote.addr() == msg.transport.peer_addr)
+        {
+            // railcast patch (third_party/PATCHES.md, 8): from the remote end of a valid pair, data
+            // is accepted before a pair is selected (RFC 8445 §12.1), so the peer's DTLS handshake
+            // does not wait for our nomination round trip.
+            debug!("accept ice read {:?} on a valid pair before selection", msg.transport.peer_addr);
+            msg.transport = TransportContext::default();
+            self.ctx.read_outs.push_back(msg);
         } else if self.ctx.early_reads.len() < MAX_EARLY_READS {
             trace!(
                 "hold message from {:?} to {:?} until a candidate pair is selected",
@@ -130,7 +143,13 @@ impl<'a>
     }
 
     fn handle_write(&mut self, mut msg: TaggedRTCMessageInternal) -> Result<()> {
-        if let Some((local, remote)) = self.ctx.ice_transport.agent.get_selected_candidate_pair() {
+        // railcast patch (third_party/PATCHES.md, 8): before a pair is selected, answer on the best
+        // valid pair (RFC 8445 §12.1), e.g. the DTLS server's flight to a peer that started early.
+        let agent = &self.ctx.ice_transport.agent;
+        if let Some((local, remote)) = agent
+            .get_selected_candidate_pair()
+            .or_else(|| agent.get_best_valid_candidate_pair_candidates())
+        {
             // use ICE selected candidate pair to replace local/peer addr and
             // transport protocol: DTLS/SCTP endpoints run on placeholder
             // transport contexts, so without the protocol rewrite their
