@@ -252,6 +252,9 @@ impl DtlsTransport {
                 .with_cipher_suites(self.dtls_cipher_suites.clone())
                 .with_client_auth(ClientAuthType::RequireAnyClientCert)
                 .with_insecure_skip_verify(true)
+                // railcast patch (third_party/PATCHES.md, 9): ICE has validated the peer's
+                // address, so the DTLS cookie exchange only adds a round trip.
+                .with_skip_hello_verify(true)
                 .with_insecure_verification(self.allow_insecure_verification_algorithm)
                 .with_verify_peer_certificate(verify_peer_certificate)
                 .with_extended_master_secret(::dtls::config::ExtendedMasterSecretType::Require)
