@@ -1,0 +1,188 @@
+//! Command line, the sizes of every scenario (full or `--smoke`), and pinning/limits by re-exec.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::server::ServerOpts;
+
+pub const SCENARIOS: &[&str] = &["ws-fanout", "dc-fanout", "many-trains", "webrtc-setup", "memory", "churn"];
+
+/// Load and benchmark tool for railcast: starts the real railcast-server on loopback, drives it
+/// with synthetic trains (QUIC) and WebSocket/WebRTC remote controls, and prints one JSON object
+/// per scenario plus a table with the targets.
+#[derive(Debug, Parser)]
+#[command(name = "railcast-bench", version)]
+pub struct Opts {
+    /// Scenario to run (repeatable): ws-fanout, dc-fanout, many-trains, webrtc-setup, memory,
+    /// churn, all. Default: all.
+    #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
+        ["ws-fanout", "dc-fanout", "many-trains", "webrtc-setup", "memory", "churn", "all"]))]
+    pub scenarios: Vec<String>,
+    /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
+    /// --dc-clients).
+    #[arg(long, value_delimiter = ',')]
+    pub clients: Option<Vec<usize>>,
+    /// WebSocket client counts for ws-fanout [default: 1,50,200,500,1000].
+    #[arg(long, value_delimiter = ',')]
+    pub ws_clients: Option<Vec<usize>>,
+    /// WebRTC peer counts for dc-fanout [default: 1,10,50,100,200,300].
+    #[arg(long, value_delimiter = ',')]
+    pub dc_clients: Option<Vec<usize>>,
+    /// Idle client counts at which memory samples RSS [default: 0,100,200].
+    #[arg(long, value_delimiter = ',')]
+    pub idle_clients: Option<Vec<usize>>,
+    /// many-trains: trains, cameras per train, clients per train [default: 20,2,2].
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub many_trains: Option<Vec<usize>>,
+    /// webrtc-setup: sequential connections, then concurrent ones [default: 100,20].
+    #[arg(long, value_delimiter = ',')]
+    pub setup: Option<Vec<usize>>,
+    /// churn: connect/disconnect cycles per transport [default: 1000].
+    #[arg(long)]
+    pub churn_cycles: Option<usize>,
+    /// Measurement time of each fan-out step.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Bitrate of each train (split over its cameras), bit/s; k and M suffixes allowed.
+    #[arg(long, default_value = "4M", value_parser = parse_rate)]
+    pub bitrate: u64,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// A keyframe every this many frames.
+    #[arg(long, default_value_t = 30)]
+    pub gop: u32,
+    /// Every scenario at tiny sizes, about 1–3 s each (CI). No timing assertions; exits non-zero
+    /// when a scenario fails to run (e.g. no frame delivered).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Print only the JSON lines, no table.
+    #[arg(long)]
+    pub json_only: bool,
+    /// The server binary [default: railcast-server next to this executable].
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Pin the server to these CPUs (taskset -c list).
+    #[arg(long)]
+    pub server_cpu: Option<String>,
+    /// Pin this tool to these CPUs (re-executes itself under taskset).
+    #[arg(long)]
+    pub load_cpu: Option<String>,
+    /// Extra argument for the server (repeatable), e.g. --server-arg=--subscriber-queue=4096.
+    #[arg(long, allow_hyphen_values = true)]
+    pub server_arg: Vec<String>,
+    /// RUST_LOG for the server.
+    #[arg(long, default_value = "warn")]
+    pub server_log: String,
+    /// Directory for server logs [default: a new directory under the system temp dir].
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// WebRTC peers opened at once while building a fan-out.
+    #[arg(long, default_value_t = 8)]
+    pub rtc_connect_concurrency: usize,
+    /// WebSocket clients opened at once while building a fan-out.
+    #[arg(long, default_value_t = 32)]
+    pub ws_connect_concurrency: usize,
+}
+
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000.0),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
+        _ => (s, 1.0),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("bad rate {s:?}: expected e.g. 4M, 500k, 4000000"))?;
+    if v.is_nan() || v <= 0.0 {
+        return Err(format!("rate must be positive: {s}"));
+    }
+    Ok((v * mult) as u64)
+}
+
+/// Everything a scenario needs.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub server: ServerOpts,
+    pub duration: Duration,
+    pub bitrate: u64,
+    pub fps: u32,
+    pub gop: u32,
+    pub ws_clients: Vec<usize>,
+    pub dc_clients: Vec<usize>,
+    pub idle_clients: Vec<usize>,
+    /// trains, cameras per train, clients per train
+    pub many_trains: (usize, u16, usize),
+    pub setup_sequential: usize,
+    pub setup_concurrent: usize,
+    pub churn_cycles: usize,
+    pub churn_warmup: usize,
+    pub rtc_connect_concurrency: usize,
+    pub ws_connect_concurrency: usize,
+    /// Pause after a fan-out is built, before the window opens (GOP bursts, keyframe requests).
+    pub settle: Duration,
+}
+
+impl Ctx {
+    pub fn new(o: &Opts, server: ServerOpts) -> Self {
+        let smoke = o.smoke;
+        let pick = |given: &Option<Vec<usize>>, full: &[usize], tiny: &[usize]| -> Vec<usize> {
+            given.clone().or_else(|| o.clients.clone()).unwrap_or_else(|| if smoke { tiny } else { full }.to_vec())
+        };
+        let ws_clients = pick(&o.ws_clients, &[1, 50, 200, 500, 1000], &[1, 4]);
+        let dc_clients = pick(&o.dc_clients, &[1, 10, 50, 100, 200, 300], &[1, 2]);
+        let mut idle_clients =
+            o.idle_clients.clone().unwrap_or_else(|| if smoke { vec![0, 5, 10] } else { vec![0, 100, 200] });
+        idle_clients.sort_unstable();
+        idle_clients.dedup();
+        let mt = o.many_trains.clone().unwrap_or_else(|| if smoke { vec![2, 2, 1] } else { vec![20, 2, 2] });
+        let many_trains = (
+            mt.first().copied().unwrap_or(20).max(1),
+            mt.get(1).copied().unwrap_or(2).clamp(1, 16) as u16,
+            mt.get(2).copied().unwrap_or(2).max(1),
+        );
+        let setup = o.setup.clone().unwrap_or_else(|| if smoke { vec![3, 2] } else { vec![100, 20] });
+        Self {
+            server,
+            duration: o.duration.unwrap_or(if smoke { Duration::from_secs(1) } else { Duration::from_secs(10) }),
+            bitrate: o.bitrate,
+            fps: o.fps.max(1),
+            gop: o.gop.max(1),
+            ws_clients,
+            dc_clients,
+            idle_clients,
+            many_trains,
+            setup_sequential: setup.first().copied().unwrap_or(100),
+            setup_concurrent: setup.get(1).copied().unwrap_or(20),
+            churn_cycles: o.churn_cycles.unwrap_or(if smoke { 20 } else { 1000 }),
+            churn_warmup: if smoke { 3 } else { 30 },
+            rtc_connect_concurrency: o.rtc_connect_concurrency.max(1),
+            ws_connect_concurrency: o.ws_connect_concurrency.max(1),
+            settle: if smoke { Duration::from_millis(300) } else { Duration::from_secs(1) },
+        }
+    }
+}
+
+/// Re-execute under `taskset -c LOAD_CPU` and with the descriptor limit raised to the hard
+/// limit, once (marked by an environment variable). Returns only when no re-exec is needed or it
+/// failed.
+pub fn reexec_if_needed(load_cpu: Option<&str>) {
+    use std::os::unix::process::CommandExt;
+    const MARK: &str = "RAILCAST_BENCH_REEXEC";
+    if std::env::var_os(MARK).is_some() {
+        return;
+    }
+    let low_nofile = crate::procstat::nofile_limits().is_some_and(|(soft, hard)| soft < 65_536 && hard > soft);
+    if load_cpu.is_none() && !low_nofile {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@""#).arg("sh");
+    if let Some(cpu) = load_cpu {
+        cmd.args(["taskset", "-c", cpu]);
+    }
+    cmd.arg(exe).args(std::env::args_os().skip(1)).env(MARK, "1");
+    let err = cmd.exec();
+    eprintln!("railcast-bench: cannot re-execute for pinning/limits ({err}); going on as is");
+}

@@ -1,0 +1,413 @@
+//! Fan-out scenarios: `ws-fanout` (one train to N WebSocket clients), `dc-fanout` (one train to
+//! N WebRTC peers) and `many-trains` (T trains × C cameras, K WebSocket clients each).
+//!
+//! Each step starts a fresh server, the trains, and the clients; waits until every client has
+//! received video and the GOP bursts are over; then opens a measurement window of `--duration`
+//! in capture time. Frames captured inside it are counted by the trains (sent) and by every
+//! client (whole frames received), and each of their packets gives a latency sample.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cli::Ctx;
+use crate::procstat::{self, CpuMeter, Pid};
+use crate::report::{ms, pct, Latency, Outcome, Target};
+use crate::rtc_client::{self, RtcConn};
+use crate::server::Server;
+use crate::stats::{FrameCounter, Window};
+use crate::train::{Train, TrainSpec};
+use crate::ws_client::{self, WsResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Transport {
+    #[serde(rename = "websocket")]
+    WebSocket,
+    #[serde(rename = "webrtc")]
+    WebRtc,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanoutStep {
+    pub transport: Transport,
+    pub trains: usize,
+    pub cameras_per_train: u16,
+    pub clients: usize,
+    pub connected: usize,
+    /// Clients that received video before the window opened.
+    pub warm: usize,
+    /// Time to connect every client.
+    pub connect_s: f64,
+    pub bitrate_bps_per_train: u64,
+    pub fps: u32,
+    pub window_s: f64,
+    /// Frames the trains captured inside the window (all trains and cameras).
+    pub frames_sent: u64,
+    /// Σ over clients of the frames their train sent inside the window.
+    pub frames_expected: u64,
+    /// Σ over clients of the whole frames received.
+    pub frames_delivered: u64,
+    pub frames_missing: u64,
+    pub delivered_fraction: Option<f64>,
+    /// Frames the server's drop policy dropped during the window (`railcast_frames_dropped_total`).
+    pub server_frames_dropped: Option<f64>,
+    pub packets_received: u64,
+    pub delivered_mbit_s: f64,
+    pub latency: Latency,
+    /// The server's `railcast_relay_latency_seconds` over the window (capture → handed to the
+    /// transport, before the socket write): upper bound of the bucket holding p50 / p99, µs.
+    pub server_relay_p50_le_us: Option<u64>,
+    pub server_relay_p99_le_us: Option<u64>,
+    pub server_cpu_pct: f64,
+    pub server_rss_peak_kb: u64,
+    pub server_rss_kb: u64,
+    pub load_cpu_pct: f64,
+    pub keyframe_requests: u64,
+    pub client_errors: usize,
+    pub first_client_error: Option<String>,
+}
+
+enum Holder {
+    Ws(JoinHandle<WsResult>),
+    Rtc(RtcConn, JoinHandle<(FrameCounter, Option<String>)>),
+}
+
+/// One step; `label` names the server log.
+pub async fn step(
+    ctx: &Ctx,
+    transport: Transport,
+    n_trains: usize,
+    cameras: u16,
+    per_train: usize,
+    label: &str,
+) -> anyhow::Result<FanoutStep> {
+    let server = Server::start(&ctx.server, label).await?;
+    let result = run_step(ctx, &server, transport, n_trains, cameras, per_train).await;
+    server.stop().await;
+    result
+}
+
+async fn run_step(
+    ctx: &Ctx,
+    server: &Server,
+    transport: Transport,
+    n_trains: usize,
+    cameras: u16,
+    per_train: usize,
+) -> anyhow::Result<FanoutStep> {
+    let window = Arc::new(Window::default());
+    let mut trains = Vec::new();
+    for t in 0..n_trains {
+        let spec =
+            TrainSpec { id: format!("train-{}", t + 1), cameras, bitrate_bps: ctx.bitrate, fps: ctx.fps, gop: ctx.gop };
+        trains.push(Train::start(&server.api.base, spec, Arc::clone(&window)).await?);
+    }
+    for t in &trains {
+        server.api.wait_train_online(&t.spec.id, Duration::from_secs(10)).await?;
+    }
+    let n = n_trains * per_train;
+    let train_of = |i: usize| i % n_trains;
+    let rcs = server.api.remote_controls(n, |i| Some(format!("train-{}", train_of(i) + 1))).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let warm = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let concurrency = match transport {
+        Transport::WebSocket => ctx.ws_connect_concurrency,
+        Transport::WebRtc => ctx.rtc_connect_concurrency,
+    };
+    let connecting = stream::iter(rcs.iter().enumerate())
+        .map(|(i, rc)| {
+            let (window, warm, stop_rx) = (Arc::clone(&window), Arc::clone(&warm), stop_rx.clone());
+            async move {
+                let h = match transport {
+                    Transport::WebSocket => {
+                        let ws = ws_client::connect(&server.ws_url(rc)).await?;
+                        Holder::Ws(tokio::spawn(ws_client::run(ws, window, warm, stop_rx)))
+                    }
+                    Transport::WebRtc => {
+                        let c = rtc_client::connect(&server.api, rc, Duration::from_secs(20)).await?;
+                        let j = c.spawn_video(window, warm, stop_rx);
+                        c.spawn_drain_command();
+                        Holder::Rtc(c, j)
+                    }
+                };
+                Ok::<_, anyhow::Error>((i, h))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let connect_s = started.elapsed().as_secs_f64();
+    let mut holders = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    for c in connecting {
+        match c {
+            Ok(h) => holders.push(h),
+            Err(e) => errors.push(format!("connect: {e:#}")),
+        }
+    }
+    let connected = holders.len();
+
+    // Every client receiving, then the GOP bursts and keyframe requests die down.
+    let deadline = Instant::now() + Duration::from_secs(15) + Duration::from_millis(20 * n as u64);
+    while warm.load(Ordering::Relaxed) < connected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let warm_n = warm.load(Ordering::Relaxed);
+    tokio::time::sleep(ctx.settle).await;
+
+    let metrics_before = server.api.metrics().await.ok();
+    let dropped_before = metrics_before.as_ref().map(|m| m.sum("railcast_frames_dropped_total").unwrap_or(0.0));
+    let kf_before: u64 = trains.iter().map(|t| t.stats.keyframe_requests.load(Ordering::Relaxed)).sum();
+    procstat::reset_peak(server.pid());
+    let (server_cpu, load_cpu) = (CpuMeter::start(server.pid()), CpuMeter::start(Pid::Myself));
+    let window_us = ctx.duration.as_micros() as u64;
+    window.open(window_us);
+    let mut peak_sampled = 0;
+    let end = Instant::now() + ctx.duration;
+    while Instant::now() < end {
+        peak_sampled = peak_sampled.max(server.rss_kb());
+        tokio::time::sleep(Duration::from_millis(250).min(end.saturating_duration_since(Instant::now()))).await;
+    }
+    let (server_cpu_pct, load_cpu_pct) = (server_cpu.percent(), load_cpu.percent());
+    let server_rss_kb = server.rss_kb();
+    let server_rss_peak_kb = procstat::peak_rss_kb(server.pid()).max(peak_sampled).max(server_rss_kb);
+    // Frames captured at the end of the window are still on their way.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics_after = server.api.metrics().await.ok();
+    let dropped_after = metrics_after.as_ref().map(|m| m.sum("railcast_frames_dropped_total").unwrap_or(0.0));
+    // The server's own view: capture → handed to the transport (before the socket write).
+    let relay = match (&metrics_before, &metrics_after) {
+        (Some(b), Some(a)) => {
+            let name = "railcast_relay_latency_seconds";
+            a.buckets(name).since(&b.buckets(name))
+        }
+        _ => Default::default(),
+    };
+    let le_us = |q: f64| relay.quantile_le(q).map(|s| if s.is_finite() { (s * 1e6).round() as u64 } else { u64::MAX });
+    let kf_after: u64 = trains.iter().map(|t| t.stats.keyframe_requests.load(Ordering::Relaxed)).sum();
+    let _ = stop_tx.send(true);
+
+    let mut total = FrameCounter::default();
+    let mut expected = 0u64;
+    let mut rtcs = Vec::new();
+    for (i, h) in holders {
+        let sent = trains[train_of(i)].stats.window_frames.load(Ordering::Relaxed);
+        let (counter, error) = match h {
+            Holder::Ws(j) => match tokio::time::timeout(Duration::from_secs(10), j).await {
+                Ok(Ok(r)) => (r.counter, r.error),
+                Ok(Err(e)) => (FrameCounter::default(), Some(format!("client task: {e}"))),
+                Err(_) => (FrameCounter::default(), Some("client did not stop".into())),
+            },
+            Holder::Rtc(conn, j) => {
+                rtcs.push(conn);
+                match tokio::time::timeout(Duration::from_secs(10), j).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => (FrameCounter::default(), Some(format!("client task: {e}"))),
+                    Err(_) => (FrameCounter::default(), Some("client did not stop".into())),
+                }
+            }
+        };
+        if let Some(e) = error {
+            errors.push(e);
+        }
+        expected += sent;
+        total.merge(&counter);
+    }
+    // Clients that never connected expected their train's frames too.
+    for i in connected..n {
+        expected += trains[train_of(i)].stats.window_frames.load(Ordering::Relaxed);
+    }
+    stream::iter(rtcs)
+        .for_each_concurrent(32, |c| async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.pc.close()).await;
+        })
+        .await;
+    let frames_sent: u64 = trains.iter().map(|t| t.stats.window_frames.load(Ordering::Relaxed)).sum();
+    for t in trains {
+        if let Err(e) = t.stop().await {
+            errors.push(format!("train: {e:#}"));
+        }
+    }
+    let window_s = ctx.duration.as_secs_f64();
+    Ok(FanoutStep {
+        transport,
+        trains: n_trains,
+        cameras_per_train: cameras,
+        clients: n,
+        connected,
+        warm: warm_n,
+        connect_s,
+        bitrate_bps_per_train: ctx.bitrate,
+        fps: ctx.fps,
+        window_s,
+        frames_sent,
+        frames_expected: expected,
+        frames_delivered: total.frames,
+        frames_missing: expected.saturating_sub(total.frames),
+        delivered_fraction: (expected > 0).then(|| total.frames as f64 / expected as f64),
+        server_frames_dropped: dropped_before.zip(dropped_after).map(|(a, b)| b - a),
+        packets_received: total.packets,
+        delivered_mbit_s: total.bytes as f64 * 8.0 / window_s / 1e6,
+        latency: Latency::from(&total.latency),
+        server_relay_p50_le_us: le_us(0.5),
+        server_relay_p99_le_us: le_us(0.99),
+        server_cpu_pct,
+        server_rss_peak_kb,
+        server_rss_kb,
+        load_cpu_pct,
+        keyframe_requests: kf_after - kf_before,
+        client_errors: errors.len(),
+        first_client_error: errors.into_iter().next(),
+    })
+}
+
+pub const HEADERS: &[&str] = &[
+    "trains",
+    "clients",
+    "conn",
+    "warm",
+    "Mbit/s out",
+    "delivered",
+    "missing",
+    "srv drops",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "srv p50≤",
+    "srv p99≤",
+    "srv CPU%",
+    "srv peak MB",
+    "load CPU%",
+];
+
+fn row(s: &FanoutStep) -> Vec<String> {
+    vec![
+        format!("{}×{}", s.trains, s.cameras_per_train),
+        s.clients.to_string(),
+        s.connected.to_string(),
+        s.warm.to_string(),
+        format!("{:.0}", s.delivered_mbit_s),
+        pct(s.delivered_fraction),
+        s.frames_missing.to_string(),
+        s.server_frames_dropped.map(|d| format!("{d:.0}")).unwrap_or_else(|| "-".into()),
+        ms(s.latency.p50_us),
+        ms(s.latency.p99_us),
+        ms(s.latency.max_us),
+        le_ms(s.server_relay_p50_le_us),
+        le_ms(s.server_relay_p99_le_us),
+        format!("{:.0}", s.server_cpu_pct),
+        format!("{:.0}", s.server_rss_peak_kb as f64 / 1024.0),
+        format!("{:.0}", s.load_cpu_pct),
+    ]
+}
+
+fn le_ms(us: Option<u64>) -> String {
+    match us {
+        Some(u64::MAX) => ">5s".into(),
+        Some(u) => format!("{}", u as f64 / 1000.0),
+        None => "-".into(),
+    }
+}
+
+/// A step "ran" when every client connected and video was delivered.
+fn check(out: &mut Outcome, s: &FanoutStep) {
+    if s.frames_delivered == 0 {
+        out.fail(format!("{} clients: no frame delivered", s.clients));
+    } else if s.connected < s.clients {
+        out.fail(format!("{} clients: only {} connected", s.clients, s.connected));
+    }
+}
+
+/// `ws-fanout` or `dc-fanout`.
+pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
+    let mut out = Outcome::new(HEADERS.to_vec());
+    let counts = match transport {
+        Transport::WebSocket => &ctx.ws_clients,
+        Transport::WebRtc => &ctx.dc_clients,
+    };
+    let name = match transport {
+        Transport::WebSocket => "ws",
+        Transport::WebRtc => "dc",
+    };
+    let mut steps = Vec::new();
+    for &n in counts {
+        eprintln!("[{name}-fanout] {n} clients …");
+        match step(ctx, transport, 1, 1, n, &format!("{name}-fanout-{n}")).await {
+            Ok(s) => {
+                eprintln!(
+                    "[{name}-fanout] {n} clients: delivered {}, p99 {} ms, server CPU {:.0}%, load CPU {:.0}%",
+                    pct(s.delivered_fraction),
+                    ms(s.latency.p99_us),
+                    s.server_cpu_pct,
+                    s.load_cpu_pct
+                );
+                check(&mut out, &s);
+                out.table.rows.push(row(&s));
+                out.step(&s);
+                steps.push(s);
+            }
+            Err(e) => out.fail(format!("{n} clients: {e:#}")),
+        }
+    }
+    let mbit = ctx.bitrate as f64 / 1e6;
+    let ok999 = |s: &FanoutStep| s.delivered_fraction.is_some_and(|d| d >= 0.999);
+    match transport {
+        Transport::WebSocket => {
+            let good = |s: &&FanoutStep| ok999(s) && s.latency.p99_us.is_some_and(|p| p <= 20_000);
+            let best = steps.iter().filter(good).map(|s| s.clients).max();
+            let at_4m = ctx.bitrate >= 4_000_000;
+            out.targets.push(Target::new(
+                "WebSocket clients at ≥99.9 % delivered and p99 ≤ 20 ms",
+                "≥ 1000 clients at 4 Mbit/s",
+                format!("{} clients at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
+                at_4m.then(|| best.is_some_and(|b| b >= 1000)),
+            ));
+            let at50 = steps.iter().find(|s| s.clients == 50);
+            out.targets.push(Target::new(
+                "relay p99 at 50 WebSocket clients",
+                "≤ 1 ms",
+                at50.map(|s| format!("{} ms", ms(s.latency.p99_us))).unwrap_or_else(|| "not run".into()),
+                at50.map(|s| s.latency.p99_us.is_some_and(|p| p <= 1_000)),
+            ));
+        }
+        Transport::WebRtc => {
+            let best = steps.iter().filter(|s| ok999(s)).map(|s| s.clients).max();
+            out.targets.push(Target::new(
+                "WebRTC peers at ≥99.9 % delivered",
+                "≥ 200 peers at 4 Mbit/s",
+                format!("{} peers at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
+                (ctx.bitrate >= 4_000_000).then(|| best.is_some_and(|b| b >= 200)),
+            ));
+        }
+    }
+    out
+}
+
+/// `many-trains`: T trains × C cameras, K WebSocket clients per train, one step.
+pub async fn many_trains(ctx: &Ctx) -> Outcome {
+    let mut out = Outcome::new(HEADERS.to_vec());
+    let (t, c, k) = ctx.many_trains;
+    eprintln!("[many-trains] {t} trains × {c} cameras, {k} clients each …");
+    match step(ctx, Transport::WebSocket, t, c, k, "many-trains").await {
+        Ok(s) => {
+            check(&mut out, &s);
+            out.table.rows.push(row(&s));
+            out.targets.push(Target::new(
+                "many trains: delivered",
+                "≥ 99.9 % (no target in the issue; for reference)",
+                pct(s.delivered_fraction),
+                Some(s.delivered_fraction.is_some_and(|d| d >= 0.999)),
+            ));
+            out.step(&s);
+        }
+        Err(e) => out.fail(format!("{e:#}")),
+    }
+    out
+}

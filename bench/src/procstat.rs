@@ -1,0 +1,138 @@
+//! Process and machine figures from `/proc`: CPU time (utime + stime), RSS and its peak, the task
+//! and descriptor counts, and what machine this is.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Whose figures: this process or another one.
+#[derive(Debug, Clone, Copy)]
+pub enum Pid {
+    Myself,
+    Other(u32),
+}
+
+impl Pid {
+    fn dir(self) -> String {
+        match self {
+            Pid::Myself => "/proc/self".into(),
+            Pid::Other(p) => format!("/proc/{p}"),
+        }
+    }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), 100 when it cannot be asked.
+fn clk_tck() -> f64 {
+    static TCK: OnceLock<f64> = OnceLock::new();
+    *TCK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// utime + stime of the whole process, in clock ticks.
+pub fn cpu_ticks(pid: Pid) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("{}/stat", pid.dir())).ok()?;
+    // The command name may hold spaces and parentheses; the fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3 of stat(5), so utime (14) and stime (15) are at 11 and 12.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU use of a process over an interval, in % of one core.
+#[derive(Debug)]
+pub struct CpuMeter {
+    pid: Pid,
+    ticks: u64,
+    at: Instant,
+}
+
+impl CpuMeter {
+    pub fn start(pid: Pid) -> Self {
+        Self { pid, ticks: cpu_ticks(pid).unwrap_or(0), at: Instant::now() }
+    }
+    pub fn percent(&self) -> f64 {
+        let ticks = cpu_ticks(self.pid).unwrap_or(self.ticks).saturating_sub(self.ticks);
+        let secs = self.at.elapsed().as_secs_f64();
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        ticks as f64 / clk_tck() / secs * 100.0
+    }
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, `Threads` …).
+pub fn status_field(pid: Pid, name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("{}/status", pid.dir())).ok()?;
+    status
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn rss_kb(pid: Pid) -> u64 {
+    status_field(pid, "VmRSS").unwrap_or(0)
+}
+
+pub fn peak_rss_kb(pid: Pid) -> u64 {
+    status_field(pid, "VmHWM").unwrap_or(0)
+}
+
+/// Reset the process's peak RSS (`VmHWM`) to its current RSS (`echo 5 > clear_refs`), so that
+/// the peak read later belongs to one step. False when the kernel refuses.
+pub fn reset_peak(pid: Pid) -> bool {
+    std::fs::write(format!("{}/clear_refs", pid.dir()), "5").is_ok()
+}
+
+/// Open file descriptors.
+pub fn fds(pid: Pid) -> u64 {
+    std::fs::read_dir(format!("{}/fd", pid.dir())).map(|d| d.count() as u64).unwrap_or(0)
+}
+
+/// Soft and hard `RLIMIT_NOFILE` of this process, from `/proc/self/limits`.
+pub fn nofile_limits() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let f: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
+    let parse = |s: &str| if s == "unlimited" { Some(u64::MAX) } else { s.parse().ok() };
+    Some((parse(f.first()?)?, parse(f.get(1)?)?))
+}
+
+/// The machine the figures were taken on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    /// CPUs this (load) process may run on.
+    pub load_cpus: String,
+}
+
+impl Machine {
+    pub fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count().max(1);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+        let load_cpus = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Self { cores, cpu_model: model, kernel, load_cpus }
+    }
+}

@@ -1,0 +1,237 @@
+//! WebRTC remote controls (webrtc-rs) following the REST flow like a browser, as in
+//! `server/tests/support/webrtc.rs`: offer from the server, answer, trickle of our candidates
+//! (then end-of-candidates), and the `video` and `command` channels the server opens.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+};
+
+use crate::server::Api;
+use crate::stats::{FrameCounter, Window};
+use crate::train::stopped;
+
+struct Handler {
+    candidates: mpsc::UnboundedSender<Option<Value>>,
+    channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.candidates.send(Some(json!({"candidate": init.candidate, "sdpMid": "0", "sdpMLineIndex": 0})));
+        }
+    }
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.candidates.send(None);
+        }
+    }
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let _ = self.channels.send(dc);
+    }
+}
+
+/// An open peer: both channels are open.
+pub struct RtcConn {
+    pub pc: Arc<dyn PeerConnection>,
+    pub session_id: String,
+    /// Offer request → both channels open.
+    pub setup: Duration,
+    pub video: Arc<dyn DataChannel>,
+    pub command: Arc<dyn DataChannel>,
+}
+
+impl std::fmt::Debug for RtcConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtcConn").field("session_id", &self.session_id).field("setup", &self.setup).finish()
+    }
+}
+
+/// Open a peer for remote control `rc`, within `timeout`.
+pub async fn connect(api: &Api, rc: &str, timeout: Duration) -> anyhow::Result<RtcConn> {
+    let start = Instant::now();
+    let (status, offer) = api.call("POST", "/api/webrtc/offer", Some(json!({ "remote_control_id": rc }))).await?;
+    if status != 200 {
+        bail!("offer: {status} {offer}");
+    }
+    let session_id = offer["session_id"].as_str().ok_or_else(|| anyhow!("no session_id"))?.to_owned();
+    let sdp = offer["sdp"].as_str().ok_or_else(|| anyhow!("no sdp"))?.to_owned();
+
+    let (cand_tx, cand_rx) = mpsc::unbounded_channel();
+    let (dc_tx, mut dc_rx) = mpsc::unbounded_channel();
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                    .with_network_types(vec![rtc::ice::network_type::NetworkType::Udp4])
+                    .build(),
+            )
+            .with_handler(
+                Arc::new(Handler { candidates: cand_tx, channels: dc_tx }) as Arc<dyn PeerConnectionEventHandler>
+            )
+            .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| anyhow!("no async runtime for webrtc"))?)
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .context("client peer")?,
+    );
+    let opened = async {
+        pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
+        let answer = pc.create_answer(None).await?;
+        pc.set_local_description(answer).await?;
+        let answer_sdp = pc.local_description().await.ok_or_else(|| anyhow!("no local description"))?.sdp;
+        let body = json!({"session_id": session_id, "type": "answer", "sdp": answer_sdp});
+        let (status, v) = api.call("POST", "/api/webrtc/answer", Some(body)).await?;
+        if status != 204 {
+            bail!("answer: {status} {v}");
+        }
+        tokio::spawn(trickle(api.clone(), session_id.clone(), cand_rx));
+        let (mut video, mut command) = (None, None);
+        while video.is_none() || command.is_none() {
+            let dc = dc_rx.recv().await.ok_or_else(|| anyhow!("peer gone before its channels opened"))?;
+            match dc.label().await?.as_str() {
+                "video" => video = Some(dc),
+                "command" => command = Some(dc),
+                other => bail!("unexpected channel {other}"),
+            }
+        }
+        match (video, command) {
+            (Some(v), Some(c)) => Ok::<_, anyhow::Error>((v, c)),
+            _ => bail!("channels missing"),
+        }
+    };
+    match tokio::time::timeout(timeout, opened).await {
+        Ok(Ok((video, command))) => Ok(RtcConn { pc, session_id, setup: start.elapsed(), video, command }),
+        Ok(Err(e)) => {
+            abandon(&pc, api, &session_id).await;
+            Err(e)
+        }
+        Err(_) => {
+            abandon(&pc, api, &session_id).await;
+            bail!("channels not open within {timeout:?}")
+        }
+    }
+}
+
+async fn abandon(pc: &Arc<dyn PeerConnection>, api: &Api, sid: &str) {
+    let _ = api.call("DELETE", &format!("/api/webrtc/sessions/{sid}"), None).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), pc.close()).await;
+}
+
+/// Post our candidates as they are gathered, then end-of-candidates.
+async fn trickle(api: Api, sid: String, mut rx: mpsc::UnboundedReceiver<Option<Value>>) {
+    while let Some(c) = rx.recv().await {
+        let body = match c {
+            Some(mut c) => {
+                c["session_id"] = json!(sid);
+                c
+            }
+            None => json!({"session_id": sid, "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}),
+        };
+        let end = body["candidate"] == "";
+        if api.call("POST", "/api/webrtc/ice-candidate", Some(body)).await.is_err() || end {
+            break;
+        }
+    }
+}
+
+impl RtcConn {
+    /// Count video until `stop`; `warm` is incremented at the first video message.
+    pub fn spawn_video(
+        &self,
+        window: Arc<Window>,
+        warm: Arc<AtomicUsize>,
+        mut stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<(FrameCounter, Option<String>)> {
+        let dc = Arc::clone(&self.video);
+        tokio::spawn(async move {
+            let mut c = FrameCounter::default();
+            let mut first = true;
+            let mut error = None;
+            let stop_fut = stopped(&mut stop);
+            tokio::pin!(stop_fut);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop_fut => break,
+                    ev = dc.poll() => match ev {
+                        Some(DataChannelEvent::OnMessage(m)) if !m.is_string => {
+                            c.packet(&m.data, &window);
+                            if first {
+                                first = false;
+                                warm.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Some(DataChannelEvent::OnClose) | None => {
+                            error = Some("video channel closed".to_owned());
+                            break;
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            (c, error)
+        })
+    }
+
+    /// Read the command channel until the server's `welcome` event.
+    pub async fn wait_welcome(&self, within: Duration) -> anyhow::Result<()> {
+        let read = async {
+            loop {
+                match self.command.poll().await {
+                    Some(DataChannelEvent::OnMessage(m)) if m.is_string => {
+                        if String::from_utf8_lossy(&m.data).contains("\"welcome\"") {
+                            return Ok(());
+                        }
+                    }
+                    Some(DataChannelEvent::OnClose) | None => bail!("command channel closed before the welcome"),
+                    Some(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, read).await.map_err(|_| anyhow!("no welcome within {within:?}"))?
+    }
+
+    /// Drain both channels in the background (an idle client still reads what it is sent).
+    pub fn spawn_drain(&self) {
+        drain(Arc::clone(&self.video));
+        drain(Arc::clone(&self.command));
+    }
+
+    /// Drain the video channel in the background.
+    pub fn spawn_drain_video(&self) {
+        drain(Arc::clone(&self.video));
+    }
+
+    /// Drain the command channel (events) in the background.
+    pub fn spawn_drain_command(&self) {
+        drain(Arc::clone(&self.command));
+    }
+
+    /// End the session on the server (DELETE) and close our peer.
+    pub async fn close(self, api: &Api) {
+        abandon(&self.pc, api, &self.session_id).await;
+    }
+}
+
+fn drain(dc: Arc<dyn DataChannel>) {
+    tokio::spawn(async move {
+        while let Some(ev) = dc.poll().await {
+            if matches!(ev, DataChannelEvent::OnClose) {
+                break;
+            }
+        }
+    });
+}

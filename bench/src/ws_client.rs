@@ -1,0 +1,104 @@
+//! WebSocket remote controls (tokio-tungstenite). A client reads only the 26-byte header of each
+//! binary message; text messages (events) are counted, not parsed, except when waiting for the
+//! welcome.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use futures_util::StreamExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::stats::{FrameCounter, Window};
+use crate::train::stopped;
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What one client saw.
+#[derive(Debug, Default)]
+pub struct WsResult {
+    pub counter: FrameCounter,
+    pub events: u64,
+    pub error: Option<String>,
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<Ws> {
+    let fut = tokio_tungstenite::connect_async_with_config(url, None, true);
+    let (ws, resp) = tokio::time::timeout(Duration::from_secs(15), fut)
+        .await
+        .map_err(|_| anyhow!("WebSocket connect timed out"))??;
+    if resp.status().as_u16() != 101 {
+        bail!("WebSocket upgrade: {}", resp.status());
+    }
+    Ok(ws)
+}
+
+/// Read until `stop`, counting video; `warm` is incremented at the first video packet.
+pub async fn run(mut ws: Ws, window: Arc<Window>, warm: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) -> WsResult {
+    let mut r = WsResult::default();
+    let mut first = true;
+    let stop_fut = stopped(&mut stop);
+    tokio::pin!(stop_fut);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop_fut => break,
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    r.counter.packet(&b, &window);
+                    if first {
+                        first = false;
+                        warm.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(Ok(Message::Text(_))) => r.events += 1,
+                Some(Ok(Message::Close(f))) => {
+                    r.error = Some(format!("closed by the server: {f:?}"));
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    r.error = Some(e.to_string());
+                    break;
+                }
+                None => {
+                    r.error = Some("connection ended".into());
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+    r
+}
+
+/// Read until the server's `welcome` event (and, with `video`, the first video packet).
+pub async fn wait_welcome(ws: &mut Ws, video: bool) -> anyhow::Result<()> {
+    let (mut welcome, mut got_video) = (false, !video);
+    let read = async {
+        while !(welcome && got_video) {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => welcome |= t.as_str().contains("\"welcome\""),
+                Some(Ok(Message::Binary(_))) => got_video = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("{e}"),
+                None => bail!("connection ended before the welcome"),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.map_err(|_| anyhow!("no welcome within 10 s"))?
+}
+
+/// Close politely and wait (briefly) for the server's close.
+pub async fn close(mut ws: Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
