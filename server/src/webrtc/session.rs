@@ -187,6 +187,7 @@ async fn serve(
         return End::Reason("command channel closed");
     }
     let inflight = Arc::new(Semaphore::new(app.ws.max_inflight_commands));
+    let metrics = crate::metrics::PacketOut::new(Transport::WebRtc.name());
     for ev in early {
         client_message(app, rc, command, &info, &inflight, ev).await;
     }
@@ -201,7 +202,7 @@ async fn serve(
                     if video.send(BytesMut::from(&p[..])).await.is_err() {
                         return End::Reason("video channel closed");
                     }
-                    crate::metrics::packet_out(Transport::WebRtc.name(), &p, crate::now_us());
+                    metrics.record(&p, crate::now_us());
                     info.packets_sent.fetch_add(1, Ordering::Relaxed);
                     info.bytes_sent.fetch_add(len, Ordering::Relaxed);
                 }

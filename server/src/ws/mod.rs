@@ -20,6 +20,9 @@ use crate::state::AppState;
 pub use session::{close_code, Session};
 
 /// WebSocket settings.
+/// Read buffer per WebSocket connection, bytes.
+const READ_BUFFER: usize = 4 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct WsConfig {
     /// Largest message the server reads from a client; beyond it the connection is closed (1009).
@@ -72,5 +75,9 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite zero-fills a 128 KiB read buffer per connection on its first read, which
+        // made an idle client cost ≈ 136 KB (railcast-bench memory). Clients send small JSON;
+        // larger messages still arrive, in several reads.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| Session::new(app, rc, peer.to_string()).run(socket)))
 }

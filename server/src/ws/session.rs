@@ -60,16 +60,17 @@ impl Session {
             tokio::spawn(read_loop(stream, self.app.clone(), Arc::clone(&self.rc), out_tx, Arc::clone(&info)));
         let mut shutdown = self.app.shutdown.clone();
         let batch = self.app.ws.batch.max(1);
+        let metrics = crate::metrics::PacketOut::new(Transport::WebSocket.name());
 
         let close: Option<(u16, String)> = loop {
             tokio::select! {
                 item = follower.next() => match item {
                     Item::Packet(p) => {
-                        if feed_packet(&mut sink, &info, p).await.is_err() { break None }
+                        if feed_packet(&mut sink, &info, &metrics, p).await.is_err() { break None }
                         let mut n = 1;
                         while n < batch {
                             let Some(p) = follower.try_packet() else { break };
-                            if feed_packet(&mut sink, &info, p).await.is_err() { break }
+                            if feed_packet(&mut sink, &info, &metrics, p).await.is_err() { break }
                             n += 1;
                         }
                         if sink.flush().await.is_err() { break None }
@@ -99,11 +100,16 @@ impl Session {
     }
 }
 
-async fn feed_packet(sink: &mut Sink, info: &SessionInfo, p: bytes::Bytes) -> Result<(), axum::Error> {
+async fn feed_packet(
+    sink: &mut Sink,
+    info: &SessionInfo,
+    metrics: &crate::metrics::PacketOut,
+    p: bytes::Bytes,
+) -> Result<(), axum::Error> {
     let len = p.len() as u64;
     let counted = p.clone(); // same allocation
     sink.feed(Message::Binary(p)).await?;
-    crate::metrics::packet_out(Transport::WebSocket.name(), &counted, crate::now_us());
+    metrics.record(&counted, crate::now_us());
     info.packets_sent.fetch_add(1, Ordering::Relaxed);
     info.bytes_sent.fetch_add(len, Ordering::Relaxed);
     Ok(())
