@@ -39,7 +39,7 @@ export interface SupervisorOptions {
   holdLimit: number
 }
 
-export const DEFAULT_SUPERVISOR: SupervisorOptions = { policy: DEFAULT_POLICY, pingEveryMs: 2000, silenceMs: 6000, holdLimit: 2000 }
+export const DEFAULT_SUPERVISOR: SupervisorOptions = { policy: DEFAULT_POLICY, pingEveryMs: 1000, silenceMs: 3000, holdLimit: 2000 }
 
 interface Slot {
   kind: Kind
