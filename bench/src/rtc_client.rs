@@ -2,7 +2,7 @@
 //! `server/tests/support/webrtc.rs`: offer from the server, answer, trickle of our candidates
 //! (then end-of-candidates), and the `video` and `command` channels the server opens.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -158,7 +158,6 @@ impl RtcConn {
         let dc = Arc::clone(&self.video);
         tokio::spawn(async move {
             let mut c = FrameCounter::default();
-            let mut first = true;
             let mut error = None;
             let stop_fut = stopped(&mut stop);
             tokio::pin!(stop_fut);
@@ -168,11 +167,7 @@ impl RtcConn {
                     _ = &mut stop_fut => break,
                     ev = dc.poll() => match ev {
                         Some(DataChannelEvent::OnMessage(m)) if !m.is_string => {
-                            c.packet(&m.data, &window);
-                            if first {
-                                first = false;
-                                warm.fetch_add(1, Ordering::Relaxed);
-                            }
+                            c.packet_warming(&m.data, &window, &warm);
                         }
                         Some(DataChannelEvent::OnClose) | None => {
                             error = Some("video channel closed".to_owned());

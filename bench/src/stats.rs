@@ -193,6 +193,14 @@ impl FrameCounter {
         }
     }
 
+    /// Count one binary message and mark the client warm at its first one.
+    pub fn packet_warming(&mut self, p: &[u8], window: &Window, warm: &std::sync::atomic::AtomicUsize) {
+        self.packet(p, window);
+        if self.packets_any + self.malformed == 1 {
+            warm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub fn merge(&mut self, o: &FrameCounter) {
         self.frames += o.frames;
         self.packets += o.packets;

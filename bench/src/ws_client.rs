@@ -2,7 +2,7 @@
 //! binary message; text messages (events) are counted, not parsed, except when waiting for the
 //! welcome.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +40,6 @@ pub async fn connect(url: &str) -> anyhow::Result<Ws> {
 /// Read until `stop`, counting video; `warm` is incremented at the first video packet.
 pub async fn run(mut ws: Ws, window: Arc<Window>, warm: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) -> WsResult {
     let mut r = WsResult::default();
-    let mut first = true;
     let stop_fut = stopped(&mut stop);
     tokio::pin!(stop_fut);
     loop {
@@ -49,11 +48,7 @@ pub async fn run(mut ws: Ws, window: Arc<Window>, warm: Arc<AtomicUsize>, mut st
             _ = &mut stop_fut => break,
             msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
-                    r.counter.packet(&b, &window);
-                    if first {
-                        first = false;
-                        warm.fetch_add(1, Ordering::Relaxed);
-                    }
+                    r.counter.packet_warming(&b, &window, &warm);
                 }
                 Some(Ok(Message::Text(_))) => r.events += 1,
                 Some(Ok(Message::Close(f))) => {
