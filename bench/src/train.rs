@@ -14,6 +14,7 @@ use railcast_protocol::control::{CameraInfo, ControlMessage, Hello, Telemetry, D
 use railcast_protocol::packet::{packetize, Codec, FrameMeta};
 use railcast_protocol::{CameraId, CommandAck, ControlDecoder, FrameSeq, TrainId};
 use railcast_train_sim::connect;
+use railcast_train_sim::train::read_frame;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -57,22 +58,6 @@ pub struct Train {
     pub stats: Arc<TrainStats>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
-}
-
-async fn read_frame(
-    recv: &mut quinn::RecvStream,
-    decoder: &mut ControlDecoder,
-) -> anyhow::Result<Option<ControlMessage>> {
-    loop {
-        if let Some(m) = decoder.next_frame()? {
-            return Ok(Some(m));
-        }
-        let mut buf = [0u8; 4096];
-        match recv.read(&mut buf).await? {
-            Some(n) => decoder.push(&buf[..n]),
-            None => return Ok(None),
-        }
-    }
 }
 
 impl Train {

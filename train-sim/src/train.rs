@@ -316,7 +316,8 @@ fn close_reason(conn: &quinn::Connection) -> String {
     conn.close_reason().map(|e| e.to_string()).unwrap_or_else(|| "control stream ended".into())
 }
 
-async fn read_frame(
+/// The next control frame from the server's stream; `None` when the stream ended.
+pub async fn read_frame(
     recv: &mut quinn::RecvStream,
     decoder: &mut ControlDecoder,
 ) -> anyhow::Result<Option<ControlMessage>> {
