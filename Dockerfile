@@ -16,7 +16,7 @@ RUN cargo build --release --locked --bins \
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 railcast
+ && useradd --system --uid 10001 railcast && mkdir -p /run/railcast && chown railcast /run/railcast
 COPY --from=build /usr/local/bin/railcast-server /usr/local/bin/railcast-train-sim /usr/local/bin/
 COPY --from=web /src/web-client/dist /usr/share/railcast/web
 USER railcast

@@ -18,20 +18,31 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-./target/release/railcast-server --http-addr "$HTTP_ADDR" --quic-addr "$QUIC_ADDR" &
+# No auth file: the server generates demo credentials, prints the console URLs with their tokens,
+# and writes them (train tokens included) where the simulator reads them.
+CREDENTIALS="target/demo-credentials.toml"
+rm -f "$CREDENTIALS"
+./target/release/railcast-server --http-addr "$HTTP_ADDR" --quic-addr "$QUIC_ADDR" \
+  --credentials-out "$CREDENTIALS" > >(tee target/demo-server.out) &
 pids+=($!)
 for _ in $(seq 50); do
   curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-./target/release/railcast-train-sim --server "http://$HTTP_ADDR" --trains 2 &
+./target/release/railcast-train-sim --server "http://$HTTP_ADDR" --credentials "$CREDENTIALS" --trains 2 &
 pids+=($!)
 
+for _ in $(seq 50); do
+  grep -q '^console admin' target/demo-server.out 2>/dev/null && break
+  sleep 0.1
+done
+ADMIN_TOKEN="$(sed -n 's/^token admin [^ ]* //p' target/demo-server.out)"
 cat <<MSG
 
 railcast demo running:
-  console  http://$HTTP_ADDR/
-  trains   curl http://$HTTP_ADDR/api/trains
+  console  $(sed -n 's/^console admin //p' target/demo-server.out)   (admin; operator and viewer URLs above)
+  trains   curl -H "Authorization: Bearer $ADMIN_TOKEN" http://$HTTP_ADDR/api/trains
+  tokens   $CREDENTIALS (generated for this run; docs/security.md)
   watch    see README.md, "Watch a train"
 Ctrl-C to stop.
 MSG

@@ -103,8 +103,14 @@ async fn run_step(
     let window = Arc::new(Window::default());
     let mut trains = Vec::new();
     for t in 0..n_trains {
-        let spec =
-            TrainSpec { id: format!("train-{}", t + 1), cameras, bitrate_bps: ctx.bitrate, fps: ctx.fps, gop: ctx.gop };
+        let spec = TrainSpec {
+            id: format!("train-{}", t + 1),
+            cameras,
+            bitrate_bps: ctx.bitrate,
+            fps: ctx.fps,
+            gop: ctx.gop,
+            token: server.train_token(&format!("train-{}", t + 1)),
+        };
         trains.push(Train::start(&server.api.base, spec, Arc::clone(&window)).await?);
     }
     for t in &trains {

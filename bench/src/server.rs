@@ -52,13 +52,16 @@ pub fn find_server_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// A running server.
+/// A running server, with the demo credentials it generated.
 #[derive(Debug)]
 pub struct Server {
     child: Child,
     pub pid: u32,
     pub http: String,
+    /// Acts as the generated admin.
     pub api: Api,
+    admin: String,
+    train_tokens: std::collections::BTreeMap<String, String>,
 }
 
 impl Server {
@@ -67,6 +70,7 @@ impl Server {
         let log = opts.log_dir.join(format!("server-{name}.log"));
         // `sh` raises the descriptor limit to its hard limit, then `exec`s (taskset and) the
         // server, so the child's pid is the server's.
+        let credentials = opts.log_dir.join(format!("credentials-{name}.toml"));
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@""#).arg("sh");
         if let Some(cpu) = &opts.cpu {
@@ -74,6 +78,8 @@ impl Server {
         }
         cmd.arg(&opts.bin)
             .args(["--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .arg("--credentials-out")
+            .arg(&credentials)
             .args(&opts.args)
             .env("RUST_LOG", &opts.log_filter)
             .stdin(Stdio::null())
@@ -85,14 +91,19 @@ impl Server {
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         let read = async {
+            let (mut http, mut admin) = (None, None);
             while let Some(line) = lines.next_line().await? {
                 if let Some(a) = line.strip_prefix("listening http ") {
-                    return Ok::<_, anyhow::Error>(Some(a.to_owned()));
+                    http = Some(a.to_owned());
+                } else if let Some(t) = line.strip_prefix("token admin ") {
+                    admin = t.split(' ').nth(1).map(String::from);
+                } else if line.starts_with("train token") {
+                    return Ok::<_, anyhow::Error>(http.zip(admin));
                 }
             }
             Ok(None)
         };
-        let http = match tokio::time::timeout(Duration::from_secs(30), read).await {
+        let (http, admin) = match tokio::time::timeout(Duration::from_secs(30), read).await {
             Ok(Ok(Some(a))) => a,
             Ok(Ok(None)) | Ok(Err(_)) => {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -102,12 +113,18 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let api = Api::new(format!("http://{http}"));
-        Ok(Server { child, pid, http, api })
+        let api = Api::new(format!("http://{http}"), Some(admin.clone()));
+        let train_tokens = railcast_train_sim::credentials::train_tokens(&credentials)?;
+        Ok(Server { child, pid, http, api, admin, train_tokens })
     }
 
     pub fn ws_url(&self, rc: &str) -> String {
-        format!("ws://{}/ws?remote_control_id={rc}", self.http)
+        format!("ws://{}/ws?remote_control_id={rc}&access_token={}", self.http, self.admin)
+    }
+
+    /// The generated token of a train (`train-1` … `train-64`).
+    pub fn train_token(&self, train: &str) -> Option<String> {
+        self.train_tokens.get(train).cloned()
     }
 
     pub fn pid(&self) -> Pid {
@@ -133,17 +150,22 @@ fn tail_lines(s: &str, n: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct Api {
     pub base: String,
+    /// Sent as `Authorization: Bearer`.
+    token: Option<String>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>,
 }
 
 impl Api {
-    pub fn new(base: String) -> Self {
+    pub fn new(base: String, token: Option<String>) -> Self {
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
-        Self { base, client }
+        Self { base, token, client }
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
         let mut req = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
         let payload = match body {
             Some(v) => {
                 req = req.header("content-type", "application/json");

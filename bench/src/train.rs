@@ -30,6 +30,8 @@ pub struct TrainSpec {
     pub fps: u32,
     /// A keyframe every `gop` frames (and after a keyframe request).
     pub gop: u32,
+    /// Sent in the hello (the server's generated token for this id).
+    pub token: Option<String>,
 }
 
 impl TrainSpec {
@@ -82,6 +84,7 @@ impl Train {
                 })
                 .collect(),
             software: Some(concat!("railcast-bench/", env!("CARGO_PKG_VERSION")).into()),
+            token: spec.token.clone().map(railcast_protocol::Secret),
         });
         send.write_all(&hello.to_bytes()).await?;
         let mut decoder = ControlDecoder::new(DEFAULT_MAX_BODY);

@@ -53,6 +53,27 @@ pub struct Hello {
     /// Free text naming the sender's software, for logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software: Option<String>,
+    /// The train's secret, configured per train id on the server (`docs/security.md`). A server
+    /// that requires it refuses a hello without it (error `unauthorized`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+/// A credential carried on the wire. Its `Debug` never shows the value, so it stays out of logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
 }
 
 impl Hello {
@@ -352,6 +373,7 @@ mod tests {
             train_id: TrainId::new("t1").expect("id"),
             cameras: vec![CameraInfo { id: CameraId(0), codec: "h264".into(), width: 640, height: 480, fps: 30 }],
             software: None,
+            token: None,
         }
     }
 

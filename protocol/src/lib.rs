@@ -26,7 +26,7 @@ pub mod error;
 pub mod ids;
 pub mod packet;
 
-pub use control::{Action, CameraInfo, CommandAck, ControlDecoder, ControlMessage, Hello, Telemetry};
+pub use control::{Action, CameraInfo, CommandAck, ControlDecoder, ControlMessage, Hello, Secret, Telemetry};
 pub use error::DecodeError;
 pub use ids::{CameraId, FrameSeq, TrainId};
 pub use packet::{Codec, VideoHeader, VideoPacket};

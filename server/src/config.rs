@@ -184,6 +184,33 @@ settings! {
     webrtc_connect_timeout: Dur = Dur(Duration::from_secs(15)), "RAILCAST_WEBRTC_CONNECT_TIMEOUT";
     /// Send buffer limit per data channel, bytes; beyond it the peer loses whole frames.
     webrtc_send_buffer: usize = 256 * 1024, "RAILCAST_WEBRTC_SEND_BUFFER";
+    /// Credentials file (TOML, docs/security.md): client tokens with roles, one token per train
+    /// id. Re-read on SIGHUP. Empty: demo credentials are generated at start-up and printed.
+    auth_file: String = String::new(), "RAILCAST_AUTH_FILE";
+    /// Where to write the generated demo credentials (same format, mode 0600), for the
+    /// simulator's `--credentials`. Empty: they are only printed.
+    credentials_out: String = String::new(), "RAILCAST_CREDENTIALS_OUT";
+    /// Without an auth_file, trains `train-1` … `train-N` get a generated token.
+    demo_trains: usize = 64, "RAILCAST_DEMO_TRAINS";
+    /// JSON file keeping remote controls and their mappings across restarts. Empty: kept in
+    /// memory only.
+    state_file: String = String::new(), "RAILCAST_STATE_FILE";
+    /// Trains known at once (online or not); a hello from a new train id beyond it is refused.
+    max_trains: usize = 1_000, "RAILCAST_MAX_TRAINS";
+    /// Remote controls defined at once; creating more is refused with 429.
+    max_remote_controls: usize = 10_000, "RAILCAST_MAX_REMOTE_CONTROLS";
+    /// WebRTC sessions alive at once (about 260 KB each); more offers are refused with 429.
+    max_webrtc_sessions: usize = 1_000, "RAILCAST_MAX_WEBRTC_SESSIONS";
+    /// Client sessions (WebSocket + WebRTC) from one IP address at once, and, separately, train
+    /// connections from one address; more are refused (429, or an error frame for trains).
+    max_connections_per_address: usize = 2_048, "RAILCAST_MAX_CONNECTIONS_PER_ADDRESS";
+    /// Largest HTTP request body, bytes; larger ones get 413.
+    max_body: usize = 64 * 1024, "RAILCAST_MAX_BODY";
+    /// Commands per second one client session may send, sustained; beyond it commands are
+    /// refused (`command_error` code `rate_limited`).
+    command_rate: f64 = 20.0, "RAILCAST_COMMAND_RATE";
+    /// Commands one client session may send in a burst.
+    command_burst: u32 = 40, "RAILCAST_COMMAND_BURST";
 }
 
 impl Config {
@@ -244,6 +271,31 @@ impl Config {
             return Err(invalid("shutdown_grace", "must be at most 300s"));
         }
         self.webrtc()?;
+        for (setting, v) in [
+            ("max_trains", self.max_trains),
+            ("max_remote_controls", self.max_remote_controls),
+            ("max_webrtc_sessions", self.max_webrtc_sessions),
+            ("max_connections_per_address", self.max_connections_per_address),
+        ] {
+            if v == 0 {
+                return Err(invalid(setting, "must be at least 1"));
+            }
+        }
+        if !(4 * 1024..=16 << 20).contains(&self.max_body) {
+            return Err(invalid("max_body", format!("must be within 4 KiB..=16 MiB, got {}", self.max_body)));
+        }
+        if !(self.command_rate > 0.0 && self.command_rate <= 10_000.0) {
+            return Err(invalid(
+                "command_rate",
+                format!("must be within (0, 10000] per second, got {}", self.command_rate),
+            ));
+        }
+        if self.command_burst == 0 {
+            return Err(invalid("command_burst", "must be at least 1"));
+        }
+        if self.demo_trains > 100_000 {
+            return Err(invalid("demo_trains", "must be at most 100000"));
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(invalid("tls_key", "is required with tls_cert")),
             (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
@@ -257,6 +309,23 @@ impl Config {
 }
 
 impl Config {
+    /// The limits, as the server applies them.
+    pub fn limits(&self) -> crate::limits::LimitConfig {
+        crate::limits::LimitConfig {
+            max_trains: self.max_trains,
+            max_remote_controls: self.max_remote_controls,
+            max_webrtc_sessions: self.max_webrtc_sessions,
+            max_connections_per_address: self.max_connections_per_address,
+            command_rate: self.command_rate,
+            command_burst: self.command_burst,
+        }
+    }
+
+    /// A path setting: `None` when empty.
+    pub fn path(value: &str) -> Option<&Path> {
+        (!value.trim().is_empty()).then(|| Path::new(value))
+    }
+
     /// The WebRTC settings, parsed.
     pub fn webrtc(&self) -> Result<crate::webrtc::WebRtcConfig, ConfigError> {
         let advertised_ip = match self.webrtc_advertised_ip.trim() {
@@ -375,6 +444,13 @@ mod tests {
             (&["--webrtc-ice-servers", "http://x"], "webrtc_ice_servers"),
             (&["--webrtc-ice-servers", "turn:x:3478"], "webrtc_turn_username"),
             (&["--webrtc-send-buffer", "10"], "webrtc_send_buffer"),
+            (&["--max-trains", "0"], "max_trains"),
+            (&["--max-remote-controls", "0"], "max_remote_controls"),
+            (&["--max-webrtc-sessions", "0"], "max_webrtc_sessions"),
+            (&["--max-connections-per-address", "0"], "max_connections_per_address"),
+            (&["--max-body", "10"], "max_body"),
+            (&["--command-rate", "0"], "command_rate"),
+            (&["--command-burst", "0"], "command_burst"),
         ];
         for (args, setting) in cases {
             let err =

@@ -2,17 +2,20 @@
 //!
 //! [`Follower`] follows the remote control's mapping: it holds the hub subscription of the mapped
 //! train, switches it when the mapping changes, and turns train events into [`ServerEvent`]s.
-//! [`answer`] turns a client's JSON message into the event that answers it. A transport module
-//! only moves packets and JSON between a socket and these two.
+//! [`answer`] turns a client's JSON message into the event that answers it, once [`Client`] has
+//! admitted it (role, rate, commands in flight). A transport module only moves packets and JSON
+//! between a socket and these.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use railcast_protocol::client::{ClientMessage, ServerEvent};
-use railcast_protocol::TrainId;
+use railcast_protocol::{Action, TrainId};
 use tokio::sync::watch;
 
+use crate::auth::{Principal, Role};
 use crate::hub::{SubItem, SubscriberCounters, Subscription, TrainEvent};
+use crate::limits::{LimitHit, RateLimiter};
 use crate::remote::{Mapping, RemoteControl};
 use crate::state::AppState;
 
@@ -52,7 +55,7 @@ impl Follower {
 
     fn follow(&mut self, train: Option<TrainId>) {
         self.sub = None; // unsubscribe from the old train before anything of the new one is queued
-        self.sub = train.as_ref().and_then(|t| self.app.hub.subscribe(t, Arc::clone(&self.counters)));
+        self.sub = train.as_ref().map(|t| self.app.hub.subscribe(t, Arc::clone(&self.counters)));
         self.train = train;
     }
 
@@ -107,6 +110,63 @@ impl Follower {
 async fn next_of(sub: Option<&mut Subscription>) -> SubItem {
     let Some(sub) = sub else { return std::future::pending().await };
     sub.next().await
+}
+
+/// One client session's rights and budget: who it is, how many commands it may still send now,
+/// how many may wait for an ack at once.
+#[derive(Debug)]
+pub struct Client {
+    pub principal: Principal,
+    rate: RateLimiter,
+    inflight: Arc<tokio::sync::Semaphore>,
+    max_inflight: usize,
+}
+
+impl Client {
+    pub fn new(app: &AppState, principal: Principal) -> Self {
+        let max_inflight = app.ws.max_inflight_commands;
+        Self {
+            principal,
+            rate: RateLimiter::new(app.limits.command_rate, app.limits.command_burst),
+            inflight: Arc::new(tokio::sync::Semaphore::new(max_inflight)),
+            max_inflight,
+        }
+    }
+
+    /// May this session send `action` now? Checks the role (a viewer may only ask for a keyframe,
+    /// which a decoder needs to recover and which changes nothing else on the train), then the
+    /// rate, then the commands in flight; the permit is held until the ack. `Err`: the refusal to
+    /// send back.
+    pub fn admit_command(
+        &mut self,
+        request_id: &str,
+        action: &Action,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ServerEvent> {
+        let refuse = |code: &str, message: String| ServerEvent::CommandError {
+            request_id: request_id.to_owned(),
+            code: code.into(),
+            message,
+        };
+        let watching = matches!(action, Action::RequestKeyframe { .. });
+        if self.principal.role < Role::Operator && !watching {
+            crate::metrics::METRICS.auth_refusals.with_label_values(&["client", "forbidden"]).inc();
+            return Err(refuse(
+                "forbidden",
+                format!(
+                    "{} is a {}: it may watch but not command (an operator token is needed)",
+                    self.principal.name,
+                    self.principal.role.name()
+                ),
+            ));
+        }
+        if !self.rate.try_take(std::time::Instant::now()) {
+            let hit = LimitHit::new("command_rate", "too many commands: wait a moment (command_rate, command_burst)");
+            return Err(refuse(hit.code(), hit.message));
+        }
+        Arc::clone(&self.inflight).try_acquire_owned().map_err(|_| {
+            refuse("too_many_commands", format!("at most {} commands may be in flight per session", self.max_inflight))
+        })
+    }
 }
 
 /// Answer one client message. Commands go to the remote control's mapped train.

@@ -13,15 +13,18 @@
 //! - [`api`]: HTTP routes, JSON shapes, `ApiError`, the OpenAPI contract.
 //! - [`metrics`]: Prometheus counters, gauges and the relay-latency histogram.
 //! - [`tls`]: the QUIC certificate.
+//! - [`auth`]: trains' tokens, clients' bearer tokens and roles. [`limits`]: resource limits.
 //!
 //! Dependencies point inwards: transports and ingest depend on `hub`; `hub` depends on no transport.
 //! [`Server::bind`] binds every listener; [`Server::run`] serves until a shutdown future resolves.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod dispatch;
 pub mod hub;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod remote;
 pub mod session;
@@ -63,6 +66,10 @@ pub enum ServerError {
     Ingest(#[from] ingest::IngestError),
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    #[error("credentials: {0}")]
+    Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    State(#[from] remote::StateError),
 }
 
 /// A server with its listeners bound, ready to [`run`](Server::run).
@@ -74,12 +81,21 @@ pub struct Server {
     quic: quinn::Endpoint,
     quic_addr: SocketAddr,
     identity: tls::Identity,
+    auth: Arc<auth::Auth>,
+    generated: Option<auth::CredentialsFile>,
+    remotes: Arc<remote::RemoteControls>,
 }
 
 impl Server {
-    /// Validate the configuration, load or generate the certificate, bind HTTP and QUIC.
+    /// Validate the configuration, load or generate the credentials and the certificate, read the
+    /// state file, bind HTTP and QUIC.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         config.validate()?;
+        let (auth, generated) = auth::Auth::load(Config::path(&config.auth_file), config.demo_trains)?;
+        if let (Some(file), Some(out)) = (&generated, Config::path(&config.credentials_out)) {
+            auth::write(out, file)?;
+        }
+        let remotes = remote::RemoteControls::open(config.max_remote_controls, Config::path(&config.state_file))?;
         let identity = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => tls::Identity::from_files(cert, key)?,
             _ => tls::Identity::self_signed(&config.tls_names)?,
@@ -90,7 +106,27 @@ impl Server {
         let udp = std::net::UdpSocket::bind(config.quic_addr).map_err(bind_err("QUIC", config.quic_addr))?;
         let quic_addr = udp.local_addr().map_err(bind_err("QUIC", config.quic_addr))?;
         let quic = ingest::endpoint(udp, &identity, &ingest_config(&config))?;
-        Ok(Self { config, http, http_addr, quic, quic_addr, identity })
+        Ok(Self {
+            config,
+            http,
+            http_addr,
+            quic,
+            quic_addr,
+            identity,
+            auth: Arc::new(auth),
+            generated,
+            remotes: Arc::new(remotes),
+        })
+    }
+
+    /// The credentials in force (`main` reloads them on SIGHUP).
+    pub fn auth(&self) -> Arc<auth::Auth> {
+        Arc::clone(&self.auth)
+    }
+
+    /// The demo credentials generated at start-up, when there was no `auth_file`.
+    pub fn generated_credentials(&self) -> Option<&auth::CredentialsFile> {
+        self.generated.as_ref()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -106,7 +142,8 @@ impl Server {
     /// Serve until `shutdown` resolves, then stop accepting, tell clients and trains, and wait
     /// for sessions to end, at most `shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Server { config, http, http_addr, quic, quic_addr, identity } = self;
+        let Server { config, http, http_addr, quic, quic_addr, identity, auth, generated: _, remotes } = self;
+        let limits = config.limits();
         let (stop_tx, stop_rx) = watch::channel(false);
         let hub = hub::Hub::new(hub::HubConfig {
             subscriber_queue: config.subscriber_queue,
@@ -117,7 +154,7 @@ impl Server {
         });
         let state = state::AppState {
             hub: hub.clone(),
-            remotes: Arc::new(remote::RemoteControls::default()),
+            remotes,
             sessions: Arc::new(session::Sessions::default()),
             info: Arc::new(state::ServerInfo {
                 started_at: SystemTime::now(),
@@ -129,6 +166,9 @@ impl Server {
             }),
             ws: ws::WsConfig { max_message: config.ws_max_message, ..ws::WsConfig::default() },
             webrtc: Arc::new(webrtc::Signaling::new(config.webrtc()?)),
+            auth: Arc::clone(&auth),
+            client_addresses: limits::PerAddress::new(limits.max_connections_per_address, "client sessions"),
+            limits: limits.clone(),
             shutdown: stop_rx.clone(),
         };
         let send_buffer = config.ws_send_buffer;
@@ -149,12 +189,18 @@ impl Server {
             );
             None
         };
-        let app = api::router(state, web_root.as_deref()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = api::router(state, web_root.as_deref(), config.max_body)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx.clone();
         let http_task = tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut http_stop).await }).await
         });
-        let quic_task = tokio::spawn(ingest::serve(quic, hub, ingest_config(&config), stop_rx));
+        let gate = ingest::Gate {
+            auth,
+            max_trains: limits.max_trains,
+            addresses: limits::PerAddress::new(limits.max_connections_per_address, "train connections"),
+        };
+        let quic_task = tokio::spawn(ingest::serve(quic, hub, ingest_config(&config), gate, stop_rx));
         tracing::info!(%http_addr, %quic_addr, "railcast server running");
 
         shutdown.await;

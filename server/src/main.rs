@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let config_credentials_out = config.credentials_out.clone();
     let server = match Server::bind(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -41,8 +42,12 @@ async fn main() -> ExitCode {
     let _ = writeln!(out, "listening http {}", server.http_addr());
     let _ = writeln!(out, "listening quic {}", server.quic_addr());
     let _ = writeln!(out, "quic certificate sha256 {}", server.fingerprint());
+    if let Some(creds) = server.generated_credentials() {
+        print_demo_credentials(&mut out, creds, server.http_addr(), &config_credentials_out);
+    }
     let _ = out.flush();
     drop(out);
+    reload_on_sighup(server.auth());
     match server.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -50,6 +55,48 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Demo credentials, one per line: `token ROLE NAME TOKEN`, console URLs, and where the train
+/// tokens are.
+fn print_demo_credentials(
+    out: &mut impl Write,
+    creds: &railcast_server::auth::CredentialsFile,
+    http: std::net::SocketAddr,
+    file: &str,
+) {
+    let _ = writeln!(out, "demo credentials (no auth_file; generated for this run, see docs/security.md):");
+    for c in &creds.clients {
+        let token = c.token.as_deref().unwrap_or_default();
+        let _ = writeln!(out, "token {} {} {token}", c.role.name(), c.name);
+    }
+    for c in &creds.clients {
+        let token = c.token.as_deref().unwrap_or_default();
+        let _ = writeln!(out, "console {} http://{http}/#token={token}", c.role.name());
+    }
+    let first = creds.trains.keys().next().map(String::as_str).unwrap_or("-");
+    let last = creds.trains.keys().last().map(String::as_str).unwrap_or("-");
+    if file.is_empty() {
+        for (id, token) in &creds.trains {
+            let _ = writeln!(out, "train token {id} {token}");
+        }
+    } else {
+        let _ = writeln!(out, "train tokens ({} trains, {first} … {last}) in {file}", creds.trains.len());
+    }
+}
+
+/// SIGHUP re-reads the credentials file (token rotation without a restart).
+fn reload_on_sighup(auth: std::sync::Arc<railcast_server::auth::Auth>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match auth.reload() {
+                Ok((clients, trains)) => tracing::info!(clients, trains, "credentials reloaded"),
+                Err(e) => tracing::error!("credentials not reloaded, the old ones stay in force: {e}"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

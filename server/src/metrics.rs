@@ -40,6 +40,8 @@ pub struct Metrics {
     pub webrtc_sessions_created: IntCounter,
     pub webrtc_sessions_failed: IntCounterVec,
     pub webrtc_setup_seconds: prometheus::Histogram,
+    pub limit_refusals: IntCounterVec,
+    pub auth_refusals: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -116,6 +118,13 @@ impl Metrics {
             },
             webrtc_sessions_created: plain("railcast_webrtc_sessions_created_total", "WebRTC sessions created (offers made)."),
             webrtc_sessions_failed: counter(&r, "railcast_webrtc_sessions_failed_total", "WebRTC sessions that never opened, by reason.", &["reason"]),
+            limit_refusals: counter(&r, "railcast_limit_refusals_total", "Requests, connections and commands refused by a limit, by limit.", &["limit"]),
+            auth_refusals: counter(
+                &r,
+                "railcast_auth_refusals_total",
+                "Refused credentials: peer is train or client; reason is missing, invalid, unknown_train or forbidden (authenticated, but the role or owner does not allow it).",
+                &["peer", "reason"],
+            ),
             webrtc_setup_seconds: {
                 let h = prometheus::Histogram::with_opts(
                     HistogramOpts::new("railcast_webrtc_setup_seconds", "Offer request to `video` data channel open.")

@@ -2,13 +2,20 @@
 //!
 //! A mapping lives in a `watch` channel: every session of the remote control, whatever its
 //! transport, sees a change at once and switches its subscription without reconnecting.
+//!
+//! With a state file (`state_file`), remote controls and their mappings survive a restart: the
+//! file is rewritten (to a temporary file, then renamed) after every change and read at start-up.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use dashmap::DashMap;
 use railcast_protocol::TrainId;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use crate::limits::LimitHit;
 
 /// What a remote control's sessions follow.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -22,6 +29,8 @@ pub struct Mapping {
 pub struct RemoteControl {
     pub id: String,
     pub name: String,
+    /// The only non-admin client allowed to open sessions for it; `None`: any authenticated one.
+    pub owner: Option<String>,
     pub created_at: SystemTime,
     mapping: watch::Sender<Mapping>,
 }
@@ -46,21 +55,115 @@ impl RemoteControl {
 #[derive(Debug, Default)]
 pub struct RemoteControls {
     map: DashMap<String, Arc<RemoteControl>>,
+    max: Option<usize>,
+    /// The state file, and a lock that orders its writes.
+    store: Option<(PathBuf, Mutex<()>)>,
+}
+
+/// One remote control in the state file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    id: String,
+    name: String,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    train_id: Option<String>,
+    created_at_ms: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    remote_controls: Vec<Saved>,
+}
+
+/// The state file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("state file {path}: {message}")]
+pub struct StateError {
+    pub path: PathBuf,
+    pub message: String,
 }
 
 impl RemoteControls {
-    pub fn create(&self, name: Option<String>) -> Arc<RemoteControl> {
+    /// At most `max` remote controls; with `state_file`, load it (a missing file is an empty
+    /// state) and keep it up to date.
+    pub fn open(max: usize, state_file: Option<&Path>) -> Result<Self, StateError> {
+        let mut this = Self { map: DashMap::new(), max: Some(max), store: None };
+        let Some(path) = state_file else { return Ok(this) };
+        let err = |message: String| StateError { path: path.to_owned(), message };
+        let state: StateFile = match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        for s in state.remote_controls {
+            let train = match s.train_id {
+                Some(t) => Some(TrainId::new(t).map_err(|e| err(format!("remote control {}: {e}", s.id)))?),
+                None => None,
+            };
+            let rc = RemoteControl {
+                id: s.id.clone(),
+                name: s.name,
+                owner: s.owner,
+                created_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(s.created_at_ms),
+                mapping: watch::Sender::new(Mapping { train, deleted: false }),
+            };
+            this.map.insert(s.id, Arc::new(rc));
+        }
+        this.store = Some((path.to_owned(), Mutex::new(())));
+        Ok(this)
+    }
+
+    /// Write the state file, if there is one. A failure is logged: serving goes on.
+    pub fn persist(&self) {
+        let Some((path, lock)) = &self.store else { return };
+        let _order = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = StateFile {
+            remote_controls: self
+                .list()
+                .iter()
+                .map(|rc| Saved {
+                    id: rc.id.clone(),
+                    name: rc.name.clone(),
+                    owner: rc.owner.clone(),
+                    train_id: rc.train().map(|t| t.to_string()),
+                    created_at_ms: rc
+                        .created_at
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                })
+                .collect(),
+        };
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_string_pretty(&state).unwrap_or_default();
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            tracing::error!(path = %path.display(), "cannot write the state file: {e}");
+        }
+    }
+
+    /// Create one, unless `max_remote_controls` are defined already.
+    pub fn create(&self, name: Option<String>, owner: Option<String>) -> Result<Arc<RemoteControl>, LimitHit> {
+        if let Some(max) = self.max {
+            if self.map.len() >= max {
+                return Err(LimitHit::new(
+                    "remote_controls",
+                    format!("{max} remote controls are defined already (max_remote_controls)"),
+                ));
+            }
+        }
         loop {
             let id = format!("rc-{:016x}", rand::random::<u64>());
             if let dashmap::Entry::Vacant(slot) = self.map.entry(id.clone()) {
                 let rc = Arc::new(RemoteControl {
                     name: name.clone().unwrap_or_else(|| id.clone()),
                     id,
+                    owner: owner.clone(),
                     created_at: SystemTime::now(),
                     mapping: watch::Sender::new(Mapping::default()),
                 });
                 slot.insert(Arc::clone(&rc));
-                return rc;
+                return Ok(rc);
             }
         }
     }

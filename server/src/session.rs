@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use dashmap::DashMap;
 
+use crate::auth::Principal;
 use crate::hub::SubscriberCounters;
 
 /// A transport's name, as shown in the API and metric labels.
@@ -31,6 +32,8 @@ impl Transport {
 pub struct SessionInfo {
     pub id: u64,
     pub remote_control_id: String,
+    /// Whose token opened it.
+    pub principal: Principal,
     pub transport: Transport,
     pub peer: String,
     pub connected_at: SystemTime,
@@ -52,11 +55,18 @@ pub struct Sessions {
 
 impl Sessions {
     /// Register a session; it is removed when the guard drops.
-    pub fn register(self: &Arc<Self>, remote_control_id: &str, transport: Transport, peer: String) -> SessionGuard {
+    pub fn register(
+        self: &Arc<Self>,
+        remote_control_id: &str,
+        principal: Principal,
+        transport: Transport,
+        peer: String,
+    ) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let info = Arc::new(SessionInfo {
             id,
             remote_control_id: remote_control_id.to_owned(),
+            principal,
             transport,
             peer,
             connected_at: SystemTime::now(),

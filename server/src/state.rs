@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
+use crate::auth::Auth;
 use crate::hub::Hub;
+use crate::limits::{LimitConfig, PerAddress};
 use crate::remote::RemoteControls;
 use crate::session::Sessions;
 
@@ -30,6 +32,10 @@ pub struct AppState {
     pub info: Arc<ServerInfo>,
     pub ws: crate::ws::WsConfig,
     pub webrtc: Arc<crate::webrtc::Signaling>,
+    pub auth: Arc<Auth>,
+    pub limits: LimitConfig,
+    /// Client sessions (WebSocket and WebRTC) per IP address.
+    pub client_addresses: Arc<PerAddress>,
     /// Turns true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -24,7 +24,8 @@ async fn chromium_receives_verified_frames_over_data_channels() {
     let rc = remote_control(&server, Some("train-1")).await;
     let port = server.http.rsplit(':').next().expect("port");
     // `localhost`, not 127.0.0.1 or about:blank: a secure context, as real deployments have.
-    let url = format!("http://localhost:{port}/webrtc-test.html?rc={rc}&frames=30&count=100");
+    let url =
+        format!("http://localhost:{port}/webrtc-test.html?rc={rc}&frames=30&count=100&token={}", server.token("admin"));
     let shot = dir.join("browser-webrtc.png");
     let out = tokio::process::Command::new("node")
         .arg(browser_dir.join("run-page.mjs"))

@@ -16,8 +16,13 @@ async fn auto_falls_back_to_websocket_and_returns() {
     let server = Server::start(&dir, &["--web-root", &root]).await;
     let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
     let port = server.http.rsplit(':').next().expect("port");
-    let console =
-        Console::spawn(&format!("http://localhost:{port}"), "auto-fallback", &artifacts("console_auto_fallback"), &[]);
+    let console = Console::spawn(
+        &format!("http://localhost:{port}"),
+        "auto-fallback",
+        &artifacts("console_auto_fallback"),
+        server.token("admin"),
+        &[],
+    );
     let r = console.finish(Duration::from_secs(120)).await;
     report("console, Auto with WebRTC blocked", &r);
     assert_eq!(r["transport"], "websocket", "fell back to WebSocket: {r}");

@@ -17,14 +17,18 @@ async fn picture_returns_after_server_restart() {
     let http = server.http.clone();
     let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
     let port = http.rsplit(':').next().expect("port");
+    let admin = server.token("admin").to_owned();
+    let credentials = server.credentials.clone().expect("generated credentials");
     let mut console =
-        Console::spawn(&format!("http://localhost:{port}"), "restart", &artifacts("console_restart"), &[]);
+        Console::spawn(&format!("http://localhost:{port}"), "restart", &artifacts("console_restart"), &admin, &[]);
     console.wait_line("READY_FOR_RESTART", Duration::from_secs(60)).await;
 
     drop(server); // kill_on_drop: the process dies with its state
     tokio::time::sleep(Duration::from_millis(500)).await;
     let restarted = Instant::now();
-    let _server = Server::start(&dir, &["--web-root", &root, "--http-addr", &http]).await;
+    // The same credentials (the console keeps its token, the train its own); no state file.
+    let creds = credentials.to_str().expect("utf8");
+    let _server = Server::start(&dir, &["--web-root", &root, "--http-addr", &http, "--auth-file", creds]).await;
     let r = console.finish(Duration::from_secs(120)).await;
     println!(
         "server restart: the console saw the drop after {} ms and painted again {} ms later (now over {}; \

@@ -22,7 +22,7 @@ async fn malformed_packets_are_counted_and_harm_no_one() {
 
     let (_ep, conn) = raw_train(&server).await;
     let (mut send, mut recv) = conn.open_bi().await.expect("bi");
-    send.write_all(&support::hello("evil-1").to_bytes()).await.expect("hello");
+    send.write_all(&support::hello(&server, "train-40").to_bytes()).await.expect("hello");
     assert!(matches!(read_control(&mut recv).await, Some(ControlMessage::Welcome(_))));
 
     let good = |camera: u16, len: usize| {
@@ -68,7 +68,7 @@ async fn malformed_packets_are_counted_and_harm_no_one() {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let train = loop {
-        let (_, t) = api("GET", &server.url("/api/trains/evil-1"), None).await;
+        let (_, t) = api("GET", &server.url("/api/trains/train-40"), None).await;
         let rejected: u64 =
             t["rejected_packets"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
         if rejected >= 6 && t["packets_in"] == 1 {
@@ -77,7 +77,7 @@ async fn malformed_packets_are_counted_and_harm_no_one() {
         assert!(tokio::time::Instant::now() < deadline, "counters: {t}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    println!("evil-1 rejected: {}", train["rejected_packets"]);
+    println!("train-40 rejected: {}", train["rejected_packets"]);
     let r = &train["rejected_packets"];
     for reason in ["bad_magic", "unsupported_version", "truncated", "unknown_camera", "payload_too_large"] {
         assert!(r[reason].as_u64().unwrap_or(0) >= 1, "no {reason} in {r}");

@@ -20,7 +20,7 @@ async fn sigterm_closes_clients_with_a_reason_and_exits_zero() {
     // A second train, driven by hand, to see what the server tells trains.
     let (_ep, conn) = raw_train(&server).await;
     let (mut send, mut recv) = conn.open_bi().await.expect("bi");
-    send.write_all(&support::hello("train-9").to_bytes()).await.expect("hello");
+    send.write_all(&support::hello(&server, "train-9").to_bytes()).await.expect("hello");
     assert!(matches!(read_control(&mut recv).await, Some(ControlMessage::Welcome(_))));
 
     let start = Instant::now();

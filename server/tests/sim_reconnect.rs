@@ -18,7 +18,10 @@ async fn train_reconnects_after_server_restart() {
     first.child.kill().await.expect("kill server");
     let _ = first.child.wait().await;
     let down = Instant::now();
-    let second = Server::start(&dir, &["--http-addr", &http, "--quic-addr", &quic]).await;
+    // The same credentials: the train keeps its token.
+    let creds = first.credentials.clone().expect("credentials");
+    let creds = creds.to_str().expect("utf8");
+    let second = Server::start(&dir, &["--http-addr", &http, "--quic-addr", &quic, "--auth-file", creds]).await;
     assert_eq!((second.http.as_str(), second.quic.as_str()), (http.as_str(), quic.as_str()));
     assert_ne!(second.fingerprint, fp1, "a restarted server generates a new certificate");
     wait_for_train(&second, "train-1", true).await;

@@ -7,8 +7,10 @@
 //! - [`train`]: one train — camera threads and a QUIC session with reconnect and backoff.
 //! - [`connect`]: discovery over HTTP and a QUIC client that pins the server certificate.
 //! - [`manifest`]: one JSON line per frame sent, for end-to-end integrity checks.
+//! - [`credentials`]: the per-train tokens, read from a credentials file.
 
 pub mod connect;
+pub mod credentials;
 mod font;
 pub mod manifest;
 pub mod train;

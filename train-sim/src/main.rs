@@ -1,6 +1,6 @@
 //! `railcast-train-sim`: parse flags, start the trains, stop on SIGTERM/Ctrl-C or `--duration`.
 
-use railcast_train_sim::{connect, manifest, train, video};
+use railcast_train_sim::{connect, credentials, manifest, train, video};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +55,13 @@ struct Args {
     /// Write one JSON line per frame sent to this file.
     #[arg(long)]
     manifest: Option<PathBuf>,
+    /// Credentials file (TOML) with a `[trains]` table of train id → token, as the server's
+    /// `auth_file` or its generated `credentials_out` (docs/security.md).
+    #[arg(long, env = "RAILCAST_CREDENTIALS")]
+    credentials: Option<PathBuf>,
+    /// Token for trains not listed in `--credentials`.
+    #[arg(long, env = "RAILCAST_TRAIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Stop after this long (e.g. 30s); default: run until SIGTERM or Ctrl-C.
     #[arg(long, value_parser = humantime_parse)]
     duration: Option<Duration>,
@@ -128,18 +135,26 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let tokens = match &args.credentials {
+        Some(p) => credentials::train_tokens(p)?,
+        None => Default::default(),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut trains = tokio::task::JoinSet::new();
     for n in 0..u32::from(args.trains) {
         let id = TrainId::new(format!("{}{}", args.prefix, args.first + n)).context("train id")?;
         let cfg = train::TrainConfig {
-            id,
+            id: id.clone(),
             cameras: args.cameras,
             video,
             max_payload: args.max_payload,
             idle_timeout: Duration::from_secs(6),
             initial_speed_kmh: args.speed,
+            token: tokens.get(id.as_str()).cloned().or_else(|| args.token.clone()).map(railcast_protocol::Secret),
         };
+        if cfg.token.is_none() {
+            tracing::warn!(train = %cfg.id, "no token for this train (--credentials, --token): a server requiring one refuses it");
+        }
         trains.spawn(train::run(cfg, source.clone(), manifest.clone(), stop_rx.clone()));
     }
     let stop = async {

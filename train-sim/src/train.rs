@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use railcast_protocol::control::{CameraInfo, Command, ErrorMessage, Hello, Telemetry};
 use railcast_protocol::packet::{packetize, Codec, FrameMeta};
-use railcast_protocol::{Action, CameraId, CommandAck, ControlDecoder, ControlMessage, FrameSeq, TrainId};
+use railcast_protocol::{Action, CameraId, CommandAck, ControlDecoder, ControlMessage, FrameSeq, Secret, TrainId};
 use tokio::sync::{mpsc, watch};
 
 use crate::connect::{self, Target};
@@ -41,6 +41,8 @@ pub struct TrainConfig {
     pub max_payload: usize,
     pub idle_timeout: Duration,
     pub initial_speed_kmh: f32,
+    /// Sent in the hello; the server checks it against the token configured for this train id.
+    pub token: Option<Secret>,
 }
 
 /// One encoded frame from a camera thread.
@@ -225,6 +227,7 @@ async fn session(
             })
             .collect(),
         software: Some(concat!("railcast-train-sim/", env!("CARGO_PKG_VERSION")).into()),
+        token: cfg.token.clone(),
     });
     send.write_all(&hello.to_bytes()).await?;
     let mut decoder = ControlDecoder::new(railcast_protocol::control::DEFAULT_MAX_BODY);

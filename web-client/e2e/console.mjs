@@ -16,14 +16,27 @@
 // latency, and that a command gets its ack; it saves screenshots into ARTIFACTS_DIR (default
 // ./artifacts) and prints ONE JSON line of results on stdout. On failure: a JSON line with
 // "ok":false and the reason, the reason again on stderr, exit status 1.
+// Two more scenarios check access control instead (no TRAIN_ID argument, no horn ack):
+//   viewer              RAILCAST_TOKEN is a viewer's token and RAILCAST_RC the remote control an admin
+//                       assigned to it and mapped to a train: the console must show video and the
+//                       viewer role, keep the command buttons disabled (or, if it lets one through,
+//                       get it refused), and a command sent past the UI (window.__railcastSend) must
+//                       come back as command_error "forbidden"
+//   bad-token           a wrong token (RAILCAST_BAD_TOKEN, default a random one; RAILCAST_TOKEN is not
+//                       used): the console must show the token prompt with the server's own 401
+//                       message (as GET /api/me answers it) and no video, and stop asking the server
 //
-// Env: CHROMIUM (default /usr/bin/chromium), MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console
-// on stderr), RESTART_WAIT_MS (default 60000), BLOCK_WEBRTC=hang (auto-fallback: leave the WebRTC
-// requests unanswered instead of refusing them).
+// Env: RAILCAST_TOKEN (the access token: the page is opened with `#token=<it>` appended, and the
+// driver's own requests send it as a bearer token; unset: no token, as before authentication),
+// RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
+// MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console on stderr), RESTART_WAIT_MS (default
+// 60000), BLOCK_WEBRTC=hang (auto-fallback: leave the WebRTC requests unanswered instead of
+// refusing them).
 import { chromium } from 'playwright-core'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { randomBytes } from 'node:crypto'
 
 const scenario = process.argv[2]
 const trainArg = process.argv[3] ?? process.env.TRAIN
@@ -32,6 +45,7 @@ const artifacts = resolve(process.env.ARTIFACTS_DIR ?? 'artifacts')
 const measureMs = Number(process.env.MEASURE_MS ?? 5000)
 const restartWaitMs = Number(process.env.RESTART_WAIT_MS ?? 60000)
 const verbose = !!process.env.E2E_VERBOSE
+const token = process.env.RAILCAST_TOKEN || null
 
 const SCENARIOS = {
   webrtc: { transport: 'webrtc', expect: 'webrtc' },
@@ -43,6 +57,8 @@ const SCENARIOS = {
   'restart-auto': { transport: 'auto', expect: 'webrtc', restart: true },
   'restart-webrtc': { transport: 'webrtc', expect: 'webrtc', restart: true },
   'restart-websocket': { transport: 'websocket', expect: 'websocket', restart: true },
+  viewer: { transport: 'auto', expect: null, access: 'viewer' },
+  'bad-token': { transport: 'auto', expect: null, access: 'bad-token' },
 }
 
 const log = (...a) => process.stderr.write(`[e2e ${new Date().toISOString().slice(11, 23)}] ${a.join(' ')}\n`)
@@ -63,6 +79,17 @@ function pct(xs, p) {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]
 }
+/** The console URL: `?query`, then `#token=…` (and more) when there is a token. */
+function consoleUrl(query, fragment = {}) {
+  const frag = Object.entries(fragment)
+    .filter(([, v]) => v)
+    .map(([k, v]) => `${k}=${encodeURIComponent(v)}`)
+    .join('&')
+  return `${base}/?${query}${frag ? `#${frag}` : ''}`
+}
+
+const bearer = (t = token) => (t ? { authorization: `Bearer ${t}` } : {})
+
 const round = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? null : Math.round(v * 10 ** d) / 10 ** d)
 
 async function pickTrain() {
@@ -71,7 +98,8 @@ async function pickTrain() {
   let last = ''
   while (Date.now() < deadline) {
     try {
-      const r = await fetch(`${base}/api/trains`)
+      const r = await fetch(`${base}/api/trains`, { headers: bearer() })
+      if (r.status === 401 || r.status === 403) fail(`GET /api/trains: ${r.status} ${await r.text()} (RAILCAST_TOKEN ${token ? 'set' : 'not set'})`)
       const trains = await r.json()
       const online = trains.filter((t) => t.online).map((t) => t.id).sort()
       if (online.length) return online[0]
@@ -92,7 +120,8 @@ async function waitFor(page, what, timeoutMs, fn, arg) {
     if (v) return v
     if (Date.now() > deadline) {
       const h = await hook(page).catch(() => null)
-      fail(`${what}: not within ${timeoutMs / 1000} s (state ${h?.state}, transport ${h?.transport}, pending ${h?.pending}, last error ${h?.lastError})`)
+      const auth = h?.authError ? `, token refused: ${h.authError}` : h?.noAssignment ? `, ${h.noAssignment}` : ''
+      fail(`${what}: not within ${timeoutMs / 1000} s (state ${h?.state}, transport ${h?.transport}, pending ${h?.pending}, last error ${h?.lastError}${auth})`)
     }
     await sleep(200)
   }
@@ -229,12 +258,7 @@ async function waitForFrames(page, expect, cameras, timeoutMs, minPainted = 10) 
   return cameras ?? h.cameras
 }
 
-async function main() {
-  const spec = SCENARIOS[scenario]
-  if (!spec) fail(`unknown scenario "${scenario}"; one of: ${Object.keys(SCENARIOS).join(', ')}`)
-  mkdirSync(artifacts, { recursive: true })
-  const train = await pickTrain()
-  Object.assign(result, { train, requested_transport: spec.transport })
+async function launch() {
   userDir = mkdtempSync(join(tmpdir(), 'railcast-console-'))
   browser = await chromium.launchPersistentContext(userDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -247,6 +271,18 @@ async function main() {
   const pageErrors = []
   page.on('pageerror', (e) => pageErrors.push(String(e)))
   if (verbose) page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`))
+  return { page, pageErrors }
+}
+
+async function main() {
+  const spec = SCENARIOS[scenario]
+  if (!spec) fail(`unknown scenario "${scenario}"; one of: ${Object.keys(SCENARIOS).join(', ')}`)
+  mkdirSync(artifacts, { recursive: true })
+  if (spec.access === 'viewer') return viewer(spec)
+  if (spec.access === 'bad-token') return badToken(spec)
+  const train = await pickTrain()
+  Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
+  const { page, pageErrors } = await launch()
 
   let blocked = 0
   if (spec.blockWebRtc) {
@@ -259,12 +295,12 @@ async function main() {
   }
 
   const t0 = Date.now()
-  await page.goto(`${base}/?transport=${spec.transport}&train=${encodeURIComponent(train)}`)
+  await page.goto(consoleUrl(`transport=${spec.transport}&train=${encodeURIComponent(train)}`, { token }))
   await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
   const cameras = await waitForFrames(page, spec.expect, null, 30000)
   result.first_frames_ms = Date.now() - t0
   const h0 = await hook(page)
-  Object.assign(result, { transport: h0.transport, cameras, remote_control_id: h0.remoteControlId })
+  Object.assign(result, { transport: h0.transport, cameras, remote_control_id: h0.remoteControlId, user: h0.user, role: h0.role })
   log(`${h0.transport}: frames on cameras ${cameras.join(', ')} after ${result.first_frames_ms} ms`)
   if (spec.blockWebRtc) {
     if (blocked === 0) fail('the WebRTC routes were never requested: did Auto try WebRTC first?')
@@ -338,6 +374,166 @@ async function main() {
     await shot(page, 'after-restart')
   }
 
+  if (pageErrors.length) result.page_errors = pageErrors
+  result.ok = true
+  result.screenshots = screenshots
+}
+
+const COMMAND_BUTTONS = ['cmd-keyframe', 'cmd-horn', 'cmd-set-speed']
+
+/** Wait for the ack row of `requestId` to settle; its status, code and message. */
+async function settled(page, requestId, timeoutMs = 20000) {
+  await waitFor(page, `answer to command ${requestId}`, timeoutMs, (id) => {
+    const row = document.querySelector(`[data-testid="ack-row"][data-request-id="${id}"]`)
+    return row && row.getAttribute('data-status') !== 'pending'
+  }, requestId)
+  const h = await hook(page)
+  const a = h.acks.find((x) => x.request_id === requestId)
+  return { request_id: requestId, status: a?.status ?? null, code: a?.code ?? null, message: a?.message ?? null }
+}
+
+/** A viewer on the remote control an admin mapped: video, yes; commands, no. */
+async function viewer(spec) {
+  const rc = process.env.RAILCAST_RC
+  if (!token) fail('viewer: set RAILCAST_TOKEN to a viewer token')
+  if (!rc) fail('viewer: set RAILCAST_RC to the remote control an admin assigned to the viewer and mapped to a train')
+  Object.assign(result, { requested_transport: spec.transport, with_token: true, requested_remote_control: rc })
+  const { page, pageErrors } = await launch()
+  const t0 = Date.now()
+  await page.goto(consoleUrl(`transport=${spec.transport}`, { token, rc }))
+  await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  result.token_removed_from_url = !page.url().includes(encodeURIComponent(token)) && !page.url().includes(token)
+  if (!result.token_removed_from_url) fail(`the token is still in the visible URL: ${page.url()}`)
+
+  await waitFor(page, 'the viewer role from GET /api/me', 15000, () => window.__railcast.role)
+  const cameras = await waitForFrames(page, spec.expect, null, 30000)
+  result.first_frames_ms = Date.now() - t0
+  const h0 = await hook(page)
+  Object.assign(result, {
+    user: h0.user,
+    role: h0.role,
+    train: h0.trainId,
+    transport: h0.transport,
+    cameras,
+    remote_control_id: h0.remoteControlId,
+    identity: (await page.getByTestId('identity').innerText()).replace(/\s+/g, ' ').trim(),
+  })
+  if (h0.role !== 'viewer') fail(`GET /api/me says role "${h0.role}", not viewer`)
+  if (h0.remoteControlId !== rc) fail(`the console connected as ${h0.remoteControlId}, not the assigned ${rc}`)
+  if (!result.identity.includes('viewer')) fail(`the header does not show the viewer role: "${result.identity}"`)
+  log(`viewer ${h0.user} on ${rc} (${h0.trainId}) over ${h0.transport}: frames on cameras ${cameras.join(', ')}`)
+
+  result.video = true
+  result.pictures = await checkPictures(page, cameras, 'viewer pictures')
+  Object.assign(result, await measure(page, cameras, Math.min(measureMs, 3000)))
+  await checkOverlay(page, cameras)
+
+  // The train list is read-only for a viewer.
+  result.train_list_read_only =
+    (await page.getByTestId('train-list').getAttribute('data-readonly')) === 'true' &&
+    (await page.locator('[data-testid^="train-select-"]').count()) === 0
+  if (!result.train_list_read_only) fail('the train list offers "watch" buttons to a viewer')
+
+  // The command buttons: disabled, with the reason; any the UI lets through must be refused.
+  const disabled = {}
+  for (const id of COMMAND_BUTTONS) disabled[id] = await page.getByTestId(id).isDisabled()
+  result.command_buttons_disabled = disabled
+  result.command_blocked = (await page.getByTestId('command-blocked').count())
+    ? (await page.getByTestId('command-blocked').innerText()).trim()
+    : null
+  result.command_ui = Object.values(disabled).every(Boolean) ? 'disabled' : 'enabled'
+  if (result.command_ui === 'enabled') {
+    const id = COMMAND_BUTTONS.find((b) => !disabled[b])
+    const before = (await hook(page)).acks.map((a) => a.request_id)
+    await page.getByTestId(id).click()
+    await waitFor(page, `a row for the ${id} click`, 5000, (old) => window.__railcast.acks.some((a) => !old.includes(a.request_id)), before)
+    const row = (await hook(page)).acks.find((a) => !before.includes(a.request_id))
+    result.ui_command = await settled(page, row.request_id)
+    if (result.ui_command.status !== 'error' || result.ui_command.code !== 'forbidden') {
+      fail(`the UI let a viewer send ${id} and the answer was ${result.ui_command.status} ${result.ui_command.code ?? ''} (${result.ui_command.message})`)
+    }
+  } else if (!result.command_blocked || !/viewer/.test(result.command_blocked)) {
+    fail(`the commands are disabled but the reason does not name the viewer role: "${result.command_blocked}"`)
+  }
+
+  // The server must refuse what the UI disables: send one past the UI.
+  const forcedId = await page.evaluate(() => window.__railcastSend({ type: 'horn', duration_ms: 100 }))
+  result.forced_command = await settled(page, forcedId)
+  if (result.forced_command.status !== 'error' || result.forced_command.code !== 'forbidden') {
+    fail(`a viewer's horn sent past the UI got ${result.forced_command.status} ${result.forced_command.code ?? ''} (${result.forced_command.message}), not command_error forbidden`)
+  }
+  result.command_error_shown = await page.getByTestId('command-error').getAttribute('data-code')
+  if (result.command_error_shown !== 'forbidden') fail(`the commands panel does not show the forbidden refusal (${result.command_error_shown})`)
+  result.command_refused = true
+
+  // Video keeps flowing after the refusal.
+  const painted = (await hook(page)).stats[cameras[0]].framesPainted
+  await waitFor(page, 'frames after the refused command', 10000, ([cam, n]) => window.__railcast.stats[cam].framesPainted > n + 5, [cameras[0], painted])
+  await shot(page, 'viewer')
+  log(`viewer: commands ${result.command_ui} ("${result.command_blocked}"), forced horn → ${result.forced_command.code}`)
+  if (pageErrors.length) result.page_errors = pageErrors
+  result.ok = true
+  result.screenshots = screenshots
+}
+
+/** A wrong token: the prompt with the server's 401 message, no video, and the console stops asking. */
+async function badToken(spec) {
+  const bad = process.env.RAILCAST_BAD_TOKEN || `wrong-${randomBytes(12).toString('hex')}`
+  // What the server itself says to this token.
+  const r = await fetch(`${base}/api/me`, { headers: bearer(bad) })
+  const text = await r.text()
+  let serverMessage = text
+  try {
+    serverMessage = JSON.parse(text).message ?? text
+  } catch {
+    // not JSON
+  }
+  Object.assign(result, { requested_transport: spec.transport, server_status: r.status, server_message: serverMessage })
+  if (r.status !== 401) fail(`GET /api/me with a wrong token answered ${r.status} (${text}), not 401`)
+
+  const { page, pageErrors } = await launch()
+  const requests = []
+  let sockets = 0
+  page.on('request', (q) => {
+    if (new URL(q.url()).pathname.startsWith('/api/')) requests.push({ at: Date.now(), path: new URL(q.url()).pathname })
+  })
+  page.on('websocket', () => sockets++)
+  await page.goto(consoleUrl(`transport=${spec.transport}`, { token: bad }))
+  await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  result.token_removed_from_url = !page.url().includes(bad)
+  await waitFor(page, 'the token prompt with the server message', 15000, () => {
+    const m = document.querySelector('[data-testid="token-prompt"] [data-testid="token-error-message"]')
+    return m && m.textContent.trim() ? true : false
+  })
+  const promptAt = Date.now()
+  result.token_prompt = await page.getByTestId('token-prompt').isVisible()
+  result.token_input = await page.getByTestId('token-input').isVisible()
+  result.auth_error = (await page.getByTestId('token-error-message').innerText()).trim()
+  if (result.auth_error !== serverMessage.trim()) fail(`the prompt says "${result.auth_error}", the server said "${serverMessage}"`)
+  if (!result.token_prompt || !result.token_input) fail('the token prompt or its input is not visible')
+
+  // No video, and no more requests, for a while.
+  await sleep(3000)
+  const h = await hook(page)
+  const canvases = await page.locator('[data-testid^="camera-canvas-"]').count()
+  const painted = Object.values(h.stats).reduce((n, s) => n + s.framesPainted, 0)
+  Object.assign(result, {
+    video: canvases > 0 || painted > 0 || !!h.transport,
+    canvases,
+    frames_painted: painted,
+    transport: h.transport,
+    state: h.state,
+    role: h.role,
+    hook_auth_error: h.authError,
+    api_requests: requests.length,
+    api_requests_after_prompt: requests.filter((q) => q.at > promptAt).map((q) => q.path),
+    websocket_attempts: sockets,
+  })
+  if (result.video) fail(`video with a wrong token: ${canvases} canvases, ${painted} frames painted, transport ${h.transport}`)
+  if (h.role) fail(`the console believes it is signed in as ${h.role}`)
+  if (result.api_requests_after_prompt.length > 1) fail(`the console kept asking the server after the 401: ${result.api_requests_after_prompt.join(', ')}`)
+  await shot(page, 'bad-token')
+  log(`bad token: prompt "${result.auth_error}", no video, ${result.api_requests} API requests (${result.api_requests_after_prompt.length} after the prompt)`)
   if (pageErrors.length) result.page_errors = pageErrors
   result.ok = true
   result.screenshots = screenshots

@@ -27,6 +27,15 @@ export interface TrainView {
 export interface RemoteControlView {
   id: string
   name: string
+  /** The only non-admin client that may use it; none: any signed-in client. */
+  owner?: string | null
   train_id?: string | null
   created_at: string
+}
+
+/** `GET /api/me`: who the token belongs to (see `roles.ts`). */
+export interface MeView {
+  name: string
+  /** `viewer`, `operator` or `admin`. */
+  role: string
 }

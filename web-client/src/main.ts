@@ -2,6 +2,7 @@ import { createApp } from 'vue'
 import { createPinia } from 'pinia'
 import App from './App.vue'
 import { useConsole } from './stores/console'
+import type { Action } from './wire/control'
 import './style.css'
 
 const app = createApp(App)
@@ -11,10 +12,16 @@ app.mount('#app')
 const store = useConsole()
 store.start()
 
-// Test hook for the end-to-end driver (e2e/console.mjs): a fresh plain snapshot on every read.
+// A console URL pasted into this tab (only the fragment changed): take its token and `rc`.
+window.addEventListener('hashchange', () => store.readFragment())
+
+// Test hooks for the end-to-end driver (e2e/console.mjs): a fresh plain snapshot on every read, and
+// a way to send a command past the UI (the server must refuse what the UI disables).
 declare global {
   interface Window {
     __railcast: ReturnType<typeof store.testHook>
+    __railcastSend: (action: Action) => string
   }
 }
 Object.defineProperty(window, '__railcast', { get: () => store.testHook(), configurable: true })
+window.__railcastSend = (action) => store.send(action).request_id

@@ -103,10 +103,13 @@ fn round2(x: f64) -> f64 {
 
 /// A live transport session of a remote control.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": 7, "remote_control_id": "rc-00c0ffee00c0ffee", "transport": "websocket", "peer": "127.0.0.1:50412", "connected_at": "2026-11-22T12:00:01.000Z", "packets_queued": 4200, "packets_sent": 4200, "bytes_sent": 4800000, "packets_dropped": 0, "frames_dropped": 0, "events_sent": 12, "commands": 1}))]
+#[schema(example = json!({"id": 7, "remote_control_id": "rc-00c0ffee00c0ffee", "client": "alice", "role": "operator", "transport": "websocket", "peer": "127.0.0.1:50412", "connected_at": "2026-11-22T12:00:01.000Z", "packets_queued": 4200, "packets_sent": 4200, "bytes_sent": 4800000, "packets_dropped": 0, "frames_dropped": 0, "events_sent": 12, "commands": 1}))]
 pub struct Session {
     pub id: u64,
     pub remote_control_id: String,
+    /// The client whose token opened it.
+    pub client: String,
+    pub role: crate::auth::Role,
     #[schema(example = "websocket")]
     pub transport: String,
     pub peer: String,
@@ -128,6 +131,8 @@ impl From<&SessionInfo> for Session {
         Self {
             id: s.id,
             remote_control_id: s.remote_control_id.clone(),
+            client: s.principal.name.clone(),
+            role: s.principal.role,
             transport: s.transport.name().into(),
             peer: s.peer.clone(),
             connected_at: rfc3339(s.connected_at),
@@ -144,10 +149,12 @@ impl From<&SessionInfo> for Session {
 
 /// An operator's console and the train it watches and drives.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "rc-00c0ffee00c0ffee", "name": "desk 1", "train_id": "train-1", "created_at": "2026-11-22T12:00:00.000Z", "sessions": []}))]
+#[schema(example = json!({"id": "rc-00c0ffee00c0ffee", "name": "desk 1", "owner": "alice", "train_id": "train-1", "created_at": "2026-11-22T12:00:00.000Z", "sessions": []}))]
 pub struct RemoteControlView {
     pub id: String,
     pub name: String,
+    /// The only non-admin client that may use it; null: any authenticated client.
+    pub owner: Option<String>,
     pub train_id: Option<String>,
     pub created_at: String,
     pub sessions: Vec<Session>,
@@ -158,6 +165,7 @@ impl RemoteControlView {
         Self {
             id: rc.id.clone(),
             name: rc.name.clone(),
+            owner: rc.owner.clone(),
             train_id: rc.train().map(|t| t.to_string()),
             created_at: rfc3339(rc.created_at),
             sessions: sessions.iter().map(|s| Session::from(&**s)).collect(),
@@ -166,11 +174,24 @@ impl RemoteControlView {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"name": "desk 1"}))]
+#[schema(example = json!({"name": "desk 1", "owner": "alice"}))]
+#[serde(deny_unknown_fields)]
 pub struct CreateRemoteControl {
     /// Display name; defaults to the generated id. At most 100 characters.
     #[serde(default)]
     pub name: Option<String>,
+    /// Name of the only non-admin client (a `name` in the credentials) allowed to open sessions
+    /// for it. Absent: any authenticated client may (viewers watch, operators also command).
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// The caller, as its token names it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "alice", "role": "operator"}))]
+pub struct Me {
+    pub name: String,
+    pub role: crate::auth::Role,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -38,6 +38,10 @@ impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
+    /// 429 for a limit that was hit (already counted).
+    pub fn limit(hit: crate::limits::LimitHit) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, hit.code(), hit.message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -45,13 +49,25 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "request failed: {}", self.message);
         }
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
         let body = ErrorBody { code: self.code.into(), message: self.message };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if unauthorized {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"railcast\""),
+            );
+        }
+        response
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let hit = crate::limits::LimitHit::new("body_size", "the request body is larger than max_body");
+            return Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("{hit}: {}", r.body_text()));
+        }
         let code = match r {
             JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
             JsonRejection::JsonSyntaxError(_) => "bad_json",

@@ -1,5 +1,6 @@
 //! The HTTP API under `/api` (JSON), health checks, the WebSocket route and the OpenAPI contract.
 
+mod caller;
 mod dto;
 mod error;
 pub mod webrtc;
@@ -11,26 +12,27 @@ use axum::{Json, Router};
 use railcast_protocol::TrainId;
 use utoipa::OpenApi;
 
+pub use caller::Caller;
 pub use dto::*;
 pub use error::{ApiError, ApiJson, ErrorBody};
 
+use crate::auth::Role;
 use crate::state::AppState;
-
-/// Largest request body the API reads.
-pub const MAX_BODY: usize = 64 * 1024;
 /// Longest remote-control name.
 pub const MAX_NAME: usize = 100;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "railcast", description = "Live train video relay: QUIC ingest, fan-out to remote controls over WebSocket and WebRTC data channels.\n\nEvery error response has the `ErrorBody` shape."),
+    info(title = "railcast", description = "Live train video relay: QUIC ingest, fan-out to remote controls over WebSocket and WebRTC data channels.\n\nEvery error response has the `ErrorBody` shape. Every `/api` route except `/api/quic/certificate` and `/api/openapi.json` needs `Authorization: Bearer <token>` (401 without a valid one); each says the role it needs (403 below it). Roles: viewer < operator < admin (docs/security.md)."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     paths(
-        list_trains, get_train, list_remote_controls, create_remote_control, get_remote_control,
+        me, list_trains, get_train, list_remote_controls, create_remote_control, get_remote_control,
         delete_remote_control, set_train, unset_train, list_sessions, quic_certificate, metrics, healthz, readyz,
         crate::ws::upgrade, webrtc::offer, webrtc::answer, webrtc::ice_candidate, webrtc::server_candidates,
         webrtc::list, webrtc::get_one, webrtc::delete,
     ),
-    components(schemas(ErrorBody, Train, Camera, RemoteControlView, Session, CreateRemoteControl, SetTrain, QuicCertificate, Health,
+    components(schemas(ErrorBody, Me, crate::auth::Role, Train, Camera, RemoteControlView, Session, CreateRemoteControl, SetTrain, QuicCertificate, Health,
         webrtc::IceServer, webrtc::OfferRequest, webrtc::OfferResponse, webrtc::AnswerRequest, webrtc::IceCandidateRequest,
         webrtc::ServerCandidate, webrtc::ServerCandidates, webrtc::SessionView)),
     tags(
@@ -43,14 +45,30 @@ pub const MAX_NAME: usize = 100;
 )]
 pub struct ApiDoc;
 
+/// Declares the bearer-token scheme of the contract.
+#[derive(Debug)]
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A client token (docs/security.md); on /ws it may also be given as the access_token query parameter.")).build()),
+        );
+    }
+}
+
 /// The contract as served at `/api/openapi.json` and committed as `openapi/openapi.json`.
 pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default() + "\n"
 }
 
 /// The whole HTTP surface. `web_root`: the built console, served for every path not routed here.
-pub fn router(state: AppState, web_root: Option<&std::path::Path>) -> Router {
+pub fn router(state: AppState, web_root: Option<&std::path::Path>, max_body: usize) -> Router {
     let api = Router::new()
+        .route("/me", get(me))
         .route("/trains", get(list_trains))
         .route("/trains/{id}", get(get_train))
         .route("/remote-controls", get(list_remote_controls).post(create_remote_control))
@@ -92,20 +110,30 @@ pub fn router(state: AppState, web_root: Option<&std::path::Path>) -> Router {
         )),
         None => router.route("/", get(status_page)),
     };
-    router.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)).with_state(state)
+    router.layer(axum::extract::DefaultBodyLimit::max(max_body)).with_state(state)
 }
 
-/// List every train the server knows, online or not.
-#[utoipa::path(get, path = "/api/trains", tag = "trains", responses((status = 200, body = [Train])))]
-async fn list_trains(State(app): State<AppState>) -> Json<Vec<Train>> {
+/// Who the token stands for. Any role.
+#[utoipa::path(get, path = "/api/me", tag = "ops", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+async fn me(caller: Caller) -> Json<Me> {
+    Json(Me { name: caller.0.name, role: caller.0.role })
+}
+
+/// List every train the server knows, online or not. Any role.
+#[utoipa::path(get, path = "/api/trains", tag = "trains", responses((status = 200, body = [Train]), (status = 401, body = ErrorBody)))]
+async fn list_trains(_caller: Caller, State(app): State<AppState>) -> Json<Vec<Train>> {
     Json(app.hub.streams().iter().map(|s| Train::from(s.snapshot())).collect())
 }
 
-/// One train.
+/// One train. Any role.
 #[utoipa::path(get, path = "/api/trains/{id}", tag = "trains",
     params(("id" = String, Path, description = "Train id")),
-    responses((status = 200, body = Train), (status = 404, body = ErrorBody)))]
-async fn get_train(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Train>, ApiError> {
+    responses((status = 200, body = Train), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_train(
+    _caller: Caller,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Train>, ApiError> {
     let stream =
         TrainId::new(id.clone()).ok().and_then(|t| app.hub.stream(&t)).ok_or_else(|| ApiError::train_not_found(&id))?;
     Ok(Json(Train::from(stream.snapshot())))
@@ -115,86 +143,117 @@ fn view(app: &AppState, rc: &crate::remote::RemoteControl) -> RemoteControlView 
     RemoteControlView::new(rc, &app.sessions.of_remote_control(&rc.id))
 }
 
-/// List remote controls.
-#[utoipa::path(get, path = "/api/remote-controls", tag = "remote-controls", responses((status = 200, body = [RemoteControlView])))]
-async fn list_remote_controls(State(app): State<AppState>) -> Json<Vec<RemoteControlView>> {
-    Json(app.remotes.list().iter().map(|rc| view(&app, rc)).collect())
+/// List the remote controls the caller may use (an admin: all of them). Any role.
+#[utoipa::path(get, path = "/api/remote-controls", tag = "remote-controls", responses((status = 200, body = [RemoteControlView]), (status = 401, body = ErrorBody)))]
+async fn list_remote_controls(caller: Caller, State(app): State<AppState>) -> Json<Vec<RemoteControlView>> {
+    Json(
+        app.remotes.list().iter().filter(|rc| caller.0.may_use(rc.owner.as_deref())).map(|rc| view(&app, rc)).collect(),
+    )
 }
 
-/// Create a remote control (not mapped to any train yet).
+fn check_name(field: &'static str, value: Option<&str>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.trim().is_empty() || v.chars().count() > MAX_NAME || v.chars().any(char::is_control) => {
+            Err(ApiError::bad_request("bad_name", format!("{field} must be 1..={MAX_NAME} printable characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Create a remote control (not mapped to any train yet). Admin.
 #[utoipa::path(post, path = "/api/remote-controls", tag = "remote-controls", request_body = CreateRemoteControl,
-    responses((status = 201, body = RemoteControlView), (status = 400, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = RemoteControlView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn create_remote_control(
+    caller: Caller,
     State(app): State<AppState>,
     ApiJson(req): ApiJson<CreateRemoteControl>,
 ) -> Result<(StatusCode, Json<RemoteControlView>), ApiError> {
-    if let Some(name) = &req.name {
-        if name.trim().is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("bad_name", format!("name must be 1..={MAX_NAME} printable characters")));
-        }
-    }
-    let rc = app.remotes.create(req.name);
+    caller.require(Role::Admin, "creating a remote control")?;
+    check_name("name", req.name.as_deref())?;
+    check_name("owner", req.owner.as_deref())?;
+    let rc = app.remotes.create(req.name, req.owner).map_err(ApiError::limit)?;
+    app.remotes.persist();
     Ok((StatusCode::CREATED, Json(view(&app, &rc))))
 }
 
-/// One remote control, with its live sessions and their counters.
+/// One remote control, with its live sessions and their counters. Any role that may use it.
 #[utoipa::path(get, path = "/api/remote-controls/{id}", tag = "remote-controls",
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 200, body = RemoteControlView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RemoteControlView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_remote_control(
+    caller: Caller,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RemoteControlView>, ApiError> {
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
+    caller.may_use(&rc.id, rc.owner.as_deref())?;
     Ok(Json(view(&app, &rc)))
 }
 
-/// Delete a remote control; its sessions are closed.
+/// Delete a remote control; its sessions are closed. Admin.
 #[utoipa::path(delete, path = "/api/remote-controls/{id}", tag = "remote-controls",
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
-async fn delete_remote_control(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_remote_control(
+    caller: Caller,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin, "deleting a remote control")?;
     app.remotes.delete(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
+    app.remotes.persist();
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Map a remote control to a train. Live: connected sessions switch at once.
+/// Map a remote control to a train. Live: connected sessions switch at once. The train must be
+/// known (it has connected since start-up) or have a token configured (it may connect later).
+/// Admin.
 #[utoipa::path(put, path = "/api/remote-controls/{id}/train", tag = "remote-controls", request_body = SetTrain,
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 200, body = RemoteControlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RemoteControlView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn set_train(
+    caller: Caller,
     State(app): State<AppState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SetTrain>,
 ) -> Result<Json<RemoteControlView>, ApiError> {
+    caller.require(Role::Admin, "mapping a remote control")?;
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
     let train = TrainId::new(req.train_id.clone())
         .map_err(|e| ApiError::bad_request("bad_train_id", format!("train_id: {e}")))?;
-    if app.hub.stream(&train).is_none() {
+    if app.hub.stream(&train).is_none() && !app.auth.knows_train(train.as_str()) {
         return Err(ApiError::train_not_found(&req.train_id));
     }
     rc.set_train(Some(train));
+    app.remotes.persist();
     Ok(Json(view(&app, &rc)))
 }
 
-/// Unmap a remote control: its sessions stop receiving video.
+/// Unmap a remote control: its sessions stop receiving video. Admin.
 #[utoipa::path(delete, path = "/api/remote-controls/{id}/train", tag = "remote-controls",
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 200, body = RemoteControlView), (status = 404, body = ErrorBody)))]
-async fn unset_train(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<RemoteControlView>, ApiError> {
+    responses((status = 200, body = RemoteControlView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn unset_train(
+    caller: Caller,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RemoteControlView>, ApiError> {
+    caller.require(Role::Admin, "unmapping a remote control")?;
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
     rc.set_train(None);
+    app.remotes.persist();
     Ok(Json(view(&app, &rc)))
 }
 
-/// Every live transport session.
-#[utoipa::path(get, path = "/api/sessions", tag = "transports", responses((status = 200, body = [Session])))]
-async fn list_sessions(State(app): State<AppState>) -> Json<Vec<Session>> {
-    Json(app.sessions.all().iter().map(|s| Session::from(&**s)).collect())
+/// Every live transport session. Admin.
+#[utoipa::path(get, path = "/api/sessions", tag = "transports", responses((status = 200, body = [Session]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_sessions(caller: Caller, State(app): State<AppState>) -> Result<Json<Vec<Session>>, ApiError> {
+    caller.require(Role::Admin, "listing sessions")?;
+    Ok(Json(app.sessions.all().iter().map(|s| Session::from(&**s)).collect()))
 }
 
-/// The QUIC endpoint's certificate, for trains to pin.
-#[utoipa::path(get, path = "/api/quic/certificate", tag = "ops", responses((status = 200, body = QuicCertificate)))]
+/// The QUIC endpoint's certificate, for trains to pin. No token needed.
+#[utoipa::path(get, path = "/api/quic/certificate", tag = "ops", security(()), responses((status = 200, body = QuicCertificate)))]
 async fn quic_certificate(State(app): State<AppState>) -> Json<QuicCertificate> {
     Json(QuicCertificate {
         alpn: String::from_utf8_lossy(railcast_protocol::ALPN).into_owned(),
@@ -206,7 +265,7 @@ async fn quic_certificate(State(app): State<AppState>) -> Json<QuicCertificate> 
 }
 
 /// Prometheus metrics in the text exposition format (README lists them).
-#[utoipa::path(get, path = "/metrics", tag = "ops",
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String,
         example = "railcast_trains_connected 2\nrailcast_packets_in_total{transport=\"quic\"} 12345\n")))]
 async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
@@ -214,13 +273,13 @@ async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRespon
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
 /// Readiness: listeners are bound and the server is not shutting down.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
     if *app.shutdown.borrow() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"));

@@ -110,11 +110,12 @@ pub struct SessionView {
     pub counters: Option<super::Session>,
 }
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::{ApiError, ApiJson, ErrorBody};
+use super::{ApiError, ApiJson, Caller, ErrorBody};
+use crate::auth::Role;
 use crate::state::AppState;
 use crate::webrtc::SignalingError;
 
@@ -129,71 +130,94 @@ impl From<SignalingError> for ApiError {
             SignalingError::BadSdp(_) => (StatusCode::BAD_REQUEST, "bad_sdp"),
             SignalingError::BadCandidate(_) => (StatusCode::BAD_REQUEST, "bad_candidate"),
             SignalingError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "webrtc_internal"),
+            SignalingError::Forbidden(message) => return super::caller::forbidden(message.clone()),
+            SignalingError::Limit(hit) => return ApiError::limit(hit.clone()),
         };
         ApiError::new(status, code, e.to_string())
     }
 }
 
-/// Create a WebRTC session for a remote control; the server makes the offer.
+/// Create a WebRTC session for a remote control; the server makes the offer. Any role that may
+/// use the remote control.
 #[utoipa::path(post, path = "/api/webrtc/offer", tag = "webrtc", request_body = OfferRequest,
-    responses((status = 200, body = OfferResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)))]
+    responses((status = 200, body = OfferResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)))]
 pub async fn offer(
+    caller: Caller,
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ApiJson(req): ApiJson<OfferRequest>,
 ) -> Result<Json<OfferResponse>, ApiError> {
-    Ok(Json(app.webrtc.offer(&app, &req.remote_control_id).await?))
+    Ok(Json(app.webrtc.offer(&app, &req.remote_control_id, &caller.0, peer.ip()).await?))
 }
 
-/// Apply the client's answer.
+/// Apply the client's answer. The client that asked for the offer, or an admin.
 #[utoipa::path(post, path = "/api/webrtc/answer", tag = "webrtc", request_body = AnswerRequest,
-    responses((status = 204, description = "Applied"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn answer(State(app): State<AppState>, ApiJson(req): ApiJson<AnswerRequest>) -> Result<StatusCode, ApiError> {
-    app.webrtc.answer(req).await?;
+    responses((status = 204, description = "Applied"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn answer(
+    caller: Caller,
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<AnswerRequest>,
+) -> Result<StatusCode, ApiError> {
+    app.webrtc.answer(req, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Add one of the client's ICE candidates (trickle); `candidate` null or `""`: end of candidates.
+/// The client that asked for the offer, or an admin.
 #[utoipa::path(post, path = "/api/webrtc/ice-candidate", tag = "webrtc", request_body = IceCandidateRequest,
-    responses((status = 204, description = "Added"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204, description = "Added"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn ice_candidate(
+    caller: Caller,
     State(app): State<AppState>,
     ApiJson(req): ApiJson<IceCandidateRequest>,
 ) -> Result<StatusCode, ApiError> {
-    app.webrtc.candidate(req).await?;
+    app.webrtc.candidate(req, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The server's candidates found after the offer (STUN/TURN), long-polled.
+/// The server's candidates found after the offer (STUN/TURN), long-polled. The client that asked
+/// for the offer, or an admin.
 #[utoipa::path(get, path = "/api/webrtc/sessions/{id}/candidates", tag = "webrtc",
     params(("id" = String, Path, description = "Session id"), CandidatesQuery),
-    responses((status = 200, body = ServerCandidates), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ServerCandidates), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn server_candidates(
+    caller: Caller,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<CandidatesQuery>,
 ) -> Result<Json<ServerCandidates>, ApiError> {
-    Ok(Json(app.webrtc.server_candidates(&id, q.after, std::time::Duration::from_millis(q.wait_ms)).await?))
+    let wait = std::time::Duration::from_millis(q.wait_ms);
+    Ok(Json(app.webrtc.server_candidates(&id, q.after, wait, &caller.0).await?))
 }
 
-/// List WebRTC sessions with their state and counters.
-#[utoipa::path(get, path = "/api/webrtc/sessions", tag = "webrtc", responses((status = 200, body = [SessionView])))]
-pub async fn list(State(app): State<AppState>) -> Json<Vec<SessionView>> {
-    Json(app.webrtc.list())
+/// List WebRTC sessions with their state and counters. Admin.
+#[utoipa::path(get, path = "/api/webrtc/sessions", tag = "webrtc", responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(caller: Caller, State(app): State<AppState>) -> Result<Json<Vec<SessionView>>, ApiError> {
+    caller.require(Role::Admin, "listing WebRTC sessions")?;
+    Ok(Json(app.webrtc.list()))
 }
 
-/// One WebRTC session.
+/// One WebRTC session. The client that asked for the offer, or an admin.
 #[utoipa::path(get, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody)))]
-pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(app.webrtc.view(&id)?))
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    caller: Caller,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(app.webrtc.view(&id, &caller.0)?))
 }
 
-/// End a WebRTC session.
+/// End a WebRTC session. The client that asked for the offer, or an admin.
 #[utoipa::path(delete, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 204, description = "Closing"), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    app.webrtc.close(&id).await?;
+    responses((status = 204, description = "Closing"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    caller: Caller,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.webrtc.close(&id, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -149,12 +149,25 @@ impl Hub {
         Publisher { stream, generation, replaced: Some(replaced) }
     }
 
+    /// Trains known (online or not).
+    pub fn train_count(&self) -> usize {
+        self.inner.streams.len()
+    }
+
     /// Subscribe to `train`'s video and events. The subscriber first receives the cached GOP of
-    /// each camera (fast first frame) and a keyframe request is sent to the train.
-    pub fn subscribe(&self, train: &TrainId, counters: Arc<SubscriberCounters>) -> Option<Subscription> {
-        let stream = self.stream(train)?;
+    /// each camera (fast first frame) and a keyframe request is sent to the train. A train not
+    /// seen yet (mapped before it connects, or after a restart) is registered offline, and the
+    /// subscription starts when it says hello.
+    pub fn subscribe(&self, train: &TrainId, counters: Arc<SubscriberCounters>) -> Subscription {
+        let stream = Arc::clone(
+            self.inner
+                .streams
+                .entry(train.clone())
+                .or_insert_with(|| Arc::new(Stream::new(train.clone(), self.inner.config.clone())))
+                .value(),
+        );
         let id = self.inner.next_subscriber_id.fetch_add(1, Ordering::Relaxed);
-        Some(stream.subscribe(id, counters))
+        stream.subscribe(id, counters)
     }
 
     /// Send `action` to `train` and wait for its ack.

@@ -26,6 +26,20 @@ pub mod close_code {
     pub const REPLACED: u32 = 2;
     pub const SHUTDOWN: u32 = 3;
     pub const HELLO_TIMEOUT: u32 = 4;
+    /// The hello's token was missing or wrong.
+    pub const UNAUTHORIZED: u32 = 5;
+    /// A limit was hit (too many trains, too many connections from the address).
+    pub const LIMIT: u32 = 6;
+}
+
+/// What a train must pass before it may publish: its token, and the limits.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub auth: Arc<crate::auth::Auth>,
+    /// Train ids known at once (`max_trains`).
+    pub max_trains: usize,
+    /// Connections per IP address.
+    pub addresses: Arc<crate::limits::PerAddress>,
 }
 
 /// Ingest settings, from the server configuration.
@@ -96,14 +110,20 @@ pub fn transport(config: &IngestConfig) -> Result<quinn::TransportConfig, Ingest
 }
 
 /// Accept trains until `shutdown` turns true, then close every connection and wait for them.
-pub async fn serve(endpoint: quinn::Endpoint, hub: Hub, config: IngestConfig, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    hub: Hub,
+    config: IngestConfig,
+    gate: Gate,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut sessions = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let session = Session::new(hub.clone(), config.clone(), shutdown.clone());
+                let session = Session::new(hub.clone(), config.clone(), gate.clone(), shutdown.clone());
                 sessions.spawn(session.run(incoming));
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}

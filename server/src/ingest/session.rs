@@ -6,8 +6,9 @@ use railcast_protocol::control::{ErrorMessage, Welcome};
 use railcast_protocol::{ControlDecoder, ControlMessage, DecodeError};
 use tokio::sync::{mpsc, watch};
 
-use super::{close_code, IngestConfig};
+use super::{close_code, Gate, IngestConfig};
 use crate::hub::{Hub, Publisher};
+use crate::metrics::METRICS;
 
 /// Capacity of the queue of control frames waiting to be written to one train.
 const CONTROL_QUEUE: usize = 256;
@@ -30,6 +31,10 @@ enum SessionError {
     Decode(#[from] DecodeError),
     #[error("expected a hello, got {0}")]
     NotHello(&'static str),
+    #[error("train {train}: {reason}")]
+    Unauthorized { train: String, reason: crate::auth::TrainAuthError },
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitHit),
 }
 
 /// Reads control frames off the control stream.
@@ -66,12 +71,13 @@ impl FrameReader {
 pub struct Session {
     hub: Hub,
     config: IngestConfig,
+    gate: Gate,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Session {
-    pub fn new(hub: Hub, config: IngestConfig, shutdown: watch::Receiver<bool>) -> Self {
-        Self { hub, config, shutdown }
+    pub fn new(hub: Hub, config: IngestConfig, gate: Gate, shutdown: watch::Receiver<bool>) -> Self {
+        Self { hub, config, gate, shutdown }
     }
 
     pub async fn run(self, incoming: quinn::Incoming) {
@@ -88,6 +94,8 @@ impl Session {
             let (code, reason) = match e {
                 SessionError::HelloTimeout(_) => (close_code::HELLO_TIMEOUT, e.to_string()),
                 SessionError::Decode(_) | SessionError::NotHello(_) => (close_code::PROTOCOL_ERROR, e.to_string()),
+                SessionError::Unauthorized { .. } => (close_code::UNAUTHORIZED, e.to_string()),
+                SessionError::Limit(_) => (close_code::LIMIT, e.to_string()),
                 _ => (close_code::NORMAL, String::new()),
             };
             conn.close(code.into(), reason.as_bytes());
@@ -96,6 +104,7 @@ impl Session {
 
     async fn serve(mut self, conn: &quinn::Connection) -> Result<(), SessionError> {
         let remote = conn.remote_address();
+        let _slot = self.gate.addresses.acquire(remote.ip());
         let hello_timeout = self.config.hello_timeout;
         let (mut send, recv) = tokio::time::timeout(hello_timeout, conn.accept_bi())
             .await
@@ -115,6 +124,27 @@ impl Session {
             }
         };
         let train = hello.train_id.clone();
+        let _slot = match _slot {
+            Ok(slot) => slot,
+            Err(hit) => {
+                refuse(send, hit.code(), &hit.message).await;
+                return Err(hit.into());
+            }
+        };
+        if let Err(reason) = self.gate.auth.train(&train, hello.token.as_ref()) {
+            METRICS.auth_refusals.with_label_values(&["train", reason.reason()]).inc();
+            tracing::warn!(%remote, %train, "train refused: {reason}");
+            refuse(send, "unauthorized", &reason.to_string()).await;
+            return Err(SessionError::Unauthorized { train: train.to_string(), reason });
+        }
+        if self.hub.stream(&train).is_none() && self.hub.train_count() >= self.gate.max_trains {
+            let hit = crate::limits::LimitHit::new(
+                "trains",
+                format!("{} trains are known already (max_trains)", self.gate.max_trains),
+            );
+            refuse(send, hit.code(), &hit.message).await;
+            return Err(hit.into());
+        }
         tracing::info!(%remote, %train, cameras = hello.cameras.len(), "train online");
         let welcome = ControlMessage::Welcome(Welcome {
             server_time_us: crate::now_us(),

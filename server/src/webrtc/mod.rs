@@ -22,6 +22,8 @@ use webrtc::data_channel::RTCDataChannelInit;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription};
 
 use crate::api::webrtc::{AnswerRequest, IceCandidateRequest, IceServer, OfferResponse, ServerCandidates, SessionView};
+use crate::auth::{Principal, Role};
+use crate::limits::{AddressGuard, LimitHit};
 use crate::session::SessionInfo;
 use crate::state::AppState;
 use peer::{lock, PeerState, PortRange};
@@ -78,12 +80,20 @@ pub enum SignalingError {
     BadCandidate(String),
     #[error("cannot create the peer connection: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitHit),
 }
 
 /// One WebRTC session, shared by the API and its task.
 pub struct Session {
     pub id: String,
     pub remote_control_id: String,
+    /// Whose token asked for the offer; only it (or an admin) may continue the signaling.
+    pub principal: Principal,
+    /// This session's place in the per-address limit, freed when the session is gone.
+    _slot: AddressGuard,
     pub created_at: SystemTime,
     created: Instant,
     pc: Arc<dyn PeerConnection>,
@@ -147,11 +157,29 @@ impl Signaling {
         &self.config
     }
 
-    fn get(&self, id: &str) -> Result<Arc<Session>, SignalingError> {
-        self.sessions
+    /// The session `id`, if `caller` started it or is an admin.
+    fn get(&self, id: &str, caller: &Principal) -> Result<Arc<Session>, SignalingError> {
+        let s = self
+            .sessions
             .get(id)
             .map(|s| Arc::clone(s.value()))
-            .ok_or_else(|| SignalingError::UnknownSession(id.to_owned()))
+            .ok_or_else(|| SignalingError::UnknownSession(id.to_owned()))?;
+        if caller.role != Role::Admin && caller.name != s.principal.name {
+            return Err(SignalingError::Forbidden(format!(
+                "WebRTC session '{id}' was started by another client; {} may not use it",
+                caller.name
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Sessions alive (signaling or open).
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
     }
 
     /// Create a peer connection with both channels and return its offer (host candidates
@@ -160,11 +188,28 @@ impl Signaling {
         self: &Arc<Self>,
         app: &AppState,
         remote_control_id: &str,
+        caller: &Principal,
+        address: IpAddr,
     ) -> Result<OfferResponse, SignalingError> {
         let rc = app
             .remotes
             .get(remote_control_id)
             .ok_or_else(|| SignalingError::UnknownRemoteControl(remote_control_id.to_owned()))?;
+        if !caller.may_use(rc.owner.as_deref()) {
+            return Err(SignalingError::Forbidden(format!(
+                "remote control '{}' belongs to another client; {} may not use it",
+                rc.id, caller.name
+            )));
+        }
+        let max = app.limits.max_webrtc_sessions;
+        if self.sessions.len() >= max {
+            return Err(LimitHit::new(
+                "webrtc_sessions",
+                format!("{max} WebRTC sessions are open (max_webrtc_sessions)"),
+            )
+            .into());
+        }
+        let slot = app.client_addresses.acquire(address)?;
         let created = Instant::now();
         let state = PeerState::new();
         let pc = peer::build(&self.config, &self.ports, Arc::clone(&state)).await.map_err(SignalingError::Internal)?;
@@ -211,6 +256,8 @@ impl Signaling {
         let session = Arc::new(Session {
             id: id.clone(),
             remote_control_id: rc.id.clone(),
+            principal: caller.clone(),
+            _slot: slot,
             created_at: SystemTime::now(),
             created,
             pc,
@@ -231,8 +278,8 @@ impl Signaling {
         Ok(OfferResponse { session_id: id, kind: "offer".into(), sdp, ice_servers: self.config.ice_servers.clone() })
     }
 
-    pub async fn answer(&self, req: AnswerRequest) -> Result<(), SignalingError> {
-        let s = self.get(&req.session_id)?;
+    pub async fn answer(&self, req: AnswerRequest, caller: &Principal) -> Result<(), SignalingError> {
+        let s = self.get(&req.session_id, caller)?;
         if req.kind != "answer" {
             return Err(SignalingError::BadType(req.kind));
         }
@@ -262,8 +309,8 @@ impl Signaling {
     }
 
     /// Add a client candidate; `candidate` null or empty signals the end of candidates.
-    pub async fn candidate(&self, req: IceCandidateRequest) -> Result<(), SignalingError> {
-        let s = self.get(&req.session_id)?;
+    pub async fn candidate(&self, req: IceCandidateRequest, caller: &Principal) -> Result<(), SignalingError> {
+        let s = self.get(&req.session_id, caller)?;
         if s.closed.load(Ordering::Relaxed) {
             return Err(SignalingError::Closed(s.id.clone()));
         }
@@ -293,8 +340,9 @@ impl Signaling {
         id: &str,
         after: usize,
         wait: Duration,
+        caller: &Principal,
     ) -> Result<ServerCandidates, SignalingError> {
-        let s = self.get(id)?;
+        let s = self.get(id, caller)?;
         let deadline = tokio::time::Instant::now() + wait.min(Duration::from_secs(10));
         loop {
             let notified = s.peer.changed.notified();
@@ -308,8 +356,8 @@ impl Signaling {
     }
 
     /// End a session (the client's DELETE, or its task ending).
-    pub async fn close(&self, id: &str) -> Result<(), SignalingError> {
-        let s = self.get(id)?;
+    pub async fn close(&self, id: &str, caller: &Principal) -> Result<(), SignalingError> {
+        let s = self.get(id, caller)?;
         s.stop.notify_one();
         s.closed.store(true, Ordering::Relaxed);
         Ok(())
@@ -325,8 +373,8 @@ impl Signaling {
         v
     }
 
-    pub fn view(&self, id: &str) -> Result<SessionView, SignalingError> {
-        Ok(self.get(id)?.view())
+    pub fn view(&self, id: &str, caller: &Principal) -> Result<SessionView, SignalingError> {
+        Ok(self.get(id, caller)?.view())
     }
 
     /// Sessions by connection state, for metrics.

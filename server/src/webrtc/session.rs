@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use railcast_protocol::client::{ClientMessage, ServerEvent};
 use railcast_protocol::DecodeError;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::{is_finished, lock, Session, Signaling};
@@ -173,7 +173,7 @@ async fn serve(
     pc_state: &mut tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> End {
-    let guard = app.sessions.register(&rc.id, Transport::WebRtc, session.id.clone());
+    let guard = app.sessions.register(&rc.id, session.principal.clone(), Transport::WebRtc, session.id.clone());
     let info = Arc::clone(&guard.info);
     *lock(&session.info) = Some(Arc::clone(&info));
     let (mut follower, initial) = Follower::new(app, rc, Arc::clone(&info.hub));
@@ -186,10 +186,10 @@ async fn serve(
     if !send_event(command, &welcome).await || !send_event(command, &initial).await {
         return End::Reason("command channel closed");
     }
-    let inflight = Arc::new(Semaphore::new(app.ws.max_inflight_commands));
+    let mut client = dispatch::Client::new(app, session.principal.clone());
     let metrics = crate::metrics::PacketOut::new(Transport::WebRtc.name());
     for ev in early {
-        client_message(app, rc, command, &info, &inflight, ev).await;
+        client_message(app, rc, command, &info, &mut client, ev).await;
     }
     loop {
         tokio::select! {
@@ -217,7 +217,7 @@ async fn serve(
             ev = rx.recv() => match ev {
                 Some(Ev::Closed) | None => return End::Reason("data channel closed"),
                 Some(Ev::Open(_)) => {}
-                Some(ev) => client_message(app, rc, command, &info, &inflight, ev).await,
+                Some(ev) => client_message(app, rc, command, &info, &mut client, ev).await,
             },
             changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { return End::Reason("connection failed") },
             _ = session.stop.notified() => return End::Closing("closed by request".into()),
@@ -232,11 +232,11 @@ async fn client_message(
     rc: &Arc<RemoteControl>,
     command: &Arc<dyn DataChannel>,
     info: &Arc<crate::session::SessionInfo>,
-    inflight: &Arc<Semaphore>,
+    client: &mut dispatch::Client,
     ev: Ev,
 ) {
     if let Ev::Text(Channel::Command, text) = ev {
-        handle_text(app, rc, command, info, inflight, text).await;
+        handle_text(app, rc, command, info, client, text).await;
     } else {
         let ev = ServerEvent::Error {
             code: "unexpected_message".into(),
@@ -251,7 +251,7 @@ async fn handle_text(
     rc: &Arc<RemoteControl>,
     command: &Arc<dyn DataChannel>,
     info: &Arc<crate::session::SessionInfo>,
-    inflight: &Arc<Semaphore>,
+    client: &mut dispatch::Client,
     text: String,
 ) {
     let msg = match ClientMessage::parse(&text) {
@@ -262,16 +262,14 @@ async fn handle_text(
             return;
         }
     };
-    if let ClientMessage::Command { request_id, .. } = &msg {
+    if let ClientMessage::Command { request_id, command: action } = &msg {
         info.commands.fetch_add(1, Ordering::Relaxed);
-        let Ok(permit) = Arc::clone(inflight).try_acquire_owned() else {
-            let ev = ServerEvent::CommandError {
-                request_id: request_id.clone(),
-                code: "too_many_commands".into(),
-                message: format!("at most {} commands may be in flight per session", app.ws.max_inflight_commands),
-            };
-            let _ = send_event(command, &ev).await;
-            return;
+        let permit = match client.admit_command(request_id, action) {
+            Ok(p) => p,
+            Err(refusal) => {
+                let _ = send_event(command, &refusal).await;
+                return;
+            }
         };
         let (app, rc, command) = (app.clone(), Arc::clone(rc), Arc::clone(command));
         tokio::spawn(async move {

@@ -45,6 +45,9 @@ impl Default for WsConfig {
 pub struct WsQuery {
     /// The remote control this connection speaks for.
     pub remote_control_id: String,
+    /// The client token, for browsers (they cannot set `Authorization` on a WebSocket).
+    #[serde(default)]
+    pub access_token: Option<String>,
 }
 
 /// Upgrade to a WebSocket for a remote control.
@@ -56,10 +59,14 @@ pub struct WsQuery {
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade request", body = crate::api::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = crate::api::ErrorBody),
+        (status = 403, description = "The remote control belongs to another client", body = crate::api::ErrorBody),
         (status = 404, description = "Unknown remote control", body = crate::api::ErrorBody),
+        (status = 429, description = "Too many sessions from this address", body = crate::api::ErrorBody),
     )
 )]
 pub async fn upgrade(
+    caller: crate::api::Caller,
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     query: Result<Query<WsQuery>, QueryRejection>,
@@ -70,7 +77,9 @@ pub async fn upgrade(
         .remotes
         .get(&q.remote_control_id)
         .ok_or_else(|| ApiError::remote_control_not_found(&q.remote_control_id))?;
+    caller.may_use(&rc.id, rc.owner.as_deref())?;
     let ws = ws?;
+    let slot = app.client_addresses.acquire(peer.ip()).map_err(ApiError::limit)?;
     let max = app.ws.max_message;
     Ok(ws
         .max_message_size(max)
@@ -79,5 +88,5 @@ pub async fn upgrade(
         // made an idle client cost ≈ 136 KB (railcast-bench memory). Clients send small JSON;
         // larger messages still arrive, in several reads.
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| Session::new(app, rc, peer.to_string()).run(socket)))
+        .on_upgrade(move |socket| Session::new(app, rc, caller.0, peer.to_string(), slot).run(socket)))
 }

@@ -8,9 +8,11 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use railcast_protocol::client::{ClientMessage, ServerEvent};
 use railcast_protocol::DecodeError;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
+use crate::auth::Principal;
 use crate::dispatch::{self, Follower, Item};
+use crate::limits::AddressGuard;
 use crate::remote::RemoteControl;
 use crate::session::{SessionInfo, Transport};
 use crate::state::AppState;
@@ -28,18 +30,22 @@ pub mod close_code {
 pub struct Session {
     app: AppState,
     rc: Arc<RemoteControl>,
+    principal: Principal,
     peer: String,
+    /// Holds this session's place in the per-address limit.
+    _slot: AddressGuard,
 }
 
 type Sink = SplitSink<WebSocket, Message>;
 
 impl Session {
-    pub fn new(app: AppState, rc: Arc<RemoteControl>, peer: String) -> Self {
-        Self { app, rc, peer }
+    pub fn new(app: AppState, rc: Arc<RemoteControl>, principal: Principal, peer: String, slot: AddressGuard) -> Self {
+        Self { app, rc, principal, peer, _slot: slot }
     }
 
     pub async fn run(self, socket: WebSocket) {
-        let guard = self.app.sessions.register(&self.rc.id, Transport::WebSocket, self.peer.clone());
+        let guard =
+            self.app.sessions.register(&self.rc.id, self.principal.clone(), Transport::WebSocket, self.peer.clone());
         let info = Arc::clone(&guard.info);
         tracing::debug!(session = info.id, remote_control = %self.rc.id, peer = %self.peer, "websocket session open");
         let (mut sink, stream) = socket.split();
@@ -56,8 +62,9 @@ impl Session {
             return;
         }
         let (out_tx, mut out_rx) = mpsc::channel::<ServerEvent>(64);
+        let client = dispatch::Client::new(&self.app, self.principal.clone());
         let mut reader =
-            tokio::spawn(read_loop(stream, self.app.clone(), Arc::clone(&self.rc), out_tx, Arc::clone(&info)));
+            tokio::spawn(read_loop(stream, self.app.clone(), Arc::clone(&self.rc), client, out_tx, Arc::clone(&info)));
         let mut shutdown = self.app.shutdown.clone();
         let batch = self.app.ws.batch.max(1);
         let metrics = crate::metrics::PacketOut::new(Transport::WebSocket.name());
@@ -126,10 +133,10 @@ async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     app: AppState,
     rc: Arc<RemoteControl>,
+    mut client: dispatch::Client,
     out: mpsc::Sender<ServerEvent>,
     info: Arc<SessionInfo>,
 ) -> Option<(u16, String)> {
-    let inflight = Arc::new(Semaphore::new(app.ws.max_inflight_commands));
     while let Some(msg) = stream.next().await {
         let text = match msg {
             Ok(Message::Text(t)) => t,
@@ -167,18 +174,16 @@ async fn read_loop(
                 continue;
             }
         };
-        if let ClientMessage::Command { request_id, .. } = &msg {
+        if let ClientMessage::Command { request_id, command: action } = &msg {
             info.commands.fetch_add(1, Ordering::Relaxed);
-            let Ok(permit) = Arc::clone(&inflight).try_acquire_owned() else {
-                let ev = ServerEvent::CommandError {
-                    request_id: request_id.clone(),
-                    code: "too_many_commands".into(),
-                    message: format!("at most {} commands may be in flight per session", app.ws.max_inflight_commands),
-                };
-                if out.send(ev).await.is_err() {
-                    return None;
+            let permit = match client.admit_command(request_id, action) {
+                Ok(p) => p,
+                Err(refusal) => {
+                    if out.send(refusal).await.is_err() {
+                        return None;
+                    }
+                    continue;
                 }
-                continue;
             };
             let (app, rc, out) = (app.clone(), Arc::clone(&rc), out.clone());
             tokio::spawn(async move {

@@ -42,12 +42,14 @@ pub struct Console {
 }
 
 impl Console {
-    /// Start `console.mjs SCENARIO` against `base_url` (`http://localhost:PORT`: a secure context).
-    pub fn spawn(base_url: &str, scenario: &str, artifacts: &Path, env: &[(&str, &str)]) -> Console {
+    /// Start `console.mjs SCENARIO` against `base_url` (`http://localhost:PORT`: a secure context),
+    /// opening the console with `token` (`#token=…`).
+    pub fn spawn(base_url: &str, scenario: &str, artifacts: &Path, token: &str, env: &[(&str, &str)]) -> Console {
         let mut child = Command::new("node")
             .arg(web_client().join("e2e/console.mjs"))
             .arg(scenario)
             .env("BASE_URL", base_url)
+            .env("RAILCAST_TOKEN", token)
             .env("ARTIFACTS_DIR", artifacts)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -124,8 +126,13 @@ pub async fn stream_over(test: &str, transport: &str, label: &str) {
     let server = super::Server::start(&dir, &["--web-root", &root]).await;
     let _sim = super::Sim::start(&dir, &server, VGA_30);
     let port = server.http.rsplit(':').next().expect("port");
-    let console =
-        Console::spawn(&format!("http://localhost:{port}"), transport, &artifacts(test), &[("MEASURE_MS", "10000")]);
+    let console = Console::spawn(
+        &format!("http://localhost:{port}"),
+        transport,
+        &artifacts(test),
+        server.token("admin"),
+        &[("MEASURE_MS", "10000")],
+    );
     let r = console.finish(Duration::from_secs(120)).await;
     report(label, &r);
     assert_eq!(r["transport"], transport);

@@ -1,5 +1,10 @@
 //! Test harness: the real `railcast-server` and `railcast-train-sim` binaries as processes on
 //! loopback, a plain HTTP client, and WebSocket clients that reassemble and verify frames.
+//!
+//! Credentials: unless a test passes `--auth-file`, the server generates demo credentials and
+//! writes them to the scratch directory; [`Server`] keeps the tokens, [`Sim`] is given the file,
+//! and [`api`] and [`Server::ws_url`] act as the admin (use [`api_as`] and
+//! [`Server::ws_url_as`] for other roles or none).
 #![allow(dead_code)]
 
 pub mod console;
@@ -49,16 +54,34 @@ pub struct Server {
     pub quic: String,
     pub fingerprint: String,
     pub log: PathBuf,
+    /// Generated client tokens by role ("admin", "operator", "viewer"); empty with `--auth-file`.
+    pub tokens: HashMap<String, String>,
+    /// The generated credentials file (train tokens), for the simulator.
+    pub credentials: Option<PathBuf>,
+}
+
+/// Admin token of each server started by this test binary, by HTTP address, for [`api`].
+static ADMIN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn admin_token_for(url: &str) -> Option<String> {
+    let list = ADMIN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    list.iter().rev().find(|(addr, _)| url.contains(&format!("//{addr}/"))).map(|(_, t)| t.clone())
 }
 
 impl Server {
     pub async fn start(dir: &Path, args: &[&str]) -> Server {
-        let log = dir.join(format!("server-{}.log", rand_suffix()));
+        let n = rand_suffix();
+        let log = dir.join(format!("server-{n}.log"));
         let mut cmd = Command::new(bin("railcast-server"));
         for (flag, default) in [("--http-addr", "127.0.0.1:0"), ("--quic-addr", "127.0.0.1:0")] {
             if !args.contains(&flag) {
                 cmd.args([flag, default]);
             }
+        }
+        let generated = !args.contains(&"--auth-file");
+        let credentials = dir.join(format!("credentials-{n}.toml"));
+        if generated && !args.contains(&"--credentials-out") {
+            cmd.arg("--credentials-out").arg(&credentials);
         }
         let mut child = cmd
             .args(args)
@@ -71,6 +94,8 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let (mut http, mut quic, mut fp) = (None, None, None);
+        let mut tokens = HashMap::new();
+        let mut trains_line = false;
         let read = async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
                 if let Some(a) = line.strip_prefix("listening http ") {
@@ -79,8 +104,13 @@ impl Server {
                     quic = Some(a.to_owned());
                 } else if let Some(f) = line.strip_prefix("quic certificate sha256 ") {
                     fp = Some(f.to_owned());
+                } else if let Some(t) = line.strip_prefix("token ") {
+                    let f: Vec<&str> = t.split(' ').collect();
+                    tokens.insert(f[0].to_owned(), f[2].to_owned());
+                } else if line.starts_with("train token") {
+                    trains_line = true;
                 }
-                if http.is_some() && quic.is_some() && fp.is_some() {
+                if http.is_some() && quic.is_some() && fp.is_some() && (!generated || trains_line) {
                     return;
                 }
             }
@@ -88,15 +118,42 @@ impl Server {
         tokio::time::timeout(Duration::from_secs(20), read).await.expect("server did not print its addresses");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, http: http.expect("http"), quic: quic.expect("quic"), fingerprint: fp.expect("fp"), log }
+        let http = http.expect("http");
+        if let Some(admin) = tokens.get("admin") {
+            ADMIN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((http.clone(), admin.clone()));
+        }
+        let credentials = (generated && credentials.exists()).then_some(credentials);
+        Server { child, http, quic: quic.expect("quic"), fingerprint: fp.expect("fp"), log, tokens, credentials }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
 
+    /// The generated token of `role`.
+    pub fn token(&self, role: &str) -> &str {
+        self.tokens.get(role).map(String::as_str).unwrap_or_else(|| panic!("no generated {role} token"))
+    }
+
+    /// `/ws` for a remote control, as the admin.
     pub fn ws_url(&self, rc: &str) -> String {
-        format!("ws://{}/ws?remote_control_id={rc}", self.http)
+        self.ws_url_as(rc, self.tokens.get("admin").map(String::as_str))
+    }
+
+    /// `/ws` for a remote control with `token` (none: no credentials at all).
+    pub fn ws_url_as(&self, rc: &str, token: Option<&str>) -> String {
+        match token {
+            Some(t) => format!("ws://{}/ws?remote_control_id={rc}&access_token={t}", self.http),
+            None => format!("ws://{}/ws?remote_control_id={rc}", self.http),
+        }
+    }
+
+    /// The generated token of a train, from the credentials file.
+    pub fn train_token(&self, train: &str) -> String {
+        let path = self.credentials.as_ref().expect("generated credentials");
+        let file: railcast_server::auth::CredentialsFile =
+            toml::from_str(&std::fs::read_to_string(path).expect("read credentials")).expect("credentials");
+        file.trains.get(train).unwrap_or_else(|| panic!("no token for {train}")).clone()
     }
 
     pub fn signal(&self, sig: &str) {
@@ -126,7 +183,11 @@ impl Sim {
         let n = rand_suffix();
         let manifest = dir.join(format!("manifest-{n}.jsonl"));
         let log = dir.join(format!("sim-{n}.log"));
-        let child = Command::new(bin("railcast-train-sim"))
+        let mut cmd = Command::new(bin("railcast-train-sim"));
+        if let Some(c) = &server.credentials {
+            cmd.arg("--credentials").arg(c);
+        }
+        let child = cmd
             .args(["--server", &server.url("")])
             .arg("--manifest")
             .arg(&manifest)
@@ -188,11 +249,19 @@ impl Manifest {
     }
 }
 
-/// Plain HTTP/1.1 JSON calls.
+/// Plain HTTP/1.1 JSON calls, as the admin of the server at `url`.
 pub async fn api(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    api_as(admin_token_for(url).as_deref(), method, url, body).await
+}
+
+/// Plain HTTP/1.1 JSON calls with `token` as the bearer (none: no `Authorization`).
+pub async fn api_as(token: Option<&str>, method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
     let payload = match body {
         Some(v) => {
             req = req.header("content-type", "application/json");
@@ -216,6 +285,9 @@ pub async fn raw(method: &str, url: &str, content_type: Option<&str>, body: &[u8
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(t) = admin_token_for(url) {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
@@ -292,8 +364,13 @@ pub async fn read_control(recv: &mut quinn::RecvStream) -> Option<railcast_proto
     }
 }
 
-/// A hello for one 320×240 camera.
-pub fn hello(train_id: &str) -> railcast_protocol::ControlMessage {
+/// A hello for one 320×240 camera, with the train's token.
+pub fn hello(server: &Server, train_id: &str) -> railcast_protocol::ControlMessage {
+    hello_with(train_id, Some(server.train_token(train_id)))
+}
+
+/// A hello for one 320×240 camera with `token` (none: no token).
+pub fn hello_with(train_id: &str, token: Option<String>) -> railcast_protocol::ControlMessage {
     use railcast_protocol::control::{CameraInfo, Hello};
     railcast_protocol::ControlMessage::Hello(Hello {
         train_id: railcast_protocol::TrainId::new(train_id).expect("id"),
@@ -305,6 +382,7 @@ pub fn hello(train_id: &str) -> railcast_protocol::ControlMessage {
             fps: 15,
         }],
         software: None,
+        token: token.map(railcast_protocol::Secret),
     })
 }
 
@@ -319,4 +397,94 @@ pub async fn wait_no_webrtc_sessions(server: &Server) {
         assert!(tokio::time::Instant::now() < deadline, "WebRTC sessions left: {list}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A hand-driven train: says hello with its token, sends frames you give it as datagrams, and
+/// records (and acks, after `ack_delay`) every command it receives.
+pub struct RawTrain {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub commands: std::sync::Arc<std::sync::Mutex<Vec<railcast_protocol::control::Command>>>,
+}
+
+impl RawTrain {
+    pub async fn connect(server: &Server, id: &str, ack_delay: Duration) -> RawTrain {
+        let (endpoint, conn) = raw_train(server).await;
+        Self::hello(server, id, ack_delay, endpoint, conn).await
+    }
+
+    /// Connect through `via` (a relay in front of the server's QUIC port).
+    pub async fn connect_via(server: &Server, id: &str, via: std::net::SocketAddr) -> RawTrain {
+        let target = railcast_train_sim::connect::discover(&server.url("")).await.expect("discover");
+        let endpoint = railcast_train_sim::connect::endpoint(via).expect("endpoint");
+        let cfg = railcast_train_sim::connect::client_config(target.sha256, Duration::from_secs(5)).expect("config");
+        let conn = endpoint.connect_with(cfg, via, "localhost").expect("connect").await.expect("handshake");
+        Self::hello(server, id, Duration::ZERO, endpoint, conn).await
+    }
+
+    async fn hello(
+        server: &Server,
+        id: &str,
+        ack_delay: Duration,
+        endpoint: quinn::Endpoint,
+        conn: quinn::Connection,
+    ) -> RawTrain {
+        let (mut send, mut recv) = conn.open_bi().await.expect("bi");
+        send.write_all(&hello(server, id).to_bytes()).await.expect("hello");
+        match read_control(&mut recv).await {
+            Some(railcast_protocol::ControlMessage::Welcome(_)) => {}
+            other => panic!("{id}: expected a welcome, got {other:?}"),
+        }
+        let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&commands);
+        tokio::spawn(async move {
+            let mut d = railcast_protocol::ControlDecoder::new(65_536);
+            let mut buf = [0u8; 4096];
+            loop {
+                while let Ok(Some(m)) = d.next_frame() {
+                    if let railcast_protocol::ControlMessage::Command(c) = m {
+                        seen.lock().expect("lock").push(c.clone());
+                        tokio::time::sleep(ack_delay).await;
+                        let ack = railcast_protocol::ControlMessage::CommandAck(railcast_protocol::CommandAck {
+                            command_id: c.command_id,
+                            ok: true,
+                            message: "done".into(),
+                        });
+                        if send.write_all(&ack.to_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => d.push(&buf[..n]),
+                    _ => return,
+                }
+            }
+        });
+        RawTrain { endpoint, conn, commands }
+    }
+
+    /// Send one frame of `payload` on camera 0 (all chunks, or only the first `only` of them).
+    pub fn send_frame(&self, seq: u32, keyframe: bool, capture_us: u64, payload: &[u8], only: Option<usize>) -> usize {
+        use railcast_protocol::packet::{packetize, Codec, FrameMeta};
+        let meta = FrameMeta {
+            keyframe,
+            codec: Codec::H264AnnexB,
+            camera: railcast_protocol::CameraId(0),
+            seq: railcast_protocol::FrameSeq(seq),
+            capture_us,
+        };
+        let packets = packetize(meta, payload, 1150).expect("packetize");
+        let n = only.unwrap_or(packets.len()).min(packets.len());
+        for p in packets.into_iter().take(n) {
+            self.conn.send_datagram(p).expect("datagram");
+        }
+        n
+    }
+}
+
+/// SHA-256 of a frame, hex, as [`ws::Received::sha256`] has it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
 }

@@ -14,7 +14,7 @@ use webrtc::peer_connection::{
 };
 
 use super::ws::{Client, Log, Outbox, Recorder};
-use super::{api, Server};
+use super::{api_as, Server};
 
 struct Handler {
     candidates: mpsc::UnboundedSender<Option<Value>>,
@@ -38,6 +38,38 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// A client peer connection that has applied `offer` and made its answer (nothing sent).
+pub async fn answerer(offer: &str) -> Arc<dyn PeerConnection> {
+    let (cand_tx, _cand_rx) = mpsc::unbounded_channel();
+    let (dc_tx, _dc_rx) = mpsc::unbounded_channel();
+    let pc = client_peer(Handler { candidates: cand_tx, channels: dc_tx }).await;
+    pc.set_remote_description(RTCSessionDescription::offer(offer.to_owned()).expect("offer sdp"))
+        .await
+        .expect("set offer");
+    let answer = pc.create_answer(None).await.expect("answer");
+    pc.set_local_description(answer).await.expect("set answer");
+    pc
+}
+
+async fn client_peer(handler: Handler) -> Arc<dyn PeerConnection> {
+    Arc::new(
+        PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                    .with_network_types(vec![rtc::ice::network_type::NetworkType::Udp4])
+                    .build(),
+            )
+            .with_handler(Arc::new(handler) as Arc<dyn PeerConnectionEventHandler>)
+            .with_runtime(webrtc::runtime::default_runtime().expect("runtime"))
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .expect("client peer"),
+    )
+}
+
 pub struct RtcClient {
     pub client: Client,
     pub pc: Arc<dyn PeerConnection>,
@@ -47,10 +79,22 @@ pub struct RtcClient {
 }
 
 impl RtcClient {
+    /// Connect as the admin.
     pub async fn connect(server: &Server, remote_control_id: &str) -> RtcClient {
+        let admin = server.tokens.get("admin").cloned();
+        Self::connect_as(server, remote_control_id, admin.as_deref()).await
+    }
+
+    /// Connect with `token` for every signaling call.
+    pub async fn connect_as(server: &Server, remote_control_id: &str, token: Option<&str>) -> RtcClient {
         let start = Instant::now();
-        let (status, offer) =
-            api("POST", &server.url("/api/webrtc/offer"), Some(json!({"remote_control_id": remote_control_id}))).await;
+        let (status, offer) = api_as(
+            token,
+            "POST",
+            &server.url("/api/webrtc/offer"),
+            Some(json!({"remote_control_id": remote_control_id})),
+        )
+        .await;
         assert_eq!(status, 200, "{offer}");
         assert_eq!(offer["type"], "offer");
         let session_id = offer["session_id"].as_str().expect("session_id").to_owned();
@@ -59,29 +103,13 @@ impl RtcClient {
 
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let (dc_tx, mut dc_rx) = mpsc::unbounded_channel();
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_configuration(RTCConfigurationBuilder::new().build())
-                .with_setting_engine(
-                    SettingEngineBuilder::new()
-                        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                        .with_network_types(vec![rtc::ice::network_type::NetworkType::Udp4])
-                        .build(),
-                )
-                .with_handler(
-                    Arc::new(Handler { candidates: cand_tx, channels: dc_tx }) as Arc<dyn PeerConnectionEventHandler>
-                )
-                .with_runtime(webrtc::runtime::default_runtime().expect("runtime"))
-                .with_udp_addrs(vec!["127.0.0.1:0"])
-                .build()
-                .await
-                .expect("client peer"),
-        );
+        let pc = client_peer(Handler { candidates: cand_tx, channels: dc_tx }).await;
         pc.set_remote_description(RTCSessionDescription::offer(sdp).expect("offer sdp")).await.expect("set offer");
         let answer = pc.create_answer(None).await.expect("answer");
         pc.set_local_description(answer).await.expect("set answer");
         let answer_sdp = pc.local_description().await.expect("local description").sdp;
-        let (status, v) = api(
+        let (status, v) = api_as(
+            token,
             "POST",
             &server.url("/api/webrtc/answer"),
             Some(json!({"session_id": session_id, "type": "answer", "sdp": answer_sdp})),
@@ -92,6 +120,7 @@ impl RtcClient {
         // Trickle our candidates, then end-of-candidates.
         let url = server.url("/api/webrtc/ice-candidate");
         let sid = session_id.clone();
+        let token = token.map(String::from);
         tokio::spawn(async move {
             while let Some(c) = cand_rx.recv().await {
                 let body = match c {
@@ -102,7 +131,7 @@ impl RtcClient {
                     None => json!({"session_id": sid, "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}),
                 };
                 let end = body["candidate"] == "";
-                let (status, v) = api("POST", &url, Some(body)).await;
+                let (status, v) = api_as(token.as_deref(), "POST", &url, Some(body)).await;
                 assert!(status == 204 || status == 404, "ice-candidate: {status} {v}");
                 if end {
                     break;
@@ -151,6 +180,6 @@ impl RtcClient {
         }
         let setup = start.elapsed();
         let command = command.expect("command channel");
-        RtcClient { client: Client { log, out: Outbox::DataChannel(command) }, pc, session_id, setup }
+        RtcClient { client: Client { log, out: Outbox::DataChannel(command), reader: None }, pc, session_id, setup }
     }
 }

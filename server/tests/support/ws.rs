@@ -110,6 +110,17 @@ pub enum Outbox {
 pub struct Client {
     pub log: Arc<Mutex<Log>>,
     pub out: Outbox,
+    /// The WebSocket reader task: aborted on drop, so dropping a client drops its connection
+    /// (without a close frame, as when a browser tab dies).
+    pub reader: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(r) = &self.reader {
+            r.abort();
+        }
+    }
 }
 
 impl Client {
@@ -126,7 +137,7 @@ impl Client {
             }
         });
         let l = Arc::clone(&log);
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut rec = Recorder::default();
             while let Some(msg) = stream.next().await {
                 let Ok(msg) = msg else { break };
@@ -147,7 +158,7 @@ impl Client {
                 log.closed = Some((1006, "connection dropped".into()));
             }
         });
-        Client { log, out: Outbox::Ws(out) }
+        Client { log, out: Outbox::Ws(out), reader: Some(reader.abort_handle()) }
     }
 
     pub async fn send_text(&self, text: impl Into<String>) {

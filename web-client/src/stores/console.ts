@@ -1,12 +1,27 @@
 /**
- * The console's state: trains, this console's remote control and its mapping, the transport, the
- * stream figures and the commands. The hot path (packets, reassembly, decoding) lives in the
- * non-reactive {@link VideoPipeline}; the store copies its figures a few times a second.
+ * The console's state: who we are (token, role), trains, this console's remote control and its
+ * mapping, the transport, the stream figures and the commands. The hot path (packets, reassembly,
+ * decoding) lives in the non-reactive {@link VideoPipeline}; the store copies its figures a few
+ * times a second.
+ *
+ * A session starts with `GET /api/me`:
+ * - 401 (here or on any later request, or after a WebSocket that failed, checked with
+ *   `GET /api/me`): everything stops and the token prompt shows the server's message;
+ * - `admin`: the console creates its own remote control and maps it to the train picked in the
+ *   list (as before authentication existed; also what a server without `/api/me` gets);
+ * - `operator`, `viewer`: the console connects as a remote control an admin assigned, from
+ *   `GET /api/remote-controls` (see {@link chooseRemoteControl}); with none, it says so and asks
+ *   again every few seconds. The train list is read-only; a viewer's commands are disabled.
  */
 import { defineStore } from 'pinia'
 import { computed, markRaw, reactive, ref, shallowRef } from 'vue'
-import type { RemoteControlView, TrainView } from '../api'
-import { api, ApiError } from '../transport/link'
+import type { MeView, RemoteControlView, TrainView } from '../api'
+import { getToken, normalizeTokenInput, onUnauthorized, resolveToken, saveToken, setToken, type StorageLike, type TokenSource } from '../auth'
+import {
+  canCommand, canManage, chooseRemoteControl, commandBlockReason, describeCommandError, explainCommandError, noAssignmentMessage,
+  parseMe, READ_ONLY_TRAINS_NOTE, type Me,
+} from '../roles'
+import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
 import { openWebRtc } from '../transport/webrtc'
 import { openWebSocket } from '../transport/websocket'
 import { initialPolicy, phaseOf, type Kind, type Mode, type PolicyState } from '../transport/policy'
@@ -16,13 +31,22 @@ import type { OffsetEstimate } from '../stats/clock'
 import { encodeClientMessage, type ServerEvent } from '../wire/client'
 import type { Action, CameraInfo, Telemetry } from '../wire/control'
 
+/** The remote control an admin's console created for itself. */
 const KEY_RC = 'railcast.remoteControlId'
+/** The assigned remote control an operator's or viewer's console last used. */
+const KEY_ASSIGNED_RC = 'railcast.assignedRemoteControlId'
 const KEY_TRAIN = 'railcast.train'
 const KEY_MODE = 'railcast.transport'
 const TRAIN_POLL_MS = 1000
 const STATS_EVERY_MS = 250
 const COMMAND_TIMEOUT_MS = 15_000
 const KEYFRAME_REQUEST_EVERY_MS = 2000
+/** No remote control assigned yet: ask again this often. */
+export const ASSIGNMENT_POLL_MS = 3000
+/** `GET /api/me` failed (server down): try again this often. */
+const ME_RETRY_MS = 2000
+/** After a failed WebSocket, `GET /api/me` at most this often. */
+const ACCESS_CHECK_EVERY_MS = 2000
 
 export type AckStatus = 'pending' | 'ok' | 'refused' | 'error' | 'no answer' | 'not sent'
 
@@ -38,6 +62,16 @@ export interface AckEntry {
   message: string
   code?: string
   internal: boolean
+}
+
+export interface CommandErrorView {
+  request_id: string
+  label: string
+  code: string
+  /** The server's message. */
+  message: string
+  /** What the code means (`forbidden`, `rate_limited`), when known. */
+  meaning: string | null
 }
 
 export interface LogLine {
@@ -62,20 +96,61 @@ function isMode(s: string | null): s is Mode {
   return s === 'auto' || s === 'webrtc' || s === 'websocket'
 }
 
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+/** `localStorage`, or nothing when it is disabled. */
+function storage(): StorageLike | null {
+  try {
+    return localStorage
+  } catch {
+    return null
+  }
+}
+const load = (key: string) => storage()?.getItem(key) ?? null
+const persist = (key: string, value: string | null) => {
+  try {
+    if (value === null) storage()?.removeItem(key)
+    else storage()?.setItem(key, value)
+  } catch {
+    // storage disabled
+  }
+}
+
 export const useConsole = defineStore('console', () => {
   const query = new URLSearchParams(location.search)
   const qTransport = query.get('transport')
   const qTrain = query.get('train')
 
+  // Who we are.
+  const initial = resolveToken({ location, history, storage: storage() })
+  setToken(initial.token)
+  const token = ref<string | null>(initial.token)
+  const tokenSource = ref<TokenSource | null>(initial.source)
+  /** `#rc=` of the URL: the assigned remote control to use. */
+  const rcFromUrl = ref<string | null>(initial.rc)
+  const me = ref<Me | null>(null)
+  /** The server's message when it refused the token (401); the token prompt shows it. */
+  const authError = ref<string | null>(null)
+  /** Remote controls assigned to this operator or viewer (`GET /api/remote-controls`). */
+  const assigned = ref<RemoteControlView[]>([])
+  /** "no remote control is assigned to NAME yet", while waiting for one. */
+  const noAssignment = ref<string | null>(null)
+  const rcProblem = ref<string | null>(null)
+
+  const role = computed(() => me.value?.role ?? null)
+  const manages = computed(() => canManage(role.value))
+  const tokenPrompt = computed(() => authError.value !== null || (!token.value && !me.value))
+
   const trains = ref<TrainView[]>([])
   const serverReachable = ref<boolean | null>(null)
-  const rcId = ref<string | null>(localStorage.getItem(KEY_RC))
-  const desiredTrain = ref<string | null>(qTrain ?? localStorage.getItem(KEY_TRAIN))
+  const rcId = ref<string | null>(null)
+  const desiredTrain = ref<string | null>(qTrain ?? load(KEY_TRAIN))
   const mapping = reactive<{ trainId: string | null; online: boolean; cameras: CameraInfo[]; known: boolean }>({
     trainId: null, online: false, cameras: [], known: false,
   })
   const mappingProblem = ref<string | null>(null)
-  const mode = ref<Mode>(isMode(qTransport) ? qTransport : isMode(localStorage.getItem(KEY_MODE)) ? (localStorage.getItem(KEY_MODE) as Mode) : 'auto')
+  const storedMode = load(KEY_MODE)
+  const mode = ref<Mode>(isMode(qTransport) ? qTransport : isMode(storedMode) ? storedMode : 'auto')
   const policy = shallowRef<PolicyState>(initialPolicy(undefined, mode.value))
   const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, websocket: {} })
   const log = ref<LogLine[]>([])
@@ -84,14 +159,12 @@ export const useConsole = defineStore('console', () => {
   const cameraStats = shallowRef<CameraStats[]>([])
   const clock = shallowRef<OffsetEstimate | null>(null)
   const rejected = shallowRef<Record<string, number>>({})
+  const lastCommandError = ref<CommandErrorView | null>(null)
 
   const phase = computed(() => phaseOf(policy.value))
-  const commandBlocked = computed<string | null>(() => {
-    if (!policy.value.active) return 'not connected to the server'
-    if (!mapping.trainId) return 'no train is mapped to this console: pick one'
-    if (!mapping.online) return `train ${mapping.trainId} is offline`
-    return null
-  })
+  const commandBlocked = computed<string | null>(() =>
+    commandBlockReason({ role: role.value, connected: !!policy.value.active, trainId: mapping.trainId, online: mapping.online, waiting: noAssignment.value }),
+  )
   const lastAck = computed(() => acks.value.find((a) => !a.internal && a.status !== 'pending') ?? null)
 
   function note(text: string) {
@@ -103,9 +176,12 @@ export const useConsole = defineStore('console', () => {
 
   let ensuring: Promise<string> | null = null
 
-  /** This console's remote control, created (again, after a server restart) and mapped as wanted. */
+  /**
+   * The remote control to connect as (asked before every connection attempt): an admin's own,
+   * created (again, after a server restart) and mapped as wanted; or an assigned one.
+   */
   function remoteControl(): Promise<string> {
-    ensuring ??= ensureRemoteControl().finally(() => (ensuring = null))
+    ensuring ??= (manages.value ? ensureRemoteControl() : assignedRemoteControl()).finally(() => (ensuring = null))
     return ensuring
   }
 
@@ -120,9 +196,11 @@ export const useConsole = defineStore('console', () => {
       }
     }
     if (!rc) {
-      rc = await api<RemoteControlView>('POST', '/api/remote-controls', { name: `console ${new Date().toISOString().slice(0, 19)}` })
+      // Owned by this admin: the server lists owner-less remote controls to every operator and viewer.
+      const owner = me.value && me.value.name !== 'anonymous' ? { owner: me.value.name } : {}
+      rc = await api<RemoteControlView>('POST', '/api/remote-controls', { name: `console ${new Date().toISOString().slice(0, 19)}`, ...owner })
       rcId.value = rc.id
-      localStorage.setItem(KEY_RC, rc.id)
+      persist(KEY_RC, rc.id)
       note(`remote control ${rc.id} created`)
     }
     const want = desiredTrain.value
@@ -141,15 +219,79 @@ export const useConsole = defineStore('console', () => {
     return rc.id
   }
 
+  async function refreshAssigned(): Promise<RemoteControlView[]> {
+    const list = await api<RemoteControlView[]>('GET', '/api/remote-controls')
+    assigned.value = Array.isArray(list) ? list : []
+    return assigned.value
+  }
+
+  /** Connect as this assigned remote control. */
+  function useAssigned(id: string, problem: string | null) {
+    if (rcId.value !== id) note(`using remote control ${id}${problem ? ` (${problem})` : ''}`)
+    rcId.value = id
+    rcProblem.value = problem
+    noAssignment.value = null
+    persist(KEY_ASSIGNED_RC, id)
+  }
+
+  /** Nothing assigned: no links; ask again every few seconds. */
+  function waitForAssignment(gen: number) {
+    stopLinks()
+    rcId.value = null
+    const text = noAssignmentMessage(me.value?.name ?? 'you')
+    if (noAssignment.value !== text) note(text)
+    noAssignment.value = text
+    clearTimeout(retryTimer)
+    retryTimer = setTimeout(() => void connectAssigned(gen), ASSIGNMENT_POLL_MS)
+  }
+
+  async function assignedRemoteControl(): Promise<string> {
+    const gen = session
+    const list = await refreshAssigned()
+    const choice = chooseRemoteControl(list, rcFromUrl.value, rcId.value ?? load(KEY_ASSIGNED_RC))
+    if (!choice.id) {
+      if (gen === session) waitForAssignment(gen)
+      throw new Error(noAssignmentMessage(me.value?.name ?? 'you'))
+    }
+    if (gen === session) useAssigned(choice.id, choice.problem)
+    return choice.id
+  }
+
+  /** Operators and viewers: pick an assigned remote control and connect, or wait for one. */
+  async function connectAssigned(gen: number) {
+    let list: RemoteControlView[]
+    try {
+      list = await refreshAssigned()
+    } catch (e) {
+      if (gen !== session) return
+      if (!(e instanceof ApiError)) serverReachable.value = false
+      note(`remote controls: ${errorText(e)}`)
+      clearTimeout(retryTimer)
+      retryTimer = setTimeout(() => void connectAssigned(gen), ASSIGNMENT_POLL_MS)
+      return
+    }
+    if (gen !== session) return
+    const choice = chooseRemoteControl(list, rcFromUrl.value, rcId.value ?? load(KEY_ASSIGNED_RC))
+    if (!choice.id) {
+      waitForAssignment(gen)
+      return
+    }
+    useAssigned(choice.id, choice.problem)
+    startLinks()
+  }
+
   async function selectTrain(id: string | null) {
+    if (!manages.value) {
+      note(`only an admin can change the mapping: ${READ_ONLY_TRAINS_NOTE}`)
+      return
+    }
     desiredTrain.value = id
-    if (id) localStorage.setItem(KEY_TRAIN, id)
-    else localStorage.removeItem(KEY_TRAIN)
+    persist(KEY_TRAIN, id)
     try {
       if (id) await remoteControl()
       else if (rcId.value) await api('DELETE', `/api/remote-controls/${encodeURIComponent(rcId.value)}/train`)
     } catch (e) {
-      note(`mapping failed: ${e instanceof Error ? e.message : String(e)}`)
+      note(`mapping failed: ${errorText(e)}`)
     }
   }
 
@@ -163,12 +305,13 @@ export const useConsole = defineStore('console', () => {
       serverReachable.value = true
       const want = desiredTrain.value
       // After a server restart the train reappears some time after we reconnect: map it then.
-      if (want && mapping.known && mapping.trainId !== want && trains.value.some((t) => t.id === want) && now() - lastMapAttempt > 2000) {
+      if (manages.value && want && mapping.known && mapping.trainId !== want && trains.value.some((t) => t.id === want) && now() - lastMapAttempt > 2000) {
         lastMapAttempt = now()
         remoteControl().catch(() => {})
       }
-    } catch {
-      serverReachable.value = false
+    } catch (e) {
+      // An HTTP error (429, 403, …) comes from a reachable server; a 401 stops the session.
+      serverReachable.value = e instanceof ApiError
     }
   }
 
@@ -202,7 +345,7 @@ export const useConsole = defineStore('console', () => {
 
   const supervisor = markRaw(
     new Supervisor(
-      { remoteControl, open: { webrtc: openWebRtc, websocket: openWebSocket }, now },
+      { remoteControl, open: { webrtc: openWebRtc, websocket: openCheckedWebSocket }, now },
       {
         onPolicy: (s) => (policy.value = s),
         onDetail: (kind, d) => {
@@ -218,6 +361,40 @@ export const useConsole = defineStore('console', () => {
       },
     ),
   )
+
+  /**
+   * A WebSocket whose upgrade the server refused (401/403) just fails, like one that cannot reach
+   * the server: after every failure, ask `GET /api/me`, whose 401 stops everything and shows the
+   * token prompt.
+   */
+  function openCheckedWebSocket(id: string, h: LinkHandlers): Link {
+    let opened = false
+    return openWebSocket(id, {
+      ...h,
+      onOpen: () => {
+        opened = true
+        h.onOpen()
+      },
+      onClose: (reason) => {
+        h.onClose(reason)
+        void checkAccess(opened ? null : id)
+      },
+    })
+  }
+
+  let lastAccessCheck = -Infinity
+  async function checkAccess(refusedRc: string | null) {
+    const t = now()
+    if (t - lastAccessCheck < ACCESS_CHECK_EVERY_MS || !me.value) return
+    lastAccessCheck = t
+    const gen = session
+    try {
+      await api<MeView>('GET', '/api/me')
+    } catch {
+      return // 401: handled by the listener; anything else: the server is away, the link retries
+    }
+    if (gen === session && refusedRc) note(`websocket: not opened, though the token is valid: is remote control ${refusedRc} still ours?`)
+  }
 
   function onEvent(ev: ServerEvent, from: Kind, active: boolean) {
     switch (ev.type) {
@@ -310,6 +487,10 @@ export const useConsole = defineStore('console', () => {
     } else {
       entry.status = 'error'
       entry.code = ev.code
+      if (!entry.internal) {
+        lastCommandError.value = { request_id: entry.request_id, label: entry.label, code: ev.code, message: ev.message, meaning: explainCommandError(ev.code) }
+      }
+      note(`${entry.label}: refused, ${describeCommandError(ev.code, ev.message)}`)
     }
   }
 
@@ -317,24 +498,155 @@ export const useConsole = defineStore('console', () => {
 
   function setMode(m: Mode) {
     mode.value = m
-    localStorage.setItem(KEY_MODE, m)
+    persist(KEY_MODE, m)
     note(`transport: ${m}`)
-    supervisor.start(m)
+    if (linksRunning) supervisor.start(m)
+  }
+
+  // ---- session --------------------------------------------------------------------------------
+
+  /** Bumped whenever a session ends: answers to an older one are dropped. */
+  let session = 0
+  let linksRunning = false
+  let trainTimer: ReturnType<typeof setInterval> | undefined
+  let retryTimer: ReturnType<typeof setTimeout> | undefined
+
+  function startLinks() {
+    linksRunning = true
+    supervisor.start(mode.value)
+  }
+
+  /** Close every link and forget the stream. */
+  function stopLinks() {
+    if (linksRunning) supervisor.stop()
+    linksRunning = false
+    mapping.trainId = null
+    mapping.online = false
+    mapping.cameras = []
+    mapping.known = false
+    telemetry.value = null
+    pipeline.clear()
+    cameraStats.value = []
+  }
+
+  /** End the session: links, polls, timers. */
+  function halt() {
+    session++
+    ensuring = null // a lookup for the old token must not serve the next session
+    clearInterval(trainTimer)
+    trainTimer = undefined
+    clearTimeout(retryTimer)
+    retryTimer = undefined
+    stopLinks()
+  }
+
+  /** Start a session with the current token: who am I, then connect as my role allows. */
+  async function begin() {
+    halt()
+    const gen = session
+    let who: Me
+    try {
+      who = parseMe(await api<MeView>('GET', '/api/me'))
+    } catch (e) {
+      if (gen !== session) return // a 401 halted us; the prompt is up
+      if (e instanceof ApiError && e.status === 404) {
+        // A server without authentication: the console does everything, as it did before.
+        who = { name: 'anonymous', role: 'admin' }
+        note('the server has no /api/me (no authentication): full console')
+      } else {
+        if (!(e instanceof ApiError)) serverReachable.value = false
+        note(`who am I: ${errorText(e)}; trying again`)
+        retryTimer = setTimeout(() => void begin(), ME_RETRY_MS)
+        return
+      }
+    }
+    if (gen !== session) return
+    me.value = who
+    authError.value = null
+    serverReachable.value = true
+    note(`signed in as ${who.name} (${who.role})`)
+    void pollTrains()
+    trainTimer = setInterval(pollTrains, TRAIN_POLL_MS)
+    if (canManage(who.role)) {
+      rcId.value = load(KEY_RC)
+      rcProblem.value = null
+      noAssignment.value = null
+      startLinks()
+    } else {
+      rcId.value = null
+      await connectAssigned(gen)
+    }
+  }
+
+  /** The server refused the token we hold: stop, and ask for another. */
+  onUnauthorized((message, used) => {
+    if (used !== getToken()) return // an answer to a token replaced meanwhile
+    const first = authError.value === null
+    halt()
+    me.value = null
+    trains.value = []
+    assigned.value = []
+    noAssignment.value = null
+    rcId.value = null
+    authError.value = message || 'the server refused the access token'
+    if (first) note(`the server refused the access token: ${authError.value}`)
+  })
+
+  /** Use this token (typed or pasted into the prompt; a console URL with `#token=` works too). */
+  function useToken(text: string): boolean {
+    const t = normalizeTokenInput(text)
+    if (!t) return false
+    applyToken(t, 'input')
+    return true
+  }
+
+  function applyToken(t: string, source: TokenSource) {
+    setToken(t)
+    saveToken(storage(), t)
+    token.value = t
+    tokenSource.value = source
+    authError.value = null
+    me.value = null
+    note(`access token from the ${source}`)
+    if (started) void begin()
+  }
+
+  function forgetToken() {
+    setToken(null)
+    saveToken(storage(), null)
+    token.value = null
+    tokenSource.value = null
+    halt()
+    me.value = null
+    authError.value = null
+    trains.value = []
+    assigned.value = []
+    noAssignment.value = null
+    rcId.value = null
+    note('access token forgotten')
+    if (started) void begin()
+  }
+
+  /** The fragment changed (a console URL pasted into this tab): take its token and `rc`. */
+  function readFragment() {
+    const r = resolveToken({ location, history, storage: storage() })
+    const rcChanged = r.rc !== null && r.rc !== rcFromUrl.value
+    if (r.rc !== null) rcFromUrl.value = r.rc
+    if (r.source === 'fragment' && r.token !== token.value) applyToken(r.token as string, 'fragment')
+    else if (rcChanged && !manages.value && started) void begin()
   }
 
   let started = false
   function start() {
     if (started) return
     started = true
-    if (qTrain) localStorage.setItem(KEY_TRAIN, qTrain)
-    void pollTrains()
-    setInterval(pollTrains, TRAIN_POLL_MS)
+    if (qTrain) persist(KEY_TRAIN, qTrain)
     setInterval(() => {
       cameraStats.value = pipeline.stats()
       clock.value = pipeline.clockEstimate()
       rejected.value = { ...pipeline.rejected }
     }, STATS_EVERY_MS)
-    supervisor.start(mode.value)
+    void begin()
   }
 
   /** A plain snapshot for the end-to-end test (`window.__railcast`). */
@@ -360,13 +672,26 @@ export const useConsole = defineStore('console', () => {
       lastAck: la ? { request_id: la.request_id, label: la.label, status: la.status, rtt_ms: la.rtt_ms, train_rtt_ms: la.train_rtt_ms, transport: la.transport } : null,
       commandBlocked: commandBlocked.value,
       rejected: { ...pipeline.rejected },
+      user: me.value?.name ?? null,
+      role: role.value,
+      hasToken: !!token.value,
+      tokenSource: tokenSource.value,
+      tokenPrompt: tokenPrompt.value,
+      authError: authError.value,
+      assignedRemoteControls: assigned.value.map((rc) => rc.id),
+      noAssignment: noAssignment.value,
+      trainListReadOnly: !!me.value && !manages.value,
+      lastCommandError: lastCommandError.value ? { ...lastCommandError.value } : null,
+      acks: acks.value.slice(0, 10).map((a) => ({ request_id: a.request_id, label: a.label, status: a.status, code: a.code ?? null, message: a.message })),
     }
   }
 
   return {
+    token, tokenSource, me, role, authError, tokenPrompt, assigned, noAssignment, rcProblem, manages,
+    canCommand: computed(() => canCommand(role.value)),
     trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, policy, phase, details, log, telemetry,
-    acks, lastAck, cameraStats, clock, rejected, commandBlocked,
-    start, setMode, selectTrain, send, testHook,
+    acks, lastAck, lastCommandError, cameraStats, clock, rejected, commandBlocked,
+    start, setMode, selectTrain, send, testHook, useToken, forgetToken, readFragment,
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
   }
 })

@@ -2,6 +2,7 @@
  * One transport session ("link") to the server, whatever carries it: the shape every transport
  * module (WebSocket, WebRTC data channels) implements, so the rest of the console never asks which.
  */
+import { authHeaders, getToken, reportUnauthorized } from '../auth'
 import type { Kind } from './policy'
 
 export interface LinkHandlers {
@@ -25,11 +26,18 @@ export interface Link {
   close(): void
 }
 
-/** `GET` or `POST` JSON on the server; throws an Error carrying the HTTP status and error code. */
+/**
+ * A JSON request to the server with this console's token (`Authorization: Bearer …`); throws an
+ * {@link ApiError} carrying the HTTP status, the error code and the server's message. A 401 is
+ * also reported to the `onUnauthorized` listeners (see `../auth`).
+ */
 export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const token = getToken()
+  const headers: Record<string, string> = authHeaders(token)
+  if (body !== undefined) headers['content-type'] = 'application/json'
   const r = await fetch(path, {
     method,
-    headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     signal,
   })
@@ -44,13 +52,20 @@ export async function api<T>(method: string, path: string, body?: unknown, signa
     } catch {
       // not the server's JSON error shape (a proxy's page, say)
     }
-    throw new ApiError(r.status, code, `${method} ${path}: ${r.status} ${message}`.trim())
+    if (r.status === 401) reportUnauthorized(message.trim() || r.statusText || 'unauthorized', token)
+    throw new ApiError(r.status, code, `${method} ${path}: ${r.status} ${message}`.trim(), message.trim())
   }
   return (text ? JSON.parse(text) : null) as T
 }
 
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** The server's own `message` (or body), without the method and path. */
+    readonly detail: string = message,
+  ) {
     super(message)
     this.name = 'ApiError'
   }

@@ -6,7 +6,9 @@
  * Flow: POST /api/webrtc/offer → setRemoteDescription → createAnswer → POST /api/webrtc/answer;
  * our candidates are trickled with POST /api/webrtc/ice-candidate (an empty one at the end); the
  * server's late candidates are long-polled from GET /api/webrtc/sessions/{id}/candidates.
+ * Every signaling request carries the bearer token (`api`; the keepalive DELETE sets it itself).
  */
+import { authHeaders } from '../auth'
 import { api, type Link, type LinkHandlers } from './link'
 
 interface Offer {
@@ -61,7 +63,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
     }
     if (sessionId) {
       // Tell the server at once instead of letting it time the session out.
-      fetch(`/api/webrtc/sessions/${encodeURIComponent(sessionId)}`, { method: 'DELETE', keepalive: true }).catch(() => {})
+      fetch(`/api/webrtc/sessions/${encodeURIComponent(sessionId)}`, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {})
     }
   }
 

@@ -1,11 +1,18 @@
-/** The WebSocket transport: `/ws?remote_control_id=ID`; binary messages are video, text is JSON. */
+/**
+ * The WebSocket transport: `/ws?remote_control_id=ID&access_token=TOKEN` (browsers cannot set an
+ * `Authorization` header on a WebSocket); binary messages are video, text is JSON. A refused
+ * upgrade (401/403) looks like any other failure here (close code 1006): the store asks
+ * `GET /api/me` to tell a bad token from the rest.
+ */
+import { getToken } from '../auth'
 import type { Link, LinkHandlers } from './link'
 
 const STATES = ['connecting', 'open', 'closing', 'closed']
 
-export function wsUrl(remoteControlId: string, loc: Location = location): string {
+export function wsUrl(remoteControlId: string, token: string | null = getToken(), loc: Pick<Location, 'protocol' | 'host'> = location): string {
   const proto = loc.protocol === 'https:' ? 'wss:' : 'ws:'
-  return `${proto}//${loc.host}/ws?remote_control_id=${encodeURIComponent(remoteControlId)}`
+  const auth = token ? `&access_token=${encodeURIComponent(token)}` : ''
+  return `${proto}//${loc.host}/ws?remote_control_id=${encodeURIComponent(remoteControlId)}${auth}`
 }
 
 export function openWebSocket(remoteControlId: string, h: LinkHandlers): Link {

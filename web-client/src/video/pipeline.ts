@@ -109,6 +109,15 @@ export class VideoPipeline {
     if (newTrainClock) this.clock.resetTrain()
   }
 
+  /** Forget every camera and figure (signed out, or no remote control any more). */
+  clear(): void {
+    this.assembler.reset()
+    for (const c of this.cameras.values()) c.close()
+    this.cameras.clear()
+    this.bitrate.clear()
+    this.clock.resetTrain()
+  }
+
   stats(): CameraStats[] {
     const now = this.hooks.now()
     return [...this.cameras.values()].map((c) => {

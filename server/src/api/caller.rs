@@ -1,0 +1,116 @@
+//! [`Caller`]: the authenticated client of a request, from its bearer token.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+
+use super::ApiError;
+use crate::auth::{Principal, Role};
+use crate::metrics::METRICS;
+use crate::state::AppState;
+
+/// The client making the request. Extracting it refuses the request with 401 when the token is
+/// missing or unknown. The token comes from `Authorization: Bearer <token>`; on `/ws` also from
+/// the `access_token` query parameter, because browsers cannot set headers on a WebSocket.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// Refuse with 403 unless the caller has at least `role`.
+    pub fn require(&self, role: Role, what: &str) -> Result<(), ApiError> {
+        if self.0.role >= role {
+            return Ok(());
+        }
+        Err(forbidden(format!("{what} needs the {} role; {} is {}", role.name(), self.0.name, self.0.role.name())))
+    }
+
+    /// Refuse with 403 unless the caller may use a remote control owned by `owner`.
+    pub fn may_use(&self, rc_id: &str, owner: Option<&str>) -> Result<(), ApiError> {
+        if self.0.may_use(owner) {
+            return Ok(());
+        }
+        Err(forbidden(format!("remote control '{rc_id}' belongs to another client; {} may not use it", self.0.name)))
+    }
+}
+
+/// 403, counted.
+pub fn forbidden(message: String) -> ApiError {
+    METRICS.auth_refusals.with_label_values(&["client", "forbidden"]).inc();
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+fn unauthorized(reason: &'static str, message: &str) -> ApiError {
+    METRICS.auth_refusals.with_label_values(&["client", reason]).inc();
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn query_token(parts: &Parts) -> Option<String> {
+    if parts.uri.path() != "/ws" {
+        return None;
+    }
+    parts.uri.query()?.split('&').find_map(|kv| {
+        let v = kv.strip_prefix("access_token=")?;
+        Some(percent_decode(v))
+    })
+}
+
+/// Tokens are hex, but decode `%XX` in case a client escaped anything.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok())) {
+            (b'%', Some(h)) if u8::from_str_radix(h, 16).is_ok() => {
+                out.push(u8::from_str_radix(h, 16).unwrap_or(b'%'));
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = match bearer(parts) {
+            Some(t) => t.to_owned(),
+            None => match query_token(parts) {
+                Some(t) => t,
+                None => {
+                    return Err(unauthorized(
+                        "missing",
+                        "this endpoint needs a token: send `Authorization: Bearer <token>` (docs/security.md)",
+                    ))
+                }
+            },
+        };
+        match app.auth.client(&token) {
+            Some(p) => Ok(Caller(p)),
+            None => Err(unauthorized("invalid", "the token is not valid (unknown, mistyped or revoked)")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("ab%2Fc"), "ab/c");
+        assert_eq!(percent_decode("abc%"), "abc%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,182 @@
+//! Resource limits: how many trains, remote controls, WebRTC sessions and connections per address
+//! the server accepts, and how fast one client may send commands.
+//!
+//! Every refusal is counted in `railcast_limit_refusals_total{limit}` and answered with a reason:
+//! HTTP 429 (413 for bodies) with the JSON error shape, an `error` frame for trains, a
+//! `command_error` event for commands. `docs/security.md` lists the defaults.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::DashMap;
+
+use crate::metrics::METRICS;
+
+/// The configured limits.
+#[derive(Debug, Clone)]
+pub struct LimitConfig {
+    /// Trains known to the server (online or not). A new train id beyond it is refused.
+    pub max_trains: usize,
+    pub max_remote_controls: usize,
+    /// WebRTC sessions alive at once (signaling and open).
+    pub max_webrtc_sessions: usize,
+    /// Client sessions (WebSocket + WebRTC) from one IP address at once; the same number
+    /// again for train connections from one address.
+    pub max_connections_per_address: usize,
+    /// Commands per second one client session may send, sustained …
+    pub command_rate: f64,
+    /// … and in a burst.
+    pub command_burst: u32,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self {
+            max_trains: 1_000,
+            max_remote_controls: 10_000,
+            max_webrtc_sessions: 1_000,
+            max_connections_per_address: 2_048,
+            command_rate: 20.0,
+            command_burst: 40,
+        }
+    }
+}
+
+/// A limit that was hit: its name (metric label, error code suffix) and an explanation.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct LimitHit {
+    pub limit: &'static str,
+    pub message: String,
+}
+
+impl LimitHit {
+    /// Count it and return it.
+    pub fn new(limit: &'static str, message: impl Into<String>) -> Self {
+        METRICS.limit_refusals.with_label_values(&[limit]).inc();
+        tracing::debug!(limit, "limit hit");
+        Self { limit, message: message.into() }
+    }
+
+    /// The error code shown to clients: `limit_<name>`.
+    pub fn code(&self) -> &'static str {
+        match self.limit {
+            "trains" => "limit_trains",
+            "remote_controls" => "limit_remote_controls",
+            "webrtc_sessions" => "limit_webrtc_sessions",
+            "connections_per_address" => "limit_connections_per_address",
+            "command_rate" => "rate_limited",
+            _ => "limit",
+        }
+    }
+}
+
+/// Connections per IP address, held by guards.
+#[derive(Debug)]
+pub struct PerAddress {
+    max: usize,
+    what: &'static str,
+    live: DashMap<IpAddr, usize>,
+}
+
+impl PerAddress {
+    pub fn new(max: usize, what: &'static str) -> Arc<Self> {
+        Arc::new(Self { max, what, live: DashMap::new() })
+    }
+
+    /// Take one slot for `ip`, released when the guard drops.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<AddressGuard, LimitHit> {
+        let mut n = self.live.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return Err(LimitHit::new(
+                "connections_per_address",
+                format!("{ip} already has {} {} open (max_connections_per_address)", *n, self.what),
+            ));
+        }
+        *n += 1;
+        Ok(AddressGuard { owner: Arc::clone(self), ip })
+    }
+
+    /// Slots held by `ip`.
+    pub fn held(&self, ip: IpAddr) -> usize {
+        self.live.get(&ip).map_or(0, |n| *n)
+    }
+}
+
+/// One connection's slot in a [`PerAddress`].
+#[derive(Debug)]
+pub struct AddressGuard {
+    owner: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        self.owner.live.remove_if_mut(&self.ip, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { rate, burst, tokens: burst, last: Instant::now() }
+    }
+
+    /// Take one token at `now`; false when none is left.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_allows_the_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(10.0, 5);
+        assert_eq!((0..8).filter(|_| r.try_take(t0)).count(), 5);
+        assert!(!r.try_take(t0 + Duration::from_millis(50)));
+        assert!(r.try_take(t0 + Duration::from_millis(110)));
+        // A long pause refills to the burst, not beyond.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| r.try_take(later)).count(), 5);
+    }
+
+    #[test]
+    fn per_address_slots_are_released() {
+        let p = PerAddress::new(2, "sessions");
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let a = p.acquire(ip).expect("1");
+        let _b = p.acquire(ip).expect("2");
+        let err = p.acquire(ip).expect_err("3");
+        assert_eq!(err.code(), "limit_connections_per_address");
+        assert!(p.acquire([127, 0, 0, 2].into()).is_ok(), "other addresses are not affected");
+        drop(a);
+        let _c = p.acquire(ip).expect("freed");
+        assert_eq!(p.held(ip), 2);
+    }
+}

@@ -1,0 +1,362 @@
+// The console store's role-dependent behaviour, without a browser: the transports are fakes, the
+// server is a stubbed fetch, and location/history/localStorage are plain objects.
+import { createPinia, setActivePinia } from 'pinia'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { LinkHandlers } from '../src/transport/link'
+
+interface FakeLink {
+  kind: 'webrtc' | 'websocket'
+  id: string
+  h: LinkHandlers
+  closed: boolean
+  sent: string[]
+}
+
+const fake = vi.hoisted(() => {
+  const links: FakeLink[] = []
+  const open = (kind: 'webrtc' | 'websocket') => (id: string, h: LinkHandlers) => {
+    const l: FakeLink = { kind, id, h, closed: false, sent: [] }
+    links.push(l)
+    return {
+      kind,
+      send: (text: string) => {
+        if (l.closed) return false
+        l.sent.push(text)
+        return true
+      },
+      close: () => {
+        l.closed = true
+      },
+    }
+  }
+  return { links, open }
+})
+
+vi.mock('../src/transport/webrtc', () => ({ openWebRtc: fake.open('webrtc') }))
+vi.mock('../src/transport/websocket', () => ({ openWebSocket: fake.open('websocket'), wsUrl: () => 'ws://fake' }))
+
+// ---- a fake server --------------------------------------------------------------------------------
+
+interface Req {
+  method: string
+  path: string
+  auth: string | null
+  body: unknown
+}
+
+type Answer = { status: number; body?: unknown }
+type Route = (r: Req) => Answer | undefined
+
+let requests: Req[] = []
+let tokens: Record<string, { name: string; role: string }> = {}
+let assigned: Record<string, { id: string; name: string; train_id: string | null; created_at: string }[]> = {}
+let trains: unknown[] = []
+let extra: Route | null = null
+
+function serve(r: Req): Answer {
+  const x = extra?.(r)
+  if (x) return x
+  const token = r.auth?.replace(/^Bearer /, '') ?? null
+  const who = token ? tokens[token] : undefined
+  if (!who) return { status: 401, body: { code: 'unauthorized', message: token ? 'unknown access token' : 'missing access token' } }
+  if (r.method === 'GET' && r.path === '/api/me') return { status: 200, body: who }
+  if (r.method === 'GET' && r.path === '/api/trains') return { status: 200, body: trains }
+  if (who.role !== 'admin') {
+    if (r.method === 'GET' && r.path === '/api/remote-controls') return { status: 200, body: assigned[who.name] ?? [] }
+    return { status: 403, body: { code: 'forbidden', message: `${who.role}s may not do that` } }
+  }
+  if (r.method === 'POST' && r.path === '/api/remote-controls') {
+    // The console's own remote control is owned by its admin: not listed to operators and viewers.
+    if ((r.body as { owner?: string }).owner !== who.name) return { status: 400, body: { code: 'bad_request', message: 'no owner' } }
+    return { status: 201, body: { id: 'rc-new', name: 'console', train_id: null, created_at: 'now' } }
+  }
+  const put = /^\/api\/remote-controls\/([^/]+)\/train$/.exec(r.path)
+  if (r.method === 'PUT' && put) {
+    return { status: 200, body: { id: put[1], name: 'console', train_id: (r.body as { train_id: string }).train_id, created_at: 'now' } }
+  }
+  return { status: 404, body: { code: 'not_found', message: r.path } }
+}
+
+// ---- the browser globals the store reads ----------------------------------------------------------
+
+let storage: Map<string, string>
+let url: { search: string; hash: string; pathname: string }
+let replaced: string[]
+
+function page(search: string, hash: string, stored: Record<string, string> = {}) {
+  url = { search, hash, pathname: '/' }
+  storage = new Map(Object.entries(stored))
+  replaced = []
+  vi.stubGlobal('location', { ...url, protocol: 'http:', host: '127.0.0.1:8080' })
+  vi.stubGlobal('history', { replaceState: (_d: unknown, _t: string, u: string) => replaced.push(u) })
+  vi.stubGlobal('localStorage', {
+    getItem: (k: string) => storage.get(k) ?? null,
+    setItem: (k: string, v: string) => void storage.set(k, v),
+    removeItem: (k: string) => void storage.delete(k),
+  })
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] })
+  vi.resetModules()
+  fake.links.length = 0
+  requests = []
+  extra = null
+  tokens = {
+    'admin-token': { name: 'demo-admin', role: 'admin' },
+    'op-token': { name: 'demo-operator', role: 'operator' },
+    'viewer-token': { name: 'demo-viewer', role: 'viewer' },
+  }
+  assigned = {}
+  trains = [{ id: 't1', online: true, cameras: [], bitrate_bps: 0, fps: 0, packets_in: 0, frames_in: 0, subscribers: 0, connections: 0 }]
+  vi.stubGlobal('requestAnimationFrame', (cb: () => void) => setTimeout(cb, 16))
+  vi.stubGlobal('fetch', async (path: string, init: RequestInit = {}) => {
+    const headers = (init.headers ?? {}) as Record<string, string>
+    const r: Req = {
+      method: init.method ?? 'GET',
+      path: path.split('?')[0],
+      auth: headers.authorization ?? null,
+      body: typeof init.body === 'string' ? JSON.parse(init.body) : undefined,
+    }
+    requests.push(r)
+    const a = serve(r)
+    return new Response(a.body === undefined ? null : JSON.stringify(a.body), { status: a.status })
+  })
+})
+
+afterEach(() => {
+  vi.useRealTimers()
+  vi.unstubAllGlobals()
+})
+
+/** A fresh store module (and auth module) for this page. */
+async function openConsole() {
+  const { useConsole } = await import('../src/stores/console')
+  setActivePinia(createPinia())
+  const store = useConsole()
+  store.start()
+  await settle()
+  return store
+}
+
+const settle = () => vi.advanceTimersByTimeAsync(0)
+const paths = () => requests.map((r) => `${r.method} ${r.path}`)
+
+/** The link opens and the server says which train it follows. */
+async function connect(l: FakeLink, train: string | null = 't1') {
+  l.h.onOpen()
+  l.h.onText(JSON.stringify({ type: 'mapped_train_changed', train_id: train, online: true, cameras: [] }))
+  await settle()
+}
+
+function lastCommand(l: FakeLink): { request_id: string; command: { type: string } } {
+  const cmds = l.sent.map((t) => JSON.parse(t) as { type: string }).filter((m) => m.type === 'command')
+  return cmds[cmds.length - 1] as unknown as { request_id: string; command: { type: string } }
+}
+
+// ---- tests ----------------------------------------------------------------------------------------
+
+describe('console store: token sources', () => {
+  it('the URL fragment: used for every request, removed from the URL, kept in localStorage', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token&rc=rc-123', { 'railcast.token': 'viewer-token' })
+    const store = await openConsole()
+    expect(replaced).toEqual(['/?transport=websocket&train=t1#rc=rc-123'])
+    expect(storage.get('railcast.token')).toBe('admin-token')
+    expect(store.tokenSource).toBe('fragment')
+    expect(store.me).toEqual({ name: 'demo-admin', role: 'admin' })
+    expect(requests.length).toBeGreaterThan(0)
+    expect(requests.every((r) => r.auth === 'Bearer admin-token')).toBe(true)
+  })
+
+  it('localStorage when the URL has none', async () => {
+    page('?transport=websocket', '', { 'railcast.token': 'op-token' })
+    const store = await openConsole()
+    expect(store.tokenSource).toBe('storage')
+    expect(store.me?.role).toBe('operator')
+    expect(replaced).toEqual([])
+  })
+
+  it('no token: the prompt shows the server 401 message; nothing connects; a typed token starts the session', async () => {
+    page('?transport=websocket', '')
+    const store = await openConsole()
+    expect(requests[0]).toMatchObject({ path: '/api/me', auth: null })
+    expect(store.tokenPrompt).toBe(true)
+    expect(store.authError).toBe('missing access token')
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(paths()).toEqual(['GET /api/me']) // stopped: no polling with a refused token
+    expect(fake.links).toEqual([])
+
+    expect(store.useToken('  http://127.0.0.1:8080/#token=op-token  ')).toBe(true)
+    assigned['demo-operator'] = [{ id: 'rc-7', name: 'cab', train_id: 't1', created_at: 'now' }]
+    await settle()
+    expect(store.tokenPrompt).toBe(false)
+    expect(store.tokenSource).toBe('input')
+    expect(storage.get('railcast.token')).toBe('op-token')
+    expect(fake.links.map((l) => l.id)).toEqual(['rc-7'])
+  })
+})
+
+describe('console store: 401', () => {
+  it('a wrong token: prompt with the server message, no video, no retries', async () => {
+    page('?transport=websocket', '#token=wrong')
+    const store = await openConsole()
+    expect(store.tokenPrompt).toBe(true)
+    expect(store.authError).toBe('unknown access token')
+    expect(store.testHook()).toMatchObject({ tokenPrompt: true, authError: 'unknown access token', hasToken: true, transport: null, role: null })
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(requests).toHaveLength(1)
+    expect(fake.links).toEqual([])
+  })
+
+  it('a WebSocket that fails: GET /api/me tells a revoked token apart, and everything stops', async () => {
+    page('?transport=websocket', '#token=op-token')
+    assigned['demo-operator'] = [{ id: 'rc-1', name: 'cab', train_id: 't1', created_at: 'now' }]
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    expect(store.phase).toBe('connected')
+
+    delete tokens['op-token'] // revoked: the next upgrade is refused, which the browser only sees as a failure
+    const before = requests.length
+    l.h.onClose('closed 1006')
+    await settle()
+    expect(requests.slice(before).map((r) => r.path)).toContain('/api/me')
+    expect(store.authError).toBe('unknown access token')
+    expect(store.tokenPrompt).toBe(true)
+    expect(store.phase).toBe('stopped')
+    expect(store.mapping.trainId).toBeNull()
+    const n = requests.length
+    const linksBefore = fake.links.length
+    await vi.advanceTimersByTimeAsync(20_000)
+    expect(requests.length).toBe(n)
+    expect(fake.links.length).toBe(linksBefore)
+  })
+
+  it('a 401 answering a token that was replaced meanwhile is ignored', async () => {
+    page('?transport=websocket', '#token=admin-token&train=t1')
+    const { reportUnauthorized } = await import('../src/auth')
+    const store = await openConsole()
+    reportUnauthorized('stale', 'some-old-token')
+    expect(store.authError).toBeNull()
+    expect(store.me?.role).toBe('admin')
+  })
+
+  it('forget token: storage cleared, prompt shown', async () => {
+    page('?transport=websocket', '#token=admin-token')
+    const store = await openConsole()
+    store.forgetToken()
+    await settle()
+    expect(storage.has('railcast.token')).toBe(false)
+    expect(store.token).toBeNull()
+    expect(store.tokenPrompt).toBe(true)
+    expect(store.me).toBeNull()
+    expect(requests[requests.length - 1]).toMatchObject({ path: '/api/me', auth: null })
+  })
+})
+
+describe('console store: admin', () => {
+  it('creates its remote control, maps it to the train picked, and may command', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(paths()).toEqual(expect.arrayContaining(['GET /api/me', 'POST /api/remote-controls', 'PUT /api/remote-controls/rc-new/train']))
+    expect(fake.links.map((l) => [l.kind, l.id])).toEqual([['websocket', 'rc-new']])
+    await connect(fake.links[0])
+    expect(store.testHook()).toMatchObject({ role: 'admin', user: 'demo-admin', trainListReadOnly: false, remoteControlId: 'rc-new', commandBlocked: null })
+  })
+})
+
+describe('console store: operator', () => {
+  it('uses an assigned remote control (#rc= first), never creates or maps one', async () => {
+    page('?transport=websocket&train=t9', '#token=op-token&rc=rc-2', { 'railcast.assignedRemoteControlId': 'rc-1' })
+    assigned['demo-operator'] = [
+      { id: 'rc-1', name: 'a', train_id: 't1', created_at: 'now' },
+      { id: 'rc-2', name: 'b', train_id: 't1', created_at: 'now' },
+    ]
+    const store = await openConsole()
+    expect(fake.links.map((l) => l.id)).toEqual(['rc-2'])
+    expect(store.rcId).toBe('rc-2')
+    await connect(fake.links[0])
+    expect(store.commandBlocked).toBeNull()
+    expect(store.testHook()).toMatchObject({ role: 'operator', trainListReadOnly: true, assignedRemoteControls: ['rc-1', 'rc-2'] })
+
+    await store.selectTrain('t9') // read-only: no request
+    expect(paths().filter((p) => !p.startsWith('GET'))).toEqual([])
+  })
+
+  it('the stored remote control when still listed, else the first', async () => {
+    page('?transport=websocket', '#token=op-token', { 'railcast.assignedRemoteControlId': 'rc-2' })
+    assigned['demo-operator'] = [
+      { id: 'rc-1', name: 'a', train_id: 't1', created_at: 'now' },
+      { id: 'rc-2', name: 'b', train_id: 't1', created_at: 'now' },
+    ]
+    await openConsole()
+    expect(fake.links.map((l) => l.id)).toEqual(['rc-2'])
+  })
+
+  it('nothing assigned: says so, polls every few seconds, connects once an admin assigns one', async () => {
+    page('?transport=websocket', '#token=op-token')
+    const store = await openConsole()
+    expect(store.noAssignment).toBe('no remote control is assigned to demo-operator yet')
+    expect(store.commandBlocked).toBe('no remote control is assigned to demo-operator yet')
+    expect(fake.links).toEqual([])
+    const lists = () => requests.filter((r) => r.path === '/api/remote-controls').length
+    expect(lists()).toBe(1)
+    await vi.advanceTimersByTimeAsync(3000)
+    expect(lists()).toBe(2)
+    assigned['demo-operator'] = [{ id: 'rc-5', name: 'a', train_id: 't1', created_at: 'now' }]
+    await vi.advanceTimersByTimeAsync(3000)
+    expect(store.noAssignment).toBeNull()
+    expect(fake.links.map((l) => l.id)).toEqual(['rc-5'])
+  })
+
+  it('its remote control unassigned while connected: back to waiting at the next reconnect', async () => {
+    page('?transport=websocket', '#token=op-token')
+    assigned['demo-operator'] = [{ id: 'rc-5', name: 'a', train_id: 't1', created_at: 'now' }]
+    const store = await openConsole()
+    await connect(fake.links[0])
+    assigned['demo-operator'] = []
+    fake.links[0].h.onClose('closed 1008')
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(store.noAssignment).toBe('no remote control is assigned to demo-operator yet')
+    expect(store.phase).toBe('stopped')
+    expect(store.rcId).toBeNull()
+  })
+
+  it('a rate_limited command_error is shown with its code', async () => {
+    page('?transport=websocket', '#token=op-token')
+    assigned['demo-operator'] = [{ id: 'rc-1', name: 'a', train_id: 't1', created_at: 'now' }]
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    const entry = store.send({ type: 'horn', duration_ms: 100 })
+    const sent = lastCommand(l)
+    expect(sent.request_id).toBe(entry.request_id)
+    l.h.onText(JSON.stringify({ type: 'command_error', request_id: sent.request_id, code: 'rate_limited', message: 'at most 10 commands/s' }))
+    expect(store.acks[0]).toMatchObject({ status: 'error', code: 'rate_limited', message: 'at most 10 commands/s' })
+    expect(store.lastCommandError).toMatchObject({ code: 'rate_limited', meaning: 'too many commands: slow down', message: 'at most 10 commands/s' })
+    expect(store.log[0].text).toBe('horn 100 ms: refused, rate_limited: too many commands: slow down — at most 10 commands/s')
+  })
+})
+
+describe('console store: viewer', () => {
+  it('watches; commands disabled with the reason; a forced command refused as forbidden is shown', async () => {
+    page('?transport=websocket', '#token=viewer-token&rc=rc-v')
+    assigned['demo-viewer'] = [{ id: 'rc-v', name: 'wall', train_id: 't1', created_at: 'now' }]
+    const store = await openConsole()
+    const l = fake.links[0]
+    expect(l.id).toBe('rc-v')
+    await connect(l)
+    expect(store.phase).toBe('connected')
+    expect(store.mapping.trainId).toBe('t1')
+    expect(store.commandBlocked).toBe('the viewer role may watch but not command')
+    expect(store.testHook()).toMatchObject({ role: 'viewer', trainListReadOnly: true, commandBlocked: 'the viewer role may watch but not command' })
+
+    store.send({ type: 'set_speed', kmh: 10 }) // what the e2e hook does past the disabled buttons
+    const sent = lastCommand(l)
+    l.h.onText(JSON.stringify({ type: 'command_error', request_id: sent.request_id, code: 'forbidden', message: 'viewers may not command' }))
+    expect(store.acks[0]).toMatchObject({ status: 'error', code: 'forbidden' })
+    expect(store.testHook().lastCommandError).toMatchObject({ code: 'forbidden', label: 'set speed 10 km/h' })
+    expect(store.log[0].text).toContain('forbidden')
+    expect(paths().filter((p) => !p.startsWith('GET'))).toEqual([])
+  })
+})
