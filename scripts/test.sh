@@ -16,5 +16,8 @@ cargo test --workspace --locked
 # The load tool: every benchmark scenario at tiny sizes against the debug build (checks that the
 # tool works; no timing is asserted). Figures come from the full run, see docs/benchmarks.md.
 "${CARGO_TARGET_DIR:-target}/debug/railcast-bench" --smoke --json-only
+# Fuzzing smoke run: each fuzz target of the wire decoders for 15 s (libFuzzer on stable; a crash
+# fails the run and keeps the input). The longer run and its figures: docs/fuzzing.md.
+./scripts/fuzz.sh 15
 docker-compose -f docker-compose.yml config -q
 echo "docker-compose.yml: valid"

@@ -24,13 +24,7 @@ async fn viewer_watches_but_cannot_command() {
     .await;
     assert_eq!(s, 201, "{rc}");
     let rc = rc["id"].as_str().expect("id").to_owned();
-    let (s, v) = api(
-        "PUT",
-        &server.url(&format!("/api/remote-controls/{rc}/train")),
-        Some(serde_json::json!({"train_id": "train-1"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    support::set_train(&server, &rc, "train-1").await;
     let port = server.http.rsplit(':').next().expect("port");
     let console = Console::spawn(
         &format!("http://localhost:{port}"),

@@ -47,13 +47,7 @@ async fn clients_see_offline_then_whole_frames_again() {
     let dir = scratch("train_vanishes");
     let server = Server::start(&dir, &["--quic-idle-timeout", "1s", "--quic-keep-alive", "300ms"]).await;
     let rc = remote_control(&server, None).await;
-    let (s, v) = api(
-        "PUT",
-        &server.url(&format!("/api/remote-controls/{rc}/train")),
-        Some(serde_json::json!({"train_id": "train-1"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    support::set_train(&server, &rc, "train-1").await;
     let client = Client::connect(&server.ws_url(&rc)).await;
 
     // The train connects through the relay.

@@ -300,6 +300,13 @@ pub async fn raw(method: &str, url: &str, content_type: Option<&str>, body: &[u8
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// Map `rc` to `train` as the admin (the train need not be online).
+pub async fn set_train(server: &Server, rc: &str, train: &str) {
+    let url = server.url(&format!("/api/remote-controls/{rc}/train"));
+    let (status, v) = api("PUT", &url, Some(serde_json::json!({"train_id": train}))).await;
+    assert_eq!(status, 200, "{v}");
+}
+
 /// Create a remote control mapped to `train` (waits until the train is known).
 pub async fn remote_control(server: &Server, train: Option<&str>) -> String {
     let (status, rc) = api("POST", &server.url("/api/remote-controls"), Some(serde_json::json!({}))).await;
@@ -307,13 +314,7 @@ pub async fn remote_control(server: &Server, train: Option<&str>) -> String {
     let id = rc["id"].as_str().expect("id").to_owned();
     if let Some(train) = train {
         wait_for_train(server, train, true).await;
-        let (status, v) = api(
-            "PUT",
-            &server.url(&format!("/api/remote-controls/{id}/train")),
-            Some(serde_json::json!({"train_id": train})),
-        )
-        .await;
-        assert_eq!(status, 200, "{v}");
+        set_train(server, &id, train).await;
     }
     id
 }
