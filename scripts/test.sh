@@ -16,6 +16,9 @@ cargo test --workspace --locked
 # The load tool: every benchmark scenario at tiny sizes against the debug build (checks that the
 # tool works; no timing is asserted). Figures come from the full run, see docs/benchmarks.md.
 "${CARGO_TARGET_DIR:-target}/debug/railcast-bench" --smoke --json-only
+# The soak, short mode: 5 trains and 50 clients over both transports for 20 s; fails on a panic, a
+# client error or delivery below 99 % (the 10-minute run: scripts/soak.sh, docs/benchmarks.md).
+./scripts/soak.sh --short
 # Fuzzing smoke run: each fuzz target of the wire decoders for 15 s (libFuzzer on stable; a crash
 # fails the run and keeps the input). The longer run and its figures: docs/fuzzing.md.
 ./scripts/fuzz.sh 15

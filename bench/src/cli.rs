@@ -8,6 +8,8 @@ use clap::Parser;
 use crate::server::ServerOpts;
 
 pub const SCENARIOS: &[&str] = &["ws-fanout", "dc-fanout", "many-trains", "webrtc-setup", "memory", "churn"];
+/// Run only when named with `--scenario` (not part of `all`, nor of `--smoke`).
+pub const BY_NAME_ONLY: &[&str] = &["soak"];
 
 /// Load and benchmark tool for railcast: starts the real railcast-server on loopback, drives it
 /// with synthetic trains (QUIC) and WebSocket/WebRTC remote controls, and prints one JSON object
@@ -16,9 +18,9 @@ pub const SCENARIOS: &[&str] = &["ws-fanout", "dc-fanout", "many-trains", "webrt
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
     /// Scenario to run (repeatable): ws-fanout, dc-fanout, many-trains, webrtc-setup, memory,
-    /// churn, all. Default: all.
+    /// churn, all, soak. Default: all. `soak` is not part of `all` and runs only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "dc-fanout", "many-trains", "webrtc-setup", "memory", "churn", "all"]))]
+        ["ws-fanout", "dc-fanout", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
@@ -42,6 +44,15 @@ pub struct Opts {
     /// churn: connect/disconnect cycles per transport [default: 1000].
     #[arg(long)]
     pub churn_cycles: Option<usize>,
+    /// soak: how long the trains stream to the clients (e.g. 30s, 10m).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub soak_duration: Duration,
+    /// soak: time between samples (shortened so that a run has at least 6).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub soak_interval: Duration,
+    /// soak: bitrate of each of its 5 trains, bit/s; k and M suffixes allowed.
+    #[arg(long, default_value = "1M", value_parser = parse_rate)]
+    pub soak_bitrate: u64,
     /// Measurement time of each fan-out step.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -121,6 +132,9 @@ pub struct Ctx {
     pub ws_connect_concurrency: usize,
     /// Pause after a fan-out is built, before the window opens (GOP bursts, keyframe requests).
     pub settle: Duration,
+    pub soak_duration: Duration,
+    pub soak_interval: Duration,
+    pub soak_bitrate: u64,
 }
 
 impl Ctx {
@@ -159,6 +173,9 @@ impl Ctx {
             rtc_connect_concurrency: o.rtc_connect_concurrency.max(1),
             ws_connect_concurrency: o.ws_connect_concurrency.max(1),
             settle: if smoke { Duration::from_millis(300) } else { Duration::from_secs(1) },
+            soak_duration: o.soak_duration.max(Duration::from_secs(1)),
+            soak_interval: o.soak_interval.max(Duration::from_millis(100)),
+            soak_bitrate: o.soak_bitrate,
         }
     }
 }

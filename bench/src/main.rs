@@ -6,7 +6,7 @@
 //! - [`ws_client`], [`rtc_client`]: remote controls that read only packet headers.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
-//! - [`fanout`], [`setup`], [`memory`], [`churn`]: the scenarios.
+//! - [`fanout`], [`setup`], [`memory`], [`churn`], [`soak`]: the scenarios.
 //! - [`report`]: JSON lines and tables with the targets.
 
 mod churn;
@@ -18,6 +18,7 @@ mod report;
 mod rtc_client;
 mod server;
 mod setup;
+mod soak;
 mod stats;
 mod train;
 mod ws_client;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use crate::cli::{Ctx, Opts, SCENARIOS};
+use crate::cli::{Ctx, Opts, BY_NAME_ONLY, SCENARIOS};
 use crate::fanout::Transport;
 use crate::report::{Env, Outcome, ScenarioReport};
 use crate::server::ServerOpts;
@@ -85,11 +86,13 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         smoke: opts.smoke,
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
-    let mut chosen: Vec<&str> = if opts.scenarios.is_empty() || opts.scenarios.iter().any(|s| s == "all") {
-        SCENARIOS.to_vec()
-    } else {
-        SCENARIOS.iter().copied().filter(|s| opts.scenarios.iter().any(|o| o == s)).collect()
-    };
+    let all = opts.scenarios.is_empty() || opts.scenarios.iter().any(|s| s == "all");
+    let mut chosen: Vec<&str> = SCENARIOS
+        .iter()
+        .chain(BY_NAME_ONLY)
+        .copied()
+        .filter(|s| (all && SCENARIOS.contains(s)) || opts.scenarios.iter().any(|o| o == s))
+        .collect();
     chosen.dedup();
     if !opts.json_only {
         eprint!("{}", report::render_env(&env));
@@ -106,11 +109,18 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
                 "many-trains" => fanout::many_trains(&ctx).await,
                 "webrtc-setup" => setup::run(&ctx).await,
                 "memory" => memory::run(&ctx).await,
+                "soak" => soak::run(&ctx).await,
                 _ => churn::run(&ctx).await,
             }
         };
         // Every scenario is bounded in time, whatever happens inside it.
-        let budget = if opts.smoke { Duration::from_secs(40) } else { Duration::from_secs(30 * 60) };
+        let budget = if name == "soak" {
+            ctx.soak_duration + Duration::from_secs(5 * 60)
+        } else if opts.smoke {
+            Duration::from_secs(40)
+        } else {
+            Duration::from_secs(30 * 60)
+        };
         let outcome: Outcome = match tokio::time::timeout(budget, scenario).await {
             Ok(o) => o,
             Err(_) => {
