@@ -163,3 +163,21 @@ async fn command_rate() {
     let e = other.wait_event("o", |e| e["request_id"] == "o").await;
     assert_eq!(e["type"], "command_ack", "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_train_connections_per_address() {
+    let dir = scratch("limit_train_connections");
+    let server = Server::start(&dir, &["--max-connections-per-address", "1"]).await;
+    let _one = RawTrain::connect(&server, "train-1", Duration::ZERO).await;
+    // A second QUIC connection from 127.0.0.1 is closed at once, before its hello.
+    let (_ep, conn) = raw_train(&server).await;
+    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.expect("closed in time") {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(6), "close code LIMIT");
+            let reason = String::from_utf8_lossy(&c.reason).into_owned();
+            assert!(reason.contains("max_connections_per_address"), "{reason}");
+        }
+        other => panic!("unexpected close {other}"),
+    }
+    assert_eq!(refusals(&server, "connections_per_address").await, 1);
+}

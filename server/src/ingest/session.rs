@@ -104,7 +104,9 @@ impl Session {
 
     async fn serve(mut self, conn: &quinn::Connection) -> Result<(), SessionError> {
         let remote = conn.remote_address();
-        let _slot = self.gate.addresses.acquire(remote.ip());
+        // Before anything else: a flood of connections from one address is closed at once (the
+        // close reason says why).
+        let _slot = self.gate.addresses.acquire(remote.ip())?;
         let hello_timeout = self.config.hello_timeout;
         let (mut send, recv) = tokio::time::timeout(hello_timeout, conn.accept_bi())
             .await
@@ -124,13 +126,6 @@ impl Session {
             }
         };
         let train = hello.train_id.clone();
-        let _slot = match _slot {
-            Ok(slot) => slot,
-            Err(hit) => {
-                refuse(send, hit.code(), &hit.message).await;
-                return Err(hit.into());
-            }
-        };
         if let Err(reason) = self.gate.auth.train(&train, hello.token.as_ref()) {
             METRICS.auth_refusals.with_label_values(&["train", reason.reason()]).inc();
             tracing::warn!(%remote, %train, "train refused: {reason}");
