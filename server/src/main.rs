@@ -74,8 +74,10 @@ fn print_demo_credentials(
         let token = c.token.as_deref().unwrap_or_default();
         let _ = writeln!(out, "console {} http://{http}/#token={token}", c.role.name());
     }
-    let first = creds.trains.keys().next().map(String::as_str).unwrap_or("-");
-    let last = creds.trains.keys().last().map(String::as_str).unwrap_or("-");
+    // Numbered ids in number order: train-9 before train-10.
+    let natural = |k: &&String| (k.len(), k.as_str().to_owned());
+    let first = creds.trains.keys().min_by_key(natural).map_or("-", String::as_str);
+    let last = creds.trains.keys().max_by_key(natural).map_or("-", String::as_str);
     if file.is_empty() {
         for (id, token) in &creds.trains {
             let _ = writeln!(out, "train token {id} {token}");
