@@ -75,14 +75,7 @@ async fn settle(server: &Server) -> anyhow::Result<()> {
 }
 
 async fn churn(ctx: &Ctx, server: &Server, transport: Transport) -> anyhow::Result<ChurnRun> {
-    let spec = TrainSpec {
-        id: "train-1".into(),
-        cameras: 1,
-        bitrate_bps: ctx.bitrate,
-        fps: ctx.fps,
-        gop: ctx.gop,
-        token: server.train_token("train-1"),
-    };
+    let spec = TrainSpec::new("train-1".into(), 1, ctx.bitrate, ctx, server);
     let train = Train::start(&server.api.base, spec, Arc::new(Window::default())).await?;
     server.api.wait_train_online("train-1", Duration::from_secs(10)).await?;
     let rc = server.api.remote_control("churn", Some("train-1")).await?;

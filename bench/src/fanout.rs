@@ -103,14 +103,7 @@ async fn run_step(
     let window = Arc::new(Window::default());
     let mut trains = Vec::new();
     for t in 0..n_trains {
-        let spec = TrainSpec {
-            id: format!("train-{}", t + 1),
-            cameras,
-            bitrate_bps: ctx.bitrate,
-            fps: ctx.fps,
-            gop: ctx.gop,
-            token: server.train_token(&format!("train-{}", t + 1)),
-        };
+        let spec = TrainSpec::new(format!("train-{}", t + 1), cameras, ctx.bitrate, ctx, server);
         trains.push(Train::start(&server.api.base, spec, Arc::clone(&window)).await?);
     }
     for t in &trains {

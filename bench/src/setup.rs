@@ -45,14 +45,7 @@ impl SetupPhase {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn phases(ctx: &Ctx, server: &Server) -> anyhow::Result<Vec<SetupPhase>> {
-    let spec = TrainSpec {
-        id: "train-1".into(),
-        cameras: 1,
-        bitrate_bps: ctx.bitrate,
-        fps: ctx.fps,
-        gop: ctx.gop,
-        token: server.train_token("train-1"),
-    };
+    let spec = TrainSpec::new("train-1".into(), 1, ctx.bitrate, ctx, server);
     let train = Train::start(&server.api.base, spec, Arc::new(Window::default())).await?;
     server.api.wait_train_online("train-1", Duration::from_secs(10)).await?;
     let (seq_n, conc_n) = (ctx.setup_sequential, ctx.setup_concurrent);

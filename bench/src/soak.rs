@@ -548,14 +548,7 @@ async fn soak(ctx: &Ctx, server: &Server, errors: &mut Vec<String>) -> anyhow::R
     let window = Arc::new(Window::default());
     let mut trains = Vec::new();
     for t in 0..TRAINS {
-        let spec = TrainSpec {
-            id: train_id(t),
-            cameras: 1,
-            bitrate_bps: ctx.soak_bitrate,
-            fps: ctx.fps,
-            gop: ctx.gop,
-            token: server.train_token(&train_id(t)),
-        };
+        let spec = TrainSpec::new(train_id(t), 1, ctx.soak_bitrate, ctx, server);
         trains.push(Train::start(&server.api.base, spec, Arc::clone(&window)).await?);
     }
     for t in &trains {

@@ -35,6 +35,19 @@ pub struct TrainSpec {
 }
 
 impl TrainSpec {
+    /// Train `id` with `cameras` at `bitrate_bps` (whole train), the run's fps and GOP, and the
+    /// token the server generated for that id.
+    pub fn new(
+        id: String,
+        cameras: u16,
+        bitrate_bps: u64,
+        ctx: &crate::cli::Ctx,
+        server: &crate::server::Server,
+    ) -> Self {
+        let token = server.train_token(&id);
+        Self { id, cameras, bitrate_bps, fps: ctx.fps, gop: ctx.gop, token }
+    }
+
     /// Bytes of one encoded frame of one camera.
     pub fn frame_bytes(&self) -> usize {
         let per_cam = self.bitrate_bps / u64::from(self.cameras.max(1));

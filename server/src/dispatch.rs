@@ -169,6 +169,20 @@ impl Client {
     }
 }
 
+/// Parse a client's JSON message. `Err`: the error event to send back; a message over
+/// [`railcast_protocol::client::MAX_CLIENT_MESSAGE`] is counted as the `message_size` limit.
+pub fn parse(text: &str) -> Result<ClientMessage, ServerEvent> {
+    ClientMessage::parse(text).map_err(|e| {
+        let code = if matches!(e, railcast_protocol::DecodeError::BodyTooLarge { .. }) {
+            LimitHit::new("message_size", "client message over the size limit");
+            "message_too_large"
+        } else {
+            "bad_message"
+        };
+        ServerEvent::Error { code: code.into(), message: e.to_string() }
+    })
+}
+
 /// Answer one client message. Commands go to the remote control's mapped train.
 pub async fn answer(app: &AppState, rc: &RemoteControl, msg: ClientMessage) -> ServerEvent {
     match msg {

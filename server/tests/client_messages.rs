@@ -66,4 +66,15 @@ async fn bad_client_messages_are_refused_with_reasons() {
     println!("hard limit: closed with {closed:?}");
     assert_eq!(closed.0, 1009, "{closed:?}");
     assert!(!closed.1.is_empty());
+
+    // Both refusals are counted as the message_size limit.
+    let (_, text) = support::api("GET", &server.url("/metrics"), None).await;
+    let n: u64 = text
+        .as_str()
+        .expect("metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("railcast_limit_refusals_total{limit=\"message_size\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(n, 2, "one message_too_large event and one 1009 close");
 }

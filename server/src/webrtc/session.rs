@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use railcast_protocol::client::{ClientMessage, ServerEvent};
-use railcast_protocol::DecodeError;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
@@ -254,11 +253,10 @@ async fn handle_text(
     client: &mut dispatch::Client,
     text: String,
 ) {
-    let msg = match ClientMessage::parse(&text) {
+    let msg = match dispatch::parse(&text) {
         Ok(m) => m,
-        Err(e) => {
-            let code = if matches!(e, DecodeError::BodyTooLarge { .. }) { "message_too_large" } else { "bad_message" };
-            let _ = send_event(command, &ServerEvent::Error { code: code.into(), message: e.to_string() }).await;
+        Err(refusal) => {
+            let _ = send_event(command, &refusal).await;
             return;
         }
     };

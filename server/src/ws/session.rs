@@ -7,7 +7,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use railcast_protocol::client::{ClientMessage, ServerEvent};
-use railcast_protocol::DecodeError;
 use tokio::sync::mpsc;
 
 use crate::auth::Principal;
@@ -155,6 +154,7 @@ async fn read_loop(
             Err(e) => {
                 let text = e.to_string();
                 let code = if text.contains("too long") || text.contains("Space limit") {
+                    crate::limits::LimitHit::new("message_size", "WebSocket message over ws_max_message");
                     close_code::TOO_BIG
                 } else {
                     close_code::PROTOCOL
@@ -163,12 +163,10 @@ async fn read_loop(
                 return Some((code, truncate_reason(&text)));
             }
         };
-        let msg = match ClientMessage::parse(text.as_str()) {
+        let msg = match dispatch::parse(text.as_str()) {
             Ok(m) => m,
-            Err(e) => {
-                let code =
-                    if matches!(e, DecodeError::BodyTooLarge { .. }) { "message_too_large" } else { "bad_message" };
-                if out.send(ServerEvent::Error { code: code.into(), message: e.to_string() }).await.is_err() {
+            Err(refusal) => {
+                if out.send(refusal).await.is_err() {
                     return None;
                 }
                 continue;
