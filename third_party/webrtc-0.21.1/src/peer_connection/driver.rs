@@ -88,7 +88,11 @@ pub(crate) const APPLICATION_TO_DRIVER_EVENT_CHANNEL_CAPACITY: usize = 256;
 /// Every variant on this queue carries a delivery guarantee: `OnMessage` because a reliable
 /// channel promises it, the lifecycle events because losing one leaves the application's view
 /// of the channel permanently wrong. Overflow here is [webrtc#858](https://github.com/webrtc-rs/webrtc/issues/858).
-pub(crate) const DRIVER_TO_DATA_CHANNEL_EVENT_CHANNEL_CAPACITY: usize = 256;
+///
+/// railcast: 64, not 256. The slots are allocated and written when the channel is created, two
+/// channels per railcast session, ≈ 14 KB each at 256; a full queue is back-pressure on the
+/// core (the driver stops pulling), never a loss (third_party/PATCHES.md, fix 10).
+pub(crate) const DRIVER_TO_DATA_CHANNEL_EVENT_CHANNEL_CAPACITY: usize = 64;
 
 /// How many events may stay retained for a channel that has no registered receiver.
 ///
@@ -97,8 +101,8 @@ pub(crate) const DRIVER_TO_DATA_CHANNEL_EVENT_CHANNEL_CAPACITY: usize = 256;
 /// the state that never resolves: an application that dropped its `DataChannel` without
 /// closing the stream, whose events would otherwise accumulate for the life of the
 /// connection. See [`Driver::flush_pending_data_channel_events`].
-const MAX_UNREGISTERED_PENDING_DATA_CHANNEL_EVENTS: usize =
-    DRIVER_TO_DATA_CHANNEL_EVENT_CHANNEL_CAPACITY;
+// railcast: kept at upstream's 256 (it was the channel capacity, now 64).
+const MAX_UNREGISTERED_PENDING_DATA_CHANNEL_EVENTS: usize = 256;
 
 /// Capacity of each **driver → track-remote** event channel
 /// (OnOpen, OnEnding, OnEnded, OnError, OnRtpPacket, OnRtcpPacket).
@@ -477,12 +481,16 @@ fn is_link_local(ip: &IpAddr) -> bool {
 
 /// Unified inner message type for the peer connection driver
 #[derive(Debug)]
+// railcast: the large payloads are boxed. Every slot of the bounded application → driver channel
+// (256 of them, allocated and written when the channel is created) is the size of the largest
+// variant: unboxed, an RTP packet or a candidate made that ≈ 44 KB per peer connection, used or
+// not (third_party/PATCHES.md, fix 10).
 pub(crate) enum PeerConnectionDriverEvent {
-    SenderRtp(RTCRtpSenderId, rtp::Packet),
+    SenderRtp(RTCRtpSenderId, Box<rtp::Packet>),
     SenderRtcp(RTCRtpSenderId, Vec<Box<dyn rtcp::Packet>>),
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
-    RemoteIceTcpPassiveCandidate(Candidate),
-    IncomingTcpStream(FourTuple, Arc<dyn AsyncTcpStream>),
+    RemoteIceTcpPassiveCandidate(Box<Candidate>),
+    IncomingTcpStream(Box<FourTuple>, Arc<dyn AsyncTcpStream>),
     WriteNotify,
     UpdateIceConfiguration {
         ice_servers: Vec<RTCIceServer>,
@@ -1665,7 +1673,7 @@ where
             PeerConnectionDriverEvent::SenderRtp(sender_id, packet) => {
                 let mut core = self.inner.core.lock().await;
                 if let Some(mut sender) = core.rtp_sender(sender_id) {
-                    if let Err(err) = sender.write_rtp(now, packet) {
+                    if let Err(err) = sender.write_rtp(now, *packet) {
                         error!("Failed to send RTP: {}", err);
                     }
                 } else {
@@ -1771,7 +1779,7 @@ where
             }
             PeerConnectionDriverEvent::IncomingTcpStream(four_tuple, stream) => {
                 trace!("TCP stream connection established: {:?}", four_tuple);
-                self.tcp_transport.register_stream(four_tuple, stream);
+                self.tcp_transport.register_stream(*four_tuple, stream);
             }
             PeerConnectionDriverEvent::Close => {
                 self.release_turn_allocations().await;
