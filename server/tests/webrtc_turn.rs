@@ -36,11 +36,14 @@ impl Turn {
             "this test needs Debian's coturn (/usr/bin/turnserver): run scripts/setup.sh"
         );
         let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr").port();
+        // UDP only (--no-tcp): the port was found free for UDP, and the same number over TCP may
+        // be taken; coturn then retried its TCP listener forever instead of serving (a CI flake).
         // Relay ports: a block well away from the ephemeral range is not guaranteed free, so let
         // coturn pick within a wide one.
         let log = dir.join("turnserver.log");
         let child = Command::new("/usr/bin/turnserver")
-            .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint", "--lt-cred-mech", "-v"])
+            .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp", "--no-tcp-relay"])
+            .args(["--fingerprint", "--lt-cred-mech", "-v"])
             .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--allow-loopback-peers"])
             .args(["--listening-port", &port.to_string(), "--min-port", "20000", "--max-port", "29999"])
             .args(["--realm", "railcast.test", "--user", &format!("{TURN_USER}:{TURN_PASSWORD}")])
