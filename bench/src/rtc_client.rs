@@ -153,32 +153,9 @@ impl RtcConn {
         &self,
         window: Arc<Window>,
         warm: Arc<AtomicUsize>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<(FrameCounter, Option<String>)> {
-        let dc = Arc::clone(&self.video);
-        tokio::spawn(async move {
-            let mut c = FrameCounter::default();
-            let mut error = None;
-            let stop_fut = stopped(&mut stop);
-            tokio::pin!(stop_fut);
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = &mut stop_fut => break,
-                    ev = dc.poll() => match ev {
-                        Some(DataChannelEvent::OnMessage(m)) if !m.is_string => {
-                            c.packet_warming(&m.data, &window, &warm);
-                        }
-                        Some(DataChannelEvent::OnClose) | None => {
-                            error = Some("video channel closed".to_owned());
-                            break;
-                        }
-                        Some(_) => {}
-                    }
-                }
-            }
-            (c, error)
-        })
+        tokio::spawn(count_video(Arc::clone(&self.video), window, warm, stop, |_| {}))
     }
 
     /// Read the command channel until the server's `welcome` event.
@@ -229,4 +206,37 @@ fn drain(dc: Arc<dyn DataChannel>) {
             }
         }
     });
+}
+
+/// Count the `video` channel's packets until `stop`, calling `observe` with the counts after each
+/// (the soak's live figures); the error, if the channel closed first.
+pub async fn count_video(
+    dc: Arc<dyn DataChannel>,
+    window: Arc<Window>,
+    warm: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+    observe: impl Fn(&FrameCounter),
+) -> (FrameCounter, Option<String>) {
+    let mut c = FrameCounter::default();
+    let mut error = None;
+    let stop_fut = stopped(&mut stop);
+    tokio::pin!(stop_fut);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop_fut => break,
+            ev = dc.poll() => match ev {
+                Some(DataChannelEvent::OnMessage(m)) if !m.is_string => {
+                    c.packet_warming(&m.data, &window, &warm);
+                    observe(&c);
+                }
+                Some(DataChannelEvent::OnClose) | None => {
+                    error = Some("video channel closed".to_owned());
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    (c, error)
 }

@@ -26,8 +26,6 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use crate::cli::Ctx;
 use crate::fanout::Transport;
@@ -36,8 +34,8 @@ use crate::report::{ms, pct, Latency, Outcome, Target};
 use crate::rtc_client::{self, RtcConn};
 use crate::server::Server;
 use crate::stats::{FrameCounter, Window};
-use crate::train::{stopped, Train, TrainSpec};
-use crate::ws_client::{self, Ws};
+use crate::train::{Train, TrainSpec};
+use crate::ws_client;
 
 const TRAINS: usize = 5;
 /// Clients per train and transport (5 trains × 5 × 2 transports = 50 clients).
@@ -112,75 +110,6 @@ struct Client {
     seen: u64,
 }
 
-async fn ws_loop(
-    mut ws: Ws,
-    window: Arc<Window>,
-    warm: Arc<AtomicUsize>,
-    live: Arc<Live>,
-    mut stop: watch::Receiver<bool>,
-) -> FrameCounter {
-    let mut c = FrameCounter::default();
-    let stop_fut = stopped(&mut stop);
-    tokio::pin!(stop_fut);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop_fut => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    c.packet_warming(&b, &window, &warm);
-                    live.publish(&c);
-                }
-                Some(Ok(Message::Close(f))) => {
-                    live.set_error(format!("closed by the server: {f:?}"));
-                    break;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    live.set_error(format!("WebSocket: {e}"));
-                    break;
-                }
-                None => {
-                    live.set_error("WebSocket connection ended".into());
-                    break;
-                }
-            }
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
-    c
-}
-
-async fn rtc_loop(
-    dc: Arc<dyn DataChannel>,
-    window: Arc<Window>,
-    warm: Arc<AtomicUsize>,
-    live: Arc<Live>,
-    mut stop: watch::Receiver<bool>,
-) -> FrameCounter {
-    let mut c = FrameCounter::default();
-    let stop_fut = stopped(&mut stop);
-    tokio::pin!(stop_fut);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop_fut => break,
-            ev = dc.poll() => match ev {
-                Some(DataChannelEvent::OnMessage(m)) if !m.is_string => {
-                    c.packet_warming(&m.data, &window, &warm);
-                    live.publish(&c);
-                }
-                Some(DataChannelEvent::OnClose) | None => {
-                    live.set_error("WebRTC video channel closed".into());
-                    break;
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    c
-}
-
 /// Connect the clients of one transport, `concurrency` at a time; (train, error) of those that
 /// failed.
 #[allow(clippy::too_many_arguments)]
@@ -201,14 +130,28 @@ async fn connect_all(
                 let live = Arc::new(Live::default());
                 let r = match transport {
                     Transport::WebSocket => ws_client::connect(&server.ws_url(&rc)).await.map(|ws| {
-                        let task = tokio::spawn(ws_loop(ws, window, warm, Arc::clone(&live), stop_rx));
+                        let live = Arc::clone(&live);
+                        let task = tokio::spawn(async move {
+                            let r = ws_client::run_observed(ws, window, warm, stop_rx, |c| live.publish(c)).await;
+                            if let Some(e) = r.error {
+                                live.set_error(format!("WebSocket: {e}"));
+                            }
+                            r.counter
+                        });
                         (task, None)
                     }),
                     Transport::WebRtc => {
                         rtc_client::connect(&server.api, &rc, Duration::from_secs(20)).await.map(|c| {
                             c.spawn_drain_command();
-                            let dc = Arc::clone(&c.video);
-                            let task = tokio::spawn(rtc_loop(dc, window, warm, Arc::clone(&live), stop_rx));
+                            let (dc, live) = (Arc::clone(&c.video), Arc::clone(&live));
+                            let task = tokio::spawn(async move {
+                                let (counter, error) =
+                                    rtc_client::count_video(dc, window, warm, stop_rx, |c| live.publish(c)).await;
+                                if let Some(e) = error {
+                                    live.set_error(format!("WebRTC: {e}"));
+                                }
+                                counter
+                            });
                             (task, Some(c))
                         })
                     }

@@ -38,7 +38,18 @@ pub async fn connect(url: &str) -> anyhow::Result<Ws> {
 }
 
 /// Read until `stop`, counting video; `warm` is incremented at the first video packet.
-pub async fn run(mut ws: Ws, window: Arc<Window>, warm: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) -> WsResult {
+pub async fn run(ws: Ws, window: Arc<Window>, warm: Arc<AtomicUsize>, stop: watch::Receiver<bool>) -> WsResult {
+    run_observed(ws, window, warm, stop, |_| {}).await
+}
+
+/// [`run`], calling `observe` with the counts after each video packet (the soak's live figures).
+pub async fn run_observed(
+    mut ws: Ws,
+    window: Arc<Window>,
+    warm: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+    observe: impl Fn(&FrameCounter),
+) -> WsResult {
     let mut r = WsResult::default();
     let stop_fut = stopped(&mut stop);
     tokio::pin!(stop_fut);
@@ -49,6 +60,7 @@ pub async fn run(mut ws: Ws, window: Arc<Window>, warm: Arc<AtomicUsize>, mut st
             msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     r.counter.packet_warming(&b, &window, &warm);
+                    observe(&r.counter);
                 }
                 Some(Ok(Message::Text(_))) => r.events += 1,
                 Some(Ok(Message::Close(f))) => {

@@ -52,10 +52,10 @@ impl RemoteControl {
 }
 
 /// All remote controls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RemoteControls {
     map: DashMap<String, Arc<RemoteControl>>,
-    max: Option<usize>,
+    max: usize,
     /// The state file, and a lock that orders its writes.
     store: Option<(PathBuf, Mutex<()>)>,
 }
@@ -89,7 +89,7 @@ impl RemoteControls {
     /// At most `max` remote controls; with `state_file`, load it (a missing file is an empty
     /// state) and keep it up to date.
     pub fn open(max: usize, state_file: Option<&Path>) -> Result<Self, StateError> {
-        let mut this = Self { map: DashMap::new(), max: Some(max), store: None };
+        let mut this = Self { map: DashMap::new(), max, store: None };
         let Some(path) = state_file else { return Ok(this) };
         let err = |message: String| StateError { path: path.to_owned(), message };
         let state: StateFile = match std::fs::read_to_string(path) {
@@ -144,13 +144,12 @@ impl RemoteControls {
 
     /// Create one, unless `max_remote_controls` are defined already.
     pub fn create(&self, name: Option<String>, owner: Option<String>) -> Result<Arc<RemoteControl>, LimitHit> {
-        if let Some(max) = self.max {
-            if self.map.len() >= max {
-                return Err(LimitHit::new(
-                    "remote_controls",
-                    format!("{max} remote controls are defined already (max_remote_controls)"),
-                ));
-            }
+        if self.map.len() >= self.max {
+            let max = self.max;
+            return Err(LimitHit::new(
+                "remote_controls",
+                format!("{max} remote controls are defined already (max_remote_controls)"),
+            ));
         }
         loop {
             let id = format!("rc-{:016x}", rand::random::<u64>());

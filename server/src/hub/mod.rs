@@ -138,15 +138,15 @@ impl Hub {
     /// wins: a train that reconnects before the server noticed its old connection died must not be
     /// locked out); the old session's [`Publisher::replaced`] fires.
     pub fn connect_train(&self, hello: Hello, control: mpsc::Sender<ControlMessage>) -> Publisher {
-        let stream = Arc::clone(
-            self.inner
-                .streams
-                .entry(hello.train_id.clone())
-                .or_insert_with(|| Arc::new(Stream::new(hello.train_id.clone(), self.inner.config.clone())))
-                .value(),
-        );
+        let stream = self.stream_or_register(&hello.train_id);
         let (generation, replaced) = stream.go_online(hello, control);
         Publisher { stream, generation, replaced: Some(replaced) }
+    }
+
+    /// The stream of `train`, registered (offline) if it is not known yet.
+    fn stream_or_register(&self, train: &TrainId) -> Arc<Stream> {
+        let entry = self.inner.streams.entry(train.clone());
+        Arc::clone(entry.or_insert_with(|| Arc::new(Stream::new(train.clone(), self.inner.config.clone()))).value())
     }
 
     /// Trains known (online or not).
@@ -159,13 +159,7 @@ impl Hub {
     /// seen yet (mapped before it connects, or after a restart) is registered offline, and the
     /// subscription starts when it says hello.
     pub fn subscribe(&self, train: &TrainId, counters: Arc<SubscriberCounters>) -> Subscription {
-        let stream = Arc::clone(
-            self.inner
-                .streams
-                .entry(train.clone())
-                .or_insert_with(|| Arc::new(Stream::new(train.clone(), self.inner.config.clone())))
-                .value(),
-        );
+        let stream = self.stream_or_register(train);
         let id = self.inner.next_subscriber_id.fetch_add(1, Ordering::Relaxed);
         stream.subscribe(id, counters)
     }

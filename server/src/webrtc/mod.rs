@@ -173,15 +173,6 @@ impl Signaling {
         Ok(s)
     }
 
-    /// Sessions alive (signaling or open).
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-
     /// Create a peer connection with both channels and return its offer (host candidates
     /// included). The session's task starts at once and reaps it if it never connects.
     pub async fn offer(
