@@ -7,7 +7,8 @@ use clap::Parser;
 
 use crate::server::ServerOpts;
 
-pub const SCENARIOS: &[&str] = &["ws-fanout", "dc-fanout", "many-trains", "webrtc-setup", "memory", "churn"];
+pub const SCENARIOS: &[&str] =
+    &["ws-fanout", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn"];
 /// Run only when named with `--scenario` (not part of `all`, nor of `--smoke`).
 pub const BY_NAME_ONLY: &[&str] = &["soak"];
 
@@ -17,10 +18,10 @@ pub const BY_NAME_ONLY: &[&str] = &["soak"];
 #[derive(Debug, Parser)]
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
-    /// Scenario to run (repeatable): ws-fanout, dc-fanout, many-trains, webrtc-setup, memory,
-    /// churn, all, soak. Default: all. `soak` is not part of `all` and runs only when named.
+    /// Scenario to run (repeatable): ws-fanout, dc-fanout, dc-chromium, many-trains, webrtc-setup,
+    /// memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "dc-fanout", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
+        ["ws-fanout", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
@@ -53,7 +54,22 @@ pub struct Opts {
     /// soak: bitrate of each of its 5 trains, bit/s; k and M suffixes allowed.
     #[arg(long, default_value = "1M", value_parser = parse_rate)]
     pub soak_bitrate: u64,
-    /// Measurement time of each fan-out step.
+    /// dc-chromium: bitrate of its one train, bit/s; k and M suffixes allowed [default: 800M;
+    /// --smoke: 4M].
+    #[arg(long, value_parser = parse_rate)]
+    pub dc_chromium_bitrate: Option<u64>,
+    /// dc-chromium: frames per second of its train [default: 200; --smoke: 30].
+    #[arg(long)]
+    pub dc_chromium_fps: Option<u32>,
+    /// dc-chromium: the web-client directory holding e2e/dc-throughput.mjs and node_modules
+    /// [default: found from the source tree, the executable's directories or the current one].
+    #[arg(long)]
+    pub web_client: Option<PathBuf>,
+    /// dc-chromium: pin node and Chromium to these CPUs (taskset -c list) [default: the tool's].
+    #[arg(long)]
+    pub browser_cpu: Option<String>,
+    /// Measurement time of each fan-out step [default: 10s], and of dc-chromium [default: 5s]
+    /// (--smoke: 1s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
     /// Bitrate of each train (split over its cameras), bit/s; k and M suffixes allowed.
@@ -135,6 +151,12 @@ pub struct Ctx {
     pub soak_duration: Duration,
     pub soak_interval: Duration,
     pub soak_bitrate: u64,
+    pub smoke: bool,
+    pub dc_chromium_bitrate: u64,
+    pub dc_chromium_fps: u32,
+    pub dc_chromium_window: Duration,
+    pub web_client: Option<PathBuf>,
+    pub browser_cpu: Option<String>,
 }
 
 impl Ctx {
@@ -176,6 +198,16 @@ impl Ctx {
             soak_duration: o.soak_duration.max(Duration::from_secs(1)),
             soak_interval: o.soak_interval.max(Duration::from_millis(100)),
             soak_bitrate: o.soak_bitrate,
+            smoke,
+            dc_chromium_bitrate: o.dc_chromium_bitrate.unwrap_or(if smoke { 4_000_000 } else { 800_000_000 }),
+            dc_chromium_fps: o.dc_chromium_fps.unwrap_or(if smoke { 30 } else { 200 }).max(1),
+            dc_chromium_window: o.duration.unwrap_or(if smoke {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(5)
+            }),
+            web_client: o.web_client.clone(),
+            browser_cpu: o.browser_cpu.clone(),
         }
     }
 }

@@ -22,7 +22,8 @@ use crate::rtc_client::{self, RtcConn};
 use crate::server::Server;
 use crate::stats::{FrameCounter, Window};
 use crate::train::{Train, TrainSpec};
-use crate::ws_client::{self, WsResult};
+use crate::ws_client::WsResult;
+use crate::ws_raw;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Transport {
@@ -126,8 +127,8 @@ async fn run_step(
             async move {
                 let h = match transport {
                     Transport::WebSocket => {
-                        let ws = ws_client::connect(&server.ws_url(rc)).await?;
-                        Holder::Ws(tokio::spawn(ws_client::run(ws, window, warm, stop_rx)))
+                        let ws = ws_raw::connect(&server.ws_url(rc)).await?;
+                        Holder::Ws(tokio::spawn(ws_raw::run(ws, window, warm, stop_rx)))
                     }
                     Transport::WebRtc => {
                         let c = rtc_client::connect(&server.api, rc, Duration::from_secs(20)).await?;

@@ -6,11 +6,14 @@
 //! - [`ws_client`], [`rtc_client`]: remote controls that read only packet headers.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
-//! - [`fanout`], [`setup`], [`memory`], [`churn`], [`soak`]: the scenarios.
+//! - [`fanout`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`]: the scenarios;
+//!   `dc_chromium` drives Debian's Chromium (node + playwright-core, web-client/e2e/dc-throughput.mjs)
+//!   as the one peer of a train sent faster than 400 Mbit/s.
 //! - [`report`]: JSON lines and tables with the targets.
 
 mod churn;
 mod cli;
+mod dc_chromium;
 mod fanout;
 mod memory;
 mod procstat;
@@ -22,6 +25,7 @@ mod soak;
 mod stats;
 mod train;
 mod ws_client;
+mod ws_raw;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -106,6 +110,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
             match name {
                 "ws-fanout" => fanout::fanout(&ctx, Transport::WebSocket).await,
                 "dc-fanout" => fanout::fanout(&ctx, Transport::WebRtc).await,
+                "dc-chromium" => dc_chromium::run(&ctx).await,
                 "many-trains" => fanout::many_trains(&ctx).await,
                 "webrtc-setup" => setup::run(&ctx).await,
                 "memory" => memory::run(&ctx).await,

@@ -136,3 +136,109 @@ impl Machine {
         Self { cores, cpu_model: model, kernel, load_cpus }
     }
 }
+
+/// `ppid` of a process, from `/proc/PID/stat`.
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `root` and every process below it (children, grandchildren …), as `/proc` lists them now.
+pub fn tree(root: u32) -> Vec<u32> {
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| Some((p, ppid(p)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(all.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+/// What a process of a tree is, for a CPU breakdown: Chromium's `--type=` (and
+/// `--utility-sub-type=`) when it has one, else its command name.
+pub fn role(pid: u32) -> String {
+    // Chromium rewrites the command line of the processes its zygote forks into one
+    // space-separated string, so split on spaces too.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0 || *b == b' ')
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name).map(str::to_owned));
+    match (flag("--type="), flag("--utility-sub-type=")) {
+        (Some(t), Some(sub)) => format!("{t}:{}", sub.rsplit('.').nth(1).unwrap_or(&sub)),
+        (Some(t), None) => t,
+        (None, _) => std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned(),
+    }
+}
+
+/// CPU use of a process and all its descendants over an interval (% of one core), with a
+/// breakdown by [`role`]. Processes that started during the interval count from zero; those
+/// that ended are lost.
+#[derive(Debug)]
+pub struct TreeCpuMeter {
+    root: u32,
+    ticks: std::collections::HashMap<u32, u64>,
+    at: Instant,
+}
+
+impl TreeCpuMeter {
+    pub fn start(root: u32) -> Self {
+        let ticks = tree(root).into_iter().filter_map(|p| Some((p, cpu_ticks(Pid::Other(p))?))).collect();
+        Self { root, ticks, at: Instant::now() }
+    }
+    /// Total % of one core, and the same per role (largest first).
+    pub fn percent(&self) -> (f64, Vec<(String, f64)>) {
+        let secs = self.at.elapsed().as_secs_f64().max(1e-9);
+        let mut by_role: Vec<(String, f64)> = Vec::new();
+        let mut total = 0.0;
+        for p in tree(self.root) {
+            let Some(now) = cpu_ticks(Pid::Other(p)) else { continue };
+            let pct = now.saturating_sub(self.ticks.get(&p).copied().unwrap_or(0)) as f64 / clk_tck() / secs * 100.0;
+            total += pct;
+            let r = role(p);
+            match by_role.iter_mut().find(|(n, _)| *n == r) {
+                Some(e) => e.1 += pct,
+                None => by_role.push((r, pct)),
+            }
+        }
+        by_role.sort_by(|a, b| b.1.total_cmp(&a.1));
+        (total, by_role)
+    }
+}
+
+/// Datagrams dropped on arrival (a full receive buffer) by the UDP sockets of `pids`, as the
+/// `drops` column of `/proc/net/udp{,6}` counts them; sockets are matched by inode through
+/// `/proc/PID/fd`.
+pub fn udp_drops(pids: &[u32]) -> u64 {
+    let mut inodes = std::collections::HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else { continue };
+            let link = link.to_string_lossy();
+            if let Some(inode) = link.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let mut drops = 0;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 13 && inodes.contains(f[9]) {
+                drops += f[12].parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    drops
+}

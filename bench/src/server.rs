@@ -122,6 +122,11 @@ impl Server {
         format!("ws://{}/ws?remote_control_id={rc}&access_token={}", self.http, self.admin)
     }
 
+    /// The generated admin's token (for clients outside this process, e.g. the browser).
+    pub fn admin_token(&self) -> &str {
+        &self.admin
+    }
+
     /// The generated token of a train (`train-1` … `train-64`).
     pub fn train_token(&self, train: &str) -> Option<String> {
         self.train_tokens.get(train).cloned()

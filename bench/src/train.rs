@@ -63,6 +63,9 @@ pub struct TrainStats {
     pub bytes: AtomicU64,
     /// Frames (all cameras) captured inside the measurement window.
     pub window_frames: AtomicU64,
+    /// Packets and packet bytes of those frames.
+    pub window_packets: AtomicU64,
+    pub window_bytes: AtomicU64,
     pub keyframe_requests: AtomicU64,
     pub commands: AtomicU64,
 }
@@ -239,7 +242,9 @@ async fn send_frame(
         let meta = FrameMeta { keyframe, codec: Codec::H264AnnexB, camera: CameraId(cam), seq, capture_us };
         let packets: Vec<Bytes> = packetize(meta, payload, max_payload).context("packetize")?;
         let n = packets.len() as u64;
+        let mut bytes = 0;
         for p in packets {
+            bytes += p.len() as u64;
             stats.bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
             conn.send_datagram_wait(p).await.context("send datagram")?;
         }
@@ -247,6 +252,8 @@ async fn send_frame(
         stats.frames.fetch_add(1, Ordering::Relaxed);
         if window.contains(capture_us) {
             stats.window_frames.fetch_add(1, Ordering::Relaxed);
+            stats.window_packets.fetch_add(n, Ordering::Relaxed);
+            stats.window_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
     Ok(())

@@ -68,9 +68,10 @@ impl Follower {
         ServerEvent::MappedTrainChanged { train_id: self.train.clone(), online, cameras }
     }
 
-    /// A packet already queued, without waiting (lets a transport batch its writes).
-    pub fn try_packet(&mut self) -> Option<Bytes> {
-        self.sub.as_mut()?.try_packet()
+    /// Move up to `max` packets already queued to `out`, without waiting (lets a transport
+    /// batch its writes); returns how many.
+    pub fn drain_packets(&mut self, out: &mut impl Extend<Bytes>, max: usize) -> usize {
+        self.sub.as_mut().map_or(0, |s| s.drain_packets(out, max))
     }
 
     /// Wait for the next packet, event or end. Cancel-safe: usable in `select!`.

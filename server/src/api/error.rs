@@ -1,7 +1,6 @@
 //! `ApiError`: every 4xx/5xx of the HTTP API, rendered as one JSON shape.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -81,12 +80,6 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_query", r.body_text())
-    }
-}
-
-impl From<WebSocketUpgradeRejection> for ApiError {
-    fn from(r: WebSocketUpgradeRejection) -> Self {
-        Self::new(r.status(), "not_a_websocket_upgrade", r.body_text())
     }
 }
 

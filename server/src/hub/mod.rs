@@ -10,6 +10,7 @@
 //! Commands go the other way: [`Hub::command`] hands a command to the train's control task and
 //! waits for its ack. The hub never depends on a transport; transports depend on the hub.
 
+mod queue;
 mod stream;
 mod subscriber;
 

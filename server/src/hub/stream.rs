@@ -255,7 +255,7 @@ impl Stream {
                 let _ = replaced.send(());
             }
             let reason = "replaced by a new connection for the same train id".to_owned();
-            let _ = self.events.send(TrainEvent::Offline { reason });
+            self.emit(&st, TrainEvent::Offline { reason });
         }
         st.generation += 1;
         st.pending.clear();
@@ -279,8 +279,17 @@ impl Stream {
         }
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         METRICS.train_connections.inc();
-        let _ = self.events.send(TrainEvent::Online { cameras: hello.cameras });
+        self.emit(&st, TrainEvent::Online { cameras: hello.cameras });
         (st.generation, rx)
+    }
+
+    /// Send an event to every subscriber, and wake them: a subscription waits on its packet
+    /// queue's waker only (see `super::queue`).
+    fn emit(&self, st: &State, event: TrainEvent) {
+        let _ = self.events.send(event);
+        for slot in &st.subscribers {
+            slot.notify();
+        }
     }
 
     pub(super) fn set_offline_reason(&self, generation: u64, reason: String) {
@@ -305,7 +314,7 @@ impl Stream {
             st.offline_reason = "connection closed".into();
         }
         let reason = st.offline_reason.clone();
-        let _ = self.events.send(TrainEvent::Offline { reason });
+        self.emit(&st, TrainEvent::Offline { reason });
     }
 
     pub(super) fn publish(&self, generation: u64, bytes: Bytes) -> Result<(), PublishError> {
@@ -349,7 +358,7 @@ impl Stream {
     }
 
     pub(super) fn subscribe(self: &Arc<Self>, id: u64, counters: Arc<SubscriberCounters>) -> Subscription {
-        let (tx, rx) = mpsc::channel(self.config.subscriber_queue.max(1));
+        let (tx, rx) = super::queue::channel(self.config.subscriber_queue);
         let events = self.events.subscribe();
         let mut slot = Slot::new(id, tx, Arc::clone(&counters));
         let now = Instant::now();
@@ -415,7 +424,8 @@ impl Stream {
     }
 
     pub(super) fn telemetry(&self, telemetry: Telemetry) {
-        let _ = self.events.send(TrainEvent::Telemetry(telemetry));
+        let st = self.lock();
+        self.emit(&st, TrainEvent::Telemetry(telemetry));
     }
 
     pub fn snapshot(&self) -> StreamSnapshot {

@@ -5,17 +5,21 @@
 //! cache or live). A frame is admitted whole or not at all: at a frame's first chunk the queue must
 //! have room for every chunk of it; otherwise that frame and every frame up to the next keyframe
 //! are dropped (delta frames after a gap cannot be decoded anyway) and counted. The publisher only
-//! ever calls `try_send`, so a slow subscriber costs the others nothing.
+//! ever calls `try_send`, so a slow subscriber costs the others nothing. The queue is
+//! [`super::queue`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use railcast_protocol::packet::VideoHeader;
 use railcast_protocol::{CameraId, TrainId};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
+use super::queue::{self, SendError};
 use super::stream::{Stream, TrainEvent};
 use crate::metrics::METRICS;
 
@@ -62,7 +66,7 @@ pub(super) enum Offer {
 #[derive(Debug)]
 pub(super) struct Slot {
     id: u64,
-    tx: mpsc::Sender<Bytes>,
+    tx: queue::Sender,
     /// Cameras currently forwarding; every other camera waits for a keyframe.
     forwarding: Vec<CameraId>,
     counters: Arc<SubscriberCounters>,
@@ -71,12 +75,17 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    pub(super) fn new(id: u64, tx: mpsc::Sender<Bytes>, counters: Arc<SubscriberCounters>) -> Self {
+    pub(super) fn new(id: u64, tx: queue::Sender, counters: Arc<SubscriberCounters>) -> Self {
         Self { id, tx, forwarding: Vec::new(), counters, last_drop_log: None, frames_dropped_since_log: 0 }
     }
 
     pub(super) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Wake the subscriber (a train event was sent).
+    pub(super) fn notify(&self) {
+        self.tx.notify();
     }
 
     pub(super) fn wait_for_keyframe_all(&mut self) {
@@ -101,7 +110,7 @@ impl Slot {
         }
         // Admit a frame only if all of its chunks fit now; the hub is the only sender, so the room
         // it sees can only grow until the frame's last chunk.
-        if h.starts_frame() && self.tx.capacity() < usize::from(h.chunk_count) {
+        if h.starts_frame() && self.tx.room() < usize::from(h.chunk_count) {
             return self.stop_camera(h, now, train);
         }
         match self.tx.try_send(bytes.clone()) {
@@ -114,8 +123,8 @@ impl Slot {
                 }
                 Offer::Queued
             }
-            Err(mpsc::error::TrySendError::Full(_)) => self.stop_camera(h, now, train),
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+            Err(SendError::Full) => self.stop_camera(h, now, train),
+            Err(SendError::Closed) => Offer::Closed,
         }
     }
 
@@ -169,7 +178,7 @@ pub enum SubItem {
 pub struct Subscription {
     id: u64,
     stream: Arc<Stream>,
-    packets: mpsc::Receiver<Bytes>,
+    packets: queue::Receiver,
     events: broadcast::Receiver<TrainEvent>,
     counters: Arc<SubscriberCounters>,
 }
@@ -178,7 +187,7 @@ impl Subscription {
     pub(super) fn new(
         id: u64,
         stream: Arc<Stream>,
-        packets: mpsc::Receiver<Bytes>,
+        packets: queue::Receiver,
         events: broadcast::Receiver<TrainEvent>,
         counters: Arc<SubscriberCounters>,
     ) -> Self {
@@ -193,17 +202,45 @@ impl Subscription {
         &self.counters
     }
 
-    /// Up to `max` packets already queued, without waiting (for batched sends).
-    pub fn try_packet(&mut self) -> Option<Bytes> {
-        self.packets.try_recv().ok()
+    /// Move up to `max` queued packets to `out` at once; returns how many.
+    pub fn drain_packets(&mut self, out: &mut impl Extend<Bytes>, max: usize) -> usize {
+        self.packets.drain_into(out, max)
+    }
+
+    fn try_event(&mut self) -> Option<Result<TrainEvent, RecvError>> {
+        match self.events.try_recv() {
+            Ok(ev) => Some(Ok(ev)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+        }
     }
 
     /// Next packet or event, events first. Cancel-safe.
     pub async fn next(&mut self) -> SubItem {
-        tokio::select! {
-            biased;
-            ev = self.events.recv() => SubItem::Event(ev),
-            Some(p) = self.packets.recv() => SubItem::Packet(p),
+        let waited = std::future::poll_fn(|cx| {
+            // Packets and events both wake the queue's waker; check, register, check again.
+            for registered in [false, true] {
+                if let Some(ev) = self.try_event() {
+                    return Poll::Ready(Some(SubItem::Event(ev)));
+                }
+                if let Some(p) = self.packets.try_recv() {
+                    return Poll::Ready(Some(SubItem::Packet(p)));
+                }
+                if !registered {
+                    self.packets.register(cx);
+                }
+            }
+            if self.packets.sender_gone() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match waited {
+            Some(item) => item,
+            // Dropped by the stream (not expected while subscribed): only events can come.
+            None => SubItem::Event(self.events.recv().await),
         }
     }
 }

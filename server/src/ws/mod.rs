@@ -2,22 +2,27 @@
 //!
 //! Video packets go to the client as binary messages, byte for byte as the train sent them.
 //! Events (JSON text) go the same way; the client sends commands and pings as JSON text.
-//! One [`Session`] per connection: a writer loop fed by a [`crate::dispatch::Follower`], and a
-//! reader task for the client's messages.
+//! One [`Session`] task per connection, fed by a [`crate::dispatch::Follower`]; the handshake is
+//! [`upgrade::WsUpgrade`], and video packets are written by [`video::Batch`].
 
 mod session;
+mod upgrade;
+mod video;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
+use tokio_tungstenite_ws::tungstenite::protocol::WebSocketConfig;
 
 use crate::api::ApiError;
 use crate::state::AppState;
 
 pub use session::{close_code, Session};
+pub use upgrade::{UpgradeRejection, WsUpgrade};
+
+/// Most packets per vectored write (two slices each; Linux takes at most 1,024 slices).
+pub const MAX_BATCH: usize = 512;
 
 /// WebSocket settings.
 /// Read buffer per WebSocket connection, bytes.
@@ -31,7 +36,8 @@ pub struct WsConfig {
     pub max_message: usize,
     /// Commands one session may have in flight.
     pub max_inflight_commands: usize,
-    /// Packets written per flush when several are queued.
+    /// Most packets written at once (one vectored write) when several are queued; at most
+    /// [`MAX_BATCH`].
     pub batch: usize,
 }
 
@@ -70,7 +76,7 @@ pub async fn upgrade(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     query: Result<Query<WsQuery>, QueryRejection>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<WsUpgrade, UpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
     let rc = app
@@ -81,12 +87,12 @@ pub async fn upgrade(
     let ws = ws?;
     let slot = app.client_addresses.acquire(peer.ip()).map_err(ApiError::limit)?;
     let max = app.ws.max_message;
-    Ok(ws
-        .max_message_size(max)
-        .max_frame_size(max)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
         // tungstenite zero-fills a 128 KiB read buffer per connection on its first read, which
         // made an idle client cost ≈ 136 KB (railcast-bench memory). Clients send small JSON;
         // larger messages still arrive, in several reads.
-        .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| Session::new(app, rc, caller.0, peer.to_string(), slot).run(socket)))
+        .read_buffer_size(READ_BUFFER);
+    Ok(ws.on_upgrade(config, move |socket| Session::new(app, rc, caller.0, peer.to_string(), slot).run(socket)))
 }

@@ -1,14 +1,22 @@
 //! One WebSocket connection.
+//!
+//! One task owns the connection. It waits on the train's packets and events, on the client's
+//! messages and on the answers of commands in flight, and writes everything itself. Video packets
+//! bypass tungstenite's write buffer: a batch of queued packets is one vectored write of the
+//! shared packet buffers ([`super::video::Batch`]). Everything else goes through tungstenite,
+//! which is flushed before each batch so that frames never interleave.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use railcast_protocol::client::{ClientMessage, ServerEvent};
 use tokio::sync::mpsc;
+use tokio_tungstenite_ws::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite_ws::tungstenite::{Error as WsError, Message};
 
+use super::upgrade::Socket;
+use super::video::Batch;
 use crate::auth::Principal;
 use crate::dispatch::{self, Follower, Item};
 use crate::limits::AddressGuard;
@@ -35,19 +43,23 @@ pub struct Session {
     _slot: AddressGuard,
 }
 
-type Sink = SplitSink<WebSocket, Message>;
+/// What to do after a client message.
+enum Flow {
+    Continue,
+    /// End the session, with the close frame to send, if any.
+    End(Option<(u16, String)>),
+}
 
 impl Session {
     pub fn new(app: AppState, rc: Arc<RemoteControl>, principal: Principal, peer: String, slot: AddressGuard) -> Self {
         Self { app, rc, principal, peer, _slot: slot }
     }
 
-    pub async fn run(self, socket: WebSocket) {
+    pub async fn run(self, mut socket: Socket) {
         let guard =
             self.app.sessions.register(&self.rc.id, self.principal.clone(), Transport::WebSocket, self.peer.clone());
         let info = Arc::clone(&guard.info);
         tracing::debug!(session = info.id, remote_control = %self.rc.id, peer = %self.peer, "websocket session open");
-        let (mut sink, stream) = socket.split();
         let (mut follower, initial) = Follower::new(&self.app, &self.rc, Arc::clone(&info.hub));
         let welcome = ServerEvent::Welcome {
             remote_control_id: self.rc.id.clone(),
@@ -55,148 +67,141 @@ impl Session {
             train_id: follower.train().cloned(),
             server_time_us: crate::now_us(),
         };
-        if send_event(&mut sink, &info, &welcome).await.is_err()
-            || send_event(&mut sink, &info, &initial).await.is_err()
+        if send_event(&mut socket, &info, &welcome).await.is_err()
+            || send_event(&mut socket, &info, &initial).await.is_err()
         {
             return;
         }
+        // Answers of commands in flight (each waits for the train's ack in its own task).
         let (out_tx, mut out_rx) = mpsc::channel::<ServerEvent>(64);
-        let client = dispatch::Client::new(&self.app, self.principal.clone());
-        let mut reader =
-            tokio::spawn(read_loop(stream, self.app.clone(), Arc::clone(&self.rc), client, out_tx, Arc::clone(&info)));
+        let mut client = dispatch::Client::new(&self.app, self.principal.clone());
         let mut shutdown = self.app.shutdown.clone();
-        let batch = self.app.ws.batch.max(1);
+        let max_batch = self.app.ws.batch.clamp(1, super::MAX_BATCH);
+        let mut batch = Batch::with_capacity(max_batch);
         let metrics = crate::metrics::PacketOut::new(Transport::WebSocket.name());
 
         let close: Option<(u16, String)> = loop {
             tokio::select! {
                 item = follower.next() => match item {
                     Item::Packet(p) => {
-                        if feed_packet(&mut sink, &info, &metrics, p).await.is_err() { break None }
-                        let mut n = 1;
-                        while n < batch {
-                            let Some(p) = follower.try_packet() else { break };
-                            if feed_packet(&mut sink, &info, &metrics, p).await.is_err() { break }
-                            n += 1;
-                        }
-                        if sink.flush().await.is_err() { break None }
+                        batch.push(p);
+                        let room = batch.room(max_batch);
+                        follower.drain_packets(&mut batch, room);
+                        if write_video(&mut socket, &info, &metrics, &mut batch).await.is_err() { break None }
                     }
-                    Item::Event(ev) => if send_event(&mut sink, &info, &ev).await.is_err() { break None },
+                    Item::Event(ev) => if send_event(&mut socket, &info, &ev).await.is_err() { break None },
                     Item::Closed(reason) => {
-                        let _ = send_event(&mut sink, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
+                        let _ = send_event(&mut socket, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
                         break Some((close_code::DELETED, reason));
                     }
                 },
-                Some(ev) = out_rx.recv() => if send_event(&mut sink, &info, &ev).await.is_err() { break None },
-                end = &mut reader => break end.unwrap_or(None),
+                Some(ev) = out_rx.recv() => if send_event(&mut socket, &info, &ev).await.is_err() { break None },
+                msg = socket.next() => {
+                    match self.on_message(msg, &mut socket, &mut client, &out_tx, &info).await {
+                        Flow::Continue => {}
+                        Flow::End(close) => break close,
+                    }
+                }
                 _ = crate::stopped(&mut shutdown) => {
                     let reason = "server shutting down".to_owned();
-                    let _ = send_event(&mut sink, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
+                    let _ = send_event(&mut socket, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
                     break Some((close_code::GOING_AWAY, reason));
                 }
             }
         };
-        reader.abort();
-        if let Some((code, reason)) = close {
-            let frame = CloseFrame { code, reason: reason.into() };
-            let _ = sink.send(Message::Close(Some(frame))).await;
-        }
-        let _ = sink.close().await;
+        let frame = close.map(|(code, reason)| CloseFrame { code: code.into(), reason: reason.into() });
+        let _ = socket.close(frame).await;
         tracing::debug!(session = info.id, "websocket session closed");
     }
-}
 
-async fn feed_packet(
-    sink: &mut Sink,
-    info: &SessionInfo,
-    metrics: &crate::metrics::PacketOut,
-    p: bytes::Bytes,
-) -> Result<(), axum::Error> {
-    let len = p.len() as u64;
-    let counted = p.clone(); // same allocation
-    sink.feed(Message::Binary(p)).await?;
-    metrics.record(&counted, crate::now_us());
-    info.packets_sent.fetch_add(1, Ordering::Relaxed);
-    info.bytes_sent.fetch_add(len, Ordering::Relaxed);
-    Ok(())
-}
-
-async fn send_event(sink: &mut Sink, info: &SessionInfo, ev: &ServerEvent) -> Result<(), axum::Error> {
-    sink.send(Message::Text(ev.to_json().into())).await?;
-    info.events_sent.fetch_add(1, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Read the client's messages until it closes; returns the close to send, if any.
-async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
-    app: AppState,
-    rc: Arc<RemoteControl>,
-    mut client: dispatch::Client,
-    out: mpsc::Sender<ServerEvent>,
-    info: Arc<SessionInfo>,
-) -> Option<(u16, String)> {
-    while let Some(msg) = stream.next().await {
+    /// Handle one message (or the end, or an error) read from the client.
+    async fn on_message(
+        &self,
+        msg: Option<Result<Message, WsError>>,
+        socket: &mut Socket,
+        client: &mut dispatch::Client,
+        out: &mpsc::Sender<ServerEvent>,
+        info: &SessionInfo,
+    ) -> Flow {
         let text = match msg {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Binary(_)) => {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
                 let ev = ServerEvent::Error {
                     code: "unexpected_binary".into(),
                     message: "clients send JSON text messages; binary messages are not accepted".into(),
                 };
-                if out.send(ev).await.is_err() {
-                    return None;
-                }
-                continue;
+                return reply(socket, info, &ev).await;
             }
-            Ok(Message::Close(_)) => return None,
-            Ok(_) => continue, // ping/pong are answered by the library
-            Err(e) => {
-                let text = e.to_string();
-                let code = if text.contains("too long") || text.contains("Space limit") {
+            // tungstenite answers the close handshake itself.
+            None | Some(Ok(Message::Close(_))) => return Flow::End(None),
+            Some(Ok(_)) => return Flow::Continue, // ping/pong are answered by the library
+            Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Flow::End(None),
+            Some(Err(e)) => {
+                let code = if matches!(e, WsError::Capacity(_)) {
                     crate::limits::LimitHit::new("message_size", "WebSocket message over ws_max_message");
                     close_code::TOO_BIG
                 } else {
                     close_code::PROTOCOL
                 };
+                let text = e.to_string();
                 tracing::debug!(session = info.id, "websocket read error: {text}");
-                return Some((code, truncate_reason(&text)));
+                return Flow::End(Some((code, truncate_reason(&text))));
             }
         };
         let msg = match dispatch::parse(text.as_str()) {
             Ok(m) => m,
-            Err(refusal) => {
-                if out.send(refusal).await.is_err() {
-                    return None;
-                }
-                continue;
-            }
+            Err(refusal) => return reply(socket, info, &refusal).await,
         };
         if let ClientMessage::Command { request_id, command: action } = &msg {
             info.commands.fetch_add(1, Ordering::Relaxed);
             let permit = match client.admit_command(request_id, action) {
                 Ok(p) => p,
-                Err(refusal) => {
-                    if out.send(refusal).await.is_err() {
-                        return None;
-                    }
-                    continue;
-                }
+                Err(refusal) => return reply(socket, info, &refusal).await,
             };
-            let (app, rc, out) = (app.clone(), Arc::clone(&rc), out.clone());
+            let (app, rc, out) = (self.app.clone(), Arc::clone(&self.rc), out.clone());
             tokio::spawn(async move {
                 let ev = dispatch::answer(&app, &rc, msg).await;
                 let _ = out.send(ev).await;
                 drop(permit);
             });
+            Flow::Continue
         } else {
-            let ev = dispatch::answer(&app, &rc, msg).await;
-            if out.send(ev).await.is_err() {
-                return None;
-            }
+            let ev = dispatch::answer(&self.app, &self.rc, msg).await;
+            reply(socket, info, &ev).await
         }
     }
-    None
+}
+
+async fn reply(socket: &mut Socket, info: &SessionInfo, ev: &ServerEvent) -> Flow {
+    match send_event(socket, info, ev).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::End(None),
+    }
+}
+
+/// Write a batch of video packets, after whatever tungstenite still holds (a pong, say).
+async fn write_video(
+    socket: &mut Socket,
+    info: &SessionInfo,
+    metrics: &crate::metrics::PacketOut,
+    batch: &mut Batch,
+) -> Result<(), WsError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    socket.flush().await?;
+    let n = batch.len() as u64;
+    let bytes = metrics.record_batch(batch.packets(), crate::now_us());
+    batch.write_to(socket.get_mut()).await?;
+    info.packets_sent.fetch_add(n, Ordering::Relaxed);
+    info.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn send_event(socket: &mut Socket, info: &SessionInfo, ev: &ServerEvent) -> Result<(), WsError> {
+    socket.send(Message::Text(ev.to_json().into())).await?;
+    info.events_sent.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// A close reason must fit in a control frame (123 bytes).
