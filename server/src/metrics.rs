@@ -179,6 +179,13 @@ pub struct PacketOut {
     latency: prometheus::Histogram,
 }
 
+/// Whether a video packet starts a frame, and its relay latency at `now_us` in seconds. The hub
+/// validated the packet; only the header is read here.
+fn frame_start_and_latency(packet: &[u8], now_us: u64) -> Option<(bool, f64)> {
+    let h = railcast_protocol::VideoHeader::parse(packet, usize::MAX).ok()?;
+    Some((h.starts_frame(), now_us.saturating_sub(h.capture_us) as f64 / 1e6))
+}
+
 impl PacketOut {
     pub fn new(transport: &str) -> Self {
         let m = &*METRICS;
@@ -198,9 +205,9 @@ impl PacketOut {
         let latency = self.latency.local();
         for p in packets {
             bytes += p.len() as u64;
-            if let Ok(h) = railcast_protocol::VideoHeader::parse(p, usize::MAX) {
-                frames += u64::from(h.starts_frame());
-                latency.observe(now_us.saturating_sub(h.capture_us) as f64 / 1e6);
+            if let Some((starts, seconds)) = frame_start_and_latency(p, now_us) {
+                frames += u64::from(starts);
+                latency.observe(seconds);
             }
         }
         latency.flush();
@@ -214,12 +221,11 @@ impl PacketOut {
     pub fn record(&self, packet: &[u8], now_us: u64) {
         self.packets.inc();
         self.bytes.inc_by(packet.len() as u64);
-        // The hub validated the packet; only the header is read here.
-        if let Ok(h) = railcast_protocol::VideoHeader::parse(packet, usize::MAX) {
-            if h.starts_frame() {
+        if let Some((starts, seconds)) = frame_start_and_latency(packet, now_us) {
+            if starts {
                 self.frames.inc();
             }
-            self.latency.observe(now_us.saturating_sub(h.capture_us) as f64 / 1e6);
+            self.latency.observe(seconds);
         }
     }
 }

@@ -9,6 +9,7 @@
 //! [`super::stream`]), so a session waits on one thing.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Context;
 
@@ -17,22 +18,17 @@ use futures_util::task::AtomicWaker;
 
 #[derive(Debug)]
 struct Shared {
-    state: Mutex<State>,
+    packets: Mutex<VecDeque<Bytes>>,
     waker: AtomicWaker,
     capacity: usize,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    packets: VecDeque<Bytes>,
-    receiver_gone: bool,
-    sender_gone: bool,
+    receiver_gone: AtomicBool,
+    sender_gone: AtomicBool,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing in this module panics under the lock; a poisoned state is still consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
+        // Nothing in this module panics under the lock; a poisoned queue is still consistent.
+        self.packets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -45,8 +41,13 @@ pub enum SendError {
 
 /// A queue of at most `capacity` packets.
 pub fn channel(capacity: usize) -> (Sender, Receiver) {
-    let shared =
-        Arc::new(Shared { state: Mutex::new(State::default()), waker: AtomicWaker::new(), capacity: capacity.max(1) });
+    let shared = Arc::new(Shared {
+        packets: Mutex::new(VecDeque::new()),
+        waker: AtomicWaker::new(),
+        capacity: capacity.max(1),
+        receiver_gone: AtomicBool::new(false),
+        sender_gone: AtomicBool::new(false),
+    });
     (Sender(Arc::clone(&shared)), Receiver(shared))
 }
 
@@ -55,26 +56,23 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
 pub struct Sender(Arc<Shared>);
 
 impl Sender {
-    /// Packets that can be queued now.
-    pub fn room(&self) -> usize {
-        self.0.capacity.saturating_sub(self.0.lock().packets.len())
-    }
-
     /// Whether the receiver is gone.
     pub fn is_closed(&self) -> bool {
-        self.0.lock().receiver_gone
+        self.0.receiver_gone.load(Ordering::Acquire)
     }
 
-    pub fn try_send(&self, packet: Bytes) -> Result<(), SendError> {
+    /// Queue `packet` if there is room for `room` packets (at least one) now: a frame's first
+    /// chunk asks for room for the whole frame. One lock for the check and the push.
+    pub fn try_send(&self, packet: &Bytes, room: usize) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
         {
-            let mut st = self.0.lock();
-            if st.receiver_gone {
-                return Err(SendError::Closed);
-            }
-            if st.packets.len() >= self.0.capacity {
+            let mut q = self.0.lock();
+            if self.0.capacity.saturating_sub(q.len()) < room.max(1) {
                 return Err(SendError::Full);
             }
-            st.packets.push_back(packet);
+            q.push_back(packet.clone());
         }
         self.0.waker.wake();
         Ok(())
@@ -88,7 +86,7 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.0.lock().sender_gone = true;
+        self.0.sender_gone.store(true, Ordering::Release);
         self.0.waker.wake();
     }
 }
@@ -100,20 +98,20 @@ pub struct Receiver(Arc<Shared>);
 impl Receiver {
     /// A queued packet, or `None` when the queue is empty.
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.0.lock().packets.pop_front()
+        self.0.lock().pop_front()
     }
 
     /// Move up to `max` queued packets to `out`, under one lock; returns how many.
     pub fn drain_into(&mut self, out: &mut impl Extend<Bytes>, max: usize) -> usize {
-        let mut st = self.0.lock();
-        let n = st.packets.len().min(max);
-        out.extend(st.packets.drain(..n));
+        let mut q = self.0.lock();
+        let n = q.len().min(max);
+        out.extend(q.drain(..n));
         n
     }
 
     /// Whether the sender is gone (no packet will ever come).
     pub fn sender_gone(&self) -> bool {
-        self.0.lock().sender_gone
+        self.0.sender_gone.load(Ordering::Acquire)
     }
 
     /// Register to be woken by the next packet or [`Sender::notify`]. Check again for packets
@@ -125,9 +123,8 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let mut st = self.0.lock();
-        st.receiver_gone = true;
-        st.packets.clear();
+        self.0.receiver_gone.store(true, Ordering::Release);
+        self.0.lock().clear();
     }
 }
 
@@ -142,15 +139,15 @@ mod tests {
     #[test]
     fn bounded_and_in_order() {
         let (tx, mut rx) = channel(3);
-        assert_eq!(tx.room(), 3);
-        for i in 0..3 {
-            tx.try_send(pkt(i)).expect("test");
+        assert_eq!(tx.try_send(&pkt(9), 4), Err(SendError::Full), "room for 4 of 3");
+        tx.try_send(&pkt(0), 3).expect("room for 3");
+        for i in 1..3 {
+            tx.try_send(&pkt(i), 0).expect("test");
         }
-        assert_eq!(tx.room(), 0);
-        assert_eq!(tx.try_send(pkt(9)), Err(SendError::Full));
+        assert_eq!(tx.try_send(&pkt(9), 0), Err(SendError::Full));
         assert_eq!(rx.try_recv(), Some(pkt(0)));
-        assert_eq!(tx.room(), 1);
-        tx.try_send(pkt(3)).expect("test");
+        assert_eq!(tx.try_send(&pkt(9), 2), Err(SendError::Full), "room for 1 only");
+        tx.try_send(&pkt(3), 1).expect("test");
         let mut out = Vec::new();
         assert_eq!(rx.drain_into(&mut out, 2), 2);
         assert_eq!(out, vec![pkt(1), pkt(2)]);
@@ -165,10 +162,10 @@ mod tests {
         assert!(!tx.is_closed());
         drop(rx);
         assert!(tx.is_closed());
-        assert_eq!(tx.try_send(pkt(1)), Err(SendError::Closed));
+        assert_eq!(tx.try_send(&pkt(1), 1), Err(SendError::Closed));
 
         let (tx, mut rx) = channel(2);
-        tx.try_send(pkt(1)).expect("test");
+        tx.try_send(&pkt(1), 1).expect("test");
         drop(tx);
         assert!(rx.sender_gone());
         assert_eq!(rx.try_recv(), Some(pkt(1)));
@@ -197,7 +194,7 @@ mod tests {
         });
         for i in 0..5 {
             tokio::task::yield_now().await;
-            tx.try_send(pkt(i)).expect("test");
+            tx.try_send(&pkt(i), 1).expect("test");
         }
         drop(tx);
         assert_eq!(reader.await.expect("reader"), (0..5).map(pkt).collect::<Vec<_>>());

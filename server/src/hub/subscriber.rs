@@ -110,10 +110,8 @@ impl Slot {
         }
         // Admit a frame only if all of its chunks fit now; the hub is the only sender, so the room
         // it sees can only grow until the frame's last chunk.
-        if h.starts_frame() && self.tx.room() < usize::from(h.chunk_count) {
-            return self.stop_camera(h, now, train);
-        }
-        match self.tx.try_send(bytes.clone()) {
+        let room = if h.starts_frame() { usize::from(h.chunk_count) } else { 1 };
+        match self.tx.try_send(bytes, room) {
             Ok(()) => {
                 let c = &self.counters;
                 c.packets_queued.fetch_add(1, Ordering::Relaxed);
