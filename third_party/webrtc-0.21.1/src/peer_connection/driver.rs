@@ -13,13 +13,13 @@ use crate::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use crate::peer_connection::PeerConnectionRef;
 use crate::peer_connection::transport::tcp_transport::RTCTcpTransport;
 use crate::peer_connection::transport::{
-    MAX_GSO_BATCH_BYTES, MAX_GSO_SEGMENTS, MIN_GSO_RUN, SocketRecvResult, UDP_RECV_BUF_LEN,
-    gro_recv_buf_len, is_retryable_socket_recv_error,
+    MAX_GSO_BATCH_BYTES, MAX_GSO_SEGMENTS, MIN_GSO_RUN, SocketRecvResult,
+    is_retryable_socket_recv_error, poll_recv_datagrams,
 };
 use crate::rtp_transceiver::rtp_receiver::RtpReceiverImpl;
 use crate::rtp_transceiver::{RtpReceiver, RtpTransceiverImpl};
 use crate::runtime::{
-    AsyncTcpStream, AsyncUdpSocket, EcnCodepoint, Receiver, RecvMeta, Sender, Transmit,
+    AsyncTcpStream, AsyncUdpSocket, EcnCodepoint, Receiver, Sender, Transmit,
     TrySendError, channel,
 };
 use bytes::BytesMut;
@@ -45,7 +45,6 @@ use rtc::{rtcp, rtp};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -764,47 +763,33 @@ where
             }))
             .collect();
 
-        // Pre-allocate buffers once - one per socket, these will be reused forever.
-        // Sized for the socket's GRO coalescing capacity so a single `poll_recv` can
-        // hold up to `max_gro_segments()` datagrams without truncation.
-        let mut udp_socket_buffers: Vec<Vec<u8>> = udp_socket_list
-            .iter()
-            .map(|(_, socket)| vec![0u8; gro_recv_buf_len(socket.max_gro_segments())])
-            .collect();
-
-        // Helper function to create a recv future for a specific socket. Polls
-        // `poll_recv` directly rather than boxing a future per receive; one message may
-        // hold several GRO-coalesced datagrams, and `stride` carries the per-datagram
-        // size for de-segmentation by the caller.
+        // railcast patch (third_party/PATCHES.md, 12): no per-socket receive buffer. Each
+        // receive goes through the thread's scratch buffer (`poll_recv_datagrams`), which splits
+        // GRO-coalesced messages by their stride and copies the datagrams out; the future owns
+        // only the (reused) list of datagrams.
         //
         // TODO(perf): `poll_recv` accepts up to `BATCH_SIZE` messages per syscall
-        // (`recvmmsg` on Linux), but this asks for one. Widening it to a slab of
-        // `BATCH_SIZE` buffers would collapse the burst-drain loop below into a single
-        // syscall; the buffer bookkeeping is the only reason it is staged separately.
+        // (`recvmmsg` on Linux), but this asks for one.
         let create_udp_recv_future = |idx: usize,
                                       local_addr: SocketAddr,
                                       socket: Arc<dyn AsyncUdpSocket>,
-                                      mut buf: Vec<u8>| async move {
-            let mut meta = [RecvMeta::default(); 1];
+                                      mut datagrams: Vec<BytesMut>| async move {
             let recv = futures::future::poll_fn(|cx| {
-                let mut bufs = [IoSliceMut::new(&mut buf)];
-                socket.poll_recv(cx, &mut bufs, &mut meta)
+                poll_recv_datagrams(&*socket, cx, &mut datagrams)
             })
             .await;
             match recv {
-                Ok(_) => SocketRecvResult::Packet {
-                    n: meta[0].len,
-                    stride: meta[0].stride,
+                Ok(peer_addr) => SocketRecvResult::Packet {
                     local_addr,
-                    peer_addr: meta[0].addr,
+                    peer_addr,
                     idx,
-                    buf,
+                    datagrams,
                 },
                 Err(err) => SocketRecvResult::Error {
                     err,
                     local_addr,
                     idx,
-                    buf,
+                    datagrams,
                 },
             }
         };
@@ -814,8 +799,7 @@ where
             .iter()
             .enumerate()
             .map(|(idx, (local_addr, socket))| {
-                let buf = std::mem::take(&mut udp_socket_buffers[idx]);
-                create_udp_recv_future(idx, *local_addr, socket.clone(), buf).boxed()
+                create_udp_recv_future(idx, *local_addr, socket.clone(), Vec::new()).boxed()
             })
             .collect();
         let mut active_socket_count = udp_socket_list.len();
@@ -831,14 +815,7 @@ where
         // amortizes the per-iteration cost (poll_writes/events/reads core locks,
         // timeout recompute, select setup).
         const MAX_UDP_RECV_BURST: usize = 64;
-        // The burst buffer is shared across sockets, so size it for the largest GRO
-        // capacity among them (falls back to the plain size when none support GRO).
-        let burst_buf_len = udp_socket_list
-            .iter()
-            .map(|(_, socket)| gro_recv_buf_len(socket.max_gro_segments()))
-            .max()
-            .unwrap_or(UDP_RECV_BUF_LEN);
-        let mut burst_buf = vec![0u8; burst_buf_len];
+        let mut burst_datagrams: Vec<BytesMut> = Vec::new();
 
         loop {
             // Shutdown safety-net. `close()`/`Drop` set this flag and best-effort
@@ -1005,7 +982,6 @@ where
                             // the connection down with it.
                             udp_recv_futures.clear();
                             udp_socket_list.clear();
-                            udp_socket_buffers.clear();
 
                             match self.bind_transports().await {
                                 Ok(()) => {
@@ -1030,18 +1006,11 @@ where
                                                 .map(|local_addr| (local_addr, socket.clone()))
                                         }))
                                         .collect();
-                                    udp_socket_buffers = udp_socket_list
-                                        .iter()
-                                        .map(|(_, socket)| {
-                                            vec![0u8; gro_recv_buf_len(socket.max_gro_segments())]
-                                        })
-                                        .collect();
                                     udp_recv_futures = udp_socket_list
                                         .iter()
                                         .enumerate()
                                         .map(|(idx, (local_addr, socket))| {
-                                            let buf = std::mem::take(&mut udp_socket_buffers[idx]);
-                                            create_udp_recv_future(idx, *local_addr, socket.clone(), buf).boxed()
+                                            create_udp_recv_future(idx, *local_addr, socket.clone(), Vec::new()).boxed()
                                         })
                                         .collect();
                                     active_socket_count = udp_socket_list.len();
@@ -1068,20 +1037,19 @@ where
                 udp_recv_result = udp_recv_future => {
                     if let Some(res) = udp_recv_result {
                         match res {
-                            Some(SocketRecvResult::Packet { n, stride, local_addr, peer_addr, idx, buf }) => {
-                                trace!("Received {} bytes from {} to {}", n, peer_addr, local_addr);
+                            Some(SocketRecvResult::Packet { local_addr, peer_addr, idx, mut datagrams }) => {
+                                trace!("Received {} datagrams from {} to {}", datagrams.len(), peer_addr, local_addr);
 
-                                // A single recv may return several GRO-coalesced
-                                // datagrams; split `buf[..n]` back into individual
-                                // datagrams by `stride` and deliver each.
-                                self.deliver_udp_batch(&buf, n, stride, local_addr, peer_addr).await;
+                                // A single recv may return several GRO-coalesced datagrams,
+                                // already split; deliver each.
+                                self.deliver_udp_datagrams(&mut datagrams, local_addr, peer_addr).await;
 
                                 // Immediately create a new future for this socket and reuse the buffer
                                 let (socket_local_addr, socket) = &udp_socket_list[idx];
                                 let socket_local_addr = *socket_local_addr;
                                 let socket = socket.clone();
                                 udp_recv_futures.push(
-                                    create_udp_recv_future(idx, socket_local_addr, socket.clone(), buf).boxed()
+                                    create_udp_recv_future(idx, socket_local_addr, socket.clone(), datagrams).boxed()
                                 );
 
                                 // Batch-drain: drain a bounded burst of additional
@@ -1096,29 +1064,26 @@ where
                                 // On `recvmmsg` platforms a slab of `BATCH_SIZE` buffers
                                 // would drain the same burst in a single call.
                                 let mut burst = 0;
-                                let mut burst_meta = [RecvMeta::default(); 1];
                                 while burst < MAX_UDP_RECV_BURST {
                                     let probe = crate::runtime::poll_once(|cx| {
-                                        let mut bufs = [IoSliceMut::new(&mut burst_buf)];
-                                        socket.poll_recv(cx, &mut bufs, &mut burst_meta)
+                                        poll_recv_datagrams(&*socket, cx, &mut burst_datagrams)
                                     });
                                     match probe {
-                                        Some(Ok(_)) => {
-                                            let m = burst_meta[0];
-                                            self.deliver_udp_batch(&burst_buf, m.len, m.stride, socket_local_addr, m.addr).await;
+                                        Some(Ok(peer_addr)) => {
+                                            self.deliver_udp_datagrams(&mut burst_datagrams, socket_local_addr, peer_addr).await;
                                             burst += 1;
                                         }
                                         _ => break, // would-block (pending) or error
                                     }
                                 }
                             }
-                            Some(SocketRecvResult::Error { err, local_addr, idx, buf }) => {
+                            Some(SocketRecvResult::Error { err, local_addr, idx, datagrams }) => {
                                 if is_retryable_socket_recv_error(&err) {
                                     trace!("Transient socket recv error on {}: {}", local_addr, err);
 
                                     let (socket_local_addr, socket) = &udp_socket_list[idx];
                                     udp_recv_futures.push(
-                                        create_udp_recv_future(idx, *socket_local_addr, socket.clone(), buf).boxed()
+                                        create_udp_recv_future(idx, *socket_local_addr, socket.clone(), datagrams).boxed()
                                     );
                                     continue;
                                 }
@@ -1197,26 +1162,15 @@ where
         }
     }
 
-    /// Split a (possibly GRO-coalesced) UDP receive buffer into individual datagrams
-    /// and feed each to [`handle_read`](Self::handle_read).
-    ///
-    /// `buf[..n]` holds one or more datagrams of `stride` bytes each (the last may be
-    /// shorter). When `stride == n` (no GRO, or a lone datagram) this delivers exactly
-    /// one datagram — identical to the pre-GRO behavior. A zero-length datagram
-    /// (`n == 0`) is dropped (the loop never runs); empty UDP datagrams carry no
-    /// STUN/DTLS/SCTP payload, so this is harmless.
-    async fn deliver_udp_batch(
+    /// Deliver the datagrams of one receive (several when GRO coalesced them), emptying
+    /// `datagrams` so the caller can reuse its capacity.
+    async fn deliver_udp_datagrams(
         &mut self,
-        buf: &[u8],
-        n: usize,
-        stride: usize,
+        datagrams: &mut Vec<BytesMut>,
         local_addr: SocketAddr,
         peer_addr: SocketAddr,
     ) {
-        let step = stride.max(1);
-        let mut off = 0;
-        while off < n {
-            let end = (off + step).min(n);
+        for message in datagrams.drain(..) {
             if let Err(err) = self
                 .handle_read(TaggedBytesMut {
                     now: self.inner.runtime.now(),
@@ -1226,13 +1180,12 @@ where
                         ecn: None,
                         transport_protocol: TransportProtocol::UDP,
                     },
-                    message: BytesMut::from(&buf[off..end]),
+                    message,
                 })
                 .await
             {
                 error!("handle_read error: {}", err);
             }
-            off = end;
         }
     }
 

@@ -46,8 +46,13 @@
 //!
 //! [`PeerConnection::sctp`]: crate::peer_connection::PeerConnection::sctp
 
+use crate::runtime::{AsyncUdpSocket, RecvMeta};
+use bytes::BytesMut;
 use rtc::shared::FourTuple;
+use std::cell::RefCell;
 use std::io;
+use std::io::IoSliceMut;
+use std::task::{Context, Poll};
 use std::net::SocketAddr;
 
 pub(crate) mod stun_gatherer;
@@ -96,12 +101,10 @@ pub(crate) const GRO_RECV_SEGMENT_LEN: usize = 1500;
 /// Size a UDP receive buffer for a socket that may coalesce `max_gro` datagrams via
 /// GRO. Falls back to the plain single-datagram size when GRO is unavailable.
 ///
-/// NOTE: with GRO enabled this returns ~96 KB (64 * 1500) per socket vs the ~2 KB
-/// non-GRO size — a real per-connection RSS cost that scales with socket count
-/// (relevant at SFU scale). It cannot be shrunk without risking truncation (see
-/// [`GRO_RECV_SEGMENT_LEN`]); the buffers are zero-initialized so pages stay unmapped
-/// until actually written. Measured net effect is still an RSS *reduction* under load
-/// because batching cuts per-packet allocator churn far more than the buffers cost.
+/// With GRO enabled this is ~96 KB (64 * 1500). railcast patch (third_party/PATCHES.md, 12):
+/// the driver used to hold two buffers of this size per connection (the receive future's and the
+/// burst drain's), about 190 KB of zeroed memory per peer connection; it now receives into one
+/// scratch buffer per thread ([`poll_recv_datagrams`]) and copies out only the bytes received.
 pub(crate) fn gro_recv_buf_len(max_gro: usize) -> usize {
     if max_gro > 1 {
         max_gro.min(MAX_GRO_SEGMENTS) * GRO_RECV_SEGMENT_LEN
@@ -110,24 +113,60 @@ pub(crate) fn gro_recv_buf_len(max_gro: usize) -> usize {
     }
 }
 
+thread_local! {
+    /// The receive buffer shared by every peer connection driven on this thread, sized on first
+    /// use to the largest `gro_recv_buf_len` asked for. `poll_recv` fills it synchronously, and
+    /// [`poll_recv_datagrams`] copies the datagrams out before returning, so no borrow outlives
+    /// one poll.
+    static RECV_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Receive one message from `socket` (several datagrams when the kernel coalesced them with
+/// GRO) and append each datagram to `out`. Returns the sender's address.
+///
+/// The datagrams are copied out of the thread's scratch buffer exactly once, which the driver
+/// did before anyway (`BytesMut::from(&buf[..])` per datagram); what changes is that an idle
+/// connection no longer owns a GRO-sized buffer.
+pub(crate) fn poll_recv_datagrams(
+    socket: &dyn AsyncUdpSocket,
+    cx: &mut Context<'_>,
+    out: &mut Vec<BytesMut>,
+) -> Poll<io::Result<SocketAddr>> {
+    let need = gro_recv_buf_len(socket.max_gro_segments());
+    RECV_SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < need {
+            scratch.resize(need, 0);
+        }
+        let mut meta = [RecvMeta::default(); 1];
+        let mut bufs = [IoSliceMut::new(&mut scratch[..need])];
+        match socket.poll_recv(cx, &mut bufs, &mut meta) {
+            Poll::Ready(Ok(_)) => {
+                let (n, stride) = (meta[0].len.min(need), meta[0].stride.max(1));
+                out.extend(scratch[..n].chunks(stride).map(BytesMut::from));
+                Poll::Ready(Ok(meta[0].addr))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
 pub(crate) enum SocketRecvResult {
+    /// railcast patch (third_party/PATCHES.md, 12): the datagrams themselves, split out of the
+    /// thread's receive scratch, instead of a per-connection `buf` of `gro_recv_buf_len` bytes.
     Packet {
-        /// Total bytes received into `buf` across all GRO-coalesced datagrams.
-        n: usize,
-        /// Per-datagram size for GRO de-segmentation; `buf[..n]` is walked in
-        /// `stride`-sized steps (the last datagram may be shorter). Equals `n`
-        /// when a single datagram was received.
-        stride: usize,
         local_addr: SocketAddr,
         peer_addr: SocketAddr,
         idx: usize,
-        buf: Vec<u8>,
+        /// One entry per datagram (several when the kernel coalesced them with GRO). Emptied by
+        /// the driver and handed back to the next receive so its capacity is reused.
+        datagrams: Vec<BytesMut>,
     },
     Error {
         err: io::Error,
         local_addr: SocketAddr,
         idx: usize,
-        buf: Vec<u8>,
+        datagrams: Vec<BytesMut>,
     },
 }
 

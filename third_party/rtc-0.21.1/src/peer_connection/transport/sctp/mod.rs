@@ -51,7 +51,10 @@ pub(crate) struct SctpTransport {
     // `EndpointConfig` in `start()`. None uses the sctp crate default (INITIAL_MTU, 1191).
     pub(crate) mtu: Option<u32>,
 
-    pub(crate) internal_buffer: Vec<u8>,
+    /// railcast patch (third_party/PATCHES.md, 11): the negotiated message-size ceiling. It was
+    /// a `Vec<u8>` of that many zeroed bytes (64 KiB to 256 KiB per peer connection, every page
+    /// touched by `resize`) whose only use was its `len()`.
+    pub(crate) max_message_len: usize,
 }
 
 impl SctpTransport {
@@ -74,7 +77,7 @@ impl SctpTransport {
             negotiated_max_message_size: None,
             max_receive_buffer_size,
             mtu,
-            internal_buffer: vec![],
+            max_message_len: 0,
         }
     }
 
@@ -173,7 +176,7 @@ impl SctpTransport {
         // the buffer and the transport config, and then discarded, which left nothing for
         // `maxMessageSize` to report.
         self.negotiated_max_message_size = Some(max_message_size);
-        self.internal_buffer.resize(max_message_size as usize, 0u8);
+        self.max_message_len = max_message_size as usize;
 
         let mut sctp_endpoint_config = ::sctp::EndpointConfig::default();
         if let Some(mtu) = self.mtu {
@@ -272,7 +275,7 @@ mod tests {
         );
         assert_eq!(
             SctpMaxMessageSize::MAX_MESSAGE_SIZE as usize,
-            transport.internal_buffer.len(),
+            transport.max_message_len,
             "the reported size and the buffer actually allocated must be the same number"
         );
     }
