@@ -227,7 +227,7 @@ pub async fn count_video(
             _ = &mut stop_fut => break,
             ev = dc.poll() => match ev {
                 Some(DataChannelEvent::OnMessage(m)) if !m.is_string => {
-                    c.packet_warming(&m.data, &window, &warm);
+                    c.message_warming(&m.data, &window, &warm);
                     observe(&c);
                 }
                 Some(DataChannelEvent::OnClose) | None => {

@@ -193,6 +193,26 @@ impl FrameCounter {
         }
     }
 
+    /// One message of a `video` data channel: its packets (docs/wire-format.md §2.6), each as
+    /// [`FrameCounter::packet`]; what the split refuses counts once as malformed.
+    pub fn message(&mut self, m: &[u8], window: &Window) {
+        for p in railcast_protocol::message::split(m) {
+            match p {
+                Ok(p) => self.packet(p, window),
+                Err(_) => self.malformed += 1,
+            }
+        }
+    }
+
+    /// [`FrameCounter::message`], marking the client warm at its first packet.
+    pub fn message_warming(&mut self, m: &[u8], window: &Window, warm: &std::sync::atomic::AtomicUsize) {
+        let before = self.packets_any + self.malformed;
+        self.message(m, window);
+        if before == 0 && self.packets_any + self.malformed > 0 {
+            warm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Count one binary message and mark the client warm at its first one.
     pub fn packet_warming(&mut self, p: &[u8], window: &Window, warm: &std::sync::atomic::AtomicUsize) {
         self.packet(p, window);

@@ -24,6 +24,7 @@ pub mod client;
 pub mod control;
 pub mod error;
 pub mod ids;
+pub mod message;
 pub mod packet;
 
 pub use control::{Action, CameraInfo, CommandAck, ControlDecoder, ControlMessage, Hello, Secret, Telemetry};

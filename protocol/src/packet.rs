@@ -61,14 +61,7 @@ impl VideoHeader {
     /// Validate and parse a whole packet's header, checking that exactly `payload_len` bytes follow
     /// and that the payload is within `max_payload`. Never panics.
     pub fn parse(buf: &[u8], max_payload: usize) -> Result<Self, DecodeError> {
-        let kind = check_preamble(buf, "video packet")?;
-        if kind != KIND_VIDEO {
-            return Err(if crate::control::is_control_kind(kind) {
-                DecodeError::WrongKind { expected: "video", found: kind }
-            } else {
-                DecodeError::UnknownKind(kind)
-            });
-        }
+        check_video_preamble(buf)?;
         if buf.len() < HEADER_LEN {
             return Err(DecodeError::Truncated { what: "video header", needed: HEADER_LEN, available: buf.len() });
         }
@@ -136,6 +129,19 @@ impl VideoHeader {
     /// First chunk of a keyframe: where a subscriber that lost data may resume.
     pub fn starts_keyframe(&self) -> bool {
         self.keyframe && self.chunk_index == 0
+    }
+}
+
+/// The preamble (§1) and a video kind: what a video packet and each packet of a data-channel
+/// message (§2.6) start with.
+pub(crate) fn check_video_preamble(buf: &[u8]) -> Result<(), DecodeError> {
+    let kind = check_preamble(buf, "video packet")?;
+    if kind == KIND_VIDEO {
+        Ok(())
+    } else if crate::control::is_control_kind(kind) {
+        Err(DecodeError::WrongKind { expected: "video", found: kind })
+    } else {
+        Err(DecodeError::UnknownKind(kind))
     }
 }
 

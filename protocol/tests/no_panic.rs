@@ -28,6 +28,22 @@ fn seeds() -> Vec<Vec<u8>> {
 fn decode_all(bytes: &[u8]) {
     let _ = VideoPacket::parse(Bytes::copy_from_slice(bytes), 1150);
     let _ = VideoPacket::parse(Bytes::copy_from_slice(bytes), 65_535);
+    // As a data-channel message (§2.6): the packets are consecutive pieces of the input, and an
+    // error, if any, comes last.
+    let mut at = 0;
+    let mut ended = false;
+    for r in railcast_protocol::message::split(bytes) {
+        assert!(!ended, "nothing after an error");
+        match r {
+            Ok(p) => {
+                assert_eq!(p, &bytes[at..at + p.len()]);
+                assert!(p.len() >= railcast_protocol::packet::HEADER_LEN);
+                at += p.len();
+            }
+            Err(_) => ended = true,
+        }
+    }
+    assert!(ended || at == bytes.len(), "the split covers the message");
     let mut at = 0;
     while at < bytes.len() {
         match ControlMessage::decode(&bytes[at..], 65_536) {

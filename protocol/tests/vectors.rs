@@ -101,6 +101,35 @@ fn golden_vectors() {
                 assert_eq!(control_json(&msg), expect["ok"], "{file}");
                 assert_eq!(msg.to_bytes().as_ref(), &bytes[..], "{file}: re-encoding differs");
             }
+            Some("video_message") => {
+                // A data-channel message (§2.6): the packets the split gives, each validated on its
+                // own, then the error that ends the split, if any.
+                let mut packets = Vec::new();
+                let mut error = None;
+                for r in railcast_protocol::message::split(&bytes) {
+                    match r {
+                        Ok(p) => {
+                            let parse = match VideoPacket::parse(p.to_vec().into(), DEFAULT_MAX_PAYLOAD) {
+                                Ok(_) => "ok",
+                                Err(e) => e.label(),
+                            };
+                            packets.push(serde_json::json!({"hex": hex::encode(p), "parse": parse}));
+                        }
+                        Err(e) => error = Some(e.label()),
+                    }
+                }
+                assert_eq!(Value::Array(packets), expect["packets"], "{file}");
+                assert_eq!(error, expect["error"].as_str(), "{file}");
+                // Packing the good packets again gives the same message.
+                if error.is_none() {
+                    let parts: Vec<bytes::Bytes> = railcast_protocol::message::split(&bytes)
+                        .map(|p| bytes::Bytes::copy_from_slice(p.expect("ok")))
+                        .collect();
+                    let packed: Vec<_> = railcast_protocol::message::pack(&parts, usize::MAX).collect();
+                    assert_eq!(packed.len(), 1, "{file}");
+                    assert_eq!(&packed[0].0[..], &bytes[..], "{file}: packing differs");
+                }
+            }
             other => panic!("{file}: unknown kind {other:?}"),
         }
     }

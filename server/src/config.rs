@@ -136,6 +136,9 @@ macro_rules! settings {
     };
 }
 
+/// The largest data-channel message webrtc-rs sends (its default `max-message-size`).
+const MAX_VIDEO_MESSAGE: usize = crate::webrtc::MAX_MESSAGE_SIZE;
+
 settings! {
     /// HTTP listen address (API, WebSocket, console). Port 0 picks a free port.
     http_addr: SocketAddr = addr("127.0.0.1:8080"), "RAILCAST_HTTP_ADDR";
@@ -184,6 +187,19 @@ settings! {
     webrtc_connect_timeout: Dur = Dur(Duration::from_secs(15)), "RAILCAST_WEBRTC_CONNECT_TIMEOUT";
     /// Send buffer limit per data channel, bytes; beyond it the peer loses whole frames.
     webrtc_send_buffer: usize = 256 * 1024, "RAILCAST_WEBRTC_SEND_BUFFER";
+    /// Size budget of each outbound SCTP packet on the data channels, bytes (0 or 576..=2000):
+    /// one packet is one DTLS record in one UDP datagram. 0: webrtc-rs's default, 1191, which
+    /// fits a 1,280-byte path MTU even through TURN over IPv6. Raise it only where every path to
+    /// the clients carries larger datagrams (loopback, a LAN with jumbo frames); above the path
+    /// MTU the kernel fragments each datagram, and a path that drops fragments loses the session.
+    /// 2000 is the ceiling because Chromium refuses DTLS packets over 2,048 bytes (measured: at
+    /// 4096 every session failed as its first video arrived).
+    webrtc_sctp_mtu: u32 = 0, "RAILCAST_WEBRTC_SCTP_MTU";
+    /// Largest message on a `video` data channel, bytes (docs/wire-format.md §2.6): packets
+    /// queued for a peer are packed whole into messages up to this size, never held back to fill
+    /// one; capped by the peer's SDP max-message-size. Below one packet's size: one packet per
+    /// message.
+    webrtc_video_message: usize = 64 * 1024, "RAILCAST_WEBRTC_VIDEO_MESSAGE";
     /// Credentials file (TOML, docs/security.md): client tokens with roles, one token per train
     /// id. Re-read on SIGHUP. Empty: demo credentials are generated at start-up and printed.
     auth_file: String = String::new(), "RAILCAST_AUTH_FILE";
@@ -383,6 +399,14 @@ impl Config {
         if !(16 * 1024..=64 << 20).contains(&self.webrtc_send_buffer) {
             return Err(invalid("webrtc_send_buffer", "must be within 16 KiB..=64 MiB"));
         }
+        if !(1..=MAX_VIDEO_MESSAGE).contains(&self.webrtc_video_message) {
+            return Err(invalid("webrtc_video_message", format!("must be within 1..={MAX_VIDEO_MESSAGE}")));
+        }
+        // One SCTP packet is one DTLS record in one datagram; Chromium drops DTLS packets over
+        // 2,048 bytes (record overhead: 37).
+        if self.webrtc_sctp_mtu != 0 && !(576..=2000).contains(&self.webrtc_sctp_mtu) {
+            return Err(invalid("webrtc_sctp_mtu", "must be 0 (the default) or within 576..=2000"));
+        }
         Ok(crate::webrtc::WebRtcConfig {
             bind_ip: self.webrtc_bind_ip,
             advertised_ip,
@@ -391,6 +415,8 @@ impl Config {
             relay_only: self.webrtc_relay_only,
             connect_timeout: self.webrtc_connect_timeout.0,
             send_buffer: self.webrtc_send_buffer,
+            sctp_mtu: (self.webrtc_sctp_mtu != 0).then_some(self.webrtc_sctp_mtu),
+            video_message: self.webrtc_video_message,
         })
     }
 }
@@ -444,6 +470,10 @@ mod tests {
             (&["--webrtc-ice-servers", "http://x"], "webrtc_ice_servers"),
             (&["--webrtc-ice-servers", "turn:x:3478"], "webrtc_turn_username"),
             (&["--webrtc-send-buffer", "10"], "webrtc_send_buffer"),
+            (&["--webrtc-sctp-mtu", "575"], "webrtc_sctp_mtu"),
+            (&["--webrtc-video-message", "0"], "webrtc_video_message"),
+            (&["--webrtc-video-message", "65537"], "webrtc_video_message"),
+            (&["--webrtc-sctp-mtu", "2001"], "webrtc_sctp_mtu"),
             (&["--max-trains", "0"], "max_trains"),
             (&["--max-remote-controls", "0"], "max_remote_controls"),
             (&["--max-webrtc-sessions", "0"], "max_webrtc_sessions"),

@@ -15,13 +15,19 @@
 //   - WINDOW=stdin (the bench): the window comes as one line `window <start_us> <end_us>` on stdin;
 //     stdin closing before that aborts the run;
 //   - otherwise it starts WARMUP_MS (default 1000) after READY and lasts MEASURE_MS (default 5000).
-// The page counts every message on `video` (binaryType arraybuffer; per message only its length and
-// the 26-byte header's capture timestamp, docs/wire-format.md §2):
-//   bytes / messages      received while the window is open (receive time) → mbit_s, messages_per_s
-//   window_bytes / window_messages   of packets CAPTURED inside the window, received up to GRACE_MS
-//                         (default 1000) after it closes: compare with what the train sent in it
+// A message on `video` carries one or more whole video packets back to back (docs/wire-format.md
+// §2.6). The page counts every message (binaryType arraybuffer) and splits it as §2.6 says, reading
+// of each packet only its 26-byte header's capture timestamp and payload length (§2):
+//   bytes / messages      messages received while the window is open (receive time) → mbit_s,
+//                         messages_per_s
+//   packets               packets received while the window is open (receive time) → packets_per_s
+//   window_bytes / window_messages   PACKETS (and their bytes) CAPTURED inside the window, received
+//                         up to GRACE_MS (default 1000) after it closes: compare with what the train
+//                         sent in it
 //   latency_*_ms          capture → onmessage for those packets (host clock: performance.timeOrigin
 //                         + performance.now() against capture_us), 0.1 ms buckets up to 10 s
+//   malformed             messages whose split failed (fewer than 26 bytes left, not an `RC` v1 video
+//                         packet, a packet running past the end): the packets before it still count
 // and prints ONE JSON line of results on stdout last; on failure `"ok":false` with `error`, the
 // reason on stderr too, exit status 1.
 //
@@ -75,9 +81,9 @@ async function open({ rc, token, openTimeoutMs }) {
   }
   const t0 = performance.now()
   const nowUs = () => (performance.timeOrigin + performance.now()) * 1000
-  // Counters: plain numbers and one typed array, so a message costs a few additions.
+  // Counters: plain numbers and one typed array, so a packet costs a few additions.
   const s = {
-    all_bytes: 0, all_messages: 0, bytes: 0, messages: 0, window_bytes: 0, window_messages: 0,
+    all_bytes: 0, all_messages: 0, bytes: 0, messages: 0, packets: 0, window_bytes: 0, window_messages: 0,
     malformed: 0, last_in_window_at_us: 0, start: Infinity, end: Infinity, hist: new Uint32Array(100001),
     latency_max_us: 0,
   }
@@ -115,24 +121,38 @@ async function open({ rc, token, openTimeoutMs }) {
         }
         if (s.start === Infinity) return
         const now = nowUs()
-        if (now >= s.start && now < s.end) {
+        const inWindow = now >= s.start && now < s.end
+        if (inWindow) {
           s.bytes += n
           s.messages++
         }
-        if (n < 26) {
-          s.malformed++
-          return
-        }
+        // Split per §2.6: whole packets back to back; a framing error ends the message (an empty
+        // message is one too).
         const v = new DataView(b)
-        const capture = v.getUint32(12) * 4294967296 + v.getUint32(16)
-        if (capture >= s.start && capture < s.end) {
-          s.window_bytes += n
-          s.window_messages++
-          s.last_in_window_at_us = now
-          const lat = now - capture
-          s.hist[lat <= 0 ? 0 : Math.min(100000, Math.floor(lat / 100))]++
-          if (lat > s.latency_max_us) s.latency_max_us = lat
-        }
+        let off = 0
+        do {
+          const left = n - off
+          if (left < 26 || v.getUint16(off) !== 0x5243 || v.getUint8(off + 2) !== 1 || v.getUint8(off + 3) !== 1) {
+            s.malformed++
+            break
+          }
+          const len = 26 + v.getUint16(off + 24)
+          if (len > left) {
+            s.malformed++
+            break
+          }
+          if (inWindow) s.packets++
+          const capture = v.getUint32(off + 12) * 4294967296 + v.getUint32(off + 16)
+          if (capture >= s.start && capture < s.end) {
+            s.window_bytes += len
+            s.window_messages++
+            s.last_in_window_at_us = now
+            const lat = now - capture
+            s.hist[lat <= 0 ? 0 : Math.min(100000, Math.floor(lat / 100))]++
+            if (lat > s.latency_max_us) s.latency_max_us = lat
+          }
+          off += len
+        } while (off < n)
       }
     }
   })
@@ -172,7 +192,7 @@ async function collect({ token }) {
   await fetch(`/api/webrtc/sessions/${encodeURIComponent(d.session_id)}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }).catch(() => {})
   d.pc.close()
   return {
-    bytes: s.bytes, messages: s.messages, window_bytes: s.window_bytes, window_messages: s.window_messages,
+    bytes: s.bytes, messages: s.messages, packets: s.packets, window_bytes: s.window_bytes, window_messages: s.window_messages,
     all_bytes: s.all_bytes, all_messages: s.all_messages, malformed: s.malformed, closed: d.closed,
     latency_samples: s.window_messages, latency_p50_ms: q(0.5), latency_p99_ms: q(0.99), latency_max_ms: s.window_messages ? s.latency_max_us / 1000 : null,
     last_in_window_after_end_ms: s.last_in_window_at_us ? (s.last_in_window_at_us - s.end) / 1000 : null,
@@ -221,6 +241,7 @@ async function main() {
     seconds,
     mbit_s: (c.bytes * 8) / seconds / 1e6,
     messages_per_s: c.messages / seconds,
+    packets_per_s: c.packets / seconds,
     window_mbit_s: (c.window_bytes * 8) / seconds / 1e6,
     page_errors: pageErrors,
   })

@@ -5,16 +5,21 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import {
   DecodeError, decodeControl, DEFAULT_MAX_BODY, DEFAULT_MAX_PAYLOAD, encodeControl, encodeVideoPacket,
-  FLAG_KEYFRAME, packetize, parseVideoPacket,
+  FLAG_KEYFRAME, packetize, parseVideoPacket, splitVideoMessage,
 } from '../src/wire'
 
 const dir = fileURLToPath(new URL('../../protocol/tests/vectors/', import.meta.url))
 
 interface Entry {
   file: string
-  kind: 'video' | 'control'
+  kind: 'video' | 'control' | 'video_message'
   description: string
-  expect: { ok?: Record<string, unknown>; error?: string }
+  expect: {
+    ok?: Record<string, unknown>
+    error?: string | null
+    /** `video_message` (§2.6): the packets of the split, in order, and how each parses. */
+    packets?: { hex: string; parse: string }[]
+  }
 }
 
 /** Annotated hex: `#` starts a comment; the rest are whitespace-separated byte pairs. */
@@ -31,21 +36,30 @@ function readHex(name: string): Uint8Array {
 
 const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('')
 
-function labelOf(f: () => unknown): string {
+/** "ok", or the label of the DecodeError `f` throws. */
+function resultOf(f: () => unknown): string {
   try {
     f()
   } catch (e) {
     if (e instanceof DecodeError) return e.label
     throw e
   }
-  throw new Error('decoded without error')
+  return 'ok'
+}
+
+/** The label of the DecodeError `f` throws; decoding without error fails the test. */
+function labelOf(f: () => unknown): string {
+  const r = resultOf(f)
+  if (r === 'ok') throw new Error('decoded without error')
+  return r
 }
 
 const manifest = JSON.parse(readFileSync(dir + 'manifest.json', 'utf8')) as Entry[]
 
 describe('golden vectors', () => {
   it('the manifest lists every vector file', () => {
-    expect(manifest.length).toBeGreaterThanOrEqual(25)
+    expect(manifest.length).toBeGreaterThanOrEqual(40)
+    expect(manifest.filter((e) => e.kind === 'video_message').length).toBeGreaterThanOrEqual(10)
   })
 
   for (const e of manifest) {
@@ -77,6 +91,14 @@ describe('golden vectors', () => {
           const packets = packetize(h, pkt.payload, DEFAULT_MAX_PAYLOAD)
           expect(packets.map(toHex)).toEqual([toHex(want)])
         }
+      } else if (e.kind === 'video_message') {
+        const want = e.expect.packets
+        if (!want || e.expect.error === undefined) throw new Error('video_message vector without packets and error')
+        const { packets, error } = splitVideoMessage(bytes)
+        expect(packets.map(toHex)).toEqual(want.map((p) => p.hex))
+        expect(packets.map((p) => resultOf(() => parseVideoPacket(p, DEFAULT_MAX_PAYLOAD)))).toEqual(want.map((p) => p.parse))
+        expect(error?.label ?? null).toBe(e.expect.error)
+        for (const p of packets) expect(p.buffer).toBe(bytes.buffer)
       } else if (e.kind === 'control') {
         if (e.expect.error) {
           expect(labelOf(() => decodeControl(bytes, DEFAULT_MAX_BODY))).toBe(e.expect.error)

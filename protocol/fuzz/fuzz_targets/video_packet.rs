@@ -10,7 +10,9 @@
 //!   same header;
 //! - the assembler never panics, and what it emits obeys its documented rules per camera: sequence
 //!   numbers strictly increase, the first frame is a keyframe, a delta frame directly follows its
-//!   predecessor (`seq − 1`), a frame is as long as its chunks, and the stats count what was emitted.
+//!   predecessor (`seq − 1`), a frame is as long as its chunks, and the stats count what was emitted;
+//! - the input read as a data-channel message (§2.6) splits into consecutive packets, an error only
+//!   last, and the packets pack back into the same bytes.
 
 #![no_main]
 
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use railcast_protocol::assembler::Assembler;
+use railcast_protocol::message;
 use railcast_protocol::packet::{FLAG_KEYFRAME, HEADER_LEN};
 use railcast_protocol::{CameraId, FrameSeq, VideoHeader, VideoPacket, DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
 
@@ -60,10 +63,35 @@ struct Emitted {
     last: Option<FrameSeq>,
 }
 
+/// The input as a data-channel message (§2.6): the packets are consecutive pieces from its start,
+/// an error comes last and only when bytes are left, and packing the packets again gives those
+/// bytes back.
+fn check_message_split(data: &[u8]) {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    let mut failed = false;
+    for r in message::split(data) {
+        assert!(!failed, "a packet after the split's error");
+        match r {
+            Ok(p) => {
+                assert_eq!(p, &data[at..at + p.len()]);
+                assert!(p.len() >= HEADER_LEN);
+                at += p.len();
+                parts.push(Bytes::copy_from_slice(p));
+            }
+            Err(_) => failed = true,
+        }
+    }
+    assert!(failed || (at == data.len() && !data.is_empty()), "the split stopped early without an error");
+    let packed: Vec<u8> = message::pack(&parts, usize::MAX).flat_map(|(m, _)| m.to_vec()).collect();
+    assert_eq!(packed, &data[..at]);
+}
+
 fuzz_target!(|data: &[u8]| {
     // The whole input as one packet (mostly a length mismatch, but every check runs).
     let _ = check_round_trip(data, DEFAULT_MAX_PAYLOAD);
     let _ = check_round_trip(data, MAX_PAYLOAD_LIMIT);
+    check_message_split(data);
 
     let mut assembler = Assembler::new();
     let mut emitted: HashMap<CameraId, Emitted> = HashMap::new();

@@ -120,6 +120,52 @@ control("control_err_bad_hello", "hello without cameras", 0x10, '{"train_id":"t"
 control("control_err_bad_train_id", "train id with a slash", 0x10, '{"train_id":"a/b","cameras":[{"id":0,"codec":"h264","width":2,"height":2,"fps":1}]}', expect="bad_body")
 control("control_err_unknown_kind", "kind 0x30 is not defined", 0x30, "{}", expect="unknown_kind")
 
+
+# Data-channel video messages (section 2.6): whole packets back to back.
+def vpkt(*, flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01", declared=None, version=1, kind=1, magic=MAGIC):
+    plen = len(payload) if declared is None else declared
+    return (magic + bytes([version, kind, flags, codec]) + struct.pack(">HIQHHH", camera, seq, ts, idx, count, plen) + payload)
+
+def message(name, desc, parts, error=None):
+    """parts: (bytes, note, parse) in order; parse is "ok", a reason label, or None for the bytes the
+    split refuses (they end the message with `error`)."""
+    lines = [f"# {name}: {desc}", "# video message on a data channel (wire format v1, section 2.6): packets back to back"]
+    packets = []
+    for data, note, parse in parts:
+        lines.append(f"# {note}")
+        for i in range(0, len(data), 16):
+            lines.append(hexline(data[i:i + 16], "" if i else f"{len(data)} bytes"))
+        if parse is not None:
+            packets.append({"hex": data.hex(), "parse": parse})
+    open(os.path.join(HERE, name + ".hex"), "w").write("\n".join(lines) + "\n")
+    manifest.append({"file": name + ".hex", "kind": "video_message", "description": desc,
+                     "expect": {"packets": packets, "error": error}})
+
+frame = [bytes(range(7, 7 + 60)), bytes(range(100, 100 + 60)), bytes(range(200, 240))]
+chunks = [vpkt(flags=1, camera=2, seq=9, idx=i, count=3, payload=p) for i, p in enumerate(frame)]
+message("video_message_single", "one packet: what a message always held before 2.6",
+        [(chunks[0], "packet: chunk 0 of 3", "ok")])
+message("video_message_three_packets", "the three chunks of a keyframe in one message",
+        [(c, f"packet: chunk {i} of 3", "ok") for i, c in enumerate(chunks)])
+message("video_message_two_cameras", "packets of two cameras interleaved, as relayed",
+        [(vpkt(camera=0, seq=5, payload=b"\x00\x00\x00\x01\x41\x9a"), "camera 0, frame 5", "ok"),
+         (vpkt(camera=1, seq=77, idx=0, count=2, payload=bytes(1150)), "camera 1, frame 77, chunk 0 of 2, 1150-byte payload", "ok"),
+         (vpkt(camera=0, seq=6, payload=b"\x00\x00\x00\x01\x41\x9b"), "camera 0, frame 6", "ok")])
+message("video_message_bad_packet_inside", "a packet with an unknown codec is dropped alone; the split goes on",
+        [(chunks[0], "packet: chunk 0 of 3", "ok"), (vpkt(codec=9, payload=b"\x02\x03"), "packet with codec 0x09", "unknown_codec"),
+         (chunks[2], "packet: chunk 2 of 3", "ok")])
+message("video_message_err_short_tail", "10 bytes after the last packet: fewer than a header",
+        [(chunks[0], "packet: chunk 0 of 3", "ok"), (chunks[1][:10], "10 bytes", None)], error="truncated")
+message("video_message_err_overrun", "the second packet declares 60 payload bytes, 20 remain",
+        [(chunks[0], "packet: chunk 0 of 3", "ok"), (chunks[1][:46], "header declaring 60 bytes, then 20", None)], error="truncated")
+message("video_message_err_bad_magic", "garbage after the first packet",
+        [(chunks[0], "packet: chunk 0 of 3", "ok"), (b"XX" + bytes(30), "32 bytes that do not start with RC", None)], error="bad_magic")
+message("video_message_err_version", "a version-2 packet after the first",
+        [(chunks[0], "packet: chunk 0 of 3", "ok"), (vpkt(version=2), "packet with version 2", None)], error="unsupported_version")
+message("video_message_err_control", "a control frame header inside a video message",
+        [(chunks[0], "packet: chunk 0 of 3", "ok"), (vpkt(kind=0x12), "kind 0x12 (a command frame)", None)], error="wrong_kind")
+message("video_message_err_empty", "an empty message", [], error="truncated")
+
 json.dump(manifest, open(os.path.join(HERE, "manifest.json"), "w"), indent=1)
 open(os.path.join(HERE, "manifest.json"), "a").write("\n")
 print(f"wrote {len(manifest)} vectors")

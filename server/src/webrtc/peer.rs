@@ -170,6 +170,9 @@ pub async fn build(
         // peer-reflexive; the default makes ICE wait a second before using it (browsers hide
         // their host candidates, so this is the usual case).
         settings = settings.with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+        if let Some(mtu) = config.sctp_mtu {
+            settings = settings.with_sctp_mtu(mtu);
+        }
         if config.relay_only {
             // Relayed pairs are held back 2 s by default in case a direct one succeeds; with
             // relay_only there is nothing better to wait for.

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use railcast_protocol::client::{ClientMessage, ServerEvent};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
@@ -35,6 +35,9 @@ enum Channel {
 
 /// Messages kept from the client while the channels open (they take milliseconds to).
 const EARLY_MESSAGES: usize = 64;
+
+/// Packets taken from the hub queue per wake-up, at most (then other sessions get to run).
+const MAX_PACKETS_PER_WAKE: usize = 512;
 
 fn pump(dc: Arc<dyn DataChannel>, which: Channel, tx: mpsc::Sender<Ev>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -190,20 +193,33 @@ async fn serve(
     for ev in early {
         client_message(app, rc, command, &info, &mut client, ev).await;
     }
+    // Fixed once the answer is applied, which is before the channels open.
+    let limit = session.video_message.load(Ordering::Relaxed);
+    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_PACKETS_PER_WAKE);
     loop {
         tokio::select! {
             item = follower.next() => match item {
                 Item::Packet(p) => {
-                    // The data channel API takes an owned BytesMut: one copy per peer. With the
+                    // Whatever else is queued goes with it, packed whole into messages of at most
+                    // `limit` bytes (docs/wire-format.md §2.6): a browser pays per message, not
+                    // per byte. The data channel API takes an owned BytesMut, so packing is the
+                    // one copy per peer that sending a packet alone cost before. With the
                     // send-buffer limit on, `send` waits for room; meanwhile the hub queue fills
                     // and the hub drops whole frames for this peer only.
-                    let len = p.len() as u64;
-                    if video.send(BytesMut::from(&p[..])).await.is_err() {
-                        return End::Reason("video channel closed");
+                    batch.clear();
+                    batch.push(p);
+                    follower.drain_packets(&mut batch, MAX_PACKETS_PER_WAKE - 1);
+                    for (message, range) in railcast_protocol::message::pack(&batch, limit) {
+                        if video.send(message).await.is_err() {
+                            return End::Reason("video channel closed");
+                        }
+                        let now = crate::now_us();
+                        for p in &batch[range] {
+                            metrics.record(p, now);
+                            info.packets_sent.fetch_add(1, Ordering::Relaxed);
+                            info.bytes_sent.fetch_add(p.len() as u64, Ordering::Relaxed);
+                        }
                     }
-                    metrics.record(&p, crate::now_us());
-                    info.packets_sent.fetch_add(1, Ordering::Relaxed);
-                    info.bytes_sent.fetch_add(len, Ordering::Relaxed);
                 }
                 Item::Event(ev) => {
                     if !send_event(command, &ev).await {

@@ -167,7 +167,9 @@ impl RtcClient {
                         DataChannelEvent::OnMessage(m) if m.is_string => {
                             rec.lock().expect("lock").text(&log, &String::from_utf8_lossy(&m.data))
                         }
-                        DataChannelEvent::OnMessage(m) => rec.lock().expect("lock").binary(&log, m.data.freeze()),
+                        DataChannelEvent::OnMessage(m) => {
+                            rec.lock().expect("lock").video_message(&log, m.data.freeze())
+                        }
                         DataChannelEvent::OnClose => break,
                         _ => {}
                     }

@@ -37,6 +37,11 @@ pub struct Log {
     pub closed: Option<(u16, String)>,
     /// Per-packet latency (capture → packet received), µs.
     pub packet_latency_us: Vec<u64>,
+    /// Data-channel `video` messages (docs/wire-format.md §2.6): how many, how many held more
+    /// than one packet, and the largest, bytes.
+    pub video_messages: u64,
+    pub multi_packet_messages: u64,
+    pub largest_video_message: usize,
 }
 
 /// Turns what a client receives into the [`Log`], the same for every transport.
@@ -51,6 +56,20 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A message of the `video` data channel: one or more whole packets (§2.6), each recorded
+    /// as [`Recorder::binary`] records a WebSocket message.
+    pub fn video_message(&mut self, log: &Mutex<Log>, m: bytes::Bytes) {
+        let mut n = 0;
+        for p in railcast_protocol::message::split_bytes(&m) {
+            self.binary(log, p.expect("server sent a malformed video message"));
+            n += 1;
+        }
+        let mut log = log.lock().expect("lock");
+        log.video_messages += 1;
+        log.multi_packet_messages += u64::from(n > 1);
+        log.largest_video_message = log.largest_video_message.max(m.len());
+    }
+
     pub fn binary(&mut self, log: &Mutex<Log>, b: bytes::Bytes) {
         if !self.mapped {
             self.early.push((now_us(), b));

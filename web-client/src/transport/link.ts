@@ -3,7 +3,16 @@
  * module (WebSocket, WebRTC data channels) implements, so the rest of the console never asks which.
  */
 import { authHeaders, getToken, reportUnauthorized } from '../auth'
+import type { DecodeError } from '../wire/common'
 import type { Kind } from './policy'
+
+/**
+ * What a link hands over on its video path: one video packet (a whole WebSocket message, or a view
+ * into a data-channel message, never a copy), or the {@link DecodeError} that ended the split of a
+ * data-channel message (docs/wire-format.md §2.6). The error travels the packets' path so that the
+ * one place counting malformed packets (the video pipeline) counts it once, under its reason.
+ */
+export type VideoData = ArrayBuffer | Uint8Array | DecodeError
 
 export interface LinkHandlers {
   /** Video and commands can flow (WebSocket open; both data channels open). */
@@ -12,8 +21,8 @@ export interface LinkHandlers {
   onClose(reason: string): void
   /** A JSON text message (server event). */
   onText(text: string): void
-  /** A binary message (one video packet). */
-  onBinary(data: ArrayBuffer): void
+  /** One video packet, or the error that ended the split of a data-channel message ({@link VideoData}). */
+  onBinary(data: VideoData): void
   /** Connection / ICE / channel states, for the UI. */
   onDetail(detail: Record<string, string>): void
 }

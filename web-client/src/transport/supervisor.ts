@@ -7,7 +7,7 @@
  * and train events reach the console; answers (acks, pongs) are delivered from any link.
  */
 import { parseServerEvent, type ServerEvent } from '../wire/client'
-import type { Link, LinkHandlers } from './link'
+import type { Link, LinkHandlers, VideoData } from './link'
 import { DEFAULT_POLICY, initialPolicy, step, type Kind, type Mode, type PolicyAction, type PolicyConfig, type PolicyEvent, type PolicyState, type TimerName } from './policy'
 
 export type Opener = (remoteControlId: string, handlers: LinkHandlers) => Link
@@ -26,7 +26,8 @@ export interface SupervisorSink {
   /** `kind` now carries video: start a new stream (reset reassembly and decoders). */
   onActivated(kind: Kind, mapping: Extract<ServerEvent, { type: 'mapped_train_changed' }> | null): void
   onEvent(ev: ServerEvent, from: Kind, active: boolean): void
-  onVideo(data: ArrayBuffer, arrivalMs: number): void
+  /** One packet (or a split error, {@link VideoData}) of the active link, in arrival order. */
+  onVideo(data: VideoData, arrivalMs: number): void
   onLog(line: string): void
 }
 
@@ -46,7 +47,7 @@ interface Slot {
   link: Link | null
   open: boolean
   mapped: boolean
-  held: ArrayBuffer[]
+  held: VideoData[]
   lastRx: number
   openedAt: number
   mapping: Extract<ServerEvent, { type: 'mapped_train_changed' }> | null

@@ -1,7 +1,8 @@
 /**
  * The WebRTC transport: REST signaling in which the server is the offerer (README "WebRTC data
- * channels"), then two data channels the server creates: `video` (unordered, no retransmits;
- * binary packets) and `command` (ordered, reliable; the same JSON as the WebSocket text messages).
+ * channels"), then two data channels the server creates: `video` (unordered, no retransmits; each
+ * binary message holds one or more whole video packets, docs/wire-format.md §2.6, handed over one
+ * by one) and `command` (ordered, reliable; the same JSON as the WebSocket text messages).
  *
  * Flow: POST /api/webrtc/offer → setRemoteDescription → createAnswer → POST /api/webrtc/answer;
  * our candidates are trickled with POST /api/webrtc/ice-candidate (an empty one at the end); the
@@ -9,6 +10,7 @@
  * Every signaling request carries the bearer token (`api`; the keepalive DELETE sets it itself).
  */
 import { authHeaders } from '../auth'
+import { splitVideoMessage } from '../wire/packet'
 import { api, type Link, type LinkHandlers } from './link'
 
 interface Offer {
@@ -126,7 +128,15 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
       dc.onmessage = (m: MessageEvent) => {
         if (done) return
         if (dc.label === 'video') {
-          if (typeof m.data !== 'string') h.onBinary(m.data as ArrayBuffer)
+          if (typeof m.data === 'string') return
+          // Every packet of the message, as a view into it; a framing error ends the message and
+          // is handed over once, to be counted like a malformed packet.
+          const { packets, error } = splitVideoMessage(m.data as ArrayBuffer)
+          for (const p of packets) {
+            if (done) return
+            h.onBinary(p)
+          }
+          if (error && !done) h.onBinary(error)
         } else if (typeof m.data === 'string') {
           h.onText(m.data)
         }

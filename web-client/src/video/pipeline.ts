@@ -6,6 +6,7 @@
 import { Assembler, emptyStats, type AssemblerStats } from '../wire/assembler'
 import { DecodeError } from '../wire/common'
 import { MAX_PAYLOAD_LIMIT, parseVideoPacket } from '../wire/packet'
+import type { VideoData } from '../transport/link'
 import { ClockOffsetEstimator, type OffsetEstimate } from '../stats/clock'
 import { percentile, RateMeter } from '../stats/meters'
 import { CameraDecoder, type CameraCounters } from './decoder'
@@ -39,7 +40,10 @@ export interface PipelineHooks {
 export class VideoPipeline {
   readonly assembler = new Assembler()
   readonly clock = new ClockOffsetEstimator()
-  /** Packets refused by the decoder, by reason (`truncated`, `bad_magic`, …). */
+  /**
+   * Packets refused by the decoder, by reason (`truncated`, `bad_magic`, …); the rest of a
+   * data-channel message whose split failed (§2.6) counts once, under the split's reason.
+   */
   readonly rejected: Record<string, number> = {}
   private readonly cameras = new Map<number, CameraDecoder>()
   private readonly canvases = new Map<number, HTMLCanvasElement>()
@@ -82,11 +86,15 @@ export class VideoPipeline {
     this.cameras.get(id)?.attach(canvas)
   }
 
-  /** One binary message from the active transport. */
-  push(data: ArrayBuffer, arrivalMs: number): void {
+  /**
+   * One video packet from the active transport (a whole buffer or a view, parsed in place), or the
+   * error that ended the split of a data-channel message, counted like a malformed packet.
+   */
+  push(data: VideoData, arrivalMs: number): void {
     let pkt
     try {
-      pkt = parseVideoPacket(new Uint8Array(data), MAX_PAYLOAD_LIMIT)
+      if (data instanceof DecodeError) throw data
+      pkt = parseVideoPacket(data, MAX_PAYLOAD_LIMIT)
     } catch (e) {
       const label = e instanceof DecodeError ? e.label : 'error'
       this.rejected[label] = (this.rejected[label] ?? 0) + 1

@@ -6,8 +6,9 @@
  *  0      2     3     4      5      6        8          12                20        22        24       26
  *  | "RC" | ver | kind| flags| codec| camera | frame seq | capture time µs | chunk # | chunks  | length | payload…
  * ```
- * All integers big-endian. A packet is exactly `26 + length` bytes: one WebSocket message or one
- * data-channel message.
+ * All integers big-endian. A packet is exactly `26 + length` bytes. A WebSocket message is one
+ * packet; a message on the WebRTC `video` data channel holds one or more whole packets back to back
+ * (§2.6), which {@link splitVideoMessage} separates before each is parsed on its own.
  */
 import { checkPreamble, DecodeError, hex2, isControlKind, KIND_VIDEO, MAGIC0, MAGIC1, VERSION } from './common'
 
@@ -91,6 +92,57 @@ export function parseVideoPacket(input: Uint8Array | ArrayBuffer, maxPayload = M
     payload: buf.subarray(HEADER_LEN),
     byteLength: buf.length,
   }
+}
+
+/** What {@link splitVideoMessage} found in one data-channel message. */
+export interface SplitMessage {
+  /** The packets, in order: views into the message (no copy), each still to be validated by {@link parseVideoPacket}. */
+  packets: Uint8Array[]
+  /** The error that ended the split (`truncated`, `bad_magic`, `unsupported_version`, `wrong_kind`, `unknown_kind`), or null. */
+  error: DecodeError | null
+}
+
+/**
+ * Split one message of the WebRTC `video` data channel into its packets (§2.6): from the start,
+ * while bytes remain, each packet is the next `26 + payload length` bytes, once its preamble and
+ * kind are checked. The packets are only framed here, not validated: a bad codec or chunk number
+ * is for {@link parseVideoPacket} to refuse, packet by packet.
+ *
+ * An error in the framing (fewer than 26 bytes left, a bad preamble, a non-video kind, a packet
+ * running past the end) ends the split: the packets before it are kept and the error is reported
+ * once for the rest of the message. An empty message is `truncated`. Never throws.
+ */
+export function splitVideoMessage(input: Uint8Array | ArrayBuffer): SplitMessage {
+  const buf = input instanceof Uint8Array ? input : new Uint8Array(input)
+  const packets: Uint8Array[] = []
+  if (buf.length === 0) return { packets, error: new DecodeError('truncated', 'empty video message') }
+  let off = 0
+  while (off < buf.length) {
+    const left = buf.length - off
+    if (left < HEADER_LEN) {
+      return { packets, error: new DecodeError('truncated', `video header needs ${HEADER_LEN} bytes, ${left} left at offset ${off}`) }
+    }
+    const rest = buf.subarray(off)
+    let kind: number
+    try {
+      kind = checkPreamble(rest, 'video packet')
+    } catch (e) {
+      return { packets, error: e as DecodeError }
+    }
+    if (kind !== KIND_VIDEO) {
+      const error = isControlKind(kind)
+        ? new DecodeError('wrong_kind', `expected a video packet at offset ${off}, found kind 0x${hex2(kind)}`)
+        : new DecodeError('unknown_kind', `unknown message kind 0x${hex2(kind)} at offset ${off}`)
+      return { packets, error }
+    }
+    const len = HEADER_LEN + ((rest[24] << 8) | rest[25])
+    if (len > left) {
+      return { packets, error: new DecodeError('truncated', `video packet at offset ${off} needs ${len} bytes, ${left} left`) }
+    }
+    packets.push(rest.subarray(0, len))
+    off += len
+  }
+  return { packets, error: null }
 }
 
 /** Write the 26 header bytes (reserved flag bits as 0) followed by `payload`. */
