@@ -195,7 +195,8 @@ async fn serve(
     }
     // Fixed once the answer is applied, which is before the channels open.
     let limit = session.video_message.load(Ordering::Relaxed);
-    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_PACKETS_PER_WAKE);
+    // Grows to the largest burst seen (a late joiner's GOP); an idle peer keeps none.
+    let mut batch: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
             item = follower.next() => match item {
