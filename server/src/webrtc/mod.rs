@@ -53,17 +53,9 @@ pub struct WebRtcConfig {
 }
 
 /// The largest message webrtc-rs sends on a data channel: its default `a=max-message-size`,
-/// which railcast keeps.
+/// which railcast keeps. What a session may send is the size the SCTP transport negotiated
+/// (this, or less when the peer's SDP says so; RFC 8841).
 pub const MAX_MESSAGE_SIZE: usize = 65_536;
-
-/// The peer's `a=max-message-size` (RFC 8841 §6): 65,536 when the attribute is absent, unlimited
-/// when it is 0.
-pub fn remote_max_message_size(sdp: &str) -> usize {
-    sdp.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("a=max-message-size:"))
-        .find_map(|v| v.trim().parse::<usize>().ok())
-        .map_or(65_536, |n| if n == 0 { usize::MAX } else { n })
-}
 
 impl Default for WebRtcConfig {
     fn default() -> Self {
@@ -129,9 +121,6 @@ pub struct Session {
     answered_at: Mutex<Option<Instant>>,
     video_open_at: Mutex<Option<Instant>>,
     info: Mutex<Option<Arc<SessionInfo>>>,
-    /// Largest `video` message for this peer: the configured size, the peer's max-message-size
-    /// (known once the answer is applied) and webrtc-rs's own limit, whichever is smallest.
-    video_message: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Session {
@@ -285,7 +274,6 @@ impl Signaling {
             answered_at: Mutex::new(None),
             video_open_at: Mutex::new(None),
             info: Mutex::new(None),
-            video_message: std::sync::atomic::AtomicUsize::new(self.config.video_message.min(MAX_MESSAGE_SIZE)),
         });
         self.sessions.insert(id.clone(), Arc::clone(&session));
         crate::metrics::METRICS.webrtc_sessions_created.inc();
@@ -301,7 +289,6 @@ impl Signaling {
         if s.closed.load(Ordering::Relaxed) {
             return Err(SignalingError::Closed(s.id.clone()));
         }
-        let remote_max = remote_max_message_size(&req.sdp);
         let desc = RTCSessionDescription::answer(req.sdp).map_err(|e| SignalingError::BadSdp(e.to_string()))?;
         if s.answered.swap(true, Ordering::AcqRel) {
             return Err(SignalingError::AlreadyAnswered(s.id.clone()));
@@ -315,7 +302,6 @@ impl Signaling {
             return Err(SignalingError::BadSdp(format!("{e}; the session is closed, request a new offer")));
         }
         *lock(&s.answered_at) = Some(Instant::now());
-        s.video_message.fetch_min(remote_max, Ordering::Relaxed);
         let early = std::mem::take(&mut *lock(&s.early_candidates));
         for init in early {
             if let Err(e) = s.pc.add_ice_candidate(init).await {
@@ -457,19 +443,5 @@ mod tests {
         ] {
             assert!(super::validate_candidate(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_peers_max_message_size_follows_rfc_8841() {
-        use super::remote_max_message_size as max;
-        let sdp = |attr: &str| {
-            format!("v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n{attr}a=sctp-port:5000\r\n")
-        };
-        assert_eq!(max(&sdp("a=max-message-size:262144\r\n")), 262_144, "Chromium");
-        assert_eq!(max(&sdp("a=max-message-size:1073741823\r\n")), 1_073_741_823, "Firefox");
-        assert_eq!(max(&sdp("")), 65_536, "absent: 64 KiB");
-        assert_eq!(max(&sdp("a=max-message-size:0\r\n")), usize::MAX, "0: any size");
-        assert_eq!(max(&sdp("a=max-message-size:lots\r\n")), 65_536, "unreadable: as if absent");
-        assert_eq!(max("a=max-message-size:16384"), 16_384, "no line ending");
     }
 }

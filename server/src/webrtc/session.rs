@@ -137,7 +137,11 @@ pub(super) async fn run(
             }
             End::Reason(reason)
         }
-        Ok(()) => serve(&app, &rc, &session, &video, &command, early, &mut rx, &mut pc_state, &mut shutdown).await,
+        Ok(()) => {
+            let video_message = signaling.config().video_message;
+            serve(&app, &rc, &session, &video, &command, video_message, early, &mut rx, &mut pc_state, &mut shutdown)
+                .await
+        }
     };
     let reason = match &end {
         End::Reason(r) => (*r).to_owned(),
@@ -170,6 +174,7 @@ async fn serve(
     session: &Arc<Session>,
     video: &Arc<dyn DataChannel>,
     command: &Arc<dyn DataChannel>,
+    video_message: usize,
     early: Vec<Ev>,
     rx: &mut mpsc::Receiver<Ev>,
     pc_state: &mut tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
@@ -193,8 +198,13 @@ async fn serve(
     for ev in early {
         client_message(app, rc, command, &info, &mut client, ev).await;
     }
-    // Fixed once the answer is applied, which is before the channels open.
-    let limit = session.video_message.load(Ordering::Relaxed);
+    // The configured size, within what the SCTP transport negotiated with the peer (its SDP
+    // max-message-size and webrtc-rs's own); the association is up once the channels are open.
+    let negotiated = match session.pc.sctp().await {
+        Some(sctp) => sctp.max_message_size().await.ok(),
+        None => None,
+    };
+    let limit = video_message.min(negotiated.map_or(super::MAX_MESSAGE_SIZE, |n| n as usize));
     // Grows to the largest burst seen (a late joiner's GOP); an idle peer keeps none.
     let mut batch: Vec<Bytes> = Vec::new();
     loop {
