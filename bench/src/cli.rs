@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::server::ServerOpts;
 
 pub const SCENARIOS: &[&str] =
-    &["ws-fanout", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn"];
+    &["ws-fanout", "ws-floor", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn"];
 /// Run only when named with `--scenario` (not part of `all`, nor of `--smoke`).
 pub const BY_NAME_ONLY: &[&str] = &["soak"];
 
@@ -18,16 +18,17 @@ pub const BY_NAME_ONLY: &[&str] = &["soak"];
 #[derive(Debug, Parser)]
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
-    /// Scenario to run (repeatable): ws-fanout, dc-fanout, dc-chromium, many-trains, webrtc-setup,
-    /// memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs only when named.
+    /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, dc-chromium, many-trains,
+    /// webrtc-setup, memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs
+    /// only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
+        ["ws-fanout", "ws-floor", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
     #[arg(long, value_delimiter = ',')]
     pub clients: Option<Vec<usize>>,
-    /// WebSocket client counts for ws-fanout [default: 1,50,200,500,1000].
+    /// WebSocket client counts for ws-fanout and ws-floor [default: 1,50,200,500,1000].
     #[arg(long, value_delimiter = ',')]
     pub ws_clients: Option<Vec<usize>>,
     /// WebRTC peer counts for dc-fanout [default: 1,10,50,100,200,300].
@@ -111,6 +112,9 @@ pub struct Opts {
     /// WebSocket clients opened at once while building a fan-out.
     #[arg(long, default_value_t = 32)]
     pub ws_connect_concurrency: usize,
+    /// Internal: run as ws-floor's relay (see bench/src/floor.rs).
+    #[arg(long, hide = true)]
+    pub floor_relay: bool,
 }
 
 fn parse_rate(s: &str) -> Result<u64, String> {

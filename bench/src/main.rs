@@ -6,7 +6,8 @@
 //! - [`ws_client`], [`rtc_client`]: remote controls that read only packet headers.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
-//! - [`fanout`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`]: the scenarios;
+//! - [`fanout`], [`floor`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`]: the
+//!   scenarios; `floor` is `ws-fanout` with railcast replaced by a relay that only copies bytes;
 //!   `dc_chromium` drives Debian's Chromium (node + playwright-core, web-client/e2e/dc-throughput.mjs)
 //!   as the one peer of a train sent faster than 400 Mbit/s.
 //! - [`report`]: JSON lines and tables with the targets.
@@ -15,6 +16,7 @@ mod churn;
 mod cli;
 mod dc_chromium;
 mod fanout;
+mod floor;
 mod memory;
 mod procstat;
 mod report;
@@ -39,6 +41,9 @@ use crate::server::ServerOpts;
 
 fn main() -> ExitCode {
     let opts = Opts::parse();
+    if opts.floor_relay {
+        return floor::relay_main();
+    }
     cli::reexec_if_needed(opts.load_cpu.as_deref());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
@@ -109,6 +114,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         let scenario = async {
             match name {
                 "ws-fanout" => fanout::fanout(&ctx, Transport::WebSocket).await,
+                "ws-floor" => floor::run(&ctx).await,
                 "dc-fanout" => fanout::fanout(&ctx, Transport::WebRtc).await,
                 "dc-chromium" => dc_chromium::run(&ctx).await,
                 "many-trains" => fanout::many_trains(&ctx).await,
