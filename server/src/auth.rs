@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use railcast_protocol::{Secret, TrainId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 /// What a client may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -48,6 +49,18 @@ impl Role {
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    /// Which credential it came from: a session checks it is still in force after a reload.
+    key: TokenKey,
+}
+
+/// The digest of a client token, standing for the credential; its `Debug` shows nothing of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct TokenKey(Digest32);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(…)")
+    }
 }
 
 impl Principal {
@@ -158,7 +171,7 @@ impl Table {
                     .ok_or_else(|| bad(format!("clients[{i}] ({}): sha256 must be 64 hex digits", c.name)))?,
                 _ => return Err(bad(format!("clients[{i}] ({}): give exactly one of token or sha256", c.name))),
             };
-            if t.clients.insert(d, Principal { name: c.name.clone(), role: c.role }).is_some() {
+            if t.clients.insert(d, Principal { name: c.name.clone(), role: c.role, key: TokenKey(d) }).is_some() {
                 return Err(bad(format!("clients[{i}] ({}): the same token is listed twice", c.name)));
             }
         }
@@ -200,6 +213,8 @@ pub struct Auth {
     table: RwLock<Arc<Table>>,
     /// The file to re-read on reload; `None` for generated credentials.
     path: Option<PathBuf>,
+    /// Counts successful reloads; live sessions watch it ([`Auth::changes`]).
+    revision: watch::Sender<u64>,
 }
 
 impl Auth {
@@ -208,14 +223,18 @@ impl Auth {
         match path {
             Some(p) => {
                 let table = Table::from_file(&read(p)?, p)?;
-                Ok((Self { table: RwLock::new(Arc::new(table)), path: Some(p.to_owned()) }, None))
+                Ok((Self::new(table, Some(p.to_owned())), None))
             }
             None => {
                 let file = demo_credentials(demo_trains);
                 let table = Table::from_file(&file, Path::new("<generated>"))?;
-                Ok((Self { table: RwLock::new(Arc::new(table)), path: None }, Some(file)))
+                Ok((Self::new(table, None), Some(file)))
             }
         }
+    }
+
+    fn new(table: Table, path: Option<PathBuf>) -> Self {
+        Self { table: RwLock::new(Arc::new(table)), path, revision: watch::Sender::new(0) }
     }
 
     fn table(&self) -> Arc<Table> {
@@ -229,7 +248,25 @@ impl Auth {
         let table = Table::from_file(&read(path)?, path)?;
         let counts = (table.clients.len(), table.trains.len());
         *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+        self.revision.send_modify(|r| *r += 1);
         Ok(counts)
+    }
+
+    /// Changes after every successful [`Auth::reload`]: a live session then checks
+    /// [`Auth::in_force`] for the principal that opened it.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    /// How many reloads succeeded so far.
+    pub fn revision(&self) -> u64 {
+        *self.revision.borrow()
+    }
+
+    /// Does the credential `principal` came from still stand for the same name and role? False
+    /// once its token is removed from the credentials file, or its name or role changed.
+    pub fn in_force(&self, principal: &Principal) -> bool {
+        self.table().clients.get(&principal.key.0).is_some_and(|p| p == principal)
     }
 
     /// (client tokens, train tokens) in force.
@@ -306,7 +343,7 @@ mod tests {
             hex::encode(digest("train-2-token-000")),
         );
         let t = file(&text).expect("valid");
-        let auth = Auth { table: RwLock::new(Arc::new(t)), path: None };
+        let auth = Auth::new(t, None);
         assert_eq!(auth.client(tok).map(|p| p.role), Some(Role::Operator));
         assert_eq!(auth.client("viewer-token-0000").map(|p| p.name), Some("b".into()));
         assert_eq!(auth.client("nope-nope-nope-nope"), None);
@@ -345,9 +382,44 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_tells_which_principals_are_no_longer_in_force() {
+        let dir = std::env::temp_dir().join(format!("railcast-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("credentials.toml");
+        let entry = |name: &str, role: &str, token: &str| {
+            format!("[[clients]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken = \"{token}\"\n")
+        };
+        let (a, b, c) = ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc");
+        let write = |text: String| std::fs::write(&path, text).expect("write");
+        write(entry("alice", "operator", a) + &entry("bob", "operator", b) + &entry("carol", "viewer", c));
+        let (auth, _) = Auth::load(Some(&path), 0).expect("load");
+        let [alice, bob, carol] = [a, b, c].map(|t| auth.client(t).expect("known token"));
+        let mut changes = auth.changes();
+        assert!(!changes.has_changed().expect("open"));
+        assert!([&alice, &bob, &carol].iter().all(|p| auth.in_force(p)));
+
+        // Alice's token removed, Bob's role lowered, Carol unchanged.
+        write(entry("bob", "viewer", b) + &entry("carol", "viewer", c));
+        auth.reload().expect("reload");
+        assert!(changes.has_changed().expect("open"), "a reload is announced");
+        changes.mark_unchanged();
+        assert!(!auth.in_force(&alice), "token removed");
+        assert!(!auth.in_force(&bob), "role changed");
+        assert!(auth.in_force(&carol));
+
+        // A file that does not parse changes nothing, and is not announced.
+        write("[[clients]]\nname = \"x\"\n".into());
+        assert!(auth.reload().is_err());
+        assert!(!changes.has_changed().expect("open"));
+        assert!(auth.in_force(&carol));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn ownership() {
-        let op = Principal { name: "alice".into(), role: Role::Operator };
-        let admin = Principal { name: "root".into(), role: Role::Admin };
+        let key = TokenKey(digest("0123456789abcdef"));
+        let op = Principal { name: "alice".into(), role: Role::Operator, key };
+        let admin = Principal { name: "root".into(), role: Role::Admin, key };
         assert!(op.may_use(None) && op.may_use(Some("alice")) && !op.may_use(Some("bob")));
         assert!(admin.may_use(Some("bob")));
     }

@@ -1,7 +1,8 @@
 //! What every transport does for a remote control, whatever carries the bytes.
 //!
 //! [`Follower`] follows the remote control's mapping: it holds the hub subscription of the mapped
-//! train, switches it when the mapping changes, and turns train events into [`ServerEvent`]s.
+//! train, switches it when the mapping changes, and turns train events into [`ServerEvent`]s. It
+//! also ends the session when the credential that opened it is revoked.
 //! [`answer`] turns a client's JSON message into the event that answers it, once [`Client`] has
 //! admitted it (role, rate, commands in flight). A transport module only moves packets and JSON
 //! between a socket and these.
@@ -26,12 +27,20 @@ pub enum Item {
     Event(ServerEvent),
     /// The session must end (the remote control was deleted).
     Closed(String),
+    /// The session must end: the token that opened it was removed from the credentials, or its
+    /// name or role changed (a credentials reload).
+    Revoked(String),
 }
 
 /// A remote control's view of the hub, following its mapping.
 #[derive(Debug)]
 pub struct Follower {
     app: AppState,
+    principal: Principal,
+    /// The credentials revision last checked for `principal` ([`crate::auth::Auth::revision`]).
+    credentials_checked: u64,
+    /// Set when the principal was already revoked as the session started.
+    revoked: Option<String>,
     mapping: watch::Receiver<Mapping>,
     train: Option<TrainId>,
     sub: Option<Subscription>,
@@ -39,11 +48,29 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Start following; the returned event describes the initial mapping.
-    pub fn new(app: &AppState, rc: &RemoteControl, counters: Arc<SubscriberCounters>) -> (Self, ServerEvent) {
+    /// Start following for `principal`, whose credential must stay in force; the returned event
+    /// describes the initial mapping.
+    pub fn new(
+        app: &AppState,
+        rc: &RemoteControl,
+        principal: Principal,
+        counters: Arc<SubscriberCounters>,
+    ) -> (Self, ServerEvent) {
         let mut mapping = rc.watch();
         let train = mapping.borrow_and_update().train.clone();
-        let mut f = Self { app: app.clone(), mapping, train: None, sub: None, counters };
+        // A reload may have come between the token check of the request and now.
+        let credentials_checked = app.auth.revision();
+        let revoked = (!app.auth.in_force(&principal)).then(|| revoked_reason(&principal));
+        let mut f = Self {
+            app: app.clone(),
+            principal,
+            credentials_checked,
+            revoked,
+            mapping,
+            train: None,
+            sub: None,
+            counters,
+        };
         f.follow(train);
         let ev = f.state_event();
         (f, ev)
@@ -76,6 +103,9 @@ impl Follower {
 
     /// Wait for the next packet, event or end. Cancel-safe: usable in `select!`.
     pub async fn next(&mut self) -> Item {
+        if let Some(reason) = self.revoked.take() {
+            return Item::Revoked(reason);
+        }
         loop {
             let sub = self.sub.as_mut();
             tokio::select! {
@@ -83,6 +113,16 @@ impl Follower {
                     let deleted = changed.is_err() || self.mapping.borrow().deleted;
                     if deleted {
                         return Item::Closed("remote control deleted".into());
+                    }
+                    // A credentials reload nudges every remote control's mapping (see
+                    // `watch_credentials`): check the principal only then, so packets cost
+                    // nothing more.
+                    let revision = self.app.auth.revision();
+                    if revision != self.credentials_checked {
+                        self.credentials_checked = revision;
+                        if !self.app.auth.in_force(&self.principal) {
+                            return Item::Revoked(revoked_reason(&self.principal));
+                        }
                     }
                     let train = self.mapping.borrow_and_update().train.clone();
                     if train != self.train {
@@ -104,6 +144,22 @@ impl Follower {
                     }
                 },
             }
+        }
+    }
+}
+
+fn revoked_reason(principal: &Principal) -> String {
+    format!("the credential of {} was revoked or changed (credentials reloaded)", principal.name)
+}
+
+/// After every credentials reload, wake every session (through its remote control's mapping) so
+/// that each checks its principal is still in force. Runs until `auth` is gone.
+pub async fn watch_credentials(auth: Arc<crate::auth::Auth>, remotes: Arc<crate::remote::RemoteControls>) {
+    let mut changes = auth.changes();
+    drop(auth);
+    while changes.changed().await.is_ok() {
+        for rc in remotes.list() {
+            rc.nudge();
         }
     }
 }

@@ -171,6 +171,7 @@ impl Server {
             limits: limits.clone(),
             shutdown: stop_rx.clone(),
         };
+        tokio::spawn(dispatch::watch_credentials(Arc::clone(&state.auth), Arc::clone(&state.remotes)));
         let send_buffer = config.ws_send_buffer;
         let listener = http.tap_io(move |tcp| {
             let _ = tcp.set_nodelay(true);

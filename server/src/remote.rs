@@ -42,6 +42,12 @@ impl RemoteControl {
     pub fn watch(&self) -> watch::Receiver<Mapping> {
         self.mapping.subscribe()
     }
+    /// Wake every session following this remote control without changing its mapping: they
+    /// re-check what may have changed around it (the credentials, after a reload).
+    pub fn nudge(&self) {
+        self.mapping.send_modify(|_| {});
+    }
+
     pub fn set_train(&self, train: Option<TrainId>) {
         self.mapping.send_if_modified(|m| {
             let changed = m.train != train;

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use railcast_protocol::control::{ErrorMessage, Welcome};
-use railcast_protocol::{ControlDecoder, ControlMessage, DecodeError};
+use railcast_protocol::{ControlDecoder, ControlMessage, DecodeError, Secret};
 use tokio::sync::{mpsc, watch};
 
 use super::{close_code, Gate, IngestConfig};
@@ -147,6 +147,8 @@ impl Session {
         });
         send.write_all(&welcome.to_bytes()).await?;
 
+        // Kept to check it again after each credentials reload.
+        let token = hello.token.clone();
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let mut publisher = self.hub.connect_train(hello, control_tx);
         let writer = tokio::spawn(write_control(send, control_rx));
@@ -161,7 +163,7 @@ impl Session {
             }
         });
 
-        let result = self.pump(conn, &mut publisher, &mut frames).await;
+        let result = self.pump(conn, &mut publisher, &mut frames, token.as_ref()).await;
         reader_task.abort();
         writer.abort();
         match &result {
@@ -179,11 +181,25 @@ impl Session {
         conn: &quinn::Connection,
         publisher: &mut Publisher,
         frames: &mut mpsc::Receiver<Result<Option<ControlMessage>, SessionError>>,
+        token: Option<&Secret>,
     ) -> Result<String, SessionError> {
         let mut rejected = 0u64;
         let mut last_reject_log: Option<Instant> = None;
+        let mut credentials = self.gate.auth.changes();
+        let mut reloads_open = true;
         loop {
             tokio::select! {
+                reloaded = credentials.changed(), if reloads_open => {
+                    if reloaded.is_err() {
+                        reloads_open = false;
+                    } else if let Err(reason) = self.gate.auth.train(publisher.train_id(), token) {
+                        // The token that let this train in was revoked or replaced.
+                        METRICS.auth_refusals.with_label_values(&["train", reason.reason()]).inc();
+                        tracing::warn!(train = %publisher.train_id(), "credentials reloaded, closing the train's connection: {reason}");
+                        conn.close(close_code::UNAUTHORIZED.into(), b"the train's token is no longer in force (credentials reloaded)");
+                        return Ok(format!("token no longer in force: {reason}"));
+                    }
+                }
                 dgram = conn.read_datagram() => {
                     let dgram = match dgram {
                         Ok(d) => d,

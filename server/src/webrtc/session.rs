@@ -183,7 +183,7 @@ async fn serve(
     let guard = app.sessions.register(&rc.id, session.principal.clone(), Transport::WebRtc, session.id.clone());
     let info = Arc::clone(&guard.info);
     *lock(&session.info) = Some(Arc::clone(&info));
-    let (mut follower, initial) = Follower::new(app, rc, Arc::clone(&info.hub));
+    let (mut follower, initial) = Follower::new(app, rc, session.principal.clone(), Arc::clone(&info.hub));
     let welcome = ServerEvent::Welcome {
         remote_control_id: rc.id.clone(),
         transport: Transport::WebRtc.name().into(),
@@ -239,6 +239,10 @@ async fn serve(
                     info.events_sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Item::Closed(reason) => return End::Closing(reason),
+                Item::Revoked(reason) => {
+                    tracing::info!(session = %session.id, principal = %session.principal.name, "credential revoked: closing the webrtc session");
+                    return End::Closing(reason);
+                }
             },
             ev = rx.recv() => match ev {
                 Some(Ev::Closed) | None => return End::Reason("data channel closed"),

@@ -31,6 +31,9 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// Application code: the remote control was deleted.
     pub const DELETED: u16 = 4001;
+    /// Application code: the token that opened the session is no longer in force (revoked, or
+    /// its name or role changed by a credentials reload).
+    pub const REVOKED: u16 = 4003;
 }
 
 #[derive(Debug)]
@@ -60,7 +63,7 @@ impl Session {
             self.app.sessions.register(&self.rc.id, self.principal.clone(), Transport::WebSocket, self.peer.clone());
         let info = Arc::clone(&guard.info);
         tracing::debug!(session = info.id, remote_control = %self.rc.id, peer = %self.peer, "websocket session open");
-        let (mut follower, initial) = Follower::new(&self.app, &self.rc, Arc::clone(&info.hub));
+        let (mut follower, initial) = Follower::new(&self.app, &self.rc, self.principal.clone(), Arc::clone(&info.hub));
         let welcome = ServerEvent::Welcome {
             remote_control_id: self.rc.id.clone(),
             transport: Transport::WebSocket.name().into(),
@@ -93,6 +96,11 @@ impl Session {
                     Item::Closed(reason) => {
                         let _ = send_event(&mut socket, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
                         break Some((close_code::DELETED, reason));
+                    }
+                    Item::Revoked(reason) => {
+                        tracing::info!(session = info.id, principal = %self.principal.name, "credential revoked: closing the websocket session");
+                        let _ = send_event(&mut socket, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
+                        break Some((close_code::REVOKED, reason));
                     }
                 },
                 Some(ev) = out_rx.recv() => if send_event(&mut socket, &info, &ev).await.is_err() { break None },
