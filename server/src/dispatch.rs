@@ -15,9 +15,10 @@ use railcast_protocol::{Action, TrainId};
 use tokio::sync::watch;
 
 use crate::auth::{Principal, Role};
-use crate::hub::{SubItem, SubscriberCounters, Subscription, TrainEvent};
+use crate::hub::{SubItem, Subscription, TrainEvent};
 use crate::limits::{LimitHit, RateLimiter};
 use crate::remote::{Mapping, RemoteControl};
+use crate::session::SessionInfo;
 use crate::state::AppState;
 
 /// The next thing a session must send.
@@ -36,41 +37,28 @@ pub enum Item {
 #[derive(Debug)]
 pub struct Follower {
     app: AppState,
-    principal: Principal,
-    /// The credentials revision last checked for `principal` ([`crate::auth::Auth::revision`]).
+    /// The session: whose token opened it, and the hub-side counters of its subscriptions.
+    session: Arc<SessionInfo>,
+    /// The credentials revision last checked for the session's principal
+    /// ([`crate::auth::Auth::revision`]).
     credentials_checked: u64,
     /// Set when the principal was already revoked as the session started.
     revoked: Option<String>,
     mapping: watch::Receiver<Mapping>,
     train: Option<TrainId>,
     sub: Option<Subscription>,
-    counters: Arc<SubscriberCounters>,
 }
 
 impl Follower {
-    /// Start following for `principal`, whose credential must stay in force; the returned event
-    /// describes the initial mapping.
-    pub fn new(
-        app: &AppState,
-        rc: &RemoteControl,
-        principal: Principal,
-        counters: Arc<SubscriberCounters>,
-    ) -> (Self, ServerEvent) {
+    /// Start following for `session`, whose principal's credential must stay in force; the
+    /// returned event describes the initial mapping.
+    pub fn new(app: &AppState, rc: &RemoteControl, session: Arc<SessionInfo>) -> (Self, ServerEvent) {
         let mut mapping = rc.watch();
         let train = mapping.borrow_and_update().train.clone();
         // A reload may have come between the token check of the request and now.
         let credentials_checked = app.auth.revision();
-        let revoked = (!app.auth.in_force(&principal)).then(|| revoked_reason(&principal));
-        let mut f = Self {
-            app: app.clone(),
-            principal,
-            credentials_checked,
-            revoked,
-            mapping,
-            train: None,
-            sub: None,
-            counters,
-        };
+        let revoked = (!app.auth.in_force(&session.principal)).then(|| revoked_reason(&session.principal));
+        let mut f = Self { app: app.clone(), session, credentials_checked, revoked, mapping, train: None, sub: None };
         f.follow(train);
         let ev = f.state_event();
         (f, ev)
@@ -82,7 +70,7 @@ impl Follower {
 
     fn follow(&mut self, train: Option<TrainId>) {
         self.sub = None; // unsubscribe from the old train before anything of the new one is queued
-        self.sub = train.as_ref().map(|t| self.app.hub.subscribe(t, Arc::clone(&self.counters)));
+        self.sub = train.as_ref().map(|t| self.app.hub.subscribe(t, Arc::clone(&self.session.hub)));
         self.train = train;
     }
 
@@ -120,8 +108,8 @@ impl Follower {
                     let revision = self.app.auth.revision();
                     if revision != self.credentials_checked {
                         self.credentials_checked = revision;
-                        if !self.app.auth.in_force(&self.principal) {
-                            return Item::Revoked(revoked_reason(&self.principal));
+                        if !self.app.auth.in_force(&self.session.principal) {
+                            return Item::Revoked(revoked_reason(&self.session.principal));
                         }
                     }
                     let train = self.mapping.borrow_and_update().train.clone();

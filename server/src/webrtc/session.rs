@@ -183,7 +183,7 @@ async fn serve(
     let guard = app.sessions.register(&rc.id, session.principal.clone(), Transport::WebRtc, session.id.clone());
     let info = Arc::clone(&guard.info);
     *lock(&session.info) = Some(Arc::clone(&info));
-    let (mut follower, initial) = Follower::new(app, rc, session.principal.clone(), Arc::clone(&info.hub));
+    let (mut follower, initial) = Follower::new(app, rc, Arc::clone(&info));
     let welcome = ServerEvent::Welcome {
         remote_control_id: rc.id.clone(),
         transport: Transport::WebRtc.name().into(),

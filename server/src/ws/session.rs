@@ -63,7 +63,7 @@ impl Session {
             self.app.sessions.register(&self.rc.id, self.principal.clone(), Transport::WebSocket, self.peer.clone());
         let info = Arc::clone(&guard.info);
         tracing::debug!(session = info.id, remote_control = %self.rc.id, peer = %self.peer, "websocket session open");
-        let (mut follower, initial) = Follower::new(&self.app, &self.rc, self.principal.clone(), Arc::clone(&info.hub));
+        let (mut follower, initial) = Follower::new(&self.app, &self.rc, Arc::clone(&info));
         let welcome = ServerEvent::Welcome {
             remote_control_id: self.rc.id.clone(),
             transport: Transport::WebSocket.name().into(),
