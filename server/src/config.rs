@@ -161,6 +161,9 @@ settings! {
     ws_send_buffer: usize = 256 * 1024, "RAILCAST_WS_SEND_BUFFER";
     /// Largest WebSocket message read from a client, bytes.
     ws_max_message: usize = 64 * 1024, "RAILCAST_WS_MAX_MESSAGE";
+    /// A WebSocket client whose socket takes no write for this long (it stopped reading, or its
+    /// host vanished without closing) is disconnected; meanwhile the hub drops its frames.
+    ws_write_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_WS_WRITE_TIMEOUT";
     /// Time allowed for a graceful shutdown before the process exits anyway.
     shutdown_grace: Dur = Dur(Duration::from_secs(5)), "RAILCAST_SHUTDOWN_GRACE";
     /// Directory of the built web console (`npm run build` in web-client), served at `/`; when it
@@ -276,6 +279,9 @@ impl Config {
         }
         if self.quic_keep_alive.0.is_zero() || self.quic_keep_alive.0 >= self.quic_idle_timeout.0 {
             return Err(invalid("quic_keep_alive", "must be above zero and below quic_idle_timeout"));
+        }
+        if self.ws_write_timeout.0 < Duration::from_millis(100) {
+            return Err(invalid("ws_write_timeout", format!("must be at least 100ms, got {}", self.ws_write_timeout)));
         }
         if self.ws_max_message < railcast_protocol::client::MAX_CLIENT_MESSAGE {
             return Err(invalid(
@@ -460,6 +466,7 @@ mod tests {
             (&["--quic-idle-timeout", "10ms"], "quic_idle_timeout"),
             (&["--quic-keep-alive", "10s"], "quic_keep_alive"),
             (&["--ws-max-message", "10"], "ws_max_message"),
+            (&["--ws-write-timeout", "10ms"], "ws_write_timeout"),
             (&["--shutdown-grace", "1h"], "shutdown_grace"),
             (&["--tls-cert", "/x.pem"], "tls_key"),
             (&["--tls-key", "/x.pem"], "tls_cert"),

@@ -164,7 +164,11 @@ impl Server {
                 cert_pem: identity.pem.clone(),
                 self_signed: identity.self_signed,
             }),
-            ws: ws::WsConfig { max_message: config.ws_max_message, ..ws::WsConfig::default() },
+            ws: ws::WsConfig {
+                max_message: config.ws_max_message,
+                write_timeout: config.ws_write_timeout.0,
+                ..ws::WsConfig::default()
+            },
             webrtc: Arc::new(webrtc::Signaling::new(config.webrtc()?)),
             auth: Arc::clone(&auth),
             client_addresses: limits::PerAddress::new(limits.max_connections_per_address, "client sessions"),

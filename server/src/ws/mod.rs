@@ -6,6 +6,7 @@
 //! [`upgrade::WsUpgrade`], and video packets are written by [`video::Batch`].
 
 mod session;
+mod stall;
 mod upgrade;
 mod video;
 
@@ -39,11 +40,18 @@ pub struct WsConfig {
     /// Most packets written at once (one vectored write) when several are queued; at most
     /// [`MAX_BATCH`].
     pub batch: usize,
+    /// Longest a write to the client may wait for room before the session ends.
+    pub write_timeout: std::time::Duration,
 }
 
 impl Default for WsConfig {
     fn default() -> Self {
-        Self { max_message: 64 * 1024, max_inflight_commands: 16, batch: 32 }
+        Self {
+            max_message: 64 * 1024,
+            max_inflight_commands: 16,
+            batch: 32,
+            write_timeout: std::time::Duration::from_secs(30),
+        }
     }
 }
 
@@ -94,5 +102,7 @@ pub async fn upgrade(
         // made an idle client cost ≈ 136 KB (railcast-bench memory). Clients send small JSON;
         // larger messages still arrive, in several reads.
         .read_buffer_size(READ_BUFFER);
-    Ok(ws.on_upgrade(config, move |socket| Session::new(app, rc, caller.0, peer.to_string(), slot).run(socket)))
+    Ok(ws.on_upgrade(config, app.ws.write_timeout, move |socket| {
+        Session::new(app, rc, caller.0, peer.to_string(), slot).run(socket)
+    }))
 }

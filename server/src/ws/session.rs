@@ -83,6 +83,9 @@ impl Session {
         let mut batch = Batch::with_capacity(max_batch);
         let metrics = crate::metrics::PacketOut::new(Transport::WebSocket.name());
 
+        // A failed write ends the session without a closing handshake (the socket is broken, or
+        // the client took nothing for `ws_write_timeout`: see `super::stall`).
+        let mut write_error: Option<WsError> = None;
         let close: Option<(u16, String)> = loop {
             tokio::select! {
                 item = follower.next() => match item {
@@ -90,9 +93,9 @@ impl Session {
                         batch.push(p);
                         let room = batch.room(max_batch);
                         follower.drain_packets(&mut batch, room);
-                        if write_video(&mut socket, &info, &metrics, &mut batch).await.is_err() { break None }
+                        if let Err(e) = write_video(&mut socket, &info, &metrics, &mut batch).await { write_error = Some(e); break None }
                     }
-                    Item::Event(ev) => if send_event(&mut socket, &info, &ev).await.is_err() { break None },
+                    Item::Event(ev) => if let Err(e) = send_event(&mut socket, &info, &ev).await { write_error = Some(e); break None },
                     Item::Closed(reason) => {
                         let _ = send_event(&mut socket, &info, &ServerEvent::Closing { reason: reason.clone() }).await;
                         break Some((close_code::DELETED, reason));
@@ -103,7 +106,7 @@ impl Session {
                         break Some((close_code::REVOKED, reason));
                     }
                 },
-                Some(ev) = out_rx.recv() => if send_event(&mut socket, &info, &ev).await.is_err() { break None },
+                Some(ev) = out_rx.recv() => if let Err(e) = send_event(&mut socket, &info, &ev).await { write_error = Some(e); break None },
                 msg = socket.next() => {
                     match self.on_message(msg, &mut socket, &mut client, &out_tx, &info).await {
                         Flow::Continue => {}
@@ -117,8 +120,16 @@ impl Session {
                 }
             }
         };
-        let frame = close.map(|(code, reason)| CloseFrame { code: code.into(), reason: reason.into() });
-        let _ = socket.close(frame).await;
+        match write_error {
+            Some(WsError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::info!(session = info.id, peer = %self.peer, "websocket client disconnected: {e}");
+            }
+            Some(e) => tracing::debug!(session = info.id, "websocket write failed: {e}"),
+            None => {
+                let frame = close.map(|(code, reason)| CloseFrame { code: code.into(), reason: reason.into() });
+                let _ = socket.close(frame).await;
+            }
+        }
         tracing::debug!(session = info.id, "websocket session closed");
     }
 

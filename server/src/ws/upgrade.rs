@@ -7,6 +7,7 @@
 //! through tokio-tungstenite on the same connection.
 
 use std::future::Future;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -18,10 +19,11 @@ use tokio_tungstenite_ws::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite_ws::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite_ws::WebSocketStream;
 
+use super::stall::StallLimit;
 use crate::api::ApiError;
 
 /// The upgraded connection.
-pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub type Socket = WebSocketStream<StallLimit<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Why a request is not a WebSocket opening handshake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,8 +98,9 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
 
 impl WsUpgrade {
     /// Answer `101 Switching Protocols`; once hyper hands over the connection, run `callback`
-    /// on it in a new task.
-    pub fn on_upgrade<F, Fut>(self, config: WebSocketConfig, callback: F) -> Response
+    /// on it in a new task. A write that waits `write_timeout` for the client fails (see
+    /// [`super::stall`]).
+    pub fn on_upgrade<F, Fut>(self, config: WebSocketConfig, write_timeout: Duration, callback: F) -> Response
     where
         F: FnOnce(Socket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -112,7 +115,8 @@ impl WsUpgrade {
                     return;
                 }
             };
-            let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+            let io = StallLimit::new(TokioIo::new(upgraded), write_timeout);
+            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             callback(socket).await;
         });
         let mut response = Response::new(axum::body::Body::empty());
