@@ -16,6 +16,10 @@
 // latency, and that a command gets its ack; it saves screenshots into ARTIFACTS_DIR (default
 // ./artifacts) and prints ONE JSON line of results on stdout. On failure: a JSON line with
 // "ok":false and the reason, the reason again on stderr, exit status 1.
+//   revoke[-websocket]  (revoke: Auto, expects WebRTC) once frames flow, prints READY_FOR_REVOKE and
+//                       waits up to 30 s for the harness to revoke RAILCAST_TOKEN (credentials file
+//                       rewritten, SIGHUP): the session must end, video stop, and the token prompt show
+//                       the server's own 401 message for that token
 // Two more scenarios check access control instead (no TRAIN_ID argument, no horn ack):
 //   viewer              RAILCAST_TOKEN is a viewer's token and RAILCAST_RC the remote control an admin
 //                       assigned to it and mapped to a train: the console must show video and the
@@ -57,6 +61,8 @@ const SCENARIOS = {
   'restart-auto': { transport: 'auto', expect: 'webrtc', restart: true },
   'restart-webrtc': { transport: 'webrtc', expect: 'webrtc', restart: true },
   'restart-websocket': { transport: 'websocket', expect: 'websocket', restart: true },
+  revoke: { transport: 'auto', expect: 'webrtc', revoke: true },
+  'revoke-websocket': { transport: 'websocket', expect: 'websocket', revoke: true },
   viewer: { transport: 'auto', expect: null, access: 'viewer' },
   'bad-token': { transport: 'auto', expect: null, access: 'bad-token' },
 }
@@ -372,6 +378,43 @@ async function main() {
     const ack2 = await command(page, 'cmd-horn')
     result.ack_rtt_after_restart_ms = ack2.rtt_ms
     await shot(page, 'after-restart')
+  }
+
+  if (spec.revoke) {
+    process.stdout.write('READY_FOR_REVOKE\n')
+    log('READY_FOR_REVOKE printed; waiting for the token prompt')
+    const t1 = Date.now()
+    await waitFor(page, 'the token prompt after the revocation', 30000, () => {
+      const m = document.querySelector('[data-testid="token-prompt"] [data-testid="token-error-message"]')
+      return m && m.textContent.trim() ? true : false
+    })
+    result.revoked_prompt_ms = Date.now() - t1
+    const r = await fetch(`${base}/api/me`, { headers: bearer() })
+    const text = await r.text()
+    let serverMessage = text
+    try {
+      serverMessage = JSON.parse(text).message ?? text
+    } catch {
+      // not JSON
+    }
+    result.auth_error = (await page.getByTestId('token-error-message').innerText()).trim()
+    Object.assign(result, { server_status_after: r.status, server_message_after: serverMessage })
+    if (r.status !== 401) fail(`GET /api/me answered ${r.status} after the revocation, not 401: was the token revoked?`)
+    if (result.auth_error !== serverMessage.trim()) fail(`the prompt says "${result.auth_error}", the server said "${serverMessage}"`)
+    // The server ended the session itself (its `closing` event names the revocation), rather than
+    // the console giving up on a 401 from some other request.
+    const events = await page.getByTestId('event-log').innerText()
+    result.closing_logged = events.split('\n').find((l) => l.includes('server closing')) ?? null
+    if (!result.closing_logged?.includes('revoked')) fail(`no closing event for the revocation in the event log:\n${events}`)
+    // Video has stopped: nothing painted for 2 s.
+    const sum = (h) => Object.values(h.stats).reduce((n, st) => n + st.framesPainted, 0)
+    const p0 = sum(await hook(page))
+    await sleep(2000)
+    const h = await hook(page)
+    Object.assign(result, { frames_painted_after_prompt: sum(h) - p0, state_after_revoke: h.state })
+    if (sum(h) !== p0) fail(`${sum(h) - p0} frames painted after the prompt: video did not stop`)
+    await shot(page, 'revoked')
+    log(`token prompt ${result.revoked_prompt_ms} ms after READY_FOR_REVOKE: "${result.auth_error}"`)
   }
 
   if (pageErrors.length) result.page_errors = pageErrors
