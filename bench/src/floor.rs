@@ -217,7 +217,7 @@ async fn train(
 ) -> anyhow::Result<()> {
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     udp.connect(("127.0.0.1", port)).await?;
-    let payload = vec![0x5au8; ((bitrate / 8) / u64::from(fps.max(1))).max(1) as usize];
+    let payload = vec![0x5au8; crate::train::frame_bytes(bitrate, fps)];
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut datagrams: Vec<Vec<u8>> = Vec::new();

@@ -50,9 +50,13 @@ impl TrainSpec {
 
     /// Bytes of one encoded frame of one camera.
     pub fn frame_bytes(&self) -> usize {
-        let per_cam = self.bitrate_bps / u64::from(self.cameras.max(1));
-        ((per_cam / 8) / u64::from(self.fps.max(1))).max(1) as usize
+        frame_bytes(self.bitrate_bps / u64::from(self.cameras.max(1)), self.fps)
     }
+}
+
+/// Bytes of one frame of a camera sending `bitrate_bps` at `fps` (at least one).
+pub fn frame_bytes(bitrate_bps: u64, fps: u32) -> usize {
+    ((bitrate_bps / 8) / u64::from(fps.max(1))).max(1) as usize
 }
 
 /// What a train sent.

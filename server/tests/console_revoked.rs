@@ -5,16 +5,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use railcast_server::auth::{demo_credentials, ClientEntry, CredentialsFile, Role};
+use railcast_server::auth::{demo_credentials, ClientEntry, Role};
 use support::console::{artifacts, web_root, Console};
-use support::{api_as, scratch, Server, Sim, SMALL_VIDEO};
-
-fn write(path: &Path, file: &CredentialsFile) {
-    std::fs::write(path, toml::to_string(file).expect("toml")).expect("write credentials");
-}
+use support::{api_as, client_token, scratch, wait_for_train_as, write_credentials, Server, Sim, SMALL_VIDEO};
 
 async fn revoked_while_streaming(scenario: &str) {
     let dir = scratch(&format!("console_revoked_{scenario}"));
@@ -24,16 +19,12 @@ async fn revoked_while_streaming(scenario: &str) {
     let mut creds = demo_credentials(1);
     let desk = railcast_server::auth::generate_token();
     creds.clients.push(ClientEntry { name: "desk".into(), role: Role::Admin, token: Some(desk.clone()), sha256: None });
-    write(&path, &creds);
+    write_credentials(&path, &creds);
     let mut server = Server::start(&dir, &["--web-root", &root, "--auth-file", path.to_str().expect("utf8")]).await;
     server.credentials = Some(path.clone());
-    let admin = creds.clients.iter().find(|c| c.name == "demo-admin").and_then(|c| c.token.clone()).expect("admin");
+    let admin = client_token(&creds, "demo-admin");
     let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while api_as(Some(&admin), "GET", &server.url("/api/trains/train-1"), None).await.1["online"] != true {
-        assert!(tokio::time::Instant::now() < deadline, "train-1 never came online");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_train_as(&server, Some(&admin), "train-1", true).await;
     let port = server.http.rsplit(':').next().expect("port");
     let mut console = Console::spawn(
         &format!("http://localhost:{port}"),
@@ -44,7 +35,7 @@ async fn revoked_while_streaming(scenario: &str) {
     );
     console.wait_line("READY_FOR_REVOKE", Duration::from_secs(90)).await;
     creds.clients.retain(|c| c.name != "desk");
-    write(&path, &creds);
+    write_credentials(&path, &creds);
     server.signal("HUP");
     let r = console.finish(Duration::from_secs(60)).await;
     println!(

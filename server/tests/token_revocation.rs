@@ -6,22 +6,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use railcast_server::auth::{demo_credentials, CredentialsFile, Role};
+use railcast_server::auth::{demo_credentials, Role};
 use serde_json::{json, Value};
 use support::webrtc::RtcClient;
 use support::ws::Client;
-use support::{api_as, scratch, Server, Sim, SMALL_VIDEO};
-
-fn write(path: &Path, file: &CredentialsFile) {
-    std::fs::write(path, toml::to_string(file).expect("toml")).expect("write credentials");
-}
-
-fn token_of(file: &CredentialsFile, name: &str) -> String {
-    file.clients.iter().find(|c| c.name == name).and_then(|c| c.token.clone()).expect("token")
-}
+use support::{api_as, client_token, scratch, wait_for_train_as, write_credentials, Server, Sim, SMALL_VIDEO};
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -40,17 +31,16 @@ async fn a_reload_ends_the_sessions_and_trains_of_revoked_tokens() {
     let dir = scratch("token_revocation");
     let path = dir.join("credentials.toml");
     let mut creds = demo_credentials(1);
-    write(&path, &creds);
+    write_credentials(&path, &creds);
     let mut server = Server::start(&dir, &["--auth-file", path.to_str().expect("utf8")]).await;
     server.credentials = Some(path.clone());
-    let (admin, operator, viewer) =
-        (token_of(&creds, "demo-admin"), token_of(&creds, "demo-operator"), token_of(&creds, "demo-viewer"));
+    let (admin, operator, viewer) = (
+        client_token(&creds, "demo-admin"),
+        client_token(&creds, "demo-operator"),
+        client_token(&creds, "demo-viewer"),
+    );
     let mut sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while train(&server, &admin).await["online"] != true {
-        assert!(tokio::time::Instant::now() < deadline, "train-1 never came online");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_train_as(&server, Some(&admin), "train-1", true).await;
     let (s, rc) = api_as(Some(&admin), "POST", &server.url("/api/remote-controls"), Some(json!({}))).await;
     assert_eq!(s, 201, "{rc}");
     let rc = rc["id"].as_str().expect("id").to_owned();
@@ -77,7 +67,7 @@ async fn a_reload_ends_the_sessions_and_trains_of_revoked_tokens() {
             c.role = Role::Viewer;
         }
     }
-    write(&path, &creds);
+    write_credentials(&path, &creds);
     server.signal("HUP");
 
     let closing = watcher.wait_event("closing", |e| e["type"] == "closing").await;
@@ -116,7 +106,7 @@ async fn a_reload_ends_the_sessions_and_trains_of_revoked_tokens() {
 
     // 2. The train's token is replaced: its connection ends, and the old token no longer gets in.
     creds.trains.insert("train-1".into(), railcast_server::auth::generate_token());
-    write(&path, &creds);
+    write_credentials(&path, &creds);
     server.signal("HUP");
     let offline = admin_ws.wait_event("train_offline", |e| e["type"] == "train_offline").await;
     assert!(offline["reason"].as_str().is_some_and(|r| r.contains("no longer in force")), "{offline}");

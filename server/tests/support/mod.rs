@@ -321,15 +321,35 @@ pub async fn remote_control(server: &Server, train: Option<&str>) -> String {
 
 /// Wait until `train` is online (or offline), per the API.
 pub async fn wait_for_train(server: &Server, train: &str, online: bool) {
+    wait_for_train_as(server, admin_token_for(&server.url("/")).as_deref(), train, online).await;
+}
+
+/// [`wait_for_train`] asking with `token` (a server started with `--auth-file` has no generated
+/// admin token).
+pub async fn wait_for_train_as(server: &Server, token: Option<&str>, train: &str, online: bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, v) = api("GET", &server.url(&format!("/api/trains/{train}")), None).await;
+        let (status, v) = api_as(token, "GET", &server.url(&format!("/api/trains/{train}")), None).await;
         if status == 200 && v["online"] == online {
             return;
         }
         assert!(tokio::time::Instant::now() < deadline, "train {train} not online={online} in time: {v}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Write a credentials file for `--auth-file` (re-read by the server on SIGHUP).
+pub fn write_credentials(path: &Path, file: &railcast_server::auth::CredentialsFile) {
+    std::fs::write(path, toml::to_string(file).expect("toml")).expect("write credentials");
+}
+
+/// The token of client `name` in a credentials file.
+pub fn client_token(file: &railcast_server::auth::CredentialsFile, name: &str) -> String {
+    file.clients
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.token.clone())
+        .unwrap_or_else(|| panic!("no token for {name}"))
 }
 
 /// Percentile of a sorted slice.
