@@ -87,6 +87,13 @@ pub struct Step {
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
     pub latency_max_ms: Option<f64>,
+    /// `ping` on `command` every 100 ms of the window, and the `pong` round trips: how long an
+    /// operator's command ack waits while video saturates the peer.
+    pub command_pings: u64,
+    pub command_pongs: u64,
+    pub command_rtt_p50_ms: Option<f64>,
+    pub command_rtt_p99_ms: Option<f64>,
+    pub command_rtt_max_ms: Option<f64>,
     /// Datagrams the kernel dropped on arrival during the window because a UDP socket's receive
     /// buffer was full: the server's sockets (QUIC from the train, the peer's), the browser's.
     pub server_udp_drops: u64,
@@ -386,6 +393,11 @@ async fn measure(
         latency_p50_ms: b["latency_p50_ms"].as_f64(),
         latency_p99_ms: b["latency_p99_ms"].as_f64(),
         latency_max_ms: b["latency_max_ms"].as_f64(),
+        command_pings: num("pings") as u64,
+        command_pongs: num("pongs") as u64,
+        command_rtt_p50_ms: b["ping_rtt_p50_ms"].as_f64(),
+        command_rtt_p99_ms: b["ping_rtt_p99_ms"].as_f64(),
+        command_rtt_max_ms: b["ping_rtt_max_ms"].as_f64(),
         server_udp_drops: drops_after.0.saturating_sub(drops_before.0),
         browser_udp_drops: drops_after.1.saturating_sub(drops_before.1),
         server_cpu_pct,
@@ -410,6 +422,8 @@ pub const HEADERS: &[&str] = &[
     "UDP drops srv/browser",
     "p50 ms",
     "p99 ms",
+    "pongs",
+    "cmd RTT p50/p99 ms",
     "srv CPU%",
     "browser CPU%",
     "load CPU%",
@@ -468,6 +482,8 @@ pub async fn run(ctx: &Ctx) -> Outcome {
         format!("{} / {}", s.server_udp_drops, s.browser_udp_drops),
         opt(s.latency_p50_ms, 2),
         opt(s.latency_p99_ms, 2),
+        format!("{}/{}", s.command_pongs, s.command_pings),
+        format!("{} / {}", opt(s.command_rtt_p50_ms, 1), opt(s.command_rtt_p99_ms, 1)),
         format!("{:.0}", s.server_cpu_pct),
         format!("{:.0}", s.browser_cpu_pct),
         format!("{:.0}", s.load_cpu_pct),

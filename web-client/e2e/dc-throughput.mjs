@@ -26,6 +26,11 @@
 //                         sent in it
 //   latency_*_ms          capture → onmessage for those packets (host clock: performance.timeOrigin
 //                         + performance.now() against capture_us), 0.1 ms buckets up to 10 s
+//   pings / pongs, ping_rtt_p50_ms / _p99_ms / _max_ms
+//                         a `ping` on `command` every PING_MS (default 100) while the window is
+//                         open, and the round trips of the `pong`s (answered by the server at once)
+//                         that arrive before the results are collected: how long a command's ack
+//                         waits while video saturates the peer
 //   malformed             messages whose split failed (fewer than 26 bytes left, not an `RC` v1 video
 //                         packet, a packet running past the end): the packets before it still count
 // and prints ONE JSON line of results on stdout last; on failure `"ok":false` with `error`, the
@@ -45,6 +50,7 @@ const rc = process.env.RAILCAST_RC || ''
 const warmupMs = Number(process.env.WARMUP_MS ?? 1000)
 const measureMs = Number(process.env.MEASURE_MS ?? 5000)
 const graceMs = Number(process.env.GRACE_MS ?? 1000)
+const pingMs = Number(process.env.PING_MS ?? 100)
 const openTimeoutMs = Number(process.env.OPEN_TIMEOUT_MS ?? 20000)
 const windowFromStdin = process.env.WINDOW === 'stdin'
 const verbose = !!process.env.E2E_VERBOSE
@@ -86,10 +92,12 @@ async function open({ rc, token, openTimeoutMs }) {
     all_bytes: 0, all_messages: 0, bytes: 0, messages: 0, packets: 0, window_bytes: 0, window_messages: 0,
     malformed: 0, last_in_window_at_us: 0, start: Infinity, end: Infinity, hist: new Uint32Array(100001),
     latency_max_us: 0,
+    // `ping` on `command` every PING_MS while the window is open; `pong` round trips in ms.
+    pings: 0, rtts: [],
   }
   const offer = await post('/api/webrtc/offer', { remote_control_id: rc })
   const pc = new RTCPeerConnection({ iceServers: offer.ice_servers })
-  const d = { pc, session_id: offer.session_id, s, setup_ms: null, first_message_ms: null, closed: null }
+  const d = { command: null, pc, session_id: offer.session_id, s, setup_ms: null, first_message_ms: null, closed: null }
   window.__dc = d
   const opened = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`video not open with a message within ${openTimeoutMs} ms (connection ${pc.connectionState}, ICE ${pc.iceConnectionState})`)), openTimeoutMs)
@@ -103,7 +111,12 @@ async function open({ rc, token, openTimeoutMs }) {
         d.closed = d.closed ?? `${dc.label} channel closed`
       }
       if (dc.label !== 'video') {
-        dc.onmessage = () => {}
+        d.command = dc
+        dc.onmessage = (m) => {
+          if (typeof m.data !== 'string') return
+          const ev = JSON.parse(m.data)
+          if (ev.type === 'pong' && typeof ev.t === 'number' && ev.t > 0) s.rtts.push(performance.now() - ev.t)
+        }
         return
       }
       dc.onopen = () => {
@@ -171,6 +184,9 @@ async function open({ rc, token, openTimeoutMs }) {
 async function collect({ token }) {
   const d = window.__dc
   const s = d.s
+  clearInterval(d.pinger)
+  const rtts = [...s.rtts].sort((a, b) => a - b)
+  const rq = (p) => (rtts.length ? rtts[Math.max(0, Math.ceil(p * rtts.length) - 1)] : null)
   const q = (p) => {
     const n = s.window_messages
     if (!n) return null
@@ -195,6 +211,7 @@ async function collect({ token }) {
     bytes: s.bytes, messages: s.messages, packets: s.packets, window_bytes: s.window_bytes, window_messages: s.window_messages,
     all_bytes: s.all_bytes, all_messages: s.all_messages, malformed: s.malformed, closed: d.closed,
     latency_samples: s.window_messages, latency_p50_ms: q(0.5), latency_p99_ms: q(0.99), latency_max_ms: s.window_messages ? s.latency_max_us / 1000 : null,
+    pings: s.pings, pongs: rtts.length, ping_rtt_p50_ms: rq(0.5), ping_rtt_p99_ms: rq(0.99), ping_rtt_max_ms: rtts.length ? rtts[rtts.length - 1] : null,
     last_in_window_after_end_ms: s.last_in_window_at_us ? (s.last_in_window_at_us - s.end) / 1000 : null,
     stats,
   }
@@ -227,10 +244,21 @@ async function main() {
     start = Date.now() * 1000
     end = start + measureMs * 1000
   }
-  await page.evaluate(([a, b]) => {
-    window.__dc.s.end = b
-    window.__dc.s.start = a
-  }, [start, end])
+  await page.evaluate(([a, b, pingMs]) => {
+    const d = window.__dc
+    d.s.end = b
+    d.s.start = a
+    // The command channel's round trip while video floods the peer (ping → pong, answered by the
+    // server at once): what an operator's command ack would wait.
+    const delay = Math.max(0, a / 1000 - (performance.timeOrigin + performance.now()))
+    setTimeout(() => {
+      d.pinger = setInterval(() => {
+        if (d.command?.readyState !== 'open' || performance.timeOrigin + performance.now() >= b / 1000) return
+        d.s.pings++
+        d.command.send(JSON.stringify({ type: 'ping', t: performance.now() }))
+      }, pingMs)
+    }, delay)
+  }, [start, end, pingMs])
   const wait = end / 1000 + graceMs - Date.now()
   if (wait > 0) await sleep(wait)
   const c = await page.evaluate(collect, { token })
