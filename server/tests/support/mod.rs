@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod console;
+pub mod link;
 pub mod webrtc;
 pub mod ws;
 

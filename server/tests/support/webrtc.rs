@@ -13,6 +13,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
 };
 
+use super::link::{self, Link};
 use super::ws::{Client, Log, Outbox, Recorder};
 use super::{api_as, Server};
 
@@ -87,6 +88,29 @@ impl RtcClient {
 
     /// Connect with `token` for every signaling call.
     pub async fn connect_as(server: &Server, remote_control_id: &str, token: Option<&str>) -> RtcClient {
+        Self::connect_inner(server, remote_control_id, token, None).await.0
+    }
+
+    /// Connect as the admin through a [`Link`] whose server → client direction carries
+    /// `down_bps` bits/s and queues at most `max_queue`: every datagram crosses it.
+    pub async fn connect_through(
+        server: &Server,
+        remote_control_id: &str,
+        down_bps: u64,
+        max_queue: Duration,
+    ) -> (RtcClient, Link) {
+        let admin = server.tokens.get("admin").cloned();
+        let (c, link) =
+            Self::connect_inner(server, remote_control_id, admin.as_deref(), Some((down_bps, max_queue))).await;
+        (c, link.expect("link"))
+    }
+
+    async fn connect_inner(
+        server: &Server,
+        remote_control_id: &str,
+        token: Option<&str>,
+        through: Option<(u64, Duration)>,
+    ) -> (RtcClient, Option<Link>) {
         let start = Instant::now();
         let (status, offer) = api_as(
             token,
@@ -100,6 +124,14 @@ impl RtcClient {
         let session_id = offer["session_id"].as_str().expect("session_id").to_owned();
         let sdp = offer["sdp"].as_str().expect("sdp").to_owned();
         assert!(sdp.contains("a=candidate:"), "the offer carries the server's host candidates");
+        let (sdp, link) = match through {
+            None => (sdp, None),
+            Some((down_bps, max_queue)) => {
+                let server_addr = link::server_candidate(&sdp);
+                let link = Link::start(server_addr, down_bps, max_queue).await;
+                (link::through(&sdp, server_addr, link.front), Some(link))
+            }
+        };
 
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let (dc_tx, mut dc_rx) = mpsc::unbounded_channel();
@@ -117,13 +149,16 @@ impl RtcClient {
         .await;
         assert_eq!(status, 204, "{v}");
 
-        // Trickle our candidates, then end-of-candidates.
+        // Trickle our candidates, then end-of-candidates. Through a link, only the end: the server
+        // must know this client by the link's address alone.
         let url = server.url("/api/webrtc/ice-candidate");
         let sid = session_id.clone();
         let token = token.map(String::from);
+        let trickle = link.is_none();
         tokio::spawn(async move {
             while let Some(c) = cand_rx.recv().await {
                 let body = match c {
+                    Some(_) if !trickle => continue,
                     Some(mut c) => {
                         c["session_id"] = json!(sid);
                         c
@@ -182,6 +217,14 @@ impl RtcClient {
         }
         let setup = start.elapsed();
         let command = command.expect("command channel");
-        RtcClient { client: Client { log, out: Outbox::DataChannel(command), reader: None }, pc, session_id, setup }
+        (
+            RtcClient {
+                client: Client { log, out: Outbox::DataChannel(command), reader: None },
+                pc,
+                session_id,
+                setup,
+            },
+            link,
+        )
     }
 }

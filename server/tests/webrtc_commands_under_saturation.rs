@@ -1,0 +1,84 @@
+//! Commands still get through when video saturates the path to the operator.
+//!
+//! The WebRTC client reaches the server through a bottleneck link (support::link): server →
+//! client carries 400 kbit/s with at most 100 ms of queue, while the train sends video at several
+//! times that: the server's `video` channel stays full and the link drops what overflows its
+//! queue. Each command's ack, on the `command` channel, must still arrive: with SCTP sending every
+//! queued unordered (video) message before any ordered one, as webrtc-rs's SCTP did before
+//! railcast's patch 13 (third_party/PATCHES.md), no ack arrived at all.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::webrtc::RtcClient;
+use support::{api, remote_control, scratch, Server, Sim};
+
+const LINK_BPS: u64 = 400_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_acks_arrive_while_video_saturates_the_link() {
+    let dir = scratch("webrtc_commands_under_saturation");
+    // Video messages of at most 8 KiB, so that one takes ≈ 160 ms on the link: a command's ack
+    // waits for at most the message in progress.
+    let server = Server::start(&dir, &["--webrtc-video-message", "8192"]).await;
+    // Every frame a keyframe: ≈ 1.5 Mbit/s of video into a 0.4 Mbit/s link.
+    let video = ["--width", "640", "--height", "480", "--fps", "15", "--gop", "1", "--bitrate", "4M"];
+    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"][..], &video[..]].concat());
+    let rc = remote_control(&server, Some("train-1")).await;
+
+    let (rtc, link) = RtcClient::connect_through(&server, &rc, LINK_BPS, Duration::from_millis(100)).await;
+    let c = &rtc.client;
+    c.wait_frames(5).await;
+    // Let the backlog build: the peer's send buffer fills and stays full.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let session_url = server.url(&format!("/api/webrtc/sessions/{}", rtc.session_id));
+
+    let mut rtts = Vec::new();
+    for i in 0..5 {
+        let id = format!("sat-{i}");
+        let start = Instant::now();
+        c.send_text(
+            json!({"type": "command", "request_id": id, "command": {"type": "horn", "duration_ms": 50}}).to_string(),
+        )
+        .await;
+        let deadline = start + Duration::from_secs(10);
+        let ack = loop {
+            if let Some(e) = c.events().into_iter().find(|e| e["request_id"] == id.as_str()) {
+                break e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer to command {id} within 10 s while video saturates the link \
+                 (link: {} datagrams down, {} dropped; acks so far: {rtts:?} ms)",
+                link.stats.down_datagrams.load(std::sync::atomic::Ordering::Relaxed),
+                link.stats.down_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(ack["type"], "command_ack", "{ack}");
+        rtts.push(start.elapsed().as_millis());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The link was the bottleneck throughout: it overflowed, and the server handed the channel
+    // more video than the link carried.
+    let (_, session) = api("GET", &session_url, None).await;
+    let stats = &link.stats;
+    let down = stats.down_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = stats.down_dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let sent = session["counters"]["bytes_sent"].as_u64().expect("bytes_sent");
+    println!(
+        "command acks through a {} kbit/s link under video: {rtts:?} ms; video handed to the channel {} kB, link \
+         carried {} kB down and dropped {dropped} datagrams",
+        LINK_BPS / 1000,
+        sent / 1000,
+        down / 1000,
+    );
+    assert!(dropped > 0, "the link never overflowed: the test did not saturate it");
+    assert!(sent > down, "the server sent less video ({sent} B) than the link carried ({down} B)");
+    let (status, _) = api("DELETE", &session_url, None).await;
+    assert_eq!(status, 204);
+    let _ = rtc.pc.close().await;
+}
