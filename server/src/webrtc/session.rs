@@ -205,32 +205,47 @@ async fn serve(
         None => None,
     };
     let limit = video_message.min(negotiated.map_or(super::MAX_MESSAGE_SIZE, |n| n as usize));
-    // Grows to the largest burst seen (a late joiner's GOP); an idle peer keeps none.
+    // Grows to the largest burst seen (a late joiner's GOP); an idle peer keeps none. Packets
+    // `batch[sent..]` wait for room in the video channel.
     let mut batch: Vec<Bytes> = Vec::new();
+    let mut sent = 0;
     loop {
+        let backlog = sent < batch.len();
         tokio::select! {
-            item = follower.next() => match item {
+            // Room in the channel again: the next message. With the send-buffer limit on, video
+            // waits here, not inside `send`, so the client's messages (commands, pings) and the
+            // end of the session are still handled meanwhile; the hub queue fills and the hub
+            // drops whole frames for this peer only.
+            ready = video.writable(), if backlog => {
+                if ready.is_err() {
+                    return End::Reason("video channel closed");
+                }
+                // The next message, packed whole from what is queued, of at most `limit` bytes
+                // (docs/wire-format.md §2.6): a browser pays per message, not per byte. The data
+                // channel API takes an owned BytesMut, so packing is the one copy per peer that
+                // sending a packet alone cost before. `send` does not wait: the channel has room
+                // and this task is its only sender.
+                let Some((message, range)) = railcast_protocol::message::pack(&batch[sent..], limit).next() else {
+                    continue;
+                };
+                if video.send(message).await.is_err() {
+                    return End::Reason("video channel closed");
+                }
+                let now = crate::now_us();
+                for p in &batch[sent + range.start..sent + range.end] {
+                    metrics.record(p, now);
+                    info.packets_sent.fetch_add(1, Ordering::Relaxed);
+                    info.bytes_sent.fetch_add(p.len() as u64, Ordering::Relaxed);
+                }
+                sent += range.len();
+            }
+            item = follower.next(), if !backlog => match item {
                 Item::Packet(p) => {
-                    // Whatever else is queued goes with it, packed whole into messages of at most
-                    // `limit` bytes (docs/wire-format.md §2.6): a browser pays per message, not
-                    // per byte. The data channel API takes an owned BytesMut, so packing is the
-                    // one copy per peer that sending a packet alone cost before. With the
-                    // send-buffer limit on, `send` waits for room; meanwhile the hub queue fills
-                    // and the hub drops whole frames for this peer only.
+                    // Whatever else is queued goes with it.
                     batch.clear();
                     batch.push(p);
                     follower.drain_packets(&mut batch, MAX_PACKETS_PER_WAKE - 1);
-                    for (message, range) in railcast_protocol::message::pack(&batch, limit) {
-                        if video.send(message).await.is_err() {
-                            return End::Reason("video channel closed");
-                        }
-                        let now = crate::now_us();
-                        for p in &batch[range] {
-                            metrics.record(p, now);
-                            info.packets_sent.fetch_add(1, Ordering::Relaxed);
-                            info.bytes_sent.fetch_add(p.len() as u64, Ordering::Relaxed);
-                        }
-                    }
+                    sent = 0;
                 }
                 Item::Event(ev) => {
                     if !send_event(command, &ev).await {
