@@ -147,12 +147,14 @@ pub(super) async fn run(
         End::Reason(r) => (*r).to_owned(),
         End::Closing(r) => {
             if send_event(&command, &ServerEvent::Closing { reason: r.clone() }).await {
-                // Closing the peer at once would discard the event: let it leave first (bounded).
-                for _ in 0..20 {
+                // Closing the peer at once would discard the event: let it leave first, checking
+                // after 1, 2, 4 … ms (the peer usually acknowledges within a round trip), 255 ms
+                // at most. The session's memory stays held until then.
+                for ms in (0..8).map(|i| 1 << i) {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                     if command.outstanding_bytes().await.map_or(true, |n| n == 0) {
                         break;
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             }
             r.clone()
