@@ -31,6 +31,10 @@ async fn command_acks_arrive_while_video_saturates_the_link() {
     let (rtc, link) = RtcClient::connect_through(&server, &rc, LINK_BPS, Duration::from_millis(100)).await;
     let c = &rtc.client;
     c.wait_frames(5).await;
+    assert!(
+        link.stats.down_datagrams.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the session does not cross the link"
+    );
     // Let the backlog build: the peer's send buffer fills and stays full.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let session_url = server.url(&format!("/api/webrtc/sessions/{}", rtc.session_id));

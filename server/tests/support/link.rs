@@ -132,3 +132,10 @@ pub fn through(sdp: &str, server: SocketAddr, via: SocketAddr) -> String {
     }
     out
 }
+
+/// `sdp` without its candidates.
+pub fn without_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
+        .collect()
+}

@@ -139,7 +139,12 @@ impl RtcClient {
         pc.set_remote_description(RTCSessionDescription::offer(sdp).expect("offer sdp")).await.expect("set offer");
         let answer = pc.create_answer(None).await.expect("answer");
         pc.set_local_description(answer).await.expect("set answer");
-        let answer_sdp = pc.local_description().await.expect("local description").sdp;
+        let mut answer_sdp = pc.local_description().await.expect("local description").sdp;
+        if link.is_some() {
+            // The answer may already list our candidates (when gathering was quick): the server
+            // must know this client by the link's address alone.
+            answer_sdp = link::without_candidates(&answer_sdp);
+        }
         let (status, v) = api_as(
             token,
             "POST",
