@@ -159,6 +159,10 @@ settings! {
     /// Kernel send buffer of each HTTP/WebSocket connection, bytes (0 keeps the OS default).
     /// Small keeps latency low: a slow client's backlog stays in the hub, where whole frames drop.
     ws_send_buffer: usize = 256 * 1024, "RAILCAST_WS_SEND_BUFFER";
+    /// Unsent bytes a WebSocket connection's socket may hold (TCP_NOTSENT_LOWAT; 0: no limit).
+    /// Events and command acks share the stream with video: on a slow link they wait behind
+    /// what is unsent, so this keeps the backlog in the hub instead, and an ack goes out next.
+    ws_unsent_limit: usize = 16 * 1024, "RAILCAST_WS_UNSENT_LIMIT";
     /// Largest WebSocket message read from a client, bytes.
     ws_max_message: usize = 64 * 1024, "RAILCAST_WS_MAX_MESSAGE";
     /// A WebSocket client whose socket takes no write for this long (it stopped reading, or its

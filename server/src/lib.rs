@@ -176,11 +176,15 @@ impl Server {
             shutdown: stop_rx.clone(),
         };
         tokio::spawn(dispatch::watch_credentials(Arc::clone(&state.auth), Arc::clone(&state.remotes)));
-        let send_buffer = config.ws_send_buffer;
+        let (send_buffer, unsent_limit) = (config.ws_send_buffer, config.ws_unsent_limit);
         let listener = http.tap_io(move |tcp| {
             let _ = tcp.set_nodelay(true);
+            let sock = socket2::SockRef::from(&*tcp);
             if send_buffer > 0 {
-                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
+                let _ = sock.set_send_buffer_size(send_buffer);
+            }
+            if unsent_limit > 0 {
+                let _ = sock.set_tcp_notsent_lowat(u32::try_from(unsent_limit).unwrap_or(u32::MAX));
             }
         });
         let web_root = std::path::PathBuf::from(&config.web_root);

@@ -90,6 +90,12 @@ impl Session {
             tokio::select! {
                 item = follower.next() => match item {
                     Item::Packet(p) => {
+                        // Answers waiting (command acks) go out before this video: on a slow link
+                        // the socket may take a while to accept it.
+                        while let Ok(ev) = out_rx.try_recv() {
+                            if let Err(e) = send_event(&mut socket, &info, &ev).await { write_error = Some(e); break }
+                        }
+                        if write_error.is_some() { break None }
                         batch.push(p);
                         let room = batch.room(max_batch);
                         follower.drain_packets(&mut batch, room);

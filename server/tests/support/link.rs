@@ -139,3 +139,59 @@ pub fn without_candidates(sdp: &str) -> String {
         .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
         .collect()
 }
+
+/// The same bottleneck for TCP (a WebSocket client): a relay whose server → client direction
+/// leaves at `down_bps`, reading from the server through a receive buffer of `buffer` bytes, so
+/// that the server's socket sees the slow path's back-pressure as it would over a real link.
+pub struct TcpLink {
+    pub addr: SocketAddr,
+    pub stats: Arc<LinkStats>,
+    task: JoinHandle<()>,
+}
+
+impl TcpLink {
+    pub async fn start(server: SocketAddr, down_bps: u64, buffer: u32) -> TcpLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stats = Arc::new(LinkStats::default());
+        let st = Arc::clone(&stats);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket.set_recv_buffer_size(buffer).expect("SO_RCVBUF");
+                let Ok(upstream) = socket.connect(server).await else { continue };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                });
+                let st = Arc::clone(&st);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 1460];
+                    let mut free_at = Instant::now();
+                    while let Ok(n) = ur.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        free_at =
+                            free_at.max(Instant::now()) + Duration::from_nanos(n as u64 * 8 * 1_000_000_000 / down_bps);
+                        tokio::time::sleep_until(free_at).await;
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        st.down_datagrams.fetch_add(1, Ordering::Relaxed);
+                        st.down_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        TcpLink { addr, stats, task }
+    }
+}
+
+impl Drop for TcpLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,77 @@
+//! WebSocket: commands still get through when video saturates the path to the operator.
+//!
+//! The client reaches the server through a TCP relay that carries 400 kbit/s towards it
+//! (support::link::TcpLink), while the train sends ≈ 1 Mbit/s of video. Events share the one
+//! TCP stream with video, so an ack waits behind whatever video the server has already handed to
+//! its socket: that backlog must stay small (`ws_unsent_limit`), the rest dropped in the hub as
+//! whole frames, and an ack written before the next video batch. Before both, acks took 4.6 to
+//! 16.8 s here, growing.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::link::TcpLink;
+use support::ws::Client;
+use support::{api, remote_control, scratch, Server, Sim};
+
+const LINK_BPS: u64 = 400_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_acks_arrive_while_video_saturates_the_link() {
+    let dir = scratch("ws_commands_under_saturation");
+    let server = Server::start(&dir, &[]).await;
+    // Every frame a keyframe: ≈ 1 Mbit/s of video into a 0.4 Mbit/s link.
+    let video = ["--width", "640", "--height", "480", "--fps", "15", "--gop", "1", "--bitrate", "4M"];
+    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"][..], &video[..]].concat());
+    let rc = remote_control(&server, Some("train-1")).await;
+
+    let link = TcpLink::start(server.http.parse().expect("http addr"), LINK_BPS, 16 * 1024).await;
+    let url = server.ws_url(&rc).replace(&server.http, &link.addr.to_string());
+    let c = Client::connect(&url).await;
+    c.wait_frames(5).await;
+    // Let the backlog build.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut rtts = Vec::new();
+    for i in 0..5 {
+        let id = format!("sat-{i}");
+        let start = Instant::now();
+        c.send_text(
+            json!({"type": "command", "request_id": id, "command": {"type": "horn", "duration_ms": 50}}).to_string(),
+        )
+        .await;
+        let deadline = start + Duration::from_secs(6);
+        let ack = loop {
+            if let Some(e) = c.events().into_iter().find(|e| e["request_id"] == id.as_str()) {
+                break e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer to command {id} within 6 s while video saturates the link (acks so far: {rtts:?} ms)"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(ack["type"], "command_ack", "{ack}");
+        rtts.push(start.elapsed().as_millis());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The link was the bottleneck: video waited in the hub's queue for this client (and is
+    // dropped there, as whole frames, once the queue is full) while the acks went past it.
+    let (_, view) = api("GET", &server.url(&format!("/api/remote-controls/{rc}")), None).await;
+    let session = &view["sessions"][0];
+    let count = |k: &str| session[k].as_u64().unwrap_or_else(|| panic!("{k}: {view}"));
+    let waiting = count("packets_queued") - count("packets_sent");
+    let down = link.stats.down_bytes.load(Ordering::Relaxed);
+    println!(
+        "websocket command acks through a {} kbit/s link under video: {rtts:?} ms; link carried {} kB; {waiting} \
+         packets waiting in the hub, {} frames dropped for this client",
+        LINK_BPS / 1000,
+        down / 1000,
+        session["frames_dropped"]
+    );
+    assert!(waiting > 100 || count("frames_dropped") > 0, "video never backed up: {view}");
+}
