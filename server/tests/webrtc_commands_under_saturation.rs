@@ -9,9 +9,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::json;
 use support::webrtc::RtcClient;
 use support::{api, remote_control, scratch, Server, Sim};
 
@@ -39,32 +38,15 @@ async fn command_acks_arrive_while_video_saturates_the_link() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let session_url = server.url(&format!("/api/webrtc/sessions/{}", rtc.session_id));
 
-    let mut rtts = Vec::new();
-    for i in 0..5 {
-        let id = format!("sat-{i}");
-        let start = Instant::now();
-        c.send_text(
-            json!({"type": "command", "request_id": id, "command": {"type": "horn", "duration_ms": 50}}).to_string(),
-        )
-        .await;
-        let deadline = start + Duration::from_secs(10);
-        let ack = loop {
-            if let Some(e) = c.events().into_iter().find(|e| e["request_id"] == id.as_str()) {
-                break e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no answer to command {id} within 10 s while video saturates the link \
-                 (link: {} datagrams down, {} dropped; acks so far: {rtts:?} ms)",
+    let rtts = c
+        .command_round_trips(5, Duration::from_secs(10), || {
+            format!(
+                "video saturates the link: {} datagrams down, {} dropped",
                 link.stats.down_datagrams.load(std::sync::atomic::Ordering::Relaxed),
-                link.stats.down_dropped.load(std::sync::atomic::Ordering::Relaxed),
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        assert_eq!(ack["type"], "command_ack", "{ack}");
-        rtts.push(start.elapsed().as_millis());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+                link.stats.down_dropped.load(std::sync::atomic::Ordering::Relaxed)
+            )
+        })
+        .await;
 
     // The link was the bottleneck throughout: it overflowed, and the server handed the channel
     // more video than the link carried.

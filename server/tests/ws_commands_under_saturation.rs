@@ -10,9 +10,8 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::json;
 use support::link::TcpLink;
 use support::ws::Client;
 use support::{api, remote_control, scratch, Server, Sim};
@@ -35,29 +34,7 @@ async fn command_acks_arrive_while_video_saturates_the_link() {
     // Let the backlog build.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let mut rtts = Vec::new();
-    for i in 0..5 {
-        let id = format!("sat-{i}");
-        let start = Instant::now();
-        c.send_text(
-            json!({"type": "command", "request_id": id, "command": {"type": "horn", "duration_ms": 50}}).to_string(),
-        )
-        .await;
-        let deadline = start + Duration::from_secs(6);
-        let ack = loop {
-            if let Some(e) = c.events().into_iter().find(|e| e["request_id"] == id.as_str()) {
-                break e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no answer to command {id} within 6 s while video saturates the link (acks so far: {rtts:?} ms)"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        assert_eq!(ack["type"], "command_ack", "{ack}");
-        rtts.push(start.elapsed().as_millis());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let rtts = c.command_round_trips(5, Duration::from_secs(6), || "video saturates the link".into()).await;
 
     // The link was the bottleneck: video waited in the hub's queue for this client (and is
     // dropped there, as whole frames, once the queue is full) while the acks went past it.

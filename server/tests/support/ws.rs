@@ -214,6 +214,34 @@ impl Client {
         }
     }
 
+    /// Send `n` commands (a short horn), one after the other 200 ms apart; each must be acked
+    /// within `within`, or the test fails saying so and what `context` returns. The round trips,
+    /// in ms.
+    pub async fn command_round_trips(&self, n: usize, within: Duration, context: impl Fn() -> String) -> Vec<u128> {
+        let mut rtts = Vec::new();
+        for i in 0..n {
+            let id = format!("rt-{i}");
+            let start = std::time::Instant::now();
+            let cmd = serde_json::json!({"type": "command", "request_id": id, "command": {"type": "horn", "duration_ms": 50}});
+            self.send_text(cmd.to_string()).await;
+            let ack = loop {
+                if let Some(e) = self.events().into_iter().find(|e| e["request_id"] == id.as_str()) {
+                    break e;
+                }
+                assert!(
+                    start.elapsed() < within,
+                    "no answer to command {id} within {within:?} ({}; acks so far: {rtts:?} ms)",
+                    context()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            assert_eq!(ack["type"], "command_ack", "{ack}");
+            rtts.push(start.elapsed().as_millis());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        rtts
+    }
+
     /// Wait until at least `n` frames arrived.
     pub async fn wait_frames(&self, n: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
