@@ -5,24 +5,16 @@ mod support;
 use std::time::Duration;
 
 use support::ws::{verify, Client};
-use support::{api, pct, remote_control, scratch, Server, Sim};
-use tokio::net::TcpSocket;
+use support::{api, pct, remote_control, scratch, Server, Sim, BUSY_VIDEO};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_client_loses_frames_others_do_not() {
     let dir = scratch("slow_client");
     // A small queue and socket buffer make the stalled client fall behind within seconds.
     let server = Server::start(&dir, &["--subscriber-queue", "32", "--ws-send-buffer", "8192"]).await;
-    let sim = Sim::start(
-        &dir,
-        &server,
-        &["--trains", "1", "--width", "640", "--height", "480", "--fps", "30", "--gop", "10", "--bitrate", "2M"],
-    );
+    let sim = Sim::start(&dir, &server, &[&["--trains", "1"], BUSY_VIDEO].concat());
     let stalled_rc = remote_control(&server, Some("train-1")).await;
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let tcp = socket.connect(server.http.parse().expect("addr")).await.expect("connect");
-    let (stalled, _) = tokio_tungstenite::client_async(server.ws_url(&stalled_rc), tcp).await.expect("handshake");
+    let stalled = support::ws::stalled(&server.ws_url(&stalled_rc), &server.http).await;
 
     let mut healthy = Vec::new();
     for _ in 0..2 {

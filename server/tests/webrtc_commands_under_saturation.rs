@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use support::webrtc::RtcClient;
-use support::{api, remote_control, scratch, Server, Sim};
+use support::{api, remote_control, scratch, Server, Sim, KEYFRAME_VIDEO};
 
 const LINK_BPS: u64 = 400_000;
 
@@ -23,8 +23,7 @@ async fn command_acks_arrive_while_video_saturates_the_link() {
     // waits for at most the message in progress.
     let server = Server::start(&dir, &["--webrtc-video-message", "8192"]).await;
     // Every frame a keyframe: ≈ 1.5 Mbit/s of video into a 0.4 Mbit/s link.
-    let video = ["--width", "640", "--height", "480", "--fps", "15", "--gop", "1", "--bitrate", "4M"];
-    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"][..], &video[..]].concat());
+    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], KEYFRAME_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;
 
     let (rtc, link) = RtcClient::connect_through(&server, &rc, LINK_BPS, Duration::from_millis(100)).await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use support::link::TcpLink;
 use support::ws::Client;
-use support::{api, remote_control, scratch, Server, Sim};
+use support::{api, remote_control, scratch, Server, Sim, KEYFRAME_VIDEO};
 
 const LINK_BPS: u64 = 400_000;
 
@@ -23,8 +23,7 @@ async fn command_acks_arrive_while_video_saturates_the_link() {
     let dir = scratch("ws_commands_under_saturation");
     let server = Server::start(&dir, &[]).await;
     // Every frame a keyframe: ≈ 1 Mbit/s of video into a 0.4 Mbit/s link.
-    let video = ["--width", "640", "--height", "480", "--fps", "15", "--gop", "1", "--bitrate", "4M"];
-    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"][..], &video[..]].concat());
+    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], KEYFRAME_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;
 
     let link = TcpLink::start(server.http.parse().expect("http addr"), LINK_BPS, 16 * 1024).await;

@@ -6,8 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::ws::Client;
-use support::{api, remote_control, scratch, Server, Sim};
-use tokio::net::TcpSocket;
+use support::{api, remote_control, scratch, Server, Sim, BUSY_VIDEO};
 
 async fn sessions_of(server: &Server, rc: &str) -> usize {
     let (_, view) = api("GET", &server.url(&format!("/api/remote-controls/{rc}")), None).await;
@@ -19,21 +18,14 @@ async fn a_client_that_takes_no_data_is_disconnected() {
     let dir = scratch("ws_write_timeout");
     // Small buffers so the stalled client's socket fills within a second at 2 Mbit/s.
     let server = Server::start(&dir, &["--ws-write-timeout", "1s", "--ws-send-buffer", "8192"]).await;
-    let _sim = Sim::start(
-        &dir,
-        &server,
-        &["--trains", "1", "--width", "640", "--height", "480", "--fps", "30", "--gop", "10", "--bitrate", "2M"],
-    );
+    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], BUSY_VIDEO].concat());
     let stalled_rc = remote_control(&server, Some("train-1")).await;
     let healthy_rc = remote_control(&server, Some("train-1")).await;
     let healthy = Client::connect(&server.ws_url(&healthy_rc)).await;
     healthy.wait_frames(5).await;
 
     // Handshake, then never read again.
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let tcp = socket.connect(server.http.parse().expect("addr")).await.expect("connect");
-    let (stalled, _) = tokio_tungstenite::client_async(server.ws_url(&stalled_rc), tcp).await.expect("handshake");
+    let stalled = support::ws::stalled(&server.ws_url(&stalled_rc), &server.http).await;
     let connected = Instant::now();
     assert_eq!(sessions_of(&server, &stalled_rc).await, 1);
 

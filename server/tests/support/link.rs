@@ -70,7 +70,7 @@ impl Link {
                         stats.down_dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    free_at = start + Duration::from_nanos(n as u64 * 8 * 1_000_000_000 / down_bps);
+                    free_at = start + airtime(n, down_bps);
                     if tx.send((free_at, buf[..n].to_vec())).is_err() {
                         return;
                     }
@@ -101,6 +101,11 @@ impl Drop for Link {
             t.abort();
         }
     }
+}
+
+/// How long `bytes` occupy a link of `bps` bits/s.
+fn airtime(bytes: usize, bps: u64) -> Duration {
+    Duration::from_nanos(bytes as u64 * 8 * 1_000_000_000 / bps)
 }
 
 /// The server's UDP host candidate on 127.0.0.1 in `sdp`.
@@ -174,8 +179,7 @@ impl TcpLink {
                         if n == 0 {
                             break;
                         }
-                        free_at =
-                            free_at.max(Instant::now()) + Duration::from_nanos(n as u64 * 8 * 1_000_000_000 / down_bps);
+                        free_at = free_at.max(Instant::now()) + airtime(n, down_bps);
                         tokio::time::sleep_until(free_at).await;
                         if cw.write_all(&buf[..n]).await.is_err() {
                             break;

@@ -179,6 +179,13 @@ pub struct Sim {
 pub const SMALL_VIDEO: &[&str] =
     &["--width", "320", "--height", "240", "--fps", "15", "--gop", "15", "--bitrate", "300k"];
 
+/// Heavier video, to fill a stalled client's buffers quickly: 640×480, 30 fps, ≈ 2 Mbit/s.
+pub const BUSY_VIDEO: &[&str] = &["--width", "640", "--height", "480", "--fps", "30", "--gop", "10", "--bitrate", "2M"];
+
+/// Every frame a keyframe at 640×480, 15 fps: ≈ 1 Mbit/s, to saturate a slow link.
+pub const KEYFRAME_VIDEO: &[&str] =
+    &["--width", "640", "--height", "480", "--fps", "15", "--gop", "1", "--bitrate", "4M"];
+
 impl Sim {
     pub fn start(dir: &Path, server: &Server, args: &[&str]) -> Sim {
         let n = rand_suffix();

@@ -275,3 +275,12 @@ pub fn verify(frames: &[Received], manifest: &Manifest) -> usize {
     }
     frames.len()
 }
+
+/// A WebSocket client that completes the handshake with a 4 KiB receive buffer and then never
+/// reads: its socket fills within a second of video.
+pub async fn stalled(url: &str, server_addr: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let tcp = socket.connect(server_addr.parse().expect("addr")).await.expect("connect");
+    tokio_tungstenite::client_async(url, tcp).await.expect("handshake").0
+}
