@@ -6,8 +6,10 @@
 //! and the golden vectors in `tests/vectors/` are shared with the TypeScript client.
 //!
 //! # Layout
-//! - [`packet`]: video packets — one chunk of one encoded frame, sized to fit one QUIC datagram or
-//!   one data-channel message. The relay forwards them byte for byte.
+//! - [`packet`]: video packets — one chunk of one encoded frame, sized to fit one QUIC datagram.
+//!   The relay forwards them byte for byte.
+//! - [`message`]: video messages on a WebRTC `video` data channel — one or more whole packets back
+//!   to back (`docs/wire-format.md` §2.6); the server packs them, clients split them.
 //! - [`control`]: control frames on the train's QUIC control stream (hello, command, ack, …),
 //!   length-prefixed with a JSON body.
 //! - [`client`]: the JSON messages between a remote control (browser) and the server, identical on
