@@ -64,8 +64,8 @@ pub fn split_bytes(message: &Bytes) -> impl Iterator<Item = Result<Bytes, Decode
 
 /// Messages packed from `packets`; see [`pack`].
 #[derive(Debug, Clone)]
-pub struct Pack<'a> {
-    packets: &'a [Bytes],
+pub struct Pack<'a, P> {
+    packets: &'a [P],
     next: usize,
     limit: usize,
 }
@@ -73,28 +73,28 @@ pub struct Pack<'a> {
 /// Pack `packets`, in order, into messages of at most `limit` bytes (§2.6). Each item is a message
 /// and the range of `packets` it holds; a packet longer than `limit` travels alone. Never waits
 /// for more: the caller passes what is queued now.
-pub fn pack(packets: &[Bytes], limit: usize) -> Pack<'_> {
+pub fn pack<P: AsRef<[u8]>>(packets: &[P], limit: usize) -> Pack<'_, P> {
     Pack { packets, next: 0, limit }
 }
 
-impl Iterator for Pack<'_> {
+impl<P: AsRef<[u8]>> Iterator for Pack<'_, P> {
     type Item = (BytesMut, Range<usize>);
 
     fn next(&mut self) -> Option<Self::Item> {
         let start = self.next;
         let first = self.packets.get(start)?;
         let mut end = start + 1;
-        let mut len = first.len();
+        let mut len = first.as_ref().len();
         while let Some(p) = self.packets.get(end) {
-            if len + p.len() > self.limit {
+            if len + p.as_ref().len() > self.limit {
                 break;
             }
-            len += p.len();
+            len += p.as_ref().len();
             end += 1;
         }
         let mut message = BytesMut::with_capacity(len);
         for p in &self.packets[start..end] {
-            message.extend_from_slice(p);
+            message.extend_from_slice(p.as_ref());
         }
         self.next = end;
         Some((message, start..end))

@@ -2,6 +2,10 @@
 //! command-line flags, validated before any port is bound. `docs/configuration.md` lists every
 //! setting; each one is declared once, in the `settings!` table below, which generates the
 //! command line, the file schema and the typed [`Config`].
+//!
+//! This module validates the shared settings; each transport parses and validates its own
+//! (`ws_*`, `webrtc_*`) into its own settings type, and `lib.rs` runs them all
+//! ([`crate::Settings::from_config`]). It imports no transport.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,7 +24,8 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+/// A [`ConfigError`] for `setting`.
+pub fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError { setting, reason: reason.into() }
 }
 
@@ -136,9 +141,6 @@ macro_rules! settings {
     };
 }
 
-/// The largest data-channel message webrtc-rs sends (its default `max-message-size`).
-const MAX_VIDEO_MESSAGE: usize = crate::webrtc::MAX_MESSAGE_SIZE;
-
 settings! {
     /// HTTP listen address (API, WebSocket, console). Port 0 picks a free port.
     http_addr: SocketAddr = addr("127.0.0.1:8080"), "RAILCAST_HTTP_ADDR";
@@ -222,7 +224,8 @@ settings! {
     max_trains: usize = 1_000, "RAILCAST_MAX_TRAINS";
     /// Remote controls defined at once; creating more is refused with 429.
     max_remote_controls: usize = 10_000, "RAILCAST_MAX_REMOTE_CONTROLS";
-    /// WebRTC sessions alive at once (about 260 KB each); more offers are refused with 429.
+    /// WebRTC sessions alive at once; more offers are refused with 429. Memory per idle session:
+    /// docs/benchmarks.md, "Current figures".
     max_webrtc_sessions: usize = 1_000, "RAILCAST_MAX_WEBRTC_SESSIONS";
     /// Client sessions (WebSocket + WebRTC) from one IP address at once, and, separately, train
     /// connections from one address; more are refused (429, or an error frame for trains).
@@ -284,19 +287,9 @@ impl Config {
         if self.quic_keep_alive.0.is_zero() || self.quic_keep_alive.0 >= self.quic_idle_timeout.0 {
             return Err(invalid("quic_keep_alive", "must be above zero and below quic_idle_timeout"));
         }
-        if self.ws_write_timeout.0 < Duration::from_millis(100) {
-            return Err(invalid("ws_write_timeout", format!("must be at least 100ms, got {}", self.ws_write_timeout)));
-        }
-        if self.ws_max_message < railcast_protocol::client::MAX_CLIENT_MESSAGE {
-            return Err(invalid(
-                "ws_max_message",
-                format!("must be at least {}", railcast_protocol::client::MAX_CLIENT_MESSAGE),
-            ));
-        }
         if self.shutdown_grace.0 > Duration::from_secs(300) {
             return Err(invalid("shutdown_grace", "must be at most 300s"));
         }
-        self.webrtc()?;
         for (setting, v) in [
             ("max_trains", self.max_trains),
             ("max_remote_controls", self.max_remote_controls),
@@ -344,90 +337,13 @@ impl Config {
             max_connections_per_address: self.max_connections_per_address,
             command_rate: self.command_rate,
             command_burst: self.command_burst,
+            ..crate::limits::LimitConfig::default()
         }
     }
 
     /// A path setting: `None` when empty.
     pub fn path(value: &str) -> Option<&Path> {
         (!value.trim().is_empty()).then(|| Path::new(value))
-    }
-
-    /// The WebRTC settings, parsed.
-    pub fn webrtc(&self) -> Result<crate::webrtc::WebRtcConfig, ConfigError> {
-        let advertised_ip = match self.webrtc_advertised_ip.trim() {
-            "" => None,
-            ip => {
-                Some(ip.parse().map_err(|_| invalid("webrtc_advertised_ip", format!("{ip:?} is not an IP address")))?)
-            }
-        };
-        let udp_ports = match self.webrtc_udp_ports.trim() {
-            "" => None,
-            range => {
-                let bad = || invalid("webrtc_udp_ports", format!("{range:?} is not a range like 50000-50100"));
-                let (lo, hi) = range.split_once('-').ok_or_else(bad)?;
-                let (lo, hi): (u16, u16) =
-                    (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
-                if lo == 0 || lo > hi {
-                    return Err(bad());
-                }
-                Some((lo, hi))
-            }
-        };
-        let urls: Vec<String> =
-            self.webrtc_ice_servers.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
-        for u in &urls {
-            if !(u.starts_with("stun:") || u.starts_with("stuns:") || u.starts_with("turn:") || u.starts_with("turns:"))
-            {
-                return Err(invalid(
-                    "webrtc_ice_servers",
-                    format!("{u:?} must start with stun:, stuns:, turn: or turns:"),
-                ));
-            }
-        }
-        let turn = urls.iter().any(|u| u.starts_with("turn"));
-        if turn && (self.webrtc_turn_username.is_empty() || self.webrtc_turn_credential.is_empty()) {
-            return Err(invalid(
-                "webrtc_turn_username",
-                "TURN servers need webrtc_turn_username and webrtc_turn_credential",
-            ));
-        }
-        if self.webrtc_relay_only && !turn {
-            return Err(invalid("webrtc_relay_only", "needs a turn: URL in webrtc_ice_servers"));
-        }
-        let ice_servers = if urls.is_empty() {
-            Vec::new()
-        } else {
-            vec![crate::api::webrtc::IceServer {
-                urls,
-                username: turn.then(|| self.webrtc_turn_username.clone()),
-                credential: turn.then(|| self.webrtc_turn_credential.clone()),
-            }]
-        };
-        if self.webrtc_connect_timeout.0 < Duration::from_millis(100) {
-            return Err(invalid("webrtc_connect_timeout", "must be at least 100ms"));
-        }
-        if !(16 * 1024..=64 << 20).contains(&self.webrtc_send_buffer) {
-            return Err(invalid("webrtc_send_buffer", "must be within 16 KiB..=64 MiB"));
-        }
-        if !(1..=MAX_VIDEO_MESSAGE).contains(&self.webrtc_video_message) {
-            return Err(invalid("webrtc_video_message", format!("must be within 1..={MAX_VIDEO_MESSAGE}")));
-        }
-        // One SCTP packet is one DTLS record in one datagram; Chromium drops DTLS packets over
-        // 2,048 bytes (record overhead: 37).
-        if self.webrtc_sctp_mtu != 0 && !(576..=2000).contains(&self.webrtc_sctp_mtu) {
-            return Err(invalid("webrtc_sctp_mtu", "must be 0 (the default) or within 576..=2000"));
-        }
-        Ok(crate::webrtc::WebRtcConfig {
-            bind_ip: self.webrtc_bind_ip,
-            advertised_ip,
-            udp_ports,
-            ice_servers,
-            relay_only: self.webrtc_relay_only,
-            connect_timeout: self.webrtc_connect_timeout.0,
-            send_buffer: self.webrtc_send_buffer,
-            sctp_mtu: (self.webrtc_sctp_mtu != 0).then_some(self.webrtc_sctp_mtu),
-            video_message: self.webrtc_video_message,
-        })
     }
 }
 
@@ -469,22 +385,10 @@ mod tests {
             (&["--command-timeout", "0s"], "command_timeout"),
             (&["--quic-idle-timeout", "10ms"], "quic_idle_timeout"),
             (&["--quic-keep-alive", "10s"], "quic_keep_alive"),
-            (&["--ws-max-message", "10"], "ws_max_message"),
-            (&["--ws-write-timeout", "10ms"], "ws_write_timeout"),
             (&["--shutdown-grace", "1h"], "shutdown_grace"),
             (&["--tls-cert", "/x.pem"], "tls_key"),
             (&["--tls-key", "/x.pem"], "tls_cert"),
             (&["--tls-names", ""], "tls_names"),
-            (&["--webrtc-udp-ports", "9-1"], "webrtc_udp_ports"),
-            (&["--webrtc-udp-ports", "50000"], "webrtc_udp_ports"),
-            (&["--webrtc-advertised-ip", "here"], "webrtc_advertised_ip"),
-            (&["--webrtc-ice-servers", "http://x"], "webrtc_ice_servers"),
-            (&["--webrtc-ice-servers", "turn:x:3478"], "webrtc_turn_username"),
-            (&["--webrtc-send-buffer", "10"], "webrtc_send_buffer"),
-            (&["--webrtc-sctp-mtu", "575"], "webrtc_sctp_mtu"),
-            (&["--webrtc-video-message", "0"], "webrtc_video_message"),
-            (&["--webrtc-video-message", "65537"], "webrtc_video_message"),
-            (&["--webrtc-sctp-mtu", "2001"], "webrtc_sctp_mtu"),
             (&["--max-trains", "0"], "max_trains"),
             (&["--max-remote-controls", "0"], "max_remote_controls"),
             (&["--max-webrtc-sessions", "0"], "max_webrtc_sessions"),

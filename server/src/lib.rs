@@ -2,46 +2,138 @@
 //! commands back.
 //!
 //! # Layout
-//! - [`config`]: typed, validated configuration.
+//! This file is the composition root: the only module that names every transport and signaling
+//! front-end. It builds their settings, merges their routes and OpenAPI fragments, and runs them.
+//! - [`core`]: the shared state (hub, remote controls, sessions, credentials, limits, shutdown);
+//!   it names no transport.
 //! - [`hub`]: transport-agnostic fan-out (streams, subscribers, drop policy, GOP cache, commands).
-//! - [`ingest`]: QUIC sessions of trains; publishes into the hub.
-//! - [`ws`], [`webrtc`]: the transports (WebSocket; WebRTC data channels with REST signaling),
-//!   one module each, same shape; they subscribe to the hub through [`dispatch`].
-//! - [`dispatch`]: what every transport does for a remote control (follow the mapping, answer
-//!   client messages).
-//! - [`remote`]: remote controls and their train mapping. [`session`]: live transport sessions.
-//! - [`api`]: HTTP routes, JSON shapes, `ApiError`, the OpenAPI contract.
-//! - [`metrics`]: Prometheus counters, gauges and the relay-latency histogram.
-//! - [`tls`]: the QUIC certificate.
-//! - [`auth`]: trains' tokens, clients' bearer tokens and roles. [`limits`]: resource limits.
+//! - [`ingest`]: QUIC connections of trains; publishes into the hub.
+//! - [`relay`]: what every transport does for a client (follow the mapping, welcome, parse →
+//!   admit → answer a command, the end of a session).
+//! - [`transport`]: one folder per transport, each a `Server` that accepts and a `Session` with
+//!   `run`: [`transport::ws`] (WebSocket), [`transport::webrtc`] (data channels; peer registry,
+//!   negotiation in both directions).
+//! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers).
+//! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
+//!   extractors (a leaf).
+//! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`auth`]
+//!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
+//!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate).
 //!
-//! Dependencies point inwards: transports and ingest depend on `hub`; `hub` depends on no transport.
+//! Dependencies point one way: signaling → transport → relay → hub → protocol. `core`, `hub`,
+//! `relay`, `api`, `http`, `config`, `metrics` and the other leaves import no transport and no
+//! signaling front-end; a transport imports no other transport (the `layering` test checks it).
+//! Adding a transport: docs/architecture.md.
+//!
 //! [`Server::bind`] binds every listener; [`Server::run`] serves until a shutdown future resolves.
 
 pub mod api;
 pub mod auth;
 pub mod config;
-pub mod dispatch;
+pub mod core;
+pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
+pub mod relay;
 pub mod remote;
-pub mod session;
-pub mod state;
+pub mod sessions;
 pub mod tls;
-pub mod webrtc;
-pub mod ws;
+
+#[cfg(test)]
+mod layering;
+
+/// The transports to clients, one folder each.
+pub mod transport {
+    pub mod webrtc;
+    pub mod ws;
+}
+
+/// Signaling front-ends over [`transport::webrtc::Server`], one file or folder each. Each turns
+/// one style of signaling into calls on the peer registry (offer, answer, candidates, end).
+pub mod signaling {
+    pub mod rest;
+}
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::routing::get;
 use axum::serve::ListenerExt;
+use axum::Router;
 use tokio::sync::watch;
+use utoipa::OpenApi;
 
 pub use config::Config;
+use transport::{webrtc, ws};
+
+/// Every part's settings, validated: the shared ones in [`Config`], and each transport's own.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ws: ws::Settings,
+    pub webrtc: webrtc::Settings,
+}
+
+impl Settings {
+    /// Validate `config` whole, the transports' settings included.
+    pub fn from_config(config: &Config) -> Result<Self, config::ConfigError> {
+        config.validate()?;
+        Ok(Self { ws: ws::Settings::from_config(config)?, webrtc: webrtc::Settings::from_config(config)? })
+    }
+}
+
+/// The whole contract: the REST API's fragment, then each transport's and front-end's.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api::ApiDoc::openapi();
+    doc.merge(ws::ApiDoc::openapi());
+    doc.merge(signaling::rest::ApiDoc::openapi());
+    doc
+}
+
+/// The contract as served at `/api/openapi.json` and committed as `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    openapi().to_pretty_json().unwrap_or_default() + "\n"
+}
+
+/// The whole HTTP surface. `web_root`: the built console, served for every path not routed here.
+fn router(
+    core: core::Core,
+    ws: &Arc<ws::Server>,
+    webrtc: &Arc<webrtc::Server>,
+    web_root: Option<&std::path::Path>,
+    max_body: usize,
+) -> Router {
+    let contract = openapi_json();
+    let rest = api::routes()
+        .merge(signaling::rest::routes(webrtc))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], contract) }),
+        )
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed);
+    let router = Router::new()
+        .nest("/api", rest)
+        .merge(api::ops_routes())
+        .merge(ws.routes())
+        // The UI reads the contract from /api/openapi.json (served above), so it registers no route of its own.
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/openapi.json")))
+        .method_not_allowed_fallback(http::method_not_allowed);
+    let router = match web_root {
+        // Revalidate on every load (ServeDir answers If-Modified-Since): a rebuilt console is
+        // picked up without a hard reload.
+        Some(root) => router.fallback_service(tower_http::set_header::SetResponseHeader::if_not_present(
+            tower_http::services::ServeDir::new(root),
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-cache"),
+        )),
+        None => router.route("/", get(api::status_page)),
+    };
+    router.layer(axum::extract::DefaultBodyLimit::max(max_body)).with_state(core)
+}
 
 /// Resolves once `rx` reads `true` (or its sender is gone). Keeps the watch guard out of callers'
 /// futures, which must stay `Send`.
@@ -76,6 +168,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Server {
     config: Config,
+    settings: Settings,
     http: tokio::net::TcpListener,
     http_addr: SocketAddr,
     quic: quinn::Endpoint,
@@ -90,7 +183,7 @@ impl Server {
     /// Validate the configuration, load or generate the credentials and the certificate, read the
     /// state file, bind HTTP and QUIC.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        config.validate()?;
+        let settings = Settings::from_config(&config)?;
         let (auth, generated) = auth::Auth::load(Config::path(&config.auth_file), config.demo_trains)?;
         if let (Some(file), Some(out)) = (&generated, Config::path(&config.credentials_out)) {
             auth::write(out, file)?;
@@ -108,6 +201,7 @@ impl Server {
         let quic = ingest::endpoint(udp, &identity, &ingest_config(&config))?;
         Ok(Self {
             config,
+            settings,
             http,
             http_addr,
             quic,
@@ -142,7 +236,7 @@ impl Server {
     /// Serve until `shutdown` resolves, then stop accepting, tell clients and trains, and wait
     /// for sessions to end, at most `shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Server { config, http, http_addr, quic, quic_addr, identity, auth, generated: _, remotes } = self;
+        let Server { config, settings, http, http_addr, quic, quic_addr, identity, auth, generated: _, remotes } = self;
         let limits = config.limits();
         let (stop_tx, stop_rx) = watch::channel(false);
         let hub = hub::Hub::new(hub::HubConfig {
@@ -152,11 +246,11 @@ impl Server {
             command_timeout: config.command_timeout.0,
             ..hub::HubConfig::default()
         });
-        let state = state::AppState {
+        let core = core::Core {
             hub: hub.clone(),
             remotes,
-            sessions: Arc::new(session::Sessions::default()),
-            info: Arc::new(state::ServerInfo {
+            sessions: Arc::new(sessions::Registry::default()),
+            info: Arc::new(core::ServerInfo {
                 started_at: SystemTime::now(),
                 http_addr,
                 quic_addr,
@@ -164,29 +258,17 @@ impl Server {
                 cert_pem: identity.pem.clone(),
                 self_signed: identity.self_signed,
             }),
-            ws: ws::WsConfig {
-                max_message: config.ws_max_message,
-                write_timeout: config.ws_write_timeout.0,
-                ..ws::WsConfig::default()
-            },
-            webrtc: Arc::new(webrtc::Signaling::new(config.webrtc()?)),
             auth: Arc::clone(&auth),
             client_addresses: limits::PerAddress::new(limits.max_connections_per_address, "client sessions"),
             limits: limits.clone(),
             shutdown: stop_rx.clone(),
         };
-        tokio::spawn(dispatch::watch_credentials(Arc::clone(&state.auth), Arc::clone(&state.remotes)));
-        let (send_buffer, unsent_limit) = (config.ws_send_buffer, config.ws_unsent_limit);
-        let listener = http.tap_io(move |tcp| {
-            let _ = tcp.set_nodelay(true);
-            let sock = socket2::SockRef::from(&*tcp);
-            if send_buffer > 0 {
-                let _ = sock.set_send_buffer_size(send_buffer);
-            }
-            if unsent_limit > 0 {
-                let _ = sock.set_tcp_notsent_lowat(u32::try_from(unsent_limit).unwrap_or(u32::MAX));
-            }
-        });
+        let _gauges = core.gauges();
+        tokio::spawn(relay::watch_credentials(Arc::clone(&core.auth), Arc::clone(&core.remotes)));
+        let ws = ws::Server::new(settings.ws.clone());
+        let webrtc = webrtc::Server::new(settings.webrtc.clone());
+        let tune = settings.ws.clone();
+        let listener = http.tap_io(move |tcp| tune.tune(tcp));
         let web_root = std::path::PathBuf::from(&config.web_root);
         let web_root = if web_root.join("index.html").is_file() {
             tracing::info!(web_root = %web_root.display(), "serving the web console");
@@ -198,7 +280,7 @@ impl Server {
             );
             None
         };
-        let app = api::router(state, web_root.as_deref(), config.max_body)
+        let app = router(core, &ws, &webrtc, web_root.as_deref(), config.max_body)
             .into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx.clone();
         let http_task = tokio::spawn(async move {
@@ -237,5 +319,36 @@ fn ingest_config(config: &Config) -> ingest::IngestConfig {
         idle_timeout: config.quic_idle_timeout.0,
         keep_alive: config.quic_keep_alive.0,
         ..ingest::IngestConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bad_transport_setting_names_itself() {
+        let cases: Vec<(&[&str], &str)> = vec![
+            (&["--ws-max-message", "10"], "ws_max_message"),
+            (&["--ws-write-timeout", "10ms"], "ws_write_timeout"),
+            (&["--webrtc-udp-ports", "9-1"], "webrtc_udp_ports"),
+            (&["--webrtc-udp-ports", "50000"], "webrtc_udp_ports"),
+            (&["--webrtc-advertised-ip", "here"], "webrtc_advertised_ip"),
+            (&["--webrtc-ice-servers", "http://x"], "webrtc_ice_servers"),
+            (&["--webrtc-ice-servers", "turn:x:3478"], "webrtc_turn_username"),
+            (&["--webrtc-send-buffer", "10"], "webrtc_send_buffer"),
+            (&["--webrtc-sctp-mtu", "575"], "webrtc_sctp_mtu"),
+            (&["--webrtc-sctp-mtu", "2001"], "webrtc_sctp_mtu"),
+            (&["--webrtc-video-message", "0"], "webrtc_video_message"),
+            (&["--webrtc-video-message", "65537"], "webrtc_video_message"),
+            (&["--webrtc-connect-timeout", "10ms"], "webrtc_connect_timeout"),
+        ];
+        for (args, setting) in cases {
+            let config = Config::from_args(std::iter::once("railcast-server").chain(args.iter().copied()))
+                .expect("the shared settings are valid");
+            let err = Settings::from_config(&config).expect_err(setting);
+            assert_eq!(err.setting, setting, "{err}");
+        }
+        Settings::from_config(&Config::defaults()).expect("the defaults are valid");
     }
 }

@@ -28,6 +28,8 @@ pub struct LimitConfig {
     pub command_rate: f64,
     /// … and in a burst.
     pub command_burst: u32,
+    /// Commands one client session may have waiting for an ack at once.
+    pub max_inflight_commands: usize,
 }
 
 impl Default for LimitConfig {
@@ -39,36 +41,71 @@ impl Default for LimitConfig {
             max_connections_per_address: 2_048,
             command_rate: 20.0,
             command_burst: 40,
+            max_inflight_commands: 16,
         }
     }
 }
 
-/// A limit that was hit: its name (metric label, error code suffix) and an explanation.
+/// A resource limit (the `limit` label of `railcast_limit_refusals_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Trains,
+    RemoteControls,
+    WebRtcSessions,
+    ConnectionsPerAddress,
+    BodySize,
+    MessageSize,
+    CommandRate,
+}
+
+impl Limit {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Trains => "trains",
+            Self::RemoteControls => "remote_controls",
+            Self::WebRtcSessions => "webrtc_sessions",
+            Self::ConnectionsPerAddress => "connections_per_address",
+            Self::BodySize => "body_size",
+            Self::MessageSize => "message_size",
+            Self::CommandRate => "command_rate",
+        }
+    }
+
+    /// The error code shown to clients.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Trains => "limit_trains",
+            Self::RemoteControls => "limit_remote_controls",
+            Self::WebRtcSessions => "limit_webrtc_sessions",
+            Self::ConnectionsPerAddress => "limit_connections_per_address",
+            Self::BodySize => "body_too_large",
+            Self::MessageSize => "message_too_large",
+            Self::CommandRate => "rate_limited",
+        }
+    }
+
+    /// Refuse something because of this limit: counts the refusal in
+    /// `railcast_limit_refusals_total` and returns the explanation to send back.
+    pub fn refuse(self, message: impl Into<String>) -> LimitHit {
+        METRICS.limit_refusals.with_label_values(&[self.label()]).inc();
+        tracing::debug!(limit = self.label(), "limit hit");
+        LimitHit { limit: self, message: message.into() }
+    }
+}
+
+/// A refusal by a limit (already counted: see [`Limit::refuse`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct LimitHit {
-    pub limit: &'static str,
+    pub limit: Limit,
     pub message: String,
 }
 
 impl LimitHit {
-    /// Count it and return it.
-    pub fn new(limit: &'static str, message: impl Into<String>) -> Self {
-        METRICS.limit_refusals.with_label_values(&[limit]).inc();
-        tracing::debug!(limit, "limit hit");
-        Self { limit, message: message.into() }
-    }
-
-    /// The error code shown to clients: `limit_<name>`.
+    /// The error code shown to clients.
     pub fn code(&self) -> &'static str {
-        match self.limit {
-            "trains" => "limit_trains",
-            "remote_controls" => "limit_remote_controls",
-            "webrtc_sessions" => "limit_webrtc_sessions",
-            "connections_per_address" => "limit_connections_per_address",
-            "command_rate" => "rate_limited",
-            _ => "limit",
-        }
+        self.limit.code()
     }
 }
 
@@ -89,10 +126,8 @@ impl PerAddress {
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<AddressGuard, LimitHit> {
         let mut n = self.live.entry(ip).or_insert(0);
         if *n >= self.max {
-            return Err(LimitHit::new(
-                "connections_per_address",
-                format!("{ip} already has {} {} open (max_connections_per_address)", *n, self.what),
-            ));
+            return Err(Limit::ConnectionsPerAddress
+                .refuse(format!("{ip} already has {} {} open (max_connections_per_address)", *n, self.what)));
         }
         *n += 1;
         Ok(AddressGuard { owner: Arc::clone(self), ip })

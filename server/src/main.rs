@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use railcast_server::config::Cli;
-use railcast_server::{Config, Server};
+use railcast_server::{Config, Server, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli) {
+    let config = match Config::load(&cli).and_then(|c| Settings::from_config(&c).map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("railcast-server: {e}");

@@ -1,21 +1,24 @@
 //! Prometheus metrics, served at `GET /metrics` (text exposition format).
 //!
-//! Counters are process-wide (one registry per process) and incremented where things happen:
-//! ingest and hub for what comes in and what is dropped, transports for what goes out. Gauges
-//! are computed from the live registries when scraped. README lists every metric.
+//! A leaf: it imports nothing of the server. Counters are process-wide (one registry per process)
+//! and incremented where things happen: ingest and hub for what comes in and what is dropped,
+//! transports for what goes out. A module with metrics of its own registers them in
+//! [`Metrics::registry`] (the WebRTC transport does). Gauges are kept by their owners, or
+//! refreshed at each scrape by a hook the owner installs ([`on_scrape`]). README lists every
+//! metric.
 
 use std::sync::LazyLock;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::state::AppState;
-
 /// Label value of the train-facing transport.
 pub const QUIC: &str = "quic";
 
-#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub trains_connected: IntGauge,
@@ -36,15 +39,23 @@ pub struct Metrics {
     pub commands_failed: IntCounterVec,
     pub train_connections: IntCounter,
     pub tokio_tasks: IntGauge,
-    pub webrtc_sessions: IntGaugeVec,
-    pub webrtc_sessions_created: IntCounter,
-    pub webrtc_sessions_failed: IntCounterVec,
-    pub webrtc_setup_seconds: prometheus::Histogram,
     pub limit_refusals: IntCounterVec,
     pub auth_refusals: IntCounterVec,
+    /// Refreshers run before each scrape, by id.
+    hooks: Mutex<Vec<(u64, Hook)>>,
+    next_hook: AtomicU64,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+type Hook = Box<dyn Fn() + Send + Sync>;
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// A labelled counter, registered in `r`.
+pub fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
@@ -110,14 +121,6 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
-            webrtc_sessions: {
-                let g = IntGaugeVec::new(Opts::new("railcast_webrtc_sessions", "WebRTC sessions by peer connection state."), &["state"])
-                    .expect("valid metric");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
-            webrtc_sessions_created: plain("railcast_webrtc_sessions_created_total", "WebRTC sessions created (offers made)."),
-            webrtc_sessions_failed: counter(&r, "railcast_webrtc_sessions_failed_total", "WebRTC sessions that never opened, by reason.", &["reason"]),
             limit_refusals: counter(&r, "railcast_limit_refusals_total", "Requests, connections and commands refused by a limit, by limit.", &["limit"]),
             auth_refusals: counter(
                 &r,
@@ -125,15 +128,8 @@ impl Metrics {
                 "Refused credentials: peer is train or client; reason is missing, invalid, unknown_train or forbidden (authenticated, but the role or owner does not allow it).",
                 &["peer", "reason"],
             ),
-            webrtc_setup_seconds: {
-                let h = prometheus::Histogram::with_opts(
-                    HistogramOpts::new("railcast_webrtc_setup_seconds", "Offer request to `video` data channel open.")
-                        .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-                )
-                .expect("valid metric");
-                r.register(Box::new(h.clone())).expect("unique metric");
-                h
-            },
+            hooks: Mutex::new(Vec::new()),
+            next_hook: AtomicU64::new(1),
             registry: r,
         }
     }
@@ -142,24 +138,39 @@ impl Metrics {
 /// The process's metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
-/// Refresh the gauges from `app` and render every metric.
-pub fn render(app: &AppState) -> String {
-    let m = &*METRICS;
-    let streams = app.hub.streams();
-    m.trains_known.set(streams.len() as i64);
-    m.trains_connected.set(streams.iter().filter(|s| s.is_online()).count() as i64);
-    m.remote_controls.set(app.remotes.len() as i64);
-    for t in crate::session::Transport::ALL {
-        m.sessions.with_label_values(&[t.name()]).set(0);
+impl Metrics {
+    /// The registry, for a module that registers metrics of its own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
-    for s in app.sessions.all() {
-        m.sessions.with_label_values(&[s.transport.name()]).inc();
+}
+
+/// Run `refresh` before every scrape, until the returned guard drops: the owner of a gauge
+/// computed from live state (trains, remote controls, peers) sets it there.
+pub fn on_scrape(refresh: impl Fn() + Send + Sync + 'static) -> ScrapeHook {
+    let m = &*METRICS;
+    let id = m.next_hook.fetch_add(1, Ordering::Relaxed);
+    m.hooks.lock().unwrap_or_else(PoisonError::into_inner).push((id, Box::new(refresh)));
+    ScrapeHook(id)
+}
+
+/// Keeps a refresher of [`on_scrape`] installed.
+#[derive(Debug)]
+pub struct ScrapeHook(u64);
+
+impl Drop for ScrapeHook {
+    fn drop(&mut self) {
+        METRICS.hooks.lock().unwrap_or_else(PoisonError::into_inner).retain(|(id, _)| *id != self.0);
+    }
+}
+
+/// Refresh the gauges and render every metric.
+pub fn render() -> String {
+    let m = &*METRICS;
+    for (_, refresh) in m.hooks.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        refresh();
     }
     m.tokio_tasks.set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as i64);
-    m.webrtc_sessions.reset();
-    for (state, n) in app.webrtc.count_by_state() {
-        m.webrtc_sessions.with_label_values(&[&state]).set(n);
-    }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
         tracing::error!("cannot encode metrics: {e}");
@@ -167,10 +178,9 @@ pub fn render(app: &AppState) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Count one video packet handed to a client over `transport`.
 /// One transport's per-packet metrics, resolved once per session: looking the labels up on every
-/// packet (hashing, a read lock) was ≈ 12 % of the server's CPU at 1,000 WebSocket clients
-/// (railcast-bench ws-fanout, perf).
+/// packet (hashing, a read lock) was a visible share of the server's CPU in the fan-out's profile
+/// (docs/benchmarks-history.md, "Sessions 1–3: why targets were missed").
 #[derive(Debug, Clone)]
 pub struct PacketOut {
     packets: prometheus::IntCounter,
@@ -179,11 +189,13 @@ pub struct PacketOut {
     latency: prometheus::Histogram,
 }
 
-/// Whether a video packet starts a frame, and its relay latency at `now_us` in seconds. The hub
-/// validated the packet; only the header is read here.
-fn frame_start_and_latency(packet: &[u8], now_us: u64) -> Option<(bool, f64)> {
-    let h = railcast_protocol::VideoHeader::parse(packet, usize::MAX).ok()?;
-    Some((h.starts_frame(), now_us.saturating_sub(h.capture_us) as f64 / 1e6))
+/// What the metrics need of one video packet handed to a client.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub len: usize,
+    pub starts_frame: bool,
+    /// Capture time on the train's clock, µs since the UNIX epoch.
+    pub capture_us: u64,
 }
 
 impl PacketOut {
@@ -198,34 +210,20 @@ impl PacketOut {
     }
 
     /// Video packets handed to a client at once, at `now_us`; returns their bytes.
-    pub fn record_batch(&self, packets: &[bytes::Bytes], now_us: u64) -> u64 {
-        let mut bytes = 0u64;
-        let mut frames = 0u64;
+    pub fn record_batch(&self, packets: impl IntoIterator<Item = Sent>, now_us: u64) -> u64 {
+        let (mut n, mut bytes, mut frames) = (0u64, 0u64, 0u64);
         // One atomic update per bucket touched, instead of several per packet.
         let latency = self.latency.local();
         for p in packets {
-            bytes += p.len() as u64;
-            if let Some((starts, seconds)) = frame_start_and_latency(p, now_us) {
-                frames += u64::from(starts);
-                latency.observe(seconds);
-            }
+            n += 1;
+            bytes += p.len as u64;
+            frames += u64::from(p.starts_frame);
+            latency.observe(now_us.saturating_sub(p.capture_us) as f64 / 1e6);
         }
         latency.flush();
-        self.packets.inc_by(packets.len() as u64);
+        self.packets.inc_by(n);
         self.bytes.inc_by(bytes);
         self.frames.inc_by(frames);
         bytes
-    }
-
-    /// A video packet handed to a client at `now_us`.
-    pub fn record(&self, packet: &[u8], now_us: u64) {
-        self.packets.inc();
-        self.bytes.inc_by(packet.len() as u64);
-        if let Some((starts, seconds)) = frame_start_and_latency(packet, now_us) {
-            if starts {
-                self.frames.inc();
-            }
-            self.latency.observe(seconds);
-        }
     }
 }

@@ -15,7 +15,7 @@ use railcast_protocol::TrainId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::limits::LimitHit;
+use crate::limits::{Limit, LimitHit};
 
 /// What a remote control's sessions follow.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -152,10 +152,8 @@ impl RemoteControls {
     pub fn create(&self, name: Option<String>, owner: Option<String>) -> Result<Arc<RemoteControl>, LimitHit> {
         if self.map.len() >= self.max {
             let max = self.max;
-            return Err(LimitHit::new(
-                "remote_controls",
-                format!("{max} remote controls are defined already (max_remote_controls)"),
-            ));
+            return Err(Limit::RemoteControls
+                .refuse(format!("{max} remote controls are defined already (max_remote_controls)")));
         }
         loop {
             let id = format!("rc-{:016x}", rand::random::<u64>());

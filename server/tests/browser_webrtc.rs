@@ -1,4 +1,4 @@
-//! Real browser: a plain page served by the server drives the REST signaling flow in headless
+//! Real browser: a plain test page (tests/browser/webrtc-test.html, at the server's origin) drives the REST signaling flow in headless
 //! Chromium (Debian's, through playwright-core), receives frames on `video` whose SHA-256 match
 //! the simulator's manifest, gets a command ack on `command`, then opens and closes 100
 //! connections. Prints the setup time distribution; saves a screenshot.
@@ -27,10 +27,13 @@ async fn chromium_receives_verified_frames_over_data_channels() {
     let url =
         format!("http://localhost:{port}/webrtc-test.html?rc={rc}&frames=30&count=100&token={}", server.token("admin"));
     let shot = dir.join("browser-webrtc.png");
+    // The page is the test's, not the server's: the browser gets it at the server's origin.
     let out = tokio::process::Command::new("node")
         .arg(browser_dir.join("run-page.mjs"))
         .arg(&url)
         .arg(&shot)
+        .arg("120000")
+        .arg(browser_dir.join("webrtc-test.html"))
         .stderr(Stdio::inherit())
         .output()
         .await

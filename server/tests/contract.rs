@@ -83,7 +83,7 @@ fn check(doc: &Value, schema: &Value, v: &Value, path: &str) -> Result<(), Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_endpoint_answers_per_its_schema() {
-    let doc: Value = serde_json::from_str(&railcast_server::api::openapi_json()).expect("contract");
+    let doc: Value = serde_json::from_str(&railcast_server::openapi_json()).expect("contract");
     let dir = scratch("contract");
     let server = Server::start(&dir, &[]).await;
     let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());

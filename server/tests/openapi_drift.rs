@@ -6,7 +6,7 @@ use std::path::Path;
 #[test]
 fn committed_contract_matches_code() {
     let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json"));
-    let generated = railcast_server::api::openapi_json();
+    let generated = railcast_server::openapi_json();
     if std::env::var_os("RAILCAST_BLESS").is_some() {
         std::fs::write(path, &generated).expect("write contract");
     }

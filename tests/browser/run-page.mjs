@@ -1,12 +1,14 @@
 // Open a railcast page in headless Chromium and print what it leaves in window.railcastResult.
-// Usage: node run-page.mjs URL SCREENSHOT.png [timeout_ms]
+// Usage: node run-page.mjs URL SCREENSHOT.png [timeout_ms] [PAGE.html]
+// With PAGE.html, the browser gets that file as the document at URL (intercepted, never fetched):
+// a test page runs at the server's origin without the server having a route for it.
 // RTC_FLAGS=1 makes Chromium trickle plain loopback candidates instead of mDNS names (diagnosis only).
 import { chromium } from 'playwright-core';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [url, screenshot, timeout = '120000'] = process.argv.slice(2);
+const [url, screenshot, timeout = '120000', pageFile] = process.argv.slice(2);
 const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'railcast-chromium-')), {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
@@ -16,6 +18,10 @@ const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir()
 try {
   const page = await browser.newPage();
   page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
+  if (pageFile) {
+    const body = readFileSync(pageFile, 'utf8');
+    await page.route(url, (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body }));
+  }
   await page.goto(url);
   await page.waitForFunction(() => window.railcastResult !== undefined, null, { timeout: Number(timeout) });
   if (screenshot) await page.screenshot({ path: screenshot });

@@ -2,18 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::http::rfc3339;
 use crate::hub::StreamSnapshot;
 use crate::remote::RemoteControl;
-use crate::session::SessionInfo;
-
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
+use crate::sessions::ClientSession;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30, "measured_fps": 30.0, "bitrate_bps": 1010000.0, "frames": 900, "bytes": 3800000}))]
@@ -104,7 +100,8 @@ fn round2(x: f64) -> f64 {
 /// A live transport session of a remote control.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": 7, "remote_control_id": "rc-00c0ffee00c0ffee", "client": "alice", "role": "operator", "transport": "websocket", "peer": "127.0.0.1:50412", "connected_at": "2026-11-22T12:00:01.000Z", "packets_queued": 4200, "packets_sent": 4200, "bytes_sent": 4800000, "packets_dropped": 0, "frames_dropped": 0, "events_sent": 12, "commands": 1}))]
-pub struct Session {
+#[schema(as = Session)]
+pub struct SessionView {
     pub id: u64,
     pub remote_control_id: String,
     /// The client whose token opened it.
@@ -126,14 +123,14 @@ pub struct Session {
     pub commands: u64,
 }
 
-impl From<&SessionInfo> for Session {
-    fn from(s: &SessionInfo) -> Self {
+impl From<&ClientSession> for SessionView {
+    fn from(s: &ClientSession) -> Self {
         Self {
             id: s.id,
             remote_control_id: s.remote_control_id.clone(),
             client: s.principal.name.clone(),
             role: s.principal.role,
-            transport: s.transport.name().into(),
+            transport: s.transport.into(),
             peer: s.peer.clone(),
             connected_at: rfc3339(s.connected_at),
             packets_queued: s.hub.packets_queued.load(Ordering::Relaxed),
@@ -157,18 +154,18 @@ pub struct RemoteControlView {
     pub owner: Option<String>,
     pub train_id: Option<String>,
     pub created_at: String,
-    pub sessions: Vec<Session>,
+    pub sessions: Vec<SessionView>,
 }
 
 impl RemoteControlView {
-    pub fn new(rc: &RemoteControl, sessions: &[std::sync::Arc<SessionInfo>]) -> Self {
+    pub fn new(rc: &RemoteControl, sessions: &[std::sync::Arc<ClientSession>]) -> Self {
         Self {
             id: rc.id.clone(),
             name: rc.name.clone(),
             owner: rc.owner.clone(),
             train_id: rc.train().map(|t| t.to_string()),
             created_at: rfc3339(rc.created_at),
-            sessions: sessions.iter().map(|s| Session::from(&**s)).collect(),
+            sessions: sessions.iter().map(|s| SessionView::from(&**s)).collect(),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! publisher never waits: offering a packet to a subscriber is a `try_send`, and a subscriber whose
 //! queue is full loses whole frames until the next keyframe ([`subscriber`] has the drop policy).
 //!
-//! Packets are [`bytes::Bytes`]: every subscriber gets the same allocation, nothing is copied.
+//! A [`Packet`] is the train's bytes ([`bytes::Bytes`]: every subscriber gets the same allocation,
+//! nothing is copied) with its header, parsed once as it arrives: queues, the GOP cache and the
+//! transports' metrics read the parsed header instead of parsing again.
 //!
 //! Commands go the other way: [`Hub::command`] hands a command to the train's control task and
 //! waits for its ack. The hub never depends on a transport; transports depend on the hub.
@@ -21,13 +23,39 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::DashMap;
 use railcast_protocol::control::{Command, KeyframeRequest};
-use railcast_protocol::{Action, CommandAck, ControlMessage, Hello, TrainId};
+use railcast_protocol::{Action, CommandAck, ControlMessage, Hello, TrainId, VideoHeader};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::METRICS;
 
 pub use stream::{PublishError, Stream, StreamSnapshot, TrainEvent};
 pub use subscriber::{SubItem, SubscriberCounters, Subscription};
+
+/// A video packet as the hub fans it out.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// The packet exactly as the train sent it (header included), shared by every subscriber.
+    pub bytes: Bytes,
+    /// Its header, validated and parsed once on arrival.
+    pub header: VideoHeader,
+}
+
+impl Packet {
+    /// What the metrics need of it once it is handed to a client.
+    pub fn sent(&self) -> crate::metrics::Sent {
+        crate::metrics::Sent {
+            len: self.bytes.len(),
+            starts_frame: self.header.starts_frame(),
+            capture_us: self.header.capture_us,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Packet {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// Hub tuning, from the server configuration.
 #[derive(Debug, Clone)]

@@ -1,32 +1,32 @@
-//! A subscriber's packet queue: bounded, one producer (the hub, under its stream's lock) and one
+//! A subscriber's packet queue ([`super::Packet`]s; generic for its tests): bounded, one producer (the hub, under its stream's lock) and one
 //! consumer (the subscriber's transport session).
 //!
 //! It replaces tokio's `mpsc` on the fan-out path, where every packet is sent once per
 //! subscriber: a send is a short lock and a push, a receive a short lock and a pop, and waking is
 //! one [`AtomicWaker`]. tokio's bounded channel also returns a semaphore permit (a mutex) and
-//! updates its waiter lists on every packet; at 1,000 WebSocket clients that was about 12 % of the
-//! server's time (docs/benchmarks.md). The same waker is also poked by the stream's events (see
-//! [`super::stream`]), so a session waits on one thing.
+//! updates its waiter lists on every packet, which showed in the server's profile at 1,000
+//! WebSocket clients (docs/benchmarks-history.md, "Session 4: the WebSocket write path and the
+//! hub queue"). The same waker is also poked by the stream's events (see [`super::stream`]), so a
+//! session waits on one thing.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Context;
 
-use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 
 #[derive(Debug)]
-struct Shared {
-    packets: Mutex<VecDeque<Bytes>>,
+struct Shared<T> {
+    packets: Mutex<VecDeque<T>>,
     waker: AtomicWaker,
     capacity: usize,
     receiver_gone: AtomicBool,
     sender_gone: AtomicBool,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
         // Nothing in this module panics under the lock; a poisoned queue is still consistent.
         self.packets.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -40,7 +40,7 @@ pub enum SendError {
 }
 
 /// A queue of at most `capacity` packets.
-pub fn channel(capacity: usize) -> (Sender, Receiver) {
+pub fn channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         packets: Mutex::new(VecDeque::new()),
         waker: AtomicWaker::new(),
@@ -53,9 +53,9 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
 
 /// The hub's end.
 #[derive(Debug)]
-pub struct Sender(Arc<Shared>);
+pub struct Sender<T>(Arc<Shared<T>>);
 
-impl Sender {
+impl<T: Clone> Sender<T> {
     /// Whether the receiver is gone.
     pub fn is_closed(&self) -> bool {
         self.0.receiver_gone.load(Ordering::Acquire)
@@ -63,7 +63,7 @@ impl Sender {
 
     /// Queue `packet` if there is room for `room` packets (at least one) now: a frame's first
     /// chunk asks for room for the whole frame. One lock for the check and the push.
-    pub fn try_send(&self, packet: &Bytes, room: usize) -> Result<(), SendError> {
+    pub fn try_send(&self, packet: &T, room: usize) -> Result<(), SendError> {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
@@ -84,7 +84,7 @@ impl Sender {
     }
 }
 
-impl Drop for Sender {
+impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         self.0.sender_gone.store(true, Ordering::Release);
         self.0.waker.wake();
@@ -93,16 +93,16 @@ impl Drop for Sender {
 
 /// The subscriber's end.
 #[derive(Debug)]
-pub struct Receiver(Arc<Shared>);
+pub struct Receiver<T>(Arc<Shared<T>>);
 
-impl Receiver {
+impl<T> Receiver<T> {
     /// A queued packet, or `None` when the queue is empty.
-    pub fn try_recv(&mut self) -> Option<Bytes> {
+    pub fn try_recv(&mut self) -> Option<T> {
         self.0.lock().pop_front()
     }
 
     /// Move up to `max` queued packets to `out`, under one lock; returns how many.
-    pub fn drain_into(&mut self, out: &mut impl Extend<Bytes>, max: usize) -> usize {
+    pub fn drain_into(&mut self, out: &mut impl Extend<T>, max: usize) -> usize {
         let mut q = self.0.lock();
         let n = q.len().min(max);
         out.extend(q.drain(..n));
@@ -121,7 +121,7 @@ impl Receiver {
     }
 }
 
-impl Drop for Receiver {
+impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.0.receiver_gone.store(true, Ordering::Release);
         self.0.lock().clear();
@@ -131,6 +131,7 @@ impl Drop for Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn pkt(i: u8) -> Bytes {
         Bytes::from(vec![i])

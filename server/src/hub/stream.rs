@@ -12,7 +12,7 @@ use railcast_protocol::{CommandAck, ControlMessage, DecodeError, Hello, Telemetr
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::subscriber::{Offer, Slot, SubscriberCounters, Subscription};
-use super::{CommandError, HubConfig};
+use super::{CommandError, HubConfig, Packet};
 use crate::metrics::{self, METRICS};
 
 /// Most commands one train may have in flight.
@@ -92,27 +92,27 @@ impl RateMeter {
 /// Packets since the last keyframe of one camera, for subscribers that join mid-GOP.
 #[derive(Debug, Default)]
 struct Gop {
-    packets: Vec<Bytes>,
+    packets: Vec<Packet>,
     bytes: usize,
     valid: bool,
 }
 
 impl Gop {
-    fn push(&mut self, h: &VideoHeader, b: &Bytes, cap: usize) {
-        if h.starts_keyframe() {
+    fn push(&mut self, p: &Packet, cap: usize) {
+        if p.header.starts_keyframe() {
             self.clear();
             self.valid = true;
         }
         if !self.valid {
             return;
         }
-        if self.bytes + b.len() > cap {
+        if self.bytes + p.bytes.len() > cap {
             // Too long to cache: new subscribers wait for the next keyframe instead.
             self.clear();
             return;
         }
-        self.bytes += b.len();
-        self.packets.push(b.clone());
+        self.bytes += p.bytes.len();
+        self.packets.push(p.clone());
     }
     fn clear(&mut self) {
         self.packets.clear();
@@ -333,7 +333,9 @@ impl Stream {
             return Err(self.reject(PublishError::UnknownCamera(header.camera.0)));
         };
         cam.meter.add(now, bytes.len(), header.starts_frame());
-        cam.gop.push(&header, &bytes, self.config.gop_cache_bytes);
+        let packet = Packet { bytes, header };
+        cam.gop.push(&packet, self.config.gop_cache_bytes);
+        let bytes = &packet.bytes;
         cam.bytes += bytes.len() as u64;
         cam.frames += u64::from(header.starts_frame());
         self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
@@ -346,7 +348,7 @@ impl Stream {
             m.frames_in.with_label_values(&[metrics::QUIC]).inc();
         }
         let train = &self.train_id;
-        st.subscribers.retain_mut(|slot| slot.offer(&header, &bytes, now, train) != Offer::Closed);
+        st.subscribers.retain_mut(|slot| slot.offer(&packet, now, train) != Offer::Closed);
         Ok(())
     }
 
@@ -366,10 +368,7 @@ impl Stream {
         let st = &mut *guard;
         for cam in &st.cameras {
             for pkt in &cam.gop.packets {
-                // Cached packets were validated when they arrived.
-                if let Ok(h) = VideoHeader::parse(pkt, usize::MAX) {
-                    slot.offer(&h, pkt, now, &self.train_id);
-                }
+                slot.offer(pkt, now, &self.train_id);
             }
         }
         st.subscribers.push(slot);

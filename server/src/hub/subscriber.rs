@@ -13,14 +13,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use railcast_protocol::packet::VideoHeader;
 use railcast_protocol::{CameraId, TrainId};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::queue::{self, SendError};
 use super::stream::{Stream, TrainEvent};
+use super::Packet;
 use crate::metrics::METRICS;
 
 /// How often a slow subscriber is reported in the log.
@@ -66,7 +65,7 @@ pub(super) enum Offer {
 #[derive(Debug)]
 pub(super) struct Slot {
     id: u64,
-    tx: queue::Sender,
+    tx: queue::Sender<Packet>,
     /// Cameras currently forwarding; every other camera waits for a keyframe.
     forwarding: Vec<CameraId>,
     counters: Arc<SubscriberCounters>,
@@ -75,7 +74,7 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    pub(super) fn new(id: u64, tx: queue::Sender, counters: Arc<SubscriberCounters>) -> Self {
+    pub(super) fn new(id: u64, tx: queue::Sender<Packet>, counters: Arc<SubscriberCounters>) -> Self {
         Self { id, tx, forwarding: Vec::new(), counters, last_drop_log: None, frames_dropped_since_log: 0 }
     }
 
@@ -92,7 +91,8 @@ impl Slot {
         self.forwarding.clear();
     }
 
-    pub(super) fn offer(&mut self, h: &VideoHeader, bytes: &Bytes, now: Instant, train: &TrainId) -> Offer {
+    pub(super) fn offer(&mut self, packet: &Packet, now: Instant, train: &TrainId) -> Offer {
+        let h = &packet.header;
         if self.tx.is_closed() {
             return Offer::Closed;
         }
@@ -111,11 +111,11 @@ impl Slot {
         // Admit a frame only if all of its chunks fit now; the hub is the only sender, so the room
         // it sees can only grow until the frame's last chunk.
         let room = if h.starts_frame() { usize::from(h.chunk_count) } else { 1 };
-        match self.tx.try_send(bytes, room) {
+        match self.tx.try_send(packet, room) {
             Ok(()) => {
                 let c = &self.counters;
                 c.packets_queued.fetch_add(1, Ordering::Relaxed);
-                c.bytes_queued.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                c.bytes_queued.fetch_add(packet.bytes.len() as u64, Ordering::Relaxed);
                 if h.starts_frame() {
                     c.frames_queued.fetch_add(1, Ordering::Relaxed);
                 }
@@ -126,7 +126,7 @@ impl Slot {
         }
     }
 
-    fn stop_camera(&mut self, h: &VideoHeader, now: Instant, train: &TrainId) -> Offer {
+    fn stop_camera(&mut self, h: &railcast_protocol::VideoHeader, now: Instant, train: &TrainId) -> Offer {
         self.forwarding.retain(|c| *c != h.camera);
         // A frame cut after its first chunk is lost too; count it once here.
         if !h.starts_frame() {
@@ -141,7 +141,13 @@ impl Slot {
         METRICS.frames_dropped.with_label_values(&[reason.label()]).inc();
     }
 
-    fn drop_packet(&mut self, h: &VideoHeader, now: Instant, train: &TrainId, reason: DropReason) -> Offer {
+    fn drop_packet(
+        &mut self,
+        h: &railcast_protocol::VideoHeader,
+        now: Instant,
+        train: &TrainId,
+        reason: DropReason,
+    ) -> Offer {
         self.counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
         if h.starts_frame() {
             self.count_frame_drop(reason);
@@ -165,7 +171,7 @@ impl Slot {
 /// What a subscription yields next.
 #[derive(Debug)]
 pub enum SubItem {
-    Packet(Bytes),
+    Packet(Packet),
     /// A train event; `Err(Lagged)` when events were lost (the caller resynchronises).
     Event(Result<TrainEvent, broadcast::error::RecvError>),
 }
@@ -176,7 +182,7 @@ pub enum SubItem {
 pub struct Subscription {
     id: u64,
     stream: Arc<Stream>,
-    packets: queue::Receiver,
+    packets: queue::Receiver<Packet>,
     events: broadcast::Receiver<TrainEvent>,
     counters: Arc<SubscriberCounters>,
 }
@@ -185,7 +191,7 @@ impl Subscription {
     pub(super) fn new(
         id: u64,
         stream: Arc<Stream>,
-        packets: queue::Receiver,
+        packets: queue::Receiver<Packet>,
         events: broadcast::Receiver<TrainEvent>,
         counters: Arc<SubscriberCounters>,
     ) -> Self {
@@ -201,7 +207,7 @@ impl Subscription {
     }
 
     /// Move up to `max` queued packets to `out` at once; returns how many.
-    pub fn drain_packets(&mut self, out: &mut impl Extend<Bytes>, max: usize) -> usize {
+    pub fn drain_packets(&mut self, out: &mut impl Extend<Packet>, max: usize) -> usize {
         self.packets.drain_into(out, max)
     }
 

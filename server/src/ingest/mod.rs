@@ -3,9 +3,9 @@
 //! A train connects with ALPN `railcast/1`, opens one bidirectional stream (the control stream)
 //! and sends a hello. The server answers with a welcome; from then on the train sends video
 //! packets as QUIC datagrams and exchanges control frames on the stream (commands and keyframe
-//! requests down, acks and telemetry up). One task per connection ([`Session`]) owns it.
+//! requests down, acks and telemetry up). One task per connection ([`Connection`]) owns it.
 
-mod session;
+mod connection;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::hub::Hub;
 use crate::tls::{Identity, TlsError};
 
-pub use session::Session;
+pub use connection::Connection;
 
 /// Application close codes sent to trains (QUIC `CONNECTION_CLOSE` error codes).
 pub mod close_code {
@@ -123,7 +123,7 @@ pub async fn serve(
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let session = Session::new(hub.clone(), config.clone(), gate.clone(), shutdown.clone());
+                let session = Connection::new(hub.clone(), config.clone(), gate.clone(), shutdown.clone());
                 sessions.spawn(session.run(incoming));
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}

@@ -1,36 +1,53 @@
-//! Building the server's peer connection and turning its callbacks into state.
+//! Negotiation: building the server's peer connection, turning its callbacks into state, and the
+//! offer/answer exchange in both directions: the server offers ([`offer`], REST signaling) or
+//! answers a client's offer ([`answer`], for WHEP-, JSON-RPC- and MQTT-style signaling). SDP and
+//! candidates are checked here, with the ICE crate's own candidate parser.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState,
     RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    SettingEngineBuilder,
+    RTCSessionDescription, SettingEngineBuilder,
 };
 
-use super::WebRtcConfig;
-use crate::api::webrtc::ServerCandidate;
+use super::Settings;
 
-/// What the callbacks report, read by the API and the session task.
+/// One of the server's ICE candidates, for the client's `addIceCandidate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub candidate: String,
+    pub sdp_mid: Option<String>,
+    pub sdp_mline_index: Option<u16>,
+}
+
+/// What the callbacks report, read by the registry and the session task.
 #[derive(Debug)]
 pub struct PeerState {
     pub connection: watch::Sender<RTCPeerConnectionState>,
     pub ice: Mutex<RTCIceConnectionState>,
-    pub candidates: Mutex<Vec<ServerCandidate>>,
+    pub candidates: Mutex<Vec<Candidate>>,
     pub gathering_complete: Mutex<bool>,
     /// Wakes waiters on candidates and gathering.
     pub changed: Notify,
     pub connected_at: Mutex<Option<Instant>>,
     pub ice_connected_at: Mutex<Option<Instant>>,
+    /// The media id of the data channels' m-line, for the server's trickled candidates.
+    pub mid: Mutex<String>,
+    /// Channels the client opened (the answering direction), to the session task.
+    incoming: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
 }
 
 impl PeerState {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self {
+    /// The state, and the channels the client will open.
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<dyn DataChannel>>) {
+        let (incoming, incoming_rx) = mpsc::unbounded_channel();
+        let state = Arc::new(Self {
             connection: watch::Sender::new(RTCPeerConnectionState::New),
             ice: Mutex::new(RTCIceConnectionState::New),
             candidates: Mutex::new(Vec::new()),
@@ -38,7 +55,28 @@ impl PeerState {
             changed: Notify::new(),
             connected_at: Mutex::new(None),
             ice_connected_at: Mutex::new(None),
-        })
+            mid: Mutex::new("0".into()),
+            incoming,
+        });
+        (state, incoming_rx)
+    }
+
+    /// Wait until the local description has its host candidates (a millisecond or two) or, with
+    /// `relay_only`, its first relay candidate; at most 2 s. STUN/TURN candidates found later go
+    /// to the client by trickle.
+    pub async fn wait_for_candidates(&self, relay_only: bool) {
+        let wanted = if relay_only { " typ relay" } else { " typ host" };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let notified = self.changed.notified();
+            if *lock(&self.gathering_complete)
+                || lock(&self.candidates).iter().any(|c| c.candidate.contains(wanted))
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
     }
 }
 
@@ -101,10 +139,11 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         if let Ok(init) = event.candidate.to_json() {
             if !init.candidate.is_empty() {
-                // The SDP has one m-line (the data channels), mid "0".
-                lock(&self.state.candidates).push(ServerCandidate {
+                // The SDP has one m-line (the data channels).
+                let mid = lock(&self.state.mid).clone();
+                lock(&self.state.candidates).push(Candidate {
                     candidate: self.advertise.rewrite_candidate(&init.candidate),
-                    sdp_mid: Some("0".into()),
+                    sdp_mid: Some(mid),
                     sdp_mline_index: Some(0),
                 });
                 self.state.changed.notify_waiters();
@@ -122,6 +161,9 @@ impl PeerConnectionEventHandler for Handler {
             lock(&self.state.ice_connected_at).get_or_insert_with(Instant::now);
         }
         *lock(&self.state.ice) = state;
+    }
+    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
+        let _ = self.state.incoming.send(data_channel);
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         if state == RTCPeerConnectionState::Connected {
@@ -156,7 +198,7 @@ impl PortRange {
 
 /// Build a peer connection bound to `bind_ip` (a port from the range when one is configured).
 pub async fn build(
-    config: &WebRtcConfig,
+    config: &Settings,
     ports: &PortRange,
     state: Arc<PeerState>,
 ) -> Result<Arc<dyn PeerConnection>, String> {
@@ -214,6 +256,114 @@ pub async fn build(
         }
     }
     Err(last_err)
+}
+
+/// The two data channels of a session.
+#[derive(Clone)]
+pub struct Channels {
+    /// `video`: unordered, no retransmissions (a lost chunk costs its frame, never the stream).
+    pub video: Arc<dyn DataChannel>,
+    /// `command`: ordered, reliable.
+    pub command: Arc<dyn DataChannel>,
+}
+
+/// Why a negotiation step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NegotiationError {
+    #[error("invalid SDP: {0}")]
+    BadSdp(String),
+    #[error("invalid ICE candidate: {0}")]
+    BadCandidate(String),
+    #[error("cannot create the peer connection: {0}")]
+    Internal(String),
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channels").finish_non_exhaustive()
+    }
+}
+
+fn internal(e: webrtc::error::Error) -> NegotiationError {
+    NegotiationError::Internal(e.to_string())
+}
+
+/// The server offers: create both channels, set the offer locally, and return it once it has the
+/// host candidates (rewritten to the advertised address).
+pub async fn offer(
+    pc: &Arc<dyn PeerConnection>,
+    state: &PeerState,
+    config: &Settings,
+) -> Result<(Channels, String), NegotiationError> {
+    let video_init = RTCDataChannelInit { ordered: false, max_retransmits: Some(0), ..Default::default() };
+    let video = pc.create_data_channel("video", Some(video_init)).await.map_err(internal)?;
+    let command = pc.create_data_channel("command", None).await.map_err(internal)?;
+    let offer = pc.create_offer(None).await.map_err(internal)?;
+    pc.set_local_description(offer).await.map_err(internal)?;
+    Ok((Channels { video, command }, local_sdp(pc, state, config).await?))
+}
+
+/// The server answers the client's `offer`, which must carry the data channels' m-line; the
+/// client opens `video` and `command` itself (they reach the session through
+/// [`PeerState::new`]'s receiver). Returns the answer once it has the host candidates.
+pub async fn answer(
+    pc: &Arc<dyn PeerConnection>,
+    state: &PeerState,
+    config: &Settings,
+    offer: String,
+) -> Result<String, NegotiationError> {
+    let mid = application_mid(&offer).ok_or_else(|| {
+        NegotiationError::BadSdp("the offer has no data-channel section (m=application … webrtc-datachannel)".into())
+    })?;
+    *lock(&state.mid) = mid;
+    let desc = RTCSessionDescription::offer(offer).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+    pc.set_remote_description(desc).await.map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+    let answer = pc.create_answer(None).await.map_err(internal)?;
+    pc.set_local_description(answer).await.map_err(internal)?;
+    local_sdp(pc, state, config).await
+}
+
+async fn local_sdp(
+    pc: &Arc<dyn PeerConnection>,
+    state: &PeerState,
+    config: &Settings,
+) -> Result<String, NegotiationError> {
+    state.wait_for_candidates(config.relay_only).await;
+    let sdp =
+        pc.local_description().await.ok_or_else(|| NegotiationError::Internal("no local description".into()))?.sdp;
+    Ok(Advertise { bind: config.bind_ip, advertised: config.advertised_ip }.rewrite_sdp(&sdp))
+}
+
+/// The `a=mid:` of an SDP's data-channel section (`m=application`), if it has one.
+pub(super) fn application_mid(sdp: &str) -> Option<String> {
+    let mut in_application = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_application = m.starts_with("application") && m.contains("webrtc-datachannel");
+        } else if in_application {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                return Some(mid.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Check a client's candidate line (`candidate:<foundation> <component> <transport> <priority>
+/// <address> <port> typ <type> …`, RFC 8839 §5.1) with the ICE crate's own parser, before the
+/// peer connection, which takes some malformed lines silently.
+pub fn check_candidate(line: &str) -> Result<(), NegotiationError> {
+    let body = line.strip_prefix("candidate:").unwrap_or(line);
+    let bad = |why: String| Err(NegotiationError::BadCandidate(why));
+    let fields: Vec<&str> = body.split_whitespace().collect();
+    // The parser reads the type from the 8th field without checking the 7th is the keyword.
+    if fields.get(6).is_some_and(|f| *f != "typ") {
+        return bad(format!("expected \"typ\" as the 7th field, got {:?}", fields[6]));
+    }
+    match rtc::ice::candidate::unmarshal_candidate(body) {
+        Ok(_) => Ok(()),
+        Err(e) => bad(e.to_string()),
+    }
 }
 
 fn network_types(ip: IpAddr) -> Vec<rtc::ice::network_type::NetworkType> {

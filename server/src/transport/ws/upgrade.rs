@@ -20,7 +20,7 @@ use tokio_tungstenite_ws::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite_ws::WebSocketStream;
 
 use super::stall::StallLimit;
-use crate::api::ApiError;
+use crate::http::ApiError;
 
 /// The upgraded connection.
 pub type Socket = WebSocketStream<StallLimit<TokioIo<hyper::upgrade::Upgraded>>>;

@@ -1,4 +1,5 @@
-//! [`Caller`]: the authenticated client of a request, from its bearer token.
+//! [`Caller`]: the authenticated client of a request, from its bearer token; [`Admin`]: one that
+//! must be an admin; [`UpgradeCaller`]: one that may give its token in the query string.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -6,14 +7,23 @@ use axum::http::{header, StatusCode};
 
 use super::ApiError;
 use crate::auth::{Principal, Role};
+use crate::core::Core;
 use crate::metrics::METRICS;
-use crate::state::AppState;
 
 /// The client making the request. Extracting it refuses the request with 401 when the token is
-/// missing or unknown. The token comes from `Authorization: Bearer <token>`; on `/ws` also from
-/// the `access_token` query parameter, because browsers cannot set headers on a WebSocket.
+/// missing or unknown. The token comes from `Authorization: Bearer <token>`.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
+
+/// A [`Caller`] whose token may also come from the `access_token` query parameter: for
+/// transports a browser opens without being able to set headers (a WebSocket).
+#[derive(Debug, Clone)]
+pub struct UpgradeCaller(pub Caller);
+
+/// A [`Caller`] with the admin role; others get 403. Extracted before the request's body, so a
+/// caller without the role learns that first, whatever it sent.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
 
 impl Caller {
     /// Refuse with 403 unless the caller has at least `role`.
@@ -51,9 +61,6 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 fn query_token(parts: &Parts) -> Option<String> {
-    if parts.uri.path() != "/ws" {
-        return None;
-    }
     parts.uri.query()?.split('&').find_map(|kv| {
         let v = kv.strip_prefix("access_token=")?;
         Some(percent_decode(v))
@@ -80,26 +87,41 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-impl FromRequestParts<AppState> for Caller {
+const MISSING: &str = "this endpoint needs a token: send `Authorization: Bearer <token>` (docs/security.md)";
+
+fn authenticate(core: &Core, token: Option<&str>) -> Result<Caller, ApiError> {
+    let Some(token) = token else { return Err(unauthorized("missing", MISSING)) };
+    match core.auth.client(token) {
+        Some(p) => Ok(Caller(p)),
+        None => Err(unauthorized("invalid", "the token is not valid (unknown, mistyped or revoked)")),
+    }
+}
+
+impl FromRequestParts<Core> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let token = match bearer(parts) {
-            Some(t) => t.to_owned(),
-            None => match query_token(parts) {
-                Some(t) => t,
-                None => {
-                    return Err(unauthorized(
-                        "missing",
-                        "this endpoint needs a token: send `Authorization: Bearer <token>` (docs/security.md)",
-                    ))
-                }
-            },
-        };
-        match app.auth.client(&token) {
-            Some(p) => Ok(Caller(p)),
-            None => Err(unauthorized("invalid", "the token is not valid (unknown, mistyped or revoked)")),
-        }
+    async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Self, ApiError> {
+        authenticate(core, bearer(parts))
+    }
+}
+
+impl FromRequestParts<Core> for UpgradeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Self, ApiError> {
+        let token = bearer(parts).map(str::to_owned).or_else(|| query_token(parts));
+        authenticate(core, token.as_deref()).map(UpgradeCaller)
+    }
+}
+
+impl FromRequestParts<Core> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, core).await?;
+        let what = format!("{} {}", parts.method, parts.uri.path());
+        caller.require(Role::Admin, &what)?;
+        Ok(Admin(caller))
     }
 }
 

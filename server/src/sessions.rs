@@ -1,4 +1,5 @@
-//! The registry of live transport sessions (one per connected client per transport).
+//! The registry of live client sessions: one per connected client per transport, whatever the
+//! transport. The API lists them; `railcast_sessions{transport}` counts them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,33 +9,17 @@ use dashmap::DashMap;
 
 use crate::auth::Principal;
 use crate::hub::SubscriberCounters;
+use crate::metrics::METRICS;
 
-/// A transport's name, as shown in the API and metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    WebSocket,
-    WebRtc,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::WebRtc];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::WebSocket => "websocket",
-            Transport::WebRtc => "webrtc",
-        }
-    }
-}
-
-/// One live session's identity and counters.
+/// One live client session's identity and counters.
 #[derive(Debug)]
-pub struct SessionInfo {
+pub struct ClientSession {
     pub id: u64,
     pub remote_control_id: String,
     /// Whose token opened it.
     pub principal: Principal,
-    pub transport: Transport,
+    /// The transport's name, as shown in the API and metric labels (`websocket`, `webrtc`).
+    pub transport: &'static str,
     pub peer: String,
     pub connected_at: SystemTime,
     /// Hub-side counters: queued and dropped.
@@ -46,24 +31,37 @@ pub struct SessionInfo {
     pub commands: AtomicU64,
 }
 
+impl ClientSession {
+    /// Count video packets handed to the transport.
+    pub fn sent(&self, packets: u64, bytes: u64) {
+        self.packets_sent.fetch_add(packets, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
 /// All live sessions.
 #[derive(Debug, Default)]
-pub struct Sessions {
-    map: DashMap<u64, Arc<SessionInfo>>,
+pub struct Registry {
+    map: DashMap<u64, Arc<ClientSession>>,
     next_id: AtomicU64,
 }
 
-impl Sessions {
-    /// Register a session; it is removed when the guard drops.
+impl Registry {
+    /// Make `transport`'s session gauge exist (at 0) before its first session.
+    pub fn declare_transport(transport: &'static str) {
+        let _ = METRICS.sessions.with_label_values(&[transport]);
+    }
+
+    /// Register a session; it is removed when the returned guard drops.
     pub fn register(
         self: &Arc<Self>,
         remote_control_id: &str,
         principal: Principal,
-        transport: Transport,
+        transport: &'static str,
         peer: String,
-    ) -> SessionGuard {
+    ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let info = Arc::new(SessionInfo {
+        let info = Arc::new(ClientSession {
             id,
             remote_control_id: remote_control_id.to_owned(),
             principal,
@@ -77,18 +75,19 @@ impl Sessions {
             commands: AtomicU64::new(0),
         });
         self.map.insert(id, Arc::clone(&info));
-        SessionGuard { sessions: Arc::clone(self), info }
+        METRICS.sessions.with_label_values(&[transport]).inc();
+        Registration { registry: Arc::clone(self), info }
     }
 
     /// Sessions of one remote control, oldest first.
-    pub fn of_remote_control(&self, id: &str) -> Vec<Arc<SessionInfo>> {
+    pub fn of_remote_control(&self, id: &str) -> Vec<Arc<ClientSession>> {
         let mut v: Vec<_> =
             self.map.iter().filter(|s| s.remote_control_id == id).map(|s| Arc::clone(s.value())).collect();
         v.sort_by_key(|s| s.id);
         v
     }
 
-    pub fn all(&self) -> Vec<Arc<SessionInfo>> {
+    pub fn all(&self) -> Vec<Arc<ClientSession>> {
         let mut v: Vec<_> = self.map.iter().map(|s| Arc::clone(s.value())).collect();
         v.sort_by_key(|s| s.id);
         v
@@ -97,13 +96,15 @@ impl Sessions {
 
 /// Keeps a session registered while alive.
 #[derive(Debug)]
-pub struct SessionGuard {
-    sessions: Arc<Sessions>,
-    pub info: Arc<SessionInfo>,
+pub struct Registration {
+    registry: Arc<Registry>,
+    pub info: Arc<ClientSession>,
 }
 
-impl Drop for SessionGuard {
+impl Drop for Registration {
     fn drop(&mut self) {
-        self.sessions.map.remove(&self.info.id);
+        if self.registry.map.remove(&self.info.id).is_some() {
+            METRICS.sessions.with_label_values(&[self.info.transport]).dec();
+        }
     }
 }

@@ -1,6 +1,9 @@
-//! `ApiError`: every 4xx/5xx of the HTTP API, rendered as one JSON shape.
+//! `ApiError`: every 4xx/5xx of the HTTP surface, rendered as one JSON shape, and the extractors
+//! whose rejections render as it ([`ApiJson`], [`ApiQuery`]).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -41,6 +44,9 @@ impl ApiError {
     pub fn limit(hit: crate::limits::LimitHit) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, hit.code(), hit.message)
     }
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -64,7 +70,7 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            let hit = crate::limits::LimitHit::new("body_size", "the request body is larger than max_body");
+            let hit = crate::limits::Limit::BodySize.refuse("the request body is larger than max_body");
             return Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("{hit}: {}", r.body_text()));
         }
         let code = match r {
@@ -83,10 +89,36 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `axum::Json`, with rejections rendered as [`ApiError`].
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body (`axum::Json`), with rejections rendered as [`ApiError`]. Every request body
+/// of the API is an object: anything else (an array, a string) is refused with 422 before serde
+/// sees it, since serde would read a struct from an array too.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::unprocessable("invalid_body", "the request body must be a JSON object"));
+        }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
+    }
+}
+
+/// `axum::extract::Query`, with rejections rendered as [`ApiError`] (400, `bad_query`).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(q) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(q))
+    }
+}
 
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

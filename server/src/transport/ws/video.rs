@@ -4,11 +4,11 @@
 //! 10-byte header followed by the payload unchanged. A batch of packets becomes one vectored
 //! write (header, packet, header, packet, …): the packet bytes, shared by every client of the
 //! train, are never copied in user space. Copying them into tungstenite's write buffer once per
-//! client was the largest user-space cost of the fan-out (docs/benchmarks.md).
+//! client was the largest user-space cost of the fan-out (docs/benchmarks-history.md, "Session 4:
+//! the WebSocket write path and the hub queue").
 
 use std::io::{self, IoSlice};
 
-use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// The longest frame header: opcode byte, length byte, 64-bit extended length.
@@ -32,28 +32,28 @@ pub fn binary_header(len: usize) -> ([u8; MAX_HEADER], usize) {
     }
 }
 
-impl Extend<Bytes> for Batch {
-    fn extend<I: IntoIterator<Item = Bytes>>(&mut self, iter: I) {
+impl<P: AsRef<[u8]>> Extend<P> for Batch<P> {
+    fn extend<I: IntoIterator<Item = P>>(&mut self, iter: I) {
         for p in iter {
             self.push(p);
         }
     }
 }
 
-/// Packets gathered for one write.
-#[derive(Debug, Default)]
-pub struct Batch {
-    packets: Vec<Bytes>,
+/// Packets gathered for one write (the hub's [`crate::hub::Packet`]s; any bytes in tests).
+#[derive(Debug)]
+pub struct Batch<P = crate::hub::Packet> {
+    packets: Vec<P>,
     headers: Vec<([u8; MAX_HEADER], usize)>,
 }
 
-impl Batch {
+impl<P: AsRef<[u8]>> Batch<P> {
     pub fn with_capacity(n: usize) -> Self {
         Self { packets: Vec::with_capacity(n), headers: Vec::with_capacity(n) }
     }
 
-    pub fn push(&mut self, packet: Bytes) {
-        self.headers.push(binary_header(packet.len()));
+    pub fn push(&mut self, packet: P) {
+        self.headers.push(binary_header(packet.as_ref().len()));
         self.packets.push(packet);
     }
 
@@ -70,7 +70,7 @@ impl Batch {
         self.packets.is_empty()
     }
 
-    pub fn packets(&self) -> &[Bytes] {
+    pub fn packets(&self) -> &[P] {
         &self.packets
     }
 
@@ -80,7 +80,7 @@ impl Batch {
         let mut slices = Vec::with_capacity(self.packets.len() * 2);
         for ((h, n), p) in self.headers.iter().zip(&self.packets) {
             slices.push(IoSlice::new(&h[..*n]));
-            slices.push(IoSlice::new(p));
+            slices.push(IoSlice::new(p.as_ref()));
         }
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
@@ -100,6 +100,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use tokio_tungstenite_ws::tungstenite::protocol::frame::coding::{Data, OpCode};
     use tokio_tungstenite_ws::tungstenite::protocol::frame::FrameHeader;
 

@@ -1,30 +1,23 @@
-//! What every transport does for a remote control, whatever carries the bytes.
-//!
-//! [`Follower`] follows the remote control's mapping: it holds the hub subscription of the mapped
+//! [`Follower`] follows a remote control's mapping: it holds the hub subscription of the mapped
 //! train, switches it when the mapping changes, and turns train events into [`ServerEvent`]s. It
 //! also ends the session when the credential that opened it is revoked.
-//! [`answer`] turns a client's JSON message into the event that answers it, once [`Client`] has
-//! admitted it (role, rate, commands in flight). A transport module only moves packets and JSON
-//! between a socket and these.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use railcast_protocol::client::{ClientMessage, ServerEvent};
-use railcast_protocol::{Action, TrainId};
+use railcast_protocol::client::ServerEvent;
+use railcast_protocol::TrainId;
 use tokio::sync::watch;
 
-use crate::auth::{Principal, Role};
-use crate::hub::{SubItem, Subscription, TrainEvent};
-use crate::limits::{LimitHit, RateLimiter};
+use crate::auth::Principal;
+use crate::core::Core;
+use crate::hub::{Packet, SubItem, Subscription, TrainEvent};
 use crate::remote::{Mapping, RemoteControl};
-use crate::session::SessionInfo;
-use crate::state::AppState;
+use crate::sessions::ClientSession;
 
 /// The next thing a session must send.
 #[derive(Debug)]
 pub enum Item {
-    Packet(Bytes),
+    Packet(Packet),
     Event(ServerEvent),
     /// The session must end (the remote control was deleted).
     Closed(String),
@@ -36,9 +29,9 @@ pub enum Item {
 /// A remote control's view of the hub, following its mapping.
 #[derive(Debug)]
 pub struct Follower {
-    app: AppState,
+    app: Core,
     /// The session: whose token opened it, and the hub-side counters of its subscriptions.
-    session: Arc<SessionInfo>,
+    session: Arc<ClientSession>,
     /// The credentials revision last checked for the session's principal
     /// ([`crate::auth::Auth::revision`]).
     credentials_checked: u64,
@@ -52,7 +45,7 @@ pub struct Follower {
 impl Follower {
     /// Start following for `session`, whose principal's credential must stay in force; the
     /// returned event describes the initial mapping.
-    pub fn new(app: &AppState, rc: &RemoteControl, session: Arc<SessionInfo>) -> (Self, ServerEvent) {
+    pub fn new(app: &Core, rc: &RemoteControl, session: Arc<ClientSession>) -> (Self, ServerEvent) {
         let mut mapping = rc.watch();
         let train = mapping.borrow_and_update().train.clone();
         // A reload may have come between the token check of the request and now.
@@ -85,7 +78,7 @@ impl Follower {
 
     /// Move up to `max` packets already queued to `out`, without waiting (lets a transport
     /// batch its writes); returns how many.
-    pub fn drain_packets(&mut self, out: &mut impl Extend<Bytes>, max: usize) -> usize {
+    pub fn drain_packets(&mut self, out: &mut impl Extend<Packet>, max: usize) -> usize {
         self.sub.as_mut().map_or(0, |s| s.drain_packets(out, max))
     }
 
@@ -155,101 +148,4 @@ pub async fn watch_credentials(auth: Arc<crate::auth::Auth>, remotes: Arc<crate:
 async fn next_of(sub: Option<&mut Subscription>) -> SubItem {
     let Some(sub) = sub else { return std::future::pending().await };
     sub.next().await
-}
-
-/// One client session's rights and budget: who it is, how many commands it may still send now,
-/// how many may wait for an ack at once.
-#[derive(Debug)]
-pub struct Client {
-    pub principal: Principal,
-    rate: RateLimiter,
-    inflight: Arc<tokio::sync::Semaphore>,
-    max_inflight: usize,
-}
-
-impl Client {
-    pub fn new(app: &AppState, principal: Principal) -> Self {
-        let max_inflight = app.ws.max_inflight_commands;
-        Self {
-            principal,
-            rate: RateLimiter::new(app.limits.command_rate, app.limits.command_burst),
-            inflight: Arc::new(tokio::sync::Semaphore::new(max_inflight)),
-            max_inflight,
-        }
-    }
-
-    /// May this session send `action` now? Checks the role (a viewer may only ask for a keyframe,
-    /// which a decoder needs to recover and which changes nothing else on the train), then the
-    /// rate, then the commands in flight; the permit is held until the ack. `Err`: the refusal to
-    /// send back.
-    pub fn admit_command(
-        &mut self,
-        request_id: &str,
-        action: &Action,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, ServerEvent> {
-        let refuse = |code: &str, message: String| ServerEvent::CommandError {
-            request_id: request_id.to_owned(),
-            code: code.into(),
-            message,
-        };
-        let watching = matches!(action, Action::RequestKeyframe { .. });
-        if self.principal.role < Role::Operator && !watching {
-            crate::metrics::METRICS.auth_refusals.with_label_values(&["client", "forbidden"]).inc();
-            return Err(refuse(
-                "forbidden",
-                format!(
-                    "{} is a {}: it may watch but not command (an operator token is needed)",
-                    self.principal.name,
-                    self.principal.role.name()
-                ),
-            ));
-        }
-        if !self.rate.try_take(std::time::Instant::now()) {
-            let hit = LimitHit::new("command_rate", "too many commands: wait a moment (command_rate, command_burst)");
-            return Err(refuse(hit.code(), hit.message));
-        }
-        Arc::clone(&self.inflight).try_acquire_owned().map_err(|_| {
-            refuse("too_many_commands", format!("at most {} commands may be in flight per session", self.max_inflight))
-        })
-    }
-}
-
-/// Parse a client's JSON message. `Err`: the error event to send back; a message over
-/// [`railcast_protocol::client::MAX_CLIENT_MESSAGE`] is counted as the `message_size` limit.
-pub fn parse(text: &str) -> Result<ClientMessage, ServerEvent> {
-    ClientMessage::parse(text).map_err(|e| {
-        let code = if matches!(e, railcast_protocol::DecodeError::BodyTooLarge { .. }) {
-            LimitHit::new("message_size", "client message over the size limit");
-            "message_too_large"
-        } else {
-            "bad_message"
-        };
-        ServerEvent::Error { code: code.into(), message: e.to_string() }
-    })
-}
-
-/// Answer one client message. Commands go to the remote control's mapped train.
-pub async fn answer(app: &AppState, rc: &RemoteControl, msg: ClientMessage) -> ServerEvent {
-    match msg {
-        ClientMessage::Ping { t } => ServerEvent::Pong { t, server_time_us: crate::now_us() },
-        ClientMessage::Command { request_id, command } => {
-            let Some(train) = rc.train() else {
-                return ServerEvent::CommandError {
-                    request_id,
-                    code: "not_mapped".into(),
-                    message: "this remote control is not mapped to a train".into(),
-                };
-            };
-            match app.hub.command(&train, command).await {
-                Ok(out) => ServerEvent::CommandAck {
-                    request_id,
-                    command_id: out.command_id,
-                    ok: out.ack.ok,
-                    message: out.ack.message,
-                    train_rtt_us: out.rtt.as_micros() as u64,
-                },
-                Err(e) => ServerEvent::CommandError { request_id, code: e.code().into(), message: e.to_string() },
-            }
-        }
-    }
 }

@@ -16,7 +16,7 @@ const CONTROL_QUEUE: usize = 256;
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+enum ConnectionError {
     #[error("handshake: {0}")]
     Connect(#[from] quinn::ConnectionError),
     #[error("no hello within {0:?}")]
@@ -46,7 +46,7 @@ struct FrameReader {
 
 impl FrameReader {
     /// `Ok(None)` at a clean end of stream.
-    async fn next(&mut self) -> Result<Option<ControlMessage>, SessionError> {
+    async fn next(&mut self) -> Result<Option<ControlMessage>, ConnectionError> {
         loop {
             if let Some(msg) = self.decoder.next_frame()? {
                 return Ok(Some(msg));
@@ -68,14 +68,14 @@ impl FrameReader {
 
 /// One train's connection: hello, then video datagrams and control frames until it ends.
 #[derive(Debug)]
-pub struct Session {
+pub struct Connection {
     hub: Hub,
     config: IngestConfig,
     gate: Gate,
     shutdown: watch::Receiver<bool>,
 }
 
-impl Session {
+impl Connection {
     pub fn new(hub: Hub, config: IngestConfig, gate: Gate, shutdown: watch::Receiver<bool>) -> Self {
         Self { hub, config, gate, shutdown }
     }
@@ -92,17 +92,19 @@ impl Session {
         if let Err(e) = self.serve(&conn).await {
             tracing::info!(%remote, "train connection ended: {e}");
             let (code, reason) = match e {
-                SessionError::HelloTimeout(_) => (close_code::HELLO_TIMEOUT, e.to_string()),
-                SessionError::Decode(_) | SessionError::NotHello(_) => (close_code::PROTOCOL_ERROR, e.to_string()),
-                SessionError::Unauthorized { .. } => (close_code::UNAUTHORIZED, e.to_string()),
-                SessionError::Limit(_) => (close_code::LIMIT, e.to_string()),
+                ConnectionError::HelloTimeout(_) => (close_code::HELLO_TIMEOUT, e.to_string()),
+                ConnectionError::Decode(_) | ConnectionError::NotHello(_) => {
+                    (close_code::PROTOCOL_ERROR, e.to_string())
+                }
+                ConnectionError::Unauthorized { .. } => (close_code::UNAUTHORIZED, e.to_string()),
+                ConnectionError::Limit(_) => (close_code::LIMIT, e.to_string()),
                 _ => (close_code::NORMAL, String::new()),
             };
             conn.close(code.into(), reason.as_bytes());
         }
     }
 
-    async fn serve(mut self, conn: &quinn::Connection) -> Result<(), SessionError> {
+    async fn serve(mut self, conn: &quinn::Connection) -> Result<(), ConnectionError> {
         let remote = conn.remote_address();
         // Before anything else: a flood of connections from one address is closed at once (the
         // close reason says why).
@@ -110,19 +112,19 @@ impl Session {
         let hello_timeout = self.config.hello_timeout;
         let (mut send, recv) = tokio::time::timeout(hello_timeout, conn.accept_bi())
             .await
-            .map_err(|_| SessionError::HelloTimeout(hello_timeout))??;
+            .map_err(|_| ConnectionError::HelloTimeout(hello_timeout))??;
         let mut reader = FrameReader { recv, decoder: ControlDecoder::new(self.config.max_control_body) };
         let hello = match tokio::time::timeout(hello_timeout, reader.next()).await {
-            Err(_) => return Err(SessionError::HelloTimeout(hello_timeout)),
+            Err(_) => return Err(ConnectionError::HelloTimeout(hello_timeout)),
             Ok(Err(e)) => {
                 refuse(send, "bad_hello", &e.to_string()).await;
                 return Err(e);
             }
-            Ok(Ok(None)) => return Err(SessionError::ClosedBeforeHello),
+            Ok(Ok(None)) => return Err(ConnectionError::ClosedBeforeHello),
             Ok(Ok(Some(ControlMessage::Hello(h)))) => h,
             Ok(Ok(Some(other))) => {
                 refuse(send, "expected_hello", "the first control frame must be a hello").await;
-                return Err(SessionError::NotHello(other.name()));
+                return Err(ConnectionError::NotHello(other.name()));
             }
         };
         let train = hello.train_id.clone();
@@ -130,13 +132,11 @@ impl Session {
             METRICS.auth_refusals.with_label_values(&["train", reason.reason()]).inc();
             tracing::warn!(%remote, %train, "train refused: {reason}");
             refuse(send, "unauthorized", &reason.to_string()).await;
-            return Err(SessionError::Unauthorized { train: train.to_string(), reason });
+            return Err(ConnectionError::Unauthorized { train: train.to_string(), reason });
         }
         if self.hub.stream(&train).is_none() && self.hub.train_count() >= self.gate.max_trains {
-            let hit = crate::limits::LimitHit::new(
-                "trains",
-                format!("{} trains are known already (max_trains)", self.gate.max_trains),
-            );
+            let hit = crate::limits::Limit::Trains
+                .refuse(format!("{} trains are known already (max_trains)", self.gate.max_trains));
             refuse(send, hit.code(), &hit.message).await;
             return Err(hit.into());
         }
@@ -180,9 +180,9 @@ impl Session {
         &mut self,
         conn: &quinn::Connection,
         publisher: &mut Publisher,
-        frames: &mut mpsc::Receiver<Result<Option<ControlMessage>, SessionError>>,
+        frames: &mut mpsc::Receiver<Result<Option<ControlMessage>, ConnectionError>>,
         token: Option<&Secret>,
-    ) -> Result<String, SessionError> {
+    ) -> Result<String, ConnectionError> {
         let mut rejected = 0u64;
         let mut last_reject_log: Option<Instant> = None;
         let mut credentials = self.gate.auth.changes();
@@ -222,7 +222,7 @@ impl Session {
                         tracing::warn!(train = %publisher.train_id(), %code, "train reports an error: {message}");
                     }
                     Some(Ok(Some(other))) => {
-                        let e = SessionError::Decode(DecodeError::WrongKind { expected: "train-to-server control", found: other.kind() });
+                        let e = ConnectionError::Decode(DecodeError::WrongKind { expected: "train-to-server control", found: other.kind() });
                         conn.close(close_code::PROTOCOL_ERROR.into(), e.to_string().as_bytes());
                         return Err(e);
                     }

@@ -1,4 +1,5 @@
-//! WebRTC signaling over REST, server as offerer.
+//! WebRTC signaling over REST, server as offerer: the first signaling front-end over
+//! [`crate::transport::webrtc::Server`].
 //!
 //! 1. `POST /api/webrtc/offer {remote_control_id}` → `{session_id, type: "offer", sdp, ice_servers}`.
 //!    The server has created the peer connection with the `video` and `command` data channels; the
@@ -10,8 +11,18 @@
 //!    after the offer (STUN/TURN), long-polled.
 //! 5. `DELETE /api/webrtc/sessions/{id}` ends it; `GET /api/webrtc/sessions` lists them.
 
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+use crate::core::Core;
+use crate::http::{forbidden, Admin, ApiError, ApiJson, ApiQuery, Caller, ErrorBody};
+use crate::transport::webrtc::{self, PeerError, Server};
 
 /// A STUN or TURN server for the client's `RTCPeerConnection`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -86,6 +97,7 @@ pub struct ServerCandidates {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CandidatesQuery {
     /// Return candidates after this many (the `next` of the previous call).
     #[serde(default)]
@@ -107,71 +119,130 @@ pub struct SessionView {
     pub created_at: String,
     /// Offer request → `video` channel open, ms.
     pub setup_ms: Option<f64>,
-    pub counters: Option<super::Session>,
+    pub counters: Option<crate::api::SessionView>,
 }
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
-use axum::Json;
+impl From<webrtc::IceServer> for IceServer {
+    fn from(s: webrtc::IceServer) -> Self {
+        Self { urls: s.urls, username: s.username, credential: s.credential }
+    }
+}
 
-use super::{ApiError, ApiJson, Caller, ErrorBody};
-use crate::auth::Role;
-use crate::state::AppState;
-use crate::webrtc::SignalingError;
+impl From<webrtc::Candidate> for ServerCandidate {
+    fn from(c: webrtc::Candidate) -> Self {
+        Self { candidate: c.candidate, sdp_mid: c.sdp_mid, sdp_mline_index: c.sdp_mline_index }
+    }
+}
 
-impl From<SignalingError> for ApiError {
-    fn from(e: SignalingError) -> Self {
+impl From<webrtc::PeerView> for SessionView {
+    fn from(v: webrtc::PeerView) -> Self {
+        Self {
+            session_id: v.id,
+            remote_control_id: v.remote_control_id,
+            state: v.state,
+            ice_state: v.ice_state,
+            created_at: crate::http::rfc3339(v.created_at),
+            setup_ms: v.setup_ms,
+            counters: v.session.map(|s| crate::api::SessionView::from(&*s)),
+        }
+    }
+}
+
+impl From<PeerError> for ApiError {
+    fn from(e: PeerError) -> Self {
+        use webrtc::NegotiationError as N;
         let (status, code) = match &e {
-            SignalingError::UnknownRemoteControl(_) => (StatusCode::NOT_FOUND, "remote_control_not_found"),
-            SignalingError::UnknownSession(_) => (StatusCode::NOT_FOUND, "webrtc_session_not_found"),
-            SignalingError::Closed(_) => (StatusCode::CONFLICT, "webrtc_session_closed"),
-            SignalingError::AlreadyAnswered(_) => (StatusCode::CONFLICT, "webrtc_already_answered"),
-            SignalingError::BadType(_) => (StatusCode::BAD_REQUEST, "bad_sdp_type"),
-            SignalingError::BadSdp(_) => (StatusCode::BAD_REQUEST, "bad_sdp"),
-            SignalingError::BadCandidate(_) => (StatusCode::BAD_REQUEST, "bad_candidate"),
-            SignalingError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "webrtc_internal"),
-            SignalingError::Forbidden(message) => return super::caller::forbidden(message.clone()),
-            SignalingError::Limit(hit) => return ApiError::limit(hit.clone()),
+            PeerError::UnknownRemoteControl(_) => (StatusCode::NOT_FOUND, "remote_control_not_found"),
+            PeerError::UnknownSession(_) => (StatusCode::NOT_FOUND, "webrtc_session_not_found"),
+            PeerError::Closed(_) => (StatusCode::CONFLICT, "webrtc_session_closed"),
+            PeerError::AlreadyAnswered(_) => (StatusCode::CONFLICT, "webrtc_already_answered"),
+            PeerError::Negotiation(N::BadSdp(_)) => (StatusCode::BAD_REQUEST, "bad_sdp"),
+            PeerError::Negotiation(N::BadCandidate(_)) => (StatusCode::BAD_REQUEST, "bad_candidate"),
+            PeerError::Negotiation(N::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "webrtc_internal"),
+            PeerError::Forbidden(message) => return forbidden(message.clone()),
+            PeerError::Limit(hit) => return ApiError::limit(hit.clone()),
         };
         ApiError::new(status, code, e.to_string())
     }
+}
+
+/// This front-end's fragment of the OpenAPI contract.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    paths(offer, answer, ice_candidate, server_candidates, list, get_one, delete),
+    components(schemas(IceServer, OfferRequest, OfferResponse, AnswerRequest, IceCandidateRequest, ServerCandidate, ServerCandidates, SessionView)),
+    tags((name = "webrtc", description = "WebRTC signaling, server as offerer: POST offer → POST answer → POST ice-candidate (trickle)")),
+)]
+pub struct ApiDoc;
+
+/// The routes, under `/api/webrtc` (nest them under `/api`).
+pub fn routes(server: &Arc<Server>) -> Router<Core> {
+    Router::new()
+        .route("/webrtc/offer", post(offer))
+        .route("/webrtc/answer", post(answer))
+        .route("/webrtc/ice-candidate", post(ice_candidate))
+        .route("/webrtc/sessions", get(list))
+        .route("/webrtc/sessions/{id}", get(get_one).delete(delete))
+        .route("/webrtc/sessions/{id}/candidates", get(server_candidates))
+        .layer(Extension(Arc::clone(server)))
 }
 
 /// Create a WebRTC session for a remote control; the server makes the offer. Any role that may
 /// use the remote control.
 #[utoipa::path(post, path = "/api/webrtc/offer", tag = "webrtc", request_body = OfferRequest,
     responses((status = 200, body = OfferResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)))]
-pub async fn offer(
+async fn offer(
     caller: Caller,
-    State(app): State<AppState>,
+    State(core): State<Core>,
+    Extension(server): Extension<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ApiJson(req): ApiJson<OfferRequest>,
 ) -> Result<Json<OfferResponse>, ApiError> {
-    Ok(Json(app.webrtc.offer(&app, &req.remote_control_id, &caller.0, peer.ip()).await?))
+    let offer = server.offer(&core, &req.remote_control_id, &caller.0, peer.ip()).await?;
+    Ok(Json(OfferResponse {
+        session_id: offer.id,
+        kind: "offer".into(),
+        sdp: offer.sdp,
+        ice_servers: offer.ice_servers.into_iter().map(IceServer::from).collect(),
+    }))
 }
 
 /// Apply the client's answer. The client that asked for the offer, or an admin.
 #[utoipa::path(post, path = "/api/webrtc/answer", tag = "webrtc", request_body = AnswerRequest,
     responses((status = 204, description = "Applied"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn answer(
+async fn answer(
     caller: Caller,
-    State(app): State<AppState>,
+    Extension(server): Extension<Arc<Server>>,
     ApiJson(req): ApiJson<AnswerRequest>,
 ) -> Result<StatusCode, ApiError> {
-    app.webrtc.answer(req, &caller.0).await?;
+    if req.kind != "answer" {
+        // Checked after the session exists and belongs to the caller, as before.
+        server.view(&req.session_id, &caller.0)?;
+        return Err(ApiError::bad_request(
+            "bad_sdp_type",
+            format!("expected \"type\": \"answer\", got {:?}", req.kind),
+        ));
+    }
+    server.apply_answer(&req.session_id, req.sdp, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Add one of the client's ICE candidates (trickle); `candidate` null or `""`: end of candidates.
 /// The client that asked for the offer, or an admin.
 #[utoipa::path(post, path = "/api/webrtc/ice-candidate", tag = "webrtc", request_body = IceCandidateRequest,
-    responses((status = 204, description = "Added"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn ice_candidate(
+    responses((status = 204, description = "Added"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn ice_candidate(
     caller: Caller,
-    State(app): State<AppState>,
+    Extension(server): Extension<Arc<Server>>,
     ApiJson(req): ApiJson<IceCandidateRequest>,
 ) -> Result<StatusCode, ApiError> {
-    app.webrtc.candidate(req, &caller.0).await?;
+    let c = webrtc::ClientCandidate {
+        candidate: req.candidate.unwrap_or_default(),
+        sdp_mid: req.sdp_mid,
+        sdp_mline_index: req.sdp_mline_index,
+        username_fragment: req.username_fragment,
+    };
+    server.add_candidate(&req.session_id, c, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -179,45 +250,49 @@ pub async fn ice_candidate(
 /// for the offer, or an admin.
 #[utoipa::path(get, path = "/api/webrtc/sessions/{id}/candidates", tag = "webrtc",
     params(("id" = String, Path, description = "Session id"), CandidatesQuery),
-    responses((status = 200, body = ServerCandidates), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn server_candidates(
+    responses((status = 200, body = ServerCandidates), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn server_candidates(
     caller: Caller,
-    State(app): State<AppState>,
+    Extension(server): Extension<Arc<Server>>,
     Path(id): Path<String>,
-    Query(q): Query<CandidatesQuery>,
+    ApiQuery(q): ApiQuery<CandidatesQuery>,
 ) -> Result<Json<ServerCandidates>, ApiError> {
     let wait = std::time::Duration::from_millis(q.wait_ms);
-    Ok(Json(app.webrtc.server_candidates(&id, q.after, wait, &caller.0).await?))
+    let c = server.server_candidates(&id, q.after, wait, &caller.0).await?;
+    Ok(Json(ServerCandidates {
+        candidates: c.candidates.into_iter().map(ServerCandidate::from).collect(),
+        next: c.next,
+        complete: c.complete,
+    }))
 }
 
 /// List WebRTC sessions with their state and counters. Admin.
 #[utoipa::path(get, path = "/api/webrtc/sessions", tag = "webrtc", responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(caller: Caller, State(app): State<AppState>) -> Result<Json<Vec<SessionView>>, ApiError> {
-    caller.require(Role::Admin, "listing WebRTC sessions")?;
-    Ok(Json(app.webrtc.list()))
+async fn list(_admin: Admin, Extension(server): Extension<Arc<Server>>) -> Json<Vec<SessionView>> {
+    Json(server.list().into_iter().map(SessionView::from).collect())
 }
 
 /// One WebRTC session. The client that asked for the offer, or an admin.
 #[utoipa::path(get, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_one(
+async fn get_one(
     caller: Caller,
-    State(app): State<AppState>,
+    Extension(server): Extension<Arc<Server>>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(app.webrtc.view(&id, &caller.0)?))
+    Ok(Json(server.view(&id, &caller.0)?.into()))
 }
 
 /// End a WebRTC session. The client that asked for the offer, or an admin.
 #[utoipa::path(delete, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 204, description = "Closing"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete(
+async fn delete(
     caller: Caller,
-    State(app): State<AppState>,
+    Extension(server): Extension<Arc<Server>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.webrtc.close(&id, &caller.0).await?;
+    server.close(&id, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }

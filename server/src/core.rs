@@ -1,0 +1,63 @@
+//! The state every part of the server shares: the hub, remote controls, live sessions,
+//! credentials, limits and the shutdown signal. It names no transport: transports hold a [`Core`]
+//! and keep their own state beside it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::hub::Hub;
+use crate::limits::{LimitConfig, PerAddress};
+use crate::metrics::{ScrapeHook, METRICS};
+use crate::remote::RemoteControls;
+use crate::sessions::Registry;
+
+/// Facts about this server process, fixed at start-up.
+#[derive(Debug)]
+pub struct ServerInfo {
+    pub started_at: SystemTime,
+    pub http_addr: SocketAddr,
+    pub quic_addr: SocketAddr,
+    pub cert_sha256: String,
+    pub cert_pem: String,
+    pub self_signed: bool,
+}
+
+/// Cheap to clone: everything is behind `Arc`s.
+#[derive(Debug, Clone)]
+pub struct Core {
+    pub hub: Hub,
+    pub remotes: Arc<RemoteControls>,
+    pub sessions: Arc<Registry>,
+    pub info: Arc<ServerInfo>,
+    pub auth: Arc<Auth>,
+    pub limits: LimitConfig,
+    /// Client sessions (every transport) per IP address.
+    pub client_addresses: Arc<PerAddress>,
+    /// Turns true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Core {
+    /// Keep the gauges of trains and remote controls current at each scrape, while the hook lives.
+    pub fn gauges(&self) -> ScrapeHook {
+        let (hub, remotes) = (self.hub.clone(), Arc::downgrade(&self.remotes));
+        crate::metrics::on_scrape(move || {
+            let m = &*METRICS;
+            let streams = hub.streams();
+            m.trains_known.set(streams.len() as i64);
+            m.trains_connected.set(streams.iter().filter(|s| s.is_online()).count() as i64);
+            if let Some(remotes) = remotes.upgrade() {
+                m.remote_controls.set(remotes.len() as i64);
+            }
+        })
+    }
+
+    /// Whether the server is shutting down.
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

@@ -1,0 +1,16 @@
+//! The HTTP edge every part of the server shares: the one error shape ([`ApiError`]), the
+//! extractors whose rejections use it, and who is calling ([`Caller`]). A leaf: it imports
+//! no transport, so transports and signaling front-ends can use it.
+
+mod caller;
+mod error;
+
+use std::time::SystemTime;
+
+pub use caller::{forbidden, Admin, Caller, UpgradeCaller};
+pub use error::{method_not_allowed, not_found, ApiError, ApiJson, ApiQuery, ErrorBody};
+
+/// A time as the API shows it: RFC 3339, milliseconds, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,210 @@
+//! What every transport does for a client, whatever carries the bytes: one place instead of one
+//! copy per transport.
+//!
+//! A transport accepts a connection, then opens a [`Relay`] for it. The relay registers the
+//! session, follows the remote control's mapping ([`Follower`]), says welcome, parses and admits
+//! the client's messages, runs its commands and hands back their answers, and says why the
+//! session must end. The transport keeps only its own I/O loop and back-pressure: it waits on
+//! [`Relay::next`] (video and train events while it has room for them, command answers, the end)
+//! beside its socket, and feeds the client's text to [`Relay::on_text`].
+//!
+//! Dependencies: transports → relay → hub; the relay knows no transport.
+
+mod admit;
+mod follow;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use railcast_protocol::client::{ClientMessage, ServerEvent};
+use tokio::sync::{mpsc, watch};
+
+pub use admit::{parse, Admission};
+pub use follow::{watch_credentials, Follower, Item};
+
+use crate::auth::Principal;
+use crate::core::Core;
+use crate::hub::Packet;
+use crate::remote::RemoteControl;
+use crate::sessions::{ClientSession, Registration};
+
+/// Command answers waiting for the transport, per session.
+const ANSWERS: usize = 64;
+
+/// Why a session must end, with the `closing` event the client gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The remote control was deleted.
+    Deleted(String),
+    /// The credential that opened the session was revoked or changed.
+    Revoked(String),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl End {
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Deleted(r) | Self::Revoked(r) => r.clone(),
+            Self::Shutdown => "server shutting down".into(),
+        }
+    }
+
+    /// The last event the client gets.
+    pub fn closing(&self) -> ServerEvent {
+        ServerEvent::Closing { reason: self.reason() }
+    }
+}
+
+/// The next thing a session must send, or its end.
+#[derive(Debug)]
+pub enum Next {
+    Packet(Packet),
+    /// A train event or a change of mapping.
+    Event(ServerEvent),
+    /// The answer of a command in flight (its ack, or why it failed).
+    Answer(ServerEvent),
+    End(End),
+}
+
+/// One client session's relay logic (see the module docs).
+#[derive(Debug)]
+pub struct Relay {
+    core: Core,
+    rc: Arc<RemoteControl>,
+    transport: &'static str,
+    registration: Registration,
+    follower: Follower,
+    admission: Admission,
+    answers_tx: mpsc::Sender<ServerEvent>,
+    answers: mpsc::Receiver<ServerEvent>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Relay {
+    /// Register a session of `principal` for `rc` over `transport` (its name in the API and
+    /// metrics) from `peer`, and follow the mapping. Returns the relay and the two events every
+    /// session starts with: `welcome`, then the current mapping.
+    pub fn open(
+        core: &Core,
+        rc: Arc<RemoteControl>,
+        principal: Principal,
+        transport: &'static str,
+        peer: String,
+    ) -> (Self, [ServerEvent; 2]) {
+        let registration = core.sessions.register(&rc.id, principal.clone(), transport, peer);
+        let (follower, mapping) = Follower::new(core, &rc, Arc::clone(&registration.info));
+        let welcome = ServerEvent::Welcome {
+            remote_control_id: rc.id.clone(),
+            transport: transport.into(),
+            train_id: follower.train().cloned(),
+            server_time_us: crate::now_us(),
+        };
+        let (answers_tx, answers) = mpsc::channel(ANSWERS);
+        let relay = Self {
+            admission: Admission::new(&core.limits, principal),
+            core: core.clone(),
+            rc,
+            transport,
+            registration,
+            follower,
+            answers_tx,
+            answers,
+            shutdown: core.shutdown.clone(),
+        };
+        (relay, [welcome, mapping])
+    }
+
+    /// The session as the registry shows it (counters to update).
+    pub fn info(&self) -> &Arc<ClientSession> {
+        &self.registration.info
+    }
+
+    /// Count one event handed to the transport.
+    pub fn event_sent(&self) {
+        self.info().events_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The next thing to send, or the end of the session (deleted, revoked, shutting down).
+    /// With `video` false (the transport has no room for more now), packets and train events
+    /// wait in the hub; command answers and the end still come. Cancel-safe.
+    pub async fn next(&mut self, video: bool) -> Next {
+        tokio::select! {
+            item = self.follower.next(), if video => match item {
+                Item::Packet(p) => Next::Packet(p),
+                Item::Event(ev) => Next::Event(ev),
+                Item::Closed(reason) => Next::End(End::Deleted(reason)),
+                Item::Revoked(reason) => {
+                    let info = &self.registration.info;
+                    tracing::info!(session = info.id, transport = self.transport, principal = %info.principal.name, "credential revoked: closing the session");
+                    Next::End(End::Revoked(reason))
+                }
+            },
+            // The relay holds a sender: `None` never comes.
+            Some(ev) = self.answers.recv() => Next::Answer(ev),
+            _ = crate::stopped(&mut self.shutdown) => Next::End(End::Shutdown),
+        }
+    }
+
+    /// Move up to `max` packets already queued to `out`, without waiting; returns how many.
+    pub fn drain_packets(&mut self, out: &mut impl Extend<Packet>, max: usize) -> usize {
+        self.follower.drain_packets(out, max)
+    }
+
+    /// An answer already waiting, if any.
+    pub fn try_answer(&mut self) -> Option<ServerEvent> {
+        self.answers.try_recv().ok()
+    }
+
+    /// Handle one JSON text message from the client: parse it, admit it, run it. Returns the
+    /// reply to send now (a pong, an error, a refusal), or `None` for an admitted command, whose
+    /// answer comes from [`Relay::answer`] once the train has acked it.
+    pub async fn on_text(&mut self, text: &str) -> Option<ServerEvent> {
+        let msg = match parse(text) {
+            Ok(m) => m,
+            Err(refusal) => return Some(refusal),
+        };
+        if let ClientMessage::Command { request_id, command: action } = &msg {
+            self.info().commands.fetch_add(1, Ordering::Relaxed);
+            let permit = match self.admission.admit_command(request_id, action) {
+                Ok(p) => p,
+                Err(refusal) => return Some(refusal),
+            };
+            let (core, rc, out) = (self.core.clone(), Arc::clone(&self.rc), self.answers_tx.clone());
+            tokio::spawn(async move {
+                let ev = answer(&core, &rc, msg).await;
+                let _ = out.send(ev).await;
+                drop(permit);
+            });
+            None
+        } else {
+            Some(answer(&self.core, &self.rc, msg).await)
+        }
+    }
+}
+
+/// Answer one client message. Commands go to the remote control's mapped train.
+async fn answer(core: &Core, rc: &RemoteControl, msg: ClientMessage) -> ServerEvent {
+    match msg {
+        ClientMessage::Ping { t } => ServerEvent::Pong { t, server_time_us: crate::now_us() },
+        ClientMessage::Command { request_id, command } => {
+            let Some(train) = rc.train() else {
+                return ServerEvent::CommandError {
+                    request_id,
+                    code: "not_mapped".into(),
+                    message: "this remote control is not mapped to a train".into(),
+                };
+            };
+            match core.hub.command(&train, command).await {
+                Ok(out) => ServerEvent::CommandAck {
+                    request_id,
+                    command_id: out.command_id,
+                    ok: out.ack.ok,
+                    message: out.ack.message,
+                    train_rtt_us: out.rtt.as_micros() as u64,
+                },
+                Err(e) => ServerEvent::CommandError { request_id, code: e.code().into(), message: e.to_string() },
+            }
+        }
+    }
+}

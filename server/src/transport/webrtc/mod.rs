@@ -1,0 +1,205 @@
+//! WebRTC transport: two data channels per peer, `video` (unordered, `maxRetransmits: 0`: a lost
+//! chunk costs its frame, never the stream) and `command` (ordered, reliable).
+//!
+//! Same shape as [`crate::transport::ws`]: [`Server`] accepts (it creates peers when a signaling
+//! front-end asks, in either direction) and one [`datachannel::Session`] task per peer owns it,
+//! around a [`crate::relay::Relay`]. The `video` channel carries exactly the packets the WebSocket
+//! transport carries; `command` carries the same JSON. The peer's send-buffer limit is on: when
+//! the channel is full the session stops draining its hub queue, so the hub drops whole frames
+//! for this peer only.
+//!
+//! - [`peers`]: the registry ([`Server`]), with plain types for the front-ends;
+//! - [`negotiate`]: the peer connection, SDP and candidates, both directions;
+//! - [`datachannel`]: the session over the two channels.
+//!
+//! Signaling front-ends live in `crate::signaling`; this module knows none of them.
+
+pub mod datachannel;
+pub mod negotiate;
+pub mod peers;
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
+
+pub use negotiate::{Candidate, NegotiationError};
+pub use peers::{Answer, Candidates, ClientCandidate, Offer, PeerError, PeerView, Server};
+
+use crate::config::{invalid, Config, ConfigError};
+
+/// The transport's name in the API and metric labels.
+pub const NAME: &str = "webrtc";
+
+/// The largest message webrtc-rs sends on a data channel: its default `a=max-message-size`,
+/// which railcast keeps. What a session may send is the size the SCTP transport negotiated
+/// (this, or less when the peer's SDP says so; RFC 8841).
+pub const MAX_MESSAGE_SIZE: usize = 65_536;
+
+/// A STUN or TURN server, used by the server and handed to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+/// WebRTC settings (`webrtc_*` in the configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the peers' UDP sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Address announced in candidates instead of `bind_ip` (deployments behind NAT).
+    pub advertised_ip: Option<IpAddr>,
+    /// UDP ports to bind, inclusive; `None`: any free port.
+    pub udp_ports: Option<(u16, u16)>,
+    /// STUN/TURN servers, used by the server and handed to clients.
+    pub ice_servers: Vec<IceServer>,
+    /// Only TURN relay candidates (ICE transport policy `relay`).
+    pub relay_only: bool,
+    /// A peer whose `video` channel is not open this long after it was created is reaped.
+    pub connect_timeout: Duration,
+    /// Per-channel send buffer limit, bytes.
+    pub send_buffer: usize,
+    /// Outbound SCTP packet budget, bytes; `None`: the library's default (1191).
+    pub sctp_mtu: Option<u32>,
+    /// Largest `video` message, bytes: packets are packed into messages up to this size
+    /// (docs/wire-format.md §2.6), and never above the peer's max-message-size.
+    pub video_message: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            advertised_ip: None,
+            udp_ports: None,
+            ice_servers: Vec::new(),
+            relay_only: false,
+            connect_timeout: Duration::from_secs(15),
+            send_buffer: 256 * 1024,
+            sctp_mtu: None,
+            video_message: MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl Settings {
+    /// The `webrtc_*` settings, parsed and validated.
+    pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
+        let advertised_ip = match c.webrtc_advertised_ip.trim() {
+            "" => None,
+            ip => {
+                Some(ip.parse().map_err(|_| invalid("webrtc_advertised_ip", format!("{ip:?} is not an IP address")))?)
+            }
+        };
+        let udp_ports = match c.webrtc_udp_ports.trim() {
+            "" => None,
+            range => {
+                let bad = || invalid("webrtc_udp_ports", format!("{range:?} is not a range like 50000-50100"));
+                let (lo, hi) = range.split_once('-').ok_or_else(bad)?;
+                let (lo, hi): (u16, u16) =
+                    (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+                if lo == 0 || lo > hi {
+                    return Err(bad());
+                }
+                Some((lo, hi))
+            }
+        };
+        let urls: Vec<String> =
+            c.webrtc_ice_servers.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+        for u in &urls {
+            if !(u.starts_with("stun:") || u.starts_with("stuns:") || u.starts_with("turn:") || u.starts_with("turns:"))
+            {
+                return Err(invalid(
+                    "webrtc_ice_servers",
+                    format!("{u:?} must start with stun:, stuns:, turn: or turns:"),
+                ));
+            }
+        }
+        let turn = urls.iter().any(|u| u.starts_with("turn"));
+        if turn && (c.webrtc_turn_username.is_empty() || c.webrtc_turn_credential.is_empty()) {
+            return Err(invalid(
+                "webrtc_turn_username",
+                "TURN servers need webrtc_turn_username and webrtc_turn_credential",
+            ));
+        }
+        if c.webrtc_relay_only && !turn {
+            return Err(invalid("webrtc_relay_only", "needs a turn: URL in webrtc_ice_servers"));
+        }
+        let ice_servers = if urls.is_empty() {
+            Vec::new()
+        } else {
+            vec![IceServer {
+                urls,
+                username: turn.then(|| c.webrtc_turn_username.clone()),
+                credential: turn.then(|| c.webrtc_turn_credential.clone()),
+            }]
+        };
+        if c.webrtc_connect_timeout.0 < Duration::from_millis(100) {
+            return Err(invalid("webrtc_connect_timeout", "must be at least 100ms"));
+        }
+        if !(16 * 1024..=64 << 20).contains(&c.webrtc_send_buffer) {
+            return Err(invalid("webrtc_send_buffer", "must be within 16 KiB..=64 MiB"));
+        }
+        if !(1..=MAX_MESSAGE_SIZE).contains(&c.webrtc_video_message) {
+            return Err(invalid("webrtc_video_message", format!("must be within 1..={MAX_MESSAGE_SIZE}")));
+        }
+        // One SCTP packet is one DTLS record in one datagram; Chromium drops DTLS packets over
+        // 2,048 bytes (record overhead: 37).
+        if c.webrtc_sctp_mtu != 0 && !(576..=2000).contains(&c.webrtc_sctp_mtu) {
+            return Err(invalid("webrtc_sctp_mtu", "must be 0 (the default) or within 576..=2000"));
+        }
+        Ok(Self {
+            bind_ip: c.webrtc_bind_ip,
+            advertised_ip,
+            udp_ports,
+            ice_servers,
+            relay_only: c.webrtc_relay_only,
+            connect_timeout: c.webrtc_connect_timeout.0,
+            send_buffer: c.webrtc_send_buffer,
+            sctp_mtu: (c.webrtc_sctp_mtu != 0).then_some(c.webrtc_sctp_mtu),
+            video_message: c.webrtc_video_message,
+        })
+    }
+}
+
+/// The transport's own metrics, registered in the process's registry on first use.
+#[derive(Debug)]
+pub struct WebRtcMetrics {
+    /// `railcast_webrtc_sessions{state}`: peers by connection state (refreshed at each scrape).
+    pub sessions: IntGaugeVec,
+    pub created: IntCounter,
+    pub failed: IntCounterVec,
+    pub setup_seconds: prometheus::Histogram,
+}
+
+pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
+    let r = crate::metrics::METRICS.registry();
+    let sessions = IntGaugeVec::new(
+        Opts::new("railcast_webrtc_sessions", "WebRTC sessions by peer connection state."),
+        &["state"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(sessions.clone())).expect("unique metric");
+    let created = IntCounter::new("railcast_webrtc_sessions_created_total", "WebRTC sessions created (offers made).")
+        .expect("valid metric");
+    r.register(Box::new(created.clone())).expect("unique metric");
+    let failed = crate::metrics::counter(
+        r,
+        "railcast_webrtc_sessions_failed_total",
+        "WebRTC sessions that never opened, by reason.",
+        &["reason"],
+    );
+    let setup_seconds = prometheus::Histogram::with_opts(
+        HistogramOpts::new("railcast_webrtc_setup_seconds", "Offer request to `video` data channel open.")
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+    )
+    .expect("valid metric");
+    r.register(Box::new(setup_seconds.clone())).expect("unique metric");
+    WebRtcMetrics { sessions, created, failed, setup_seconds }
+});
+
+#[cfg(test)]
+mod tests;
