@@ -55,7 +55,7 @@ impl DropReason {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Offer {
     Queued,
     Dropped,
@@ -252,5 +252,126 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.stream.unsubscribe(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The drop policy, synchronously: a [`Slot`] offered packets in the order a train sends
+    //! them, its queue drained by hand.
+
+    use railcast_protocol::packet::{packetize, Codec, FrameMeta};
+    use railcast_protocol::{CameraId, FrameSeq, VideoHeader};
+
+    use super::*;
+
+    /// The packets of frame `seq` of `camera`, `chunks` of them.
+    fn frame(camera: u16, seq: u32, keyframe: bool, chunks: usize) -> Vec<Packet> {
+        let meta = FrameMeta {
+            keyframe,
+            codec: Codec::H264AnnexB,
+            camera: CameraId(camera),
+            seq: FrameSeq(seq),
+            capture_us: 1,
+        };
+        let data = vec![0u8; chunks * 100];
+        packetize(meta, &data, 100)
+            .expect("packetize")
+            .into_iter()
+            .map(|bytes| Packet { header: VideoHeader::parse(&bytes, 100).expect("header"), bytes })
+            .collect()
+    }
+
+    struct Fixture {
+        slot: Slot,
+        rx: queue::Receiver<Packet>,
+        counters: Arc<SubscriberCounters>,
+        train: TrainId,
+    }
+
+    impl Fixture {
+        fn new(capacity: usize) -> Self {
+            let (tx, rx) = queue::channel(capacity);
+            let counters = Arc::new(SubscriberCounters::default());
+            Self {
+                slot: Slot::new(1, tx, Arc::clone(&counters)),
+                rx,
+                counters,
+                train: TrainId::new("train-1").expect("id"),
+            }
+        }
+
+        fn offer(&mut self, packets: &[Packet]) -> Vec<Offer> {
+            packets.iter().map(|p| self.slot.offer(p, Instant::now(), &self.train)).collect()
+        }
+
+        /// (camera, seq, chunk) of every packet queued, drained.
+        fn drain(&mut self) -> Vec<(u16, u32, u16)> {
+            let mut out = Vec::new();
+            self.rx.drain_into(&mut out, usize::MAX);
+            out.iter().map(|p| (p.header.camera.0, p.header.seq.0, p.header.chunk_index)).collect()
+        }
+
+        fn dropped(&self) -> (u64, u64) {
+            (
+                self.counters.packets_dropped.load(Ordering::Relaxed),
+                self.counters.frames_dropped.load(Ordering::Relaxed),
+            )
+        }
+    }
+
+    #[test]
+    fn a_new_subscriber_starts_at_a_keyframe() {
+        let mut f = Fixture::new(64);
+        assert_eq!(f.offer(&frame(0, 1, false, 2)), [Offer::Dropped, Offer::Dropped], "delta before any keyframe");
+        assert_eq!(f.dropped(), (2, 1));
+        assert_eq!(f.offer(&frame(0, 2, true, 2)), [Offer::Queued, Offer::Queued]);
+        assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Queued]);
+        assert_eq!(f.drain(), [(0, 2, 0), (0, 2, 1), (0, 3, 0)]);
+    }
+
+    #[test]
+    fn a_frame_is_admitted_whole_or_not_at_all_then_nothing_until_a_keyframe() {
+        let mut f = Fixture::new(4);
+        assert_eq!(f.offer(&frame(0, 1, true, 3)), [Offer::Queued; 3]);
+        // Room for 1: a 2-chunk frame does not fit, and neither does anything before the next keyframe.
+        assert_eq!(f.offer(&frame(0, 2, false, 2)), [Offer::Dropped; 2]);
+        f.drain();
+        assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Dropped], "a delta after the gap cannot be decoded");
+        assert_eq!(f.dropped(), (3, 2));
+        assert_eq!(f.offer(&frame(0, 4, true, 2)), [Offer::Queued; 2]);
+        assert_eq!(f.drain(), [(0, 4, 0), (0, 4, 1)]);
+        assert_eq!(f.counters.frames_queued.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_frame_cut_after_its_first_chunk_counts_once() {
+        let mut f = Fixture::new(3);
+        let key = frame(0, 1, true, 3);
+        assert_eq!(f.offer(&key[..1]), [Offer::Queued], "room for the whole frame at its first chunk");
+        // The consumer never reads; another camera's keyframe takes the room left.
+        assert_eq!(f.offer(&frame(1, 1, true, 2)), [Offer::Queued; 2]);
+        assert_eq!(f.offer(&key[1..]), [Offer::Dropped; 2]);
+        assert_eq!(f.dropped(), (2, 1), "two packets, one frame");
+    }
+
+    #[test]
+    fn cameras_recover_independently() {
+        let mut f = Fixture::new(4);
+        f.offer(&frame(0, 1, true, 1));
+        f.offer(&frame(1, 1, true, 1));
+        f.offer(&frame(0, 2, false, 3)); // does not fit: camera 0 waits for a keyframe
+        f.drain();
+        assert_eq!(f.offer(&frame(1, 2, false, 1)), [Offer::Queued], "camera 1 keeps forwarding");
+        assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Dropped], "camera 0 waits");
+        assert_eq!(f.drain(), [(1, 2, 0)]);
+    }
+
+    #[test]
+    fn a_gone_receiver_closes_the_slot() {
+        let mut f = Fixture::new(4);
+        let packets = frame(0, 1, true, 1);
+        drop(std::mem::replace(&mut f.rx, queue::channel(1).1));
+        assert_eq!(f.offer(&packets), [Offer::Closed]);
     }
 }
