@@ -13,6 +13,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests spawn the workspace binaries; build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# The HTTP contract: schemathesis against the real server's /api/openapi.json, every operation, as
+# admin, as viewer and with no token (about 30 s; docs/fuzzing.md, "The HTTP contract").
+./scripts/contract-fuzz.sh
 # The vendored rtc-sctp's own unit tests, which cover railcast's patch 13 (third_party/PATCHES.md).
 RTC_SCTP_TARGET="$(realpath -m "${CARGO_TARGET_DIR:-target}")/rtc-sctp" ./third_party/test-rtc-sctp.sh
 # The load tool: every benchmark scenario at tiny sizes against the debug build (checks that the
