@@ -8,9 +8,11 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The web console: unit tests (Vitest: the TypeScript wire decoder on the same golden vectors,
 # assembler, clock offset, Auto policy), then type-check and build into web-client/dist, which the
-# console end-to-end tests (server/tests/console_*.rs) serve.
+# console end-to-end tests (server/tests/browser/console_*.rs) serve.
 (cd web-client && npm test && npm run build)
-# The end-to-end tests spawn the workspace binaries; build them first.
+# The end-to-end tests spawn the workspace binaries; build them first. They are grouped by area
+# into one executable per directory of server/tests/ (each executable links webrtc-rs); inside
+# one, tests run on parallel threads, except those that take testkit::serial().
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
 # The HTTP contract: schemathesis against the real server's /api/openapi.json, every operation, as

@@ -1,6 +1,6 @@
-//! WebRTC remote controls (webrtc-rs) following the REST flow like a browser, as in
-//! `server/tests/support/webrtc.rs`: offer from the server, answer, trickle of our candidates
-//! (then end-of-candidates), and the `video` and `command` channels the server opens.
+//! WebRTC remote controls (webrtc-rs) following the REST flow like a browser, with the test kit's
+//! client peer (`testkit::webrtc`): offer from the server, answer, trickle of our candidates (then
+//! end-of-candidates), and the `video` and `command` channels the server opens.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -8,38 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
+use testkit::webrtc::{candidate_body, client_peer, PeerEvents};
 use tokio::sync::{mpsc, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
-};
+use webrtc::peer_connection::PeerConnection;
 
 use crate::server::Api;
 use crate::stats::{FrameCounter, Window};
 use crate::train::stopped;
-
-struct Handler {
-    candidates: mpsc::UnboundedSender<Option<Value>>,
-    channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        if let Ok(init) = event.candidate.to_json() {
-            let _ = self.candidates.send(Some(json!({"candidate": init.candidate, "sdpMid": "0", "sdpMLineIndex": 0})));
-        }
-    }
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.candidates.send(None);
-        }
-    }
-    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
-        let _ = self.channels.send(dc);
-    }
-}
 
 /// An open peer: both channels are open.
 pub struct RtcConn {
@@ -67,31 +43,10 @@ pub async fn connect(api: &Api, rc: &str, timeout: Duration) -> anyhow::Result<R
     let session_id = offer["session_id"].as_str().ok_or_else(|| anyhow!("no session_id"))?.to_owned();
     let sdp = offer["sdp"].as_str().ok_or_else(|| anyhow!("no sdp"))?.to_owned();
 
-    let (cand_tx, cand_rx) = mpsc::unbounded_channel();
-    let (dc_tx, mut dc_rx) = mpsc::unbounded_channel();
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                    .with_network_types(vec![rtc::ice::network_type::NetworkType::Udp4])
-                    .build(),
-            )
-            .with_handler(
-                Arc::new(Handler { candidates: cand_tx, channels: dc_tx }) as Arc<dyn PeerConnectionEventHandler>
-            )
-            .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| anyhow!("no async runtime for webrtc"))?)
-            .with_udp_addrs(vec!["127.0.0.1:0"])
-            .build()
-            .await
-            .context("client peer")?,
-    );
+    let (pc, events) = client_peer().await.context("client peer")?;
+    let PeerEvents { candidates: cand_rx, channels: mut dc_rx } = events;
     let opened = async {
-        pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
-        let answer = pc.create_answer(None).await?;
-        pc.set_local_description(answer).await?;
-        let answer_sdp = pc.local_description().await.ok_or_else(|| anyhow!("no local description"))?.sdp;
+        let answer_sdp = testkit::webrtc::answer(pc.as_ref(), sdp).await?;
         let body = json!({"session_id": session_id, "type": "answer", "sdp": answer_sdp});
         let (status, v) = api.call("POST", "/api/webrtc/answer", Some(body)).await?;
         if status != 204 {
@@ -133,13 +88,7 @@ async fn abandon(pc: &Arc<dyn PeerConnection>, api: &Api, sid: &str) {
 /// Post our candidates as they are gathered, then end-of-candidates.
 async fn trickle(api: Api, sid: String, mut rx: mpsc::UnboundedReceiver<Option<Value>>) {
     while let Some(c) = rx.recv().await {
-        let body = match c {
-            Some(mut c) => {
-                c["session_id"] = json!(sid);
-                c
-            }
-            None => json!({"session_id": sid, "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}),
-        };
+        let body = candidate_body(&sid, c);
         let end = body["candidate"] == "";
         if api.call("POST", "/api/webrtc/ice-candidate", Some(body)).await.is_err() || end {
             break;

@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
@@ -37,14 +36,10 @@ pub fn find_server_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
         bail!("--server-bin {}: no such file", p.display());
     }
-    let exe = std::env::current_exe().context("current exe")?;
-    let dir = exe.parent().ok_or_else(|| anyhow!("executable has no directory"))?;
-    for d in [Some(dir), dir.parent()].into_iter().flatten() {
-        let p = d.join("railcast-server");
-        if p.is_file() {
-            return Ok(p);
-        }
+    if let Some(p) = testkit::find_bin("railcast-server") {
+        return Ok(p);
     }
+    let exe = std::env::current_exe().context("current exe")?;
     bail!(
         "railcast-server not found next to {} — build it with the same profile \
          (`cargo build -p railcast-server`, or `--release`) or pass --server-bin PATH",
@@ -91,14 +86,11 @@ impl Server {
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         let read = async {
-            let (mut http, mut admin) = (None, None);
+            let mut banner = testkit::Banner::default();
             while let Some(line) = lines.next_line().await? {
-                if let Some(a) = line.strip_prefix("listening http ") {
-                    http = Some(a.to_owned());
-                } else if let Some(t) = line.strip_prefix("token admin ") {
-                    admin = t.split(' ').nth(1).map(String::from);
-                } else if line.starts_with("train token") {
-                    return Ok::<_, anyhow::Error>(http.zip(admin));
+                banner.read(&line);
+                if banner.trains {
+                    return Ok::<_, anyhow::Error>(banner.http.zip(banner.tokens.remove("admin")));
                 }
             }
             Ok(None)
@@ -157,7 +149,7 @@ pub struct Api {
     pub base: String,
     /// Sent as `Authorization: Bearer`.
     token: Option<String>,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>,
+    client: testkit::HttpClient,
 }
 
 impl Api {
@@ -167,29 +159,12 @@ impl Api {
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut req = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let payload = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                bytes::Bytes::from(v.to_string())
-            }
-            None => bytes::Bytes::new(),
-        };
-        let fut = self.client.request(req.body(Full::new(payload))?);
-        let resp = tokio::time::timeout(Duration::from_secs(20), fut)
+        let url = format!("{}{path}", self.base);
+        let fut = testkit::call(&self.client, self.token.as_deref(), method, &url, body);
+        let answer = tokio::time::timeout(Duration::from_secs(20), fut)
             .await
-            .map_err(|_| anyhow!("{method} {path}: timed out"))??;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        Ok((status, v))
+            .map_err(|_| anyhow!("{method} {path}: timed out"))?;
+        answer.map_err(|e| anyhow!(e))
     }
 
     /// Create a remote control; map it to `train` when given.

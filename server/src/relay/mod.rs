@@ -31,6 +31,10 @@ use crate::sessions::{ClientSession, Registration};
 /// Command answers waiting for the transport, per session.
 const ANSWERS: usize = 64;
 
+/// Where command tasks leave their answers. Made on the session's first command: an idle session
+/// (most of them) keeps no channel, whose first block holds 32 events.
+type Answers = Option<(mpsc::Sender<ServerEvent>, mpsc::Receiver<ServerEvent>)>;
+
 /// Why a session must end, with the `closing` event the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
@@ -76,8 +80,7 @@ pub struct Relay {
     registration: Registration,
     follower: Follower,
     admission: Admission,
-    answers_tx: mpsc::Sender<ServerEvent>,
-    answers: mpsc::Receiver<ServerEvent>,
+    answers: Answers,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -100,7 +103,6 @@ impl Relay {
             train_id: follower.train().cloned(),
             server_time_us: crate::now_us(),
         };
-        let (answers_tx, answers) = mpsc::channel(ANSWERS);
         let relay = Self {
             admission: Admission::new(&core.limits, principal),
             core: core.clone(),
@@ -108,8 +110,7 @@ impl Relay {
             transport,
             registration,
             follower,
-            answers_tx,
-            answers,
+            answers: None,
             shutdown: core.shutdown.clone(),
         };
         (relay, [welcome, mapping])
@@ -129,6 +130,7 @@ impl Relay {
     /// With `video` false (the transport has no room for more now), packets and train events
     /// wait in the hub; command answers and the end still come. Cancel-safe.
     pub async fn next(&mut self, video: bool) -> Next {
+        let answers = self.answers.as_mut().map(|(_, rx)| rx);
         tokio::select! {
             item = self.follower.next(), if video => match item {
                 Item::Packet(p) => Next::Packet(p),
@@ -141,7 +143,7 @@ impl Relay {
                 }
             },
             // The relay holds a sender: `None` never comes.
-            Some(ev) = self.answers.recv() => Next::Answer(ev),
+            Some(ev) = recv(answers) => Next::Answer(ev),
             _ = crate::stopped(&mut self.shutdown) => Next::End(End::Shutdown),
         }
     }
@@ -153,7 +155,7 @@ impl Relay {
 
     /// An answer already waiting, if any.
     pub fn try_answer(&mut self) -> Option<ServerEvent> {
-        self.answers.try_recv().ok()
+        self.answers.as_mut().and_then(|(_, rx)| rx.try_recv().ok())
     }
 
     /// Handle one JSON text message from the client: parse it, admit it, run it. Returns the
@@ -170,7 +172,8 @@ impl Relay {
                 Ok(p) => p,
                 Err(refusal) => return Some(refusal),
             };
-            let (core, rc, out) = (self.core.clone(), Arc::clone(&self.rc), self.answers_tx.clone());
+            let out = self.answers.get_or_insert_with(|| mpsc::channel(ANSWERS)).0.clone();
+            let (core, rc) = (self.core.clone(), Arc::clone(&self.rc));
             tokio::spawn(async move {
                 let ev = answer(&core, &rc, msg).await;
                 let _ = out.send(ev).await;
@@ -180,6 +183,14 @@ impl Relay {
         } else {
             Some(answer(&self.core, &self.rc, msg).await)
         }
+    }
+}
+
+/// The next event on `rx`; pending forever without one.
+async fn recv(rx: Option<&mut mpsc::Receiver<ServerEvent>>) -> Option<ServerEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

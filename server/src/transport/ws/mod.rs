@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use serde::Deserialize;
-use tokio_tungstenite_ws::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{invalid, Config, ConfigError};
 use crate::core::Core;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use railcast_protocol::client::ServerEvent;
-use tokio_tungstenite_ws::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite_ws::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::upgrade::Socket;
 use super::video::Batch;
@@ -85,7 +85,7 @@ impl Session {
                 return;
             }
         }
-        let mut batch = Batch::with_capacity(self.max_batch);
+        let mut batch = Batch::new();
         let metrics = crate::metrics::PacketOut::new(super::NAME);
 
         // A failed write ends the session without a closing handshake (the socket is broken, or

@@ -15,9 +15,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite_ws::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite_ws::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite_ws::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
 
 use super::stall::StallLimit;
 use crate::http::ApiError;

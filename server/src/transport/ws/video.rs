@@ -48,8 +48,9 @@ pub struct Batch<P = crate::hub::Packet> {
 }
 
 impl<P: AsRef<[u8]>> Batch<P> {
-    pub fn with_capacity(n: usize) -> Self {
-        Self { packets: Vec::with_capacity(n), headers: Vec::with_capacity(n) }
+    /// An empty batch; it allocates on its first packet, so an idle session holds none.
+    pub fn new() -> Self {
+        Self { packets: Vec::new(), headers: Vec::new() }
     }
 
     pub fn push(&mut self, packet: P) {
@@ -101,8 +102,8 @@ impl<P: AsRef<[u8]>> Batch<P> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use tokio_tungstenite_ws::tungstenite::protocol::frame::coding::{Data, OpCode};
-    use tokio_tungstenite_ws::tungstenite::protocol::frame::FrameHeader;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
     fn parse(bytes: &[u8]) -> (FrameHeader, u64, usize) {
         let mut cur = std::io::Cursor::new(bytes);
@@ -157,7 +158,7 @@ mod tests {
     async fn partial_writes_keep_every_byte_in_order() {
         let packets: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 100 + 300 * usize::from(i)])).collect();
         for step in [1, 3, 7, 1000, usize::MAX] {
-            let mut batch = Batch::with_capacity(8);
+            let mut batch = Batch::new();
             for p in &packets {
                 batch.push(p.clone());
             }

@@ -1,0 +1,14 @@
+//! The REST API and what stands behind it: the one error shape, the OpenAPI contract (live and
+//! committed), metrics, configuration layers, TLS files, persisted state and every limit.
+//!
+//! One behaviour per file; the files of an area share one test executable, since each executable
+//! links webrtc-rs (`testkit` holds what they share).
+
+mod api_errors;
+mod config_layers;
+mod contract;
+mod limits;
+mod metrics;
+mod openapi_drift;
+mod state_persistence;
+mod tls_files;

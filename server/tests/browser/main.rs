@@ -1,0 +1,15 @@
+//! Real browsers: Debian's Chromium, driven by playwright-core, on the plain WebRTC test page
+//! (`tests/browser/`) and on the operator console (`web-client/`, built into `web-client/dist`).
+//!
+//! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
+//! Every test here runs alone (`testkit::serial`): a Chromium decoding two cameras at 640×480,
+//! 30 fps and the simulator encoding them take the machine's two cores, and every scenario runs
+//! against deadlines.
+
+mod browser_webrtc;
+mod console_auto_fallback;
+mod console_restart;
+mod console_revoked;
+mod console_roles;
+mod console_webrtc;
+mod console_websocket;

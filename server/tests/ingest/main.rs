@@ -1,0 +1,14 @@
+//! Trains over QUIC: malformed packets and hellos, a second connection for an online train id, a
+//! train that restarts, vanishes mid-frame or jumps its clock, the simulator reconnecting, and
+//! commands to the train and their acks.
+//!
+//! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
+
+mod clock_jumps;
+mod commands;
+mod disconnect_mid_command;
+mod malformed_packets;
+mod sim_reconnect;
+mod train_id_takeover;
+mod train_restart;
+mod train_vanishes_mid_frame;

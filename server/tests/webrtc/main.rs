@@ -1,0 +1,13 @@
+//! Remote controls over WebRTC data channels (a webrtc-rs client): the server answering a client's
+//! offer, the signaling flow with exact frames, bad signaling input, half-open sessions, churn, TURN, and how video is packed into
+//! messages.
+//!
+//! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
+
+mod answering;
+mod webrtc_bad_input;
+mod webrtc_churn;
+mod webrtc_flow;
+mod webrtc_half_open;
+mod webrtc_turn;
+mod webrtc_video_messages;

@@ -1,0 +1,203 @@
+//! A network path with a bottleneck, on loopback: a UDP relay between a WebRTC client and the
+//! server whose server → client direction leaves at a fixed rate through a drop-tail queue, like
+//! the slowest link on the path to an operator's browser.
+//!
+//! The client is given the relay's address as the server's only candidate and keeps its own
+//! candidates to itself, so the server learns the client only as the relay's address (a
+//! peer-reflexive candidate) and every datagram of the session crosses the relay.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Datagrams and bytes that crossed, or were dropped at the full queue (server → client).
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    pub down_datagrams: AtomicU64,
+    pub down_bytes: AtomicU64,
+    pub down_dropped: AtomicU64,
+    pub up_datagrams: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Link {
+    /// Where the client sends: the server's address as the client sees it.
+    pub front: SocketAddr,
+    pub stats: Arc<LinkStats>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Relay to `server`; server → client leaves at `down_bps` bits/s, and a datagram that would
+    /// wait longer than `max_queue` in the queue is dropped.
+    pub async fn start(server: SocketAddr, down_bps: u64, max_queue: Duration) -> Link {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind front"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind back"));
+        let stats = Arc::new(LinkStats::default());
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+
+        let up = {
+            let (front, back, client, stats) =
+                (Arc::clone(&front), Arc::clone(&back), Arc::clone(&client), Arc::clone(&stats));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().expect("lock") = Some(from);
+                    stats.up_datagrams.fetch_add(1, Ordering::Relaxed);
+                    let _ = back.send_to(&buf[..n], server).await;
+                }
+            })
+        };
+        let down = {
+            let (back, stats) = (Arc::clone(&back), Arc::clone(&stats));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                // When the link is free again: each datagram occupies it for its size at the rate.
+                let mut free_at = Instant::now();
+                while let Ok((n, from)) = back.recv_from(&mut buf).await {
+                    if from != server {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let start = free_at.max(now);
+                    if start - now > max_queue {
+                        stats.down_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    free_at = start + airtime(n, down_bps);
+                    if tx.send((free_at, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let pacer = {
+            let (front, client, stats) = (Arc::clone(&front), Arc::clone(&client), Arc::clone(&stats));
+            tokio::spawn(async move {
+                while let Some((at, datagram)) = rx.recv().await {
+                    tokio::time::sleep_until(at).await;
+                    let to = *client.lock().expect("lock");
+                    if let Some(to) = to {
+                        stats.down_datagrams.fetch_add(1, Ordering::Relaxed);
+                        stats.down_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                        let _ = front.send_to(&datagram, to).await;
+                    }
+                }
+            })
+        };
+        Link { front: front.local_addr().expect("addr"), stats, tasks: vec![up, down, pacer] }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// How long `bytes` occupy a link of `bps` bits/s.
+fn airtime(bytes: usize, bps: u64) -> Duration {
+    Duration::from_nanos(bytes as u64 * 8 * 1_000_000_000 / bps)
+}
+
+/// The server's UDP host candidate on 127.0.0.1 in `sdp`.
+pub fn server_candidate(sdp: &str) -> SocketAddr {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate:") && l.contains(" typ host"))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2).is_some_and(|t| t.eq_ignore_ascii_case("udp")) && f.get(4) == Some(&"127.0.0.1"))
+                .then(|| format!("{}:{}", f[4], f[5]).parse().ok())
+                .flatten()
+        })
+        .expect("the offer has a UDP host candidate on 127.0.0.1")
+}
+
+/// `sdp` with `via` as its only candidate, in place of the server's `server` candidate.
+pub fn through(sdp: &str, server: SocketAddr, via: SocketAddr) -> String {
+    let needle = format!(" {} {} typ host", server.ip(), server.port());
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=candidate:") {
+            if !line.contains(&needle) {
+                continue;
+            }
+            out.push_str(&line.replace(&needle, &format!(" {} {} typ host", via.ip(), via.port())));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// `sdp` without its candidates.
+pub fn without_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
+        .collect()
+}
+
+/// The same bottleneck for TCP (a WebSocket client): a relay whose server → client direction
+/// leaves at `down_bps`, reading from the server through a receive buffer of `buffer` bytes, so
+/// that the server's socket sees the slow path's back-pressure as it would over a real link.
+#[derive(Debug)]
+pub struct TcpLink {
+    pub addr: SocketAddr,
+    pub stats: Arc<LinkStats>,
+    task: JoinHandle<()>,
+}
+
+impl TcpLink {
+    pub async fn start(server: SocketAddr, down_bps: u64, buffer: u32) -> TcpLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stats = Arc::new(LinkStats::default());
+        let st = Arc::clone(&stats);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket.set_recv_buffer_size(buffer).expect("SO_RCVBUF");
+                let Ok(upstream) = socket.connect(server).await else { continue };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                });
+                let st = Arc::clone(&st);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 1460];
+                    let mut free_at = Instant::now();
+                    while let Ok(n) = ur.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        free_at = free_at.max(Instant::now()) + airtime(n, down_bps);
+                        tokio::time::sleep_until(free_at).await;
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        st.down_datagrams.fetch_add(1, Ordering::Relaxed);
+                        st.down_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        TcpLink { addr, stats, task }
+    }
+}
+
+impl Drop for TcpLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,263 @@
+//! A webrtc-rs remote control that follows the REST signaling flow like a browser: offer from the
+//! server, answer, trickle of its own candidates (then end-of-candidates), `video` and `command`
+//! channels recorded with the same [`Recorder`] as the WebSocket client.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+};
+
+use crate::link::{self, Link};
+use crate::ws::{Client, Log, Outbox, Recorder};
+use crate::{api_as, Server};
+
+struct Handler {
+    candidates: mpsc::UnboundedSender<Option<Value>>,
+    channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.candidates.send(Some(json!({"candidate": init.candidate, "sdpMid": "0", "sdpMLineIndex": 0})));
+        }
+    }
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.candidates.send(None);
+        }
+    }
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let _ = self.channels.send(dc);
+    }
+}
+
+/// What a client peer reports: its candidates as it gathers them (`None` once gathering is
+/// complete), and each data channel the server opens.
+#[derive(Debug)]
+pub struct PeerEvents {
+    pub candidates: mpsc::UnboundedReceiver<Option<Value>>,
+    pub channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+}
+
+/// A client peer as a browser on loopback has it: UDP over IPv4 on 127.0.0.1, no mDNS.
+pub async fn client_peer() -> webrtc::error::Result<(Arc<dyn PeerConnection>, PeerEvents)> {
+    let (cand_tx, candidates) = mpsc::unbounded_channel();
+    let (dc_tx, channels) = mpsc::unbounded_channel();
+    let runtime = webrtc::runtime::default_runtime()
+        .ok_or_else(|| webrtc::error::Error::OtherPeerConnectionErr("no async runtime for webrtc".into()))?;
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                .with_network_types(vec![rtc::ice::network_type::NetworkType::Udp4])
+                .build(),
+        )
+        .with_handler(Arc::new(Handler { candidates: cand_tx, channels: dc_tx }) as Arc<dyn PeerConnectionEventHandler>)
+        .with_runtime(runtime)
+        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .build()
+        .await?;
+    Ok((Arc::new(pc), PeerEvents { candidates, channels }))
+}
+
+/// Apply the server's `offer` to `pc`, then make and apply the answer; the answer's SDP.
+pub async fn answer(pc: &dyn PeerConnection, offer: String) -> webrtc::error::Result<String> {
+    pc.set_remote_description(RTCSessionDescription::offer(offer)?).await?;
+    let answer = pc.create_answer(None).await?;
+    pc.set_local_description(answer).await?;
+    let local = pc.local_description().await;
+    local.map(|d| d.sdp).ok_or_else(|| webrtc::error::Error::OtherPeerConnectionErr("no local description".into()))
+}
+
+/// The `POST /api/webrtc/ice-candidate` body for one of [`PeerEvents::candidates`] of session
+/// `session_id` (`None`: end of candidates).
+pub fn candidate_body(session_id: &str, candidate: Option<Value>) -> Value {
+    match candidate {
+        Some(mut c) => {
+            c["session_id"] = json!(session_id);
+            c
+        }
+        None => json!({"session_id": session_id, "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}),
+    }
+}
+
+/// A client peer connection that has applied `offer` and made its answer (nothing sent).
+pub async fn answerer(offer: &str) -> Arc<dyn PeerConnection> {
+    let (pc, _events) = client_peer().await.expect("client peer");
+    answer(pc.as_ref(), offer.to_owned()).await.expect("answer");
+    pc
+}
+
+pub struct RtcClient {
+    pub client: Client,
+    pub pc: Arc<dyn PeerConnection>,
+    pub session_id: String,
+    /// Offer request → both channels open, as this client saw it.
+    pub setup: Duration,
+}
+
+impl std::fmt::Debug for RtcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtcClient")
+            .field("client", &self.client)
+            .field("session_id", &self.session_id)
+            .field("setup", &self.setup)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RtcClient {
+    /// Connect as the admin.
+    pub async fn connect(server: &Server, remote_control_id: &str) -> RtcClient {
+        let admin = server.tokens.get("admin").cloned();
+        Self::connect_as(server, remote_control_id, admin.as_deref()).await
+    }
+
+    /// Connect with `token` for every signaling call.
+    pub async fn connect_as(server: &Server, remote_control_id: &str, token: Option<&str>) -> RtcClient {
+        Self::connect_inner(server, remote_control_id, token, None).await.0
+    }
+
+    /// Connect as the admin through a [`Link`] whose server → client direction carries
+    /// `down_bps` bits/s and queues at most `max_queue`: every datagram crosses it.
+    pub async fn connect_through(
+        server: &Server,
+        remote_control_id: &str,
+        down_bps: u64,
+        max_queue: Duration,
+    ) -> (RtcClient, Link) {
+        let admin = server.tokens.get("admin").cloned();
+        let (c, link) =
+            Self::connect_inner(server, remote_control_id, admin.as_deref(), Some((down_bps, max_queue))).await;
+        (c, link.expect("link"))
+    }
+
+    async fn connect_inner(
+        server: &Server,
+        remote_control_id: &str,
+        token: Option<&str>,
+        through: Option<(u64, Duration)>,
+    ) -> (RtcClient, Option<Link>) {
+        let start = Instant::now();
+        let (status, offer) = api_as(
+            token,
+            "POST",
+            &server.url("/api/webrtc/offer"),
+            Some(json!({"remote_control_id": remote_control_id})),
+        )
+        .await;
+        assert_eq!(status, 200, "{offer}");
+        assert_eq!(offer["type"], "offer");
+        let session_id = offer["session_id"].as_str().expect("session_id").to_owned();
+        let sdp = offer["sdp"].as_str().expect("sdp").to_owned();
+        assert!(sdp.contains("a=candidate:"), "the offer carries the server's host candidates");
+        let (sdp, link) = match through {
+            None => (sdp, None),
+            Some((down_bps, max_queue)) => {
+                let server_addr = link::server_candidate(&sdp);
+                let link = Link::start(server_addr, down_bps, max_queue).await;
+                (link::through(&sdp, server_addr, link.front), Some(link))
+            }
+        };
+
+        let (pc, events) = client_peer().await.expect("client peer");
+        let PeerEvents { candidates: mut cand_rx, channels: mut dc_rx } = events;
+        let mut answer_sdp = answer(pc.as_ref(), sdp).await.expect("answer");
+        if link.is_some() {
+            // The answer may already list our candidates (when gathering was quick): the server
+            // must know this client by the link's address alone.
+            answer_sdp = link::without_candidates(&answer_sdp);
+        }
+        let (status, v) = api_as(
+            token,
+            "POST",
+            &server.url("/api/webrtc/answer"),
+            Some(json!({"session_id": session_id, "type": "answer", "sdp": answer_sdp})),
+        )
+        .await;
+        assert_eq!(status, 204, "{v}");
+
+        // Trickle our candidates, then end-of-candidates. Through a link, only the end: the server
+        // must know this client by the link's address alone.
+        let url = server.url("/api/webrtc/ice-candidate");
+        let sid = session_id.clone();
+        let token = token.map(String::from);
+        let trickle = link.is_none();
+        tokio::spawn(async move {
+            while let Some(c) = cand_rx.recv().await {
+                if c.is_some() && !trickle {
+                    continue;
+                }
+                let body = candidate_body(&sid, c);
+                let end = body["candidate"] == "";
+                let (status, v) = api_as(token.as_deref(), "POST", &url, Some(body)).await;
+                assert!(status == 204 || status == 404, "ice-candidate: {status} {v}");
+                if end {
+                    break;
+                }
+            }
+        });
+
+        let log = Arc::new(Mutex::new(Log::default()));
+        let rec = Arc::new(Mutex::new(Recorder::default()));
+        let mut command = None;
+        let mut video = false;
+        while command.is_none() || !video {
+            let dc = tokio::time::timeout(Duration::from_secs(10), dc_rx.recv())
+                .await
+                .expect("data channels in time")
+                .expect("channel");
+            let label = dc.label().await.expect("label");
+            match label.as_str() {
+                "video" => {
+                    assert!(!dc.ordered().await.expect("ordered"), "video must be unordered");
+                    video = true;
+                }
+                "command" => {
+                    assert!(dc.ordered().await.expect("ordered"), "command must be ordered");
+                    command = Some(Arc::clone(&dc));
+                }
+                other => panic!("unexpected channel {other}"),
+            }
+            let (log, rec) = (Arc::clone(&log), Arc::clone(&rec));
+            tokio::spawn(async move {
+                while let Some(ev) = dc.poll().await {
+                    match ev {
+                        DataChannelEvent::OnMessage(m) if m.is_string => {
+                            rec.lock().expect("lock").text(&log, &String::from_utf8_lossy(&m.data))
+                        }
+                        DataChannelEvent::OnMessage(m) => {
+                            rec.lock().expect("lock").video_message(&log, m.data.freeze())
+                        }
+                        DataChannelEvent::OnClose => break,
+                        _ => {}
+                    }
+                }
+                let mut l = log.lock().expect("lock");
+                if l.closed.is_none() {
+                    l.closed = Some((0, format!("{label} channel closed")));
+                }
+            });
+        }
+        let setup = start.elapsed();
+        let command = command.expect("command channel");
+        (
+            RtcClient {
+                client: Client { log, out: Outbox::DataChannel(command), reader: None },
+                pc,
+                session_id,
+                setup,
+            },
+            link,
+        )
+    }
+}
