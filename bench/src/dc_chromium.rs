@@ -38,15 +38,17 @@ const TARGET_MBIT_S: f64 = 400.0;
 /// Server flags added unless `--server-arg` sets them. At 800 Mbit/s and 200 fps a frame is
 /// 500 KB (≈ 425 packets) and arrives as one burst: the default 256 KiB channel send buffer and
 /// 1,024-packet subscriber queue hold about two frames. Past that the hub drops this peer's frames
-/// until the next keyframe and the channel idles meanwhile (70–75 Mbit/s with the defaults), which
-/// measures the drop policy rather than the channel. With 8 MiB of send buffer and 16,384 packets
-/// of queue (≈ 19 MB) data is always queued for the channel; a peer slower than the train still
-/// falls behind and drops (counted), and latency shows the backlog.
+/// until the next keyframe and the channel idles meanwhile, which measures the drop policy rather
+/// than the channel (docs/benchmarks-history.md, "Session 4: one data channel to Chromium, the
+/// first measurement"). With 8 MiB of send buffer and 16,384 packets of queue (≈ 19 MB) data is
+/// always queued for the channel; a peer slower than the train still falls behind and drops
+/// (counted), and latency shows the backlog.
 ///
 /// The path is loopback (MTU 65,536), so SCTP packets may be as large as Chromium accepts
 /// (`--webrtc-sctp-mtu 2000`, docs/configuration.md): the browser pays per datagram, and this
 /// halves their number. The figure with the default 1191 (safe on any path) is in
-/// docs/benchmarks.md; `--server-arg=--webrtc-sctp-mtu=0` measures it.
+/// docs/benchmarks.md, "Current figures" (history: docs/benchmarks-history.md, "Session 5");
+/// `--server-arg=--webrtc-sctp-mtu=0` measures it.
 pub const SERVER_ARGS: &[(&str, &str)] =
     &[("--webrtc-send-buffer", "8388608"), ("--subscriber-queue", "16384"), ("--webrtc-sctp-mtu", "2000")];
 

@@ -27,9 +27,10 @@ pub struct WsResult {
 }
 
 /// Read buffer of a client. tungstenite zero-fills all of its spare read capacity before every
-/// read (`FrameCodec::read_in`); at the default 128 KiB that memset was 20 % of the tool's CPU at
-/// 1,000 clients, which delayed its reads. One 4 Mbit/s frame (15 messages, ≈ 17 KB) fits in
-/// 24 KiB.
+/// read (`FrameCodec::read_in`); at the default 128 KiB that memset was a large share of the
+/// tool's CPU at 1,000 clients and delayed its reads (docs/benchmarks-history.md, "Session 4: the
+/// WebSocket write path and the hub queue", item 4). One 4 Mbit/s frame (15 messages, ≈ 17 KB)
+/// fits in 24 KiB.
 const READ_BUFFER: usize = 24 * 1024;
 
 pub async fn connect(url: &str) -> anyhow::Result<Ws> {

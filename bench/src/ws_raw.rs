@@ -1,11 +1,12 @@
 //! A lean WebSocket client for the fan-out scenario's latency figures.
 //!
 //! tokio-tungstenite costs the tool about as much CPU per client as the server spends on it (a
-//! message allocated per packet, and its read buffer zero-filled before every read). At 1,000
-//! clients the tool then reads each frame late, and its own delay lands in the relay latency it
-//! reports. This client does the opening handshake by hand and then parses the server's frames
-//! (never masked, never fragmented: docs/wire-format.md) straight from one reusable buffer, taking
-//! the receive time right after each read.
+//! message allocated per packet, and its read buffer zero-filled before every read;
+//! docs/benchmarks-history.md, "Session 4: the WebSocket write path and the hub queue", item 4).
+//! At 1,000 clients the tool then reads each frame late, and its own delay lands in the relay
+//! latency it reports. This client does the opening handshake by hand and then parses the
+//! server's frames (never masked, never fragmented: docs/wire-format.md) straight from one
+//! reusable buffer, taking the receive time right after each read.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
