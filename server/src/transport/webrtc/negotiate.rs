@@ -39,14 +39,21 @@ pub struct PeerState {
     pub ice_connected_at: Mutex<Option<Instant>>,
     /// The media id of the data channels' m-line, for the server's trickled candidates.
     pub mid: Mutex<String>,
-    /// Channels the client opened (the answering direction), to the session task.
-    incoming: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
+    /// Channels the client opened, to the session task: only when the server answers (when it
+    /// offers, it opens them itself and keeps no channel for this).
+    incoming: Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>,
 }
 
 impl PeerState {
-    /// The state, and the channels the client will open.
-    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<dyn DataChannel>>) {
-        let (incoming, incoming_rx) = mpsc::unbounded_channel();
+    /// The state and, when the server answers (`answering`), the channels the client will open.
+    pub fn new(answering: bool) -> (Arc<Self>, Option<mpsc::UnboundedReceiver<Arc<dyn DataChannel>>>) {
+        let (incoming, incoming_rx) = match answering {
+            true => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let state = Arc::new(Self {
             connection: watch::Sender::new(RTCPeerConnectionState::New),
             ice: Mutex::new(RTCIceConnectionState::New),
@@ -163,7 +170,9 @@ impl PeerConnectionEventHandler for Handler {
         *lock(&self.state.ice) = state;
     }
     async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
-        let _ = self.state.incoming.send(data_channel);
+        if let Some(incoming) = &self.state.incoming {
+            let _ = incoming.send(data_channel);
+        }
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         if state == RTCPeerConnectionState::Connected {
