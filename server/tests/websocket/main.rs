@@ -4,6 +4,7 @@
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
 mod client_messages;
+mod closing_handshake;
 mod isolation;
 mod remap;
 mod shutdown;

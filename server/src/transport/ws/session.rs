@@ -7,9 +7,11 @@
 //! which is flushed before each batch so that frames never interleave.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use railcast_protocol::client::ServerEvent;
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -127,11 +129,48 @@ impl Session {
             Some(e) => tracing::debug!(session = id, "websocket write failed: {e}"),
             None => {
                 let frame = close.map(|(code, reason)| CloseFrame { code: code.into(), reason: reason.into() });
-                let _ = socket.close(frame).await;
+                goodbye(&mut socket, frame).await;
             }
         }
         tracing::debug!(session = id, "websocket session closed");
     }
+}
+
+/// The longest a closing connection waits for the client's side of the closing handshake.
+const LINGER: Duration = Duration::from_secs(1);
+/// After a read error, unread bytes still arriving are drained until the link is quiet this long.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// End the connection cleanly (RFC 6455 §5.5.1, §7.1.1): send our Close (`frame`), or the answer to
+/// the client's, and make sure it leaves; then read until the client's Close or the end of its
+/// stream, so that nothing is left unread when the socket is dropped: closing a TCP socket with
+/// unread data makes the kernel send a reset, which can destroy the Close frame before the client
+/// reads it (and a client that closed would see 1006 instead of its own code). At most
+/// [`LINGER`].
+async fn goodbye(socket: &mut Socket, frame: Option<CloseFrame>) {
+    let _ = socket.close(frame).await;
+    // After the client's Close, tungstenite queues the answer; `close` may return before it is
+    // written.
+    let _ = socket.flush().await;
+    let linger = async {
+        loop {
+            match socket.next().await {
+                // The handshake is complete (or the client is gone): the server closes TCP first.
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(_)) => continue,
+                // The stream is unreadable (the message that was too big): drain raw bytes.
+                Some(Err(_)) => break,
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let io = socket.get_mut();
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, io.read(&mut buf)).await {
+            if n == 0 {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, linger).await;
 }
 
 /// Handle one message (or the end, or an error) read from the client.
