@@ -126,11 +126,12 @@ fn router(
         // Revalidate on every load (ServeDir answers If-Modified-Since): a rebuilt console is
         // picked up without a hard reload.
         Some(root) => router.fallback_service(tower_http::set_header::SetResponseHeader::if_not_present(
-            tower_http::services::ServeDir::new(root),
+            tower_http::services::ServeDir::new(root)
+                .not_found_service(axum::handler::HandlerWithoutStateExt::into_service(http::not_found)),
             axum::http::header::CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-cache"),
         )),
-        None => router.route("/", get(api::status_page)),
+        None => router.route("/", get(api::status_page)).fallback(http::not_found),
     };
     router.layer(axum::extract::DefaultBodyLimit::max(max_body)).with_state(core)
 }

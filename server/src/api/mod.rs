@@ -4,7 +4,7 @@
 
 mod dto;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 pub use dto::*;
 
 use crate::core::Core;
-use crate::http::{Admin, ApiError, ApiJson, Caller, ErrorBody};
+use crate::http::{Admin, ApiError, ApiJson, ApiPath, Caller, ErrorBody};
 
 /// Longest remote-control name.
 pub const MAX_NAME: usize = 100;
@@ -96,8 +96,12 @@ async fn list_trains(_caller: Caller, State(app): State<Core>) -> Json<Vec<Train
 /// One train. Any role.
 #[utoipa::path(get, path = "/api/trains/{id}", tag = "trains",
     params(("id" = String, Path, description = "Train id")),
-    responses((status = 200, body = Train), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_train(_caller: Caller, State(app): State<Core>, Path(id): Path<String>) -> Result<Json<Train>, ApiError> {
+    responses((status = 200, body = Train), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_train(
+    _caller: Caller,
+    State(app): State<Core>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Train>, ApiError> {
     let stream =
         TrainId::new(id.clone()).ok().and_then(|t| app.hub.stream(&t)).ok_or_else(|| ApiError::train_not_found(&id))?;
     Ok(Json(Train::from(stream.snapshot())))
@@ -142,11 +146,11 @@ async fn create_remote_control(
 /// One remote control, with its live sessions and their counters. Any role that may use it.
 #[utoipa::path(get, path = "/api/remote-controls/{id}", tag = "remote-controls",
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 200, body = RemoteControlView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RemoteControlView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_remote_control(
     caller: Caller,
     State(app): State<Core>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RemoteControlView>, ApiError> {
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
     caller.may_use(&rc.id, rc.owner.as_deref())?;
@@ -156,11 +160,11 @@ async fn get_remote_control(
 /// Delete a remote control; its sessions are closed. Admin.
 #[utoipa::path(delete, path = "/api/remote-controls/{id}", tag = "remote-controls",
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_remote_control(
     _admin: Admin,
     State(app): State<Core>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     app.remotes.delete(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
     app.remotes.persist();
@@ -176,7 +180,7 @@ async fn delete_remote_control(
 async fn set_train(
     _admin: Admin,
     State(app): State<Core>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<SetTrain>,
 ) -> Result<Json<RemoteControlView>, ApiError> {
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
@@ -193,11 +197,11 @@ async fn set_train(
 /// Unmap a remote control: its sessions stop receiving video. Admin.
 #[utoipa::path(delete, path = "/api/remote-controls/{id}/train", tag = "remote-controls",
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 200, body = RemoteControlView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RemoteControlView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn unset_train(
     _admin: Admin,
     State(app): State<Core>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RemoteControlView>, ApiError> {
     let rc = app.remotes.get(&id).ok_or_else(|| ApiError::remote_control_not_found(&id))?;
     rc.set_train(None);

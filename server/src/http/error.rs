@@ -107,6 +107,22 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     }
 }
 
+/// `axum::extract::Path`, with rejections rendered as [`ApiError`] (400, `bad_path`): a path
+/// segment that is not valid UTF-8 once decoded (`/api/remote-controls/%00%ff`), say.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(p)) => Ok(Self(p)),
+            Err(r) => Err(ApiError::bad_request("bad_path", r.body_text())),
+        }
+    }
+}
+
 /// `axum::extract::Query`, with rejections rendered as [`ApiError`] (400, `bad_query`).
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);

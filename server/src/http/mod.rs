@@ -8,7 +8,7 @@ mod error;
 use std::time::SystemTime;
 
 pub use caller::{forbidden, Admin, Caller, UpgradeCaller};
-pub use error::{method_not_allowed, not_found, ApiError, ApiJson, ApiQuery, ErrorBody};
+pub use error::{method_not_allowed, not_found, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 
 /// A time as the API shows it: RFC 3339, milliseconds, UTC.
 pub fn rfc3339(t: SystemTime) -> String {

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::core::Core;
-use crate::http::{forbidden, Admin, ApiError, ApiJson, ApiQuery, Caller, ErrorBody};
+use crate::http::{forbidden, Admin, ApiError, ApiJson, ApiPath, ApiQuery, Caller, ErrorBody};
 use crate::transport::webrtc::{self, PeerError, Server};
 
 /// A STUN or TURN server for the client's `RTCPeerConnection`.
@@ -254,7 +254,7 @@ async fn ice_candidate(
 async fn server_candidates(
     caller: Caller,
     Extension(server): Extension<Arc<Server>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<CandidatesQuery>,
 ) -> Result<Json<ServerCandidates>, ApiError> {
     let wait = std::time::Duration::from_millis(q.wait_ms);
@@ -275,11 +275,11 @@ async fn list(_admin: Admin, Extension(server): Extension<Arc<Server>>) -> Json<
 /// One WebRTC session. The client that asked for the offer, or an admin.
 #[utoipa::path(get, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_one(
     caller: Caller,
     Extension(server): Extension<Arc<Server>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     Ok(Json(server.view(&id, &caller.0)?.into()))
 }
@@ -287,11 +287,11 @@ async fn get_one(
 /// End a WebRTC session. The client that asked for the offer, or an admin.
 #[utoipa::path(delete, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 204, description = "Closing"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Closing"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete(
     caller: Caller,
     Extension(server): Extension<Arc<Server>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     server.close(&id, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)

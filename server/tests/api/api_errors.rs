@@ -51,6 +51,11 @@ async fn bad_requests_get_json_errors() {
 
     let (s, b) = api("GET", &u("/api/nothing-here"), None).await;
     assert_error(s, &b, 404, "not_found");
+    // Outside /api too, and with a path segment that is not UTF-8 once decoded.
+    let (s, b) = api("GET", &u("/nothing-here"), None).await;
+    assert_error(s, &b, 404, "not_found");
+    let (s, b) = api("GET", &u("/api/remote-controls/%00%ff"), None).await;
+    assert_error(s, &b, 400, "bad_path");
     let (s, b) = api("PATCH", &u("/api/trains"), None).await;
     assert_error(s, &b, 405, "method_not_allowed");
 

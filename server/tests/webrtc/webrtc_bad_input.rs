@@ -101,6 +101,25 @@ async fn bad_signaling_is_refused_and_harms_no_one() {
         &[400],
         "bad_candidate",
     );
+    assert_error(
+        "candidate naming a host",
+        api(
+            "POST",
+            &u("/api/webrtc/ice-candidate"),
+            Some(json!({"session_id": a, "candidate": "candidate:1 1 udp 2122260223 example.com 9 typ host"})),
+        )
+        .await,
+        &[400],
+        "bad_candidate",
+    );
+    let audio_answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n";
+    assert_error(
+        "an answer without the data-channel section",
+        api("POST", &u("/api/webrtc/answer"), Some(json!({"session_id": a, "type": "answer", "sdp": audio_answer})))
+            .await,
+        &[400],
+        "bad_sdp",
+    );
     // A trickled candidate before the answer is accepted (queued), as browsers may send it early.
     let (status, v) = api("POST", &u("/api/webrtc/ice-candidate"), Some(json!({"session_id": a, "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}))).await;
     assert_eq!(status, 204, "{v}");

@@ -369,6 +369,13 @@ pub fn check_candidate(line: &str) -> Result<(), NegotiationError> {
     if fields.get(6).is_some_and(|f| *f != "typ") {
         return bad(format!("expected \"typ\" as the 7th field, got {:?}", fields[6]));
     }
+    // The server must never resolve or contact a name a client handed it: an address is an IP
+    // address, or an mDNS name (`….local`, which browsers use to hide theirs; mDNS is off here).
+    if let Some(address) = fields.get(4) {
+        if address.parse::<IpAddr>().is_err() && !address.to_ascii_lowercase().ends_with(".local") {
+            return bad(format!("the address {address:?} is neither an IP address nor an mDNS .local name"));
+        }
+    }
     match rtc::ice::candidate::unmarshal_candidate(body) {
         Ok(_) => Ok(()),
         Err(e) => bad(e.to_string()),

@@ -316,6 +316,15 @@ impl Server {
         if s.closed.load(Ordering::Relaxed) {
             return Err(PeerError::Closed(s.id.clone()));
         }
+        if negotiate::application_mid(&sdp).is_none() {
+            // An answer without it (an audio m-line, say) would be applied and the session would
+            // only time out.
+            return Err(NegotiationError::BadSdp(
+                "the answer has no data-channel section (m=application … webrtc-datachannel) to answer the offer's"
+                    .into(),
+            )
+            .into());
+        }
         let desc = RTCSessionDescription::answer(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         if s.answered.swap(true, Ordering::AcqRel) {
             return Err(PeerError::AlreadyAnswered(s.id.clone()));

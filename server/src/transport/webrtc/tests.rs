@@ -31,3 +31,15 @@ fn the_data_channel_mid_is_read_from_the_offer() {
     assert_eq!(negotiate::application_mid(sdp).as_deref(), Some("data"));
     assert_eq!(negotiate::application_mid("v=0\r\nm=audio 9 UDP 0\r\na=mid:0\r\n"), None);
 }
+
+#[test]
+fn candidates_name_no_host_to_resolve() {
+    assert!(negotiate::check_candidate("candidate:1 1 udp 2122260223 3f1c2a9e-0b7d.local 50123 typ host").is_ok());
+    for named in [
+        "candidate:1 1 udp 2122260223 example.com 50123 typ host",
+        "candidate:1 1 udp 2122260223 localhost 50123 typ host",
+        "candidate:1 1 udp 1 turn.example.net 3478 typ relay raddr 0.0.0.0 rport 0",
+    ] {
+        assert!(negotiate::check_candidate(named).is_err(), "{named}");
+    }
+}
