@@ -93,34 +93,33 @@ env "${env_clean[@]}" RUST_LOG=warn,railcast_server=info "$server" \
   >"$out/server.out" 2>"$out/server.log" &
 pid=$!
 
-addr=""
-for _ in $(seq 300); do
-  addr="$(sed -n 's/^listening http //p' "$out/server.out")"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$addr" ]; then
-  echo "contract-fuzz: the server did not start; its log:" >&2
+# Run a check every 0.1 s, up to N times, while the server lives; succeed once it does.
+poll() {
+  local n=$1; shift
+  for _ in $(seq "$n"); do
+    "$@" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# Give up: say why, with the end of the server's log.
+start_failed() {
+  echo "contract-fuzz: $1; its log:" >&2
   tail -n 30 "$out/server.log" >&2
   exit 2
-fi
+}
+bound() { addr="$(sed -n 's/^listening http //p' "$out/server.out")"; [ -n "$addr" ]; }
+ready() { curl -fsS --max-time 2 "$base/readyz" >/dev/null 2>&1 && [ -s "$creds" ]; }
+
+addr=""
+poll 300 bound || start_failed "the server did not start"
 case "$addr" in
   127.*) ;;
   *) echo "contract-fuzz: the server listens on $addr, not on loopback" >&2; exit 2 ;;
 esac
 base="http://$addr"
-ready=""
-for _ in $(seq 100); do
-  if curl -fsS --max-time 2 "$base/readyz" >/dev/null 2>&1 && [ -s "$creds" ]; then ready=1; break; fi
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$ready" ]; then
-  echo "contract-fuzz: $base/readyz did not answer 200; the server's log:" >&2
-  tail -n 30 "$out/server.log" >&2
-  exit 2
-fi
+poll 100 ready || start_failed "$base/readyz did not answer 200"
 echo "contract-fuzz: server $base (pid $pid), output in $out" >&2
 
 # Trains, so that the train routes answer with real ones (the Train schema, cameras and all):

@@ -29,15 +29,25 @@ async fn close_from_server(ws: &mut Ws) -> Result<Option<CloseFrame>, String> {
     tokio::time::timeout(Duration::from_secs(5), wait).await.map_err(|_| "no Close frame within 5 s".to_owned())?
 }
 
+/// A server with one remote control.
+async fn server() -> (Server, String) {
+    let server = Server::start(&scratch("closing_handshake"), &[]).await;
+    let rc = remote_control(&server, None).await;
+    (server, rc)
+}
+
+/// A WebSocket session of `rc`, past its welcome (the session is running).
+async fn session(server: &Server, rc: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(rc)).await.expect("ws connect");
+    assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+    ws
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_close_is_answered_with_a_close() {
-    let dir = scratch("closing_handshake");
-    let server = Server::start(&dir, &[]).await;
-    let rc = remote_control(&server, None).await;
+    let (server, rc) = server().await;
     for round in 0..5 {
-        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(&rc)).await.expect("ws connect");
-        // The welcome, so the session is running.
-        assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+        let mut ws = session(&server, &rc).await;
         let frame = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
         ws.send(Message::Close(Some(frame))).await.expect("send close");
         let answer = close_from_server(&mut ws).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
@@ -52,12 +62,9 @@ async fn a_client_close_is_answered_with_a_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_message_gets_1009_even_with_more_unread() {
-    let dir = scratch("closing_handshake");
-    let server = Server::start(&dir, &[]).await;
-    let rc = remote_control(&server, None).await;
+    let (server, rc) = server().await;
     for round in 0..5 {
-        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(&rc)).await.expect("ws connect");
-        assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+        let mut ws = session(&server, &rc).await;
         // 70 KB whole, over the 64 KiB limit, then more the server will never read as messages.
         ws.feed(Message::Text("x".repeat(70_000).into())).await.expect("feed");
         ws.feed(Message::Text("y".repeat(200_000).into())).await.expect("feed");

@@ -39,22 +39,14 @@ pub struct PeerState {
     pub ice_connected_at: Mutex<Option<Instant>>,
     /// The media id of the data channels' m-line, for the server's trickled candidates.
     pub mid: Mutex<String>,
-    /// Channels the client opened, to the session task: only when the server answers (when it
-    /// offers, it opens them itself and keeps no channel for this).
-    incoming: Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>,
+    /// Channels the client opened, to the session task: set by [`answer`] (when the server offers,
+    /// it opens them itself and keeps no channel for this).
+    incoming: Mutex<Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>>,
 }
 
 impl PeerState {
-    /// The state and, when the server answers (`answering`), the channels the client will open.
-    pub fn new(answering: bool) -> (Arc<Self>, Option<mpsc::UnboundedReceiver<Arc<dyn DataChannel>>>) {
-        let (incoming, incoming_rx) = match answering {
-            true => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            false => (None, None),
-        };
-        let state = Arc::new(Self {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
             connection: watch::Sender::new(RTCPeerConnectionState::New),
             ice: Mutex::new(RTCIceConnectionState::New),
             candidates: Mutex::new(Vec::new()),
@@ -63,9 +55,8 @@ impl PeerState {
             connected_at: Mutex::new(None),
             ice_connected_at: Mutex::new(None),
             mid: Mutex::new("0".into()),
-            incoming,
-        });
-        (state, incoming_rx)
+            incoming: Mutex::new(None),
+        })
     }
 
     /// Wait until the local description has its host candidates (a millisecond or two) or, with
@@ -170,7 +161,7 @@ impl PeerConnectionEventHandler for Handler {
         *lock(&self.state.ice) = state;
     }
     async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
-        if let Some(incoming) = &self.state.incoming {
+        if let Some(incoming) = &*lock(&self.state.incoming) {
             let _ = incoming.send(data_channel);
         }
     }
@@ -313,23 +304,25 @@ pub async fn offer(
 }
 
 /// The server answers the client's `offer`, which must carry the data channels' m-line; the
-/// client opens `video` and `command` itself (they reach the session through
-/// [`PeerState::new`]'s receiver). Returns the answer once it has the host candidates.
+/// client opens `video` and `command` itself, and they arrive on the returned receiver. Returns
+/// the answer once it has the host candidates.
 pub async fn answer(
     pc: &Arc<dyn PeerConnection>,
     state: &PeerState,
     config: &Settings,
     offer: String,
-) -> Result<String, NegotiationError> {
+) -> Result<(String, mpsc::UnboundedReceiver<Arc<dyn DataChannel>>), NegotiationError> {
     let mid = application_mid(&offer).ok_or_else(|| {
         NegotiationError::BadSdp("the offer has no data-channel section (m=application … webrtc-datachannel)".into())
     })?;
     *lock(&state.mid) = mid;
+    let (inbox, incoming) = mpsc::unbounded_channel();
+    *lock(&state.incoming) = Some(inbox);
     let desc = RTCSessionDescription::offer(offer).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
     pc.set_remote_description(desc).await.map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
     let answer = pc.create_answer(None).await.map_err(internal)?;
     pc.set_local_description(answer).await.map_err(internal)?;
-    local_sdp(pc, state, config).await
+    Ok((local_sdp(pc, state, config).await?, incoming))
 }
 
 async fn local_sdp(

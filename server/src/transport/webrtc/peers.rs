@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription};
 
 use super::datachannel::{self, Opening};
@@ -263,7 +263,7 @@ impl Server {
         }
         let slot = core.client_addresses.acquire(address)?;
         let created = Instant::now();
-        let (state, incoming) = PeerState::new(matches!(direction, Direction::ClientOffered(_)));
+        let state = PeerState::new();
         let pc = negotiate::build(&self.settings, &self.ports, Arc::clone(&state))
             .await
             .map_err(NegotiationError::Internal)?;
@@ -273,7 +273,7 @@ impl Server {
             }
             Direction::ClientOffered(offer) => negotiate::answer(&pc, &state, &self.settings, offer)
                 .await
-                .map(|sdp| (Opening::Incoming(incoming.unwrap_or_else(|| mpsc::unbounded_channel().1)), sdp, true)),
+                .map(|(sdp, incoming)| (Opening::Incoming(incoming), sdp, true)),
         };
         let (opening, sdp, answered) = match negotiated {
             Ok(r) => r,
