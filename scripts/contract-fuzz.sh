@@ -14,7 +14,7 @@
 # answering the viewer anything but 403, a protected route answering no token anything but 401,
 # a contract parameter that cannot be sent where it is declared, and a panic in the server log.
 # Needs: cargo build -p railcast-server -p railcast-train-sim; schemathesis from scripts/setup.sh
-# (a venv, pinned by tests/contract/requirements.txt). Takes about 30 s.
+# (a venv, pinned by tests/requirements.txt). Takes about 30 s.
 # Logs and reports: ${CARGO_TARGET_DIR:-target}/contract-fuzz/ (rewritten on each run).
 # Exit status: 0 passed, 1 findings, 2 on usage or start-up errors.
 set -euo pipefail

@@ -32,12 +32,13 @@ if [ ! -d "$here/web-client/node_modules/vite" ]; then
   (cd "$here/web-client" && npm ci --no-audit --no-fund)
 fi
 
-# schemathesis, the HTTP contract fuzzer (scripts/contract-fuzz.sh), in its own venv, every
-# package pinned by tests/contract/requirements.txt. Skipped when the venv already has exactly
-# those and imports schemathesis. RAILCAST_VENV overrides where the venv lives.
+# The test-only Python packages in their own venv, every package pinned by tests/requirements.txt:
+# schemathesis (scripts/contract-fuzz.sh), aiortc and aioquic (foreign peers driven by the
+# end-to-end tests). Skipped when the venv already has exactly those and imports all three.
+# RAILCAST_VENV overrides where the venv lives.
 venv="${RAILCAST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/railcast-venv}"
-reqs="$here/tests/contract/requirements.txt"
-if ! { cmp -s "$reqs" "$venv/railcast-requirements.txt" && "$venv/bin/python" -c 'import schemathesis' >/dev/null 2>&1; }; then
+reqs="$here/tests/requirements.txt"
+if ! { cmp -s "$reqs" "$venv/railcast-requirements.txt" && "$venv/bin/python" -c 'import schemathesis, aiortc, aioquic' >/dev/null 2>&1; }; then
   # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip).
   if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -49,7 +50,7 @@ if ! { cmp -s "$reqs" "$venv/railcast-requirements.txt" && "$venv/bin/python" -c
       exit 1
     fi
   fi
-  echo "setup: installing schemathesis into $venv"
+  echo "setup: installing the test-only Python packages into $venv"
   # --clear: a venv left half-made (interrupted install, Python upgraded under it) is made anew.
   python3 -m venv --clear "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$reqs"

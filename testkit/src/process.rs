@@ -276,3 +276,23 @@ impl Manifest {
         self.entries.iter().filter(move |e| e.train == t)
     }
 }
+
+/// The test-only venv's Python (scripts/setup.sh makes it; `RAILCAST_VENV` moves it), which has
+/// the foreign peers nobody on the project wrote: aiortc and aioquic (pinned by
+/// tests/requirements.txt). Fails the test saying how to make it.
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("RAILCAST_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+        cache.join("railcast-venv")
+    });
+    let python = venv.join("bin").join("python");
+    assert!(python.is_file(), "{} is missing: run ./scripts/setup.sh (it makes the test venv)", python.display());
+    python
+}
+
+/// A script of the foreign-peer suite, `tests/foreign/<name>` in the repository.
+pub fn foreign_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/foreign").join(name)
+}
