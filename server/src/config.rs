@@ -230,8 +230,17 @@ settings! {
     /// Client sessions (WebSocket + WebRTC) from one IP address at once, and, separately, train
     /// connections from one address; more are refused (429, or an error frame for trains).
     max_connections_per_address: usize = 2_048, "RAILCAST_MAX_CONNECTIONS_PER_ADDRESS";
+    /// HTTP connections open at once from one IP address (a WebSocket's stops counting once
+    /// upgraded: its session counts in max_connections_per_address); more get 429 and are closed.
+    max_http_connections_per_address: usize = 1_024, "RAILCAST_MAX_HTTP_CONNECTIONS_PER_ADDRESS";
     /// Largest HTTP request body, bytes; larger ones get 413.
     max_body: usize = 64 * 1024, "RAILCAST_MAX_BODY";
+    /// An HTTP request's header must arrive whole within this (also the longest an idle
+    /// kept-alive connection waits for its next request); then the connection is closed.
+    http_header_timeout: Dur = Dur(Duration::from_secs(10)), "RAILCAST_HTTP_HEADER_TIMEOUT";
+    /// An HTTP request's body must arrive whole within this, counted from its header; then the
+    /// request gets 408 and the connection is closed.
+    http_body_timeout: Dur = Dur(Duration::from_secs(10)), "RAILCAST_HTTP_BODY_TIMEOUT";
     /// Commands per second one client session may send, sustained; beyond it commands are
     /// refused (`command_error` code `rate_limited`).
     command_rate: f64 = 20.0, "RAILCAST_COMMAND_RATE";
@@ -295,9 +304,17 @@ impl Config {
             ("max_remote_controls", self.max_remote_controls),
             ("max_webrtc_sessions", self.max_webrtc_sessions),
             ("max_connections_per_address", self.max_connections_per_address),
+            ("max_http_connections_per_address", self.max_http_connections_per_address),
         ] {
             if v == 0 {
                 return Err(invalid(setting, "must be at least 1"));
+            }
+        }
+        for (setting, d) in
+            [("http_header_timeout", self.http_header_timeout), ("http_body_timeout", self.http_body_timeout)]
+        {
+            if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&d.0) {
+                return Err(invalid(setting, format!("must be within 100ms..=300s, got {d}")));
             }
         }
         if !(4 * 1024..=16 << 20).contains(&self.max_body) {
@@ -393,7 +410,10 @@ mod tests {
             (&["--max-remote-controls", "0"], "max_remote_controls"),
             (&["--max-webrtc-sessions", "0"], "max_webrtc_sessions"),
             (&["--max-connections-per-address", "0"], "max_connections_per_address"),
+            (&["--max-http-connections-per-address", "0"], "max_http_connections_per_address"),
             (&["--max-body", "10"], "max_body"),
+            (&["--http-header-timeout", "10ms"], "http_header_timeout"),
+            (&["--http-body-timeout", "301s"], "http_body_timeout"),
             (&["--command-rate", "0"], "command_rate"),
             (&["--command-burst", "0"], "command_burst"),
         ];

@@ -62,7 +62,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::sync::watch;
 use utoipa::OpenApi;
@@ -260,7 +259,12 @@ impl Server {
                 self_signed: identity.self_signed,
             }),
             auth: Arc::clone(&auth),
-            client_addresses: limits::PerAddress::new(limits.max_connections_per_address, "client sessions"),
+            client_addresses: limits::PerAddress::new(
+                limits.max_connections_per_address,
+                "client sessions",
+                limits::Limit::ConnectionsPerAddress,
+                "max_connections_per_address",
+            ),
             limits: limits.clone(),
             shutdown: stop_rx.clone(),
         };
@@ -268,8 +272,6 @@ impl Server {
         tokio::spawn(relay::watch_credentials(Arc::clone(&core.auth), Arc::clone(&core.remotes)));
         let ws = ws::Server::new(settings.ws.clone());
         let webrtc = webrtc::Server::new(settings.webrtc.clone());
-        let tune = settings.ws.clone();
-        let listener = http.tap_io(move |tcp| tune.tune(tcp));
         let web_root = std::path::PathBuf::from(&config.web_root);
         let web_root = if web_root.join("index.html").is_file() {
             tracing::info!(web_root = %web_root.display(), "serving the web console");
@@ -281,16 +283,25 @@ impl Server {
             );
             None
         };
-        let app = router(core, &ws, &webrtc, web_root.as_deref(), config.max_body)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let mut http_stop = stop_rx.clone();
-        let http_task = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut http_stop).await }).await
-        });
+        let sessions = Arc::clone(&core.sessions);
+        let app = router(core, &ws, &webrtc, web_root.as_deref(), config.max_body);
+        let serve = http::ServeSettings {
+            header_timeout: config.http_header_timeout.0,
+            body_timeout: config.http_body_timeout.0,
+            max_body: config.max_body,
+            max_per_address: config.max_http_connections_per_address,
+        };
+        let tune = settings.ws.clone();
+        let http_task = tokio::spawn(http::serve(http, app, serve, move |tcp| tune.tune(tcp), stop_rx.clone()));
         let gate = ingest::Gate {
             auth,
             max_trains: limits.max_trains,
-            addresses: limits::PerAddress::new(limits.max_connections_per_address, "train connections"),
+            addresses: limits::PerAddress::new(
+                limits.max_connections_per_address,
+                "train connections",
+                limits::Limit::ConnectionsPerAddress,
+                "max_connections_per_address",
+            ),
         };
         let quic_task = tokio::spawn(ingest::serve(quic, hub, ingest_config(&config), gate, stop_rx));
         tracing::info!(%http_addr, %quic_addr, "railcast server running");
@@ -298,14 +309,14 @@ impl Server {
         shutdown.await;
         tracing::info!(grace = %config.shutdown_grace, "shutting down");
         let _ = stop_tx.send(true);
+        // Done when requests in flight are answered, trains told, and every client session has
+        // said its goodbye (sessions run on their own tasks: the process must not end under them).
         let finish = async {
-            let http = http_task.await;
-            let _ = quic_task.await;
+            let (http, _, ()) = tokio::join!(http_task, quic_task, sessions.wait_empty());
             http
         };
         match tokio::time::timeout(config.shutdown_grace.0, finish).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(ServerError::Http(e)),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(join)) => Err(ServerError::Http(std::io::Error::other(join))),
             Err(_) => {
                 tracing::warn!("grace period over; exiting with sessions still open");

@@ -56,6 +56,12 @@ pub enum Limit {
     BodySize,
     MessageSize,
     CommandRate,
+    /// HTTP connections from one address.
+    HttpConnectionsPerAddress,
+    /// An HTTP request's header did not arrive within `http_header_timeout`.
+    HeaderTimeout,
+    /// An HTTP request's body did not arrive within `http_body_timeout`.
+    BodyTimeout,
 }
 
 impl Limit {
@@ -69,6 +75,9 @@ impl Limit {
             Self::BodySize => "body_size",
             Self::MessageSize => "message_size",
             Self::CommandRate => "command_rate",
+            Self::HttpConnectionsPerAddress => "http_connections_per_address",
+            Self::HeaderTimeout => "http_header_timeout",
+            Self::BodyTimeout => "http_body_timeout",
         }
     }
 
@@ -82,6 +91,9 @@ impl Limit {
             Self::BodySize => "body_too_large",
             Self::MessageSize => "message_too_large",
             Self::CommandRate => "rate_limited",
+            Self::HttpConnectionsPerAddress => "limit_http_connections_per_address",
+            Self::HeaderTimeout => "header_timeout",
+            Self::BodyTimeout => "body_timeout",
         }
     }
 
@@ -114,20 +126,22 @@ impl LimitHit {
 pub struct PerAddress {
     max: usize,
     what: &'static str,
+    limit: Limit,
+    setting: &'static str,
     live: DashMap<IpAddr, usize>,
 }
 
 impl PerAddress {
-    pub fn new(max: usize, what: &'static str) -> Arc<Self> {
-        Arc::new(Self { max, what, live: DashMap::new() })
+    /// `max` `what` per address, refused as `limit`, configured by `setting`.
+    pub fn new(max: usize, what: &'static str, limit: Limit, setting: &'static str) -> Arc<Self> {
+        Arc::new(Self { max, what, limit, setting, live: DashMap::new() })
     }
 
     /// Take one slot for `ip`, released when the guard drops.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<AddressGuard, LimitHit> {
         let mut n = self.live.entry(ip).or_insert(0);
         if *n >= self.max {
-            return Err(Limit::ConnectionsPerAddress
-                .refuse(format!("{ip} already has {} {} open (max_connections_per_address)", *n, self.what)));
+            return Err(self.limit.refuse(format!("{ip} already has {} {} open ({})", *n, self.what, self.setting)));
         }
         *n += 1;
         Ok(AddressGuard { owner: Arc::clone(self), ip })
@@ -198,7 +212,7 @@ mod tests {
 
     #[test]
     fn per_address_slots_are_released() {
-        let p = PerAddress::new(2, "sessions");
+        let p = PerAddress::new(2, "sessions", Limit::ConnectionsPerAddress, "max_connections_per_address");
         let ip: IpAddr = [127, 0, 0, 1].into();
         let a = p.acquire(ip).expect("1");
         let _b = p.acquire(ip).expect("2");

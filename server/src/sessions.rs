@@ -44,6 +44,8 @@ impl ClientSession {
 pub struct Registry {
     map: DashMap<u64, Arc<ClientSession>>,
     next_id: AtomicU64,
+    /// Woken each time the last session ends.
+    emptied: tokio::sync::Notify,
 }
 
 impl Registry {
@@ -87,6 +89,19 @@ impl Registry {
         v
     }
 
+    /// Resolves once no session is live (at shutdown: every session has said its goodbye).
+    pub async fn wait_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.map.is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
+
     pub fn all(&self) -> Vec<Arc<ClientSession>> {
         let mut v: Vec<_> = self.map.iter().map(|s| Arc::clone(s.value())).collect();
         v.sort_by_key(|s| s.id);
@@ -105,6 +120,9 @@ impl Drop for Registration {
     fn drop(&mut self) {
         if self.registry.map.remove(&self.info.id).is_some() {
             METRICS.sessions.with_label_values(&[self.info.transport]).dec();
+        }
+        if self.registry.map.is_empty() {
+            self.registry.emptied.notify_waiters();
         }
     }
 }

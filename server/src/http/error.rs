@@ -69,6 +69,9 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if super::is_body_timeout(&r) {
+            return Self::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", r.body_text());
+        }
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             let hit = crate::limits::Limit::BodySize.refuse("the request body is larger than max_body");
             return Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("{hit}: {}", r.body_text()));

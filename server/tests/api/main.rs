@@ -7,6 +7,7 @@
 mod api_errors;
 mod config_layers;
 mod contract;
+mod http_guards;
 mod limits;
 mod metrics;
 mod openapi_drift;

@@ -73,5 +73,11 @@ async fn an_oversized_message_gets_1009_even_with_more_unread() {
         let frame = frame.unwrap_or_else(|| panic!("round {round}: a Close without a code"));
         assert_eq!(u16::from(frame.code), 1009, "round {round}: {frame:?}");
         assert!(!frame.reason.is_empty(), "round {round}: the reason is given");
+        // The client answers the Close (tungstenite does, on the next read); the server, having
+        // drained what it did not read, ends TCP with a FIN: the end of the stream, no reset.
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => {}
+            other => panic!("round {round}: expected the end of the stream, got {other:?}"),
+        }
     }
 }

@@ -155,11 +155,13 @@ async fn goodbye(socket: &mut Socket, frame: Option<CloseFrame>) {
     let linger = async {
         loop {
             match socket.next().await {
-                // The handshake is complete (or the client is gone): the server closes TCP first.
-                Some(Ok(Message::Close(_))) | None => return,
+                // The handshake is complete: the server closes TCP first.
+                Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => continue,
-                // The stream is unreadable (the message that was too big): drain raw bytes.
-                Some(Err(_)) => break,
+                // The stream is unreadable (after the message that was too big, tungstenite
+                // ends it: `None`), or the client is gone: drain raw bytes until the end or a
+                // quiet link (at the end of the stream that returns at once).
+                Some(Err(_)) | None => break,
             }
         }
         let mut buf = [0u8; 4096];
