@@ -63,9 +63,11 @@ pub enum ServerEvent {
         max_payload: u32,
     },
     /// The remote control's mapping changed (or was set at connect time); video from the new train
-    /// follows this event, video from the old one stops before it.
+    /// follows this event, video from the old one stops before it. `cameras`: those of the train's
+    /// latest hello (in its order), also while it is offline; empty when not mapped or the train has
+    /// not connected since the server started.
     MappedTrainChanged { train_id: Option<TrainId>, online: bool, cameras: Vec<CameraInfo> },
-    /// The mapped train connected.
+    /// The mapped train connected; `cameras` are those of this connection's hello, in its order.
     TrainOnline { train_id: TrainId, cameras: Vec<CameraInfo> },
     /// The mapped train went away.
     TrainOffline { train_id: TrainId, reason: String },

@@ -26,6 +26,10 @@ export type ServerEvent =
        */
       max_payload?: number
     }
+  /**
+   * `cameras` (here and in `train_online`): the cameras of the train's latest hello, in its order
+   * (§4); here also while the train is offline, and `[]` when not mapped or never connected.
+   */
   | { type: 'mapped_train_changed'; train_id: string | null; online: boolean; cameras: CameraInfo[] }
   | { type: 'train_online'; train_id: string; cameras: CameraInfo[] }
   | { type: 'train_offline'; train_id: string; reason: string }
