@@ -140,7 +140,8 @@ mod tests {
         assert!(matches!(ev, ServerEvent::Welcome { max_payload: 900, .. }), "{ev:?}");
         assert_eq!(ev.to_json(), json);
         // A welcome from a server without the field: the largest payload the wire can express.
-        let old = r#"{"type":"welcome","remote_control_id":"rc","transport":"websocket","train_id":null,"server_time_us":1}"#;
+        let old =
+            r#"{"type":"welcome","remote_control_id":"rc","transport":"websocket","train_id":null,"server_time_us":1}"#;
         let ev: ServerEvent = serde_json::from_str(old).expect("old welcome");
         assert!(matches!(ev, ServerEvent::Welcome { max_payload: 65_535, .. }), "{ev:?}");
     }
