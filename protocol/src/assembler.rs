@@ -3,21 +3,25 @@
 //! Packets of a camera are grouped by frame sequence number; a frame is emitted when all of its
 //! chunks are present. Rules:
 //! - frames are emitted in increasing sequence order; a packet of a frame at or before the last
-//!   emitted one is *late* and dropped;
-//! - at most [`MAX_PARTIAL`] frames per camera are collected at once; when a newer frame completes,
-//!   older incomplete ones are dropped (*incomplete*);
+//!   completed one is *late* and dropped. A complete delta frame skipped while waiting for a keyframe
+//!   counts as completed (emitted): its copies and older frames are late;
+//! - at most [`MAX_PARTIAL`] frames per camera are collected at once, the frame a packet starts
+//!   included: starting one more first drops the oldest (*incomplete*), unless the packet's frame is
+//!   older than all of them (then the packet is *late*); when a newer frame completes, older
+//!   incomplete ones are dropped (*incomplete*);
 //! - after any loss (an incomplete frame, or a gap in sequence numbers) delta frames are skipped
 //!   until the next keyframe, since they cannot be decoded; a receiver starts in that state;
 //! - duplicate chunks are ignored; a packet whose chunk count disagrees with its frame's is dropped.
 //!
-//! The TypeScript client implements the same rules against the same golden vectors.
+//! The TypeScript client implements the same rules against the same golden vectors
+//! (docs/wire-format.md §2.5; the `assembler` vectors pin both edge cases above).
 
 use bytes::Bytes;
 
 use crate::ids::{CameraId, FrameSeq};
 use crate::packet::{Codec, VideoPacket};
 
-/// Frames collected at once per camera.
+/// Frames collected at once per camera, the frame a packet starts included.
 pub const MAX_PARTIAL: usize = 4;
 
 /// A complete encoded frame.

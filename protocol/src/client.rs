@@ -51,11 +51,23 @@ impl ClientMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {
     /// First message of every session.
-    Welcome { remote_control_id: String, transport: String, train_id: Option<TrainId>, server_time_us: u64 },
+    Welcome {
+        remote_control_id: String,
+        transport: String,
+        train_id: Option<TrainId>,
+        server_time_us: u64,
+        /// The server's payload limit (`max_payload`): it relays no packet whose payload is larger,
+        /// so a client refuses one as `payload_too_large` (wire format §2.1, step 5). A packet is at
+        /// most `26 + max_payload` bytes. Absent (a server before this field): the field's maximum.
+        #[serde(default = "max_payload_limit")]
+        max_payload: u32,
+    },
     /// The remote control's mapping changed (or was set at connect time); video from the new train
-    /// follows this event, video from the old one stops before it.
+    /// follows this event, video from the old one stops before it. `cameras`: those of the train's
+    /// latest hello (in its order), also while it is offline; empty when not mapped or the train has
+    /// not connected since the server started.
     MappedTrainChanged { train_id: Option<TrainId>, online: bool, cameras: Vec<CameraInfo> },
-    /// The mapped train connected.
+    /// The mapped train connected; `cameras` are those of this connection's hello, in its order.
     TrainOnline { train_id: TrainId, cameras: Vec<CameraInfo> },
     /// The mapped train went away.
     TrainOffline { train_id: TrainId, reason: String },
@@ -78,6 +90,10 @@ pub enum ServerEvent {
     Pong { t: f64, server_time_us: u64 },
     /// The server is closing this session.
     Closing { reason: String },
+}
+
+fn max_payload_limit() -> u32 {
+    crate::MAX_PAYLOAD_LIMIT as u32
 }
 
 impl ServerEvent {
@@ -115,6 +131,19 @@ mod tests {
         }
         let big = format!(r#"{{"type":"ping","t":1,"pad":"{}"}}"#, "x".repeat(MAX_CLIENT_MESSAGE));
         assert!(matches!(ClientMessage::parse(&big), Err(DecodeError::BodyTooLarge { .. })));
+    }
+
+    #[test]
+    fn welcome_carries_the_payload_limit() {
+        let json = r#"{"type":"welcome","remote_control_id":"rc","transport":"websocket","train_id":null,"server_time_us":1,"max_payload":900}"#;
+        let ev: ServerEvent = serde_json::from_str(json).expect("welcome");
+        assert!(matches!(ev, ServerEvent::Welcome { max_payload: 900, .. }), "{ev:?}");
+        assert_eq!(ev.to_json(), json);
+        // A welcome from a server without the field: the largest payload the wire can express.
+        let old =
+            r#"{"type":"welcome","remote_control_id":"rc","transport":"websocket","train_id":null,"server_time_us":1}"#;
+        let ev: ServerEvent = serde_json::from_str(old).expect("old welcome");
+        assert!(matches!(ev, ServerEvent::Welcome { max_payload: 65_535, .. }), "{ev:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use railcast_protocol::assembler::Assembler;
 use railcast_protocol::packet::{self, FrameMeta};
 use railcast_protocol::{ControlMessage, DecodeError, VideoPacket, DEFAULT_MAX_PAYLOAD};
 use serde_json::Value;
@@ -42,10 +43,44 @@ fn control_json(msg: &ControlMessage) -> Value {
     serde_json::json!({ key: v.expect("to json") })
 }
 
+/// Push every packet of `bytes` (back to back, as in a data-channel message) into one assembler:
+/// the frames it emits, each with the index of the packet that completed it, and its counters.
+fn assemble(bytes: &[u8], file: &str) -> (Value, Value) {
+    let mut a = Assembler::new();
+    let mut frames = Vec::new();
+    for (i, p) in railcast_protocol::message::split(bytes).enumerate() {
+        let p = p.unwrap_or_else(|e| panic!("{file}: packet {i}: {e}"));
+        let pkt = VideoPacket::parse(p.to_vec().into(), DEFAULT_MAX_PAYLOAD)
+            .unwrap_or_else(|e| panic!("{file}: packet {i}: {e}"));
+        if let Some(f) = a.push(&pkt) {
+            frames.push(serde_json::json!({
+                "after": i,
+                "camera": f.camera.0,
+                "seq": f.seq.0,
+                "keyframe": f.keyframe,
+                "capture_us": f.capture_us,
+                "data_hex": hex::encode(&f.data),
+            }));
+        }
+    }
+    let s = a.stats;
+    let stats = serde_json::json!({
+        "packets": s.packets,
+        "frames": s.frames,
+        "late_packets": s.late_packets,
+        "duplicate_packets": s.duplicate_packets,
+        "inconsistent_packets": s.inconsistent_packets,
+        "incomplete_frames": s.incomplete_frames,
+        "skipped_frames": s.skipped_frames,
+    });
+    (Value::Array(frames), stats)
+}
+
 #[test]
 fn golden_vectors() {
     let entries = manifest();
     assert!(entries.len() >= 25, "manifest lists {} vectors", entries.len());
+    assert!(entries.iter().filter(|e| e["kind"] == "assembler").count() >= 4, "assembler vectors missing");
     for e in entries {
         let file = e["file"].as_str().expect("file");
         let bytes = read_hex(file);
@@ -129,6 +164,12 @@ fn golden_vectors() {
                     assert_eq!(packed.len(), 1, "{file}");
                     assert_eq!(&packed[0].0[..], &bytes[..], "{file}: packing differs");
                 }
+            }
+            Some("assembler") => {
+                // Reassembly (§2.5): the packets, back to back, pushed one by one into one receiver.
+                let (frames, stats) = assemble(&bytes, file);
+                assert_eq!(frames, expect["frames"], "{file}: frames emitted");
+                assert_eq!(stats, expect["stats"], "{file}: counters");
             }
             other => panic!("{file}: unknown kind {other:?}"),
         }

@@ -1,4 +1,6 @@
 //! `--manifest FILE`: one JSON line per frame sent, so a client can prove end-to-end integrity.
+//! The line format (keys, units, what is hashed) is documented in docs/configuration.md, "The
+//! manifest"; changing [`Entry`] changes that contract.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -21,6 +23,7 @@ pub struct Entry<'a> {
     pub sha256: String,
 }
 
+/// SHA-256 of an encoded frame (the payloads of its packets in chunk order), lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

@@ -265,6 +265,28 @@ describe('console store: admin', () => {
   })
 })
 
+describe('console store: the welcome', () => {
+  it("sets the payload limit: a larger packet is refused as payload_too_large, counted and explained", async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    const l = fake.links[0]
+    l.h.onOpen()
+    l.h.onText(JSON.stringify({ type: 'welcome', remote_control_id: 'rc-new', transport: 'websocket', train_id: 't1', server_time_us: 1, max_payload: 100 }))
+    l.h.onText(JSON.stringify({ type: 'mapped_train_changed', train_id: 't1', online: true, cameras: [] }))
+    await settle()
+    const { encodeVideoPacket } = await import('../src/wire')
+    const pkt = (len: number) => encodeVideoPacket({ keyframe: false, codec: 'h264', camera: 0, seq: 1, captureUs: 1, chunkIndex: 0, chunkCount: 2 }, new Uint8Array(len))
+    l.h.onBinary(pkt(101))
+    l.h.onBinary(pkt(100))
+    expect(store.testHook()).toMatchObject({
+      payloadLimit: 100,
+      rejected: { payload_too_large: 1 },
+      lastRejection: "payload_too_large: payload of 101 bytes exceeds the limit of 100 (the server's max_payload)",
+    })
+    expect(store.log.some((e) => e.text === 'websocket: welcome as rc-new, payload limit 100 bytes')).toBe(true)
+  })
+})
+
 describe('console store: operator', () => {
   it('uses an assigned remote control (#rc= first), never creates or maps one', async () => {
     page('?transport=websocket&train=t9', '#token=op-token&rc=rc-2', { 'railcast.assignedRemoteControlId': 'rc-1' })

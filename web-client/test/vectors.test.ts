@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import {
-  DecodeError, decodeControl, DEFAULT_MAX_BODY, DEFAULT_MAX_PAYLOAD, encodeControl, encodeVideoPacket,
+  Assembler, DecodeError, decodeControl, DEFAULT_MAX_BODY, DEFAULT_MAX_PAYLOAD, encodeControl, encodeVideoPacket,
   FLAG_KEYFRAME, packetize, parseVideoPacket, splitVideoMessage,
 } from '../src/wire'
 
@@ -12,13 +12,17 @@ const dir = fileURLToPath(new URL('../../protocol/tests/vectors/', import.meta.u
 
 interface Entry {
   file: string
-  kind: 'video' | 'control' | 'video_message'
+  kind: 'video' | 'control' | 'video_message' | 'assembler'
   description: string
   expect: {
     ok?: Record<string, unknown>
     error?: string | null
     /** `video_message` (§2.6): the packets of the split, in order, and how each parses. */
     packets?: { hex: string; parse: string }[]
+    /** `assembler` (§2.5): the frames emitted, each with the index of the packet that completed it. */
+    frames?: { after: number; camera: number; seq: number; keyframe: boolean; capture_us: number; data_hex: string }[]
+    /** `assembler`: the counters at the end, named as the Rust `AssemblerStats`. */
+    stats?: Record<string, number>
   }
 }
 
@@ -54,12 +58,35 @@ function labelOf(f: () => unknown): string {
   return r
 }
 
+/** Push every packet of `bytes` (back to back, as in a data-channel message) into one assembler. */
+function assemble(bytes: Uint8Array) {
+  const { packets, error } = splitVideoMessage(bytes)
+  if (error) throw error
+  const a = new Assembler()
+  const frames = packets.flatMap((p, after) => {
+    const f = a.push(parseVideoPacket(p, DEFAULT_MAX_PAYLOAD))
+    return f ? [{ after, camera: f.camera, seq: f.seq, keyframe: f.keyframe, capture_us: f.captureUs, data_hex: toHex(f.data) }] : []
+  })
+  const s = a.stats
+  const stats = {
+    packets: s.packets,
+    frames: s.frames,
+    late_packets: s.latePackets,
+    duplicate_packets: s.duplicatePackets,
+    inconsistent_packets: s.inconsistentPackets,
+    incomplete_frames: s.incompleteFrames,
+    skipped_frames: s.skippedFrames,
+  }
+  return { frames, stats }
+}
+
 const manifest = JSON.parse(readFileSync(dir + 'manifest.json', 'utf8')) as Entry[]
 
 describe('golden vectors', () => {
   it('the manifest lists every vector file', () => {
     expect(manifest.length).toBeGreaterThanOrEqual(40)
     expect(manifest.filter((e) => e.kind === 'video_message').length).toBeGreaterThanOrEqual(10)
+    expect(manifest.filter((e) => e.kind === 'assembler').length).toBeGreaterThanOrEqual(4)
   })
 
   for (const e of manifest) {
@@ -99,6 +126,11 @@ describe('golden vectors', () => {
         expect(packets.map((p) => resultOf(() => parseVideoPacket(p, DEFAULT_MAX_PAYLOAD)))).toEqual(want.map((p) => p.parse))
         expect(error?.label ?? null).toBe(e.expect.error)
         for (const p of packets) expect(p.buffer).toBe(bytes.buffer)
+      } else if (e.kind === 'assembler') {
+        // Reassembly (§2.5): the packets pushed one by one into one receiver.
+        const { frames, stats } = assemble(bytes)
+        expect(frames).toEqual(e.expect.frames)
+        expect(stats).toEqual(e.expect.stats)
       } else if (e.kind === 'control') {
         if (e.expect.error) {
           expect(labelOf(() => decodeControl(bytes, DEFAULT_MAX_BODY))).toBe(e.expect.error)

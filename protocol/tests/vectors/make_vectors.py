@@ -166,6 +166,70 @@ message("video_message_err_control", "a control frame header inside a video mess
         [(chunks[0], "packet: chunk 0 of 3", "ok"), (vpkt(kind=0x12), "kind 0x12 (a command frame)", None)], error="wrong_kind")
 message("video_message_err_empty", "an empty message", [], error="truncated")
 
+
+# Reassembly (section 2.5): packets delivered one after another to one receiver, and what must come
+# out. The packets are back to back as in a data-channel message (2.6), each valid on its own (2.1).
+def fdata(seq, n):
+    return bytes((seq * 7 + i) % 256 for i in range(n))
+
+def fpkts(seq, key, n=40, count=1, camera=0):
+    """The packets of frame `seq` (n bytes split into `count` equal chunks), chunk 0 first."""
+    data, size = fdata(seq, n), n // count
+    return [vpkt(flags=int(key), camera=camera, seq=seq, ts=TS + seq * 33_333, idx=i, count=count,
+                 payload=data[i * size:(i + 1) * size]) for i in range(count)]
+
+def out(after, seq, key, n=40, camera=0):
+    return {"after": after, "camera": camera, "seq": seq, "keyframe": key, "capture_us": TS + seq * 33_333,
+            "data_hex": fdata(seq, n).hex()}
+
+def stats(packets, frames, late=0, duplicate=0, inconsistent=0, incomplete=0, skipped=0):
+    return {"packets": packets, "frames": frames, "late_packets": late, "duplicate_packets": duplicate,
+            "inconsistent_packets": inconsistent, "incomplete_frames": incomplete, "skipped_frames": skipped}
+
+def assembler(name, desc, steps, frames, st):
+    """steps: (packet, note) in delivery order; frames: what the receiver emits, `after` the index of
+    the packet that completes each; st: its counters at the end."""
+    lines = [f"# {name}: {desc}",
+             "# reassembly (wire format v1, section 2.5): video packets delivered in this order, back to back"]
+    for i, (data, note) in enumerate(steps):
+        lines.append(f"# packet {i}: {note}")
+        for j in range(0, len(data), 16):
+            lines.append(hexline(data[j:j + 16], "" if j else f"{len(data)} bytes"))
+    open(os.path.join(HERE, name + ".hex"), "w").write("\n".join(lines) + "\n")
+    manifest.append({"file": name + ".hex", "kind": "assembler", "description": desc,
+                     "expect": {"frames": frames, "stats": st}})
+
+k5, d6, k7, d8 = fpkts(5, True), fpkts(6, False), fpkts(7, True), fpkts(8, False)
+assembler("assembler_skipped_counts_as_emitted",
+          "a complete delta frame skipped while waiting for a keyframe counts as emitted: it and older frames are late",
+          [(d6[0], "delta 6, complete: skipped (a receiver starts waiting for a keyframe)"),
+           (k5[0], "keyframe 5, complete, but at or before 6: late, not shown"),
+           (d6[0], "delta 6 again: late, not collected a second time"),
+           (k7[0], "keyframe 7: shown"), (d8[0], "delta 8: shown")],
+          [out(3, 7, True), out(4, 8, False)], stats(5, 2, late=2, skipped=1))
+k0, d1, d2, k3 = fpkts(0, True), fpkts(1, False, count=2), fpkts(2, False), fpkts(3, True)
+assembler("assembler_skipped_mid_stream",
+          "after a loss, the missing chunk of the abandoned frame is late behind the skipped delta frame",
+          [(k0[0], "keyframe 0: shown"), (d1[0], "delta 1, chunk 0 of 2"),
+           (d2[0], "delta 2, complete: abandons 1 (incomplete) and is skipped"),
+           (d1[1], "delta 1, chunk 1 of 2: late (1 is before the skipped 2)"), (k3[0], "keyframe 3: shown")],
+          [out(0, 0, True), out(4, 3, True)], stats(5, 2, late=1, incomplete=1, skipped=1))
+four = [fpkts(s, s == 10, count=2) for s in (10, 11, 12, 13)]
+assembler("assembler_four_frames_collecting",
+          "four frames collected at once, the limit: none is abandoned",
+          [(f[0], f"{'keyframe' if s == 10 else 'delta'} {s}, chunk 0 of 2") for s, f in zip((10, 11, 12, 13), four)]
+          + [(f[1], f"{'keyframe' if s == 10 else 'delta'} {s}, chunk 1 of 2: shown") for s, f in zip((10, 11, 12, 13), four)],
+          [out(4 + i, s, s == 10) for i, s in enumerate((10, 11, 12, 13))], stats(8, 4))
+five = [fpkts(s, s in (10, 11), count=2) for s in (10, 11, 12, 13, 14)]
+kind = lambda s: "keyframe" if s in (10, 11) else "delta"
+assembler("assembler_fifth_frame_evicts_oldest",
+          "the frame being started counts among the four: starting a fifth abandons the oldest",
+          [(f[0], f"{kind(s)} {s}, chunk 0 of 2" + (": the fifth frame, abandons 10" if s == 14 else ""))
+           for s, f in zip((10, 11, 12, 13, 14), five)]
+          + [(five[0][1], "keyframe 10, chunk 1 of 2: late (older than the four collected)")]
+          + [(f[1], f"{kind(s)} {s}, chunk 1 of 2: shown") for s, f in zip((11, 12, 13, 14), five[1:])],
+          [out(6 + i, s, s == 11) for i, s in enumerate((11, 12, 13, 14))], stats(10, 4, late=1, incomplete=1))
+
 json.dump(manifest, open(os.path.join(HERE, "manifest.json"), "w"), indent=1)
 open(os.path.join(HERE, "manifest.json"), "a").write("\n")
 print(f"wrote {len(manifest)} vectors")

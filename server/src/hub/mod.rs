@@ -276,3 +276,44 @@ impl Drop for Publisher {
 pub(crate) fn keyframe_request() -> ControlMessage {
     ControlMessage::KeyframeRequest(KeyframeRequest { camera: None })
 }
+
+#[cfg(test)]
+mod tests {
+    use railcast_protocol::{CameraId, CameraInfo};
+
+    use super::*;
+
+    fn hello(train: &TrainId, cameras: &[u16]) -> Hello {
+        Hello {
+            train_id: train.clone(),
+            cameras: cameras
+                .iter()
+                .map(|&id| CameraInfo { id: CameraId(id), codec: "h264".into(), width: 64, height: 48, fps: 30 })
+                .collect(),
+            software: None,
+            token: None,
+        }
+    }
+
+    fn ids(stream: &Stream) -> Vec<u16> {
+        stream.cameras().iter().map(|c| c.id.0).collect()
+    }
+
+    /// What `mapped_train_changed` and `train_online` say about cameras (docs/wire-format.md §4):
+    /// none before the first hello, then the latest hello's in its order, kept while offline.
+    #[test]
+    fn cameras_are_the_latest_hellos_in_its_order() {
+        let hub = Hub::new(HubConfig::default());
+        let train = TrainId::new("train-1").expect("id");
+        let sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
+        assert_eq!(ids(sub.stream()), Vec::<u16>::new(), "mapped before the train ever connected");
+        let (control, _rx) = mpsc::channel(8);
+        let publisher = hub.connect_train(hello(&train, &[2, 0, 1]), control.clone());
+        assert_eq!(ids(sub.stream()), [2, 0, 1], "the hello's order, not sorted");
+        drop(publisher);
+        assert!(!sub.stream().is_online());
+        assert_eq!(ids(sub.stream()), [2, 0, 1], "the last known cameras while offline");
+        let _publisher = hub.connect_train(hello(&train, &[7]), control);
+        assert_eq!(ids(sub.stream()), [7], "a reconnection's hello replaces them");
+    }
+}

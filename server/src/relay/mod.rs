@@ -102,6 +102,8 @@ impl Relay {
             transport: transport.into(),
             train_id: follower.train().cloned(),
             server_time_us: crate::now_us(),
+            // What the hub accepts from trains, so the most a client is ever sent.
+            max_payload: core.hub.config().max_payload as u32,
         };
         let relay = Self {
             admission: Admission::new(&core.limits, principal),

@@ -1,5 +1,5 @@
 //! Remote controls over WebSocket: fan-out with exact frames, control frames among video, client
-//! messages, live remapping, isolation between trains, and shutdown.
+//! messages, live remapping, isolation between trains, shutdown, and what the welcome says.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
@@ -8,5 +8,6 @@ mod closing_handshake;
 mod isolation;
 mod remap;
 mod shutdown;
+mod welcome_payload_limit;
 mod ws_control_frames;
 mod ws_fanout;

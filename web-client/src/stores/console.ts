@@ -159,6 +159,7 @@ export const useConsole = defineStore('console', () => {
   const cameraStats = shallowRef<CameraStats[]>([])
   const clock = shallowRef<OffsetEstimate | null>(null)
   const rejected = shallowRef<Record<string, number>>({})
+  const lastRejection = shallowRef<string | null>(null)
   const lastCommandError = ref<CommandErrorView | null>(null)
 
   const phase = computed(() => phaseOf(policy.value))
@@ -398,6 +399,12 @@ export const useConsole = defineStore('console', () => {
 
   function onEvent(ev: ServerEvent, from: Kind, active: boolean) {
     switch (ev.type) {
+      case 'welcome':
+        // Every link speaks to the same server: take its limit before any video is let through
+        // (video waits for the mapping, which follows the welcome).
+        pipeline.setMaxPayload(ev.max_payload)
+        if (active) note(`${from}: welcome as ${ev.remote_control_id}, payload limit ${pipeline.payloadLimit()} bytes`)
+        return
       case 'pong':
         pipeline.clock.addPong(ev.t, now(), ev.server_time_us / 1000)
         return
@@ -408,9 +415,6 @@ export const useConsole = defineStore('console', () => {
     }
     if (!active) return
     switch (ev.type) {
-      case 'welcome':
-        note(`${from}: welcome as ${ev.remote_control_id}`)
-        break
       case 'mapped_train_changed':
         note(ev.train_id ? `mapped to ${ev.train_id} (${ev.online ? 'online' : 'offline'}, ${ev.cameras.length} cameras)` : 'not mapped to any train')
         applyMapping(ev)
@@ -645,6 +649,7 @@ export const useConsole = defineStore('console', () => {
       cameraStats.value = pipeline.stats()
       clock.value = pipeline.clockEstimate()
       rejected.value = { ...pipeline.rejected }
+      lastRejection.value = pipeline.lastRejection
     }, STATS_EVERY_MS)
     void begin()
   }
@@ -672,6 +677,8 @@ export const useConsole = defineStore('console', () => {
       lastAck: la ? { request_id: la.request_id, label: la.label, status: la.status, rtt_ms: la.rtt_ms, train_rtt_ms: la.train_rtt_ms, transport: la.transport } : null,
       commandBlocked: commandBlocked.value,
       rejected: { ...pipeline.rejected },
+      lastRejection: pipeline.lastRejection,
+      payloadLimit: pipeline.payloadLimit(),
       user: me.value?.name ?? null,
       role: role.value,
       hasToken: !!token.value,
@@ -690,7 +697,7 @@ export const useConsole = defineStore('console', () => {
     token, tokenSource, me, role, authError, tokenPrompt, assigned, noAssignment, rcProblem, manages,
     canCommand: computed(() => canCommand(role.value)),
     trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, policy, phase, details, log, telemetry,
-    acks, lastAck, lastCommandError, cameraStats, clock, rejected, commandBlocked,
+    acks, lastAck, lastCommandError, cameraStats, clock, rejected, lastRejection, commandBlocked,
     start, setMode, selectTrain, send, testHook, useToken, forgetToken, readFragment,
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
   }

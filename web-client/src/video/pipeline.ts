@@ -45,6 +45,9 @@ export class VideoPipeline {
    * data-channel message whose split failed (§2.6) counts once, under the split's reason.
    */
   readonly rejected: Record<string, number> = {}
+  /** Why the last refused packet was refused (the decoder's message), or null. */
+  lastRejection: string | null = null
+  private maxPayload = MAX_PAYLOAD_LIMIT
   private readonly cameras = new Map<number, CameraDecoder>()
   private readonly canvases = new Map<number, HTMLCanvasElement>()
   private readonly bitrate = new Map<number, RateMeter>()
@@ -87,6 +90,21 @@ export class VideoPipeline {
   }
 
   /**
+   * The payload limit from the server's `welcome` (`max_payload`, docs/wire-format.md §4): larger
+   * packets are refused as `payload_too_large`. Until a welcome says otherwise, and when it has no
+   * valid value (an older server), the limit is the largest the 16-bit length field can express.
+   */
+  setMaxPayload(limit: number | undefined): void {
+    const ok = Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= MAX_PAYLOAD_LIMIT
+    this.maxPayload = ok ? (limit as number) : MAX_PAYLOAD_LIMIT
+  }
+
+  /** The payload limit in force, bytes. */
+  payloadLimit(): number {
+    return this.maxPayload
+  }
+
+  /**
    * One video packet from the active transport (a whole buffer or a view, parsed in place), or the
    * error that ended the split of a data-channel message, counted like a malformed packet.
    */
@@ -94,10 +112,12 @@ export class VideoPipeline {
     let pkt
     try {
       if (data instanceof DecodeError) throw data
-      pkt = parseVideoPacket(data, MAX_PAYLOAD_LIMIT)
+      pkt = parseVideoPacket(data, this.maxPayload)
     } catch (e) {
       const label = e instanceof DecodeError ? e.label : 'error'
       this.rejected[label] = (this.rejected[label] ?? 0) + 1
+      this.lastRejection = e instanceof Error ? e.message : String(e)
+      if (label === 'payload_too_large') this.lastRejection += " (the server's max_payload)"
       return
     }
     const cam = pkt.header.camera

@@ -3,9 +3,12 @@
  * every transport (docs/wire-format.md §2.5).
  *
  * - frames are emitted in increasing sequence order; a packet of a frame at or before the last
- *   emitted one is *late* and dropped;
- * - at most {@link MAX_PARTIAL} frames per camera are collected at once; when a newer frame
- *   completes, older incomplete ones are dropped (*incomplete*);
+ *   completed one is *late* and dropped. A complete delta frame skipped while waiting for a keyframe
+ *   counts as completed (emitted): its copies and older frames are late;
+ * - at most {@link MAX_PARTIAL} frames per camera are collected at once, the frame a packet starts
+ *   included: starting one more first drops the oldest (*incomplete*), unless the packet's frame is
+ *   older than all of them (then the packet is *late*); when a newer frame completes, older
+ *   incomplete ones are dropped (*incomplete*);
  * - after any loss (an incomplete frame, or a gap in sequence numbers) delta frames are skipped
  *   until the next keyframe, since they cannot be decoded; a receiver starts in that state;
  * - duplicate chunks are ignored; a packet whose chunk count disagrees with its frame's is dropped.
@@ -15,7 +18,7 @@
 import type { Codec, VideoPacket } from './packet'
 import { seqDistance, seqIsAfter } from './seq'
 
-/** Frames collected at once per camera. */
+/** Frames collected at once per camera, the frame a packet starts included. */
 export const MAX_PARTIAL = 4
 
 /** A complete encoded frame. */

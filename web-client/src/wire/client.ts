@@ -14,7 +14,22 @@ export type ClientMessage =
   | { type: 'ping'; t: number }
 
 export type ServerEvent =
-  | { type: 'welcome'; remote_control_id: string; transport: string; train_id: string | null; server_time_us: number }
+  | {
+      type: 'welcome'
+      remote_control_id: string
+      transport: string
+      train_id: string | null
+      server_time_us: number
+      /**
+       * The server's payload limit, bytes (1–65535): it relays no packet with a larger payload, so
+       * a client refuses one as `payload_too_large` (§2.1 step 5). Absent from servers before it.
+       */
+      max_payload?: number
+    }
+  /**
+   * `cameras` (here and in `train_online`): the cameras of the train's latest hello, in its order
+   * (§4); here also while the train is offline, and `[]` when not mapped or never connected.
+   */
   | { type: 'mapped_train_changed'; train_id: string | null; online: boolean; cameras: CameraInfo[] }
   | { type: 'train_online'; train_id: string; cameras: CameraInfo[] }
   | { type: 'train_offline'; train_id: string; reason: string }
