@@ -102,6 +102,15 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let announced =
+            req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let (Some(super::MaxBody(max)), Some(n)) = (req.extensions().get::<super::MaxBody>(), announced) {
+            if n > *max as u64 {
+                let hit = crate::limits::Limit::BodySize.refuse("the request body is larger than max_body");
+                let message = format!("{hit}: Content-Length {n} is over {max} bytes");
+                return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message));
+            }
+        }
         let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
         if !value.is_object() {
             return Err(ApiError::unprocessable("invalid_body", "the request body must be a JSON object"));

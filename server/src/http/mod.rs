@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 pub use caller::{forbidden, Admin, Caller, UpgradeCaller};
 pub use error::{method_not_allowed, not_found, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-pub use serve::{is_body_timeout, serve, BodyTimedOut, ServeSettings};
+pub use serve::{is_body_timeout, serve, BodyTimedOut, MaxBody, ServeSettings};
 
 /// A time as the API shows it: RFC 3339, milliseconds, UTC.
 pub fn rfc3339(t: SystemTime) -> String {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::http::Request;
 use axum::response::IntoResponse;
 use axum::Router;
 use bytes::Bytes;
@@ -38,7 +38,7 @@ pub struct ServeSettings {
     /// request is answered 408 and the connection closed.
     pub body_timeout: Duration,
     /// Largest request body, bytes: a request announcing more (`Content-Length`) gets 413 at
-    /// once, before anything of its body is read.
+    /// once, before anything of its body is read ([`MaxBody`]).
     pub max_body: usize,
     /// HTTP connections open at once from one IP address (a WebSocket stops counting once
     /// upgraded: its session counts in the client sessions instead).
@@ -93,23 +93,11 @@ pub async fn serve(
         tokio::spawn(async move {
             let (body_timeout, max_body) = (settings.body_timeout, settings.max_body);
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                let too_large = announced_length(&req).is_some_and(|n| n > max_body as u64);
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(MaxBody(max_body));
                 let req = req.map(|body| Body::new(Deadline::new(body, body_timeout)));
                 let mut router = router.clone();
-                async move {
-                    if too_large {
-                        let hit = Limit::BodySize.refuse("the request body is larger than max_body");
-                        let message = format!("{hit}: Content-Length over {max_body} bytes");
-                        let mut response =
-                            super::ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
-                                .into_response();
-                        // The body stays unread: the connection cannot carry another request.
-                        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                        return Ok::<_, Infallible>(response);
-                    }
-                    Ok::<_, Infallible>(tower_service_call(&mut router, req).await)
-                }
+                async move { Ok::<_, Infallible>(tower_service_call(&mut router, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
@@ -139,10 +127,11 @@ pub async fn serve(
     open_tx.closed().await;
 }
 
-/// The body length a request announces in `Content-Length`.
-fn announced_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
+/// `max_body`, in each request's extensions: [`super::ApiJson`] answers 413 at once when
+/// `Content-Length` announces more, without reading any of the body (after the caller's
+/// credentials are checked, as extractors run in order).
+#[derive(Debug, Clone, Copy)]
+pub struct MaxBody(pub usize);
 
 /// Route one request (the router is always ready).
 async fn tower_service_call(router: &mut Router, req: Request<Body>) -> axum::response::Response {
