@@ -1,0 +1,88 @@
+//! A foreign WebRTC stack, aiortc 1.16 (`tests/foreign/aiortc_peer.py`, the test venv's Python),
+//! as a remote control through the REST flow: the server offers, aiortc answers. Its session is
+//! clean end to end:
+//!
+//! - the frames it reassembles from `video` match the simulator's manifest (SHA-256, capture
+//!   time), the first one a keyframe; a ping and a `set_speed` command on `command` are answered;
+//! - aiortc's normal close (its SCTP sends an ABORT) ends the server's session.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::ws::{verify, Received};
+use testkit::{foreign_script, python, remote_control, scratch, Server, Sim, SMALL_VIDEO};
+
+/// Run the aiortc peer and return its report, failing the test with it if the script failed.
+async fn aiortc(server: &Server, rc: &str) -> Value {
+    let run = tokio::process::Command::new(python())
+        .arg(foreign_script("aiortc_peer.py"))
+        .args(["--http", &server.http, "--token", server.token("operator"), "--remote-control", rc])
+        .args(["--frames", "20"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("aiortc_peer.py ends within 60 s (it gives up after 30)")
+        .expect("run the venv's python");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON report on the last line.\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success() && report["ok"] == true, "aiortc_peer.py failed: {report}\nstderr:\n{stderr}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiortc_session_streams_commands_and_closes_cleanly() {
+    let dir = scratch("aiortc_peer");
+    let server = Server::start(&dir, &[]).await;
+    let sim = Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "2"], SMALL_VIDEO].concat());
+    let rc = remote_control(&server, Some("train-1")).await;
+
+    let started = Instant::now();
+    let report = aiortc(&server, &rc).await;
+    println!(
+        "aiortc: setup {} ms, {} frames in {} messages ({} packets), whole run {:.2} s",
+        report["setup_ms"],
+        report["frames"].as_array().map_or(0, Vec::len),
+        report["messages"],
+        report["packets"],
+        started.elapsed().as_secs_f64()
+    );
+
+    // Video: every frame reassembled from the data-channel messages is one the train sent.
+    assert_eq!(report["welcome"]["transport"], "webrtc", "{}", report["welcome"]);
+    let events: Vec<&str> = report["events"].as_array().expect("events").iter().filter_map(Value::as_str).collect();
+    assert_eq!(events.first(), Some(&"welcome"), "{events:?}");
+    let mut frames: Vec<Received> = report["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(|f| Received {
+            train: Some("train-1".into()),
+            camera: f["camera"].as_u64().expect("camera") as u16,
+            seq: f["seq"].as_u64().expect("seq") as u32,
+            keyframe: f["keyframe"].as_bool().expect("keyframe"),
+            sha256: f["sha256"].as_str().expect("sha256").to_owned(),
+            capture_us: f["capture_us"].as_u64().expect("capture_us"),
+            latency_us: 0,
+        })
+        .collect();
+    // `video` is unordered: the script reports frames as they complete.
+    frames.sort_by_key(|f| (f.camera, f.seq));
+    let checked = verify(&frames, &sim.manifest());
+    assert!(checked >= 20, "{checked} frames");
+    for cam in [0u16, 1] {
+        let first = frames.iter().find(|f| f.camera == cam).unwrap_or_else(|| panic!("no frame of camera {cam}"));
+        assert!(first.keyframe, "camera {cam}: the first frame {} is not a keyframe", first.seq);
+    }
+
+    // Commands.
+    let ack = &report["ack"];
+    assert_eq!((ack["type"].as_str(), ack["ok"].as_bool()), (Some("command_ack"), Some(true)), "{ack}");
+
+    // aiortc closed; the server ends the session.
+    testkit::wait_no_webrtc_sessions(&server).await;
+}
