@@ -4,6 +4,8 @@
 //!
 //! - the frames it reassembles from `video` match the simulator's manifest (SHA-256, capture
 //!   time), the first one a keyframe; a ping and a `set_speed` command on `command` are answered;
+//! - with no STUN/TURN server, the offer says `a=end-of-candidates`, since gathering is over, and
+//!   the late-candidates list repeats none of the offer's candidates and says `complete`;
 //! - aiortc's normal close (its SCTP sends an ABORT) ends the server's session.
 
 use std::time::{Duration, Instant};
@@ -83,6 +85,14 @@ async fn aiortc_session_streams_commands_and_closes_cleanly() {
     let ack = &report["ack"];
     assert_eq!((ack["type"].as_str(), ack["ok"].as_bool()), (Some("command_ack"), Some(true)), "{ack}");
 
+    // Candidates: gathering was over at the offer, so the offer ends the candidates and the late
+    // list has nothing the offer did not.
+    let offered: Vec<&str> =
+        report["offer_candidates"].as_array().expect("offer_candidates").iter().filter_map(Value::as_str).collect();
+    assert!(!offered.is_empty(), "the offer carries the host candidates");
+    assert_eq!(report["offer_end_of_candidates"], true, "no STUN/TURN: gathering is over when the offer is made");
+    assert_eq!(report["late_candidates"], serde_json::json!([]), "the late list repeats the offer's candidates");
+    assert_eq!(report["candidates_complete"], true);
     // aiortc closed; the server ends the session.
     testkit::wait_no_webrtc_sessions(&server).await;
 }
