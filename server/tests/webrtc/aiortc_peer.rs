@@ -6,6 +6,8 @@
 //!   time), the first one a keyframe; a ping and a `set_speed` command on `command` are answered;
 //! - with no STUN/TURN server, the offer says `a=end-of-candidates`, since gathering is over, and
 //!   the late-candidates list repeats none of the offer's candidates and says `complete`;
+//! - the offer has one line per candidate, for component 1 (no component-2 line: there is no RTCP
+//!   on a data-channel-only m-line, and webrtc-rs multiplexes it anyway);
 //! - aiortc's normal close (its SCTP sends an ABORT) ends the server's session.
 
 use std::time::{Duration, Instant};
@@ -93,6 +95,11 @@ async fn aiortc_session_streams_commands_and_closes_cleanly() {
     assert_eq!(report["offer_end_of_candidates"], true, "no STUN/TURN: gathering is over when the offer is made");
     assert_eq!(report["late_candidates"], serde_json::json!([]), "the late list repeats the offer's candidates");
     assert_eq!(report["candidates_complete"], true);
+    // One component.
+    for c in &offered {
+        assert_eq!(c.split_whitespace().nth(1), Some("1"), "a candidate for a component other than 1: {c}");
+    }
+
     // aiortc closed; the server ends the session.
     testkit::wait_no_webrtc_sessions(&server).await;
 }
