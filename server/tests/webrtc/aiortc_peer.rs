@@ -8,7 +8,8 @@
 //!   the late-candidates list repeats none of the offer's candidates and says `complete`;
 //! - the offer has one line per candidate, for component 1 (no component-2 line: there is no RTCP
 //!   on a data-channel-only m-line, and webrtc-rs multiplexes it anyway);
-//! - aiortc's normal close (its SCTP sends an ABORT) ends the server's session.
+//! - aiortc's normal close (its SCTP sends an ABORT) ends the server's session, and the server
+//!   logs no ERROR line for the whole session (the ABORT was one).
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,36 @@ async fn aiortc(server: &Server, rc: &str) -> Value {
         .unwrap_or_else(|| panic!("no JSON report on the last line.\nstdout:\n{stdout}\nstderr:\n{stderr}"));
     assert!(out.status.success() && report["ok"] == true, "aiortc_peer.py failed: {report}\nstderr:\n{stderr}");
     report
+}
+
+/// The server log's ERROR lines once it was up (start-up warnings, such as the missing
+/// web console of a test build, are not the session's).
+fn errors(log: &str) -> Vec<String> {
+    let plain = strip_ansi(log);
+    let running = plain.find("railcast server running").expect("the server logged that it runs");
+    plain[running..]
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("ERROR"))
+        .map(String::from)
+        .collect()
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,6 +131,9 @@ async fn aiortc_session_streams_commands_and_closes_cleanly() {
         assert_eq!(c.split_whitespace().nth(1), Some("1"), "a candidate for a component other than 1: {c}");
     }
 
-    // aiortc closed; the server ends the session.
+    // aiortc closed; the server ends the session, and its log stayed quiet.
     testkit::wait_no_webrtc_sessions(&server).await;
+    let log = std::fs::read_to_string(&server.log).expect("server log");
+    let noise = errors(&log);
+    assert!(noise.is_empty(), "a normal aiortc session logged:\n{}", noise.join("\n"));
 }
