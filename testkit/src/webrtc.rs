@@ -101,6 +101,8 @@ pub struct RtcClient {
     pub client: Client,
     pub pc: Arc<dyn PeerConnection>,
     pub session_id: String,
+    /// The server's offer SDP, as it came.
+    pub offer: String,
     /// Offer request → both channels open, as this client saw it.
     pub setup: Duration,
 }
@@ -160,6 +162,7 @@ impl RtcClient {
         let session_id = offer["session_id"].as_str().expect("session_id").to_owned();
         let sdp = offer["sdp"].as_str().expect("sdp").to_owned();
         assert!(sdp.contains("a=candidate:"), "the offer carries the server's host candidates");
+        let offer_sdp = sdp.clone();
         let (sdp, link) = match through {
             None => (sdp, None),
             Some((down_bps, max_queue)) => {
@@ -255,6 +258,7 @@ impl RtcClient {
                 client: Client { log, out: Outbox::DataChannel(command), reader: None },
                 pc,
                 session_id,
+                offer: offer_sdp,
                 setup,
             },
             link,

@@ -3,12 +3,14 @@
 //!
 //! 1. `POST /api/webrtc/offer {remote_control_id}` → `{session_id, type: "offer", sdp, ice_servers}`.
 //!    The server has created the peer connection with the `video` and `command` data channels; the
-//!    offer carries the server's host candidates.
+//!    offer carries the server's host candidates, and `a=end-of-candidates` only if gathering was
+//!    already over (no STUN/TURN server configured).
 //! 2. `POST /api/webrtc/answer {session_id, type: "answer", sdp}`.
 //! 3. `POST /api/webrtc/ice-candidate {session_id, candidate, sdpMid, sdpMLineIndex}` for each of the
 //!    client's candidates; `candidate: null` or `""` marks the end of candidates.
-//! 4. `GET /api/webrtc/sessions/{id}/candidates?after=N&wait_ms=M`: the server's candidates found
-//!    after the offer (STUN/TURN), long-polled.
+//! 4. `GET /api/webrtc/sessions/{id}/candidates?after=N&wait_ms=M`: the server's candidates that
+//!    the offer did not carry (STUN/TURN, found later), long-polled; `complete: true` is the end of
+//!    them.
 //! 5. `DELETE /api/webrtc/sessions/{id}` ends it; `GET /api/webrtc/sessions` lists them.
 
 use std::sync::Arc;
@@ -89,10 +91,13 @@ pub struct ServerCandidate {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"candidates": [], "next": 0, "complete": true}))]
 pub struct ServerCandidates {
+    /// The server's candidates that its offer did not carry, from index `after` of that list.
     pub candidates: Vec<ServerCandidate>,
     /// Pass as `after` in the next call.
     pub next: usize,
-    /// The server has gathered all its candidates.
+    /// The server has gathered all its candidates, and none will follow: its end-of-candidates.
+    /// (The offer itself carries `a=end-of-candidates` only if gathering was over when it was
+    /// made.)
     pub complete: bool,
 }
 
@@ -102,7 +107,7 @@ pub struct CandidatesQuery {
     /// Return candidates after this many (the `next` of the previous call).
     #[serde(default)]
     pub after: usize,
-    /// Wait up to this long (ms, at most 10,000) for a new candidate.
+    /// Wait up to this long (ms, at most 10,000) for a new candidate or the end of gathering.
     #[serde(default)]
     pub wait_ms: u64,
 }
@@ -187,7 +192,9 @@ pub fn routes(server: &Arc<Server>) -> Router<Core> {
         .layer(Extension(Arc::clone(server)))
 }
 
-/// Create a WebRTC session for a remote control; the server makes the offer. Any role that may
+/// Create a WebRTC session for a remote control; the server makes the offer. It carries the
+/// server's host candidates, and `a=end-of-candidates` only if gathering is already over; the
+/// candidates found later come from `GET /api/webrtc/sessions/{id}/candidates`. Any role that may
 /// use the remote control.
 #[utoipa::path(post, path = "/api/webrtc/offer", tag = "webrtc", request_body = OfferRequest,
     responses((status = 200, body = OfferResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)))]
@@ -246,8 +253,9 @@ async fn ice_candidate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The server's candidates found after the offer (STUN/TURN), long-polled. The client that asked
-/// for the offer, or an admin.
+/// The server's candidates that its offer did not carry (STUN/TURN candidates found later),
+/// long-polled until one arrives or gathering completes. The client that asked for the offer, or
+/// an admin.
 #[utoipa::path(get, path = "/api/webrtc/sessions/{id}/candidates", tag = "webrtc",
     params(("id" = String, Path, description = "Session id"), CandidatesQuery),
     responses((status = 200, body = ServerCandidates), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -1,9 +1,11 @@
-//! Remote controls over WebRTC data channels (a webrtc-rs client): the server answering a client's
-//! offer, the signaling flow with exact frames, bad signaling input, half-open sessions, churn, TURN, and how video is packed into
-//! messages.
+//! Remote controls over WebRTC data channels (a webrtc-rs client, and aiortc as a foreign peer):
+//! the server answering a client's offer, the signaling flow with exact frames, an aiortc session
+//! end to end with a quiet server log, bad signaling input, half-open sessions, churn, TURN, and
+//! how video is packed into messages.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
+mod aiortc_peer;
 mod answering;
 mod webrtc_bad_input;
 mod webrtc_churn;

@@ -3,6 +3,7 @@
 //! answers a client's offer ([`answer`], for WHEP-, JSON-RPC- and MQTT-style signaling). SDP and
 //! candidates are checked here, with the ICE crate's own candidate parser.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,11 @@ pub struct Candidate {
 pub struct PeerState {
     pub connection: watch::Sender<RTCPeerConnectionState>,
     pub ice: Mutex<RTCIceConnectionState>,
+    /// Every candidate gathered, in order, as the callbacks report them.
     pub candidates: Mutex<Vec<Candidate>>,
+    /// The candidate lines of the local description (offer or answer) as the client received it:
+    /// the client has them, so the late-candidates list leaves them out.
+    pub described: Mutex<HashSet<String>>,
     pub gathering_complete: Mutex<bool>,
     /// Wakes waiters on candidates and gathering.
     pub changed: Notify,
@@ -50,6 +55,7 @@ impl PeerState {
             connection: watch::Sender::new(RTCPeerConnectionState::New),
             ice: Mutex::new(RTCIceConnectionState::New),
             candidates: Mutex::new(Vec::new()),
+            described: Mutex::new(HashSet::new()),
             gathering_complete: Mutex::new(false),
             changed: Notify::new(),
             connected_at: Mutex::new(None),
@@ -75,6 +81,34 @@ impl PeerState {
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }
+    }
+
+    /// Record what the local description `sdp` tells the client: its candidates, and whether it
+    /// ends them (`a=end-of-candidates`, which webrtc-rs writes only once gathering is complete;
+    /// the candidates list then says complete too, even before its own callback has run).
+    fn describe(&self, sdp: &str) {
+        let mut complete = false;
+        let mut described = lock(&self.described);
+        for attribute in sdp.lines().filter_map(|l| l.trim_end().strip_prefix("a=")) {
+            if attribute.starts_with("candidate:") {
+                described.insert(attribute.to_owned());
+            } else if attribute == "end-of-candidates" {
+                complete = true;
+            }
+        }
+        drop(described);
+        if complete {
+            *lock(&self.gathering_complete) = true;
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// The candidates gathered that the local description does not carry, in the order they
+    /// were found: the client learns them by trickle. The list only grows (the description is
+    /// fixed before the client can ask), so an index into it stays valid between calls.
+    pub fn trickled(&self) -> Vec<Candidate> {
+        let described = lock(&self.described);
+        lock(&self.candidates).iter().filter(|c| !described.contains(&c.candidate)).cloned().collect()
     }
 }
 
@@ -333,7 +367,9 @@ async fn local_sdp(
     state.wait_for_candidates(config.relay_only).await;
     let sdp =
         pc.local_description().await.ok_or_else(|| NegotiationError::Internal("no local description".into()))?.sdp;
-    Ok(Advertise { bind: config.bind_ip, advertised: config.advertised_ip }.rewrite_sdp(&sdp))
+    let sdp = Advertise { bind: config.bind_ip, advertised: config.advertised_ip }.rewrite_sdp(&sdp);
+    state.describe(&sdp);
+    Ok(sdp)
 }
 
 /// The `a=mid:` of an SDP's data-channel section (`m=application`), if it has one.

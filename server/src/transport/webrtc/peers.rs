@@ -56,13 +56,13 @@ pub struct Answer {
     pub ice_servers: Vec<IceServer>,
 }
 
-/// The server's candidates after some index.
+/// The server's candidates that its offer (or answer) did not carry, after some index.
 #[derive(Debug, Clone)]
 pub struct Candidates {
     pub candidates: Vec<Candidate>,
     /// Pass as `after` next time.
     pub next: usize,
-    /// The server has gathered all its candidates.
+    /// The server has gathered all its candidates: none will follow (end-of-candidates).
     pub complete: bool,
 }
 
@@ -370,7 +370,8 @@ impl Server {
         s.pc.add_ice_candidate(init).await.map_err(|e| NegotiationError::BadCandidate(e.to_string()).into())
     }
 
-    /// The server's candidates after index `after`, waiting up to `wait` (10 s at most) for one.
+    /// The server's candidates that its offer (or answer) did not carry, after index `after` of
+    /// that list, waiting up to `wait` (10 s at most) for one or for the end of gathering.
     pub async fn server_candidates(
         &self,
         id: &str,
@@ -382,7 +383,7 @@ impl Server {
         let deadline = tokio::time::Instant::now() + wait.min(Duration::from_secs(10));
         loop {
             let notified = s.state.changed.notified();
-            let (list, complete) = (lock(&s.state.candidates).clone(), *lock(&s.state.gathering_complete));
+            let (list, complete) = (s.state.trickled(), *lock(&s.state.gathering_complete));
             if list.len() > after || complete || tokio::time::Instant::now() >= deadline {
                 let next = list.len();
                 return Ok(Candidates { candidates: list.into_iter().skip(after).collect(), next, complete });

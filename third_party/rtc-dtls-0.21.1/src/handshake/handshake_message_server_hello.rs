@@ -139,14 +139,20 @@ impl HandshakeMessageServerHello {
             }
 
             let mut extension_reader = BufReader::new(&extension_buffer[offset..]);
-            if let Ok(extension) = Extension::unmarshal(&mut extension_reader) {
-                extensions.push(extension);
-            } else {
-                log::warn!(
-                    "Unsupported Extension Type {} {}",
-                    extension_buffer[offset],
-                    extension_buffer[offset + 1]
-                );
+            match Extension::unmarshal(&mut extension_reader) {
+                Ok(extension) => extensions.push(extension),
+                // railcast patch (third_party/PATCHES.md, 16): an extension this stack does not
+                // implement is ignored, as RFC 5246 §7.4.1.4 requires; every OpenSSL peer (aiortc)
+                // offers some (encrypt_then_mac, 22), so it is no warning.
+                Err(Error::ErrInvalidExtensionType) => log::debug!(
+                    "ignoring unsupported extension type {}",
+                    u16::from_be_bytes([extension_buffer[offset], extension_buffer[offset + 1]])
+                ),
+                Err(err) => log::warn!(
+                    "malformed extension type {}: {}",
+                    u16::from_be_bytes([extension_buffer[offset], extension_buffer[offset + 1]]),
+                    err
+                ),
             }
 
             let extension_len =

@@ -48,7 +48,7 @@ use timer::{ACK_INTERVAL, RtoManager, Timer, TimerTable};
 
 use crate::association::stream::RecvSendState;
 use bytes::{Bytes, BytesMut};
-use log::{debug, error, trace, warn};
+use log::{debug, error, info, trace, warn};
 use rand::random;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{HashMap, VecDeque};
@@ -986,16 +986,22 @@ impl Association {
                 self.handle_init(p, c)?
             }
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkAbort>() {
-            let mut err_str = String::new();
-            for e in &c.error_causes {
-                if matches!(e.code, USER_INITIATED_ABORT) {
-                    debug!("User initiated abort received");
-                    let _ = self.close(AssociationError::Reset);
-                    return Ok(());
-                }
-                err_str += &format!("({})", e);
+            // railcast patch (third_party/PATCHES.md, 15): an ABORT is how a peer ends the
+            // association at once (RFC 9260 §9.1), and some peers close that way as a matter of
+            // course (aiortc's `close()` sends one without a cause). It ends the association
+            // like a reset; it is not this side's error, so it is not logged as one.
+            let causes: String = c.error_causes.iter().map(|e| format!("({e})")).collect();
+            let user_initiated = c
+                .error_causes
+                .iter()
+                .any(|e| matches!(e.code, USER_INITIATED_ABORT));
+            if causes.is_empty() || user_initiated {
+                debug!("[{}] the peer aborted the association {}", self.side, causes);
+            } else {
+                info!("[{}] the peer aborted the association: {}", self.side, causes);
             }
-            return Err(Error::ErrAbortChunk(err_str));
+            let _ = self.close(AssociationError::Reset);
+            return Ok(());
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkError>() {
             let mut err_str = String::new();
             for e in &c.error_causes {

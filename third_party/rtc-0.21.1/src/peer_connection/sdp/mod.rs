@@ -535,13 +535,14 @@ pub(crate) fn add_candidates_to_media_descriptions(
         m.with_value_attribute("candidate".to_owned(), marshaled)
     };
 
+    // railcast patch (third_party/PATCHES.md, 14): component 1 only. This stack always
+    // multiplexes RTCP with RTP (RFC 5761; JSEP's `require` policy, RFC 8829 §4.1.1) and a
+    // data-channel section has no RTCP at all, so its ICE agent gathers one component; a
+    // component-2 line named the same address for a component that does not exist.
     for c in candidates {
         let mut candidate = c.to_ice()?;
 
         candidate.set_component(1);
-        m = append_candidate_if_new(&candidate, m);
-
-        candidate.set_component(2);
         m = append_candidate_if_new(&candidate, m);
     }
 
