@@ -10,7 +10,7 @@ use railcast_protocol::client::ServerEvent;
 use railcast_server::auth::{Auth, Principal};
 use railcast_server::core::{Core, ServerInfo};
 use railcast_server::hub::{Hub, HubConfig};
-use railcast_server::limits::{LimitConfig, PerAddress};
+use railcast_server::limits::{Limit, LimitConfig, PerAddress};
 use railcast_server::remote::RemoteControls;
 use railcast_server::sessions::Registry;
 use railcast_server::transport::webrtc::{NegotiationError, PeerError, Server, Settings};
@@ -39,7 +39,12 @@ fn core() -> (Core, Principal, watch::Sender<bool>) {
             self_signed: true,
         }),
         auth: Arc::new(auth),
-        client_addresses: PerAddress::new(limits.max_connections_per_address, "client sessions"),
+        client_addresses: PerAddress::new(
+            limits.max_connections_per_address,
+            "client sessions",
+            Limit::ConnectionsPerAddress,
+            "max_connections_per_address",
+        ),
         limits,
         shutdown,
     };
