@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use railcast_protocol::control::{ErrorMessage, Welcome};
 use railcast_protocol::{ControlDecoder, ControlMessage, DecodeError, Secret};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{close_code, Gate, IngestConfig};
 use crate::hub::{Hub, Publisher};
@@ -14,6 +14,13 @@ use crate::metrics::METRICS;
 const CONTROL_QUEUE: usize = 256;
 /// How often rejected packets of one connection are summarised in the log.
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an `error` frame may take to reach the train (the frame written after the one being
+/// written, the stream finished, the train's acknowledgement of it) before the connection is
+/// closed anyway: a train that does not read or acknowledge cannot hold its task longer.
+const ERROR_GRACE: Duration = Duration::from_millis(500);
+/// Longest message of an `error` frame (and close reason) the server sends; a decode error can
+/// quote the train's input.
+const ERROR_MESSAGE_MAX: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnectionError {
@@ -31,10 +38,51 @@ enum ConnectionError {
     Decode(#[from] DecodeError),
     #[error("expected a hello, got {0}")]
     NotHello(&'static str),
+    #[error("{found} frame from the train after its hello: {why}")]
+    UnexpectedFrame { found: &'static str, why: &'static str },
     #[error("train {train}: {reason}")]
     Unauthorized { train: String, reason: crate::auth::TrainAuthError },
     #[error(transparent)]
     Limit(#[from] crate::limits::LimitHit),
+}
+
+impl ConnectionError {
+    /// The QUIC application close code for this end of a connection (docs/wire-format.md §3.1).
+    fn close_code(&self) -> u32 {
+        match self {
+            Self::HelloTimeout(_) => close_code::HELLO_TIMEOUT,
+            Self::Decode(_) | Self::NotHello(_) | Self::UnexpectedFrame { .. } => close_code::PROTOCOL_ERROR,
+            Self::Read(quinn::ReadError::Reset(_)) => close_code::PROTOCOL_ERROR,
+            Self::Unauthorized { .. } => close_code::UNAUTHORIZED,
+            Self::Limit(_) => close_code::LIMIT,
+            _ => close_code::NORMAL,
+        }
+    }
+
+    /// The `error` frame that explains a fatal control-stream error after the hello, or `None`
+    /// when the connection is simply gone (docs/wire-format.md §3.2).
+    fn frame(&self) -> Option<ErrorMessage> {
+        let code = match self {
+            Self::Decode(e) => e.label(),
+            Self::UnexpectedFrame { .. } => "unexpected_frame",
+            Self::Read(quinn::ReadError::Reset(_)) => "stream_reset",
+            _ => return None,
+        };
+        Some(ErrorMessage { code: code.into(), message: clip(self.to_string()) })
+    }
+}
+
+/// `message` cut to [`ERROR_MESSAGE_MAX`] bytes at a character boundary.
+fn clip(mut message: String) -> String {
+    if message.len() > ERROR_MESSAGE_MAX {
+        let mut end = ERROR_MESSAGE_MAX - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 /// Reads control frames off the control stream.
@@ -91,15 +139,8 @@ impl Connection {
         };
         if let Err(e) = self.serve(&conn).await {
             tracing::info!(%remote, "train connection ended: {e}");
-            let (code, reason) = match e {
-                ConnectionError::HelloTimeout(_) => (close_code::HELLO_TIMEOUT, e.to_string()),
-                ConnectionError::Decode(_) | ConnectionError::NotHello(_) => {
-                    (close_code::PROTOCOL_ERROR, e.to_string())
-                }
-                ConnectionError::Unauthorized { .. } => (close_code::UNAUTHORIZED, e.to_string()),
-                ConnectionError::Limit(_) => (close_code::LIMIT, e.to_string()),
-                _ => (close_code::NORMAL, String::new()),
-            };
+            let code = e.close_code();
+            let reason = if code == close_code::NORMAL { String::new() } else { clip(e.to_string()) };
             conn.close(code.into(), reason.as_bytes());
         }
     }
@@ -151,7 +192,8 @@ impl Connection {
         let token = hello.token.clone();
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let mut publisher = self.hub.connect_train(hello, control_tx);
-        let writer = tokio::spawn(write_control(send, control_rx));
+        let (stop_writer, writer_stop) = oneshot::channel();
+        let mut writer = tokio::spawn(write_control(send, control_rx, writer_stop));
         let (frames_tx, mut frames) = mpsc::channel(64);
         let reader_task = tokio::spawn(async move {
             loop {
@@ -165,13 +207,33 @@ impl Connection {
 
         let result = self.pump(conn, &mut publisher, &mut frames, token.as_ref()).await;
         reader_task.abort();
-        writer.abort();
         match &result {
             Ok(reason) => publisher.set_offline_reason(reason.clone()),
             Err(e) => publisher.set_offline_reason(e.to_string()),
         }
         tracing::info!(%remote, %train, "train offline");
+        // Offline first: the train's clients and pending commands do not wait for the goodbye.
         drop(publisher);
+        if let Some(error) = result.as_ref().err().and_then(ConnectionError::frame) {
+            // A fatal control-stream error is explained with an `error` frame before `run`
+            // closes the connection: the writer finishes the frame it is writing and hands the
+            // stream back, the frame goes last, and the close waits for the train to acknowledge
+            // it, bounded by ERROR_GRACE.
+            let _ = stop_writer.send(());
+            let code = error.code.clone();
+            let explained = tokio::time::timeout(ERROR_GRACE, async {
+                match (&mut writer).await {
+                    Ok(Some(send)) => explain(send, error).await,
+                    _ => false,
+                }
+            })
+            .await
+            .unwrap_or(false);
+            if !explained {
+                tracing::debug!(%remote, %train, %code, "the error frame was not acknowledged within {ERROR_GRACE:?}");
+            }
+        }
+        writer.abort();
         result.map(|_| ())
     }
 
@@ -221,19 +283,25 @@ impl Connection {
                     Some(Ok(Some(ControlMessage::Error(ErrorMessage { code, message })))) => {
                         tracing::warn!(train = %publisher.train_id(), %code, "train reports an error: {message}");
                     }
+                    Some(Ok(Some(ControlMessage::Hello(_)))) => {
+                        return Err(ConnectionError::UnexpectedFrame {
+                            found: "hello",
+                            why: "a train says hello once per connection",
+                        });
+                    }
                     Some(Ok(Some(other))) => {
-                        let e = ConnectionError::Decode(DecodeError::WrongKind { expected: "train-to-server control", found: other.kind() });
-                        conn.close(close_code::PROTOCOL_ERROR.into(), e.to_string().as_bytes());
-                        return Err(e);
+                        // welcome, command, keyframe_request: frames only the server sends.
+                        return Err(ConnectionError::UnexpectedFrame {
+                            found: other.name(),
+                            why: "only the server sends this kind",
+                        });
                     }
                     Some(Ok(None)) | None => {
                         conn.close(close_code::NORMAL.into(), b"control stream finished");
                         return Ok("control stream finished".into());
                     }
-                    Some(Err(e)) => {
-                        conn.close(close_code::PROTOCOL_ERROR.into(), e.to_string().as_bytes());
-                        return Err(e);
-                    }
+                    // Closed by `run` once the error frame is out (`serve`).
+                    Some(Err(e)) => return Err(e),
                 },
                 _ = publisher.replaced() => {
                     conn.close(close_code::REPLACED.into(), b"replaced by a newer connection for the same train id");
@@ -248,21 +316,42 @@ impl Connection {
     }
 }
 
-async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::Receiver<ControlMessage>) {
-    while let Some(msg) = rx.recv().await {
+/// Writes the hub's control frames (commands, keyframe requests) to the train, one whole frame at
+/// a time. On `stop`, or when the hub lets go of the queue, it returns the stream between two
+/// frames, so that an `error` frame can follow without cutting one in half; `None` if a write
+/// failed.
+async fn write_control(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<ControlMessage>,
+    mut stop: oneshot::Receiver<()>,
+) -> Option<quinn::SendStream> {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = &mut stop => return Some(send),
+            msg = rx.recv() => msg,
+        };
+        let Some(msg) = msg else { return Some(send) };
         if let Err(e) = send.write_all(&msg.to_bytes()).await {
             tracing::debug!("control stream write failed: {e}");
-            return;
+            return None;
         }
     }
-    let _ = send.finish();
 }
 
-/// Send an error frame and wait (briefly) until the train has received it, so that closing the
-/// connection right after does not discard the explanation.
-async fn refuse(mut send: quinn::SendStream, code: &str, message: &str) {
-    let frame = ControlMessage::Error(ErrorMessage { code: code.into(), message: message.into() }).to_bytes();
-    if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
-        let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
+/// Write `error` as the last frame of the stream, finish it, and wait until the train has
+/// acknowledged every byte, so that closing the connection right after does not discard the
+/// explanation. True when it did. Callers bound the wait.
+async fn explain(mut send: quinn::SendStream, error: ErrorMessage) -> bool {
+    let frame = ControlMessage::Error(error).to_bytes();
+    if send.write_all(&frame).await.is_err() || send.finish().is_err() {
+        return false;
     }
+    matches!(send.stopped().await, Ok(None))
+}
+
+/// Refuse a hello: an `error` frame, bounded by [`ERROR_GRACE`]; the caller's error closes.
+async fn refuse(send: quinn::SendStream, code: &str, message: &str) {
+    let error = ErrorMessage { code: code.into(), message: clip(message.into()) };
+    let _ = tokio::time::timeout(ERROR_GRACE, explain(send, error)).await;
 }

@@ -1,12 +1,16 @@
-//! Trains over QUIC: malformed packets and hellos, a second connection for an online train id, a
-//! train that restarts, vanishes mid-frame or jumps its clock, the simulator reconnecting, and
-//! commands to the train and their acks.
+//! Trains over QUIC: malformed packets and hellos, fatal control-stream errors after the hello
+//! (each explained by an `error` frame before the close), a second connection for an online train
+//! id, a train that restarts, vanishes mid-frame or jumps its clock, the simulator reconnecting,
+//! commands to the train and their acks, and a foreign train on aioquic that behaves, then does
+//! not.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
 mod clock_jumps;
 mod commands;
+mod control_errors_after_hello;
 mod disconnect_mid_command;
+mod foreign_quic_train;
 mod malformed_packets;
 mod sim_reconnect;
 mod train_id_takeover;
