@@ -1,15 +1,18 @@
-// The transport state machine: forced transports, Auto's fallback to WebSocket and its way back.
+// The transport state machine: forced transports, Auto's fallback down its ranking and its way back.
 import { describe, expect, it } from 'vitest'
 import {
-  DEFAULT_POLICY as cfg, initialPolicy, phaseOf, step, type Mode, type PolicyAction, type PolicyEvent, type PolicyState,
+  DEFAULT_POLICY, initialPolicy, phaseOf, step, type Kind, type Mode, type PolicyAction, type PolicyConfig, type PolicyEvent, type PolicyState,
 } from '../src/transport/policy'
 
+/** The two transports Auto always had (a browser without WebTransport, or a server without it). */
+const cfg: PolicyConfig = { ...DEFAULT_POLICY, ranking: ['webrtc', 'websocket'] }
+
 /** Run events through the machine; returns the final state and every action, as short strings. */
-function run(events: PolicyEvent[], mode: Mode = 'auto'): { s: PolicyState; log: string[][] } {
-  let s = initialPolicy(cfg, mode)
+function run(events: PolicyEvent[], mode: Mode = 'auto', c: PolicyConfig = cfg): { s: PolicyState; log: string[][] } {
+  let s = initialPolicy(c, mode)
   const log: string[][] = []
   for (const ev of events) {
-    const out = step(cfg, s, ev)
+    const out = step(c, s, ev)
     s = out.state
     log.push(out.actions.map(show))
   }
@@ -30,9 +33,9 @@ function show(a: PolicyAction): string {
 }
 
 const start = (mode: Mode): PolicyEvent => ({ type: 'start', mode })
-const opened = (kind: 'webrtc' | 'websocket'): PolicyEvent => ({ type: 'opened', kind })
-const failed = (kind: 'webrtc' | 'websocket', reason = 'x'): PolicyEvent => ({ type: 'failed', kind, reason })
-const timer = (name: 'reconnect' | 'webrtc_retry'): PolicyEvent => ({ type: 'timer', name })
+const opened = (kind: Kind): PolicyEvent => ({ type: 'opened', kind })
+const failed = (kind: Kind, reason = 'x'): PolicyEvent => ({ type: 'failed', kind, reason })
+const timer = (name: 'reconnect' | 'probe'): PolicyEvent => ({ type: 'timer', name })
 
 describe('transport policy', () => {
   it('auto starts with WebRTC and stays on it', () => {
@@ -47,36 +50,36 @@ describe('transport policy', () => {
       start('auto'),
       failed('webrtc', 'not open within 3 s'),
       opened('websocket'),
-      timer('webrtc_retry'),
+      timer('probe'),
       failed('webrtc', 'offer: 503'),
-      timer('webrtc_retry'),
+      timer('probe'),
       failed('webrtc'),
     ])
     expect(log).toEqual([
       ['connect webrtc 3000'],
       ['connect websocket 10000'],
-      ['schedule webrtc_retry 10000'],
+      ['schedule probe 10000'],
       ['connect webrtc 3000'],
-      ['schedule webrtc_retry 20000'],
+      ['schedule probe 20000'],
       ['connect webrtc 3000'],
-      ['schedule webrtc_retry 40000'],
+      ['schedule probe 40000'],
     ])
     expect(s.active).toBe('websocket')
     expect(s.lastError).toBe('webrtc: x')
   })
 
   it('auto comes back to WebRTC when a probe opens, and closes the WebSocket', () => {
-    const { s, log } = run([start('auto'), failed('webrtc'), opened('websocket'), timer('webrtc_retry'), opened('webrtc')])
+    const { s, log } = run([start('auto'), failed('webrtc'), opened('websocket'), timer('probe'), opened('webrtc')])
     expect(log[4]).toEqual(['disconnect websocket'])
     expect(s.active).toBe('webrtc')
     expect(s.pending).toBeNull()
-    expect(s.webrtcRetryMs).toBe(cfg.webrtcRetryMinMs)
+    expect(s.probeMs).toBe(cfg.probeMinMs)
   })
 
   it('auto falls back at once when an open WebRTC session dies', () => {
     const { s, log } = run([start('auto'), opened('webrtc'), failed('webrtc', 'connection failed'), opened('websocket')])
     expect(log[2]).toEqual(['connect websocket 10000'])
-    expect(log[3]).toEqual(['schedule webrtc_retry 10000'])
+    expect(log[3]).toEqual(['schedule probe 10000'])
     expect(s.active).toBe('websocket')
   })
 
@@ -106,13 +109,13 @@ describe('transport policy', () => {
 
   it('auto on WebSocket: losing it cancels the probe timer and reconnects', () => {
     const { s, log } = run([start('auto'), failed('webrtc'), opened('websocket'), failed('websocket', 'closed 1001')])
-    expect(log[3]).toEqual(['cancel webrtc_retry', 'schedule reconnect 500'])
+    expect(log[3]).toEqual(['cancel probe', 'schedule reconnect 500'])
     expect(s.active).toBeNull()
     expect(phaseOf(s)).toBe('waiting')
   })
 
   it('auto: WebSocket dies during a probe; the probe decides', () => {
-    const base = [start('auto'), failed('webrtc'), opened('websocket'), timer('webrtc_retry'), failed('websocket')]
+    const base = [start('auto'), failed('webrtc'), opened('websocket'), timer('probe'), failed('websocket')]
     const a = run([...base, opened('webrtc')])
     expect(a.log[4]).toEqual([])
     expect(a.s.active).toBe('webrtc')
@@ -137,17 +140,176 @@ describe('transport policy', () => {
   })
 
   it('stale events are ignored, a stray open is closed', () => {
-    const { s, log } = run([start('auto'), opened('webrtc'), failed('websocket'), opened('websocket'), timer('webrtc_retry')])
+    const { s, log } = run([start('auto'), opened('webrtc'), failed('websocket'), opened('websocket'), timer('probe')])
     expect(log.slice(2)).toEqual([[], ['disconnect websocket'], []])
     expect(s.active).toBe('webrtc')
   })
 
   it('start with another mode closes everything first', () => {
     const { s, log } = run([start('auto'), failed('webrtc'), opened('websocket'), start('webrtc')])
-    expect(log[3]).toEqual(['cancel webrtc_retry', 'disconnect websocket', 'connect webrtc 10000'])
+    expect(log[3]).toEqual(['cancel probe', 'disconnect websocket', 'connect webrtc 10000'])
     expect(s.mode).toBe('webrtc')
     const stopped = run([start('auto'), opened('webrtc'), { type: 'stop' }, timer('reconnect'), failed('webrtc')])
     expect(stopped.log.slice(2)).toEqual([['disconnect webrtc'], [], []])
     expect(phaseOf(stopped.s)).toBe('stopped')
+  })
+})
+
+// ---- three transports ---------------------------------------------------------------------------
+
+const three = DEFAULT_POLICY
+const run3 = (events: PolicyEvent[], mode: Mode = 'auto') => run(events, mode, three)
+const unsupported = (reason = 'x'): PolicyEvent => ({ type: 'failed', kind: 'webtransport', reason, unsupported: true })
+const noWebTransport: PolicyEvent = { type: 'start', mode: 'auto', unsupported: { webtransport: 'not in this browser' } }
+
+describe('transport policy: Auto ranks WebRTC, WebTransport, WebSocket', () => {
+  it('the default ranking, and WebRTC first', () => {
+    expect(three.ranking).toEqual(['webrtc', 'webtransport', 'websocket'])
+    const { s, log } = run3([start('auto'), opened('webrtc')])
+    expect(log).toEqual([['connect webrtc 3000'], []])
+    expect(s.active).toBe('webrtc')
+  })
+
+  it('falls down the ranking one by one; only the last gets the long timeout', () => {
+    const { s, log } = run3([start('auto'), failed('webrtc'), failed('webtransport'), opened('websocket')])
+    expect(log).toEqual([['connect webrtc 3000'], ['connect webtransport 3000'], ['connect websocket 10000'], ['schedule probe 10000']])
+    expect(s.active).toBe('websocket')
+  })
+
+  it('WebRTC blocked: WebTransport carries the video, and WebRTC is probed with backoff', () => {
+    const { s, log } = run3([
+      start('auto'), failed('webrtc'), opened('webtransport'),
+      timer('probe'), failed('webrtc'), timer('probe'), failed('webrtc'), timer('probe'), opened('webrtc'),
+    ])
+    expect(log).toEqual([
+      ['connect webrtc 3000'],
+      ['connect webtransport 3000'],
+      ['schedule probe 10000'],
+      ['connect webrtc 3000'],
+      ['schedule probe 20000'], // WebTransport is the active one: nothing between to try
+      ['connect webrtc 3000'],
+      ['schedule probe 40000'],
+      ['connect webrtc 3000'],
+      ['disconnect webtransport'],
+    ])
+    expect(s).toMatchObject({ active: 'webrtc', pending: null, probeMs: three.probeMinMs, probeScheduled: false })
+  })
+
+  it('on WebSocket, a probe tries WebRTC, then WebTransport; the first that opens takes over', () => {
+    const base = [start('auto'), failed('webrtc'), failed('webtransport'), opened('websocket'), timer('probe'), failed('webrtc')]
+    const { s, log } = run3([...base, opened('webtransport')])
+    expect(log.slice(4)).toEqual([['connect webrtc 3000'], ['connect webtransport 3000'], ['disconnect websocket', 'schedule probe 20000']])
+    expect(s).toMatchObject({ active: 'webtransport', probeScheduled: true })
+    // ... and the next probe goes for WebRTC only, which now opens.
+    const up = run3([...base, opened('webtransport'), timer('probe'), opened('webrtc')])
+    expect(up.log.slice(7)).toEqual([['connect webrtc 3000'], ['disconnect webtransport']])
+    expect(up.s).toMatchObject({ active: 'webrtc', probeMs: three.probeMinMs })
+  })
+
+  it('a probe where nothing better opens keeps WebSocket and doubles the delay', () => {
+    const { s, log } = run3([
+      start('auto'), failed('webrtc'), failed('webtransport'), opened('websocket'),
+      timer('probe'), failed('webrtc'), failed('webtransport'),
+      timer('probe'), failed('webrtc'), failed('webtransport'),
+    ])
+    expect(log.slice(4)).toEqual([
+      ['connect webrtc 3000'], ['connect webtransport 3000'], ['schedule probe 20000'],
+      ['connect webrtc 3000'], ['connect webtransport 3000'], ['schedule probe 40000'],
+    ])
+    expect(s.active).toBe('websocket')
+  })
+
+  it('an open transport that dies falls to the next at once; the last one reconnects from the best', () => {
+    const rtc = run3([start('auto'), opened('webrtc'), failed('webrtc', 'connection failed')])
+    expect(rtc.log[2]).toEqual(['connect webtransport 3000'])
+    const wt = run3([start('auto'), failed('webrtc'), opened('webtransport'), failed('webtransport', 'closed 1001 (server shutting down)'), failed('websocket'), timer('reconnect')])
+    expect(wt.log.slice(3)).toEqual([['connect websocket 10000'], ['cancel probe', 'schedule reconnect 500'], ['connect webrtc 3000']])
+    expect(wt.s.lastError).toBe('websocket: x')
+  })
+
+  it('the active transport dies during a probe: the probe decides, then Auto falls from there', () => {
+    const base = [start('auto'), failed('webrtc'), failed('webtransport'), opened('websocket'), timer('probe'), failed('websocket')]
+    const a = run3(base)
+    expect(a.log[5]).toEqual([])
+    expect(a.s).toMatchObject({ active: null, pending: 'webrtc' })
+    const b = run3([...base, failed('webrtc'), failed('webtransport'), opened('websocket')])
+    // The probe delay keeps growing, as it always did when WebSocket came back after a failed probe.
+    expect(b.log.slice(6)).toEqual([['connect webtransport 3000'], ['connect websocket 10000'], ['schedule probe 20000']])
+  })
+
+  it('a browser without WebTransport: exactly the two-transport behaviour', () => {
+    const sequences: PolicyEvent[][] = [
+      [opened('webrtc')],
+      [failed('webrtc'), opened('websocket'), timer('probe'), failed('webrtc'), timer('probe'), opened('webrtc')],
+      [opened('webrtc'), failed('webrtc'), failed('websocket'), timer('reconnect'), failed('webrtc'), failed('websocket'), timer('reconnect')],
+      [failed('webrtc'), opened('websocket'), timer('probe'), failed('websocket'), failed('webrtc')],
+      [failed('webrtc'), opened('websocket'), failed('websocket', 'closed 1001')],
+    ]
+    for (const seq of sequences) {
+      const two = run([start('auto'), ...seq])
+      const lacking = run3([noWebTransport, ...seq])
+      expect(lacking.log).toEqual(two.log)
+      expect(lacking.s.active).toBe(two.s.active)
+    }
+    expect(run3([noWebTransport]).s.unsupported).toEqual({ webtransport: 'not in this browser' })
+  })
+
+  it('the browser lack lasts the run, a reconnect included', () => {
+    const { s, log } = run3([noWebTransport, failed('webrtc'), failed('websocket'), timer('reconnect'), failed('webrtc')])
+    expect(log.flat().filter((a) => a.includes('webtransport'))).toEqual([])
+    expect(s.unsupported).toEqual({ webtransport: 'not in this browser' })
+  })
+
+  it('a server without WebTransport (404 webtransport_disabled): skipped at once and in later probes', () => {
+    const { s, log } = run3([
+      start('auto'), failed('webrtc'), unsupported('webtransport_disabled'), opened('websocket'),
+      timer('probe'), failed('webrtc'), timer('probe'),
+    ])
+    expect(log).toEqual([
+      ['connect webrtc 3000'],
+      ['connect webtransport 3000'],
+      ['connect websocket 10000'],
+      ['schedule probe 10000'],
+      ['connect webrtc 3000'],
+      ['schedule probe 20000'], // WebTransport is not tried again
+      ['connect webrtc 3000'],
+    ])
+    expect(s.disabled).toEqual({ webtransport: 'webtransport_disabled' })
+  })
+
+  it('a server without WebTransport is asked again when Auto starts over (a restarted server may offer it)', () => {
+    const { s, log } = run3([
+      start('auto'), failed('webrtc'), unsupported(), opened('websocket'),
+      failed('websocket', 'closed 1001'), timer('reconnect'), failed('webrtc'),
+    ])
+    expect(log.slice(4)).toEqual([['cancel probe', 'schedule reconnect 500'], ['connect webrtc 3000'], ['connect webtransport 3000']])
+    expect(s.disabled).toEqual({})
+  })
+
+  it('an unsupported WebTransport probe is left out while another carries on', () => {
+    const { s, log } = run3([
+      start('auto'), failed('webrtc'), failed('webtransport'), opened('websocket'),
+      timer('probe'), failed('webrtc'), unsupported(), timer('probe'), failed('webrtc'),
+    ])
+    expect(log.slice(4)).toEqual([['connect webrtc 3000'], ['connect webtransport 3000'], ['schedule probe 20000'], ['connect webrtc 3000'], ['schedule probe 40000']])
+    expect(s.active).toBe('websocket')
+  })
+
+  it('forced WebTransport: reconnects with backoff, never switches, even when unsupported', () => {
+    const { s, log } = run3([start('webtransport'), unsupported(), timer('reconnect'), opened('webtransport'), failed('webtransport', 'closed 4001')], 'webtransport')
+    expect(log).toEqual([['connect webtransport 10000'], ['schedule reconnect 500'], ['connect webtransport 10000'], [], ['schedule reconnect 500']])
+    expect(s).toMatchObject({ mode: 'webtransport', active: null, lastError: 'webtransport: closed 4001' })
+  })
+
+  it('a custom ranking is followed (WebTransport first)', () => {
+    const c: PolicyConfig = { ...DEFAULT_POLICY, ranking: ['webtransport', 'webrtc', 'websocket'] }
+    const { log } = run([start('auto'), failed('webtransport'), opened('webrtc'), timer('probe'), opened('webtransport')], 'auto', c)
+    expect(log).toEqual([['connect webtransport 3000'], ['connect webrtc 3000'], ['schedule probe 10000'], ['connect webtransport 3000'], ['disconnect webrtc']])
+  })
+
+  it('a stop keeps what the browser lacks; a start replaces it', () => {
+    const stopped = run3([noWebTransport, { type: 'stop' }])
+    expect(stopped.s.unsupported).toEqual({ webtransport: 'not in this browser' })
+    expect(run3([noWebTransport, start('auto')]).s.unsupported).toEqual({})
   })
 })

@@ -1,24 +1,28 @@
 /**
  * One transport session ("link") to the server, whatever carries it: the shape every transport
- * module (WebSocket, WebRTC data channels) implements, so the rest of the console never asks which.
+ * module (WebSocket, WebRTC data channels, WebTransport) implements, so the rest of the console
+ * never asks which.
  */
 import { authHeaders, getToken, reportUnauthorized } from '../auth'
 import type { DecodeError } from '../wire/common'
 import type { Kind } from './policy'
 
 /**
- * What a link hands over on its video path: one video packet (a whole WebSocket message, or a view
- * into a data-channel message, never a copy), or the {@link DecodeError} that ended the split of a
+ * What a link hands over on its video path: one video packet (a whole WebSocket message, a view
+ * into a data-channel message, never a copy, or one WebTransport datagram or stream), or the {@link DecodeError} that ended the split of a
  * data-channel message (docs/wire-format.md §2.6). The error travels the packets' path so that the
  * one place counting malformed packets (the video pipeline) counts it once, under its reason.
  */
 export type VideoData = ArrayBuffer | Uint8Array | DecodeError
 
 export interface LinkHandlers {
-  /** Video and commands can flow (WebSocket open; both data channels open). */
+  /** Video and commands can flow (WebSocket open; both data channels open; WebTransport session and its stream open). */
   onOpen(): void
-  /** The link is over (failed to open, or closed after opening). Called at most once. */
-  onClose(reason: string): void
+  /**
+   * The link is over (failed to open, or closed after opening). Called at most once. `unsupported`:
+   * the server (or browser) does not offer this transport at all, so Auto need not try it again soon.
+   */
+  onClose(reason: string, why?: { unsupported?: boolean }): void
   /** A JSON text message (server event). */
   onText(text: string): void
   /** One video packet, or the error that ended the split of a data-channel message ({@link VideoData}). */

@@ -3,62 +3,91 @@
  * in, actions out; no timers, no sockets), driven by {@link ./supervisor}.
  *
  * Modes:
- * - `webrtc`, `websocket`: that transport only; after a failure or a loss, reconnect with
- *   exponential backoff.
- * - `auto`: WebRTC first. When it does not open within `webrtcOpenTimeoutMs` (or the offer fails),
- *   fall back to WebSocket at once, and probe WebRTC again later, with backoff, while WebSocket carries
- *   the video; when a probe opens, switch to it and close the WebSocket. If an open WebRTC session
- *   dies, fall back to WebSocket at once. If everything is down, reconnect with backoff, WebRTC first.
+ * - `webrtc`, `webtransport`, `websocket`: that transport only; after a failure or a loss,
+ *   reconnect with exponential backoff.
+ * - `auto`: the transports of `PolicyConfig.ranking`, best first (default WebRTC, WebTransport,
+ *   WebSocket), leaving out those this browser lacks or the server does not offer:
+ *   - try the best; when it does not open within `fallbackOpenTimeoutMs` (or fails), try the next
+ *     at once, down to the last, which has `openTimeoutMs`;
+ *   - while a transport that is not the best carries the video, probe the better ones later, with
+ *     backoff (`probeMinMs` doubling to `probeMaxMs`): a probe tries the best, then each next one
+ *     still better than the active transport; the first that opens takes over and the old one is
+ *     closed. When none opens, the next probe is scheduled;
+ *   - when the active transport dies, fall to the next one at once; when the last one dies, or
+ *     everything failed, reconnect with backoff, from the best.
+ *   A transport that fails as unsupported (the server answers that it does not offer it) is left
+ *   out of the ranking until Auto starts over from the best after everything was lost (a restarted
+ *   server may offer it again); one the browser lacks (given at `start`) is left out for the run.
+ *   With two transports this is what Auto always did: WebRTC first, WebSocket as the fall-back.
  */
 
-export type Kind = 'webrtc' | 'websocket'
+export type Kind = 'webrtc' | 'webtransport' | 'websocket'
 export type Mode = 'auto' | Kind
-export type TimerName = 'reconnect' | 'webrtc_retry'
+export type TimerName = 'reconnect' | 'probe'
+
+/** Every transport, in the order the UI lists them. */
+export const KINDS: readonly Kind[] = ['webrtc', 'webtransport', 'websocket']
 
 export interface PolicyConfig {
-  /** Auto: how long WebRTC may take to open before WebSocket takes over. */
-  webrtcOpenTimeoutMs: number
-  /** A forced transport: how long an attempt may take. */
+  /**
+   * Auto's order of preference, best first. WebRTC leads: it crosses NATs (ICE, TURN), carries video
+   * unreliably (no head-of-line blocking) and is the transport the console has used longest.
+   * WebTransport comes next: QUIC datagrams, also unreliable, and it opens in milliseconds, but it
+   * needs the server's own UDP port to be reachable (no ICE, no TURN) and it is newer. WebSocket is
+   * the fall-back that passes wherever HTTP does, at the cost of TCP's head-of-line blocking.
+   */
+  ranking: Kind[]
+  /** Auto: how long a transport that is not the last of the ranking may take to open. */
+  fallbackOpenTimeoutMs: number
+  /** A forced transport, and Auto's last: how long an attempt may take. */
   openTimeoutMs: number
   reconnectMinMs: number
   reconnectMaxMs: number
-  /** Auto on WebSocket: first delay before WebRTC is tried again, doubled after each failed probe. */
-  webrtcRetryMinMs: number
-  webrtcRetryMaxMs: number
+  /** Auto below the best: first delay before the better transports are probed, doubled after each failed probe. */
+  probeMinMs: number
+  probeMaxMs: number
 }
 
 export const DEFAULT_POLICY: PolicyConfig = {
-  webrtcOpenTimeoutMs: 3000,
+  ranking: ['webrtc', 'webtransport', 'websocket'],
+  fallbackOpenTimeoutMs: 3000,
   openTimeoutMs: 10_000,
   reconnectMinMs: 500,
   reconnectMaxMs: 5000,
-  webrtcRetryMinMs: 10_000,
-  webrtcRetryMaxMs: 60_000,
+  probeMinMs: 10_000,
+  probeMaxMs: 60_000,
 }
 
 export interface PolicyState {
   mode: Mode
   /** The transport carrying video and commands now. */
   active: Kind | null
-  /** An attempt under way; in auto it may run beside an active WebSocket (a WebRTC probe). */
+  /** An attempt under way; in auto it may run beside an active transport (a probe of a better one). */
   pending: Kind | null
   /** Delay of the next reconnect after everything failed. */
   reconnectMs: number
-  /** Delay of the next WebRTC probe while auto runs on WebSocket. */
-  webrtcRetryMs: number
+  /** Delay of the next probe while auto runs below the best transport. */
+  probeMs: number
   reconnectScheduled: boolean
-  retryScheduled: boolean
+  probeScheduled: boolean
   lastError: string | null
   running: boolean
+  /** Transports this browser lacks (given at `start`), and why: Auto leaves them out for the run. */
+  unsupported: Partial<Record<Kind, string>>
+  /** Transports the server said it does not offer, and why: Auto leaves them out until it starts over. */
+  disabled: Partial<Record<Kind, string>>
 }
 
 export type PolicyEvent =
-  | { type: 'start'; mode: Mode }
+  | { type: 'start'; mode: Mode; unsupported?: Partial<Record<Kind, string>> }
   | { type: 'stop' }
   /** An attempt of `kind` opened. */
   | { type: 'opened'; kind: Kind }
-  /** An attempt failed or timed out, or an open transport closed. */
-  | { type: 'failed'; kind: Kind; reason: string }
+  /**
+   * An attempt failed or timed out, or an open transport closed. `unsupported`: the server does not
+   * offer this transport (Auto leaves it out, see above).
+   */
+  | { type: 'failed'; kind: Kind; reason: string; unsupported?: boolean }
   | { type: 'timer'; name: TimerName }
 
 export type PolicyAction =
@@ -75,11 +104,13 @@ export function initialPolicy(cfg: PolicyConfig = DEFAULT_POLICY, mode: Mode = '
     active: null,
     pending: null,
     reconnectMs: cfg.reconnectMinMs,
-    webrtcRetryMs: cfg.webrtcRetryMinMs,
+    probeMs: cfg.probeMinMs,
     reconnectScheduled: false,
-    retryScheduled: false,
+    probeScheduled: false,
     lastError: null,
     running: false,
+    unsupported: {},
+    disabled: {},
   }
 }
 
@@ -91,9 +122,9 @@ export function phaseOf(s: PolicyState): Phase {
   return 'waiting'
 }
 
-function firstAttempt(cfg: PolicyConfig, mode: Mode): PolicyAction {
-  if (mode === 'auto') return { type: 'connect', kind: 'webrtc', timeoutMs: cfg.webrtcOpenTimeoutMs }
-  return { type: 'connect', kind: mode, timeoutMs: cfg.openTimeoutMs }
+/** Auto's ranking now: the configured one without what the browser lacks or the server refused. */
+export function rankingOf(cfg: PolicyConfig, s: PolicyState): Kind[] {
+  return cfg.ranking.filter((k) => !(k in s.unsupported) && !(k in s.disabled))
 }
 
 export function step(
@@ -103,25 +134,45 @@ export function step(
 ): { state: PolicyState; actions: PolicyAction[] } {
   const actions: PolicyAction[] = []
   const next: PolicyState = { ...s }
-  const connect = (a: PolicyAction) => {
-    if (a.type === 'connect') next.pending = a.kind
-    actions.push(a)
+  const auto = () => next.mode === 'auto'
+  const ranked = () => rankingOf(cfg, next)
+  /** Position in the configured ranking (also for a transport left out since). */
+  const rank = (k: Kind) => {
+    const i = cfg.ranking.indexOf(k)
+    return i < 0 ? cfg.ranking.length : i
+  }
+  /** The first usable transport ranked below `k`. */
+  const after = (k: Kind) => ranked().find((x) => rank(x) > rank(k)) ?? null
+  const best = () => ranked()[0] ?? null
+  const connect = (kind: Kind) => {
+    // Auto gives a transport little time when another can take over; a forced one, or the last, more.
+    const timeoutMs = auto() && after(kind) ? cfg.fallbackOpenTimeoutMs : cfg.openTimeoutMs
+    next.pending = kind
+    actions.push({ type: 'connect', kind, timeoutMs })
+  }
+  const firstAttempt = () => {
+    const k = auto() ? best() : (next.mode as Kind)
+    if (k) connect(k)
+    else if (!next.reconnectScheduled) scheduleReconnect() // nothing usable (a ranking of only what is missing)
   }
   const scheduleReconnect = () => {
     actions.push({ type: 'schedule', name: 'reconnect', delayMs: next.reconnectMs })
     next.reconnectScheduled = true
     next.reconnectMs = Math.min(next.reconnectMs * 2, cfg.reconnectMaxMs)
   }
-  const scheduleRetry = () => {
-    actions.push({ type: 'schedule', name: 'webrtc_retry', delayMs: next.webrtcRetryMs })
-    next.retryScheduled = true
-    next.webrtcRetryMs = Math.min(next.webrtcRetryMs * 2, cfg.webrtcRetryMaxMs)
+  const scheduleProbe = () => {
+    actions.push({ type: 'schedule', name: 'probe', delayMs: next.probeMs })
+    next.probeScheduled = true
+    next.probeMs = Math.min(next.probeMs * 2, cfg.probeMaxMs)
+  }
+  const cancelProbe = () => {
+    if (next.probeScheduled) actions.push({ type: 'cancel', name: 'probe' })
+    next.probeScheduled = false
   }
   const cancelTimers = () => {
     if (next.reconnectScheduled) actions.push({ type: 'cancel', name: 'reconnect' })
-    if (next.retryScheduled) actions.push({ type: 'cancel', name: 'webrtc_retry' })
     next.reconnectScheduled = false
-    next.retryScheduled = false
+    cancelProbe()
   }
 
   switch (ev.type) {
@@ -130,9 +181,10 @@ export function step(
       cancelTimers()
       if (next.pending) actions.push({ type: 'disconnect', kind: next.pending })
       if (next.active) actions.push({ type: 'disconnect', kind: next.active })
+      const unsupported = ev.type === 'start' ? { ...ev.unsupported } : next.unsupported
       const fresh = initialPolicy(cfg, ev.type === 'start' ? ev.mode : next.mode)
-      Object.assign(next, fresh, { running: ev.type === 'start' })
-      if (ev.type === 'start') connect(firstAttempt(cfg, ev.mode))
+      Object.assign(next, fresh, { running: ev.type === 'start', unsupported })
+      if (ev.type === 'start') firstAttempt()
       break
     }
 
@@ -149,42 +201,47 @@ export function step(
       next.reconnectMs = cfg.reconnectMinMs
       if (next.reconnectScheduled) actions.push({ type: 'cancel', name: 'reconnect' })
       next.reconnectScheduled = false
-      if (ev.kind === 'webrtc') {
-        next.webrtcRetryMs = cfg.webrtcRetryMinMs
-        if (next.retryScheduled) actions.push({ type: 'cancel', name: 'webrtc_retry' })
-        next.retryScheduled = false
-      } else if (s.mode === 'auto' && !next.retryScheduled) {
-        scheduleRetry()
+      if (!auto()) break
+      if (ev.kind === best()) {
+        next.probeMs = cfg.probeMinMs
+        cancelProbe()
+      } else if (!next.probeScheduled) {
+        // Below the best: look for a better one later. (A probe that reached a middle transport
+        // keeps its backoff: the best one still failed just now.)
+        scheduleProbe()
       }
       break
     }
 
     case 'failed': {
       if (!s.running) break
+      if (ev.unsupported && !(ev.kind in next.disabled)) next.disabled = { ...next.disabled, [ev.kind]: ev.reason }
       if (s.pending === ev.kind) {
         next.pending = null
         next.lastError = `${ev.kind}: ${ev.reason}`
-        if (s.mode === 'auto' && ev.kind === 'webrtc') {
-          if (s.active === 'websocket') {
-            if (!next.retryScheduled) scheduleRetry() // a probe failed; WebSocket carries on
-          } else {
-            connect({ type: 'connect', kind: 'websocket', timeoutMs: cfg.openTimeoutMs }) // fall back
-          }
-        } else if (!s.active && !next.reconnectScheduled) {
-          scheduleReconnect()
+        const lower = auto() ? after(ev.kind) : null
+        if (s.active) {
+          // A probe failed while a worse transport carries on: try the next better one, if any.
+          if (lower && rank(lower) < rank(s.active)) connect(lower)
+          else if (!next.probeScheduled) scheduleProbe()
+        } else if (lower) {
+          connect(lower) // fall back
+        } else {
+          cancelProbe() // nothing to probe from: the reconnect starts from the best
+          if (!next.reconnectScheduled) scheduleReconnect()
         }
       } else if (s.active === ev.kind) {
         next.active = null
         next.lastError = `${ev.kind}: ${ev.reason}`
-        if (s.mode === 'auto' && ev.kind === 'webrtc') {
-          if (!s.pending) connect({ type: 'connect', kind: 'websocket', timeoutMs: cfg.openTimeoutMs })
-        } else if (s.mode === 'auto' && s.pending === 'webrtc') {
-          // WebSocket died while a WebRTC probe runs: let the probe decide.
-          if (next.retryScheduled) actions.push({ type: 'cancel', name: 'webrtc_retry' })
-          next.retryScheduled = false
+        const lower = auto() ? after(ev.kind) : null
+        if (auto() && s.pending) {
+          // The active transport died during a probe of a better one: let the probe decide (if it
+          // fails, Auto falls from there as from a first attempt).
+          cancelProbe()
+        } else if (lower) {
+          connect(lower) // fall back at once; a scheduled probe stays
         } else {
-          if (next.retryScheduled) actions.push({ type: 'cancel', name: 'webrtc_retry' })
-          next.retryScheduled = false
+          cancelProbe()
           if (!next.reconnectScheduled) scheduleReconnect()
         }
       }
@@ -196,12 +253,15 @@ export function step(
       if (!s.running) break
       if (ev.name === 'reconnect') {
         next.reconnectScheduled = false
-        if (!s.active && !s.pending) connect(firstAttempt(cfg, s.mode))
-      } else {
-        next.retryScheduled = false
-        if (s.mode === 'auto' && s.active === 'websocket' && !s.pending) {
-          connect({ type: 'connect', kind: 'webrtc', timeoutMs: cfg.webrtcOpenTimeoutMs })
+        if (!s.active && !s.pending) {
+          // Everything was lost: start over from the best, asking again for what the server refused.
+          next.disabled = {}
+          firstAttempt()
         }
+      } else {
+        next.probeScheduled = false
+        const top = best()
+        if (auto() && s.active && !s.pending && top && rank(top) < rank(s.active)) connect(top)
       }
       break
     }

@@ -16,6 +16,8 @@ export interface SupervisorDeps {
   /** The remote control to connect as: created (again) when the server does not know it. */
   remoteControl(): Promise<string>
   open: Record<Kind, Opener>
+  /** Transports this browser lacks, and why (asked at every start): Auto leaves them out. */
+  unsupported?(): Partial<Record<Kind, string>>
   /** Browser wall clock, ms since the epoch. */
   now(): number
 }
@@ -56,7 +58,7 @@ interface Slot {
 
 export class Supervisor {
   private state: PolicyState
-  private slots: Record<Kind, Slot | null> = { webrtc: null, websocket: null }
+  private slots: Record<Kind, Slot | null> = { webrtc: null, webtransport: null, websocket: null }
   private timers: Partial<Record<TimerName, ReturnType<typeof setTimeout>>> = {}
   private ticker: ReturnType<typeof setInterval> | undefined
   private readonly opts: SupervisorOptions
@@ -74,7 +76,7 @@ export class Supervisor {
 
   start(mode: Mode): void {
     if (!this.ticker) this.ticker = setInterval(() => this.tick(), Math.min(this.opts.pingEveryMs, 1000))
-    this.dispatch({ type: 'start', mode })
+    this.dispatch({ type: 'start', mode, unsupported: this.deps.unsupported?.() ?? {} })
   }
 
   stop(): void {
@@ -134,7 +136,7 @@ export class Supervisor {
       }
       case 'schedule':
         clearTimeout(this.timers[a.name])
-        this.sink.onLog(`${a.name === 'reconnect' ? 'reconnect' : 'WebRTC retry'} in ${(a.delayMs / 1000).toFixed(1)} s`)
+        this.sink.onLog(`${a.name === 'reconnect' ? 'reconnect' : 'probe of the better transports'} in ${(a.delayMs / 1000).toFixed(1)} s`)
         this.timers[a.name] = setTimeout(() => {
           delete this.timers[a.name]
           this.dispatch({ type: 'timer', name: a.name })
@@ -176,8 +178,8 @@ export class Supervisor {
         this.sink.onDetail(slot.kind, { state: 'open' })
         this.dispatch({ type: 'opened', kind: slot.kind })
       },
-      onClose: (reason) => {
-        if (live()) this.fail(slot, reason)
+      onClose: (reason, why) => {
+        if (live()) this.fail(slot, reason, why?.unsupported)
       },
       onDetail: (d) => {
         if (live()) this.sink.onDetail(slot.kind, d)
@@ -232,12 +234,12 @@ export class Supervisor {
     this.sink.onDetail(slot.kind, { state: 'closed' })
   }
 
-  /** A slot failed or closed: tell the policy. */
-  private fail(slot: Slot, reason: string): void {
+  /** A slot failed or closed: tell the policy (`unsupported`: the server does not offer the transport). */
+  private fail(slot: Slot, reason: string, unsupported = false): void {
     if (this.slots[slot.kind] !== slot) return
     this.drop(slot)
     this.sink.onDetail(slot.kind, { state: 'closed', reason })
     this.sink.onLog(`${slot.kind}: ${reason}`)
-    this.dispatch({ type: 'failed', kind: slot.kind, reason })
+    this.dispatch({ type: 'failed', kind: slot.kind, reason, ...(unsupported ? { unsupported } : {}) })
   }
 }
