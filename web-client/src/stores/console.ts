@@ -24,7 +24,8 @@ import {
 import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
 import { openWebRtc } from '../transport/webrtc'
 import { openWebSocket } from '../transport/websocket'
-import { initialPolicy, phaseOf, type Kind, type Mode, type PolicyState } from '../transport/policy'
+import { NO_WEBTRANSPORT, openWebTransport, webTransportSupported } from '../transport/webtransport'
+import { DEFAULT_POLICY, initialPolicy, phaseOf, rankingOf, type Kind, type Mode, type PolicyState } from '../transport/policy'
 import { Supervisor } from '../transport/supervisor'
 import { VideoPipeline, type CameraStats } from '../video/pipeline'
 import type { OffsetEstimate } from '../stats/clock'
@@ -93,7 +94,7 @@ function describe(a: Action): string {
 }
 
 function isMode(s: string | null): s is Mode {
-  return s === 'auto' || s === 'webrtc' || s === 'websocket'
+  return s === 'auto' || s === 'webrtc' || s === 'webtransport' || s === 'websocket'
 }
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e))
@@ -152,7 +153,7 @@ export const useConsole = defineStore('console', () => {
   const storedMode = load(KEY_MODE)
   const mode = ref<Mode>(isMode(qTransport) ? qTransport : isMode(storedMode) ? storedMode : 'auto')
   const policy = shallowRef<PolicyState>(initialPolicy(undefined, mode.value))
-  const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, websocket: {} })
+  const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, webtransport: {}, websocket: {} })
   const log = ref<LogLine[]>([])
   const telemetry = ref<Telemetry | null>(null)
   const acks = ref<AckEntry[]>([])
@@ -346,7 +347,16 @@ export const useConsole = defineStore('console', () => {
 
   const supervisor = markRaw(
     new Supervisor(
-      { remoteControl, open: { webrtc: openWebRtc, websocket: openCheckedWebSocket }, now },
+      {
+        remoteControl,
+        open: {
+          webrtc: openWebRtc,
+          webtransport: (id, h) => checkedLink('webtransport', id, h, openWebTransport),
+          websocket: (id, h) => checkedLink('websocket', id, h, openWebSocket),
+        },
+        unsupported: () => (webTransportSupported() ? {} : { webtransport: NO_WEBTRANSPORT }),
+        now,
+      },
       {
         onPolicy: (s) => (policy.value = s),
         onDetail: (kind, d) => {
@@ -365,26 +375,27 @@ export const useConsole = defineStore('console', () => {
 
   /**
    * A WebSocket whose upgrade the server refused (401/403) just fails, like one that cannot reach
-   * the server: after every failure, ask `GET /api/me`, whose 401 stops everything and shows the
-   * token prompt.
+   * the server, and so does a refused WebTransport CONNECT; a session the server closed because
+   * the token was revoked (4003) ends like any other: after every failure, ask `GET /api/me`, whose
+   * 401 stops everything and shows the token prompt.
    */
-  function openCheckedWebSocket(id: string, h: LinkHandlers): Link {
+  function checkedLink(kind: Kind, id: string, h: LinkHandlers, open: (id: string, h: LinkHandlers) => Link): Link {
     let opened = false
-    return openWebSocket(id, {
+    return open(id, {
       ...h,
       onOpen: () => {
         opened = true
         h.onOpen()
       },
-      onClose: (reason) => {
-        h.onClose(reason)
-        void checkAccess(opened ? null : id)
+      onClose: (reason, why) => {
+        h.onClose(reason, why)
+        if (!why?.unsupported) void checkAccess(kind, opened ? null : id)
       },
     })
   }
 
   let lastAccessCheck = -Infinity
-  async function checkAccess(refusedRc: string | null) {
+  async function checkAccess(kind: Kind, refusedRc: string | null) {
     const t = now()
     if (t - lastAccessCheck < ACCESS_CHECK_EVERY_MS || !me.value) return
     lastAccessCheck = t
@@ -394,7 +405,7 @@ export const useConsole = defineStore('console', () => {
     } catch {
       return // 401: handled by the listener; anything else: the server is away, the link retries
     }
-    if (gen === session && refusedRc) note(`websocket: not opened, though the token is valid: is remote control ${refusedRc} still ours?`)
+    if (gen === session && refusedRc) note(`${kind}: not opened, though the token is valid: is remote control ${refusedRc} still ours?`)
   }
 
   function onEvent(ev: ServerEvent, from: Kind, active: boolean) {
@@ -666,6 +677,8 @@ export const useConsole = defineStore('console', () => {
       state: phase.value,
       lastError: policy.value.lastError,
       opens: supervisor.opens,
+      ranking: rankingOf(DEFAULT_POLICY, policy.value),
+      skipped: { ...policy.value.unsupported, ...policy.value.disabled },
       remoteControlId: rcId.value,
       trainId: mapping.trainId,
       online: mapping.online,
