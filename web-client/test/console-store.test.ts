@@ -3,9 +3,10 @@
 import { createPinia, setActivePinia } from 'pinia'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { LinkHandlers } from '../src/transport/link'
+import type { Kind } from '../src/transport/policy'
 
 interface FakeLink {
-  kind: 'webrtc' | 'websocket'
+  kind: Kind
   id: string
   h: LinkHandlers
   closed: boolean
@@ -14,7 +15,7 @@ interface FakeLink {
 
 const fake = vi.hoisted(() => {
   const links: FakeLink[] = []
-  const open = (kind: 'webrtc' | 'websocket') => (id: string, h: LinkHandlers) => {
+  const open = (kind: Kind) => (id: string, h: LinkHandlers) => {
     const l: FakeLink = { kind, id, h, closed: false, sent: [] }
     links.push(l)
     return {
@@ -29,11 +30,18 @@ const fake = vi.hoisted(() => {
       },
     }
   }
-  return { links, open }
+  /** Whether the page's browser has WebTransport. */
+  const browser = { webTransport: true }
+  return { links, open, browser }
 })
 
 vi.mock('../src/transport/webrtc', () => ({ openWebRtc: fake.open('webrtc') }))
 vi.mock('../src/transport/websocket', () => ({ openWebSocket: fake.open('websocket'), wsUrl: () => 'ws://fake' }))
+vi.mock('../src/transport/webtransport', () => ({
+  openWebTransport: fake.open('webtransport'),
+  webTransportSupported: () => fake.browser.webTransport,
+  NO_WEBTRANSPORT: 'no WebTransport here',
+}))
 
 // ---- a fake server --------------------------------------------------------------------------------
 
@@ -100,6 +108,7 @@ beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] })
   vi.resetModules()
   fake.links.length = 0
+  fake.browser.webTransport = true
   requests = []
   extra = null
   tokens = {
@@ -380,5 +389,86 @@ describe('console store: viewer', () => {
     expect(store.testHook().lastCommandError).toMatchObject({ code: 'forbidden', label: 'set speed 10 km/h' })
     expect(store.log[0].text).toContain('forbidden')
     expect(paths().filter((p) => !p.startsWith('GET'))).toEqual([])
+  })
+})
+
+describe('console store: WebTransport', () => {
+  it('?transport=webtransport: a WebTransport link carries the session and the commands', async () => {
+    page('?transport=webtransport&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(fake.links.map((l) => [l.kind, l.id])).toEqual([['webtransport', 'rc-new']])
+    const l = fake.links[0]
+    await connect(l)
+    expect(store.testHook()).toMatchObject({ mode: 'webtransport', transport: 'webtransport', state: 'connected', trainId: 't1' })
+    const entry = store.send({ type: 'horn', duration_ms: 100 })
+    expect(lastCommand(l).request_id).toBe(entry.request_id)
+    expect(entry.transport).toBe('webtransport')
+  })
+
+  it('closed 4003 (token revoked): GET /api/me says 401, and everything stops, as after a WebSocket close', async () => {
+    page('?transport=webtransport', '#token=op-token')
+    assigned['demo-operator'] = [{ id: 'rc-1', name: 'cab', train_id: 't1', created_at: 'now' }]
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    delete tokens['op-token']
+    l.h.onText(JSON.stringify({ type: 'closing', reason: 'token revoked' }))
+    l.h.onClose('closed 4003 (token revoked)')
+    await settle()
+    expect(store.log.some((e) => e.text === 'webtransport: server closing (token revoked)')).toBe(true)
+    expect(store.authError).toBe('unknown access token')
+    expect(store.phase).toBe('stopped')
+    const n = fake.links.length
+    await vi.advanceTimersByTimeAsync(20_000)
+    expect(fake.links.length).toBe(n)
+  })
+
+  it('closed 1001 (server shutting down): reconnects later', async () => {
+    page('?transport=webtransport&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    await connect(fake.links[0])
+    fake.links[0].h.onClose('closed 1001 (server shutting down)')
+    await settle()
+    expect(store.phase).toBe('waiting')
+    await vi.advanceTimersByTimeAsync(600)
+    expect(fake.links.map((l) => l.kind)).toEqual(['webtransport', 'webtransport'])
+    expect(store.authError).toBeNull()
+  })
+
+  it('Auto: WebRTC, then WebTransport, then WebSocket; the hook shows the ranking', async () => {
+    page('?transport=auto&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(store.testHook()).toMatchObject({ ranking: ['webrtc', 'webtransport', 'websocket'], skipped: {} })
+    fake.links[0].h.onClose('offer: 503')
+    await settle()
+    expect(fake.links.map((l) => l.kind)).toEqual(['webrtc', 'webtransport'])
+    await connect(fake.links[1])
+    expect(store.testHook()).toMatchObject({ transport: 'webtransport', trainId: 't1' })
+  })
+
+  it('Auto in a browser without WebTransport: WebRTC, then WebSocket', async () => {
+    fake.browser.webTransport = false
+    page('?transport=auto&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(store.testHook()).toMatchObject({ ranking: ['webrtc', 'websocket'], skipped: { webtransport: 'no WebTransport here' } })
+    fake.links[0].h.onClose('offer: 503')
+    await settle()
+    expect(fake.links.map((l) => l.kind)).toEqual(['webrtc', 'websocket'])
+  })
+
+  it('Auto, the server without WebTransport: skipped, and no access check for that', async () => {
+    page('?transport=auto&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    fake.links[0].h.onClose('offer: 503')
+    await settle()
+    const before = requests.length
+    fake.links[1].h.onClose('the server offers no WebTransport (webtransport_disabled)', { unsupported: true })
+    await settle()
+    expect(fake.links.map((l) => l.kind)).toEqual(['webrtc', 'webtransport', 'websocket'])
+    expect(requests.slice(before).map((r) => r.path)).not.toContain('/api/me')
+    expect(store.testHook()).toMatchObject({
+      ranking: ['webrtc', 'websocket'],
+      skipped: { webtransport: 'the server offers no WebTransport (webtransport_disabled)' },
+    })
   })
 })

@@ -358,7 +358,7 @@ export function openWebTransport(remoteControlId: string, h: LinkHandlers, opts:
       if (e instanceof ApiError && e.status === 404) {
         finish(`the server offers no WebTransport (${e.code || e.detail || '404'})`, { unsupported: true })
       } else {
-        finish(`GET /api/webtransport: ${errorText(e)}`)
+        finish(e instanceof ApiError ? e.message : `GET /api/webtransport: ${errorText(e)}`)
       }
       return
     }
