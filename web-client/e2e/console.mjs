@@ -5,18 +5,21 @@
 //
 // The server must be running at BASE_URL with a simulator attached; the console must be served at
 // BASE_URL/ (by the server, or by `vite preview` proxying to it). Scenarios:
-//   webrtc, websocket   that transport only
-//   auto                Auto mode; expects WebRTC
-//   auto-fallback       Auto with /api/webrtc/* blocked: expects WebSocket within ~3 s, then unblocks
-//                       and expects Auto to come back to WebRTC (its retry runs 10 s after the fallback)
-//   restart[-webrtc|-websocket|-auto]   (alias restart-wait) once frames flow, prints READY_FOR_RESTART
+//   webrtc, webtransport, websocket   that transport only
+//   auto                Auto mode; expects WebRTC (the first of its ranking: WebRTC, WebTransport, WebSocket)
+//   auto-fallback       Auto with /api/webrtc/* and /api/webtransport blocked: expects WebSocket within
+//                       ~6 s, then unblocks and expects Auto to come back to WebRTC (its probe runs 10 s
+//                       after the fallback)
+//   auto-webtransport   Auto with only /api/webrtc/* blocked: expects WebTransport, the second of the
+//                       ranking, then unblocks and expects Auto to come back to WebRTC
+//   restart[-webrtc|-webtransport|-websocket|-auto]   (alias restart-wait) once frames flow, prints READY_FOR_RESTART
 //                       on stdout and waits up to 60 s for the harness to restart the server on the
 //                       same port and for frames to flow again; reads nothing from stdin
 // Each checks that every camera's canvas shows non-blank, changing pictures, that the overlay shows a
 // latency, and that a command gets its ack; it saves screenshots into ARTIFACTS_DIR (default
 // ./artifacts) and prints ONE JSON line of results on stdout. On failure: a JSON line with
 // "ok":false and the reason, the reason again on stderr, exit status 1.
-//   revoke[-websocket]  (revoke: Auto, expects WebRTC) once frames flow, prints READY_FOR_REVOKE and
+//   revoke[-websocket|-webtransport]  (revoke: Auto, expects WebRTC) once frames flow, prints READY_FOR_REVOKE and
 //                       waits up to 30 s for the harness to revoke RAILCAST_TOKEN (credentials file
 //                       rewritten, SIGHUP): the session must end, video stop, and the token prompt show
 //                       the server's own 401 message for that token
@@ -34,8 +37,11 @@
 // driver's own requests send it as a bearer token; unset: no token, as before authentication),
 // RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
 // MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console on stderr), RESTART_WAIT_MS (default
-// 60000), BLOCK_WEBRTC=hang (auto-fallback: leave the WebRTC requests unanswered instead of
-// refusing them).
+// 60000), BLOCK_WEBRTC=hang (auto-fallback, auto-webtransport: leave the blocked requests unanswered
+// instead of refusing them).
+//
+// On WebTransport the JSON line also has `webtransport`: the link's own counters (datagrams,
+// streams, packets, bytes, max_datagram_size, certificate) from the Connection panel's details.
 import { chromium } from 'playwright-core'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -53,16 +59,20 @@ const token = process.env.RAILCAST_TOKEN || null
 
 const SCENARIOS = {
   webrtc: { transport: 'webrtc', expect: 'webrtc' },
+  webtransport: { transport: 'webtransport', expect: 'webtransport' },
   websocket: { transport: 'websocket', expect: 'websocket' },
   auto: { transport: 'auto', expect: 'webrtc' },
-  'auto-fallback': { transport: 'auto', expect: 'websocket', blockWebRtc: true },
+  'auto-fallback': { transport: 'auto', expect: 'websocket', blockWebRtc: true, blockWebTransport: true },
+  'auto-webtransport': { transport: 'auto', expect: 'webtransport', blockWebRtc: true },
   restart: { transport: 'auto', expect: 'webrtc', restart: true },
   'restart-wait': { transport: 'auto', expect: 'webrtc', restart: true },
   'restart-auto': { transport: 'auto', expect: 'webrtc', restart: true },
   'restart-webrtc': { transport: 'webrtc', expect: 'webrtc', restart: true },
+  'restart-webtransport': { transport: 'webtransport', expect: 'webtransport', restart: true },
   'restart-websocket': { transport: 'websocket', expect: 'websocket', restart: true },
   revoke: { transport: 'auto', expect: 'webrtc', revoke: true },
   'revoke-websocket': { transport: 'websocket', expect: 'websocket', revoke: true },
+  'revoke-webtransport': { transport: 'webtransport', expect: 'webtransport', revoke: true },
   viewer: { transport: 'auto', expect: null, access: 'viewer' },
   'bad-token': { transport: 'auto', expect: null, access: 'bad-token' },
 }
@@ -134,6 +144,21 @@ async function waitFor(page, what, timeoutMs, fn, arg) {
 }
 
 const hook = (page) => page.evaluate(() => window.__railcast)
+
+/** The WebTransport link's own counters (strings in the details), as numbers. */
+async function webTransportCounters(page) {
+  const d = (await hook(page)).details.webtransport ?? {}
+  const num = (k) => (d[k] === undefined ? null : Number(d[k]))
+  return {
+    datagrams: num('datagrams'),
+    streams: num('streams'),
+    packets: num('packets'),
+    bytes: num('bytes'),
+    max_datagram_size: num('maxDatagramSize'),
+    certificate: d.certificate ?? null,
+    url: d.url ?? null,
+  }
+}
 
 /** Luma statistics and a coarse grid of one canvas, read back with getImageData. */
 function sampleCanvas(testId) {
@@ -291,11 +316,19 @@ async function main() {
   const { page, pageErrors } = await launch()
 
   let blocked = 0
+  let blockedWt = 0
+  // BLOCK_WEBRTC=hang leaves the requests unanswered instead (Auto's 3 s open timeout must fire).
+  const hang = process.env.BLOCK_WEBRTC === 'hang'
   if (spec.blockWebRtc) {
-    // BLOCK_WEBRTC=hang leaves the requests unanswered instead (Auto's 3 s open timeout must fire).
-    const hang = process.env.BLOCK_WEBRTC === 'hang'
     await page.route('**/api/webrtc/**', (route) => {
       blocked++
+      return hang ? undefined : route.abort('connectionrefused')
+    })
+  }
+  if (spec.blockWebTransport) {
+    // Without its endpoint the WebTransport link fails like an unreachable one (not as "unsupported").
+    await page.route('**/api/webtransport', (route) => {
+      blockedWt++
       return hang ? undefined : route.abort('connectionrefused')
     })
   }
@@ -312,6 +345,9 @@ async function main() {
     if (blocked === 0) fail('the WebRTC routes were never requested: did Auto try WebRTC first?')
     result.webrtc_requests_blocked = blocked
   }
+  if (spec.blockWebTransport) result.webtransport_requests_blocked = blockedWt
+  result.ranking = h0.ranking
+  result.skipped = h0.skipped
 
   result.pictures = await checkPictures(page, cameras, 'first pictures')
   Object.assign(result, await measure(page, cameras, measureMs))
@@ -319,11 +355,13 @@ async function main() {
   const ack = await command(page, 'cmd-horn')
   Object.assign(result, { ack_rtt_ms: ack.rtt_ms, train_rtt_ms: ack.train_rtt_ms, ack_transport: ack.transport })
   await shot(page, 'streaming')
+  if (result.transport === 'webtransport') result.webtransport = await webTransportCounters(page)
   log(`fps ${result.fps}, glass-to-glass p50 ${result.latency_p50_ms} ms p95 ${result.latency_p95_ms} ms, ack ${ack.rtt_ms} ms`)
 
   if (spec.blockWebRtc) {
     // Make WebRTC possible again: Auto must come back to it on its own.
     await page.unroute('**/api/webrtc/**')
+    if (spec.blockWebTransport) await page.unroute('**/api/webtransport')
     const t1 = Date.now()
     await waitForFrames(page, 'webrtc', cameras, 40000, 0)
     const painted = (await hook(page)).stats[cameras[0]].framesPainted
