@@ -423,6 +423,19 @@ describe('console store: WebTransport', () => {
     expect(fake.links.length).toBe(n)
   })
 
+  it('closed 4001 (remote control deleted): an operator goes back to waiting for an assignment', async () => {
+    page('?transport=webtransport', '#token=op-token')
+    assigned['demo-operator'] = [{ id: 'rc-5', name: 'a', train_id: 't1', created_at: 'now' }]
+    const store = await openConsole()
+    await connect(fake.links[0])
+    assigned['demo-operator'] = []
+    fake.links[0].h.onClose('closed 4001 (remote control deleted)')
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(store.noAssignment).toBe('no remote control is assigned to demo-operator yet')
+    expect(store.phase).toBe('stopped')
+    expect(store.authError).toBeNull()
+  })
+
   it('closed 1001 (server shutting down): reconnects later', async () => {
     page('?transport=webtransport&train=t1', '#token=admin-token')
     const store = await openConsole()

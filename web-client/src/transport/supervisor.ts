@@ -3,8 +3,9 @@
  * times out attempts, pings the active link and gives it up when it falls silent.
  *
  * It also applies the one ordering rule of §4 for every link: video is held until the link's first
- * `mapped_train_changed` (on WebRTC, `video` may overtake `command`). Only the active link's video
- * and train events reach the console; answers (acks, pongs) are delivered from any link.
+ * `mapped_train_changed` (on WebRTC, `video` may overtake `command`; on WebTransport, datagrams may
+ * overtake the event stream). Only the active link's video and train events reach the console;
+ * answers (acks, pongs) are delivered from any link.
  */
 import { parseServerEvent, type ServerEvent } from '../wire/client'
 import type { Link, LinkHandlers, VideoData } from './link'

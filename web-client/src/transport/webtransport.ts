@@ -45,6 +45,8 @@ export const MAX_EVENT_LINE = 65_536
 export const MAX_PACKET_BYTES = HEADER_LEN + MAX_PAYLOAD_LIMIT
 /** Bytes written on the event stream and not yet taken by the transport before `send` says no. */
 export const MAX_UNSENT = 65_536
+/** Datagrams the browser may queue for us (`incomingHighWaterMark`): a keyframe of a few hundred packets. */
+const INCOMING_DATAGRAMS = 1024
 /** After the event stream ends, how long to wait for the session's close code. */
 const CLOSE_GRACE_MS = 1000
 
@@ -384,7 +386,13 @@ export function openWebTransport(remoteControlId: string, h: LinkHandlers, opts:
     )
     await session.ready
     if (done) return
-    // Read datagrams at once: the first ones could otherwise be dropped by the browser.
+    // Read datagrams at once, and let the browser queue a keyframe's burst while the page is busy
+    // (a datagram that does not fit its queue is dropped, as one lost on the way).
+    try {
+      session.datagrams.incomingHighWaterMark = Math.max(session.datagrams.incomingHighWaterMark || 0, INCOMING_DATAGRAMS)
+    } catch {
+      // read-only in this browser: its default
+    }
     void readDatagrams(session.datagrams.readable)
     void readStreams(session.incomingUnidirectionalStreams)
     const bidi = await session.createBidirectionalStream()
