@@ -417,6 +417,22 @@ describe('WebTransport link', () => {
     }
   })
 
+  it('a session that fails after a closing event ends with that reason', async () => {
+    const { wt, seen } = await up()
+    wt.event('{"type":"closing","reason":"server shutting down"}\n')
+    await vi.waitFor(() => expect(seen.texts).toHaveLength(1))
+    wt.refuse('Connection lost.')
+    await vi.waitFor(() => expect(seen.closed).toHaveLength(1))
+    expect(seen.closed[0]).toEqual({ reason: 'server closing (server shutting down)' })
+  })
+
+  it('a session that fails without a closing event', async () => {
+    const { wt, seen } = await up()
+    wt.refuse('Connection lost.')
+    await vi.waitFor(() => expect(seen.closed).toHaveLength(1))
+    expect(seen.closed[0]).toEqual({ reason: 'session failed: Connection lost.' })
+  })
+
   it('an event line over the limit: the console closes the session with 1009', async () => {
     const { wt, seen } = await up()
     wt.event('{"type":"telemetry","x":"')

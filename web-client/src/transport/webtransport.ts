@@ -26,7 +26,7 @@
 import { getToken } from '../auth'
 import { DecodeError } from '../wire/common'
 import { HEADER_LEN, MAX_PAYLOAD_LIMIT } from '../wire/packet'
-import { api as defaultApi, ApiError, type Link, type LinkHandlers } from './link'
+import { api, ApiError, type Link, type LinkHandlers } from './link'
 
 /** `GET /api/webtransport`. */
 export interface WebTransportInfo {
@@ -178,9 +178,17 @@ function concat(parts: readonly Uint8Array[], total: number): Uint8Array<ArrayBu
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
+/** The `reason` of a `closing` event line, or null for any other line. */
+function closingReason(line: string): string | null {
+  try {
+    const ev = JSON.parse(line) as { type?: unknown; reason?: unknown }
+    return ev.type === 'closing' ? String(ev.reason ?? '') : null
+  } catch {
+    return null
+  }
+}
+
 export interface WebTransportLinkOptions {
-  /** The request helper (bearer token, 401 reporting); a test passes its own. */
-  api?: typeof defaultApi
   /** The browser's `WebTransport` constructor; a test passes a fake. */
   WebTransport?: typeof WebTransport
   location?: Pick<Location, 'hostname'>
@@ -201,7 +209,6 @@ interface Counters {
 }
 
 export function openWebTransport(remoteControlId: string, h: LinkHandlers, opts: WebTransportLinkOptions = {}): Link {
-  const api = opts.api ?? defaultApi
   const now = opts.now ?? (() => performance.timeOrigin + performance.now())
   let done = false
   let opened = false
@@ -212,6 +219,8 @@ export function openWebTransport(remoteControlId: string, h: LinkHandlers, opts:
   const fixed: Record<string, string> = {}
   const n: Counters = { datagrams: 0, streams: 0, packets: 0, bytes: 0, eventLines: 0 }
   let shown = ''
+  /** The reason of the server's `closing` event, for a session that then ends without a close code. */
+  let closing: string | null = null
   const abort = new AbortController()
 
   const detail = (extra: Record<string, string> = {}) => {
@@ -274,6 +283,7 @@ export function openWebTransport(remoteControlId: string, h: LinkHandlers, opts:
         for (const line of lines.push(value)) {
           if (done) return
           n.eventLines++
+          if (line.includes('"closing"')) closing = closingReason(line) ?? closing
           h.onText(line)
         }
       }
@@ -382,7 +392,8 @@ export function openWebTransport(remoteControlId: string, h: LinkHandlers, opts:
     wt = session
     session.closed.then(
       (c) => finish(describeClose(c), undefined, { closeCode: String(c?.closeCode ?? 0), closeReason: c?.reason ?? '' }),
-      (e: unknown) => finish(opened ? `session failed: ${errorText(e)}` : `not opened: ${errorText(e)}`),
+      (e: unknown) =>
+        finish(!opened ? `not opened: ${errorText(e)}` : closing !== null ? `server closing (${closing})` : `session failed: ${errorText(e)}`),
     )
     await session.ready
     if (done) return
