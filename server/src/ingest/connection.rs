@@ -28,9 +28,9 @@ enum ConnectionError {
     Connect(#[from] quinn::ConnectionError),
     #[error("no hello within {0:?}")]
     HelloTimeout(Duration),
-    #[error("control stream: {0}")]
+    #[error("control stream: {}", read_detail(.0))]
     Read(#[from] quinn::ReadError),
-    #[error("control stream: {0}")]
+    #[error("control stream: {}", write_detail(.0))]
     Write(#[from] quinn::WriteError),
     #[error("control stream closed before the hello")]
     ClosedBeforeHello,
@@ -44,6 +44,22 @@ enum ConnectionError {
     Unauthorized { train: String, reason: crate::auth::TrainAuthError },
     #[error(transparent)]
     Limit(#[from] crate::limits::LimitHit),
+}
+
+/// quinn says only "connection lost"; the reason (timed out, closed by peer, reset) is what an
+/// operator needs, and it must not depend on which of the train's streams noticed first.
+fn read_detail(e: &quinn::ReadError) -> String {
+    match e {
+        quinn::ReadError::ConnectionLost(cause) => format!("connection lost: {cause}"),
+        other => other.to_string(),
+    }
+}
+
+fn write_detail(e: &quinn::WriteError) -> String {
+    match e {
+        quinn::WriteError::ConnectionLost(cause) => format!("connection lost: {cause}"),
+        other => other.to_string(),
+    }
 }
 
 impl ConnectionError {
