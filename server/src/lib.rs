@@ -257,8 +257,19 @@ impl Server {
     /// Serve until `shutdown` resolves, then stop accepting, tell clients and trains, and wait
     /// for sessions to end, at most `shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Server { config, settings, http, http_addr, quic, quic_addr, identity, http_tls, auth, generated: _, remotes } =
-            self;
+        let Server {
+            config,
+            settings,
+            http,
+            http_addr,
+            quic,
+            quic_addr,
+            identity,
+            http_tls,
+            auth,
+            generated: _,
+            remotes,
+        } = self;
         let limits = config.limits();
         let (stop_tx, stop_rx) = watch::channel(false);
         let hub = hub::Hub::new(hub::HubConfig {

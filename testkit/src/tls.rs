@@ -137,9 +137,8 @@ pub async fn https_get(url: &str, ca_pem: &str) -> Result<HttpsAnswer, String> {
     let peer_sha256 =
         session.peer_certificates().and_then(|c| c.first()).map(|c| colon_hex(&Sha256::digest(c))).unwrap_or_default();
     let alpn = session.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let req = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(hyper::header::HOST, uri.authority().map(ToString::to_string).unwrap_or_default())

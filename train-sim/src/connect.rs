@@ -60,7 +60,9 @@ impl Trust {
                 Ok((client_config(target.sha256, idle)?, "localhost".into()))
             }
             Trust::Pin(sha256) => Ok((client_config(*sha256, idle)?, "localhost".into())),
-            Trust::Ca { roots, server_name, .. } => Ok((ca_client_config(Arc::clone(roots), idle)?, server_name.clone())),
+            Trust::Ca { roots, server_name, .. } => {
+                Ok((ca_client_config(Arc::clone(roots), idle)?, server_name.clone()))
+            }
         }
     }
 

@@ -139,7 +139,17 @@ pub async fn run(
         let started = Instant::now();
         let end = match target {
             Ok((addr, discovered)) => {
-                session(&cfg, addr, discovered.as_ref(), &mut frames, &shared, manifest.as_deref(), &mut shutdown, &mut odometer_m).await
+                session(
+                    &cfg,
+                    addr,
+                    discovered.as_ref(),
+                    &mut frames,
+                    &shared,
+                    manifest.as_deref(),
+                    &mut shutdown,
+                    &mut odometer_m,
+                )
+                .await
             }
             Err(e) => Err(e),
         };

@@ -119,7 +119,8 @@ async fn bad_https_files_are_refused_at_start_up() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     // The certificate as its own key: the setting and the file are named.
-    let err = run(vec!["--http-tls-cert".into(), cert.clone().into(), "--http-tls-key".into(), cert.clone().into()]).await;
+    let err =
+        run(vec!["--http-tls-cert".into(), cert.clone().into(), "--http-tls-key".into(), cert.clone().into()]).await;
     assert!(err.contains("http_tls_cert") && err.contains("http.pem"), "{err}");
     // One without the other.
     let err = run(vec!["--http-tls-cert".into(), cert.into()]).await;

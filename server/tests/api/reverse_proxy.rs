@@ -12,7 +12,8 @@ use testkit::tls::{https_get, tls_connect, TestCa};
 use testkit::{remote_control, scratch, Server};
 
 fn tool(name: &str) -> PathBuf {
-    let found = ["/usr/sbin", "/usr/bin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
+    let found =
+        ["/usr/sbin", "/usr/bin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
     found.unwrap_or_else(|| panic!("{name} is missing: run scripts/setup.sh (it installs nginx-light and caddy)"))
 }
 

@@ -26,7 +26,8 @@ async fn console_plays_over_https_with_a_test_ca() {
     .await;
     assert!(server.https);
     let ca_path = ca_file.to_str().expect("utf8");
-    let _sim = Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "1", "--ca", ca_path], SMALL_VIDEO].concat());
+    let _sim =
+        Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "1", "--ca", ca_path], SMALL_VIDEO].concat());
     let port = server.http.rsplit(':').next().expect("port");
     let spki = format!("--ignore-certificate-errors-spki-list={}", ca.spki_sha256_base64());
     let console = Console::spawn(

@@ -13,7 +13,7 @@ mod disconnect_mid_command;
 mod foreign_quic_train;
 mod malformed_packets;
 mod sim_reconnect;
-mod train_id_takeover;
 mod train_ca;
+mod train_id_takeover;
 mod train_restart;
 mod train_vanishes_mid_frame;

@@ -22,11 +22,9 @@ async fn train_verifies_the_quic_certificate_against_its_ca() {
     let (cert, key) = ca.issue(&["relay.railcast.test", "127.0.0.1"]).write(&dir, "quic");
     let ca_file = ca.write(&dir, "ca.pem");
     let other_file = TestCa::new("someone else's CA").write(&dir, "other-ca.pem");
-    let server = Server::start(
-        &dir,
-        &["--tls-cert", cert.to_str().expect("utf8"), "--tls-key", key.to_str().expect("utf8")],
-    )
-    .await;
+    let server =
+        Server::start(&dir, &["--tls-cert", cert.to_str().expect("utf8"), "--tls-key", key.to_str().expect("utf8")])
+            .await;
     let one = |n: &'static str| [&["--trains", "1", "--first", n][..], SMALL_VIDEO].concat();
     let arg = |p: &std::path::Path| p.to_str().expect("utf8").to_owned();
 
