@@ -144,6 +144,14 @@ macro_rules! settings {
 settings! {
     /// HTTP listen address (API, WebSocket, console). Port 0 picks a free port.
     http_addr: SocketAddr = addr("127.0.0.1:8080"), "RAILCAST_HTTP_ADDR";
+    /// PEM certificate chain (end-entity first) for the HTTP listener: set with http_tls_key, the
+    /// API, the WebSocket transport and the console are served over HTTPS only (ALPN http/1.1),
+    /// and both files are re-read on SIGHUP. Empty: plain HTTP, which browsers treat as a secure
+    /// context (needed for WebCodecs) only on localhost (docs/security.md). Separate from the
+    /// QUIC certificate (tls_cert).
+    http_tls_cert: String = String::new(), "RAILCAST_HTTP_TLS_CERT";
+    /// PEM private key matching http_tls_cert.
+    http_tls_key: String = String::new(), "RAILCAST_HTTP_TLS_KEY";
     /// QUIC (UDP) listen address for trains. Port 0 picks a free port.
     quic_addr: SocketAddr = addr("127.0.0.1:4433"), "RAILCAST_QUIC_ADDR";
     /// Largest video payload per packet accepted from trains, bytes (1..=65535).
@@ -332,6 +340,11 @@ impl Config {
         if self.demo_trains > 100_000 {
             return Err(invalid("demo_trains", "must be at most 100000"));
         }
+        match (Self::path(&self.http_tls_cert), Self::path(&self.http_tls_key)) {
+            (Some(_), None) => return Err(invalid("http_tls_key", "is required with http_tls_cert")),
+            (None, Some(_)) => return Err(invalid("http_tls_cert", "is required with http_tls_key")),
+            _ => {}
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(invalid("tls_key", "is required with tls_cert")),
             (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
@@ -406,6 +419,8 @@ mod tests {
             (&["--tls-cert", "/x.pem"], "tls_key"),
             (&["--tls-key", "/x.pem"], "tls_cert"),
             (&["--tls-names", ""], "tls_names"),
+            (&["--http-tls-cert", "/x.pem"], "http_tls_key"),
+            (&["--http-tls-key", "/x.pem"], "http_tls_cert"),
             (&["--max-trains", "0"], "max_trains"),
             (&["--max-remote-controls", "0"], "max_remote_controls"),
             (&["--max-webrtc-sessions", "0"], "max_webrtc_sessions"),

@@ -18,7 +18,8 @@
 //!   extractors (a leaf).
 //! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`auth`]
 //!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
-//!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate).
+//!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate and the
+//!   HTTP listener's, when it speaks HTTPS).
 //!
 //! Dependencies point one way: signaling → transport → relay → hub → protocol. `core`, `hub`,
 //! `relay`, `api`, `http`, `config`, `metrics` and the other leaves import no transport and no
@@ -174,6 +175,7 @@ pub struct Server {
     quic: quinn::Endpoint,
     quic_addr: SocketAddr,
     identity: tls::Identity,
+    http_tls: Option<Arc<tls::HttpTls>>,
     auth: Arc<auth::Auth>,
     generated: Option<auth::CredentialsFile>,
     remotes: Arc<remote::RemoteControls>,
@@ -193,6 +195,12 @@ impl Server {
             (Some(cert), Some(key)) => tls::Identity::from_files(cert, key)?,
             _ => tls::Identity::self_signed(&config.tls_names)?,
         };
+        let http_tls = match (Config::path(&config.http_tls_cert), Config::path(&config.http_tls_key)) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                tls::HttpTls::load(cert, key).map_err(|e| config::invalid("http_tls_cert", e.to_string()))?,
+            )),
+            _ => None,
+        };
         let bind_err = |what, addr| move |source| ServerError::Bind { what, addr, source };
         let http = tokio::net::TcpListener::bind(config.http_addr).await.map_err(bind_err("HTTP", config.http_addr))?;
         let http_addr = http.local_addr().map_err(bind_err("HTTP", config.http_addr))?;
@@ -207,6 +215,7 @@ impl Server {
             quic,
             quic_addr,
             identity,
+            http_tls,
             auth: Arc::new(auth),
             generated,
             remotes: Arc::new(remotes),
@@ -226,6 +235,18 @@ impl Server {
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
+    /// The HTTP listener's certificate when it speaks HTTPS (`main` reloads it on SIGHUP).
+    pub fn http_tls(&self) -> Option<Arc<tls::HttpTls>> {
+        self.http_tls.clone()
+    }
+    /// `https` with `http_tls_cert`, else `http`.
+    pub fn http_scheme(&self) -> &'static str {
+        if self.http_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
     pub fn quic_addr(&self) -> SocketAddr {
         self.quic_addr
     }
@@ -236,7 +257,19 @@ impl Server {
     /// Serve until `shutdown` resolves, then stop accepting, tell clients and trains, and wait
     /// for sessions to end, at most `shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Server { config, settings, http, http_addr, quic, quic_addr, identity, auth, generated: _, remotes } = self;
+        let Server {
+            config,
+            settings,
+            http,
+            http_addr,
+            quic,
+            quic_addr,
+            identity,
+            http_tls,
+            auth,
+            generated: _,
+            remotes,
+        } = self;
         let limits = config.limits();
         let (stop_tx, stop_rx) = watch::channel(false);
         let hub = hub::Hub::new(hub::HubConfig {
@@ -290,7 +323,16 @@ impl Server {
             body_timeout: config.http_body_timeout.0,
             max_body: config.max_body,
             max_per_address: config.max_http_connections_per_address,
+            tls: http_tls,
         };
+        if serve.tls.is_none() && !http_addr.ip().is_loopback() {
+            tracing::warn!(
+                %http_addr,
+                "plain HTTP on a non-loopback address: browsers decode video (WebCodecs) only in a secure context, \
+                 so a console opened from another host shows no video; set http_tls_cert/http_tls_key or put a \
+                 TLS reverse proxy in front (docs/security.md)"
+            );
+        }
         let tune = settings.ws.clone();
         let http_task = tokio::spawn(http::serve(http, app, serve, move |tcp| tune.tune(tcp), stop_rx.clone()));
         let gate = ingest::Gate {

@@ -39,15 +39,16 @@ async fn main() -> ExitCode {
     };
     // One line each, on stdout, so scripts and tests can find the ports.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening http {}", server.http_addr());
+    let scheme = server.http_scheme();
+    let _ = writeln!(out, "listening {scheme} {}", server.http_addr());
     let _ = writeln!(out, "listening quic {}", server.quic_addr());
     let _ = writeln!(out, "quic certificate sha256 {}", server.fingerprint());
     if let Some(creds) = server.generated_credentials() {
-        print_demo_credentials(&mut out, creds, server.http_addr(), &config_credentials_out);
+        print_demo_credentials(&mut out, creds, scheme, server.http_addr(), &config_credentials_out);
     }
     let _ = out.flush();
     drop(out);
-    reload_on_sighup(server.auth());
+    reload_on_sighup(server.auth(), server.http_tls());
     match server.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -62,6 +63,7 @@ async fn main() -> ExitCode {
 fn print_demo_credentials(
     out: &mut impl Write,
     creds: &railcast_server::auth::CredentialsFile,
+    scheme: &str,
     http: std::net::SocketAddr,
     file: &str,
 ) {
@@ -72,7 +74,7 @@ fn print_demo_credentials(
     }
     for c in &creds.clients {
         let token = c.token.as_deref().unwrap_or_default();
-        let _ = writeln!(out, "console {} http://{http}/#token={token}", c.role.name());
+        let _ = writeln!(out, "console {} {scheme}://{http}/#token={token}", c.role.name());
     }
     // Numbered ids in number order: train-9 before train-10.
     let natural = |k: &&String| (k.len(), k.as_str().to_owned());
@@ -87,8 +89,13 @@ fn print_demo_credentials(
     }
 }
 
-/// SIGHUP re-reads the credentials file (token rotation without a restart).
-fn reload_on_sighup(auth: std::sync::Arc<railcast_server::auth::Auth>) {
+/// SIGHUP re-reads the credentials file (token rotation without a restart) and the HTTP
+/// listener's certificate and key (renewal without a restart; connections already open keep the
+/// old certificate). A file that cannot be used leaves the old one in force.
+fn reload_on_sighup(
+    auth: std::sync::Arc<railcast_server::auth::Auth>,
+    http_tls: Option<std::sync::Arc<railcast_server::tls::HttpTls>>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
@@ -96,6 +103,12 @@ fn reload_on_sighup(auth: std::sync::Arc<railcast_server::auth::Auth>) {
             match auth.reload() {
                 Ok((clients, trains)) => tracing::info!(clients, trains, "credentials reloaded"),
                 Err(e) => tracing::error!("credentials not reloaded, the old ones stay in force: {e}"),
+            }
+            if let Some(tls) = &http_tls {
+                match tls.reload() {
+                    Ok(sha256) => tracing::info!(%sha256, "HTTPS certificate reloaded"),
+                    Err(e) => tracing::error!("HTTPS certificate not reloaded, the old one stays in force: {e}"),
+                }
             }
         }
     });

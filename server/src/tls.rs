@@ -1,7 +1,8 @@
-//! The QUIC server certificate: loaded from PEM files, or generated at start-up.
+//! Certificates: the QUIC server's ([`Identity`]: loaded from PEM files, or generated at
+//! start-up) and, when configured, the HTTP listener's ([`HttpTls`]: PEM files re-read on SIGHUP).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
@@ -72,6 +73,61 @@ impl Identity {
     }
 }
 
+/// The HTTP listener's TLS (`http_tls_cert`, `http_tls_key`): the certificate chain and key in
+/// force, which [`HttpTls::reload`] replaces from the same files. Each new connection takes the
+/// one in force as it is accepted; connections already open keep theirs.
+pub struct HttpTls {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<(Arc<rustls::ServerConfig>, String)>,
+}
+
+impl std::fmt::Debug for HttpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTls").field("cert", &self.cert).field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl HttpTls {
+    /// Load `cert` (PEM chain, end-entity first) and `key` (PEM); they must match.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let current = Self::read(cert, key)?;
+        Ok(Self { cert: cert.to_owned(), key: key.to_owned(), current: RwLock::new(current) })
+    }
+
+    fn read(cert: &Path, key: &Path) -> Result<(Arc<rustls::ServerConfig>, String), TlsError> {
+        let id = Identity::from_files(cert, key)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // TLS 1.2 too: reverse proxies and older tools in front of the console may need it.
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(id.chain.clone(), id.key.clone_key())?;
+        // The accept loop speaks HTTP/1.1 only (the WebSocket upgrade needs it).
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok((Arc::new(cfg), id.fingerprint()))
+    }
+
+    /// Re-read the files. On success new connections use the new certificate, and its
+    /// fingerprint is returned; on error the one in force stays.
+    pub fn reload(&self) -> Result<String, TlsError> {
+        let next = Self::read(&self.cert, &self.key)?;
+        let fp = next.1.clone();
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(fp)
+    }
+
+    /// The rustls configuration in force, for one new connection.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).0)
+    }
+
+    /// SHA-256 of the end-entity certificate in force.
+    pub fn fingerprint(&self) -> String {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).1.clone()
+    }
+}
+
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
     digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
@@ -93,5 +149,33 @@ mod tests {
         ));
         assert!(matches!(Identity::from_files(&dir.join("c.pem"), &dir.join("c.pem")), Err(TlsError::Pem { .. })));
         assert_eq!(id.fingerprint().len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn http_tls_reload_keeps_the_old_certificate_on_a_bad_file() {
+        let dir = std::env::temp_dir().join(format!("railcast-http-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        let write = |names: &[&str]| {
+            let c = rcgen::generate_simple_self_signed(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .expect("generate");
+            std::fs::write(&cert, c.cert.pem()).expect("write");
+            std::fs::write(&key, c.key_pair.serialize_pem()).expect("write");
+            fingerprint(c.cert.der())
+        };
+        let first = write(&["a.test"]);
+        let tls = HttpTls::load(&cert, &key).expect("load");
+        assert_eq!(tls.fingerprint(), first);
+        assert_eq!(tls.config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let second = write(&["b.test"]);
+        assert_eq!(tls.reload().expect("reload"), second);
+        assert_eq!(tls.fingerprint(), second);
+        // A key that does not match the certificate: refused, the second stays.
+        let other = rcgen::generate_simple_self_signed(vec!["c.test".to_owned()]).expect("generate");
+        std::fs::write(&key, other.key_pair.serialize_pem()).expect("write");
+        assert!(tls.reload().is_err());
+        std::fs::write(&cert, "not a certificate").expect("write");
+        assert!(tls.reload().is_err());
+        assert_eq!(tls.fingerprint(), second);
     }
 }

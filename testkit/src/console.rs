@@ -48,8 +48,10 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    /// Start `console.mjs SCENARIO` against `base_url` (`http://localhost:PORT`: a secure context),
-    /// opening the console with `token` (`#token=…`).
+    /// Start `console.mjs SCENARIO` against `base_url` (`http://localhost:PORT` or an `https://` URL:
+    /// a secure context; the `insecure` scenario wants neither), opening the console with `token`
+    /// (`#token=…`). `env` may add Chromium flags (`CHROMIUM_ARGS`) and a CA for the driver's own
+    /// requests (`NODE_EXTRA_CA_CERTS`).
     pub fn spawn(base_url: &str, scenario: &str, artifacts: &Path, token: &str, env: &[(&str, &str)]) -> Console {
         let mut child = Command::new("node")
             .arg(web_client().join("e2e/console.mjs"))

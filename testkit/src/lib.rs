@@ -13,10 +13,12 @@
 //! - `api`: JSON calls ([`api`], [`api_as`], [`call`]) and the admin steps tests repeat;
 //! - `train`: [`RawTrain`] and the pieces of its hello;
 //! - [`ws`], [`webrtc`]: remote controls recording what they receive; [`link`]: a bottleneck on
-//!   the path to one; [`console`]: the operator console in Chromium.
+//!   the path to one; [`console`]: the operator console in Chromium; [`tls`]: a test CA and an
+//!   HTTPS client that trusts only it.
 
 pub mod console;
 pub mod link;
+pub mod tls;
 pub mod webrtc;
 pub mod ws;
 

@@ -46,7 +46,11 @@ pub fn scratch(test: &str) -> PathBuf {
 /// about the train tokens, last.
 #[derive(Debug, Default)]
 pub struct Banner {
+    /// The HTTP listener's address (`listening http ADDR` or, with `--http-tls-cert`,
+    /// `listening https ADDR`).
     pub http: Option<String>,
+    /// The listener speaks HTTPS.
+    pub https: bool,
     pub quic: Option<String>,
     pub fingerprint: Option<String>,
     /// Generated client tokens by role ("admin", "operator", "viewer").
@@ -60,6 +64,9 @@ impl Banner {
     pub fn read(&mut self, line: &str) {
         if let Some(a) = line.strip_prefix("listening http ") {
             self.http = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("listening https ") {
+            self.http = Some(a.to_owned());
+            self.https = true;
         } else if let Some(a) = line.strip_prefix("listening quic ") {
             self.quic = Some(a.to_owned());
         } else if let Some(f) = line.strip_prefix("quic certificate sha256 ") {
@@ -79,7 +86,11 @@ impl Banner {
 #[derive(Debug)]
 pub struct Server {
     pub child: Child,
+    /// The HTTP listener's address, `IP:PORT`.
     pub http: String,
+    /// The HTTP listener speaks HTTPS (`--http-tls-cert`): [`Server::url`] and
+    /// [`Server::ws_url`] give `https://` and `wss://` URLs.
+    pub https: bool,
     pub quic: String,
     pub fingerprint: String,
     pub log: PathBuf,
@@ -130,7 +141,7 @@ impl Server {
         tokio::time::timeout(Duration::from_secs(20), read).await.expect("server did not print its addresses");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let Banner { http, quic, fingerprint, tokens, .. } = banner;
+        let Banner { http, https, quic, fingerprint, tokens, .. } = banner;
         let http = http.expect("http");
         if let Some(admin) = tokens.get("admin") {
             crate::api::remember_admin(&http, admin);
@@ -139,6 +150,7 @@ impl Server {
         Server {
             child,
             http,
+            https,
             quic: quic.expect("quic"),
             fingerprint: fingerprint.expect("fp"),
             log,
@@ -148,7 +160,7 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
+        format!("{}://{}{path}", if self.https { "https" } else { "http" }, self.http)
     }
 
     /// The generated token of `role`.
@@ -163,9 +175,10 @@ impl Server {
 
     /// `/ws` for a remote control with `token` (none: no credentials at all).
     pub fn ws_url_as(&self, rc: &str, token: Option<&str>) -> String {
+        let scheme = if self.https { "wss" } else { "ws" };
         match token {
-            Some(t) => format!("ws://{}/ws?remote_control_id={rc}&access_token={t}", self.http),
-            None => format!("ws://{}/ws?remote_control_id={rc}", self.http),
+            Some(t) => format!("{scheme}://{}/ws?remote_control_id={rc}&access_token={t}", self.http),
+            None => format!("{scheme}://{}/ws?remote_control_id={rc}", self.http),
         }
     }
 
@@ -193,6 +206,8 @@ fn rand_suffix() -> u32 {
 pub struct Sim {
     pub child: Child,
     pub manifest: PathBuf,
+    /// Its stderr (the log).
+    pub log: PathBuf,
 }
 
 /// Small, cheap video for tests: 320×240, 15 fps, keyframe every 15 frames.
@@ -221,15 +236,28 @@ impl Sim {
             .arg(&manifest)
             .args(args)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("log"))
+            .stderr(std::fs::File::create(&log).expect("log"))
             .kill_on_drop(true)
             .spawn()
             .expect("spawn sim");
-        Sim { child, manifest }
+        Sim { child, manifest, log }
     }
 
     pub fn manifest(&self) -> Manifest {
         Manifest::read(&self.manifest)
+    }
+
+    /// Wait (up to `timeout`) until its log contains `text`; the log so far.
+    pub async fn wait_log(&self, text: &str, timeout: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the simulator never logged {text:?}:\n{log}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn kill(&mut self) {

@@ -1,5 +1,7 @@
-//! Finding and reaching the server: discovery over HTTP, a QUIC client that pins the server's
-//! certificate by its SHA-256.
+//! Finding and reaching the server: discovery over HTTP(S), and a QUIC client that checks the
+//! server's certificate one of three ways ([`Trust`]): against a CA (a file, or the system's
+//! roots), against a SHA-256 fingerprint from the train's configuration, or against the
+//! fingerprint discovery returned — trust on first use, for demos only (docs/security.md).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -31,6 +33,85 @@ pub enum ConnectError {
     Answer(String),
     #[error("bad SHA-256 fingerprint: {0}")]
     Fingerprint(String),
+    #[error("CA certificates: {0}")]
+    Ca(String),
+}
+
+/// How a train decides that the QUIC server it reached is railcast's.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Whatever fingerprint discovery returns: trust on first use, as safe as the path to the
+    /// HTTP API. Over plain HTTP anyone on the path can substitute their own. Demo only.
+    Discovered,
+    /// The certificate whose DER has this SHA-256 (`--cert-sha256`), whatever discovery says.
+    Pin([u8; 32]),
+    /// A certificate for `server_name` issued by one of `roots` (`--ca`); `roots` also verify
+    /// discovery over HTTPS.
+    Ca { roots: Arc<rustls::RootCertStore>, server_name: String, source: String },
+}
+
+impl Trust {
+    /// The QUIC client configuration and the server name to send, given what discovery found
+    /// (none with a fixed `--quic` address).
+    pub fn quic(&self, discovered: Option<&Target>, idle: Duration) -> anyhow::Result<(quinn::ClientConfig, String)> {
+        match self {
+            Trust::Discovered => {
+                let target = discovered.ok_or_else(|| anyhow::anyhow!("no fingerprint: discovery did not run"))?;
+                Ok((client_config(target.sha256, idle)?, "localhost".into()))
+            }
+            Trust::Pin(sha256) => Ok((client_config(*sha256, idle)?, "localhost".into())),
+            Trust::Ca { roots, server_name, .. } => {
+                Ok((ca_client_config(Arc::clone(roots), idle)?, server_name.clone()))
+            }
+        }
+    }
+
+    /// What a failed handshake should say about the check that refused it.
+    pub fn describe(&self) -> String {
+        match self {
+            Trust::Discovered => "the fingerprint discovery returned".into(),
+            Trust::Pin(_) => "the configured --cert-sha256".into(),
+            Trust::Ca { server_name, source, .. } => format!("a certificate for {server_name} issued by {source}"),
+        }
+    }
+}
+
+/// Roots to verify the server against: `system` for the operating system's trusted CAs, else a
+/// PEM file of one or more CA certificates. Returns them and how to name them in messages.
+pub fn load_roots(spec: &str) -> Result<(rustls::RootCertStore, String), ConnectError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if spec == "system" {
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+            return Err(ConnectError::Ca(format!("no system CA certificate found ({})", errors.join("; "))));
+        }
+        return Ok((roots, format!("the system's {added} trusted CAs")));
+    }
+    let pem = std::fs::read(spec).map_err(|e| ConnectError::Ca(format!("cannot read {spec}: {e}")))?;
+    let certs = <CertificateDer<'static> as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConnectError::Ca(format!("{spec}: {e}")))?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| ConnectError::Ca(format!("{spec}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ConnectError::Ca(format!("{spec}: no certificate found")));
+    }
+    Ok((roots, format!("the CA in {spec}")))
+}
+
+/// The host of a URL or of `HOST:PORT`, without IPv6 brackets.
+pub fn host_of(s: &str) -> Option<String> {
+    let rest = s.split_once("://").map_or(s, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    (!host.is_empty()).then(|| host.to_owned())
 }
 
 /// Parse `AB:CD:…` or plain hex.
@@ -41,25 +122,42 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], ConnectError> {
 }
 
 /// `GET {server}/api/quic/certificate`: the QUIC port (same host) and the certificate hash.
+/// `https://` URLs are verified against the system's trusted CAs ([`discover_with`] takes others).
 pub async fn discover(server: &str) -> Result<Target, ConnectError> {
+    discover_with(server, None).await
+}
+
+/// [`discover`], verifying an `https://` server against `roots` (none: the system's CAs).
+pub async fn discover_with(server: &str, roots: Option<Arc<rustls::RootCertStore>>) -> Result<Target, ConnectError> {
     let uri: hyper::Uri = format!("{}/api/quic/certificate", server.trim_end_matches('/'))
         .parse()
         .map_err(|_| ConnectError::BadUrl(server.into()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(ConnectError::BadUrl(server.into()));
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(ConnectError::BadUrl(server.into())),
+    };
     let host = uri
         .host()
         .ok_or_else(|| ConnectError::BadUrl(server.into()))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+    let get = async {
+        if !https {
+            let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Empty<bytes::Bytes>>();
+            return client.get(uri).await.map_err(|e| ConnectError::Http(e.to_string()));
+        }
+        let roots = match roots {
+            Some(r) => r,
+            None => Arc::new(load_roots("system")?.0),
+        };
+        https_get(&host, uri, roots).await
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(5), get)
         .await
-        .map_err(|_| ConnectError::Http("timed out".into()))?
-        .map_err(|e| ConnectError::Http(e.to_string()))?;
+        .map_err(|_| ConnectError::Http("timed out".into()))??;
     if !resp.status().is_success() {
         return Err(ConnectError::Http(format!("status {}", resp.status())));
     }
@@ -72,6 +170,36 @@ pub async fn discover(server: &str) -> Result<Target, ConnectError> {
     let sha = v["sha256"].as_str().ok_or_else(|| ConnectError::Answer("no sha256".into()))?;
     let addr = resolve(&host, port)?;
     Ok(Target { addr, sha256: parse_fingerprint(sha)? })
+}
+
+/// One GET over HTTPS (HTTP/1.1), the server's certificate verified against `roots` for `host`.
+async fn https_get(
+    host: &str,
+    uri: hyper::Uri,
+    roots: Arc<rustls::RootCertStore>,
+) -> Result<hyper::Response<hyper::body::Incoming>, ConnectError> {
+    let http = |e: &dyn std::fmt::Display| ConnectError::Http(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| http(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| http(&e))?;
+    let addr = resolve(host, uri.port_u16().unwrap_or(443))?;
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| http(&e))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.map_err(|e| http(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| http(&e))?;
+    tokio::spawn(conn);
+    let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| http(&e))?;
+    sender.send_request(req).await.map_err(|e| http(&e))
 }
 
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
@@ -136,11 +264,26 @@ pub fn endpoint(server: SocketAddr) -> std::io::Result<quinn::Endpoint> {
 /// Client config pinned to `sha256`, with the transport settings the server expects.
 pub fn client_config(sha256: [u8; 32], idle: Duration) -> anyhow::Result<quinn::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned { sha256, provider }))
         .with_no_client_auth();
+    quic_config(tls, idle)
+}
+
+/// Client config that accepts a certificate chaining to one of `roots` (name, validity and
+/// signatures checked by webpki), with the transport settings the server expects.
+pub fn ca_client_config(roots: Arc<rustls::RootCertStore>, idle: Duration) -> anyhow::Result<quinn::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    quic_config(tls, idle)
+}
+
+fn quic_config(mut tls: rustls::ClientConfig, idle: Duration) -> anyhow::Result<quinn::ClientConfig> {
     tls.alpn_protocols = vec![railcast_protocol::ALPN.to_vec()];
     let mut cfg = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?));
     let mut transport = quinn::TransportConfig::default();
@@ -164,5 +307,14 @@ mod tests {
         assert_eq!(parse_fingerprint(&"ab".repeat(32)).expect("ok"), [0xab; 32]);
         assert!(parse_fingerprint("AB:CD").is_err());
         assert!(parse_fingerprint("zz").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("http://relay.example:8080/").as_deref(), Some("relay.example"));
+        assert_eq!(host_of("https://[::1]:8443").as_deref(), Some("::1"));
+        assert_eq!(host_of("10.0.0.1:4433").as_deref(), Some("10.0.0.1"));
+        assert_eq!(host_of("relay.example").as_deref(), Some("relay.example"));
+        assert_eq!(host_of("http://:80"), None);
     }
 }

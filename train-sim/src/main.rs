@@ -13,15 +13,25 @@ use railcast_protocol::TrainId;
 #[derive(Debug, Parser)]
 #[command(name = "railcast-train-sim", version, about = "Simulated trains for railcast")]
 struct Args {
-    /// Server HTTP base URL; the QUIC port and certificate are discovered from it.
+    /// Server base URL (http:// or https://); the QUIC port is discovered from it (and, without
+    /// --ca or --cert-sha256, the certificate's fingerprint: demo only, see docs/security.md).
     #[arg(long, env = "RAILCAST_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// QUIC address to use instead of discovery (needs --cert-sha256).
-    #[arg(long, requires = "cert_sha256")]
+    /// QUIC address to use instead of discovery (needs --ca or --cert-sha256).
+    #[arg(long)]
     quic: Option<String>,
-    /// SHA-256 of the server certificate to pin (colon-separated or plain hex).
-    #[arg(long, requires = "quic")]
+    /// SHA-256 of the server's QUIC certificate to pin (colon-separated or plain hex); the
+    /// fingerprint discovery returns is then ignored.
+    #[arg(long, visible_alias = "fingerprint", env = "RAILCAST_CERT_SHA256", conflicts_with = "ca")]
     cert_sha256: Option<String>,
+    /// Verify the server's certificates (QUIC, and HTTPS discovery) against a CA: a PEM file of
+    /// CA certificates, or `system` for the operating system's trusted CAs.
+    #[arg(long, env = "RAILCAST_CA")]
+    ca: Option<String>,
+    /// Name the server's certificate must carry, with --ca (default: the host of --quic, else
+    /// of --server).
+    #[arg(long, requires = "ca")]
+    server_name: Option<String>,
     /// Number of trains.
     #[arg(long, default_value_t = 2)]
     trains: u16,
@@ -96,6 +106,35 @@ fn humantime_parse(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// How the server's certificate is checked: --ca, --cert-sha256, or (demo) the fingerprint that
+/// discovery returns.
+fn trust(args: &Args) -> anyhow::Result<connect::Trust> {
+    if let Some(spec) = &args.ca {
+        let (roots, source) = connect::load_roots(spec)?;
+        let server_name = match (&args.server_name, &args.quic) {
+            (Some(name), _) => name.clone(),
+            (None, Some(quic)) => connect::host_of(quic).context("--quic must be HOST:PORT")?,
+            (None, None) => connect::host_of(&args.server).context("--server must be a URL with a host")?,
+        };
+        tracing::info!(%server_name, "verifying the server's certificates against {source}");
+        return Ok(connect::Trust::Ca { roots: std::sync::Arc::new(roots), server_name, source });
+    }
+    if let Some(sha) = &args.cert_sha256 {
+        return Ok(connect::Trust::Pin(connect::parse_fingerprint(sha)?));
+    }
+    if args.quic.is_some() {
+        anyhow::bail!("--quic needs --ca or --cert-sha256: without discovery nothing says which certificate to trust");
+    }
+    if !args.server.starts_with("https://") {
+        tracing::warn!(
+            server = %args.server,
+            "learning the QUIC certificate's fingerprint over plain HTTP (trust on first use): anyone on the path can \
+             impersonate the server. Demo only; give --ca FILE, --ca system or --cert-sha256 (docs/security.md)"
+        );
+    }
+    Ok(connect::Trust::Discovered)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -120,14 +159,15 @@ async fn main() -> anyhow::Result<()> {
     if !(1..=railcast_protocol::MAX_PAYLOAD_LIMIT).contains(&args.max_payload) {
         anyhow::bail!("--max-payload must be within 1..=65535");
     }
-    let source = match (&args.quic, &args.cert_sha256) {
-        (Some(quic), Some(sha)) => {
+    let trust = trust(&args)?;
+    let source = match &args.quic {
+        Some(quic) => {
             let (host, port) = quic.rsplit_once(':').context("--quic must be HOST:PORT")?;
             let port: u16 = port.parse().context("--quic port")?;
             let addr = connect::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)?;
-            train::Source::Fixed(connect::Target { addr, sha256: connect::parse_fingerprint(sha)? })
+            train::Source::Fixed(addr)
         }
-        _ => train::Source::Discover(args.server.clone()),
+        None => train::Source::Discover(args.server.clone()),
     };
     let manifest = match &args.manifest {
         Some(p) => {
@@ -151,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
             idle_timeout: Duration::from_secs(6),
             initial_speed_kmh: args.speed,
             token: tokens.get(id.as_str()).cloned().or_else(|| args.token.clone()).map(railcast_protocol::Secret),
+            trust: trust.clone(),
         };
         if cfg.token.is_none() {
             tracing::warn!(train = %cfg.id, "no token for this train (--credentials, --token): a server requiring one refuses it");

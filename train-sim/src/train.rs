@@ -11,7 +11,7 @@ use railcast_protocol::packet::{packetize, Codec, FrameMeta};
 use railcast_protocol::{Action, CameraId, CommandAck, ControlDecoder, ControlMessage, FrameSeq, Secret, TrainId};
 use tokio::sync::{mpsc, watch};
 
-use crate::connect::{self, Target};
+use crate::connect::{self, Target, Trust};
 use crate::manifest::{self, Manifest};
 use crate::video::{Camera, VideoConfig};
 
@@ -27,10 +27,11 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// Where to connect.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// Ask the server's HTTP API (`--server`) before each connection attempt.
+    /// Ask the server's HTTP API (`--server`) before each connection attempt: the QUIC port and,
+    /// with [`Trust::Discovered`], the certificate's fingerprint.
     Discover(String),
-    /// Given on the command line (`--quic` and `--cert-sha256`).
-    Fixed(Target),
+    /// Given on the command line (`--quic`).
+    Fixed(std::net::SocketAddr),
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct TrainConfig {
     pub initial_speed_kmh: f32,
     /// Sent in the hello; the server checks it against the token configured for this train id.
     pub token: Option<Secret>,
+    /// How the server's QUIC certificate is checked.
+    pub trust: Trust,
 }
 
 /// One encoded frame from a camera thread.
@@ -124,13 +127,29 @@ pub async fn run(
     let mut odometer_m = 0.0f64;
     while !*shutdown.borrow() {
         let target = match &source {
-            Source::Fixed(t) => Ok(t.clone()),
-            Source::Discover(url) => connect::discover(url).await.map_err(anyhow::Error::from),
+            Source::Fixed(addr) => Ok((*addr, None)),
+            Source::Discover(url) => {
+                let roots = match &cfg.trust {
+                    Trust::Ca { roots, .. } => Some(Arc::clone(roots)),
+                    _ => None,
+                };
+                connect::discover_with(url, roots).await.map(|t| (t.addr, Some(t))).map_err(anyhow::Error::from)
+            }
         };
         let started = Instant::now();
         let end = match target {
-            Ok(target) => {
-                session(&cfg, &target, &mut frames, &shared, manifest.as_deref(), &mut shutdown, &mut odometer_m).await
+            Ok((addr, discovered)) => {
+                session(
+                    &cfg,
+                    addr,
+                    discovered.as_ref(),
+                    &mut frames,
+                    &shared,
+                    manifest.as_deref(),
+                    &mut shutdown,
+                    &mut odometer_m,
+                )
+                .await
             }
             Err(e) => Err(e),
         };
@@ -199,21 +218,27 @@ fn camera_loop(mut camera: Camera, cam: u16, fps: u32, shared: Arc<Shared>, tx: 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     cfg: &TrainConfig,
-    target: &Target,
+    addr: std::net::SocketAddr,
+    discovered: Option<&Target>,
     frames: &mut mpsc::Receiver<Frame>,
     shared: &Shared,
     manifest: Option<&Manifest>,
     shutdown: &mut watch::Receiver<bool>,
     odometer_m: &mut f64,
 ) -> anyhow::Result<End> {
-    let endpoint = connect::endpoint(target.addr)?;
-    let client = connect::client_config(target.sha256, cfg.idle_timeout)?;
-    let connecting = endpoint.connect_with(client, target.addr, "localhost")?;
+    let endpoint = connect::endpoint(addr)?;
+    let (client, server_name) = cfg.trust.quic(discovered, cfg.idle_timeout)?;
+    let connecting = endpoint.connect_with(client, addr, &server_name)?;
     let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
         .await
-        .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))??;
+        .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))?
+        .map_err(|e| {
+            anyhow::Error::from(e)
+                .context(format!("QUIC handshake with {addr}: the server must present {}", cfg.trust.describe()))
+        })?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let hello = ControlMessage::Hello(Hello {
         train_id: cfg.id.clone(),
@@ -236,7 +261,7 @@ async fn session(
         .map_err(|_| anyhow::anyhow!("no welcome within 5 s"))??;
     match welcome {
         Some(ControlMessage::Welcome(w)) => {
-            tracing::info!(train = %cfg.id, server = %target.addr, max_payload = w.max_payload, "connected");
+            tracing::info!(train = %cfg.id, server = %addr, max_payload = w.max_payload, "connected");
         }
         Some(ControlMessage::Error(ErrorMessage { code, message })) => {
             anyhow::bail!("server refused: {code}: {message}")

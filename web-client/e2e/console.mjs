@@ -29,6 +29,10 @@
 //                       viewer role, keep the command buttons disabled (or, if it lets one through,
 //                       get it refused), and a command sent past the UI (window.__railcastSend) must
 //                       come back as command_error "forbidden"
+//   insecure            BASE_URL is a plain-HTTP origin that is not localhost (e.g. http://railcast.test:PORT
+//                       with CHROMIUM_ARGS='--host-resolver-rules=MAP railcast.test 127.0.0.1'): not a secure
+//                       context, so no WebCodecs; the console must explain why and what to do (the https and
+//                       localhost addresses, the settings, the docs) and show no camera canvas
 //   bad-token           a wrong token (RAILCAST_BAD_TOKEN, default a random one; RAILCAST_TOKEN is not
 //                       used): the console must show the token prompt with the server's own 401
 //                       message (as GET /api/me answers it) and no video, and stop asking the server
@@ -38,7 +42,10 @@
 // RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
 // MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console on stderr), RESTART_WAIT_MS (default
 // 60000), BLOCK_WEBRTC=hang (auto-fallback, auto-webtransport: leave the blocked requests unanswered
-// instead of refusing them).
+// instead of refusing them), CHROMIUM_ARGS (extra launch flags, space-separated; a flag's value may not
+// contain a space except --host-resolver-rules, which takes the rest of the string), NODE_EXTRA_CA_CERTS
+// (a test CA, for the driver's own requests to an https BASE_URL; Chromium trusts it through
+// --ignore-certificate-errors-spki-list in CHROMIUM_ARGS).
 //
 // On WebTransport the JSON line also has `webtransport`: the link's own counters (datagrams,
 // streams, packets, bytes, max_datagram_size, certificate) from the Connection panel's details.
@@ -75,6 +82,14 @@ const SCENARIOS = {
   'revoke-webtransport': { transport: 'webtransport', expect: 'webtransport', revoke: true },
   viewer: { transport: 'auto', expect: null, access: 'viewer' },
   'bad-token': { transport: 'auto', expect: null, access: 'bad-token' },
+  insecure: { transport: 'auto', expect: null, access: 'insecure' },
+}
+
+/** CHROMIUM_ARGS as a list: split on spaces, but --host-resolver-rules keeps the rest (its rules have spaces). */
+function extraArgs(s) {
+  const at = s.indexOf('--host-resolver-rules=')
+  const head = (at < 0 ? s : s.slice(0, at)).split(/\s+/).filter(Boolean)
+  return at < 0 ? head : [...head, s.slice(at).trim()]
 }
 
 const log = (...a) => process.stderr.write(`[e2e ${new Date().toISOString().slice(11, 23)}] ${a.join(' ')}\n`)
@@ -296,7 +311,7 @@ async function launch() {
     headless: true,
     viewport: { width: 1600, height: 1000 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync', ...extraArgs(process.env.CHROMIUM_ARGS ?? '')],
   })
   const page = browser.pages()[0] ?? (await browser.newPage())
   const pageErrors = []
@@ -311,6 +326,7 @@ async function main() {
   mkdirSync(artifacts, { recursive: true })
   if (spec.access === 'viewer') return viewer(spec)
   if (spec.access === 'bad-token') return badToken(spec)
+  if (spec.access === 'insecure') return insecure()
   const train = await pickTrain()
   Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
   const { page, pageErrors } = await launch()
@@ -455,6 +471,46 @@ async function main() {
     log(`token prompt ${result.revoked_prompt_ms} ms after READY_FOR_REVOKE: "${result.auth_error}"`)
   }
 
+  if (pageErrors.length) result.page_errors = pageErrors
+  result.ok = true
+  result.screenshots = screenshots
+}
+
+/** Plain HTTP from a host that is not localhost: no secure context; the console explains instead of painting black. */
+async function insecure() {
+  // The driver cannot resolve BASE_URL's name (only Chromium maps it): the train comes as TRAIN_ID.
+  if (!trainArg) fail('insecure: give the train to watch (TRAIN_ID argument or TRAIN)')
+  const { page, pageErrors } = await launch()
+  await page.goto(consoleUrl(`transport=auto&train=${encodeURIComponent(trainArg)}`, { token }))
+  await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  const facts = await page.evaluate(() => ({ secure: window.isSecureContext, decoder: typeof window.VideoDecoder, origin: location.origin }))
+  Object.assign(result, { secure_context: facts.secure, video_decoder: facts.decoder, origin: facts.origin })
+  if (facts.secure) fail(`${facts.origin} is a secure context: this scenario needs a plain-HTTP origin that is not localhost`)
+  const box = page.getByTestId('playback-problem')
+  await box.waitFor({ timeout: 10000 }).catch(() => fail('the console shows no explanation (data-testid="playback-problem")'))
+  result.kind = await box.getAttribute('data-kind')
+  result.explanation = (await box.innerText()).replace(/\s+/g, ' ').trim()
+  if (result.kind !== 'insecure-context') fail(`the explanation is of kind "${result.kind}", not insecure-context`)
+  const host = new URL(base).host
+  for (const want of ['secure', `https://${host}/`, 'http://localhost:', 'http_tls_cert', 'docs/security.md']) {
+    if (!result.explanation.includes(want)) fail(`the explanation does not mention "${want}": ${result.explanation}`)
+  }
+  // The rest of the console still works (it is signed in) and no camera is drawn.
+  await waitFor(page, 'the role from GET /api/me', 15000, () => window.__railcast.role)
+  result.role = (await hook(page)).role
+  result.canvases = await page.locator('canvas').count()
+  if (result.canvases) fail(`${result.canvases} camera canvases shown beside the explanation`)
+  // Video does arrive (the transports work here), but there is nothing to decode it with: nothing
+  // painted, and no error thrown in the page.
+  await waitFor(page, 'video frames arriving', 20000, () => Object.values(window.__railcast.stats).some((s) => s.framesIn > 30))
+  const h = await hook(page)
+  result.train = h.trainId
+  result.frames_in = Object.values(h.stats).reduce((n, st) => n + st.framesIn, 0)
+  result.frames_painted = Object.values(h.stats).reduce((n, st) => n + st.framesPainted, 0)
+  if (result.frames_painted) fail(`${result.frames_painted} frames painted without a secure context?`)
+  if (pageErrors.length) fail(`errors in the page: ${pageErrors.join('; ')}`)
+  await shot(page, 'insecure')
+  log(`insecure origin ${facts.origin}: "${result.explanation.slice(0, 100)}…"`)
   if (pageErrors.length) result.page_errors = pageErrors
   result.ok = true
   result.screenshots = screenshots

@@ -3,6 +3,11 @@
 //! and a cap on open connections per address. A client that trickles bytes, announces a body it
 //! never sends or opens connection after connection cannot hold the server's sockets.
 //!
+//! With a certificate configured ([`ServeSettings::tls`]) every connection speaks TLS: the
+//! handshake runs in the connection's own task, within `http_header_timeout` like a request's
+//! header, so a client that stalls in the handshake holds nothing longer than one that stalls in
+//! its header. A client that speaks plain HTTP to it gets a plain 400 that says to use https.
+//!
 //! Refusals are counted in `railcast_limit_refusals_total` (`http_header_timeout`,
 //! `http_body_timeout`, `body_size`, `http_connections_per_address`); `docs/security.md` lists the defaults.
 
@@ -21,7 +26,7 @@ use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -43,6 +48,8 @@ pub struct ServeSettings {
     /// HTTP connections open at once from one IP address (a WebSocket stops counting once
     /// upgraded: its session counts in the client sessions instead).
     pub max_per_address: usize,
+    /// TLS on every connection (`http_tls_cert`, `http_tls_key`); `None`: plain HTTP.
+    pub tls: Option<Arc<crate::tls::HttpTls>>,
 }
 
 /// Serve `router` on `listener` until `stop` turns true; then stop accepting, ask every connection
@@ -81,7 +88,7 @@ pub async fn serve(
         let slot = match addresses.acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(hit) => {
-                tokio::spawn(refuse(tcp, hit.code(), hit.to_string()));
+                tokio::spawn(refuse(tcp, "429 Too Many Requests", hit.code(), hit.to_string()));
                 continue;
             }
         };
@@ -91,31 +98,30 @@ pub async fn serve(
         let mut stop = stop.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
-            let (body_timeout, max_body) = (settings.body_timeout, settings.max_body);
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.extensions_mut().insert(MaxBody(max_body));
-                let req = req.map(|body| Body::new(Deadline::new(body, body_timeout)));
-                let mut router = router.clone();
-                async move { Ok::<_, Infallible>(tower_service_call(&mut router, req).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = crate::stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    Limit::HeaderTimeout
-                        .refuse(format!("{peer}: no complete request header within http_header_timeout"));
-                } else {
-                    tracing::trace!(%peer, "HTTP connection: {e}");
+            match settings.tls.clone() {
+                None => connection(TokioIo::new(tcp), peer, router, &settings, &mut stop).await,
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        r = tokio::time::timeout(settings.header_timeout, handshake(tcp, &tls)) => r,
+                        _ = crate::stopped(&mut stop) => Ok(Err(Handshake::Stopped)),
+                    };
+                    match handshake {
+                        Ok(Ok(tls)) => connection(TokioIo::new(tls), peer, router, &settings, &mut stop).await,
+                        Ok(Err(Handshake::PlainHttp(tcp))) => {
+                            refuse(
+                                tcp,
+                                "400 Bad Request",
+                                "https_required",
+                                "this port speaks HTTPS only: open the same address with https://".into(),
+                            )
+                            .await
+                        }
+                        Ok(Err(Handshake::Failed(e))) => tracing::debug!(%peer, "TLS handshake: {e}"),
+                        Ok(Err(Handshake::Stopped)) => {}
+                        Err(_) => {
+                            Limit::HeaderTimeout.refuse(format!("{peer}: no TLS handshake within http_header_timeout"));
+                        }
+                    }
                 }
             }
             drop(slot);
@@ -125,6 +131,69 @@ pub async fn serve(
     drop(listener);
     drop(open_rx);
     open_tx.closed().await;
+}
+
+/// Why a connection on the TLS listener did not become a TLS stream.
+enum Handshake {
+    /// The client's first byte is not a TLS handshake record: it speaks plain HTTP.
+    PlainHttp(TcpStream),
+    Failed(std::io::Error),
+    Stopped,
+}
+
+/// The server side of a TLS handshake with the certificate in force, ALPN http/1.1.
+async fn handshake(
+    tcp: TcpStream,
+    tls: &crate::tls::HttpTls,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Handshake> {
+    // A TLS connection opens with a handshake record (content type 22); `GET `, `POST` … do not.
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(0) => return Err(Handshake::Failed(std::io::ErrorKind::UnexpectedEof.into())),
+        Ok(_) if first[0] != 0x16 => return Err(Handshake::PlainHttp(tcp)),
+        Ok(_) => {}
+        Err(e) => return Err(Handshake::Failed(e)),
+    }
+    tokio_rustls::TlsAcceptor::from(tls.config()).accept(tcp).await.map_err(Handshake::Failed)
+}
+
+/// Serve HTTP/1.1 on one connection (plain or TLS) until it closes, or `stop` turns true and the
+/// request in flight is answered.
+async fn connection<I>(
+    io: TokioIo<I>,
+    peer: std::net::SocketAddr,
+    router: Router,
+    settings: &ServeSettings,
+    stop: &mut watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (body_timeout, max_body) = (settings.body_timeout, settings.max_body);
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(MaxBody(max_body));
+        let req = req.map(|body| Body::new(Deadline::new(body, body_timeout)));
+        let mut router = router.clone();
+        async move { Ok::<_, Infallible>(tower_service_call(&mut router, req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = crate::stopped(stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            Limit::HeaderTimeout.refuse(format!("{peer}: no complete request header within http_header_timeout"));
+        } else {
+            tracing::trace!(%peer, "HTTP connection: {e}");
+        }
+    }
 }
 
 /// `max_body`, in each request's extensions: [`super::ApiJson`] answers 413 at once when
@@ -142,14 +211,15 @@ async fn tower_service_call(router: &mut Router, req: Request<Body>) -> axum::re
     }
 }
 
-/// Answer a connection over the per-address cap with 429 and close it, without reading its
-/// request: a short drain first, so that closing with unread bytes does not reset the
-/// connection before the client reads the answer.
-async fn refuse(mut tcp: TcpStream, code: &'static str, message: String) {
+/// Answer a connection with `status` in plain HTTP and close it, without reading its request
+/// (over the per-address cap: 429; plain HTTP on the TLS listener: 400): a short drain first, so
+/// that closing with unread bytes does not reset the connection before the client reads the
+/// answer.
+async fn refuse(mut tcp: TcpStream, status: &'static str, code: &'static str, message: String) {
     let body = super::ErrorBody { code: code.into(), message };
     let body = serde_json::to_string(&body).unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     let answer = async {

@@ -1,5 +1,6 @@
 //! The REST API and what stands behind it: the one error shape, the OpenAPI contract (live and
-//! committed), metrics, configuration layers, TLS files, persisted state and every limit.
+//! committed), metrics, configuration layers, TLS files, HTTPS on the HTTP listener, the
+//! reverse-proxy examples, persisted state and every limit.
 //!
 //! One behaviour per file; the files of an area share one test executable, since each executable
 //! links webrtc-rs (`testkit` holds what they share).
@@ -8,8 +9,10 @@ mod api_errors;
 mod config_layers;
 mod contract;
 mod http_guards;
+mod https_listener;
 mod limits;
 mod metrics;
 mod openapi_drift;
+mod reverse_proxy;
 mod state_persistence;
 mod tls_files;

@@ -1,5 +1,6 @@
 //! Real browsers: Debian's Chromium, driven by playwright-core, on the plain WebRTC test page
-//! (`tests/browser/`) and on the operator console (`web-client/`, built into `web-client/dist`).
+//! (`tests/browser/`) and on the operator console (`web-client/`, built into `web-client/dist`),
+//! over plain HTTP on localhost, over HTTPS with a test CA, and from an insecure origin.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 //! Every test here runs alone (`testkit::serial`): a Chromium decoding two cameras at 640×480,
@@ -8,6 +9,8 @@
 
 mod browser_webrtc;
 mod console_auto_fallback;
+mod console_https;
+mod console_insecure_origin;
 mod console_restart;
 mod console_revoked;
 mod console_roles;

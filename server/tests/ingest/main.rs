@@ -1,8 +1,8 @@
 //! Trains over QUIC: malformed packets and hellos, fatal control-stream errors after the hello
 //! (each explained by an `error` frame before the close), a second connection for an online train
 //! id, a train that restarts, vanishes mid-frame or jumps its clock, the simulator reconnecting,
-//! commands to the train and their acks, and a foreign train on aioquic that behaves, then does
-//! not.
+//! commands to the train and their acks, a foreign train on aioquic that behaves, then does
+//! not, and trains that check the server's certificate against a CA.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
@@ -13,6 +13,7 @@ mod disconnect_mid_command;
 mod foreign_quic_train;
 mod malformed_packets;
 mod sim_reconnect;
+mod train_ca;
 mod train_id_takeover;
 mod train_restart;
 mod train_vanishes_mid_frame;

@@ -117,6 +117,12 @@ export class CameraDecoder {
   }
 
   private configure(codec: string): boolean {
+    // Outside a secure context the browser has no VideoDecoder (the console says so at start-up):
+    // count nothing and ask for no keyframes, there is nothing to decode with.
+    if (typeof VideoDecoder === 'undefined') {
+      this.lastError = 'VideoDecoder is not available: WebCodecs needs a secure context (https or localhost)'
+      return false
+    }
     if (!this.decoder || this.decoder.state === 'closed') {
       this.decoder = new VideoDecoder({ output: (f) => this.output(f), error: (e) => this.onError(e) })
     }
