@@ -41,6 +41,9 @@ async fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening http {}", server.http_addr());
     let _ = writeln!(out, "listening quic {}", server.quic_addr());
+    if let Some(addr) = server.webtransport_addr() {
+        let _ = writeln!(out, "listening webtransport {addr}");
+    }
     let _ = writeln!(out, "quic certificate sha256 {}", server.fingerprint());
     if let Some(creds) = server.generated_credentials() {
         print_demo_credentials(&mut out, creds, server.http_addr(), &config_credentials_out);
