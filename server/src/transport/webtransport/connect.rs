@@ -13,6 +13,9 @@ use super::Session;
 use crate::core::Core;
 use crate::http::{ApiError, ApiQuery, UpgradeCaller};
 
+/// How long a refused connection waits for the client to read the refusal and close.
+const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The session URL's query: as `GET /ws`'s.
 #[derive(Debug, Deserialize)]
 struct WtQuery {
@@ -50,7 +53,13 @@ pub async fn accept(core: &Core, incoming: quinn::Incoming) -> Option<Session> {
         },
         Err(refusal) => {
             tracing::info!(%peer, status = refusal.status.as_u16(), code = refusal.code, "webtransport session refused: {}", refusal.message);
-            let _ = request.reject(refusal.status).await;
+            // The response must reach the client before the connection closes (closing it
+            // discards what is unsent): wait for the client to close, briefly.
+            let conn = request.conn().clone();
+            if request.reject(refusal.status).await.is_ok() {
+                let _ = tokio::time::timeout(REFUSAL_LINGER, conn.closed()).await;
+            }
+            conn.close(0u32.into(), b"refused");
             None
         }
     }

@@ -170,7 +170,7 @@ impl Session {
         let (mut relay, greeting) =
             Relay::open(&self.core, Arc::clone(&self.rc), self.principal.clone(), super::NAME, self.peer.clone());
         let id = relay.info().id;
-        tracing::debug!(session = id, remote_control = %self.rc.id, peer = %self.peer, "webtransport session open");
+        tracing::debug!(session = id, remote_control = %self.rc.id, peer = %self.peer, max_datagram = wt.max_datagram_size(), "webtransport session open");
         for ev in &greeting {
             if send_event(&mut send, &relay, ev).await.is_err() {
                 return;
