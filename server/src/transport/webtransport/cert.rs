@@ -42,7 +42,7 @@ impl Cert {
         let mut params = rcgen::CertificateParams::new(names.to_vec())?;
         params.distinguished_name.push(rcgen::DnType::CommonName, "railcast webtransport");
         // Whole seconds: what the certificate holds.
-        let start = serve_from - BACKDATE;
+        let start = serve_from.checked_sub(BACKDATE).unwrap_or(SystemTime::UNIX_EPOCH);
         let start = SystemTime::UNIX_EPOCH
             + Duration::from_secs(start.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
         let end = start + BACKDATE + VALIDITY;
