@@ -25,6 +25,8 @@ use crate::train::{Train, TrainSpec};
 use crate::ws_client::WsResult;
 use crate::ws_raw;
 
+// The variants are the protocols' own names, which happen to share a prefix.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Transport {
     #[serde(rename = "websocket")]

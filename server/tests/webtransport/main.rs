@@ -6,6 +6,7 @@
 
 mod cert_rotation;
 mod client_messages;
+mod configured_certificate;
 mod oversized;
 mod refusals;
 mod remap;
