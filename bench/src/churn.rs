@@ -52,6 +52,7 @@ async fn usage(server: &Server) -> Usage {
 
 async fn cycle(server: &Server, transport: Transport, rc: &str) -> anyhow::Result<()> {
     match transport {
+        Transport::WebTransport => anyhow::bail!("churn does not cover WebTransport yet"),
         Transport::WebSocket => {
             let mut ws = ws_client::connect(&server.ws_url(rc)).await?;
             ws_client::wait_welcome(&mut ws, true).await?;
@@ -135,6 +136,7 @@ pub async fn run(ctx: &Ctx) -> Outcome {
         let name = match transport {
             Transport::WebSocket => "churn-ws",
             Transport::WebRtc => "churn-dc",
+            Transport::WebTransport => "churn-wt",
         };
         eprintln!("[churn] {transport:?}: {} cycles …", ctx.churn_cycles);
         let server = match Server::start(&ctx.server, name).await {

@@ -7,8 +7,17 @@ use clap::Parser;
 
 use crate::server::ServerOpts;
 
-pub const SCENARIOS: &[&str] =
-    &["ws-fanout", "ws-floor", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn"];
+pub const SCENARIOS: &[&str] = &[
+    "ws-fanout",
+    "ws-floor",
+    "dc-fanout",
+    "wt-fanout",
+    "dc-chromium",
+    "many-trains",
+    "webrtc-setup",
+    "memory",
+    "churn",
+];
 /// Run only when named with `--scenario` (not part of `all`, nor of `--smoke`).
 pub const BY_NAME_ONLY: &[&str] = &["soak"];
 
@@ -18,11 +27,11 @@ pub const BY_NAME_ONLY: &[&str] = &["soak"];
 #[derive(Debug, Parser)]
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
-    /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, dc-chromium, many-trains,
+    /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, wt-fanout, dc-chromium, many-trains,
     /// webrtc-setup, memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs
     /// only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "ws-floor", "dc-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
+        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
@@ -34,6 +43,9 @@ pub struct Opts {
     /// WebRTC peer counts for dc-fanout [default: 1,10,50,100,200,300].
     #[arg(long, value_delimiter = ',')]
     pub dc_clients: Option<Vec<usize>>,
+    /// WebTransport client counts for wt-fanout [default: 1,50,200,500].
+    #[arg(long, value_delimiter = ',')]
+    pub wt_clients: Option<Vec<usize>>,
     /// Idle client counts at which memory samples RSS [default: 0,100,200].
     #[arg(long, value_delimiter = ',')]
     pub idle_clients: Option<Vec<usize>>,
@@ -141,6 +153,7 @@ pub struct Ctx {
     pub gop: u32,
     pub ws_clients: Vec<usize>,
     pub dc_clients: Vec<usize>,
+    pub wt_clients: Vec<usize>,
     pub idle_clients: Vec<usize>,
     /// trains, cameras per train, clients per train
     pub many_trains: (usize, u16, usize),
@@ -171,6 +184,7 @@ impl Ctx {
         };
         let ws_clients = pick(&o.ws_clients, &[1, 50, 200, 500, 1000], &[1, 4]);
         let dc_clients = pick(&o.dc_clients, &[1, 10, 50, 100, 200, 300], &[1, 2]);
+        let wt_clients = pick(&o.wt_clients, &[1, 50, 200, 500], &[1, 4]);
         let mut idle_clients =
             o.idle_clients.clone().unwrap_or_else(|| if smoke { vec![0, 5, 10] } else { vec![0, 100, 200] });
         idle_clients.sort_unstable();
@@ -190,6 +204,7 @@ impl Ctx {
             gop: o.gop.max(1),
             ws_clients,
             dc_clients,
+            wt_clients,
             idle_clients,
             many_trains,
             setup_sequential: setup.first().copied().unwrap_or(100),

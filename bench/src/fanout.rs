@@ -1,5 +1,5 @@
 //! Fan-out scenarios: `ws-fanout` (one train to N WebSocket clients), `dc-fanout` (one train to
-//! N WebRTC peers) and `many-trains` (T trains × C cameras, K WebSocket clients each).
+//! N WebRTC peers), `wt-fanout` (one train to N WebTransport clients) and `many-trains` (T trains × C cameras, K WebSocket clients each).
 //!
 //! Each step starts a fresh server, the trains, and the clients; waits until every client has
 //! received video and the GOP bursts are over; then opens a measurement window of `--duration`
@@ -25,12 +25,16 @@ use crate::train::{Train, TrainSpec};
 use crate::ws_client::WsResult;
 use crate::ws_raw;
 
+// The variants are the protocols' own names, which happen to share a prefix.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Transport {
     #[serde(rename = "websocket")]
     WebSocket,
     #[serde(rename = "webrtc")]
     WebRtc,
+    #[serde(rename = "webtransport")]
+    WebTransport,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,6 +69,8 @@ pub struct FanoutStep {
     pub server_relay_p50_le_us: Option<u64>,
     pub server_relay_p99_le_us: Option<u64>,
     pub server_cpu_pct: f64,
+    /// Server CPU (% of one core) per Gbit/s delivered.
+    pub server_cpu_pct_per_gbit_s: Option<f64>,
     pub server_rss_peak_kb: u64,
     pub server_rss_kb: u64,
     pub load_cpu_pct: f64,
@@ -118,9 +124,14 @@ async fn run_step(
     let warm = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let concurrency = match transport {
-        Transport::WebSocket => ctx.ws_connect_concurrency,
+        Transport::WebSocket | Transport::WebTransport => ctx.ws_connect_concurrency,
         Transport::WebRtc => ctx.rtc_connect_concurrency,
     };
+    let hashes = match transport {
+        Transport::WebTransport => crate::wt_client::hashes(&server.api).await?,
+        _ => Vec::new(),
+    };
+    let hashes = &hashes;
     let connecting = stream::iter(rcs.iter().enumerate())
         .map(|(i, rc)| {
             let (window, warm, stop_rx) = (Arc::clone(&window), Arc::clone(&warm), stop_rx.clone());
@@ -135,6 +146,11 @@ async fn run_step(
                         let j = c.spawn_video(window, warm, stop_rx);
                         c.spawn_drain_command();
                         Holder::Rtc(c, j)
+                    }
+                    Transport::WebTransport => {
+                        let url = server.wt_url(rc).ok_or_else(|| anyhow::anyhow!("WebTransport is disabled"))?;
+                        let s = crate::wt_client::connect(&url, hashes).await?;
+                        Holder::Ws(tokio::spawn(crate::wt_client::run(s, window, warm, stop_rx)))
                     }
                 };
                 Ok::<_, anyhow::Error>((i, h))
@@ -259,6 +275,8 @@ async fn run_step(
         server_relay_p50_le_us: le_us(0.5),
         server_relay_p99_le_us: le_us(0.99),
         server_cpu_pct,
+        server_cpu_pct_per_gbit_s: (total.bytes > 0)
+            .then(|| server_cpu_pct / (total.bytes as f64 * 8.0 / window_s / 1e9)),
         server_rss_peak_kb,
         server_rss_kb,
         load_cpu_pct,
@@ -283,6 +301,7 @@ pub const HEADERS: &[&str] = &[
     "srv p50≤",
     "srv p99≤",
     "srv CPU%",
+    "CPU%/Gbit/s",
     "srv peak MB",
     "load CPU%",
 ];
@@ -303,6 +322,7 @@ fn row(s: &FanoutStep) -> Vec<String> {
         le_ms(s.server_relay_p50_le_us),
         le_ms(s.server_relay_p99_le_us),
         format!("{:.0}", s.server_cpu_pct),
+        s.server_cpu_pct_per_gbit_s.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()),
         format!("{:.0}", s.server_rss_peak_kb as f64 / 1024.0),
         format!("{:.0}", s.load_cpu_pct),
     ]
@@ -325,16 +345,18 @@ fn check(out: &mut Outcome, s: &FanoutStep) {
     }
 }
 
-/// `ws-fanout` or `dc-fanout`.
+/// `ws-fanout`, `dc-fanout` or `wt-fanout`.
 pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
     let mut out = Outcome::new(HEADERS.to_vec());
     let counts = match transport {
         Transport::WebSocket => &ctx.ws_clients,
         Transport::WebRtc => &ctx.dc_clients,
+        Transport::WebTransport => &ctx.wt_clients,
     };
     let name = match transport {
         Transport::WebSocket => "ws",
         Transport::WebRtc => "dc",
+        Transport::WebTransport => "wt",
     };
     let mut steps = Vec::new();
     for &n in counts {
@@ -342,10 +364,12 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
         match step(ctx, transport, 1, 1, n, &format!("{name}-fanout-{n}")).await {
             Ok(s) => {
                 eprintln!(
-                    "[{name}-fanout] {n} clients: delivered {}, p99 {} ms, server CPU {:.0}%, load CPU {:.0}%",
+                    "[{name}-fanout] {n} clients: delivered {}, p50 {} ms, p99 {} ms, server CPU {:.0}% ({} %/Gbit/s), load CPU {:.0}%",
                     pct(s.delivered_fraction),
+                    ms(s.latency.p50_us),
                     ms(s.latency.p99_us),
                     s.server_cpu_pct,
+                    s.server_cpu_pct_per_gbit_s.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()),
                     s.load_cpu_pct
                 );
                 check(&mut out, &s);
@@ -375,6 +399,16 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
                 "≤ 1 ms",
                 at50.map(|s| format!("{} ms", ms(s.latency.p99_us))).unwrap_or_else(|| "not run".into()),
                 at50.map(|s| s.latency.p99_us.is_some_and(|p| p <= 1_000)),
+            ));
+        }
+        Transport::WebTransport => {
+            let good = |s: &&FanoutStep| ok999(s) && s.latency.p99_us.is_some_and(|p| p <= 20_000);
+            let best = steps.iter().filter(good).map(|s| s.clients).max();
+            out.targets.push(Target::new(
+                "WebTransport clients at ≥99.9 % delivered and p99 ≤ 20 ms",
+                "none in the issue (compare ws-fanout)",
+                format!("{} clients at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
+                None,
             ));
         }
         Transport::WebRtc => {

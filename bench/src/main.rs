@@ -28,6 +28,7 @@ mod stats;
 mod train;
 mod ws_client;
 mod ws_raw;
+mod wt_client;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -116,6 +117,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
                 "ws-fanout" => fanout::fanout(&ctx, Transport::WebSocket).await,
                 "ws-floor" => floor::run(&ctx).await,
                 "dc-fanout" => fanout::fanout(&ctx, Transport::WebRtc).await,
+                "wt-fanout" => fanout::fanout(&ctx, Transport::WebTransport).await,
                 "dc-chromium" => dc_chromium::run(&ctx).await,
                 "many-trains" => fanout::many_trains(&ctx).await,
                 "webrtc-setup" => setup::run(&ctx).await,

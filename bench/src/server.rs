@@ -57,6 +57,8 @@ pub struct Server {
     pub api: Api,
     admin: String,
     train_tokens: std::collections::BTreeMap<String, String>,
+    /// The WebTransport endpoint's UDP address.
+    pub webtransport: Option<String>,
 }
 
 impl Server {
@@ -72,7 +74,7 @@ impl Server {
             cmd.args(["taskset", "-c", cpu]);
         }
         cmd.arg(&opts.bin)
-            .args(["--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--webtransport-addr", "127.0.0.1:0"])
             .arg("--credentials-out")
             .arg(&credentials)
             .args(&opts.args)
@@ -90,12 +92,15 @@ impl Server {
             while let Some(line) = lines.next_line().await? {
                 banner.read(&line);
                 if banner.trains {
-                    return Ok::<_, anyhow::Error>(banner.http.zip(banner.tokens.remove("admin")));
+                    let wt = banner.webtransport.take();
+                    return Ok::<_, anyhow::Error>(
+                        banner.http.zip(banner.tokens.remove("admin")).map(|(h, a)| (h, a, wt)),
+                    );
                 }
             }
             Ok(None)
         };
-        let (http, admin) = match tokio::time::timeout(Duration::from_secs(30), read).await {
+        let (http, admin, webtransport) = match tokio::time::timeout(Duration::from_secs(30), read).await {
             Ok(Ok(Some(a))) => a,
             Ok(Ok(None)) | Ok(Err(_)) => {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -107,11 +112,17 @@ impl Server {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let api = Api::new(format!("http://{http}"), Some(admin.clone()));
         let train_tokens = railcast_train_sim::credentials::train_tokens(&credentials)?;
-        Ok(Server { child, pid, http, api, admin, train_tokens })
+        Ok(Server { child, pid, http, api, admin, train_tokens, webtransport })
     }
 
     pub fn ws_url(&self, rc: &str) -> String {
         format!("ws://{}/ws?remote_control_id={rc}&access_token={}", self.http, self.admin)
+    }
+
+    /// The WebTransport session URL of a remote control, as the admin.
+    pub fn wt_url(&self, rc: &str) -> Option<String> {
+        let port = self.webtransport.as_deref()?.rsplit(':').next()?.to_owned();
+        Some(format!("https://127.0.0.1:{port}/wt?remote_control_id={rc}&access_token={}", self.admin))
     }
 
     /// The generated admin's token (for clients outside this process, e.g. the browser).

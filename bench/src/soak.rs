@@ -66,6 +66,7 @@ fn name(t: Transport) -> &'static str {
     match t {
         Transport::WebSocket => "WebSocket",
         Transport::WebRtc => "WebRTC",
+        Transport::WebTransport => "WebTransport",
     }
 }
 
@@ -129,6 +130,7 @@ async fn connect_all(
             async move {
                 let live = Arc::new(Live::default());
                 let r = match transport {
+                    Transport::WebTransport => Err(anyhow::anyhow!("soak does not cover WebTransport yet")),
                     Transport::WebSocket => ws_client::connect(&server.ws_url(&rc)).await.map(|ws| {
                         let live = Arc::clone(&live);
                         let task = tokio::spawn(async move {
@@ -510,7 +512,7 @@ async fn soak(ctx: &Ctx, server: &Server, errors: &mut Vec<String>) -> anyhow::R
     for (k, transport) in TRANSPORTS.into_iter().enumerate() {
         eprintln!("[soak] connecting {n} {} clients …", name(transport));
         let concurrency = match transport {
-            Transport::WebSocket => ctx.ws_connect_concurrency,
+            Transport::WebSocket | Transport::WebTransport => ctx.ws_connect_concurrency,
             Transport::WebRtc => ctx.rtc_connect_concurrency,
         };
         let failed =

@@ -217,6 +217,16 @@ settings! {
     /// one; capped by the peer's SDP max-message-size. Below one packet's size: one packet per
     /// message.
     webrtc_video_message: usize = 64 * 1024, "RAILCAST_WEBRTC_VIDEO_MESSAGE";
+    /// HTTP/3 WebTransport (UDP) listen address for remote controls, separate from the trains'
+    /// QUIC port. Port 0 picks a free port; empty disables WebTransport.
+    webtransport_addr: String = String::from("127.0.0.1:4434"), "RAILCAST_WEBTRANSPORT_ADDR";
+    /// Without tls_cert, how often the generated WebTransport certificate is replaced by the next
+    /// one (1s..=10d). Each is valid from 1 h before it is served to 10 days after, which
+    /// browsers' serverCertificateHashes accept; open sessions are untouched.
+    webtransport_cert_rotation: Dur = Dur(Duration::from_secs(5 * 24 * 3600)), "RAILCAST_WEBTRANSPORT_CERT_ROTATION";
+    /// Unsent video datagrams a WebTransport session may hold, bytes (quinn's datagram send
+    /// buffer); while it is full the session takes no packets and the hub drops whole frames.
+    webtransport_send_buffer: usize = 256 * 1024, "RAILCAST_WEBTRANSPORT_SEND_BUFFER";
     /// Credentials file (TOML, docs/security.md): client tokens with roles, one token per train
     /// id. Re-read on SIGHUP. Empty: demo credentials are generated at start-up and printed.
     auth_file: String = String::new(), "RAILCAST_AUTH_FILE";

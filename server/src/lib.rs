@@ -12,7 +12,8 @@
 //!   admit → answer a command, the end of a session).
 //! - [`transport`]: one folder per transport, each a `Server` that accepts and a `Session` with
 //!   `run`: [`transport::ws`] (WebSocket), [`transport::webrtc`] (data channels; peer registry,
-//!   negotiation in both directions).
+//!   negotiation in both directions), [`transport::webtransport`] (HTTP/3 WebTransport on its own
+//!   UDP port; generated certificates and their rotation).
 //! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
@@ -48,6 +49,7 @@ mod layering;
 /// The transports to clients, one folder each.
 pub mod transport {
     pub mod webrtc;
+    pub mod webtransport;
     pub mod ws;
 }
 
@@ -68,20 +70,25 @@ use tokio::sync::watch;
 use utoipa::OpenApi;
 
 pub use config::Config;
-use transport::{webrtc, ws};
+use transport::{webrtc, webtransport, ws};
 
 /// Every part's settings, validated: the shared ones in [`Config`], and each transport's own.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub ws: ws::Settings,
     pub webrtc: webrtc::Settings,
+    pub webtransport: webtransport::Settings,
 }
 
 impl Settings {
     /// Validate `config` whole, the transports' settings included.
     pub fn from_config(config: &Config) -> Result<Self, config::ConfigError> {
         config.validate()?;
-        Ok(Self { ws: ws::Settings::from_config(config)?, webrtc: webrtc::Settings::from_config(config)? })
+        Ok(Self {
+            ws: ws::Settings::from_config(config)?,
+            webrtc: webrtc::Settings::from_config(config)?,
+            webtransport: webtransport::Settings::from_config(config)?,
+        })
     }
 }
 
@@ -90,6 +97,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api::ApiDoc::openapi();
     doc.merge(ws::ApiDoc::openapi());
     doc.merge(signaling::rest::ApiDoc::openapi());
+    doc.merge(webtransport::ApiDoc::openapi());
     doc
 }
 
@@ -103,12 +111,14 @@ fn router(
     core: core::Core,
     ws: &Arc<ws::Server>,
     webrtc: &Arc<webrtc::Server>,
+    webtransport: &Arc<webtransport::Server>,
     web_root: Option<&std::path::Path>,
     max_body: usize,
 ) -> Router {
     let contract = openapi_json();
     let rest = api::routes()
         .merge(signaling::rest::routes(webrtc))
+        .merge(webtransport.api_routes())
         .route(
             "/openapi.json",
             get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], contract) }),
@@ -163,6 +173,8 @@ pub enum ServerError {
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
     State(#[from] remote::StateError),
+    #[error(transparent)]
+    WebTransport(#[from] webtransport::WebTransportError),
 }
 
 /// A server with its listeners bound, ready to [`run`](Server::run).
@@ -176,6 +188,7 @@ pub struct Server {
     quic_addr: SocketAddr,
     identity: tls::Identity,
     http_tls: Option<Arc<tls::HttpTls>>,
+    webtransport: Arc<webtransport::Server>,
     auth: Arc<auth::Auth>,
     generated: Option<auth::CredentialsFile>,
     remotes: Arc<remote::RemoteControls>,
@@ -207,6 +220,8 @@ impl Server {
         let udp = std::net::UdpSocket::bind(config.quic_addr).map_err(bind_err("QUIC", config.quic_addr))?;
         let quic_addr = udp.local_addr().map_err(bind_err("QUIC", config.quic_addr))?;
         let quic = ingest::endpoint(udp, &identity, &ingest_config(&config))?;
+        let configured = (!identity.self_signed).then_some(&identity);
+        let webtransport = webtransport::Server::bind(settings.webtransport.clone(), &config.tls_names, configured)?;
         Ok(Self {
             config,
             settings,
@@ -216,6 +231,7 @@ impl Server {
             quic_addr,
             identity,
             http_tls,
+            webtransport,
             auth: Arc::new(auth),
             generated,
             remotes: Arc::new(remotes),
@@ -250,6 +266,10 @@ impl Server {
     pub fn quic_addr(&self) -> SocketAddr {
         self.quic_addr
     }
+    /// The WebTransport endpoint's UDP address; `None` when disabled.
+    pub fn webtransport_addr(&self) -> Option<SocketAddr> {
+        self.webtransport.local_addr()
+    }
     pub fn fingerprint(&self) -> String {
         self.identity.fingerprint()
     }
@@ -266,6 +286,7 @@ impl Server {
             quic_addr,
             identity,
             http_tls,
+            webtransport,
             auth,
             generated: _,
             remotes,
@@ -317,7 +338,8 @@ impl Server {
             None
         };
         let sessions = Arc::clone(&core.sessions);
-        let app = router(core, &ws, &webrtc, web_root.as_deref(), config.max_body);
+        let webtransport_task = tokio::spawn(Arc::clone(&webtransport).serve(core.clone()));
+        let app = router(core, &ws, &webrtc, &webtransport, web_root.as_deref(), config.max_body);
         let serve = http::ServeSettings {
             header_timeout: config.http_header_timeout.0,
             body_timeout: config.http_body_timeout.0,
@@ -354,7 +376,7 @@ impl Server {
         // Done when requests in flight are answered, trains told, and every client session has
         // said its goodbye (sessions run on their own tasks: the process must not end under them).
         let finish = async {
-            let (http, _, ()) = tokio::join!(http_task, quic_task, sessions.wait_empty());
+            let (http, _, _, ()) = tokio::join!(http_task, quic_task, webtransport_task, sessions.wait_empty());
             http
         };
         match tokio::time::timeout(config.shutdown_grace.0, finish).await {
@@ -396,6 +418,10 @@ mod tests {
             (&["--webrtc-video-message", "0"], "webrtc_video_message"),
             (&["--webrtc-video-message", "65537"], "webrtc_video_message"),
             (&["--webrtc-connect-timeout", "10ms"], "webrtc_connect_timeout"),
+            (&["--webtransport-addr", "here"], "webtransport_addr"),
+            (&["--webtransport-cert-rotation", "500ms"], "webtransport_cert_rotation"),
+            (&["--webtransport-cert-rotation", "11days"], "webtransport_cert_rotation"),
+            (&["--webtransport-send-buffer", "1000"], "webtransport_send_buffer"),
         ];
         for (args, setting) in cases {
             let config = Config::from_args(std::iter::once("railcast-server").chain(args.iter().copied()))

@@ -42,6 +42,9 @@ async fn main() -> ExitCode {
     let scheme = server.http_scheme();
     let _ = writeln!(out, "listening {scheme} {}", server.http_addr());
     let _ = writeln!(out, "listening quic {}", server.quic_addr());
+    if let Some(addr) = server.webtransport_addr() {
+        let _ = writeln!(out, "listening webtransport {addr}");
+    }
     let _ = writeln!(out, "quic certificate sha256 {}", server.fingerprint());
     if let Some(creds) = server.generated_credentials() {
         print_demo_credentials(&mut out, creds, scheme, server.http_addr(), &config_credentials_out);

@@ -56,6 +56,11 @@ impl Identity {
         Ok(Self { chain, key, pem: String::from_utf8_lossy(&cert_pem).into_owned(), self_signed: false })
     }
 
+    /// The private key (the WebTransport endpoint presents the same certificate).
+    pub fn key(&self) -> &PrivateKeyDer<'static> {
+        &self.key
+    }
+
     /// SHA-256 of the end-entity certificate (DER), as colon-separated upper-case hex.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.chain[0])

@@ -12,15 +12,16 @@
 //! - `process`: finding the binaries, scratch directories, [`Server`], [`Sim`] and its [`Manifest`];
 //! - `api`: JSON calls ([`api`], [`api_as`], [`call`]) and the admin steps tests repeat;
 //! - `train`: [`RawTrain`] and the pieces of its hello;
-//! - [`ws`], [`webrtc`]: remote controls recording what they receive; [`link`]: a bottleneck on
-//!   the path to one; [`console`]: the operator console in Chromium; [`tls`]: a test CA and an
-//!   HTTPS client that trusts only it.
+//! - [`ws`], [`webrtc`], [`wt`] (WebTransport): remote controls recording what they receive;
+//!   [`link`]: a bottleneck on the path to one; [`console`]: the operator console in Chromium;
+//!   [`tls`]: a test CA and an HTTPS client that trusts only it.
 
 pub mod console;
 pub mod link;
 pub mod tls;
 pub mod webrtc;
 pub mod ws;
+pub mod wt;
 
 mod api;
 mod process;

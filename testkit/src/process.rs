@@ -52,6 +52,8 @@ pub struct Banner {
     /// The listener speaks HTTPS.
     pub https: bool,
     pub quic: Option<String>,
+    /// The WebTransport endpoint (absent when disabled).
+    pub webtransport: Option<String>,
     pub fingerprint: Option<String>,
     /// Generated client tokens by role ("admin", "operator", "viewer").
     pub tokens: HashMap<String, String>,
@@ -69,6 +71,8 @@ impl Banner {
             self.https = true;
         } else if let Some(a) = line.strip_prefix("listening quic ") {
             self.quic = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("listening webtransport ") {
+            self.webtransport = Some(a.to_owned());
         } else if let Some(f) = line.strip_prefix("quic certificate sha256 ") {
             self.fingerprint = Some(f.to_owned());
         } else if let Some(t) = line.strip_prefix("token ") {
@@ -92,6 +96,8 @@ pub struct Server {
     /// [`Server::ws_url`] give `https://` and `wss://` URLs.
     pub https: bool,
     pub quic: String,
+    /// The WebTransport endpoint's UDP address, when enabled.
+    pub webtransport: Option<String>,
     pub fingerprint: String,
     pub log: PathBuf,
     /// Generated client tokens by role ("admin", "operator", "viewer"); empty with `--auth-file`.
@@ -105,7 +111,9 @@ impl Server {
         let n = rand_suffix();
         let log = dir.join(format!("server-{n}.log"));
         let mut cmd = Command::new(bin("railcast-server"));
-        for (flag, default) in [("--http-addr", "127.0.0.1:0"), ("--quic-addr", "127.0.0.1:0")] {
+        for (flag, default) in
+            [("--http-addr", "127.0.0.1:0"), ("--quic-addr", "127.0.0.1:0"), ("--webtransport-addr", "127.0.0.1:0")]
+        {
             if !args.contains(&flag) {
                 cmd.args([flag, default]);
             }
@@ -141,7 +149,7 @@ impl Server {
         tokio::time::timeout(Duration::from_secs(20), read).await.expect("server did not print its addresses");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let Banner { http, https, quic, fingerprint, tokens, .. } = banner;
+        let Banner { http, https, quic, webtransport, fingerprint, tokens, .. } = banner;
         let http = http.expect("http");
         if let Some(admin) = tokens.get("admin") {
             crate::api::remember_admin(&http, admin);
@@ -152,6 +160,7 @@ impl Server {
             http,
             https,
             quic: quic.expect("quic"),
+            webtransport,
             fingerprint: fingerprint.expect("fp"),
             log,
             tokens,

@@ -42,6 +42,9 @@ pub struct Log {
     pub video_messages: u64,
     pub multi_packet_messages: u64,
     pub largest_video_message: usize,
+    /// WebTransport: packets that came as datagrams, and alone on a unidirectional stream.
+    pub datagrams: u64,
+    pub stream_packets: u64,
 }
 
 /// Turns what a client receives into the [`Log`], the same for every transport.
@@ -134,6 +137,8 @@ impl Recorder {
 pub enum Outbox {
     Ws(mpsc::Sender<Message>),
     DataChannel(Arc<dyn webrtc::data_channel::DataChannel>),
+    /// Lines for a WebTransport session's stream (the newline is added).
+    WebTransport(mpsc::Sender<String>),
 }
 
 impl std::fmt::Debug for Outbox {
@@ -141,6 +146,7 @@ impl std::fmt::Debug for Outbox {
         f.write_str(match self {
             Outbox::Ws(_) => "Outbox::Ws",
             Outbox::DataChannel(_) => "Outbox::DataChannel",
+            Outbox::WebTransport(_) => "Outbox::WebTransport",
         })
     }
 }
@@ -204,13 +210,16 @@ impl Client {
         match &self.out {
             Outbox::Ws(tx) => tx.send(Message::Text(text.into().into())).await.expect("send"),
             Outbox::DataChannel(dc) => dc.send_text(&text.into()).await.expect("send on command channel"),
+            Outbox::WebTransport(tx) => tx.send(text.into()).await.expect("send on the WebTransport stream"),
         }
     }
 
     pub async fn send(&self, msg: Message) {
         match &self.out {
             Outbox::Ws(tx) => tx.send(msg).await.expect("send"),
-            Outbox::DataChannel(_) => panic!("raw WebSocket messages need a WebSocket client"),
+            Outbox::DataChannel(_) | Outbox::WebTransport(_) => {
+                panic!("raw WebSocket messages need a WebSocket client")
+            }
         }
     }
 

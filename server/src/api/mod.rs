@@ -22,7 +22,7 @@ pub const MAX_NAME: usize = 100;
 /// This part's fragment of the contract, and the contract's front matter.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "railcast", description = "Live train video relay: QUIC ingest, fan-out to remote controls over WebSocket and WebRTC data channels.\n\nEvery error response has the `ErrorBody` shape. Every `/api` route except `/api/quic/certificate` and `/api/openapi.json` needs `Authorization: Bearer <token>` (401 without a valid one); each says the role it needs (403 below it). Roles: viewer < operator < admin (docs/security.md)."),
+    info(title = "railcast", description = "Live train video relay: QUIC ingest, fan-out to remote controls over WebSocket, WebRTC data channels and WebTransport.\n\nEvery error response has the `ErrorBody` shape. Every `/api` route except `/api/quic/certificate` and `/api/openapi.json` needs `Authorization: Bearer <token>` (401 without a valid one); each says the role it needs (403 below it). Roles: viewer < operator < admin (docs/security.md)."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -49,7 +49,7 @@ impl utoipa::Modify for BearerAuth {
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A client token (docs/security.md); on /ws it may also be given as the access_token query parameter.")).build()),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A client token (docs/security.md); on /ws and on the WebTransport session URL (/wt) it may also be given as the access_token query parameter.")).build()),
         );
     }
 }

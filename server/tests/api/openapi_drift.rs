@@ -22,6 +22,7 @@ fn committed_contract_matches_code() {
         "/api/remote-controls/{id}/train",
         "/api/quic/certificate",
         "/ws",
+        "/api/webtransport",
         "/healthz",
     ] {
         assert!(v["paths"][p].is_object(), "{p} missing from the contract");
