@@ -108,7 +108,7 @@ describe('webTransportUrl', () => {
   })
   it('no token: no access_token; IPv6 hosts keep their brackets; a path without its slash', () => {
     expect(webTransportUrl(info, 'rc-1', null, { hostname: '[::1]' })).toBe('https://[::1]:4434/wt?remote_control_id=rc-1')
-    expect(webTransportUrl({ port: 1, path: 'wt' }, 'rc-1', null, { hostname: 'localhost' })).toBe('https://localhost:1/wt?remote_control_id=rc-1')
+    expect(webTransportUrl({ port: 1, path: 'wt' }, 'rc-1', null, { hostname: 'localhost' })).toBe('https://127.0.0.1:1/wt?remote_control_id=rc-1')
   })
   it('the token in use by default', () => {
     setToken('cur')
@@ -314,7 +314,7 @@ describe('WebTransport link', () => {
   it('asks /api/webtransport with the token, opens the URL with the pinned hashes, pings first, then opens', async () => {
     const { wt, seen } = await up()
     expect(requests).toEqual([{ url: '/api/webtransport', auth: 'Bearer tok en' }])
-    expect(wt.url).toBe('https://localhost:4434/wt?remote_control_id=rc-1&access_token=tok%20en')
+    expect(wt.url).toBe('https://127.0.0.1:4434/wt?remote_control_id=rc-1&access_token=tok%20en')
     const pinned = wt.options?.serverCertificateHashes ?? []
     expect(pinned.map((x) => [x.algorithm, Buffer.from(x.value as Uint8Array).toString('hex')])).toEqual([
       ['sha-256', HASH],

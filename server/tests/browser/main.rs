@@ -15,4 +15,5 @@ mod console_restart;
 mod console_revoked;
 mod console_roles;
 mod console_webrtc;
+mod console_webtransport;
 mod console_websocket;

@@ -84,7 +84,9 @@ export function certificateHashes(hexes: readonly string[]): WebTransportHash[] 
 
 /**
  * The session URL: the console's own host (`location.hostname`, brackets included for IPv6), the
- * server's WebTransport port and path, and the same query as `/ws`.
+ * server's WebTransport port and path, and the same query as `/ws`. `localhost` becomes
+ * `127.0.0.1`: Chromium's QUIC tries only `::1` for it, and the server's WebTransport endpoint
+ * binds IPv4 loopback by default (a console opened at http://localhost:8080 could not connect).
  */
 export function webTransportUrl(
   info: Pick<WebTransportInfo, 'port' | 'path'>,
@@ -94,7 +96,8 @@ export function webTransportUrl(
 ): string {
   const path = info.path.startsWith('/') ? info.path : `/${info.path}`
   const auth = token ? `&access_token=${encodeURIComponent(token)}` : ''
-  return `https://${loc.hostname}:${info.port}${path}?remote_control_id=${encodeURIComponent(remoteControlId)}${auth}`
+  const host = loc.hostname === 'localhost' ? '127.0.0.1' : loc.hostname
+  return `https://${host}:${info.port}${path}?remote_control_id=${encodeURIComponent(remoteControlId)}${auth}`
 }
 
 /** The same close description as a WebSocket's: `closed CODE (reason)`; the code's meaning when the reason is empty. */
