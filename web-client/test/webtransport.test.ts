@@ -323,7 +323,7 @@ describe('WebTransport link', () => {
     expect(wt.bidiOpened).toBe(1)
     expect(wt.lines).toEqual(['{"type":"ping","t":1234}\n'])
     const last = seen.details[seen.details.length - 1]
-    expect(last).toMatchObject({ state: 'open', url: 'https://localhost:4434/wt?remote_control_id=rc-1', maxDatagramSize: '1211' })
+    expect(last).toMatchObject({ state: 'open', url: 'https://127.0.0.1:4434/wt?remote_control_id=rc-1', maxDatagramSize: '1211' })
     expect(last.certificate).toContain('pinned by 2 hashes')
     expect(JSON.stringify(seen.details)).not.toContain('tok') // the details reach the test hook: never the token
   })
