@@ -15,5 +15,6 @@ mod console_restart;
 mod console_revoked;
 mod console_roles;
 mod console_webrtc;
-mod console_webtransport;
 mod console_websocket;
+mod console_webtransport;
+mod webtransport_certificates;
