@@ -169,7 +169,12 @@ async fn connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (body_timeout, max_body) = (settings.body_timeout, settings.max_body);
+    // Requests this connection carried: a header timeout after one is (most likely) a kept-alive
+    // connection left idle, closed as it should be, not a refusal.
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = Arc::clone(&served);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(MaxBody(max_body));
         let req = req.map(|body| Body::new(Deadline::new(body, body_timeout)));
@@ -188,8 +193,10 @@ async fn connection<I>(
         }
     };
     if let Err(e) = result {
-        if e.is_timeout() {
+        if e.is_timeout() && served.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             Limit::HeaderTimeout.refuse(format!("{peer}: no complete request header within http_header_timeout"));
+        } else if e.is_timeout() {
+            tracing::trace!(%peer, "HTTP connection idle for http_header_timeout: closed");
         } else {
             tracing::trace!(%peer, "HTTP connection: {e}");
         }
