@@ -15,19 +15,19 @@ pub async fn raw_train(server: &Server) -> (quinn::Endpoint, quinn::Connection) 
     (endpoint, conn)
 }
 
-/// Read one control frame; `None` at the end of the stream.
+/// Read one control frame; `None` at the end of the stream. Reads exactly the frame's bytes (the
+/// 8-byte header, then the body length it gives), so a frame that follows in the same chunk of
+/// the stream is left for the next call instead of being lost.
 pub async fn read_control(recv: &mut quinn::RecvStream) -> Option<railcast_protocol::ControlMessage> {
+    let mut header = [0u8; 8];
+    recv.read_exact(&mut header).await.ok()?;
+    let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let mut frame = header.to_vec();
+    frame.resize(8 + len.min(65_536), 0);
+    recv.read_exact(&mut frame[8..]).await.ok()?;
     let mut d = railcast_protocol::ControlDecoder::new(65_536);
-    loop {
-        if let Some(m) = d.next_frame().expect("valid frame") {
-            return Some(m);
-        }
-        let mut buf = [0u8; 4096];
-        match recv.read(&mut buf).await {
-            Ok(Some(n)) => d.push(&buf[..n]),
-            _ => return None,
-        }
-    }
+    d.push(&frame);
+    Some(d.next_frame().expect("valid frame").expect("a whole frame"))
 }
 
 /// A hello for one 320×240 camera, with the train's token.
