@@ -46,7 +46,29 @@ pub enum End {
     Shutdown,
 }
 
+/// The close codes of the transports that close with one (WebSocket, WebTransport): the same
+/// numbers on both (docs/wire-format.md §4).
+pub mod close_code {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const TOO_BIG: u16 = 1009;
+    /// Application code: the remote control was deleted.
+    pub const DELETED: u16 = 4001;
+    /// Application code: the token that opened the session is no longer in force (revoked, or
+    /// its name or role changed by a credentials reload).
+    pub const REVOKED: u16 = 4003;
+}
+
 impl End {
+    /// The close code that goes with this end.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::Deleted(_) => close_code::DELETED,
+            Self::Revoked(_) => close_code::REVOKED,
+            Self::Shutdown => close_code::GOING_AWAY,
+        }
+    }
+
     pub fn reason(&self) -> String {
         match self {
             Self::Deleted(r) | Self::Revoked(r) => r.clone(),

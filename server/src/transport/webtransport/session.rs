@@ -19,18 +19,18 @@ use crate::auth::Principal;
 use crate::core::Core;
 use crate::hub::Packet;
 use crate::limits::{AddressGuard, Limit};
-use crate::relay::{End, Next, Relay};
+use crate::relay::{Next, Relay};
 use crate::remote::RemoteControl;
 
 /// Session close codes: the WebSocket close codes' numbers.
+/// The shared close codes (`relay::close_code`) as WebTransport's 32-bit session error codes.
 pub mod close_code {
-    pub const GOING_AWAY: u32 = 1001;
-    pub const PROTOCOL: u32 = 1002;
-    pub const TOO_BIG: u32 = 1009;
-    /// The remote control was deleted.
-    pub const DELETED: u32 = 4001;
-    /// The token that opened the session is no longer in force.
-    pub const REVOKED: u32 = 4003;
+    use crate::relay::close_code as shared;
+    pub const GOING_AWAY: u32 = shared::GOING_AWAY as u32;
+    pub const PROTOCOL: u32 = shared::PROTOCOL as u32;
+    pub const TOO_BIG: u32 = shared::TOO_BIG as u32;
+    pub const DELETED: u32 = shared::DELETED as u32;
+    pub const REVOKED: u32 = shared::REVOKED as u32;
 }
 
 /// The client must open its stream and write its first message within this.
@@ -106,16 +106,6 @@ impl Lines {
             }
         }
     }
-}
-
-/// The close code that goes with the end of a session.
-fn close_for(end: &End) -> (u32, String) {
-    let code = match end {
-        End::Deleted(_) => close_code::DELETED,
-        End::Revoked(_) => close_code::REVOKED,
-        End::Shutdown => close_code::GOING_AWAY,
-    };
-    (code, end.reason())
 }
 
 impl Session {
@@ -209,7 +199,7 @@ impl Session {
                     Next::Event(ev) | Next::Answer(ev) => if send_event(&mut send, &relay, &ev).await.is_err() { close = Some(None) },
                     Next::End(end) => {
                         let _ = tokio::time::timeout(LINGER, send_event(&mut send, &relay, &end.closing())).await;
-                        close = Some(Some(close_for(&end)));
+                        close = Some(Some((u32::from(end.close_code()), end.reason())));
                     }
                 },
                 line = lines.next(), if reading => match line {

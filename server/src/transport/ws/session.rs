@@ -20,20 +20,11 @@ use super::video::Batch;
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::limits::{AddressGuard, Limit};
-use crate::relay::{End, Next, Relay};
+use crate::relay::{Next, Relay};
 use crate::remote::RemoteControl;
 
 /// WebSocket close codes used by the server.
-pub mod close_code {
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL: u16 = 1002;
-    pub const TOO_BIG: u16 = 1009;
-    /// Application code: the remote control was deleted.
-    pub const DELETED: u16 = 4001;
-    /// Application code: the token that opened the session is no longer in force (revoked, or
-    /// its name or role changed by a credentials reload).
-    pub const REVOKED: u16 = 4003;
-}
+pub use crate::relay::close_code;
 
 /// One WebSocket connection: its own I/O loop around a [`Relay`].
 #[derive(Debug)]
@@ -53,16 +44,6 @@ enum Flow {
     Continue,
     /// End the session, with the close frame to send, if any.
     End(Option<(u16, String)>),
-}
-
-/// The close frame that goes with the end of a session.
-fn close_frame(end: &End) -> (u16, String) {
-    let code = match end {
-        End::Deleted(_) => close_code::DELETED,
-        End::Revoked(_) => close_code::REVOKED,
-        End::Shutdown => close_code::GOING_AWAY,
-    };
-    (code, end.reason())
 }
 
 impl Session {
@@ -111,7 +92,7 @@ impl Session {
                     Next::Event(ev) | Next::Answer(ev) => if let Err(e) = send_event(&mut socket, &relay, &ev).await { write_error = Some(e); break None },
                     Next::End(end) => {
                         let _ = send_event(&mut socket, &relay, &end.closing()).await;
-                        break Some(close_frame(&end));
+                        break Some((end.close_code(), end.reason()));
                     }
                 },
                 msg = socket.next() => {
