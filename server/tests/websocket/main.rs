@@ -5,6 +5,7 @@
 
 mod client_messages;
 mod closing_handshake;
+mod deleted;
 mod isolation;
 mod remap;
 mod shutdown;

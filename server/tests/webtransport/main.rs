@@ -7,6 +7,7 @@
 mod cert_rotation;
 mod client_messages;
 mod configured_certificate;
+mod deleted;
 mod oversized;
 mod refusals;
 mod remap;
