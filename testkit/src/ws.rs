@@ -231,6 +231,18 @@ impl Client {
         self.log.lock().expect("lock").events.clone()
     }
 
+    /// Wait (at most 10 s) until the server closed the session; returns its close code and reason.
+    pub async fn wait_closed(&self) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(c) = self.log.lock().expect("lock").closed.clone() {
+                return c;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the session was not closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Wait until an event satisfies `pred`; returns it.
     pub async fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -1,8 +1,6 @@
 //! The remote control is deleted while its WebSocket session streams: the client gets a `closing`
 //! event, then close 4001 "remote control deleted".
 
-use std::time::Duration;
-
 use testkit::ws::Client;
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
@@ -19,13 +17,6 @@ async fn deleting_the_remote_control_closes_with_4001() {
     assert_eq!(status, 204, "{body}");
     let closing = client.wait_event("closing", |e| e["type"] == "closing").await;
     assert_eq!(closing["reason"], "remote control deleted", "{closing}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let closed = loop {
-        if let Some(c) = client.log.lock().expect("lock").closed.clone() {
-            break c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the session was not closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let closed = client.wait_closed().await;
     assert_eq!(closed, (4001, "remote control deleted".to_owned()));
 }

@@ -39,13 +39,6 @@ async fn nothing_before_the_first_message_and_the_size_limits() {
     assert!(client.log.lock().expect("lock").closed.is_none());
 
     client.send_text("x".repeat(70_000)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let closed = loop {
-        if let Some(c) = client.log.lock().expect("lock").closed.clone() {
-            break c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the session was not closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let closed = client.wait_closed().await;
     assert_eq!(closed.0, 1009, "{closed:?}");
 }

@@ -2,8 +2,6 @@
 //! ends it: a `closing` event naming the revocation, then the session closes with code 4003. A
 //! session of a token still in force goes on.
 
-use std::time::Duration;
-
 use railcast_server::auth::demo_credentials;
 use serde_json::json;
 use testkit::{api_as, client_token, scratch, wait_for_train_as, write_credentials, Server, Sim, SMALL_VIDEO};
@@ -48,14 +46,7 @@ async fn a_revoked_token_closes_its_session_with_4003() {
     let closing = watcher.wait_event("closing", |e| e["type"] == "closing").await;
     let reason = closing["reason"].as_str().expect("reason");
     assert!(reason.contains("demo-viewer") && reason.contains("revoked"), "{closing}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let closed = loop {
-        if let Some(c) = watcher.log.lock().expect("lock").closed.clone() {
-            break c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the session was not closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let closed = watcher.wait_closed().await;
     assert_eq!(closed.0, 4003, "{closed:?}");
     assert!(closed.1.contains("revoked"), "{closed:?}");
     // The revoked token is refused from now on; the admin's session goes on.

@@ -25,14 +25,7 @@ async fn sigterm_closes_sessions_with_closing_then_1001() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     let closing = client.wait_event("closing", |e| e["type"] == "closing").await;
     assert!(closing["reason"].as_str().is_some_and(|r| r.contains("shutting down")), "{closing}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let closed = loop {
-        if let Some(c) = client.log.lock().expect("lock").closed.clone() {
-            break c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the session was not closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let closed = client.wait_closed().await;
     assert_eq!(closed, (1001, "server shutting down".to_owned()));
     let log = std::fs::read_to_string(&server.log).expect("log");
     assert!(log.contains("webtransport session closed"), "the session did not end before the process");
