@@ -60,18 +60,24 @@ pub async fn open(url: &str, hashes: &[String]) -> Result<Session, ClientError> 
     open_limited(url, hashes, None).await
 }
 
-/// [`open`] from a client that takes datagrams of at most `max_datagram` bytes (its QUIC
-/// `max_datagram_frame_size`, from a receive buffer that small): the server's datagrams to it
-/// are that much smaller.
-pub async fn open_limited(url: &str, hashes: &[String], max_datagram: Option<usize>) -> Result<Session, ClientError> {
+/// [`open`] from a client that takes UDP payloads of at most `max_udp_payload` bytes (its QUIC
+/// `max_udp_payload_size`, at least 1,200): the server's QUIC packets to it, and so its
+/// datagrams, are that much smaller, whatever MTU discovery finds on loopback.
+///
+/// Not quinn's `datagram_receive_buffer_size`: quinn 0.11 advertises that buffer as the largest
+/// DATAGRAM frame it takes, but rejects, as a protocol violation ("oversized datagram"), a
+/// frame whose payload plus 32 bytes of bookkeeping exceeds it, so a server that sends exactly
+/// what was advertised (as railcast does, RFC 9221 §3) gets its connection aborted for
+/// payloads in the last 23 bytes below the limit.
+pub async fn open_limited(url: &str, hashes: &[String], max_udp_payload: Option<u16>) -> Result<Session, ClientError> {
     let hashes = hashes.iter().map(|h| hex::decode(h).expect("hex hash")).collect();
     let url = url::Url::parse(url).expect("url");
-    client(hashes, max_datagram).connect(url).await
+    client(hashes, max_udp_payload).connect(url).await
 }
 
 /// A web-transport-quinn client on its own loopback UDP socket that accepts only certificates
 /// whose SHA-256 is one of `hashes` (what browsers do with `serverCertificateHashes`).
-pub fn client(hashes: Vec<Vec<u8>>, max_datagram: Option<usize>) -> web_transport_quinn::Client {
+pub fn client(hashes: Vec<Vec<u8>>, max_udp_payload: Option<u16>) -> web_transport_quinn::Client {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let pinned = Arc::new(Pinned { hashes, provider: Arc::clone(&provider) });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -82,16 +88,14 @@ pub fn client(hashes: Vec<Vec<u8>>, max_datagram: Option<usize>) -> web_transpor
         .with_no_client_auth();
     tls.alpn_protocols = vec![web_transport_quinn::ALPN.as_bytes().to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS config");
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    if let Some(max) = max_datagram {
-        let mut transport = quinn::TransportConfig::default();
-        transport.datagram_receive_buffer_size(Some(max));
-        config.transport_config(Arc::new(transport));
+    let config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    if let Some(max) = max_udp_payload {
+        endpoint_config.max_udp_payload_size(max).expect("max_udp_payload_size of 1200 to 65527");
     }
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
     let runtime = quinn::default_runtime().expect("tokio runtime");
-    let endpoint =
-        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).expect("client endpoint");
+    let endpoint = quinn::Endpoint::new(endpoint_config, None, socket, runtime).expect("client endpoint");
     web_transport_quinn::Client::new(endpoint, config)
 }
 
