@@ -103,6 +103,7 @@ impl Train {
                     fps: spec.fps,
                 })
                 .collect(),
+            audio: Vec::new(),
             software: Some(concat!("railcast-bench/", env!("CARGO_PKG_VERSION")).into()),
             token: spec.token.clone().map(railcast_protocol::Secret),
         });

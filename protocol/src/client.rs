@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::{Action, CameraInfo, Telemetry};
+use crate::control::{Action, AudioInfo, CameraInfo, Telemetry};
 use crate::error::DecodeError;
 use crate::ids::TrainId;
 
@@ -65,10 +65,23 @@ pub enum ServerEvent {
     /// The remote control's mapping changed (or was set at connect time); video from the new train
     /// follows this event, video from the old one stops before it. `cameras`: those of the train's
     /// latest hello (in its order), also while it is offline; empty when not mapped or the train has
-    /// not connected since the server started.
-    MappedTrainChanged { train_id: Option<TrainId>, online: bool, cameras: Vec<CameraInfo> },
-    /// The mapped train connected; `cameras` are those of this connection's hello, in its order.
-    TrainOnline { train_id: TrainId, cameras: Vec<CameraInfo> },
+    /// not connected since the server started. `audio`: the audio sources of the same hello, left
+    /// out of the JSON when there are none (as before audio existed).
+    MappedTrainChanged {
+        train_id: Option<TrainId>,
+        online: bool,
+        cameras: Vec<CameraInfo>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        audio: Vec<AudioInfo>,
+    },
+    /// The mapped train connected; `cameras` and `audio` are those of this connection's hello, in
+    /// its order (`audio` left out when empty).
+    TrainOnline {
+        train_id: TrainId,
+        cameras: Vec<CameraInfo>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        audio: Vec<AudioInfo>,
+    },
     /// The mapped train went away.
     TrainOffline { train_id: TrainId, reason: String },
     /// Telemetry of the mapped train.
@@ -144,6 +157,32 @@ mod tests {
             r#"{"type":"welcome","remote_control_id":"rc","transport":"websocket","train_id":null,"server_time_us":1}"#;
         let ev: ServerEvent = serde_json::from_str(old).expect("old welcome");
         assert!(matches!(ev, ServerEvent::Welcome { max_payload: 65_535, .. }), "{ev:?}");
+    }
+
+    #[test]
+    fn events_announce_audio_only_when_there_is_some() {
+        use crate::ids::CameraId;
+        let train_id = TrainId::new("t").expect("id");
+        let cam = CameraInfo { id: CameraId(0), codec: "h264".into(), width: 2, height: 2, fps: 1 };
+        let ev = ServerEvent::TrainOnline { train_id: train_id.clone(), cameras: vec![cam.clone()], audio: Vec::new() };
+        assert_eq!(
+            ev.to_json(),
+            r#"{"type":"train_online","train_id":"t","cameras":[{"id":0,"codec":"h264","width":2,"height":2,"fps":1}]}"#
+        );
+        let mic = AudioInfo { id: CameraId(256), codec: "opus".into(), sample_rate: 48_000, channels: 1, frame_ms: 20 };
+        let ev = ServerEvent::MappedTrainChanged {
+            train_id: Some(train_id),
+            online: true,
+            cameras: vec![cam],
+            audio: vec![mic.clone()],
+        };
+        let json = ev.to_json();
+        assert!(
+            json.ends_with(r#""audio":[{"id":256,"codec":"opus","sample_rate":48000,"channels":1,"frame_ms":20}]}"#),
+            "{json}"
+        );
+        let back: ServerEvent = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, ev);
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 pub const MAX_CAMERAS: usize = 16;
 /// Largest picture dimension accepted in a hello.
 pub const MAX_DIMENSION: u32 = 8192;
+/// Most audio sources one train may announce.
+pub const MAX_AUDIO_SOURCES: usize = 4;
+/// The one audio sample rate of version 1 (Opus's, and its RTP clock rate).
+pub const AUDIO_SAMPLE_RATE: u32 = 48_000;
+/// Opus frame durations an audio source may announce, ms (RFC 6716 also allows 2.5 and 5).
+pub const AUDIO_FRAME_MS: [u32; 4] = [10, 20, 40, 60];
 
 pub(crate) fn is_control_kind(kind: u8) -> bool {
     (KIND_HELLO..=KIND_ERROR).contains(&kind)
@@ -45,11 +51,33 @@ pub struct CameraInfo {
     pub fps: u32,
 }
 
+/// An audio source (the cab microphone) as announced in the hello (docs/wire-format.md §3).
+///
+/// Its packets carry `id` in the packet header's camera field: cameras and audio sources share
+/// one id space per train, so no audio source has the id of a camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    pub id: CameraId,
+    /// `"opus"` is the only audio codec of version 1 (packet codec `0x02`).
+    pub codec: String,
+    /// Samples per second: 48,000.
+    pub sample_rate: u32,
+    /// 1 (mono) or 2 (stereo).
+    pub channels: u8,
+    /// Duration of one Opus packet, ms: 10, 20, 40 or 60.
+    pub frame_ms: u32,
+}
+
 /// Train → server, first frame on the control stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub train_id: TrainId,
     pub cameras: Vec<CameraInfo>,
+    /// Audio sources, none by default. Absent from the JSON when empty, so a hello without audio
+    /// is byte for byte what it was before audio existed; a server that predates the field
+    /// ignores it (unknown fields are ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audio: Vec<AudioInfo>,
     /// Free text naming the sender's software, for logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software: Option<String>,
@@ -97,6 +125,38 @@ impl Hello {
             }
             if cam.fps == 0 || cam.fps > 240 {
                 return Err(format!("camera {}: bad fps {}", cam.id, cam.fps));
+            }
+        }
+        if self.audio.len() > MAX_AUDIO_SOURCES {
+            return Err(format!(
+                "hello announces {} audio sources, the limit is {MAX_AUDIO_SOURCES}",
+                self.audio.len()
+            ));
+        }
+        for (i, a) in self.audio.iter().enumerate() {
+            if self.cameras.iter().any(|c| c.id == a.id) {
+                return Err(format!("audio source id {} is also a camera id", a.id));
+            }
+            if self.audio[..i].iter().any(|b| b.id == a.id) {
+                return Err(format!("audio source id {} announced twice", a.id));
+            }
+            if a.codec != "opus" {
+                return Err(format!("audio source {}: unsupported codec {:?}", a.id, a.codec));
+            }
+            if a.sample_rate != AUDIO_SAMPLE_RATE {
+                return Err(format!(
+                    "audio source {}: sample rate must be {AUDIO_SAMPLE_RATE}, got {}",
+                    a.id, a.sample_rate
+                ));
+            }
+            if !(1..=2).contains(&a.channels) {
+                return Err(format!("audio source {}: channels must be 1 or 2, got {}", a.id, a.channels));
+            }
+            if !AUDIO_FRAME_MS.contains(&a.frame_ms) {
+                return Err(format!(
+                    "audio source {}: frame_ms must be one of {AUDIO_FRAME_MS:?}, got {}",
+                    a.id, a.frame_ms
+                ));
             }
         }
         Ok(())
@@ -372,9 +432,48 @@ mod tests {
         Hello {
             train_id: TrainId::new("t1").expect("id"),
             cameras: vec![CameraInfo { id: CameraId(0), codec: "h264".into(), width: 640, height: 480, fps: 30 }],
+            audio: Vec::new(),
             software: None,
             token: None,
         }
+    }
+
+    fn mic(id: u16) -> AudioInfo {
+        AudioInfo { id: CameraId(id), codec: "opus".into(), sample_rate: 48_000, channels: 1, frame_ms: 20 }
+    }
+
+    #[test]
+    fn hello_with_audio() {
+        let mut h = hello();
+        // Without audio the field is left out: the bytes of a hello from before audio existed.
+        let json = serde_json::to_string(&h).expect("json");
+        assert!(!json.contains("audio"), "{json}");
+        h.audio.push(mic(256));
+        let b = ControlMessage::Hello(h.clone()).to_bytes();
+        let (got, _) = ControlMessage::decode(&b, DEFAULT_MAX_BODY).expect("decode");
+        assert_eq!(got, ControlMessage::Hello(h.clone()));
+        let json = serde_json::to_string(&h).expect("json");
+        assert!(
+            json.contains(r#""audio":[{"id":256,"codec":"opus","sample_rate":48000,"channels":1,"frame_ms":20}]"#),
+            "{json}"
+        );
+        let bad = |change: &dyn Fn(&mut Hello), why: &str| {
+            let mut h = hello();
+            h.audio.push(mic(256));
+            change(&mut h);
+            match ControlMessage::decode(&ControlMessage::Hello(h).to_bytes(), DEFAULT_MAX_BODY) {
+                Err(DecodeError::BadBody { reason, .. }) => assert!(reason.contains(why), "{why}: {reason}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        };
+        bad(&|h| h.audio[0].id = CameraId(0), "also a camera id");
+        bad(&|h| h.audio.push(mic(256)), "announced twice");
+        bad(&|h| h.audio[0].codec = "aac".into(), "unsupported codec");
+        bad(&|h| h.audio[0].sample_rate = 44_100, "sample rate");
+        bad(&|h| h.audio[0].channels = 0, "channels");
+        bad(&|h| h.audio[0].channels = 3, "channels");
+        bad(&|h| h.audio[0].frame_ms = 25, "frame_ms");
+        bad(&|h| h.audio.extend((300..304).map(mic)), "audio sources");
     }
 
     #[test]

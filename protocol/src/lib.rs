@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`packet`]: video packets — one chunk of one encoded frame, sized to fit one QUIC datagram.
-//!   The relay forwards them byte for byte.
+//!   The relay forwards them byte for byte. Audio (Opus) rides in the same packets, one whole
+//!   Opus packet each.
 //! - [`message`]: video messages on a WebRTC `video` data channel — one or more whole packets back
 //!   to back (`docs/wire-format.md` §2.6); the server packs them, clients split them.
 //! - [`control`]: control frames on the train's QUIC control stream (hello, command, ack, …),
@@ -29,7 +30,9 @@ pub mod ids;
 pub mod message;
 pub mod packet;
 
-pub use control::{Action, CameraInfo, CommandAck, ControlDecoder, ControlMessage, Hello, Secret, Telemetry};
+pub use control::{
+    Action, AudioInfo, CameraInfo, CommandAck, ControlDecoder, ControlMessage, Hello, Secret, Telemetry,
+};
 pub use error::DecodeError;
 pub use ids::{CameraId, FrameSeq, TrainId};
 pub use packet::{Codec, VideoHeader, VideoPacket};

@@ -7,6 +7,12 @@
 //! ```
 //! All integers big-endian. A packet is exactly `26 + length` bytes: one datagram, one message.
 //! The relay never rewrites a packet; it only reads the header to route and to drop whole frames.
+//!
+//! Audio travels in the same packets (codec [`Codec::Opus`]): one whole Opus packet per railcast
+//! packet (chunk count 1), flagged keyframe since every Opus packet decodes on its own, so the
+//! relay's drop policy and the receivers' reassembly treat it like a one-chunk keyframe. The
+//! `camera` field is then the id of the audio source: cameras and audio sources share one id
+//! space per train (docs/wire-format.md §2.7).
 
 use bytes::{BufMut, Bytes};
 
@@ -26,12 +32,15 @@ pub const FLAG_KEYFRAME: u8 = 0x01;
 pub enum Codec {
     /// H.264 access units in Annex B byte-stream format (start codes); keyframes carry SPS and PPS.
     H264AnnexB = 0x01,
+    /// One Opus packet (RFC 6716), e.g. 20 ms of 48 kHz mono: audio, never split into chunks.
+    Opus = 0x02,
 }
 
 impl Codec {
     pub fn from_byte(b: u8) -> Result<Self, DecodeError> {
         match b {
             0x01 => Ok(Self::H264AnnexB),
+            0x02 => Ok(Self::Opus),
             other => Err(DecodeError::UnknownCodec(other)),
         }
     }
@@ -39,7 +48,12 @@ impl Codec {
     pub fn name(self) -> &'static str {
         match self {
             Self::H264AnnexB => "h264",
+            Self::Opus => "opus",
         }
+    }
+    /// Audio (an audio source's packets) rather than video (a camera's)?
+    pub fn is_audio(self) -> bool {
+        matches!(self, Self::Opus)
     }
 }
 
@@ -75,7 +89,8 @@ impl VideoHeader {
         let chunk_index = u16::from_be_bytes([buf[20], buf[21]]);
         let chunk_count = u16::from_be_bytes([buf[22], buf[23]]);
         let payload_len = u16::from_be_bytes([buf[24], buf[25]]);
-        if chunk_count == 0 || chunk_index >= chunk_count {
+        if chunk_count == 0 || chunk_index >= chunk_count || codec.is_audio() && chunk_count != 1 {
+            // An audio packet carries one whole Opus packet: never split (§2.7).
             return Err(DecodeError::BadChunk { index: chunk_index, count: chunk_count });
         }
         let actual = buf.len() - HEADER_LEN;
@@ -183,6 +198,9 @@ pub enum PacketizeError {
     BadMaxPayload(usize),
     #[error("frame of {len} bytes needs more than 65535 chunks of {max_payload} bytes")]
     TooLarge { len: usize, max_payload: usize },
+    /// An audio frame travels in one packet (§2.7); this one is larger than the payload limit.
+    #[error("audio frame of {len} bytes does not fit one packet of {max_payload} payload bytes")]
+    AudioTooLarge { len: usize, max_payload: usize },
 }
 
 /// Split an encoded frame into packets of at most `max_payload` payload bytes each, as evenly
@@ -195,6 +213,9 @@ pub fn packetize(meta: FrameMeta, frame: &[u8], max_payload: usize) -> Result<Ve
         return Err(PacketizeError::BadMaxPayload(max_payload));
     }
     let count = frame.len().div_ceil(max_payload);
+    if meta.codec.is_audio() && count > 1 {
+        return Err(PacketizeError::AudioTooLarge { len: frame.len(), max_payload });
+    }
     let count16 = u16::try_from(count).map_err(|_| PacketizeError::TooLarge { len: frame.len(), max_payload })?;
     let base = frame.len() / count;
     let extra = frame.len() % count;
@@ -267,6 +288,28 @@ mod tests {
         assert_eq!(packetize(meta(), &[], 1150), Err(PacketizeError::Empty));
         assert_eq!(packetize(meta(), &[1], 0), Err(PacketizeError::BadMaxPayload(0)));
         assert!(matches!(packetize(meta(), &vec![0; 65_536 * 2], 1), Err(PacketizeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn audio_is_one_packet() {
+        let opus = FrameMeta { codec: Codec::Opus, camera: CameraId(256), ..meta() };
+        let packets = packetize(opus, &[0xfc; 80], 1150).expect("packetize");
+        assert_eq!(packets.len(), 1);
+        let pkt = VideoPacket::parse(packets[0].clone(), 1150).expect("parse");
+        assert_eq!(pkt.header.codec, Codec::Opus);
+        assert_eq!(pkt.header.codec.name(), "opus");
+        assert!(pkt.header.codec.is_audio() && !Codec::H264AnnexB.is_audio());
+        assert!(pkt.header.starts_keyframe());
+        assert_eq!(
+            packetize(opus, &[0; 1151], 1150),
+            Err(PacketizeError::AudioTooLarge { len: 1151, max_payload: 1150 })
+        );
+        // A chunked Opus packet is invalid whatever its index: audio is never split.
+        let mut b = packets[0].to_vec();
+        b[20..24].copy_from_slice(&[0, 0, 0, 2]);
+        assert_eq!(VideoHeader::parse(&b, 1150), Err(DecodeError::BadChunk { index: 0, count: 2 }));
+        assert_eq!(Codec::from_byte(0x02), Ok(Codec::Opus));
+        assert_eq!(Codec::from_byte(0x03), Err(DecodeError::UnknownCodec(3)));
     }
 
     #[test]

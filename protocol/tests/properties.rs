@@ -270,7 +270,7 @@ proptest! {
     fn parsed_headers_reencode_to_the_same_bytes(
         preamble in prop_oneof![4 => Just(*b"RC\x01\x01"), 1 => any::<[u8; 4]>()],
         flags in any::<u8>(),
-        codec in prop_oneof![4 => Just(1u8), 1 => any::<u8>()],
+        codec in prop_oneof![4 => Just(1u8), 2 => Just(2u8), 1 => any::<u8>()],
         fields in any::<[u8; 14]>(),
         chunk in prop_oneof![3 => (1u16..4).prop_flat_map(|c| (0..c, Just(c))), 1 => (any::<u16>(), any::<u16>())],
         payload in prop::collection::vec(any::<u8>(), 0..80),
@@ -303,15 +303,18 @@ proptest! {
     #[test]
     fn written_headers_parse_back(
         keyframe in any::<bool>(),
+        codec in prop_oneof![Just(Codec::H264AnnexB), Just(Codec::Opus)],
         camera in any::<u16>(),
         seq in any::<u32>(),
         capture_us in any::<u64>(),
         chunk in (1u16..=u16::MAX).prop_flat_map(|c| (0..c, Just(c))),
         payload in prop::collection::vec(any::<u8>(), 1..64),
     ) {
+        // Audio is never split (§2.7).
+        let chunk = if codec.is_audio() { (0, 1) } else { chunk };
         let h = VideoHeader {
             keyframe,
-            codec: Codec::H264AnnexB,
+            codec,
             camera: CameraId(camera),
             seq: FrameSeq(seq),
             capture_us,

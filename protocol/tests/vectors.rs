@@ -81,6 +81,9 @@ fn golden_vectors() {
     let entries = manifest();
     assert!(entries.len() >= 25, "manifest lists {} vectors", entries.len());
     assert!(entries.iter().filter(|e| e["kind"] == "assembler").count() >= 4, "assembler vectors missing");
+    let audio =
+        |e: &&Value| e["expect"]["ok"]["codec"] == "opus" || e["file"].as_str().is_some_and(|f| f.contains("audio"));
+    assert!(entries.iter().filter(audio).count() >= 6, "audio vectors missing (§2.7)");
     for e in entries {
         let file = e["file"].as_str().expect("file");
         let bytes = read_hex(file);

@@ -47,6 +47,7 @@ pub fn hello_with(train_id: &str, token: Option<String>) -> railcast_protocol::C
             height: 240,
             fps: 15,
         }],
+        audio: Vec::new(),
         software: None,
         token: token.map(railcast_protocol::Secret),
     })

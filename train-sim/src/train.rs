@@ -251,6 +251,7 @@ async fn session(
                 fps: cfg.video.fps,
             })
             .collect(),
+        audio: Vec::new(),
         software: Some(concat!("railcast-train-sim/", env!("CARGO_PKG_VERSION")).into()),
         token: cfg.token.clone(),
     });

@@ -87,6 +87,9 @@ describe('golden vectors', () => {
     expect(manifest.length).toBeGreaterThanOrEqual(40)
     expect(manifest.filter((e) => e.kind === 'video_message').length).toBeGreaterThanOrEqual(10)
     expect(manifest.filter((e) => e.kind === 'assembler').length).toBeGreaterThanOrEqual(4)
+    // Audio (§2.7): Opus packets, hellos with audio sources, audio among video and in reassembly.
+    expect(manifest.filter((e) => e.file.includes('audio')).length).toBeGreaterThanOrEqual(6)
+    expect(manifest.filter((e) => e.expect.ok && (e.expect.ok as { codec?: string }).codec === 'opus').length).toBeGreaterThanOrEqual(2)
   })
 
   for (const e of manifest) {

@@ -22,7 +22,7 @@ def video(name, desc, *, flags, codec, camera, seq, ts, idx, count, payload, dec
     lines = [f"# {name}: {desc}", "# video packet, wire format v1, big-endian"]
     fields = [
         (magic, 'magic "RC"'), (bytes([version]), f"version {version}"), (bytes([kind]), f"kind 0x{kind:02x} (video)"),
-        (bytes([flags]), f"flags 0x{flags:02x} (bit0 keyframe = {flags & 1})"), (bytes([codec]), f"codec 0x{codec:02x} (0x01 = H.264 Annex B)"),
+        (bytes([flags]), f"flags 0x{flags:02x} (bit0 keyframe = {flags & 1})"), (bytes([codec]), f"codec 0x{codec:02x} " + ("(0x02 = Opus, one whole packet)" if codec == 2 else "(0x01 = H.264 Annex B)")),
         (struct.pack(">H", camera), f"camera id {camera}"), (struct.pack(">I", seq), f"frame sequence {seq}"),
         (struct.pack(">Q", ts), f"capture timestamp {ts} us"), (struct.pack(">H", idx), f"chunk index {idx}"),
         (struct.pack(">H", count), f"chunk count {count}"), (struct.pack(">H", plen), f"payload length {plen}"),
@@ -44,7 +44,7 @@ def video(name, desc, *, flags, codec, camera, seq, ts, idx, count, payload, dec
     if expect:
         entry["expect"] = {"error": expect}
     else:
-        entry["expect"] = {"ok": {"keyframe": bool(flags & 1), "codec": "h264", "camera": camera, "seq": seq,
+        entry["expect"] = {"ok": {"keyframe": bool(flags & 1), "codec": {1: "h264", 2: "opus"}[codec], "camera": camera, "seq": seq,
                                   "capture_us": ts, "chunk_index": idx, "chunk_count": count,
                                   "payload_hex": payload.hex()}}
     manifest.append(entry)
@@ -94,6 +94,17 @@ video("video_err_too_large", "1151-byte payload, over the default limit", flags=
 video("video_err_empty", "zero-length payload", flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"", expect="empty_payload")
 video("video_err_kind", "a control kind where a video packet was expected", kind=0x12, flags=0, codec=1, camera=0, seq=0, ts=TS, idx=0, count=1, payload=b"\x01", expect="wrong_kind")
 
+# Audio (section 2.7): codec 0x02, one whole Opus packet per packet, chunk 0 of 1, keyframe flag set;
+# the camera field is the audio source's id (cameras and audio sources share one id space).
+# f8 ff fe: an Opus packet of 20 ms of silence (TOC 0xf8: CELT fullband, 20 ms, mono, one frame).
+OPUS_SILENCE = bytes.fromhex("f8fffe")
+video("audio_opus_frame", "audio: one 20 ms Opus packet of audio source 256", flags=1, codec=2, camera=256, seq=50,
+      ts=TS + 50 * 20_000, idx=0, count=1, payload=OPUS_SILENCE)
+video("audio_opus_max_id", "audio: a longer Opus packet, audio source 65535, sequence about to wrap", flags=1, codec=2, camera=65535,
+      seq=4_294_967_295, ts=TS, idx=0, count=1, payload=bytes([0xfc]) + bytes((i * 13) % 256 for i in range(79)))
+video("audio_err_chunked", "audio is never split: an Opus packet as chunk 0 of 2", flags=1, codec=2, camera=256, seq=1, ts=TS,
+      idx=0, count=2, payload=OPUS_SILENCE, expect="bad_chunk")
+
 hello = {"train_id": "train-1", "cameras": [{"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30},
                                            {"id": 1, "codec": "h264", "width": 320, "height": 240, "fps": 15}], "software": "railcast-train-sim/0.1.0"}
 control("control_hello", "train hello with two cameras", 0x10, json.dumps(hello, separators=(",", ":")), expect_ok={"hello": hello})
@@ -113,6 +124,17 @@ kfr = {"camera": 0}
 control("control_keyframe_request", "keyframe request for camera 0", 0x15, json.dumps(kfr, separators=(",", ":")), expect_ok={"keyframe_request": kfr})
 err = {"code": "unauthorized", "message": "unknown train token"}
 control("control_error", "error", 0x16, json.dumps(err, separators=(",", ":")), expect_ok={"error": err})
+hello_audio = {"train_id": "train-7", "cameras": [{"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30}],
+               "audio": [{"id": 256, "codec": "opus", "sample_rate": 48000, "channels": 1, "frame_ms": 20}],
+               "software": "railcast-train-sim/0.1.0"}
+control("control_hello_audio", "train hello with a camera and a cab microphone (audio source 256)", 0x10,
+        json.dumps(hello_audio, separators=(",", ":")), expect_ok={"hello": hello_audio})
+control("control_err_hello_audio_id", "audio source with a camera's id: one id space per train", 0x10,
+        '{"train_id":"t","cameras":[{"id":0,"codec":"h264","width":2,"height":2,"fps":1}],'
+        '"audio":[{"id":0,"codec":"opus","sample_rate":48000,"channels":1,"frame_ms":20}]}', expect="bad_body")
+control("control_err_hello_audio_rate", "audio source at 44.1 kHz: version 1 has 48 kHz only", 0x10,
+        '{"train_id":"t","cameras":[{"id":0,"codec":"h264","width":2,"height":2,"fps":1}],'
+        '"audio":[{"id":9,"codec":"opus","sample_rate":44100,"channels":1,"frame_ms":20}]}', expect="bad_body")
 control("control_err_incomplete", "header declares 64 body bytes, 10 present: read more", 0x13, '{"command_', declared=64, expect="incomplete")
 control("control_err_too_large", "body length 65537 over the 65536 limit", 0x14, "{}", declared=65537, expect="body_too_large")
 control("control_err_bad_json", "body is not JSON", 0x13, "not json", expect="bad_body")
@@ -165,6 +187,12 @@ message("video_message_err_version", "a version-2 packet after the first",
 message("video_message_err_control", "a control frame header inside a video message",
         [(chunks[0], "packet: chunk 0 of 3", "ok"), (vpkt(kind=0x12), "kind 0x12 (a command frame)", None)], error="wrong_kind")
 message("video_message_err_empty", "an empty message", [], error="truncated")
+message("video_message_audio_and_video", "audio packets between the chunks of a video frame, as relayed",
+        [(chunks[0], "packet: video chunk 0 of 3", "ok"),
+         (vpkt(flags=1, codec=2, camera=256, seq=3, payload=OPUS_SILENCE), "audio source 256, Opus packet 3", "ok"),
+         (chunks[1], "packet: video chunk 1 of 3", "ok"),
+         (vpkt(flags=1, codec=2, camera=256, seq=4, idx=0, count=2, payload=OPUS_SILENCE), "audio chunked: dropped alone", "bad_chunk"),
+         (chunks[2], "packet: video chunk 2 of 3", "ok")])
 
 
 # Reassembly (section 2.5): packets delivered one after another to one receiver, and what must come
@@ -229,6 +257,22 @@ assembler("assembler_fifth_frame_evicts_oldest",
           + [(five[0][1], "keyframe 10, chunk 1 of 2: late (older than the four collected)")]
           + [(f[1], f"{kind(s)} {s}, chunk 1 of 2: shown") for s, f in zip((11, 12, 13, 14), five[1:])],
           [out(6 + i, s, s == 11) for i, s in enumerate((11, 12, 13, 14))], stats(10, 4, late=1, incomplete=1))
+
+def apkt(seq):
+    return vpkt(flags=1, codec=2, camera=256, seq=seq, ts=TS + seq * 20_000, payload=bytes([0xf8, seq, 0xfe]))
+
+def aout(after, seq):
+    return {"after": after, "camera": 256, "seq": seq, "keyframe": True, "capture_us": TS + seq * 20_000,
+            "data_hex": bytes([0xf8, seq, 0xfe]).hex()}
+
+assembler("assembler_audio_every_packet_a_frame",
+          "every audio packet is a whole keyframe: emitted at once, also while the camera waits for a keyframe, "
+          "and a gap costs nothing but the lost packet",
+          [(d6[0], "camera 0, delta 6, complete: skipped (a receiver starts waiting for a keyframe)"),
+           (apkt(0), "audio 256, packet 0: emitted"), (apkt(1), "audio 256, packet 1: emitted"),
+           (apkt(3), "audio 256, packet 3 (2 is missing): emitted, it is a keyframe"),
+           (apkt(2), "audio 256, packet 2: late (before 3)")],
+          [aout(1, 0), aout(2, 1), aout(3, 3)], stats(5, 3, late=1, skipped=1))
 
 json.dump(manifest, open(os.path.join(HERE, "manifest.json"), "w"), indent=1)
 open(os.path.join(HERE, "manifest.json"), "a").write("\n")

@@ -279,7 +279,8 @@ pub(crate) fn keyframe_request() -> ControlMessage {
 
 #[cfg(test)]
 mod tests {
-    use railcast_protocol::{CameraId, CameraInfo};
+    use railcast_protocol::packet::{packetize, Codec, FrameMeta};
+    use railcast_protocol::{AudioInfo, CameraId, CameraInfo, FrameSeq};
 
     use super::*;
 
@@ -290,6 +291,7 @@ mod tests {
                 .iter()
                 .map(|&id| CameraInfo { id: CameraId(id), codec: "h264".into(), width: 64, height: 48, fps: 30 })
                 .collect(),
+            audio: Vec::new(),
             software: None,
             token: None,
         }
@@ -315,5 +317,40 @@ mod tests {
         assert_eq!(ids(sub.stream()), [2, 0, 1], "the last known cameras while offline");
         let _publisher = hub.connect_train(hello(&train, &[7]), control);
         assert_eq!(ids(sub.stream()), [7], "a reconnection's hello replaces them");
+    }
+
+    fn packet(codec: Codec, track: u16, seq: u32) -> Bytes {
+        let meta = FrameMeta { keyframe: true, codec, camera: CameraId(track), seq: FrameSeq(seq), capture_us: 1 };
+        packetize(meta, &[0xf8, 0xff, 0xfe], 1150).expect("packetize").remove(0)
+    }
+
+    /// Audio (docs/wire-format.md §2.7): relayed like video to a subscriber, counted per source;
+    /// a packet whose codec is not its track's kind, or whose id was not announced, is refused.
+    #[test]
+    fn audio_is_relayed_and_checked_against_the_hello() {
+        let hub = Hub::new(HubConfig::default());
+        let train = TrainId::new("train-a").expect("id");
+        let mut sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
+        let (control, _rx) = mpsc::channel(8);
+        let mut h = hello(&train, &[0]);
+        let mic = AudioInfo { id: CameraId(256), codec: "opus".into(), sample_rate: 48_000, channels: 1, frame_ms: 20 };
+        h.audio.push(mic.clone());
+        let publisher = hub.connect_train(h, control);
+        assert_eq!(sub.stream().audio(), vec![mic]);
+        for seq in 0..5 {
+            publisher.publish(packet(Codec::Opus, 256, seq)).expect("audio relayed");
+        }
+        let refused = |p: Bytes| publisher.publish(p).expect_err("refused").label();
+        assert_eq!(refused(packet(Codec::Opus, 0, 9)), "codec_mismatch", "Opus on a camera's id");
+        assert_eq!(refused(packet(Codec::H264AnnexB, 256, 9)), "codec_mismatch", "H.264 on the microphone's id");
+        assert_eq!(refused(packet(Codec::Opus, 257, 9)), "unknown_camera", "an id the hello did not announce");
+        let mut got = Vec::new();
+        sub.drain_packets(&mut got, 100);
+        let seqs: Vec<u32> = got.iter().map(|p| p.header.seq.0).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4], "every audio packet is a keyframe: none waits");
+        assert!(got.iter().all(|p| p.header.codec == Codec::Opus && p.header.camera == CameraId(256)));
+        let counts = sub.stream().audio_counts();
+        assert_eq!((counts[0].1, counts[0].2), (5, 5 * 29));
+        assert_eq!(sub.stream().snapshot().rejected.get("codec_mismatch"), Some(&2));
     }
 }

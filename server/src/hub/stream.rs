@@ -1,4 +1,9 @@
-//! One train's stream: its cameras, GOP caches, subscribers, pending commands and live rates.
+//! One train's stream: its cameras and audio sources, GOP caches, subscribers, pending commands
+//! and live rates.
+//!
+//! Audio packets (Opus, docs/wire-format.md §2.7) take the same path as video: every one is a
+//! one-chunk keyframe, so the drop policy needs nothing new. They are not GOP-cached: a late
+//! joiner's audio starts with the next packet, 20 ms later, rather than with a stale one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use railcast_protocol::control::{CameraInfo, Command};
+use railcast_protocol::control::{AudioInfo, CameraInfo, Command};
 use railcast_protocol::packet::VideoHeader;
 use railcast_protocol::{CommandAck, ControlMessage, DecodeError, Hello, Telemetry, TrainId};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -23,7 +28,7 @@ const EVENT_CAPACITY: usize = 64;
 /// Something that happened to a train, for the sessions watching it.
 #[derive(Debug, Clone)]
 pub enum TrainEvent {
-    Online { cameras: Vec<CameraInfo> },
+    Online { cameras: Vec<CameraInfo>, audio: Vec<AudioInfo> },
     Offline { reason: String },
     Telemetry(Telemetry),
 }
@@ -35,6 +40,9 @@ pub enum PublishError {
     Malformed(#[from] DecodeError),
     #[error("camera {0} was not announced in the hello")]
     UnknownCamera(u16),
+    /// An Opus packet on a camera's id, or video on an audio source's.
+    #[error("{codec} packet on {track}, which the hello announced as another kind of track")]
+    CodecMismatch { track: String, codec: &'static str },
     #[error("this connection was replaced by a newer one for the same train")]
     Replaced,
 }
@@ -44,6 +52,7 @@ impl PublishError {
         match self {
             Self::Malformed(e) => e.label(),
             Self::UnknownCamera(_) => "unknown_camera",
+            Self::CodecMismatch { .. } => "codec_mismatch",
             Self::Replaced => "replaced",
         }
     }
@@ -130,6 +139,14 @@ struct Camera {
     bytes: u64,
 }
 
+/// An audio source of the current hello, and what it sent.
+#[derive(Debug)]
+struct Audio {
+    info: AudioInfo,
+    packets: u64,
+    bytes: u64,
+}
+
 #[derive(Debug)]
 struct Online {
     control: mpsc::Sender<ControlMessage>,
@@ -141,6 +158,7 @@ struct State {
     generation: u64,
     online: Option<Online>,
     cameras: Vec<Camera>,
+    audio: Vec<Audio>,
     software: Option<String>,
     connected_since: Option<SystemTime>,
     last_seen: Option<SystemTime>,
@@ -210,6 +228,7 @@ impl Stream {
                 generation: 0,
                 online: None,
                 cameras: Vec::new(),
+                audio: Vec::new(),
                 software: None,
                 connected_since: None,
                 last_seen: None,
@@ -242,6 +261,16 @@ impl Stream {
         self.lock().cameras.iter().map(|c| c.info.clone()).collect()
     }
 
+    /// The audio sources of the latest hello, in its order (kept while offline, as the cameras).
+    pub fn audio(&self) -> Vec<AudioInfo> {
+        self.lock().audio.iter().map(|a| a.info.clone()).collect()
+    }
+
+    /// Packets and bytes received from each audio source of the current hello.
+    pub fn audio_counts(&self) -> Vec<(AudioInfo, u64, u64)> {
+        self.lock().audio.iter().map(|a| (a.info.clone(), a.packets, a.bytes)).collect()
+    }
+
     pub(super) fn go_online(
         &self,
         hello: Hello,
@@ -270,6 +299,7 @@ impl Stream {
                 bytes: 0,
             })
             .collect();
+        st.audio = hello.audio.iter().map(|info| Audio { info: info.clone(), packets: 0, bytes: 0 }).collect();
         st.software = hello.software;
         st.online = Some(Online { control, replaced: Some(tx) });
         st.connected_since = Some(SystemTime::now());
@@ -279,7 +309,7 @@ impl Stream {
         }
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         METRICS.train_connections.inc();
-        self.emit(&st, TrainEvent::Online { cameras: hello.cameras });
+        self.emit(&st, TrainEvent::Online { cameras: hello.cameras, audio: hello.audio });
         (st.generation, rx)
     }
 
@@ -328,16 +358,31 @@ impl Stream {
         if st.generation != generation {
             return Err(PublishError::Replaced);
         }
-        let Some(cam) = st.cameras.iter_mut().find(|c| c.info.id == header.camera) else {
+        let mismatch = |track: String| PublishError::CodecMismatch { track, codec: header.codec.name() };
+        let packet = if let Some(cam) = st.cameras.iter_mut().find(|c| c.info.id == header.camera) {
+            if header.codec.is_audio() {
+                drop(guard);
+                return Err(self.reject(mismatch(format!("camera {}", header.camera))));
+            }
+            cam.meter.add(now, bytes.len(), header.starts_frame());
+            let packet = Packet { bytes, header };
+            cam.gop.push(&packet, self.config.gop_cache_bytes);
+            cam.bytes += packet.bytes.len() as u64;
+            cam.frames += u64::from(header.starts_frame());
+            packet
+        } else if let Some(audio) = st.audio.iter_mut().find(|a| a.info.id == header.camera) {
+            if !header.codec.is_audio() {
+                drop(guard);
+                return Err(self.reject(mismatch(format!("audio source {}", header.camera))));
+            }
+            audio.packets += 1;
+            audio.bytes += bytes.len() as u64;
+            Packet { bytes, header }
+        } else {
             drop(guard);
             return Err(self.reject(PublishError::UnknownCamera(header.camera.0)));
         };
-        cam.meter.add(now, bytes.len(), header.starts_frame());
-        let packet = Packet { bytes, header };
-        cam.gop.push(&packet, self.config.gop_cache_bytes);
         let bytes = &packet.bytes;
-        cam.bytes += bytes.len() as u64;
-        cam.frames += u64::from(header.starts_frame());
         self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let m = &*METRICS;

@@ -197,7 +197,7 @@ impl Connection {
             refuse(send, hit.code(), &hit.message).await;
             return Err(hit.into());
         }
-        tracing::info!(%remote, %train, cameras = hello.cameras.len(), "train online");
+        tracing::info!(%remote, %train, cameras = hello.cameras.len(), audio = hello.audio.len(), "train online");
         let welcome = ControlMessage::Welcome(Welcome {
             server_time_us: crate::now_us(),
             max_payload: self.hub.config().max_payload as u32,

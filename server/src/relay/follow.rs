@@ -69,11 +69,11 @@ impl Follower {
 
     /// The current mapping as an event (also used to resynchronise after lost events).
     pub fn state_event(&self) -> ServerEvent {
-        let (online, cameras) = match &self.sub {
-            Some(sub) => (sub.stream().is_online(), sub.stream().cameras()),
-            None => (false, Vec::new()),
+        let (online, cameras, audio) = match &self.sub {
+            Some(sub) => (sub.stream().is_online(), sub.stream().cameras(), sub.stream().audio()),
+            None => (false, Vec::new(), Vec::new()),
         };
-        ServerEvent::MappedTrainChanged { train_id: self.train.clone(), online, cameras }
+        ServerEvent::MappedTrainChanged { train_id: self.train.clone(), online, cameras, audio }
     }
 
     /// Move up to `max` packets already queued to `out`, without waiting (lets a transport
@@ -116,7 +116,7 @@ impl Follower {
                     SubItem::Event(ev) => {
                         let Some(train_id) = self.train.clone() else { continue };
                         return Item::Event(match ev {
-                            Ok(TrainEvent::Online { cameras }) => ServerEvent::TrainOnline { train_id, cameras },
+                            Ok(TrainEvent::Online { cameras, audio }) => ServerEvent::TrainOnline { train_id, cameras, audio },
                             Ok(TrainEvent::Offline { reason }) => ServerEvent::TrainOffline { train_id, reason },
                             Ok(TrainEvent::Telemetry(telemetry)) => ServerEvent::Telemetry { train_id, telemetry },
                             // Events were lost: say where things stand now.

@@ -2,7 +2,7 @@
  * Remote control ⇄ server JSON messages (docs/wire-format.md §4), as `railcast_protocol::client`.
  * The same on WebSocket text messages and on the WebRTC `command` data channel.
  */
-import type { Action, CameraInfo, Telemetry } from './control'
+import type { Action, AudioInfo, CameraInfo, Telemetry } from './control'
 
 /** Largest client message the server reads. */
 export const MAX_CLIENT_MESSAGE = 16 * 1024
@@ -29,9 +29,11 @@ export type ServerEvent =
   /**
    * `cameras` (here and in `train_online`): the cameras of the train's latest hello, in its order
    * (§4); here also while the train is offline, and `[]` when not mapped or never connected.
+   * `audio`: the audio sources of the same hello; absent when there are none (and from servers
+   * before audio).
    */
-  | { type: 'mapped_train_changed'; train_id: string | null; online: boolean; cameras: CameraInfo[] }
-  | { type: 'train_online'; train_id: string; cameras: CameraInfo[] }
+  | { type: 'mapped_train_changed'; train_id: string | null; online: boolean; cameras: CameraInfo[]; audio?: AudioInfo[] }
+  | { type: 'train_online'; train_id: string; cameras: CameraInfo[]; audio?: AudioInfo[] }
   | { type: 'train_offline'; train_id: string; reason: string }
   | { type: 'telemetry'; train_id: string; telemetry: Telemetry }
   | { type: 'command_ack'; request_id: string; command_id: number; ok: boolean; message: string; train_rtt_us: number }

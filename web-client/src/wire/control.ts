@@ -28,6 +28,11 @@ export const DEFAULT_MAX_BODY = 64 * 1024
 export const MAX_CAMERAS = 16
 export const MAX_DIMENSION = 8192
 export const MAX_TRAIN_ID_LEN = 64
+export const MAX_AUDIO_SOURCES = 4
+/** The one audio sample rate of version 1. */
+export const AUDIO_SAMPLE_RATE = 48_000
+/** Opus frame durations an audio source may announce, ms. */
+export const AUDIO_FRAME_MS = [10, 20, 40, 60]
 
 export interface CameraInfo {
   id: number
@@ -35,6 +40,18 @@ export interface CameraInfo {
   width: number
   height: number
   fps: number
+}
+
+/**
+ * An audio source (the cab microphone) as announced in the hello (§3) and in the events of §4. Its
+ * packets carry `id` in the camera field: cameras and audio sources share one id space per train.
+ */
+export interface AudioInfo {
+  id: number
+  codec: string
+  sample_rate: number
+  channels: number
+  frame_ms: number
 }
 
 /** What an operator asks a train to do (`"type"` selects the variant). */
@@ -51,7 +68,7 @@ export interface Telemetry {
 }
 
 export type ControlMessage =
-  | { hello: { train_id: string; cameras: CameraInfo[]; software?: string } }
+  | { hello: { train_id: string; cameras: CameraInfo[]; audio?: AudioInfo[]; software?: string } }
   | { welcome: { server_time_us: number; max_payload: number } }
   | { command: { command_id: number; command: Action } }
   | { command_ack: { command_id: number; ok: boolean; message: string } }
@@ -120,6 +137,28 @@ function readCamera(v: Json): CameraInfo {
   return { id: uint(o, 'id', 16), codec: str(o, 'codec'), width: uint(o, 'width', 32), height: uint(o, 'height', 32), fps: uint(o, 'fps', 32) }
 }
 
+export function readAudioInfo(v: Json): AudioInfo {
+  const o = obj(v, 'audio source')
+  return {
+    id: uint(o, 'id', 16), codec: str(o, 'codec'), sample_rate: uint(o, 'sample_rate', 32), channels: uint(o, 'channels', 8),
+    frame_ms: uint(o, 'frame_ms', 32),
+  }
+}
+
+function audioProblem(cameras: CameraInfo[], audio: AudioInfo[]): string | null {
+  if (audio.length > MAX_AUDIO_SOURCES) return `hello announces ${audio.length} audio sources, the limit is ${MAX_AUDIO_SOURCES}`
+  for (let i = 0; i < audio.length; i++) {
+    const a = audio[i]
+    if (cameras.some((c) => c.id === a.id)) return `audio source id ${a.id} is also a camera id`
+    if (audio.slice(0, i).some((b) => b.id === a.id)) return `audio source id ${a.id} announced twice`
+    if (a.codec !== 'opus') return `audio source ${a.id}: unsupported codec ${JSON.stringify(a.codec)}`
+    if (a.sample_rate !== AUDIO_SAMPLE_RATE) return `audio source ${a.id}: sample rate must be ${AUDIO_SAMPLE_RATE}, got ${a.sample_rate}`
+    if (a.channels < 1 || a.channels > 2) return `audio source ${a.id}: channels must be 1 or 2, got ${a.channels}`
+    if (!AUDIO_FRAME_MS.includes(a.frame_ms)) return `audio source ${a.id}: frame_ms must be one of ${AUDIO_FRAME_MS.join(', ')}, got ${a.frame_ms}`
+  }
+  return null
+}
+
 function helloProblem(cameras: CameraInfo[]): string | null {
   if (cameras.length === 0) return 'hello announces no camera'
   if (cameras.length > MAX_CAMERAS) return `hello announces ${cameras.length} cameras, the limit is ${MAX_CAMERAS}`
@@ -144,8 +183,19 @@ function readBody(kind: number, o: JsonObject): ControlMessage {
       const cameras = arr(o, 'cameras').map(readCamera)
       const problem = helloProblem(cameras)
       if (problem) throw new ShapeError(problem)
+      // Optional (absent: no audio), as serde's `#[serde(default)]`.
+      const audio = Object.prototype.hasOwnProperty.call(o, 'audio') ? arr(o, 'audio').map(readAudioInfo) : []
+      const aProblem = audioProblem(cameras, audio)
+      if (aProblem) throw new ShapeError(aProblem)
       const software = optStr(o, 'software')
-      return { hello: software === undefined ? { train_id: trainId, cameras } : { train_id: trainId, cameras, software } }
+      return {
+        hello: {
+          train_id: trainId,
+          cameras,
+          ...(audio.length ? { audio } : {}),
+          ...(software === undefined ? {} : { software }),
+        },
+      }
     }
     case KIND_WELCOME:
       return { welcome: { server_time_us: uint(o, 'server_time_us', 64), max_payload: uint(o, 'max_payload', 32) } }
@@ -218,9 +268,21 @@ export function controlBody(m: ControlMessage): { kind: number; json: string } {
     const cams = h.cameras.map((c) =>
       writeObject([['id', u(c.id)], ['codec', JSON.stringify(c.codec)], ['width', u(c.width)], ['height', u(c.height)], ['fps', u(c.fps)]]),
     )
+    const audio = (h.audio ?? []).map((a) =>
+      writeObject([
+        ['id', u(a.id)], ['codec', JSON.stringify(a.codec)], ['sample_rate', u(a.sample_rate)], ['channels', u(a.channels)],
+        ['frame_ms', u(a.frame_ms)],
+      ]),
+    )
     return {
       kind: KIND_HELLO,
-      json: writeObject([['train_id', JSON.stringify(h.train_id)], ['cameras', `[${cams.join(',')}]`], ['software', h.software === undefined ? undefined : JSON.stringify(h.software)]]),
+      json: writeObject([
+        ['train_id', JSON.stringify(h.train_id)],
+        ['cameras', `[${cams.join(',')}]`],
+        // Left out when empty, as serde's `skip_serializing_if`.
+        ['audio', audio.length ? `[${audio.join(',')}]` : undefined],
+        ['software', h.software === undefined ? undefined : JSON.stringify(h.software)],
+      ]),
     }
   }
   if ('welcome' in m) return { kind: KIND_WELCOME, json: writeObject([['server_time_us', u(m.welcome.server_time_us)], ['max_payload', u(m.welcome.max_payload)]]) }

@@ -9,6 +9,10 @@
  * All integers big-endian. A packet is exactly `26 + length` bytes. A WebSocket message is one
  * packet; a message on the WebRTC `video` data channel holds one or more whole packets back to back
  * (§2.6), which {@link splitVideoMessage} separates before each is parsed on its own.
+ *
+ * Audio rides in the same packets (§2.7): codec `0x02` (Opus), one whole Opus packet per packet
+ * (chunk count 1), flagged keyframe; the camera field is then the audio source's id (cameras and
+ * audio sources share one id space per train).
  */
 import { checkPreamble, DecodeError, hex2, isControlKind, KIND_VIDEO, MAGIC0, MAGIC1, VERSION } from './common'
 
@@ -17,12 +21,19 @@ export const HEADER_LEN = 26
 export const FLAG_KEYFRAME = 0x01
 /** H.264 access units in Annex B byte-stream format. */
 export const CODEC_H264 = 0x01
+/** One whole Opus packet (audio, never split into chunks). */
+export const CODEC_OPUS = 0x02
 /** Default payload limit of the server and the simulator. */
 export const DEFAULT_MAX_PAYLOAD = 1150
 /** Largest payload the 16-bit length field can express: what a client accepts by default. */
 export const MAX_PAYLOAD_LIMIT = 0xffff
 
-export type Codec = 'h264'
+export type Codec = 'h264' | 'opus'
+
+/** Audio rather than video? */
+export function isAudioCodec(c: Codec): boolean {
+  return c === 'opus'
+}
 
 export interface VideoHeader {
   keyframe: boolean
@@ -46,6 +57,7 @@ export interface VideoPacket {
 
 function codecFromByte(b: number): Codec {
   if (b === CODEC_H264) return 'h264'
+  if (b === CODEC_OPUS) return 'opus'
   throw new DecodeError('unknown_codec', `unknown codec 0x${hex2(b)}`)
 }
 
@@ -73,7 +85,8 @@ export function parseVideoPacket(input: Uint8Array | ArrayBuffer, maxPayload = M
   const chunkIndex = v.getUint16(20)
   const chunkCount = v.getUint16(22)
   const payloadLen = v.getUint16(24)
-  if (chunkCount === 0 || chunkIndex >= chunkCount) {
+  // An audio packet carries one whole Opus packet: never split (§2.7).
+  if (chunkCount === 0 || chunkIndex >= chunkCount || (codec === 'opus' && chunkCount !== 1)) {
     throw new DecodeError('bad_chunk', `chunk index ${chunkIndex} out of range for chunk count ${chunkCount}`)
   }
   const actual = buf.length - HEADER_LEN
@@ -154,7 +167,7 @@ export function encodeVideoPacket(h: Omit<VideoHeader, 'payloadLen'>, payload: U
   out[2] = VERSION
   out[3] = KIND_VIDEO
   out[4] = h.keyframe ? FLAG_KEYFRAME : 0
-  out[5] = CODEC_H264
+  out[5] = h.codec === 'opus' ? CODEC_OPUS : CODEC_H264
   v.setUint16(6, h.camera)
   v.setUint32(8, h.seq >>> 0)
   v.setUint32(12, Math.floor(h.captureUs / 0x1_0000_0000))
@@ -168,6 +181,8 @@ export function encodeVideoPacket(h: Omit<VideoHeader, 'payloadLen'>, payload: U
 
 export interface FrameMeta {
   keyframe: boolean
+  /** `h264` unless given. */
+  codec?: Codec
   camera: number
   seq: number
   captureUs: number
@@ -181,6 +196,8 @@ export function packetize(meta: FrameMeta, frame: Uint8Array, maxPayload = DEFAU
   if (frame.length === 0) throw new RangeError('empty frame')
   if (maxPayload < 1 || maxPayload > MAX_PAYLOAD_LIMIT) throw new RangeError(`max payload must be 1..=65535, got ${maxPayload}`)
   const count = Math.ceil(frame.length / maxPayload)
+  const codec = meta.codec ?? 'h264'
+  if (isAudioCodec(codec) && count > 1) throw new RangeError(`audio frame of ${frame.length} bytes does not fit one packet`)
   if (count > 0xffff) throw new RangeError(`frame of ${frame.length} bytes needs more than 65535 chunks`)
   const base = Math.floor(frame.length / count)
   const extra = frame.length % count
@@ -188,7 +205,7 @@ export function packetize(meta: FrameMeta, frame: Uint8Array, maxPayload = DEFAU
   let offset = 0
   for (let index = 0; index < count; index++) {
     const len = base + (index < extra ? 1 : 0)
-    out.push(encodeVideoPacket({ ...meta, codec: 'h264', chunkIndex: index, chunkCount: count }, frame.subarray(offset, offset + len)))
+    out.push(encodeVideoPacket({ ...meta, codec, chunkIndex: index, chunkCount: count }, frame.subarray(offset, offset + len)))
     offset += len
   }
   return out
