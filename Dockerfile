@@ -9,13 +9,15 @@ RUN npm run build
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
+# g++: openh264's bundled C++ sources; libopus-dev and pkg-config: the simulator's Opus encoder
+# links the system libopus (the opus crate would otherwise need cmake to build its own).
+RUN apt-get update && apt-get install -y --no-install-recommends g++ libopus-dev pkg-config && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bins \
  && cp target/release/railcast-server target/release/railcast-train-sim /usr/local/bin/
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libopus0 && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 railcast && mkdir -p /run/railcast && chown railcast /run/railcast
 COPY --from=build /usr/local/bin/railcast-server /usr/local/bin/railcast-train-sim /usr/local/bin/
 COPY --from=web /src/web-client/dist /usr/share/railcast/web

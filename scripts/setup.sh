@@ -5,6 +5,10 @@ set -euo pipefail
 
 need_apt=()
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++ make)      # openh264's bundled C++ sources
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# The simulator's Opus encoder (`opus` crate) links the system libopus, found with pkg-config;
+# without it the crate would build its own with cmake, which is not installed.
+pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev)
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)   # validates docker-compose.yml
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)          # scripts/demo.sh
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)             # real-browser tests (never a downloaded browser)

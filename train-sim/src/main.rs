@@ -1,6 +1,6 @@
 //! `railcast-train-sim`: parse flags, start the trains, stop on SIGTERM/Ctrl-C or `--duration`.
 
-use railcast_train_sim::{connect, credentials, manifest, train, video};
+use railcast_train_sim::{audio, connect, credentials, manifest, train, video};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +62,10 @@ struct Args {
     /// Initial speed, km/h.
     #[arg(long, default_value_t = 60.0)]
     speed: f32,
+    /// Cab microphone: `none` (no audio, as before audio existed) or `tone` (a two-note chime every
+    /// 2 s, Opus 48 kHz mono, 20 ms packets: 50 packets/s, ≈ 32 kbit/s), audio source id 256.
+    #[arg(long, value_enum, default_value_t = audio::AudioSource::None)]
+    audio: audio::AudioSource,
     /// Write one JSON line per frame sent to this file.
     #[arg(long)]
     manifest: Option<PathBuf>,
@@ -192,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
             initial_speed_kmh: args.speed,
             token: tokens.get(id.as_str()).cloned().or_else(|| args.token.clone()).map(railcast_protocol::Secret),
             trust: trust.clone(),
+            audio: args.audio,
         };
         if cfg.token.is_none() {
             tracing::warn!(train = %cfg.id, "no token for this train (--credentials, --token): a server requiring one refuses it");

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// One frame as sent: every packet of it was handed to QUIC.
+/// One frame as sent: every packet of it was handed to QUIC. An audio packet (Opus) is a frame of
+/// its audio source: `camera` is then the audio source's id and `codec` says `"opus"`.
 #[derive(Debug, Serialize)]
 pub struct Entry<'a> {
     pub train: &'a str,
@@ -21,6 +22,8 @@ pub struct Entry<'a> {
     pub keyframe: bool,
     pub chunks: usize,
     pub sha256: String,
+    /// `"h264"` or `"opus"`, as the packets' codec byte (last, so the older keys keep their order).
+    pub codec: &'static str,
 }
 
 /// SHA-256 of an encoded frame (the payloads of its packets in chunk order), lower-case hex.

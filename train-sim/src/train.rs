@@ -1,16 +1,18 @@
-//! One simulated train: camera threads that render and encode, and a task that keeps a QUIC
-//! session to the server, reconnecting with backoff.
+//! One simulated train: camera threads that render and encode, optionally a microphone thread
+//! (`--audio tone`, Opus), and a task that keeps a QUIC session to the server, reconnecting with
+//! backoff.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use railcast_protocol::control::{CameraInfo, Command, ErrorMessage, Hello, Telemetry};
+use railcast_protocol::control::{AudioInfo, CameraInfo, Command, ErrorMessage, Hello, Telemetry};
 use railcast_protocol::packet::{packetize, Codec, FrameMeta};
 use railcast_protocol::{Action, CameraId, CommandAck, ControlDecoder, ControlMessage, FrameSeq, Secret, TrainId};
 use tokio::sync::{mpsc, watch};
 
+use crate::audio::{self, AudioSource, Microphone};
 use crate::connect::{self, Target, Trust};
 use crate::manifest::{self, Manifest};
 use crate::video::{Camera, VideoConfig};
@@ -46,11 +48,31 @@ pub struct TrainConfig {
     pub token: Option<Secret>,
     /// How the server's QUIC certificate is checked.
     pub trust: Trust,
+    /// The cab microphone (`--audio`): none, or the chime as audio source [`audio::AUDIO_ID`].
+    pub audio: AudioSource,
 }
 
-/// One encoded frame from a camera thread.
+impl TrainConfig {
+    /// The audio sources the hello announces (docs/wire-format.md §3): none without `--audio`.
+    pub fn audio_sources(&self) -> Vec<AudioInfo> {
+        match self.audio {
+            AudioSource::None => Vec::new(),
+            AudioSource::Tone => vec![AudioInfo {
+                id: CameraId(audio::AUDIO_ID),
+                codec: "opus".into(),
+                sample_rate: audio::SAMPLE_RATE,
+                channels: 1,
+                frame_ms: audio::FRAME_MS,
+            }],
+        }
+    }
+}
+
+/// One encoded frame from a camera thread, or one Opus packet from the microphone thread.
 #[derive(Debug)]
 struct Frame {
+    codec: Codec,
+    /// Camera id, or the audio source's id (one id space).
     camera: u16,
     seq: u32,
     capture_us: u64,
@@ -101,7 +123,8 @@ pub async fn run(
         stop: AtomicBool::new(false),
         horn_until: Mutex::new(None),
     });
-    let (tx, mut frames) = mpsc::channel::<Frame>(8);
+    // Room for the cameras' frames and for the microphone's 50 packets a second.
+    let (tx, mut frames) = mpsc::channel::<Frame>(16);
     let mut threads = Vec::new();
     for cam in 0..cfg.cameras {
         let label = format!("{} cam {cam}", cfg.id);
@@ -119,6 +142,23 @@ pub async fn run(
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => tracing::error!("cannot start camera thread: {e}"),
+        }
+    }
+    if cfg.audio == AudioSource::Tone {
+        let mic = match Microphone::new(cfg.max_payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(train = %cfg.id, "microphone: {e}");
+                return;
+            }
+        };
+        let (shared, tx) = (Arc::clone(&shared), tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("mic-{}", cfg.id))
+            .spawn(move || microphone_loop(mic, audio::AUDIO_ID, shared, tx));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::error!("cannot start the microphone thread: {e}"),
         }
     }
     drop(tx);
@@ -205,13 +245,75 @@ fn camera_loop(mut camera: Camera, cam: u16, fps: u32, shared: Arc<Shared>, tx: 
             }
         };
         frame_no += 1;
-        let frame = Frame { camera: cam, seq: seq.0, capture_us, data: encoded.data, keyframe: encoded.keyframe };
+        let frame = Frame {
+            codec: Codec::H264AnnexB,
+            camera: cam,
+            seq: seq.0,
+            capture_us,
+            data: encoded.data,
+            keyframe: encoded.keyframe,
+        };
         seq = seq.next();
         match tx.try_send(frame) {
             Ok(()) => {}
             // The network side is behind: this frame is lost, so the next one must be a keyframe.
             Err(mpsc::error::TrySendError::Full(_)) => {
                 shared.force_keyframe[usize::from(cam)].store(true, Ordering::Relaxed)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// One Opus packet every 20 ms while connected (docs/wire-format.md §2.7). Capture times are on
+/// the wall clock that stamps the video, exactly 20 ms apart within a run of packets: a run starts
+/// at the first packet after a (re)connection, and again whenever pacing and the wall clock drift
+/// more than two packets apart (the thread was late, or the clock was stepped).
+fn microphone_loop(mut mic: Microphone, id: u16, shared: Arc<Shared>, tx: mpsc::Sender<Frame>) {
+    let interval = Duration::from_millis(u64::from(audio::FRAME_MS));
+    let step_us = u64::from(audio::FRAME_MS) * 1000;
+    let mut next = Instant::now();
+    let mut seq = FrameSeq(0);
+    // Capture time of the run's first packet, and packets since.
+    let mut run: Option<(u64, u64)> = None;
+    let mut dropped = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep(next - now);
+        } else if now - next > interval * 5 {
+            next = now; // fell far behind: skip ahead instead of bursting
+            run = None;
+        }
+        next += interval;
+        if !shared.connected.load(Ordering::Relaxed) {
+            run = None;
+            continue;
+        }
+        let wall = now_us();
+        let (start, k) = match run {
+            Some((start, k)) if (start + k * step_us).abs_diff(wall) <= 2 * step_us => (start, k),
+            _ => (wall, 0),
+        };
+        run = Some((start, k + 1));
+        let data = match mic.next_packet() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("microphone: {e}");
+                continue;
+            }
+        };
+        let frame =
+            Frame { codec: Codec::Opus, camera: id, seq: seq.0, capture_us: start + k * step_us, data, keyframe: true };
+        seq = seq.next();
+        match tx.try_send(frame) {
+            Ok(()) => {}
+            // The network side is behind: this packet is lost (the next one decodes on its own).
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                dropped += 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(dropped, "audio packets dropped: the sending side is behind");
+                }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
@@ -251,7 +353,7 @@ async fn session(
                 fps: cfg.video.fps,
             })
             .collect(),
-        audio: Vec::new(),
+        audio: cfg.audio_sources(),
         software: Some(concat!("railcast-train-sim/", env!("CARGO_PKG_VERSION")).into()),
         token: cfg.token.clone(),
     });
@@ -370,7 +472,7 @@ async fn send_frame(
 ) -> anyhow::Result<()> {
     let meta = FrameMeta {
         keyframe: frame.keyframe,
-        codec: Codec::H264AnnexB,
+        codec: frame.codec,
         camera: CameraId(frame.camera),
         seq: FrameSeq(frame.seq),
         capture_us: frame.capture_us,
@@ -390,6 +492,7 @@ async fn send_frame(
             keyframe: frame.keyframe,
             chunks,
             sha256: manifest::sha256_hex(&frame.data),
+            codec: frame.codec.name(),
         });
     }
     Ok(())
