@@ -30,7 +30,8 @@ import { Supervisor } from '../transport/supervisor'
 import { VideoPipeline, type CameraStats } from '../video/pipeline'
 import type { OffsetEstimate } from '../stats/clock'
 import { encodeClientMessage, type ServerEvent } from '../wire/client'
-import type { Action, CameraInfo, Telemetry } from '../wire/control'
+import type { Action, AudioInfo, CameraInfo, Telemetry } from '../wire/control'
+import type { AudioStats } from '../audio/player'
 
 /** The remote control an admin's console created for itself. */
 const KEY_RC = 'railcast.remoteControlId'
@@ -146,8 +147,8 @@ export const useConsole = defineStore('console', () => {
   const serverReachable = ref<boolean | null>(null)
   const rcId = ref<string | null>(null)
   const desiredTrain = ref<string | null>(qTrain ?? load(KEY_TRAIN))
-  const mapping = reactive<{ trainId: string | null; online: boolean; cameras: CameraInfo[]; known: boolean }>({
-    trainId: null, online: false, cameras: [], known: false,
+  const mapping = reactive<{ trainId: string | null; online: boolean; cameras: CameraInfo[]; audio: AudioInfo[]; known: boolean }>({
+    trainId: null, online: false, cameras: [], audio: [], known: false,
   })
   const mappingProblem = ref<string | null>(null)
   const storedMode = load(KEY_MODE)
@@ -158,6 +159,8 @@ export const useConsole = defineStore('console', () => {
   const telemetry = ref<Telemetry | null>(null)
   const acks = ref<AckEntry[]>([])
   const cameraStats = shallowRef<CameraStats[]>([])
+  /** The cab audio's figures, copied from the pipeline with the camera stats. */
+  const audioStats = shallowRef<AudioStats | null>(null)
   const clock = shallowRef<OffsetEstimate | null>(null)
   const rejected = shallowRef<Record<string, number>>({})
   const lastRejection = shallowRef<string | null>(null)
@@ -340,9 +343,11 @@ export const useConsole = defineStore('console', () => {
     mapping.trainId = ev.train_id
     mapping.online = ev.online
     mapping.cameras = ev.cameras
+    mapping.audio = ev.audio ?? []
     mapping.known = true
     if (otherTrain) telemetry.value = null
     pipeline.reset(otherTrain)
+    pipeline.audio.configure(mapping.audio)
   }
 
   const supervisor = markRaw(
@@ -434,7 +439,9 @@ export const useConsole = defineStore('console', () => {
         note(`${ev.train_id} online`)
         mapping.online = true
         mapping.cameras = ev.cameras
+        mapping.audio = ev.audio ?? []
         pipeline.reset(true)
+        pipeline.audio.configure(mapping.audio)
         break
       case 'train_offline':
         note(`${ev.train_id} offline: ${ev.reason}`)
@@ -538,10 +545,12 @@ export const useConsole = defineStore('console', () => {
     mapping.trainId = null
     mapping.online = false
     mapping.cameras = []
+    mapping.audio = []
     mapping.known = false
     telemetry.value = null
     pipeline.clear()
     cameraStats.value = []
+    audioStats.value = null
   }
 
   /** End the session: links, polls, timers. */
@@ -658,6 +667,7 @@ export const useConsole = defineStore('console', () => {
     if (qTrain) persist(KEY_TRAIN, qTrain)
     setInterval(() => {
       cameraStats.value = pipeline.stats()
+      audioStats.value = pipeline.audio.stats()
       clock.value = pipeline.clockEstimate()
       rejected.value = { ...pipeline.rejected }
       lastRejection.value = pipeline.lastRejection
@@ -683,6 +693,8 @@ export const useConsole = defineStore('console', () => {
       trainId: mapping.trainId,
       online: mapping.online,
       cameras: mapping.cameras.map((c) => c.id),
+      audioSources: mapping.audio.map((a) => a.id),
+      audio: pipeline.audio.stats(),
       details: JSON.parse(JSON.stringify(details)) as Record<Kind, Record<string, string>>,
       stats,
       clockOffsetMs: est.offsetMs,
@@ -710,8 +722,14 @@ export const useConsole = defineStore('console', () => {
     token, tokenSource, me, role, authError, tokenPrompt, assigned, noAssignment, rcProblem, manages,
     canCommand: computed(() => canCommand(role.value)),
     trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, policy, phase, details, log, telemetry,
-    acks, lastAck, lastCommandError, cameraStats, clock, rejected, lastRejection, commandBlocked,
+    acks, lastAck, lastCommandError, cameraStats, audioStats, clock, rejected, lastRejection, commandBlocked,
     start, setMode, selectTrain, send, testHook, useToken, forgetToken, readFragment,
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
+    /** Mute or unmute the cab audio; call from a click (unmuting needs a user gesture). */
+    setAudioMuted: async (muted: boolean) => {
+      await pipeline.audio.setMuted(muted)
+      audioStats.value = pipeline.audio.stats()
+      note(muted ? 'cab audio muted' : `cab audio on (AudioContext ${audioStats.value.contextState})`)
+    },
   }
 })

@@ -2,6 +2,9 @@
  * Video from any transport → pictures: parse each packet, reassemble frames with the one
  * {@link Assembler}, feed each camera's {@link CameraDecoder}, and keep the per-camera figures of
  * the stats overlay. Kept out of Vue's reactivity: it runs for every packet.
+ *
+ * Audio shares the path up to reassembly (an Opus packet is a one-chunk keyframe, §2.7); its
+ * frames then go to the {@link AudioPlayer} instead of a camera.
  */
 import { Assembler, emptyStats, type AssemblerStats } from '../wire/assembler'
 import { DecodeError } from '../wire/common'
@@ -10,6 +13,7 @@ import type { VideoData } from '../transport/link'
 import { ClockOffsetEstimator, type OffsetEstimate } from '../stats/clock'
 import { percentile, RateMeter } from '../stats/meters'
 import { CameraDecoder, type CameraCounters } from './decoder'
+import { AudioPlayer, type AudioEnv } from '../audio/player'
 
 export interface CameraStats extends CameraCounters {
   camera: number
@@ -33,6 +37,8 @@ export interface CameraStats extends CameraCounters {
 
 export interface PipelineHooks {
   now(): number
+  /** What the audio player needs of the browser beyond the clock (tests pass their own). */
+  audio?: Omit<AudioEnv, 'now'>
   needKeyframe(camera: number, why: string): void
   schedulePaint(cb: () => void): void
 }
@@ -40,6 +46,8 @@ export interface PipelineHooks {
 export class VideoPipeline {
   readonly assembler = new Assembler()
   readonly clock = new ClockOffsetEstimator()
+  /** The cab audio: Opus frames out of the assembler. */
+  readonly audio: AudioPlayer
   /**
    * Packets refused by the decoder, by reason (`truncated`, `bad_magic`, …); the rest of a
    * data-channel message whose split failed (§2.6) counts once, under the split's reason.
@@ -56,6 +64,7 @@ export class VideoPipeline {
 
   constructor(private readonly hooks: PipelineHooks) {
     this.estimate = this.clock.estimate(hooks.now())
+    this.audio = new AudioPlayer({ ...hooks.audio, now: hooks.now })
   }
 
   /** The clock estimate, recomputed at most every 100 ms (it is read for every painted frame). */
@@ -126,6 +135,10 @@ export class VideoPipeline {
     meter.add(arrivalMs, pkt.byteLength * 8)
     const frame = this.assembler.push(pkt)
     if (!frame) return
+    if (frame.codec === 'opus') {
+      this.audio.push(frame, arrivalMs)
+      return
+    }
     this.clock.addFrame(arrivalMs, frame.captureUs / 1000)
     this.camera(cam).decode(frame)
   }
@@ -134,6 +147,7 @@ export class VideoPipeline {
   reset(newTrainClock: boolean): void {
     this.assembler.reset()
     for (const c of this.cameras.values()) c.reset()
+    this.audio.reset()
     if (newTrainClock) this.clock.resetTrain()
   }
 
@@ -142,6 +156,7 @@ export class VideoPipeline {
     this.assembler.reset()
     for (const c of this.cameras.values()) c.close()
     this.cameras.clear()
+    this.audio.close()
     this.bitrate.clear()
     this.clock.resetTrain()
   }
