@@ -8,6 +8,7 @@
 //! against deadlines.
 
 mod browser_webrtc;
+mod console_audio;
 mod console_auto_fallback;
 mod console_https;
 mod console_insecure_origin;

@@ -432,7 +432,11 @@ export const useConsole = defineStore('console', () => {
     if (!active) return
     switch (ev.type) {
       case 'mapped_train_changed':
-        note(ev.train_id ? `mapped to ${ev.train_id} (${ev.online ? 'online' : 'offline'}, ${ev.cameras.length} cameras)` : 'not mapped to any train')
+        note(
+          ev.train_id
+            ? `mapped to ${ev.train_id} (${ev.online ? 'online' : 'offline'}, ${ev.cameras.length} cameras${ev.audio?.length ? `, ${ev.audio.length} audio` : ''})`
+            : 'not mapped to any train',
+        )
         applyMapping(ev)
         break
       case 'train_online':
