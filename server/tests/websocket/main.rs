@@ -4,6 +4,7 @@
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
 mod audio;
+mod audio_malformed;
 mod client_messages;
 mod closing_handshake;
 mod deleted;
