@@ -67,6 +67,7 @@ async function one(page, transport) {
     underruns: after.underruns,
     overflows: after.overflows,
     buffered_ms: Math.round(after.bufferedMs),
+    play_delay_p50_ms: after.playDelayP50 === null ? null : Math.round(after.playDelayP50),
     context_state: after.contextState,
     muted_before_click: muted.muted,
     last_error: after.lastError,

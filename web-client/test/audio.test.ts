@@ -27,13 +27,19 @@ describe('playout buffer', () => {
     expect(p.stats.underruns).toBe(1)
   })
 
-  it('drops frames that would start too far ahead, so delay stays bounded', () => {
-    const p = new Playout({ targetMs: 60, maxMs: 250 })
-    // A burst of 20 frames (400 ms) at one instant: 60 ms + 9 × 20 ms fit under 250 ms.
+  it('drops frames while the lead is above max, until it is back to the target', () => {
+    const p = new Playout({ targetMs: 60, maxMs: 150 })
+    // A burst of 20 frames (400 ms) at one instant: leads 60 … 140 ms play, then the lead is 160.
     const played = Array.from({ length: 20 }, () => p.schedule(1, 0.02)).filter((d) => d.play).length
-    expect(played).toBe(10)
-    expect(p.stats.overflows).toBe(10)
-    expect(p.bufferedMs(1)).toBeLessThanOrEqual(DEFAULT_PLAYOUT.maxMs + 20)
+    expect(played).toBe(5)
+    expect(p.stats.overflows).toBe(15)
+    // 60 ms later the lead is 100 ms: still above the target, still dropping.
+    expect(p.schedule(1.06, 0.02)).toEqual({ play: false, why: 'overflow' })
+    // Back to the target: play again, end to end with what is scheduled.
+    const d = p.schedule(1.1, 0.02)
+    expect(d.play && d.at).toBeCloseTo(1.16, 9)
+    expect(p.schedule(1.101, 0.02).play).toBe(true)
+    expect(p.bufferedMs(1.101)).toBeLessThanOrEqual(DEFAULT_PLAYOUT.maxMs)
     p.reset()
     expect(p.schedule(2, 0.02)).toEqual({ play: true, at: 2.06 })
   })

@@ -13,7 +13,7 @@
 import type { Frame } from '../wire/assembler'
 import type { AudioInfo } from '../wire/control'
 import { HEADER_LEN } from '../wire/packet'
-import { RateMeter } from '../stats/meters'
+import { percentile, RateMeter, Ring } from '../stats/meters'
 import { DEFAULT_PLAYOUT, Playout, type PlayoutConfig } from './jitter'
 
 /** What the browser provides; tests pass their own. */
@@ -50,6 +50,11 @@ export interface AudioStats {
   overflows: number
   /** Audio scheduled ahead of the context's clock, ms. */
   bufferedMs: number
+  /**
+   * Capture → the moment the frame starts playing, ms, median of the latest frames (the train's
+   * clock as is, uncorrected: exact when train and browser share a clock, as in the tests).
+   */
+  playDelayP50: number | null
 }
 
 export const NO_AUDIO_DECODER = 'AudioDecoder is not available: WebCodecs needs a secure context (https or localhost)'
@@ -76,6 +81,7 @@ export class AudioPlayer {
   private decodeErrors = 0
   private ignored = 0
   private lastError: string | null = null
+  private readonly playDelay = new Ring(250)
 
   constructor(private readonly env: AudioEnv, config: PlayoutConfig = DEFAULT_PLAYOUT) {
     this.playout = new Playout(config)
@@ -137,6 +143,7 @@ export class AudioPlayer {
   reset(): void {
     this.closeDecoder()
     this.playout.reset()
+    this.playDelay.clear()
   }
 
   /** Forget the stream and release the sound card (signed out, no remote control). */
@@ -164,6 +171,7 @@ export class AudioPlayer {
       ignored: this.ignored,
       ...this.playout.stats,
       bufferedMs: this.ctx && !this.muted ? this.playout.bufferedMs(t) : 0,
+      playDelayP50: percentile(this.playDelay.values(), 50),
     }
   }
 
@@ -212,6 +220,7 @@ export class AudioPlayer {
       node.buffer = buf
       node.connect(ctx.destination)
       node.start(d.at)
+      this.playDelay.push(this.env.now() + (d.at - ctx.currentTime) * 1000 - data.timestamp / 1000)
     } catch (e) {
       this.lastError = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
     } finally {
