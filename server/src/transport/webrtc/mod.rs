@@ -10,13 +10,16 @@
 //!
 //! - [`peers`]: the registry ([`Server`]), with plain types for the front-ends;
 //! - [`negotiate`]: the peer connection, SDP and candidates, both directions;
-//! - [`datachannel`]: the session over the two channels.
+//! - [`datachannel`]: the session over the two channels;
+//! - [`tracks`]: RTP media tracks, the session of a WHEP peer (H.264 per camera, keyframe
+//!   requests from RTCP, `command` when the client opens it).
 //!
 //! Signaling front-ends live in `crate::signaling`; this module knows none of them.
 
 pub mod datachannel;
 pub mod negotiate;
 pub mod peers;
+pub mod tracks;
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -25,7 +28,7 @@ use std::time::Duration;
 use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 pub use negotiate::{Candidate, NegotiationError};
-pub use peers::{Answer, Candidates, ClientCandidate, Offer, PeerError, PeerView, Server};
+pub use peers::{Answer, Candidates, ClientCandidate, Fragment, Kind, MediaAnswer, Offer, PeerError, PeerView, Server};
 
 use crate::config::{invalid, Config, ConfigError};
 
