@@ -116,7 +116,7 @@ pub async fn media_peer() -> (
             .register_codec(
                 RTCRtpCodecParameters {
                     rtp_codec: RTCRtpCodec {
-                        mime_type: webrtc::peer_connection::MIME_TYPE_H264.to_owned(),
+                        mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264.to_owned(),
                         clock_rate: 90_000,
                         channels: 0,
                         sdp_fmtp_line: format!(

@@ -361,8 +361,9 @@ impl Server {
 
     /// WHEP: the media peer `id`, if `caller` started it or is an admin.
     fn get_media(&self, id: &str, caller: &Principal) -> Result<Arc<Peer>, PeerError> {
-        match self.peers.get(id).map(|p| p.kind) {
-            Some(Kind::Media) => self.get(id, caller),
+        // A deleted session is gone at once, though its task may still be saying goodbye.
+        match self.peers.get(id).map(|p| (p.kind, p.closed.load(Ordering::Relaxed))) {
+            Some((Kind::Media, false)) => self.get(id, caller),
             _ => Err(PeerError::UnknownSession(id.to_owned())),
         }
     }

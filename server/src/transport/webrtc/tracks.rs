@@ -370,6 +370,8 @@ pub async fn answer(
     offer: String,
     active: Option<usize>,
 ) -> Result<(String, Opening), NegotiationError> {
+    // Malformed SDP is a 400 before anything else is said about it.
+    let desc = RTCSessionDescription::offer(offer.clone()).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
     let mids = video_mids(&offer);
     if mids.is_empty() {
         return Err(NegotiationError::NoMedia("the offer has no video m-line (m=video …) to send cameras on".into()));
@@ -384,7 +386,6 @@ pub async fn answer(
         *lock(&state.incoming) = Some(inbox);
         incoming
     });
-    let desc = RTCSessionDescription::offer(offer).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
     pc.set_remote_description(desc).await.map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
 
     let tracks = active.unwrap_or(mids.len()).min(mids.len()).min(MAX_VIDEO_TRACKS);

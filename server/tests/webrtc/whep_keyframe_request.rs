@@ -1,0 +1,40 @@
+//! A WHEP player's RTCP PLI becomes the hub's keyframe request: with a GOP of 40 s, the camera's
+//! next keyframe comes within a second of the PLI (and reaches the player, verified), where
+//! without the request it would come 40 s later.
+
+use std::time::Duration;
+
+use testkit::whep::{verify, Whep};
+use testkit::{now_us, remote_control, scratch, Server, Sim};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pli_brings_a_keyframe_long_before_the_gop_would() {
+    let dir = scratch("whep_keyframe_request");
+    let server = Server::start(&dir, &[]).await;
+    let video = ["--width", "320", "--height", "240", "--fps", "15", "--bitrate", "300k", "--gop", "600"];
+    let sim = Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "1"], &video[..]].concat());
+    let rc = remote_control(&server, Some("train-1")).await;
+    let whep = Whep::connect(&server, &rc, Some(server.token("admin")), 1, false).await;
+    whep.wait_units(1, 10, Duration::from_secs(20)).await;
+    // Past the keyframe the new subscription asked for, and past the request rate limit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let keyframes_before = sim.manifest().of_train("train-1").filter(|e| e.keyframe).count();
+    let received_before = verify(&whep.units(0), &sim.manifest(), "train-1", 0).keyframes;
+    let pli_at = now_us();
+    whep.pli(0).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let manifest = sim.manifest();
+    let new: Vec<_> = manifest.of_train("train-1").filter(|e| e.keyframe && e.capture_us > pli_at).collect();
+    let after_ms = new.first().map(|e| (e.capture_us - pli_at) / 1000);
+    println!(
+        "keyframes sent before the PLI: {keyframes_before}; after it: {} (first {after_ms:?} ms after the PLI)",
+        new.len()
+    );
+    assert!(!new.is_empty(), "no keyframe within 1.5 s of the PLI (GOP: 40 s)");
+    let v = verify(&whep.units(0), &manifest, "train-1", 0);
+    assert_eq!(v.unknown, 0);
+    assert!(v.keyframes > received_before, "the player got the requested keyframe ({} before, {} now)", received_before, v.keyframes);
+    let _ = whep.pc.close().await;
+}
