@@ -221,29 +221,37 @@ fn options_response(core: &Core, server: &Server, headers: &HeaderMap, methods: 
 }
 
 /// What a WHEP endpoint accepts (`Accept-Post: application/sdp`), the CORS preflight, and, with a
-/// valid token, the ICE servers as `Link` headers. No token needed.
+/// valid token, the ICE servers as `Link` headers. No token needed; 404 for an unknown remote
+/// control.
 #[utoipa::path(options, path = "/api/whep/remote-controls/{id}", tag = "whep",
     params(("id" = String, Path, description = "Remote control id")),
-    responses((status = 204, description = "Accept-Post, Link (with a token), CORS headers"), (status = 401, body = ErrorBody)))]
+    responses((status = 204, description = "Accept-Post, Link (with a token), CORS headers"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn offer_options(
     State(core): State<Core>,
     Extension(server): Extension<Arc<Server>>,
-    ApiPath(_id): ApiPath<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
+    if core.remotes.get(&id).is_none() {
+        return ApiError::remote_control_not_found(&id).into_response();
+    }
     options_response(&core, &server, &headers, "POST, OPTIONS")
 }
 
-/// The CORS preflight of a WHEP session (PATCH, DELETE). No token needed.
+/// The CORS preflight of a WHEP session (PATCH, DELETE). No token needed; 404 for an unknown
+/// session.
 #[utoipa::path(options, path = "/api/whep/sessions/{id}", tag = "whep",
     params(("id" = String, Path, description = "WHEP session id")),
-    responses((status = 204, description = "Accept-Patch, Link (with a token), CORS headers"), (status = 401, body = ErrorBody)))]
+    responses((status = 204, description = "Accept-Patch, Link (with a token), CORS headers"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn session_options(
     State(core): State<Core>,
     Extension(server): Extension<Arc<Server>>,
-    ApiPath(_id): ApiPath<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
+    if !server.has_media(&id) {
+        return error(PeerError::UnknownSession(id)).into_response();
+    }
     options_response(&core, &server, &headers, "PATCH, DELETE, OPTIONS")
 }
 

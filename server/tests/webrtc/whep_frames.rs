@@ -10,6 +10,11 @@ use std::time::Duration;
 use testkit::whep::{verify, Whep, CLIENT_H264_PT};
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
+/// The NAL unit types of an access unit (4-byte start codes, as the depacketizer writes them).
+fn nal_types(au: &[u8]) -> Vec<u8> {
+    au.windows(5).filter(|w| w[..4] == [0, 0, 0, 1]).map(|w| w[4] & 0x1f).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_cameras_arrive_as_exact_h264_frames_on_two_tracks() {
     let dir = scratch("whep_frames");
@@ -44,7 +49,14 @@ async fn two_cameras_arrive_as_exact_h264_frames_on_two_tracks() {
         );
         assert_eq!(v.unknown, 0, "camera {slot}: access units that are no frame of this camera");
         assert!(v.frames >= 45, "camera {slot}: {} frames verified", v.frames);
-        assert!(v.keyframes >= 1 && units[0].data.windows(5).any(|w| w == [0, 0, 0, 1, 0x67]), "starts with SPS");
+        assert!(v.keyframes >= 1, "camera {slot}: no keyframe");
+        // SPS and PPS precede every IDR slice: a player may join (or recover) at any keyframe.
+        for u in units.iter().filter(|u| nal_types(&u.data).contains(&5)) {
+            let types = nal_types(&u.data);
+            let idr = types.iter().position(|t| *t == 5).expect("IDR");
+            assert!(types[..idr].contains(&7) && types[..idr].contains(&8), "camera {slot}: IDR without SPS/PPS: {types:?}");
+        }
+        assert_eq!(nal_types(&units[0].data)[..2], [7, 8], "camera {slot}: the first access unit starts a GOP");
         assert_eq!(v.bad_timestamps, 0, "camera {slot}: RTP timestamps must follow capture times");
         assert_eq!(v.payload_types, [CLIENT_H264_PT], "camera {slot}: the negotiated payload type");
         assert!(v.seqs.windows(2).all(|w| w[1] > w[0]), "camera {slot}: frames in order");

@@ -411,6 +411,11 @@ impl Server {
         Ok(())
     }
 
+    /// WHEP: whether media peer `id` exists (and is not closed), whoever asks.
+    pub fn has_media(&self, id: &str) -> bool {
+        self.peers.get(id).is_some_and(|p| p.kind == Kind::Media && !p.closed.load(Ordering::Relaxed))
+    }
+
     /// WHEP: the media peer `id`, if `caller` started it or is an admin.
     pub fn view_media(&self, id: &str, caller: &Principal) -> Result<PeerView, PeerError> {
         Ok(self.get_media(id, caller)?.view())
