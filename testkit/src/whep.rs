@@ -155,7 +155,11 @@ pub async fn media_peer() -> (
 
 /// Make `pc`'s offer: `cameras` receive-only video transceivers and, with `command`, the
 /// `command` channel; waits until it has a host candidate (no trickle).
-pub async fn offer(pc: &Arc<dyn PeerConnection>, cameras: usize, command: bool) -> (String, Option<Arc<dyn DataChannel>>) {
+pub async fn offer(
+    pc: &Arc<dyn PeerConnection>,
+    cameras: usize,
+    command: bool,
+) -> (String, Option<Arc<dyn DataChannel>>) {
     for _ in 0..cameras {
         pc.add_transceiver_from_kind(
             RtpCodecKind::Video,
@@ -429,7 +433,7 @@ pub fn verify(units: &[AccessUnit], manifest: &Manifest, train: &str, camera: u1
         v.keyframes += usize::from(e.keyframe);
         v.seqs.push(e.seq);
         if let Some((ts, capture)) = last {
-            let want = (e.capture_us.wrapping_sub(capture) as i64 * 90_000 / 1_000_000) as i64;
+            let want = e.capture_us.wrapping_sub(capture) as i64 * 90_000 / 1_000_000;
             let got = u.timestamp.wrapping_sub(ts) as i32 as i64;
             if (got - want).abs() > 1 {
                 v.bad_timestamps += 1;

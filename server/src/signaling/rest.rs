@@ -173,7 +173,7 @@ impl From<PeerError> for ApiError {
             // WHEP's (signaling::whep renders them); not reachable from this front-end.
             PeerError::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "precondition_required"),
             PeerError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
-            PeerError::IceRestart => (StatusCode::NOT_IMPLEMENTED, "ice_restart_unsupported"),
+            PeerError::IceRestart(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ice_restart_failed"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -9,8 +9,9 @@
 //!   per configured STUN/TURN URL.
 //! - `PATCH /api/whep/sessions/{session}` with `application/trickle-ice-sdpfrag` and `If-Match`:
 //!   the client's candidates (and end-of-candidates) → `204`. No `If-Match` → `428`, a stale one →
-//!   `412`. An ICE restart (other `ice-ufrag`/`ice-pwd`) → `501`: webrtc-rs 0.21 restarts ICE only
-//!   by a full renegotiation; the client ends the session and POSTs a new offer.
+//!   `412`. An ICE restart (other `ice-ufrag`/`ice-pwd`) → `200` with the server's new
+//!   credentials and candidates (`application/trickle-ice-sdpfrag`) and a new `ETag`: the client's
+//!   last offer is applied again with its new credentials, which is how webrtc-rs restarts ICE.
 //! - `DELETE /api/whep/sessions/{session}` → `204`; unknown → `404`.
 //! - `OPTIONS` on either path → `204` with `Accept-Post: application/sdp` (and `Accept-Patch`),
 //!   the CORS preflight answers, and, for a caller with a valid token, the `Link` headers (a TURN
@@ -33,7 +34,7 @@ use axum::{Extension, Router};
 
 use crate::core::Core;
 use crate::http::{ApiError, ApiPath, Caller, ErrorBody};
-use crate::transport::webrtc::{IceServer, NegotiationError, PeerError, Server};
+use crate::transport::webrtc::{IceServer, NegotiationError, Patched, PeerError, Server};
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -125,16 +126,18 @@ fn utf8(body: Body) -> Result<String, ApiError> {
 
 fn error(e: PeerError) -> ApiError {
     match e {
-        PeerError::UnknownSession(id) => {
-            ApiError::new(StatusCode::NOT_FOUND, "whep_session_not_found", format!("WHEP session '{id}' does not exist"))
-        }
+        PeerError::UnknownSession(id) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "whep_session_not_found",
+            format!("WHEP session '{id}' does not exist"),
+        ),
         PeerError::PreconditionRequired => {
             ApiError::new(StatusCode::PRECONDITION_REQUIRED, "precondition_required", e.to_string())
         }
         PeerError::PreconditionFailed(_) => {
             ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", e.to_string())
         }
-        PeerError::IceRestart => ApiError::new(StatusCode::NOT_IMPLEMENTED, "ice_restart_unsupported", e.to_string()),
+        PeerError::IceRestart(_) => ApiError::unprocessable("ice_restart_failed", e.to_string()),
         PeerError::Negotiation(NegotiationError::BadCandidate(_)) => {
             ApiError::bad_request("bad_candidate", e.to_string())
         }
@@ -198,10 +201,7 @@ fn options_response(core: &Core, server: &Server, headers: &HeaderMap, methods: 
     h.insert("accept-post", HeaderValue::from_static(SDP));
     h.insert("accept-patch", HeaderValue::from_static(SDPFRAG));
     h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type, If-Match"));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     let token = headers
         .get(header::AUTHORIZATION)
@@ -256,28 +256,40 @@ async fn session_options(
 }
 
 /// Trickle ICE: the client's candidates as an SDP fragment (RFC 8840). `If-Match` must carry the
-/// session's ETag (or `*`). An ICE restart is not supported (501): end the session and POST a new
-/// offer. The client that started the session, or an admin.
+/// session's ETag (or `*`). A fragment with new `ice-ufrag`/`ice-pwd` restarts ICE: 200 with the
+/// server's new credentials and candidates as a fragment, and the new ICE session's ETag (422
+/// `ice_restart_failed` if webrtc-rs could not apply it). The client that started the session, or
+/// an admin.
 #[utoipa::path(patch, path = "/api/whep/sessions/{id}", tag = "whep",
     params(("id" = String, Path, description = "WHEP session id"), ("If-Match" = String, Header, description = "The session's ETag, or *")),
     request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "Candidates, end-of-candidates"),
     responses((status = 204, description = "Applied"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 428, body = ErrorBody), (status = 501, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 428, body = ErrorBody),
+        (status = 200, description = "ICE restarted: the server's new credentials and candidates; header ETag", content_type = "application/trickle-ice-sdpfrag", body = String)))]
 async fn patch(
     caller: Caller,
     Extension(server): Extension<Arc<Server>>,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     server.view_media(&id, &caller.0).map_err(error)?;
     require_type(&headers, SDPFRAG)?;
     let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{0}"));
     let fragment = utf8(body)?;
-    server.patch(&id, &caller.0, if_match, &fragment).await.map_err(error)?;
-    Ok(StatusCode::NO_CONTENT)
+    match server.patch(&id, &caller.0, if_match, &fragment).await.map_err(error)? {
+        Patched::Applied => Ok(StatusCode::NO_CONTENT.into_response()),
+        Patched::Restarted { etag, fragment } => {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDPFRAG));
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                h.insert(header::ETAG, v);
+            }
+            Ok((StatusCode::OK, h, fragment).into_response())
+        }
+    }
 }
 
 /// End a WHEP session. The client that started it, or an admin.

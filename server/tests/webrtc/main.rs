@@ -16,6 +16,7 @@ mod webrtc_turn;
 mod webrtc_video_messages;
 mod whep_bad_input;
 mod whep_frames;
+mod whep_ice_restart;
 mod whep_keyframe_request;
 mod whep_remap;
 mod whep_signaling;

@@ -9,6 +9,9 @@ use testkit::{api, api_as, scratch, Server};
 
 const AUDIO_ONLY: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtpmap:111 opus/48000/2\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\na=setup:actpass\r\n";
 
+/// What, where, as whom, headers, body, and the expected status and error code.
+type Case<'a> = (&'a str, String, Option<&'a str>, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+
 fn code(body: &str) -> String {
     serde_json::from_str::<Value>(body).map(|v| v["code"].as_str().unwrap_or_default().to_owned()).unwrap_or_default()
 }
@@ -28,7 +31,7 @@ async fn bad_whep_requests_are_refused_clearly() {
     let (sdp, _) = offer(&pc, 1, false).await;
     let sdp_type = [("content-type", "application/sdp")];
 
-    let cases: Vec<(&str, String, Option<&str>, &[(&str, &str)], &str, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("no token", url.clone(), None, &sdp_type, &sdp, 401, "unauthorized"),
         (
             "another's remote control",

@@ -30,12 +30,11 @@ async fn two_cameras_arrive_as_exact_h264_frames_on_two_tracks() {
     assert_eq!(whep.answer.matches("a=sendonly").count(), 2, "{}", whep.answer);
 
     whep.wait_units(2, 45, Duration::from_secs(20)).await;
-    let first: Vec<Duration> =
-        (0..2).map(|s| whep.units(s)[0].received.duration_since(whep.started)).collect();
+    let first: Vec<Duration> = (0..2).map(|s| whep.units(s)[0].received.duration_since(whep.started)).collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let manifest = sim.manifest();
     let mut total = 0;
-    for slot in 0..2 {
+    for (slot, first) in first.iter().enumerate() {
         let units = whep.units(slot);
         let v = verify(&units, &manifest, "train-1", slot as u16);
         println!(
@@ -45,7 +44,7 @@ async fn two_cameras_arrive_as_exact_h264_frames_on_two_tracks() {
             v.keyframes,
             v.unknown,
             v.bad_timestamps,
-            first[slot]
+            first
         );
         assert_eq!(v.unknown, 0, "camera {slot}: access units that are no frame of this camera");
         assert!(v.frames >= 45, "camera {slot}: {} frames verified", v.frames);
@@ -54,7 +53,10 @@ async fn two_cameras_arrive_as_exact_h264_frames_on_two_tracks() {
         for u in units.iter().filter(|u| nal_types(&u.data).contains(&5)) {
             let types = nal_types(&u.data);
             let idr = types.iter().position(|t| *t == 5).expect("IDR");
-            assert!(types[..idr].contains(&7) && types[..idr].contains(&8), "camera {slot}: IDR without SPS/PPS: {types:?}");
+            assert!(
+                types[..idr].contains(&7) && types[..idr].contains(&8),
+                "camera {slot}: IDR without SPS/PPS: {types:?}"
+            );
         }
         assert_eq!(nal_types(&units[0].data)[..2], [7, 8], "camera {slot}: the first access unit starts a GOP");
         assert_eq!(v.bad_timestamps, 0, "camera {slot}: RTP timestamps must follow capture times");

@@ -35,6 +35,11 @@ async fn a_pli_brings_a_keyframe_long_before_the_gop_would() {
     assert!(!new.is_empty(), "no keyframe within 1.5 s of the PLI (GOP: 40 s)");
     let v = verify(&whep.units(0), &manifest, "train-1", 0);
     assert_eq!(v.unknown, 0);
-    assert!(v.keyframes > received_before, "the player got the requested keyframe ({} before, {} now)", received_before, v.keyframes);
+    assert!(
+        v.keyframes > received_before,
+        "the player got the requested keyframe ({} before, {} now)",
+        received_before,
+        v.keyframes
+    );
     let _ = whep.pc.close().await;
 }

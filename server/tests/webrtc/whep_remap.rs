@@ -59,7 +59,11 @@ async fn remap_switches_the_tracks_without_renegotiation() {
         .expect("a train-2 frame");
     let first_new_verified = verify(&units[first_new..first_new + 1], &manifest, "train-2", 0);
     assert_eq!(first_new_verified.keyframes, 1, "the new train starts at a keyframe");
-    assert_eq!(verify(&units[first_new..], &manifest, "train-1", 0).frames, 0, "no old frame after the new train's first");
+    assert_eq!(
+        verify(&units[first_new..], &manifest, "train-1", 0).frames,
+        0,
+        "no old frame after the new train's first"
+    );
     let step = units[first_new].timestamp.wrapping_sub(units[first_new - 1].timestamp) as i32;
     assert!((1..=90_000).contains(&step), "RTP time runs on across the switch: step {step}");
     println!(
@@ -69,14 +73,16 @@ async fn remap_switches_the_tracks_without_renegotiation() {
         new.frames
     );
 
-    let events = events.lock().expect("lock");
+    let events = events.lock().expect("lock").clone();
     assert!(
         matches!(events.first(), Some(ServerEvent::Welcome { transport, .. }) if transport == "whep"),
         "{events:?}"
     );
     assert!(events.iter().any(|e| matches!(e, ServerEvent::Pong { t, .. } if *t == 3.0)), "{events:?}");
     assert!(
-        events.iter().any(|e| matches!(e, ServerEvent::MappedTrainChanged { train_id: Some(t), .. } if t.as_str() == "train-2")),
+        events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::MappedTrainChanged { train_id: Some(t), .. } if t.as_str() == "train-2")),
         "{events:?}"
     );
     let _ = whep.pc.close().await;

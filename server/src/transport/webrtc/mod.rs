@@ -28,7 +28,9 @@ use std::time::Duration;
 use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 pub use negotiate::{Candidate, NegotiationError};
-pub use peers::{Answer, Candidates, ClientCandidate, Fragment, Kind, MediaAnswer, Offer, PeerError, PeerView, Server};
+pub use peers::{
+    Answer, Candidates, ClientCandidate, Fragment, Kind, MediaAnswer, Offer, Patched, PeerError, PeerView, Server,
+};
 
 use crate::config::{invalid, Config, ConfigError};
 

@@ -44,9 +44,19 @@ pub enum PeerError {
     /// WHEP: a PATCH whose `If-Match` is not the session's current ETag.
     #[error("If-Match {0:?} is not the session's current ETag")]
     PreconditionFailed(String),
-    /// WHEP: a PATCH that restarts ICE (new ufrag and pwd).
-    #[error("ICE restart is not supported: end this session (DELETE) and POST a new offer")]
-    IceRestart,
+    /// WHEP: a PATCH that restarts ICE (new ufrag and pwd) could not be applied.
+    #[error("the ICE restart failed ({0}); end this session (DELETE) and POST a new offer")]
+    IceRestart(String),
+}
+
+/// What a WHEP PATCH did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patched {
+    /// Candidates added (or the end of them noted).
+    Applied,
+    /// ICE restarted with the client's new credentials: the server's new ones, as a trickle-ICE
+    /// fragment, and the new ICE session's entity tag.
+    Restarted { etag: String, fragment: String },
 }
 
 /// What a peer carries.
@@ -121,6 +131,61 @@ impl Fragment {
 /// A new entity tag.
 fn new_etag() -> String {
     format!("\"{:016x}\"", rand::random::<u64>())
+}
+
+/// The client's `offer` again, for an ICE restart: its credentials replaced, its candidates
+/// dropped (new ones come by trickle), its session version one up (RFC 8866 §5.2).
+fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(offer.len());
+    for line in offer.lines().map(str::trim_end) {
+        let line = if line.starts_with("a=ice-ufrag:") {
+            format!("a=ice-ufrag:{ufrag}")
+        } else if line.starts_with("a=ice-pwd:") {
+            format!("a=ice-pwd:{pwd}")
+        } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+            continue;
+        } else if let Some(o) = line.strip_prefix("o=") {
+            let mut f: Vec<String> = o.split(' ').map(String::from).collect();
+            if let Some(v) = f.get_mut(2) {
+                *v = v.parse::<u64>().map_or_else(|_| v.clone(), |n| n.wrapping_add(1).to_string());
+            }
+            format!("o={}", f.join(" "))
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// The ICE part of a local description as a trickle-ICE fragment (RFC 8840): credentials, the
+/// first m-line with its mid, its candidates and end-of-candidates.
+fn local_fragment(sdp: &str) -> String {
+    let mut head = String::new();
+    let mut media = String::new();
+    let mut sections = 0;
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            sections += 1;
+            if sections == 1 {
+                media.push_str(line);
+                media.push_str("\r\n");
+            }
+            continue;
+        }
+        let ice = line.starts_with("a=ice-ufrag:") || line.starts_with("a=ice-pwd:");
+        if ice && !head.contains(&line[..line.find(':').unwrap_or(0)]) {
+            head.push_str(line);
+            head.push_str("\r\n");
+        } else if sections == 1
+            && (line.starts_with("a=mid:") || line.starts_with("a=candidate:") || line == "a=end-of-candidates")
+        {
+            media.push_str(line);
+            media.push_str("\r\n");
+        }
+    }
+    head + &media
 }
 
 /// The first `a=ice-ufrag:` of an SDP.
@@ -338,8 +403,7 @@ impl Server {
         address: IpAddr,
         offer: String,
     ) -> Result<Answer, PeerError> {
-        let (peer, sdp) =
-            self.open(core, remote_control_id, caller, address, Direction::ClientOffered(offer)).await?;
+        let (peer, sdp) = self.open(core, remote_control_id, caller, address, Direction::ClientOffered(offer)).await?;
         Ok(Answer { id: peer.id.clone(), sdp, ice_servers: self.settings.ice_servers.clone() })
     }
 
@@ -369,16 +433,17 @@ impl Server {
     }
 
     /// WHEP: a PATCH of session `id` with a trickle-ICE fragment. `if_match` must be the current
-    /// ETag (or `*`). Candidates are added, an end-of-candidates noted; a fragment with other ICE
-    /// credentials than the client's (an ICE restart) is refused: webrtc-rs 0.21 restarts ICE
-    /// only through a full renegotiation.
+    /// ETag (or `*`). Candidates are added, an end-of-candidates noted. A fragment with other ICE
+    /// credentials than the client's restarts ICE: webrtc-rs restarts only through an offer, so
+    /// the client's last offer is applied again with the new credentials (and a new session
+    /// version), and the answer's new credentials and candidates go back as a fragment.
     pub async fn patch(
         &self,
         id: &str,
         caller: &Principal,
         if_match: Option<&str>,
         fragment: &str,
-    ) -> Result<(), PeerError> {
+    ) -> Result<Patched, PeerError> {
         let s = self.get_media(id, caller)?;
         let Some(if_match) = if_match else { return Err(PeerError::PreconditionRequired) };
         let current = lock(&s.etag).clone();
@@ -390,9 +455,13 @@ impl Server {
         }
         let f = Fragment::parse(fragment)?;
         let known = lock(&s.remote_ufrag).clone();
-        if f.ufrag.is_some() && f.ufrag != known {
-            return Err(PeerError::IceRestart);
-        }
+        let restarted = match (&f.ufrag, &f.pwd) {
+            (Some(ufrag), Some(pwd)) if Some(ufrag) != known.as_ref() => Some(self.restart(&s, ufrag, pwd).await?),
+            (Some(ufrag), None) if Some(ufrag) != known.as_ref() => {
+                return Err(NegotiationError::BadSdp("an ICE restart needs a=ice-pwd beside a=ice-ufrag".into()).into())
+            }
+            _ => None,
+        };
         let mid = lock(&s.state.mid).clone();
         let mut lines: Vec<(Option<String>, String)> = f.candidates;
         if f.end_of_candidates {
@@ -408,7 +477,27 @@ impl Server {
             };
             s.pc.add_ice_candidate(init).await.map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
         }
-        Ok(())
+        Ok(restarted.unwrap_or(Patched::Applied))
+    }
+
+    /// Restart ICE of media peer `s` with the client's new `ufrag` and `pwd` (see [`Server::patch`]).
+    async fn restart(&self, s: &Peer, ufrag: &str, pwd: &str) -> Result<Patched, PeerError> {
+        let failed = |e: &dyn std::fmt::Display| PeerError::IceRestart(e.to_string());
+        let remote = s.pc.remote_description().await.ok_or_else(|| failed(&"no remote description"))?;
+        let offer = restart_offer(&remote.sdp, ufrag, pwd);
+        let desc = RTCSessionDescription::offer(offer).map_err(|e| failed(&e))?;
+        s.pc.set_remote_description(desc).await.map_err(|e| failed(&e))?;
+        let answer = s.pc.create_answer(None).await.map_err(|e| failed(&e))?;
+        s.pc.set_local_description(answer).await.map_err(|e| failed(&e))?;
+        s.state.wait_for_candidates(self.settings.relay_only).await;
+        let local = s.pc.local_description().await.ok_or_else(|| failed(&"no local description"))?;
+        let local = negotiate::Advertise { bind: self.settings.bind_ip, advertised: self.settings.advertised_ip }
+            .rewrite_sdp(&local.sdp);
+        *lock(&s.remote_ufrag) = Some(ufrag.to_owned());
+        let etag = new_etag();
+        *lock(&s.etag) = etag.clone();
+        tracing::debug!(session = %s.id, "ICE restarted");
+        Ok(Patched::Restarted { etag, fragment: local_fragment(&local) })
     }
 
     /// WHEP: whether media peer `id` exists (and is not closed), whoever asks.

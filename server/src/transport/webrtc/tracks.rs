@@ -49,8 +49,8 @@ use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
-    configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
+    configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, RTCPeerConnectionState, RTCSessionDescription,
+    Registry,
 };
 
 use super::datachannel::{self, Channel, Ev};
@@ -92,10 +92,7 @@ const H264_PROFILES: [(&str, u8); 3] = [("42e01f", 102), ("42001f", 106), ("4d00
 pub fn media() -> (MediaEngine, Registry) {
     let mut engine = MediaEngine::default();
     for (profile, payload_type) in H264_PROFILES {
-        let codec = RTCRtpCodecParameters {
-            rtp_codec: h264_codec(profile),
-            payload_type,
-        };
+        let codec = RTCRtpCodecParameters { rtp_codec: h264_codec(profile), payload_type };
         // Only fails for a kind that is neither audio nor video.
         let _ = engine.register_codec(codec, RtpCodecKind::Video);
     }
@@ -425,7 +422,9 @@ pub async fn answer(
     for (camera, mid, ssrc, track, sender) in slots {
         let params = sender.get_parameters().await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
         let h264 = params.rtp_parameters.codecs.iter().find(|c| {
-            c.rtp_codec.mime_type.eq_ignore_ascii_case(rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264)
+            c.rtp_codec
+                .mime_type
+                .eq_ignore_ascii_case(rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264)
                 && c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1")
         });
         let Some(codec) = h264 else { continue };
