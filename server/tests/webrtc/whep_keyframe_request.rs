@@ -1,6 +1,6 @@
 //! A WHEP player's RTCP PLI becomes the hub's keyframe request: with a GOP of 40 s, the camera's
 //! next keyframe comes within a second of the PLI (and reaches the player, verified), where
-//! without the request it would come 40 s later.
+//! without the request it would come 40 s later. A burst of PLIs is one request.
 
 use std::time::Duration;
 
@@ -21,9 +21,18 @@ async fn a_pli_brings_a_keyframe_long_before_the_gop_would() {
 
     let keyframes_before = sim.manifest().of_train("train-1").filter(|e| e.keyframe).count();
     let received_before = verify(&whep.units(0), &sim.manifest(), "train-1", 0).keyframes;
+    let requests = || {
+        std::fs::read_to_string(&server.log).unwrap_or_default().matches("keyframe requested for a client").count()
+    };
+    let requested_before = requests();
     let pli_at = now_us();
-    whep.pli(0).await;
+    // A burst of five PLIs within 100 ms: one request reaches the train (500 ms per camera).
+    for _ in 0..5 {
+        whep.pli(0).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(requests() - requested_before, 1, "a burst of PLIs is one keyframe request");
 
     let manifest = sim.manifest();
     let new: Vec<_> = manifest.of_train("train-1").filter(|e| e.keyframe && e.capture_us > pli_at).collect();
