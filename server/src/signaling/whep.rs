@@ -223,7 +223,7 @@ fn options_response(core: &Core, server: &Server, headers: &HeaderMap, methods: 
 /// What a WHEP endpoint accepts (`Accept-Post: application/sdp`), the CORS preflight, and, with a
 /// valid token, the ICE servers as `Link` headers. No token needed; 404 for an unknown remote
 /// control.
-#[utoipa::path(options, path = "/api/whep/remote-controls/{id}", tag = "whep",
+#[utoipa::path(options, path = "/api/whep/remote-controls/{id}", tag = "whep", security(()),
     params(("id" = String, Path, description = "Remote control id")),
     responses((status = 204, description = "Accept-Post, Link (with a token), CORS headers"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn offer_options(
@@ -240,7 +240,7 @@ async fn offer_options(
 
 /// The CORS preflight of a WHEP session (PATCH, DELETE). No token needed; 404 for an unknown
 /// session.
-#[utoipa::path(options, path = "/api/whep/sessions/{id}", tag = "whep",
+#[utoipa::path(options, path = "/api/whep/sessions/{id}", tag = "whep", security(()),
     params(("id" = String, Path, description = "WHEP session id")),
     responses((status = 204, description = "Accept-Patch, Link (with a token), CORS headers"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn session_options(
