@@ -2,7 +2,7 @@
 //! the server answering a client's offer, the signaling flow with exact frames, an aiortc session
 //! end to end with a quiet server log, bad signaling input, half-open sessions, churn, TURN, and
 //! how video is packed into messages; and WHEP (`whep_*`): media tracks verified frame by frame,
-//! keyframe requests, a remap, the resource rules and bad input.
+//! keyframe requests, a remap, an ICE restart, shutdown, the resource rules and bad input.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
@@ -19,4 +19,5 @@ mod whep_frames;
 mod whep_ice_restart;
 mod whep_keyframe_request;
 mod whep_remap;
+mod whep_shutdown;
 mod whep_signaling;

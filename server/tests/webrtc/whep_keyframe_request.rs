@@ -21,9 +21,8 @@ async fn a_pli_brings_a_keyframe_long_before_the_gop_would() {
 
     let keyframes_before = sim.manifest().of_train("train-1").filter(|e| e.keyframe).count();
     let received_before = verify(&whep.units(0), &sim.manifest(), "train-1", 0).keyframes;
-    let requests = || {
-        std::fs::read_to_string(&server.log).unwrap_or_default().matches("keyframe requested for a client").count()
-    };
+    let requests =
+        || std::fs::read_to_string(&server.log).unwrap_or_default().matches("keyframe requested for a client").count();
     let requested_before = requests();
     let pli_at = now_us();
     // A burst of five PLIs within 100 ms: one request reaches the train (500 ms per camera).

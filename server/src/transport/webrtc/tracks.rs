@@ -604,8 +604,7 @@ impl Session {
                     }
                     Next::End(end) => {
                         if let Some(ch) = command.as_ref().filter(|_| command_open) {
-                            let _ = datachannel::send_event(ch, &end.closing()).await;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            goodbye(ch, &end.closing()).await;
                         }
                         return end.reason();
                     }
@@ -649,7 +648,7 @@ impl Session {
                 changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { return "connection failed".into() },
                 _ = peer.stop.notified() => {
                     if let Some(ch) = command.as_ref().filter(|_| command_open) {
-                        let _ = datachannel::send_event(ch, &ServerEvent::Closing { reason: "closed by request".into() }).await;
+                        goodbye(ch, &ServerEvent::Closing { reason: "closed by request".into() }).await;
                     }
                     return "closed by request".into();
                 }
@@ -726,6 +725,19 @@ impl Session {
         slot.last_keyframe_request = Some(now);
         let sent = self.core.hub.request_keyframe(train, Some(camera));
         tracing::debug!(session = %self.peer.id, %train, camera = camera.0, sent, "keyframe requested for a client");
+    }
+}
+
+/// Send the `closing` event and let it leave before the peer is closed, which would discard it:
+/// checked after 1, 2, 4 … ms, 255 ms at most (as the data-channel session does).
+async fn goodbye(command: &Arc<dyn DataChannel>, closing: &ServerEvent) {
+    if datachannel::send_event(command, closing).await {
+        for ms in (0..8).map(|i| 1 << i) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if command.outstanding_bytes().await.map_or(true, |n| n == 0) {
+                break;
+            }
+        }
     }
 }
 
