@@ -1,6 +1,7 @@
 //! A foreign WHEP player: headless Chromium (a plain page, tests/browser/whep-test.html, with no
-//! railcast code) offers two receive-only video transceivers, POSTs the offer, and plays both
-//! cameras of a train in `<video>` elements: `requestVideoFrameCallback` counts at least 30
+//! railcast code) offers an audio and two video receive-only transceivers and a `command` data
+//! channel, POSTs the offer, and plays both cameras of a train in `<video>` elements (the audio
+//! m-line is answered inactive; `command` says welcome and answers a ping): `requestVideoFrameCallback` counts at least 30
 //! painted frames each and shows the test picture (not black), `getStats()` shows frames decoded
 //! per track with H.264, packetization mode 1. Prints setup and first-frame times.
 
@@ -23,9 +24,11 @@ async fn chromium_plays_every_camera_over_whep() {
     let _sim = Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "2"], SMALL_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;
     let port = server.http.rsplit(':').next().expect("port");
-    let url =
-        format!("http://localhost:{port}/whep-test.html?rc={rc}&cameras=2&frames=30&token={}", server.token("admin"));
-    let shot = dir.join("whep-chromium.png");
+    let url = format!(
+        "http://localhost:{port}/whep-test.html?rc={rc}&cameras=2&frames=30&audio=1&command=1&token={}",
+        server.token("admin")
+    );
+    let shot = dir.join("whep-chromium.png"); // taken after the session ended: black
     let out = tokio::process::Command::new("node")
         .arg(browser_dir.join("run-page.mjs"))
         .arg(&url)
@@ -55,5 +58,7 @@ async fn chromium_plays_every_camera_over_whep() {
         let codec = codec.as_str().unwrap_or_default();
         assert!(codec.starts_with("video/H264") && codec.contains("packetization-mode=1"), "{codec}");
     }
-    println!("screenshot: {}", shot.display());
+    let events: Vec<&str> = result["events"].as_array().expect("events").iter().filter_map(Value::as_str).collect();
+    assert_eq!(events.first(), Some(&"welcome whep"), "the command channel in the same connection: {events:?}");
+    assert!(events.contains(&"pong"), "{events:?}");
 }

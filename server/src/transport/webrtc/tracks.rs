@@ -3,8 +3,9 @@
 //! ([`Session`]) turns the hub's packets into RTP on those tracks.
 //!
 //! - **Tracks.** The i-th video m-line of the offer carries the i-th camera of the train (the
-//!   order of `cameras` in `mapped_train_changed`). Video m-lines beyond the train's cameras, and
-//!   any audio m-line, are answered `inactive`. A track is a [`Slot`]: what it carries
+//!   order of `cameras` in `mapped_train_changed`). Video m-lines beyond the train's cameras are
+//!   answered `inactive`; an audio m-line is rejected (no audio codec is registered yet; vendored
+//!   patch 17 keeps the answer's candidates out of a rejected first m-section). A track is a [`Slot`]: what it carries
 //!   ([`Media`]), its SSRC, the payload type the client negotiated, its packetizer and clock. An
 //!   audio track (Opus, wire codec 0x02) is one more `Media` variant and one more slot; frames are
 //!   routed to slots by [`Slots::route`].
@@ -401,7 +402,8 @@ pub async fn answer(
         let local: Arc<dyn TrackLocal> = Arc::new(TrackLocalStaticRTP::new(track));
         pc.add_track(local).await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
     }
-    // The rest (video beyond the cameras, audio) carry nothing: answered inactive.
+    // The rest (video beyond the cameras) carry nothing: answered inactive (an audio m-line, with
+    // no codec in common, is rejected by the library anyway).
     let mut slots = Vec::new();
     for t in pc.get_transceivers().await {
         let internal = |e: webrtc::error::Error| NegotiationError::Internal(e.to_string());
