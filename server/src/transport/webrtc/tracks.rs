@@ -821,6 +821,23 @@ mod tests {
     }
 
     #[test]
+    fn pli_and_fir_name_the_ssrcs_to_refresh() {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        let packets: Vec<Box<dyn rtc::rtcp::packet::Packet>> = vec![
+            Box::new(ReceiverReport::default()),
+            Box::new(PictureLossIndication { sender_ssrc: 1, media_ssrc: 7 }),
+            Box::new(FullIntraRequest {
+                sender_ssrc: 1,
+                media_ssrc: 0,
+                fir: vec![FirEntry { ssrc: 8, sequence_number: 1 }, FirEntry { ssrc: 9, sequence_number: 1 }],
+            }),
+        ];
+        assert_eq!(keyframe_requests(&packets), [7, 8, 9]);
+        assert!(keyframe_requests(&packets[..1]).is_empty(), "a receiver report asks for nothing");
+    }
+
+    #[test]
     fn video_mids_in_order() {
         let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v2\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
         assert_eq!(video_mids(sdp), ["0", "v2"]);
