@@ -27,7 +27,8 @@ use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCSessionDescription, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
 };
 
 use crate::{HttpClient, Manifest, Server};
@@ -62,6 +63,7 @@ pub struct Received {
 struct Handler {
     tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
     channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
+    ice: Arc<Mutex<Vec<RTCIceConnectionState>>>,
 }
 
 #[async_trait::async_trait]
@@ -71,6 +73,9 @@ impl PeerConnectionEventHandler for Handler {
     }
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let _ = self.channels.send(dc);
+    }
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        self.ice.lock().expect("lock").push(state);
     }
 }
 
@@ -93,6 +98,8 @@ pub struct Whep {
     pub tracks: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
     /// The `command` channel, when offered.
     pub command: Option<Arc<dyn DataChannel>>,
+    /// Every ICE connection state this client went through, in order.
+    pub ice_states: Arc<Mutex<Vec<RTCIceConnectionState>>>,
     /// POST → the answer applied.
     pub signaling: Duration,
     pub started: Instant,
@@ -109,6 +116,7 @@ pub async fn media_peer() -> (
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
     mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+    Arc<Mutex<Vec<RTCIceConnectionState>>>,
 ) {
     let mut engine = MediaEngine::default();
     for (pt, profile) in [(CLIENT_H264_PT, "42e01f"), (125, "42001f")] {
@@ -133,6 +141,7 @@ pub async fn media_peer() -> (
     let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut engine));
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
     let (dc_tx, channels) = mpsc::unbounded_channel();
+    let ice = Arc::new(Mutex::new(Vec::new()));
     let runtime = webrtc::runtime::default_runtime().expect("runtime");
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -144,13 +153,14 @@ pub async fn media_peer() -> (
                 .with_network_types(vec![rtc::ice::network_type::NetworkType::Udp4])
                 .build(),
         )
-        .with_handler(Arc::new(Handler { tracks: tracks_tx, channels: dc_tx }) as Arc<dyn PeerConnectionEventHandler>)
+        .with_handler(Arc::new(Handler { tracks: tracks_tx, channels: dc_tx, ice: Arc::clone(&ice) })
+            as Arc<dyn PeerConnectionEventHandler>)
         .with_runtime(runtime)
         .with_udp_addrs(vec!["127.0.0.1:0"])
         .build()
         .await
         .expect("peer connection");
-    (Arc::new(pc), tracks, channels)
+    (Arc::new(pc), tracks, channels, ice)
 }
 
 /// Make `pc`'s offer: `cameras` receive-only video transceivers and, with `command`, the
@@ -247,7 +257,7 @@ impl Whep {
     /// the answer. Panics unless the server answers 201.
     pub async fn connect(server: &Server, rc: &str, token: Option<&str>, cameras: usize, command: bool) -> Whep {
         let started = Instant::now();
-        let (pc, mut tracks_rx, _channels) = media_peer().await;
+        let (pc, mut tracks_rx, _channels, ice_states) = media_peer().await;
         let (sdp, command) = offer(&pc, cameras, command).await;
         let url = server.url(&format!("/api/whep/remote-controls/{rc}"));
         let (status, headers, answer) = http("POST", &url, token, &[("content-type", "application/sdp")], &sdp).await;
@@ -292,6 +302,7 @@ impl Whep {
             received,
             tracks,
             command,
+            ice_states,
             signaling,
             started,
         }

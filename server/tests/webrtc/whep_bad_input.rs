@@ -27,7 +27,7 @@ async fn bad_whep_requests_are_refused_clearly() {
         api("POST", &server.url("/api/remote-controls"), Some(serde_json::json!({"owner": "demo-operator"}))).await;
     let owned = owned["id"].as_str().expect("id").to_owned();
     let url = server.url(&format!("/api/whep/remote-controls/{rc}"));
-    let (pc, _tracks, _channels) = media_peer().await;
+    let (pc, _tracks, _channels, _ice) = media_peer().await;
     let (sdp, _) = offer(&pc, 1, false).await;
     let sdp_type = [("content-type", "application/sdp")];
 

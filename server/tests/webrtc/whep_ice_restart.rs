@@ -58,6 +58,7 @@ async fn an_ice_restart_gets_new_credentials_and_a_new_etag() {
     let whep = Whep::connect(&server, &rc, token, 1, false).await;
     whep.wait_units(1, 10, Duration::from_secs(20)).await;
 
+    let states_before = whep.ice_states.lock().expect("lock").len();
     whep.pc.restart_ice().await.expect("restart");
     let offer = whep.pc.create_offer(None).await.expect("offer");
     whep.pc.set_local_description(offer).await.expect("set offer");
@@ -92,6 +93,12 @@ async fn an_ice_restart_gets_new_credentials_and_a_new_etag() {
         .await
         .expect("apply the restarted answer");
     whep.wait_units(1, before + 45, Duration::from_secs(20)).await;
+    // ICE really restarted: checks with the new credentials on both sides, connected again.
+    let states: Vec<String> =
+        whep.ice_states.lock().expect("lock")[states_before..].iter().map(ToString::to_string).collect();
+    println!("client ICE states after the restart: {states:?} (all: {:?})", whep.ice_states.lock().expect("lock"));
+    assert!(states.iter().any(|s| s == "checking"), "no new checks after the restart: {states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("connected"), "{states:?}");
     let (_, peers) = testkit::api("GET", &server.url("/api/webrtc/sessions"), None).await;
     assert_eq!(peers[0]["state"], "connected", "{peers}");
     assert_eq!(peers[0]["ice_state"], "connected", "{peers}");
