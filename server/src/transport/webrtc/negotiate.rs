@@ -1,7 +1,9 @@
 //! Negotiation: building the server's peer connection, turning its callbacks into state, and the
 //! offer/answer exchange in both directions: the server offers ([`offer`], REST signaling) or
-//! answers a client's offer ([`answer`], for WHEP-, JSON-RPC- and MQTT-style signaling). SDP and
-//! candidates are checked here, with the ICE crate's own candidate parser.
+//! answers a client's offer of data channels ([`answer`], for JSON-RPC- and MQTT-style
+//! signaling); a WHEP offer of media is answered by [`super::tracks::answer`] over the same
+//! [`build`] and [`local_sdp`]. SDP and candidates are checked here, with the ICE crate's own
+//! candidate parser.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
