@@ -32,6 +32,13 @@ async fn a_pli_brings_a_keyframe_long_before_the_gop_would() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(requests() - requested_before, 1, "a burst of PLIs is one keyframe request");
+    let (_, metrics) = testkit::api("GET", &server.url("/metrics"), None).await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    let count = |outcome: &str| -> u64 {
+        let key = format!("railcast_whep_keyframe_requests_total{{outcome=\"{outcome}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    assert!(count("sent") >= 1 && count("limited") >= 4, "sent {}, limited {}", count("sent"), count("limited"));
 
     let manifest = sim.manifest();
     let new: Vec<_> = manifest.of_train("train-1").filter(|e| e.keyframe && e.capture_us > pli_at).collect();

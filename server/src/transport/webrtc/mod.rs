@@ -178,6 +178,10 @@ pub struct WebRtcMetrics {
     pub created: IntCounter,
     pub failed: IntCounterVec,
     pub setup_seconds: prometheus::Histogram,
+    /// `railcast_whep_keyframe_requests_total{outcome}`: WHEP players' PLI/FIR turned into the
+    /// hub's keyframe requests (`sent`), held back by the per-camera interval (`limited`), or not
+    /// deliverable (`not_sent`: the train offline or its control queue full).
+    pub keyframe_requests: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
@@ -203,7 +207,13 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
     )
     .expect("valid metric");
     r.register(Box::new(setup_seconds.clone())).expect("unique metric");
-    WebRtcMetrics { sessions, created, failed, setup_seconds }
+    let keyframe_requests = crate::metrics::counter(
+        r,
+        "railcast_whep_keyframe_requests_total",
+        "WHEP players' keyframe requests (RTCP PLI/FIR), by outcome.",
+        &["outcome"],
+    );
+    WebRtcMetrics { sessions, created, failed, setup_seconds, keyframe_requests }
 });
 
 #[cfg(test)]

@@ -722,10 +722,12 @@ impl Session {
         let Some(train) = train else { return };
         let now = Instant::now();
         if slot.last_keyframe_request.is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+            METRICS.keyframe_requests.with_label_values(&["limited"]).inc();
             return;
         }
         slot.last_keyframe_request = Some(now);
         let sent = self.core.hub.request_keyframe(train, Some(camera));
+        METRICS.keyframe_requests.with_label_values(&[if sent { "sent" } else { "not_sent" }]).inc();
         tracing::debug!(session = %self.peer.id, %train, camera = camera.0, sent, "keyframe requested for a client");
     }
 }
