@@ -2,7 +2,7 @@
 //! the server answering a client's offer, the signaling flow with exact frames, an aiortc session
 //! end to end with a quiet server log, bad signaling input, half-open sessions, churn, TURN, and
 //! how video is packed into messages; and WHEP (`whep_*`): media tracks verified frame by frame,
-//! keyframe requests, a remap, an ICE restart, shutdown, the resource rules and bad input.
+//! keyframe requests, a remap, an ICE restart, shutdown, TURN, the resource rules and bad input.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
@@ -21,3 +21,4 @@ mod whep_keyframe_request;
 mod whep_remap;
 mod whep_shutdown;
 mod whep_signaling;
+mod whep_turn;
