@@ -11,10 +11,11 @@
 //! - [`relay`]: what every transport does for a client (follow the mapping, welcome, parse →
 //!   admit → answer a command, the end of a session).
 //! - [`transport`]: one folder per transport, each a `Server` that accepts and a `Session` with
-//!   `run`: [`transport::ws`] (WebSocket), [`transport::webrtc`] (data channels; peer registry,
-//!   negotiation in both directions), [`transport::webtransport`] (HTTP/3 WebTransport on its own
+//!   `run`: [`transport::ws`] (WebSocket), [`transport::webrtc`] (data channels and, for WHEP,
+//!   RTP media tracks; peer registry, negotiation in both directions), [`transport::webtransport`] (HTTP/3 WebTransport on its own
 //!   UDP port; generated certificates and their rotation).
-//! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers).
+//! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers),
+//!   [`signaling::whep`] (WHEP: the client offers, media tracks).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
 //! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`auth`]
@@ -57,6 +58,7 @@ pub mod transport {
 /// one style of signaling into calls on the peer registry (offer, answer, candidates, end).
 pub mod signaling {
     pub mod rest;
+    pub mod whep;
 }
 
 use std::future::Future;
@@ -97,6 +99,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api::ApiDoc::openapi();
     doc.merge(ws::ApiDoc::openapi());
     doc.merge(signaling::rest::ApiDoc::openapi());
+    doc.merge(signaling::whep::ApiDoc::openapi());
     doc.merge(webtransport::ApiDoc::openapi());
     doc
 }
@@ -118,6 +121,7 @@ fn router(
     let contract = openapi_json();
     let rest = api::routes()
         .merge(signaling::rest::routes(webrtc))
+        .merge(signaling::whep::routes(webrtc))
         .merge(webtransport.api_routes())
         .route(
             "/openapi.json",

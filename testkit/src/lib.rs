@@ -13,6 +13,7 @@
 //! - `api`: JSON calls ([`api`], [`api_as`], [`call`]) and the admin steps tests repeat;
 //! - `train`: [`RawTrain`] and the pieces of its hello;
 //! - [`ws`], [`webrtc`], [`wt`] (WebTransport): remote controls recording what they receive;
+//!   [`whep`]: a WHEP player (webrtc-rs) that depacketizes H.264 and verifies frames;
 //!   [`link`]: a bottleneck on the path to one; [`console`]: the operator console in Chromium;
 //!   [`tls`]: a test CA and an HTTPS client that trusts only it.
 
@@ -20,6 +21,7 @@ pub mod console;
 pub mod link;
 pub mod tls;
 pub mod webrtc;
+pub mod whep;
 pub mod ws;
 pub mod wt;
 

@@ -13,6 +13,9 @@ RAILCAST_FUZZ_IDENTITY (admin, viewer, anonymous) and its token from RAILCAST_FU
 
 Requests that schemathesis sends with another method than the operation's (405 tests) or
 without the identity's own token (its auth checks) are not judged here.
+
+The WHEP bodies (``application/sdp``, ``application/trickle-ice-sdpfrag``) are text: a generated
+string is sent as its UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ import schemathesis
 
 IDENTITY = os.environ.get("RAILCAST_FUZZ_IDENTITY", "")
 TOKEN = os.environ.get("RAILCAST_FUZZ_TOKEN", "")
+
+
+@schemathesis.serializer("application/sdp", "application/trickle-ice-sdpfrag")
+def _text(ctx, value):
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", errors="surrogatepass")
 
 
 def _is_admin_only(case) -> bool:

@@ -193,6 +193,13 @@ impl Hub {
         stream.subscribe(id, counters)
     }
 
+    /// Ask `train` for a keyframe on `camera` (`None`: every camera) without waiting for an answer:
+    /// a decoder's recovery request (a WebRTC client's RTCP PLI or FIR). The caller rate-limits.
+    /// False when the train is unknown, offline, or its control queue is full.
+    pub fn request_keyframe(&self, train: &TrainId, camera: Option<railcast_protocol::CameraId>) -> bool {
+        self.stream(train).is_some_and(|s| s.request_keyframe(camera))
+    }
+
     /// Send `action` to `train` and wait for its ack.
     pub async fn command(&self, train: &TrainId, action: Action) -> Result<CommandOutcome, CommandError> {
         let stream = self.stream(train).ok_or_else(|| CommandError::UnknownTrain(train.clone()))?;

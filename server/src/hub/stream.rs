@@ -428,6 +428,13 @@ impl Stream {
         Subscription::new(id, Arc::clone(self), rx, events, counters)
     }
 
+    pub(super) fn request_keyframe(&self, camera: Option<railcast_protocol::CameraId>) -> bool {
+        let st = self.lock();
+        let Some(online) = &st.online else { return false };
+        let request = railcast_protocol::control::KeyframeRequest { camera };
+        online.control.try_send(ControlMessage::KeyframeRequest(request)).is_ok()
+    }
+
     pub(super) fn unsubscribe(&self, id: u64) {
         self.lock().subscribers.retain(|s| s.id() != id);
     }

@@ -114,9 +114,11 @@ pub struct CandidatesQuery {
 
 /// A WebRTC session, with its transport counters once its `video` channel is open.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"session_id": "wrtc-5b1f0c2a9d3e4f60", "remote_control_id": "rc-00c0ffee00c0ffee", "state": "connected", "ice_state": "connected", "created_at": "2026-11-22T12:00:00.000Z", "setup_ms": 3.1, "counters": null}))]
+#[schema(example = json!({"session_id": "wrtc-5b1f0c2a9d3e4f60", "transport": "webrtc", "remote_control_id": "rc-00c0ffee00c0ffee", "state": "connected", "ice_state": "connected", "created_at": "2026-11-22T12:00:00.000Z", "setup_ms": 3.1, "counters": null}))]
 pub struct SessionView {
     pub session_id: String,
+    /// `webrtc` (data channels, this signaling) or `whep` (media tracks, WHEP signaling).
+    pub transport: String,
     pub remote_control_id: String,
     /// Peer connection state: new, connecting, connected, disconnected, failed, closed.
     pub state: String,
@@ -143,6 +145,7 @@ impl From<webrtc::PeerView> for SessionView {
     fn from(v: webrtc::PeerView) -> Self {
         Self {
             session_id: v.id,
+            transport: v.transport.into(),
             remote_control_id: v.remote_control_id,
             state: v.state,
             ice_state: v.ice_state,
@@ -163,9 +166,14 @@ impl From<PeerError> for ApiError {
             PeerError::AlreadyAnswered(_) => (StatusCode::CONFLICT, "webrtc_already_answered"),
             PeerError::Negotiation(N::BadSdp(_)) => (StatusCode::BAD_REQUEST, "bad_sdp"),
             PeerError::Negotiation(N::BadCandidate(_)) => (StatusCode::BAD_REQUEST, "bad_candidate"),
+            PeerError::Negotiation(N::NoMedia(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "no_media"),
             PeerError::Negotiation(N::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "webrtc_internal"),
             PeerError::Forbidden(message) => return forbidden(message.clone()),
             PeerError::Limit(hit) => return ApiError::limit(hit.clone()),
+            // WHEP's (signaling::whep renders them); not reachable from this front-end.
+            PeerError::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "precondition_required"),
+            PeerError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            PeerError::IceRestart(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ice_restart_failed"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -1,6 +1,7 @@
 //! Real browsers: Debian's Chromium, driven by playwright-core, on the plain WebRTC test page
 //! (`tests/browser/`) and on the operator console (`web-client/`, built into `web-client/dist`),
-//! over plain HTTP on localhost, over HTTPS with a test CA, and from an insecure origin.
+//! over plain HTTP on localhost, over HTTPS with a test CA, and from an insecure origin; and a plain
+//! WHEP page playing every camera as RTP tracks (`whep_chromium`).
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 //! Every test here runs alone (`testkit::serial`): a Chromium decoding two cameras at 640×480,
@@ -19,3 +20,4 @@ mod console_webrtc;
 mod console_websocket;
 mod console_webtransport;
 mod webtransport_certificates;
+mod whep_chromium;

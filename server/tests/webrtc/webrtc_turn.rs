@@ -23,14 +23,15 @@ const TURN_USER: &str = "railcast";
 const TURN_PASSWORD: &str = "loopback-only";
 
 /// coturn on 127.0.0.1, long-term credentials, relaying to loopback peers (off by default).
-struct Turn {
+/// `whep_turn` uses it too.
+pub(crate) struct Turn {
     child: Child,
     port: u16,
     log: std::path::PathBuf,
 }
 
 impl Turn {
-    fn start(dir: &Path) -> Turn {
+    pub(crate) fn start(dir: &Path) -> Turn {
         assert!(
             Path::new("/usr/bin/turnserver").exists(),
             "this test needs Debian's coturn (/usr/bin/turnserver): run scripts/setup.sh"
@@ -61,7 +62,7 @@ impl Turn {
         format!("turn:127.0.0.1:{}?transport=udp", self.port)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -73,7 +74,7 @@ impl Drop for Turn {
     }
 }
 
-fn turn_args(turn: &Turn) -> Vec<String> {
+pub(crate) fn turn_args(turn: &Turn) -> Vec<String> {
     vec![
         "--webrtc-ice-servers".into(),
         turn.url(),

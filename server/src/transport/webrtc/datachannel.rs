@@ -22,7 +22,7 @@ use crate::relay::{End, Next, Relay};
 use crate::remote::RemoteControl;
 
 #[derive(Debug)]
-enum Ev {
+pub(super) enum Ev {
     Open(Channel),
     Text(Channel, String),
     Binary,
@@ -30,7 +30,7 @@ enum Ev {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Channel {
+pub(super) enum Channel {
     Video,
     Command,
 }
@@ -50,7 +50,7 @@ const EARLY_MESSAGES: usize = 64;
 /// Packets taken from the hub queue per wake-up, at most (then other sessions get to run).
 const MAX_PACKETS_PER_WAKE: usize = 512;
 
-fn pump(dc: Arc<dyn DataChannel>, which: Channel, tx: mpsc::Sender<Ev>) -> tokio::task::JoinHandle<()> {
+pub(super) fn pump(dc: Arc<dyn DataChannel>, which: Channel, tx: mpsc::Sender<Ev>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(ev) = dc.poll().await {
             let msg = match ev {
@@ -70,7 +70,7 @@ fn pump(dc: Arc<dyn DataChannel>, which: Channel, tx: mpsc::Sender<Ev>) -> tokio
     })
 }
 
-async fn send_event(command: &Arc<dyn DataChannel>, ev: &ServerEvent) -> bool {
+pub(super) async fn send_event(command: &Arc<dyn DataChannel>, ev: &ServerEvent) -> bool {
     command.send_text(&ev.to_json()).await.is_ok()
 }
 
@@ -328,7 +328,7 @@ impl Session {
 
 /// What the client sent on a channel: JSON on `command` goes to the relay; anything else gets an
 /// error.
-async fn client_message(command: &Arc<dyn DataChannel>, relay: &mut Relay, ev: Ev) {
+pub(super) async fn client_message(command: &Arc<dyn DataChannel>, relay: &mut Relay, ev: Ev) {
     let reply = if let Ev::Text(Channel::Command, text) = ev {
         relay.on_text(&text).await
     } else {

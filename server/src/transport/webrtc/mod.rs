@@ -10,13 +10,16 @@
 //!
 //! - [`peers`]: the registry ([`Server`]), with plain types for the front-ends;
 //! - [`negotiate`]: the peer connection, SDP and candidates, both directions;
-//! - [`datachannel`]: the session over the two channels.
+//! - [`datachannel`]: the session over the two channels;
+//! - [`tracks`]: RTP media tracks, the session of a WHEP peer (H.264 per camera, keyframe
+//!   requests from RTCP, `command` when the client opens it).
 //!
 //! Signaling front-ends live in `crate::signaling`; this module knows none of them.
 
 pub mod datachannel;
 pub mod negotiate;
 pub mod peers;
+pub mod tracks;
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -25,7 +28,9 @@ use std::time::Duration;
 use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 pub use negotiate::{Candidate, NegotiationError};
-pub use peers::{Answer, Candidates, ClientCandidate, Offer, PeerError, PeerView, Server};
+pub use peers::{
+    Answer, Candidates, ClientCandidate, Fragment, Kind, MediaAnswer, Offer, Patched, PeerError, PeerView, Server,
+};
 
 use crate::config::{invalid, Config, ConfigError};
 
@@ -173,6 +178,10 @@ pub struct WebRtcMetrics {
     pub created: IntCounter,
     pub failed: IntCounterVec,
     pub setup_seconds: prometheus::Histogram,
+    /// `railcast_whep_keyframe_requests_total{outcome}`: WHEP players' PLI/FIR turned into the
+    /// hub's keyframe requests (`sent`), held back by the per-camera interval (`limited`), or not
+    /// deliverable (`not_sent`: the train offline or its control queue full).
+    pub keyframe_requests: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
@@ -198,7 +207,13 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
     )
     .expect("valid metric");
     r.register(Box::new(setup_seconds.clone())).expect("unique metric");
-    WebRtcMetrics { sessions, created, failed, setup_seconds }
+    let keyframe_requests = crate::metrics::counter(
+        r,
+        "railcast_whep_keyframe_requests_total",
+        "WHEP players' keyframe requests (RTCP PLI/FIR), by outcome.",
+        &["outcome"],
+    );
+    WebRtcMetrics { sessions, created, failed, setup_seconds, keyframe_requests }
 });
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Negotiation: building the server's peer connection, turning its callbacks into state, and the
 //! offer/answer exchange in both directions: the server offers ([`offer`], REST signaling) or
-//! answers a client's offer ([`answer`], for WHEP-, JSON-RPC- and MQTT-style signaling). SDP and
-//! candidates are checked here, with the ICE crate's own candidate parser.
+//! answers a client's offer of data channels ([`answer`], for JSON-RPC- and MQTT-style
+//! signaling); a WHEP offer of media is answered by [`super::tracks::answer`] over the same
+//! [`build`] and [`local_sdp`]. SDP and candidates are checked here, with the ICE crate's own
+//! candidate parser.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -12,9 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState,
-    RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceConnectionState, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 use super::Settings;
@@ -46,7 +48,7 @@ pub struct PeerState {
     pub mid: Mutex<String>,
     /// Channels the client opened, to the session task: set by [`answer`] (when the server offers,
     /// it opens them itself and keeps no channel for this).
-    incoming: Mutex<Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>>,
+    pub(super) incoming: Mutex<Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>>,
 }
 
 impl PeerState {
@@ -231,10 +233,13 @@ impl PortRange {
 }
 
 /// Build a peer connection bound to `bind_ip` (a port from the range when one is configured).
+/// `media`: the codecs and RTP/RTCP interceptors of a peer that sends media tracks (WHEP,
+/// [`super::tracks::media`]); `None` for a data-channel peer, which negotiates no codec.
 pub async fn build(
     config: &Settings,
     ports: &PortRange,
     state: Arc<PeerState>,
+    media: Option<fn() -> (MediaEngine, Registry)>,
 ) -> Result<Arc<dyn PeerConnection>, String> {
     let runtime = webrtc::runtime::default_runtime().ok_or("no async runtime")?;
     let mut last_err = String::from("no port available");
@@ -263,7 +268,13 @@ pub async fn build(
                 credential: s.credential.clone().unwrap_or_default(),
             })
             .collect();
-        let built = PeerConnectionBuilder::new()
+        let mut builder = PeerConnectionBuilder::new();
+        if let Some(media) = media {
+            // A media engine and a chain are consumed by the builder: one per attempt.
+            let (engine, registry) = media();
+            builder = builder.with_media_engine(engine).with_interceptor_registry(registry);
+        }
+        let built = builder
             .with_configuration(
                 RTCConfigurationBuilder::new()
                     .with_ice_servers(ice_servers)
@@ -306,6 +317,10 @@ pub struct Channels {
 pub enum NegotiationError {
     #[error("invalid SDP: {0}")]
     BadSdp(String),
+    /// The offer is valid SDP but asks for nothing this server sends (WHEP: no video m-line, or
+    /// no H.264 codec it can send).
+    #[error("{0}")]
+    NoMedia(String),
     #[error("invalid ICE candidate: {0}")]
     BadCandidate(String),
     #[error("cannot create the peer connection: {0}")]
@@ -359,7 +374,7 @@ pub async fn answer(
     Ok((local_sdp(pc, state, config).await?, incoming))
 }
 
-async fn local_sdp(
+pub(super) async fn local_sdp(
     pc: &Arc<dyn PeerConnection>,
     state: &PeerState,
     config: &Settings,

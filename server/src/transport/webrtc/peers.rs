@@ -38,6 +38,159 @@ pub enum PeerError {
     Forbidden(String),
     #[error(transparent)]
     Limit(#[from] LimitHit),
+    /// WHEP: a PATCH without `If-Match`.
+    #[error("this PATCH needs an If-Match header with the session's ETag (or \"*\")")]
+    PreconditionRequired,
+    /// WHEP: a PATCH whose `If-Match` is not the session's current ETag.
+    #[error("If-Match {0:?} is not the session's current ETag")]
+    PreconditionFailed(String),
+    /// WHEP: a PATCH that restarts ICE (new ufrag and pwd) could not be applied.
+    #[error("the ICE restart failed ({0}); end this session (DELETE) and POST a new offer")]
+    IceRestart(String),
+}
+
+/// What a WHEP PATCH did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patched {
+    /// Candidates added (or the end of them noted).
+    Applied,
+    /// ICE restarted with the client's new credentials: the server's new ones, as a trickle-ICE
+    /// fragment, and the new ICE session's entity tag.
+    Restarted { etag: String, fragment: String },
+}
+
+/// What a peer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The `video` and `command` data channels ([`super::datachannel`]).
+    DataChannels,
+    /// RTP media tracks, and `command` when asked for ([`super::tracks`], WHEP).
+    Media,
+}
+
+impl Kind {
+    /// The transport's name in the API and metrics.
+    pub fn transport(self) -> &'static str {
+        match self {
+            Self::DataChannels => super::NAME,
+            Self::Media => super::tracks::NAME,
+        }
+    }
+}
+
+/// The server's answer to a WHEP offer.
+#[derive(Debug, Clone)]
+pub struct MediaAnswer {
+    pub id: String,
+    pub sdp: String,
+    /// The entity tag of the session's ICE session, for `If-Match` on PATCH.
+    pub etag: String,
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A client's trickle-ICE fragment (RFC 8840), as a WHEP PATCH carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fragment {
+    pub ufrag: Option<String>,
+    pub pwd: Option<String>,
+    /// `(mid, candidate line without "a=")`.
+    pub candidates: Vec<(Option<String>, String)>,
+    pub end_of_candidates: bool,
+}
+
+impl Fragment {
+    /// Parse `application/trickle-ice-sdpfrag`: session- and media-level `a=ice-ufrag`,
+    /// `a=ice-pwd`, `a=mid`, `a=candidate`, `a=end-of-candidates`; other lines are ignored.
+    pub fn parse(text: &str) -> Result<Self, NegotiationError> {
+        let mut f = Fragment::default();
+        let mut mid = None;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line.starts_with("m=") {
+                mid = None;
+            } else if let Some(v) = line.strip_prefix("a=mid:") {
+                mid = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+                f.ufrag = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
+                f.pwd = Some(v.to_owned());
+            } else if let Some(c) = line.strip_prefix("a=") {
+                if c.starts_with("candidate:") {
+                    negotiate::check_candidate(c)?;
+                    f.candidates.push((mid.clone(), c.to_owned()));
+                } else if c == "end-of-candidates" {
+                    f.end_of_candidates = true;
+                }
+            } else if !(line.len() > 1 && line.as_bytes()[1] == b'=') {
+                return Err(NegotiationError::BadSdp(format!("{line:?} is not an SDP line (x=…)")));
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// A new entity tag.
+fn new_etag() -> String {
+    format!("\"{:016x}\"", rand::random::<u64>())
+}
+
+/// The client's `offer` again, for an ICE restart: its credentials replaced, its candidates
+/// dropped (new ones come by trickle), its session version one up (RFC 8866 §5.2).
+fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(offer.len());
+    for line in offer.lines().map(str::trim_end) {
+        let line = if line.starts_with("a=ice-ufrag:") {
+            format!("a=ice-ufrag:{ufrag}")
+        } else if line.starts_with("a=ice-pwd:") {
+            format!("a=ice-pwd:{pwd}")
+        } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+            continue;
+        } else if let Some(o) = line.strip_prefix("o=") {
+            let mut f: Vec<String> = o.split(' ').map(String::from).collect();
+            if let Some(v) = f.get_mut(2) {
+                *v = v.parse::<u64>().map_or_else(|_| v.clone(), |n| n.wrapping_add(1).to_string());
+            }
+            format!("o={}", f.join(" "))
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// The ICE part of a local description as a trickle-ICE fragment (RFC 8840): credentials, the
+/// first m-line with its mid, its candidates and end-of-candidates.
+fn local_fragment(sdp: &str) -> String {
+    let mut head = String::new();
+    let mut media = String::new();
+    let mut sections = 0;
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            sections += 1;
+            if sections == 1 {
+                media.push_str(line);
+                media.push_str("\r\n");
+            }
+            continue;
+        }
+        let ice = line.starts_with("a=ice-ufrag:") || line.starts_with("a=ice-pwd:");
+        if ice && !head.contains(&line[..line.find(':').unwrap_or(0)]) {
+            head.push_str(line);
+            head.push_str("\r\n");
+        } else if sections == 1
+            && (line.starts_with("a=mid:") || line.starts_with("a=candidate:") || line == "a=end-of-candidates")
+        {
+            media.push_str(line);
+            media.push_str("\r\n");
+        }
+    }
+    head + &media
+}
+
+/// The first `a=ice-ufrag:` of an SDP.
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:").map(str::to_owned))
 }
 
 /// The server's offer for a new peer.
@@ -84,14 +237,21 @@ pub struct PeerView {
     pub state: String,
     pub ice_state: String,
     pub created_at: SystemTime,
-    /// Request → `video` channel open, ms.
+    /// Request → `video` channel open (WHEP: first frame sent), ms.
     pub setup_ms: Option<f64>,
     pub session: Option<Arc<ClientSession>>,
+    /// `webrtc` (data channels) or `whep` (media tracks).
+    pub transport: &'static str,
 }
 
 /// One WebRTC peer, shared by the registry (signaling) and its task.
 pub struct Peer {
     pub id: String,
+    pub kind: Kind,
+    /// WHEP: the entity tag of the current ICE session.
+    etag: Mutex<String>,
+    /// The client's ICE username fragment (from its offer or answer).
+    remote_ufrag: Mutex<Option<String>>,
     pub remote_control_id: String,
     /// Whose token asked for it; only it (or an admin) may continue the signaling.
     pub principal: Principal,
@@ -139,6 +299,7 @@ impl Peer {
             created_at: self.created_at,
             setup_ms: lock(&self.video_open_at).map(|t| t.duration_since(self.created).as_secs_f64() * 1000.0),
             session: lock(&self.session).clone(),
+            transport: self.kind.transport(),
         }
     }
 
@@ -155,6 +316,14 @@ enum Direction {
     ServerOffers,
     /// The server answers this offer of the client's.
     ClientOffered(String),
+    /// The server answers this WHEP offer with media tracks.
+    Media(String),
+}
+
+/// How a peer's session starts.
+enum Start {
+    Channels(Opening),
+    Tracks(super::tracks::Opening),
 }
 
 /// The registry of peers: creates them, applies answers and candidates, lists and ends them.
@@ -169,6 +338,7 @@ pub struct Server {
 impl Server {
     pub fn new(settings: Settings) -> Arc<Self> {
         crate::sessions::Registry::declare_transport(super::NAME);
+        crate::sessions::Registry::declare_transport(super::tracks::NAME);
         let server = Arc::new(Self {
             ports: PortRange::new(settings.udp_ports),
             settings,
@@ -218,8 +388,8 @@ impl Server {
         caller: &Principal,
         address: IpAddr,
     ) -> Result<Offer, PeerError> {
-        let (id, sdp) = self.open(core, remote_control_id, caller, address, Direction::ServerOffers).await?;
-        Ok(Offer { id, sdp, ice_servers: self.settings.ice_servers.clone() })
+        let (peer, sdp) = self.open(core, remote_control_id, caller, address, Direction::ServerOffers).await?;
+        Ok(Offer { id: peer.id.clone(), sdp, ice_servers: self.settings.ice_servers.clone() })
     }
 
     /// The server answers: create a peer for `remote_control_id` from the client's `offer`, which
@@ -233,8 +403,117 @@ impl Server {
         address: IpAddr,
         offer: String,
     ) -> Result<Answer, PeerError> {
-        let (id, sdp) = self.open(core, remote_control_id, caller, address, Direction::ClientOffered(offer)).await?;
-        Ok(Answer { id, sdp, ice_servers: self.settings.ice_servers.clone() })
+        let (peer, sdp) = self.open(core, remote_control_id, caller, address, Direction::ClientOffered(offer)).await?;
+        Ok(Answer { id: peer.id.clone(), sdp, ice_servers: self.settings.ice_servers.clone() })
+    }
+
+    /// WHEP: answer the client's `offer` of receive-only video transceivers with one H.264 track
+    /// per camera of the train `remote_control_id` is mapped to (see [`super::tracks`]), and its
+    /// `command` channel when it asks for one. The answer has the host candidates.
+    pub async fn media(
+        self: &Arc<Self>,
+        core: &Core,
+        remote_control_id: &str,
+        caller: &Principal,
+        address: IpAddr,
+        offer: String,
+    ) -> Result<MediaAnswer, PeerError> {
+        let (peer, sdp) = self.open(core, remote_control_id, caller, address, Direction::Media(offer)).await?;
+        let etag = lock(&peer.etag).clone();
+        Ok(MediaAnswer { id: peer.id.clone(), sdp, etag, ice_servers: self.settings.ice_servers.clone() })
+    }
+
+    /// WHEP: the media peer `id`, if `caller` started it or is an admin.
+    fn get_media(&self, id: &str, caller: &Principal) -> Result<Arc<Peer>, PeerError> {
+        // A deleted session is gone at once, though its task may still be saying goodbye.
+        match self.peers.get(id).map(|p| (p.kind, p.closed.load(Ordering::Relaxed))) {
+            Some((Kind::Media, false)) => self.get(id, caller),
+            _ => Err(PeerError::UnknownSession(id.to_owned())),
+        }
+    }
+
+    /// WHEP: a PATCH of session `id` with a trickle-ICE fragment. `if_match` must be the current
+    /// ETag (or `*`). Candidates are added, an end-of-candidates noted. A fragment with other ICE
+    /// credentials than the client's restarts ICE: webrtc-rs restarts only through an offer, so
+    /// the client's last offer is applied again with the new credentials (and a new session
+    /// version), and the answer's new credentials and candidates go back as a fragment.
+    pub async fn patch(
+        &self,
+        id: &str,
+        caller: &Principal,
+        if_match: Option<&str>,
+        fragment: &str,
+    ) -> Result<Patched, PeerError> {
+        let s = self.get_media(id, caller)?;
+        let Some(if_match) = if_match else { return Err(PeerError::PreconditionRequired) };
+        let current = lock(&s.etag).clone();
+        if if_match.trim() != "*" && !if_match.split(',').any(|t| t.trim() == current) {
+            return Err(PeerError::PreconditionFailed(if_match.to_owned()));
+        }
+        if s.closed.load(Ordering::Relaxed) {
+            return Err(PeerError::Closed(s.id.clone()));
+        }
+        let f = Fragment::parse(fragment)?;
+        let known = lock(&s.remote_ufrag).clone();
+        let restarted = match (&f.ufrag, &f.pwd) {
+            (Some(ufrag), Some(pwd)) if Some(ufrag) != known.as_ref() => Some(self.restart(&s, ufrag, pwd).await?),
+            (Some(ufrag), None) if Some(ufrag) != known.as_ref() => {
+                return Err(NegotiationError::BadSdp("an ICE restart needs a=ice-pwd beside a=ice-ufrag".into()).into())
+            }
+            _ => None,
+        };
+        let mid = lock(&s.state.mid).clone();
+        let mut lines: Vec<(Option<String>, String)> = f.candidates;
+        if f.end_of_candidates {
+            lines.push((None, String::new()));
+        }
+        for (c_mid, candidate) in lines {
+            let init = RTCIceCandidateInit {
+                candidate,
+                sdp_mid: Some(c_mid.unwrap_or_else(|| mid.clone())),
+                sdp_mline_index: Some(0),
+                username_fragment: f.ufrag.clone(),
+                ..Default::default()
+            };
+            s.pc.add_ice_candidate(init).await.map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
+        }
+        Ok(restarted.unwrap_or(Patched::Applied))
+    }
+
+    /// Restart ICE of media peer `s` with the client's new `ufrag` and `pwd` (see [`Server::patch`]).
+    async fn restart(&self, s: &Peer, ufrag: &str, pwd: &str) -> Result<Patched, PeerError> {
+        let failed = |e: &dyn std::fmt::Display| PeerError::IceRestart(e.to_string());
+        let remote = s.pc.remote_description().await.ok_or_else(|| failed(&"no remote description"))?;
+        let offer = restart_offer(&remote.sdp, ufrag, pwd);
+        let desc = RTCSessionDescription::offer(offer).map_err(|e| failed(&e))?;
+        s.pc.set_remote_description(desc).await.map_err(|e| failed(&e))?;
+        let answer = s.pc.create_answer(None).await.map_err(|e| failed(&e))?;
+        s.pc.set_local_description(answer).await.map_err(|e| failed(&e))?;
+        s.state.wait_for_candidates(self.settings.relay_only).await;
+        let local = s.pc.local_description().await.ok_or_else(|| failed(&"no local description"))?;
+        let local = negotiate::Advertise { bind: self.settings.bind_ip, advertised: self.settings.advertised_ip }
+            .rewrite_sdp(&local.sdp);
+        *lock(&s.remote_ufrag) = Some(ufrag.to_owned());
+        let etag = new_etag();
+        *lock(&s.etag) = etag.clone();
+        tracing::debug!(session = %s.id, "ICE restarted");
+        Ok(Patched::Restarted { etag, fragment: local_fragment(&local) })
+    }
+
+    /// WHEP: whether media peer `id` exists (and is not closed), whoever asks.
+    pub fn has_media(&self, id: &str) -> bool {
+        self.peers.get(id).is_some_and(|p| p.kind == Kind::Media && !p.closed.load(Ordering::Relaxed))
+    }
+
+    /// WHEP: the media peer `id`, if `caller` started it or is an admin.
+    pub fn view_media(&self, id: &str, caller: &Principal) -> Result<PeerView, PeerError> {
+        Ok(self.get_media(id, caller)?.view())
+    }
+
+    /// WHEP: end session `id`.
+    pub fn close_media(&self, id: &str, caller: &Principal) -> Result<(), PeerError> {
+        self.get_media(id, caller)?.close();
+        Ok(())
     }
 
     async fn open(
@@ -244,7 +523,7 @@ impl Server {
         caller: &Principal,
         address: IpAddr,
         direction: Direction,
-    ) -> Result<(String, String), PeerError> {
+    ) -> Result<(Arc<Peer>, String), PeerError> {
         let rc = core
             .remotes
             .get(remote_control_id)
@@ -264,16 +543,30 @@ impl Server {
         let slot = core.client_addresses.acquire(address)?;
         let created = Instant::now();
         let state = PeerState::new();
-        let pc = negotiate::build(&self.settings, &self.ports, Arc::clone(&state))
+        let kind = if matches!(direction, Direction::Media(_)) { Kind::Media } else { Kind::DataChannels };
+        let media = (kind == Kind::Media).then_some(super::tracks::media as fn() -> _);
+        let pc = negotiate::build(&self.settings, &self.ports, Arc::clone(&state), media)
             .await
             .map_err(NegotiationError::Internal)?;
+        let remote_ufrag = match &direction {
+            Direction::ServerOffers => None,
+            Direction::ClientOffered(offer) | Direction::Media(offer) => ice_ufrag(offer),
+        };
         let negotiated = match direction {
-            Direction::ServerOffers => {
-                negotiate::offer(&pc, &state, &self.settings).await.map(|(ch, sdp)| (Opening::Offered(ch), sdp, false))
-            }
+            Direction::ServerOffers => negotiate::offer(&pc, &state, &self.settings)
+                .await
+                .map(|(ch, sdp)| (Start::Channels(Opening::Offered(ch)), sdp, false)),
             Direction::ClientOffered(offer) => negotiate::answer(&pc, &state, &self.settings, offer)
                 .await
-                .map(|(sdp, incoming)| (Opening::Incoming(incoming), sdp, true)),
+                .map(|(sdp, incoming)| (Start::Channels(Opening::Incoming(incoming)), sdp, true)),
+            Direction::Media(offer) => {
+                // The mapped train's cameras, one track each; unknown yet: every video m-line.
+                let cameras = rc.train().and_then(|t| core.hub.stream(&t)).map(|s| s.cameras().len());
+                let active = cameras.filter(|n| *n > 0);
+                super::tracks::answer(&pc, &state, &self.settings, offer, active)
+                    .await
+                    .map(|(sdp, opening)| (Start::Tracks(opening), sdp, true))
+            }
         };
         let (opening, sdp, answered) = match negotiated {
             Ok(r) => r,
@@ -282,10 +575,14 @@ impl Server {
                 return Err(e.into());
             }
         };
-        let id = format!("wrtc-{:016x}", rand::random::<u64>());
+        let prefix = if kind == Kind::Media { "whep" } else { "wrtc" };
+        let id = format!("{prefix}-{:016x}", rand::random::<u64>());
         let now = Instant::now();
         let peer = Arc::new(Peer {
             id: id.clone(),
+            kind,
+            etag: Mutex::new(new_etag()),
+            remote_ufrag: Mutex::new(remote_ufrag),
             remote_control_id: rc.id.clone(),
             principal: caller.clone(),
             _slot: slot,
@@ -305,9 +602,17 @@ impl Server {
         });
         self.peers.insert(id.clone(), Arc::clone(&peer));
         METRICS.created.inc();
-        let session = datachannel::Session::new(core.clone(), rc, Arc::clone(self), peer);
-        tokio::spawn(session.run(opening));
-        Ok((id, sdp))
+        match opening {
+            Start::Channels(opening) => {
+                let session = datachannel::Session::new(core.clone(), rc, Arc::clone(self), Arc::clone(&peer));
+                tokio::spawn(session.run(opening));
+            }
+            Start::Tracks(opening) => {
+                let session = super::tracks::Session::new(core.clone(), rc, Arc::clone(self), Arc::clone(&peer));
+                tokio::spawn(session.run(opening));
+            }
+        }
+        Ok((peer, sdp))
     }
 
     /// Apply the client's answer to the server's offer.

@@ -426,7 +426,16 @@ impl RTCPeerConnection {
             };
 
             if !parsed.media_descriptions.is_empty() {
-                let mut m = parsed.media_descriptions.remove(0);
+                // railcast patch (17): the candidates go to the first m-section that is not
+                // rejected (port 0). An answer that rejects the offer's first m-section (an audio
+                // m-line without a codec in common) has its BUNDLE group start later, and a
+                // browser reads no candidate from a rejected section: it had none to check.
+                let first = parsed
+                    .media_descriptions
+                    .iter()
+                    .position(|m| m.media_name.port.value != 0)
+                    .unwrap_or(0);
+                let mut m = parsed.media_descriptions.remove(first);
                 m = match add_candidates_to_media_descriptions(
                     &candidates,
                     m,
@@ -435,7 +444,7 @@ impl RTCPeerConnection {
                     Ok(m) => m,
                     Err(_) => return Some(sd.clone()),
                 };
-                parsed.media_descriptions.insert(0, m);
+                parsed.media_descriptions.insert(first, m);
             }
 
             Some(RTCSessionDescription {

@@ -1,0 +1,849 @@
+//! RTP media tracks for WHEP: the server answers a client's offer of receive-only video
+//! transceivers with one H.264 track per camera of the mapped train, and one task per peer
+//! ([`Session`]) turns the hub's packets into RTP on those tracks.
+//!
+//! - **Tracks.** The i-th video m-line of the offer carries the i-th camera of the train (the
+//!   order of `cameras` in `mapped_train_changed`). Video m-lines beyond the train's cameras are
+//!   answered `inactive`; an audio m-line is rejected (no audio codec is registered yet; vendored
+//!   patch 17 keeps the answer's candidates out of a rejected first m-section). A track is a [`Slot`]: what it carries
+//!   ([`Media`]), its SSRC, the payload type the client negotiated, its packetizer and clock. An
+//!   audio track (Opus, wire codec 0x02) is one more `Media` variant and one more slot; frames are
+//!   routed to slots by [`Slots::route`].
+//! - **Frames.** The hub's packets are reassembled into frames with
+//!   [`railcast_protocol::assembler::Assembler`] (incomplete frames, and deltas after a loss, never
+//!   reach a decoder), then packetized per RFC 6184 by webrtc-rs' H.264 payloader: start codes
+//!   stripped, SPS and PPS sent as one STAP-A in front of the IDR slice, FU-A for NAL units above
+//!   the MTU. Every IDR is preceded by SPS and PPS: the simulator's keyframes carry them, and a
+//!   keyframe that does not gets the last ones seen on that camera ([`ParameterSets`]).
+//! - **Time.** RTP timestamps come from the frames' capture times (90 kHz), anchored once per
+//!   stream ([`RtpClock`]): a dropped frame leaves a gap in time, never a skew. A remap re-anchors
+//!   just after the last timestamp sent; sequence numbers run on.
+//! - **Keyframes.** A client's RTCP PLI or FIR reaches this task (a small interceptor,
+//!   [`KeyframeRequests`], marks them for the application) and becomes the hub's keyframe
+//!   request for that camera, at most one per camera per [`KEYFRAME_REQUEST_INTERVAL`].
+//! - **Back-pressure.** Writing RTP waits for the peer connection's driver queue; meanwhile the
+//!   hub queue of this session fills and the hub drops whole frames for it alone.
+//! - **Commands.** When the offer has a data-channel m-line, the client's `command` channel
+//!   carries the same JSON as on the data-channel transport, through the same [`Relay`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use railcast_protocol::assembler::{Assembler, Frame};
+use railcast_protocol::client::ServerEvent;
+use railcast_protocol::{CameraId, CameraInfo, TrainId, VideoPacket};
+use rtc::interceptor::{Attribute, Interceptor, Packet as Intercepted, Slot as ChainSlot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::packetizer::Payloader;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
+use tokio::sync::mpsc;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, RTCPeerConnectionState, RTCSessionDescription,
+    Registry,
+};
+
+use super::datachannel::{self, Channel, Ev};
+use super::negotiate::{self, lock, NegotiationError, PeerState};
+use super::peers::{is_finished, Peer, Server};
+use super::{Settings, METRICS};
+use crate::core::Core;
+use crate::relay::{Next, Relay};
+use crate::remote::RemoteControl;
+
+/// The transport's name in the API and metric labels.
+pub const NAME: &str = "whep";
+
+/// Most video m-lines answered with a track; more are answered inactive.
+pub const MAX_VIDEO_TRACKS: usize = 16;
+
+/// At most one keyframe request per camera this often, whatever the client sends.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// RTP payload budget per packet (webrtc-rs' own for samples): fits a 1,280-byte path MTU with
+/// the RTP, SRTP, UDP and IP headers.
+const RTP_MTU: usize = 1200;
+
+/// 90 kHz video clock.
+const VIDEO_CLOCK_HZ: u64 = 90_000;
+
+/// Where a re-anchored clock starts after the last timestamp sent: one frame at 30 fps.
+const REANCHOR_STEP: u32 = 3_000;
+
+/// H.264 with packetization mode 1 in the profiles a Constrained Baseline stream (what trains
+/// send) conforms to, so the answer accepts whichever of them the client offers: Constrained
+/// Baseline (42e0), Baseline (4200), Main (4d00). Payload types here are only the server's
+/// defaults: the answer and every packet use the client's.
+const H264_PROFILES: [(&str, u8); 3] = [("42e01f", 102), ("42001f", 106), ("4d001f", 108)];
+
+/// The codecs and interceptors of a media peer: H.264 (above) with NACK, PLI and FIR feedback; a
+/// NACK responder (retransmissions from the last packets sent), sender and receiver reports, and
+/// [`KeyframeRequests`].
+pub fn media() -> (MediaEngine, Registry) {
+    let mut engine = MediaEngine::default();
+    for (profile, payload_type) in H264_PROFILES {
+        let codec = RTCRtpCodecParameters { rtp_codec: h264_codec(profile), payload_type };
+        // Only fails for a kind that is neither audio nor video.
+        let _ = engine.register_codec(codec, RtpCodecKind::Video);
+    }
+    let registry = configure_nack(Registry::new(), &mut engine);
+    engine.register_feedback(RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() }, RtpCodecKind::Video);
+    let registry = configure_rtcp_reports(registry).with(ChainSlot::from(500), KeyframeRequests::default());
+    (engine, registry)
+}
+
+fn h264_codec(profile: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264.to_owned(),
+        clock_rate: VIDEO_CLOCK_HZ as u32,
+        channels: 0,
+        sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Marks inbound RTCP that carries a PLI or FIR for the application. Inbound RTCP otherwise ends
+/// in the chain (webrtc-rs' `NoopInterceptor`): the library's own interceptors consume it.
+#[derive(Default)]
+pub struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl std::fmt::Debug for KeyframeRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyframeRequests").finish_non_exhaustive()
+    }
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Intercepted::Rtcp(packets) = &msg.message.packet {
+            if !keyframe_requests(packets).is_empty() {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
+/// The SSRCs a compound RTCP packet asks keyframes of (PLI's media SSRC, FIR's entries).
+pub fn keyframe_requests(packets: &[Box<dyn rtc::rtcp::packet::Packet>]) -> Vec<u32> {
+    let mut ssrcs = Vec::new();
+    for p in packets {
+        if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
+            ssrcs.push(pli.media_ssrc);
+        } else if let Some(fir) = p.as_any().downcast_ref::<FullIntraRequest>() {
+            ssrcs.extend(fir.fir.iter().map(|e| e.ssrc));
+        }
+    }
+    ssrcs
+}
+
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// The camera at this index of the train's camera list (its hello's order).
+    Video { camera: usize },
+    // An audio track (Opus, wire codec 0x02 on its own track id) is one more variant here and one
+    // more arm in `Slots::route`.
+}
+
+/// One negotiated track, as the session writes it.
+pub struct Slot {
+    pub media: Media,
+    pub mid: String,
+    pub ssrc: u32,
+    /// The payload type the client negotiated for it.
+    pub payload_type: u8,
+    track: Arc<dyn TrackLocal>,
+    payloader: H264Payloader,
+    sequence: u16,
+    clock: RtpClock,
+    parameter_sets: ParameterSets,
+    /// A frame was lost on the way to the peer (a write failed): send nothing until a keyframe.
+    awaiting_keyframe: bool,
+    last_keyframe_request: Option<Instant>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("media", &self.media)
+            .field("mid", &self.mid)
+            .field("ssrc", &self.ssrc)
+            .field("payload_type", &self.payload_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tracks of a session.
+#[derive(Debug, Default)]
+pub struct Slots(pub Vec<Slot>);
+
+impl Slots {
+    /// The slot that carries `frame` of a train whose cameras are `cameras`.
+    fn route(&mut self, frame: &Frame, cameras: &[CameraId]) -> Option<&mut Slot> {
+        let index = cameras.iter().position(|c| *c == frame.camera)?;
+        self.0.iter_mut().find(|s| s.media == Media::Video { camera: index })
+    }
+}
+
+/// RTP timestamps from capture times: anchored at the first frame, then the capture-time
+/// difference at 90 kHz, so time stays true across dropped frames. A frame whose capture time is
+/// before the anchor (a train clock that jumped back) re-anchors.
+#[derive(Debug, Clone)]
+pub struct RtpClock {
+    anchor: Option<(u64, u32)>,
+    last: u32,
+}
+
+impl RtpClock {
+    pub fn new(start: u32) -> Self {
+        Self { anchor: None, last: start }
+    }
+
+    /// Forget the anchor: the next frame continues just after the last timestamp.
+    pub fn reanchor(&mut self) {
+        self.anchor = None;
+    }
+
+    pub fn timestamp(&mut self, capture_us: u64) -> u32 {
+        let (c0, r0) = match self.anchor {
+            Some((c0, r0)) if capture_us >= c0 => (c0, r0),
+            _ => {
+                let anchor = (capture_us, self.last.wrapping_add(REANCHOR_STEP));
+                self.anchor = Some(anchor);
+                anchor
+            }
+        };
+        let ticks = (capture_us - c0).saturating_mul(VIDEO_CLOCK_HZ) / 1_000_000;
+        self.last = r0.wrapping_add(ticks as u32);
+        self.last
+    }
+}
+
+/// The last SPS and PPS seen on a camera, put in front of a keyframe that lacks them.
+#[derive(Debug, Clone, Default)]
+pub struct ParameterSets {
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+}
+
+const NAL_IDR: u8 = 5;
+const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
+
+/// The NAL units of an Annex B access unit, without their start codes.
+pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 2 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push((if i > 0 && data[i - 1] == 0 { i - 1 } else { i }, i + 3));
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &(_, payload))| &data[payload..starts.get(k + 1).map_or(data.len(), |n| n.0)])
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+impl ParameterSets {
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The access unit to send: `data` itself, or, for an IDR without SPS or PPS, the last ones
+    /// seen prepended. `None`: an IDR whose parameter sets were never seen (undecodable).
+    pub fn complete(&mut self, data: Vec<u8>) -> Option<Vec<u8>> {
+        let (mut has_sps, mut has_pps, mut has_idr) = (false, false, false);
+        for nal in nal_units(&data) {
+            match nal[0] & 0x1f {
+                NAL_SPS => {
+                    has_sps = true;
+                    self.sps = Some(nal.to_vec());
+                }
+                NAL_PPS => {
+                    has_pps = true;
+                    self.pps = Some(nal.to_vec());
+                }
+                NAL_IDR => has_idr = true,
+                _ => {}
+            }
+        }
+        if !has_idr || (has_sps && has_pps) {
+            return Some(data);
+        }
+        let (sps, pps) = (self.sps.as_ref()?, self.pps.as_ref()?);
+        let mut out = Vec::with_capacity(data.len() + sps.len() + pps.len() + 8);
+        for nal in [(!has_sps).then_some(sps), (!has_pps).then_some(pps)].into_iter().flatten() {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(nal);
+        }
+        out.extend_from_slice(&data);
+        Some(out)
+    }
+}
+
+/// Count the video m-lines of an SDP and list their mids, in order.
+pub fn video_mids(sdp: &str) -> Vec<String> {
+    let mut mids = Vec::new();
+    let mut in_video = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video ");
+            if in_video {
+                mids.push(String::new());
+            }
+        } else if in_video {
+            if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), mids.last_mut()) {
+                *last = mid.to_owned();
+            }
+        }
+    }
+    mids
+}
+
+/// The first `a=mid:` of an SDP.
+fn first_mid(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=mid:").map(str::to_owned))
+}
+
+/// What [`answer`] hands the session.
+#[derive(Debug)]
+pub struct Opening {
+    pub slots: Slots,
+    /// The client's data channels (`command`), when its offer had an application m-line.
+    pub incoming: Option<mpsc::UnboundedReceiver<Arc<dyn DataChannel>>>,
+}
+
+/// Answer a client's WHEP offer: a sending track on each of its first `active` video m-lines
+/// (`None`: all, up to [`MAX_VIDEO_TRACKS`]), the others inactive, and its data channels when it
+/// has an application m-line. Returns the answer once it has the host candidates.
+pub async fn answer(
+    pc: &Arc<dyn PeerConnection>,
+    state: &PeerState,
+    config: &Settings,
+    offer: String,
+    active: Option<usize>,
+) -> Result<(String, Opening), NegotiationError> {
+    // Malformed SDP is a 400 before anything else is said about it.
+    let desc = RTCSessionDescription::offer(offer.clone()).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+    let mids = video_mids(&offer);
+    if mids.is_empty() {
+        return Err(NegotiationError::NoMedia("the offer has no video m-line (m=video …) to send cameras on".into()));
+    }
+    if mids.iter().any(String::is_empty) {
+        return Err(NegotiationError::BadSdp("a video m-line has no a=mid".into()));
+    }
+    let application = negotiate::application_mid(&offer);
+    *lock(&state.mid) = application.clone().or_else(|| first_mid(&offer)).unwrap_or_else(|| "0".into());
+    let incoming = application.map(|_| {
+        let (inbox, incoming) = mpsc::unbounded_channel();
+        *lock(&state.incoming) = Some(inbox);
+        incoming
+    });
+    pc.set_remote_description(desc).await.map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+
+    let tracks = active.unwrap_or(mids.len()).min(mids.len()).min(MAX_VIDEO_TRACKS);
+    for camera in 0..tracks {
+        let ssrc = rand::random::<u32>();
+        let track = MediaStreamTrack::new(
+            "railcast".to_owned(),
+            format!("camera-{camera}"),
+            format!("camera {camera}"),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                ..Default::default()
+            }],
+        );
+        let local: Arc<dyn TrackLocal> = Arc::new(TrackLocalStaticRTP::new(track));
+        pc.add_track(local).await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
+    }
+    // The rest (video beyond the cameras) carry nothing: answered inactive (an audio m-line, with
+    // no codec in common, is rejected by the library anyway).
+    let mut slots = Vec::new();
+    for t in pc.get_transceivers().await {
+        let internal = |e: webrtc::error::Error| NegotiationError::Internal(e.to_string());
+        let Some(sender) = t.sender().await.map_err(internal)? else {
+            t.set_direction(RTCRtpTransceiverDirection::Inactive).await.map_err(internal)?;
+            continue;
+        };
+        let mid = t.mid().await.map_err(internal)?.unwrap_or_default();
+        let Some(camera) = mids.iter().position(|m| *m == mid) else { continue };
+        let track = Arc::clone(sender.track());
+        let Some(ssrc) = track.ssrcs().await.first().copied() else { continue };
+        slots.push((camera, mid, ssrc, track, sender));
+    }
+    let answer = pc.create_answer(None).await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
+    pc.set_local_description(answer).await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
+
+    let mut out = Vec::new();
+    for (camera, mid, ssrc, track, sender) in slots {
+        let params = sender.get_parameters().await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
+        let h264 = params.rtp_parameters.codecs.iter().find(|c| {
+            c.rtp_codec
+                .mime_type
+                .eq_ignore_ascii_case(rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264)
+                && c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1")
+        });
+        let Some(codec) = h264 else { continue };
+        out.push(Slot {
+            media: Media::Video { camera },
+            mid,
+            ssrc,
+            payload_type: codec.payload_type,
+            track,
+            payloader: H264Payloader::default(),
+            sequence: rand::random(),
+            clock: RtpClock::new(rand::random()),
+            parameter_sets: ParameterSets::default(),
+            awaiting_keyframe: false,
+            last_keyframe_request: None,
+        });
+    }
+    if out.is_empty() {
+        return Err(NegotiationError::NoMedia(
+            "the offer has no H.264 codec with packetization-mode=1 (profile 42e0, 4200 or 4d00) on its video m-lines"
+                .into(),
+        ));
+    }
+    out.sort_by_key(|s| match s.media {
+        Media::Video { camera } => camera,
+    });
+    let sdp = negotiate::local_sdp(pc, state, config).await?;
+    Ok((sdp, Opening { slots: Slots(out), incoming }))
+}
+
+/// What the helper tasks tell the session.
+enum Event {
+    /// A PLI or FIR for these SSRCs.
+    Keyframe(Vec<u32>),
+    /// Something on the `command` channel.
+    Command(Ev),
+}
+
+/// One WHEP peer's session (see the module docs).
+#[derive(Debug)]
+pub struct Session {
+    core: Core,
+    rc: Arc<RemoteControl>,
+    server: Arc<Server>,
+    peer: Arc<Peer>,
+}
+
+impl Session {
+    pub fn new(core: Core, rc: Arc<RemoteControl>, server: Arc<Server>, peer: Arc<Peer>) -> Self {
+        Self { core, rc, server, peer }
+    }
+
+    /// Wait for the connection, send media until the session ends, close the peer.
+    pub async fn run(self, opening: Opening) {
+        let peer = &self.peer;
+        let mut pc_state = peer.state.connection.subscribe();
+        let mut shutdown = self.core.shutdown.clone();
+        let deadline = tokio::time::Instant::from_std(peer.created) + self.server.settings().connect_timeout;
+        let connected: Result<(), &'static str> = loop {
+            if *pc_state.borrow() == RTCPeerConnectionState::Connected {
+                break Ok(());
+            }
+            tokio::select! {
+                changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { break Err("connection failed") },
+                _ = tokio::time::sleep_until(deadline) => break Err("not connected in time"),
+                _ = peer.stop.notified() => break Err("closed by the client"),
+                _ = crate::stopped(&mut shutdown) => break Err("server shutting down"),
+            }
+        };
+        let mut helpers = Vec::new();
+        let reason = match connected {
+            Ok(()) => {
+                let (tx, rx) = mpsc::channel::<Event>(64);
+                for slot in &opening.slots.0 {
+                    helpers.push(rtcp_pump(Arc::clone(&slot.track), tx.clone()));
+                }
+                self.serve(opening, tx, rx, &mut pc_state, &mut helpers).await
+            }
+            Err(reason) => {
+                if reason != "closed by the client" && reason != "server shutting down" {
+                    let label = if reason == "not connected in time" { "timeout" } else { "failed" };
+                    METRICS.failed.with_label_values(&[label]).inc();
+                }
+                reason.to_owned()
+            }
+        };
+        tracing::debug!(session = %peer.id, %reason, "whep session ends");
+        peer.closed.store(true, Ordering::Relaxed);
+        let _ = peer.pc.close().await;
+        for h in helpers {
+            h.abort();
+        }
+        self.server.remove(&peer.id);
+    }
+
+    async fn serve(
+        &self,
+        opening: Opening,
+        tx: mpsc::Sender<Event>,
+        mut rx: mpsc::Receiver<Event>,
+        pc_state: &mut tokio::sync::watch::Receiver<RTCPeerConnectionState>,
+        helpers: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> String {
+        let peer = &self.peer;
+        let Opening { mut slots, mut incoming } = opening;
+        let (mut relay, [welcome, mapping]) =
+            Relay::open(&self.core, Arc::clone(&self.rc), peer.principal.clone(), NAME, peer.id.clone());
+        *lock(&peer.session) = Some(Arc::clone(relay.info()));
+        let metrics = crate::metrics::PacketOut::new(NAME);
+        let mut train = mapped_train(&mapping);
+        let mut cameras = camera_ids(&mapping);
+        let mut last_mapping = mapping;
+        let mut assembler = Assembler::new();
+        let mut command: Option<Arc<dyn DataChannel>> = None;
+        let mut command_open = false;
+        let (ev_tx, mut ev_rx) = mpsc::channel::<Ev>(64);
+        // Forward the command channel's events into the one queue.
+        {
+            let tx = tx.clone();
+            helpers.push(tokio::spawn(async move {
+                while let Some(ev) = ev_rx.recv().await {
+                    if tx.send(Event::Command(ev)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut batch: Vec<crate::hub::Packet> = Vec::new();
+        loop {
+            tokio::select! {
+                next = relay.next(true) => match next {
+                    Next::Packet(p) => {
+                        batch.clear();
+                        batch.push(p);
+                        relay.drain_packets(&mut batch, 255);
+                        // Counted as handed to the transport once taken from the queue, as on
+                        // the other transports (the RTP packets are the library's).
+                        let bytes = metrics.record_batch(batch.iter().map(crate::hub::Packet::sent), crate::now_us());
+                        relay.info().sent(batch.len() as u64, bytes);
+                        for p in batch.drain(..) {
+                            let packet = VideoPacket { header: p.header, bytes: p.bytes };
+                            let Some(frame) = assembler.push(&packet) else { continue };
+                            let Some(slot) = slots.route(&frame, &cameras) else { continue };
+                            self.write_frame(slot, frame, train.as_ref()).await;
+                        }
+                    }
+                    Next::Event(ev) => {
+                        match &ev {
+                            ServerEvent::MappedTrainChanged { .. } | ServerEvent::TrainOnline { .. } => {
+                                if let ServerEvent::MappedTrainChanged { .. } = ev {
+                                    train = mapped_train(&ev);
+                                    last_mapping = ev.clone();
+                                }
+                                cameras = camera_ids(&ev);
+                                // New frame sequence numbers, maybe a new train: start over at its
+                                // next keyframe, the clock just after the last timestamp.
+                                assembler.reset();
+                                for slot in &mut slots.0 {
+                                    slot.clock.reanchor();
+                                    slot.parameter_sets.clear();
+                                }
+                            }
+                            _ => {}
+                        }
+                        if command_open {
+                            if let Some(ch) = &command {
+                                let _ = datachannel::send_event(ch, &ev).await;
+                            }
+                        }
+                        relay.event_sent();
+                    }
+                    Next::Answer(ev) => {
+                        if let Some(ch) = command.as_ref().filter(|_| command_open) {
+                            let _ = datachannel::send_event(ch, &ev).await;
+                        }
+                    }
+                    Next::End(end) => {
+                        if let Some(ch) = command.as_ref().filter(|_| command_open) {
+                            goodbye(ch, &end.closing()).await;
+                        }
+                        return end.reason();
+                    }
+                },
+                dc = recv_channel(&mut incoming) => match dc {
+                    Some(dc) => {
+                        if command.is_none() && dc.label().await.as_deref() == Ok("command") {
+                            helpers.push(datachannel::pump(Arc::clone(&dc), Channel::Command, ev_tx.clone()));
+                            command = Some(dc);
+                        } else {
+                            tracing::debug!(session = %peer.id, "ignoring a data channel that is not command");
+                        }
+                    }
+                    None => incoming = None,
+                },
+                ev = rx.recv() => match ev {
+                    Some(Event::Keyframe(ssrcs)) => {
+                        for ssrc in ssrcs {
+                            self.keyframe_request(&mut slots, ssrc, &cameras, train.as_ref());
+                        }
+                    }
+                    Some(Event::Command(Ev::Open(_))) => {
+                        command_open = true;
+                        if let Some(ch) = &command {
+                            for ev in [&welcome, &last_mapping] {
+                                let _ = datachannel::send_event(ch, ev).await;
+                            }
+                        }
+                    }
+                    Some(Event::Command(Ev::Closed)) => {
+                        command_open = false;
+                        command = None;
+                    }
+                    Some(Event::Command(ev)) => {
+                        if let Some(ch) = &command {
+                            datachannel::client_message(ch, &mut relay, ev).await;
+                        }
+                    }
+                    None => return "session helpers ended".into(),
+                },
+                changed = pc_state.changed() => if changed.is_err() || is_finished(*pc_state.borrow()) { return "connection failed".into() },
+                _ = peer.stop.notified() => {
+                    if let Some(ch) = command.as_ref().filter(|_| command_open) {
+                        goodbye(ch, &ServerEvent::Closing { reason: "closed by request".into() }).await;
+                    }
+                    return "closed by request".into();
+                }
+            }
+        }
+    }
+
+    /// Packetize `frame` and write it on `slot`'s track; returns the RTP packets written.
+    async fn write_frame(&self, slot: &mut Slot, frame: Frame, train: Option<&TrainId>) -> usize {
+        if slot.awaiting_keyframe && !frame.keyframe {
+            return 0;
+        }
+        let Some(data) = slot.parameter_sets.complete(frame.data) else {
+            self.request_for(slot, frame.camera, train);
+            return 0;
+        };
+        let timestamp = slot.clock.timestamp(frame.capture_us);
+        let payloads = match slot.payloader.payload(RTP_MTU, &Bytes::from(data)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(session = %self.peer.id, "cannot packetize a frame: {e}");
+                return 0;
+            }
+        };
+        let n = payloads.len();
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::Header {
+                    version: 2,
+                    marker: i + 1 == n,
+                    payload_type: slot.payload_type,
+                    sequence_number: slot.sequence,
+                    timestamp,
+                    ssrc: slot.ssrc,
+                    ..Default::default()
+                },
+                payload,
+            };
+            slot.sequence = slot.sequence.wrapping_add(1);
+            if let Err(e) = slot.track.write_rtp(packet).await {
+                // The rest of the frame is lost to the peer: wait for a keyframe, and ask for one.
+                tracing::debug!(session = %self.peer.id, "RTP write failed: {e}");
+                slot.awaiting_keyframe = true;
+                self.request_for(slot, frame.camera, train);
+                return i;
+            }
+        }
+        if frame.keyframe {
+            slot.awaiting_keyframe = false;
+        }
+        if lock(&self.peer.video_open_at).is_none() {
+            *lock(&self.peer.video_open_at) = Some(Instant::now());
+            METRICS.setup_seconds.observe(self.peer.created.elapsed().as_secs_f64());
+        }
+        n
+    }
+
+    /// A client's PLI or FIR for `ssrc`.
+    fn keyframe_request(&self, slots: &mut Slots, ssrc: u32, cameras: &[CameraId], train: Option<&TrainId>) {
+        let Some(slot) = slots.0.iter_mut().find(|s| s.ssrc == ssrc) else { return };
+        let Media::Video { camera } = slot.media;
+        let Some(&id) = cameras.get(camera) else { return };
+        self.request_for(slot, id, train);
+    }
+
+    /// Ask the train for a keyframe of `camera`, at most once per [`KEYFRAME_REQUEST_INTERVAL`]
+    /// per track.
+    fn request_for(&self, slot: &mut Slot, camera: CameraId, train: Option<&TrainId>) {
+        let Some(train) = train else { return };
+        let now = Instant::now();
+        if slot.last_keyframe_request.is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+            METRICS.keyframe_requests.with_label_values(&["limited"]).inc();
+            return;
+        }
+        slot.last_keyframe_request = Some(now);
+        let sent = self.core.hub.request_keyframe(train, Some(camera));
+        METRICS.keyframe_requests.with_label_values(&[if sent { "sent" } else { "not_sent" }]).inc();
+        tracing::debug!(session = %self.peer.id, %train, camera = camera.0, sent, "keyframe requested for a client");
+    }
+}
+
+/// Send the `closing` event and let it leave before the peer is closed, which would discard it:
+/// checked after 1, 2, 4 … ms, 255 ms at most (as the data-channel session does).
+async fn goodbye(command: &Arc<dyn DataChannel>, closing: &ServerEvent) {
+    if datachannel::send_event(command, closing).await {
+        for ms in (0..8).map(|i| 1 << i) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if command.outstanding_bytes().await.map_or(true, |n| n == 0) {
+                break;
+            }
+        }
+    }
+}
+
+/// The next data channel the client opens; pending forever once there are none.
+async fn recv_channel(
+    incoming: &mut Option<mpsc::UnboundedReceiver<Arc<dyn DataChannel>>>,
+) -> Option<Arc<dyn DataChannel>> {
+    match incoming {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A task reading a track's RTCP events and passing on the keyframe requests.
+fn rtcp_pump(track: Arc<dyn TrackLocal>, tx: mpsc::Sender<Event>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = track.poll().await {
+            let TrackLocalEvent::OnRtcpPacket(packets) = ev else { continue };
+            let ssrcs = keyframe_requests(&packets);
+            // Keyframe requests are idempotent: a full queue loses nothing that matters.
+            if !ssrcs.is_empty() && tx.try_send(Event::Keyframe(ssrcs)).is_err() && tx.is_closed() {
+                return;
+            }
+        }
+    })
+}
+
+fn mapped_train(ev: &ServerEvent) -> Option<TrainId> {
+    match ev {
+        ServerEvent::MappedTrainChanged { train_id, .. } => train_id.clone(),
+        _ => None,
+    }
+}
+
+fn camera_ids(ev: &ServerEvent) -> Vec<CameraId> {
+    let cameras: &[CameraInfo] = match ev {
+        ServerEvent::MappedTrainChanged { cameras, .. } | ServerEvent::TrainOnline { cameras, .. } => cameras,
+        _ => &[],
+    };
+    cameras.iter().map(|c| c.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_follow_capture_times_across_drops() {
+        let mut clock = RtpClock::new(1000);
+        let t0 = clock.timestamp(5_000_000);
+        assert_eq!(t0, 1000 + REANCHOR_STEP);
+        // 33,333 µs later: 3,000 ticks; a dropped frame later: 9,000 after the first.
+        assert_eq!(clock.timestamp(5_033_333).wrapping_sub(t0), 2_999);
+        assert_eq!(clock.timestamp(5_100_000).wrapping_sub(t0), 9_000);
+        // Back in time: re-anchored just after the last one.
+        let last = clock.timestamp(5_100_000);
+        assert_eq!(clock.timestamp(1_000), last.wrapping_add(REANCHOR_STEP));
+        // A remap re-anchors too, and the clock wraps.
+        let mut clock = RtpClock::new(u32::MAX - 10);
+        assert_eq!(clock.timestamp(7), (u32::MAX - 10).wrapping_add(REANCHOR_STEP));
+        clock.reanchor();
+        assert_eq!(clock.timestamp(1), (u32::MAX - 10).wrapping_add(2 * REANCHOR_STEP));
+    }
+
+    #[test]
+    fn keyframes_get_parameter_sets() {
+        let sps = [0, 0, 0, 1, 0x67, 1, 2];
+        let pps = [0, 0, 0, 1, 0x68, 3];
+        let idr = [0, 0, 0, 1, 0x65, 9, 9];
+        let delta = [0, 0, 0, 1, 0x41, 7];
+        let mut sets = ParameterSets::default();
+        assert_eq!(sets.complete(idr.to_vec()), None, "an IDR before any SPS/PPS is undecodable");
+        assert_eq!(sets.complete(delta.to_vec()), Some(delta.to_vec()));
+        let full = [&sps[..], &pps, &idr].concat();
+        assert_eq!(sets.complete(full.clone()), Some(full.clone()), "a complete keyframe is sent as is");
+        assert_eq!(sets.complete(idr.to_vec()), Some(full), "a bare IDR gets the last SPS and PPS");
+        let with_sps = [&sps[..], &idr].concat();
+        assert_eq!(sets.complete(with_sps), Some([&pps[..], &sps, &idr].concat()));
+    }
+
+    #[test]
+    fn pli_and_fir_name_the_ssrcs_to_refresh() {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        let packets: Vec<Box<dyn rtc::rtcp::packet::Packet>> = vec![
+            Box::new(ReceiverReport::default()),
+            Box::new(PictureLossIndication { sender_ssrc: 1, media_ssrc: 7 }),
+            Box::new(FullIntraRequest {
+                sender_ssrc: 1,
+                media_ssrc: 0,
+                fir: vec![FirEntry { ssrc: 8, sequence_number: 1 }, FirEntry { ssrc: 9, sequence_number: 1 }],
+            }),
+        ];
+        assert_eq!(keyframe_requests(&packets), [7, 8, 9]);
+        assert!(keyframe_requests(&packets[..1]).is_empty(), "a receiver report asks for nothing");
+    }
+
+    #[test]
+    fn video_mids_in_order() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v2\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
+        assert_eq!(video_mids(sdp), ["0", "v2"]);
+        assert_eq!(video_mids("v=0\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n"), Vec::<String>::new());
+        assert_eq!(nal_units(&[0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68]), [&[0x67u8, 1][..], &[0x68]]);
+    }
+}

@@ -1,0 +1,456 @@
+//! A WHEP player written with webrtc-rs: it offers receive-only H.264 video transceivers (and, if
+//! asked, a `command` channel), POSTs the offer, applies the answer, and turns each track's RTP
+//! into access units (RFC 6184 depacketized by webrtc-rs' own H.264 depacketizer) that a test
+//! checks against the simulator's manifest ([`verify`]).
+//!
+//! **Comparing frames.** The server's payloader strips the Annex B start codes, drops access unit
+//! delimiters and filler data, and sends SPS and PPS as one STAP-A; the depacketizer writes every
+//! NAL unit back with a 4-byte start code `00 00 00 01`. [`normalize`] puts a frame in that
+//! same form (4-byte start codes; AUD, type 9, and filler, type 12, dropped), so a received
+//! access unit verifies when SHA-256 of it equals the manifest's SHA-256 of the simulator's frame.
+//! The simulator writes exactly that form (OpenH264: 4-byte start codes, no AUD, no filler;
+//! `train-sim/src/video.rs` checks it), so its manifest hashes are compared as they are.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::HeaderMap;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::sync::mpsc;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
+};
+
+use crate::{HttpClient, Manifest, Server};
+
+/// The client's payload type for H.264 (packetization-mode 1, Constrained Baseline): not the
+/// server's default, so a packet stamped with the server's own would show.
+pub const CLIENT_H264_PT: u8 = 109;
+
+/// One complete access unit as received.
+#[derive(Debug, Clone)]
+pub struct AccessUnit {
+    /// The index of its video m-line (= camera index) in the offer.
+    pub slot: usize,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub timestamp: u32,
+    /// Annex B, 4-byte start codes.
+    pub data: Vec<u8>,
+    pub received: Instant,
+}
+
+/// What the tracks delivered so far.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub units: Vec<AccessUnit>,
+    /// Access units that could not be completed (a lost packet, no marker).
+    pub broken: u64,
+    /// RTP packets seen.
+    pub packets: u64,
+}
+
+struct Handler {
+    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+    channels: mpsc::UnboundedSender<Arc<dyn DataChannel>>,
+    ice: Arc<Mutex<Vec<RTCIceConnectionState>>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.send(track);
+    }
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let _ = self.channels.send(dc);
+    }
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        self.ice.lock().expect("lock").push(state);
+    }
+}
+
+/// A WHEP session of this client.
+pub struct Whep {
+    pub pc: Arc<dyn PeerConnection>,
+    /// `Location` of the session, and its URL.
+    pub location: String,
+    pub url: String,
+    pub etag: String,
+    pub answer: String,
+    /// All `Link` headers of the answer.
+    pub links: Vec<String>,
+    /// SSRC → slot, from the answer.
+    pub ssrcs: HashMap<u32, usize>,
+    /// The H.264 payload type of each video m-line in the answer (slot order).
+    pub payload_types: Vec<Option<u8>>,
+    pub received: Arc<Mutex<Received>>,
+    /// The remote tracks, as they appeared.
+    pub tracks: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
+    /// The `command` channel, when offered.
+    pub command: Option<Arc<dyn DataChannel>>,
+    /// Every ICE connection state this client went through, in order.
+    pub ice_states: Arc<Mutex<Vec<RTCIceConnectionState>>>,
+    /// POST → the answer applied.
+    pub signaling: Duration,
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Whep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whep").field("location", &self.location).field("etag", &self.etag).finish_non_exhaustive()
+    }
+}
+
+/// A webrtc-rs peer that can receive H.264 (and Opus is not offered).
+pub async fn media_peer() -> (
+    Arc<dyn PeerConnection>,
+    mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+    Arc<Mutex<Vec<RTCIceConnectionState>>>,
+) {
+    let mut engine = MediaEngine::default();
+    for (pt, profile) in [(CLIENT_H264_PT, "42e01f"), (125, "42001f")] {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264.to_owned(),
+                        clock_rate: 90_000,
+                        channels: 0,
+                        sdp_fmtp_line: format!(
+                            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
+                        ),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: pt,
+                },
+                RtpCodecKind::Video,
+            )
+            .expect("register H.264");
+    }
+    let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut engine));
+    let (tracks_tx, tracks) = mpsc::unbounded_channel();
+    let (dc_tx, channels) = mpsc::unbounded_channel();
+    let ice = Arc::new(Mutex::new(Vec::new()));
+    let runtime = webrtc::runtime::default_runtime().expect("runtime");
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(engine)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                .with_network_types(vec![rtc::ice::network_type::NetworkType::Udp4])
+                .build(),
+        )
+        .with_handler(Arc::new(Handler { tracks: tracks_tx, channels: dc_tx, ice: Arc::clone(&ice) })
+            as Arc<dyn PeerConnectionEventHandler>)
+        .with_runtime(runtime)
+        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .build()
+        .await
+        .expect("peer connection");
+    (Arc::new(pc), tracks, channels, ice)
+}
+
+/// Make `pc`'s offer: `cameras` receive-only video transceivers and, with `command`, the
+/// `command` channel; waits until it has a host candidate (no trickle).
+pub async fn offer(
+    pc: &Arc<dyn PeerConnection>,
+    cameras: usize,
+    command: bool,
+) -> (String, Option<Arc<dyn DataChannel>>) {
+    for _ in 0..cameras {
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .expect("video transceiver");
+    }
+    let dc = if command { Some(pc.create_data_channel("command", None).await.expect("command")) } else { None };
+    let offer = pc.create_offer(None).await.expect("offer");
+    pc.set_local_description(offer).await.expect("set offer");
+    let mut sdp = String::new();
+    for _ in 0..300 {
+        sdp = pc.local_description().await.expect("local").sdp;
+        if sdp.contains("a=candidate") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sdp.contains("a=candidate"), "the client gathered a host candidate");
+    (sdp, dc)
+}
+
+/// One HTTP request with any body and headers: status, response headers, body text.
+pub async fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, HeaderMap, String) {
+    let client: HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(Full::new(Bytes::from(body.to_owned()))).expect("request")).await.expect("http");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Per video m-line of `sdp`, in order: its SSRCs and its first H.264 payload type.
+pub fn video_sections(sdp: &str) -> Vec<(Vec<u32>, Option<u8>)> {
+    let mut out: Vec<(Vec<u32>, Option<u8>)> = Vec::new();
+    let mut in_video = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video ");
+            if in_video {
+                out.push((Vec::new(), None));
+            }
+            continue;
+        }
+        let Some(cur) = out.last_mut().filter(|_| in_video) else { continue };
+        if let Some(rest) = line.strip_prefix("a=ssrc:") {
+            if let Some(ssrc) = rest.split(' ').next().and_then(|s| s.parse().ok()) {
+                if !cur.0.contains(&ssrc) {
+                    cur.0.push(ssrc);
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            let mut f = rest.split([' ', '/']);
+            if let (Some(pt), Some(name)) = (f.next(), f.next()) {
+                if name.eq_ignore_ascii_case("H264") && cur.1.is_none() {
+                    cur.1 = pt.parse().ok();
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Whep {
+    /// Offer `cameras` video m-lines (and `command`) to remote control `rc` as `token`, and apply
+    /// the answer. Panics unless the server answers 201.
+    pub async fn connect(server: &Server, rc: &str, token: Option<&str>, cameras: usize, command: bool) -> Whep {
+        let started = Instant::now();
+        let (pc, mut tracks_rx, _channels, ice_states) = media_peer().await;
+        let (sdp, command) = offer(&pc, cameras, command).await;
+        let url = server.url(&format!("/api/whep/remote-controls/{rc}"));
+        let (status, headers, answer) = http("POST", &url, token, &[("content-type", "application/sdp")], &sdp).await;
+        assert_eq!(status, 201, "WHEP POST: {answer}");
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(header("content-type").as_deref(), Some("application/sdp"));
+        let location = header("location").expect("Location");
+        let etag = header("etag").expect("ETag");
+        let links = headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+        let sections = video_sections(&answer);
+        let mut ssrcs = HashMap::new();
+        for (slot, (list, _)) in sections.iter().enumerate() {
+            for s in list {
+                ssrcs.insert(*s, slot);
+            }
+        }
+        let payload_types = sections.iter().map(|(_, pt)| *pt).collect();
+        pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).expect("answer"))
+            .await
+            .expect("set answer");
+        let signaling = started.elapsed();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let tracks = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (received, tracks, ssrcs) = (Arc::clone(&received), Arc::clone(&tracks), ssrcs.clone());
+            tokio::spawn(async move {
+                while let Some(track) = tracks_rx.recv().await {
+                    tracks.lock().expect("lock").push(Arc::clone(&track));
+                    tokio::spawn(read_track(track, ssrcs.clone(), Arc::clone(&received)));
+                }
+            });
+        }
+        Whep {
+            pc,
+            url: server.url(&location),
+            location,
+            etag,
+            answer,
+            links,
+            ssrcs,
+            payload_types,
+            received,
+            tracks,
+            command,
+            ice_states,
+            signaling,
+            started,
+        }
+    }
+
+    /// Access units received so far on `slot`.
+    pub fn units(&self, slot: usize) -> Vec<AccessUnit> {
+        self.received.lock().expect("lock").units.iter().filter(|u| u.slot == slot).cloned().collect()
+    }
+
+    /// Wait until every slot in `0..slots` has `n` access units; panics after `timeout`.
+    pub async fn wait_units(&self, slots: usize, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if (0..slots).all(|s| self.units(s).len() >= n) {
+                return;
+            }
+            let counts: Vec<usize> = (0..slots).map(|s| self.units(s).len()).collect();
+            assert!(Instant::now() < deadline, "access units per slot after {timeout:?}: {counts:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Send a PLI for `slot`'s SSRC.
+    pub async fn pli(&self, slot: usize) {
+        let ssrc = *self.ssrcs.iter().find(|(_, s)| **s == slot).expect("ssrc of slot").0;
+        let track = self.tracks.lock().expect("lock").first().cloned().expect("a remote track");
+        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+        };
+        track.write_rtcp(vec![Box::new(pli)]).await.expect("PLI sent");
+    }
+}
+
+/// One track's RTP, into access units: packets of one timestamp, in sequence, up to the marker.
+async fn read_track(track: Arc<dyn TrackRemote>, ssrcs: HashMap<u32, usize>, received: Arc<Mutex<Received>>) {
+    let mut current: Vec<rtc::rtp::Packet> = Vec::new();
+    while let Some(ev) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(p) = ev else { continue };
+        let mut r = received.lock().expect("lock");
+        r.packets += 1;
+        if let Some(first) = current.first() {
+            let expected = current.last().map_or(0, |l| l.header.sequence_number.wrapping_add(1));
+            if first.header.timestamp != p.header.timestamp || p.header.sequence_number != expected {
+                r.broken += 1;
+                current.clear();
+            }
+        }
+        let marker = p.header.marker;
+        current.push(p);
+        if !marker {
+            continue;
+        }
+        let packets = std::mem::take(&mut current);
+        let mut depacketizer = H264Packet::default();
+        let mut data = Vec::new();
+        let mut ok = true;
+        for p in &packets {
+            match depacketizer.depacketize(&p.payload) {
+                Ok(b) => data.extend_from_slice(&b),
+                Err(_) => ok = false,
+            }
+        }
+        let h = &packets[0].header;
+        match ssrcs.get(&h.ssrc) {
+            Some(&slot) if ok && !data.is_empty() => r.units.push(AccessUnit {
+                slot,
+                ssrc: h.ssrc,
+                payload_type: h.payload_type,
+                timestamp: h.timestamp,
+                data,
+                received: Instant::now(),
+            }),
+            _ => r.broken += 1,
+        }
+    }
+}
+
+/// An access unit in the form the depacketizer writes: every NAL unit after `00 00 00 01`; AUD
+/// and filler data dropped (the payloader drops them).
+pub fn normalize(data: &[u8]) -> Vec<u8> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 2 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push((if i > 0 && data[i - 1] == 0 { i - 1 } else { i }, i + 3));
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(data.len());
+    for (k, &(_, p)) in starts.iter().enumerate() {
+        let nal = &data[p..starts.get(k + 1).map_or(data.len(), |n| n.0)];
+        if nal.is_empty() || matches!(nal[0] & 0x1f, 9 | 12) {
+            continue;
+        }
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+    out
+}
+
+/// What [`verify`] found for one slot.
+#[derive(Debug, Default, Clone)]
+pub struct Verified {
+    /// Access units whose SHA-256 is a frame of the manifest (train, camera = slot).
+    pub frames: usize,
+    pub keyframes: usize,
+    /// Access units matching no frame.
+    pub unknown: usize,
+    /// Consecutive verified frames whose RTP timestamp step differs from the capture-time step
+    /// at 90 kHz by more than one tick.
+    pub bad_timestamps: usize,
+    /// Payload types seen.
+    pub payload_types: Vec<u8>,
+    /// The manifest sequence numbers verified, in arrival order.
+    pub seqs: Vec<u32>,
+}
+
+/// Check `units` of one slot against the frames `train`'s camera `camera` sent.
+pub fn verify(units: &[AccessUnit], manifest: &Manifest, train: &str, camera: u16) -> Verified {
+    let by_hash: HashMap<&str, &crate::Entry> =
+        manifest.of_train(train).filter(|e| e.camera == camera).map(|e| (e.sha256.as_str(), e)).collect();
+    let mut v = Verified::default();
+    let mut last: Option<(u32, u64)> = None;
+    for u in units {
+        if !v.payload_types.contains(&u.payload_type) {
+            v.payload_types.push(u.payload_type);
+        }
+        let sha = crate::sha256_hex(&normalize(&u.data));
+        let Some(e) = by_hash.get(sha.as_str()) else {
+            v.unknown += 1;
+            last = None;
+            continue;
+        };
+        v.frames += 1;
+        v.keyframes += usize::from(e.keyframe);
+        v.seqs.push(e.seq);
+        if let Some((ts, capture)) = last {
+            let want = e.capture_us.wrapping_sub(capture) as i64 * 90_000 / 1_000_000;
+            let got = u.timestamp.wrapping_sub(ts) as i32 as i64;
+            if (got - want).abs() > 1 {
+                v.bad_timestamps += 1;
+            }
+        }
+        last = Some((u.timestamp, e.capture_us));
+    }
+    v
+}
