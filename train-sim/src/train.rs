@@ -266,9 +266,11 @@ fn camera_loop(mut camera: Camera, cam: u16, fps: u32, shared: Arc<Shared>, tx: 
 }
 
 /// One Opus packet every 20 ms while connected (docs/wire-format.md §2.7). Capture times are on
-/// the wall clock that stamps the video, exactly 20 ms apart within a run of packets: a run starts
-/// at the first packet after a (re)connection, and again whenever pacing and the wall clock drift
-/// more than two packets apart (the thread was late, or the clock was stepped).
+/// the wall clock that stamps the video, exactly 20 ms apart within a run of packets, and always
+/// increasing: a run starts at the first packet after a (re)connection, and again when the wall
+/// clock gets more than two packets ahead of the run (the thread was late, or the clock was
+/// stepped forward). A run ahead of the wall clock (packets sent back to back to catch up after a
+/// short stall, or a clock stepped back) goes on: starting again there would go back in time.
 fn microphone_loop(mut mic: Microphone, id: u16, shared: Arc<Shared>, tx: mpsc::Sender<Frame>) {
     let interval = Duration::from_millis(u64::from(audio::FRAME_MS));
     let step_us = u64::from(audio::FRAME_MS) * 1000;
@@ -292,7 +294,7 @@ fn microphone_loop(mut mic: Microphone, id: u16, shared: Arc<Shared>, tx: mpsc::
         }
         let wall = now_us();
         let (start, k) = match run {
-            Some((start, k)) if (start + k * step_us).abs_diff(wall) <= 2 * step_us => (start, k),
+            Some((start, k)) if wall.saturating_sub(start + k * step_us) <= 2 * step_us => (start, k),
             _ => (wall, 0),
         };
         run = Some((start, k + 1));

@@ -60,6 +60,7 @@ async fn opus_packets_arrive_at_50_per_second_exactly_as_sent() {
     let mut spacing = Vec::new();
     for w in audio.windows(2) {
         if w[1].seq == w[0].seq + 1 {
+            assert!(w[1].capture_us > w[0].capture_us, "capture times go back: {:?} then {:?}", w[0], w[1]);
             spacing.push(w[1].capture_us - w[0].capture_us);
         }
     }
