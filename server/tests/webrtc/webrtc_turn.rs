@@ -19,18 +19,18 @@ use testkit::webrtc::RtcClient;
 use testkit::ws::verify;
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
-const TURN_USER: &str = "railcast";
-const TURN_PASSWORD: &str = "loopback-only";
+pub(crate) const TURN_USER: &str = "railcast";
+pub(crate) const TURN_PASSWORD: &str = "loopback-only";
 
 /// coturn on 127.0.0.1, long-term credentials, relaying to loopback peers (off by default).
-struct Turn {
+pub(crate) struct Turn {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: std::path::PathBuf,
 }
 
 impl Turn {
-    fn start(dir: &Path) -> Turn {
+    pub(crate) fn start(dir: &Path) -> Turn {
         assert!(
             Path::new("/usr/bin/turnserver").exists(),
             "this test needs Debian's coturn (/usr/bin/turnserver): run scripts/setup.sh"
@@ -57,11 +57,11 @@ impl Turn {
         Turn { child, port, log }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("turn:127.0.0.1:{}?transport=udp", self.port)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -263,7 +263,7 @@ pub async fn build(
                 credential: s.credential.clone().unwrap_or_default(),
             })
             .collect();
-        let built = PeerConnectionBuilder::new()
+        let builder = PeerConnectionBuilder::new()
             .with_configuration(
                 RTCConfigurationBuilder::new()
                     .with_ice_servers(ice_servers)
@@ -280,10 +280,12 @@ pub async fn build(
                 advertise: Advertise { bind: config.bind_ip, advertised: config.advertised_ip },
             }) as Arc<dyn PeerConnectionEventHandler>)
             .with_runtime(runtime.clone())
-            .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(config.bind_ip, port))])
-            .with_data_channel_send_buffer_limit(config.send_buffer)
-            .build()
-            .await;
+            .with_data_channel_send_buffer_limit(config.send_buffer);
+        // Every session on the one shared socket, or a socket of its own from the range.
+        let built = match &config.udp_mux {
+            Some(mux) => builder.with_udp_mux(Arc::clone(mux)).build().await,
+            None => builder.with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(config.bind_ip, port))]).build().await,
+        };
         match built {
             Ok(pc) => return Ok(Arc::new(pc)),
             Err(e) => last_err = e.to_string(),
