@@ -183,7 +183,8 @@ settings! {
     /// Directory of the built web console (`npm run build` in web-client), served at `/`; when it
     /// has no index.html, `/` serves a small status page instead. Relative to the working directory.
     web_root: String = String::from("web-client/dist"), "RAILCAST_WEB_ROOT";
-    /// IP address the WebRTC peers' UDP sockets bind to.
+    /// IP address of WebRTC's UDP socket (the shared one, or each session's with
+    /// webrtc_udp_ports); 0.0.0.0 or :: with the shared port needs webrtc_advertised_ip.
     webrtc_bind_ip: std::net::IpAddr = std::net::IpAddr::from([127, 0, 0, 1]), "RAILCAST_WEBRTC_BIND_IP";
     /// IP address announced in the server's candidates instead of the bound one (behind NAT);
     /// empty: the bound address.

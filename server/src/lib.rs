@@ -415,6 +415,8 @@ mod tests {
             (&["--ws-write-timeout", "10ms"], "ws_write_timeout"),
             (&["--webrtc-udp-ports", "9-1"], "webrtc_udp_ports"),
             (&["--webrtc-udp-ports", "50000"], "webrtc_udp_ports"),
+            (&["--webrtc-udp-port", "8189", "--webrtc-udp-ports", "50000-50099"], "webrtc_udp_port"),
+            (&["--webrtc-bind-ip", "0.0.0.0"], "webrtc_advertised_ip"),
             (&["--webrtc-advertised-ip", "here"], "webrtc_advertised_ip"),
             (&["--webrtc-ice-servers", "http://x"], "webrtc_ice_servers"),
             (&["--webrtc-ice-servers", "turn:x:3478"], "webrtc_turn_username"),

@@ -222,7 +222,11 @@ async fn garbage_on_the_shared_port_is_dropped_and_counted() {
         sent_unknown_ufrag += 1;
     }
     // A Binding success nobody asked for, a request without USERNAME, a truncated header.
-    for d in [stun(0x0101, [0xAB; 12], &[]), stun(0x0001, [0xCD; 12], &[]), stun(0x0001, [1; 12], &[username])[..19].to_vec()] {
+    for d in [
+        stun(0x0101, [0xAB; 12], &[]),
+        stun(0x0001, [0xCD; 12], &[]),
+        stun(0x0001, [1; 12], &[username])[..19].to_vec(),
+    ] {
         attacker.send_to(&d, target).expect("send");
         sent_other += 1;
     }
@@ -292,7 +296,11 @@ async fn relayed_clients_reach_the_shared_port_through_coturn() {
     let manifest = sim.manifest();
     for rtc in [&a, &b] {
         let checked = verify(&rtc.client.frames(), &manifest);
-        println!("relayed session {}: setup {:.1} ms, {checked} frames verified", rtc.session_id, rtc.setup.as_secs_f64() * 1000.0);
+        println!(
+            "relayed session {}: setup {:.1} ms, {checked} frames verified",
+            rtc.session_id,
+            rtc.setup.as_secs_f64() * 1000.0
+        );
     }
     // The server saw the clients only at coturn's relayed addresses (its relay ports), all on
     // the one port.
@@ -323,4 +331,29 @@ async fn the_shared_port_and_the_range_exclude_each_other() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("webrtc_udp_port"), "{stderr}");
     println!("{}", stderr.trim());
+}
+
+/// As docker-compose runs it: bound on every interface, a fixed port, the address clients reach
+/// announced instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_port_on_every_interface_as_in_compose() {
+    let dir = scratch("webrtc_single_port_compose");
+    let port = UdpSocket::bind("0.0.0.0:0").expect("udp").local_addr().expect("addr").port();
+    let port_arg = port.to_string();
+    let args = ["--webrtc-bind-ip", "0.0.0.0", "--webrtc-advertised-ip", "127.0.0.1", "--webrtc-udp-port", &port_arg];
+    let server = Server::start(&dir, &args).await;
+    assert_eq!(server.webrtc_udp.as_deref(), Some(format!("0.0.0.0:{port}").as_str()));
+    let sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
+    let rc = remote_control(&server, Some("train-1")).await;
+    let rtc = RtcClient::connect(&server, &rc).await;
+    let hosts: Vec<&str> = rtc.offer.lines().filter(|l| l.contains(" typ host")).collect();
+    assert!(
+        !hosts.is_empty() && hosts.iter().all(|l| l.contains(&format!(" 127.0.0.1 {port} typ host"))),
+        "the advertised address with the fixed port: {hosts:?}"
+    );
+    rtc.client.wait_frames(10).await;
+    let checked = verify(&rtc.client.frames(), &sim.manifest());
+    println!("bound 0.0.0.0:{port}, announced 127.0.0.1:{port}: {checked} frames verified");
+    assert_eq!(udp_ports(server.child.id().expect("pid")), expected_ports(&server));
+    close_all(&server, vec![rtc]).await;
 }

@@ -8,6 +8,11 @@
 //! the channel is full the session stops draining its hub queue, so the hub drops whole frames
 //! for this peer only.
 //!
+//! Every peer connection shares one UDP socket (`webrtc_udp_port`, bound at start-up by
+//! [`Settings::bind_udp`]): the vendored webrtc-rs's `UdpMux` routes its datagrams by ICE ufrag,
+//! then by the client's address (third_party/PATCHES.md, 17). `webrtc_udp_ports` instead gives
+//! each peer a socket of its own from a range.
+//!
 //! - [`peers`]: the registry ([`Server`]), with plain types for the front-ends;
 //! - [`negotiate`]: the peer connection, SDP and candidates, both directions;
 //! - [`datachannel`]: the session over the two channels.
@@ -318,16 +323,7 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
         IntGauge::new("railcast_webrtc_udp_connections", "Peer connections on the shared WebRTC UDP port.")
             .expect("valid metric");
     r.register(Box::new(udp_connections.clone())).expect("unique metric");
-    WebRtcMetrics {
-        sessions,
-        created,
-        failed,
-        setup_seconds,
-        udp_dropped,
-        udp_received,
-        udp_routes,
-        udp_connections,
-    }
+    WebRtcMetrics { sessions, created, failed, setup_seconds, udp_dropped, udp_received, udp_routes, udp_connections }
 });
 
 #[cfg(test)]

@@ -230,7 +230,8 @@ impl PortRange {
     }
 }
 
-/// Build a peer connection bound to `bind_ip` (a port from the range when one is configured).
+/// Build a peer connection on the shared UDP socket, or, with a port range, bound to `bind_ip`
+/// (a port from the range).
 pub async fn build(
     config: &Settings,
     ports: &PortRange,
@@ -284,7 +285,12 @@ pub async fn build(
         // Every session on the one shared socket, or a socket of its own from the range.
         let built = match &config.udp_mux {
             Some(mux) => builder.with_udp_mux(Arc::clone(mux)).build().await,
-            None => builder.with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(config.bind_ip, port))]).build().await,
+            None => {
+                builder
+                    .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(config.bind_ip, port))])
+                    .build()
+                    .await
+            }
         };
         match built {
             Ok(pc) => return Ok(Arc::new(pc)),
