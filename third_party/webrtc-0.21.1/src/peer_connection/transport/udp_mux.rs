@@ -628,3 +628,108 @@ mod stun {
         }
     }
 }
+
+#[cfg(all(test, feature = "runtime-tokio"))]
+mod routing_tests {
+    use super::*;
+    use crate::runtime::TokioRuntime;
+    use std::net::UdpSocket;
+
+    fn binding(kind: u16, tid: u8, username: Option<&[u8]>) -> Vec<u8> {
+        let mut body = Vec::new();
+        if let Some(u) = username {
+            body.extend_from_slice(&0x0006u16.to_be_bytes());
+            body.extend_from_slice(&(u.len() as u16).to_be_bytes());
+            body.extend_from_slice(u);
+            body.resize(body.len().div_ceil(4) * 4, 0);
+        }
+        let mut m = kind.to_be_bytes().to_vec();
+        m.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        m.extend_from_slice(&[tid; 12]);
+        m.extend_from_slice(&body);
+        m
+    }
+
+    async fn recv(conn: &UdpMuxConn) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = [0u8; 1500];
+        let got = ::tokio::time::timeout(Duration::from_millis(300), conn.recv_from(&mut buf)).await;
+        got.ok().map(|r| {
+            let (n, from) = r.expect("recv");
+            (buf[..n].to_vec(), from)
+        })
+    }
+
+    async fn settle(mux: &UdpMux, received: u64) {
+        while mux.stats().received < received {
+            ::tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[test]
+    fn routes_by_ufrag_then_address_then_transaction_and_forgets_closed_connections() {
+        let rt = ::tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), Arc::new(TokioRuntime)).expect("bind");
+            let (a, b) = (mux.connect(), mux.connect());
+            a.add_local_ufrag("ufragA");
+            b.add_local_ufrag("ufragB");
+            let c1 = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let c2 = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = mux.local_addr();
+
+            // A check for B's ufrag goes to B, which now owns c1's address.
+            c1.send_to(&binding(0x0001, 1, Some(b"ufragB:remote")), to).unwrap();
+            let (m, from) = recv(&b).await.expect("B gets its check");
+            assert_eq!((m[1], from), (0x01, c1.local_addr().unwrap()));
+            c1.send_to(b"\x16\xfe\xfd dtls", to).unwrap();
+            assert_eq!(recv(&b).await.expect("by address").0, b"\x16\xfe\xfd dtls");
+            assert!(recv(&a).await.is_none(), "A gets nothing of B's");
+
+            // Unknown: dropped and counted.
+            c2.send_to(b"garbage", to).unwrap();
+            c2.send_to(&binding(0x0001, 2, Some(b"nobody:x")), to).unwrap();
+            c2.send_to(&binding(0x0101, 3, None), to).unwrap();
+            settle(&mux, 5).await;
+            let s = mux.stats();
+            assert_eq!((s.dropped_unknown_address, s.dropped_unknown_ufrag), (2, 1), "{s:?}");
+
+            // A's request to c2: the response comes back to A by its transaction id.
+            a.send_to(&binding(0x0001, 9, Some(b"remote:ufragA")), c2.local_addr().unwrap()).await.unwrap();
+            let mut buf = [0u8; 64];
+            let (n, _) = c2.recv_from(&mut buf).unwrap();
+            assert_eq!(n, 20 + 4 + 16, "header, USERNAME header, padded value");
+            c2.send_to(&binding(0x0101, 9, None), to).unwrap();
+            assert_eq!(recv(&a).await.expect("A gets its response").0[..2], [0x01, 0x01]);
+            assert_eq!(mux.stats().transactions, 0, "answered transactions are forgotten");
+
+            // B closes: its ufrag and address go with it.
+            drop(b);
+            let s = mux.stats();
+            assert_eq!((s.connections, s.ufrags, s.addresses), (1, 1, 0), "{s:?}");
+            c1.send_to(b"\x16\xfe\xfd late", to).unwrap();
+            settle(&mux, 7).await;
+            assert_eq!(mux.stats().dropped_unknown_address, 3);
+            assert!(recv(&a).await.is_none());
+        });
+    }
+
+    #[test]
+    fn a_connection_keeps_only_a_bounded_number_of_addresses_and_ufrags() {
+        let rt = ::tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), Arc::new(TokioRuntime)).expect("bind");
+            let a = mux.connect();
+            for i in 0..10 {
+                a.add_local_ufrag(&format!("ufrag{i}"));
+            }
+            let sockets: Vec<UdpSocket> = (0..MAX_ADDRS_PER_CONN + 8).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+            for s in &sockets {
+                s.send_to(&binding(0x0001, 1, Some(b"ufrag9:x")), mux.local_addr()).unwrap();
+            }
+            settle(&mux, sockets.len() as u64).await;
+            let s = mux.stats();
+            assert_eq!((s.ufrags, s.addresses), (MAX_UFRAGS_PER_CONN, MAX_ADDRS_PER_CONN), "{s:?}");
+        });
+    }
+}
