@@ -2,8 +2,9 @@
 //!
 //! 1. Three webrtc-rs clients at once: each offer's host candidate is the shared port, all three
 //!    carry verified video, and the server process has exactly one UDP socket besides QUIC and
-//!    WebTransport (read from `/proc/<pid>/fd` and `/proc/<pid>/net/udp`). Closed sessions leave
-//!    the mux: no connection and no route is left. Without the mux each session binds a socket
+//!    WebTransport (read from `/proc/<pid>/fd` and `/proc/<pid>/net/udp`), also all along a
+//!    fourth session from aiortc. Closed sessions leave the mux: no connection and no route is
+//!    left. Without the mux each session binds a socket
 //!    of its own and the socket count fails.
 //! 2. Garbage on the port (random bytes, a Binding request for an unknown ufrag, a stray STUN
 //!    response, a truncated header) is dropped and counted in
@@ -11,6 +12,8 @@
 //! 3. Clients behind a real TURN server (coturn, client policy `relay`): every datagram reaches
 //!    the shared port from coturn's relayed addresses, and the sessions carry verified video.
 //! 4. `webrtc_udp_port` and `webrtc_udp_ports` together are refused, naming the setting.
+//! 5. The compose setup: bound on `0.0.0.0` with a fixed port, the advertised address announced.
+//! 6. The control: with `webrtc_udp_ports` the same socket check sees a socket per session.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
@@ -141,6 +144,45 @@ async fn three_sessions_share_one_udp_socket() {
     let ports = udp_ports(pid);
     println!("server UDP sockets with 3 sessions: {ports:?} (shared WebRTC port {shared})");
     assert_eq!(ports, expected_ports(&server), "one UDP socket serves every WebRTC session");
+
+    // A fourth session from a foreign stack (aiortc) joins, streams and leaves; the sockets are
+    // sampled all along, its setup included.
+    let rc4 = remote_control(&server, Some("train-1")).await;
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = std::sync::Arc::clone(&sampling);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.push(udp_ports(pid));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    let report = crate::aiortc_peer::aiortc(&server, &rc4).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let seen = sampler.await.expect("sampler");
+    let offered: Vec<u16> = report["offer_candidates"]
+        .as_array()
+        .expect("offer_candidates")
+        .iter()
+        .filter_map(|c| c.as_str()?.split_whitespace().nth(5)?.parse().ok())
+        .collect();
+    assert!(!offered.is_empty() && offered.iter().all(|p| *p == shared), "aiortc was offered {offered:?}");
+    let aiortc_frames = report["frames"].as_array().map_or(0, Vec::len);
+    assert!(aiortc_frames >= 20, "aiortc: {report}");
+    let odd: Vec<&Vec<u16>> = seen.iter().filter(|p| **p != expected_ports(&server)).collect();
+    println!(
+        "aiortc alongside: setup {} ms, {aiortc_frames} frames; {} socket samples, none with another UDP socket",
+        report["setup_ms"],
+        seen.len()
+    );
+    assert!(odd.is_empty(), "while aiortc connected the server held {odd:?}");
+    for rtc in &clients {
+        let n = rtc.client.frames().len();
+        rtc.client.wait_frames(n + 10).await;
+    }
 
     let text = metrics(&server).await;
     assert_eq!(sample(&text, "railcast_webrtc_udp_connections"), 3.0, "{text}");
@@ -356,4 +398,25 @@ async fn fixed_port_on_every_interface_as_in_compose() {
     println!("bound 0.0.0.0:{port}, announced 127.0.0.1:{port}: {checked} frames verified");
     assert_eq!(udp_ports(server.child.id().expect("pid")), expected_ports(&server));
     close_all(&server, vec![rtc]).await;
+}
+
+/// The control: with a port range each session binds its own socket, and the check above sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_port_range_each_session_binds_its_own_socket() {
+    let dir = scratch("webrtc_single_port_range");
+    let lo = UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr").port().min(65_000);
+    let range = format!("{lo}-{}", lo + 20);
+    let server = Server::start(&dir, &["--webrtc-udp-ports", &range]).await;
+    assert_eq!(server.webrtc_udp, None, "no shared port with a range");
+    let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
+    let rc1 = remote_control(&server, Some("train-1")).await;
+    let rc2 = remote_control(&server, Some("train-1")).await;
+    let (a, b) = tokio::join!(RtcClient::connect(&server, &rc1), RtcClient::connect(&server, &rc2));
+    a.client.wait_frames(5).await;
+    b.client.wait_frames(5).await;
+    let ports = udp_ports(server.child.id().expect("pid"));
+    let per_session: Vec<&u16> = ports.iter().filter(|p| (lo..=lo + 20).contains(*p)).collect();
+    println!("with --webrtc-udp-ports {range}, 2 sessions: UDP sockets {ports:?}");
+    assert_eq!(per_session.len(), 2, "a socket per session: {ports:?}");
+    close_all(&server, vec![a, b]).await;
 }
