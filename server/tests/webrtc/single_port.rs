@@ -14,6 +14,8 @@
 //! 4. `webrtc_udp_port` and `webrtc_udp_ports` together are refused, naming the setting.
 //! 5. The compose setup: bound on `0.0.0.0` with a fixed port, the advertised address announced.
 //! 6. The control: with `webrtc_udp_ports` the same socket check sees a socket per session.
+//! 7. Three sessions gather server-reflexive candidates from one STUN server (coturn) at once
+//!    through the shared socket: each answer reaches the session that asked.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
@@ -419,4 +421,55 @@ async fn with_a_port_range_each_session_binds_its_own_socket() {
     println!("with --webrtc-udp-ports {range}, 2 sessions: UDP sockets {ports:?}");
     assert_eq!(per_session.len(), 2, "a socket per session: {ports:?}");
     close_all(&server, vec![a, b]).await;
+}
+
+/// Server-reflexive gathering through the shared socket: several sessions ask the same STUN
+/// server (coturn) from the same address at once, and each answer must reach the session that
+/// asked, by its transaction id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stun_answers_reach_the_session_that_asked() {
+    let dir = scratch("webrtc_single_port_stun");
+    let turn = Turn::start(&dir);
+    let stun = format!("stun:127.0.0.1:{}", turn.port);
+    let server = Server::start(&dir, &["--webrtc-ice-servers", &stun]).await;
+    let shared = port_of(server.webrtc_udp.as_deref().expect("webrtc-udp"));
+    let rc = remote_control(&server, None).await;
+    let offer = || async {
+        let (status, v) =
+            api("POST", &server.url("/api/webrtc/offer"), Some(serde_json::json!({"remote_control_id": rc}))).await;
+        assert_eq!(status, 200, "{v}");
+        v["session_id"].as_str().expect("session_id").to_owned()
+    };
+    let (s1, s2, s3) = tokio::join!(offer(), offer(), offer());
+    for sid in [&s1, &s2, &s3] {
+        let (mut srflx, mut complete, mut after) = (None, false, 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !complete && tokio::time::Instant::now() < deadline {
+            let url = server.url(&format!("/api/webrtc/sessions/{sid}/candidates?after={after}&wait_ms=1000"));
+            let (status, page) = api("GET", &url, None).await;
+            assert_eq!(status, 200, "{page}");
+            for c in page["candidates"].as_array().expect("candidates") {
+                let line = c["candidate"].as_str().expect("candidate");
+                if line.contains(" typ srflx") {
+                    srflx = Some(line.to_owned());
+                }
+            }
+            after = page["next"].as_u64().expect("next") as usize;
+            complete = page["complete"].as_bool().expect("complete");
+        }
+        let srflx =
+            srflx.unwrap_or_else(|| panic!("session {sid}: no server-reflexive candidate (complete: {complete})"));
+        let port: u16 = srflx.split_whitespace().nth(5).and_then(|p| p.parse().ok()).expect("port");
+        assert_eq!(port, shared, "coturn saw the shared port: {srflx}");
+        assert!(complete, "session {sid}: gathering completes");
+        println!("session {sid}: {srflx}");
+    }
+    let text = metrics(&server).await;
+    assert_eq!(sample(&text, "railcast_webrtc_udp_routes{kind=\"transaction\"}"), 0.0, "answered: {text}");
+    for sid in [&s1, &s2, &s3] {
+        let (status, _) = api("DELETE", &server.url(&format!("/api/webrtc/sessions/{sid}")), None).await;
+        assert_eq!(status, 204);
+    }
+    testkit::wait_no_webrtc_sessions(&server).await;
+    wait_mux_empty(&server).await;
 }
