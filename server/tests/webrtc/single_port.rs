@@ -6,8 +6,9 @@
 //!    fourth session from aiortc. Closed sessions leave the mux: no connection and no route is
 //!    left. Without the mux each session binds a socket
 //!    of its own and the socket count fails.
-//! 2. Garbage on the port (random bytes, a Binding request for an unknown ufrag, a stray STUN
-//!    response, a truncated header) is dropped and counted in
+//! 2. Garbage on the port (random bytes, a Binding request for an unknown ufrag, one with a
+//!    session's ufrag but without its password, a stray STUN response, a truncated header) is
+//!    dropped and counted in
 //!    `railcast_webrtc_udp_dropped_total`, and running sessions keep their video.
 //! 3. Clients behind a real TURN server (coturn, client policy `relay`): every datagram reaches
 //!    the shared port from coturn's relayed addresses, and the sessions carry verified video.
@@ -265,6 +266,20 @@ async fn garbage_on_the_shared_port_is_dropped_and_counted() {
         attacker.send_to(&stun(0x0001, [i; 12], &[username]), target).expect("send");
         sent_unknown_ufrag += 1;
     }
+    // A session's real ufrag without its password: a new address is tied to it only by a check
+    // that carries the password.
+    let ufrag = a.offer.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).expect("ufrag").to_owned();
+    let forged_username = format!("{ufrag}:attacker");
+    let mut forged = stun(0x0001, [0xEE; 12], &[(0x0006, forged_username.as_bytes())]);
+    let len = u16::from_be_bytes([forged[2], forged[3]]) + 24;
+    forged[2..4].copy_from_slice(&len.to_be_bytes());
+    forged.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]);
+    forged.extend_from_slice(&[0x5A; 20]);
+    let mut sent_bad_integrity = 0;
+    for _ in 0..10 {
+        attacker.send_to(&forged, target).expect("send");
+        sent_bad_integrity += 1;
+    }
     // A Binding success nobody asked for, a request without USERNAME, a truncated header.
     for d in [
         stun(0x0101, [0xAB; 12], &[]),
@@ -287,20 +302,26 @@ async fn garbage_on_the_shared_port_is_dropped_and_counted() {
     loop {
         let after = metrics(&server).await;
         let delta = |name: &str| sample(&after, name) - sample(&before, name);
-        let (ufrag, address) = (
+        let (ufrag, address, integrity) = (
             delta("railcast_webrtc_udp_dropped_total{reason=\"unknown_ufrag\"}"),
             delta("railcast_webrtc_udp_dropped_total{reason=\"unknown_address\"}"),
+            delta("railcast_webrtc_udp_dropped_total{reason=\"bad_integrity\"}"),
         );
-        if ufrag >= f64::from(sent_unknown_ufrag) && address >= f64::from(sent_other) {
+        if ufrag >= f64::from(sent_unknown_ufrag)
+            && address >= f64::from(sent_other)
+            && integrity >= f64::from(sent_bad_integrity)
+        {
             println!(
-                "dropped and counted: {ufrag} Binding requests for an unknown ufrag, {address} datagrams from unknown \
-                 addresses; both sessions kept their video"
+                "dropped and counted: {ufrag} Binding requests for an unknown ufrag, {integrity} with a session's \
+                 ufrag but not its password, {address} datagrams from unknown addresses; both sessions kept their \
+                 video"
             );
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "dropped {ufrag} of {sent_unknown_ufrag} (ufrag), {address} of {sent_other} (address)"
+            "dropped {ufrag} of {sent_unknown_ufrag} (ufrag), {integrity} of {sent_bad_integrity} (integrity), \
+             {address} of {sent_other} (address)"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -248,7 +248,7 @@ pub struct WebRtcMetrics {
     pub failed: IntCounterVec,
     pub setup_seconds: prometheus::Histogram,
     /// `railcast_webrtc_udp_dropped_total{reason}`: datagrams on the shared port that reached no
-    /// session (`unknown_ufrag`, `unknown_address`, `queue_full`).
+    /// session (`unknown_ufrag`, `unknown_address`, `queue_full`, `bad_integrity`).
     pub udp_dropped: IntCounterVec,
     /// `railcast_webrtc_udp_received_total`: datagrams received on the shared port.
     pub udp_received: IntCounter,
@@ -265,6 +265,7 @@ impl WebRtcMetrics {
             ("unknown_ufrag", now.dropped_unknown_ufrag, last.dropped_unknown_ufrag),
             ("unknown_address", now.dropped_unknown_address, last.dropped_unknown_address),
             ("queue_full", now.dropped_queue_full, last.dropped_queue_full),
+            ("bad_integrity", now.dropped_bad_integrity, last.dropped_bad_integrity),
         ];
         for (reason, now, last) in dropped {
             self.udp_dropped.with_label_values(&[reason]).inc_by(now.saturating_sub(last));
@@ -306,7 +307,7 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
         "Datagrams on the shared WebRTC UDP port that reached no session, by reason.",
         &["reason"],
     );
-    for reason in ["unknown_ufrag", "unknown_address", "queue_full"] {
+    for reason in ["unknown_ufrag", "unknown_address", "queue_full", "bad_integrity"] {
         udp_dropped.with_label_values(&[reason]);
     }
     let udp_received =

@@ -367,12 +367,15 @@ async fn send_datagrams(
         .map_err(Error::from)
 }
 
-/// railcast patch (third_party/PATCHES.md, 17): the `a=ice-ufrag:` of an SDP (with BUNDLE, one
-/// for every section).
-fn local_ice_ufrag(sdp: &str) -> Option<String> {
-    sdp.lines()
-        .find_map(|line| line.trim_end().strip_prefix("a=ice-ufrag:"))
-        .map(str::to_owned)
+/// railcast patch (third_party/PATCHES.md, 17): the `a=ice-ufrag:` and `a=ice-pwd:` of an SDP
+/// (with BUNDLE, the same in every section).
+fn local_ice_credentials(sdp: &str) -> Option<(String, String)> {
+    let find = |prefix: &str| {
+        sdp.lines()
+            .find_map(|line| line.trim_end().strip_prefix(prefix))
+            .map(str::to_owned)
+    };
+    Some((find("a=ice-ufrag:")?, find("a=ice-pwd:")?))
 }
 
 /// One address to bind, as produced by [`resolve_bind_addrs`].
@@ -1734,13 +1737,13 @@ where
                 // ufrag, which the local description (new, or after an ICE restart) now carries.
                 // This runs before gathering, so before any candidate reaches the application.
                 if !self.mux_conns.is_empty() {
-                    let ufrag = {
+                    let credentials = {
                         let core = self.inner.core.lock().await;
-                        core.local_description().and_then(|d| local_ice_ufrag(&d.sdp))
+                        core.local_description().and_then(|d| local_ice_credentials(&d.sdp))
                     };
-                    if let Some(ufrag) = ufrag {
+                    if let Some((ufrag, pwd)) = credentials {
                         for conn in &self.mux_conns {
-                            conn.add_local_ufrag(&ufrag);
+                            conn.add_local_credentials(&ufrag, &pwd);
                         }
                     }
                 }

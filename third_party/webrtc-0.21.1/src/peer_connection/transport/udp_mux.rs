@@ -10,7 +10,9 @@
 //!
 //! 1. a STUN Binding request by the local ufrag in its USERNAME (`local:remote`, RFC 8445
 //!    §7.2.2): the connection that owns that ufrag gets it, and from then on owns the sender's
-//!    address;
+//!    address. Before an address is given to a connection (a new one, or one another connection
+//!    owns), the request's MESSAGE-INTEGRITY must verify with that connection's password, so a
+//!    datagram with a forged source address cannot take a session's address away;
 //! 2. a STUN response (success or error) by its transaction id, when the connection sent the
 //!    request through the mux (its connectivity checks, and STUN server queries for
 //!    server-reflexive candidates: several connections ask the same STUN server, so its address
@@ -18,12 +20,13 @@
 //! 3. everything else (DTLS, SRTP/SRTCP, later STUN) by the sender's address.
 //!
 //! What matches nothing is dropped and counted ([`UdpMuxStats`]); nothing is parsed beyond the
-//! STUN header and the USERNAME attribute, and nothing from the network can make the mux grow:
+//! STUN header and the USERNAME and MESSAGE-INTEGRITY attributes, and nothing from the network can
+//! make the mux grow:
 //! each connection owns at most [`MAX_UFRAGS_PER_CONN`] ufrags, [`MAX_ADDRS_PER_CONN`] remote
 //! addresses and [`MAX_TRANSACTIONS_PER_CONN`] outstanding transactions (the oldest go first),
 //! and a connection's entries go when it is dropped (its driver stops, or an ICE restart
-//! replaces its transports). The mux checks no MESSAGE-INTEGRITY: the ICE agent behind it does,
-//! and drops a check that does not verify, as it would on a socket of its own.
+//! replaces its transports). Datagrams from an address a connection already owns go to it
+//! unchecked: the ICE agent behind the mux verifies every check, as on a socket of its own.
 //!
 //! TURN allocations cannot share the socket: a TURN server keys an allocation by its 5-tuple
 //! (RFC 8656 §2.2), so two connections allocating from one local address would collide. A peer
@@ -76,6 +79,9 @@ pub struct UdpMuxStats {
     pub dropped_unknown_address: u64,
     /// Dropped: the connection's queue was full (its driver is not keeping up).
     pub dropped_queue_full: u64,
+    /// Dropped: a Binding request for a known ufrag from an address its connection does not own,
+    /// whose MESSAGE-INTEGRITY does not verify with that connection's password.
+    pub dropped_bad_integrity: u64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +90,7 @@ struct Counters {
     unknown_ufrag: AtomicU64,
     unknown_address: AtomicU64,
     queue_full: AtomicU64,
+    bad_integrity: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,7 +139,8 @@ struct ConnEntry {
 struct Tables {
     next_id: ConnId,
     conns: HashMap<ConnId, ConnEntry>,
-    ufrags: HashMap<String, ConnId>,
+    /// Local ufrag → its connection and the ICE password that goes with it.
+    ufrags: HashMap<String, (ConnId, String)>,
     addrs: HashMap<SocketAddr, ConnId>,
     transactions: HashMap<TransactionId, ConnId>,
 }
@@ -181,10 +189,13 @@ impl Tables {
         }
     }
 
-    fn add_ufrag(&mut self, id: ConnId, ufrag: &str) {
+    fn add_ufrag(&mut self, id: ConnId, ufrag: &str, pwd: &str) {
         match self.ufrags.get(ufrag) {
-            Some(owner) if *owner == id => return,
-            Some(owner) => {
+            Some((owner, _)) if *owner == id => {
+                self.ufrags.insert(ufrag.to_owned(), (id, pwd.to_owned()));
+                return;
+            }
+            Some((owner, _)) => {
                 warn!("UDP mux: local ufrag {ufrag:?} moves from connection {owner} to {id}");
                 let owner = *owner;
                 if let Some(other) = self.conns.get_mut(&owner) {
@@ -194,11 +205,11 @@ impl Tables {
             None => {}
         }
         let Some(entry) = self.conns.get_mut(&id) else { return };
-        self.ufrags.insert(ufrag.to_owned(), id);
+        self.ufrags.insert(ufrag.to_owned(), (id, pwd.to_owned()));
         entry.ufrags.push_back(ufrag.to_owned());
         if entry.ufrags.len() > MAX_UFRAGS_PER_CONN {
             if let Some(old) = entry.ufrags.pop_front() {
-                if self.ufrags.get(&old) == Some(&id) {
+                if self.ufrags.get(&old).is_some_and(|(owner, _)| *owner == id) {
                     self.ufrags.remove(&old);
                 }
             }
@@ -208,7 +219,7 @@ impl Tables {
     fn remove(&mut self, id: ConnId) {
         let Some(entry) = self.conns.remove(&id) else { return };
         for ufrag in entry.ufrags {
-            if self.ufrags.get(&ufrag) == Some(&id) {
+            if self.ufrags.get(&ufrag).is_some_and(|(owner, _)| *owner == id) {
                 self.ufrags.remove(&ufrag);
             }
         }
@@ -280,7 +291,16 @@ impl Shared {
             Some(h) if h.class == stun::CLASS_REQUEST && h.method == stun::METHOD_BINDING => {
                 match stun::local_ufrag(datagram) {
                     Some(ufrag) => match std::str::from_utf8(ufrag).ok().and_then(|u| tables.ufrags.get(u)) {
-                        Some(&id) => {
+                        Some((id, _)) if tables.addrs.get(&from) == Some(id) => Some(*id),
+                        Some((id, pwd)) => {
+                            // A new address for this connection: only with its password.
+                            let id = *id;
+                            if !stun::integrity_verifies(datagram, pwd.as_bytes()) {
+                                drop(tables);
+                                self.counters.bad_integrity.fetch_add(1, Ordering::Relaxed);
+                                debug!("UDP mux: dropped a Binding request from {from} whose integrity fails");
+                                return;
+                            }
                             tables.claim_addr(id, from);
                             Some(id)
                         }
@@ -385,6 +405,7 @@ impl UdpMux {
             dropped_unknown_ufrag: c.unknown_ufrag.load(Ordering::Relaxed),
             dropped_unknown_address: c.unknown_address.load(Ordering::Relaxed),
             dropped_queue_full: c.queue_full.load(Ordering::Relaxed),
+            dropped_bad_integrity: c.bad_integrity.load(Ordering::Relaxed),
         }
     }
 
@@ -459,9 +480,10 @@ impl fmt::Debug for UdpMuxConn {
 }
 
 impl UdpMuxConn {
-    /// Route Binding requests for `ufrag` (this connection's local ufrag) here.
-    pub(crate) fn add_local_ufrag(&self, ufrag: &str) {
-        lock(&self.shared.tables).add_ufrag(self.id, ufrag);
+    /// Route Binding requests for `ufrag` (this connection's local ufrag, `pwd` its password)
+    /// here.
+    pub(crate) fn add_local_credentials(&self, ufrag: &str, pwd: &str) {
+        lock(&self.shared.tables).add_ufrag(self.id, ufrag, pwd);
     }
 }
 
@@ -532,6 +554,7 @@ mod stun {
     const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
     const HEADER_LEN: usize = 20;
     const ATTR_USERNAME: u16 = 0x0006;
+    const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
     pub(super) const CLASS_REQUEST: u8 = 0;
     pub(super) const CLASS_SUCCESS: u8 = 2;
     pub(super) const CLASS_ERROR: u8 = 3;
@@ -560,20 +583,43 @@ mod stun {
         Some(Header { class, method, transaction_id })
     }
 
-    /// The part of USERNAME before the first `:`: in a connectivity check, the receiver's ufrag.
-    pub(super) fn local_ufrag(b: &[u8]) -> Option<&[u8]> {
+    /// The first attribute of type `wanted`: its offset and its value.
+    fn attribute(b: &[u8], wanted: u16) -> Option<(usize, &[u8])> {
         let mut at = HEADER_LEN;
         while at + 4 <= b.len() {
             let kind = u16::from_be_bytes([b[at], b[at + 1]]);
             let len = usize::from(u16::from_be_bytes([b[at + 2], b[at + 3]]));
             let value = b.get(at + 4..at + 4 + len)?;
-            if kind == ATTR_USERNAME {
-                let end = value.iter().position(|&c| c == b':').unwrap_or(value.len());
-                return Some(&value[..end]);
+            if kind == wanted {
+                return Some((at, value));
             }
             at += 4 + len.div_ceil(4) * 4;
         }
         None
+    }
+
+    /// The part of USERNAME before the first `:`: in a connectivity check, the receiver's ufrag.
+    pub(super) fn local_ufrag(b: &[u8]) -> Option<&[u8]> {
+        let (_, value) = attribute(b, ATTR_USERNAME)?;
+        let end = value.iter().position(|&c| c == b':').unwrap_or(value.len());
+        Some(&value[..end])
+    }
+
+    /// Whether MESSAGE-INTEGRITY (RFC 8489 §14.5: HMAC-SHA1 over the message up to the
+    /// attribute, the header's length counting up to its end) verifies with the short-term key
+    /// `key` (the ICE password).
+    pub(super) fn integrity_verifies(b: &[u8], key: &[u8]) -> bool {
+        use hmac::{Hmac, Mac};
+        let Some((at, value)) = attribute(b, ATTR_MESSAGE_INTEGRITY) else { return false };
+        if value.len() != 20 {
+            return false;
+        }
+        let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(key) else { return false };
+        let len = u16::try_from(at + 4 + 20 - HEADER_LEN).unwrap_or(u16::MAX);
+        mac.update(&b[..2]);
+        mac.update(&len.to_be_bytes());
+        mac.update(&b[4..at]);
+        mac.verify_slice(value).is_ok()
     }
 
     #[cfg(test)]
@@ -602,6 +648,27 @@ mod stun {
             let h = header(&m).expect("stun");
             assert_eq!((h.class, h.method, h.transaction_id), (CLASS_REQUEST, METHOD_BINDING, [7; 12]));
             assert_eq!(local_ufrag(&m), Some(&b"srv1"[..]));
+        }
+
+        /// RFC 5769 §2.1, the sample request: its MESSAGE-INTEGRITY is keyed with
+        /// "VOkJxbRl1RmTxUk/WvJxBt".
+        #[test]
+        fn integrity_of_the_rfc5769_sample_request() {
+            let hex = "000100582112a442b7e7a701bc34d686fa87dfae802200105354554e2074657374\
+                       20636c69656e74002400046e0001ff80290008932ff9b151263b36000600096576\
+                       746a3a68367659202020000800149aeaa70cbfd8cb56781ef2b5b2d3f249c1b571\
+                       a280280004e57a3bcf";
+            let hex: String = hex.split_whitespace().collect();
+            let m: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            let h = header(&m).expect("stun");
+            assert_eq!((h.class, h.method), (CLASS_REQUEST, METHOD_BINDING));
+            assert_eq!(local_ufrag(&m), Some(&b"evtj"[..]));
+            assert!(integrity_verifies(&m, b"VOkJxbRl1RmTxUk/WvJxBt"));
+            assert!(!integrity_verifies(&m, b"VOkJxbRl1RmTxUk/WvJxBT"), "another key");
+            let mut forged = m.clone();
+            forged[30] ^= 1;
+            assert!(!integrity_verifies(&forged, b"VOkJxbRl1RmTxUk/WvJxBt"), "a changed byte");
+            assert!(!integrity_verifies(&message(0x0001, &[(ATTR_USERNAME, b"a:b")]), b"k"), "none");
         }
 
         #[test]
@@ -633,22 +700,37 @@ mod stun {
 mod routing_tests {
     use super::*;
     use crate::runtime::TokioRuntime;
+    use hmac::{Hmac, Mac};
     use std::net::UdpSocket;
 
-    fn binding(kind: u16, tid: u8, username: Option<&[u8]>) -> Vec<u8> {
-        let mut body = Vec::new();
-        if let Some(u) = username {
-            body.extend_from_slice(&0x0006u16.to_be_bytes());
-            body.extend_from_slice(&(u.len() as u16).to_be_bytes());
-            body.extend_from_slice(u);
-            body.resize(body.len().div_ceil(4) * 4, 0);
-        }
+    /// A STUN message: `kind`, transaction id `[tid; 12]`, USERNAME if any, and
+    /// MESSAGE-INTEGRITY keyed with `key` if any.
+    fn stun_msg(kind: u16, tid: u8, username: Option<&[u8]>, key: Option<&[u8]>) -> Vec<u8> {
         let mut m = kind.to_be_bytes().to_vec();
-        m.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        m.extend_from_slice(&[0, 0, 0x21, 0x12, 0xA4, 0x42]);
         m.extend_from_slice(&[tid; 12]);
-        m.extend_from_slice(&body);
+        if let Some(u) = username {
+            m.extend_from_slice(&0x0006u16.to_be_bytes());
+            m.extend_from_slice(&(u.len() as u16).to_be_bytes());
+            m.extend_from_slice(u);
+            m.resize(m.len().div_ceil(4) * 4, 0);
+        }
+        if let Some(key) = key {
+            let len = (m.len() - 20 + 24) as u16;
+            m[2..4].copy_from_slice(&len.to_be_bytes());
+            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+            mac.update(&m);
+            let tag = mac.finalize().into_bytes();
+            m.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]);
+            m.extend_from_slice(&tag);
+        }
+        let len = (m.len() - 20) as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
         m
+    }
+
+    fn check(tid: u8, username: &[u8], key: &[u8]) -> Vec<u8> {
+        stun_msg(0x0001, tid, Some(username), Some(key))
     }
 
     async fn recv(conn: &UdpMuxConn) -> Option<(Vec<u8>, SocketAddr)> {
@@ -666,20 +748,23 @@ mod routing_tests {
         }
     }
 
+    fn runtime() -> ::tokio::runtime::Runtime {
+        ::tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
     #[test]
     fn routes_by_ufrag_then_address_then_transaction_and_forgets_closed_connections() {
-        let rt = ::tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), Arc::new(TokioRuntime)).expect("bind");
             let (a, b) = (mux.connect(), mux.connect());
-            a.add_local_ufrag("ufragA");
-            b.add_local_ufrag("ufragB");
+            a.add_local_credentials("ufragA", "passwordA");
+            b.add_local_credentials("ufragB", "passwordB");
             let c1 = UdpSocket::bind("127.0.0.1:0").unwrap();
             let c2 = UdpSocket::bind("127.0.0.1:0").unwrap();
             let to = mux.local_addr();
 
             // A check for B's ufrag goes to B, which now owns c1's address.
-            c1.send_to(&binding(0x0001, 1, Some(b"ufragB:remote")), to).unwrap();
+            c1.send_to(&check(1, b"ufragB:remote", b"passwordB"), to).unwrap();
             let (m, from) = recv(&b).await.expect("B gets its check");
             assert_eq!((m[1], from), (0x01, c1.local_addr().unwrap()));
             c1.send_to(b"\x16\xfe\xfd dtls", to).unwrap();
@@ -688,18 +773,20 @@ mod routing_tests {
 
             // Unknown: dropped and counted.
             c2.send_to(b"garbage", to).unwrap();
-            c2.send_to(&binding(0x0001, 2, Some(b"nobody:x")), to).unwrap();
-            c2.send_to(&binding(0x0101, 3, None), to).unwrap();
+            c2.send_to(&check(2, b"nobody:x", b"x"), to).unwrap();
+            c2.send_to(&stun_msg(0x0101, 3, None, None), to).unwrap();
             settle(&mux, 5).await;
             let s = mux.stats();
             assert_eq!((s.dropped_unknown_address, s.dropped_unknown_ufrag), (2, 1), "{s:?}");
 
             // A's request to c2: the response comes back to A by its transaction id.
-            a.send_to(&binding(0x0001, 9, Some(b"remote:ufragA")), c2.local_addr().unwrap()).await.unwrap();
+            a.send_to(&stun_msg(0x0001, 9, Some(b"remote:ufragA"), None), c2.local_addr().unwrap())
+                .await
+                .unwrap();
             let mut buf = [0u8; 64];
             let (n, _) = c2.recv_from(&mut buf).unwrap();
             assert_eq!(n, 20 + 4 + 16, "header, USERNAME header, padded value");
-            c2.send_to(&binding(0x0101, 9, None), to).unwrap();
+            c2.send_to(&stun_msg(0x0101, 9, None, None), to).unwrap();
             assert_eq!(recv(&a).await.expect("A gets its response").0[..2], [0x01, 0x01]);
             assert_eq!(mux.stats().transactions, 0, "answered transactions are forgotten");
 
@@ -715,17 +802,54 @@ mod routing_tests {
     }
 
     #[test]
+    fn an_address_moves_only_with_the_new_owners_password() {
+        runtime().block_on(async {
+            let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), Arc::new(TokioRuntime)).expect("bind");
+            let (a, b) = (mux.connect(), mux.connect());
+            a.add_local_credentials("ufragA", "passwordA");
+            b.add_local_credentials("ufragB", "passwordB");
+            let c1 = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = mux.local_addr();
+            c1.send_to(&check(1, b"ufragB:r", b"passwordB"), to).unwrap();
+            recv(&b).await.expect("B owns c1");
+
+            // From c1 (as a forged source would be), A's ufrag without A's password: dropped.
+            c1.send_to(&check(2, b"ufragA:r", b"guess"), to).unwrap();
+            c1.send_to(&stun_msg(0x0001, 3, Some(b"ufragA:r"), None), to).unwrap();
+            c1.send_to(b"\x17\xfe\xfd data", to).unwrap();
+            assert_eq!(recv(&b).await.expect("still B's").0, b"\x17\xfe\xfd data");
+            assert!(recv(&a).await.is_none());
+            assert_eq!(mux.stats().dropped_bad_integrity, 2);
+
+            // A first check from a new address needs the password too.
+            let c2 = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c2.send_to(&check(4, b"ufragA:r", b"passwordB"), to).unwrap();
+            settle(&mux, 5).await;
+            assert_eq!(mux.stats().dropped_bad_integrity, 3);
+
+            // With A's password the address moves (an ICE restart or a new session on that port).
+            c1.send_to(&check(5, b"ufragA:r", b"passwordA"), to).unwrap();
+            recv(&a).await.expect("A's check");
+            c1.send_to(b"\x17 moved", to).unwrap();
+            assert_eq!(recv(&a).await.expect("now A's").0, b"\x17 moved");
+            // Once owned, later checks from it are not verified again here (the agent does).
+            c1.send_to(&stun_msg(0x0001, 6, Some(b"ufragA:r"), None), to).unwrap();
+            recv(&a).await.expect("delivered to A's agent");
+        });
+    }
+
+    #[test]
     fn a_connection_keeps_only_a_bounded_number_of_addresses_and_ufrags() {
-        let rt = ::tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), Arc::new(TokioRuntime)).expect("bind");
             let a = mux.connect();
             for i in 0..10 {
-                a.add_local_ufrag(&format!("ufrag{i}"));
+                a.add_local_credentials(&format!("ufrag{i}"), "password");
             }
-            let sockets: Vec<UdpSocket> = (0..MAX_ADDRS_PER_CONN + 8).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+            let sockets: Vec<UdpSocket> =
+                (0..MAX_ADDRS_PER_CONN + 8).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
             for s in &sockets {
-                s.send_to(&binding(0x0001, 1, Some(b"ufrag9:x")), mux.local_addr()).unwrap();
+                s.send_to(&check(1, b"ufrag9:x", b"password"), mux.local_addr()).unwrap();
             }
             settle(&mux, sockets.len() as u64).await;
             let s = mux.stats();
