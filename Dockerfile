@@ -23,6 +23,8 @@ COPY --from=build /usr/local/bin/railcast-server /usr/local/bin/railcast-train-s
 COPY --from=web /src/web-client/dist /usr/share/railcast/web
 USER railcast
 ENV RAILCAST_HTTP_ADDR=0.0.0.0:8080 RAILCAST_QUIC_ADDR=0.0.0.0:4433 RAILCAST_WEB_ROOT=/usr/share/railcast/web
-ENV RAILCAST_WEBRTC_BIND_IP=0.0.0.0 RAILCAST_WEBRTC_UDP_PORTS=50000-50099
-EXPOSE 8080/tcp 4433/udp 50000-50099/udp
+# WebRTC: every session on UDP 8189. Bound on every interface, so the candidates carry the
+# advertised address: set RAILCAST_WEBRTC_ADVERTISED_IP to the one clients reach.
+ENV RAILCAST_WEBRTC_BIND_IP=0.0.0.0 RAILCAST_WEBRTC_UDP_PORT=8189 RAILCAST_WEBRTC_ADVERTISED_IP=127.0.0.1
+EXPOSE 8080/tcp 4433/udp 8189/udp
 ENTRYPOINT ["railcast-server"]

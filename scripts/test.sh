@@ -20,6 +20,9 @@ cargo test --workspace --locked
 ./scripts/contract-fuzz.sh
 # The vendored rtc-sctp's own unit tests, which cover railcast's patch 13 (third_party/PATCHES.md).
 RTC_SCTP_TARGET="$(realpath -m "${CARGO_TARGET_DIR:-target}")/rtc-sctp" ./third_party/test-rtc-sctp.sh
+# The vendored webrtc's UDP mux (patch 18), its own unit tests: STUN parsing against RFC 5769's
+# vectors, routing by ufrag, address and transaction, the per-session bounds, removal.
+WEBRTC_TARGET="$(realpath -m "${CARGO_TARGET_DIR:-target}")/webrtc-mux" ./third_party/test-webrtc-udp-mux.sh
 # The load tool: every benchmark scenario at tiny sizes against the debug build (checks that the
 # tool works; no timing is asserted). Figures come from the full run, see docs/benchmarks.md.
 "${CARGO_TARGET_DIR:-target}/debug/railcast-bench" --smoke --json-only

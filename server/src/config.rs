@@ -183,12 +183,19 @@ settings! {
     /// Directory of the built web console (`npm run build` in web-client), served at `/`; when it
     /// has no index.html, `/` serves a small status page instead. Relative to the working directory.
     web_root: String = String::from("web-client/dist"), "RAILCAST_WEB_ROOT";
-    /// IP address the WebRTC peers' UDP sockets bind to.
+    /// IP address of WebRTC's UDP socket (the shared one, or each session's with
+    /// webrtc_udp_ports); 0.0.0.0 or :: with the shared port needs webrtc_advertised_ip.
     webrtc_bind_ip: std::net::IpAddr = std::net::IpAddr::from([127, 0, 0, 1]), "RAILCAST_WEBRTC_BIND_IP";
     /// IP address announced in the server's candidates instead of the bound one (behind NAT);
     /// empty: the bound address.
     webrtc_advertised_ip: String = String::new(), "RAILCAST_WEBRTC_ADVERTISED_IP";
-    /// UDP port range for WebRTC peers, `LOW-HIGH` (one port per session); empty: any free port.
+    /// The one UDP port every WebRTC session shares (sessions are told apart by their ICE
+    /// username fragment), on webrtc_bind_ip; 0: a free port the OS picks, printed at start-up
+    /// (`listening webrtc-udp ADDR`). Deployments behind a firewall set a fixed one (compose:
+    /// 8189) and open it alone. Not with webrtc_udp_ports.
+    webrtc_udp_port: u16 = 0, "RAILCAST_WEBRTC_UDP_PORT";
+    /// Instead of the shared port: a UDP port per WebRTC session from this range, `LOW-HIGH`
+    /// (as before the shared port existed); empty (the default): the shared port.
     webrtc_udp_ports: String = String::new(), "RAILCAST_WEBRTC_UDP_PORTS";
     /// STUN/TURN server URLs, comma-separated (`stun:host:3478,turn:host:3478?transport=udp`).
     webrtc_ice_servers: String = String::new(), "RAILCAST_WEBRTC_ICE_SERVERS";

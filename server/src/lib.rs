@@ -202,7 +202,7 @@ impl Server {
     /// Validate the configuration, load or generate the credentials and the certificate, read the
     /// state file, bind HTTP and QUIC.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        let settings = Settings::from_config(&config)?;
+        let mut settings = Settings::from_config(&config)?;
         let (auth, generated) = auth::Auth::load(Config::path(&config.auth_file), config.demo_trains)?;
         if let (Some(file), Some(out)) = (&generated, Config::path(&config.credentials_out)) {
             auth::write(out, file)?;
@@ -226,6 +226,8 @@ impl Server {
         let quic = ingest::endpoint(udp, &identity, &ingest_config(&config))?;
         let configured = (!identity.self_signed).then_some(&identity);
         let webtransport = webtransport::Server::bind(settings.webtransport.clone(), &config.tls_names, configured)?;
+        let webrtc_udp = SocketAddr::new(settings.webrtc.bind_ip, settings.webrtc.udp_port);
+        settings.webrtc.bind_udp().map_err(bind_err("WebRTC UDP", webrtc_udp))?;
         Ok(Self {
             config,
             settings,
@@ -276,6 +278,10 @@ impl Server {
     }
     pub fn fingerprint(&self) -> String {
         self.identity.fingerprint()
+    }
+    /// The UDP address every WebRTC session shares; `None` with a port range (webrtc_udp_ports).
+    pub fn webrtc_udp_addr(&self) -> Option<SocketAddr> {
+        self.settings.webrtc.udp_mux.as_ref().map(|mux| mux.local_addr())
     }
 
     /// Serve until `shutdown` resolves, then stop accepting, tell clients and trains, and wait
@@ -413,6 +419,8 @@ mod tests {
             (&["--ws-write-timeout", "10ms"], "ws_write_timeout"),
             (&["--webrtc-udp-ports", "9-1"], "webrtc_udp_ports"),
             (&["--webrtc-udp-ports", "50000"], "webrtc_udp_ports"),
+            (&["--webrtc-udp-port", "8189", "--webrtc-udp-ports", "50000-50099"], "webrtc_udp_port"),
+            (&["--webrtc-bind-ip", "0.0.0.0"], "webrtc_advertised_ip"),
             (&["--webrtc-advertised-ip", "here"], "webrtc_advertised_ip"),
             (&["--webrtc-ice-servers", "http://x"], "webrtc_ice_servers"),
             (&["--webrtc-ice-servers", "turn:x:3478"], "webrtc_turn_username"),

@@ -45,6 +45,9 @@ async fn main() -> ExitCode {
     if let Some(addr) = server.webtransport_addr() {
         let _ = writeln!(out, "listening webtransport {addr}");
     }
+    if let Some(addr) = server.webrtc_udp_addr() {
+        let _ = writeln!(out, "listening webrtc-udp {addr}");
+    }
     let _ = writeln!(out, "quic certificate sha256 {}", server.fingerprint());
     if let Some(creds) = server.generated_credentials() {
         print_demo_credentials(&mut out, creds, scheme, server.http_addr(), &config_credentials_out);

@@ -54,6 +54,8 @@ pub struct Banner {
     pub quic: Option<String>,
     /// The WebTransport endpoint (absent when disabled).
     pub webtransport: Option<String>,
+    /// The UDP address every WebRTC session shares (absent with a port range).
+    pub webrtc_udp: Option<String>,
     pub fingerprint: Option<String>,
     /// Generated client tokens by role ("admin", "operator", "viewer").
     pub tokens: HashMap<String, String>,
@@ -73,6 +75,8 @@ impl Banner {
             self.quic = Some(a.to_owned());
         } else if let Some(a) = line.strip_prefix("listening webtransport ") {
             self.webtransport = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("listening webrtc-udp ") {
+            self.webrtc_udp = Some(a.to_owned());
         } else if let Some(f) = line.strip_prefix("quic certificate sha256 ") {
             self.fingerprint = Some(f.to_owned());
         } else if let Some(t) = line.strip_prefix("token ") {
@@ -98,6 +102,8 @@ pub struct Server {
     pub quic: String,
     /// The WebTransport endpoint's UDP address, when enabled.
     pub webtransport: Option<String>,
+    /// The UDP address every WebRTC session shares (`None` with `--webrtc-udp-ports`).
+    pub webrtc_udp: Option<String>,
     pub fingerprint: String,
     pub log: PathBuf,
     /// Generated client tokens by role ("admin", "operator", "viewer"); empty with `--auth-file`.
@@ -149,7 +155,7 @@ impl Server {
         tokio::time::timeout(Duration::from_secs(20), read).await.expect("server did not print its addresses");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let Banner { http, https, quic, webtransport, fingerprint, tokens, .. } = banner;
+        let Banner { http, https, quic, webtransport, webrtc_udp, fingerprint, tokens, .. } = banner;
         let http = http.expect("http");
         if let Some(admin) = tokens.get("admin") {
             crate::api::remember_admin(&http, admin);
@@ -161,6 +167,7 @@ impl Server {
             https,
             quic: quic.expect("quic"),
             webtransport,
+            webrtc_udp,
             fingerprint: fingerprint.expect("fp"),
             log,
             tokens,

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfiguration, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
 };
 
 use crate::link::{self, Link};
@@ -49,12 +49,19 @@ pub struct PeerEvents {
 
 /// A client peer as a browser on loopback has it: UDP over IPv4 on 127.0.0.1, no mDNS.
 pub async fn client_peer() -> webrtc::error::Result<(Arc<dyn PeerConnection>, PeerEvents)> {
+    client_peer_with(RTCConfigurationBuilder::new().build()).await
+}
+
+/// [`client_peer`] with its own ICE configuration (a TURN server, a `relay` policy).
+pub async fn client_peer_with(
+    configuration: RTCConfiguration,
+) -> webrtc::error::Result<(Arc<dyn PeerConnection>, PeerEvents)> {
     let (cand_tx, candidates) = mpsc::unbounded_channel();
     let (dc_tx, channels) = mpsc::unbounded_channel();
     let runtime = webrtc::runtime::default_runtime()
         .ok_or_else(|| webrtc::error::Error::OtherPeerConnectionErr("no async runtime for webrtc".into()))?;
     let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(configuration)
         .with_setting_engine(
             SettingEngineBuilder::new()
                 .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -126,7 +133,14 @@ impl RtcClient {
 
     /// Connect with `token` for every signaling call.
     pub async fn connect_as(server: &Server, remote_control_id: &str, token: Option<&str>) -> RtcClient {
-        Self::connect_inner(server, remote_control_id, token, None).await.0
+        Self::connect_inner(server, remote_control_id, token, None, None).await.0
+    }
+
+    /// Connect as the admin with this client's own ICE `configuration` (a TURN server and a
+    /// `relay` policy put every datagram through the TURN server).
+    pub async fn connect_with(server: &Server, remote_control_id: &str, configuration: RTCConfiguration) -> RtcClient {
+        let admin = server.tokens.get("admin").cloned();
+        Self::connect_inner(server, remote_control_id, admin.as_deref(), None, Some(configuration)).await.0
     }
 
     /// Connect as the admin through a [`Link`] whose server → client direction carries
@@ -139,7 +153,7 @@ impl RtcClient {
     ) -> (RtcClient, Link) {
         let admin = server.tokens.get("admin").cloned();
         let (c, link) =
-            Self::connect_inner(server, remote_control_id, admin.as_deref(), Some((down_bps, max_queue))).await;
+            Self::connect_inner(server, remote_control_id, admin.as_deref(), Some((down_bps, max_queue)), None).await;
         (c, link.expect("link"))
     }
 
@@ -148,6 +162,7 @@ impl RtcClient {
         remote_control_id: &str,
         token: Option<&str>,
         through: Option<(u64, Duration)>,
+        configuration: Option<RTCConfiguration>,
     ) -> (RtcClient, Option<Link>) {
         let start = Instant::now();
         let (status, offer) = api_as(
@@ -172,7 +187,8 @@ impl RtcClient {
             }
         };
 
-        let (pc, events) = client_peer().await.expect("client peer");
+        let configuration = configuration.unwrap_or_else(|| RTCConfigurationBuilder::new().build());
+        let (pc, events) = client_peer_with(configuration).await.expect("client peer");
         let PeerEvents { candidates: mut cand_rx, channels: mut dc_rx } = events;
         let mut answer_sdp = answer(pc.as_ref(), sdp).await.expect("answer");
         if link.is_some() {

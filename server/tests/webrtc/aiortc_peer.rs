@@ -19,7 +19,7 @@ use testkit::ws::{verify, Received};
 use testkit::{foreign_script, python, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
 /// Run the aiortc peer and return its report, failing the test with it if the script failed.
-async fn aiortc(server: &Server, rc: &str) -> Value {
+pub(crate) async fn aiortc(server: &Server, rc: &str) -> Value {
     let run = tokio::process::Command::new(python())
         .arg(foreign_script("aiortc_peer.py"))
         .args(["--http", &server.http, "--token", server.token("operator"), "--remote-control", rc])

@@ -1,13 +1,15 @@
 //! Remote controls over WebRTC data channels (a webrtc-rs client, and aiortc as a foreign peer):
 //! the server answering a client's offer, the signaling flow with exact frames, an aiortc session
-//! end to end with a quiet server log, bad signaling input, half-open sessions, churn, TURN, and
-//! how video is packed into messages; and WHEP (`whep_*`): media tracks verified frame by frame,
-//! keyframe requests, a remap, an ICE restart, shutdown, TURN, the resource rules and bad input.
+//! end to end with a quiet server log, bad signaling input, half-open sessions, churn, TURN, how
+//! video is packed into messages, and every session on one UDP port; and WHEP (`whep_*`): media
+//! tracks verified frame by frame, keyframe requests, a remap, an ICE restart, shutdown, TURN, the
+//! resource rules and bad input.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
 mod aiortc_peer;
 mod answering;
+mod single_port;
 mod webrtc_bad_input;
 mod webrtc_churn;
 mod webrtc_flow;

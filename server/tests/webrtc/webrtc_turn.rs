@@ -19,14 +19,14 @@ use testkit::webrtc::RtcClient;
 use testkit::ws::verify;
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
-const TURN_USER: &str = "railcast";
-const TURN_PASSWORD: &str = "loopback-only";
+pub(crate) const TURN_USER: &str = "railcast";
+pub(crate) const TURN_PASSWORD: &str = "loopback-only";
 
 /// coturn on 127.0.0.1, long-term credentials, relaying to loopback peers (off by default).
 /// `whep_turn` uses it too.
 pub(crate) struct Turn {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: std::path::PathBuf,
 }
 
@@ -58,7 +58,7 @@ impl Turn {
         Turn { child, port, log }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("turn:127.0.0.1:{}?transport=udp", self.port)
     }
 

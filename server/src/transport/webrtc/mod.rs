@@ -8,6 +8,11 @@
 //! the channel is full the session stops draining its hub queue, so the hub drops whole frames
 //! for this peer only.
 //!
+//! Every peer connection shares one UDP socket (`webrtc_udp_port`, bound at start-up by
+//! [`Settings::bind_udp`]): the vendored webrtc-rs's `UdpMux` routes its datagrams by ICE ufrag,
+//! then by the client's address (third_party/PATCHES.md, 18). `webrtc_udp_ports` instead gives
+//! each peer a socket of its own from a range.
+//!
 //! - [`peers`]: the registry ([`Server`]), with plain types for the front-ends;
 //! - [`negotiate`]: the peer connection, SDP and candidates, both directions;
 //! - [`datachannel`]: the session over the two channels;
@@ -21,11 +26,12 @@ pub mod negotiate;
 pub mod peers;
 pub mod tracks;
 
-use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use webrtc::peer_connection::{UdpMux, UdpMuxStats};
 
 pub use negotiate::{Candidate, NegotiationError};
 pub use peers::{
@@ -42,6 +48,9 @@ pub const NAME: &str = "webrtc";
 /// (this, or less when the peer's SDP says so; RFC 8841).
 pub const MAX_MESSAGE_SIZE: usize = 65_536;
 
+/// Kernel receive buffer asked for the shared UDP socket, bytes.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
 /// A STUN or TURN server, used by the server and handed to clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IceServer {
@@ -57,8 +66,15 @@ pub struct Settings {
     pub bind_ip: IpAddr,
     /// Address announced in candidates instead of `bind_ip` (deployments behind NAT).
     pub advertised_ip: Option<IpAddr>,
-    /// UDP ports to bind, inclusive; `None`: any free port.
+    /// The one UDP port every session shares (0: one the OS picks), unless `udp_ports` is set.
+    pub udp_port: u16,
+    /// One UDP port per session from this range, inclusive, instead of the shared port.
     pub udp_ports: Option<(u16, u16)>,
+    /// The shared socket, bound by [`Settings::bind_udp`] at start-up (when `udp_ports` is
+    /// `None`); every peer connection uses it.
+    pub udp_mux: Option<Arc<UdpMux>>,
+    /// Keeps the shared socket's metrics refreshed while these settings live.
+    pub udp_metrics: Option<Arc<crate::metrics::ScrapeHook>>,
     /// STUN/TURN servers, used by the server and handed to clients.
     pub ice_servers: Vec<IceServer>,
     /// Only TURN relay candidates (ICE transport policy `relay`).
@@ -79,7 +95,10 @@ impl Default for Settings {
         Self {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             advertised_ip: None,
+            udp_port: 0,
             udp_ports: None,
+            udp_mux: None,
+            udp_metrics: None,
             ice_servers: Vec::new(),
             relay_only: false,
             connect_timeout: Duration::from_secs(15),
@@ -112,6 +131,23 @@ impl Settings {
                 Some((lo, hi))
             }
         };
+        if udp_ports.is_some() && c.webrtc_udp_port != 0 {
+            return Err(invalid(
+                "webrtc_udp_port",
+                "set webrtc_udp_port (one port shared by every session) or webrtc_udp_ports (a port per session \
+                 from a range), not both",
+            ));
+        }
+        if udp_ports.is_none() && c.webrtc_bind_ip.is_unspecified() && advertised_ip.is_none() {
+            return Err(invalid(
+                "webrtc_advertised_ip",
+                format!(
+                    "with webrtc_bind_ip {} and one shared UDP port, candidates need the address clients reach: \
+                     set webrtc_advertised_ip, or bind a concrete address",
+                    c.webrtc_bind_ip
+                ),
+            ));
+        }
         let urls: Vec<String> =
             c.webrtc_ice_servers.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
         for u in &urls {
@@ -159,7 +195,10 @@ impl Settings {
         Ok(Self {
             bind_ip: c.webrtc_bind_ip,
             advertised_ip,
+            udp_port: c.webrtc_udp_port,
             udp_ports,
+            udp_mux: None,
+            udp_metrics: None,
             ice_servers,
             relay_only: c.webrtc_relay_only,
             connect_timeout: c.webrtc_connect_timeout.0,
@@ -167,6 +206,41 @@ impl Settings {
             sctp_mtu: (c.webrtc_sctp_mtu != 0).then_some(c.webrtc_sctp_mtu),
             video_message: c.webrtc_video_message,
         })
+    }
+}
+
+impl Settings {
+    /// Bind the shared UDP socket (unless a port range is configured): call once, at start-up,
+    /// inside the runtime. Its address is the one every session's host candidate carries.
+    pub fn bind_udp(&mut self) -> std::io::Result<Option<SocketAddr>> {
+        if self.udp_ports.is_some() {
+            return Ok(None);
+        }
+        let runtime = webrtc::runtime::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
+        let addr = SocketAddr::new(self.bind_ip, self.udp_port);
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+        // Every session's datagrams wait in this one kernel buffer (with a socket per session,
+        // each had the default, 208 KiB here): ask for 4 MiB, which Linux caps at
+        // net.core.rmem_max. Pages are used only while datagrams wait.
+        if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
+            tracing::debug!("webrtc_udp_port: receive buffer left at the default: {e}");
+        }
+        socket.bind(&addr.into())?;
+        let mux = UdpMux::from_std(socket.into(), runtime)?;
+        let addr = mux.local_addr();
+        let weak = Arc::downgrade(&mux);
+        let last = std::sync::Mutex::new(UdpMuxStats::default());
+        let hook = crate::metrics::on_scrape(move || {
+            if let Some(mux) = weak.upgrade() {
+                let now = mux.stats();
+                let mut last = negotiate::lock(&last);
+                METRICS.udp_mux_record(&now, &last);
+                *last = now;
+            }
+        });
+        self.udp_mux = Some(mux);
+        self.udp_metrics = Some(Arc::new(hook));
+        Ok(Some(addr))
     }
 }
 
@@ -182,6 +256,35 @@ pub struct WebRtcMetrics {
     /// hub's keyframe requests (`sent`), held back by the per-camera interval (`limited`), or not
     /// deliverable (`not_sent`: the train offline or its control queue full).
     pub keyframe_requests: IntCounterVec,
+    /// `railcast_webrtc_udp_dropped_total{reason}`: datagrams on the shared port that reached no
+    /// session (`unknown_ufrag`, `unknown_address`, `queue_full`, `bad_integrity`).
+    pub udp_dropped: IntCounterVec,
+    /// `railcast_webrtc_udp_received_total`: datagrams received on the shared port.
+    pub udp_received: IntCounter,
+    /// `railcast_webrtc_udp_routes{kind}`: routing entries on the shared port now.
+    pub udp_routes: IntGaugeVec,
+    /// `railcast_webrtc_udp_connections`: peer connections on the shared port now.
+    pub udp_connections: IntGauge,
+}
+
+impl WebRtcMetrics {
+    /// Bring the shared port's metrics up to `now` (`last`: the previous scrape's counts).
+    fn udp_mux_record(&self, now: &UdpMuxStats, last: &UdpMuxStats) {
+        let dropped = [
+            ("unknown_ufrag", now.dropped_unknown_ufrag, last.dropped_unknown_ufrag),
+            ("unknown_address", now.dropped_unknown_address, last.dropped_unknown_address),
+            ("queue_full", now.dropped_queue_full, last.dropped_queue_full),
+            ("bad_integrity", now.dropped_bad_integrity, last.dropped_bad_integrity),
+        ];
+        for (reason, now, last) in dropped {
+            self.udp_dropped.with_label_values(&[reason]).inc_by(now.saturating_sub(last));
+        }
+        self.udp_received.inc_by(now.received.saturating_sub(last.received));
+        for (kind, n) in [("ufrag", now.ufrags), ("address", now.addresses), ("transaction", now.transactions)] {
+            self.udp_routes.with_label_values(&[kind]).set(n as i64);
+        }
+        self.udp_connections.set(now.connections as i64);
+    }
 }
 
 pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
@@ -213,7 +316,40 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
         "WHEP players' keyframe requests (RTCP PLI/FIR), by outcome.",
         &["outcome"],
     );
-    WebRtcMetrics { sessions, created, failed, setup_seconds, keyframe_requests }
+    let udp_dropped = crate::metrics::counter(
+        r,
+        "railcast_webrtc_udp_dropped_total",
+        "Datagrams on the shared WebRTC UDP port that reached no session, by reason.",
+        &["reason"],
+    );
+    for reason in ["unknown_ufrag", "unknown_address", "queue_full", "bad_integrity"] {
+        udp_dropped.with_label_values(&[reason]);
+    }
+    let udp_received =
+        IntCounter::new("railcast_webrtc_udp_received_total", "Datagrams received on the shared WebRTC UDP port.")
+            .expect("valid metric");
+    r.register(Box::new(udp_received.clone())).expect("unique metric");
+    let udp_routes = IntGaugeVec::new(
+        Opts::new("railcast_webrtc_udp_routes", "Routing entries of the shared WebRTC UDP port, by kind."),
+        &["kind"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(udp_routes.clone())).expect("unique metric");
+    let udp_connections =
+        IntGauge::new("railcast_webrtc_udp_connections", "Peer connections on the shared WebRTC UDP port.")
+            .expect("valid metric");
+    r.register(Box::new(udp_connections.clone())).expect("unique metric");
+    WebRtcMetrics {
+        sessions,
+        created,
+        failed,
+        setup_seconds,
+        keyframe_requests,
+        udp_dropped,
+        udp_received,
+        udp_routes,
+        udp_connections,
+    }
 });
 
 #[cfg(test)]

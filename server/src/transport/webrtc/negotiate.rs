@@ -232,9 +232,10 @@ impl PortRange {
     }
 }
 
-/// Build a peer connection bound to `bind_ip` (a port from the range when one is configured).
-/// `media`: the codecs and RTP/RTCP interceptors of a peer that sends media tracks (WHEP,
-/// [`super::tracks::media`]); `None` for a data-channel peer, which negotiates no codec.
+/// Build a peer connection on the shared UDP socket, or, with a port range, bound to `bind_ip`
+/// (a port from the range). `media`: the codecs and RTP/RTCP interceptors of a peer that sends
+/// media tracks (WHEP, [`super::tracks::media`]); `None` for a data-channel peer, which
+/// negotiates no codec.
 pub async fn build(
     config: &Settings,
     ports: &PortRange,
@@ -274,7 +275,7 @@ pub async fn build(
             let (engine, registry) = media();
             builder = builder.with_media_engine(engine).with_interceptor_registry(registry);
         }
-        let built = builder
+        let builder = builder
             .with_configuration(
                 RTCConfigurationBuilder::new()
                     .with_ice_servers(ice_servers)
@@ -291,10 +292,17 @@ pub async fn build(
                 advertise: Advertise { bind: config.bind_ip, advertised: config.advertised_ip },
             }) as Arc<dyn PeerConnectionEventHandler>)
             .with_runtime(runtime.clone())
-            .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(config.bind_ip, port))])
-            .with_data_channel_send_buffer_limit(config.send_buffer)
-            .build()
-            .await;
+            .with_data_channel_send_buffer_limit(config.send_buffer);
+        // Every session on the one shared socket, or a socket of its own from the range.
+        let built = match &config.udp_mux {
+            Some(mux) => builder.with_udp_mux(Arc::clone(mux)).build().await,
+            None => {
+                builder
+                    .with_udp_addrs(vec![format!("{}", std::net::SocketAddr::new(config.bind_ip, port))])
+                    .build()
+                    .await
+            }
+        };
         match built {
             Ok(pc) => return Ok(Arc::new(pc)),
             Err(e) => last_err = e.to_string(),

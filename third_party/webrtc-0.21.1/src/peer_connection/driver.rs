@@ -12,6 +12,7 @@ use crate::media_stream::track_remote::static_rtp::TrackRemoteStaticRTP;
 use crate::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use crate::peer_connection::PeerConnectionRef;
 use crate::peer_connection::transport::tcp_transport::RTCTcpTransport;
+use crate::peer_connection::transport::udp_mux::{UdpMux, UdpMuxConn};
 use crate::peer_connection::transport::{
     MAX_GSO_BATCH_BYTES, MAX_GSO_SEGMENTS, MIN_GSO_RUN, SocketRecvResult,
     is_retryable_socket_recv_error, poll_recv_datagrams,
@@ -366,6 +367,17 @@ async fn send_datagrams(
         .map_err(Error::from)
 }
 
+/// railcast patch (third_party/PATCHES.md, 18): the `a=ice-ufrag:` and `a=ice-pwd:` of an SDP
+/// (with BUNDLE, the same in every section).
+fn local_ice_credentials(sdp: &str) -> Option<(String, String)> {
+    let find = |prefix: &str| {
+        sdp.lines()
+            .find_map(|line| line.trim_end().strip_prefix(prefix))
+            .map(str::to_owned)
+    };
+    Some((find("a=ice-ufrag:")?, find("a=ice-pwd:")?))
+}
+
 /// One address to bind, as produced by [`resolve_bind_addrs`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BindAddr {
@@ -509,6 +521,10 @@ pub(crate) struct PeerConnectionDriver<A = SocketAddr> {
     tcp_transport: RTCTcpTransport,
     mdns_socket: Option<Arc<dyn AsyncUdpSocket>>,
     udp_sockets: HashMap<SocketAddr, Arc<dyn AsyncUdpSocket>>,
+    /// railcast patch (third_party/PATCHES.md, 18): shared sockets to use instead of binding
+    /// `udp_addrs`, and this connection's virtual socket on each (also in `udp_sockets`).
+    udp_muxes: Vec<Arc<UdpMux>>,
+    mux_conns: Vec<Arc<UdpMuxConn>>,
     /// Reused scratch buffer for concatenating a run of same-destination datagrams
     /// into one UDP GSO send (see [`flush_writes`](Self::flush_writes)).
     gso_scratch: Vec<u8>,
@@ -562,6 +578,7 @@ where
     pub(crate) fn new(
         inner: Arc<PeerConnectionRef>,
         udp_addrs: Vec<A>,
+        udp_muxes: Vec<Arc<UdpMux>>,
         tcp_addrs: Vec<A>,
         mdns_mode: MulticastDnsMode,
         ice_servers: Vec<RTCIceServer>,
@@ -590,6 +607,8 @@ where
             ),
             mdns_socket: None,
             udp_sockets: HashMap::new(),
+            udp_muxes,
+            mux_conns: Vec::new(),
             gso_scratch: Vec::new(),
             tcp_transport: RTCTcpTransport::new(HashMap::new()),
             ice_gathering_active: false,
@@ -645,6 +664,7 @@ where
         // Drop before binding — see above. Also drops every accepted TCP stream, which is
         // correct: they belong to the generation being replaced.
         self.udp_sockets.clear();
+        self.mux_conns.clear();
         self.mdns_socket = None;
         self.tcp_transport = RTCTcpTransport::new(HashMap::new());
 
@@ -652,9 +672,41 @@ where
             self.mdns_socket = Some(runtime.wrap_udp_socket(MulticastSocket::new().into_std()?)?);
         }
 
+        // railcast patch (third_party/PATCHES.md, 18): with a mux, a virtual socket on it stands
+        // for the host socket (the gatherer offers its address), and the TURN client, which cannot
+        // share a 5-tuple with other connections' allocations, gets an ephemeral socket of its own
+        // on the same IP address.
+        let mut turn_local_addrs = None;
+        if !self.udp_muxes.is_empty() {
+            let wants_turn = self.ice_servers.iter().any(|server| {
+                server.urls.iter().any(|url| url.starts_with("turn:") || url.starts_with("turns:"))
+            });
+            let mut turn_addrs = Vec::new();
+            for mux in &self.udp_muxes {
+                let conn = mux.connect();
+                self.udp_sockets
+                    .insert(mux.local_addr(), Arc::clone(&conn) as Arc<dyn AsyncUdpSocket>);
+                self.mux_conns.push(conn);
+                if wants_turn {
+                    let socket = std::net::UdpSocket::bind(SocketAddr::new(mux.local_addr().ip(), 0))?;
+                    socket.set_nonblocking(true)?;
+                    let local_addr = socket.local_addr()?;
+                    self.udp_sockets
+                        .insert(local_addr, runtime.wrap_udp_socket(socket)?);
+                    turn_addrs.push(local_addr);
+                }
+            }
+            turn_local_addrs = Some(turn_addrs);
+        }
+
         // Resolve here, not at construction: this runs again on every ICE-restart rebind, which
         // is what makes the rebind follow a network change (webrtc#874).
-        for bind in resolve_bind_addrs(&self.udp_addrs)? {
+        let udp_addrs = if self.udp_muxes.is_empty() {
+            resolve_bind_addrs(&self.udp_addrs)?
+        } else {
+            Vec::new()
+        };
+        for bind in udp_addrs {
             let socket = match std::net::UdpSocket::bind(bind.addr) {
                 Ok(socket) => socket,
                 Err(err) => {
@@ -699,15 +751,19 @@ where
 
         // Rebuilt, not updated: a gatherer's STUN clients and TURN allocations are keyed by
         // 5-tuples that no longer exist, so there is nothing in the old ones worth carrying over.
-        let local_addrs: Vec<SocketAddr> = self.udp_sockets.keys().copied().collect();
+        let local_addrs: Vec<SocketAddr> = match &turn_local_addrs {
+            Some(_) => self.udp_muxes.iter().map(|mux| mux.local_addr()).collect(),
+            None => self.udp_sockets.keys().copied().collect(),
+        };
+        let turn_local_addrs = turn_local_addrs.unwrap_or_else(|| local_addrs.clone());
         self.stun_gatherer = RTCStunGatherer::new(
-            local_addrs.clone(),
+            local_addrs,
             self.ice_servers.clone(),
             self.ice_gather_policy,
             Arc::clone(&runtime),
         );
         self.turn_relayer = RTCTurnRelayer::new(
-            local_addrs,
+            turn_local_addrs,
             self.ice_servers.clone(),
             self.ice_gather_policy,
             self.turn_allocation_refresh_interval_cap,
@@ -1677,6 +1733,20 @@ where
                 self.pending_ice_configuration = Some((ice_servers, ice_transport_policy));
             }
             PeerConnectionDriverEvent::IceGathering => {
+                // railcast patch (third_party/PATCHES.md, 18): the mux routes checks by the local
+                // ufrag, which the local description (new, or after an ICE restart) now carries.
+                // This runs before gathering, so before any candidate reaches the application.
+                if !self.mux_conns.is_empty() {
+                    let credentials = {
+                        let core = self.inner.core.lock().await;
+                        core.local_description().and_then(|d| local_ice_credentials(&d.sdp))
+                    };
+                    if let Some((ufrag, pwd)) = credentials {
+                        for conn in &self.mux_conns {
+                            conn.add_local_credentials(&ufrag, &pwd);
+                        }
+                    }
+                }
                 if let Some((ice_servers, ice_transport_policy)) =
                     self.pending_ice_configuration.take()
                 {

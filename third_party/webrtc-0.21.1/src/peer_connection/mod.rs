@@ -51,6 +51,8 @@
 
 pub(crate) mod driver;
 pub mod transport;
+// railcast patch (third_party/PATCHES.md, 18).
+pub use transport::udp_mux::{UdpMux, UdpMuxStats};
 
 use crate::peer_connection::transport::{SctpTransport, SctpTransportImpl};
 use log::error;
@@ -183,6 +185,8 @@ pub struct PeerConnectionBuilder<A: ToSocketAddrs> {
     runtime: Option<Arc<dyn Runtime>>,
     handler: Option<Arc<dyn PeerConnectionEventHandler>>,
     udp_addrs: Vec<A>,
+    /// railcast patch (third_party/PATCHES.md, 18): shared sockets used instead of `udp_addrs`.
+    udp_muxes: Vec<Arc<UdpMux>>,
     tcp_addrs: Vec<A>,
     dedicated_reactor_pool_size: usize,
     data_channel_send_buffer_limit: usize,
@@ -198,6 +202,7 @@ impl<A: ToSocketAddrs> Default for PeerConnectionBuilder<A> {
             runtime: None,
             handler: None,
             udp_addrs: vec![],
+            udp_muxes: vec![],
             tcp_addrs: vec![],
             dedicated_reactor_pool_size: 0,
             setting_engine: SettingEngine::default(),
@@ -274,6 +279,17 @@ impl<A: ToSocketAddrs> PeerConnectionBuilder<A> {
     /// Port `0` picks an ephemeral port per socket, freshly on every rebind.
     pub fn with_udp_addrs(mut self, udp_addrs: Vec<A>) -> Self {
         self.udp_addrs = udp_addrs;
+        self
+    }
+
+    /// railcast patch (third_party/PATCHES.md, 18): use `mux`'s socket, shared with every other
+    /// peer connection built with it, instead of binding sockets of its own; call once per
+    /// address family. [`with_udp_addrs`](Self::with_udp_addrs) is then ignored. The connection's
+    /// host candidate is the mux's address; with TURN servers configured, the connection binds an
+    /// ephemeral socket on the mux's IP address for its TURN client (an allocation belongs to its
+    /// 5-tuple, so it cannot be shared). See [`UdpMux`].
+    pub fn with_udp_mux(mut self, mux: Arc<UdpMux>) -> Self {
+        self.udp_muxes.push(mux);
         self
     }
 
@@ -398,6 +414,7 @@ impl<A: ToSocketAddrs> PeerConnectionBuilder<A> {
             mdns_mode,
             discard_local_candidates_during_ice_restart,
             self.udp_addrs,
+            self.udp_muxes,
             self.tcp_addrs,
             self.dedicated_reactor_pool_size,
             data_channel_send_buffer_limit,
@@ -986,6 +1003,7 @@ impl PeerConnectionImpl {
         mdns_mode: MulticastDnsMode,
         discard_local_candidates_during_ice_restart: bool,
         udp_addrs: Vec<A>,
+        udp_muxes: Vec<Arc<UdpMux>>,
         tcp_addrs: Vec<A>,
         dedicated_reactor_pool_size: usize,
         data_channel_send_buffer_limit: usize,
@@ -1044,6 +1062,7 @@ impl PeerConnectionImpl {
             let mut driver = PeerConnectionDriver::new(
                 inner,
                 udp_addrs,
+                udp_muxes,
                 tcp_addrs,
                 mdns_mode,
                 ice_servers,

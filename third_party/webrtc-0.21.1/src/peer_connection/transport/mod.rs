@@ -58,6 +58,8 @@ use std::net::SocketAddr;
 pub(crate) mod stun_gatherer;
 pub(crate) mod tcp_transport;
 pub(crate) mod turn_relayer;
+/// railcast patch (third_party/PATCHES.md, 18): one UDP socket for many peer connections.
+pub mod udp_mux;
 
 /// Plain single-datagram UDP receive buffer size (no GRO coalescing).
 pub(crate) const UDP_RECV_BUF_LEN: usize = 2000;
