@@ -15,9 +15,13 @@
 //!   stripped, SPS and PPS sent as one STAP-A in front of the IDR slice, FU-A for NAL units above
 //!   the MTU. Every IDR is preceded by SPS and PPS: the simulator's keyframes carry them, and a
 //!   keyframe that does not gets the last ones seen on that camera ([`ParameterSets`]).
-//! - **Time.** RTP timestamps come from the frames' capture times (90 kHz), anchored once per
-//!   stream ([`RtpClock`]): a dropped frame leaves a gap in time, never a skew. A remap re-anchors
-//!   just after the last timestamp sent; sequence numbers run on.
+//! - **Time.** RTP timestamps are the frames' capture times at 90 kHz, `capture_us × 90 / 1000
+//!   mod 2³²` ([`RtpClock`]): a dropped frame leaves a gap in time, never a skew, every camera of
+//!   a train runs on one clock, and a player can tell each frame's capture time from its RTP
+//!   timestamp (the console's glass-to-glass figure does). When that would step back or leap more
+//!   than 10 s ahead (a remap to a train whose cached keyframe is older than the last frame sent,
+//!   a train clock stepped), the clock shifts to continue just after the last timestamp and keeps
+//!   the shift; sequence numbers run on.
 //! - **Keyframes.** A client's RTCP PLI or FIR reaches this task (a small interceptor,
 //!   [`KeyframeRequests`], marks them for the application) and becomes the hub's keyframe
 //!   request for that camera, at most one per camera per [`KEYFRAME_REQUEST_INTERVAL`].
@@ -224,37 +228,40 @@ impl Slots {
     }
 }
 
-/// RTP timestamps from capture times: anchored at the first frame, then the capture-time
-/// difference at 90 kHz, so time stays true across dropped frames. A frame whose capture time is
-/// before the anchor (a train clock that jumped back) re-anchors.
-#[derive(Debug, Clone)]
+/// RTP timestamps from capture times: `capture_us × 90 / 1000 mod 2³²` plus a shift, zero until
+/// time would step back or leap ahead (more than [`MAX_LEAP_TICKS`]); then the shift makes the
+/// timestamp continue [`REANCHOR_STEP`] after the last one, and stays.
+#[derive(Debug, Clone, Default)]
 pub struct RtpClock {
-    anchor: Option<(u64, u32)>,
-    last: u32,
+    shift: u32,
+    last: Option<u32>,
 }
 
+/// The largest forward step taken as real time: 10 s at 90 kHz.
+const MAX_LEAP_TICKS: i32 = 10 * VIDEO_CLOCK_HZ as i32;
+
 impl RtpClock {
-    pub fn new(start: u32) -> Self {
-        Self { anchor: None, last: start }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Forget the anchor: the next frame continues just after the last timestamp.
-    pub fn reanchor(&mut self) {
-        self.anchor = None;
+    /// `capture_us` at 90 kHz, modulo 2³² (no shift).
+    pub fn absolute(capture_us: u64) -> u32 {
+        (u128::from(capture_us) * u128::from(VIDEO_CLOCK_HZ) / 1_000_000) as u32
     }
 
     pub fn timestamp(&mut self, capture_us: u64) -> u32 {
-        let (c0, r0) = match self.anchor {
-            Some((c0, r0)) if capture_us >= c0 => (c0, r0),
-            _ => {
-                let anchor = (capture_us, self.last.wrapping_add(REANCHOR_STEP));
-                self.anchor = Some(anchor);
-                anchor
+        let mut t = Self::absolute(capture_us).wrapping_add(self.shift);
+        if let Some(last) = self.last {
+            let step = t.wrapping_sub(last) as i32;
+            if !(0..=MAX_LEAP_TICKS).contains(&step) {
+                let want = last.wrapping_add(REANCHOR_STEP);
+                self.shift = self.shift.wrapping_add(want.wrapping_sub(t));
+                t = want;
             }
-        };
-        let ticks = (capture_us - c0).saturating_mul(VIDEO_CLOCK_HZ) / 1_000_000;
-        self.last = r0.wrapping_add(ticks as u32);
-        self.last
+        }
+        self.last = Some(t);
+        t
     }
 }
 
@@ -438,7 +445,7 @@ pub async fn answer(
             track,
             payloader: H264Payloader::default(),
             sequence: rand::random(),
-            clock: RtpClock::new(rand::random()),
+            clock: RtpClock::new(),
             parameter_sets: ParameterSets::default(),
             awaiting_keyframe: false,
             last_keyframe_request: None,
@@ -583,10 +590,10 @@ impl Session {
                                 }
                                 cameras = camera_ids(&ev);
                                 // New frame sequence numbers, maybe a new train: start over at its
-                                // next keyframe, the clock just after the last timestamp.
+                                // next keyframe (the clock goes on: capture times, or just after the
+                                // last timestamp if the new train's keyframe is older).
                                 assembler.reset();
                                 for slot in &mut slots.0 {
-                                    slot.clock.reanchor();
                                     slot.parameter_sets.clear();
                                 }
                             }
@@ -790,20 +797,35 @@ mod tests {
 
     #[test]
     fn timestamps_follow_capture_times_across_drops() {
-        let mut clock = RtpClock::new(1000);
+        let mut clock = RtpClock::new();
         let t0 = clock.timestamp(5_000_000);
-        assert_eq!(t0, 1000 + REANCHOR_STEP);
-        // 33,333 µs later: 3,000 ticks; a dropped frame later: 9,000 after the first.
+        assert_eq!(t0, 450_000, "capture time at 90 kHz");
+        // 33,333 µs later: 2,999 ticks; a dropped frame later: 9,000 after the first.
         assert_eq!(clock.timestamp(5_033_333).wrapping_sub(t0), 2_999);
         assert_eq!(clock.timestamp(5_100_000).wrapping_sub(t0), 9_000);
-        // Back in time: re-anchored just after the last one.
+        // Back in time: just after the last one, and the shift stays for what follows.
         let last = clock.timestamp(5_100_000);
         assert_eq!(clock.timestamp(1_000), last.wrapping_add(REANCHOR_STEP));
-        // A remap re-anchors too, and the clock wraps.
-        let mut clock = RtpClock::new(u32::MAX - 10);
-        assert_eq!(clock.timestamp(7), (u32::MAX - 10).wrapping_add(REANCHOR_STEP));
-        clock.reanchor();
-        assert_eq!(clock.timestamp(1), (u32::MAX - 10).wrapping_add(2 * REANCHOR_STEP));
+        assert_eq!(clock.timestamp(34_333), last.wrapping_add(REANCHOR_STEP + 2_999));
+        // A leap of an hour is not taken as time either.
+        let last = clock.timestamp(67_666);
+        assert_eq!(clock.timestamp(3_600_067_666), last.wrapping_add(REANCHOR_STEP));
+    }
+
+    #[test]
+    fn timestamps_are_capture_times_modulo_2_pow_32() {
+        // 2026-12-01T00:00:00Z: 90 kHz ticks wrap every 13.25 h.
+        let capture_us: u64 = 1_795_996_800_000_000;
+        let mut clock = RtpClock::new();
+        let t = clock.timestamp(capture_us);
+        assert_eq!(u64::from(t), (capture_us * 9 / 100) % (1u64 << 32));
+        // Across the wrap, time runs on.
+        let before_wrap = (capture_us * 9 / 100 / (1 << 32) + 1) * (1 << 32) * 100 / 9 - 20_000;
+        let mut clock = RtpClock::new();
+        let a = clock.timestamp(before_wrap);
+        let b = clock.timestamp(before_wrap + 33_333);
+        assert!(a > u32::MAX - 2_000 && b < 2_000, "{a} then {b}");
+        assert_eq!(b.wrapping_sub(a), 3_000);
     }
 
     #[test]
