@@ -36,6 +36,7 @@ const fake = vi.hoisted(() => {
 })
 
 vi.mock('../src/transport/webrtc', () => ({ openWebRtc: fake.open('webrtc') }))
+vi.mock('../src/transport/whep', () => ({ openWhep: fake.open('whep') }))
 vi.mock('../src/transport/websocket', () => ({ openWebSocket: fake.open('websocket'), wsUrl: () => 'ws://fake' }))
 vi.mock('../src/transport/webtransport', () => ({
   openWebTransport: fake.open('webtransport'),
@@ -483,5 +484,42 @@ describe('console store: WebTransport', () => {
       ranking: ['webrtc', 'websocket'],
       skipped: { webtransport: 'the server offers no WebTransport (webtransport_disabled)' },
     })
+  })
+})
+
+describe('console store: WHEP', () => {
+  it('?transport=whep: the link carries session and commands; its tracks play while it is active', async () => {
+    page('?transport=whep&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(fake.links.map((l) => [l.kind, l.id])).toEqual([['whep', 'rc-new']])
+    const l = fake.links[0]
+    await connect(l)
+    expect(store.testHook()).toMatchObject({ mode: 'whep', transport: 'whep', state: 'connected', trainId: 't1', media: null })
+    // Two cameras' tracks (stand-ins: node has no MediaStream).
+    const streams = [{ id: 's0', getVideoTracks: () => [{}] }, { id: 's1', getVideoTracks: () => [] }] as unknown as MediaStream[]
+    const stats = [{ index: 0, framesDecoded: 42 }]
+    l.h.onMedia?.({ streams, stats: async () => stats as never })
+    expect(store.hasMedia).toBe(true)
+    expect(store.streamAt(0)).toBe(streams[0])
+    expect(store.streamAt(2)).toBeNull()
+    store.framePresented(0)
+    store.framePresented(0)
+    await vi.advanceTimersByTimeAsync(300)
+    expect(store.testHook().media).toEqual({ tracks: 1, stats, framesPresented: { 0: 2 } })
+    const entry = store.send({ type: 'horn', duration_ms: 100 })
+    expect(lastCommand(l).request_id).toBe(entry.request_id)
+    expect(entry.transport).toBe('whep')
+    // The link goes: no tracks any more.
+    l.h.onClose('connection failed')
+    await settle()
+    expect(store.hasMedia).toBe(false)
+    expect(store.testHook().media).toBeNull()
+  })
+
+  it('Auto never picks WHEP', async () => {
+    page('?transport=auto&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(fake.links.map((l) => l.kind)).toEqual(['webrtc'])
+    expect(store.testHook().ranking).not.toContain('whep')
   })
 })

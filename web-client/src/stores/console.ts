@@ -23,9 +23,11 @@ import {
 } from '../roles'
 import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
 import { openWebRtc } from '../transport/webrtc'
+import { openWhep } from '../transport/whep'
+import type { MediaTracks, TrackStats } from '../transport/link'
 import { openWebSocket } from '../transport/websocket'
 import { NO_WEBTRANSPORT, openWebTransport, webTransportSupported } from '../transport/webtransport'
-import { DEFAULT_POLICY, initialPolicy, phaseOf, rankingOf, type Kind, type Mode, type PolicyState } from '../transport/policy'
+import { DEFAULT_POLICY, initialPolicy, KINDS, phaseOf, rankingOf, type Kind, type Mode, type PolicyState } from '../transport/policy'
 import { Supervisor } from '../transport/supervisor'
 import { VideoPipeline, type CameraStats } from '../video/pipeline'
 import type { OffsetEstimate } from '../stats/clock'
@@ -95,7 +97,7 @@ function describe(a: Action): string {
 }
 
 function isMode(s: string | null): s is Mode {
-  return s === 'auto' || s === 'webrtc' || s === 'webtransport' || s === 'websocket'
+  return s === 'auto' || (KINDS as readonly (string | null)[]).includes(s)
 }
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e))
@@ -154,7 +156,12 @@ export const useConsole = defineStore('console', () => {
   const storedMode = load(KEY_MODE)
   const mode = ref<Mode>(isMode(qTransport) ? qTransport : isMode(storedMode) ? storedMode : 'auto')
   const policy = shallowRef<PolicyState>(initialPolicy(undefined, mode.value))
-  const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, webtransport: {}, websocket: {} })
+  const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, webtransport: {}, websocket: {}, whep: {} })
+  /** The active link's media tracks (WHEP), one stream per camera in camera order, and their `getStats()`. */
+  const media = shallowRef<MediaTracks | null>(null)
+  const trackStats = shallowRef<TrackStats[]>([])
+  /** Frames each camera's `<video>` presented (`requestVideoFrameCallback`), WHEP. */
+  const framesPresented: Record<number, number> = {}
   const log = ref<LogLine[]>([])
   const telemetry = ref<Telemetry | null>(null)
   const acks = ref<AckEntry[]>([])
@@ -357,6 +364,7 @@ export const useConsole = defineStore('console', () => {
         open: {
           webrtc: openWebRtc,
           webtransport: (id, h) => checkedLink('webtransport', id, h, openWebTransport),
+          whep: (id, h) => checkedLink('whep', id, h, openWhep),
           websocket: (id, h) => checkedLink('websocket', id, h, openWebSocket),
         },
         unsupported: () => (webTransportSupported() ? {} : { webtransport: NO_WEBTRANSPORT }),
@@ -373,6 +381,11 @@ export const useConsole = defineStore('console', () => {
         },
         onEvent,
         onVideo: (data, at) => pipeline.push(data, at),
+        onMedia: (m) => {
+          media.value = m
+          trackStats.value = []
+          for (const k of Object.keys(framesPresented)) delete framesPresented[Number(k)]
+        },
         onLog: note,
       },
     ),
@@ -672,6 +685,14 @@ export const useConsole = defineStore('console', () => {
     setInterval(() => {
       cameraStats.value = pipeline.stats()
       audioStats.value = pipeline.audio.stats()
+      const m = media.value
+      if (m) {
+        m.stats()
+          .then((st) => {
+            if (media.value === m) trackStats.value = st
+          })
+          .catch(() => {})
+      }
       clock.value = pipeline.clockEstimate()
       rejected.value = { ...pipeline.rejected }
       lastRejection.value = pipeline.lastRejection
@@ -701,6 +722,7 @@ export const useConsole = defineStore('console', () => {
       audio: pipeline.audio.stats(),
       details: JSON.parse(JSON.stringify(details)) as Record<Kind, Record<string, string>>,
       stats,
+      media: media.value ? { tracks: media.value.streams.filter((st) => st.getVideoTracks().length > 0).length, stats: trackStats.value, framesPresented: { ...framesPresented } } : null,
       clockOffsetMs: est.offsetMs,
       clock: est,
       lastAck: la ? { request_id: la.request_id, label: la.label, status: la.status, rtt_ms: la.rtt_ms, train_rtt_ms: la.train_rtt_ms, transport: la.transport } : null,
@@ -726,7 +748,11 @@ export const useConsole = defineStore('console', () => {
     token, tokenSource, me, role, authError, tokenPrompt, assigned, noAssignment, rcProblem, manages,
     canCommand: computed(() => canCommand(role.value)),
     trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, policy, phase, details, log, telemetry,
-    acks, lastAck, lastCommandError, cameraStats, audioStats, clock, rejected, lastRejection, commandBlocked,
+    acks, lastAck, lastCommandError, cameraStats, audioStats, clock, rejected, lastRejection, commandBlocked, trackStats,
+    // Not the MediaTracks themselves: pinia would unwrap MediaStream's DOM type into the store's.
+    hasMedia: computed(() => media.value !== null),
+    streamAt: (index: number): MediaStream | null => media.value?.streams[index] ?? null,
+    framePresented: (index: number): void => { framesPresented[index] = (framesPresented[index] ?? 0) + 1 },
     start, setMode, selectTrain, send, testHook, useToken, forgetToken, readFragment,
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
     /** Mute or unmute the cab audio; call from a click (unmuting needs a user gesture). */

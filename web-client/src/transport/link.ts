@@ -1,7 +1,7 @@
 /**
  * One transport session ("link") to the server, whatever carries it: the shape every transport
- * module (WebSocket, WebRTC data channels, WebTransport) implements, so the rest of the console
- * never asks which.
+ * module (WebSocket, WebRTC data channels, WebTransport, WHEP media tracks) implements, so the
+ * rest of the console never asks which.
  */
 import { authHeaders, getToken, reportUnauthorized } from '../auth'
 import type { DecodeError } from '../wire/common'
@@ -27,8 +27,38 @@ export interface LinkHandlers {
   onText(text: string): void
   /** One video packet, or the error that ended the split of a data-channel message ({@link VideoData}). */
   onBinary(data: VideoData): void
+  /**
+   * Media tracks (WHEP only): one stream per camera of the train, in camera order, handed over
+   * again whenever a track arrives; packet links never call it.
+   */
+  onMedia?(media: MediaTracks): void
   /** Connection / ICE / channel states, for the UI. */
   onDetail(detail: Record<string, string>): void
+}
+
+/** What `getStats()` says about one camera's track (WHEP), for the overlay and the tests. */
+export interface TrackStats {
+  /** Index of the camera (and of its video transceiver). */
+  index: number
+  framesDecoded: number
+  framesPerSecond: number
+  packetsReceived: number
+  packetsLost: number
+  /** Interarrival jitter, ms. */
+  jitterMs: number
+  /** Average time a frame spent in the jitter buffer, ms (`jitterBufferDelay / jitterBufferEmittedCount`). */
+  jitterBufferMs: number | null
+  keyFramesDecoded: number
+  pliSent: number
+  width: number
+  height: number
+  codec: string
+}
+
+/** A link's media tracks: one stream per camera, and their statistics. */
+export interface MediaTracks {
+  streams: MediaStream[]
+  stats(): Promise<TrackStats[]>
 }
 
 export interface Link {

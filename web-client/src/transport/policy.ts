@@ -3,8 +3,9 @@
  * in, actions out; no timers, no sockets), driven by {@link ./supervisor}.
  *
  * Modes:
- * - `webrtc`, `webtransport`, `websocket`: that transport only; after a failure or a loss,
- *   reconnect with exponential backoff.
+ * - `webrtc`, `webtransport`, `websocket`, `whep`: that transport only; after a failure or a loss,
+ *   reconnect with exponential backoff. `whep` (media tracks played by `<video>`) is never in
+ *   Auto's default ranking: it is a different way of showing video, chosen on purpose.
  * - `auto`: the transports of `PolicyConfig.ranking`, best first (default WebRTC, WebTransport,
  *   WebSocket), leaving out those this browser lacks or the server does not offer:
  *   - try the best; when it does not open within `fallbackOpenTimeoutMs` (or fails), try the next
@@ -21,12 +22,12 @@
  *   With two transports this is what Auto always did: WebRTC first, WebSocket as the fall-back.
  */
 
-export type Kind = 'webrtc' | 'webtransport' | 'websocket'
+export type Kind = 'webrtc' | 'webtransport' | 'websocket' | 'whep'
 export type Mode = 'auto' | Kind
 export type TimerName = 'reconnect' | 'probe'
 
 /** Every transport, in the order the UI lists them. */
-export const KINDS: readonly Kind[] = ['webrtc', 'webtransport', 'websocket']
+export const KINDS: readonly Kind[] = ['webrtc', 'webtransport', 'websocket', 'whep']
 
 export interface PolicyConfig {
   /**

@@ -8,7 +8,7 @@
  * answers (acks, pongs) are delivered from any link.
  */
 import { parseServerEvent, type ServerEvent } from '../wire/client'
-import type { Link, LinkHandlers, VideoData } from './link'
+import type { Link, LinkHandlers, MediaTracks, VideoData } from './link'
 import { DEFAULT_POLICY, initialPolicy, step, type Kind, type Mode, type PolicyAction, type PolicyConfig, type PolicyEvent, type PolicyState, type TimerName } from './policy'
 
 export type Opener = (remoteControlId: string, handlers: LinkHandlers) => Link
@@ -31,6 +31,11 @@ export interface SupervisorSink {
   onEvent(ev: ServerEvent, from: Kind, active: boolean): void
   /** One packet (or a split error, {@link VideoData}) of the active link, in arrival order. */
   onVideo(data: VideoData, arrivalMs: number): void
+  /**
+   * The active link's media tracks, one stream per camera (WHEP), or `null` when a link without
+   * tracks becomes active or the one with them goes.
+   */
+  onMedia(media: MediaTracks | null): void
   onLog(line: string): void
 }
 
@@ -51,6 +56,8 @@ interface Slot {
   open: boolean
   mapped: boolean
   held: VideoData[]
+  /** The link's media tracks (WHEP), shown while it is active. */
+  media: MediaTracks | null
   lastRx: number
   openedAt: number
   mapping: Extract<ServerEvent, { type: 'mapped_train_changed' }> | null
@@ -59,7 +66,7 @@ interface Slot {
 
 export class Supervisor {
   private state: PolicyState
-  private slots: Record<Kind, Slot | null> = { webrtc: null, webtransport: null, websocket: null }
+  private slots: Record<Kind, Slot | null> = { webrtc: null, webtransport: null, websocket: null, whep: null }
   private timers: Partial<Record<TimerName, ReturnType<typeof setTimeout>>> = {}
   private ticker: ReturnType<typeof setInterval> | undefined
   private readonly opts: SupervisorOptions
@@ -120,7 +127,10 @@ export class Supervisor {
       this.opens++
       this.sink.onLog(`${state.active} active`)
       this.sink.onActivated(state.active, slot?.mapping ?? null)
+      this.sink.onMedia(slot?.media ?? null)
       if (slot?.mapped) this.flush(slot)
+    } else if (!state.active && before) {
+      this.sink.onMedia(null)
     }
     this.sink.onPolicy(state)
   }
@@ -153,7 +163,7 @@ export class Supervisor {
   private connect(kind: Kind, timeoutMs: number): void {
     const old = this.slots[kind]
     if (old) this.drop(old)
-    const slot: Slot = { kind, link: null, open: false, mapped: false, held: [], lastRx: 0, openedAt: 0, mapping: null, timeout: undefined }
+    const slot: Slot = { kind, link: null, open: false, mapped: false, held: [], media: null, lastRx: 0, openedAt: 0, mapping: null, timeout: undefined }
     this.slots[kind] = slot
     this.sink.onLog(`${kind}: connecting`)
     this.sink.onDetail(kind, { state: 'connecting' })
@@ -184,6 +194,11 @@ export class Supervisor {
       },
       onDetail: (d) => {
         if (live()) this.sink.onDetail(slot.kind, d)
+      },
+      onMedia: (media) => {
+        if (!live()) return
+        slot.media = media
+        if (this.state.active === slot.kind) this.sink.onMedia(media)
       },
       onText: (text) => {
         if (!live()) return

@@ -1,0 +1,43 @@
+// The WHEP link's pure parts: ICE servers from `Link` headers (WHEP §4.4) and per-camera figures
+// from a getStats() report.
+import { describe, expect, it } from 'vitest'
+import { iceServersFromLinks, trackStats } from '../src/transport/whep'
+
+describe('iceServersFromLinks', () => {
+  it('reads STUN and TURN entries with their credentials, and nothing else', () => {
+    const header =
+      '<stun:127.0.0.1:3478>; rel="ice-server", ' +
+      '<turn:127.0.0.1:3478?transport=udp>; rel="ice-server"; username="user, with comma"; credential="s3cret"; credential-type="password", ' +
+      '</api/other>; rel="next"'
+    expect(iceServersFromLinks(header)).toEqual([
+      { urls: 'stun:127.0.0.1:3478' },
+      { urls: 'turn:127.0.0.1:3478?transport=udp', username: 'user, with comma', credential: 's3cret' },
+    ])
+  })
+
+  it('no header, or garbage: none', () => {
+    expect(iceServersFromLinks(null)).toEqual([])
+    expect(iceServersFromLinks('not a link header')).toEqual([])
+  })
+})
+
+describe('trackStats', () => {
+  const report = (entries: Record<string, unknown>[]) => new Map(entries.map((e) => [e.id as string, e])) as unknown as RTCStatsReport
+
+  it('maps inbound video streams to cameras by mid, with jitter-buffer delay per frame', () => {
+    const r = report([
+      { id: 'c1', type: 'codec', mimeType: 'video/H264' },
+      { id: 'in1', type: 'inbound-rtp', kind: 'video', mid: '1', codecId: 'c1', framesDecoded: 90, framesPerSecond: 30, packetsReceived: 900, packetsLost: 2, jitter: 0.004, jitterBufferDelay: 4.5, jitterBufferEmittedCount: 90, keyFramesDecoded: 3, pliCount: 1, frameWidth: 640, frameHeight: 480 },
+      { id: 'in0', type: 'inbound-rtp', kind: 'video', mid: '0', codecId: 'c1', framesDecoded: 10 },
+      { id: 'a', type: 'inbound-rtp', kind: 'audio', mid: '2' },
+      { id: 'x', type: 'inbound-rtp', kind: 'video', mid: '7' },
+    ])
+    const s = trackStats(r, ['0', '1'])
+    expect(s.map((t) => t.index)).toEqual([0, 1])
+    expect(s[1]).toEqual({
+      index: 1, framesDecoded: 90, framesPerSecond: 30, packetsReceived: 900, packetsLost: 2, jitterMs: 4, jitterBufferMs: 50,
+      keyFramesDecoded: 3, pliSent: 1, width: 640, height: 480, codec: 'video/H264',
+    })
+    expect(s[0]).toMatchObject({ framesDecoded: 10, jitterBufferMs: null })
+  })
+})
