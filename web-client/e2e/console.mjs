@@ -6,6 +6,10 @@
 // The server must be running at BASE_URL with a simulator attached; the console must be served at
 // BASE_URL/ (by the server, or by `vite preview` proxying to it). Scenarios:
 //   webrtc, webtransport, websocket   that transport only
+//   whep                Media tracks (WHEP): every camera plays its H.264 track in a <video>; expects at
+//                       least 30 frames presented per camera (requestVideoFrameCallback), non-blank
+//                       changing pictures, getStats() frames decoded, and a command acked over the
+//                       WHEP session's `command` data channel
 //   auto                Auto mode; expects WebRTC (the first of its ranking: WebRTC, WebTransport, WebSocket)
 //   auto-fallback       Auto with /api/webrtc/* and /api/webtransport blocked: expects WebSocket within
 //                       ~6 s, then unblocks and expects Auto to come back to WebRTC (its probe runs 10 s
@@ -68,6 +72,7 @@ const SCENARIOS = {
   webrtc: { transport: 'webrtc', expect: 'webrtc' },
   webtransport: { transport: 'webtransport', expect: 'webtransport' },
   websocket: { transport: 'websocket', expect: 'websocket' },
+  whep: { transport: 'whep', expect: 'whep', access: 'whep' },
   auto: { transport: 'auto', expect: 'webrtc' },
   'auto-fallback': { transport: 'auto', expect: 'websocket', blockWebRtc: true, blockWebTransport: true },
   'auto-webtransport': { transport: 'auto', expect: 'webtransport', blockWebRtc: true },
@@ -327,6 +332,7 @@ async function main() {
   if (spec.access === 'viewer') return viewer(spec)
   if (spec.access === 'bad-token') return badToken(spec)
   if (spec.access === 'insecure') return insecure()
+  if (spec.access === 'whep') return whep(spec)
   const train = await pickTrain()
   Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
   const { page, pageErrors } = await launch()
@@ -472,6 +478,101 @@ async function main() {
   }
 
   if (pageErrors.length) result.page_errors = pageErrors
+  result.ok = true
+  result.screenshots = screenshots
+}
+
+/** Luma statistics of one <video>'s current picture, drawn onto a scratch canvas. */
+function sampleVideo(testId) {
+  const v = document.querySelector(`[data-testid="${testId}"]`)
+  if (!v || !v.videoWidth) return null
+  const c = document.createElement('canvas')
+  c.width = v.videoWidth
+  c.height = v.videoHeight
+  const ctx = c.getContext('2d')
+  ctx.drawImage(v, 0, 0)
+  const d = ctx.getImageData(0, 0, c.width, c.height).data
+  const grid = []
+  let sum = 0
+  let sum2 = 0
+  for (let y = 4; y < c.height; y += 8) {
+    for (let x = 4; x < c.width; x += 8) {
+      const i = (y * c.width + x) * 4
+      const l = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]
+      grid.push(l)
+      sum += l
+      sum2 += l * l
+    }
+  }
+  const mean = sum / grid.length
+  return { width: c.width, height: c.height, mean, std: Math.sqrt(Math.max(0, sum2 / grid.length - mean * mean)), grid }
+}
+
+/** WHEP: each camera's media track plays in a <video>; the browser decodes it (no WebCodecs). */
+async function whep(spec) {
+  const train = await pickTrain()
+  Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
+  const { page, pageErrors } = await launch()
+  const t0 = Date.now()
+  await page.goto(consoleUrl(`transport=whep&train=${encodeURIComponent(train)}`, { token }))
+  await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  const cameras = await waitFor(page, 'WHEP with 30 frames presented on every camera', 30000, () => {
+    const h = window.__railcast
+    if (h.transport !== 'whep' || !h.media || !h.cameras.length || h.media.tracks < h.cameras.length) return false
+    return h.cameras.every((_, i) => (h.media.framesPresented[i] ?? 0) >= 30) ? h.cameras : false
+  })
+  result.first_frames_ms = Date.now() - t0
+  const h0 = await hook(page)
+  Object.assign(result, { transport: h0.transport, cameras, remote_control_id: h0.remoteControlId, tracks: h0.media.tracks })
+  log(`whep: 30 frames presented on cameras ${cameras.join(', ')} after ${result.first_frames_ms} ms`)
+  // Pictures: non-blank, changing.
+  const first = {}
+  for (const cam of cameras) first[cam] = await page.evaluate(sampleVideo, `camera-video-${cam}`)
+  await sleep(1000)
+  result.pictures = {}
+  for (const cam of cameras) {
+    const a = first[cam]
+    const b = await page.evaluate(sampleVideo, `camera-video-${cam}`)
+    if (!a || !b) fail(`camera ${cam}: no picture in its <video>`)
+    if (b.std < 4) fail(`camera ${cam} <video> looks blank (luma mean ${b.mean.toFixed(1)}, std ${b.std.toFixed(2)})`)
+    let diff = 0
+    const len = Math.min(a.grid.length, b.grid.length)
+    for (let i = 0; i < len; i++) diff += Math.abs(a.grid[i] - b.grid[i])
+    diff /= Math.max(1, len)
+    if (diff < 0.2) fail(`camera ${cam} <video> did not change in 1 s (mean abs luma diff ${diff.toFixed(3)})`)
+    result.pictures[cam] = { width: b.width, height: b.height, luma_std: round(b.std), change: round(diff, 2) }
+  }
+  // Frame rate from presented frames, and the browser's own figures.
+  const before = await hook(page)
+  await sleep(measureMs)
+  const after = await hook(page)
+  result.per_camera = {}
+  cameras.forEach((cam, i) => {
+    const presented = (after.media.framesPresented[i] ?? 0) - (before.media.framesPresented[i] ?? 0)
+    const st = after.media.stats.find((s) => s.index === i)
+    if (!st || st.framesDecoded <= 0) fail(`camera ${cam}: getStats() shows no frame decoded (${JSON.stringify(st)})`)
+    result.per_camera[cam] = {
+      fps_presented: round((presented * 1000) / measureMs),
+      frames_decoded: st.framesDecoded,
+      packets_received: st.packetsReceived,
+      packets_lost: st.packetsLost,
+      jitter_ms: round(st.jitterMs, 2),
+      jitter_buffer_ms: st.jitterBufferMs === null ? null : round(st.jitterBufferMs, 1),
+      key_frames_decoded: st.keyFramesDecoded,
+      pli_sent: st.pliSent,
+      codec: st.codec,
+      size: `${st.width}x${st.height}`,
+    }
+  })
+  const fps = Object.values(result.per_camera).map((c) => c.fps_presented)
+  result.fps_min = Math.min(...fps)
+  if (result.fps_min <= 0) fail(`a camera presented no frame in ${measureMs} ms: ${JSON.stringify(result.per_camera)}`)
+  const ack = await command(page, 'cmd-horn')
+  Object.assign(result, { ack_rtt_ms: ack.rtt_ms, ack_transport: ack.transport })
+  if (ack.transport !== 'whep') fail(`the command went over ${ack.transport}, not the WHEP session`)
+  await shot(page, 'streaming')
+  log(`whep: ${JSON.stringify(result.per_camera)}, ack ${ack.rtt_ms} ms`)
+  if (pageErrors.length) fail(`page errors: ${pageErrors.join('; ')}`)
   result.ok = true
   result.screenshots = screenshots
 }

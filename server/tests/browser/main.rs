@@ -19,5 +19,6 @@ mod console_roles;
 mod console_webrtc;
 mod console_websocket;
 mod console_webtransport;
+mod console_whep;
 mod webtransport_certificates;
 mod whep_chromium;
