@@ -8,6 +8,7 @@
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
 mod aiortc_peer;
+mod aiortc_whep;
 mod answering;
 mod single_port;
 mod webrtc_bad_input;
