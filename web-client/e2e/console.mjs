@@ -564,6 +564,16 @@ async function whep(spec) {
       size: `${st.width}x${st.height}`,
     }
   })
+  const latency = cameras.flatMap((_, i) => after.media.latency[i]?.latencySamples ?? [])
+  if (!latency.length) fail('no glass-to-glass sample from the <video> elements (requestVideoFrameCallback rtpTimestamp)')
+  Object.assign(result, {
+    latency_p50_ms: round(pct(latency, 50)),
+    latency_p95_ms: round(pct(latency, 95)),
+    latency_samples: latency.length,
+    clock_offset_ms: round(after.clockOffsetMs),
+    clock_offset_applied: after.clock.applied,
+  })
+  await checkOverlay(page, cameras)
   const fps = Object.values(result.per_camera).map((c) => c.fps_presented)
   result.fps_min = Math.min(...fps)
   if (result.fps_min <= 0) fail(`a camera presented no frame in ${measureMs} ms: ${JSON.stringify(result.per_camera)}`)
@@ -571,7 +581,7 @@ async function whep(spec) {
   Object.assign(result, { ack_rtt_ms: ack.rtt_ms, ack_transport: ack.transport })
   if (ack.transport !== 'whep') fail(`the command went over ${ack.transport}, not the WHEP session`)
   await shot(page, 'streaming')
-  log(`whep: ${JSON.stringify(result.per_camera)}, ack ${ack.rtt_ms} ms`)
+  log(`whep: glass-to-glass p50 ${result.latency_p50_ms} ms p95 ${result.latency_p95_ms} ms, ${JSON.stringify(result.per_camera)}, ack ${ack.rtt_ms} ms`)
   if (pageErrors.length) fail(`page errors: ${pageErrors.join('; ')}`)
   result.ok = true
   result.screenshots = screenshots

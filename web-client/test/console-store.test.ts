@@ -502,10 +502,19 @@ describe('console store: WHEP', () => {
     expect(store.hasMedia).toBe(true)
     expect(store.streamAt(0)).toBe(streams[0])
     expect(store.streamAt(2)).toBeNull()
-    store.framePresented(0)
-    store.framePresented(0)
+    // Two frames shown now, captured 40 ms ago (RTP timestamps: capture time at 90 kHz), their
+    // last packets in 5 ms after capture: glass-to-glass 40 ms.
+    const shown = Date.now() - performance.timeOrigin
+    for (const lag of [40, 40]) {
+      const capture = Date.now() - lag
+      store.framePresented(0, { expectedDisplayTime: shown, receiveTime: capture + 5 - performance.timeOrigin, rtpTimestamp: Math.round(capture * 90) % 2 ** 32 })
+    }
     await vi.advanceTimersByTimeAsync(300)
-    expect(store.testHook().media).toEqual({ tracks: 1, stats, framesPresented: { 0: 2 } })
+    const m = store.testHook().media
+    expect(m).toMatchObject({ tracks: 1, stats, framesPresented: { 0: 2 } })
+    expect(m?.latency[0].latencySamples).toHaveLength(2)
+    expect(m?.latency[0].latencyP50).toBeCloseTo(40, 0)
+    expect(m?.latency[1].latencySamples).toEqual([])
     const entry = store.send({ type: 'horn', duration_ms: 100 })
     expect(lastCommand(l).request_id).toBe(entry.request_id)
     expect(entry.transport).toBe('whep')

@@ -2,6 +2,7 @@
 // from a getStats() report.
 import { describe, expect, it } from 'vitest'
 import { iceServersFromLinks, trackStats } from '../src/transport/whep'
+import { captureMsFromRtp, RTP_PERIOD_MS } from '../src/video/media'
 
 describe('iceServersFromLinks', () => {
   it('reads STUN and TURN entries with their credentials, and nothing else', () => {
@@ -39,5 +40,18 @@ describe('trackStats', () => {
       keyFramesDecoded: 3, pliSent: 1, width: 640, height: 480, codec: 'video/H264',
     })
     expect(s[0]).toMatchObject({ framesDecoded: 10, jitterBufferMs: null })
+  })
+})
+
+describe('captureMsFromRtp', () => {
+  it('the capture time of a 90 kHz timestamp, unwrapped to the period nearest the present', () => {
+    const capture = 1_764_600_000_123 // 2025-12-01, ms
+    const rtp = Math.round(capture * 90) % 2 ** 32
+    expect(captureMsFromRtp(rtp, capture + 50)).toBeCloseTo(capture, 1)
+    expect(captureMsFromRtp(rtp, capture - 50)).toBeCloseTo(capture, 1)
+    // Across a wrap: a timestamp just below 2^32 seen just after the wrap.
+    const wrapAt = Math.ceil(capture / RTP_PERIOD_MS) * RTP_PERIOD_MS
+    const before = wrapAt - 10
+    expect(captureMsFromRtp(Math.round(before * 90) % 2 ** 32, wrapAt + 20)).toBeCloseTo(before, 1)
   })
 })

@@ -3,8 +3,8 @@
 //! with an H.264 RTP track per camera, and each track plays in a plain `<video>` (the browser's
 //! own jitter buffer and decoder, no WebCodecs): two cameras at 640×480, 30 fps, at least 30
 //! frames presented on each (`requestVideoFrameCallback`), pictures that are not blank and
-//! change, `getStats()` frames decoded per track, and a command acked over the same peer
-//! connection.
+//! change, `getStats()` frames decoded per track, glass-to-glass latency from the frames' RTP
+//! timestamps (capture times), and a command acked over the same peer connection.
 
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ async fn console_plays_media_tracks_over_whep() {
     assert_eq!(r["transport"], "whep", "{r}");
     assert_eq!(r["ack_transport"], "whep", "the command went over the WHEP session: {r}");
     assert_eq!(r["cameras"].as_array().map(Vec::len), Some(2), "both cameras played: {r}");
+    assert!(r["latency_samples"].as_u64().unwrap_or(0) > 0, "glass-to-glass measured from RTP timestamps: {r}");
     for (cam, c) in r["per_camera"].as_object().expect("per_camera") {
         assert!(c["frames_decoded"].as_u64().unwrap_or(0) >= 30, "camera {cam}: {c}");
         assert_eq!(c["codec"], "video/H264", "camera {cam}: {c}");

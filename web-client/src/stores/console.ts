@@ -25,6 +25,7 @@ import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
 import { openWebRtc } from '../transport/webrtc'
 import { openWhep } from '../transport/whep'
 import type { MediaTracks, TrackStats } from '../transport/link'
+import { MediaLatencyMeter, type MediaLatency, type PresentedFrame } from '../video/media'
 import { openWebSocket } from '../transport/websocket'
 import { NO_WEBTRANSPORT, openWebTransport, webTransportSupported } from '../transport/webtransport'
 import { DEFAULT_POLICY, initialPolicy, KINDS, phaseOf, rankingOf, type Kind, type Mode, type PolicyState } from '../transport/policy'
@@ -162,6 +163,8 @@ export const useConsole = defineStore('console', () => {
   const trackStats = shallowRef<TrackStats[]>([])
   /** Frames each camera's `<video>` presented (`requestVideoFrameCallback`), WHEP. */
   const framesPresented: Record<number, number> = {}
+  /** Glass-to-glass of those frames, per camera index, refreshed with the other figures. */
+  const mediaLatency = shallowRef<MediaLatency[]>([])
   const log = ref<LogLine[]>([])
   const telemetry = ref<Telemetry | null>(null)
   const acks = ref<AckEntry[]>([])
@@ -344,6 +347,7 @@ export const useConsole = defineStore('console', () => {
       },
     }),
   )
+  const mediaMeter = markRaw(new MediaLatencyMeter(pipeline.clock, () => pipeline.clockEstimate(), performance.timeOrigin))
 
   function applyMapping(ev: Extract<ServerEvent, { type: 'mapped_train_changed' }>) {
     const otherTrain = ev.train_id !== mapping.trainId
@@ -384,6 +388,8 @@ export const useConsole = defineStore('console', () => {
         onMedia: (m) => {
           media.value = m
           trackStats.value = []
+          mediaLatency.value = []
+          mediaMeter.reset()
           for (const k of Object.keys(framesPresented)) delete framesPresented[Number(k)]
         },
         onLog: note,
@@ -692,6 +698,7 @@ export const useConsole = defineStore('console', () => {
             if (media.value === m) trackStats.value = st
           })
           .catch(() => {})
+        mediaLatency.value = m.streams.map((_, i) => mediaMeter.stats(i))
       }
       clock.value = pipeline.clockEstimate()
       rejected.value = { ...pipeline.rejected }
@@ -722,7 +729,14 @@ export const useConsole = defineStore('console', () => {
       audio: pipeline.audio.stats(),
       details: JSON.parse(JSON.stringify(details)) as Record<Kind, Record<string, string>>,
       stats,
-      media: media.value ? { tracks: media.value.streams.filter((st) => st.getVideoTracks().length > 0).length, stats: trackStats.value, framesPresented: { ...framesPresented } } : null,
+      media: media.value
+        ? {
+            tracks: media.value.streams.filter((st) => st.getVideoTracks().length > 0).length,
+            stats: trackStats.value,
+            framesPresented: { ...framesPresented },
+            latency: media.value.streams.map((_, i) => mediaMeter.stats(i)),
+          }
+        : null,
       clockOffsetMs: est.offsetMs,
       clock: est,
       lastAck: la ? { request_id: la.request_id, label: la.label, status: la.status, rtt_ms: la.rtt_ms, train_rtt_ms: la.train_rtt_ms, transport: la.transport } : null,
@@ -752,7 +766,11 @@ export const useConsole = defineStore('console', () => {
     // Not the MediaTracks themselves: pinia would unwrap MediaStream's DOM type into the store's.
     hasMedia: computed(() => media.value !== null),
     streamAt: (index: number): MediaStream | null => media.value?.streams[index] ?? null,
-    framePresented: (index: number): void => { framesPresented[index] = (framesPresented[index] ?? 0) + 1 },
+    mediaLatency,
+    framePresented: (index: number, frame: PresentedFrame): void => {
+      framesPresented[index] = (framesPresented[index] ?? 0) + 1
+      mediaMeter.presented(index, frame)
+    },
     start, setMode, selectTrain, send, testHook, useToken, forgetToken, readFragment,
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
     /** Mute or unmute the cab audio; call from a click (unmuting needs a user gesture). */
