@@ -36,16 +36,21 @@ def request(url, token, method, body=None, content_type=None):
         req.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(req, timeout=15) as resp:
-            return resp.status, dict(resp.headers), resp.read().decode(errors="replace")
+            return resp.status, headers(resp.headers), resp.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode(errors="replace")
+        return e.code, headers(e.headers), e.read().decode(errors="replace")
+
+
+def headers(message):
+    """Header names are case-insensitive (HTTP/1.1 servers may send them in lower case)."""
+    return {k.lower(): v for k, v in message.items()}
 
 
 async def run(args, report):
     base = "http://" + args.http
     endpoint = f"{base}/api/whep/remote-controls/{urllib.parse.quote(args.remote_control)}"
     status, headers, _ = await asyncio.to_thread(request, endpoint, args.token, "OPTIONS")
-    report["options"] = {"status": status, "accept_post": headers.get("Accept-Post")}
+    report["options"] = {"status": status, "accept_post": headers.get("accept-post")}
 
     pc = RTCPeerConnection()
     tracks = {}
@@ -85,9 +90,9 @@ async def run(args, report):
     )
     report["post"] = {
         "status": status,
-        "location": headers.get("Location"),
-        "etag": headers.get("ETag"),
-        "content_type": headers.get("Content-Type"),
+        "location": headers.get("location"),
+        "etag": headers.get("etag"),
+        "content_type": headers.get("content-type"),
     }
     if status != 201:
         raise RuntimeError(f"POST {endpoint}: {status} {answer}")
@@ -101,7 +106,7 @@ async def run(args, report):
     report["seconds_to_frames"] = round(time.monotonic() - started, 2)
     report["tracks"] = [tracks[i] for i in sorted(tracks)]
 
-    session = urllib.parse.urljoin(base + "/", headers.get("Location") or "")
+    session = urllib.parse.urljoin(base + "/", headers.get("location") or "")
     status, _, _ = await asyncio.to_thread(request, session, args.token, "DELETE")
     report["delete"] = status
     status, _, _ = await asyncio.to_thread(request, session, args.token, "DELETE")
