@@ -12,6 +12,7 @@ pub const SCENARIOS: &[&str] = &[
     "ws-floor",
     "dc-fanout",
     "wt-fanout",
+    "whep-fanout",
     "dc-chromium",
     "many-trains",
     "webrtc-setup",
@@ -27,11 +28,11 @@ pub const BY_NAME_ONLY: &[&str] = &["soak"];
 #[derive(Debug, Parser)]
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
-    /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, wt-fanout, dc-chromium, many-trains,
+    /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, wt-fanout, whep-fanout, dc-chromium, many-trains,
     /// webrtc-setup, memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs
     /// only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
+        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "whep-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
@@ -46,6 +47,9 @@ pub struct Opts {
     /// WebTransport client counts for wt-fanout [default: 1,50,200,500].
     #[arg(long, value_delimiter = ',')]
     pub wt_clients: Option<Vec<usize>>,
+    /// WHEP viewer counts for whep-fanout [default: 1,50,200,500].
+    #[arg(long, value_delimiter = ',')]
+    pub whep_clients: Option<Vec<usize>>,
     /// Idle client counts at which memory samples RSS [default: 0,100,200].
     #[arg(long, value_delimiter = ',')]
     pub idle_clients: Option<Vec<usize>>,
@@ -154,6 +158,7 @@ pub struct Ctx {
     pub ws_clients: Vec<usize>,
     pub dc_clients: Vec<usize>,
     pub wt_clients: Vec<usize>,
+    pub whep_clients: Vec<usize>,
     pub idle_clients: Vec<usize>,
     /// trains, cameras per train, clients per train
     pub many_trains: (usize, u16, usize),
@@ -185,6 +190,7 @@ impl Ctx {
         let ws_clients = pick(&o.ws_clients, &[1, 50, 200, 500, 1000], &[1, 4]);
         let dc_clients = pick(&o.dc_clients, &[1, 10, 50, 100, 200, 300], &[1, 2]);
         let wt_clients = pick(&o.wt_clients, &[1, 50, 200, 500], &[1, 4]);
+        let whep_clients = pick(&o.whep_clients, &[1, 50, 200, 500], &[1, 2]);
         let mut idle_clients =
             o.idle_clients.clone().unwrap_or_else(|| if smoke { vec![0, 5, 10] } else { vec![0, 100, 200] });
         idle_clients.sort_unstable();
@@ -205,6 +211,7 @@ impl Ctx {
             ws_clients,
             dc_clients,
             wt_clients,
+            whep_clients,
             idle_clients,
             many_trains,
             setup_sequential: setup.first().copied().unwrap_or(100),

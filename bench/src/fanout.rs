@@ -1,5 +1,7 @@
 //! Fan-out scenarios: `ws-fanout` (one train to N WebSocket clients), `dc-fanout` (one train to
-//! N WebRTC peers), `wt-fanout` (one train to N WebTransport clients) and `many-trains` (T trains × C cameras, K WebSocket clients each).
+//! N WebRTC peers), `wt-fanout` (one train to N WebTransport clients), `whep-fanout` (one train
+//! to N WHEP viewers: RTP media tracks) and `many-trains` (T trains × C cameras, K WebSocket
+//! clients each).
 //!
 //! Each step starts a fresh server, the trains, and the clients; waits until every client has
 //! received video and the GOP bursts are over; then opens a measurement window of `--duration`
@@ -22,6 +24,7 @@ use crate::rtc_client::{self, RtcConn};
 use crate::server::Server;
 use crate::stats::{FrameCounter, Window};
 use crate::train::{Train, TrainSpec};
+use crate::whep_client;
 use crate::ws_client::WsResult;
 use crate::ws_raw;
 
@@ -35,6 +38,8 @@ pub enum Transport {
     WebRtc,
     #[serde(rename = "webtransport")]
     WebTransport,
+    #[serde(rename = "whep")]
+    Whep,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +67,8 @@ pub struct FanoutStep {
     /// Frames the server's drop policy dropped during the window (`railcast_frames_dropped_total`).
     pub server_frames_dropped: Option<f64>,
     pub packets_received: u64,
+    /// WHEP: RTP packets of in-window frames received ÷ the span of their sequence numbers.
+    pub rtp_delivered_fraction: Option<f64>,
     pub delivered_mbit_s: f64,
     pub latency: Latency,
     /// The server's `railcast_relay_latency_seconds` over the window (capture → handed to the
@@ -82,7 +89,10 @@ pub struct FanoutStep {
 enum Holder {
     Ws(JoinHandle<WsResult>),
     Rtc(RtcConn, JoinHandle<(FrameCounter, Option<String>)>),
+    Whep(JoinHandle<WhepResult>),
 }
+
+type WhepResult = (whep_client::WhepConn, FrameCounter, whep_client::RtpLoss, Option<String>);
 
 /// One step; `label` names the server log.
 pub async fn step(
@@ -125,7 +135,7 @@ async fn run_step(
     let started = Instant::now();
     let concurrency = match transport {
         Transport::WebSocket | Transport::WebTransport => ctx.ws_connect_concurrency,
-        Transport::WebRtc => ctx.rtc_connect_concurrency,
+        Transport::WebRtc | Transport::Whep => ctx.rtc_connect_concurrency,
     };
     let hashes = match transport {
         Transport::WebTransport => crate::wt_client::hashes(&server.api).await?,
@@ -151,6 +161,10 @@ async fn run_step(
                         let url = server.wt_url(rc).ok_or_else(|| anyhow::anyhow!("WebTransport is disabled"))?;
                         let s = crate::wt_client::connect(&url, hashes).await?;
                         Holder::Ws(tokio::spawn(crate::wt_client::run(s, window, warm, stop_rx)))
+                    }
+                    Transport::Whep => {
+                        let c = whep_client::connect(&server.api, rc).await?;
+                        Holder::Whep(tokio::spawn(whep_client::run(c, window, warm, stop_rx)))
                     }
                 };
                 Ok::<_, anyhow::Error>((i, h))
@@ -213,6 +227,8 @@ async fn run_step(
     let mut total = FrameCounter::default();
     let mut expected = 0u64;
     let mut rtcs = Vec::new();
+    let mut wheps = Vec::new();
+    let mut rtp = whep_client::RtpLoss::default();
     for (i, h) in holders {
         let sent = trains[train_of(i)].stats.window_frames.load(Ordering::Relaxed);
         let (counter, error) = match h {
@@ -229,6 +245,16 @@ async fn run_step(
                     Err(_) => (FrameCounter::default(), Some("client did not stop".into())),
                 }
             }
+            Holder::Whep(j) => match tokio::time::timeout(Duration::from_secs(10), j).await {
+                Ok(Ok((conn, counter, loss, error))) => {
+                    wheps.push(conn);
+                    rtp.received += loss.received;
+                    rtp.expected += loss.expected;
+                    (counter, error)
+                }
+                Ok(Err(e)) => (FrameCounter::default(), Some(format!("client task: {e}"))),
+                Err(_) => (FrameCounter::default(), Some("client did not stop".into())),
+            },
         };
         if let Some(e) = error {
             errors.push(e);
@@ -243,6 +269,12 @@ async fn run_step(
     stream::iter(rtcs)
         .for_each_concurrent(32, |c| async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.pc.close()).await;
+        })
+        .await;
+    let api = &server.api;
+    stream::iter(wheps)
+        .for_each_concurrent(32, |c| async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), whep_client::close(c, api)).await;
         })
         .await;
     let frames_sent: u64 = trains.iter().map(|t| t.stats.window_frames.load(Ordering::Relaxed)).sum();
@@ -270,6 +302,8 @@ async fn run_step(
         delivered_fraction: (expected > 0).then(|| total.frames as f64 / expected as f64),
         server_frames_dropped: dropped_before.zip(dropped_after).map(|(a, b)| b - a),
         packets_received: total.packets,
+        rtp_delivered_fraction: (transport == Transport::Whep && rtp.expected > 0)
+            .then(|| rtp.received as f64 / rtp.expected as f64),
         delivered_mbit_s: total.bytes as f64 * 8.0 / window_s / 1e6,
         latency: Latency::from(&total.latency),
         server_relay_p50_le_us: le_us(0.5),
@@ -345,18 +379,20 @@ fn check(out: &mut Outcome, s: &FanoutStep) {
     }
 }
 
-/// `ws-fanout`, `dc-fanout` or `wt-fanout`.
+/// `ws-fanout`, `dc-fanout`, `wt-fanout` or `whep-fanout`.
 pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
     let mut out = Outcome::new(HEADERS.to_vec());
     let counts = match transport {
         Transport::WebSocket => &ctx.ws_clients,
         Transport::WebRtc => &ctx.dc_clients,
         Transport::WebTransport => &ctx.wt_clients,
+        Transport::Whep => &ctx.whep_clients,
     };
     let name = match transport {
         Transport::WebSocket => "ws",
         Transport::WebRtc => "dc",
         Transport::WebTransport => "wt",
+        Transport::Whep => "whep",
     };
     let mut steps = Vec::new();
     for &n in counts {
@@ -364,8 +400,9 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
         match step(ctx, transport, 1, 1, n, &format!("{name}-fanout-{n}")).await {
             Ok(s) => {
                 eprintln!(
-                    "[{name}-fanout] {n} clients: delivered {}, p50 {} ms, p99 {} ms, server CPU {:.0}% ({} %/Gbit/s), load CPU {:.0}%",
+                    "[{name}-fanout] {n} clients: delivered {}{}, p50 {} ms, p99 {} ms, server CPU {:.0}% ({} %/Gbit/s), load CPU {:.0}%",
                     pct(s.delivered_fraction),
+                    s.rtp_delivered_fraction.map(|f| format!(" (RTP packets {})", pct(Some(f)))).unwrap_or_default(),
                     ms(s.latency.p50_us),
                     ms(s.latency.p99_us),
                     s.server_cpu_pct,
@@ -408,6 +445,17 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
                 "WebTransport clients at ≥99.9 % delivered and p99 ≤ 20 ms",
                 "≥ 500 clients at 4 Mbit/s (issue 19)",
                 format!("{} clients at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
+                (ctx.bitrate >= 4_000_000).then(|| best.is_some_and(|b| b >= 500)),
+            ));
+        }
+        Transport::Whep => {
+            let rtp999 = |s: &&FanoutStep| s.rtp_delivered_fraction.is_some_and(|d| d >= 0.999);
+            let good = |s: &&FanoutStep| rtp999(s) && s.latency.p99_us.is_some_and(|p| p <= 20_000);
+            let best = steps.iter().filter(good).map(|s| s.clients).max();
+            out.targets.push(Target::new(
+                "WHEP viewers at ≥99.9 % of RTP packets delivered and p99 ≤ 20 ms",
+                "≥ 500 viewers at 4 Mbit/s (issue 20)",
+                format!("{} viewers at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
                 (ctx.bitrate >= 4_000_000).then(|| best.is_some_and(|b| b >= 500)),
             ));
         }

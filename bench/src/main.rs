@@ -26,6 +26,7 @@ mod setup;
 mod soak;
 mod stats;
 mod train;
+mod whep_client;
 mod ws_client;
 mod ws_raw;
 mod wt_client;
@@ -118,6 +119,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
                 "ws-floor" => floor::run(&ctx).await,
                 "dc-fanout" => fanout::fanout(&ctx, Transport::WebRtc).await,
                 "wt-fanout" => fanout::fanout(&ctx, Transport::WebTransport).await,
+                "whep-fanout" => fanout::fanout(&ctx, Transport::Whep).await,
                 "dc-chromium" => dc_chromium::run(&ctx).await,
                 "many-trains" => fanout::many_trains(&ctx).await,
                 "webrtc-setup" => setup::run(&ctx).await,

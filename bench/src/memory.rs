@@ -55,7 +55,7 @@ async fn measure(ctx: &Ctx, server: &Server, transport: Transport) -> anyhow::Re
     // Warm-up: one session of the transport, opened and closed, so that lazily built state is
     // not charged to the first level.
     match transport {
-        Transport::WebTransport => anyhow::bail!("memory does not cover WebTransport yet"),
+        Transport::WebTransport | Transport::Whep => anyhow::bail!("memory covers WebSocket and WebRTC data channels"),
         Transport::WebSocket => {
             if let Some(rc) = rcs.first() {
                 let mut ws = ws_client::connect(&server.ws_url(rc)).await?;
@@ -78,7 +78,9 @@ async fn measure(ctx: &Ctx, server: &Server, transport: Transport) -> anyhow::Re
     for &level in levels {
         let batch = &rcs[open..level];
         match transport {
-            Transport::WebTransport => anyhow::bail!("memory does not cover WebTransport yet"),
+            Transport::WebTransport | Transport::Whep => {
+                anyhow::bail!("memory covers WebSocket and WebRTC data channels")
+            }
             Transport::WebSocket => {
                 let conns: Vec<anyhow::Result<ws_client::Ws>> = stream::iter(batch)
                     .map(|rc| async move {
@@ -135,6 +137,7 @@ pub async fn run(ctx: &Ctx) -> Outcome {
             Transport::WebSocket => "memory-ws",
             Transport::WebRtc => "memory-dc",
             Transport::WebTransport => "memory-wt",
+            Transport::Whep => "memory-whep",
         };
         let server = match Server::start(&ctx.server, name).await {
             Ok(s) => s,

@@ -159,7 +159,7 @@ fn tail_lines(s: &str, n: usize) -> String {
 pub struct Api {
     pub base: String,
     /// Sent as `Authorization: Bearer`.
-    token: Option<String>,
+    pub token: Option<String>,
     client: testkit::HttpClient,
 }
 

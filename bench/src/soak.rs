@@ -67,6 +67,7 @@ fn name(t: Transport) -> &'static str {
         Transport::WebSocket => "WebSocket",
         Transport::WebRtc => "WebRTC",
         Transport::WebTransport => "WebTransport",
+        Transport::Whep => "WHEP",
     }
 }
 
@@ -130,7 +131,9 @@ async fn connect_all(
             async move {
                 let live = Arc::new(Live::default());
                 let r = match transport {
-                    Transport::WebTransport => Err(anyhow::anyhow!("soak does not cover WebTransport yet")),
+                    Transport::WebTransport | Transport::Whep => {
+                        Err(anyhow::anyhow!("soak covers WebSocket and WebRTC data channels"))
+                    }
                     Transport::WebSocket => ws_client::connect(&server.ws_url(&rc)).await.map(|ws| {
                         let live = Arc::clone(&live);
                         let task = tokio::spawn(async move {
@@ -513,7 +516,7 @@ async fn soak(ctx: &Ctx, server: &Server, errors: &mut Vec<String>) -> anyhow::R
         eprintln!("[soak] connecting {n} {} clients …", name(transport));
         let concurrency = match transport {
             Transport::WebSocket | Transport::WebTransport => ctx.ws_connect_concurrency,
-            Transport::WebRtc => ctx.rtc_connect_concurrency,
+            Transport::WebRtc | Transport::Whep => ctx.rtc_connect_concurrency,
         };
         let failed =
             connect_all(server, transport, planned(k), concurrency, &window, &warm, &stop_rx, &mut clients).await;

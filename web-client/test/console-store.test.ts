@@ -504,9 +504,10 @@ describe('console store: WHEP', () => {
     expect(store.streamAt(2)).toBeNull()
     // Two frames shown now, captured 40 ms ago (RTP timestamps: capture time at 90 kHz), their
     // last packets in 5 ms after capture: glass-to-glass 40 ms.
-    const shown = Date.now() - performance.timeOrigin
+    const wall = Date.now()
+    const shown = wall - performance.timeOrigin
     for (const lag of [40, 40]) {
-      const capture = Date.now() - lag
+      const capture = wall - lag
       store.framePresented(0, { expectedDisplayTime: shown, receiveTime: capture + 5 - performance.timeOrigin, rtpTimestamp: Math.round(capture * 90) % 2 ** 32 })
     }
     await vi.advanceTimersByTimeAsync(300)

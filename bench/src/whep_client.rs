@@ -1,0 +1,196 @@
+//! A WHEP viewer for `whep-fanout`: testkit's webrtc-rs player (one receive-only H.264
+//! transceiver, no data channel, as a plain player), which counts RTP instead of railcast
+//! packets.
+//!
+//! The server writes RTP timestamps as capture times at 90 kHz (`capture_us × 90 / 1000 mod
+//! 2³²`, README "WHEP"), so a packet's latency is `now − capture` read straight from its
+//! timestamp: `(now × 90 kHz − timestamp) mod 2³²` ticks, on this host's one clock. A frame is
+//! whole when the packets of one timestamp arrived in sequence up to the marker bit. RTP loss is
+//! counted from sequence numbers: packets of frames captured inside the window, against the span
+//! of their sequence numbers.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+
+use crate::server::Api;
+use crate::stats::{now_us, FrameCounter, Window};
+
+/// An answered WHEP session and its tracks as they come.
+pub struct WhepConn {
+    pub pc: Arc<dyn PeerConnection>,
+    /// The session's URL (`Location`), for the DELETE.
+    pub url: String,
+    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+}
+
+/// Offer one receive-only video transceiver to remote control `rc` and apply the answer.
+pub async fn connect(api: &Api, rc: &str) -> anyhow::Result<WhepConn> {
+    let (pc, tracks, _channels, _ice) = testkit::whep::media_peer().await;
+    let (sdp, _) = testkit::whep::offer(&pc, 1, false).await;
+    let url = format!("{}/api/whep/remote-controls/{rc}", api.base);
+    let (status, headers, answer) =
+        testkit::whep::http("POST", &url, api.token.as_deref(), &[("content-type", "application/sdp")], &sdp).await;
+    if status != 201 {
+        let _ = pc.close().await;
+        bail!("WHEP POST: {status} {answer}");
+    }
+    let location = headers.get("location").and_then(|v| v.to_str().ok()).ok_or_else(|| anyhow!("no Location"))?;
+    let url = format!("{}{location}", api.base);
+    pc.set_remote_description(RTCSessionDescription::answer(answer)?).await?;
+    Ok(WhepConn { pc, url, tracks })
+}
+
+/// RTP sequence numbers of the packets counted: their span against how many arrived.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RtpLoss {
+    /// Packets of frames captured inside the window, received.
+    pub received: u64,
+    /// The span of their sequence numbers (first to last, inclusive).
+    pub expected: u64,
+}
+
+/// Whole frames and packet latency of one track, as [`FrameCounter`] counts railcast packets.
+#[derive(Debug, Default)]
+struct RtpCounter {
+    counter: FrameCounter,
+    loss: RtpLoss,
+    /// The frame being received: its timestamp, the next sequence number, intact so far.
+    frame: Option<(u32, u16, bool)>,
+    /// Extended sequence numbers of the first and last in-window packet.
+    first: Option<u64>,
+    last_ext: Option<u64>,
+    last_seq: Option<u16>,
+    cycles: u64,
+}
+
+impl RtpCounter {
+    fn packet(&mut self, seq: u16, timestamp: u32, marker: bool, len: usize, window: &Window) {
+        let now = now_us();
+        let now_ticks = (u128::from(now) * 90_000 / 1_000_000) as u32;
+        let latency_us = u64::from(now_ticks.wrapping_sub(timestamp)) * 1_000_000 / 90_000;
+        let capture = now.saturating_sub(latency_us);
+        self.counter.packets_any += 1;
+        // Extended sequence number (wraps every 65,536 packets).
+        if let Some(prev) = self.last_seq {
+            if seq < prev && prev.wrapping_sub(seq) > 0x8000 {
+                self.cycles += 1;
+            }
+        }
+        self.last_seq = Some(seq);
+        let ext = (self.cycles << 16) | u64::from(seq);
+        let inside = window.contains(capture);
+        if inside {
+            self.counter.packets += 1;
+            self.counter.bytes += len as u64;
+            self.counter.latency.record(latency_us);
+            self.loss.received += 1;
+            self.first.get_or_insert(ext);
+            self.last_ext = Some(self.last_ext.map_or(ext, |l| l.max(ext)));
+        }
+        let intact = match self.frame {
+            Some((ts, next, ok)) if ts == timestamp => ok && next == seq,
+            _ => true,
+        };
+        self.frame = Some((timestamp, seq.wrapping_add(1), intact));
+        if marker {
+            if intact && inside {
+                self.counter.frames += 1;
+            }
+            self.frame = None;
+        }
+    }
+
+    fn finish(mut self) -> (FrameCounter, RtpLoss) {
+        if let (Some(f), Some(l)) = (self.first, self.last_ext) {
+            self.loss.expected = l - f + 1;
+        }
+        (self.counter, self.loss)
+    }
+}
+
+/// Count the video track's RTP until `stop`; marks the viewer warm at its first packet.
+pub async fn run(
+    mut conn: WhepConn,
+    window: Arc<Window>,
+    warm: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) -> (WhepConn, FrameCounter, RtpLoss, Option<String>) {
+    let mut c = RtpCounter::default();
+    let mut error = None;
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
+    let track = tokio::select! {
+        _ = &mut stopped => None,
+        t = conn.tracks.recv() => t,
+    };
+    if let Some(track) = track {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                ev = track.poll() => match ev {
+                    Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                        if c.counter.packets_any == 0 {
+                            warm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        let h = &p.header;
+                        c.packet(h.sequence_number, h.timestamp, h.marker, p.payload.len() + 12, &window);
+                    }
+                    Some(_) => {}
+                    None => {
+                        error = Some("track ended".into());
+                        break;
+                    }
+                },
+            }
+        }
+    } else {
+        error = Some("no track before the end".into());
+    }
+    let (counter, loss) = c.finish();
+    (conn, counter, loss, error)
+}
+
+/// End the session: DELETE its resource, close the peer.
+pub async fn close(conn: WhepConn, api: &Api) {
+    let _ = testkit::whep::http("DELETE", &conn.url, api.token.as_deref(), &[], "").await;
+    let _ = conn.pc.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_need_every_packet_in_sequence_up_to_the_marker() {
+        let w = Window::default();
+        w.open(60_000_000);
+        // The window opened before the frames below were captured.
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        // Frames captured 100, 67 and 33 ms ago.
+        let ts = ((u128::from(now_us()) * 90_000 / 1_000_000) as u32).wrapping_sub(9_000);
+        let mut c = RtpCounter::default();
+        // Frame 1: three packets, whole. Frame 2: the middle packet lost. Frame 3: whole, and
+        // the sequence numbers wrap inside it.
+        c.packet(65_533, ts, false, 1000, &w);
+        c.packet(65_534, ts, false, 1000, &w);
+        c.packet(65_535, ts, true, 1000, &w);
+        c.packet(0, ts + 3000, false, 1000, &w);
+        c.packet(2, ts + 3000, true, 1000, &w);
+        c.packet(3, ts + 6000, false, 1000, &w);
+        c.packet(4, ts + 6000, true, 1000, &w);
+        let (counter, loss) = c.finish();
+        assert_eq!(counter.frames, 2);
+        assert_eq!(counter.packets, 7);
+        assert_eq!((loss.received, loss.expected), (7, 8));
+        let (p0, max) = (counter.latency.quantile(0.0).expect("latency"), counter.latency.max_us);
+        assert!(p0 >= 30_000 && max <= 110_000, "33 to 100 ms after capture: {p0}..{max} µs");
+    }
+}
