@@ -41,7 +41,8 @@
 //                       used): the console must show the token prompt with the server's own 401
 //                       message (as GET /api/me answers it) and no video, and stop asking the server
 //
-// Env: RAILCAST_TOKEN (the access token: the page is opened with `#token=<it>` appended, and the
+// Env: JITTER_BUFFER_TARGET (whep: ms for every track's RTCRtpReceiver.jitterBufferTarget; unset:
+// the browser's default), RAILCAST_TOKEN (the access token: the page is opened with `#token=<it>` appended, and the
 // driver's own requests send it as a bearer token; unset: no token, as before authentication),
 // RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
 // MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console on stderr), RESTART_WAIT_MS (default
@@ -514,7 +515,11 @@ async function whep(spec) {
   Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
   const { page, pageErrors } = await launch()
   const t0 = Date.now()
-  await page.goto(consoleUrl(`transport=whep&train=${encodeURIComponent(train)}`, { token }))
+  // JITTER_BUFFER_TARGET=MS: the console's ?jitterBufferTarget= (RTCRtpReceiver.jitterBufferTarget).
+  const jbt = process.env.JITTER_BUFFER_TARGET ?? ''
+  result.jitter_buffer_target_ms = jbt === '' ? null : Number(jbt)
+  const extra = jbt === '' ? '' : `&jitterBufferTarget=${encodeURIComponent(jbt)}`
+  await page.goto(consoleUrl(`transport=whep&train=${encodeURIComponent(train)}${extra}`, { token }))
   await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
   const cameras = await waitFor(page, 'WHEP with 30 frames presented on every camera', 30000, () => {
     const h = window.__railcast

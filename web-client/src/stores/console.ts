@@ -125,6 +125,9 @@ export const useConsole = defineStore('console', () => {
   const query = new URLSearchParams(location.search)
   const qTransport = query.get('transport')
   const qTrain = query.get('train')
+  // WHEP: `?jitterBufferTarget=MS` sets every track's RTCRtpReceiver.jitterBufferTarget.
+  const qJitter = query.get('jitterBufferTarget')
+  const jitterBufferTargetMs = qJitter !== null && qJitter.trim() !== '' && Number.isFinite(Number(qJitter)) ? Number(qJitter) : null
 
   // Who we are.
   const initial = resolveToken({ location, history, storage: storage() })
@@ -368,7 +371,7 @@ export const useConsole = defineStore('console', () => {
         open: {
           webrtc: openWebRtc,
           webtransport: (id, h) => checkedLink('webtransport', id, h, openWebTransport),
-          whep: (id, h) => checkedLink('whep', id, h, openWhep),
+          whep: (id, h) => checkedLink('whep', id, h, (i, hh) => openWhep(i, hh, { jitterBufferTargetMs })),
           websocket: (id, h) => checkedLink('websocket', id, h, openWebSocket),
         },
         unsupported: () => (webTransportSupported() ? {} : { webtransport: NO_WEBTRANSPORT }),

@@ -105,7 +105,16 @@ export function trackStats(report: RTCStatsReport, mids: (string | null)[]): Tra
   return out.sort((a, b) => a.index - b.index)
 }
 
-export function openWhep(remoteControlId: string, h: LinkHandlers): Link {
+export interface WhepOptions {
+  /**
+   * `RTCRtpReceiver.jitterBufferTarget` for every track, ms (the console's `?jitterBufferTarget=`):
+   * how much the browser's jitter buffer should hold; unset, the browser decides (its default
+   * adapts to the jitter it sees). docs/benchmarks.md has what it changes.
+   */
+  jitterBufferTargetMs?: number | null
+}
+
+export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOptions = {}): Link {
   let done = false
   let opened = false
   let pc: RTCPeerConnection | null = null
@@ -168,7 +177,12 @@ export function openWhep(remoteControlId: string, h: LinkHandlers): Link {
     p.onsignalingstatechange = detail
     const transceivers: RTCRtpTransceiver[] = []
     for (let i = 0; i < cameras; i++) {
-      transceivers.push(p.addTransceiver('video', { direction: 'recvonly' }))
+      const t = p.addTransceiver('video', { direction: 'recvonly' })
+      const target = opts.jitterBufferTargetMs
+      if (target !== undefined && target !== null && 'jitterBufferTarget' in t.receiver) {
+        ;(t.receiver as RTCRtpReceiver & { jitterBufferTarget: number | null }).jitterBufferTarget = target
+      }
+      transceivers.push(t)
       streams.push(new MediaStream())
     }
     const media = (): MediaTracks => ({
