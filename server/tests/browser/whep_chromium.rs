@@ -24,7 +24,8 @@ async fn chromium_plays_every_camera_over_whep() {
     );
     let dir = scratch("whep_chromium");
     let server = Server::start(&dir, &[]).await;
-    let _sim = Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "2", "--audio", "tone"], SMALL_VIDEO].concat());
+    let _sim =
+        Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "2", "--audio", "tone"], SMALL_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;
     let port = server.http.rsplit(':').next().expect("port");
     let url = format!(
