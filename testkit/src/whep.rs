@@ -50,8 +50,9 @@ pub const OPUS_CLOCK_HZ: u64 = 48_000;
 pub struct Offer {
     /// Receive-only video transceivers.
     pub cameras: usize,
-    /// A receive-only audio transceiver (Opus), before the video ones, as browsers order them.
-    pub audio: bool,
+    /// Receive-only audio transceivers (Opus), before the video ones, as browsers order them
+    /// (the server sends on the first one only).
+    pub audio: usize,
     /// The `command` data channel.
     pub command: bool,
 }
@@ -220,12 +221,12 @@ pub async fn offer(
     cameras: usize,
     command: bool,
 ) -> (String, Option<Arc<dyn DataChannel>>) {
-    offer_with(pc, Offer { cameras, audio: false, command }).await
+    offer_with(pc, Offer { cameras, audio: 0, command }).await
 }
 
 /// Make `pc`'s offer of `what` (see [`offer`]).
 pub async fn offer_with(pc: &Arc<dyn PeerConnection>, what: Offer) -> (String, Option<Arc<dyn DataChannel>>) {
-    let kinds = std::iter::repeat_n(RtpCodecKind::Audio, usize::from(what.audio))
+    let kinds = std::iter::repeat_n(RtpCodecKind::Audio, what.audio)
         .chain(std::iter::repeat_n(RtpCodecKind::Video, what.cameras));
     for kind in kinds {
         pc.add_transceiver_from_kind(
@@ -338,7 +339,7 @@ impl Whep {
     /// Offer `cameras` video m-lines (and `command`) to remote control `rc` as `token`, and apply
     /// the answer. Panics unless the server answers 201.
     pub async fn connect(server: &Server, rc: &str, token: Option<&str>, cameras: usize, command: bool) -> Whep {
-        Self::connect_with(server, rc, token, Offer { cameras, audio: false, command }).await
+        Self::connect_with(server, rc, token, Offer { cameras, audio: 0, command }).await
     }
 
     /// [`Whep::connect`] with an offer of `what` (audio too).

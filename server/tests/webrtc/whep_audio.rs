@@ -1,12 +1,13 @@
 //! The train's audio as an Opus RTP track on WHEP (docs/wire-format.md §2.7; README, "WHEP"): a
-//! webrtc-rs player offers a receive-only audio transceiver (Opus, its own payload type) before
+//! webrtc-rs player offers two receive-only audio transceivers (Opus, its own payload type) before
 //! one video transceiver. With the simulator's `--audio tone` the answer's audio m-line is
 //! `sendonly` with the player's Opus payload type, and RTP packets arrive at ≈ 50/s, each payload
 //! exactly the Opus packet (SHA-256 as in the manifest) the train captured at the time its RTP
 //! timestamp names at 48 kHz, stepping 960 per packet, while the video beside it still verifies
 //! frame by frame. A remap to another train with audio switches the audio track to that train's
-//! packets (same SSRC, RTP time running on, no renegotiation). A train without audio gets the
-//! audio m-line answered `inactive`, and no audio RTP. Prints the rate and the packets verified.
+//! packets (same SSRC, RTP time running on, no renegotiation). A second audio m-line, and the
+//! audio m-line of a train without audio, are answered `inactive` (not rejected), and carry no
+//! audio RTP. Prints the rate and the packets verified.
 
 use std::time::{Duration, Instant};
 
@@ -31,13 +32,15 @@ async fn train_audio_is_an_opus_track_beside_the_video() {
     let _silent = Sim::start(&dir, &server, &[&["--trains", "1", "--first", "3"], SMALL_VIDEO].concat());
     wait_for_train(&server, "train-2", true).await;
     let token = Some(server.token("admin"));
-    let offer = Offer { cameras: 1, audio: true, command: false };
+    // Two audio m-lines: the first carries the train's audio, the second is inactive.
+    let offer = Offer { cameras: 1, audio: 2, command: false };
 
     // A train with audio: a sending Opus track on the player's payload type.
     let rc = remote_control(&server, Some("train-1")).await;
     let whep = Whep::connect_with(&server, &rc, token, offer).await;
-    let [section] = whep.audio_sections.as_slice() else { panic!("one audio m-line: {}", whep.answer) };
+    let [section, extra] = whep.audio_sections.as_slice() else { panic!("two audio m-lines: {}", whep.answer) };
     assert!(section.port != 0 && section.direction == "sendonly", "{section:?}\n{}", whep.answer);
+    assert!(extra.direction == "inactive" && extra.ssrcs.is_empty(), "{extra:?}\n{}", whep.answer);
     assert_eq!(section.payload_type, Some(CLIENT_OPUS_PT), "the player's Opus payload type: {}", whep.answer);
     assert!(whep.answer.contains(&format!("a=rtpmap:{CLIENT_OPUS_PT} opus/48000/2")), "{}", whep.answer);
     let [ssrc] = section.ssrcs[..] else { panic!("one SSRC on the audio m-line: {section:?}") };
@@ -113,9 +116,11 @@ async fn train_audio_is_an_opus_track_beside_the_video() {
     // A train without audio: the audio m-line is inactive, and carries nothing.
     let rc = remote_control(&server, Some("train-3")).await;
     let silent = Whep::connect_with(&server, &rc, token, offer).await;
-    let [section] = silent.audio_sections.as_slice() else { panic!("one audio m-line: {}", silent.answer) };
-    assert_eq!(section.direction, "inactive", "{section:?}\n{}", silent.answer);
-    assert!(section.ssrcs.is_empty(), "{section:?}");
+    assert_eq!(silent.audio_sections.len(), 2, "{}", silent.answer);
+    for section in &silent.audio_sections {
+        assert_eq!(section.direction, "inactive", "{section:?}\n{}", silent.answer);
+        assert!(section.port != 0 && section.ssrcs.is_empty(), "inactive, not rejected: {section:?}");
+    }
     silent.wait_units(1, 20, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(silent.audio().is_empty(), "audio RTP for a train without audio: {} packets", silent.audio().len());
