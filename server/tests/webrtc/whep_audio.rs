@@ -7,7 +7,8 @@
 //! frame by frame. A remap to another train with audio switches the audio track to that train's
 //! packets (same SSRC, RTP time running on, no renegotiation). A second audio m-line, and the
 //! audio m-line of a train without audio, are answered `inactive` (not rejected), and carry no
-//! audio RTP. Prints the rate and the packets verified.
+//! audio RTP; a remote control mapped to no train yet gets an audio track, which carries the
+//! train mapped later. Prints the rate and the packets verified.
 
 use std::time::{Duration, Instant};
 
@@ -129,4 +130,18 @@ async fn train_audio_is_an_opus_track_beside_the_video() {
         silent.units(0).len()
     );
     let _ = silent.pc.close().await;
+
+    // A remote control not mapped yet: the train is unknown, so the audio m-line gets a track
+    // (as every video m-line does), and the train mapped later is heard on it.
+    let rc = remote_control(&server, None).await;
+    let later = Whep::connect_with(&server, &rc, token, offer).await;
+    assert_eq!(later.audio_sections[0].direction, "sendonly", "{}", later.answer);
+    set_train(&server, &rc, "train-1").await;
+    later.wait_audio(25, Duration::from_secs(15)).await;
+    let packets = later.audio();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let heard = verify_audio(&packets, &sim.manifest(), "train-1", MIC);
+    assert_eq!(heard.packets, packets.len(), "{heard:?}");
+    println!("mapped after the answer: {} audio packets of train-1 verified", heard.packets);
+    let _ = later.pc.close().await;
 }
