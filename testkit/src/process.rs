@@ -291,6 +291,9 @@ pub struct Entry {
     pub size: usize,
     pub keyframe: bool,
     pub sha256: String,
+    /// `"h264"` or `"opus"` (docs/wire-format.md §2.7; "" in a manifest from before audio).
+    #[serde(default)]
+    pub codec: String,
 }
 
 /// What the simulator says it sent.

@@ -1,7 +1,9 @@
 //! A WHEP player written with webrtc-rs: it offers receive-only H.264 video transceivers (and, if
-//! asked, a `command` channel), POSTs the offer, applies the answer, and turns each track's RTP
-//! into access units (RFC 6184 depacketized by webrtc-rs' own H.264 depacketizer) that a test
-//! checks against the simulator's manifest ([`verify`]).
+//! asked, an Opus audio transceiver first and a `command` channel), POSTs the offer, applies the
+//! answer, and turns each video track's RTP into access units (RFC 6184 depacketized by webrtc-rs'
+//! own H.264 depacketizer) that a test checks against the simulator's manifest ([`verify`]); the
+//! audio track's RTP packets are kept whole ([`AudioPacket`]: one Opus packet each, RFC 7587) and
+//! checked against the manifest's Opus entries by [`verify_audio`].
 //!
 //! **Comparing frames.** The server's payloader strips the Annex B start codes, drops access unit
 //! delimiters and filler data, and sends SPS and PPS as one STAP-A; the depacketizer writes every
@@ -37,6 +39,36 @@ use crate::{HttpClient, Manifest, Server};
 /// server's default, so a packet stamped with the server's own would show.
 pub const CLIENT_H264_PT: u8 = 109;
 
+/// The client's payload type for Opus (`opus/48000/2`): not the server's default (111) either.
+pub const CLIENT_OPUS_PT: u8 = 120;
+
+/// The Opus RTP clock (RFC 7587).
+pub const OPUS_CLOCK_HZ: u64 = 48_000;
+
+/// What the player offers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offer {
+    /// Receive-only video transceivers.
+    pub cameras: usize,
+    /// Receive-only audio transceivers (Opus), before the video ones, as browsers order them
+    /// (the server sends on the first one only).
+    pub audio: usize,
+    /// The `command` data channel.
+    pub command: bool,
+}
+
+/// One RTP packet of the audio track: one Opus packet.
+#[derive(Debug, Clone)]
+pub struct AudioPacket {
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Vec<u8>,
+    pub received: Instant,
+}
+
 /// One complete access unit as received.
 #[derive(Debug, Clone)]
 pub struct AccessUnit {
@@ -56,8 +88,10 @@ pub struct Received {
     pub units: Vec<AccessUnit>,
     /// Access units that could not be completed (a lost packet, no marker).
     pub broken: u64,
-    /// RTP packets seen.
+    /// RTP packets seen (video and audio).
     pub packets: u64,
+    /// The audio track's RTP packets, in arrival order.
+    pub audio: Vec<AudioPacket>,
 }
 
 struct Handler {
@@ -93,6 +127,8 @@ pub struct Whep {
     pub ssrcs: HashMap<u32, usize>,
     /// The H.264 payload type of each video m-line in the answer (slot order).
     pub payload_types: Vec<Option<u8>>,
+    /// The answer's audio m-lines, in order.
+    pub audio_sections: Vec<AnswerSection>,
     pub received: Arc<Mutex<Received>>,
     /// The remote tracks, as they appeared.
     pub tracks: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
@@ -111,7 +147,7 @@ impl std::fmt::Debug for Whep {
     }
 }
 
-/// A webrtc-rs peer that can receive H.264 (and Opus is not offered).
+/// A webrtc-rs peer that can receive H.264 and Opus (offered only with an audio transceiver).
 pub async fn media_peer() -> (
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
@@ -138,6 +174,21 @@ pub async fn media_peer() -> (
             )
             .expect("register H.264");
     }
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS.to_owned(),
+                    clock_rate: OPUS_CLOCK_HZ as u32,
+                    channels: 2,
+                    sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: CLIENT_OPUS_PT,
+            },
+            RtpCodecKind::Audio,
+        )
+        .expect("register Opus");
     let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut engine));
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
     let (dc_tx, channels) = mpsc::unbounded_channel();
@@ -170,9 +221,16 @@ pub async fn offer(
     cameras: usize,
     command: bool,
 ) -> (String, Option<Arc<dyn DataChannel>>) {
-    for _ in 0..cameras {
+    offer_with(pc, Offer { cameras, audio: 0, command }).await
+}
+
+/// Make `pc`'s offer of `what` (see [`offer`]).
+pub async fn offer_with(pc: &Arc<dyn PeerConnection>, what: Offer) -> (String, Option<Arc<dyn DataChannel>>) {
+    let kinds = std::iter::repeat_n(RtpCodecKind::Audio, what.audio)
+        .chain(std::iter::repeat_n(RtpCodecKind::Video, what.cameras));
+    for kind in kinds {
         pc.add_transceiver_from_kind(
-            RtpCodecKind::Video,
+            kind,
             Some(RTCRtpTransceiverInit {
                 direction: RTCRtpTransceiverDirection::Recvonly,
                 streams: vec![],
@@ -180,8 +238,9 @@ pub async fn offer(
             }),
         )
         .await
-        .expect("video transceiver");
+        .expect("receive-only transceiver");
     }
+    let command = what.command;
     let dc = if command { Some(pc.create_data_channel("command", None).await.expect("command")) } else { None };
     let offer = pc.create_offer(None).await.expect("offer");
     pc.set_local_description(offer).await.expect("set offer");
@@ -221,44 +280,73 @@ pub async fn http(
     (status, headers, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Per video m-line of `sdp`, in order: its SSRCs and its first H.264 payload type.
-pub fn video_sections(sdp: &str) -> Vec<(Vec<u32>, Option<u8>)> {
-    let mut out: Vec<(Vec<u32>, Option<u8>)> = Vec::new();
-    let mut in_video = false;
+/// One m-line of an answer, as the player reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerSection {
+    /// `video`, `audio`, `application`.
+    pub kind: String,
+    /// The port of the m-line (0: rejected).
+    pub port: u16,
+    pub mid: String,
+    /// `sendonly`, `inactive` … (as written; "" if none).
+    pub direction: String,
+    pub ssrcs: Vec<u32>,
+    /// Its first H.264 (video) or Opus (audio) payload type.
+    pub payload_type: Option<u8>,
+}
+
+/// Every m-line of `sdp`, in order.
+pub fn answer_sections(sdp: &str) -> Vec<AnswerSection> {
+    let mut out: Vec<AnswerSection> = Vec::new();
     for line in sdp.lines().map(str::trim_end) {
         if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video ");
-            if in_video {
-                out.push((Vec::new(), None));
-            }
+            let mut f = m.split(' ');
+            let kind = f.next().unwrap_or_default().to_owned();
+            let port = f.next().and_then(|p| p.parse().ok()).unwrap_or_default();
+            out.push(AnswerSection { kind, port, ..Default::default() });
             continue;
         }
-        let Some(cur) = out.last_mut().filter(|_| in_video) else { continue };
+        let Some(cur) = out.last_mut() else { continue };
         if let Some(rest) = line.strip_prefix("a=ssrc:") {
             if let Some(ssrc) = rest.split(' ').next().and_then(|s| s.parse().ok()) {
-                if !cur.0.contains(&ssrc) {
-                    cur.0.push(ssrc);
+                if !cur.ssrcs.contains(&ssrc) {
+                    cur.ssrcs.push(ssrc);
                 }
             }
         } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
             let mut f = rest.split([' ', '/']);
             if let (Some(pt), Some(name)) = (f.next(), f.next()) {
-                if name.eq_ignore_ascii_case("H264") && cur.1.is_none() {
-                    cur.1 = pt.parse().ok();
+                let wanted = if cur.kind == "audio" { "opus" } else { "H264" };
+                if name.eq_ignore_ascii_case(wanted) && cur.payload_type.is_none() {
+                    cur.payload_type = pt.parse().ok();
                 }
             }
+        } else if let Some(mid) = line.strip_prefix("a=mid:") {
+            mid.clone_into(&mut cur.mid);
+        } else if let Some(d) = ["a=sendonly", "a=recvonly", "a=sendrecv", "a=inactive"].iter().find(|d| line == **d) {
+            d[2..].clone_into(&mut cur.direction);
         }
     }
     out
+}
+
+/// Per video m-line of `sdp`, in order: its SSRCs and its first H.264 payload type.
+pub fn video_sections(sdp: &str) -> Vec<(Vec<u32>, Option<u8>)> {
+    answer_sections(sdp).into_iter().filter(|s| s.kind == "video").map(|s| (s.ssrcs, s.payload_type)).collect()
 }
 
 impl Whep {
     /// Offer `cameras` video m-lines (and `command`) to remote control `rc` as `token`, and apply
     /// the answer. Panics unless the server answers 201.
     pub async fn connect(server: &Server, rc: &str, token: Option<&str>, cameras: usize, command: bool) -> Whep {
+        Self::connect_with(server, rc, token, Offer { cameras, audio: 0, command }).await
+    }
+
+    /// [`Whep::connect`] with an offer of `what` (audio too).
+    pub async fn connect_with(server: &Server, rc: &str, token: Option<&str>, what: Offer) -> Whep {
         let started = Instant::now();
         let (pc, mut tracks_rx, _channels, ice_states) = media_peer().await;
-        let (sdp, command) = offer(&pc, cameras, command).await;
+        let (sdp, command) = offer_with(&pc, what).await;
         let url = server.url(&format!("/api/whep/remote-controls/{rc}"));
         let (status, headers, answer) = http("POST", &url, token, &[("content-type", "application/sdp")], &sdp).await;
         assert_eq!(status, 201, "WHEP POST: {answer}");
@@ -275,6 +363,9 @@ impl Whep {
             }
         }
         let payload_types = sections.iter().map(|(_, pt)| *pt).collect();
+        let audio_sections: Vec<AnswerSection> =
+            answer_sections(&answer).into_iter().filter(|s| s.kind == "audio").collect();
+        let audio_ssrcs: Vec<u32> = audio_sections.iter().flat_map(|s| s.ssrcs.clone()).collect();
         pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).expect("answer"))
             .await
             .expect("set answer");
@@ -286,7 +377,8 @@ impl Whep {
             tokio::spawn(async move {
                 while let Some(track) = tracks_rx.recv().await {
                     tracks.lock().expect("lock").push(Arc::clone(&track));
-                    tokio::spawn(read_track(track, ssrcs.clone(), Arc::clone(&received)));
+                    let received = Arc::clone(&received);
+                    tokio::spawn(read_track(track, ssrcs.clone(), audio_ssrcs.clone(), received));
                 }
             });
         }
@@ -299,6 +391,7 @@ impl Whep {
             links,
             ssrcs,
             payload_types,
+            audio_sections,
             received,
             tracks,
             command,
@@ -326,6 +419,24 @@ impl Whep {
         }
     }
 
+    /// The audio track's RTP packets so far.
+    pub fn audio(&self) -> Vec<AudioPacket> {
+        self.received.lock().expect("lock").audio.clone()
+    }
+
+    /// Wait until `n` audio RTP packets arrived; panics after `timeout`.
+    pub async fn wait_audio(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received.lock().expect("lock").audio.len();
+            if got >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{got} audio RTP packets after {timeout:?}, wanted {n}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Send a PLI for `slot`'s SSRC.
     pub async fn pli(&self, slot: usize) {
         let ssrc = *self.ssrcs.iter().find(|(_, s)| **s == slot).expect("ssrc of slot").0;
@@ -338,13 +449,34 @@ impl Whep {
     }
 }
 
-/// One track's RTP, into access units: packets of one timestamp, in sequence, up to the marker.
-async fn read_track(track: Arc<dyn TrackRemote>, ssrcs: HashMap<u32, usize>, received: Arc<Mutex<Received>>) {
+/// One track's RTP: audio (an SSRC of the answer's audio m-line) packet by packet; video into
+/// access units: packets of one timestamp, in sequence, up to the marker.
+async fn read_track(
+    track: Arc<dyn TrackRemote>,
+    ssrcs: HashMap<u32, usize>,
+    audio_ssrcs: Vec<u32>,
+    received: Arc<Mutex<Received>>,
+) {
     let mut current: Vec<rtc::rtp::Packet> = Vec::new();
+    let audio = track.kind().await == RtpCodecKind::Audio;
     while let Some(ev) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(p) = ev else { continue };
         let mut r = received.lock().expect("lock");
         r.packets += 1;
+        // Audio by the answer's SSRC, or anything that looks like it (a track of kind audio, the
+        // Opus payload type): a test that expects none sees it.
+        if audio || audio_ssrcs.contains(&p.header.ssrc) || p.header.payload_type == CLIENT_OPUS_PT {
+            r.audio.push(AudioPacket {
+                ssrc: p.header.ssrc,
+                payload_type: p.header.payload_type,
+                sequence: p.header.sequence_number,
+                timestamp: p.header.timestamp,
+                marker: p.header.marker,
+                payload: p.payload.to_vec(),
+                received: Instant::now(),
+            });
+            continue;
+        }
         if let Some(first) = current.first() {
             let expected = current.last().map_or(0, |l| l.header.sequence_number.wrapping_add(1));
             if first.header.timestamp != p.header.timestamp || p.header.sequence_number != expected {
@@ -451,6 +583,100 @@ pub fn verify(units: &[AccessUnit], manifest: &Manifest, train: &str, camera: u1
             }
         }
         last = Some((u.timestamp, e.capture_us));
+    }
+    v
+}
+
+/// The largest RTP−capture shift [`verify_audio`] learns: 100 ms at 48 kHz.
+pub const MAX_AUDIO_SHIFT: u32 = 4_800;
+
+/// What [`verify_audio`] found.
+#[derive(Debug, Default, Clone)]
+pub struct VerifiedAudio {
+    /// Packets whose payload's SHA-256 is the manifest's for the Opus packet captured at the time
+    /// its RTP timestamp names (capture time at 48 kHz mod 2³², plus [`VerifiedAudio::shift`]).
+    pub packets: usize,
+    /// Packets whose timestamp names a manifest packet with another SHA-256.
+    pub mismatched: usize,
+    /// Packets whose timestamp names no packet of the manifest.
+    pub unknown: usize,
+    /// Consecutive packets (RTP sequence +1) looked at.
+    pub pairs: usize,
+    /// Of those, the ones whose timestamps step by exactly 960 (20 ms).
+    pub steps_960: usize,
+    /// RTP sequence numbers skipped (lost packets) between the first and the last.
+    pub missing: usize,
+    pub payload_types: Vec<u8>,
+    /// RTP time minus capture time at 48 kHz, in ticks: 0 unless the server's clock re-anchored
+    /// (`None`: no payload is in the manifest).
+    pub shift: Option<u32>,
+    /// The manifest sequence numbers verified, in arrival order.
+    pub seqs: Vec<u32>,
+    /// Per packet of `packets`: verified.
+    pub matched: Vec<bool>,
+}
+
+/// Check `packets` against the Opus packets `train`'s audio source `source` sent, by time: each
+/// RTP packet names, by its timestamp, the manifest packet captured then (48 kHz, as the server's
+/// clock), and its payload's SHA-256 must be that packet's. (The chime repeats, and every train
+/// of a simulator plays it from its start, so a payload alone does not say which packet it is.)
+/// The one shift a re-anchored clock keeps (a remap whose first new packet was captured before
+/// the last old one: the clock continues one packet after it, so a few packets at most while
+/// every train runs on one clock) is learnt from the last ten packets whose payload is in the
+/// manifest within [`MAX_AUDIO_SHIFT`] of their timestamp: the smallest such distance. A farther
+/// packet with the same payload is no shift: the chime repeats every 2 s, and every train of a
+/// simulator plays it from its own connection on. Read `packets` before the manifest, so that
+/// every packet is listed in it.
+pub fn verify_audio(packets: &[AudioPacket], manifest: &Manifest, train: &str, source: u16) -> VerifiedAudio {
+    let ticks = |capture_us: u64| (u128::from(capture_us) * u128::from(OPUS_CLOCK_HZ) / 1_000_000) as u32;
+    let entries: Vec<&crate::Entry> =
+        manifest.of_train(train).filter(|e| e.camera == source && e.codec == "opus").collect();
+    let mut v = VerifiedAudio {
+        shift: packets
+            .iter()
+            .rev()
+            .filter_map(|p| {
+                let sha = crate::sha256_hex(&p.payload);
+                entries
+                    .iter()
+                    .filter(|e| e.sha256 == sha)
+                    .map(|e| p.timestamp.wrapping_sub(ticks(e.capture_us)))
+                    .filter(|d| (*d as i32).unsigned_abs() <= MAX_AUDIO_SHIFT)
+                    .min_by_key(|d| (*d as i32).unsigned_abs())
+            })
+            .take(10)
+            .min_by_key(|d| (*d as i32).unsigned_abs()),
+        ..VerifiedAudio::default()
+    };
+    let shift = v.shift.unwrap_or(0);
+    let by_ticks: HashMap<u32, &crate::Entry> =
+        entries.iter().map(|e| (ticks(e.capture_us).wrapping_add(shift), *e)).collect();
+    let mut last: Option<&AudioPacket> = None;
+    for p in packets {
+        if !v.payload_types.contains(&p.payload_type) {
+            v.payload_types.push(p.payload_type);
+        }
+        let entry = by_ticks.get(&p.timestamp).copied();
+        match entry {
+            Some(e) if e.sha256 == crate::sha256_hex(&p.payload) => {
+                v.packets += 1;
+                v.seqs.push(e.seq);
+            }
+            Some(_) => v.mismatched += 1,
+            None => v.unknown += 1,
+        }
+        v.matched.push(entry.is_some_and(|e| e.sha256 == crate::sha256_hex(&p.payload)));
+        if let Some(prev) = last {
+            let gap = p.sequence.wrapping_sub(prev.sequence);
+            if gap == 1 {
+                v.pairs += 1;
+                let step = p.timestamp.wrapping_sub(prev.timestamp);
+                v.steps_960 += usize::from(step == 960);
+            } else if (1..0x8000).contains(&gap) {
+                v.missing += usize::from(gap - 1);
+            }
+        }
+        last = Some(p);
     }
     v
 }

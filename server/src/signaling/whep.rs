@@ -2,8 +2,9 @@
 //! server answers with RTP media tracks ([`crate::transport::webrtc::tracks`]).
 //!
 //! - `POST /api/whep/remote-controls/{id}` with an `application/sdp` offer of receive-only video
-//!   transceivers (one per camera; the client learns the cameras from `GET /api/trains/{id}`) and,
-//!   optionally, a data-channel m-line for `command` → `201 Created`, `Location:
+//!   transceivers (one per camera; the client learns the cameras from `GET /api/trains/{id}`),
+//!   optionally a receive-only audio transceiver (the train's audio, Opus) and a data-channel
+//!   m-line for `command` → `201 Created`, `Location:
 //!   /api/whep/sessions/{session}`, `ETag`, the answer (`application/sdp`, with the server's host
 //!   candidates: it waits for them as the REST offer does) and one `Link: <url>; rel="ice-server"`
 //!   per configured STUN/TURN URL.

@@ -1,9 +1,12 @@
 //! A foreign WHEP player: headless Chromium (a plain page, tests/browser/whep-test.html, with no
 //! railcast code) offers an audio and two video receive-only transceivers and a `command` data
-//! channel, POSTs the offer, and plays both cameras of a train in `<video>` elements (the audio
-//! m-line is answered inactive; `command` says welcome and answers a ping): `requestVideoFrameCallback` counts at least 30
-//! painted frames each and shows the test picture (not black), `getStats()` shows frames decoded
-//! per track with H.264, packetization mode 1. Prints setup and first-frame times.
+//! channel, POSTs the offer, and plays both cameras of a train (a simulator with `--audio tone`)
+//! in `<video>` elements and its cab audio in an `<audio>` element (`command` says welcome and
+//! answers a ping): `requestVideoFrameCallback` counts at least 30 painted frames each and shows
+//! the test picture (not black), `getStats()` shows frames decoded per video track with H.264,
+//! packetization mode 1, and an audio `inbound-rtp` with Opus, packets received and at least a
+//! second of samples received, the chime's energy in it. Prints setup, first-frame and audio
+//! figures.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -21,11 +24,12 @@ async fn chromium_plays_every_camera_over_whep() {
     );
     let dir = scratch("whep_chromium");
     let server = Server::start(&dir, &[]).await;
-    let _sim = Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "2"], SMALL_VIDEO].concat());
+    let _sim =
+        Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "2", "--audio", "tone"], SMALL_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;
     let port = server.http.rsplit(':').next().expect("port");
     let url = format!(
-        "http://localhost:{port}/whep-test.html?rc={rc}&cameras=2&frames=30&audio=1&command=1&token={}",
+        "http://localhost:{port}/whep-test.html?rc={rc}&cameras=2&frames=30&audio=1&samples=48000&command=1&token={}",
         server.token("admin")
     );
     let shot = dir.join("whep-chromium.png"); // taken after the session ended: black
@@ -58,6 +62,13 @@ async fn chromium_plays_every_camera_over_whep() {
         let codec = codec.as_str().unwrap_or_default();
         assert!(codec.starts_with("video/H264") && codec.contains("packetization-mode=1"), "{codec}");
     }
+    // The cab audio: Opus on the audio m-line, decoded (samples received), not silence.
+    let audio = &result["audio"];
+    let codec = audio["codec"].as_str().unwrap_or_default();
+    assert!(codec.starts_with("audio/opus/48000/2"), "audio codec: {audio}");
+    assert!(audio["packetsReceived"].as_u64().unwrap_or(0) >= 50, "audio packets: {audio}");
+    assert!(audio["totalSamplesReceived"].as_u64().unwrap_or(0) >= 48_000, "audio samples: {audio}");
+    assert!(audio["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0, "the chime is not silence: {audio}");
     let events: Vec<&str> = result["events"].as_array().expect("events").iter().filter_map(Value::as_str).collect();
     assert_eq!(events.first(), Some(&"welcome whep"), "the command channel in the same connection: {events:?}");
     assert!(events.contains(&"pong"), "{events:?}");

@@ -17,6 +17,7 @@ mod webrtc_flow;
 mod webrtc_half_open;
 mod webrtc_turn;
 mod webrtc_video_messages;
+mod whep_audio;
 mod whep_bad_input;
 mod whep_frames;
 mod whep_ice_restart;

@@ -408,8 +408,9 @@ impl Server {
     }
 
     /// WHEP: answer the client's `offer` of receive-only video transceivers with one H.264 track
-    /// per camera of the train `remote_control_id` is mapped to (see [`super::tracks`]), and its
-    /// `command` channel when it asks for one. The answer has the host candidates.
+    /// per camera of the train `remote_control_id` is mapped to and an Opus track for its audio
+    /// (see [`super::tracks`]), and its `command` channel when it asks for one. The answer has the
+    /// host candidates.
     pub async fn media(
         self: &Arc<Self>,
         core: &Core,
@@ -561,9 +562,12 @@ impl Server {
                 .map(|(sdp, incoming)| (Start::Channels(Opening::Incoming(incoming)), sdp, true)),
             Direction::Media(offer) => {
                 // The mapped train's cameras, one track each; unknown yet: every video m-line.
-                let cameras = rc.train().and_then(|t| core.hub.stream(&t)).map(|s| s.cameras().len());
-                let active = cameras.filter(|n| *n > 0);
-                super::tracks::answer(&pc, &state, &self.settings, offer, active)
+                // Its audio on the first audio m-line, when it has some or is unknown yet.
+                let stream = rc.train().and_then(|t| core.hub.stream(&t));
+                let cameras = stream.as_ref().map(|s| s.cameras().len()).filter(|n| *n > 0);
+                let audio = cameras.is_none() || stream.is_some_and(|s| !s.audio().is_empty());
+                let wanted = super::tracks::Wanted { cameras, audio };
+                super::tracks::answer(&pc, &state, &self.settings, offer, wanted)
                     .await
                     .map(|(sdp, opening)| (Start::Tracks(opening), sdp, true))
             }

@@ -1,26 +1,38 @@
 //! RTP media tracks for WHEP: the server answers a client's offer of receive-only video
-//! transceivers with one H.264 track per camera of the mapped train, and one task per peer
-//! ([`Session`]) turns the hub's packets into RTP on those tracks.
+//! transceivers with one H.264 track per camera of the mapped train, and its first audio
+//! transceiver with an Opus track for the train's audio; one task per peer ([`Session`]) turns the
+//! hub's packets into RTP on those tracks.
 //!
 //! - **Tracks.** The i-th video m-line of the offer carries the i-th camera of the train (the
 //!   order of `cameras` in `mapped_train_changed`). Video m-lines beyond the train's cameras are
-//!   answered `inactive`; an audio m-line is rejected (no audio codec is registered yet; vendored
-//!   patch 17 keeps the answer's candidates out of a rejected first m-section). A track is a [`Slot`]: what it carries
-//!   ([`Media`]), its SSRC, the payload type the client negotiated, its packetizer and clock. An
-//!   audio track (Opus, wire codec 0x02) is one more `Media` variant and one more slot; frames are
-//!   routed to slots by [`Slots::route`].
+//!   answered `inactive`. The first audio m-line carries the train's first audio source (wire
+//!   codec 0x02, docs/wire-format.md §2.7) as an Opus track when the train announces audio, or
+//!   when the train is not known yet (unmapped, never connected: as every video m-line then gets
+//!   a track); when the train is known to have no audio it is answered `inactive`, as are further
+//!   audio m-lines. An inactive m-line stays inactive for the session: a remap to a train with
+//!   audio brings no sound until the player offers again (WHEP has no renegotiation but a new
+//!   POST). An audio m-line without Opus is rejected by the library (port 0; vendored patch 17
+//!   keeps the answer's candidates out of a rejected first m-section). A track is a [`Slot`]:
+//!   what it carries ([`Media`]), its SSRC, the payload type the client negotiated, its
+//!   packetizer and clock; packets are routed to slots by [`Slots::route`].
 //! - **Frames.** The hub's packets are reassembled into frames with
 //!   [`railcast_protocol::assembler::Assembler`] (incomplete frames, and deltas after a loss, never
 //!   reach a decoder), then packetized per RFC 6184 by webrtc-rs' H.264 payloader: start codes
 //!   stripped, SPS and PPS sent as one STAP-A in front of the IDR slice, FU-A for NAL units above
 //!   the MTU. Every IDR is preceded by SPS and PPS: the simulator's keyframes carry them, and a
 //!   keyframe that does not gets the last ones seen on that camera ([`ParameterSets`]).
-//! - **Time.** RTP timestamps are the frames' capture times at 90 kHz, `capture_us × 90 / 1000
-//!   mod 2³²` ([`RtpClock`]): a dropped frame leaves a gap in time, never a skew, every camera of
-//!   a train runs on one clock, and a player can tell each frame's capture time from its RTP
-//!   timestamp (the console's glass-to-glass figure does). When that would step back or leap more
-//!   than 10 s ahead (a remap to a train whose cached keyframe is older than the last frame sent,
-//!   a train clock stepped), the clock shifts to continue just after the last timestamp and keeps
+//! - **Audio.** A railcast audio packet is one whole Opus packet (one chunk, always a keyframe),
+//!   so it is one RTP packet as it is (RFC 7587: no payload header; the marker bit is left clear,
+//!   which the RFC allows). The hub does not replay audio to a late joiner: sound starts with the
+//!   next packet.
+//! - **Time.** RTP timestamps are the frames' capture times at the track's clock rate, 90 kHz
+//!   for video and 48 kHz for Opus, `capture_us × rate / 10⁶ mod 2³²` ([`RtpClock`]): a dropped
+//!   frame leaves a gap in time, never a skew, every track of a train runs on its one sender
+//!   clock (audio and video line up by capture time), and a player can tell each frame's capture
+//!   time from its RTP timestamp (the console's glass-to-glass figure does). When
+//!   that would step back or leap more than 10 s ahead (a remap to a train whose cached keyframe
+//!   is older than the last frame sent, a train clock stepped), the clock shifts to continue one
+//!   frame (video: 3,000 ticks; audio: one 20 ms packet, 960) after the last timestamp and keeps
 //!   the shift; sequence numbers run on.
 //! - **Keyframes.** A client's RTCP PLI or FIR reaches this task (a small interceptor,
 //!   [`KeyframeRequests`], marks them for the application) and becomes the hub's keyframe
@@ -38,9 +50,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use railcast_protocol::assembler::{Assembler, Frame};
 use railcast_protocol::client::ServerEvent;
-use railcast_protocol::{CameraId, CameraInfo, TrainId, VideoPacket};
+use railcast_protocol::{AudioInfo, CameraId, CameraInfo, TrainId, VideoPacket};
 use rtc::interceptor::{Attribute, Interceptor, Packet as Intercepted, Slot as ChainSlot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Payloader;
@@ -80,10 +93,22 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const RTP_MTU: usize = 1200;
 
 /// 90 kHz video clock.
-const VIDEO_CLOCK_HZ: u64 = 90_000;
+const VIDEO_CLOCK_HZ: u32 = 90_000;
 
-/// Where a re-anchored clock starts after the last timestamp sent: one frame at 30 fps.
+/// Where a re-anchored video clock starts after the last timestamp sent: one frame at 30 fps.
 const REANCHOR_STEP: u32 = 3_000;
+
+/// Opus's RTP clock (RFC 7587: 48 kHz whatever the audio's own rate).
+const AUDIO_CLOCK_HZ: u32 = 48_000;
+
+/// Where a re-anchored audio clock starts after the last timestamp sent: one 20 ms packet.
+const AUDIO_REANCHOR_STEP: u32 = 960;
+
+/// Opus as WebRTC offers it (RFC 7587: always `opus/48000/2` in SDP, mono or not) with the
+/// parameters browsers offer. The payload type is only the server's default: the answer and
+/// every packet use the client's.
+const OPUS_PAYLOAD_TYPE: u8 = 111;
+const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
 
 /// H.264 with packetization mode 1 in the profiles a Constrained Baseline stream (what trains
 /// send) conforms to, so the answer accepts whichever of them the client offers: Constrained
@@ -91,16 +116,18 @@ const REANCHOR_STEP: u32 = 3_000;
 /// defaults: the answer and every packet use the client's.
 const H264_PROFILES: [(&str, u8); 3] = [("42e01f", 102), ("42001f", 106), ("4d001f", 108)];
 
-/// The codecs and interceptors of a media peer: H.264 (above) with NACK, PLI and FIR feedback; a
-/// NACK responder (retransmissions from the last packets sent), sender and receiver reports, and
-/// [`KeyframeRequests`].
+/// The codecs and interceptors of a media peer: H.264 (above) with NACK, PLI and FIR feedback,
+/// and Opus; a NACK responder (retransmissions from the last packets sent), sender and receiver
+/// reports, and [`KeyframeRequests`].
 pub fn media() -> (MediaEngine, Registry) {
     let mut engine = MediaEngine::default();
+    // `register_codec` only fails for a kind that is neither audio nor video.
     for (profile, payload_type) in H264_PROFILES {
         let codec = RTCRtpCodecParameters { rtp_codec: h264_codec(profile), payload_type };
-        // Only fails for a kind that is neither audio nor video.
         let _ = engine.register_codec(codec, RtpCodecKind::Video);
     }
+    let opus = RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE };
+    let _ = engine.register_codec(opus, RtpCodecKind::Audio);
     let registry = configure_nack(Registry::new(), &mut engine);
     engine.register_feedback(RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() }, RtpCodecKind::Video);
     let registry = configure_rtcp_reports(registry).with(ChainSlot::from(500), KeyframeRequests::default());
@@ -109,10 +136,20 @@ pub fn media() -> (MediaEngine, Registry) {
 
 fn h264_codec(profile: &str) -> RTCRtpCodec {
     RTCRtpCodec {
-        mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264.to_owned(),
-        clock_rate: VIDEO_CLOCK_HZ as u32,
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: VIDEO_CLOCK_HZ,
         channels: 0,
         sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: AUDIO_CLOCK_HZ,
+        channels: 2,
+        sdp_fmtp_line: OPUS_FMTP.to_owned(),
         rtcp_feedback: vec![],
     }
 }
@@ -184,8 +221,8 @@ pub fn keyframe_requests(packets: &[Box<dyn rtc::rtcp::packet::Packet>]) -> Vec<
 pub enum Media {
     /// The camera at this index of the train's camera list (its hello's order).
     Video { camera: usize },
-    // An audio track (Opus, wire codec 0x02 on its own track id) is one more variant here and one
-    // more arm in `Slots::route`.
+    /// The audio source at this index of the train's audio list (Opus, wire codec 0x02).
+    Audio { source: usize },
 }
 
 /// One negotiated track, as the session writes it.
@@ -221,41 +258,60 @@ impl std::fmt::Debug for Slot {
 pub struct Slots(pub Vec<Slot>);
 
 impl Slots {
-    /// The slot that carries `frame` of a train whose cameras are `cameras`.
-    fn route(&mut self, frame: &Frame, cameras: &[CameraId]) -> Option<&mut Slot> {
-        let index = cameras.iter().position(|c| *c == frame.camera)?;
-        self.0.iter_mut().find(|s| s.media == Media::Video { camera: index })
+    /// The slot that carries `frame` of a train whose cameras and audio sources are `ids`
+    /// (camera and audio ids share one id space per train; the codec says again which it is).
+    fn route(&mut self, frame: &Frame, ids: &TrackIds) -> Option<&mut Slot> {
+        let media = if frame.codec.is_audio() {
+            Media::Audio { source: ids.audio.iter().position(|c| *c == frame.camera)? }
+        } else {
+            Media::Video { camera: ids.cameras.iter().position(|c| *c == frame.camera)? }
+        };
+        self.0.iter_mut().find(|s| s.media == media)
     }
 }
 
-/// RTP timestamps from capture times: `capture_us × 90 / 1000 mod 2³²` plus a shift, zero until
-/// time would step back or leap ahead (more than [`MAX_LEAP_TICKS`]); then the shift makes the
-/// timestamp continue [`REANCHOR_STEP`] after the last one, and stays.
-#[derive(Debug, Clone, Default)]
+/// RTP timestamps from capture times: `capture_us × rate / 10⁶ mod 2³²` plus a shift, zero until
+/// time would step back or leap ahead (more than [`MAX_LEAP_SECONDS`]); then the shift makes the
+/// timestamp continue one step (a frame, a packet) after the last one, and stays.
+#[derive(Debug, Clone)]
 pub struct RtpClock {
+    rate: u32,
+    reanchor_step: u32,
     shift: u32,
     last: Option<u32>,
 }
 
-/// The largest forward step taken as real time: 10 s at 90 kHz.
-const MAX_LEAP_TICKS: i32 = 10 * VIDEO_CLOCK_HZ as i32;
+/// The largest forward step taken as real time.
+const MAX_LEAP_SECONDS: i64 = 10;
 
 impl RtpClock {
-    pub fn new() -> Self {
-        Self::default()
+    /// A clock of `rate` Hz that continues `reanchor_step` ticks after the last timestamp when
+    /// capture time cannot be followed.
+    pub fn new(rate: u32, reanchor_step: u32) -> Self {
+        Self { rate, reanchor_step, shift: 0, last: None }
     }
 
-    /// `capture_us` at 90 kHz, modulo 2³² (no shift).
-    pub fn absolute(capture_us: u64) -> u32 {
-        (u128::from(capture_us) * u128::from(VIDEO_CLOCK_HZ) / 1_000_000) as u32
+    /// The 90 kHz clock of a video track.
+    pub fn video() -> Self {
+        Self::new(VIDEO_CLOCK_HZ, REANCHOR_STEP)
+    }
+
+    /// The 48 kHz clock of an Opus track.
+    pub fn audio() -> Self {
+        Self::new(AUDIO_CLOCK_HZ, AUDIO_REANCHOR_STEP)
+    }
+
+    /// `capture_us` at this clock's rate, modulo 2³² (no shift).
+    pub fn absolute(&self, capture_us: u64) -> u32 {
+        (u128::from(capture_us) * u128::from(self.rate) / 1_000_000) as u32
     }
 
     pub fn timestamp(&mut self, capture_us: u64) -> u32 {
-        let mut t = Self::absolute(capture_us).wrapping_add(self.shift);
+        let mut t = self.absolute(capture_us).wrapping_add(self.shift);
         if let Some(last) = self.last {
-            let step = t.wrapping_sub(last) as i32;
-            if !(0..=MAX_LEAP_TICKS).contains(&step) {
-                let want = last.wrapping_add(REANCHOR_STEP);
+            let step = i64::from(t.wrapping_sub(last) as i32);
+            if !(0..=MAX_LEAP_SECONDS * i64::from(self.rate)).contains(&step) {
+                let want = last.wrapping_add(self.reanchor_step);
                 self.shift = self.shift.wrapping_add(want.wrapping_sub(t));
                 t = want;
             }
@@ -333,23 +389,42 @@ impl ParameterSets {
     }
 }
 
-/// Count the video m-lines of an SDP and list their mids, in order.
-pub fn video_mids(sdp: &str) -> Vec<String> {
-    let mut mids = Vec::new();
-    let mut in_video = false;
+/// One m-section of an SDP, as far as answering needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Section {
+    /// `video`, `audio`, `application` …
+    kind: String,
+    /// Its `a=mid:` ("" without one).
+    mid: String,
+    /// It has `a=rtpmap:<pt> opus/48000/2` (RFC 7587's only form).
+    opus: bool,
+}
+
+fn sections(sdp: &str) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
     for line in sdp.lines().map(str::trim_end) {
         if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video ");
-            if in_video {
-                mids.push(String::new());
-            }
-        } else if in_video {
-            if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), mids.last_mut()) {
-                *last = mid.to_owned();
+            out.push(Section { kind: m.split(' ').next().unwrap_or_default().to_owned(), ..Section::default() });
+        } else if let Some(last) = out.last_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                mid.clone_into(&mut last.mid);
+            } else if let Some(map) = line.strip_prefix("a=rtpmap:") {
+                let codec = map.split_once(' ').map_or("", |(_, c)| c);
+                last.opus |= codec.eq_ignore_ascii_case("opus/48000/2");
             }
         }
     }
-    mids
+    out
+}
+
+/// Count the video m-lines of an SDP and list their mids, in order.
+pub fn video_mids(sdp: &str) -> Vec<String> {
+    sections(sdp).into_iter().filter(|s| s.kind == "video").map(|s| s.mid).collect()
+}
+
+/// The mid of an SDP's first audio m-line, if that line offers Opus.
+fn opus_mid(sdp: &str) -> Option<String> {
+    sections(sdp).into_iter().find(|s| s.kind == "audio").filter(|s| s.opus && !s.mid.is_empty()).map(|s| s.mid)
 }
 
 /// The first `a=mid:` of an SDP.
@@ -365,15 +440,26 @@ pub struct Opening {
     pub incoming: Option<mpsc::UnboundedReceiver<Arc<dyn DataChannel>>>,
 }
 
-/// Answer a client's WHEP offer: a sending track on each of its first `active` video m-lines
-/// (`None`: all, up to [`MAX_VIDEO_TRACKS`]), the others inactive, and its data channels when it
+/// What the mapped train sends, as far as the server knows when it answers an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// Its cameras; `None`: not known (unmapped, or never connected), so every video m-line
+    /// gets a track, up to [`MAX_VIDEO_TRACKS`].
+    pub cameras: Option<usize>,
+    /// Give the first audio m-line a track: the train announces audio, or is not known yet.
+    pub audio: bool,
+}
+
+/// Answer a client's WHEP offer: a sending track on each of its first `wanted.cameras` video
+/// m-lines, the others inactive; an Opus track on its first audio m-line when `wanted.audio`
+/// (and that m-line offers Opus), further audio m-lines inactive; and its data channels when it
 /// has an application m-line. Returns the answer once it has the host candidates.
 pub async fn answer(
     pc: &Arc<dyn PeerConnection>,
     state: &PeerState,
     config: &Settings,
     offer: String,
-    active: Option<usize>,
+    wanted: Wanted,
 ) -> Result<(String, Opening), NegotiationError> {
     // Malformed SDP is a 400 before anything else is said about it.
     let desc = RTCSessionDescription::offer(offer.clone()).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
@@ -393,24 +479,38 @@ pub async fn answer(
     });
     pc.set_remote_description(desc).await.map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
 
-    let tracks = active.unwrap_or(mids.len()).min(mids.len()).min(MAX_VIDEO_TRACKS);
-    for camera in 0..tracks {
-        let ssrc = rand::random::<u32>();
+    let tracks = wanted.cameras.unwrap_or(mids.len()).min(mids.len()).min(MAX_VIDEO_TRACKS);
+    // Every track in one media stream (`msid`): a browser synchronises the audio and video of a
+    // stream.
+    let add = |kind, id: String, label: String| async move {
         let track = MediaStreamTrack::new(
             "railcast".to_owned(),
-            format!("camera-{camera}"),
-            format!("camera {camera}"),
-            RtpCodecKind::Video,
+            id,
+            label,
+            kind,
             vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(rand::random::<u32>()),
+                    ..Default::default()
+                },
                 ..Default::default()
             }],
         );
         let local: Arc<dyn TrackLocal> = Arc::new(TrackLocalStaticRTP::new(track));
-        pc.add_track(local).await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
+        // Attached to the first transceiver of its kind without a sender: the offer's m-lines
+        // in order.
+        pc.add_track(local).await.map_err(|e| NegotiationError::Internal(e.to_string()))
+    };
+    for camera in 0..tracks {
+        add(RtpCodecKind::Video, format!("camera-{camera}"), format!("camera {camera}")).await?;
     }
-    // The rest (video beyond the cameras) carry nothing: answered inactive (an audio m-line, with
-    // no codec in common, is rejected by the library anyway).
+    let audio_mid = opus_mid(&offer).filter(|_| wanted.audio);
+    if audio_mid.is_some() {
+        add(RtpCodecKind::Audio, "audio-0".to_owned(), "cab audio".to_owned()).await?;
+    }
+    // The rest (video beyond the cameras, audio beyond the first or of a train without audio)
+    // carry nothing: answered inactive. An audio m-line without Opus has no codec in common and
+    // is rejected by the library.
     let mut slots = Vec::new();
     for t in pc.get_transceivers().await {
         let internal = |e: webrtc::error::Error| NegotiationError::Internal(e.to_string());
@@ -419,46 +519,55 @@ pub async fn answer(
             continue;
         };
         let mid = t.mid().await.map_err(internal)?.unwrap_or_default();
-        let Some(camera) = mids.iter().position(|m| *m == mid) else { continue };
+        let media = match mids.iter().position(|m| *m == mid) {
+            Some(camera) => Media::Video { camera },
+            None if audio_mid.as_ref() == Some(&mid) => Media::Audio { source: 0 },
+            None => continue,
+        };
         let track = Arc::clone(sender.track());
         let Some(ssrc) = track.ssrcs().await.first().copied() else { continue };
-        slots.push((camera, mid, ssrc, track, sender));
+        slots.push((media, mid, ssrc, track, sender));
     }
     let answer = pc.create_answer(None).await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
     pc.set_local_description(answer).await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
 
     let mut out = Vec::new();
-    for (camera, mid, ssrc, track, sender) in slots {
+    for (media, mid, ssrc, track, sender) in slots {
         let params = sender.get_parameters().await.map_err(|e| NegotiationError::Internal(e.to_string()))?;
-        let h264 = params.rtp_parameters.codecs.iter().find(|c| {
-            c.rtp_codec
-                .mime_type
-                .eq_ignore_ascii_case(rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264)
-                && c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1")
+        let negotiated = params.rtp_parameters.codecs.iter().find(|c| match media {
+            Media::Video { .. } => {
+                c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264)
+                    && c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1")
+            }
+            Media::Audio { .. } => c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS),
         });
-        let Some(codec) = h264 else { continue };
+        let Some(codec) = negotiated else { continue };
         out.push(Slot {
-            media: Media::Video { camera },
+            media,
             mid,
             ssrc,
             payload_type: codec.payload_type,
             track,
             payloader: H264Payloader::default(),
             sequence: rand::random(),
-            clock: RtpClock::new(),
+            clock: match media {
+                Media::Video { .. } => RtpClock::video(),
+                Media::Audio { .. } => RtpClock::audio(),
+            },
             parameter_sets: ParameterSets::default(),
             awaiting_keyframe: false,
             last_keyframe_request: None,
         });
     }
-    if out.is_empty() {
+    if !out.iter().any(|s| matches!(s.media, Media::Video { .. })) {
         return Err(NegotiationError::NoMedia(
             "the offer has no H.264 codec with packetization-mode=1 (profile 42e0, 4200 or 4d00) on its video m-lines"
                 .into(),
         ));
     }
     out.sort_by_key(|s| match s.media {
-        Media::Video { camera } => camera,
+        Media::Video { camera } => (0, camera),
+        Media::Audio { source } => (1, source),
     });
     let sdp = negotiate::local_sdp(pc, state, config).await?;
     Ok((sdp, Opening { slots: Slots(out), incoming }))
@@ -544,7 +653,7 @@ impl Session {
         *lock(&peer.session) = Some(Arc::clone(relay.info()));
         let metrics = crate::metrics::PacketOut::new(NAME);
         let mut train = mapped_train(&mapping);
-        let mut cameras = camera_ids(&mapping);
+        let mut ids = TrackIds::of(&mapping);
         let mut last_mapping = mapping;
         let mut assembler = Assembler::new();
         let mut command: Option<Arc<dyn DataChannel>> = None;
@@ -577,8 +686,15 @@ impl Session {
                         for p in batch.drain(..) {
                             let packet = VideoPacket { header: p.header, bytes: p.bytes };
                             let Some(frame) = assembler.push(&packet) else { continue };
-                            let Some(slot) = slots.route(&frame, &cameras) else { continue };
-                            self.write_frame(slot, frame, train.as_ref()).await;
+                            let Some(slot) = slots.route(&frame, &ids) else { continue };
+                            match slot.media {
+                                Media::Video { .. } => {
+                                    self.write_frame(slot, frame, train.as_ref()).await;
+                                }
+                                Media::Audio { .. } => {
+                                    self.write_audio(slot, frame).await;
+                                }
+                            }
                         }
                     }
                     Next::Event(ev) => {
@@ -588,7 +704,7 @@ impl Session {
                                     train = mapped_train(&ev);
                                     last_mapping = ev.clone();
                                 }
-                                cameras = camera_ids(&ev);
+                                ids = TrackIds::of(&ev);
                                 // New frame sequence numbers, maybe a new train: start over at its
                                 // next keyframe (the clock goes on: capture times, or just after the
                                 // last timestamp if the new train's keyframe is older).
@@ -632,7 +748,7 @@ impl Session {
                 ev = rx.recv() => match ev {
                     Some(Event::Keyframe(ssrcs)) => {
                         for ssrc in ssrcs {
-                            self.keyframe_request(&mut slots, ssrc, &cameras, train.as_ref());
+                            self.keyframe_request(&mut slots, ssrc, &ids.cameras, train.as_ref());
                         }
                     }
                     Some(Event::Command(Ev::Open(_))) => {
@@ -715,10 +831,34 @@ impl Session {
         n
     }
 
-    /// A client's PLI or FIR for `ssrc`.
+    /// Write an Opus packet on `slot`'s track as one RTP packet; returns whether it was written.
+    /// A lost one costs only itself (every Opus packet decodes on its own).
+    async fn write_audio(&self, slot: &mut Slot, frame: Frame) -> bool {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                payload_type: slot.payload_type,
+                sequence_number: slot.sequence,
+                timestamp: slot.clock.timestamp(frame.capture_us),
+                ssrc: slot.ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::from(frame.data),
+        };
+        slot.sequence = slot.sequence.wrapping_add(1);
+        match slot.track.write_rtp(packet).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(session = %self.peer.id, "RTP write failed (audio): {e}");
+                false
+            }
+        }
+    }
+
+    /// A client's PLI or FIR for `ssrc` (of a video track; audio has no keyframes).
     fn keyframe_request(&self, slots: &mut Slots, ssrc: u32, cameras: &[CameraId], train: Option<&TrainId>) {
         let Some(slot) = slots.0.iter_mut().find(|s| s.ssrc == ssrc) else { return };
-        let Media::Video { camera } = slot.media;
+        let Media::Video { camera } = slot.media else { return };
         let Some(&id) = cameras.get(camera) else { return };
         self.request_for(slot, id, train);
     }
@@ -783,12 +923,23 @@ fn mapped_train(ev: &ServerEvent) -> Option<TrainId> {
     }
 }
 
-fn camera_ids(ev: &ServerEvent) -> Vec<CameraId> {
-    let cameras: &[CameraInfo] = match ev {
-        ServerEvent::MappedTrainChanged { cameras, .. } | ServerEvent::TrainOnline { cameras, .. } => cameras,
-        _ => &[],
-    };
-    cameras.iter().map(|c| c.id).collect()
+/// The track ids of the mapped train: its cameras and its audio sources, each in its hello's
+/// order (one id space per train, docs/wire-format.md §2.7).
+#[derive(Debug, Clone, Default)]
+struct TrackIds {
+    cameras: Vec<CameraId>,
+    audio: Vec<CameraId>,
+}
+
+impl TrackIds {
+    fn of(ev: &ServerEvent) -> Self {
+        let (cameras, audio): (&[CameraInfo], &[AudioInfo]) = match ev {
+            ServerEvent::MappedTrainChanged { cameras, audio, .. }
+            | ServerEvent::TrainOnline { cameras, audio, .. } => (cameras, audio),
+            _ => (&[], &[]),
+        };
+        Self { cameras: cameras.iter().map(|c| c.id).collect(), audio: audio.iter().map(|a| a.id).collect() }
+    }
 }
 
 #[cfg(test)]
@@ -797,7 +948,7 @@ mod tests {
 
     #[test]
     fn timestamps_follow_capture_times_across_drops() {
-        let mut clock = RtpClock::new();
+        let mut clock = RtpClock::video();
         let t0 = clock.timestamp(5_000_000);
         assert_eq!(t0, 450_000, "capture time at 90 kHz");
         // 33,333 µs later: 2,999 ticks; a dropped frame later: 9,000 after the first.
@@ -816,16 +967,38 @@ mod tests {
     fn timestamps_are_capture_times_modulo_2_pow_32() {
         // 2026-12-01T00:00:00Z: 90 kHz ticks wrap every 13.25 h.
         let capture_us: u64 = 1_795_996_800_000_000;
-        let mut clock = RtpClock::new();
+        let mut clock = RtpClock::video();
         let t = clock.timestamp(capture_us);
         assert_eq!(u64::from(t), (capture_us * 9 / 100) % (1u64 << 32));
         // Across the wrap, time runs on.
         let before_wrap = (capture_us * 9 / 100 / (1 << 32) + 1) * (1 << 32) * 100 / 9 - 20_000;
-        let mut clock = RtpClock::new();
+        let mut clock = RtpClock::video();
         let a = clock.timestamp(before_wrap);
         let b = clock.timestamp(before_wrap + 33_333);
         assert!(a > u32::MAX - 2_000 && b < 2_000, "{a} then {b}");
         assert_eq!(b.wrapping_sub(a), 3_000);
+    }
+
+    #[test]
+    fn audio_timestamps_are_capture_times_at_48_khz() {
+        let mut clock = RtpClock::audio();
+        let t0 = clock.timestamp(5_000_000);
+        assert_eq!(t0, 240_000, "capture time at 48 kHz");
+        // 20 ms packets step 960; a lost packet leaves a gap of one more.
+        assert_eq!(clock.timestamp(5_020_000).wrapping_sub(t0), 960);
+        assert_eq!(clock.timestamp(5_060_000).wrapping_sub(t0), 2_880);
+        // Back in time (a remap to a train whose clock is behind): one packet after the last.
+        let last = clock.timestamp(5_060_000);
+        assert_eq!(clock.timestamp(1_000_000), last.wrapping_add(960));
+        assert_eq!(clock.timestamp(1_020_000), last.wrapping_add(1_920));
+        // 10 s is time; more is a leap.
+        let last = clock.timestamp(1_040_000);
+        assert_eq!(clock.timestamp(11_040_000), last.wrapping_add(480_000));
+        let last = clock.timestamp(11_040_000);
+        assert_eq!(clock.timestamp(3_611_040_000), last.wrapping_add(960));
+        // Modulo 2³², as video's: 2026-12-01T00:00:00Z.
+        let capture_us: u64 = 1_795_996_800_000_000;
+        assert_eq!(u64::from(RtpClock::audio().timestamp(capture_us)), (capture_us * 48 / 1000) % (1u64 << 32));
     }
 
     #[test]
@@ -866,6 +1039,11 @@ mod tests {
         let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v2\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
         assert_eq!(video_mids(sdp), ["0", "v2"]);
         assert_eq!(video_mids("v=0\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n"), Vec::<String>::new());
+        assert_eq!(opus_mid(sdp), None, "an audio m-line without Opus");
+        let opus = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=mid:a\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert_eq!(opus_mid(opus).as_deref(), Some("a"), "the first audio m-line");
+        let pcmu_first = opus.replacen("a=rtpmap:111 opus/48000/2\r\n", "", 1);
+        assert_eq!(opus_mid(&pcmu_first), None, "only the first audio m-line is answered with a track");
         assert_eq!(nal_units(&[0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68]), [&[0x67u8, 1][..], &[0x68]]);
     }
 }
