@@ -9,7 +9,8 @@
 //   whep                Media tracks (WHEP): every camera plays its H.264 track in a <video>; expects at
 //                       least 30 frames presented per camera (requestVideoFrameCallback), non-blank
 //                       changing pictures, getStats() frames decoded, and a command acked over the
-//                       WHEP session's `command` data channel
+//                       WHEP session's `command` data channel; with EXPECT_AUDIO=1, the cab audio's
+//                       Opus track too: muted by default, 48,000 samples received, unmuted by a click
 //   auto                Auto mode; expects WebRTC (the first of its ranking: WebRTC, WebTransport, WebSocket)
 //   auto-fallback       Auto with /api/webrtc/* and /api/webtransport blocked: expects WebSocket within
 //                       ~6 s, then unblocks and expects Auto to come back to WebRTC (its probe runs 10 s
@@ -582,6 +583,28 @@ async function whep(spec) {
   const fps = Object.values(result.per_camera).map((c) => c.fps_presented)
   result.fps_min = Math.min(...fps)
   if (result.fps_min <= 0) fail(`a camera presented no frame in ${measureMs} ms: ${JSON.stringify(result.per_camera)}`)
+  // The cab audio, when the train has it: the track plays (muted) in the audio panel's <audio>;
+  // a click unmutes it and the samples keep coming.
+  if (process.env.EXPECT_AUDIO === '1') {
+    await waitFor(page, 'WHEP audio: 48,000 samples received (getStats)', 15000, () => (window.__railcast.media?.audio?.stats?.totalSamplesReceived ?? 0) >= 48000)
+    const before = (await hook(page)).media.audio
+    if (!before.muted) fail('the cab audio was not muted by default')
+    await page.getByTestId('audio-mute').click()
+    await waitFor(page, 'WHEP audio unmuted and still receiving', 10000, (n) => {
+      const a = window.__railcast.media?.audio
+      return a && !a.muted && a.stats.totalSamplesReceived > n + 24000
+    }, before.stats.totalSamplesReceived)
+    const a = (await hook(page)).media.audio.stats
+    result.audio = {
+      codec: a.codec,
+      packets_received: a.packetsReceived,
+      packets_lost: a.packetsLost,
+      samples_received: a.totalSamplesReceived,
+      audio_level: round(a.audioLevel, 3),
+      jitter_buffer_ms: a.jitterBufferMs === null ? null : round(a.jitterBufferMs, 1),
+    }
+    log(`whep audio: ${JSON.stringify(result.audio)}`)
+  }
   const ack = await command(page, 'cmd-horn')
   Object.assign(result, { ack_rtt_ms: ack.rtt_ms, ack_transport: ack.transport })
   if (ack.transport !== 'whep') fail(`the command went over ${ack.transport}, not the WHEP session`)

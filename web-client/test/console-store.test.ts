@@ -498,7 +498,7 @@ describe('console store: WHEP', () => {
     // Two cameras' tracks (stand-ins: node has no MediaStream).
     const streams = [{ id: 's0', getVideoTracks: () => [{}] }, { id: 's1', getVideoTracks: () => [] }] as unknown as MediaStream[]
     const stats = [{ index: 0, framesDecoded: 42 }]
-    l.h.onMedia?.({ streams, stats: async () => stats as never })
+    l.h.onMedia?.({ streams, audio: null, stats: async () => stats as never, audioStats: async () => null })
     expect(store.hasMedia).toBe(true)
     expect(store.streamAt(0)).toBe(streams[0])
     expect(store.streamAt(2)).toBeNull()

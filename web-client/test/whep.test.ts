@@ -1,7 +1,7 @@
 // The WHEP link's pure parts: ICE servers from `Link` headers (WHEP §4.4) and per-camera figures
 // from a getStats() report.
 import { describe, expect, it } from 'vitest'
-import { iceServersFromLinks, trackStats } from '../src/transport/whep'
+import { audioTrackStats, iceServersFromLinks, trackStats } from '../src/transport/whep'
 import { captureMsFromRtp, RTP_PERIOD_MS } from '../src/video/media'
 
 describe('iceServersFromLinks', () => {
@@ -53,5 +53,20 @@ describe('captureMsFromRtp', () => {
     const wrapAt = Math.ceil(capture / RTP_PERIOD_MS) * RTP_PERIOD_MS
     const before = wrapAt - 10
     expect(captureMsFromRtp(Math.round(before * 90) % 2 ** 32, wrapAt + 20)).toBeCloseTo(before, 1)
+  })
+})
+
+describe('audioTrackStats', () => {
+  it("the audio transceiver's inbound stream, by mid; none without it", () => {
+    const r = new Map(
+      [
+        { id: 'c', type: 'codec', mimeType: 'audio/opus' },
+        { id: 'a', type: 'inbound-rtp', kind: 'audio', mid: '0', codecId: 'c', packetsReceived: 100, packetsLost: 1, totalSamplesReceived: 96000, audioLevel: 0.25, jitterBufferDelay: 4, jitterBufferEmittedCount: 100 },
+        { id: 'v', type: 'inbound-rtp', kind: 'video', mid: '1' },
+      ].map((e) => [e.id, e]),
+    ) as unknown as RTCStatsReport
+    expect(audioTrackStats(r, '0')).toEqual({ packetsReceived: 100, packetsLost: 1, totalSamplesReceived: 96000, audioLevel: 0.25, jitterBufferMs: 40, codec: 'audio/opus' })
+    expect(audioTrackStats(r, '1')).toBeNull()
+    expect(audioTrackStats(r, null)).toBeNull()
   })
 })

@@ -24,7 +24,7 @@ import {
 import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
 import { openWebRtc } from '../transport/webrtc'
 import { openWhep } from '../transport/whep'
-import type { MediaTracks, TrackStats } from '../transport/link'
+import type { AudioTrackStats, MediaTracks, TrackStats } from '../transport/link'
 import { MediaLatencyMeter, type MediaLatency, type PresentedFrame } from '../video/media'
 import { openWebSocket } from '../transport/websocket'
 import { NO_WEBTRANSPORT, openWebTransport, webTransportSupported } from '../transport/webtransport'
@@ -166,6 +166,9 @@ export const useConsole = defineStore('console', () => {
   const trackStats = shallowRef<TrackStats[]>([])
   /** Frames each camera's `<video>` presented (`requestVideoFrameCallback`), WHEP. */
   const framesPresented: Record<number, number> = {}
+  /** WHEP: the cab audio track's `getStats()`, and whether its `<audio>` element is muted. */
+  const whepAudio = shallowRef<AudioTrackStats | null>(null)
+  const whepAudioMuted = ref(true)
   /** Glass-to-glass of those frames, per camera index, refreshed with the other figures. */
   const mediaLatency = shallowRef<MediaLatency[]>([])
   const log = ref<LogLine[]>([])
@@ -391,6 +394,7 @@ export const useConsole = defineStore('console', () => {
         onMedia: (m) => {
           media.value = m
           trackStats.value = []
+          if (!m?.audio) whepAudio.value = null
           mediaLatency.value = []
           mediaMeter.reset()
           for (const k of Object.keys(framesPresented)) delete framesPresented[Number(k)]
@@ -701,6 +705,11 @@ export const useConsole = defineStore('console', () => {
             if (media.value === m) trackStats.value = st
           })
           .catch(() => {})
+        m.audioStats()
+          .then((a) => {
+            if (media.value === m) whepAudio.value = a
+          })
+          .catch(() => {})
         mediaLatency.value = m.streams.map((_, i) => mediaMeter.stats(i))
       }
       clock.value = pipeline.clockEstimate()
@@ -738,6 +747,7 @@ export const useConsole = defineStore('console', () => {
             stats: trackStats.value,
             framesPresented: { ...framesPresented },
             latency: media.value.streams.map((_, i) => mediaMeter.stats(i)),
+            audio: media.value.audio ? { muted: whepAudioMuted.value, stats: whepAudio.value } : null,
           }
         : null,
       clockOffsetMs: est.offsetMs,
@@ -768,6 +778,10 @@ export const useConsole = defineStore('console', () => {
     acks, lastAck, lastCommandError, cameraStats, audioStats, clock, rejected, lastRejection, commandBlocked, trackStats,
     // Not the MediaTracks themselves: pinia would unwrap MediaStream's DOM type into the store's.
     hasMedia: computed(() => media.value !== null),
+    hasWhepAudio: computed(() => !!media.value?.audio),
+    whepAudioStream: (): MediaStream | null => media.value?.audio ?? null,
+    whepAudio,
+    whepAudioMuted,
     streamAt: (index: number): MediaStream | null => media.value?.streams[index] ?? null,
     mediaLatency,
     framePresented: (index: number, frame: PresentedFrame): void => {
@@ -778,6 +792,12 @@ export const useConsole = defineStore('console', () => {
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
     /** Mute or unmute the cab audio; call from a click (unmuting needs a user gesture). */
     setAudioMuted: async (muted: boolean) => {
+      if (media.value?.audio) {
+        // WHEP: the track plays in an <audio> element (AudioPanel), muted until this click.
+        whepAudioMuted.value = muted
+        note(muted ? 'cab audio muted' : 'cab audio on (WHEP track)')
+        return
+      }
       await pipeline.audio.setMuted(muted)
       audioStats.value = pipeline.audio.stats()
       note(muted ? 'cab audio muted' : `cab audio on (AudioContext ${audioStats.value.contextState})`)

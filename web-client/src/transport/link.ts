@@ -55,10 +55,24 @@ export interface TrackStats {
   codec: string
 }
 
-/** A link's media tracks: one stream per camera, and their statistics. */
+/** What `getStats()` says about the cab audio track (WHEP). */
+export interface AudioTrackStats {
+  packetsReceived: number
+  packetsLost: number
+  totalSamplesReceived: number
+  audioLevel: number
+  /** Average time a sample spent in the jitter buffer, ms. */
+  jitterBufferMs: number | null
+  codec: string
+}
+
+/** A link's media tracks: one stream per camera, the cab audio's, and their statistics. */
 export interface MediaTracks {
   streams: MediaStream[]
+  /** The train's audio track (the server answers the audio m-line inactive when it has none). */
+  audio: MediaStream | null
   stats(): Promise<TrackStats[]>
+  audioStats(): Promise<AudioTrackStats | null>
 }
 
 export interface Link {

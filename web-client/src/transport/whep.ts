@@ -14,7 +14,7 @@
  */
 import { authHeaders } from '../auth'
 import type { RemoteControlView, TrainView } from '../api'
-import { api, ApiError, type Link, type LinkHandlers, type MediaTracks, type TrackStats } from './link'
+import { api, ApiError, type AudioTrackStats, type Link, type LinkHandlers, type MediaTracks, type TrackStats } from './link'
 
 /** Our candidates are waited for this long at most before the offer goes without the rest. */
 const GATHER_MS = 1500
@@ -114,6 +114,28 @@ export interface WhepOptions {
   jitterBufferTargetMs?: number | null
 }
 
+/** The cab audio's figures from a `getStats()` report: the inbound audio RTP stream of `mid`. */
+export function audioTrackStats(report: RTCStatsReport, mid: string | null): AudioTrackStats | null {
+  let out: AudioTrackStats | null = null
+  const byId = new Map<string, Record<string, unknown>>()
+  report.forEach((v: Record<string, unknown>) => byId.set(v.id as string, v))
+  report.forEach((v: Record<string, unknown>) => {
+    if (v.type !== 'inbound-rtp' || v.kind !== 'audio' || mid === null || v.mid !== mid) return
+    const n = (k: string) => (typeof v[k] === 'number' ? (v[k] as number) : 0)
+    const emitted = n('jitterBufferEmittedCount')
+    const codec = v.codecId ? byId.get(v.codecId as string) : undefined
+    out = {
+      packetsReceived: n('packetsReceived'),
+      packetsLost: n('packetsLost'),
+      totalSamplesReceived: n('totalSamplesReceived'),
+      audioLevel: n('audioLevel'),
+      jitterBufferMs: emitted > 0 ? (n('jitterBufferDelay') / emitted) * 1000 : null,
+      codec: typeof codec?.mimeType === 'string' ? codec.mimeType : '',
+    }
+  })
+  return out
+}
+
 export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOptions = {}): Link {
   let done = false
   let opened = false
@@ -175,6 +197,10 @@ export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOpt
     }
     p.oniceconnectionstatechange = detail
     p.onsignalingstatechange = detail
+    // The cab audio first (the server answers it inactive when the train has no audio source),
+    // then one video transceiver per camera: camera i plays on the i-th *video* m-line.
+    const audioTransceiver = p.addTransceiver('audio', { direction: 'recvonly' })
+    let audio: MediaStream | null = null
     const transceivers: RTCRtpTransceiver[] = []
     for (let i = 0; i < cameras; i++) {
       const t = p.addTransceiver('video', { direction: 'recvonly' })
@@ -187,9 +213,17 @@ export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOpt
     }
     const media = (): MediaTracks => ({
       streams: [...streams],
+      audio,
       stats: async () => (done ? [] : trackStats(await p.getStats(), transceivers.map((t) => t.mid))),
+      audioStats: async () => (done || !audio ? null : audioTrackStats(await p.getStats(), audioTransceiver.mid)),
     })
     p.ontrack = (e) => {
+      if (e.transceiver === audioTransceiver) {
+        if (done) return
+        audio = new MediaStream([e.track])
+        h.onMedia?.(media())
+        return
+      }
       const i = transceivers.indexOf(e.transceiver)
       if (i < 0 || done) return
       streams[i] = new MediaStream([e.track])
