@@ -1,6 +1,7 @@
 //! A synthetic train: the simulator's pinned QUIC client (`railcast_train_sim::connect`), the
-//! hello/welcome exchange of docs/wire-format.md §3.1, then frames of random bytes sized for the
-//! bitrate, packetized with `railcast_protocol::packet::packetize`. `capture_us` is the wall clock
+//! hello/welcome exchange of docs/wire-format.md §3.1, then frames of random bytes shaped as H.264
+//! NAL units ([`synthetic_access_unit`]), sized for the bitrate, packetized with
+//! `railcast_protocol::packet::packetize`. `capture_us` is the wall clock
 //! when the frame is handed to QUIC, so client latency is the relay's (plus loopback and QUIC).
 //! Keyframe requests and commands are answered like a real train.
 
@@ -198,10 +199,7 @@ async fn send_loop(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let size = spec.frame_bytes();
-    let mut payload = vec![0u8; size];
-    rand::rng().fill(&mut payload[..]);
-    // A valid-looking Annex B start, for anyone who inspects the bytes.
-    payload[..4.min(size)].copy_from_slice(&[0, 0, 0, 1][..4.min(size)]);
+    let (key_payload, delta_payload) = (synthetic_access_unit(size, true), synthetic_access_unit(size, false));
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(spec.fps.max(1))));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut telemetry = tokio::time::interval(Duration::from_secs(1));
@@ -218,7 +216,8 @@ async fn send_loop(
             }
             _ = tick.tick() => {
                 let keyframe = frame_no % u64::from(spec.gop.max(1)) == 0 || force.swap(false, Ordering::Relaxed);
-                if let Err(e) = send_frame(&conn, &spec, &payload, max_payload, keyframe, seq, &stats, &window).await {
+                let payload = if keyframe { &key_payload } else { &delta_payload };
+                if let Err(e) = send_frame(&conn, &spec, payload, max_payload, keyframe, seq, &stats, &window).await {
                     break Err(e);
                 }
                 frame_no += 1;
@@ -229,6 +228,29 @@ async fn send_loop(
     conn.close(0u32.into(), b"bench done");
     let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
     result
+}
+
+/// `size` bytes shaped like an H.264 Annex B access unit, with random contents: a keyframe is SPS,
+/// PPS and an IDR slice, a delta frame one non-IDR slice. Relays that look inside (WHEP's media
+/// tracks check for parameter sets before an IDR, and RTP packetization splits at NAL units)
+/// then handle every frame as they would a camera's; a decoder would still refuse the contents.
+/// No byte is zero, so no start code appears inside a NAL unit.
+fn synthetic_access_unit(size: usize, keyframe: bool) -> Vec<u8> {
+    let mut rng = rand::rng();
+    let mut out = Vec::with_capacity(size.max(32));
+    let mut nal = |out: &mut Vec<u8>, header: u8, len: usize| {
+        out.extend_from_slice(&[0, 0, 0, 1, header]);
+        out.extend((0..len).map(|_| rng.random_range(1..=255u8)));
+    };
+    if keyframe {
+        nal(&mut out, 0x67, 8); // SPS
+        nal(&mut out, 0x68, 4); // PPS
+        let used = out.len() + 5;
+        nal(&mut out, 0x65, size.saturating_sub(used).max(1)); // IDR slice
+    } else {
+        nal(&mut out, 0x41, size.saturating_sub(5).max(1)); // non-IDR slice
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
