@@ -42,9 +42,9 @@
 //! - **Commands.** When the offer has a data-channel m-line, the client's `command` channel
 //!   carries the same JSON as on the data-channel transport, through the same [`Relay`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -233,7 +233,6 @@ pub struct Slot {
     /// The payload type the client negotiated for it.
     pub payload_type: u8,
     track: Arc<dyn TrackLocal>,
-    payloader: H264Payloader,
     sequence: u16,
     clock: RtpClock,
     parameter_sets: ParameterSets,
@@ -321,6 +320,50 @@ impl RtpClock {
     }
 }
 
+/// A video frame's RTP payloads, shared by every WHEP session that sends it: the reassembled frame
+/// is the same bytes for every viewer, so the NAL scan and RFC 6184 packetization run once per
+/// frame, not once per viewer. Only frames sent as they are (not an IDR that got parameter sets
+/// prepended for one viewer) are shared.
+#[derive(Debug)]
+struct Packetized {
+    payloads: Vec<Bytes>,
+    /// The parameter sets the frame carried, for the viewers' [`ParameterSets`].
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+}
+
+/// Train, camera, frame sequence, capture time.
+type FrameKey = (String, u16, u32, u64);
+
+/// Frames kept: a few seconds of a handful of trains' cameras; a viewer far behind packetizes
+/// its own.
+const SHARED_FRAMES: usize = 512;
+
+#[derive(Debug, Default)]
+struct SharedPayloads {
+    frames: HashMap<FrameKey, Arc<Packetized>>,
+    order: VecDeque<FrameKey>,
+}
+
+impl SharedPayloads {
+    fn get(&self, key: &FrameKey) -> Option<Arc<Packetized>> {
+        self.frames.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: FrameKey, p: Arc<Packetized>) {
+        if self.frames.insert(key.clone(), p).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > SHARED_FRAMES {
+                if let Some(old) = self.order.pop_front() {
+                    self.frames.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+static SHARED: LazyLock<Mutex<SharedPayloads>> = LazyLock::new(Mutex::default);
+
 /// The last SPS and PPS seen on a camera, put in front of a keyframe that lacks them.
 #[derive(Debug, Clone, Default)]
 pub struct ParameterSets {
@@ -355,6 +398,29 @@ pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
 impl ParameterSets {
     pub fn clear(&mut self) {
         *self = Self::default();
+    }
+
+    /// What [`ParameterSets::complete`] learns from a frame carrying these parameter sets.
+    fn learn(&mut self, sps: Option<&Vec<u8>>, pps: Option<&Vec<u8>>) {
+        if let Some(sps) = sps {
+            self.sps = Some(sps.clone());
+        }
+        if let Some(pps) = pps {
+            self.pps = Some(pps.clone());
+        }
+    }
+
+    /// The SPS and PPS an access unit carries.
+    fn carried(data: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let (mut sps, mut pps) = (None, None);
+        for nal in nal_units(data) {
+            match nal[0] & 0x1f {
+                NAL_SPS => sps = Some(nal.to_vec()),
+                NAL_PPS => pps = Some(nal.to_vec()),
+                _ => {}
+            }
+        }
+        (sps, pps)
     }
 
     /// The access unit to send: `data` itself, or, for an IDR without SPS or PPS, the last ones
@@ -548,7 +614,6 @@ pub async fn answer(
             ssrc,
             payload_type: codec.payload_type,
             track,
-            payloader: H264Payloader::default(),
             sequence: rand::random(),
             clock: match media {
                 Media::Video { .. } => RtpClock::video(),
@@ -786,18 +851,35 @@ impl Session {
         if slot.awaiting_keyframe && !frame.keyframe {
             return 0;
         }
-        let Some(data) = slot.parameter_sets.complete(frame.data) else {
-            self.request_for(slot, frame.camera, train);
-            return 0;
+        let key = train.map(|t| (t.to_string(), frame.camera.0, frame.seq.0, frame.capture_us));
+        let shared = key.as_ref().and_then(|k| lock(&SHARED).get(k));
+        let payloads = if let Some(p) = shared {
+            slot.parameter_sets.learn(p.sps.as_ref(), p.pps.as_ref());
+            p.payloads.clone()
+        } else {
+            let len = frame.data.len();
+            let Some(data) = slot.parameter_sets.complete(frame.data) else {
+                self.request_for(slot, frame.camera, train);
+                return 0;
+            };
+            let as_is = data.len() == len;
+            let data = Bytes::from(data);
+            // A fresh payloader per frame: its output depends on the frame alone, so any viewer
+            // may send it.
+            let payloads = match H264Payloader::default().payload(RTP_MTU, &data) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(session = %self.peer.id, "cannot packetize a frame: {e}");
+                    return 0;
+                }
+            };
+            if let (Some(key), true) = (key, as_is) {
+                let (sps, pps) = ParameterSets::carried(&data);
+                lock(&SHARED).insert(key, Arc::new(Packetized { payloads: payloads.clone(), sps, pps }));
+            }
+            payloads
         };
         let timestamp = slot.clock.timestamp(frame.capture_us);
-        let payloads = match slot.payloader.payload(RTP_MTU, &Bytes::from(data)) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(session = %self.peer.id, "cannot packetize a frame: {e}");
-                return 0;
-            }
-        };
         let n = payloads.len();
         for (i, payload) in payloads.into_iter().enumerate() {
             let packet = rtc::rtp::Packet {
