@@ -20,7 +20,9 @@
 //!   reach a decoder), then packetized per RFC 6184 by webrtc-rs' H.264 payloader: start codes
 //!   stripped, SPS and PPS sent as one STAP-A in front of the IDR slice, FU-A for NAL units above
 //!   the MTU. Every IDR is preceded by SPS and PPS: the simulator's keyframes carry them, and a
-//!   keyframe that does not gets the last ones seen on that camera ([`ParameterSets`]).
+//!   keyframe that does not gets the last ones seen on that camera ([`ParameterSets`]). A frame
+//!   is packetized once, by the first session that sends it; the others send the same payloads
+//!   (`SharedPayloads`, the last 512 frames), each with its own header.
 //! - **Audio.** A railcast audio packet is one whole Opus packet (one chunk, always a keyframe),
 //!   so it is one RTP packet as it is (RFC 7587: no payload header; the marker bit is left clear,
 //!   which the RFC allows). The hub does not replay audio to a late joiner: sound starts with the
