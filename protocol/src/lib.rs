@@ -26,6 +26,7 @@ pub mod assembler;
 pub mod client;
 pub mod control;
 pub mod error;
+pub mod h264;
 pub mod ids;
 pub mod message;
 pub mod packet;

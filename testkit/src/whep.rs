@@ -517,24 +517,14 @@ async fn read_track(
 /// An access unit in the form the depacketizer writes: every NAL unit after `00 00 00 01`; AUD
 /// and filler data dropped (the payloader drops them).
 pub fn normalize(data: &[u8]) -> Vec<u8> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 2 < data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push((if i > 0 && data[i - 1] == 0 { i - 1 } else { i }, i + 3));
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
+    use railcast_protocol::h264::{nal_units, NAL_AUD, NAL_FILLER};
     let mut out = Vec::with_capacity(data.len());
-    for (k, &(_, p)) in starts.iter().enumerate() {
-        let nal = &data[p..starts.get(k + 1).map_or(data.len(), |n| n.0)];
-        if nal.is_empty() || matches!(nal[0] & 0x1f, 9 | 12) {
+    for nal in nal_units(data) {
+        if nal.payload.is_empty() || matches!(nal.nal_type(), NAL_AUD | NAL_FILLER) {
             continue;
         }
         out.extend_from_slice(&[0, 0, 0, 1]);
-        out.extend_from_slice(nal);
+        out.extend_from_slice(nal.payload);
     }
     out
 }

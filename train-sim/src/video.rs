@@ -39,6 +39,8 @@ use openh264::encoder::{
 use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
 
+use railcast_protocol::h264::nal_units;
+
 use crate::font;
 
 /// Smallest accepted width/height in pixels.
@@ -53,12 +55,8 @@ pub const MIN_BITRATE_BPS: u32 = 10_000;
 
 /// NAL unit type of a non-IDR coded slice.
 pub const NAL_SLICE: u8 = 1;
-/// NAL unit type of an IDR coded slice (a keyframe).
-pub const NAL_IDR: u8 = 5;
-/// NAL unit type of a sequence parameter set.
-pub const NAL_SPS: u8 = 7;
-/// NAL unit type of a picture parameter set.
-pub const NAL_PPS: u8 = 8;
+/// NAL unit types of an IDR coded slice (a keyframe), a sequence and a picture parameter set.
+pub use railcast_protocol::h264::{NAL_IDR, NAL_PPS, NAL_SPS};
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
@@ -482,8 +480,8 @@ impl Camera {
             return Err(VideoError::Malformed { frame_no, reason: "does not start with 00 00 00 01" });
         }
         let (mut has_sps, mut has_pps, mut has_idr, mut has_slice) = (false, false, false, false);
-        for nal in annexb_nal_units(&data) {
-            match nal_type(nal.payload) {
+        for nal in nal_units(&data) {
+            match nal.nal_type() {
                 NAL_SPS => {
                     has_sps = true;
                     self.last_sps.clear();
@@ -572,44 +570,6 @@ impl Camera {
 // ---------------------------------------------------------------------------
 
 /// One NAL unit found in an Annex B byte stream.
-#[derive(Debug, Clone, Copy)]
-struct NalUnit<'a> {
-    /// The NAL unit including its start code (3 or 4 bytes).
-    with_start_code: &'a [u8],
-    /// The NAL unit without the start code (header byte first).
-    payload: &'a [u8],
-}
-
-/// The NAL unit type (low 5 bits of the header byte); 0 for an empty unit.
-fn nal_type(payload: &[u8]) -> u8 {
-    payload.first().map_or(0, |b| b & 0x1F)
-}
-
-/// Splits an Annex B stream at its start codes (`00 00 01` or `00 00 00 01`).
-/// Bytes before the first start code are ignored.
-fn annexb_nal_units(data: &[u8]) -> Vec<NalUnit<'_>> {
-    // (start of start code, start of payload)
-    let mut starts: Vec<(usize, usize)> = Vec::new();
-    let mut i = 0;
-    while i + 2 < data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            let sc_start = if i > 0 && data[i - 1] == 0 { i - 1 } else { i };
-            starts.push((sc_start, i + 3));
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    starts
-        .iter()
-        .enumerate()
-        .map(|(k, &(sc_start, payload_start))| {
-            let end = starts.get(k + 1).map_or(data.len(), |next| next.0);
-            NalUnit { with_start_code: &data[sc_start..end], payload: &data[payload_start..end] }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,7 +580,7 @@ mod tests {
     }
 
     fn nal_types(data: &[u8]) -> Vec<u8> {
-        annexb_nal_units(data).iter().map(|n| nal_type(n.payload)).collect()
+        nal_units(data).iter().map(|n| n.nal_type()).collect()
     }
 
     const T0: u64 = 1_700_000_000_123_456;
@@ -664,11 +624,11 @@ mod tests {
         let pos = |t: u8| types.iter().position(|&x| x == t).expect("NAL type present");
         assert!(pos(NAL_SPS) < pos(NAL_IDR) && pos(NAL_PPS) < pos(NAL_IDR), "{types:?}");
         // Every NAL unit uses a 4-byte start code.
-        for nal in annexb_nal_units(&f.data) {
+        for nal in nal_units(&f.data) {
             assert!(nal.with_start_code.starts_with(&START_CODE));
         }
         // Baseline profile (profile_idc 66) in the SPS.
-        let sps = annexb_nal_units(&f.data).into_iter().find(|n| nal_type(n.payload) == NAL_SPS).expect("sps");
+        let sps = nal_units(&f.data).into_iter().find(|n| n.nal_type() == NAL_SPS).expect("sps");
         assert_eq!(sps.payload[1], 66);
 
         // gop = 0: later frames are never IDR unless forced.
@@ -754,18 +714,6 @@ mod tests {
         let l = cam.layout;
         let row = l.band_y + l.band_h / 2;
         assert!(cam.picture.y[row * 160..(row + 1) * 160].contains(&WHITE_Y));
-    }
-
-    #[test]
-    fn annexb_parsing_handles_both_start_codes() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5];
-        let nals = annexb_nal_units(&data);
-        assert_eq!(nals.len(), 3);
-        assert_eq!(nal_types(&data), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
-        assert_eq!(nals[0].with_start_code, &[0, 0, 0, 1, 0x67, 1, 2]);
-        assert_eq!(nals[1].with_start_code, &[0, 0, 1, 0x68, 3]);
-        assert_eq!(nals[2].payload, &[0x65, 4, 5]);
-        assert!(annexb_nal_units(&[1, 2, 3]).is_empty());
     }
 
     #[test]

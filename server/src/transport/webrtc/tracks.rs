@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use railcast_protocol::assembler::{Assembler, Frame};
 use railcast_protocol::client::ServerEvent;
+use railcast_protocol::h264::{nal_units, NAL_IDR, NAL_PPS, NAL_SPS};
 use railcast_protocol::{AudioInfo, CameraId, CameraInfo, TrainId, VideoPacket};
 use rtc::interceptor::{Attribute, Interceptor, Packet as Intercepted, Slot as ChainSlot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
@@ -373,30 +374,6 @@ pub struct ParameterSets {
     pps: Option<Vec<u8>>,
 }
 
-const NAL_IDR: u8 = 5;
-const NAL_SPS: u8 = 7;
-const NAL_PPS: u8 = 8;
-
-/// The NAL units of an Annex B access unit, without their start codes.
-pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 2 < data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push((if i > 0 && data[i - 1] == 0 { i - 1 } else { i }, i + 3));
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    starts
-        .iter()
-        .enumerate()
-        .map(|(k, &(_, payload))| &data[payload..starts.get(k + 1).map_or(data.len(), |n| n.0)])
-        .filter(|n| !n.is_empty())
-        .collect()
-}
-
 impl ParameterSets {
     pub fn clear(&mut self) {
         *self = Self::default();
@@ -416,9 +393,9 @@ impl ParameterSets {
     fn carried(data: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
         let (mut sps, mut pps) = (None, None);
         for nal in nal_units(data) {
-            match nal[0] & 0x1f {
-                NAL_SPS => sps = Some(nal.to_vec()),
-                NAL_PPS => pps = Some(nal.to_vec()),
+            match nal.nal_type() {
+                NAL_SPS => sps = Some(nal.payload.to_vec()),
+                NAL_PPS => pps = Some(nal.payload.to_vec()),
                 _ => {}
             }
         }
@@ -430,14 +407,14 @@ impl ParameterSets {
     pub fn complete(&mut self, data: Vec<u8>) -> Option<Vec<u8>> {
         let (mut has_sps, mut has_pps, mut has_idr) = (false, false, false);
         for nal in nal_units(&data) {
-            match nal[0] & 0x1f {
+            match nal.nal_type() {
                 NAL_SPS => {
                     has_sps = true;
-                    self.sps = Some(nal.to_vec());
+                    self.sps = Some(nal.payload.to_vec());
                 }
                 NAL_PPS => {
                     has_pps = true;
-                    self.pps = Some(nal.to_vec());
+                    self.pps = Some(nal.payload.to_vec());
                 }
                 NAL_IDR => has_idr = true,
                 _ => {}
@@ -1128,6 +1105,7 @@ mod tests {
         assert_eq!(opus_mid(opus).as_deref(), Some("a"), "the first audio m-line");
         let pcmu_first = opus.replacen("a=rtpmap:111 opus/48000/2\r\n", "", 1);
         assert_eq!(opus_mid(&pcmu_first), None, "only the first audio m-line is answered with a track");
-        assert_eq!(nal_units(&[0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68]), [&[0x67u8, 1][..], &[0x68]]);
+        let payloads: Vec<&[u8]> = nal_units(&[0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68]).iter().map(|n| n.payload).collect();
+        assert_eq!(payloads, [&[0x67u8, 1][..], &[0x68]]);
     }
 }
