@@ -14,6 +14,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)          # scripts/demo.sh
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)             # real-browser tests (never a downloaded browser)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)     # drives Chromium through playwright-core
 [ -x /usr/bin/turnserver ] || need_apt+=(coturn)            # real TURN relay for the WebRTC tests
+# The MQTT transport's broker for the tests (with its dynamic-security plugin and mosquitto_ctrl).
+[ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)            # checks deploy/nginx.conf (reverse proxy)
 [ -x /usr/bin/caddy ] || need_apt+=(caddy)                   # checks deploy/Caddyfile
 

@@ -234,6 +234,24 @@ settings! {
     /// Unsent video datagrams a WebTransport session may hold, bytes (quinn's datagram send
     /// buffer); while it is full the session takes no packets and the hub drops whole frames.
     webtransport_send_buffer: usize = 256 * 1024, "RAILCAST_WEBTRANSPORT_SEND_BUFFER";
+    /// The MQTT broker the MQTT transport and MQTT signaling go through:
+    /// `mqtt://USER:PASSWORD@HOST:PORT` (mosquitto 2.0 with the dynamic-security plugin; USER a
+    /// dynsec admin: deploy/mosquitto/). Empty: MQTT is off. Prefer RAILCAST_MQTT_URL for the
+    /// password.
+    mqtt_url: String = String::new(), "RAILCAST_MQTT_URL";
+    /// The same broker's MQTT-over-WebSocket URL as browsers reach it (`ws://` or `wss://`),
+    /// handed to consoles. Empty: consoles are not offered MQTT.
+    mqtt_browser_url: String = String::new(), "RAILCAST_MQTT_BROWSER_URL";
+    /// Largest MQTT video message, bytes (1200..=65536): packets are packed whole as on a data
+    /// channel; a larger packet travels alone. mosquitto's WebSocket listener crawls on messages
+    /// above about 4 KB (docs/benchmarks.md), hence the default.
+    mqtt_video_message: usize = 4000, "RAILCAST_MQTT_VIDEO_MESSAGE";
+    /// MQTT credentials whose client sent no first message within this are deleted.
+    mqtt_claim_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_MQTT_CLAIM_TIMEOUT";
+    /// An MQTT session whose client sends nothing for this long is ended (consoles ping every second).
+    mqtt_idle_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_MQTT_IDLE_TIMEOUT";
+    /// MQTT sessions (credentials handed out) at once; more are refused with 429.
+    mqtt_max_sessions: usize = 1_000, "RAILCAST_MQTT_MAX_SESSIONS";
     /// Credentials file (TOML, docs/security.md): client tokens with roles, one token per train
     /// id. Re-read on SIGHUP. Empty: demo credentials are generated at start-up and printed.
     auth_file: String = String::new(), "RAILCAST_AUTH_FILE";

@@ -13,7 +13,8 @@
 //! - [`transport`]: one folder per transport, each a `Server` that accepts and a `Session` with
 //!   `run`: [`transport::ws`] (WebSocket), [`transport::webrtc`] (data channels and, for WHEP,
 //!   RTP media tracks; peer registry, negotiation in both directions), [`transport::webtransport`] (HTTP/3 WebTransport on its own
-//!   UDP port; generated certificates and their rotation).
+//!   UDP port; generated certificates and their rotation), [`transport::mqtt`] (through a
+//!   broker: one connection, per-session credentials and ACLs in mosquitto's dynamic security).
 //! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers),
 //!   [`signaling::whep`] (WHEP: the client offers, media tracks).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
@@ -49,6 +50,7 @@ mod layering;
 
 /// The transports to clients, one folder each.
 pub mod transport {
+    pub mod mqtt;
     pub mod webrtc;
     pub mod webtransport;
     pub mod ws;
@@ -72,7 +74,7 @@ use tokio::sync::watch;
 use utoipa::OpenApi;
 
 pub use config::Config;
-use transport::{webrtc, webtransport, ws};
+use transport::{mqtt, webrtc, webtransport, ws};
 
 /// Every part's settings, validated: the shared ones in [`Config`], and each transport's own.
 #[derive(Debug, Clone)]
@@ -80,6 +82,7 @@ pub struct Settings {
     pub ws: ws::Settings,
     pub webrtc: webrtc::Settings,
     pub webtransport: webtransport::Settings,
+    pub mqtt: mqtt::Settings,
 }
 
 impl Settings {
@@ -90,6 +93,7 @@ impl Settings {
             ws: ws::Settings::from_config(config)?,
             webrtc: webrtc::Settings::from_config(config)?,
             webtransport: webtransport::Settings::from_config(config)?,
+            mqtt: mqtt::Settings::from_config(config)?,
         })
     }
 }
@@ -101,6 +105,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(signaling::rest::ApiDoc::openapi());
     doc.merge(signaling::whep::ApiDoc::openapi());
     doc.merge(webtransport::ApiDoc::openapi());
+    doc.merge(mqtt::ApiDoc::openapi());
     doc
 }
 
@@ -115,6 +120,7 @@ fn router(
     ws: &Arc<ws::Server>,
     webrtc: &Arc<webrtc::Server>,
     webtransport: &Arc<webtransport::Server>,
+    mqtt: &Arc<mqtt::Server>,
     web_root: Option<&std::path::Path>,
     max_body: usize,
 ) -> Router {
@@ -123,6 +129,7 @@ fn router(
         .merge(signaling::rest::routes(webrtc))
         .merge(signaling::whep::routes(webrtc))
         .merge(webtransport.api_routes())
+        .merge(mqtt.api_routes())
         .route(
             "/openapi.json",
             get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], contract) }),
@@ -349,7 +356,9 @@ impl Server {
         };
         let sessions = Arc::clone(&core.sessions);
         let webtransport_task = tokio::spawn(Arc::clone(&webtransport).serve(core.clone()));
-        let app = router(core, &ws, &webrtc, &webtransport, web_root.as_deref(), config.max_body);
+        let mqtt = mqtt::Server::new(settings.mqtt.clone());
+        let mqtt_task = tokio::spawn(Arc::clone(&mqtt).serve(core.clone()));
+        let app = router(core, &ws, &webrtc, &webtransport, &mqtt, web_root.as_deref(), config.max_body);
         let serve = http::ServeSettings {
             header_timeout: config.http_header_timeout.0,
             body_timeout: config.http_body_timeout.0,
@@ -386,7 +395,8 @@ impl Server {
         // Done when requests in flight are answered, trains told, and every client session has
         // said its goodbye (sessions run on their own tasks: the process must not end under them).
         let finish = async {
-            let (http, _, _, ()) = tokio::join!(http_task, quic_task, webtransport_task, sessions.wait_empty());
+            let (http, _, _, _, ()) =
+                tokio::join!(http_task, quic_task, webtransport_task, mqtt_task, sessions.wait_empty());
             http
         };
         match tokio::time::timeout(config.shutdown_grace.0, finish).await {
@@ -434,6 +444,13 @@ mod tests {
             (&["--webtransport-cert-rotation", "500ms"], "webtransport_cert_rotation"),
             (&["--webtransport-cert-rotation", "11days"], "webtransport_cert_rotation"),
             (&["--webtransport-send-buffer", "1000"], "webtransport_send_buffer"),
+            (&["--mqtt-url", "http://x"], "mqtt_url"),
+            (&["--mqtt-url", "mqtt://h:port"], "mqtt_url"),
+            (&["--mqtt-browser-url", "mqtt://x"], "mqtt_browser_url"),
+            (&["--mqtt-video-message", "100"], "mqtt_video_message"),
+            (&["--mqtt-claim-timeout", "0s"], "mqtt_claim_timeout"),
+            (&["--mqtt-idle-timeout", "1s"], "mqtt_idle_timeout"),
+            (&["--mqtt-max-sessions", "0"], "mqtt_max_sessions"),
         ];
         for (args, setting) in cases {
             let config = Config::from_args(std::iter::once("railcast-server").chain(args.iter().copied()))

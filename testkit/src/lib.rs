@@ -14,11 +14,13 @@
 //! - `train`: [`RawTrain`] and the pieces of its hello;
 //! - [`ws`], [`webrtc`], [`wt`] (WebTransport): remote controls recording what they receive;
 //!   [`whep`]: a WHEP player (webrtc-rs) that depacketizes H.264 and verifies frames;
+//!   [`mqtt`]: a real mosquitto (the shipped configuration) and an MQTT remote control;
 //!   [`link`]: a bottleneck on the path to one; [`console`]: the operator console in Chromium;
 //!   [`tls`]: a test CA and an HTTPS client that trusts only it.
 
 pub mod console;
 pub mod link;
+pub mod mqtt;
 pub mod tls;
 pub mod webrtc;
 pub mod whep;

@@ -139,6 +139,8 @@ pub enum Outbox {
     DataChannel(Arc<dyn webrtc::data_channel::DataChannel>),
     /// Lines for a WebTransport session's stream (the newline is added).
     WebTransport(mpsc::Sender<String>),
+    /// Messages for an MQTT session's command topic.
+    Mqtt(mpsc::Sender<String>),
 }
 
 impl std::fmt::Debug for Outbox {
@@ -147,6 +149,7 @@ impl std::fmt::Debug for Outbox {
             Outbox::Ws(_) => "Outbox::Ws",
             Outbox::DataChannel(_) => "Outbox::DataChannel",
             Outbox::WebTransport(_) => "Outbox::WebTransport",
+            Outbox::Mqtt(_) => "Outbox::Mqtt",
         })
     }
 }
@@ -211,13 +214,14 @@ impl Client {
             Outbox::Ws(tx) => tx.send(Message::Text(text.into().into())).await.expect("send"),
             Outbox::DataChannel(dc) => dc.send_text(&text.into()).await.expect("send on command channel"),
             Outbox::WebTransport(tx) => tx.send(text.into()).await.expect("send on the WebTransport stream"),
+            Outbox::Mqtt(tx) => tx.send(text.into()).await.expect("publish on the command topic"),
         }
     }
 
     pub async fn send(&self, msg: Message) {
         match &self.out {
             Outbox::Ws(tx) => tx.send(msg).await.expect("send"),
-            Outbox::DataChannel(_) | Outbox::WebTransport(_) => {
+            Outbox::DataChannel(_) | Outbox::WebTransport(_) | Outbox::Mqtt(_) => {
                 panic!("raw WebSocket messages need a WebSocket client")
             }
         }
