@@ -5,26 +5,28 @@
 //
 // The server must be running at BASE_URL with a simulator attached; the console must be served at
 // BASE_URL/ (by the server, or by `vite preview` proxying to it). Scenarios:
-//   webrtc, webtransport, websocket   that transport only
+//   webrtc, webtransport, websocket, mqtt   that transport only (mqtt: the server needs a broker with
+//                       a browser URL; the JSON line adds `mqtt`, the link's counters)
 //   whep                Media tracks (WHEP): every camera plays its H.264 track in a <video>; expects at
 //                       least 30 frames presented per camera (requestVideoFrameCallback), non-blank
 //                       changing pictures, getStats() frames decoded, and a command acked over the
 //                       WHEP session's `command` data channel; with EXPECT_AUDIO=1, the cab audio's
 //                       Opus track too: muted by default, 48,000 samples received, unmuted by a click
-//   auto                Auto mode; expects WebRTC (the first of its ranking: WebRTC, WebTransport, WebSocket)
+//   auto                Auto mode; expects WebRTC (the first of its ranking: WebRTC, WebTransport, WebSocket,
+//                       then MQTT when GET /api/mqtt names a broker URL)
 //   auto-fallback       Auto with /api/webrtc/* and /api/webtransport blocked: expects WebSocket within
 //                       ~6 s, then unblocks and expects Auto to come back to WebRTC (its probe runs 10 s
 //                       after the fallback)
 //   auto-webtransport   Auto with only /api/webrtc/* blocked: expects WebTransport, the second of the
 //                       ranking, then unblocks and expects Auto to come back to WebRTC
-//   restart[-webrtc|-webtransport|-websocket|-auto]   (alias restart-wait) once frames flow, prints READY_FOR_RESTART
+//   restart[-webrtc|-webtransport|-websocket|-mqtt|-auto]   (alias restart-wait) once frames flow, prints READY_FOR_RESTART
 //                       on stdout and waits up to 60 s for the harness to restart the server on the
 //                       same port and for frames to flow again; reads nothing from stdin
 // Each checks that every camera's canvas shows non-blank, changing pictures, that the overlay shows a
 // latency, and that a command gets its ack; it saves screenshots into ARTIFACTS_DIR (default
 // ./artifacts) and prints ONE JSON line of results on stdout. On failure: a JSON line with
 // "ok":false and the reason, the reason again on stderr, exit status 1.
-//   revoke[-websocket|-webtransport]  (revoke: Auto, expects WebRTC) once frames flow, prints READY_FOR_REVOKE and
+//   revoke[-websocket|-webtransport|-mqtt]  (revoke: Auto, expects WebRTC) once frames flow, prints READY_FOR_REVOKE and
 //                       waits up to 30 s for the harness to revoke RAILCAST_TOKEN (credentials file
 //                       rewritten, SIGHUP): the session must end, video stop, and the token prompt show
 //                       the server's own 401 message for that token
@@ -74,6 +76,7 @@ const SCENARIOS = {
   webrtc: { transport: 'webrtc', expect: 'webrtc' },
   webtransport: { transport: 'webtransport', expect: 'webtransport' },
   websocket: { transport: 'websocket', expect: 'websocket' },
+  mqtt: { transport: 'mqtt', expect: 'mqtt' },
   whep: { transport: 'whep', expect: 'whep', access: 'whep' },
   auto: { transport: 'auto', expect: 'webrtc' },
   'auto-fallback': { transport: 'auto', expect: 'websocket', blockWebRtc: true, blockWebTransport: true },
@@ -84,9 +87,11 @@ const SCENARIOS = {
   'restart-webrtc': { transport: 'webrtc', expect: 'webrtc', restart: true },
   'restart-webtransport': { transport: 'webtransport', expect: 'webtransport', restart: true },
   'restart-websocket': { transport: 'websocket', expect: 'websocket', restart: true },
+  'restart-mqtt': { transport: 'mqtt', expect: 'mqtt', restart: true },
   revoke: { transport: 'auto', expect: 'webrtc', revoke: true },
   'revoke-websocket': { transport: 'websocket', expect: 'websocket', revoke: true },
   'revoke-webtransport': { transport: 'webtransport', expect: 'webtransport', revoke: true },
+  'revoke-mqtt': { transport: 'mqtt', expect: 'mqtt', revoke: true },
   viewer: { transport: 'auto', expect: null, access: 'viewer' },
   'bad-token': { transport: 'auto', expect: null, access: 'bad-token' },
   insecure: { transport: 'auto', expect: null, access: 'insecure' },
@@ -178,6 +183,22 @@ async function webTransportCounters(page) {
     bytes: num('bytes'),
     max_datagram_size: num('maxDatagramSize'),
     certificate: d.certificate ?? null,
+    url: d.url ?? null,
+  }
+}
+
+/** The MQTT link's own counters and session (strings in the details; never the password). */
+async function mqttCounters(page) {
+  const d = (await hook(page)).details.mqtt ?? {}
+  const num = (k) => (d[k] === undefined ? null : Number(d[k]))
+  return {
+    video_messages: num('videoMessages'),
+    packets: num('packets'),
+    bytes: num('bytes'),
+    events: num('events'),
+    reconnects: num('reconnects'),
+    max_message: num('maxMessage'),
+    session: d.session ?? null,
     url: d.url ?? null,
   }
 }
@@ -380,6 +401,7 @@ async function main() {
   Object.assign(result, { ack_rtt_ms: ack.rtt_ms, train_rtt_ms: ack.train_rtt_ms, ack_transport: ack.transport })
   await shot(page, 'streaming')
   if (result.transport === 'webtransport') result.webtransport = await webTransportCounters(page)
+  if (result.transport === 'mqtt') result.mqtt = await mqttCounters(page)
   log(`fps ${result.fps}, glass-to-glass p50 ${result.latency_p50_ms} ms p95 ${result.latency_p95_ms} ms, ack ${ack.rtt_ms} ms`)
 
   if (spec.blockWebRtc) {

@@ -38,6 +38,10 @@ const fake = vi.hoisted(() => {
 vi.mock('../src/transport/webrtc', () => ({ openWebRtc: fake.open('webrtc') }))
 vi.mock('../src/transport/whep', () => ({ openWhep: fake.open('whep') }))
 vi.mock('../src/transport/websocket', () => ({ openWebSocket: fake.open('websocket'), wsUrl: () => 'ws://fake' }))
+vi.mock('../src/transport/mqtt', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('../src/transport/mqtt')>()),
+  openMqtt: fake.open('mqtt'),
+}))
 vi.mock('../src/transport/webtransport', () => ({
   openWebTransport: fake.open('webtransport'),
   webTransportSupported: () => fake.browser.webTransport,
@@ -484,6 +488,57 @@ describe('console store: WebTransport', () => {
       ranking: ['webrtc', 'websocket'],
       skipped: { webtransport: 'the server offers no WebTransport (webtransport_disabled)' },
     })
+  })
+})
+
+describe('console store: Auto and MQTT (GET /api/mqtt)', () => {
+  const broker = (url: string | null): Route => (r) =>
+    r.method === 'GET' && r.path === '/api/mqtt' ? { status: 200, body: { url, connected: true, max_message: 4000 } } : undefined
+
+  it('no broker (404 mqtt_disabled): MQTT left out, the ranking stays WebRTC, WebTransport, WebSocket', async () => {
+    extra = (r) => (r.path === '/api/mqtt' ? { status: 404, body: { code: 'mqtt_disabled', message: 'no broker' } } : undefined)
+    page('?transport=auto&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(paths()).toContain('GET /api/mqtt')
+    expect(requests.find((r) => r.path === '/api/mqtt')?.auth).toBe('Bearer admin-token')
+    expect(store.testHook()).toMatchObject({ ranking: ['webrtc', 'webtransport', 'websocket'], skipped: { mqtt: 'the server offers no MQTT (mqtt_disabled)' } })
+    for (const k of [0, 1, 2]) {
+      fake.links[k].h.onClose('failed')
+      await settle()
+    }
+    expect(fake.links.map((l) => l.kind)).toEqual(['webrtc', 'webtransport', 'websocket'])
+  })
+
+  it('url null: left out as well', async () => {
+    extra = broker(null)
+    page('?transport=auto&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(store.testHook().ranking).toEqual(['webrtc', 'webtransport', 'websocket'])
+    expect(store.testHook().skipped.mqtt).toMatch(/no broker URL/)
+  })
+
+  it('a broker URL: MQTT joins last, and Auto falls to it after WebSocket', async () => {
+    extra = broker('ws://127.0.0.1:9001')
+    page('?transport=auto&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(store.testHook()).toMatchObject({ ranking: ['webrtc', 'webtransport', 'websocket', 'mqtt'] })
+    expect(store.testHook().skipped).toEqual({})
+    for (const k of [0, 1, 2]) {
+      fake.links[k].h.onClose('failed')
+      await settle()
+    }
+    expect(fake.links.map((l) => l.kind)).toEqual(['webrtc', 'webtransport', 'websocket', 'mqtt'])
+    await connect(fake.links[3])
+    expect(store.testHook()).toMatchObject({ transport: 'mqtt', trainId: 't1' })
+  })
+
+  it('?transport=mqtt: the MQTT link carries the session and the commands; Auto is not asked about', async () => {
+    page('?transport=mqtt&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    expect(fake.links.map((l) => l.kind)).toEqual(['mqtt'])
+    await connect(fake.links[0])
+    expect(store.testHook()).toMatchObject({ mode: 'mqtt', transport: 'mqtt', state: 'connected' })
+    expect(paths()).not.toContain('GET /api/mqtt')
   })
 })
 

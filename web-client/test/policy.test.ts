@@ -1,7 +1,7 @@
 // The transport state machine: forced transports, Auto's fallback down its ranking and its way back.
 import { describe, expect, it } from 'vitest'
 import {
-  DEFAULT_POLICY, initialPolicy, phaseOf, step, type Kind, type Mode, type PolicyAction, type PolicyConfig, type PolicyEvent, type PolicyState,
+  DEFAULT_POLICY, initialPolicy, NOT_ASKED_YET, phaseOf, rankingOf, step, type Kind, type Mode, type PolicyAction, type PolicyConfig, type PolicyEvent, type PolicyState,
 } from '../src/transport/policy'
 
 /** The two transports Auto always had (a browser without WebTransport, or a server without it). */
@@ -164,7 +164,9 @@ const noWebTransport: PolicyEvent = { type: 'start', mode: 'auto', unsupported: 
 
 describe('transport policy: Auto ranks WebRTC, WebTransport, WebSocket', () => {
   it('the default ranking, and WebRTC first', () => {
-    expect(three.ranking).toEqual(['webrtc', 'webtransport', 'websocket'])
+    // MQTT is last, and left out until the server says it offers it (below).
+    expect(three.ranking).toEqual(['webrtc', 'webtransport', 'websocket', 'mqtt'])
+    expect(rankingOf(three, initialPolicy(three))).toEqual(['webrtc', 'webtransport', 'websocket'])
     const { s, log } = run3([start('auto'), opened('webrtc')])
     expect(log).toEqual([['connect webrtc 3000'], []])
     expect(s.active).toBe('webrtc')
@@ -311,5 +313,63 @@ describe('transport policy: Auto ranks WebRTC, WebTransport, WebSocket', () => {
     const stopped = run3([noWebTransport, { type: 'stop' }])
     expect(stopped.s.unsupported).toEqual({ webtransport: 'not in this browser' })
     expect(run3([noWebTransport, start('auto')]).s.unsupported).toEqual({})
+  })
+})
+
+// ---- MQTT: last, and only when the server offers it ---------------------------------------------
+
+const offered = (reason: string | null, kind: Kind = 'mqtt'): PolicyEvent => ({ type: 'offered', kind, reason })
+const NO_BROKER = 'the server offers no MQTT (mqtt_disabled)'
+
+describe('transport policy: MQTT comes last, only when the server offers it', () => {
+  it('before GET /api/mqtt answers, and after a 404 or url: null, Auto leaves MQTT out', () => {
+    const s0 = initialPolicy(three)
+    expect(s0.unoffered).toEqual({ mqtt: NOT_ASKED_YET })
+    const { s, log } = run3([start('auto'), offered(NO_BROKER), failed('webrtc'), failed('webtransport'), failed('websocket')])
+    expect(rankingOf(three, s)).toEqual(['webrtc', 'webtransport', 'websocket'])
+    expect(s.unoffered).toEqual({ mqtt: NO_BROKER })
+    // WebSocket is still the last: the long timeout, then a reconnect from the best.
+    expect(log).toEqual([['connect webrtc 3000'], [], ['connect webtransport 3000'], ['connect websocket 10000'], ['schedule reconnect 500']])
+  })
+
+  it('offered: MQTT joins the ranking last; WebSocket gets the short timeout, MQTT the long one', () => {
+    const { s, log } = run3([offered(null), start('auto'), failed('webrtc'), failed('webtransport'), failed('websocket'), opened('mqtt')])
+    expect(rankingOf(three, s)).toEqual(['webrtc', 'webtransport', 'websocket', 'mqtt'])
+    expect(log).toEqual([[], ['connect webrtc 3000'], ['connect webtransport 3000'], ['connect websocket 3000'], ['connect mqtt 10000'], ['schedule probe 10000']])
+    expect(s.active).toBe('mqtt')
+  })
+
+  it('on MQTT, a probe climbs back: WebRTC, then WebTransport, then WebSocket', () => {
+    const { s, log } = run3([
+      offered(null), start('auto'), failed('webrtc'), failed('webtransport'), failed('websocket'), opened('mqtt'),
+      timer('probe'), failed('webrtc'), failed('webtransport'), opened('websocket'),
+    ])
+    expect(log.slice(6)).toEqual([['connect webrtc 3000'], ['connect webtransport 3000'], ['connect websocket 3000'], ['disconnect mqtt', 'schedule probe 20000']])
+    expect(s.active).toBe('websocket')
+  })
+
+  it('the answer outlives a start and a start-over; a later answer replaces it', () => {
+    const { s } = run3([offered(null), start('auto'), { type: 'stop' }, start('auto'), failed('webrtc'), failed('webtransport'), failed('websocket'), failed('mqtt'), timer('reconnect')])
+    expect(s.unoffered).toEqual({})
+    expect(rankingOf(three, s)).toContain('mqtt')
+    const again = run3([offered(null), start('auto'), offered(NO_BROKER)])
+    expect(rankingOf(three, again.s)).not.toContain('mqtt')
+  })
+
+  it('an MQTT link that finds no broker is left out until the start-over, or until the server offers it again', () => {
+    const base = [offered(null), start('auto'), failed('webrtc'), failed('webtransport'), failed('websocket'),
+      { type: 'failed', kind: 'mqtt', reason: NO_BROKER, unsupported: true } as PolicyEvent]
+    const { s } = run3(base)
+    expect(s.disabled).toEqual({ mqtt: NO_BROKER })
+    expect(rankingOf(three, s)).not.toContain('mqtt')
+    expect(rankingOf(three, run3([...base, offered(null)]).s)).toContain('mqtt')
+  })
+
+  it('forced MQTT ignores what Auto was told; offered events for other transports change nothing', () => {
+    const forced = run3([start('mqtt')], 'mqtt')
+    expect(forced.log).toEqual([['connect mqtt 10000']])
+    const other = run3([start('auto'), offered('no', 'websocket')])
+    expect(other.s.unoffered).toEqual({ mqtt: NOT_ASKED_YET })
+    expect(other.log[1]).toEqual([])
   })
 })

@@ -28,6 +28,7 @@ import type { AudioTrackStats, MediaTracks, TrackStats } from '../transport/link
 import { MediaLatencyMeter, type MediaLatency, type PresentedFrame } from '../video/media'
 import { openWebSocket } from '../transport/websocket'
 import { NO_WEBTRANSPORT, openWebTransport, webTransportSupported } from '../transport/webtransport'
+import { mqttInfoProblem, openMqtt, type MqttInfo } from '../transport/mqtt'
 import { DEFAULT_POLICY, initialPolicy, KINDS, phaseOf, rankingOf, type Kind, type Mode, type PolicyState } from '../transport/policy'
 import { Supervisor } from '../transport/supervisor'
 import { VideoPipeline, type CameraStats } from '../video/pipeline'
@@ -52,6 +53,8 @@ export const ASSIGNMENT_POLL_MS = 3000
 const ME_RETRY_MS = 2000
 /** After a failed WebSocket, `GET /api/me` at most this often. */
 const ACCESS_CHECK_EVERY_MS = 2000
+/** Auto asks `GET /api/mqtt` (does the server offer MQTT?) at most this often. */
+const OFFER_CHECK_EVERY_MS = 2000
 
 export type AckStatus = 'pending' | 'ok' | 'refused' | 'error' | 'no answer' | 'not sent'
 
@@ -160,7 +163,7 @@ export const useConsole = defineStore('console', () => {
   const storedMode = load(KEY_MODE)
   const mode = ref<Mode>(isMode(qTransport) ? qTransport : isMode(storedMode) ? storedMode : 'auto')
   const policy = shallowRef<PolicyState>(initialPolicy(undefined, mode.value))
-  const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, webtransport: {}, websocket: {}, whep: {} })
+  const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, webtransport: {}, websocket: {}, mqtt: {}, whep: {} })
   /** The active link's media tracks (WHEP), one stream per camera in camera order, and their `getStats()`. */
   const media = shallowRef<MediaTracks | null>(null)
   const trackStats = shallowRef<TrackStats[]>([])
@@ -376,12 +379,18 @@ export const useConsole = defineStore('console', () => {
           webtransport: (id, h) => checkedLink('webtransport', id, h, openWebTransport),
           whep: (id, h) => checkedLink('whep', id, h, (i, hh) => openWhep(i, hh, { jitterBufferTargetMs })),
           websocket: (id, h) => checkedLink('websocket', id, h, openWebSocket),
+          mqtt: (id, h) => checkedLink('mqtt', id, h, openMqtt),
         },
         unsupported: () => (webTransportSupported() ? {} : { webtransport: NO_WEBTRANSPORT }),
         now,
       },
       {
-        onPolicy: (s) => (policy.value = s),
+        onPolicy: (s) => {
+          const lost = phaseOf(s) === 'waiting' && phaseOf(policy.value) !== 'waiting'
+          policy.value = s
+          // Everything lost: Auto starts over from the best soon; ask again what the server offers.
+          if (lost) void askOffers()
+        },
         onDetail: (kind, d) => {
           details[kind] = d.state === 'connecting' ? { ...d } : { ...details[kind], ...d }
         },
@@ -423,6 +432,30 @@ export const useConsole = defineStore('console', () => {
         if (!why?.unsupported) void checkAccess(kind, opened ? null : id)
       },
     })
+  }
+
+  /**
+   * Auto leaves MQTT out until `GET /api/mqtt` says the server offers it to browsers (200 with a
+   * broker `url`); a 404 (`mqtt_disabled`) or `url: null` keeps it out. Asked when links start, when
+   * the mode becomes Auto, and when Auto lost everything; an unreachable server changes nothing.
+   */
+  let lastOfferCheck = -Infinity
+  async function askOffers() {
+    if (mode.value !== 'auto' || !linksRunning || !me.value) return
+    const t = now()
+    if (t - lastOfferCheck < OFFER_CHECK_EVERY_MS) return
+    lastOfferCheck = t
+    const gen = session
+    let reason: string | null
+    try {
+      reason = mqttInfoProblem(await api<MqttInfo>('GET', '/api/mqtt'))
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 404) return // away, or a 401 (handled by its listener)
+      reason = `the server offers no MQTT (${e.code || e.detail || '404'})`
+    }
+    if (gen !== session || !linksRunning) return
+    if (reason !== (policy.value.unoffered.mqtt ?? null)) note(reason === null ? 'mqtt: the server offers it: Auto may use it' : `mqtt: Auto leaves it out: ${reason}`)
+    supervisor.offered('mqtt', reason)
   }
 
   let lastAccessCheck = -Infinity
@@ -553,6 +586,7 @@ export const useConsole = defineStore('console', () => {
     persist(KEY_MODE, m)
     note(`transport: ${m}`)
     if (linksRunning) supervisor.start(m)
+    void askOffers()
   }
 
   // ---- session --------------------------------------------------------------------------------
@@ -566,6 +600,7 @@ export const useConsole = defineStore('console', () => {
   function startLinks() {
     linksRunning = true
     supervisor.start(mode.value)
+    void askOffers()
   }
 
   /** Close every link and forget the stream. */
@@ -732,7 +767,7 @@ export const useConsole = defineStore('console', () => {
       lastError: policy.value.lastError,
       opens: supervisor.opens,
       ranking: rankingOf(DEFAULT_POLICY, policy.value),
-      skipped: { ...policy.value.unsupported, ...policy.value.disabled },
+      skipped: { ...policy.value.unoffered, ...policy.value.unsupported, ...policy.value.disabled },
       remoteControlId: rcId.value,
       trainId: mapping.trainId,
       online: mapping.online,

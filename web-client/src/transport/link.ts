@@ -5,6 +5,7 @@
  */
 import { authHeaders, getToken, reportUnauthorized } from '../auth'
 import type { DecodeError } from '../wire/common'
+import { splitVideoMessage } from '../wire/packet'
 import type { Kind } from './policy'
 
 /**
@@ -34,6 +35,27 @@ export interface LinkHandlers {
   onMedia?(media: MediaTracks): void
   /** Connection / ICE / channel states, for the UI. */
   onDetail(detail: Record<string, string>): void
+  /**
+   * The link lost its carrier and is getting it back by itself (MQTT: MQTT.js reconnecting to the
+   * broker after a restart), `true`, or got it back, `false`. Meanwhile the supervisor does not give
+   * the link up for silence: the link bounds the wait itself and calls `onClose` when it gives up.
+   */
+  onStalled?(stalled: boolean): void
+}
+
+/**
+ * Hand over a message that holds one or more whole video packets back to back (a WebRTC `video`
+ * data-channel message, an MQTT video message; docs/wire-format.md §2.6): every packet, as a view
+ * into the message, then the error that ended the split, if any, once, to be counted like a
+ * malformed packet. `stopped` is asked between packets (a handler may close the link).
+ */
+export function handVideoMessage(message: ArrayBuffer | Uint8Array, onBinary: (data: VideoData) => void, stopped: () => boolean = () => false): void {
+  const { packets, error } = splitVideoMessage(message)
+  for (const p of packets) {
+    if (stopped()) return
+    onBinary(p)
+  }
+  if (error && !stopped()) onBinary(error)
 }
 
 /** What `getStats()` says about one camera's track (WHEP), for the overlay and the tests. */

@@ -3,11 +3,11 @@
  * in, actions out; no timers, no sockets), driven by {@link ./supervisor}.
  *
  * Modes:
- * - `webrtc`, `webtransport`, `websocket`, `whep`: that transport only; after a failure or a loss,
+ * - `webrtc`, `webtransport`, `websocket`, `mqtt`, `whep`: that transport only; after a failure or a loss,
  *   reconnect with exponential backoff. `whep` (media tracks played by `<video>`) is never in
  *   Auto's default ranking: it is a different way of showing video, chosen on purpose.
  * - `auto`: the transports of `PolicyConfig.ranking`, best first (default WebRTC, WebTransport,
- *   WebSocket), leaving out those this browser lacks or the server does not offer:
+ *   WebSocket, MQTT), leaving out those this browser lacks or the server does not offer:
  *   - try the best; when it does not open within `fallbackOpenTimeoutMs` (or fails), try the next
  *     at once, down to the last, which has `openTimeoutMs`;
  *   - while a transport that is not the best carries the video, probe the better ones later, with
@@ -19,15 +19,21 @@
  *   A transport that fails as unsupported (the server answers that it does not offer it) is left
  *   out of the ranking until Auto starts over from the best after everything was lost (a restarted
  *   server may offer it again); one the browser lacks (given at `start`) is left out for the run.
+ *   A transport of `PolicyConfig.askServer` (MQTT: the server may have no broker) is left out
+ *   until the server says it offers it (an `offered` event: the store asks `GET /api/mqtt`), and
+ *   again whenever it says it does not; that answer outlives start-overs, until the next one.
  *   With two transports this is what Auto always did: WebRTC first, WebSocket as the fall-back.
  */
 
-export type Kind = 'webrtc' | 'webtransport' | 'websocket' | 'whep'
+export type Kind = 'webrtc' | 'webtransport' | 'websocket' | 'mqtt' | 'whep'
 export type Mode = 'auto' | Kind
 export type TimerName = 'reconnect' | 'probe'
 
 /** Every transport, in the order the UI lists them. */
-export const KINDS: readonly Kind[] = ['webrtc', 'webtransport', 'websocket', 'whep']
+export const KINDS: readonly Kind[] = ['webrtc', 'webtransport', 'websocket', 'mqtt', 'whep']
+
+/** Why Auto leaves out a transport of `askServer` before the server answered. */
+export const NOT_ASKED_YET = 'not known yet whether the server offers it'
 
 export interface PolicyConfig {
   /**
@@ -35,9 +41,16 @@ export interface PolicyConfig {
    * unreliably (no head-of-line blocking) and is the transport the console has used longest.
    * WebTransport comes next: QUIC datagrams, also unreliable, and it opens in milliseconds, but it
    * needs the server's own UDP port to be reachable (no ICE, no TURN) and it is newer. WebSocket is
-   * the fall-back that passes wherever HTTP does, at the cost of TCP's head-of-line blocking.
+   * the fall-back that passes wherever HTTP does, at the cost of TCP's head-of-line blocking. MQTT
+   * comes last: it goes through a broker (one more hop, and TCP under its WebSocket), and only
+   * where the server has one.
    */
   ranking: Kind[]
+  /**
+   * Transports Auto leaves out until the server says it offers them (`offered` events): MQTT,
+   * which needs a broker the server may not have (`GET /api/mqtt` answers 404, or no URL).
+   */
+  askServer?: Kind[]
   /** Auto: how long a transport that is not the last of the ranking may take to open. */
   fallbackOpenTimeoutMs: number
   /** A forced transport, and Auto's last: how long an attempt may take. */
@@ -50,7 +63,8 @@ export interface PolicyConfig {
 }
 
 export const DEFAULT_POLICY: PolicyConfig = {
-  ranking: ['webrtc', 'webtransport', 'websocket'],
+  ranking: ['webrtc', 'webtransport', 'websocket', 'mqtt'],
+  askServer: ['mqtt'],
   fallbackOpenTimeoutMs: 3000,
   openTimeoutMs: 10_000,
   reconnectMinMs: 500,
@@ -77,6 +91,11 @@ export interface PolicyState {
   unsupported: Partial<Record<Kind, string>>
   /** Transports the server said it does not offer, and why: Auto leaves them out until it starts over. */
   disabled: Partial<Record<Kind, string>>
+  /**
+   * Transports of `askServer` the server has not said it offers (yet), and why: Auto leaves them out
+   * until an `offered` event says otherwise (kept across start-overs).
+   */
+  unoffered: Partial<Record<Kind, string>>
 }
 
 export type PolicyEvent =
@@ -90,6 +109,8 @@ export type PolicyEvent =
    */
   | { type: 'failed'; kind: Kind; reason: string; unsupported?: boolean }
   | { type: 'timer'; name: TimerName }
+  /** The server says whether it offers `kind` (`reason` null) or not (why): see `askServer`. */
+  | { type: 'offered'; kind: Kind; reason: string | null }
 
 export type PolicyAction =
   | { type: 'connect'; kind: Kind; timeoutMs: number }
@@ -112,6 +133,7 @@ export function initialPolicy(cfg: PolicyConfig = DEFAULT_POLICY, mode: Mode = '
     running: false,
     unsupported: {},
     disabled: {},
+    unoffered: Object.fromEntries((cfg.askServer ?? []).map((k) => [k, NOT_ASKED_YET])),
   }
 }
 
@@ -123,9 +145,9 @@ export function phaseOf(s: PolicyState): Phase {
   return 'waiting'
 }
 
-/** Auto's ranking now: the configured one without what the browser lacks or the server refused. */
+/** Auto's ranking now: the configured one without what the browser lacks or the server refused or does not offer. */
 export function rankingOf(cfg: PolicyConfig, s: PolicyState): Kind[] {
-  return cfg.ranking.filter((k) => !(k in s.unsupported) && !(k in s.disabled))
+  return cfg.ranking.filter((k) => !(k in s.unsupported) && !(k in s.disabled) && !(k in s.unoffered))
 }
 
 export function step(
@@ -184,7 +206,8 @@ export function step(
       if (next.active) actions.push({ type: 'disconnect', kind: next.active })
       const unsupported = ev.type === 'start' ? { ...ev.unsupported } : next.unsupported
       const fresh = initialPolicy(cfg, ev.type === 'start' ? ev.mode : next.mode)
-      Object.assign(next, fresh, { running: ev.type === 'start', unsupported })
+      // What the server said it offers stays known: the store asks again when it matters.
+      Object.assign(next, fresh, { running: ev.type === 'start', unsupported, unoffered: next.unoffered })
       if (ev.type === 'start') firstAttempt()
       break
     }
@@ -247,6 +270,24 @@ export function step(
         }
       }
       // Anything else is a stale attempt: ignored.
+      break
+    }
+
+    case 'offered': {
+      // Only what Auto must ask about; the attempts under way find out by themselves.
+      if (!cfg.askServer?.includes(ev.kind)) break
+      const unoffered = { ...next.unoffered }
+      if (ev.reason === null) {
+        delete unoffered[ev.kind]
+        if (ev.kind in next.disabled) {
+          const disabled = { ...next.disabled }
+          delete disabled[ev.kind]
+          next.disabled = disabled
+        }
+      } else {
+        unoffered[ev.kind] = ev.reason
+      }
+      next.unoffered = unoffered
       break
     }
 

@@ -62,11 +62,13 @@ interface Slot {
   openedAt: number
   mapping: Extract<ServerEvent, { type: 'mapped_train_changed' }> | null
   timeout: ReturnType<typeof setTimeout> | undefined
+  /** The link is getting its carrier back by itself ({@link LinkHandlers.onStalled}): not given up for silence. */
+  stalled: boolean
 }
 
 export class Supervisor {
   private state: PolicyState
-  private slots: Record<Kind, Slot | null> = { webrtc: null, webtransport: null, websocket: null, whep: null }
+  private slots: Record<Kind, Slot | null> = { webrtc: null, webtransport: null, websocket: null, mqtt: null, whep: null }
   private timers: Partial<Record<TimerName, ReturnType<typeof setTimeout>>> = {}
   private ticker: ReturnType<typeof setInterval> | undefined
   private readonly opts: SupervisorOptions
@@ -93,6 +95,11 @@ export class Supervisor {
     this.ticker = undefined
   }
 
+  /** The server says whether it offers `kind` (`reason` null) or not, and why (Auto's `askServer`). */
+  offered(kind: Kind, reason: string | null): void {
+    this.dispatch({ type: 'offered', kind, reason })
+  }
+
   /** Send on the active link; false when there is none or it cannot take the message. */
   send(text: string): boolean {
     const a = this.state.active
@@ -107,7 +114,7 @@ export class Supervisor {
     const slot = a ? this.slots[a] : null
     if (!slot?.link) return
     const now = this.deps.now()
-    if (now - slot.lastRx > this.opts.silenceMs) {
+    if (!slot.stalled && now - slot.lastRx > this.opts.silenceMs) {
       this.fail(slot, `nothing received for ${Math.round((now - slot.lastRx) / 1000)} s`)
       return
     }
@@ -163,7 +170,7 @@ export class Supervisor {
   private connect(kind: Kind, timeoutMs: number): void {
     const old = this.slots[kind]
     if (old) this.drop(old)
-    const slot: Slot = { kind, link: null, open: false, mapped: false, held: [], media: null, lastRx: 0, openedAt: 0, mapping: null, timeout: undefined }
+    const slot: Slot = { kind, link: null, open: false, mapped: false, held: [], media: null, lastRx: 0, openedAt: 0, mapping: null, timeout: undefined, stalled: false }
     this.slots[kind] = slot
     this.sink.onLog(`${kind}: connecting`)
     this.sink.onDetail(kind, { state: 'connecting' })
@@ -194,6 +201,13 @@ export class Supervisor {
       },
       onDetail: (d) => {
         if (live()) this.sink.onDetail(slot.kind, d)
+      },
+      onStalled: (stalled) => {
+        if (!live() || slot.stalled === stalled) return
+        slot.stalled = stalled
+        // Back: silence counts again from now.
+        if (!stalled) slot.lastRx = this.deps.now()
+        this.sink.onLog(`${slot.kind}: ${stalled ? 'carrier lost, the link reconnects by itself' : 'carrier back'}`)
       },
       onMedia: (media) => {
         if (!live()) return

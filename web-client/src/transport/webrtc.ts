@@ -10,8 +10,7 @@
  * Every signaling request carries the bearer token (`api`; the keepalive DELETE sets it itself).
  */
 import { authHeaders } from '../auth'
-import { splitVideoMessage } from '../wire/packet'
-import { api, type Link, type LinkHandlers } from './link'
+import { api, handVideoMessage, type Link, type LinkHandlers } from './link'
 
 interface Offer {
   session_id: string
@@ -131,12 +130,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
           if (typeof m.data === 'string') return
           // Every packet of the message, as a view into it; a framing error ends the message and
           // is handed over once, to be counted like a malformed packet.
-          const { packets, error } = splitVideoMessage(m.data as ArrayBuffer)
-          for (const p of packets) {
-            if (done) return
-            h.onBinary(p)
-          }
-          if (error && !done) h.onBinary(error)
+          handVideoMessage(m.data as ArrayBuffer, h.onBinary, () => done)
         } else if (typeof m.data === 'string') {
           h.onText(m.data)
         }
