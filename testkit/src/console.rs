@@ -129,9 +129,14 @@ pub fn report(label: &str, r: &Value) {
 /// cameras, the console forced onto `transport`; checks that both cameras paint, latency is
 /// measured and the command ack came over the same transport. Prints the figures.
 pub async fn stream_over(test: &str, transport: &str, label: &str) {
+    stream_over_with(test, transport, label, &[]).await;
+}
+
+/// [`stream_over`] with more server arguments.
+pub async fn stream_over_with(test: &str, transport: &str, label: &str, server_args: &[&str]) {
     let dir = crate::scratch(test);
     let root = web_root();
-    let server = crate::Server::start(&dir, &["--web-root", &root]).await;
+    let server = crate::Server::start(&dir, &[&["--web-root", root.as_str()], server_args].concat()).await;
     let _sim = crate::Sim::start(&dir, &server, VGA_30);
     let port = server.http.rsplit(':').next().expect("port");
     let console = Console::spawn(
