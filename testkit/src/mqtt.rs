@@ -132,6 +132,18 @@ impl Broker {
         vec!["--mqtt-url".into(), self.url(), "--mqtt-browser-url".into(), self.browser_url()]
     }
 
+    /// The broker's resident memory, KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().and_then(Child::id).expect("a running broker");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
     }
@@ -159,9 +171,14 @@ fn rand_u64() -> u64 {
 
 /// Wait (10 s at most) until `GET /api/mqtt` says the server is connected and ready; its answer.
 pub async fn wait_connected(server: &Server) -> Value {
+    wait_connected_as(server, server.tokens.get("admin").map(String::as_str)).await
+}
+
+/// [`wait_connected`] with `token`.
+pub async fn wait_connected_as(server: &Server, token: Option<&str>) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, info) = crate::api("GET", &server.url("/api/mqtt"), None).await;
+        let (status, info) = crate::api_as(token, "GET", &server.url("/api/mqtt"), None).await;
         assert_eq!(status, 200, "{info}");
         if info["connected"] == true {
             return info;
@@ -211,13 +228,14 @@ pub async fn connect(broker_port: u16, session: &Value) -> Client {
     let mut options = options(broker_port, session);
     options.set_last_will(LastWill::new(&command, Vec::new(), QoS::AtLeastOnce, false));
     let (client, mut eventloop) = AsyncClient::new(options, 64);
+    eventloop.network_options.set_tcp_nodelay(true);
     let log = Arc::new(Mutex::new(Log::default()));
-    let (out, mut out_rx) = mpsc::channel::<String>(16);
+    let (out, mut out_rx) = mpsc::channel::<(Vec<u8>, bool)>(16);
     let sender = client.clone();
     let cmd = command.clone();
     tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if sender.publish(&cmd, QoS::AtLeastOnce, false, m.into_bytes()).await.is_err() {
+        while let Some((m, retain)) = out_rx.recv().await {
+            if sender.publish(&cmd, QoS::AtLeastOnce, retain, m).await.is_err() {
                 break;
             }
         }
@@ -315,4 +333,34 @@ pub async fn subscribe_raw(
         }
     });
     (client, rx)
+}
+
+/// One sample of `/metrics` (e.g. `railcast_mqtt_refused_total{reason="retained"}`); 0 when absent.
+pub async fn metric(server: &Server, key: &str) -> f64 {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let resp = client.get(server.url("/metrics").parse().expect("uri")).await.expect("scrape");
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Wait (5 s at most) until `session`'s credentials are refused by the broker.
+pub async fn wait_refused(broker_port: u16, session: &Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while can_log_in(broker_port, session).await {
+        assert!(tokio::time::Instant::now() < deadline, "the session's credentials still log in");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `session`'s credentials still log in (a fresh connection, refused or not).
+pub async fn can_log_in(broker_port: u16, session: &Value) -> bool {
+    let (_c, mut eventloop) = AsyncClient::new(options(broker_port, session), 8);
+    let polled = tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await.expect("an answer in 5 s");
+    matches!(polled, Ok(Event::Incoming(Packet::ConnAck(_))))
 }

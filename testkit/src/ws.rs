@@ -139,8 +139,8 @@ pub enum Outbox {
     DataChannel(Arc<dyn webrtc::data_channel::DataChannel>),
     /// Lines for a WebTransport session's stream (the newline is added).
     WebTransport(mpsc::Sender<String>),
-    /// Messages for an MQTT session's command topic.
-    Mqtt(mpsc::Sender<String>),
+    /// Messages for an MQTT session's command topic (payload, retain flag).
+    Mqtt(mpsc::Sender<(Vec<u8>, bool)>),
 }
 
 impl std::fmt::Debug for Outbox {
@@ -214,7 +214,15 @@ impl Client {
             Outbox::Ws(tx) => tx.send(Message::Text(text.into().into())).await.expect("send"),
             Outbox::DataChannel(dc) => dc.send_text(&text.into()).await.expect("send on command channel"),
             Outbox::WebTransport(tx) => tx.send(text.into()).await.expect("send on the WebTransport stream"),
-            Outbox::Mqtt(tx) => tx.send(text.into()).await.expect("publish on the command topic"),
+            Outbox::Mqtt(tx) => tx.send((text.into().into_bytes(), false)).await.expect("publish on the command topic"),
+        }
+    }
+
+    /// MQTT: publish any bytes on the command topic, retained or not.
+    pub async fn publish_raw(&self, payload: Vec<u8>, retain: bool) {
+        match &self.out {
+            Outbox::Mqtt(tx) => tx.send((payload, retain)).await.expect("publish on the command topic"),
+            _ => panic!("raw publishes need an MQTT client"),
         }
     }
 

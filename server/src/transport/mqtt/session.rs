@@ -22,6 +22,8 @@ use crate::relay::{End, Next, Relay};
 
 /// Most packets taken from the hub per round.
 const BATCH: usize = 64;
+/// How long the credentials outlive the `closing` event.
+const LINGER: Duration = Duration::from_millis(200);
 /// How soon a message refused by a full queue is offered again.
 const RETRY: Duration = Duration::from_millis(5);
 
@@ -128,8 +130,12 @@ impl Session {
         };
         // Every ending gets its goodbye, even the client's (its will may come while it is still
         // subscribed, through another connection).
+        tracing::debug!(session = id, mqtt_session = %g.id, "mqtt session ending: {why}");
         out.event(&relay, &ServerEvent::Closing { reason: why.clone() }).await;
         self.server.inboxes.remove(&g.id);
+        // Deleting the credentials disconnects the client at once, and the broker drops what it
+        // has not written to it yet: give the `closing` event a moment to get there first.
+        tokio::time::sleep(LINGER).await;
         self.server.release(&g).await;
         tracing::info!(session = id, mqtt_session = %g.id, "mqtt session closed: {why}");
         drop(relay);
