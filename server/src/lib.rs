@@ -16,7 +16,8 @@
 //!   UDP port; generated certificates and their rotation), [`transport::mqtt`] (through a
 //!   broker: one connection, per-session credentials and ACLs in mosquitto's dynamic security).
 //! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers),
-//!   [`signaling::whep`] (WHEP: the client offers, media tracks).
+//!   [`signaling::whep`] (WHEP: the client offers, media tracks), [`signaling::mqtt`] (the client
+//!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
 //! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`auth`]
@@ -59,6 +60,7 @@ pub mod transport {
 /// Signaling front-ends over [`transport::webrtc::Server`], one file or folder each. Each turns
 /// one style of signaling into calls on the peer registry (offer, answer, candidates, end).
 pub mod signaling {
+    pub mod mqtt;
     pub mod rest;
     pub mod whep;
 }
@@ -357,6 +359,8 @@ impl Server {
         let sessions = Arc::clone(&core.sessions);
         let webtransport_task = tokio::spawn(Arc::clone(&webtransport).serve(core.clone()));
         let mqtt = mqtt::Server::new(settings.mqtt.clone());
+        // Its route must be registered before the broker connection runs (subscribed at connect).
+        signaling::mqtt::spawn(&core, &mqtt, &webrtc);
         let mqtt_task = tokio::spawn(Arc::clone(&mqtt).serve(core.clone()));
         let app = router(core, &ws, &webrtc, &webtransport, &mqtt, web_root.as_deref(), config.max_body);
         let serve = http::ServeSettings {

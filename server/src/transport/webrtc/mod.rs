@@ -33,9 +33,10 @@ use std::time::Duration;
 use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use webrtc::peer_connection::{UdpMux, UdpMuxStats};
 
-pub use negotiate::{Candidate, NegotiationError};
+pub use negotiate::{Candidate, NegotiationError, StateChange};
 pub use peers::{
     Answer, Candidates, ClientCandidate, Fragment, Kind, MediaAnswer, Offer, Patched, PeerError, PeerView, Server,
+    StateChanges,
 };
 
 use crate::config::{invalid, Config, ConfigError};

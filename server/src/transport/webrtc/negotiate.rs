@@ -29,6 +29,20 @@ pub struct Candidate {
     pub sdp_mline_index: Option<u16>,
 }
 
+/// Most state changes a peer keeps (a peer flapping for hours must not grow without bound):
+/// later ones are still applied, only no longer listed.
+pub const MAX_STATE_CHANGES: usize = 64;
+
+/// One change of a peer's connection or ICE state, as its callback reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub at: Instant,
+    /// `connection` (the peer connection) or `ice` (the ICE transport).
+    pub what: &'static str,
+    /// The state's W3C name: new, checking, connected, …
+    pub state: String,
+}
+
 /// What the callbacks report, read by the registry and the session task.
 #[derive(Debug)]
 pub struct PeerState {
@@ -44,6 +58,9 @@ pub struct PeerState {
     pub changed: Notify,
     pub connected_at: Mutex<Option<Instant>>,
     pub ice_connected_at: Mutex<Option<Instant>>,
+    /// Every connection and ICE state change in order (at most [`MAX_STATE_CHANGES`]): a
+    /// signaling front-end logs and relays them without missing a short-lived one.
+    pub changes: Mutex<Vec<StateChange>>,
     /// The media id of the data channels' m-line, for the server's trickled candidates.
     pub mid: Mutex<String>,
     /// Channels the client opened, to the session task: set by [`answer`] (when the server offers,
@@ -62,6 +79,7 @@ impl PeerState {
             changed: Notify::new(),
             connected_at: Mutex::new(None),
             ice_connected_at: Mutex::new(None),
+            changes: Mutex::new(Vec::new()),
             mid: Mutex::new("0".into()),
             incoming: Mutex::new(None),
         })
@@ -111,6 +129,18 @@ impl PeerState {
     pub fn trickled(&self) -> Vec<Candidate> {
         let described = lock(&self.described);
         lock(&self.candidates).iter().filter(|c| !described.contains(&c.candidate)).cloned().collect()
+    }
+}
+
+impl PeerState {
+    /// Note a state change and wake the waiters.
+    fn record(&self, what: &'static str, state: String) {
+        let mut changes = lock(&self.changes);
+        if changes.len() < MAX_STATE_CHANGES {
+            changes.push(StateChange { at: Instant::now(), what, state });
+        }
+        drop(changes);
+        self.changed.notify_waiters();
     }
 }
 
@@ -195,6 +225,7 @@ impl PeerConnectionEventHandler for Handler {
             lock(&self.state.ice_connected_at).get_or_insert_with(Instant::now);
         }
         *lock(&self.state.ice) = state;
+        self.state.record("ice", state.to_string());
     }
     async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
         if let Some(incoming) = &*lock(&self.state.incoming) {
@@ -206,6 +237,7 @@ impl PeerConnectionEventHandler for Handler {
             lock(&self.state.connected_at).get_or_insert_with(Instant::now);
         }
         self.state.connection.send_replace(state);
+        self.state.record("connection", state.to_string());
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription};
 
 use super::datachannel::{self, Opening};
-use super::negotiate::{self, lock, Candidate, NegotiationError, PeerState, PortRange};
+use super::negotiate::{self, lock, Candidate, NegotiationError, PeerState, PortRange, StateChange};
 use super::{IceServer, Settings, METRICS};
 use crate::auth::{Principal, Role};
 use crate::core::Core;
@@ -217,6 +217,16 @@ pub struct Candidates {
     pub next: usize,
     /// The server has gathered all its candidates: none will follow (end-of-candidates).
     pub complete: bool,
+}
+
+/// A peer's connection and ICE state changes after some index.
+#[derive(Debug, Clone)]
+pub struct StateChanges {
+    pub changes: Vec<StateChange>,
+    /// Pass as `after` next time.
+    pub next: usize,
+    /// The peer is closed or its connection failed: its session is ending (or gone).
+    pub ended: bool,
 }
 
 /// A client's candidate; `candidate` empty: the end of its candidates.
@@ -701,6 +711,31 @@ impl Server {
         }
     }
 
+    /// Peer `id`'s connection and ICE state changes after index `after` of its list, waiting up
+    /// to `wait` (10 s at most) for one or for its end. `UnknownSession` once it is gone.
+    pub async fn state_changes(
+        &self,
+        id: &str,
+        after: usize,
+        wait: Duration,
+        caller: &Principal,
+    ) -> Result<StateChanges, PeerError> {
+        let s = self.get(id, caller)?;
+        let deadline = tokio::time::Instant::now() + wait.min(Duration::from_secs(10));
+        loop {
+            let notified = s.state.changed.notified();
+            let list = lock(&s.state.changes).clone();
+            let ended = s.closed.load(Ordering::Relaxed)
+                || is_finished(*s.state.connection.borrow())
+                || !self.peers.contains_key(id);
+            if list.len() > after || ended || tokio::time::Instant::now() >= deadline {
+                let next = list.len();
+                return Ok(StateChanges { changes: list.into_iter().skip(after).collect(), next, ended });
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
     /// End a peer (the client's request).
     pub async fn close(&self, id: &str, caller: &Principal) -> Result<(), PeerError> {
         self.get(id, caller)?.close();
@@ -708,7 +743,10 @@ impl Server {
     }
 
     pub(super) fn remove(&self, id: &str) {
-        self.peers.remove(id);
+        if let Some((_, peer)) = self.peers.remove(id) {
+            // Waiters on its state learn it is gone.
+            peer.state.changed.notify_waiters();
+        }
     }
 
     /// Every peer, oldest first.
