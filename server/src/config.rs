@@ -29,6 +29,18 @@ pub fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError 
     ConfigError { setting, reason: reason.into() }
 }
 
+/// `scheme://user:password@host` with the password replaced by `***` (for printing).
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.rsplit_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// A duration written with a unit (`250ms`, `5s`, `1m`) on the command line, in the environment
 /// and in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,6 +446,14 @@ fn line_key(text: &str, at: usize) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(redact_password("mqtt://railcast:s3cret@10.0.0.1:1883"), "mqtt://railcast:***@10.0.0.1:1883");
+        assert_eq!(redact_password("mqtt://a:b:c@h"), "mqtt://a:***@h");
+        assert_eq!(redact_password("mqtt://h:1883"), "mqtt://h:1883");
+        assert_eq!(redact_password(""), "");
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -19,7 +19,9 @@ async fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
+        let mut shown = config.clone();
+        shown.mqtt_url = railcast_server::config::redact_password(&shown.mqtt_url);
+        println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()

@@ -309,6 +309,8 @@ impl Front {
         let answer = loop {
             if let Some(sdp) = offer.take() {
                 let t = Instant::now();
+                // The peer takes its own place in the per-address limit.
+                g.hand_over_slot();
                 match self.webrtc.answer(&self.core, &g.rc.id, &g.principal, g.address, sdp).await {
                     Ok(a) => {
                         tracing::info!(mqtt_session = %g.id, session = %a.id, remote_control = %g.rc.id,

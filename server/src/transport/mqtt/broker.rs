@@ -55,6 +55,8 @@ pub struct Broker {
     connected: AtomicBool,
     /// Connected, and the subscriptions and access control of this connection are in place.
     prepared: AtomicBool,
+    /// The broker refused a subscription on this connection.
+    sub_refused: AtomicBool,
     /// Why it is not connected, for refusals.
     last_error: Mutex<String>,
     /// Bumped on every (re)connection, once its subscriptions and roles are in place.
@@ -94,6 +96,7 @@ impl Broker {
             username: url.username.clone(),
             connected: AtomicBool::new(false),
             prepared: AtomicBool::new(false),
+            sub_refused: AtomicBool::new(false),
             last_error: Mutex::new("not connected yet".into()),
             ready: watch::Sender::new(0),
             pending: Mutex::new(HashMap::new()),
@@ -140,7 +143,11 @@ impl Broker {
 
     /// Queue a publish, waiting for room (events and acks, which must not be lost).
     pub async fn publish(&self, topic: &str, qos: QoS, payload: impl Into<Vec<u8>>) -> Result<(), BrokerError> {
-        self.client.publish(topic, qos, false, payload).await.map_err(|_| BrokerError::Full)
+        // The request channel closes only with the connection's event loop (at shutdown).
+        self.client
+            .publish(topic, qos, false, payload)
+            .await
+            .map_err(|_| BrokerError::NotConnected("the broker connection has ended".into()))
     }
 
     /// Run `commands` in one control message; the answers in order (errors the wanted state
@@ -205,6 +212,7 @@ impl Broker {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(200);
                         self.connected.store(true, Ordering::Relaxed);
+                        self.sub_refused.store(false, Ordering::Relaxed);
                         METRICS.connected.set(1);
                         METRICS.connects.inc();
                         tracing::info!("connected to the MQTT broker");
@@ -213,6 +221,7 @@ impl Broker {
                     Ok(Event::Incoming(Packet::Publish(p))) => self.dispatch(p),
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
                         if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                            self.sub_refused.store(true, Ordering::Relaxed);
                             tracing::warn!("the MQTT broker refused a subscription of the server: its user lacks the role {} (given next, on a first start)", dynsec::SERVER_ROLE);
                         }
                     }
@@ -295,6 +304,16 @@ impl Broker {
                 }
                 return;
             }
+        }
+        if self.sub_refused.load(Ordering::Relaxed) {
+            // Its answer came before the dynamic-security answers above (one connection, in order).
+            let why = format!(
+                "the broker refused a subscription of the server although it has the role {}",
+                dynsec::SERVER_ROLE
+            );
+            tracing::error!("{why}; MQTT sessions are refused until the next connection");
+            *lock(&self.last_error) = why;
+            return;
         }
         tracing::debug!("MQTT subscriptions and access control in place");
         self.prepared.store(true, Ordering::Relaxed);

@@ -232,7 +232,16 @@ pub struct Grant {
     pub signaling: SignalingTopics,
     created: Instant,
     claimed: AtomicBool,
-    _slot: AddressGuard,
+    /// Its place in the per-address limit, until a WebRTC peer takes its own ([`Grant::hand_over_slot`]).
+    slot: std::sync::Mutex<Option<AddressGuard>>,
+}
+
+impl Grant {
+    /// A WebRTC peer signaled with this grant counts in the per-address limit itself: the grant
+    /// stops counting.
+    pub fn hand_over_slot(&self) {
+        self.slot.lock().map(|mut s| s.take()).ok();
+    }
 }
 
 /// The connection's event loop until [`Server::serve`] drives it.
@@ -340,7 +349,7 @@ impl Server {
             signaling,
             created: Instant::now(),
             claimed: AtomicBool::new(false),
-            _slot: slot,
+            slot: std::sync::Mutex::new(Some(slot)),
         });
         self.grants.insert(id, Arc::clone(&grant));
         METRICS.sessions.set(self.grants.len() as i64);
