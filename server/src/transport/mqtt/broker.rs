@@ -195,71 +195,77 @@ impl Broker {
         }
     }
 
-    /// Drive the connection until `stop` turns true and `done` resolves; reconnects after any
-    /// error with a backoff of 0.2 s doubling to 5 s.
+    /// Drive the connection until `stop` turns true and then `done` resolves; reconnects after
+    /// any error with a backoff of 0.2 s doubling to 5 s. `eventloop.poll()` is never cancelled
+    /// (rumqttc's poll is not cancel-safe: dropping it mid-write breaks the stream): the end comes
+    /// as a DISCONNECT request through the client, from a task that waits for `stop` and `done`.
     pub async fn run(
         self: Arc<Self>,
         mut eventloop: EventLoop,
         mut stop: watch::Receiver<bool>,
-        done: impl std::future::Future<Output = ()>,
+        done: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        let mut backoff = Duration::from_millis(200);
-        tokio::pin!(done);
-        let mut stopping = false;
-        loop {
-            tokio::select! {
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        backoff = Duration::from_millis(200);
-                        self.connected.store(true, Ordering::Relaxed);
-                        self.sub_refused.store(false, Ordering::Relaxed);
-                        METRICS.connected.set(1);
-                        METRICS.connects.inc();
-                        tracing::info!("connected to the MQTT broker");
-                        tokio::spawn(Arc::clone(&self).prepare());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => self.dispatch(p),
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                        if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                            self.sub_refused.store(true, Ordering::Relaxed);
-                            tracing::warn!("the MQTT broker refused a subscription of the server: its user lacks the role {} (given next, on a first start)", dynsec::SERVER_ROLE);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let was = self.connected.swap(false, Ordering::Relaxed);
-                        self.prepared.store(false, Ordering::Relaxed);
-                        METRICS.connected.set(0);
-                        *lock(&self.last_error) = e.to_string();
-                        if was {
-                            tracing::warn!("lost the MQTT broker: {e}; reconnecting");
-                        } else {
-                            tracing::debug!("MQTT broker connection failed: {e}; retrying in {backoff:?}");
-                        }
-                        // Dynamic-security answers will not come on this connection.
-                        lock(&self.pending).clear();
-                        if stopping { break }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = &mut done, if stopping => break,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                },
-                _ = crate::stopped(&mut stop), if !stopping => stopping = true,
-                _ = &mut done, if stopping => break,
-            }
+        let finished = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        {
+            let (client, finished, wake) = (self.client.clone(), Arc::clone(&finished), Arc::clone(&wake));
+            tokio::spawn(async move {
+                crate::stopped(&mut stop).await;
+                done.await;
+                finished.store(true, Ordering::Release);
+                wake.notify_one();
+                let _ = client.disconnect().await;
+            });
         }
-        let _ = self.client.try_disconnect();
-        // Flush the DISCONNECT (and what was queued before it), briefly.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Ok(ev) = eventloop.poll().await {
-                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(200);
+                    self.connected.store(true, Ordering::Relaxed);
+                    self.sub_refused.store(false, Ordering::Relaxed);
+                    METRICS.connected.set(1);
+                    METRICS.connects.inc();
+                    tracing::info!("connected to the MQTT broker");
+                    tokio::spawn(Arc::clone(&self).prepare());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => self.dispatch(p),
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                        self.sub_refused.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            "the MQTT broker refused a subscription of the server: its user lacks the role {} \
+                             (given next, on a first start)",
+                            dynsec::SERVER_ROLE
+                        );
+                    }
+                }
+                // The DISCONNECT is written: the end.
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let was = self.connected.swap(false, Ordering::Relaxed);
+                    self.prepared.store(false, Ordering::Relaxed);
+                    METRICS.connected.set(0);
+                    *lock(&self.last_error) = e.to_string();
+                    // Dynamic-security answers will not come on this connection.
+                    lock(&self.pending).clear();
+                    if finished.load(Ordering::Acquire) {
+                        break;
+                    }
+                    if was {
+                        tracing::warn!("lost the MQTT broker: {e}; reconnecting");
+                    } else {
+                        tracing::debug!("MQTT broker connection failed: {e}; retrying in {backoff:?}");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = wake.notified() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
-        })
-        .await;
+        }
         self.connected.store(false, Ordering::Relaxed);
         METRICS.connected.set(0);
     }
