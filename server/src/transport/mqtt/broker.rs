@@ -168,7 +168,10 @@ impl Broker {
                 tagged.push((id, c));
             }
         }
+        let names: Vec<&str> = tagged.iter().map(|(_, c)| c.name()).collect();
+        tracing::debug!(?names, first = %tagged.first().map(|(id, _)| id.as_str()).unwrap_or(""), "dynamic-security request");
         let sent = self.publish(dynsec::CONTROL, QoS::AtLeastOnce, dynsec::message(&tagged)).await;
+        tracing::debug!(ok = sent.is_ok(), "dynamic-security request queued");
         let mut out = Vec::with_capacity(waits.len());
         let mut failure = sent.err();
         for (command, id, rx) in waits {
@@ -332,6 +335,7 @@ impl Broker {
         if topic == dynsec::RESPONSE {
             match dynsec::answers(&p.payload) {
                 Ok(answers) => {
+                    tracing::debug!(n = answers.len(), first = %answers.first().map(|a| a.correlation.as_str()).unwrap_or(""), "dynamic-security answers");
                     let mut pending = lock(&self.pending);
                     for a in answers {
                         if let Some(tx) = pending.remove(&a.correlation) {

@@ -358,7 +358,7 @@ impl Server {
 
     /// Take the unused grant `id` for a session (the transport's or signaling's). `None` when
     /// unknown, already taken, or its principal's token is no longer in force.
-    pub fn claim(&self, core: &Core, id: &str) -> Option<Arc<Grant>> {
+    pub fn claim(self: &Arc<Self>, core: &Core, id: &str) -> Option<Arc<Grant>> {
         let g = self.grants.get(id).map(|g| Arc::clone(g.value()))?;
         if g.claimed.swap(true, Ordering::AcqRel) {
             return None;
@@ -377,33 +377,29 @@ impl Server {
         self.grants.get(id).map(|g| Arc::clone(g.value()))
     }
 
-    /// Delete `grant`'s credentials (the broker disconnects its client) and forget it.
+    /// Delete `grant`'s credentials (the broker disconnects its client), then forget it: at
+    /// shutdown the broker connection ends once no grant is left, so one must not be forgotten
+    /// before its deletion is answered.
     pub async fn release(&self, grant: &Grant) {
-        if self.grants.remove(&grant.id).is_none() {
+        if !self.grants.contains_key(&grant.id) {
             return;
         }
-        METRICS.sessions.set(self.grants.len() as i64);
         if let Some(broker) = &self.broker {
             if let Err(e) = broker.control(dynsec::delete_session(&grant.name)).await {
                 tracing::warn!(session = %grant.id, "mqtt credentials not deleted: {e}; they are deleted at the next start");
             }
         }
+        self.grants.remove(&grant.id);
+        METRICS.sessions.set(self.grants.len() as i64);
     }
 
-    fn release_later(&self, grant: Arc<Grant>) {
-        if let Some(broker) = &self.broker {
-            let broker = Arc::clone(broker);
-            if self.grants.remove(&grant.id).is_some() {
-                METRICS.sessions.set(self.grants.len() as i64);
-                tokio::spawn(async move {
-                    let _ = broker.control(dynsec::delete_session(&grant.name)).await;
-                });
-            }
-        }
+    fn release_later(self: &Arc<Self>, grant: Arc<Grant>) {
+        let server = Arc::clone(self);
+        tokio::spawn(async move { server.release(&grant).await });
     }
 
     /// End session `id` at the client's request (`DELETE`).
-    fn end(&self, id: &str) -> bool {
+    fn end(self: &Arc<Self>, id: &str) -> bool {
         match self.inboxes.get(id) {
             // An empty message is the goodbye; a full inbox means the session is busy, and the
             // grant's removal below ends it anyway.
@@ -504,7 +500,7 @@ impl Server {
     }
 
     /// Delete credentials not used within `mqtt_claim_timeout`.
-    fn expire(&self) {
+    fn expire(self: &Arc<Self>) {
         let limit = self.settings.claim_timeout;
         let stale: Vec<_> = self
             .grants
