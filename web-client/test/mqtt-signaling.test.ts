@@ -251,7 +251,7 @@ describe('WebRTC link, MQTT signaling', () => {
     for (const ch of pc.channels) ch.open()
     expect(seen.opened).toBe(1)
     expect(c.ended).toBe(false) // a clean DISCONNECT
-    expect(seen.details.at(-1)).toMatchObject({ signaling: 'mqtt', mqttSignaling: 'done (broker connection closed)', mqttSession: SID, serverCandidates: '2' })
+    expect(seen.details.at(-1)).toMatchObject({ signaling: 'mqtt', mqttSignaling: 'done (broker connection closed)', mqttSession: SID, candidatesSent: '1', serverCandidates: '1' })
     // The broker connection going away now is no failure.
     c.drop()
     expect(seen.closed).toEqual([])

@@ -179,7 +179,7 @@ export class MqttSignaler {
   private mid: string | null = null
   /** The client's last error (MQTT.js emits `error` for every failure; a listener must take it). */
   lastError: string | null = null
-  /** Candidates sent, server candidates received (for the details). */
+  /** Candidates sent, server candidates received, the empty end not counted (for the details). */
   readonly counts = { sent: 0, received: 0 }
 
   private constructor(
@@ -194,7 +194,7 @@ export class MqttSignaler {
       else if (topic === topics.server_candidate) {
         const c = parseServerCandidate(text)
         if (c) {
-          this.counts.received++
+          if (c.candidate) this.counts.received++
           this.onCandidate(c)
         }
       }

@@ -52,6 +52,9 @@ export interface WebRtcOptions {
 
 export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRtcOptions = {}): Link {
   const signaling: Signaling = opts.signaling ?? 'rest'
+  const startedAt = performance.now()
+  /** Link opened → both channels open, ms (signaling included). */
+  let setupMs: number | null = null
   let done = false
   let opened = false
   let pc: RTCPeerConnection | null = null
@@ -76,6 +79,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
       }
     }
     if (sessionId) d.session = sessionId
+    if (setupMs !== null) d.setupMs = setupMs.toFixed(0)
     if (pc) {
       d.connectionState = pc.connectionState
       d.iceConnectionState = pc.iceConnectionState
@@ -116,13 +120,14 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
     if (done || opened) return
     if (channels.video?.readyState === 'open' && channels.command?.readyState === 'open') {
       opened = true
+      setupMs = performance.now() - startedAt
       if (signaler) {
         // Signaling is over: the broker connection goes, the WebRTC session stays (the server
         // releases the MQTT credentials when the peer ends).
         signaler.finish()
         mqttState = 'done (broker connection closed)'
-        detail()
       }
+      detail()
       h.onOpen()
     }
   }
