@@ -134,6 +134,12 @@ pub async fn stream_over(test: &str, transport: &str, label: &str) {
 
 /// [`stream_over`] with more server arguments.
 pub async fn stream_over_with(test: &str, transport: &str, label: &str, server_args: &[&str]) {
+    stream_scenario(test, transport, transport, label, server_args).await;
+}
+
+/// [`stream_over_with`] for a `console.mjs` scenario whose name is not its transport
+/// (`webrtc-mqtt`: WebRTC signaled over MQTT); returns the script's result line for more checks.
+pub async fn stream_scenario(test: &str, scenario: &str, transport: &str, label: &str, server_args: &[&str]) -> Value {
     let dir = crate::scratch(test);
     let root = web_root();
     let server = crate::Server::start(&dir, &[&["--web-root", root.as_str()], server_args].concat()).await;
@@ -141,7 +147,7 @@ pub async fn stream_over_with(test: &str, transport: &str, label: &str, server_a
     let port = server.http.rsplit(':').next().expect("port");
     let console = Console::spawn(
         &format!("http://localhost:{port}"),
-        transport,
+        scenario,
         &artifacts(test),
         server.token("admin"),
         &[("MEASURE_MS", "10000")],
@@ -152,4 +158,5 @@ pub async fn stream_over_with(test: &str, transport: &str, label: &str, server_a
     assert_eq!(r["ack_transport"], transport, "the command went over the same transport: {r}");
     assert!(r["latency_samples"].as_u64().unwrap_or(0) > 0, "the overlay measured latency: {r}");
     assert_eq!(r["cameras"].as_array().map(Vec::len), Some(2), "both cameras painted: {r}");
+    r
 }

@@ -7,6 +7,8 @@
 // BASE_URL/ (by the server, or by `vite preview` proxying to it). Scenarios:
 //   webrtc, webtransport, websocket, mqtt   that transport only (mqtt: the server needs a broker with
 //                       a browser URL; the JSON line adds `mqtt`, the link's counters)
+//   webrtc-mqtt         WebRTC with `?signaling=mqtt`: the console offers over the broker's signaling topics
+//                       (the server needs a broker with a browser URL); expects the link to report mqtt
 //   whep                Media tracks (WHEP): every camera plays its H.264 track in a <video>; expects at
 //                       least 30 frames presented per camera (requestVideoFrameCallback), non-blank
 //                       changing pictures, getStats() frames decoded, and a command acked over the
@@ -55,6 +57,10 @@
 // (a test CA, for the driver's own requests to an https BASE_URL; Chromium trusts it through
 // --ignore-certificate-errors-spki-list in CHROMIUM_ARGS).
 //
+// On WebRTC the JSON line also has `signaling` (`rest` or `mqtt`: what the link used, from its details),
+// `webrtc_setup_ms` (the link's start → both channels open, signaling included), `server_setup_ms` (the
+// server's `setup_ms` of that peer, GET /api/webrtc/sessions) and, with MQTT signaling, `mqtt_signaling` (its last state, the MQTT session, candidates both ways).
+//
 // On WebTransport the JSON line also has `webtransport`: the link's own counters (datagrams,
 // streams, packets, bytes, max_datagram_size, certificate) from the Connection panel's details.
 import { chromium } from 'playwright-core'
@@ -74,6 +80,7 @@ const token = process.env.RAILCAST_TOKEN || null
 
 const SCENARIOS = {
   webrtc: { transport: 'webrtc', expect: 'webrtc' },
+  'webrtc-mqtt': { transport: 'webrtc', expect: 'webrtc', signaling: 'mqtt' },
   webtransport: { transport: 'webtransport', expect: 'webtransport' },
   websocket: { transport: 'websocket', expect: 'websocket' },
   mqtt: { transport: 'mqtt', expect: 'mqtt' },
@@ -185,6 +192,32 @@ async function webTransportCounters(page) {
     certificate: d.certificate ?? null,
     url: d.url ?? null,
   }
+}
+
+/** How the WebRTC link signaled (its details), and the MQTT signaling's state and counts. */
+async function webRtcSignaling(page) {
+  const d = (await hook(page)).details.webrtc ?? {}
+  const out = { signaling: d.signaling ?? null, webrtc_setup_ms: d.setupMs === undefined ? null : Number(d.setupMs) }
+  // The server's own figure: offer received (REST: requested) → `video` channel open.
+  const h = await hook(page)
+  try {
+    const r = await fetch(`${base}/api/webrtc/sessions`, { headers: bearer() })
+    const mine = r.ok ? (await r.json()).filter((x) => x.transport === 'webrtc' && x.remote_control_id === h.remoteControlId) : []
+    out.server_setup_ms = round(mine.at(-1)?.setup_ms ?? null, 1)
+  } catch {
+    out.server_setup_ms = null
+  }
+  if (d.signaling === 'mqtt') {
+    out.mqtt_signaling = {
+      state: d.mqttSignaling ?? null,
+      session: d.mqttSession ?? null,
+      broker: d.broker ?? null,
+      candidates_sent: d.candidatesSent === undefined ? null : Number(d.candidatesSent),
+      server_candidates: d.serverCandidates === undefined ? null : Number(d.serverCandidates),
+      error: d.signalingError ?? null,
+    }
+  }
+  return out
 }
 
 /** The MQTT link's own counters and session (strings in the details; never the password). */
@@ -379,7 +412,9 @@ async function main() {
   }
 
   const t0 = Date.now()
-  await page.goto(consoleUrl(`transport=${spec.transport}&train=${encodeURIComponent(train)}`, { token }))
+  const signalingQuery = spec.signaling ? `&signaling=${spec.signaling}` : ''
+  if (spec.signaling) result.requested_signaling = spec.signaling
+  await page.goto(consoleUrl(`transport=${spec.transport}&train=${encodeURIComponent(train)}${signalingQuery}`, { token }))
   await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
   const cameras = await waitForFrames(page, spec.expect, null, 30000)
   result.first_frames_ms = Date.now() - t0
@@ -402,6 +437,11 @@ async function main() {
   await shot(page, 'streaming')
   if (result.transport === 'webtransport') result.webtransport = await webTransportCounters(page)
   if (result.transport === 'mqtt') result.mqtt = await mqttCounters(page)
+  if (result.transport === 'webrtc') {
+    Object.assign(result, await webRtcSignaling(page))
+    if (spec.signaling && result.signaling !== spec.signaling) fail(`the WebRTC link signaled over ${result.signaling}, not ${spec.signaling}`)
+    if (result.signaling) log(`webrtc signaling: ${result.signaling}${result.mqtt_signaling ? ` ${JSON.stringify(result.mqtt_signaling)}` : ''}`)
+  }
   log(`fps ${result.fps}, glass-to-glass p50 ${result.latency_p50_ms} ms p95 ${result.latency_p95_ms} ms, ack ${ack.rtt_ms} ms`)
 
   if (spec.blockWebRtc) {

@@ -2,7 +2,7 @@
 // what it refuses, and how it drives a client (a fake with MQTT.js's shape; the server's answers are
 // canned fetch responses, as in webtransport.test.ts).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { IClientOptions, MqttClient } from 'mqtt'
+import type { IClientOptions } from 'mqtt'
 import { setToken } from '../src/auth'
 import type { LinkHandlers, VideoData } from '../src/transport/link'
 import {
@@ -11,6 +11,7 @@ import {
 } from '../src/transport/mqtt'
 import { DecodeError } from '../src/wire/common'
 import { encodeVideoPacket, HEADER_LEN } from '../src/wire/packet'
+import { fakeConnect, FakeClient } from './fake-mqtt'
 
 const SID = 'mq-0123456789abcdef'
 const T = `railcast/v1/rc/rc-1/${SID}`
@@ -96,60 +97,6 @@ describe('MQTT session answer', () => {
 
 // ---- the link against a fake MQTT.js client ------------------------------------------------------
 
-type Listener = (...a: unknown[]) => void
-
-/** What the link uses of an `MqttClient`, and the broker's side for the tests. */
-class FakeClient {
-  static made: FakeClient[] = []
-  connected = false
-  listeners: Record<string, Listener[]> = {}
-  subscribed: Record<string, { qos: number }>[] = []
-  published: { topic: string; message: string; qos: number | undefined }[] = []
-  ended: boolean | null = null
-  grant: number[] = [0, 1]
-  constructor(readonly url: string, readonly options: IClientOptions) {
-    FakeClient.made.push(this)
-  }
-  on(ev: string, fn: Listener) {
-    ;(this.listeners[ev] ??= []).push(fn)
-    return this
-  }
-  emit(ev: string, ...a: unknown[]) {
-    for (const fn of this.listeners[ev] ?? []) fn(...a)
-  }
-  async subscribeAsync(map: Record<string, { qos: number }>) {
-    this.subscribed.push(map)
-    return Object.keys(map).map((topic, i) => ({ topic, qos: this.grant[i] }))
-  }
-  async publishAsync(topic: string, message: string, opts: { qos?: number }) {
-    this.published.push({ topic, message, qos: opts.qos })
-  }
-  publish(topic: string, message: string, opts: { qos?: number }, cb?: (e?: Error) => void) {
-    this.published.push({ topic, message, qos: opts.qos })
-    cb?.()
-    return this
-  }
-  end(force?: boolean, _opts?: object, cb?: () => void) {
-    this.ended = !!force
-    this.connected = false
-    cb?.()
-    return this
-  }
-  // ---- the broker's side ----
-  accept() {
-    this.connected = true
-    this.emit('connect', { returnCode: 0 })
-  }
-  message(topic: string, payload: Uint8Array | string) {
-    this.emit('message', topic, typeof payload === 'string' ? new TextEncoder().encode(payload) : payload)
-  }
-  drop() {
-    this.connected = false
-    this.emit('close')
-  }
-}
-
-const fakeConnect = (url: string, opts: IClientOptions) => new FakeClient(url, opts) as unknown as MqttClient
 
 interface Seen {
   opened: number

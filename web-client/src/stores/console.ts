@@ -23,6 +23,7 @@ import {
 } from '../roles'
 import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
 import { openWebRtc } from '../transport/webrtc'
+import { parseSignaling, type Signaling } from '../transport/mqtt-signaling'
 import { openWhep } from '../transport/whep'
 import type { AudioTrackStats, MediaTracks, TrackStats } from '../transport/link'
 import { MediaLatencyMeter, type MediaLatency, type PresentedFrame } from '../video/media'
@@ -43,6 +44,7 @@ const KEY_RC = 'railcast.remoteControlId'
 const KEY_ASSIGNED_RC = 'railcast.assignedRemoteControlId'
 const KEY_TRAIN = 'railcast.train'
 const KEY_MODE = 'railcast.transport'
+const KEY_SIGNALING = 'railcast.signaling'
 const TRAIN_POLL_MS = 1000
 const STATS_EVERY_MS = 250
 const COMMAND_TIMEOUT_MS = 15_000
@@ -127,6 +129,8 @@ const persist = (key: string, value: string | null) => {
 export const useConsole = defineStore('console', () => {
   const query = new URLSearchParams(location.search)
   const qTransport = query.get('transport')
+  // `?signaling=mqtt`: the WebRTC link signals over MQTT topics (the console offers); default REST.
+  const qSignaling = parseSignaling(query.get('signaling'))
   const qTrain = query.get('train')
   // WHEP: `?jitterBufferTarget=MS` sets every track's RTCRtpReceiver.jitterBufferTarget.
   const qJitter = query.get('jitterBufferTarget')
@@ -162,6 +166,8 @@ export const useConsole = defineStore('console', () => {
   const mappingProblem = ref<string | null>(null)
   const storedMode = load(KEY_MODE)
   const mode = ref<Mode>(isMode(qTransport) ? qTransport : isMode(storedMode) ? storedMode : 'auto')
+  /** How the WebRTC link signals: REST (the server offers) or MQTT topics (the console offers). */
+  const signaling = ref<Signaling>(qSignaling ?? parseSignaling(load(KEY_SIGNALING)) ?? 'rest')
   const policy = shallowRef<PolicyState>(initialPolicy(undefined, mode.value))
   const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, webtransport: {}, websocket: {}, mqtt: {}, whep: {} })
   /** The active link's media tracks (WHEP), one stream per camera in camera order, and their `getStats()`. */
@@ -375,7 +381,7 @@ export const useConsole = defineStore('console', () => {
       {
         remoteControl,
         open: {
-          webrtc: openWebRtc,
+          webrtc: (id, h) => openWebRtc(id, h, { signaling: signaling.value }),
           webtransport: (id, h) => checkedLink('webtransport', id, h, openWebTransport),
           whep: (id, h) => checkedLink('whep', id, h, (i, hh) => openWhep(i, hh, { jitterBufferTargetMs })),
           websocket: (id, h) => checkedLink('websocket', id, h, openWebSocket),
@@ -589,6 +595,16 @@ export const useConsole = defineStore('console', () => {
     void askOffers()
   }
 
+  /** WebRTC signaling: REST or MQTT. A WebRTC link under way or open is replaced by one signaling so. */
+  function setSignaling(s: Signaling) {
+    if (s === signaling.value) return
+    signaling.value = s
+    persist(KEY_SIGNALING, s)
+    note(`WebRTC signaling: ${s === 'mqtt' ? 'MQTT topics (the console offers)' : 'REST (the server offers)'}`)
+    const p = policy.value
+    if (linksRunning && (p.active === 'webrtc' || p.pending === 'webrtc' || mode.value === 'webrtc')) supervisor.start(mode.value)
+  }
+
   // ---- session --------------------------------------------------------------------------------
 
   /** Bumped whenever a session ends: answers to an older one are dropped. */
@@ -761,6 +777,7 @@ export const useConsole = defineStore('console', () => {
     const la = lastAck.value
     return {
       mode: mode.value,
+      signaling: signaling.value,
       transport: policy.value.active,
       pending: policy.value.pending,
       state: phase.value,
@@ -809,7 +826,7 @@ export const useConsole = defineStore('console', () => {
   return {
     token, tokenSource, me, role, authError, tokenPrompt, assigned, noAssignment, rcProblem, manages,
     canCommand: computed(() => canCommand(role.value)),
-    trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, policy, phase, details, log, telemetry,
+    trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, signaling, policy, phase, details, log, telemetry,
     acks, lastAck, lastCommandError, cameraStats, audioStats, clock, rejected, lastRejection, commandBlocked, trackStats,
     // Not the MediaTracks themselves: pinia would unwrap MediaStream's DOM type into the store's.
     hasMedia: computed(() => media.value !== null),
@@ -823,7 +840,7 @@ export const useConsole = defineStore('console', () => {
       framesPresented[index] = (framesPresented[index] ?? 0) + 1
       mediaMeter.presented(index, frame)
     },
-    start, setMode, selectTrain, send, testHook, useToken, forgetToken, readFragment,
+    start, setMode, setSignaling, selectTrain, send, testHook, useToken, forgetToken, readFragment,
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
     /** Mute or unmute the cab audio; call from a click (unmuting needs a user gesture). */
     setAudioMuted: async (muted: boolean) => {

@@ -59,7 +59,7 @@ export interface MqttSession {
   username: string
   password: string
   topics: MqttTopics
-  /** Topics of the WebRTC-over-MQTT signaling (mobile clients); the console does not use them. */
+  /** Topics of the WebRTC-over-MQTT signaling (the WebRTC link's `?signaling=mqtt`; checked by `parseSignalingTopics`). */
   signaling?: Record<string, string>
   max_message: number
   claim_within_s?: number
@@ -197,7 +197,7 @@ export interface MqttLinkOptions {
 
 let loaded: Promise<MqttConnect> | null = null
 /** MQTT.js, loaded once (its own chunk). */
-function loadMqtt(): Promise<MqttConnect> {
+export function loadMqtt(): Promise<MqttConnect> {
   loaded ??= import('mqtt').then((m) => {
     const mod = m as unknown as { connect?: MqttConnect; default?: { connect: MqttConnect } }
     const connect = mod.default?.connect ?? mod.connect
@@ -232,8 +232,74 @@ interface Counters {
 }
 
 /** `DELETE /api/mqtt/sessions/{id}`, best effort, surviving the page's unload. */
-function deleteSession(id: string): void {
+export function deleteMqttSession(id: string): void {
   fetch(`/api/mqtt/sessions/${encodeURIComponent(id)}`, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {})
+}
+const deleteSession = deleteMqttSession
+
+/**
+ * The server cannot give us an MQTT session: its reason (the link's close reason), and whether
+ * the server does not offer MQTT at all (`GET /api/mqtt` 404 or `url: null`, `POST` 404
+ * `mqtt_disabled`).
+ */
+export class MqttSessionRefused extends Error {
+  constructor(message: string, readonly unsupported = false) {
+    super(message)
+    this.name = 'MqttSessionRefused'
+  }
+}
+
+export interface SessionRequest {
+  signal: AbortSignal
+  /** Asked after every step: true when the caller gave up meanwhile (then nothing is returned). */
+  stopped(): boolean
+  /** MQTT.js's `connect`; default: MQTT.js, loaded (once) between the GET and the POST. */
+  connect?: MqttConnect
+  /** `GET /api/mqtt` said the server offers MQTT to browsers. */
+  offered?(info: MqttInfo): void
+}
+
+/**
+ * Steps 1 and 2 of the MQTT link, shared with the WebRTC link's MQTT signaling: `GET /api/mqtt`
+ * (is MQTT offered to browsers?), MQTT.js loaded, `POST /api/mqtt/sessions`, the answer checked.
+ * Throws {@link MqttSessionRefused} with the reason; returns null when `stopped()` (a session made
+ * meanwhile is deleted).
+ */
+export async function requestMqttSession(remoteControlId: string, r: SessionRequest): Promise<{ session: MqttSession; connect: MqttConnect } | null> {
+  let info: MqttInfo
+  try {
+    info = await api<MqttInfo>('GET', '/api/mqtt', undefined, r.signal)
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) throw new MqttSessionRefused(`the server offers no MQTT (${e.code || e.detail || '404'})`, true)
+    throw new MqttSessionRefused(e instanceof ApiError ? e.message : `GET /api/mqtt: ${errorText(e)}`)
+  }
+  if (r.stopped()) return null
+  const problem = mqttInfoProblem(info)
+  if (problem) throw new MqttSessionRefused(problem, info?.url === null || info?.url === undefined)
+  r.offered?.(info)
+  const connect = r.connect ?? (await loadMqtt())
+  if (r.stopped()) return null
+  let body: unknown
+  try {
+    body = await api<unknown>('POST', '/api/mqtt/sessions', { remote_control_id: remoteControlId }, r.signal)
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404 && e.code === 'mqtt_disabled') throw new MqttSessionRefused(`the server offers no MQTT (${e.code})`, true)
+    throw new MqttSessionRefused(e instanceof ApiError ? e.message : `POST /api/mqtt/sessions: ${errorText(e)}`)
+  }
+  let session: MqttSession
+  try {
+    session = parseMqttSession(body)
+  } catch (e) {
+    // Release what the server made for us, if we can tell which it was.
+    const id = (body as { session_id?: unknown } | null)?.session_id
+    if (typeof id === 'string' && id) deleteSession(id)
+    throw new MqttSessionRefused(errorText(e))
+  }
+  if (r.stopped()) {
+    deleteSession(session.session_id)
+    return null
+  }
+  return { session, connect }
 }
 
 export function openMqtt(remoteControlId: string, h: LinkHandlers, opts: MqttLinkOptions = {}): Link {
@@ -318,49 +384,26 @@ export function openMqtt(remoteControlId: string, h: LinkHandlers, opts: MqttLin
   }
 
   const run = async () => {
-    let info: MqttInfo
-    try {
-      info = await api<MqttInfo>('GET', '/api/mqtt', undefined, abort.signal)
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404) {
-        finish(`the server offers no MQTT (${e.code || e.detail || '404'})`, { unsupported: true }, false)
-      } else {
-        finish(e instanceof ApiError ? e.message : `GET /api/mqtt: ${errorText(e)}`, undefined, false)
-      }
-      return
-    }
-    if (done) return
-    const problem = mqttInfoProblem(info)
-    if (problem) {
-      finish(problem, { unsupported: info?.url === null || info?.url === undefined }, false)
-      return
-    }
-    if (!info.connected) fixed.serverBroker = 'the server is not connected to the broker'
-    state = 'session requested'
-    detail()
-    const connect = opts.connect ?? (await loadMqtt())
-    if (done) return
-    let body: unknown
-    try {
-      body = await api<unknown>('POST', '/api/mqtt/sessions', { remote_control_id: remoteControlId }, abort.signal)
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404 && e.code === 'mqtt_disabled') finish(`the server offers no MQTT (${e.code})`, { unsupported: true }, false)
-      else finish(e instanceof ApiError ? e.message : `POST /api/mqtt/sessions: ${errorText(e)}`, undefined, false)
-      return
-    }
     let s: MqttSession
+    let connect: MqttConnect
     try {
-      s = parseMqttSession(body)
+      const got = await requestMqttSession(remoteControlId, {
+        signal: abort.signal,
+        stopped: () => done,
+        connect: opts.connect,
+        offered: (info) => {
+          if (!info.connected) fixed.serverBroker = 'the server is not connected to the broker'
+          state = 'session requested'
+          detail()
+        },
+      })
+      if (!got) return
+      s = got.session
+      session = s
+      connect = got.connect
     } catch (e) {
-      // Release what the server made for us, if we can tell which it was.
-      const id = (body as { session_id?: unknown } | null)?.session_id
-      if (typeof id === 'string' && id) deleteSession(id)
-      finish(errorText(e), undefined, false)
-      return
-    }
-    session = s
-    if (done) {
-      deleteSession(s.session_id)
+      if (!(e instanceof MqttSessionRefused)) throw e
+      finish(e.message, e.unsupported ? { unsupported: true } : undefined, false)
       return
     }
     fixed.session = s.session_id

@@ -8,9 +8,18 @@
  * our candidates are trickled with POST /api/webrtc/ice-candidate (an empty one at the end); the
  * server's late candidates are long-polled from GET /api/webrtc/sessions/{id}/candidates.
  * Every signaling request carries the bearer token (`api`; the keepalive DELETE sets it itself).
+ *
+ * With `signaling: 'mqtt'` (the console's `?signaling=mqtt`) the console offers instead, over MQTT
+ * topics ({@link MqttSignaler}, docs/signaling.md "MQTT topics"): it creates both channels itself,
+ * `video` unordered without retransmissions and `command` ordered, exactly as the server does when
+ * it offers; publishes the offer and trickles its candidates; applies the answer and the server's
+ * candidates; and ends its broker connection once both channels are open. Everything after that
+ * (video, commands, states) is the same link.
  */
 import { authHeaders } from '../auth'
 import { api, handVideoMessage, type Link, type LinkHandlers } from './link'
+import type { MqttConnect } from './mqtt'
+import { MqttSignaler, SignalingFailed, type Signaling } from './mqtt-signaling'
 
 interface Offer {
   session_id: string
@@ -28,19 +37,49 @@ interface ServerCandidates {
 /** An open connection left `disconnected` this long is given up (ICE may recover before). */
 const DISCONNECTED_GRACE_MS = 4000
 
-export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
+/** The channels the console creates when it offers: as the server creates them when it does. */
+export const CHANNELS: readonly { label: 'video' | 'command'; init: RTCDataChannelInit }[] = [
+  { label: 'video', init: { ordered: false, maxRetransmits: 0 } },
+  { label: 'command', init: { ordered: true } },
+]
+
+export interface WebRtcOptions {
+  /** How to signal: REST, the server offering (default), or MQTT topics, the console offering. */
+  signaling?: Signaling
+  /** MQTT signaling: MQTT.js's `connect` (a test passes a fake). */
+  connect?: MqttConnect
+}
+
+export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRtcOptions = {}): Link {
+  const signaling: Signaling = opts.signaling ?? 'rest'
+  const startedAt = performance.now()
+  /** Link opened → both channels open, ms (signaling included). */
+  let setupMs: number | null = null
   let done = false
   let opened = false
   let pc: RTCPeerConnection | null = null
   let sessionId: string | null = null
+  let signaler: MqttSignaler | null = null
+  /** MQTT signaling: where it is, and what it learnt (session, broker). */
+  let mqttState = 'asking the server'
+  const mqttFixed: Record<string, string> = {}
   let disconnectedTimer: ReturnType<typeof setTimeout> | undefined
   const abort = new AbortController()
   const channels: Record<string, RTCDataChannel> = {}
 
   const detail = () => {
     if (done) return
-    const d: Record<string, string> = { restSignaling: sessionId ? 'offer received' : 'offer requested' }
+    const d: Record<string, string> = { signaling }
+    if (signaling === 'rest') d.restSignaling = sessionId ? 'offer received' : 'offer requested'
+    else {
+      Object.assign(d, { mqttSignaling: mqttState }, mqttFixed)
+      if (signaler) {
+        d.candidatesSent = String(signaler.counts.sent)
+        d.serverCandidates = String(signaler.counts.received)
+      }
+    }
     if (sessionId) d.session = sessionId
+    if (setupMs !== null) d.setupMs = setupMs.toFixed(0)
     if (pc) {
       d.connectionState = pc.connectionState
       d.iceConnectionState = pc.iceConnectionState
@@ -54,6 +93,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
   const cleanup = () => {
     clearTimeout(disconnectedTimer)
     abort.abort()
+    signaler?.close()
     for (const dc of Object.values(channels)) {
       dc.onopen = dc.onclose = dc.onmessage = null
     }
@@ -68,20 +108,67 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
     }
   }
 
-  const fail = (reason: string) => {
+  const fail = (reason: string, why?: { unsupported?: boolean }) => {
     if (done) return
     detail()
     done = true
     cleanup()
-    h.onClose(reason)
+    h.onClose(reason, why)
   }
 
   const checkOpen = () => {
     if (done || opened) return
     if (channels.video?.readyState === 'open' && channels.command?.readyState === 'open') {
       opened = true
+      setupMs = performance.now() - startedAt
+      if (signaler) {
+        // Signaling is over: the broker connection goes, the WebRTC session stays (the server
+        // releases the MQTT credentials when the peer ends).
+        signaler.finish()
+        mqttState = 'done (broker connection closed)'
+      }
+      detail()
       h.onOpen()
     }
+  }
+
+  /** Connection and ICE states, for the details and to give a dead connection up. */
+  const watch = (p: RTCPeerConnection) => {
+    p.onconnectionstatechange = () => {
+      detail()
+      clearTimeout(disconnectedTimer)
+      if (p.connectionState === 'failed' || p.connectionState === 'closed') fail(`connection ${p.connectionState}`)
+      else if (p.connectionState === 'disconnected') {
+        disconnectedTimer = setTimeout(() => fail('connection disconnected'), DISCONNECTED_GRACE_MS)
+      }
+    }
+    p.oniceconnectionstatechange = detail
+    p.onicegatheringstatechange = detail
+    p.onsignalingstatechange = detail
+  }
+
+  /** One of the two channels, whoever created it. */
+  const attach = (dc: RTCDataChannel) => {
+    dc.binaryType = 'arraybuffer'
+    channels[dc.label] = dc
+    dc.onopen = () => {
+      detail()
+      checkOpen()
+    }
+    dc.onclose = () => fail(`${dc.label} channel closed`)
+    dc.onmessage = (m: MessageEvent) => {
+      if (done) return
+      if (dc.label === 'video') {
+        if (typeof m.data === 'string') return
+        // Every packet of the message, as a view into it; a framing error ends the message and
+        // is handed over once, to be counted like a malformed packet.
+        handVideoMessage(m.data as ArrayBuffer, h.onBinary, () => done)
+      } else if (typeof m.data === 'string') {
+        h.onText(m.data)
+      }
+    }
+    detail()
+    checkOpen()
   }
 
   const pollServerCandidates = async (id: string) => {
@@ -104,40 +191,8 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
     sessionId = offer.session_id
     pc = new RTCPeerConnection({ iceServers: offer.ice_servers })
     const p = pc
-    p.onconnectionstatechange = () => {
-      detail()
-      clearTimeout(disconnectedTimer)
-      if (p.connectionState === 'failed' || p.connectionState === 'closed') fail(`connection ${p.connectionState}`)
-      else if (p.connectionState === 'disconnected') {
-        disconnectedTimer = setTimeout(() => fail('connection disconnected'), DISCONNECTED_GRACE_MS)
-      }
-    }
-    p.oniceconnectionstatechange = detail
-    p.onicegatheringstatechange = detail
-    p.onsignalingstatechange = detail
-    p.ondatachannel = (e) => {
-      const dc = e.channel
-      dc.binaryType = 'arraybuffer'
-      channels[dc.label] = dc
-      dc.onopen = () => {
-        detail()
-        checkOpen()
-      }
-      dc.onclose = () => fail(`${dc.label} channel closed`)
-      dc.onmessage = (m: MessageEvent) => {
-        if (done) return
-        if (dc.label === 'video') {
-          if (typeof m.data === 'string') return
-          // Every packet of the message, as a view into it; a framing error ends the message and
-          // is handed over once, to be counted like a malformed packet.
-          handVideoMessage(m.data as ArrayBuffer, h.onBinary, () => done)
-        } else if (typeof m.data === 'string') {
-          h.onText(m.data)
-        }
-      }
-      detail()
-      checkOpen()
-    }
+    watch(p)
+    p.ondatachannel = (e) => attach(e.channel)
     p.onicecandidate = (e) => {
       const c = e.candidate ? e.candidate.toJSON() : { candidate: '' }
       api('POST', '/api/webrtc/ice-candidate', { session_id: offer.session_id, ...c }, abort.signal).catch(() => {
@@ -153,8 +208,83 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers): Link {
     })
   }
 
+  /** The console offers over MQTT topics; the server answers. */
+  const runMqtt = async () => {
+    const s = await MqttSignaler.open(remoteControlId, {
+      signal: abort.signal,
+      stopped: () => done,
+      connect: opts.connect,
+      onState: (state, fixed = {}) => {
+        mqttState = state
+        Object.assign(mqttFixed, fixed)
+        detail()
+      },
+    })
+    if (!s) return
+    if (done) {
+      s.close()
+      return
+    }
+    signaler = s
+    // No ICE servers: the MQTT session does not name any (the REST offer does).
+    const p = new RTCPeerConnection()
+    pc = p
+    watch(p)
+    for (const c of CHANNELS) attach(p.createDataChannel(c.label, c.init))
+    let answered = false
+    const early: RTCIceCandidateInit[] = []
+    const add = (c: RTCIceCandidateInit) => {
+      p.addIceCandidate(c).catch(() => {
+        // A candidate the browser cannot use: others may do (the answer carries the host ones).
+      })
+    }
+    s.onCandidate = (c) => (answered ? add(c) : early.push(c))
+    s.onLost = (reason) => {
+      if (!opened) fail(s.lastError ? `${reason}: ${s.lastError}` : reason)
+    }
+    s.onReply = (r) => {
+      if (done) return
+      if (r.type === 'error') {
+        if (!answered) fail(`MQTT signaling: the server refused the offer: ${r.code}: ${r.message}`)
+        else {
+          // About a candidate, say: the connection may well open anyway.
+          mqttFixed.signalingError = `${r.code}: ${r.message}`
+          detail()
+        }
+        return
+      }
+      if (r.type === 'malformed') {
+        if (!answered) fail(`MQTT signaling: not an answer: ${r.problem}`)
+        return
+      }
+      if (answered) return
+      answered = true
+      mqttState = 'answer received'
+      detail()
+      p.setRemoteDescription({ type: 'answer', sdp: r.sdp })
+        .then(() => {
+          for (const c of early.splice(0)) add(c)
+          if (!done && !opened) {
+            mqttState = 'answer applied'
+            detail()
+          }
+        })
+        .catch((e: unknown) => fail(`MQTT signaling: the answer does not apply: ${e instanceof Error ? e.message : String(e)}`))
+    }
+    p.onicecandidate = (e) => s.candidate(e.candidate ? e.candidate.toJSON() : null)
+    await p.setLocalDescription(await p.createOffer())
+    if (done) return
+    mqttState = 'offer sent'
+    await s.offer(p.localDescription?.sdp ?? '')
+    detail()
+  }
+
   detail()
-  run().catch((e: unknown) => fail(e instanceof Error ? e.message : String(e)))
+  const signal = signaling === 'mqtt' ? runMqtt : run
+  signal().catch((e: unknown) => {
+    if (e instanceof SignalingFailed) fail(e.message, e.unsupported ? { unsupported: true } : undefined)
+    else fail(e instanceof Error ? e.message : String(e))
+  })
 
   return {
     kind: 'webrtc',
