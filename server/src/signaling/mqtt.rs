@@ -9,7 +9,8 @@
 //! an answer never reaches another viewer.
 //!
 //! - `mobile/ID/webrtc/offer` (QoS 1) `{type: "offer", sdp}` → `device/ID/webrtc/answer` (QoS 1)
-//!   `{type: "answer", sdp}` (host candidates included), or `{type: "error", code, message}`.
+//!   `{type: "answer", sdp, session_id}` (host candidates included; `session_id` the WebRTC
+//!   session's id in the REST API), or `{type: "error", code, message}`.
 //! - `mobile/ID/webrtc/candidate` (QoS 0) `{candidate, sdpMid, sdpMLineIndex}`; `""` or null ends
 //!   them. Candidates may overtake the offer (QoS 0 vs 1): up to [`MAX_EARLY`] per ID with a grant
 //!   are kept until the answer exists.
@@ -342,7 +343,10 @@ impl Front {
         METRICS.answers.inc();
         let peer = answer.id.clone();
         let mid = first_mid(&answer.sdp);
-        self.publish(g, &g.signaling.answer, QoS::AtLeastOnce, json!({"type": "answer", "sdp": answer.sdp})).await;
+        // `session_id`: the WebRTC session, as `GET`/`DELETE /api/webrtc/sessions/{id}` know it
+        // (a field the seed's clients ignore).
+        let body = json!({"type": "answer", "sdp": answer.sdp, "session_id": peer});
+        self.publish(g, &g.signaling.answer, QoS::AtLeastOnce, body).await;
         for c in early {
             self.add_candidate(g, &peer, c).await;
         }
@@ -367,6 +371,12 @@ impl Front {
                         }
                         next = c.next;
                         if c.ended {
+                            break;
+                        }
+                        // `DELETE /api/mqtt/sessions/{id}` took the grant away: end the peer too.
+                        if self.mqtt.grant_of(&g.id).is_none() {
+                            tracing::info!(mqtt_session = %g.id, session = %peer, "mqtt session deleted: ending its WebRTC peer");
+                            let _ = self.webrtc.close(&peer, &g.principal).await;
                             break;
                         }
                     }

@@ -60,9 +60,12 @@ async fn a_client_offers_over_mqtt_and_gets_frames_and_acks() {
     let frames = c.client.frames().len();
     c.client.wait_frames(frames + 10).await;
 
-    // The peer ends: the session's credentials are deleted (the broker disconnects them).
-    let peer = peers[0]["session_id"].as_str().expect("peer id");
-    let (status, v) = api("DELETE", &server.url(&format!("/api/webrtc/sessions/{peer}")), None).await;
+    // The answer names the WebRTC session as the REST API knows it.
+    let answer = c.signaler.answers().into_iter().find(|v| v["type"] == "answer").expect("the answer");
+    assert_eq!(answer["session_id"], peers[0]["session_id"], "{answer}");
+    // Deleting the MQTT session ends the peer and deletes the credentials (the broker
+    // disconnects them).
+    let (status, v) = api("DELETE", &server.url(&format!("/api/mqtt/sessions/{id}")), None).await;
     assert_eq!(status, 204, "{v}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
