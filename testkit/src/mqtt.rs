@@ -132,6 +132,11 @@ impl Broker {
         vec!["--mqtt-url".into(), self.url(), "--mqtt-browser-url".into(), self.browser_url()]
     }
 
+    /// The mosquitto process's id (for pinning and CPU figures); `None` once killed.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
     }
