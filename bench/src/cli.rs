@@ -63,6 +63,10 @@ pub struct Opts {
     /// (1200..=65536).
     #[arg(long, default_value_t = 4000)]
     pub mqtt_video_message: usize,
+    /// mqtt-fanout: a line appended to mosquitto's configuration (repeatable), e.g.
+    /// --broker-conf='set_tcp_nodelay true'. The shipped deploy/mosquitto/mosquitto.conf otherwise.
+    #[arg(long)]
+    pub broker_conf: Vec<String>,
     /// Idle client counts at which memory samples RSS [default: 0,100,200].
     #[arg(long, value_delimiter = ',')]
     pub idle_clients: Option<Vec<usize>>,
@@ -176,6 +180,8 @@ pub struct Ctx {
     /// mqtt-fanout: mosquitto's CPUs (`None`: not pinned).
     pub broker_cpu: Option<String>,
     pub mqtt_video_message: usize,
+    /// mqtt-fanout: lines appended to mosquitto's configuration.
+    pub broker_conf: Vec<String>,
     pub idle_clients: Vec<usize>,
     /// trains, cameras per train, clients per train
     pub many_trains: (usize, u16, usize),
@@ -238,6 +244,7 @@ impl Ctx {
             mqtt_clients,
             broker_cpu,
             mqtt_video_message: o.mqtt_video_message,
+            broker_conf: o.broker_conf.clone(),
             idle_clients,
             many_trains,
             setup_sequential: setup.first().copied().unwrap_or(100),

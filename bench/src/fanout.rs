@@ -91,6 +91,8 @@ pub struct FanoutStep {
     pub broker_cpu: Option<String>,
     pub mqtt_video_message: Option<usize>,
     pub mqtt_publish_full: Option<f64>,
+    /// MQTT: lines appended to the shipped mosquitto.conf (`--broker-conf`).
+    pub broker_conf: Option<Vec<String>>,
     pub keyframe_requests: u64,
     pub client_errors: usize,
     pub first_client_error: Option<String>,
@@ -116,7 +118,7 @@ pub async fn step(
     let mut opts = ctx.server.clone();
     let mut broker = None;
     if transport == Transport::Mqtt {
-        let b = crate::mqtt_client::start_broker(&opts.log_dir, ctx.broker_cpu.as_deref()).await?;
+        let b = crate::mqtt_client::start_broker(&opts.log_dir, ctx.broker_cpu.as_deref(), &ctx.broker_conf).await?;
         opts.args.extend(b.server_args());
         opts.args.extend(["--mqtt-video-message".to_owned(), ctx.mqtt_video_message.to_string()]);
         broker = Some(b);
@@ -363,6 +365,7 @@ async fn run_step(
         broker_cpu: broker.and(ctx.broker_cpu.clone()),
         mqtt_video_message: broker.map(|_| ctx.mqtt_video_message),
         mqtt_publish_full: broker.and(full_before.zip(full_after).map(|(a, b)| b - a)),
+        broker_conf: broker.map(|_| ctx.broker_conf.clone()),
         keyframe_requests: kf_after - kf_before,
         client_errors: errors.len(),
         first_client_error: errors.into_iter().next(),
@@ -536,10 +539,15 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
                 "MQTT subscribers at ≥99.9 % delivered and p99 ≤ 50 ms (through mosquitto)",
                 "for reference: where it stops holding",
                 format!(
-                    "holds up to {} subscribers, not at {} ({mbit} Mbit/s, {} B messages)",
+                    "holds up to {} subscribers, not at {} ({mbit} Mbit/s, {} B messages{})",
                     best.map(|b| b.to_string()).unwrap_or_else(|| "0".into()),
                     first_bad.map(|b| b.to_string()).unwrap_or_else(|| "any step run".into()),
-                    ctx.mqtt_video_message
+                    ctx.mqtt_video_message,
+                    if ctx.broker_conf.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; mosquitto.conf + {}", ctx.broker_conf.join(", "))
+                    }
                 ),
                 None,
             ));

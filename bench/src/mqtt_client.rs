@@ -151,15 +151,19 @@ pub async fn run(
 
 /// Start mosquitto as testkit does (the shipped configuration on free loopback ports, a fresh
 /// dynamic-security file, under `dir`), pinned to `cpu` (`taskset -a -p -c`: every thread) when
-/// given. Errors instead of testkit's panics.
-pub async fn start_broker(dir: &std::path::Path, cpu: Option<&str>) -> anyhow::Result<testkit::mqtt::Broker> {
+/// given, with `extra` lines appended to its configuration. Errors instead of testkit's panics.
+pub async fn start_broker(
+    dir: &std::path::Path,
+    cpu: Option<&str>,
+    extra: &[String],
+) -> anyhow::Result<testkit::mqtt::Broker> {
     for bin in [testkit::mqtt::MOSQUITTO, "/usr/bin/mosquitto_ctrl"] {
         if !std::path::Path::new(bin).exists() {
             bail!("mqtt-fanout needs Debian's mosquitto ({bin} is missing): run scripts/setup.sh");
         }
     }
-    let dir = dir.to_owned();
-    let broker = tokio::spawn(async move { testkit::mqtt::Broker::start(&dir).await })
+    let (dir, extra) = (dir.to_owned(), extra.to_vec());
+    let broker = tokio::spawn(async move { testkit::mqtt::Broker::start_with(&dir, &extra).await })
         .await
         .map_err(|e| anyhow!("mosquitto did not start: {e}"))?;
     let pid = broker.pid().ok_or_else(|| anyhow!("mosquitto exited at once: {}", broker.log()))?;
