@@ -52,7 +52,9 @@ async fn usage(server: &Server) -> Usage {
 
 async fn cycle(server: &Server, transport: Transport, rc: &str) -> anyhow::Result<()> {
     match transport {
-        Transport::WebTransport | Transport::Whep => anyhow::bail!("churn covers WebSocket and WebRTC data channels"),
+        Transport::WebTransport | Transport::Whep | Transport::Mqtt => {
+            anyhow::bail!("churn covers WebSocket and WebRTC data channels")
+        }
         Transport::WebSocket => {
             let mut ws = ws_client::connect(&server.ws_url(rc)).await?;
             ws_client::wait_welcome(&mut ws, true).await?;
@@ -138,6 +140,7 @@ pub async fn run(ctx: &Ctx) -> Outcome {
             Transport::WebRtc => "churn-dc",
             Transport::WebTransport => "churn-wt",
             Transport::Whep => "churn-whep",
+            Transport::Mqtt => "churn-mqtt",
         };
         eprintln!("[churn] {transport:?}: {} cycles …", ctx.churn_cycles);
         let server = match Server::start(&ctx.server, name).await {

@@ -13,6 +13,7 @@ pub const SCENARIOS: &[&str] = &[
     "dc-fanout",
     "wt-fanout",
     "whep-fanout",
+    "mqtt-fanout",
     "dc-chromium",
     "many-trains",
     "webrtc-setup",
@@ -28,11 +29,11 @@ pub const BY_NAME_ONLY: &[&str] = &["soak"];
 #[derive(Debug, Parser)]
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
-    /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, wt-fanout, whep-fanout, dc-chromium, many-trains,
-    /// webrtc-setup, memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs
+    /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, wt-fanout, whep-fanout, mqtt-fanout, dc-chromium,
+    /// many-trains, webrtc-setup, memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs
     /// only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "whep-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
+        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "whep-fanout", "mqtt-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
@@ -50,6 +51,22 @@ pub struct Opts {
     /// WHEP viewer counts for whep-fanout [default: 1,50,200,500].
     #[arg(long, value_delimiter = ',')]
     pub whep_clients: Option<Vec<usize>>,
+    /// MQTT subscriber counts for mqtt-fanout [default: 1,10,50,100,200; --smoke: 2].
+    #[arg(long, value_delimiter = ',')]
+    pub mqtt_clients: Option<Vec<usize>>,
+    /// mqtt-fanout: pin mosquitto to these CPUs (taskset -a -p -c list) [default: --server-cpu's,
+    /// so that server and broker share the relay's core and the load keeps its own; `none`: not
+    /// pinned].
+    #[arg(long)]
+    pub broker_cpu: Option<String>,
+    /// mqtt-fanout: the server's --mqtt-video-message, largest video message in bytes
+    /// (1200..=65536).
+    #[arg(long, default_value_t = 4000)]
+    pub mqtt_video_message: usize,
+    /// mqtt-fanout: a line appended to mosquitto's configuration (repeatable), e.g.
+    /// --broker-conf='set_tcp_nodelay true'. The shipped deploy/mosquitto/mosquitto.conf otherwise.
+    #[arg(long)]
+    pub broker_conf: Vec<String>,
     /// Idle client counts at which memory samples RSS [default: 0,100,200].
     #[arg(long, value_delimiter = ',')]
     pub idle_clients: Option<Vec<usize>>,
@@ -159,6 +176,12 @@ pub struct Ctx {
     pub dc_clients: Vec<usize>,
     pub wt_clients: Vec<usize>,
     pub whep_clients: Vec<usize>,
+    pub mqtt_clients: Vec<usize>,
+    /// mqtt-fanout: mosquitto's CPUs (`None`: not pinned).
+    pub broker_cpu: Option<String>,
+    pub mqtt_video_message: usize,
+    /// mqtt-fanout: lines appended to mosquitto's configuration.
+    pub broker_conf: Vec<String>,
     pub idle_clients: Vec<usize>,
     /// trains, cameras per train, clients per train
     pub many_trains: (usize, u16, usize),
@@ -191,6 +214,12 @@ impl Ctx {
         let dc_clients = pick(&o.dc_clients, &[1, 10, 50, 100, 200, 300], &[1, 2]);
         let wt_clients = pick(&o.wt_clients, &[1, 50, 200, 500], &[1, 4]);
         let whep_clients = pick(&o.whep_clients, &[1, 50, 200, 500], &[1, 2]);
+        let mqtt_clients = pick(&o.mqtt_clients, &[1, 10, 50, 100, 200], &[2]);
+        let broker_cpu = match o.broker_cpu.as_deref() {
+            Some("none") => None,
+            Some(cpu) => Some(cpu.to_owned()),
+            None => o.server_cpu.clone(),
+        };
         let mut idle_clients =
             o.idle_clients.clone().unwrap_or_else(|| if smoke { vec![0, 5, 10] } else { vec![0, 100, 200] });
         idle_clients.sort_unstable();
@@ -212,6 +241,10 @@ impl Ctx {
             dc_clients,
             wt_clients,
             whep_clients,
+            mqtt_clients,
+            broker_cpu,
+            mqtt_video_message: o.mqtt_video_message,
+            broker_conf: o.broker_conf.clone(),
             idle_clients,
             many_trains,
             setup_sequential: setup.first().copied().unwrap_or(100),

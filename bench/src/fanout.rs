@@ -1,7 +1,8 @@
 //! Fan-out scenarios: `ws-fanout` (one train to N WebSocket clients), `dc-fanout` (one train to
 //! N WebRTC peers), `wt-fanout` (one train to N WebTransport clients), `whep-fanout` (one train
-//! to N WHEP viewers: RTP media tracks) and `many-trains` (T trains × C cameras, K WebSocket
-//! clients each).
+//! to N WHEP viewers: RTP media tracks), `mqtt-fanout` (one train to N MQTT subscribers through
+//! a mosquitto the step starts) and `many-trains` (T trains × C cameras, K WebSocket clients
+//! each).
 //!
 //! Each step starts a fresh server, the trains, and the clients; waits until every client has
 //! received video and the GOP bursts are over; then opens a measurement window of `--duration`
@@ -40,6 +41,8 @@ pub enum Transport {
     WebTransport,
     #[serde(rename = "whep")]
     Whep,
+    #[serde(rename = "mqtt")]
+    Mqtt,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +84,15 @@ pub struct FanoutStep {
     pub server_rss_peak_kb: u64,
     pub server_rss_kb: u64,
     pub load_cpu_pct: f64,
+    /// MQTT: mosquitto's CPU over the window (% of one core), the CPUs it was pinned to, the
+    /// server's `--mqtt-video-message`, and the video publishes the server deferred because its
+    /// broker connection's request queue was full (`railcast_mqtt_publish_full_total`).
+    pub broker_cpu_pct: Option<f64>,
+    pub broker_cpu: Option<String>,
+    pub mqtt_video_message: Option<usize>,
+    pub mqtt_publish_full: Option<f64>,
+    /// MQTT: lines appended to the shipped mosquitto.conf (`--broker-conf`).
+    pub broker_conf: Option<Vec<String>>,
     pub keyframe_requests: u64,
     pub client_errors: usize,
     pub first_client_error: Option<String>,
@@ -103,15 +115,35 @@ pub async fn step(
     per_train: usize,
     label: &str,
 ) -> anyhow::Result<FanoutStep> {
-    let server = Server::start(&ctx.server, label).await?;
-    let result = run_step(ctx, &server, transport, n_trains, cameras, per_train).await;
+    let mut opts = ctx.server.clone();
+    let mut broker = None;
+    if transport == Transport::Mqtt {
+        let b = crate::mqtt_client::start_broker(&opts.log_dir, ctx.broker_cpu.as_deref(), &ctx.broker_conf).await?;
+        opts.args.extend(b.server_args());
+        opts.args.extend(["--mqtt-video-message".to_owned(), ctx.mqtt_video_message.to_string()]);
+        broker = Some(b);
+    }
+    let server = match Server::start(&opts, label).await {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(mut b) = broker {
+                b.kill().await;
+            }
+            return Err(e);
+        }
+    };
+    let result = run_step(ctx, &server, broker.as_ref(), transport, n_trains, cameras, per_train).await;
     server.stop().await;
+    if let Some(mut b) = broker {
+        b.kill().await;
+    }
     result
 }
 
 async fn run_step(
     ctx: &Ctx,
     server: &Server,
+    broker: Option<&testkit::mqtt::Broker>,
     transport: Transport,
     n_trains: usize,
     cameras: u16,
@@ -134,7 +166,7 @@ async fn run_step(
     let warm = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let concurrency = match transport {
-        Transport::WebSocket | Transport::WebTransport => ctx.ws_connect_concurrency,
+        Transport::WebSocket | Transport::WebTransport | Transport::Mqtt => ctx.ws_connect_concurrency,
         Transport::WebRtc | Transport::Whep => ctx.rtc_connect_concurrency,
     };
     let hashes = match transport {
@@ -142,6 +174,13 @@ async fn run_step(
         _ => Vec::new(),
     };
     let hashes = &hashes;
+    let broker_port = match broker {
+        Some(b) => {
+            crate::mqtt_client::wait_server_connected(&server.api).await?;
+            b.port
+        }
+        None => 0,
+    };
     let connecting = stream::iter(rcs.iter().enumerate())
         .map(|(i, rc)| {
             let (window, warm, stop_rx) = (Arc::clone(&window), Arc::clone(&warm), stop_rx.clone());
@@ -165,6 +204,10 @@ async fn run_step(
                     Transport::Whep => {
                         let c = whep_client::connect(&server.api, rc).await?;
                         Holder::Whep(tokio::spawn(whep_client::run(c, window, warm, stop_rx)))
+                    }
+                    Transport::Mqtt => {
+                        let c = crate::mqtt_client::connect(&server.api, broker_port, rc).await?;
+                        Holder::Ws(tokio::spawn(crate::mqtt_client::run(c, window, warm, stop_rx)))
                     }
                 };
                 Ok::<_, anyhow::Error>((i, h))
@@ -194,9 +237,11 @@ async fn run_step(
 
     let metrics_before = server.api.metrics().await.ok();
     let dropped_before = metrics_before.as_ref().map(|m| m.sum("railcast_frames_dropped_total").unwrap_or(0.0));
+    let full_before = metrics_before.as_ref().and_then(|m| m.sum("railcast_mqtt_publish_full_total"));
     let kf_before: u64 = trains.iter().map(|t| t.stats.keyframe_requests.load(Ordering::Relaxed)).sum();
     procstat::reset_peak(server.pid());
     let (server_cpu, load_cpu) = (CpuMeter::start(server.pid()), CpuMeter::start(Pid::Myself));
+    let broker_cpu = broker.and_then(|b| b.pid()).map(|p| CpuMeter::start(Pid::Other(p)));
     let window_us = ctx.duration.as_micros() as u64;
     window.open(window_us);
     let mut peak_sampled = 0;
@@ -206,12 +251,14 @@ async fn run_step(
         tokio::time::sleep(Duration::from_millis(250).min(end.saturating_duration_since(Instant::now()))).await;
     }
     let (server_cpu_pct, load_cpu_pct) = (server_cpu.percent(), load_cpu.percent());
+    let broker_cpu_pct = broker_cpu.map(|m| m.percent());
     let server_rss_kb = server.rss_kb();
     let server_rss_peak_kb = procstat::peak_rss_kb(server.pid()).max(peak_sampled).max(server_rss_kb);
     // Frames captured at the end of the window are still on their way.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let metrics_after = server.api.metrics().await.ok();
     let dropped_after = metrics_after.as_ref().map(|m| m.sum("railcast_frames_dropped_total").unwrap_or(0.0));
+    let full_after = metrics_after.as_ref().and_then(|m| m.sum("railcast_mqtt_publish_full_total"));
     // The server's own view: capture → handed to the transport (before the socket write).
     let relay = match (&metrics_before, &metrics_after) {
         (Some(b), Some(a)) => {
@@ -314,6 +361,11 @@ async fn run_step(
         server_rss_peak_kb,
         server_rss_kb,
         load_cpu_pct,
+        broker_cpu_pct,
+        broker_cpu: broker.and(ctx.broker_cpu.clone()),
+        mqtt_video_message: broker.map(|_| ctx.mqtt_video_message),
+        mqtt_publish_full: broker.and(full_before.zip(full_after).map(|(a, b)| b - a)),
+        broker_conf: broker.map(|_| ctx.broker_conf.clone()),
         keyframe_requests: kf_after - kf_before,
         client_errors: errors.len(),
         first_client_error: errors.into_iter().next(),
@@ -340,8 +392,18 @@ pub const HEADERS: &[&str] = &[
     "load CPU%",
 ];
 
+/// The columns of a transport's table: [`HEADERS`], and for MQTT the broker's CPU and the
+/// publishes the server deferred.
+fn headers(transport: Transport) -> Vec<&'static str> {
+    let mut h = HEADERS.to_vec();
+    if transport == Transport::Mqtt {
+        h.extend(["broker CPU%", "pub full"]);
+    }
+    h
+}
+
 fn row(s: &FanoutStep) -> Vec<String> {
-    vec![
+    let mut r = vec![
         format!("{}×{}", s.trains, s.cameras_per_train),
         s.clients.to_string(),
         s.connected.to_string(),
@@ -359,7 +421,12 @@ fn row(s: &FanoutStep) -> Vec<String> {
         s.server_cpu_pct_per_gbit_s.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()),
         format!("{:.0}", s.server_rss_peak_kb as f64 / 1024.0),
         format!("{:.0}", s.load_cpu_pct),
-    ]
+    ];
+    if s.transport == Transport::Mqtt {
+        r.push(s.broker_cpu_pct.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()));
+        r.push(s.mqtt_publish_full.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()));
+    }
+    r
 }
 
 fn le_ms(us: Option<u64>) -> String {
@@ -379,20 +446,22 @@ fn check(out: &mut Outcome, s: &FanoutStep) {
     }
 }
 
-/// `ws-fanout`, `dc-fanout`, `wt-fanout` or `whep-fanout`.
+/// `ws-fanout`, `dc-fanout`, `wt-fanout`, `whep-fanout` or `mqtt-fanout`.
 pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
-    let mut out = Outcome::new(HEADERS.to_vec());
+    let mut out = Outcome::new(headers(transport));
     let counts = match transport {
         Transport::WebSocket => &ctx.ws_clients,
         Transport::WebRtc => &ctx.dc_clients,
         Transport::WebTransport => &ctx.wt_clients,
         Transport::Whep => &ctx.whep_clients,
+        Transport::Mqtt => &ctx.mqtt_clients,
     };
     let name = match transport {
         Transport::WebSocket => "ws",
         Transport::WebRtc => "dc",
         Transport::WebTransport => "wt",
         Transport::Whep => "whep",
+        Transport::Mqtt => "mqtt",
     };
     let mut steps = Vec::new();
     for &n in counts {
@@ -400,14 +469,15 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
         match step(ctx, transport, 1, 1, n, &format!("{name}-fanout-{n}")).await {
             Ok(s) => {
                 eprintln!(
-                    "[{name}-fanout] {n} clients: delivered {}{}, p50 {} ms, p99 {} ms, server CPU {:.0}% ({} %/Gbit/s), load CPU {:.0}%",
+                    "[{name}-fanout] {n} clients: delivered {}{}, p50 {} ms, p99 {} ms, server CPU {:.0}% ({} %/Gbit/s), load CPU {:.0}%{}",
                     pct(s.delivered_fraction),
                     s.rtp_delivered_fraction.map(|f| format!(" (RTP packets {})", pct(Some(f)))).unwrap_or_default(),
                     ms(s.latency.p50_us),
                     ms(s.latency.p99_us),
                     s.server_cpu_pct,
                     s.server_cpu_pct_per_gbit_s.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()),
-                    s.load_cpu_pct
+                    s.load_cpu_pct,
+                    s.broker_cpu_pct.map(|c| format!(", broker CPU {c:.0}%")).unwrap_or_default()
                 );
                 check(&mut out, &s);
                 out.table.rows.push(row(&s));
@@ -457,6 +527,29 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
                 "≥ 500 viewers at 4 Mbit/s (issue 20)",
                 format!("{} viewers at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
                 (ctx.bitrate >= 4_000_000).then(|| best.is_some_and(|b| b >= 500)),
+            ));
+        }
+        Transport::Mqtt => {
+            // No target N in the issue: the figure is where it stops holding.
+            let good = |s: &FanoutStep| ok999(s) && s.latency.p99_us.is_some_and(|p| p <= 50_000);
+            let first_bad = steps.iter().filter(|s| !good(s)).map(|s| s.clients).min();
+            let best =
+                steps.iter().filter(|s| good(s) && first_bad.is_none_or(|b| s.clients < b)).map(|s| s.clients).max();
+            out.targets.push(Target::new(
+                "MQTT subscribers at ≥99.9 % delivered and p99 ≤ 50 ms (through mosquitto)",
+                "for reference: where it stops holding",
+                format!(
+                    "holds up to {} subscribers, not at {} ({mbit} Mbit/s, {} B messages{})",
+                    best.map(|b| b.to_string()).unwrap_or_else(|| "0".into()),
+                    first_bad.map(|b| b.to_string()).unwrap_or_else(|| "any step run".into()),
+                    ctx.mqtt_video_message,
+                    if ctx.broker_conf.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; mosquitto.conf + {}", ctx.broker_conf.join(", "))
+                    }
+                ),
+                None,
             ));
         }
         Transport::WebRtc => {

@@ -3,7 +3,9 @@
 //! - [`cli`]: flags, scenario sizes (full and `--smoke`), pinning by re-exec.
 //! - [`server`]: the real server as a child process, and its HTTP API.
 //! - [`train`]: a synthetic QUIC train sending random frames sized for a bitrate.
-//! - [`ws_client`], [`rtc_client`]: remote controls that read only packet headers.
+//! - [`ws_client`], [`rtc_client`], [`wt_client`], [`whep_client`], [`mqtt_client`]: remote
+//!   controls that read only packet headers (WHEP: RTP headers); `mqtt_client` also starts
+//!   mosquitto for `mqtt-fanout`.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
 //! - [`fanout`], [`floor`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`]: the
@@ -18,6 +20,7 @@ mod dc_chromium;
 mod fanout;
 mod floor;
 mod memory;
+mod mqtt_client;
 mod procstat;
 mod report;
 mod rtc_client;
@@ -120,6 +123,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
                 "dc-fanout" => fanout::fanout(&ctx, Transport::WebRtc).await,
                 "wt-fanout" => fanout::fanout(&ctx, Transport::WebTransport).await,
                 "whep-fanout" => fanout::fanout(&ctx, Transport::Whep).await,
+                "mqtt-fanout" => fanout::fanout(&ctx, Transport::Mqtt).await,
                 "dc-chromium" => dc_chromium::run(&ctx).await,
                 "many-trains" => fanout::many_trains(&ctx).await,
                 "webrtc-setup" => setup::run(&ctx).await,

@@ -55,7 +55,9 @@ async fn measure(ctx: &Ctx, server: &Server, transport: Transport) -> anyhow::Re
     // Warm-up: one session of the transport, opened and closed, so that lazily built state is
     // not charged to the first level.
     match transport {
-        Transport::WebTransport | Transport::Whep => anyhow::bail!("memory covers WebSocket and WebRTC data channels"),
+        Transport::WebTransport | Transport::Whep | Transport::Mqtt => {
+            anyhow::bail!("memory covers WebSocket and WebRTC data channels")
+        }
         Transport::WebSocket => {
             if let Some(rc) = rcs.first() {
                 let mut ws = ws_client::connect(&server.ws_url(rc)).await?;
@@ -78,7 +80,7 @@ async fn measure(ctx: &Ctx, server: &Server, transport: Transport) -> anyhow::Re
     for &level in levels {
         let batch = &rcs[open..level];
         match transport {
-            Transport::WebTransport | Transport::Whep => {
+            Transport::WebTransport | Transport::Whep | Transport::Mqtt => {
                 anyhow::bail!("memory covers WebSocket and WebRTC data channels")
             }
             Transport::WebSocket => {
@@ -138,6 +140,7 @@ pub async fn run(ctx: &Ctx) -> Outcome {
             Transport::WebRtc => "memory-dc",
             Transport::WebTransport => "memory-wt",
             Transport::Whep => "memory-whep",
+            Transport::Mqtt => "memory-mqtt",
         };
         let server = match Server::start(&ctx.server, name).await {
             Ok(s) => s,

@@ -68,6 +68,7 @@ fn name(t: Transport) -> &'static str {
         Transport::WebRtc => "WebRTC",
         Transport::WebTransport => "WebTransport",
         Transport::Whep => "WHEP",
+        Transport::Mqtt => "MQTT",
     }
 }
 
@@ -131,7 +132,7 @@ async fn connect_all(
             async move {
                 let live = Arc::new(Live::default());
                 let r = match transport {
-                    Transport::WebTransport | Transport::Whep => {
+                    Transport::WebTransport | Transport::Whep | Transport::Mqtt => {
                         Err(anyhow::anyhow!("soak covers WebSocket and WebRTC data channels"))
                     }
                     Transport::WebSocket => ws_client::connect(&server.ws_url(&rc)).await.map(|ws| {
@@ -515,7 +516,7 @@ async fn soak(ctx: &Ctx, server: &Server, errors: &mut Vec<String>) -> anyhow::R
     for (k, transport) in TRANSPORTS.into_iter().enumerate() {
         eprintln!("[soak] connecting {n} {} clients …", name(transport));
         let concurrency = match transport {
-            Transport::WebSocket | Transport::WebTransport => ctx.ws_connect_concurrency,
+            Transport::WebSocket | Transport::WebTransport | Transport::Mqtt => ctx.ws_connect_concurrency,
             Transport::WebRtc | Transport::Whep => ctx.rtc_connect_concurrency,
         };
         let failed =

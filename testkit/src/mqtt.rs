@@ -26,6 +26,8 @@ pub struct Broker {
     pub port: u16,
     pub ws_port: u16,
     pub password: String,
+    /// Lines appended to the shipped configuration ([`Broker::start_with`]).
+    extra: Vec<String>,
 }
 
 /// A free TCP port on loopback (bound and released: good enough for a test's services).
@@ -37,6 +39,12 @@ impl Broker {
     /// Start mosquitto with the shipped configuration on free ports; its dynamic-security file
     /// is made with `mosquitto_ctrl dynsec init` (admin [`ADMIN`]).
     pub async fn start(dir: &Path) -> Broker {
+        Self::start_with(dir, &[]).await
+    }
+
+    /// [`Broker::start`] with `extra` lines appended to the configuration (e.g.
+    /// `set_tcp_nodelay true`, for the load tool's experiments).
+    pub async fn start_with(dir: &Path, extra: &[String]) -> Broker {
         assert!(
             Path::new(MOSQUITTO).exists(),
             "this test needs Debian's mosquitto ({MOSQUITTO}): run scripts/setup.sh"
@@ -52,7 +60,8 @@ impl Broker {
             .output()
             .expect("mosquitto_ctrl");
         assert!(dynsec.exists(), "mosquitto_ctrl dynsec init failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut broker = Broker { child: None, dir, port: free_port(), ws_port: free_port(), password };
+        let mut broker =
+            Broker { child: None, dir, port: free_port(), ws_port: free_port(), password, extra: extra.to_vec() };
         broker.spawn().await;
         broker
     }
@@ -87,6 +96,7 @@ impl Broker {
                 String::from_utf8_lossy(&std::process::Command::new("id").arg("-un").output().expect("id").stdout)
                     .trim()
             )))
+            .chain(self.extra.iter().cloned())
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -132,9 +142,14 @@ impl Broker {
         vec!["--mqtt-url".into(), self.url(), "--mqtt-browser-url".into(), self.browser_url()]
     }
 
+    /// The mosquitto process's id (for pinning and CPU figures); `None` once killed.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// The broker's resident memory, KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
-        let pid = self.child.as_ref().and_then(Child::id).expect("a running broker");
+        let pid = self.pid().expect("a running broker");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
