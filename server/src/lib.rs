@@ -16,7 +16,8 @@
 //!   UDP port; generated certificates and their rotation), [`transport::mqtt`] (through a
 //!   broker: one connection, per-session credentials and ACLs in mosquitto's dynamic security).
 //! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers),
-//!   [`signaling::whep`] (WHEP: the client offers, media tracks), [`signaling::mqtt`] (the client
+//!   [`signaling::whep`] (WHEP: the client offers, media tracks), [`signaling::jsonrpc`]
+//!   (JSON-RPC 2.0 over WebSocket, `GET /rpc`: peers, the relay one of them), [`signaling::mqtt`] (the client
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
@@ -60,6 +61,7 @@ pub mod transport {
 /// Signaling front-ends over [`transport::webrtc::Server`], one file or folder each. Each turns
 /// one style of signaling into calls on the peer registry (offer, answer, candidates, end).
 pub mod signaling {
+    pub mod jsonrpc;
     pub mod mqtt;
     pub mod rest;
     pub mod whep;
@@ -106,6 +108,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(ws::ApiDoc::openapi());
     doc.merge(signaling::rest::ApiDoc::openapi());
     doc.merge(signaling::whep::ApiDoc::openapi());
+    doc.merge(signaling::jsonrpc::ApiDoc::openapi());
     doc.merge(webtransport::ApiDoc::openapi());
     doc.merge(mqtt::ApiDoc::openapi());
     doc
@@ -142,6 +145,7 @@ fn router(
         .nest("/api", rest)
         .merge(api::ops_routes())
         .merge(ws.routes())
+        .merge(signaling::jsonrpc::JsonRpc::new(webrtc).routes())
         // The UI reads the contract from /api/openapi.json (served above), so it registers no route of its own.
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/openapi.json")))
         .method_not_allowed_fallback(http::method_not_allowed);

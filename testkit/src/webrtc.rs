@@ -281,3 +281,68 @@ impl RtcClient {
         )
     }
 }
+
+/// The SDP without its candidate lines: the server learns the client's candidates by trickle only.
+pub fn without_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
+        .collect()
+}
+
+/// A client that will offer: its own `video` (unordered, no retransmissions) and `command`
+/// (ordered) channels, recorded like every client of the kit once they open.
+pub struct Offering {
+    pub pc: Arc<dyn PeerConnection>,
+    /// Its candidates as gathered (`None` at the end).
+    pub candidates: mpsc::UnboundedReceiver<Option<Value>>,
+    pub log: Arc<std::sync::Mutex<crate::ws::Log>>,
+    pub command: Arc<dyn DataChannel>,
+    /// The label of each channel as it opens.
+    pub open_rx: mpsc::UnboundedReceiver<String>,
+}
+
+impl std::fmt::Debug for Offering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offering").finish_non_exhaustive()
+    }
+}
+
+impl Offering {
+    pub async fn new() -> Offering {
+        use webrtc::data_channel::RTCDataChannelInit;
+        let (pc, events) = client_peer().await.expect("client peer");
+        let PeerEvents { candidates, .. } = events;
+        let video_init = RTCDataChannelInit { ordered: false, max_retransmits: Some(0), ..Default::default() };
+        let video = pc.create_data_channel("video", Some(video_init)).await.expect("video channel");
+        let command = pc.create_data_channel("command", None).await.expect("command channel");
+        let log = Arc::new(std::sync::Mutex::new(crate::ws::Log::default()));
+        let rec = Arc::new(std::sync::Mutex::new(crate::ws::Recorder::default()));
+        let (open_tx, open_rx) = mpsc::unbounded_channel();
+        for dc in [&video, &command] {
+            let (dc, log, rec, open) = (Arc::clone(dc), Arc::clone(&log), Arc::clone(&rec), open_tx.clone());
+            tokio::spawn(async move {
+                let label = dc.label().await.unwrap_or_default();
+                while let Some(ev) = dc.poll().await {
+                    match ev {
+                        DataChannelEvent::OnOpen => {
+                            let _ = open.send(label.clone());
+                        }
+                        DataChannelEvent::OnMessage(m) if m.is_string => {
+                            rec.lock().expect("lock").text(&log, &String::from_utf8_lossy(&m.data))
+                        }
+                        DataChannelEvent::OnMessage(m) => {
+                            rec.lock().expect("lock").video_message(&log, m.data.freeze())
+                        }
+                        DataChannelEvent::OnClose => break,
+                        _ => {}
+                    }
+                }
+                let mut l = log.lock().expect("lock");
+                if l.closed.is_none() {
+                    l.closed = Some((0, format!("{label} channel closed")));
+                }
+            });
+        }
+        Offering { pc, candidates, log, command, open_rx }
+    }
+}
