@@ -21,7 +21,8 @@
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
-//! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`auth`]
+//! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`audit`] (every
+//!   command, appended to a rotated JSON-lines file), [`auth`]
 //!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
 //!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate and the
 //!   HTTP listener's, when it speaks HTTPS).
@@ -34,6 +35,7 @@
 //! [`Server::bind`] binds every listener; [`Server::run`] serves until a shutdown future resolves.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod core;
@@ -192,6 +194,8 @@ pub enum ServerError {
     State(#[from] remote::StateError),
     #[error(transparent)]
     WebTransport(#[from] webtransport::WebTransportError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 /// A server with its listeners bound, ready to [`run`](Server::run).
@@ -315,6 +319,10 @@ impl Server {
             remotes,
         } = self;
         let limits = config.limits();
+        let audit = match Config::path(&config.audit_file) {
+            Some(path) => audit::Audit::open(path, config.audit_max_bytes, config.audit_keep)?,
+            None => audit::Audit::memory(),
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let hub = hub::Hub::new(hub::HubConfig {
             subscriber_queue: config.subscriber_queue,
@@ -343,6 +351,7 @@ impl Server {
                 "max_connections_per_address",
             ),
             limits: limits.clone(),
+            audit,
             shutdown: stop_rx.clone(),
         };
         let _gauges = core.gauges();
