@@ -101,6 +101,20 @@ impl Settings {
             webtransport: webtransport::Settings::from_config(config)?,
             mqtt: mqtt::Settings::from_config(config)?,
         })
+        .map(|mut s: Self| {
+            // MQTT signaling hands clients the WebRTC transport's ICE servers.
+            s.mqtt.ice_servers = s
+                .webrtc
+                .ice_servers
+                .iter()
+                .map(|i| mqtt::IceServer {
+                    urls: i.urls.clone(),
+                    username: i.username.clone(),
+                    credential: i.credential.clone(),
+                })
+                .collect();
+            s
+        })
     }
 }
 
