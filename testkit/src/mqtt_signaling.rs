@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
 use serde_json::{json, Value};
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use crate::webrtc::{without_candidates, Offering};
 use crate::ws::{Client, Outbox};
@@ -183,36 +183,12 @@ impl SignalingClient {
             }
         });
         // The server's later candidates.
-        let (s, p) = (signaler.clone(), Arc::clone(&pc));
-        tokio::spawn(async move {
-            let mut applied = 0;
-            loop {
-                let all = s.server_candidates();
-                for c in &all[applied..] {
-                    let init = RTCIceCandidateInit {
-                        candidate: c["candidate"].as_str().unwrap_or_default().to_owned(),
-                        sdp_mid: c["sdpMid"].as_str().map(str::to_owned),
-                        sdp_mline_index: c["sdpMLineIndex"].as_u64().map(|n| n as u16),
-                        ..Default::default()
-                    };
-                    let _ = p.add_ice_candidate(init).await;
-                }
-                applied = all.len();
-                if all.iter().any(|c| c["candidate"] == "") {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        let s = signaler.clone();
+        crate::webrtc::apply_server_candidates(Arc::clone(&pc), ["candidate", "sdpMid", "sdpMLineIndex"], move || {
+            s.server_candidates()
         });
 
-        let mut open = Vec::new();
-        while open.len() < 2 {
-            let label = tokio::time::timeout(Duration::from_secs(10), open_rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("channels open within 10 s; open: {open:?}"))
-                .expect("a channel");
-            open.push(label);
-        }
+        Offering::wait_open(&mut open_rx).await;
         let setup = start.elapsed();
         SignalingClient {
             client: Client { log, out: Outbox::DataChannel(command), reader: None },

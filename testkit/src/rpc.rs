@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use crate::webrtc::{without_candidates, Offering};
 use crate::ws::{Client, Outbox};
@@ -201,35 +201,13 @@ impl RelayClient {
                 }
             }
         });
-        let (r, p) = (rpc.clone(), Arc::clone(&pc));
-        tokio::spawn(async move {
-            let mut applied = 0;
-            loop {
-                let all = r.notifications("ice_candidate");
-                for c in &all[applied..] {
-                    let init = RTCIceCandidateInit {
-                        candidate: c["candidate"].as_str().unwrap_or_default().to_owned(),
-                        sdp_mid: c["sdp_mid"].as_str().map(str::to_owned),
-                        sdp_mline_index: c["sdp_mline_index"].as_u64().map(|n| n as u16),
-                        ..Default::default()
-                    };
-                    let _ = p.add_ice_candidate(init).await;
-                }
-                applied = all.len();
-                if all.iter().any(|c| c["candidate"] == "") {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        let mut open = Vec::new();
-        while open.len() < 2 {
-            let label = tokio::time::timeout(Duration::from_secs(10), open_rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("channels open within 10 s; open: {open:?}"))
-                .expect("a channel");
-            open.push(label);
-        }
+        let r = rpc.clone();
+        crate::webrtc::apply_server_candidates(
+            Arc::clone(&pc),
+            ["candidate", "sdp_mid", "sdp_mline_index"],
+            move || r.notifications("ice_candidate"),
+        );
+        Offering::wait_open(&mut open_rx).await;
         let setup = start.elapsed();
         RelayClient {
             client: Client { log, out: Outbox::DataChannel(command), reader: None },
