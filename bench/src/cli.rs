@@ -76,6 +76,10 @@ pub struct Opts {
     /// webrtc-setup: sequential connections, then concurrent ones [default: 100,20].
     #[arg(long, value_delimiter = ',')]
     pub setup: Option<Vec<usize>>,
+    /// webrtc-setup: the signaling flows measured, each on its own server: `rest` (the server
+    /// offers, REST calls) and `rpc` (the client offers over JSON-RPC on /rpc).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "rest,rpc")]
+    pub signaling: Vec<Signaling>,
     /// churn: connect/disconnect cycles per transport [default: 1000].
     #[arg(long)]
     pub churn_cycles: Option<usize>,
@@ -150,6 +154,24 @@ pub struct Opts {
     pub floor_relay: bool,
 }
 
+/// A WebRTC signaling flow `webrtc-setup` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Signaling {
+    /// `POST /api/webrtc/offer`, `…/answer`, `…/ice-candidate`: the server offers.
+    Rest,
+    /// JSON-RPC 2.0 on `GET /rpc`: the client announces, then offers to the peer `relay`.
+    Rpc,
+}
+
+impl Signaling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signaling::Rest => "rest",
+            Signaling::Rpc => "rpc",
+        }
+    }
+}
+
 fn parse_rate(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.chars().last() {
@@ -187,6 +209,8 @@ pub struct Ctx {
     pub many_trains: (usize, u16, usize),
     pub setup_sequential: usize,
     pub setup_concurrent: usize,
+    /// webrtc-setup: the flows, in order, without repeats.
+    pub setup_signaling: Vec<Signaling>,
     pub churn_cycles: usize,
     pub churn_warmup: usize,
     pub rtc_connect_concurrency: usize,
@@ -230,6 +254,12 @@ impl Ctx {
             mt.get(1).copied().unwrap_or(2).clamp(1, 16) as u16,
             mt.get(2).copied().unwrap_or(2).max(1),
         );
+        let mut setup_signaling = Vec::new();
+        for s in &o.signaling {
+            if !setup_signaling.contains(s) {
+                setup_signaling.push(*s);
+            }
+        }
         let setup = o.setup.clone().unwrap_or_else(|| if smoke { vec![3, 2] } else { vec![100, 20] });
         Self {
             server,
@@ -249,6 +279,7 @@ impl Ctx {
             many_trains,
             setup_sequential: setup.first().copied().unwrap_or(100),
             setup_concurrent: setup.get(1).copied().unwrap_or(20),
+            setup_signaling,
             churn_cycles: o.churn_cycles.unwrap_or(if smoke { 20 } else { 1000 }),
             churn_warmup: if smoke { 3 } else { 30 },
             rtc_connect_concurrency: o.rtc_connect_concurrency.max(1),

@@ -5,7 +5,8 @@
 //! - [`train`]: a synthetic QUIC train sending random frames sized for a bitrate.
 //! - [`ws_client`], [`rtc_client`], [`wt_client`], [`whep_client`], [`mqtt_client`]: remote
 //!   controls that read only packet headers (WHEP: RTP headers); `mqtt_client` also starts
-//!   mosquitto for `mqtt-fanout`.
+//!   mosquitto for `mqtt-fanout`. [`rpc_client`]: a webrtc-rs peer that offers over JSON-RPC on
+//!   `/rpc`, for `webrtc-setup`.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
 //! - [`fanout`], [`floor`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`]: the
@@ -23,6 +24,7 @@ mod memory;
 mod mqtt_client;
 mod procstat;
 mod report;
+mod rpc_client;
 mod rtc_client;
 mod server;
 mod setup;

@@ -23,6 +23,8 @@ pub struct RtcConn {
     pub session_id: String,
     /// Offer request → both channels open.
     pub setup: Duration,
+    /// Offer request → the answer's POST acknowledged (signaling done but for the trickle).
+    pub signaled: Duration,
     pub video: Arc<dyn DataChannel>,
     pub command: Arc<dyn DataChannel>,
 }
@@ -52,6 +54,7 @@ pub async fn connect(api: &Api, rc: &str, timeout: Duration) -> anyhow::Result<R
         if status != 204 {
             bail!("answer: {status} {v}");
         }
+        let signaled = start.elapsed();
         tokio::spawn(trickle(api.clone(), session_id.clone(), cand_rx));
         let (mut video, mut command) = (None, None);
         while video.is_none() || command.is_none() {
@@ -63,12 +66,14 @@ pub async fn connect(api: &Api, rc: &str, timeout: Duration) -> anyhow::Result<R
             }
         }
         match (video, command) {
-            (Some(v), Some(c)) => Ok::<_, anyhow::Error>((v, c)),
+            (Some(v), Some(c)) => Ok::<_, anyhow::Error>((v, c, signaled)),
             _ => bail!("channels missing"),
         }
     };
     match tokio::time::timeout(timeout, opened).await {
-        Ok(Ok((video, command))) => Ok(RtcConn { pc, session_id, setup: start.elapsed(), video, command }),
+        Ok(Ok((video, command, signaled))) => {
+            Ok(RtcConn { pc, session_id, setup: start.elapsed(), signaled, video, command })
+        }
         Ok(Err(e)) => {
             abandon(&pc, api, &session_id).await;
             Err(e)
