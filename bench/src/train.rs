@@ -211,7 +211,7 @@ async fn send_loop(
             _ = stopped(&mut stop) => break Ok(()),
             e = conn.closed() => break Err(anyhow!("connection closed: {e}")),
             _ = telemetry.tick() => {
-                let t = Telemetry { timestamp_us: now_us(), speed_kmh: 80.0, odometer_m: 0.0, horn: false };
+                let t = Telemetry { timestamp_us: now_us(), speed_kmh: 80.0, odometer_m: 0.0, horn: false, operator_lost: false };
                 let _ = ctl.try_send(ControlMessage::Telemetry(t));
             }
             _ = tick.tick() => {

@@ -21,8 +21,22 @@ pub enum ClientMessage {
     /// Send `command` to the mapped train; answered by `command_ack` or `command_error` carrying the
     /// same `request_id` (chosen by the client, at most 64 bytes).
     Command { request_id: String, command: Action },
-    /// Clock probe: answered at once by `pong` echoing `t`, with the server clock.
+    /// Clock probe: answered at once by `pong` echoing `t`, with the server clock. Also the
+    /// heartbeat of a session that holds control of its train.
     Ping { t: f64 },
+    /// Take control of the mapped train: granted when it is free (or, with `force`, by an admin
+    /// over another holder); answered by `control_changed` (to every session of the train) or an
+    /// `error` (`control_held`, `forbidden`, `not_mapped`). `console_id` (1–64 bytes, chosen by
+    /// the console, the same for all its links) lets another link of the same console take the
+    /// lease over without a gap when it switches transport.
+    TakeControl {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        console_id: Option<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Give control of the mapped train back (answered by `control_changed`).
+    ReleaseControl,
 }
 
 impl ClientMessage {
@@ -41,6 +55,14 @@ impl ClientMessage {
                 });
             }
             command.validate().map_err(|reason| DecodeError::BadBody { kind: "client message", reason })?;
+        }
+        if let ClientMessage::TakeControl { console_id: Some(id), .. } = &msg {
+            if id.is_empty() || id.len() > MAX_REQUEST_ID {
+                return Err(DecodeError::BadBody {
+                    kind: "client message",
+                    reason: format!("console_id must be 1..={MAX_REQUEST_ID} bytes"),
+                });
+            }
         }
         Ok(msg)
     }
@@ -103,6 +125,25 @@ pub enum ServerEvent {
     Pong { t: f64, server_time_us: u64 },
     /// The server is closing this session.
     Closing { reason: String },
+    /// Who controls the mapped train changed (or is told after `take_control`): `holder` is
+    /// null when nobody does. `reason` says why (`taken`, `released`, `taken over by NAME`,
+    /// `operator lost: …`, `resumed`).
+    ControlChanged { train_id: TrainId, holder: Option<Box<ControlHolder>>, reason: String },
+}
+
+/// The session that controls a train.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlHolder {
+    /// The principal's name and role.
+    pub name: String,
+    pub role: String,
+    /// The client session (`GET /api/sessions`) and its transport.
+    pub session: u64,
+    pub transport: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_id: Option<String>,
+    /// Since when, µs since the UNIX epoch.
+    pub since_us: u64,
 }
 
 fn max_payload_limit() -> u32 {

@@ -188,6 +188,10 @@ pub enum Action {
         #[serde(default = "default_horn_ms")]
         duration_ms: u32,
     },
+    /// Server → train only: the operator in control is gone (their link went silent for the
+    /// heartbeat timeout, or their session ended). The train must bring itself to a safe state
+    /// (the simulator brakes to 0 km/h) and ack. Clients cannot send it.
+    OperatorLost { operator: String, reason: String },
 }
 
 fn default_horn_ms() -> u32 {
@@ -203,6 +207,9 @@ impl Action {
             Action::Horn { duration_ms } if !(1..=10_000).contains(&duration_ms) => {
                 Err(format!("horn: duration_ms must be within 1..=10000, got {duration_ms}"))
             }
+            Action::OperatorLost { ref operator, ref reason } if operator.len() > 256 || reason.len() > 256 => {
+                Err("operator_lost: operator and reason are at most 256 bytes".into())
+            }
             _ => Ok(()),
         }
     }
@@ -212,6 +219,7 @@ impl Action {
             Action::RequestKeyframe { .. } => "request_keyframe",
             Action::SetSpeed { .. } => "set_speed",
             Action::Horn { .. } => "horn",
+            Action::OperatorLost { .. } => "operator_lost",
         }
     }
 }
@@ -241,6 +249,9 @@ pub struct Telemetry {
     pub odometer_m: f64,
     #[serde(default)]
     pub horn: bool,
+    /// The train is in the safe state `operator_lost` asked for (left out when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operator_lost: bool,
 }
 
 /// Server → train: send a keyframe soon.
@@ -485,7 +496,13 @@ mod tests {
             ControlMessage::Command(Command { command_id: 10, command: Action::RequestKeyframe { camera: None } }),
             ControlMessage::Command(Command { command_id: 11, command: Action::Horn { duration_ms: 300 } }),
             ControlMessage::CommandAck(CommandAck { command_id: 9, ok: true, message: "ok".into() }),
-            ControlMessage::Telemetry(Telemetry { timestamp_us: 1, speed_kmh: 3.0, odometer_m: 4.5, horn: false }),
+            ControlMessage::Telemetry(Telemetry {
+                timestamp_us: 1,
+                speed_kmh: 3.0,
+                odometer_m: 4.5,
+                horn: false,
+                operator_lost: false,
+            }),
             ControlMessage::KeyframeRequest(KeyframeRequest { camera: Some(CameraId(1)) }),
             ControlMessage::Error(ErrorMessage { code: "x".into(), message: "y".into() }),
         ];
@@ -517,8 +534,14 @@ mod tests {
     fn decoder_reassembles_any_split() {
         let mut stream = BytesMut::new();
         ControlMessage::Hello(hello()).encode(&mut stream);
-        ControlMessage::Telemetry(Telemetry { timestamp_us: 1, speed_kmh: 2.0, odometer_m: 3.0, horn: true })
-            .encode(&mut stream);
+        ControlMessage::Telemetry(Telemetry {
+            timestamp_us: 1,
+            speed_kmh: 2.0,
+            odometer_m: 3.0,
+            horn: true,
+            operator_lost: false,
+        })
+        .encode(&mut stream);
         for step in [1, 2, 7, 64, stream.len()] {
             let mut d = ControlDecoder::new(DEFAULT_MAX_BODY);
             let mut got = Vec::new();

@@ -275,6 +275,13 @@ settings! {
     /// JSON file keeping remote controls and their mappings across restarts. Empty: kept in
     /// memory only.
     state_file: String = String::new(), "RAILCAST_STATE_FILE";
+    /// Commands (but `request_keyframe`) need the train's control lease (`take_control`) even
+    /// when nobody holds it. Off: a free train takes commands from any operator; once someone
+    /// holds the lease, everyone else's are refused with `not_in_control` either way.
+    control_required: bool = false, "RAILCAST_CONTROL_REQUIRED";
+    /// The holder of a train's control lease must send something (its pings) at least this
+    /// often; after this much silence the lease ends and the train gets `operator_lost`.
+    control_heartbeat_timeout: Dur = Dur(Duration::from_secs(1)), "RAILCAST_CONTROL_HEARTBEAT_TIMEOUT";
     /// The command audit (JSON lines, appended, never rewritten; docs/security.md, "Command
     /// audit"): every command any client sends, accepted or refused. Empty: the latest 10,000
     /// are kept in memory only (lost at a restart).
@@ -342,6 +349,12 @@ impl Config {
             return Err(invalid(
                 "subscriber_queue",
                 format!("must be within 16..=65536, got {}", self.subscriber_queue),
+            ));
+        }
+        if !(Duration::from_millis(200)..=Duration::from_secs(60)).contains(&self.control_heartbeat_timeout.0) {
+            return Err(invalid(
+                "control_heartbeat_timeout",
+                format!("must be within 200ms..=60s, got {}", self.control_heartbeat_timeout),
             ));
         }
         if self.audit_max_bytes < 4096 {
@@ -428,6 +441,8 @@ impl Config {
             max_connections_per_address: self.max_connections_per_address,
             command_rate: self.command_rate,
             command_burst: self.command_burst,
+            control_required: self.control_required,
+            control_heartbeat_timeout: self.control_heartbeat_timeout.0,
             ..crate::limits::LimitConfig::default()
         }
     }
@@ -480,6 +495,7 @@ mod tests {
             (&["--max-payload", "0"], "max_payload"),
             (&["--audit-max-bytes", "10"], "audit_max_bytes"),
             (&["--audit-keep", "0"], "audit_keep"),
+            (&["--control-heartbeat-timeout", "10ms"], "control_heartbeat_timeout"),
             (&["--max-payload", "70000"], "max_payload"),
             (&["--subscriber-queue", "2"], "subscriber_queue"),
             (&["--gop-cache-bytes", "2000000000"], "gop_cache_bytes"),

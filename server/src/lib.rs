@@ -370,6 +370,7 @@ impl Server {
         };
         let _gauges = core.gauges();
         tokio::spawn(relay::watch_credentials(Arc::clone(&core.auth), Arc::clone(&core.remotes)));
+        tokio::spawn(relay::watch_control(core.clone()));
         let ws = ws::Server::new(settings.ws.clone());
         let webrtc = webrtc::Server::new(settings.webrtc.clone());
         let web_root = std::path::PathBuf::from(&config.web_root);

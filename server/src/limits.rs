@@ -30,6 +30,10 @@ pub struct LimitConfig {
     pub command_burst: u32,
     /// Commands one client session may have waiting for an ack at once.
     pub max_inflight_commands: usize,
+    /// Commands (but `request_keyframe`) need the control lease even when nobody holds it.
+    pub control_required: bool,
+    /// A lease whose holder sends nothing for this long ends, and the train gets `operator_lost`.
+    pub control_heartbeat_timeout: std::time::Duration,
 }
 
 impl Default for LimitConfig {
@@ -42,6 +46,8 @@ impl Default for LimitConfig {
             command_rate: 20.0,
             command_burst: 40,
             max_inflight_commands: 16,
+            control_required: false,
+            control_heartbeat_timeout: std::time::Duration::from_secs(1),
         }
     }
 }

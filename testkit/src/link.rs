@@ -201,3 +201,63 @@ impl Drop for TcpLink {
         self.task.abort();
     }
 }
+
+/// A TCP relay that can black-hole its path: until [`TcpHole::cut`] it forwards both ways; from
+/// then on it forwards nothing and closes nothing (no FIN, no reset), as a link that died
+/// between the operator and the server.
+#[derive(Debug)]
+pub struct TcpHole {
+    pub addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl TcpHole {
+    pub async fn start(server: SocketAddr) -> TcpHole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c = Arc::clone(&cut);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(server).await else { continue };
+                let (cr, cw) = client.into_split();
+                let (ur, uw) = upstream.into_split();
+                for (mut r, mut w) in [(cr, uw), (ur, cw)] {
+                    let c = Arc::clone(&c);
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = r.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if c.load(Ordering::Relaxed) {
+                                // Swallowed: the sockets stay open, nothing goes through.
+                                continue;
+                            }
+                            if w.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        // Keep the other side open whatever happens.
+                        std::future::pending::<()>().await;
+                        drop(w);
+                    });
+                }
+            }
+        });
+        TcpHole { addr, cut, task }
+    }
+
+    /// From now on nothing crosses.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for TcpHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -88,6 +88,8 @@ struct Shared {
     connected: AtomicBool,
     stop: AtomicBool,
     horn_until: Mutex<Option<Instant>>,
+    /// `operator_lost` put the train in its safe state (stopped) until the next `set_speed`.
+    operator_lost: AtomicBool,
 }
 
 impl Shared {
@@ -122,6 +124,7 @@ pub async fn run(
         connected: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         horn_until: Mutex::new(None),
+        operator_lost: AtomicBool::new(false),
     });
     // Room for the cameras' frames and for the microphone's 50 packets a second.
     let (tx, mut frames) = mpsc::channel::<Frame>(16);
@@ -427,7 +430,7 @@ async fn session(
                 let now = Instant::now();
                 *odometer_m += f64::from(shared.speed()) / 3.6 * now.duration_since(last_tick).as_secs_f64();
                 last_tick = now;
-                let t = Telemetry { timestamp_us: now_us(), speed_kmh: shared.speed(), odometer_m: *odometer_m, horn: shared.horn() };
+                let t = Telemetry { timestamp_us: now_us(), speed_kmh: shared.speed(), odometer_m: *odometer_m, horn: shared.horn(), operator_lost: shared.operator_lost.load(Ordering::Relaxed) };
                 let _ = ctl_tx.try_send(ControlMessage::Telemetry(t));
             }
             e = conn.closed() => break Ok(End::Lost(e.to_string())),
@@ -518,7 +521,16 @@ fn execute(cfg: &TrainConfig, shared: &Shared, cmd: Command) -> CommandAck {
         },
         Action::SetSpeed { kmh } => {
             shared.speed_bits.store(kmh.to_bits(), Ordering::Relaxed);
+            shared.operator_lost.store(false, Ordering::Relaxed);
             (true, format!("speed set to {kmh} km/h"))
+        }
+        Action::OperatorLost { operator, reason } => {
+            // The safe state: stop at once (a real train would brake as its rules say), and
+            // stay stopped until an operator sets a speed again.
+            shared.speed_bits.store(0f32.to_bits(), Ordering::Relaxed);
+            shared.operator_lost.store(true, Ordering::Relaxed);
+            tracing::warn!(train = %cfg.id, operator, "operator lost ({reason}): braking to 0 km/h");
+            (true, format!("operator {operator} lost ({reason}): braking to 0 km/h"))
         }
         Action::Horn { duration_ms } => {
             if let Ok(mut h) = shared.horn_until.lock() {

@@ -55,6 +55,22 @@ pub struct Train {
     pub subscribers: usize,
     /// Connections since start-up.
     pub connections: u64,
+    /// The session that controls the train (its control lease); null when nobody does.
+    pub control: Option<ControlView>,
+}
+
+/// Who controls a train.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ControlView {
+    /// The principal's name and role.
+    pub name: String,
+    pub role: String,
+    /// The client session (`GET /api/sessions`) and its transport.
+    pub session: u64,
+    pub transport: String,
+    pub console_id: Option<String>,
+    /// Since when (RFC 3339).
+    pub since: String,
 }
 
 impl From<StreamSnapshot> for Train {
@@ -89,6 +105,14 @@ impl From<StreamSnapshot> for Train {
             rejected_packets: s.rejected,
             subscribers: s.subscribers,
             connections: s.connections,
+            control: s.control.map(|h| ControlView {
+                name: h.name,
+                role: h.role,
+                session: h.session,
+                transport: h.transport,
+                console_id: h.console_id,
+                since: rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_micros(h.since_us)),
+            }),
         }
     }
 }

@@ -29,7 +29,7 @@ pub const MAX_NAME: usize = 100;
         me, list_trains, get_train, list_remote_controls, create_remote_control, get_remote_control,
         delete_remote_control, set_train, unset_train, list_sessions, audit, quic_certificate, metrics, healthz, readyz,
     ),
-    components(schemas(crate::audit::Entry, crate::audit::Page, ErrorBody, Me, crate::auth::Role, Train, Camera, RemoteControlView, SessionView, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
+    components(schemas(crate::audit::Entry, crate::audit::Page, ControlView, ErrorBody, Me, crate::auth::Role, Train, Camera, RemoteControlView, SessionView, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
     tags(
         (name = "trains", description = "Trains connected over QUIC"),
         (name = "remote-controls", description = "Operators' consoles and their mapping to trains"),

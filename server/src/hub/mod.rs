@@ -12,6 +12,7 @@
 //! Commands go the other way: [`Hub::command`] hands a command to the train's control task and
 //! waits for its ack. The hub never depends on a transport; transports depend on the hub.
 
+mod control;
 mod queue;
 mod stream;
 mod subscriber;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::METRICS;
 
+pub use control::{Held, Taken};
 pub use stream::{PublishError, Stream, StreamSnapshot, TrainEvent};
 pub use subscriber::{SubItem, SubscriberCounters, Subscription};
 

@@ -28,9 +28,19 @@ const EVENT_CAPACITY: usize = 64;
 /// Something that happened to a train, for the sessions watching it.
 #[derive(Debug, Clone)]
 pub enum TrainEvent {
-    Online { cameras: Vec<CameraInfo>, audio: Vec<AudioInfo> },
-    Offline { reason: String },
+    Online {
+        cameras: Vec<CameraInfo>,
+        audio: Vec<AudioInfo>,
+    },
+    Offline {
+        reason: String,
+    },
     Telemetry(Telemetry),
+    /// Who controls the train changed (`hub::control`).
+    Control {
+        holder: Option<railcast_protocol::client::ControlHolder>,
+        reason: String,
+    },
 }
 
 /// Why a packet from a train was not relayed.
@@ -197,6 +207,8 @@ pub struct StreamSnapshot {
     pub rejected: BTreeMap<String, u64>,
     pub subscribers: usize,
     pub connections: u64,
+    /// Who controls the train (`hub::control`).
+    pub control: Option<railcast_protocol::client::ControlHolder>,
 }
 
 #[derive(Debug, Clone)]
@@ -215,8 +227,10 @@ pub struct Stream {
     train_id: TrainId,
     config: HubConfig,
     state: Mutex<State>,
-    events: broadcast::Sender<TrainEvent>,
+    pub(super) events: broadcast::Sender<TrainEvent>,
     pub counters: StreamCounters,
+    /// The control lease (`hub::control`).
+    pub(super) control: super::control::ControlSlot,
 }
 
 impl Stream {
@@ -240,6 +254,7 @@ impl Stream {
             }),
             events: broadcast::channel(EVENT_CAPACITY).0,
             counters: StreamCounters::default(),
+            control: super::control::ControlSlot::default(),
         }
     }
 
@@ -311,6 +326,12 @@ impl Stream {
         METRICS.train_connections.inc();
         self.emit(&st, TrainEvent::Online { cameras: hello.cameras, audio: hello.audio });
         (st.generation, rx)
+    }
+
+    /// [`Stream::emit`] for the other parts of the hub.
+    pub(super) fn emit_event(&self, event: TrainEvent) {
+        let st = self.lock();
+        self.emit(&st, event);
     }
 
     /// Send an event to every subscriber, and wake them: a subscription waits on its packet
@@ -507,6 +528,7 @@ impl Stream {
             rejected: st.malformed.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             subscribers: st.subscribers.len(),
             connections: self.counters.connections.load(Ordering::Relaxed),
+            control: self.control_holder(),
         }
     }
 }

@@ -44,6 +44,9 @@ impl Admission {
             code: code.into(),
             message,
         };
+        if matches!(action, Action::OperatorLost { .. }) {
+            return Err(refuse("forbidden", "operator_lost is sent by the server only".into()));
+        }
         let watching = matches!(action, Action::RequestKeyframe { .. });
         if self.principal.role < Role::Operator && !watching {
             crate::metrics::METRICS.auth_refusals.with_label_values(&["client", "forbidden"]).inc();

@@ -119,6 +119,7 @@ impl Follower {
                             Ok(TrainEvent::Online { cameras, audio }) => ServerEvent::TrainOnline { train_id, cameras, audio },
                             Ok(TrainEvent::Offline { reason }) => ServerEvent::TrainOffline { train_id, reason },
                             Ok(TrainEvent::Telemetry(telemetry)) => ServerEvent::Telemetry { train_id, telemetry },
+                            Ok(TrainEvent::Control { holder, reason }) => ServerEvent::ControlChanged { train_id, holder: holder.map(Box::new), reason },
                             // Events were lost: say where things stand now.
                             Err(_) => self.state_event(),
                         });

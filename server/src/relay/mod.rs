@@ -16,15 +16,16 @@ mod follow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use railcast_protocol::client::{ClientMessage, ServerEvent};
+use railcast_protocol::client::{ClientMessage, ControlHolder, ServerEvent};
+use railcast_protocol::{Action, TrainId};
 use tokio::sync::{mpsc, watch};
 
 pub use admit::{parse, Admission};
 pub use follow::{watch_credentials, Follower, Item};
 
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::core::Core;
-use crate::hub::Packet;
+use crate::hub::{Held, Packet, Stream, Taken};
 use crate::remote::RemoteControl;
 use crate::sessions::{ClientSession, Registration};
 
@@ -190,6 +191,18 @@ impl Relay {
             Ok(m) => m,
             Err(refusal) => return Some(refusal),
         };
+        // Any message is the session's heartbeat for the lease it may hold.
+        let stream = self.rc.train().and_then(|t| self.core.hub.stream(&t));
+        if let Some(stream) = &stream {
+            stream.control_heartbeat(self.info().id);
+        }
+        match &msg {
+            ClientMessage::TakeControl { console_id, force } => {
+                return self.take_control(stream.as_deref(), console_id.clone(), *force)
+            }
+            ClientMessage::ReleaseControl => return self.release_control(stream.as_deref()),
+            _ => {}
+        }
         if let ClientMessage::Command { request_id, command: action } = &msg {
             self.info().commands.fetch_add(1, Ordering::Relaxed);
             let at_us = crate::now_us();
@@ -200,7 +213,11 @@ impl Relay {
                 request_id: request_id.clone(),
                 command: serde_json::to_value(action).unwrap_or_default(),
             };
-            let permit = match self.admission.admit_command(request_id, action) {
+            let admitted = self
+                .admission
+                .admit_command(request_id, action)
+                .and_then(|permit| self.in_control(stream.as_deref(), request_id, action).map(|()| permit));
+            let permit = match admitted {
                 Ok(p) => p,
                 Err(refusal) => {
                     self.core.audit.record(audit.entry(&refusal));
@@ -218,6 +235,173 @@ impl Relay {
             None
         } else {
             Some(answer(&self.core, &self.rc, msg).await)
+        }
+    }
+}
+
+impl Relay {
+    /// The holder as this session would be.
+    fn holder(&self, console_id: Option<String>) -> ControlHolder {
+        let info = self.info();
+        ControlHolder {
+            name: info.principal.name.clone(),
+            role: info.principal.role.name().into(),
+            session: info.id,
+            transport: self.transport.into(),
+            console_id,
+            since_us: crate::now_us(),
+        }
+    }
+
+    /// `take_control`: the answer to send now (a refusal, or the lease this session holds
+    /// already); `None` when the change is told to every session of the train (this one too).
+    fn take_control(&self, stream: Option<&Stream>, console_id: Option<String>, force: bool) -> Option<ServerEvent> {
+        let refuse = |code: &str, message: String| Some(ServerEvent::Error { code: code.into(), message });
+        let principal = &self.info().principal;
+        if principal.role < Role::Operator {
+            return refuse(
+                "forbidden",
+                format!("{} is a viewer: only operators and admins take control", principal.name),
+            );
+        }
+        if force && principal.role < Role::Admin {
+            return refuse("forbidden", "only an admin may take control over from another holder".into());
+        }
+        let Some(stream) = stream else {
+            return refuse("not_mapped", "this remote control is not mapped to a known train".into());
+        };
+        match stream.take_control(self.holder(console_id), force) {
+            Ok(Taken::AlreadyHeld) => Some(ServerEvent::ControlChanged {
+                train_id: stream.train_id().clone(),
+                holder: stream.control_holder().map(Box::new),
+                reason: "held".into(),
+            }),
+            Ok(taken) => {
+                tracing::info!(session = self.info().id, train = %stream.train_id(), principal = %principal.name, ?taken, "control taken");
+                None
+            }
+            Err(Held(h)) => refuse(
+                "control_held",
+                format!("{} ({}) controls {} (an admin may take over with force)", h.name, h.role, stream.train_id()),
+            ),
+        }
+    }
+
+    /// `release_control`.
+    fn release_control(&self, stream: Option<&Stream>) -> Option<ServerEvent> {
+        match stream {
+            Some(s) if s.release_control(self.info().id) => {
+                tracing::info!(session = self.info().id, train = %s.train_id(), "control released");
+                None
+            }
+            _ => Some(ServerEvent::Error {
+                code: "not_in_control".into(),
+                message: "this session does not control its train".into(),
+            }),
+        }
+    }
+
+    /// May this session command its train? The lease's holder may; with nobody holding it,
+    /// anyone may unless `control_required`. A keyframe request never needs it.
+    fn in_control(&self, stream: Option<&Stream>, request_id: &str, action: &Action) -> Result<(), ServerEvent> {
+        if matches!(action, Action::RequestKeyframe { .. }) {
+            return Ok(());
+        }
+        let Some(stream) = stream else { return Ok(()) };
+        let refuse = |message: String| ServerEvent::CommandError {
+            request_id: request_id.to_owned(),
+            code: "not_in_control".into(),
+            message,
+        };
+        match stream.control_check(self.info().id) {
+            Ok(()) => Ok(()),
+            Err(Some(h)) => Err(refuse(format!("{} ({}) controls {}", h.name, h.role, stream.train_id()))),
+            Err(None) if self.core.limits.control_required => {
+                Err(refuse(format!("nobody controls {}: send take_control first", stream.train_id())))
+            }
+            Err(None) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Relay {
+    /// The session ends: a lease it held ends too (or waits for another link of its console).
+    fn drop(&mut self) {
+        let Some(train) = self.rc.train() else { return };
+        let Some(stream) = self.core.hub.stream(&train) else { return };
+        if let Some(holder) = stream.control_session_ended(self.info().id) {
+            let why = format!("{}'s session ended", holder.name);
+            tell_operator_lost(&self.core, train, holder, why);
+        }
+    }
+}
+
+/// Send `operator_lost` to `train` (the holder is gone): logged and audited.
+pub fn tell_operator_lost(core: &Core, train: TrainId, holder: ControlHolder, why: String) {
+    let core = core.clone();
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        tracing::warn!(train = %train, operator = %holder.name, "operator lost ({why}): telling the train");
+        let action = Action::OperatorLost { operator: holder.name.clone(), reason: why.clone() };
+        let at_us = crate::now_us();
+        let result = core.hub.command(&train, action.clone()).await;
+        let (res, ok, code, message, command_id, rtt_us) = match &result {
+            Ok(out) => (
+                "acked",
+                Some(out.ack.ok),
+                None,
+                out.ack.message.clone(),
+                Some(out.command_id),
+                Some(out.rtt.as_micros() as u64),
+            ),
+            Err(e) => ("failed", None, Some(e.code().to_owned()), e.to_string(), None, None),
+        };
+        match &result {
+            Ok(out) => {
+                tracing::info!(train = %train, rtt_ms = out.rtt.as_secs_f64() * 1000.0, "operator_lost acked: {}", out.ack.message)
+            }
+            Err(e) => tracing::warn!(train = %train, "operator_lost not delivered: {e}"),
+        }
+        core.audit.record(crate::audit::Entry {
+            seq: 0,
+            at_us,
+            principal: "railcast".into(),
+            role: "server".into(),
+            remote_control_id: String::new(),
+            session: holder.session,
+            transport: holder.transport.clone(),
+            train_id: Some(train.to_string()),
+            request_id: String::new(),
+            command: serde_json::to_value(&action).unwrap_or_default(),
+            result: res.into(),
+            ok,
+            code,
+            message,
+            command_id,
+            rtt_us,
+        });
+    });
+}
+
+/// The watchdog: every 50 ms, end the leases whose holder fell silent for
+/// `control_heartbeat_timeout` (or whose console did not come back) and tell their trains.
+pub async fn watch_control(core: Core) {
+    let timeout = core.limits.control_heartbeat_timeout;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = core.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        let now = std::time::Instant::now();
+        for stream in core.hub.streams() {
+            if let Some((holder, why)) = stream.control_expire(timeout, now) {
+                tell_operator_lost(&core, stream.train_id().clone(), holder, why);
+            }
         }
     }
 }
@@ -279,6 +463,10 @@ async fn recv(rx: Option<&mut mpsc::Receiver<ServerEvent>>) -> Option<ServerEven
 /// Answer one client message. Commands go to the remote control's mapped train.
 async fn answer(core: &Core, rc: &RemoteControl, msg: ClientMessage) -> ServerEvent {
     match msg {
+        // Handled by `Relay::on_text` before it gets here.
+        ClientMessage::TakeControl { .. } | ClientMessage::ReleaseControl => {
+            ServerEvent::Error { code: "internal".into(), message: "control messages are handled by the relay".into() }
+        }
         ClientMessage::Ping { t } => ServerEvent::Pong { t, server_time_us: crate::now_us() },
         ClientMessage::Command { request_id, command } => {
             let Some(train) = rc.train() else {

@@ -7,4 +7,5 @@ mod auth_commands;
 mod auth_roles;
 mod auth_trains;
 mod command_audit;
+mod control_lease;
 mod token_revocation;
