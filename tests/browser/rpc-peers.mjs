@@ -5,7 +5,10 @@
 // line: {a, b, wall_ms}, each the page's window.railcastResult.
 // Usage: node rpc-peers.mjs BASE_URL TOKEN_A TOKEN_B SCREENSHOT_DIR [timeout_ms]
 // Chromium trickles plain host addresses here instead of mDNS names (both peers are the same
-// browser on one machine, where .local names may not resolve): the test is about signaling.
+// browser on one machine, where .local names may not resolve): the test is about signaling. Local
+// Network Access checks are off: an intercepted document has no address space of its own, and
+// Chromium would block its WebSocket to the loopback server (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS;
+// fetch from such a page, as webrtc-test.html does, is same-origin and passes).
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +22,7 @@ const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir()
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
          '--disable-component-update', '--disable-sync', '--allow-loopback-in-peer-connection',
-         '--disable-features=WebRtcHideLocalIpsWithMdns'],
+         '--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks'],
 });
 const t0 = Date.now();
 try {
