@@ -275,6 +275,14 @@ settings! {
     /// JSON file keeping remote controls and their mappings across restarts. Empty: kept in
     /// memory only.
     state_file: String = String::new(), "RAILCAST_STATE_FILE";
+    /// The command audit (JSON lines, appended, never rewritten; docs/security.md, "Command
+    /// audit"): every command any client sends, accepted or refused. Empty: the latest 10,000
+    /// are kept in memory only (lost at a restart).
+    audit_file: String = String::new(), "RAILCAST_AUDIT_FILE";
+    /// The audit file is rotated (to `FILE.1`, `FILE.2`, …) when it would grow past this many bytes.
+    audit_max_bytes: u64 = 64 << 20, "RAILCAST_AUDIT_MAX_BYTES";
+    /// Rotated audit files kept beside the current one; older ones are deleted.
+    audit_keep: usize = 10, "RAILCAST_AUDIT_KEEP";
     /// Trains known at once (online or not); a hello from a new train id beyond it is refused.
     max_trains: usize = 1_000, "RAILCAST_MAX_TRAINS";
     /// Remote controls defined at once; creating more is refused with 429.
@@ -335,6 +343,12 @@ impl Config {
                 "subscriber_queue",
                 format!("must be within 16..=65536, got {}", self.subscriber_queue),
             ));
+        }
+        if self.audit_max_bytes < 4096 {
+            return Err(invalid("audit_max_bytes", format!("must be at least 4096, got {}", self.audit_max_bytes)));
+        }
+        if !(1..=1000).contains(&self.audit_keep) {
+            return Err(invalid("audit_keep", format!("must be within 1..=1000, got {}", self.audit_keep)));
         }
         if self.gop_cache_bytes > 1 << 30 {
             return Err(invalid("gop_cache_bytes", "must be at most 1 GiB"));
@@ -464,6 +478,8 @@ mod tests {
     fn each_bad_flag_names_its_setting() {
         let cases: Vec<(&[&str], &str)> = vec![
             (&["--max-payload", "0"], "max_payload"),
+            (&["--audit-max-bytes", "10"], "audit_max_bytes"),
+            (&["--audit-keep", "0"], "audit_keep"),
             (&["--max-payload", "70000"], "max_payload"),
             (&["--subscriber-queue", "2"], "subscriber_queue"),
             (&["--gop-cache-bytes", "2000000000"], "gop_cache_bytes"),

@@ -35,6 +35,8 @@ pub struct Core {
     pub info: Arc<ServerInfo>,
     pub auth: Arc<Auth>,
     pub limits: LimitConfig,
+    /// Every command, accepted or refused.
+    pub audit: Arc<crate::audit::Audit>,
     /// Client sessions (every transport) per IP address.
     pub client_addresses: Arc<PerAddress>,
     /// Turns true when the server starts shutting down.

@@ -16,11 +16,13 @@
 //!   UDP port; generated certificates and their rotation), [`transport::mqtt`] (through a
 //!   broker: one connection, per-session credentials and ACLs in mosquitto's dynamic security).
 //! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers),
-//!   [`signaling::whep`] (WHEP: the client offers, media tracks), [`signaling::mqtt`] (the client
+//!   [`signaling::whep`] (WHEP: the client offers, media tracks), [`signaling::jsonrpc`]
+//!   (JSON-RPC 2.0 over WebSocket, `GET /rpc`: peers, the relay one of them), [`signaling::mqtt`] (the client
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
-//! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`auth`]
+//! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`audit`] (every
+//!   command, appended to a rotated JSON-lines file), [`auth`]
 //!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
 //!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate and the
 //!   HTTP listener's, when it speaks HTTPS).
@@ -33,6 +35,7 @@
 //! [`Server::bind`] binds every listener; [`Server::run`] serves until a shutdown future resolves.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod core;
@@ -60,6 +63,7 @@ pub mod transport {
 /// Signaling front-ends over [`transport::webrtc::Server`], one file or folder each. Each turns
 /// one style of signaling into calls on the peer registry (offer, answer, candidates, end).
 pub mod signaling {
+    pub mod jsonrpc;
     pub mod mqtt;
     pub mod rest;
     pub mod whep;
@@ -97,6 +101,20 @@ impl Settings {
             webtransport: webtransport::Settings::from_config(config)?,
             mqtt: mqtt::Settings::from_config(config)?,
         })
+        .map(|mut s: Self| {
+            // MQTT signaling hands clients the WebRTC transport's ICE servers.
+            s.mqtt.ice_servers = s
+                .webrtc
+                .ice_servers
+                .iter()
+                .map(|i| mqtt::IceServer {
+                    urls: i.urls.clone(),
+                    username: i.username.clone(),
+                    credential: i.credential.clone(),
+                })
+                .collect();
+            s
+        })
     }
 }
 
@@ -106,6 +124,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(ws::ApiDoc::openapi());
     doc.merge(signaling::rest::ApiDoc::openapi());
     doc.merge(signaling::whep::ApiDoc::openapi());
+    doc.merge(signaling::jsonrpc::ApiDoc::openapi());
     doc.merge(webtransport::ApiDoc::openapi());
     doc.merge(mqtt::ApiDoc::openapi());
     doc
@@ -142,6 +161,7 @@ fn router(
         .nest("/api", rest)
         .merge(api::ops_routes())
         .merge(ws.routes())
+        .merge(signaling::jsonrpc::JsonRpc::new(webrtc).routes())
         // The UI reads the contract from /api/openapi.json (served above), so it registers no route of its own.
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/openapi.json")))
         .method_not_allowed_fallback(http::method_not_allowed);
@@ -188,6 +208,8 @@ pub enum ServerError {
     State(#[from] remote::StateError),
     #[error(transparent)]
     WebTransport(#[from] webtransport::WebTransportError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 /// A server with its listeners bound, ready to [`run`](Server::run).
@@ -311,6 +333,10 @@ impl Server {
             remotes,
         } = self;
         let limits = config.limits();
+        let audit = match Config::path(&config.audit_file) {
+            Some(path) => audit::Audit::open(path, config.audit_max_bytes, config.audit_keep)?,
+            None => audit::Audit::memory(),
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let hub = hub::Hub::new(hub::HubConfig {
             subscriber_queue: config.subscriber_queue,
@@ -339,6 +365,7 @@ impl Server {
                 "max_connections_per_address",
             ),
             limits: limits.clone(),
+            audit,
             shutdown: stop_rx.clone(),
         };
         let _gauges = core.gauges();

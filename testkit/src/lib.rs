@@ -23,6 +23,7 @@ pub mod console;
 pub mod link;
 pub mod mqtt;
 pub mod mqtt_signaling;
+pub mod rpc;
 pub mod tls;
 pub mod webrtc;
 pub mod whep;

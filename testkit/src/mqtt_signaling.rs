@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
 use serde_json::{json, Value};
-use webrtc::data_channel::{DataChannelEvent, RTCDataChannelInit};
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
-use crate::webrtc::{client_peer, PeerEvents};
-use crate::ws::{Client, Log, Outbox, Recorder};
+use crate::webrtc::{without_candidates, Offering};
+use crate::ws::{Client, Outbox};
 
 /// One message the server sent on a session's `device/ID/webrtc/…` topics.
 #[derive(Debug, Clone)]
@@ -145,13 +144,6 @@ impl std::fmt::Debug for SignalingClient {
     }
 }
 
-/// The SDP without its candidate lines: the server learns the client's candidates by trickle only.
-fn without_candidates(sdp: &str) -> String {
-    sdp.split_inclusive('\n')
-        .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
-        .collect()
-}
-
 impl SignalingClient {
     /// Offer over `session`'s signaling topics: open `video` (unordered, no retransmissions) and
     /// `command` (ordered), send the first candidate BEFORE the offer (the offer carries none),
@@ -159,39 +151,7 @@ impl SignalingClient {
     /// wait (10 s at most) until both channels are open.
     pub async fn offer(broker_port: u16, session: &Value) -> SignalingClient {
         let signaler = Signaler::connect(broker_port, session).await;
-        let (pc, events) = client_peer().await.expect("client peer");
-        let PeerEvents { candidates: mut cand_rx, .. } = events;
-        let video_init = RTCDataChannelInit { ordered: false, max_retransmits: Some(0), ..Default::default() };
-        let video = pc.create_data_channel("video", Some(video_init)).await.expect("video channel");
-        let command = pc.create_data_channel("command", None).await.expect("command channel");
-        let log = Arc::new(Mutex::new(Log::default()));
-        let rec = Arc::new(Mutex::new(Recorder::default()));
-        let (open_tx, mut open_rx) = tokio::sync::mpsc::unbounded_channel();
-        for dc in [&video, &command] {
-            let (dc, log, rec, open) = (Arc::clone(dc), Arc::clone(&log), Arc::clone(&rec), open_tx.clone());
-            tokio::spawn(async move {
-                let label = dc.label().await.unwrap_or_default();
-                while let Some(ev) = dc.poll().await {
-                    match ev {
-                        DataChannelEvent::OnOpen => {
-                            let _ = open.send(label.clone());
-                        }
-                        DataChannelEvent::OnMessage(m) if m.is_string => {
-                            rec.lock().expect("lock").text(&log, &String::from_utf8_lossy(&m.data))
-                        }
-                        DataChannelEvent::OnMessage(m) => {
-                            rec.lock().expect("lock").video_message(&log, m.data.freeze())
-                        }
-                        DataChannelEvent::OnClose => break,
-                        _ => {}
-                    }
-                }
-                let mut l = log.lock().expect("lock");
-                if l.closed.is_none() {
-                    l.closed = Some((0, format!("{label} channel closed")));
-                }
-            });
-        }
+        let Offering { pc, candidates: mut cand_rx, log, command, mut open_rx } = Offering::new().await;
         let offer = pc.create_offer(None).await.expect("offer");
         pc.set_local_description(offer).await.expect("set offer");
         let first = tokio::time::timeout(Duration::from_secs(5), cand_rx.recv())
@@ -223,36 +183,12 @@ impl SignalingClient {
             }
         });
         // The server's later candidates.
-        let (s, p) = (signaler.clone(), Arc::clone(&pc));
-        tokio::spawn(async move {
-            let mut applied = 0;
-            loop {
-                let all = s.server_candidates();
-                for c in &all[applied..] {
-                    let init = RTCIceCandidateInit {
-                        candidate: c["candidate"].as_str().unwrap_or_default().to_owned(),
-                        sdp_mid: c["sdpMid"].as_str().map(str::to_owned),
-                        sdp_mline_index: c["sdpMLineIndex"].as_u64().map(|n| n as u16),
-                        ..Default::default()
-                    };
-                    let _ = p.add_ice_candidate(init).await;
-                }
-                applied = all.len();
-                if all.iter().any(|c| c["candidate"] == "") {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        let s = signaler.clone();
+        crate::webrtc::apply_server_candidates(Arc::clone(&pc), ["candidate", "sdpMid", "sdpMLineIndex"], move || {
+            s.server_candidates()
         });
 
-        let mut open = Vec::new();
-        while open.len() < 2 {
-            let label = tokio::time::timeout(Duration::from_secs(10), open_rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("channels open within 10 s; open: {open:?}"))
-                .expect("a channel");
-            open.push(label);
-        }
+        Offering::wait_open(&mut open_rx).await;
         let setup = start.elapsed();
         SignalingClient {
             client: Client { log, out: Outbox::DataChannel(command), reader: None },

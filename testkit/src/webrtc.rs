@@ -247,25 +247,7 @@ impl RtcClient {
                 }
                 other => panic!("unexpected channel {other}"),
             }
-            let (log, rec) = (Arc::clone(&log), Arc::clone(&rec));
-            tokio::spawn(async move {
-                while let Some(ev) = dc.poll().await {
-                    match ev {
-                        DataChannelEvent::OnMessage(m) if m.is_string => {
-                            rec.lock().expect("lock").text(&log, &String::from_utf8_lossy(&m.data))
-                        }
-                        DataChannelEvent::OnMessage(m) => {
-                            rec.lock().expect("lock").video_message(&log, m.data.freeze())
-                        }
-                        DataChannelEvent::OnClose => break,
-                        _ => {}
-                    }
-                }
-                let mut l = log.lock().expect("lock");
-                if l.closed.is_none() {
-                    l.closed = Some((0, format!("{label} channel closed")));
-                }
-            });
+            tokio::spawn(record(dc, label, Arc::clone(&log), Arc::clone(&rec), None));
         }
         let setup = start.elapsed();
         let command = command.expect("command channel");
@@ -279,5 +261,123 @@ impl RtcClient {
             },
             link,
         )
+    }
+}
+
+/// The SDP without its candidate lines: the server learns the client's candidates by trickle only.
+pub fn without_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
+        .collect()
+}
+
+/// A client that will offer: its own `video` (unordered, no retransmissions) and `command`
+/// (ordered) channels, recorded like every client of the kit once they open.
+pub struct Offering {
+    pub pc: Arc<dyn PeerConnection>,
+    /// Its candidates as gathered (`None` at the end).
+    pub candidates: mpsc::UnboundedReceiver<Option<Value>>,
+    pub log: Arc<std::sync::Mutex<crate::ws::Log>>,
+    pub command: Arc<dyn DataChannel>,
+    /// The label of each channel as it opens.
+    pub open_rx: mpsc::UnboundedReceiver<String>,
+}
+
+impl std::fmt::Debug for Offering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offering").finish_non_exhaustive()
+    }
+}
+
+impl Offering {
+    pub async fn new() -> Offering {
+        use webrtc::data_channel::RTCDataChannelInit;
+        let (pc, events) = client_peer().await.expect("client peer");
+        let PeerEvents { candidates, .. } = events;
+        let video_init = RTCDataChannelInit { ordered: false, max_retransmits: Some(0), ..Default::default() };
+        let video = pc.create_data_channel("video", Some(video_init)).await.expect("video channel");
+        let command = pc.create_data_channel("command", None).await.expect("command channel");
+        let log = Arc::new(std::sync::Mutex::new(crate::ws::Log::default()));
+        let rec = Arc::new(std::sync::Mutex::new(crate::ws::Recorder::default()));
+        let (open_tx, open_rx) = mpsc::unbounded_channel();
+        for dc in [&video, &command] {
+            let dc = Arc::clone(dc);
+            let label = dc.label().await.unwrap_or_default();
+            tokio::spawn(record(dc, label, Arc::clone(&log), Arc::clone(&rec), Some(open_tx.clone())));
+        }
+        Offering { pc, candidates, log, command, open_rx }
+    }
+}
+
+/// Record what `dc` carries into `log` (text as events, binary as video messages) until it
+/// closes; say its label on `open` when it opens.
+async fn record(
+    dc: Arc<dyn DataChannel>,
+    label: String,
+    log: Arc<Mutex<Log>>,
+    rec: Arc<Mutex<Recorder>>,
+    open: Option<mpsc::UnboundedSender<String>>,
+) {
+    while let Some(ev) = dc.poll().await {
+        match ev {
+            DataChannelEvent::OnOpen => {
+                if let Some(open) = &open {
+                    let _ = open.send(label.clone());
+                }
+            }
+            DataChannelEvent::OnMessage(m) if m.is_string => {
+                rec.lock().expect("lock").text(&log, &String::from_utf8_lossy(&m.data))
+            }
+            DataChannelEvent::OnMessage(m) => rec.lock().expect("lock").video_message(&log, m.data.freeze()),
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+    let mut l = log.lock().expect("lock");
+    if l.closed.is_none() {
+        l.closed = Some((0, format!("{label} channel closed")));
+    }
+}
+
+/// Apply the server's trickled candidates to `pc` as `fetch` lists them (all so far, each a JSON
+/// object with the candidate, mid and m-line index under `keys`), until one is empty (the end).
+pub fn apply_server_candidates(
+    pc: Arc<dyn PeerConnection>,
+    keys: [&'static str; 3],
+    fetch: impl Fn() -> Vec<Value> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut applied = 0;
+        loop {
+            let all = fetch();
+            for c in &all[applied..] {
+                let init = webrtc::peer_connection::RTCIceCandidateInit {
+                    candidate: c[keys[0]].as_str().unwrap_or_default().to_owned(),
+                    sdp_mid: c[keys[1]].as_str().map(str::to_owned),
+                    sdp_mline_index: c[keys[2]].as_u64().map(|n| n as u16),
+                    ..Default::default()
+                };
+                let _ = pc.add_ice_candidate(init).await;
+            }
+            applied = all.len();
+            if all.iter().any(|c| c[keys[0]] == "") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+impl Offering {
+    /// Wait (10 s at most) until both channels are open.
+    pub async fn wait_open(open_rx: &mut mpsc::UnboundedReceiver<String>) {
+        let mut open = Vec::new();
+        while open.len() < 2 {
+            let label = tokio::time::timeout(Duration::from_secs(10), open_rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("channels open within 10 s; open: {open:?}"))
+                .expect("a channel");
+            open.push(label);
+        }
     }
 }

@@ -41,7 +41,8 @@ impl Manifest {
         Ok(Self { out: Mutex::new(BufWriter::new(File::create(path)?)) })
     }
 
-    /// Append a line and flush it, so a reader sees every frame sent so far.
+    /// Append a line and flush it, before the frame is sent: a reader sees every frame sent so
+    /// far (and perhaps the one being sent).
     pub fn record(&self, entry: &Entry<'_>) {
         let Ok(line) = serde_json::to_string(entry) else { return };
         let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

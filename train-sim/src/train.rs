@@ -481,9 +481,8 @@ async fn send_frame(
     };
     let packets: Vec<Bytes> = packetize(meta, &frame.data, cfg.max_payload)?;
     let chunks = packets.len();
-    for p in packets {
-        conn.send_datagram_wait(p).await?;
-    }
+    // Recorded before it is sent: a reader that reads the manifest and then what a client
+    // received never meets a frame the manifest does not list yet.
     if let Some(m) = manifest {
         m.record(&manifest::Entry {
             train: cfg.id.as_str(),
@@ -496,6 +495,9 @@ async fn send_frame(
             sha256: manifest::sha256_hex(&frame.data),
             codec: frame.codec.name(),
         });
+    }
+    for p in packets {
+        conn.send_datagram_wait(p).await?;
     }
     Ok(())
 }

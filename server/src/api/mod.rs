@@ -27,9 +27,9 @@ pub const MAX_NAME: usize = 100;
     security(("bearer" = [])),
     paths(
         me, list_trains, get_train, list_remote_controls, create_remote_control, get_remote_control,
-        delete_remote_control, set_train, unset_train, list_sessions, quic_certificate, metrics, healthz, readyz,
+        delete_remote_control, set_train, unset_train, list_sessions, audit, quic_certificate, metrics, healthz, readyz,
     ),
-    components(schemas(ErrorBody, Me, crate::auth::Role, Train, Camera, RemoteControlView, SessionView, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
+    components(schemas(crate::audit::Entry, crate::audit::Page, ErrorBody, Me, crate::auth::Role, Train, Camera, RemoteControlView, SessionView, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
     tags(
         (name = "trains", description = "Trains connected over QUIC"),
         (name = "remote-controls", description = "Operators' consoles and their mapping to trains"),
@@ -64,6 +64,7 @@ pub fn routes() -> Router<Core> {
         .route("/remote-controls/{id}", get(get_remote_control).delete(delete_remote_control))
         .route("/remote-controls/{id}/train", put(set_train).delete(unset_train))
         .route("/sessions", get(list_sessions))
+        .route("/audit", get(audit))
         .route("/quic/certificate", get(quic_certificate))
 }
 
@@ -213,6 +214,22 @@ async fn unset_train(
 #[utoipa::path(get, path = "/api/sessions", tag = "transports", responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_sessions(_admin: Admin, State(app): State<Core>) -> Json<Vec<SessionView>> {
     Json(app.sessions.all().iter().map(|s| SessionView::from(&**s)).collect())
+}
+
+/// The command audit: every command any client sent (accepted or refused), oldest first, one
+/// page at a time (`next` → `after`). Admin.
+#[utoipa::path(get, path = "/api/audit", tag = "ops", params(crate::audit::Query),
+    responses((status = 200, body = crate::audit::Page), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn audit(
+    _admin: Admin,
+    State(app): State<Core>,
+    crate::http::ApiQuery(q): crate::http::ApiQuery<crate::audit::Query>,
+) -> Json<crate::audit::Page> {
+    let audit = std::sync::Arc::clone(&app.audit);
+    // Reading the files is blocking I/O.
+    let page = tokio::task::spawn_blocking(move || audit.query(&q)).await;
+    Json(page.unwrap_or(crate::audit::Page { entries: Vec::new(), next: None }))
 }
 
 /// The QUIC endpoint's certificate, for trains to pin. No token needed.

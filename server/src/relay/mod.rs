@@ -192,20 +192,78 @@ impl Relay {
         };
         if let ClientMessage::Command { request_id, command: action } = &msg {
             self.info().commands.fetch_add(1, Ordering::Relaxed);
+            let at_us = crate::now_us();
+            let audit = Audited {
+                at_us,
+                session: Arc::clone(self.info()),
+                train: self.rc.train().map(|t| t.to_string()),
+                request_id: request_id.clone(),
+                command: serde_json::to_value(action).unwrap_or_default(),
+            };
             let permit = match self.admission.admit_command(request_id, action) {
                 Ok(p) => p,
-                Err(refusal) => return Some(refusal),
+                Err(refusal) => {
+                    self.core.audit.record(audit.entry(&refusal));
+                    return Some(refusal);
+                }
             };
             let out = self.answers.get_or_insert_with(|| mpsc::channel(ANSWERS)).0.clone();
             let (core, rc) = (self.core.clone(), Arc::clone(&self.rc));
             tokio::spawn(async move {
                 let ev = answer(&core, &rc, msg).await;
+                core.audit.record(audit.entry(&ev));
                 let _ = out.send(ev).await;
                 drop(permit);
             });
             None
         } else {
             Some(answer(&self.core, &self.rc, msg).await)
+        }
+    }
+}
+
+/// What the audit needs of a command, taken when it arrives.
+struct Audited {
+    at_us: u64,
+    session: Arc<ClientSession>,
+    train: Option<String>,
+    request_id: String,
+    command: serde_json::Value,
+}
+
+impl Audited {
+    /// The audit entry of this command, ended by `outcome` (its ack, or why it failed or was
+    /// refused).
+    fn entry(self, outcome: &ServerEvent) -> crate::audit::Entry {
+        let (result, ok, code, message, command_id, rtt_us) = match outcome {
+            ServerEvent::CommandAck { command_id, ok, message, train_rtt_us, .. } => {
+                ("acked", Some(*ok), None, message.clone(), Some(*command_id), Some(*train_rtt_us))
+            }
+            ServerEvent::CommandError { code, message, .. } => {
+                // Sent to the train and not answered, or refused before it.
+                let sent = matches!(code.as_str(), "command_timeout" | "train_lost");
+                (if sent { "failed" } else { "refused" }, None, Some(code.clone()), message.clone(), None, None)
+            }
+            other => ("refused", None, Some("unexpected".into()), format!("{other:?}"), None, None),
+        };
+        let s = &self.session;
+        crate::audit::Entry {
+            seq: 0,
+            at_us: self.at_us,
+            principal: s.principal.name.clone(),
+            role: s.principal.role.name().into(),
+            remote_control_id: s.remote_control_id.clone(),
+            session: s.id,
+            transport: s.transport.into(),
+            train_id: self.train,
+            request_id: self.request_id,
+            command: self.command,
+            result: result.into(),
+            ok,
+            code,
+            message,
+            command_id,
+            rtt_us,
         }
     }
 }

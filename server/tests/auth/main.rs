@@ -6,4 +6,5 @@
 mod auth_commands;
 mod auth_roles;
 mod auth_trains;
+mod command_audit;
 mod token_revocation;

@@ -1,6 +1,7 @@
 //! A session's credentials reach only that session's topics (mosquitto's dynamic security,
 //! managed by the server): another session's video, events and command topics are refused, and
-//! so is a client id other than the session's. Credentials never used expire.
+//! so is a client id other than the session's. Credentials never used expire. The session names
+//! the ICE servers for WebRTC signaled over MQTT.
 
 use std::time::Duration;
 
@@ -14,12 +15,15 @@ async fn a_session_reads_and_writes_only_its_own_topics() {
     let broker = Broker::start(&dir).await;
     let mut args = broker.server_args();
     args.extend(["--mqtt-claim-timeout".into(), "2s".into()]);
+    // Handed to clients that signal WebRTC over MQTT.
+    args.extend(["--webrtc-ice-servers".into(), "stun:127.0.0.1:3478".into()]);
     let server = Server::start(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let _sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;
     let (a, client_a) = testkit::mqtt::connect_rc(&server, &broker, &rc).await;
     client_a.wait_frames(5).await;
     let b = testkit::mqtt::create_session(&server, &rc).await;
+    assert_eq!(b["ice_servers"], serde_json::json!([{"urls": ["stun:127.0.0.1:3478"]}]), "{b}");
 
     // B's credentials: subscriptions to A's topics and to wildcards are refused; its own are not.
     let (client, mut eventloop) = AsyncClient::new(testkit::mqtt::options(broker.port, &b), 64);

@@ -46,6 +46,7 @@ fn core() -> (Core, Principal, watch::Sender<bool>) {
             "max_connections_per_address",
         ),
         limits,
+        audit: railcast_server::audit::Audit::memory(),
         shutdown,
     };
     (core, principal, stop_tx)

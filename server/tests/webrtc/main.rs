@@ -10,6 +10,9 @@
 mod aiortc_peer;
 mod aiortc_whep;
 mod answering;
+mod rpc_errors;
+mod rpc_peers;
+mod rpc_relay;
 mod single_port;
 mod webrtc_bad_input;
 mod webrtc_churn;

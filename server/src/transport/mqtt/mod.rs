@@ -112,6 +112,19 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Sessions (claimed or not) at once.
     pub max_sessions: usize,
+    /// The STUN/TURN servers a client signaling WebRTC over MQTT should use (the WebRTC
+    /// transport's `webrtc_ice_servers`, handed over by the composition root).
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A STUN or TURN server for WebRTC signaled over MQTT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 impl Settings {
@@ -152,6 +165,7 @@ impl Settings {
             claim_timeout,
             idle_timeout,
             max_sessions: c.mqtt_max_sessions,
+            ice_servers: Vec::new(),
         })
     }
 }
@@ -559,7 +573,7 @@ fn unavailable(e: &BrokerError) -> ApiError {
 #[derive(Debug, utoipa::OpenApi)]
 #[openapi(
     paths(info, create, delete),
-    components(schemas(MqttInfo, NewMqttSession, MqttSession, SessionTopics, SignalingTopics))
+    components(schemas(MqttInfo, NewMqttSession, MqttSession, SessionTopics, SignalingTopics, IceServer))
 )]
 pub struct ApiDoc;
 
@@ -610,6 +624,8 @@ pub struct MqttSession {
     pub topics: SessionTopics,
     /// WebRTC signaling over MQTT for the same remote control (docs/signaling.md).
     pub signaling: SignalingTopics,
+    /// The STUN/TURN servers to offer with when signaling WebRTC over MQTT.
+    pub ice_servers: Vec<IceServer>,
     /// Largest video message, bytes.
     pub max_message: usize,
     /// The credentials are deleted unless a first message arrives within this many seconds.
@@ -648,6 +664,7 @@ async fn create(
         password,
         topics: grant.topics.clone(),
         signaling: grant.signaling.clone(),
+        ice_servers: server.settings.ice_servers.clone(),
         max_message: server.settings.video_message,
         claim_within_s: server.settings.claim_timeout.as_secs(),
         idle_timeout_s: server.settings.idle_timeout.as_secs(),

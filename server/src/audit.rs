@@ -1,0 +1,278 @@
+//! The command audit: every command a client sends (accepted or refused), with who, through what,
+//! to which train, and how it ended, appended as one JSON line to `audit_file` (rotated by size,
+//! never rewritten) and queryable by admins (`GET /api/audit`). Without a file the latest
+//! [`MEMORY`] entries are kept in memory only.
+//!
+//! Appends never wait on the disk: entries go to a writer thread. A leaf: it imports nothing of
+//! the server but `config`'s error type.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Entries kept in memory without a file.
+pub const MEMORY: usize = 10_000;
+/// Most entries one query returns.
+pub const MAX_PAGE: usize = 1_000;
+
+/// One command, as audited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Entry {
+    /// Increasing over the log's whole life (restarts included): the pagination cursor.
+    pub seq: u64,
+    /// When the server got the command, µs since the UNIX epoch.
+    pub at_us: u64,
+    /// The principal's name and role.
+    pub principal: String,
+    pub role: String,
+    pub remote_control_id: String,
+    /// The client session (`GET /api/sessions`).
+    pub session: u64,
+    pub transport: String,
+    /// The train the remote control was mapped to; null when unmapped.
+    pub train_id: Option<String>,
+    pub request_id: String,
+    /// The action as the client sent it (`{"type": "horn", "duration_ms": 500}`).
+    #[schema(value_type = Object)]
+    pub command: Value,
+    /// `acked` (the train answered; see `ok`), `refused` (by the server, before the train), or
+    /// `failed` (sent, no answer: timeout, train lost).
+    pub result: String,
+    /// The train's answer (acked only).
+    pub ok: Option<bool>,
+    /// The refusal's or failure's code (`forbidden`, `rate_limited`, `not_mapped`, …).
+    pub code: Option<String>,
+    pub message: String,
+    /// The train's command id (sent commands).
+    pub command_id: Option<u64>,
+    /// Sent → answered, µs (acked only).
+    pub rtt_us: Option<u64>,
+}
+
+/// A query: `train`, `since`/`until` (µs, inclusive), after cursor `after` (a `seq`), at most
+/// `limit`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct Query {
+    /// Only this train's commands.
+    pub train: Option<String>,
+    /// From this time on, µs since the UNIX epoch.
+    pub since: Option<u64>,
+    /// Up to this time, µs since the UNIX epoch.
+    pub until: Option<u64>,
+    /// Entries after this `seq` (the previous page's `next`).
+    pub after: Option<u64>,
+    /// At most this many (default and maximum 1,000).
+    pub limit: Option<usize>,
+}
+
+/// One page of entries, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    /// Pass as `after` for the next page; null when this page is the last.
+    pub next: Option<u64>,
+}
+
+/// Why the audit log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log {path}: {source}")]
+pub struct AuditError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+enum Store {
+    Memory(Mutex<VecDeque<Entry>>),
+    File { path: PathBuf, keep: usize, tx: Mutex<mpsc::Sender<Entry>> },
+}
+
+/// The audit log.
+pub struct Audit {
+    store: Store,
+    seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit").field("seq", &self.seq).finish_non_exhaustive()
+    }
+}
+
+impl Audit {
+    /// Kept in memory only.
+    pub fn memory() -> Arc<Self> {
+        Arc::new(Self { store: Store::Memory(Mutex::new(VecDeque::new())), seq: AtomicU64::new(0) })
+    }
+
+    /// Appended to `path` (created if needed), rotated at `max_bytes` into `path.1` … `path.KEEP`.
+    /// The sequence goes on from the last entry already there.
+    pub fn open(path: &Path, max_bytes: u64, keep: usize) -> Result<Arc<Self>, AuditError> {
+        let err = |source| AuditError { path: path.to_owned(), source };
+        let last = read_file(path).map_err(err)?.last().map_or(0, |e| e.seq);
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
+        let (tx, rx) = mpsc::channel::<Entry>();
+        let (writer_path, writer_keep) = (path.to_owned(), keep);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_loop(rx, file, &writer_path, max_bytes, writer_keep))
+            .map_err(err)?;
+        Ok(Arc::new(Self {
+            store: Store::File { path: path.to_owned(), keep, tx: Mutex::new(tx) },
+            seq: AtomicU64::new(last),
+        }))
+    }
+
+    /// Append one entry (its `seq` is set here).
+    pub fn record(&self, mut entry: Entry) {
+        entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        match &self.store {
+            Store::Memory(m) => {
+                let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+                if m.len() >= MEMORY {
+                    m.pop_front();
+                }
+                m.push_back(entry);
+            }
+            Store::File { tx, .. } => {
+                let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(entry);
+            }
+        }
+    }
+
+    /// The entries that match `q`, oldest first.
+    pub fn query(&self, q: &Query) -> Page {
+        let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+        let matches = |e: &Entry| {
+            q.after.is_none_or(|a| e.seq > a)
+                && q.since.is_none_or(|s| e.at_us >= s)
+                && q.until.is_none_or(|u| e.at_us <= u)
+                && q.train.as_deref().is_none_or(|t| e.train_id.as_deref() == Some(t))
+        };
+        let all: Vec<Entry> = match &self.store {
+            Store::Memory(m) => {
+                m.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|e| matches(e)).cloned().collect()
+            }
+            Store::File { path, keep, .. } => {
+                let mut out = Vec::new();
+                for p in (1..=*keep).rev().map(|i| rotated(path, i)).chain(std::iter::once(path.clone())) {
+                    out.extend(read_file(&p).unwrap_or_default().into_iter().filter(|e| matches(e)));
+                }
+                out
+            }
+        };
+        let more = all.len() > limit;
+        let entries: Vec<Entry> = all.into_iter().take(limit).collect();
+        let next = if more { entries.last().map(|e| e.seq) } else { None };
+        Page { entries, next }
+    }
+}
+
+fn rotated(path: &Path, i: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{i}"));
+    PathBuf::from(s)
+}
+
+/// The entries of one file; a missing file has none, a line that is not an entry (a torn last
+/// line after a crash) is skipped.
+fn read_file(path: &Path) -> std::io::Result<Vec<Entry>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect())
+}
+
+/// The writer thread: one line per entry, flushed; rotation when the file reaches `max_bytes`.
+fn write_loop(rx: mpsc::Receiver<Entry>, mut file: File, path: &Path, max_bytes: u64, keep: usize) {
+    let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    for entry in rx {
+        let mut line = serde_json::to_vec(&entry).unwrap_or_default();
+        line.push(b'\n');
+        if size > 0 && size + line.len() as u64 > max_bytes {
+            // path.KEEP is dropped, path.i becomes path.i+1, path becomes path.1.
+            for i in (1..keep).rev() {
+                let _ = std::fs::rename(rotated(path, i), rotated(path, i + 1));
+            }
+            let _ = std::fs::rename(path, rotated(path, 1));
+            match OpenOptions::new().create(true).append(true).open(path) {
+                Ok(f) => {
+                    file = f;
+                    size = 0;
+                }
+                Err(e) => tracing::error!(path = %path.display(), "cannot open a new audit file: {e}"),
+            }
+        }
+        match file.write_all(&line).and_then(|()| file.flush()) {
+            Ok(()) => size += line.len() as u64,
+            Err(e) => tracing::error!(path = %path.display(), seq = entry.seq, "audit entry not written: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(train: &str, at_us: u64) -> Entry {
+        Entry {
+            seq: 0,
+            at_us,
+            principal: "op".into(),
+            role: "operator".into(),
+            remote_control_id: "rc-1".into(),
+            session: 1,
+            transport: "websocket".into(),
+            train_id: Some(train.into()),
+            request_id: "r".into(),
+            command: serde_json::json!({"type": "horn"}),
+            result: "acked".into(),
+            ok: Some(true),
+            code: None,
+            message: String::new(),
+            command_id: Some(1),
+            rtt_us: Some(5),
+        }
+    }
+
+    #[test]
+    fn files_rotate_and_the_sequence_survives_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("railcast-audit-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("audit.jsonl");
+        let audit = Audit::open(&path, 1_000, 3).expect("open");
+        for i in 0..20 {
+            audit.record(entry(if i % 2 == 0 { "train-1" } else { "train-2" }, 1_000 + i));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !audit.query(&Query::default()).entries.iter().any(|e| e.seq == 20) {
+            assert!(std::time::Instant::now() < deadline, "the writer did not write 20 entries");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(rotated(&path, 3).exists() && !rotated(&path, 4).exists(), "rotated at 1,000 bytes, 3 kept");
+        drop(audit);
+        let again = Audit::open(&path, 1_000, 3).expect("reopen");
+        again.record(entry("train-1", 5_000));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let page = again.query(&Query { train: Some("train-1".into()), ..Query::default() });
+        let last = page.entries.last().expect("entries");
+        assert_eq!(last.seq, 21, "the sequence goes on after a reopen");
+        assert!(page.entries.iter().all(|e| e.train_id.as_deref() == Some("train-1")));
+        let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        let first = again.query(&Query { limit: Some(2), ..Query::default() });
+        assert_eq!(first.entries.len(), 2);
+        let second = again.query(&Query { after: first.next, limit: Some(2), ..Query::default() });
+        assert!(second.entries[0].seq > first.entries[1].seq);
+        let window = again.query(&Query { since: Some(1_004), until: Some(1_006), ..Query::default() });
+        assert!(window.entries.iter().all(|e| (1_004..=1_006).contains(&e.at_us)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
