@@ -230,6 +230,7 @@ async function webRtcSignaling(page) {
       session: d.session ?? null,
       candidates_sent: d.candidatesSent === undefined ? null : Number(d.candidatesSent),
       relay_candidates: d.relayCandidates === undefined ? null : Number(d.relayCandidates),
+      relay_candidates_end: d.relayCandidatesEnd === 'yes',
       error: d.signalingError ?? null,
     }
     const rp = h.rpcPeers
@@ -466,6 +467,39 @@ async function main() {
       if (!result.peers?.some((p) => p.peer_id === 'relay')) fail(`the peer list has no relay: ${JSON.stringify(result.peers)}`)
       if (!result.peers_shown?.includes('relay')) fail(`the Connection panel shows no peer list with the relay: ${JSON.stringify(result.peers_shown)}`)
       if (!String(result.rpc_signaling?.state).startsWith('open')) fail(`JSON-RPC signaling is not open: ${JSON.stringify(result.rpc_signaling)}`)
+    }
+    if (result.signaling === 'rpc') {
+      // The link's end: switching to REST closes the JSON-RPC link (`disconnect`, then the socket
+      // closes); the relay session must go, and frames come back over a REST-signaled link.
+      const rpcSession = result.rpc_signaling.session
+      const listed = async () => {
+        const r = await fetch(`${base}/api/webrtc/sessions`, { headers: bearer() })
+        const all = r.ok ? await r.json() : []
+        const s = all.find((x) => x.session_id === rpcSession || x.id === rpcSession)
+        return s && !['closed', 'failed'].includes(s.state) ? s : null
+      }
+      if (!(await listed())) fail(`the relay session ${rpcSession} is not in GET /api/webrtc/sessions while the link lives`)
+      const t1 = Date.now()
+      await page.selectOption('[data-testid="signaling-select"]', 'rest')
+      let endedMs = null
+      while (Date.now() - t1 < 10000) {
+        if (!(await listed())) {
+          endedMs = Date.now() - t1
+          break
+        }
+        await sleep(50)
+      }
+      if (endedMs === null) fail(`the relay session ${rpcSession} outlived its link by 10 s`)
+      result.rpc_session_ended_ms = endedMs
+      // Whether the server took the link's `disconnect` (its counter), not only the socket's close.
+      const metrics = await fetch(`${base}/metrics`, { headers: bearer() }).then((r) => (r.ok ? r.text() : '')).catch(() => '')
+      const m = /^railcast_rpc_requests_total\{method="disconnect"\} (\d+)/m.exec(metrics)
+      result.rpc_disconnects = m ? Number(m[1]) : null
+      const before = (await hook(page)).opens
+      await waitFor(page, 'frames over a REST-signaled WebRTC link after leaving JSON-RPC', 20000,
+        ([n, cam]) => { const h = window.__railcast; return h.opens > n && h.transport === 'webrtc' && h.signaling === 'rest' && h.details.webrtc?.signaling === 'rest' && h.stats[cam]?.framesPainted > 0 }, [before, cameras[0]])
+      result.rpc_peers_after_leaving = (await hook(page)).rpcPeers
+      log(`left JSON-RPC: relay session ${rpcSession} gone ${endedMs} ms after the switch; REST link up`)
     }
   }
   log(`fps ${result.fps}, glass-to-glass p50 ${result.latency_p50_ms} ms p95 ${result.latency_p95_ms} ms, ack ${ack.rtt_ms} ms`)

@@ -409,7 +409,7 @@ describe('WebRTC link, JSON-RPC signaling', () => {
     for (const ch of pc.channels) ch.open()
     expect(seen.opened).toBe(1)
     expect(s.closedWith).toBeNull()
-    expect(seen.details.at(-1)).toMatchObject({ rpcSignaling: 'open (socket kept for the session)', session: 'ws-1', candidatesSent: '1', relayCandidates: '1' })
+    expect(seen.details.at(-1)).toMatchObject({ rpcSignaling: 'open (socket kept for the session)', session: 'ws-1', candidatesSent: '1', relayCandidates: '1', relayCandidatesEnd: 'yes' })
 
     // The link's end: disconnect (a notification), then the socket closes; no REST DELETE.
     link.close()

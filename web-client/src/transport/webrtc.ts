@@ -95,7 +95,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
   let rpcPeerId: string | null = null
   let rpcPeers: readonly RpcPeer[] = []
   let rpcError: string | null = null
-  const rpcCounts = { sent: 0, received: 0 }
+  const rpcCounts = { sent: 0, received: 0, ended: false }
   let disconnectedTimer: ReturnType<typeof setTimeout> | undefined
   const abort = new AbortController()
   const channels: Record<string, RTCDataChannel> = {}
@@ -110,6 +110,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
       d.peers = String(rpcPeers.length)
       d.candidatesSent = String(rpcCounts.sent)
       d.relayCandidates = String(rpcCounts.received)
+      d.relayCandidatesEnd = rpcCounts.ended ? 'yes' : 'no'
       if (rpcError) d.signalingError = rpcError
     } else {
       Object.assign(d, { mqttSignaling: mqttState }, mqttFixed)
@@ -369,6 +370,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
         const cand = parseCandidateParams(params)
         if (!cand) return
         if (cand.candidate) rpcCounts.received++
+        else rpcCounts.ended = true
         if (answered) add(cand)
         else early.push(cand)
         detail()
