@@ -23,6 +23,7 @@ async fn console_streams_over_webrtc_signaled_over_json_rpc() {
     assert_eq!(s["state"], "open (socket kept for the session)", "the /rpc socket stays while the link lives: {r}");
     assert!(s["peer_id"].as_str().is_some_and(|p| !p.is_empty() && p != "relay"), "the console announced itself: {r}");
     assert!(s["session"].as_str().is_some_and(|x| !x.is_empty()), "the relay answered with a session: {r}");
+    assert!(s["error"].is_null(), "no signaling error (a refused candidate, a stray message): {r}");
     assert!(s["candidates_sent"].as_u64().unwrap_or(0) > 0, "the console trickled its candidates: {r}");
     let peers = r["peers"].as_array().expect("the peer list");
     assert_eq!(peers.first().map(|p| &p["peer_id"]), Some(&"relay".into()), "the relay first: {r}");

@@ -61,6 +61,7 @@ async fn two_browser_peers_signal_through_rpc() {
     // Offer and answer forwarded with their sender; candidates both ways.
     assert_eq!(a["offer_result"]["delivered"], true, "{r}");
     assert_eq!(b["offer_from"], a_id, "{r}");
+    assert_eq!(b["offer_to"], b_id, "the forwarded offer names its addressee: {r}");
     assert_eq!(b["answer_result"]["delivered"], true, "{r}");
     assert_eq!(a["answer_from"], b_id, "{r}");
     for p in [a, b] {
