@@ -1,5 +1,5 @@
 // Vite builds the console into dist/, which the railcast server serves at `/`. In development
-// (`npm run dev`, `npm run preview`) Vite proxies /api and /ws to a running server instead:
+// (`npm run dev`, `npm run preview`) Vite proxies /api, /ws and /rpc to a running server instead:
 // RAILCAST_SERVER, default http://127.0.0.1:8080.
 import { defineConfig } from 'vitest/config'
 import vue from '@vitejs/plugin-vue'
@@ -8,6 +8,7 @@ const target = process.env.RAILCAST_SERVER ?? 'http://127.0.0.1:8080'
 const proxy = {
   '/api': { target, changeOrigin: false },
   '/ws': { target, ws: true, changeOrigin: false },
+  '/rpc': { target, ws: true, changeOrigin: false },
 }
 
 export default defineConfig({

@@ -9,6 +9,9 @@
 //                       a browser URL; the JSON line adds `mqtt`, the link's counters)
 //   webrtc-mqtt         WebRTC with `?signaling=mqtt`: the console offers over the broker's signaling topics
 //                       (the server needs a broker with a browser URL); expects the link to report mqtt
+//   webrtc-rpc          WebRTC with `?signaling=rpc`: the console offers to the peer `relay` over JSON-RPC 2.0
+//                       on /rpc (no broker); expects the link to report rpc, the /rpc socket still open,
+//                       and the Connection panel's peer list (the relay and this console) on the page
 //   whep                Media tracks (WHEP): every camera plays its H.264 track in a <video>; expects at
 //                       least 30 frames presented per camera (requestVideoFrameCallback), non-blank
 //                       changing pictures, getStats() frames decoded, and a command acked over the
@@ -57,9 +60,11 @@
 // (a test CA, for the driver's own requests to an https BASE_URL; Chromium trusts it through
 // --ignore-certificate-errors-spki-list in CHROMIUM_ARGS).
 //
-// On WebRTC the JSON line also has `signaling` (`rest` or `mqtt`: what the link used, from its details),
+// On WebRTC the JSON line also has `signaling` (`rest`, `mqtt` or `rpc`: what the link used, from its details),
 // `webrtc_setup_ms` (the link's start → both channels open, signaling included), `server_setup_ms` (the
-// server's `setup_ms` of that peer, GET /api/webrtc/sessions) and, with MQTT signaling, `mqtt_signaling` (its last state, the MQTT session, candidates both ways).
+// server's `setup_ms` of that peer, GET /api/webrtc/sessions) and, with MQTT signaling, `mqtt_signaling` (its last state, the MQTT session, candidates both ways);
+// with JSON-RPC signaling, `rpc_signaling` (its state, this console's peer id, the relay session,
+// candidates both ways, the last error) and `peers` (the peer list: peer_id, name, role, self).
 //
 // On WebTransport the JSON line also has `webtransport`: the link's own counters (datagrams,
 // streams, packets, bytes, max_datagram_size, certificate) from the Connection panel's details.
@@ -81,6 +86,7 @@ const token = process.env.RAILCAST_TOKEN || null
 const SCENARIOS = {
   webrtc: { transport: 'webrtc', expect: 'webrtc' },
   'webrtc-mqtt': { transport: 'webrtc', expect: 'webrtc', signaling: 'mqtt' },
+  'webrtc-rpc': { transport: 'webrtc', expect: 'webrtc', signaling: 'rpc' },
   webtransport: { transport: 'webtransport', expect: 'webtransport' },
   websocket: { transport: 'websocket', expect: 'websocket' },
   mqtt: { transport: 'mqtt', expect: 'mqtt' },
@@ -194,7 +200,7 @@ async function webTransportCounters(page) {
   }
 }
 
-/** How the WebRTC link signaled (its details), and the MQTT signaling's state and counts. */
+/** How the WebRTC link signaled (its details), and the MQTT or JSON-RPC signaling's state and counts. */
 async function webRtcSignaling(page) {
   const d = (await hook(page)).details.webrtc ?? {}
   const out = { signaling: d.signaling ?? null, webrtc_setup_ms: d.setupMs === undefined ? null : Number(d.setupMs) }
@@ -216,6 +222,21 @@ async function webRtcSignaling(page) {
       server_candidates: d.serverCandidates === undefined ? null : Number(d.serverCandidates),
       error: d.signalingError ?? null,
     }
+  }
+  if (d.signaling === 'rpc') {
+    out.rpc_signaling = {
+      state: d.rpcSignaling ?? null,
+      peer_id: d.peerId ?? null,
+      session: d.session ?? null,
+      candidates_sent: d.candidatesSent === undefined ? null : Number(d.candidatesSent),
+      relay_candidates: d.relayCandidates === undefined ? null : Number(d.relayCandidates),
+      relay_candidates_end: d.relayCandidatesEnd === 'yes',
+      error: d.signalingError ?? null,
+    }
+    const rp = h.rpcPeers
+    out.peers = rp ? rp.peers.map((p) => ({ peer_id: p.peer_id, name: p.name, role: p.role, self: p.peer_id === rp.self })) : null
+    // What the Connection panel shows: one row per peer.
+    out.peers_shown = await page.evaluate(() => [...document.querySelectorAll('[data-testid="rpc-peers"] [data-testid="rpc-peer"]')].map((r) => r.dataset.peerId))
   }
   return out
 }
@@ -441,6 +462,45 @@ async function main() {
     Object.assign(result, await webRtcSignaling(page))
     if (spec.signaling && result.signaling !== spec.signaling) fail(`the WebRTC link signaled over ${result.signaling}, not ${spec.signaling}`)
     if (result.signaling) log(`webrtc signaling: ${result.signaling}${result.mqtt_signaling ? ` ${JSON.stringify(result.mqtt_signaling)}` : ''}`)
+    if (result.signaling === 'rpc') {
+      log(`rpc signaling ${JSON.stringify(result.rpc_signaling)}; peers ${JSON.stringify(result.peers)}; shown ${JSON.stringify(result.peers_shown)}`)
+      if (!result.peers?.some((p) => p.peer_id === 'relay')) fail(`the peer list has no relay: ${JSON.stringify(result.peers)}`)
+      if (!result.peers_shown?.includes('relay')) fail(`the Connection panel shows no peer list with the relay: ${JSON.stringify(result.peers_shown)}`)
+      if (!String(result.rpc_signaling?.state).startsWith('open')) fail(`JSON-RPC signaling is not open: ${JSON.stringify(result.rpc_signaling)}`)
+    }
+    if (result.signaling === 'rpc') {
+      // The link's end: switching to REST closes the JSON-RPC link (`disconnect`, then the socket
+      // closes); the relay session must go, and frames come back over a REST-signaled link.
+      const rpcSession = result.rpc_signaling.session
+      const listed = async () => {
+        const r = await fetch(`${base}/api/webrtc/sessions`, { headers: bearer() })
+        const all = r.ok ? await r.json() : []
+        const s = all.find((x) => x.session_id === rpcSession || x.id === rpcSession)
+        return s && !['closed', 'failed'].includes(s.state) ? s : null
+      }
+      if (!(await listed())) fail(`the relay session ${rpcSession} is not in GET /api/webrtc/sessions while the link lives`)
+      const t1 = Date.now()
+      await page.selectOption('[data-testid="signaling-select"]', 'rest')
+      let endedMs = null
+      while (Date.now() - t1 < 10000) {
+        if (!(await listed())) {
+          endedMs = Date.now() - t1
+          break
+        }
+        await sleep(50)
+      }
+      if (endedMs === null) fail(`the relay session ${rpcSession} outlived its link by 10 s`)
+      result.rpc_session_ended_ms = endedMs
+      // Whether the server took the link's `disconnect` (its counter), not only the socket's close.
+      const metrics = await fetch(`${base}/metrics`, { headers: bearer() }).then((r) => (r.ok ? r.text() : '')).catch(() => '')
+      const m = /^railcast_rpc_requests_total\{method="disconnect"\} (\d+)/m.exec(metrics)
+      result.rpc_disconnects = m ? Number(m[1]) : null
+      const before = (await hook(page)).opens
+      await waitFor(page, 'frames over a REST-signaled WebRTC link after leaving JSON-RPC', 20000,
+        ([n, cam]) => { const h = window.__railcast; return h.opens > n && h.transport === 'webrtc' && h.signaling === 'rest' && h.details.webrtc?.signaling === 'rest' && h.stats[cam]?.framesPainted > 0 }, [before, cameras[0]])
+      result.rpc_peers_after_leaving = (await hook(page)).rpcPeers
+      log(`left JSON-RPC: relay session ${rpcSession} gone ${endedMs} ms after the switch; REST link up`)
+    }
   }
   log(`fps ${result.fps}, glass-to-glass p50 ${result.latency_p50_ms} ms p95 ${result.latency_p95_ms} ms, ack ${ack.rtt_ms} ms`)
 

@@ -22,7 +22,7 @@ import {
   parseMe, READ_ONLY_TRAINS_NOTE, type Me,
 } from '../roles'
 import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
-import { openWebRtc } from '../transport/webrtc'
+import { openWebRtc, type RpcPeers } from '../transport/webrtc'
 import { parseSignaling, type Signaling } from '../transport/mqtt-signaling'
 import { openWhep } from '../transport/whep'
 import type { AudioTrackStats, MediaTracks, TrackStats } from '../transport/link'
@@ -129,7 +129,8 @@ const persist = (key: string, value: string | null) => {
 export const useConsole = defineStore('console', () => {
   const query = new URLSearchParams(location.search)
   const qTransport = query.get('transport')
-  // `?signaling=mqtt`: the WebRTC link signals over MQTT topics (the console offers); default REST.
+  // `?signaling=mqtt` / `rpc`: the WebRTC link signals over MQTT topics or JSON-RPC on /rpc (the
+  // console offers); default REST.
   const qSignaling = parseSignaling(query.get('signaling'))
   const qTrain = query.get('train')
   // WHEP: `?jitterBufferTarget=MS` sets every track's RTCRtpReceiver.jitterBufferTarget.
@@ -166,8 +167,12 @@ export const useConsole = defineStore('console', () => {
   const mappingProblem = ref<string | null>(null)
   const storedMode = load(KEY_MODE)
   const mode = ref<Mode>(isMode(qTransport) ? qTransport : isMode(storedMode) ? storedMode : 'auto')
-  /** How the WebRTC link signals: REST (the server offers) or MQTT topics (the console offers). */
+  /** How the WebRTC link signals: REST (the server offers), MQTT topics or JSON-RPC (the console offers). */
   const signaling = ref<Signaling>(qSignaling ?? parseSignaling(load(KEY_SIGNALING)) ?? 'rest')
+  /** JSON-RPC signaling: the latest WebRTC link's peer id and the peers on `/rpc` (null: no such link). */
+  const rpcPeers = shallowRef<RpcPeers | null>(null)
+  /** Which link's peers {@link rpcPeers} holds: an older link ending must not clear a newer one's. */
+  let rpcPeersOwner: object | null = null
   const policy = shallowRef<PolicyState>(initialPolicy(undefined, mode.value))
   const details = reactive<Record<Kind, Record<string, string>>>({ webrtc: {}, webtransport: {}, websocket: {}, mqtt: {}, whep: {} })
   /** The active link's media tracks (WHEP), one stream per camera in camera order, and their `getStats()`. */
@@ -381,7 +386,22 @@ export const useConsole = defineStore('console', () => {
       {
         remoteControl,
         open: {
-          webrtc: (id, h) => openWebRtc(id, h, { signaling: signaling.value }),
+          webrtc: (id, h) => {
+            const owner = {}
+            return openWebRtc(id, h, {
+              signaling: signaling.value,
+              name: me.value?.name,
+              onPeers: (p) => {
+                if (p) {
+                  rpcPeersOwner = owner
+                  rpcPeers.value = p
+                } else if (rpcPeersOwner === owner) {
+                  rpcPeersOwner = null
+                  rpcPeers.value = null
+                }
+              },
+            })
+          },
           webtransport: (id, h) => checkedLink('webtransport', id, h, openWebTransport),
           whep: (id, h) => checkedLink('whep', id, h, (i, hh) => openWhep(i, hh, { jitterBufferTargetMs })),
           websocket: (id, h) => checkedLink('websocket', id, h, openWebSocket),
@@ -595,12 +615,13 @@ export const useConsole = defineStore('console', () => {
     void askOffers()
   }
 
-  /** WebRTC signaling: REST or MQTT. A WebRTC link under way or open is replaced by one signaling so. */
+  /** WebRTC signaling: REST, MQTT or JSON-RPC. A WebRTC link under way or open is replaced by one signaling so. */
   function setSignaling(s: Signaling) {
     if (s === signaling.value) return
     signaling.value = s
     persist(KEY_SIGNALING, s)
-    note(`WebRTC signaling: ${s === 'mqtt' ? 'MQTT topics (the console offers)' : 'REST (the server offers)'}`)
+    const how = { rest: 'REST (the server offers)', mqtt: 'MQTT topics (the console offers)', rpc: 'JSON-RPC on /rpc (the console offers)' }
+    note(`WebRTC signaling: ${how[s]}`)
     const p = policy.value
     if (linksRunning && (p.active === 'webrtc' || p.pending === 'webrtc' || mode.value === 'webrtc')) supervisor.start(mode.value)
   }
@@ -778,6 +799,7 @@ export const useConsole = defineStore('console', () => {
     return {
       mode: mode.value,
       signaling: signaling.value,
+      rpcPeers: rpcPeers.value ? { self: rpcPeers.value.self, peers: rpcPeers.value.peers.map((p) => ({ ...p, capabilities: [...p.capabilities] })) } : null,
       transport: policy.value.active,
       pending: policy.value.pending,
       state: phase.value,
@@ -826,7 +848,7 @@ export const useConsole = defineStore('console', () => {
   return {
     token, tokenSource, me, role, authError, tokenPrompt, assigned, noAssignment, rcProblem, manages,
     canCommand: computed(() => canCommand(role.value)),
-    trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, signaling, policy, phase, details, log, telemetry,
+    trains, serverReachable, rcId, desiredTrain, mapping, mappingProblem, mode, signaling, rpcPeers, policy, phase, details, log, telemetry,
     acks, lastAck, lastCommandError, cameraStats, audioStats, clock, rejected, lastRejection, commandBlocked, trackStats,
     // Not the MediaTracks themselves: pinia would unwrap MediaStream's DOM type into the store's.
     hasMedia: computed(() => media.value !== null),

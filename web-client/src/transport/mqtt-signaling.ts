@@ -23,14 +23,17 @@
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { CONNECT_TIMEOUT_MS, deleteMqttSession, KEEPALIVE_S, MalformedSession, requestMqttSession, type MqttConnect, type MqttInfo, type MqttSession } from './mqtt'
 
-/** How the WebRTC link signals: REST (the server offers; the default) or MQTT topics (the console offers). */
-export type Signaling = 'rest' | 'mqtt'
-export const SIGNALINGS: readonly Signaling[] = ['rest', 'mqtt']
+/**
+ * How the WebRTC link signals: REST (the server offers; the default), MQTT topics or JSON-RPC 2.0
+ * over `/rpc` (`rpc-signaling.ts`); with the last two the console offers.
+ */
+export type Signaling = 'rest' | 'mqtt' | 'rpc'
+export const SIGNALINGS: readonly Signaling[] = ['rest', 'mqtt', 'rpc']
 
-/** `?signaling=` (or a stored choice): `rest` or `mqtt`, case-insensitive; anything else: null. */
+/** `?signaling=` (or a stored choice): `rest`, `mqtt` or `rpc`, case-insensitive; anything else: null. */
 export function parseSignaling(s: string | null | undefined): Signaling | null {
   const v = s?.trim().toLowerCase()
-  return v === 'rest' || v === 'mqtt' ? v : null
+  return v === 'rest' || v === 'mqtt' || v === 'rpc' ? v : null
 }
 
 /** The four signaling topics of an MQTT session (`signaling` of `POST /api/mqtt/sessions`). */

@@ -15,11 +15,23 @@
  * it offers; publishes the offer and trickles its candidates; applies the answer and the server's
  * candidates; and ends its broker connection once both channels are open. Everything after that
  * (video, commands, states) is the same link.
+ *
+ * With `signaling: 'rpc'` (`?signaling=rpc`) the console offers the same way over JSON-RPC 2.0 on
+ * a `/rpc` WebSocket ({@link RpcConnection}, docs/signaling.md "JSON-RPC 2.0 over WebSocket"): it
+ * announces itself (the principal's name), offers to the peer `relay` with the remote control id,
+ * applies the answer in the result, trickles its candidates with `ice_candidate` and applies the
+ * relay's `ice_candidate` notifications. The socket stays open while the link lives (its closing
+ * ends the relay session, so it closing first fails the link); the link's end sends `disconnect`
+ * and closes it. The peers it learns of (`announce`, `peer_joined`, `peer_left`) go to `onPeers`.
  */
 import { authHeaders } from '../auth'
 import { api, handVideoMessage, type Link, type LinkHandlers } from './link'
 import type { MqttConnect } from './mqtt'
-import { MqttSignaler, SignalingFailed, type Signaling } from './mqtt-signaling'
+import { firstMid, MqttSignaler, SignalingFailed, type Signaling } from './mqtt-signaling'
+import {
+  applyPeerNotification, candidateParams, fromPeer, parseAnnounced, parseCandidateParams, parseRelayAnswer, peerName, RELAY,
+  RpcConnection, RpcError, rpcUrl, type Params, type RpcPeer, type RpcSocketFactory,
+} from './rpc-signaling'
 
 interface Offer {
   session_id: string
@@ -48,7 +60,21 @@ export interface WebRtcOptions {
   signaling?: Signaling
   /** MQTT signaling: MQTT.js's `connect` (a test passes a fake). */
   connect?: MqttConnect
+  /** JSON-RPC signaling: the name to announce (the principal's; default "console"). */
+  name?: string | null
+  /** JSON-RPC signaling: opens the `/rpc` WebSocket (a test passes a fake). */
+  rpcSocket?: RpcSocketFactory
+  /** JSON-RPC signaling: this console's peer id and the peers it knows of, at every change; null once the link is over. */
+  onPeers?(peers: RpcPeers | null): void
 }
+
+/** What JSON-RPC signaling knows of the peers: its own id and the list (the relay first). */
+export interface RpcPeers {
+  self: string
+  peers: readonly RpcPeer[]
+}
+
+const describeError = (e: unknown) => (e instanceof RpcError ? e.describe() : e instanceof Error ? e.message : String(e))
 
 export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRtcOptions = {}): Link {
   const signaling: Signaling = opts.signaling ?? 'rest'
@@ -63,6 +89,13 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
   /** MQTT signaling: where it is, and what it learnt (session, broker). */
   let mqttState = 'asking the server'
   const mqttFixed: Record<string, string> = {}
+  /** JSON-RPC signaling: the socket, where it is, this peer, the peers, the counts. */
+  let rpc: RpcConnection | null = null
+  let rpcState = 'connecting to /rpc'
+  let rpcPeerId: string | null = null
+  let rpcPeers: readonly RpcPeer[] = []
+  let rpcError: string | null = null
+  const rpcCounts = { sent: 0, received: 0, ended: false }
   let disconnectedTimer: ReturnType<typeof setTimeout> | undefined
   const abort = new AbortController()
   const channels: Record<string, RTCDataChannel> = {}
@@ -71,7 +104,15 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
     if (done) return
     const d: Record<string, string> = { signaling }
     if (signaling === 'rest') d.restSignaling = sessionId ? 'offer received' : 'offer requested'
-    else {
+    else if (signaling === 'rpc') {
+      d.rpcSignaling = rpcState
+      if (rpcPeerId) d.peerId = rpcPeerId
+      d.peers = String(rpcPeers.length)
+      d.candidatesSent = String(rpcCounts.sent)
+      d.relayCandidates = String(rpcCounts.received)
+      d.relayCandidatesEnd = rpcCounts.ended ? 'yes' : 'no'
+      if (rpcError) d.signalingError = rpcError
+    } else {
       Object.assign(d, { mqttSignaling: mqttState }, mqttFixed)
       if (signaler) {
         d.candidatesSent = String(signaler.counts.sent)
@@ -94,6 +135,13 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
     clearTimeout(disconnectedTimer)
     abort.abort()
     signaler?.close()
+    if (rpc) {
+      // The relay session ends with the socket anyway; `disconnect` says so first, explicitly.
+      // A notification: nobody would read the reply.
+      if (sessionId) rpc.notify('disconnect', { to_peer_id: RELAY, session_id: sessionId })
+      rpc.close('link closed')
+    }
+    if (signaling === 'rpc') opts.onPeers?.(null)
     for (const dc of Object.values(channels)) {
       dc.onopen = dc.onclose = dc.onmessage = null
     }
@@ -102,7 +150,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
       pc.onsignalingstatechange = pc.ondatachannel = pc.onicecandidate = null
       pc.close()
     }
-    if (sessionId) {
+    if (sessionId && signaling !== 'rpc') {
       // Tell the server at once instead of letting it time the session out.
       fetch(`/api/webrtc/sessions/${encodeURIComponent(sessionId)}`, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {})
     }
@@ -121,6 +169,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
     if (channels.video?.readyState === 'open' && channels.command?.readyState === 'open') {
       opened = true
       setupMs = performance.now() - startedAt
+      if (rpc) rpcState = 'open (socket kept for the session)'
       if (signaler) {
         // Signaling is over: the broker connection goes, the WebRTC session stays (the server
         // releases the MQTT credentials when the peer ends).
@@ -279,8 +328,132 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
     detail()
   }
 
+  /** The console offers over JSON-RPC 2.0 on `/rpc`; the relay answers in the offer's result. */
+  const runRpc = async () => {
+    const factory: RpcSocketFactory = opts.rpcSocket ?? ((url) => new WebSocket(url))
+    let c: RpcConnection
+    try {
+      c = await RpcConnection.open(rpcUrl(), factory, abort.signal)
+    } catch (e) {
+      if (done) return
+      throw new SignalingFailed(`JSON-RPC signaling: ${describeError(e)}`)
+    }
+    if (done) {
+      c.close()
+      return
+    }
+    rpc = c
+    const peersChanged = () => {
+      if (!done && rpcPeerId) opts.onPeers?.({ self: rpcPeerId, peers: rpcPeers })
+      detail()
+    }
+    let answered = false
+    /** The relay's candidates that came before the answer applied. */
+    const early: RTCIceCandidateInit[] = []
+    let p: RTCPeerConnection | null = null
+    const add = (cand: RTCIceCandidateInit) => {
+      p?.addIceCandidate(cand).catch(() => {
+        // A candidate the browser cannot use: others may do (the answer carries the host ones).
+      })
+    }
+    c.onNotification = (method: string, params: Params) => {
+      if (done) return
+      const next = applyPeerNotification(rpcPeers, method, params)
+      if (next !== rpcPeers) {
+        rpcPeers = next
+        peersChanged()
+        return
+      }
+      if (fromPeer(params) !== RELAY) return
+      if (typeof params.session_id === 'string' && sessionId && params.session_id !== sessionId) return
+      if (method === 'ice_candidate') {
+        const cand = parseCandidateParams(params)
+        if (!cand) return
+        if (cand.candidate) rpcCounts.received++
+        else rpcCounts.ended = true
+        if (answered) add(cand)
+        else early.push(cand)
+        detail()
+      } else if (method === 'disconnect') {
+        fail('JSON-RPC signaling: the relay ended the session')
+      }
+    }
+    c.onClosed = (code, reason) => fail(`JSON-RPC signaling: the /rpc socket closed (${code}${reason ? ` ${reason}` : ''})`)
+    c.onProblem = (problem) => {
+      rpcError = problem
+      detail()
+    }
+    const call = async (method: string, params?: Params) => {
+      try {
+        return await c.call(method, params)
+      } catch (e) {
+        if (done) throw e
+        throw new SignalingFailed(`JSON-RPC signaling: ${describeError(e)}`, e instanceof RpcError && e.unsupported)
+      }
+    }
+
+    rpcState = 'announcing'
+    detail()
+    const announced = parseAnnounced(await call('announce', { name: peerName(opts.name), capabilities: ['datachannel'] }))
+    if (done) return
+    rpcPeerId = announced.peerId
+    // Notifications may have come between the reply and now: merge, the announce result first.
+    const seen = new Set(announced.peers.map((x) => x.peer_id))
+    rpcPeers = [...announced.peers, ...rpcPeers.filter((x) => !seen.has(x.peer_id))]
+    rpcState = 'announced'
+    peersChanged()
+
+    // No ICE servers: the contract names none (the REST offer does).
+    p = new RTCPeerConnection()
+    pc = p
+    const peer = p
+    watch(peer)
+    for (const ch of CHANNELS) attach(peer.createDataChannel(ch.label, ch.init))
+    let mid: string | null = null
+    /** Local candidates gathered before the offer's result named the session. */
+    const waiting: (RTCIceCandidateInit | null)[] = []
+    const send = (cand: RTCIceCandidateInit | null) => {
+      if (done || !sessionId) return
+      if (cand?.candidate) rpcCounts.sent++
+      c.call('ice_candidate', candidateParams(cand, RELAY, sessionId, mid)).catch((e: unknown) => {
+        if (done) return
+        // A candidate refused: the connection may well open anyway (the others, the relay's).
+        rpcError = describeError(e)
+        detail()
+      })
+    }
+    peer.onicecandidate = (e) => {
+      const cand = e.candidate ? e.candidate.toJSON() : null
+      if (sessionId) send(cand)
+      else waiting.push(cand)
+    }
+    await peer.setLocalDescription(await peer.createOffer())
+    if (done) return
+    const sdp = peer.localDescription?.sdp ?? ''
+    mid = firstMid(sdp)
+    rpcState = 'offer sent'
+    detail()
+    const answer = parseRelayAnswer(await call('offer', { to_peer_id: RELAY, remote_control_id: remoteControlId, sdp }))
+    if (done) return
+    sessionId = answer.sessionId
+    rpcState = 'answer received'
+    detail()
+    for (const cand of waiting.splice(0)) send(cand)
+    try {
+      await peer.setRemoteDescription({ type: 'answer', sdp: answer.sdp })
+    } catch (e) {
+      throw new SignalingFailed(`JSON-RPC signaling: the answer does not apply: ${describeError(e)}`)
+    }
+    answered = true
+    for (const cand of early.splice(0)) add(cand)
+    if (!done && !opened) {
+      rpcState = 'answer applied'
+      detail()
+    }
+  }
+
   detail()
-  const signal = signaling === 'mqtt' ? runMqtt : run
+  const signal = signaling === 'mqtt' ? runMqtt : signaling === 'rpc' ? runRpc : run
   signal().catch((e: unknown) => {
     if (e instanceof SignalingFailed) fail(e.message, e.unsupported ? { unsupported: true } : undefined)
     else fail(e instanceof Error ? e.message : String(e))
