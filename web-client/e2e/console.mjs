@@ -45,6 +45,12 @@
 //                       with CHROMIUM_ARGS='--host-resolver-rules=MAP railcast.test 127.0.0.1'): not a secure
 //                       context, so no WebCodecs; the console must explain why and what to do (the https and
 //                       localhost addresses, the settings, the docs) and show no camera canvas
+//   control             RAILCAST_TOKEN an admin's, over WebSocket: the console takes control of the train
+//                       (the panel shows "you", pings every 250 ms), a horn is acked, then the page's
+//                       renderer is crashed (CDP Page.crash; CONTROL_END=close: the page is closed);
+//                       the driver polls GET /api/trains/TRAIN until `control` is null (JSON:
+//                       `control_null_ms`, from the crash) and GET /api/audit?train=TRAIN for the
+//                       server's `operator_lost` entry (`operator_lost`, `operator_lost_ms`)
 //   bad-token           a wrong token (RAILCAST_BAD_TOKEN, default a random one; RAILCAST_TOKEN is not
 //                       used): the console must show the token prompt with the server's own 401
 //                       message (as GET /api/me answers it) and no video, and stop asking the server
@@ -108,6 +114,7 @@ const SCENARIOS = {
   viewer: { transport: 'auto', expect: null, access: 'viewer' },
   'bad-token': { transport: 'auto', expect: null, access: 'bad-token' },
   insecure: { transport: 'auto', expect: null, access: 'insecure' },
+  control: { transport: 'websocket', expect: 'websocket', access: 'control' },
 }
 
 /** CHROMIUM_ARGS as a list: split on spaces, but --host-resolver-rules keeps the rest (its rules have spaces). */
@@ -410,6 +417,7 @@ async function main() {
   if (spec.access === 'bad-token') return badToken(spec)
   if (spec.access === 'insecure') return insecure()
   if (spec.access === 'whep') return whep(spec)
+  if (spec.access === 'control') return controlLease(spec)
   const train = await pickTrain()
   Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
   const { page, pageErrors } = await launch()
@@ -869,6 +877,103 @@ async function viewer(spec) {
   await waitFor(page, 'frames after the refused command', 10000, ([cam, n]) => window.__railcast.stats[cam].framesPainted > n + 5, [cameras[0], painted])
   await shot(page, 'viewer')
   log(`viewer: commands ${result.command_ui} ("${result.command_blocked}"), forced horn → ${result.forced_command.code}`)
+  if (pageErrors.length) result.page_errors = pageErrors
+  result.ok = true
+  result.screenshots = screenshots
+}
+
+/** GET on the server as RAILCAST_TOKEN: [status, body]. */
+async function getJson(path) {
+  const r = await fetch(`${base}${path}`, { headers: bearer() })
+  const text = await r.text()
+  try {
+    return [r.status, JSON.parse(text)]
+  } catch {
+    return [r.status, text]
+  }
+}
+
+/** The console takes control, commands, and dies: the server must end the lease and tell the train. */
+async function controlLease(spec) {
+  if (!token) fail('control: set RAILCAST_TOKEN to an admin token')
+  const train = await pickTrain()
+  Object.assign(result, { train, requested_transport: spec.transport, with_token: true })
+  const { page, pageErrors } = await launch()
+  await page.goto(consoleUrl(`transport=${spec.transport}&train=${encodeURIComponent(train)}`, { token }))
+  await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  await waitFor(page, `mapped to ${train}, online, over ${spec.expect}`, 30000, ([want, t]) => {
+    const h = window.__railcast
+    return h.transport === want && h.trainId === t && h.online && h.controlOffer
+  }, [spec.expect, train])
+  const h0 = await hook(page)
+  Object.assign(result, { transport: h0.transport, role: h0.role, console_id: h0.consoleId, offer_before: h0.controlOffer, ping_every_ms_before: h0.pingEveryMs })
+  if (h0.controlOffer !== 'take') fail(`the panel offers "${h0.controlOffer}", not "take" (holder ${JSON.stringify(h0.control.holder)})`)
+
+  const t0 = Date.now()
+  await page.getByTestId('control-take').click()
+  await waitFor(page, 'the panel showing that this console holds control', 5000, () => {
+    const el = document.querySelector('[data-testid="control"]')
+    return el?.getAttribute('data-mine') === 'true' && document.querySelector('[data-testid="control-mine"]')
+  })
+  result.take_ms = Date.now() - t0
+  const h1 = await hook(page)
+  result.holder_shown = (await page.getByTestId('control-holder').innerText()).trim()
+  result.ping_every_ms = h1.pingEveryMs
+  if (!result.holder_shown.startsWith('you')) fail(`the holder shows "${result.holder_shown}", not "you …"`)
+  if (h1.pingEveryMs !== 250) fail(`holding control, the console pings every ${h1.pingEveryMs} ms, not 250`)
+  const [st, t1] = await getJson(`/api/trains/${encodeURIComponent(train)}`)
+  result.server_control = st === 200 ? t1.control : { status: st }
+  if (t1?.control?.console_id !== h0.consoleId) fail(`GET /api/trains/${train} names ${JSON.stringify(t1?.control)} as holder, not console ${h0.consoleId}`)
+
+  const ack = await command(page, 'cmd-horn')
+  Object.assign(result, { ack_rtt_ms: ack.rtt_ms, train_rtt_ms: ack.train_rtt_ms, ack_transport: ack.transport })
+  // Hold a while on the 250 ms heartbeat: the lease must not lapse while the page lives.
+  await sleep(1500)
+  const h2 = await hook(page)
+  if (!h2.control.mine || h2.control.lost) fail(`control lapsed while the page lived: ${JSON.stringify(h2.control)}`)
+  await shot(page, 'holding')
+
+  // The console dies.
+  const how = process.env.CONTROL_END === 'close' ? 'close' : 'crash'
+  result.end = how
+  const tEnd = Date.now()
+  if (how === 'crash') {
+    const cdp = await browser.newCDPSession(page)
+    // Not awaited: the answer never comes, the renderer is gone.
+    cdp.send('Page.crash').catch(() => {})
+  } else {
+    await page.close()
+  }
+  let nullAt = null
+  let lastControl = null
+  while (Date.now() - tEnd < 5000) {
+    const [s2, t2] = await getJson(`/api/trains/${encodeURIComponent(train)}`)
+    if (s2 === 200) {
+      lastControl = t2.control
+      if (t2.control === null) {
+        nullAt = Date.now() - tEnd
+        break
+      }
+    }
+    await sleep(25)
+  }
+  if (nullAt === null) fail(`GET /api/trains/${train} still names a holder 5 s after the page's ${how}: ${JSON.stringify(lastControl)}`)
+  result.control_null_ms = nullAt
+  let lost = null
+  while (Date.now() - tEnd < 8000) {
+    const [s3, page3] = await getJson(`/api/audit?train=${encodeURIComponent(train)}&limit=1000`)
+    if (s3 !== 200) fail(`GET /api/audit: ${s3} ${JSON.stringify(page3)}`)
+    lost = (page3.entries ?? []).find((e) => e.command?.type === 'operator_lost') ?? null
+    if (lost) {
+      result.audit_entries = page3.entries.map((e) => `${e.seq} ${e.principal} ${e.command?.type} ${e.result}`)
+      break
+    }
+    await sleep(100)
+  }
+  if (!lost) fail(`no operator_lost entry in GET /api/audit?train=${train} 8 s after the page's ${how}`)
+  result.operator_lost = { principal: lost.principal, role: lost.role, result: lost.result, ok: lost.ok, reason: lost.command.reason, operator: lost.command.operator, rtt_us: lost.rtt_us, session: lost.session, transport: lost.transport }
+  result.operator_lost_ms = Math.round(lost.at_us / 1000 - tEnd)
+  log(`control: taken in ${result.take_ms} ms, horn acked in ${ack.rtt_ms} ms; page ${how} → control null after ${nullAt} ms, operator_lost (${lost.result}) at +${result.operator_lost_ms} ms: ${lost.command.reason}`)
   if (pageErrors.length) result.page_errors = pageErrors
   result.ok = true
   result.screenshots = screenshots

@@ -1,5 +1,6 @@
 /** The server's REST resources the console uses (openapi/openapi.json). */
 import type { CameraInfo } from './wire/control'
+import type { ControlHolder } from './control'
 
 export interface CameraView extends CameraInfo {
   measured_fps: number
@@ -22,6 +23,8 @@ export interface TrainView {
   frames_in: number
   subscribers: number
   connections: number
+  /** Who controls the train (its control lease), null: nobody; absent from servers before leases. */
+  control?: ControlHolder | null
 }
 
 export interface RemoteControlView {

@@ -588,3 +588,113 @@ describe('console store: WHEP', () => {
     expect(store.testHook().ranking).not.toContain('whep')
   })
 })
+
+describe('console store: control lease', () => {
+  const sentOf = (l: FakeLink, type: string) => l.sent.map((t) => JSON.parse(t) as Record<string, unknown>).filter((m) => m.type === type)
+  const pings = (l: FakeLink) => sentOf(l, 'ping').length
+  // The supervisor reads performance.now(): fake it too.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] })
+  })
+  /** `ms` of time with the server answering (a pong every 200 ms: the link is not silent). */
+  async function run(l: FakeLink, ms: number) {
+    for (let t = 0; t < ms; t += 200) {
+      l.h.onText(JSON.stringify({ type: 'pong', t: 0, server_time_us: 0 }))
+      await vi.advanceTimersByTimeAsync(200)
+    }
+  }
+
+  it('takes control with its console id, pings every 250 ms while holding, resumes on a new link, 1 s after loss', async () => {
+    page('?transport=websocket', '#token=op-token')
+    assigned['demo-operator'] = [{ id: 'rc-1', name: 'cab', train_id: 't1', created_at: 'now' }]
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    expect(store.controlOffer).toBe('take')
+    await run(l, 5000)
+    const slow = pings(l)
+    expect(slow).toBeGreaterThanOrEqual(4)
+    expect(slow).toBeLessThanOrEqual(6)
+
+    store.takeControl()
+    const take = sentOf(l, 'take_control')
+    expect(take).toEqual([{ type: 'take_control', console_id: store.consoleId }])
+    expect(store.consoleId).toMatch(/^console-[0-9a-f]{16}$/)
+    const me = { name: 'demo-operator', role: 'operator', session: 1, transport: 'websocket', console_id: store.consoleId, since_us: 1 }
+    l.h.onText(JSON.stringify({ type: 'control_changed', train_id: 't1', holder: me, reason: 'taken' }))
+    await settle()
+    expect(store.control.mine).toBe(true)
+    expect(store.controlOffer).toBe('release')
+    expect(store.testHook().pingEveryMs).toBe(250)
+    const p0 = pings(l)
+    await run(l, 2000)
+    expect(pings(l) - p0).toBeGreaterThanOrEqual(7) // 8 in 2 s
+    expect(pings(l) - p0).toBeLessThanOrEqual(9)
+
+    // The link drops; the next one takes control back with the same console id after its mapping.
+    l.h.onClose('closed 1006')
+    await vi.advanceTimersByTimeAsync(3000)
+    const l2 = fake.links[fake.links.length - 1]
+    expect(l2).not.toBe(l)
+    await connect(l2)
+    expect(sentOf(l2, 'take_control')).toEqual([{ type: 'take_control', console_id: store.consoleId }])
+    l2.h.onText(JSON.stringify({ type: 'control_changed', train_id: 't1', holder: { ...me, session: 2 }, reason: 'resumed' }))
+    await settle()
+    expect(store.control).toMatchObject({ mine: true, wanted: true, lost: null, pending: null })
+
+    // Lost: prominent, and back to 1 s pings.
+    l2.h.onText(JSON.stringify({ type: 'control_changed', train_id: 't1', holder: null, reason: 'operator lost: nothing from demo-operator for 1000 ms' }))
+    await settle()
+    expect(store.control.lost).toMatchObject({ mine: true, holder: 'demo-operator' })
+    expect(store.testHook().pingEveryMs).toBe(1000)
+    expect(store.controlOffer).toBe('take')
+  })
+
+  it('control_held is shown; an operator gets no take-over; the audit is admins only', async () => {
+    page('?transport=websocket', '#token=op-token')
+    assigned['demo-operator'] = [{ id: 'rc-1', name: 'cab', train_id: 't1', created_at: 'now' }]
+    trains = [{ ...(trains[0] as object), control: { name: 'bob', role: 'operator', session: 9, transport: 'webrtc', since: 'x' } }]
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    await vi.advanceTimersByTimeAsync(1100)
+    expect(store.control.holder?.name).toBe('bob')
+    expect(store.controlOffer).toBeNull()
+    store.takeControl() // past the UI
+    l.h.onText(JSON.stringify({ type: 'error', code: 'control_held', message: 'bob (operator) controls t1' }))
+    await settle()
+    expect(store.control.error).toEqual({ code: 'control_held', message: 'bob (operator) controls t1' })
+    expect(store.testHook().pingEveryMs).toBe(1000)
+    store.showAudit(true)
+    await settle()
+    expect(store.audit.shown).toBe(false)
+    expect(paths()).not.toContain('GET /api/audit')
+  })
+
+  it('an admin: take over with force; the history loads from the audit, newest first', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    trains = [{ ...(trains[0] as object), control: { name: 'bob', role: 'operator', session: 9, transport: 'webrtc', since: 'x' } }]
+    const entry = (seq: number, type: string) => ({ seq, at_us: seq, principal: 'bob', role: 'operator', remote_control_id: 'rc', session: 9, transport: 'webrtc', train_id: 't1', request_id: `r${seq}`, command: { type }, result: 'acked', ok: true, code: null, message: '', command_id: seq, rtt_us: 100 })
+    const afters: (string | null)[] = []
+    extra = (r) => {
+      if (r.path !== '/api/audit') return undefined
+      return { status: 200, body: { entries: [entry(1, 'horn'), entry(2, 'set_speed')], next: null } }
+    }
+    vi.stubGlobal('fetch', ((orig) => async (path: string, init?: RequestInit) => {
+      if (path.startsWith('/api/audit')) afters.push(new URL(path, 'http://x').searchParams.get('after'))
+      return orig(path, init)
+    })(globalThis.fetch))
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    await vi.advanceTimersByTimeAsync(1100)
+    expect(store.controlOffer).toBe('take-over')
+    store.takeControl(true)
+    expect(sentOf(l, 'take_control')).toEqual([{ type: 'take_control', console_id: store.consoleId, force: true }])
+    store.showAudit(true)
+    await settle()
+    expect(store.audit.entries.map((e) => e.seq)).toEqual([2, 1])
+    await vi.advanceTimersByTimeAsync(2100)
+    expect(afters.slice(0, 2)).toEqual([null, '2'])
+  })
+})

@@ -11,6 +11,7 @@
 mod browser_webrtc;
 mod console_audio;
 mod console_auto_fallback;
+mod console_control;
 mod console_https;
 mod console_insecure_origin;
 mod console_mqtt;

@@ -14,7 +14,7 @@
  *   again every few seconds. The train list is read-only; a viewer's commands are disabled.
  */
 import { defineStore } from 'pinia'
-import { computed, markRaw, reactive, ref, shallowRef } from 'vue'
+import { computed, markRaw, reactive, ref, shallowRef, watch } from 'vue'
 import type { MeView, RemoteControlView, TrainView } from '../api'
 import { getToken, normalizeTokenInput, onUnauthorized, resolveToken, saveToken, setToken, type StorageLike, type TokenSource } from '../auth'
 import {
@@ -37,6 +37,10 @@ import type { OffsetEstimate } from '../stats/clock'
 import { encodeClientMessage, type ServerEvent } from '../wire/client'
 import type { Action, AudioInfo, CameraInfo, Telemetry } from '../wire/control'
 import type { AudioStats } from '../audio/player'
+import {
+  auditQuery, consoleIdFrom, controlOffer, initialControl, isOperatorLost, mergeAudit, onControlChanged, onControlError, onMapped,
+  onTrainControl, parseAuditPage, pingEveryMs, takeControlMessage, type AuditEntry, type ControlState,
+} from '../control'
 
 /** The remote control an admin's console created for itself. */
 const KEY_RC = 'railcast.remoteControlId'
@@ -57,6 +61,11 @@ const ME_RETRY_MS = 2000
 const ACCESS_CHECK_EVERY_MS = 2000
 /** Auto asks `GET /api/mqtt` (does the server offer MQTT?) at most this often. */
 const OFFER_CHECK_EVERY_MS = 2000
+/** The audit history (admins): entries kept, page size, pages read per refresh, refresh period. */
+const AUDIT_KEEP = 50
+const AUDIT_PAGE = 1000
+const AUDIT_MAX_PAGES = 20
+const AUDIT_REFRESH_MS = 2000
 
 export type AckStatus = 'pending' | 'ok' | 'refused' | 'error' | 'no answer' | 'not sent'
 
@@ -107,6 +116,15 @@ function isMode(s: string | null): s is Mode {
 }
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+/** `sessionStorage` (per tab), or nothing. */
+function tabStorage() {
+  try {
+    return sessionStorage
+  } catch {
+    return null
+  }
+}
 
 /** `localStorage`, or nothing when it is disabled. */
 function storage(): StorageLike | null {
@@ -195,12 +213,21 @@ export const useConsole = defineStore('console', () => {
   const rejected = shallowRef<Record<string, number>>({})
   const lastRejection = shallowRef<string | null>(null)
   const lastCommandError = ref<CommandErrorView | null>(null)
+  /** This tab's console id: sent with every `take_control`, the same on all its links. */
+  const consoleId = consoleIdFrom(tabStorage())
+  /** The mapped train's control lease ({@link ControlState}). */
+  const control = ref<ControlState>(initialControl())
+  /** Admins: the train's last commands from the audit (`GET /api/audit`), newest first. */
+  const audit = reactive<{ shown: boolean; loading: boolean; error: string | null; forbidden: boolean; trainId: string | null; entries: AuditEntry[]; lastSeq: number | null; loadedAt: number | null }>({
+    shown: false, loading: false, error: null, forbidden: false, trainId: null, entries: [], lastSeq: null, loadedAt: null,
+  })
 
   const phase = computed(() => phaseOf(policy.value))
   const commandBlocked = computed<string | null>(() =>
     commandBlockReason({ role: role.value, connected: !!policy.value.active, trainId: mapping.trainId, online: mapping.online, waiting: noAssignment.value }),
   )
   const lastAck = computed(() => acks.value.find((a) => !a.internal && a.status !== 'pending') ?? null)
+  const controlOffered = computed(() => controlOffer(role.value, control.value, !!mapping.trainId && !!policy.value.active))
 
   function note(text: string) {
     log.value.unshift({ at: new Date().toISOString().slice(11, 23), text })
@@ -320,6 +347,10 @@ export const useConsole = defineStore('console', () => {
       note(`only an admin can change the mapping: ${READ_ONLY_TRAINS_NOTE}`)
       return
     }
+    if (control.value.mine && id !== mapping.trainId) {
+      // The lease belongs to the old train: give it back rather than let it lapse (operator_lost).
+      releaseControl()
+    }
     desiredTrain.value = id
     persist(KEY_TRAIN, id)
     try {
@@ -336,8 +367,11 @@ export const useConsole = defineStore('console', () => {
 
   async function pollTrains() {
     try {
+      const askedAt = now()
       trains.value = await api<TrainView[]>('GET', '/api/trains')
       serverReachable.value = true
+      const mine = trains.value.find((t) => t.id === mapping.trainId)
+      if (mine && mapping.known) control.value = onTrainControl(control.value, mapping.trainId, mine.control, askedAt)
       const want = desiredTrain.value
       // After a server restart the train reappears some time after we reconnect: map it then.
       if (manages.value && want && mapping.known && mapping.trainId !== want && trains.value.some((t) => t.id === want) && now() - lastMapAttempt > 2000) {
@@ -376,6 +410,10 @@ export const useConsole = defineStore('console', () => {
     mapping.cameras = ev.cameras
     mapping.audio = ev.audio ?? []
     mapping.known = true
+    control.value = onMapped(control.value, ev.train_id)
+    // A new link (Auto switched transport, or reconnected) of a console that held control takes it
+    // back with the same console id: the server resumes the lease without a gap.
+    if (control.value.wanted && ev.train_id) sendControl('resume')
     if (otherTrain) telemetry.value = null
     pipeline.reset(otherTrain)
     pipeline.audio.configure(mapping.audio)
@@ -513,6 +551,17 @@ export const useConsole = defineStore('console', () => {
       case 'command_error':
         settle(ev)
         return
+      case 'error':
+        // The answer to a control message comes on the link that sent it.
+        if (control.value.pending || ev.code === 'control_held' || ev.code === 'not_in_control') {
+          const before = control.value
+          control.value = onControlError(before, ev.code, ev.message)
+          if (control.value !== before) {
+            note(`control: ${ev.code}: ${ev.message}`)
+            return
+          }
+        }
+        break
     }
     if (!active) return
     switch (ev.type) {
@@ -539,11 +588,109 @@ export const useConsole = defineStore('console', () => {
       case 'telemetry':
         telemetry.value = ev.telemetry
         break
+      case 'control_changed': {
+        control.value = onControlChanged(control.value, ev, consoleId, now())
+        const who = ev.holder ? `${ev.holder.name} (${ev.holder.role}, ${ev.holder.transport})` : 'nobody'
+        note(`control of ${ev.train_id}: ${who} — ${ev.reason}${control.value.mine ? ' (this console)' : ''}`)
+        if (isOperatorLost(ev.reason) || control.value.lost?.at === control.value.eventAt) void refreshAudit()
+        break
+      }
       case 'error':
         note(`server refused a message: ${ev.code} ${ev.message}`)
         break
       case 'closing':
         break
+    }
+  }
+
+  // ---- control lease --------------------------------------------------------------------------
+
+  /** Send `take_control` (`take`: a click; `resume`: a new link) or `release_control` on the active link. */
+  function sendControl(what: 'take' | 'take-over' | 'resume' | 'release'): boolean {
+    const msg = what === 'release' ? ({ type: 'release_control' } as const) : takeControlMessage(consoleId, what === 'take-over')
+    const sent = supervisor.send(encodeClientMessage(msg))
+    const pending = what === 'take-over' ? 'take' : what
+    if (sent) control.value = { ...control.value, pending, error: null }
+    else if (what !== 'resume') control.value = { ...control.value, error: { code: 'not_sent', message: 'no open transport' } }
+    if (what !== 'resume' || sent) note(`control: ${msg.type}${what === 'take-over' ? ' (force)' : ''}${what === 'resume' ? ' (resuming on the new link)' : ''}${sent ? '' : ': no open transport'}`)
+    return sent
+  }
+
+  function takeControl(force = false) {
+    sendControl(force ? 'take-over' : 'take')
+  }
+
+  function releaseControl() {
+    sendControl('release')
+  }
+
+  function dismissControlLoss() {
+    control.value = { ...control.value, lost: null }
+  }
+
+  // While this console holds (or is taking back) the lease its pings are the heartbeat.
+  watch(
+    () => control.value.wanted || control.value.mine,
+    (holding) => {
+      supervisor.setPingEvery(pingEveryMs(holding))
+      note(`pinging every ${pingEveryMs(holding)} ms${holding ? ' (heartbeat of the control lease)' : ''}`)
+    },
+  )
+
+  // ---- command audit (admins) -----------------------------------------------------------------
+
+  let auditTimer: ReturnType<typeof setInterval> | undefined
+  let auditBusy: Promise<void> | null = null
+
+  /** Read the mapped train's audit entries newer than the last seen (all pages), keep the newest. */
+  function refreshAudit(): Promise<void> {
+    if (!audit.shown || !manages.value || audit.forbidden) return Promise.resolve()
+    auditBusy ??= loadAudit().finally(() => (auditBusy = null))
+    return auditBusy
+  }
+
+  async function loadAudit() {
+    const train = mapping.trainId
+    if (!train) {
+      audit.entries = []
+      audit.trainId = null
+      return
+    }
+    if (audit.trainId !== train) {
+      audit.trainId = train
+      audit.entries = []
+      audit.lastSeq = null
+    }
+    audit.loading = true
+    try {
+      let after = audit.lastSeq
+      for (let i = 0; i < AUDIT_MAX_PAGES; i++) {
+        const page = parseAuditPage(await api<unknown>('GET', auditQuery(train, AUDIT_PAGE, after)))
+        if (audit.trainId !== train) return
+        audit.entries = mergeAudit(audit.entries, page.entries, AUDIT_KEEP)
+        const last = page.entries.at(-1)?.seq ?? null
+        if (last !== null) after = audit.lastSeq = Math.max(last, audit.lastSeq ?? 0)
+        if (page.next === null) break
+        after = page.next
+      }
+      audit.error = null
+      audit.loadedAt = Date.now()
+    } catch (e) {
+      // 403: not an admin (the role changed): no history, and no error to show.
+      if (e instanceof ApiError && e.status === 403) audit.forbidden = true
+      else audit.error = errorText(e)
+    } finally {
+      audit.loading = false
+    }
+  }
+
+  function showAudit(shown: boolean) {
+    audit.shown = shown && manages.value
+    clearInterval(auditTimer)
+    auditTimer = undefined
+    if (audit.shown) {
+      void refreshAudit()
+      auditTimer = setInterval(() => void refreshAudit(), AUDIT_REFRESH_MS)
     }
   }
 
@@ -595,6 +742,7 @@ export const useConsole = defineStore('console', () => {
       entry.status = ev.ok ? 'ok' : 'refused'
       entry.train_rtt_ms = ev.train_rtt_us / 1000
       pipeline.clock.addTrainRtt(ev.train_rtt_us / 1000)
+      if (!entry.internal) void refreshAudit()
     } else {
       entry.status = 'error'
       entry.code = ev.code
@@ -649,6 +797,7 @@ export const useConsole = defineStore('console', () => {
     mapping.cameras = []
     mapping.audio = []
     mapping.known = false
+    control.value = { ...initialControl(), lost: control.value.lost }
     telemetry.value = null
     pipeline.clear()
     cameraStats.value = []
@@ -842,6 +991,11 @@ export const useConsole = defineStore('console', () => {
       trainListReadOnly: !!me.value && !manages.value,
       lastCommandError: lastCommandError.value ? { ...lastCommandError.value } : null,
       acks: acks.value.slice(0, 10).map((a) => ({ request_id: a.request_id, label: a.label, status: a.status, code: a.code ?? null, message: a.message })),
+      consoleId,
+      control: JSON.parse(JSON.stringify(control.value)) as ControlState,
+      controlOffer: controlOffered.value,
+      pingEveryMs: supervisor.pingEveryMs,
+      audit: { shown: audit.shown, forbidden: audit.forbidden, error: audit.error, entries: audit.entries.length, newest: audit.entries[0] ? { seq: audit.entries[0].seq, command: audit.entries[0].command.type ?? null, principal: audit.entries[0].principal } : null },
     }
   }
 
@@ -862,6 +1016,7 @@ export const useConsole = defineStore('console', () => {
       framesPresented[index] = (framesPresented[index] ?? 0) + 1
       mediaMeter.presented(index, frame)
     },
+    consoleId, control, controlOffer: controlOffered, takeControl, releaseControl, dismissControlLoss, audit, showAudit, refreshAudit,
     start, setMode, setSignaling, selectTrain, send, testHook, useToken, forgetToken, readFragment,
     attachCanvas: (camera: number, canvas: HTMLCanvasElement | null) => pipeline.attachCanvas(camera, canvas),
     /** Mute or unmute the cab audio; call from a click (unmuting needs a user gesture). */

@@ -71,7 +71,7 @@ export class Supervisor {
   private slots: Record<Kind, Slot | null> = { webrtc: null, webtransport: null, websocket: null, mqtt: null, whep: null }
   private timers: Partial<Record<TimerName, ReturnType<typeof setTimeout>>> = {}
   private ticker: ReturnType<typeof setInterval> | undefined
-  private readonly opts: SupervisorOptions
+  private opts: SupervisorOptions
   /** Successful opens since start (the end-to-end test watches it across server restarts). */
   opens = 0
 
@@ -93,6 +93,24 @@ export class Supervisor {
     this.dispatch({ type: 'stop' })
     clearInterval(this.ticker)
     this.ticker = undefined
+  }
+
+  /**
+   * Ping the active link every `ms` from now on (the holder of a control lease pings faster: its
+   * messages are its heartbeat). The ticker runs at least that often.
+   */
+  setPingEvery(ms: number): void {
+    if (ms === this.opts.pingEveryMs) return
+    this.opts = { ...this.opts, pingEveryMs: ms }
+    if (this.ticker) {
+      clearInterval(this.ticker)
+      this.ticker = setInterval(() => this.tick(), Math.min(ms, 1000))
+      this.tick()
+    }
+  }
+
+  get pingEveryMs(): number {
+    return this.opts.pingEveryMs
   }
 
   /** The server says whether it offers `kind` (`reason` null) or not, and why (Auto's `askServer`). */
@@ -118,7 +136,8 @@ export class Supervisor {
       this.fail(slot, `nothing received for ${Math.round((now - slot.lastRx) / 1000)} s`)
       return
     }
-    if (now - this.lastPing >= this.opts.pingEveryMs) {
+    // A tick may come a little early (timer clamping): 10 % slack, so that 250 ms stays 250 ms.
+    if (now - this.lastPing >= this.opts.pingEveryMs * 0.9) {
       this.lastPing = now
       slot.link.send(JSON.stringify({ type: 'ping', t: now }))
     }

@@ -12,6 +12,9 @@ export const MAX_REQUEST_ID = 64
 export type ClientMessage =
   | { type: 'command'; request_id: string; command: Action }
   | { type: 'ping'; t: number }
+  /** Take the mapped train's control lease (`force`: an admin takes it over from its holder). */
+  | { type: 'take_control'; console_id?: string; force?: boolean }
+  | { type: 'release_control' }
 
 export type ServerEvent =
   | {
@@ -41,10 +44,20 @@ export type ServerEvent =
   | { type: 'error'; code: string; message: string }
   | { type: 'pong'; t: number; server_time_us: number }
   | { type: 'closing'; reason: string }
+  /**
+   * Who controls the mapped train changed (`holder` null: nobody). `reason`: `taken`, `released`,
+   * `resumed`, `held`, `taken over by A from B`, `operator lost: …`.
+   */
+  | {
+      type: 'control_changed'
+      train_id: string
+      holder: { name: string; role: string; session: number; transport: string; console_id?: string; since_us: number } | null
+      reason: string
+    }
 
 const KNOWN = new Set([
   'welcome', 'mapped_train_changed', 'train_online', 'train_offline', 'telemetry',
-  'command_ack', 'command_error', 'error', 'pong', 'closing',
+  'command_ack', 'command_error', 'error', 'pong', 'closing', 'control_changed',
 ])
 
 /**

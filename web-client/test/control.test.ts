@@ -1,0 +1,160 @@
+// The control lease as the console reduces it, the ping interval, the console id and the audit pages.
+import { describe, expect, it } from 'vitest'
+import {
+  auditQuery, consoleIdFrom, controlOffer, describeAuditCommand, describeHolder, initialControl, mergeAudit, onControlChanged,
+  onControlError, onMapped, onTrainControl, parseAuditPage, pingEveryMs, takeControlMessage, type ControlChanged, type ControlState,
+} from '../src/control'
+import { parseServerEvent } from '../src/wire/client'
+
+const ME = 'console-aaaa'
+const holder = (name: string, console_id?: string, session = 1) => ({ name, role: 'operator', session, transport: 'websocket', since_us: 1, ...(console_id ? { console_id } : {}) })
+const changed = (h: ReturnType<typeof holder> | null, reason: string, train_id = 't1'): ControlChanged => ({ type: 'control_changed', train_id, holder: h, reason })
+const mapped = (): ControlState => onMapped(initialControl(), 't1')
+
+describe('control state from events', () => {
+  it('is parsed as a known event', () => {
+    const ev = parseServerEvent(JSON.stringify(changed(holder('alice', ME), 'taken')))
+    expect(ev?.type).toBe('control_changed')
+  })
+
+  it('take, hold, release', () => {
+    let s: ControlState = { ...mapped(), pending: 'take' }
+    s = onControlChanged(s, changed(holder('alice', ME), 'taken'), ME, 10)
+    expect(s).toMatchObject({ mine: true, wanted: true, pending: null, reason: 'taken', lost: null, eventAt: 10 })
+    expect(describeHolder(s.holder, s.mine)).toBe('you — alice (operator, websocket)')
+    s = { ...s, pending: 'release' }
+    s = onControlChanged(s, changed(null, 'released'), ME, 20)
+    expect(s).toMatchObject({ mine: false, wanted: false, pending: null, holder: null, lost: null })
+  })
+
+  it('another console holds it: not mine, an admin may take over', () => {
+    const s = onControlChanged(mapped(), changed(holder('bob', 'console-other'), 'taken'), ME, 1)
+    expect(s.mine).toBe(false)
+    expect(controlOffer('operator', s, true)).toBeNull()
+    expect(controlOffer('admin', s, true)).toBe('take-over')
+    expect(controlOffer('viewer', s, true)).toBeNull()
+    expect(controlOffer('admin', initialControl(), false)).toBeNull()
+    expect(controlOffer('operator', mapped(), true)).toBe('take')
+  })
+
+  it('same name, no console id: not mine', () => {
+    const s = onControlChanged(mapped(), changed(holder('alice'), 'taken'), ME, 1)
+    expect(s.mine).toBe(false)
+  })
+
+  it('operator lost: shown as this console\'s loss, nothing held, wanted no more', () => {
+    let s = onControlChanged(mapped(), changed(holder('alice', ME), 'taken'), ME, 1)
+    s = onControlChanged(s, changed(null, "operator lost: nothing from alice for 1000 ms"), ME, 2)
+    expect(s).toMatchObject({ mine: false, wanted: false, holder: null })
+    expect(s.lost).toEqual({ reason: 'operator lost: nothing from alice for 1000 ms', holder: 'alice', mine: true, at: 2 })
+    // Another train's event changes nothing.
+    expect(onControlChanged(s, changed(holder('x', ME), 'taken', 't2'), ME, 3)).toBe(s)
+  })
+
+  it('taken over by an admin: the old holder is told, not lost', () => {
+    let s = onControlChanged(mapped(), changed(holder('alice', ME), 'taken'), ME, 1)
+    s = onControlChanged(s, changed({ ...holder('root', 'console-b', 9), role: 'admin' }, 'taken over by root from alice'), ME, 2)
+    expect(s).toMatchObject({ mine: false, wanted: false, lost: null })
+    expect(s.holder?.name).toBe('root')
+  })
+
+  it('resume: resumed keeps holding; taken instead says the lease lapsed', () => {
+    const held = onControlChanged(mapped(), changed(holder('alice', ME), 'taken'), ME, 1)
+    const resumed = onControlChanged({ ...held, pending: 'resume' }, changed(holder('alice', ME, 2), 'resumed'), ME, 2)
+    expect(resumed).toMatchObject({ mine: true, wanted: true, pending: null, lost: null })
+    const lapsed = onControlChanged({ ...held, pending: 'resume' }, changed(holder('alice', ME, 2), 'taken'), ME, 3)
+    expect(lapsed.mine).toBe(true)
+    expect(lapsed.lost?.reason).toMatch(/^operator lost: the lease lapsed/)
+  })
+
+  it('refusals: control_held ends a take, forbidden only counts when one is pending', () => {
+    const s = onControlError({ ...mapped(), pending: 'take', wanted: true }, 'control_held', 'bob (operator) controls t1')
+    expect(s).toMatchObject({ pending: null, wanted: false, mine: false, error: { code: 'control_held', message: 'bob (operator) controls t1' } })
+    const idle = mapped()
+    expect(onControlError(idle, 'forbidden', 'viewer')).toBe(idle)
+    expect(onControlError(idle, 'bad_message', 'x')).toBe(idle)
+    expect(onControlError({ ...idle, pending: 'take' }, 'forbidden', 'viewer').error?.code).toBe('forbidden')
+    expect(onControlError({ ...idle, pending: 'release' }, 'not_in_control', 'no').error?.code).toBe('not_in_control')
+  })
+
+  it('GET /api/trains fills in the holder, but never against events or while holding', () => {
+    let s = onTrainControl(mapped(), 't1', holder('bob', 'console-b'), 100)
+    expect(s.holder?.name).toBe('bob')
+    s = onControlChanged(s, changed(null, 'released'), ME, 200)
+    // A poll asked before that event is stale.
+    expect(onTrainControl(s, 't1', holder('bob', 'console-b'), 150)).toBe(s)
+    // Our own console id on a lease we do not want (a reloaded page): not ours to release.
+    expect(onTrainControl(s, 't1', holder('alice', ME), 300).mine).toBe(false)
+    const mine = onControlChanged(s, changed(holder('alice', ME), 'taken'), ME, 400)
+    expect(onTrainControl(mine, 't1', null, 500)).toBe(mine)
+    expect(onTrainControl(s, 't1', undefined, 600)).toBe(s)
+  })
+
+  it('a mapping to another train forgets the lease, keeps the loss banner', () => {
+    let s = onControlChanged(mapped(), changed(null, 'operator lost: x'), ME, 1)
+    s = onMapped(s, 't2')
+    expect(s).toMatchObject({ trainId: 't2', holder: null, wanted: false })
+    expect(s.lost?.reason).toBe('operator lost: x')
+    expect(onMapped(s, 't2')).toBe(s)
+  })
+})
+
+describe('heartbeat', () => {
+  it('pings every 250 ms while holding, 1 s otherwise', () => {
+    expect(pingEveryMs(true)).toBe(250)
+    expect(pingEveryMs(false)).toBe(1000)
+  })
+
+  it('take_control carries the console id, force only for a take-over', () => {
+    expect(takeControlMessage(ME)).toEqual({ type: 'take_control', console_id: ME })
+    expect(takeControlMessage(ME, true)).toEqual({ type: 'take_control', console_id: ME, force: true })
+  })
+
+  it('the console id is made once per tab and kept', () => {
+    const m = new Map<string, string>()
+    const st = { getItem: (k: string) => m.get(k) ?? null, setItem: (k: string, v: string) => void m.set(k, v) }
+    const a = consoleIdFrom(st, () => 0.5)
+    expect(a).toBe('console-8888888888888888')
+    expect(consoleIdFrom(st, () => 0.1)).toBe(a)
+    const broken = { getItem: () => { throw new Error('denied') }, setItem: () => { throw new Error('denied') } }
+    expect(consoleIdFrom(broken, () => 0)).toBe('console-0000000000000000')
+    expect(consoleIdFrom(null).length).toBeLessThanOrEqual(64)
+  })
+})
+
+describe('audit pages', () => {
+  const entry = (seq: number, type = 'horn') => ({
+    seq, at_us: seq * 1000, principal: 'demo-admin', role: 'admin', remote_control_id: 'rc-1', session: 3, transport: 'websocket',
+    train_id: 't1', request_id: `cmd-${seq}`, command: { type, duration_ms: 500 }, result: 'acked', ok: true, code: null,
+    message: 'ok', command_id: seq, rtt_us: 1500,
+  })
+
+  it('parses a page and drops what is not an entry', () => {
+    const p = parseAuditPage({ entries: [entry(1), { seq: 'x' }, null, { ...entry(2), ok: null, code: 'not_in_control', rtt_us: null, train_id: null }], next: 2 })
+    expect(p.next).toBe(2)
+    expect(p.entries.map((e) => e.seq)).toEqual([1, 2])
+    expect(p.entries[1]).toMatchObject({ ok: null, code: 'not_in_control', rtt_us: null, train_id: null })
+    expect(parseAuditPage({ entries: [] })).toEqual({ entries: [], next: null })
+    expect(parseAuditPage('nonsense')).toEqual({ entries: [], next: null })
+    expect(parseAuditPage({ entries: [{ seq: 5, command: 'x' }] }).entries[0].command).toEqual({})
+  })
+
+  it('merges pages newest first, without duplicates, keeping the newest', () => {
+    let h = mergeAudit([], parseAuditPage({ entries: [entry(1), entry(2), entry(3)] }).entries, 3)
+    expect(h.map((e) => e.seq)).toEqual([3, 2, 1])
+    h = mergeAudit(h, [entry(3), entry(4, 'operator_lost')], 3)
+    expect(h.map((e) => e.seq)).toEqual([4, 3, 2])
+    expect(mergeAudit(h, [entry(4)], 3)).toBe(h)
+  })
+
+  it('queries after the newest seq known', () => {
+    expect(auditQuery('train 1', 1000, null)).toBe('/api/audit?train=train+1&limit=1000')
+    expect(auditQuery('t1', 50, 42)).toBe('/api/audit?train=t1&limit=50&after=42')
+  })
+
+  it('describes a command', () => {
+    expect(describeAuditCommand({ type: 'horn', duration_ms: 500 })).toBe('horn (duration_ms 500)')
+    expect(describeAuditCommand({ type: 'operator_lost', operator: 'alice', reason: 'x' })).toBe('operator_lost (operator alice, reason x)')
+    expect(describeAuditCommand({})).toBe('?')
+  })
+})
