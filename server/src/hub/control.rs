@@ -144,6 +144,17 @@ impl Stream {
         Some(holder)
     }
 
+    /// End `session`'s lease now, whatever its console (its remote control was remapped away):
+    /// returned, for the caller to tell the train.
+    pub fn control_end(&self, session: u64, why: &str) -> Option<ControlHolder> {
+        let mut slot = self.control.lock();
+        let holder = slot.as_ref().filter(|l| l.holder.session == session)?.holder.clone();
+        *slot = None;
+        drop(slot);
+        self.control_changed(None, format!("operator lost: {why}"));
+        Some(holder)
+    }
+
     /// End the lease if its holder has been silent for `timeout`: returned, with why, for the
     /// caller to tell the train.
     pub fn control_expire(&self, timeout: Duration, now: Instant) -> Option<(ControlHolder, String)> {

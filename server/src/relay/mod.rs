@@ -104,6 +104,8 @@ pub struct Relay {
     follower: Follower,
     admission: Admission,
     answers: Answers,
+    /// The train whose control lease this session took (it may hold it still).
+    controlled: Option<TrainId>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -136,6 +138,7 @@ impl Relay {
             registration,
             follower,
             answers: None,
+            controlled: None,
             shutdown: core.shutdown.clone(),
         };
         (relay, [welcome, mapping])
@@ -159,7 +162,12 @@ impl Relay {
         tokio::select! {
             item = self.follower.next(), if video => match item {
                 Item::Packet(p) => Next::Packet(p),
-                Item::Event(ev) => Next::Event(ev),
+                Item::Event(ev) => {
+                    if let ServerEvent::MappedTrainChanged { train_id, .. } = &ev {
+                        self.left_train(train_id.as_ref());
+                    }
+                    Next::Event(ev)
+                }
                 Item::Closed(reason) => Next::End(End::Deleted(reason)),
                 Item::Revoked(reason) => {
                     let info = &self.registration.info;
@@ -193,14 +201,24 @@ impl Relay {
         };
         // Any message is the session's heartbeat for the lease it may hold.
         let stream = self.rc.train().and_then(|t| self.core.hub.stream(&t));
-        if let Some(stream) = &stream {
+        if let Some(stream) = self.controlled.as_ref().and_then(|t| self.core.hub.stream(t)) {
             stream.control_heartbeat(self.info().id);
         }
         match &msg {
             ClientMessage::TakeControl { console_id, force } => {
-                return self.take_control(stream.as_deref(), console_id.clone(), *force)
+                let answer = self.take_control(stream.as_deref(), console_id.clone(), *force);
+                if let Some(s) = stream.as_deref().filter(|s| s.control_check(self.info().id).is_ok()) {
+                    self.controlled = Some(s.train_id().clone());
+                }
+                return answer;
             }
-            ClientMessage::ReleaseControl => return self.release_control(stream.as_deref()),
+            ClientMessage::ReleaseControl => {
+                let answer = self.release_control(stream.as_deref());
+                if stream.as_deref().is_none_or(|s| s.control_check(self.info().id).is_err()) {
+                    self.controlled = None;
+                }
+                return answer;
+            }
             _ => {}
         }
         if let ClientMessage::Command { request_id, command: action } = &msg {
@@ -324,10 +342,24 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// The remote control now follows `train`: a lease this session held on another train ends
+    /// now (the operator no longer sees it), and that train is told.
+    fn left_train(&mut self, train: Option<&TrainId>) {
+        let Some(old) = self.controlled.clone().filter(|old| Some(old) != train) else { return };
+        self.controlled = None;
+        let Some(stream) = self.core.hub.stream(&old) else { return };
+        let why = format!("{}'s remote control was remapped away from {old}", self.info().principal.name);
+        if let Some(holder) = stream.control_end(self.info().id, &why) {
+            tell_operator_lost(&self.core, old, holder, why);
+        }
+    }
+}
+
 impl Drop for Relay {
     /// The session ends: a lease it held ends too (or waits for another link of its console).
     fn drop(&mut self) {
-        let Some(train) = self.rc.train() else { return };
+        let Some(train) = self.controlled.clone() else { return };
         let Some(stream) = self.core.hub.stream(&train) else { return };
         if let Some(holder) = stream.control_session_ended(self.info().id) {
             let why = format!("{}'s session ended", holder.name);

@@ -4,7 +4,8 @@
 //! viewer may not take it; the API lists the holder. Then the holder's link dies, two ways: its
 //! session ends (the socket dropped, as when the browser is killed), and its path is black-holed
 //! (nothing crosses, no FIN): the train gets `operator_lost` within `control_heartbeat_timeout` +
-//! 100 ms, the lease is free, and the simulator stops.
+//! 100 ms, the lease is free, and the simulator stops. A holder whose remote control is remapped
+//! to another train loses the first train's lease at once, and that train is told.
 
 use std::time::{Duration, Instant};
 
@@ -170,10 +171,25 @@ async fn a_lost_link_gets_the_train_told_within_the_timeout() {
     assert!(took >= Duration::from_millis(750), "{took:?}");
     let lost = watcher.wait_event("control lost", |e| e["type"] == "control_changed" && e["holder"].is_null()).await;
     assert!(lost["reason"].as_str().is_some_and(|r| r.starts_with("operator lost")), "{lost}");
+    train.commands.lock().expect("lock").clear();
+
+    // 3. The holder's remote control is remapped to another train: the first is told at once.
+    let _other = RawTrain::connect(&server, "train-2", Duration::ZERO).await;
+    let c = Client::connect(&server.ws_url_as(&rc, Some(server.token("operator")))).await;
+    let _beat_c = heartbeat(&c);
+    c.wait_event("c's mapping", |e| e["type"] == "mapped_train_changed").await;
+    send(&c, json!({"type": "take_control"})).await;
+    c.wait_event("c holds", |e| e["type"] == "control_changed" && !e["holder"].is_null()).await;
+    let remapped = Instant::now();
+    testkit::set_train(&server, &rc, "train-2").await;
+    let took = operator_lost_after(&train, remapped).await;
+    println!("control: operator_lost {} ms after the holder's remote control was remapped", took.as_millis());
+    assert!(took < Duration::from_millis(500), "{took:?}");
+
     let (_, audit) = api("GET", &server.url("/api/audit?train=train-1"), None).await;
     let told =
         audit["entries"].as_array().into_iter().flatten().filter(|e| e["command"]["type"] == "operator_lost").count();
-    assert_eq!(told, 2, "both operator_lost commands are audited: {audit}");
+    assert_eq!(told, 3, "every operator_lost is audited: {audit}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
