@@ -225,11 +225,16 @@ async fn audit(
     _admin: Admin,
     State(app): State<Core>,
     crate::http::ApiQuery(q): crate::http::ApiQuery<crate::audit::Query>,
-) -> Json<crate::audit::Page> {
+) -> Result<Json<crate::audit::Page>, ApiError> {
+    // The contract's integers are signed 64-bit: refuse what it does not allow.
+    let too_big = |v: Option<u64>| v.is_some_and(|v| v > i64::MAX as u64);
+    if too_big(q.since) || too_big(q.until) || too_big(q.after) || too_big(q.limit.map(|l| l as u64)) {
+        return Err(ApiError::bad_request("bad_query", "since, until, after and limit are at most 2^63 - 1"));
+    }
     let audit = std::sync::Arc::clone(&app.audit);
     // Reading the files is blocking I/O.
     let page = tokio::task::spawn_blocking(move || audit.query(&q)).await;
-    Json(page.unwrap_or(crate::audit::Page { entries: Vec::new(), next: None }))
+    Ok(Json(page.unwrap_or(crate::audit::Page { entries: Vec::new(), next: None })))
 }
 
 /// The QUIC endpoint's certificate, for trains to pin. No token needed.

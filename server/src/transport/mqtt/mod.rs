@@ -637,8 +637,10 @@ pub struct MqttSession {
 /// Create an MQTT session for a remote control: broker credentials allowed to read only its
 /// own video and events and publish only its own commands. Same checks as `GET /ws`.
 #[utoipa::path(post, path = "/api/mqtt/sessions", tag = "transports", request_body = NewMqttSession,
-    responses((status = 201, body = MqttSession),
+    responses((status = 201, body = MqttSession), (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, description = "body over max_body", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
         (status = 404, description = "unknown remote control, or MQTT is off (`mqtt_disabled`)", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 503, description = "the broker is not reachable (`mqtt_unavailable`)", body = ErrorBody)))]
