@@ -45,6 +45,18 @@ pub const CLIENT_OPUS_PT: u8 = 120;
 /// The Opus RTP clock (RFC 7587).
 pub const OPUS_CLOCK_HZ: u64 = 48_000;
 
+/// What a signaling exchange gave a player: the answer, where the session lives, its ETag and
+/// `Link` headers (empty where the style has none).
+#[derive(Debug, Clone)]
+pub struct Signaled {
+    pub answer: String,
+    /// The session's URL, and its location as the server gave it (or its id).
+    pub url: String,
+    pub location: String,
+    pub etag: String,
+    pub links: Vec<String>,
+}
+
 /// What the player offers.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Offer {
@@ -344,17 +356,32 @@ impl Whep {
 
     /// [`Whep::connect`] with an offer of `what` (audio too).
     pub async fn connect_with(server: &Server, rc: &str, token: Option<&str>, what: Offer) -> Whep {
+        let url = server.url(&format!("/api/whep/remote-controls/{rc}"));
+        Self::signal_with(what, |sdp| async move {
+            let (status, headers, answer) =
+                http("POST", &url, token, &[("content-type", "application/sdp")], &sdp).await;
+            assert_eq!(status, 201, "WHEP POST: {answer}");
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            assert_eq!(header("content-type").as_deref(), Some("application/sdp"));
+            let location = header("location").expect("Location");
+            let etag = header("etag").expect("ETag");
+            let links = headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+            Signaled { answer, url: server.url(&location), location, etag, links }
+        })
+        .await
+    }
+
+    /// A media player whose offer of `what` goes through `signal` (any signaling style), which
+    /// returns the answer and where the session lives.
+    pub async fn signal_with<F, Fut>(what: Offer, signal: F) -> Whep
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Signaled>,
+    {
         let started = Instant::now();
         let (pc, mut tracks_rx, _channels, ice_states) = media_peer().await;
         let (sdp, command) = offer_with(&pc, what).await;
-        let url = server.url(&format!("/api/whep/remote-controls/{rc}"));
-        let (status, headers, answer) = http("POST", &url, token, &[("content-type", "application/sdp")], &sdp).await;
-        assert_eq!(status, 201, "WHEP POST: {answer}");
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        assert_eq!(header("content-type").as_deref(), Some("application/sdp"));
-        let location = header("location").expect("Location");
-        let etag = header("etag").expect("ETag");
-        let links = headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+        let Signaled { answer, url, location, etag, links } = signal(sdp).await;
         let sections = video_sections(&answer);
         let mut ssrcs = HashMap::new();
         for (slot, (list, _)) in sections.iter().enumerate() {
@@ -384,7 +411,7 @@ impl Whep {
         }
         Whep {
             pc,
-            url: server.url(&location),
+            url,
             location,
             etag,
             answer,

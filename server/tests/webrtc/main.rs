@@ -11,6 +11,7 @@ mod aiortc_peer;
 mod aiortc_whep;
 mod answering;
 mod rpc_errors;
+mod rpc_media;
 mod rpc_peers;
 mod rpc_relay;
 mod single_port;
