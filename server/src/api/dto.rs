@@ -69,8 +69,10 @@ pub struct ControlView {
     pub session: u64,
     pub transport: String,
     pub console_id: Option<String>,
-    /// Since when (RFC 3339).
+    /// Since when (RFC 3339), and the same in µs since the UNIX epoch (as `control_changed`
+    /// has it).
     pub since: String,
+    pub since_us: u64,
 }
 
 impl From<StreamSnapshot> for Train {
@@ -112,6 +114,7 @@ impl From<StreamSnapshot> for Train {
                 transport: h.transport,
                 console_id: h.console_id,
                 since: rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_micros(h.since_us)),
+                since_us: h.since_us,
             }),
         }
     }

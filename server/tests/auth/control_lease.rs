@@ -74,6 +74,7 @@ async fn one_holder_at_a_time() {
     let (_, train) = api("GET", &server.url("/api/trains/train-1"), None).await;
     assert_eq!(train["control"]["name"], "demo-operator", "{train}");
     assert_eq!(train["control"]["transport"], "websocket", "{train}");
+    assert_eq!(train["control"]["since_us"], taken["holder"]["since_us"], "{train}");
 
     // Release, then B takes it; an admin takes it over by force and B is told.
     send(&a, json!({"type": "release_control"})).await;
