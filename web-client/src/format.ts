@@ -18,3 +18,15 @@ export function aspectRatio(...sizes: (Size | null | undefined)[]): string {
   const s = sizes.find(known)
   return s ? `${s.width} / ${s.height}` : '4 / 3'
 }
+
+/** `v.toFixed(digits)`, without the sign of a figure that rounds to zero ("-0" → "0"). */
+export function fixed(v: number, digits = 0): string {
+  const s = v.toFixed(digits)
+  return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s
+}
+
+/** A duration in whole milliseconds, "—" when not known. */
+export const msText = (v: number | null | undefined): string => (v === null || v === undefined ? '—' : `${fixed(v, 0)} ms`)
+
+/** "1 camera", "2 cameras", "0 cameras". */
+export const plural = (n: number, word: string): string => `${n} ${n === 1 ? word : `${word}s`}`
