@@ -25,6 +25,7 @@ import { api, ApiError, type Link, type LinkHandlers } from '../transport/link'
 import { openWebRtc, type RpcPeers } from '../transport/webrtc'
 import { parseSignaling, type Signaling } from '../transport/mqtt-signaling'
 import { openWhep } from '../transport/whep'
+import { plural } from '../format'
 import type { AudioTrackStats, MediaTracks, TrackStats } from '../transport/link'
 import { MediaLatencyMeter, type MediaLatency, type PresentedFrame } from '../video/media'
 import { openWebSocket } from '../transport/websocket'
@@ -568,7 +569,7 @@ export const useConsole = defineStore('console', () => {
       case 'mapped_train_changed':
         note(
           ev.train_id
-            ? `mapped to ${ev.train_id} (${ev.online ? 'online' : 'offline'}, ${ev.cameras.length} cameras${ev.audio?.length ? `, ${ev.audio.length} audio` : ''})`
+            ? `mapped to ${ev.train_id} (${ev.online ? 'online' : 'offline'}, ${plural(ev.cameras.length, 'camera')}${ev.audio?.length ? `, ${ev.audio.length} audio` : ''})`
             : 'not mapped to any train',
         )
         applyMapping(ev)
