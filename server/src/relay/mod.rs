@@ -224,9 +224,14 @@ impl Relay {
         if let ClientMessage::Command { request_id, command: action } = &msg {
             self.info().commands.fetch_add(1, Ordering::Relaxed);
             let at_us = crate::now_us();
+            let info = self.info();
             let audit = Audited {
                 at_us,
-                session: Arc::clone(self.info()),
+                principal: info.principal.name.clone(),
+                role: info.principal.role.name().into(),
+                remote_control_id: info.remote_control_id.clone(),
+                session: info.id,
+                transport: info.transport.into(),
                 train: self.rc.train().map(|t| t.to_string()),
                 request_id: request_id.clone(),
                 command: serde_json::to_value(action).unwrap_or_default(),
@@ -377,43 +382,25 @@ pub fn tell_operator_lost(core: &Core, train: TrainId, holder: ControlHolder, wh
     tokio::spawn(async move {
         tracing::warn!(train = %train, operator = %holder.name, "operator lost ({why}): telling the train");
         let action = Action::OperatorLost { operator: holder.name.clone(), reason: why.clone() };
-        let at_us = crate::now_us();
-        let result = core.hub.command(&train, action.clone()).await;
-        let (res, ok, code, message, command_id, rtt_us) = match &result {
-            Ok(out) => (
-                "acked",
-                Some(out.ack.ok),
-                None,
-                out.ack.message.clone(),
-                Some(out.command_id),
-                Some(out.rtt.as_micros() as u64),
-            ),
-            Err(e) => ("failed", None, Some(e.code().to_owned()), e.to_string(), None, None),
+        let audit = Audited {
+            at_us: crate::now_us(),
+            principal: "railcast".into(),
+            role: "server".into(),
+            remote_control_id: String::new(),
+            session: holder.session,
+            transport: holder.transport.clone(),
+            train: Some(train.to_string()),
+            request_id: String::new(),
+            command: serde_json::to_value(&action).unwrap_or_default(),
         };
+        let result = core.hub.command(&train, action).await;
         match &result {
             Ok(out) => {
                 tracing::info!(train = %train, rtt_ms = out.rtt.as_secs_f64() * 1000.0, "operator_lost acked: {}", out.ack.message)
             }
             Err(e) => tracing::warn!(train = %train, "operator_lost not delivered: {e}"),
         }
-        core.audit.record(crate::audit::Entry {
-            seq: 0,
-            at_us,
-            principal: "railcast".into(),
-            role: "server".into(),
-            remote_control_id: String::new(),
-            session: holder.session,
-            transport: holder.transport.clone(),
-            train_id: Some(train.to_string()),
-            request_id: String::new(),
-            command: serde_json::to_value(&action).unwrap_or_default(),
-            result: res.into(),
-            ok,
-            code,
-            message,
-            command_id,
-            rtt_us,
-        });
+        core.audit.record(audit.entry(&outcome_event(String::new(), result)));
     });
 }
 
@@ -441,7 +428,11 @@ pub async fn watch_control(core: Core) {
 /// What the audit needs of a command, taken when it arrives.
 struct Audited {
     at_us: u64,
-    session: Arc<ClientSession>,
+    principal: String,
+    role: String,
+    remote_control_id: String,
+    session: u64,
+    transport: String,
     train: Option<String>,
     request_id: String,
     command: serde_json::Value,
@@ -462,15 +453,14 @@ impl Audited {
             }
             other => ("refused", None, Some("unexpected".into()), format!("{other:?}"), None, None),
         };
-        let s = &self.session;
         crate::audit::Entry {
             seq: 0,
             at_us: self.at_us,
-            principal: s.principal.name.clone(),
-            role: s.principal.role.name().into(),
-            remote_control_id: s.remote_control_id.clone(),
-            session: s.id,
-            transport: s.transport.into(),
+            principal: self.principal,
+            role: self.role,
+            remote_control_id: self.remote_control_id,
+            session: self.session,
+            transport: self.transport,
             train_id: self.train,
             request_id: self.request_id,
             command: self.command,
@@ -508,16 +498,24 @@ async fn answer(core: &Core, rc: &RemoteControl, msg: ClientMessage) -> ServerEv
                     message: "this remote control is not mapped to a train".into(),
                 };
             };
-            match core.hub.command(&train, command).await {
-                Ok(out) => ServerEvent::CommandAck {
-                    request_id,
-                    command_id: out.command_id,
-                    ok: out.ack.ok,
-                    message: out.ack.message,
-                    train_rtt_us: out.rtt.as_micros() as u64,
-                },
-                Err(e) => ServerEvent::CommandError { request_id, code: e.code().into(), message: e.to_string() },
-            }
+            outcome_event(request_id, core.hub.command(&train, command).await)
         }
+    }
+}
+
+/// The event that tells a command's outcome (the train's ack, or why it was not answered).
+fn outcome_event(
+    request_id: String,
+    result: Result<crate::hub::CommandOutcome, crate::hub::CommandError>,
+) -> ServerEvent {
+    match result {
+        Ok(out) => ServerEvent::CommandAck {
+            request_id,
+            command_id: out.command_id,
+            ok: out.ack.ok,
+            message: out.ack.message,
+            train_rtt_us: out.rtt.as_micros() as u64,
+        },
+        Err(e) => ServerEvent::CommandError { request_id, code: e.code().into(), message: e.to_string() },
     }
 }
