@@ -187,9 +187,21 @@ async fn a_lost_link_gets_the_train_told_within_the_timeout() {
     println!("control: operator_lost {} ms after the holder's remote control was remapped", took.as_millis());
     assert!(took < Duration::from_millis(500), "{took:?}");
 
-    let (_, audit) = api("GET", &server.url("/api/audit?train=train-1"), None).await;
-    let told =
-        audit["entries"].as_array().into_iter().flatten().filter(|e| e["command"]["type"] == "operator_lost").count();
+    // Audited once the train's ack is back, a moment after the train saw the command.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (told, audit) = loop {
+        let (_, audit) = api("GET", &server.url("/api/audit?train=train-1"), None).await;
+        let told = audit["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["command"]["type"] == "operator_lost")
+            .count();
+        if told >= 3 || Instant::now() > deadline {
+            break (told, audit);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(told, 3, "every operator_lost is audited: {audit}");
 }
 
