@@ -259,6 +259,9 @@ impl Sim {
         Sim { child, manifest, log }
     }
 
+    /// Every frame the simulator has sent so far (it writes each line before sending). Take what
+    /// the clients received first, then the manifest: the train keeps sending, and a frame that
+    /// arrives after this read is in no manifest the test holds.
     pub fn manifest(&self) -> Manifest {
         Manifest::read(&self.manifest)
     }

@@ -138,9 +138,10 @@ async fn three_sessions_share_one_udp_socket() {
     for rtc in &clients {
         rtc.client.wait_frames(30).await;
     }
+    let received: Vec<_> = clients.iter().map(|rtc| rtc.client.frames()).collect();
     let manifest = sim.manifest();
-    for rtc in &clients {
-        let checked = verify(&rtc.client.frames(), &manifest);
+    for (rtc, frames) in clients.iter().zip(&received) {
+        let checked = verify(frames, &manifest);
         assert!(checked >= 30, "{checked} frames");
         println!("session {}: {checked} frames verified", rtc.session_id);
     }
@@ -358,9 +359,10 @@ async fn relayed_clients_reach_the_shared_port_through_coturn() {
     for rtc in [&a, &b] {
         rtc.client.wait_frames(20).await;
     }
+    let received = [a.client.frames(), b.client.frames()];
     let manifest = sim.manifest();
-    for rtc in [&a, &b] {
-        let checked = verify(&rtc.client.frames(), &manifest);
+    for (rtc, frames) in [&a, &b].into_iter().zip(&received) {
+        let checked = verify(frames, &manifest);
         println!(
             "relayed session {}: setup {:.1} ms, {checked} frames verified",
             rtc.session_id,

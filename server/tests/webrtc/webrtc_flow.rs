@@ -37,8 +37,8 @@ async fn data_channels_carry_verified_frames_and_commands() {
     c.wait_event("error", |e| e["type"] == "error" && e["code"] == "bad_message").await;
 
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let (frames, ws_frames) = (c.frames(), ws.frames());
     let manifest = sim.manifest();
-    let frames = c.frames();
     let checked = verify(&frames, &manifest);
     let mut lat: Vec<u64> = frames.iter().map(|f| f.latency_us).collect();
     lat.sort_unstable();
@@ -49,7 +49,7 @@ async fn data_channels_carry_verified_frames_and_commands() {
         let got = frames.iter().filter(|f| f.camera == cam).count();
         assert!(got + 3 >= sent, "camera {cam}: {got} of {sent} frames over the data channel");
     }
-    verify(&ws.frames(), &manifest);
+    verify(&ws_frames, &manifest);
     assert!(ws.frames().len() >= 30, "the WebSocket session of the same remote control streams too");
 
     let (_, sessions) = api("GET", &server.url("/api/webrtc/sessions"), None).await;

@@ -32,10 +32,10 @@ async fn two_cameras_arrive_as_exact_h264_frames_on_two_tracks() {
     whep.wait_units(2, 45, Duration::from_secs(20)).await;
     let first: Vec<Duration> = (0..2).map(|s| whep.units(s)[0].received.duration_since(whep.started)).collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let received: Vec<_> = (0..2).map(|slot| whep.units(slot)).collect();
     let manifest = sim.manifest();
     let mut total = 0;
-    for (slot, first) in first.iter().enumerate() {
-        let units = whep.units(slot);
+    for ((slot, first), units) in first.iter().enumerate().zip(received) {
         let v = verify(&units, &manifest, "train-1", slot as u16);
         println!(
             "camera {slot}: {} access units, {} verified ({} keyframes), {} unknown, {} bad timestamps, first after {:?}",

@@ -40,6 +40,7 @@ async fn a_pli_brings_a_keyframe_long_before_the_gop_would() {
     };
     assert!(count("sent") >= 1 && count("limited") >= 4, "sent {}, limited {}", count("sent"), count("limited"));
 
+    let units = whep.units(0);
     let manifest = sim.manifest();
     let new: Vec<_> = manifest.of_train("train-1").filter(|e| e.keyframe && e.capture_us > pli_at).collect();
     let after_ms = new.first().map(|e| (e.capture_us - pli_at) / 1000);
@@ -48,7 +49,7 @@ async fn a_pli_brings_a_keyframe_long_before_the_gop_would() {
         new.len()
     );
     assert!(!new.is_empty(), "no keyframe within 1.5 s of the PLI (GOP: 40 s)");
-    let v = verify(&whep.units(0), &manifest, "train-1", 0);
+    let v = verify(&units, &manifest, "train-1", 0);
     assert_eq!(v.unknown, 0);
     assert!(
         v.keyframes > received_before,

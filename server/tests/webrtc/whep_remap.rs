@@ -41,15 +41,15 @@ async fn remap_switches_the_tracks_without_renegotiation() {
     let switched_at = Instant::now();
     set_train(&server, &rc, "train-2").await;
     let deadline = Instant::now() + Duration::from_secs(15);
-    let manifest = loop {
+    let (units, manifest) = loop {
+        let units = whep.units(0);
         let manifest = sim.manifest();
-        if verify(&whep.units(0)[before..], &manifest, "train-2", 0).frames >= 15 {
-            break manifest;
+        if verify(&units[before..], &manifest, "train-2", 0).frames >= 15 {
+            break (units, manifest);
         }
         assert!(Instant::now() < deadline, "fewer than 15 frames of train-2 within 15 s of the remap");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let units = whep.units(0);
     let (old, new) = (verify(&units, &manifest, "train-1", 0), verify(&units, &manifest, "train-2", 0));
     assert_eq!(old.unknown + new.unknown, units.len(), "every access unit is a frame of train-1 or train-2");
     assert!(units.iter().all(|u| u.ssrc == units[0].ssrc), "one track throughout");

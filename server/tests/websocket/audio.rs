@@ -49,8 +49,8 @@ async fn opus_packets_arrive_at_50_per_second_exactly_as_sent() {
     let (elapsed, n1) = (t0.elapsed().as_secs_f64(), audio_count(&client));
     let rate = (n1 - n0) as f64 / elapsed;
 
-    let manifest = with_audio.manifest();
     let frames = client.frames();
+    let manifest = with_audio.manifest();
     let checked = verify(&frames, &manifest);
     let audio: Vec<_> = frames.iter().filter(|f| f.camera == MIC).collect();
     let video = frames.iter().filter(|f| f.camera == 0).count();

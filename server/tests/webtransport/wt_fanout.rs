@@ -24,9 +24,11 @@ async fn three_clients_two_trains_get_exact_frames_and_acks() {
     let window = Duration::from_secs(6);
     tokio::time::sleep(window).await;
 
+    // What the clients got before what the train sent: a frame sent after the manifest is read
+    // would be in no manifest.
+    let received: Vec<_> = clients.iter().map(|(_, _, client)| client.frames()).collect();
     let manifest = sim.manifest();
-    for (name, train, client) in &clients {
-        let frames = client.frames();
+    for ((name, train, client), frames) in clients.iter().zip(received) {
         let checked = verify(&frames, &manifest);
         assert!(frames.iter().all(|f| f.train.as_deref() == Some(*train)), "client {name} got another train's frame");
         let mut expected = 0;
