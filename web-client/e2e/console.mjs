@@ -47,7 +47,8 @@
 //                       localhost addresses, the settings, the docs) and show no camera canvas
 //   control             RAILCAST_TOKEN an admin's, over WebSocket: the console takes control of the train
 //                       (the panel shows "you", pings every 250 ms), a horn is acked, then the page's
-//                       renderer is crashed (CDP Page.crash; CONTROL_END=close: the page is closed);
+//                       renderer is crashed (CDP Page.crash; CONTROL_END=close: the page is closed;
+//                       CONTROL_END=sigkill: every Chromium process gets SIGKILL, no goodbye at all);
 //                       the driver polls GET /api/trains/TRAIN until `control` is null (JSON:
 //                       `control_null_ms`, from the crash) and GET /api/audit?train=TRAIN for the
 //                       server's `operator_lost` entry (`operator_lost`, `operator_lost_ms`)
@@ -75,7 +76,7 @@
 // On WebTransport the JSON line also has `webtransport`: the link's own counters (datagrams,
 // streams, packets, bytes, max_datagram_size, certificate) from the Connection panel's details.
 import { chromium } from 'playwright-core'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -391,6 +392,21 @@ async function waitForFrames(page, expect, cameras, timeoutMs, minPainted = 10) 
   }, [expect, minPainted])
   const h = await hook(page)
   return cameras ?? h.cameras
+}
+
+/** The processes whose parent is `pid` (from /proc: `pid (comm) state ppid …`). */
+function childPids(pid) {
+  const out = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
 }
 
 async function launch() {
@@ -934,10 +950,26 @@ async function controlLease(spec) {
   await shot(page, 'holding')
 
   // The console dies.
-  const how = process.env.CONTROL_END === 'close' ? 'close' : 'crash'
+  const how = ['close', 'sigkill'].includes(process.env.CONTROL_END) ? process.env.CONTROL_END : 'crash'
   result.end = how
-  const tEnd = Date.now()
-  if (how === 'crash') {
+  let tEnd = Date.now()
+  if (how === 'sigkill') {
+    // Chromium is this script's child: SIGKILL it and every process under it (zygotes,
+    // network service, renderers), found first so that none can outlive the others.
+    const pids = []
+    for (let next = childPids(process.pid); next.length; next = next.flatMap(childPids)) pids.push(...next)
+    if (pids.length === 0) fail('no Chromium process under this script to kill')
+    tEnd = Date.now()
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // already gone with its parent
+      }
+    }
+    result.killed_pids = pids.length
+    browser = null
+  } else if (how === 'crash') {
     const cdp = await browser.newCDPSession(page)
     // Not awaited: the answer never comes, the renderer is gone.
     cdp.send('Page.crash').catch(() => {})

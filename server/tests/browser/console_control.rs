@@ -1,8 +1,10 @@
 //! The console in Chromium holds a train's control lease and dies: an admin's console (over
 //! WebSocket) takes control (the panel shows "you", the heartbeat goes to 250 ms), a horn is
-//! acked, then the page's renderer is crashed. Checked from outside with raw requests: the
-//! train's `control` becomes null within 2 s (`GET /api/trains/train-1`) and the server's
-//! `operator_lost` to the train is in the audit (`GET /api/audit?train=train-1`).
+//! acked, then every Chromium process is SIGKILLed (no goodbye, no close frame: the kernel
+//! closes the sockets). Checked from outside with raw requests: the train's `control` becomes
+//! null (`GET /api/trains/train-1`) and the server's `operator_lost` to the train, acked by the
+//! train, is in the audit (`GET /api/audit?train=train-1`) within the heartbeat timeout (1 s)
+//! plus 100 ms of the kill.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use testkit::console::{artifacts, web_root, Console};
 use testkit::{api, scratch, Server, Sim, SMALL_VIDEO};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashed_console_loses_control_and_the_train_is_told() {
+async fn killed_browser_loses_control_and_the_train_is_told() {
     let _serial = testkit::serial().await;
     let dir = scratch("console_control");
     let root = web_root();
@@ -23,7 +25,7 @@ async fn crashed_console_loses_control_and_the_train_is_told() {
         "control",
         &artifacts("console_control"),
         server.token("admin"),
-        &[],
+        &[("CONTROL_END", "sigkill")],
     );
     let r = console.finish(Duration::from_secs(90)).await;
     println!(
@@ -42,8 +44,12 @@ async fn crashed_console_loses_control_and_the_train_is_told() {
     );
     assert_eq!(r["ping_every_ms"], 250, "{r}");
     assert_eq!(r["ack_transport"], "websocket", "{r}");
+    assert_eq!(r["end"], "sigkill", "{r}");
     let null_ms = r["control_null_ms"].as_u64().expect("control_null_ms");
-    assert!(null_ms <= 2000, "the lease outlived the console by {null_ms} ms: {r}");
+    assert!(null_ms <= 1100, "the lease outlived the browser by {null_ms} ms: {r}");
+    let lost_ms = r["operator_lost_ms"].as_i64().expect("operator_lost_ms");
+    assert!(lost_ms <= 1100, "operator_lost reached the train {lost_ms} ms after the kill: {r}");
+    assert_eq!(r["operator_lost"]["result"], "acked", "the train acks operator_lost: {r}");
     assert_eq!(r["operator_lost"]["principal"], "railcast", "{r}");
     assert_eq!(r["operator_lost"]["operator"], "demo-admin", "{r}");
 
