@@ -40,6 +40,9 @@ pub struct Follower {
     mapping: watch::Receiver<Mapping>,
     train: Option<TrainId>,
     sub: Option<Subscription>,
+    /// An event owed before the next one from the train: who holds its control lease, for a
+    /// session that just started following it (a lease taken earlier sends no event again).
+    pending: Option<ServerEvent>,
 }
 
 impl Follower {
@@ -51,7 +54,8 @@ impl Follower {
         // A reload may have come between the token check of the request and now.
         let credentials_checked = app.auth.revision();
         let revoked = (!app.auth.in_force(&session.principal)).then(|| revoked_reason(&session.principal));
-        let mut f = Self { app: app.clone(), session, credentials_checked, revoked, mapping, train: None, sub: None };
+        let mut f =
+            Self { app: app.clone(), session, credentials_checked, revoked, mapping, train: None, sub: None, pending: None };
         f.follow(train);
         let ev = f.state_event();
         (f, ev)
@@ -64,6 +68,16 @@ impl Follower {
     fn follow(&mut self, train: Option<TrainId>) {
         self.sub = None; // unsubscribe from the old train before anything of the new one is queued
         self.sub = train.as_ref().map(|t| self.app.hub.subscribe(t, Arc::clone(&self.session.hub)));
+        // Read after subscribing: a lease taken from here on comes as an event anyway (at worst
+        // the holder is told twice).
+        self.pending = match (&train, self.sub.as_ref().and_then(|s| s.stream().control_holder())) {
+            (Some(train_id), Some(holder)) => Some(ServerEvent::ControlChanged {
+                train_id: train_id.clone(),
+                holder: Some(Box::new(holder)),
+                reason: "held".into(),
+            }),
+            _ => None,
+        };
         self.train = train;
     }
 
@@ -86,6 +100,9 @@ impl Follower {
     pub async fn next(&mut self) -> Item {
         if let Some(reason) = self.revoked.take() {
             return Item::Revoked(reason);
+        }
+        if let Some(ev) = self.pending.take() {
+            return Item::Event(ev);
         }
         loop {
             let sub = self.sub.as_mut();

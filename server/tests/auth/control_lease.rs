@@ -75,6 +75,11 @@ async fn one_holder_at_a_time() {
     assert_eq!(train["control"]["name"], "demo-operator", "{train}");
     assert_eq!(train["control"]["transport"], "websocket", "{train}");
     assert_eq!(train["control"]["since_us"], taken["holder"]["since_us"], "{train}");
+    // A session that starts watching later learns the holder right after its mapping.
+    let late = Client::connect(&server.ws_url_as(&rc, Some(server.token("viewer")))).await;
+    let held = late.wait_event("the holder, for a late joiner", |e| e["type"] == "control_changed").await;
+    assert_eq!((holder_of(&held), held["reason"].as_str()), (Some("demo-operator"), Some("held")), "{held}");
+    drop(late);
 
     // Release, then B takes it; an admin takes it over by force and B is told.
     send(&a, json!({"type": "release_control"})).await;
