@@ -18,6 +18,13 @@ command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)     # drives Chromium t
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)            # checks deploy/nginx.conf (reverse proxy)
 [ -x /usr/bin/caddy ] || need_apt+=(caddy)                   # checks deploy/Caddyfile
+# The train agent's sources: ffmpeg pipes H.264 into it (and cuts the reference access units),
+# GStreamer's RTSP server plays the IP cameras (tests/rtsp/server.py, Debian's python3 + gi).
+[ -x /usr/bin/ffmpeg ] || need_apt+=(ffmpeg)
+/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
+  && gst-inspect-1.0 x264enc >/dev/null 2>&1 && gst-inspect-1.0 rtph264pay >/dev/null 2>&1 \
+  || need_apt+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good
+                gstreamer1.0-plugins-base gstreamer1.0-tools)
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,6 +1,8 @@
 //! H.264 Annex B access units (the codec payload of docs/wire-format.md §2.4): splitting them at
-//! their start codes. Shared by the simulator (checks its encoder's output), the server's WHEP
-//! tracks (parameter sets before an IDR) and the test kit (normalising received access units).
+//! their start codes, cutting a byte stream into access units ([`AccessUnitSplitter`]) and reading
+//! a sequence parameter set's picture size ([`sps_dimensions`]). Shared by the simulator (checks
+//! its encoder's output), the train agent (pipes and cameras), the server's WHEP tracks (parameter
+//! sets before an IDR) and the test kit (normalising received access units).
 
 /// One NAL unit of an Annex B access unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,226 @@ pub fn nal_units(data: &[u8]) -> Vec<NalUnit<'_>> {
         .collect()
 }
 
+/// Whether a NAL unit of type `nal_type`, whose payload after the header byte starts with
+/// `first`, begins a new access unit once the current one holds a coded slice (H.264 §7.4.1.2.3):
+/// an access unit delimiter, SEI, SPS, PPS, types 14–18, or a slice whose `first_mb_in_slice` is 0
+/// (its ue(v) code is the single bit `1`).
+fn starts_access_unit(nal_type: u8, first: u8) -> bool {
+    match nal_type {
+        6..=9 | 14..=18 => true,
+        1 | 5 => first & 0x80 != 0,
+        _ => false,
+    }
+}
+
+/// Cuts an Annex B byte stream (a pipe from ffmpeg or GStreamer, a file) into access units, as
+/// ffmpeg's H.264 parser does: a new unit begins at the first NAL unit listed in
+/// [`starts_access_unit`] after a coded slice. Each unit is returned with its start codes, byte for
+/// byte as it came; bytes before the first start code are dropped. A unit is complete only when
+/// the next one begins, so a live stream's units come one frame late (or at [`Self::finish`]).
+#[derive(Debug)]
+pub struct AccessUnitSplitter {
+    buf: Vec<u8>,
+    /// Where the start-code search goes on.
+    scanned: usize,
+    /// The current unit holds a coded slice (types 1–5).
+    has_slice: bool,
+    /// A start code was seen: `buf` begins with one.
+    started: bool,
+    max_unit: usize,
+    /// Bytes dropped: before the first start code, or a unit over `max_unit`.
+    pub dropped_bytes: u64,
+    /// Units dropped for being larger than `max_unit`.
+    pub oversized: u64,
+}
+
+impl AccessUnitSplitter {
+    /// Units larger than `max_unit` bytes are dropped (and counted): garbage without start codes
+    /// must not grow the buffer without end.
+    pub fn new(max_unit: usize) -> Self {
+        Self { buf: Vec::new(), scanned: 0, has_slice: false, started: false, max_unit, dropped_bytes: 0, oversized: 0 }
+    }
+
+    /// Add bytes; returns the access units they completed, in order.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        // A start code needs 3 bytes, its classification the 2 after it.
+        while self.scanned + 5 <= self.buf.len() {
+            let i = self.scanned;
+            if !(self.buf[i] == 0 && self.buf[i + 1] == 0 && self.buf[i + 2] == 1) {
+                self.scanned += 1;
+                continue;
+            }
+            let nal_start = if i > 0 && self.buf[i - 1] == 0 { i - 1 } else { i };
+            let nal_type = self.buf[i + 3] & 0x1F;
+            if !self.started {
+                // Bytes before the first start code.
+                self.dropped_bytes += nal_start as u64;
+                self.buf.drain(..nal_start);
+                self.started = true;
+                self.scanned = i - nal_start + 3;
+            } else if self.has_slice && starts_access_unit(nal_type, self.buf[i + 4]) {
+                out.push(self.buf.drain(..nal_start).collect());
+                self.has_slice = false;
+                self.scanned = i - nal_start + 3;
+            } else {
+                self.scanned = i + 3;
+            }
+            if (1..=5).contains(&nal_type) {
+                self.has_slice = true;
+            }
+        }
+        if self.buf.len() > self.max_unit {
+            self.dropped_bytes += self.buf.len() as u64;
+            self.oversized += 1;
+            self.buf.clear();
+            self.scanned = 0;
+            self.has_slice = false;
+            self.started = false;
+        }
+        out
+    }
+
+    /// The stream ended: the last unit, if it holds a slice.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let unit = std::mem::take(&mut self.buf);
+        self.scanned = 0;
+        self.started = false;
+        let had = std::mem::replace(&mut self.has_slice, false);
+        // A slice whose classification bytes had not come yet still counts.
+        let tail_slice = nal_units(&unit).iter().any(|n| (1..=5).contains(&n.nal_type()));
+        (had || tail_slice).then_some(unit)
+    }
+}
+
+/// Whether an access unit holds an IDR slice.
+pub fn is_keyframe(unit: &[u8]) -> bool {
+    nal_units(unit).iter().any(|n| n.nal_type() == NAL_IDR)
+}
+
+/// Reads an RBSP bit by bit (emulation prevention bytes removed beforehand).
+struct Bits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Bits<'_> {
+    fn bit(&mut self) -> Option<u32> {
+        let byte = *self.data.get(self.pos / 8)?;
+        let b = (byte >> (7 - self.pos % 8)) & 1;
+        self.pos += 1;
+        Some(u32::from(b))
+    }
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        (0..n).try_fold(0u32, |acc, _| Some((acc << 1) | self.bit()?))
+    }
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some(((1u64 << zeros) - 1 + u64::from(self.bits(zeros)?)) as u32)
+    }
+    fn se(&mut self) -> Option<i32> {
+        let k = self.ue()?;
+        Some(if k % 2 == 1 { k.div_ceil(2) as i32 } else { -((k / 2) as i32) })
+    }
+}
+
+/// The picture size (width, height, after cropping) that a sequence parameter set describes;
+/// `sps` is the NAL unit's payload, header byte first. `None` for anything that does not parse.
+pub fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
+    if sps.first()? & 0x1F != NAL_SPS {
+        return None;
+    }
+    // Remove emulation prevention (00 00 03 → 00 00).
+    let mut rbsp = Vec::with_capacity(sps.len());
+    let mut zeros = 0;
+    for &b in &sps[1..] {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        rbsp.push(b);
+    }
+    let mut r = Bits { data: &rbsp, pos: 0 };
+    let profile_idc = r.bits(8)?;
+    r.bits(16)?; // constraint flags, level_idc
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_plane = 0;
+    if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+        chroma_format_idc = r.ue()?;
+        if chroma_format_idc == 3 {
+            separate_colour_plane = r.bit()?;
+        }
+        r.ue()?; // bit_depth_luma_minus8
+        r.ue()?; // bit_depth_chroma_minus8
+        r.bit()?; // qpprime_y_zero_transform_bypass_flag
+        if r.bit()? == 1 {
+            // seq_scaling_matrix_present_flag: skip the lists.
+            for i in 0..if chroma_format_idc == 3 { 12 } else { 8 } {
+                if r.bit()? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i32, 8i32);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + r.se()? + 256) % 256;
+                        }
+                        last = if next == 0 { last } else { next };
+                    }
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            r.bit()?;
+            r.se()?;
+            r.se()?;
+            for _ in 0..r.ue()?.min(255) {
+                r.se()?;
+            }
+        }
+        _ => {}
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bit()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = r.ue()?.checked_add(1)?;
+    let height_map_units = r.ue()?.checked_add(1)?;
+    let frame_mbs_only = r.bit()?;
+    if frame_mbs_only == 0 {
+        r.bit()?; // mb_adaptive_frame_field_flag
+    }
+    r.bit()?; // direct_8x8_inference_flag
+    let (mut crop_x, mut crop_y) = (0, 0);
+    if r.bit()? == 1 {
+        let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        let (sub_w, sub_h) = match (chroma_format_idc, separate_colour_plane) {
+            (1, 0) => (2, 2),
+            (2, 0) => (2, 1),
+            _ => (1, 1),
+        };
+        let crop_unit_x = if chroma_format_idc == 0 || separate_colour_plane == 1 { 1 } else { sub_w };
+        let crop_unit_y =
+            (if chroma_format_idc == 0 || separate_colour_plane == 1 { 1 } else { sub_h }) * (2 - frame_mbs_only);
+        crop_x = left.checked_add(right)?.checked_mul(crop_unit_x)?;
+        crop_y = top.checked_add(bottom)?.checked_mul(crop_unit_y)?;
+    }
+    let width = width_mbs.checked_mul(16)?.checked_sub(crop_x)?;
+    let height = height_map_units.checked_mul(16)?.checked_mul(2 - frame_mbs_only)?.checked_sub(crop_y)?;
+    (width > 0 && height > 0).then_some((width, height))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +286,77 @@ mod tests {
         assert_eq!(nals[2].payload, &[0x65, 4, 5]);
         assert_eq!(nals.iter().map(NalUnit::nal_type).collect::<Vec<_>>(), [NAL_SPS, NAL_PPS, NAL_IDR]);
         assert!(nal_units(&[1, 2, 3]).is_empty());
+    }
+
+    /// An AUD, SPS, PPS, IDR; then a P slice in two slices (first_mb 0, then not 0); then SEI +
+    /// P slice: three units, cut the same whatever the chunking.
+    #[test]
+    fn splits_a_stream_into_access_units_whatever_the_chunks() {
+        let unit1: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0, 0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 0x88, 4];
+        let unit2: &[u8] = &[0, 0, 0, 1, 0x41, 0x9A, 5, 0, 0, 1, 0x41, 0x20, 6];
+        let unit3: &[u8] = &[0, 0, 0, 1, 0x06, 5, 1, 0, 0, 0, 1, 0x41, 0x9B, 7, 8];
+        let stream: Vec<u8> = [&[7u8, 7][..], unit1, unit2, unit3].concat();
+        for chunk in [1, 2, 3, 5, 7, 64] {
+            let mut s = AccessUnitSplitter::new(1 << 20);
+            let mut units = Vec::new();
+            for c in stream.chunks(chunk) {
+                units.extend(s.push(c));
+            }
+            units.extend(s.finish());
+            assert_eq!(units, [unit1, unit2, unit3], "chunks of {chunk}");
+            assert_eq!(s.dropped_bytes, 2, "the bytes before the first start code");
+            assert!(is_keyframe(&units[0]) && !is_keyframe(&units[1]));
+        }
+    }
+
+    #[test]
+    fn garbage_without_start_codes_is_dropped_not_kept() {
+        let mut s = AccessUnitSplitter::new(1000);
+        for _ in 0..10 {
+            assert!(s.push(&[0xAB; 300]).is_empty());
+        }
+        assert!(s.oversized >= 2 && s.dropped_bytes >= 2000, "{s:?}");
+        assert_eq!(s.finish(), None);
+    }
+
+    /// SPSs written by x264 (ffmpeg 5.1, testsrc): baseline, main and high profile, with and
+    /// without cropping (1080 = 68 MB rows − 8; 350×198 crops both ways).
+    #[test]
+    fn reads_the_picture_size_of_an_sps() {
+        let cases: [(&[u8], (u32, u32)); 4] = [
+            (
+                &[
+                    0x67, 0x64, 0x00, 0x28, 0xAC, 0xD9, 0x40, 0x78, 0x02, 0x27, 0xE5, 0xC0, 0x44, 0x00, 0x00, 0x03,
+                    0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xC8, 0x3C, 0x60, 0xC6, 0x58,
+                ],
+                (1920, 1080),
+            ),
+            (
+                &[
+                    0x67, 0x42, 0xC0, 0x0D, 0xD9, 0x01, 0x41, 0xFB, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00,
+                    0x00, 0x03, 0x03, 0x20, 0xF1, 0x42, 0xA4, 0x80,
+                ],
+                (320, 240),
+            ),
+            (
+                &[
+                    0x67, 0x4D, 0x40, 0x1F, 0xEC, 0xA0, 0x28, 0x02, 0xDD, 0x80, 0x88, 0x00, 0x00, 0x03, 0x00, 0x08,
+                    0x00, 0x00, 0x03, 0x01, 0x90, 0x78, 0xC1, 0x8C, 0xB0,
+                ],
+                (1280, 720),
+            ),
+            (
+                &[
+                    0x67, 0x64, 0x00, 0x0D, 0xAC, 0xD9, 0x41, 0x61, 0xBE, 0xA6, 0xC0, 0x44, 0x00, 0x00, 0x03, 0x00,
+                    0x04, 0x00, 0x00, 0x03, 0x00, 0xC8, 0x3C, 0x50, 0xA6, 0x58,
+                ],
+                (350, 198),
+            ),
+        ];
+        for (sps, size) in cases {
+            assert_eq!(sps_dimensions(sps), Some(size));
+        }
+        assert_eq!(sps_dimensions(&[0x68, 1, 2]), None, "not an SPS");
+        assert_eq!(sps_dimensions(&[0x67, 0x64]), None, "truncated");
     }
 }

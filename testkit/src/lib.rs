@@ -19,6 +19,7 @@
 //!   [`link`]: a bottleneck on the path to one; [`console`]: the operator console in Chromium;
 //!   [`tls`]: a test CA and an HTTPS client that trusts only it.
 
+pub mod agent;
 pub mod console;
 pub mod link;
 pub mod mqtt;

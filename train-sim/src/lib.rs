@@ -6,15 +6,13 @@
 //! - [`audio`]: the cab microphone (`--audio tone`): a synthetic chime encoded to Opus.
 //! - [`video`]: renders the test pattern (colour bars, moving box, burned-in counter and clock)
 //!   and encodes it with openh264.
-//! - [`train`]: one train — camera threads and a QUIC session with reconnect and backoff.
-//! - [`connect`]: discovery over HTTP and a QUIC client that pins the server certificate.
-//! - [`manifest`]: one JSON line per frame sent, for end-to-end integrity checks.
-//! - [`credentials`]: the per-train tokens, read from a credentials file.
+//! - [`train`]: one train — camera threads, its behaviour behind the shared QUIC session.
+//! - [`connect`], [`manifest`], [`credentials`]: from `railcast-uplink` (shared with the agent):
+//!   discovery and certificate trust, the manifest of frames sent, the per-train tokens.
 
 pub mod audio;
-pub mod connect;
-pub mod credentials;
 mod font;
-pub mod manifest;
 pub mod train;
 pub mod video;
+
+pub use railcast_uplink::{connect, credentials, manifest};

@@ -113,30 +113,16 @@ fn humantime_parse(s: &str) -> Result<Duration, String> {
 /// How the server's certificate is checked: --ca, --cert-sha256, or (demo) the fingerprint that
 /// discovery returns.
 fn trust(args: &Args) -> anyhow::Result<connect::Trust> {
-    if let Some(spec) = &args.ca {
-        let (roots, source) = connect::load_roots(spec)?;
-        let server_name = match (&args.server_name, &args.quic) {
-            (Some(name), _) => name.clone(),
-            (None, Some(quic)) => connect::host_of(quic).context("--quic must be HOST:PORT")?,
-            (None, None) => connect::host_of(&args.server).context("--server must be a URL with a host")?,
-        };
-        tracing::info!(%server_name, "verifying the server's certificates against {source}");
-        return Ok(connect::Trust::Ca { roots: std::sync::Arc::new(roots), server_name, source });
-    }
-    if let Some(sha) = &args.cert_sha256 {
-        return Ok(connect::Trust::Pin(connect::parse_fingerprint(sha)?));
-    }
-    if args.quic.is_some() {
+    if args.quic.is_some() && args.ca.is_none() && args.cert_sha256.is_none() {
         anyhow::bail!("--quic needs --ca or --cert-sha256: without discovery nothing says which certificate to trust");
     }
-    if !args.server.starts_with("https://") {
-        tracing::warn!(
-            server = %args.server,
-            "learning the QUIC certificate's fingerprint over plain HTTP (trust on first use): anyone on the path can \
-             impersonate the server. Demo only; give --ca FILE, --ca system or --cert-sha256 (docs/security.md)"
-        );
-    }
-    Ok(connect::Trust::Discovered)
+    connect::choose_trust(connect::TrustOptions {
+        server: &args.server,
+        quic: args.quic.as_deref(),
+        ca: args.ca.as_deref(),
+        server_name: args.server_name.as_deref(),
+        cert_sha256: args.cert_sha256.as_deref(),
+    })
 }
 
 #[tokio::main]
@@ -164,15 +150,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--max-payload must be within 1..=65535");
     }
     let trust = trust(&args)?;
-    let source = match &args.quic {
-        Some(quic) => {
-            let (host, port) = quic.rsplit_once(':').context("--quic must be HOST:PORT")?;
-            let port: u16 = port.parse().context("--quic port")?;
-            let addr = connect::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)?;
-            train::Source::Fixed(addr)
-        }
-        None => train::Source::Discover(args.server.clone()),
-    };
+    let source = connect::source(&args.server, args.quic.as_deref())?;
     let manifest = match &args.manifest {
         Some(p) => {
             Some(Arc::new(manifest::Manifest::create(p).with_context(|| format!("cannot create {}", p.display()))?))

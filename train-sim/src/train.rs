@@ -1,40 +1,24 @@
 //! One simulated train: camera threads that render and encode, optionally a microphone thread
-//! (`--audio tone`, Opus), and a task that keeps a QUIC session to the server, reconnecting with
-//! backoff.
+//! (`--audio tone`, Opus), and the train's behaviour (speed, horn, the safe state after
+//! `operator_lost`) behind the shared QUIC session of [`railcast_uplink::session`].
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use railcast_protocol::control::{AudioInfo, CameraInfo, Command, ErrorMessage, Hello, Telemetry};
-use railcast_protocol::packet::{packetize, Codec, FrameMeta};
-use railcast_protocol::{Action, CameraId, CommandAck, ControlDecoder, ControlMessage, FrameSeq, Secret, TrainId};
+use railcast_protocol::control::{AudioInfo, CameraInfo, Command, Telemetry};
+use railcast_protocol::packet::Codec;
+use railcast_protocol::{Action, CameraId, CommandAck, FrameSeq, Secret, TrainId};
+use railcast_uplink::session::{AckFuture, Frame, Train, UplinkConfig};
 use tokio::sync::{mpsc, watch};
 
 use crate::audio::{self, AudioSource, Microphone};
-use crate::connect::{self, Target, Trust};
-use crate::manifest::{self, Manifest};
+use crate::connect::Trust;
+use crate::manifest::Manifest;
 use crate::video::{Camera, VideoConfig};
 
-pub fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-/// Resolves when `rx` turns true; keeps the watch guard out of the caller's future.
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Where to connect.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// Ask the server's HTTP API (`--server`) before each connection attempt: the QUIC port and,
-    /// with [`Trust::Discovered`], the certificate's fingerprint.
-    Discover(String),
-    /// Given on the command line (`--quic`).
-    Fixed(std::net::SocketAddr),
-}
+pub use railcast_uplink::session::{now_us, read_frame, Source};
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -68,18 +52,6 @@ impl TrainConfig {
     }
 }
 
-/// One encoded frame from a camera thread, or one Opus packet from the microphone thread.
-#[derive(Debug)]
-struct Frame {
-    codec: Codec,
-    /// Camera id, or the audio source's id (one id space).
-    camera: u16,
-    seq: u32,
-    capture_us: u64,
-    data: Vec<u8>,
-    keyframe: bool,
-}
-
 /// State shared by the camera threads and the session task.
 #[derive(Debug)]
 struct Shared {
@@ -90,6 +62,8 @@ struct Shared {
     horn_until: Mutex<Option<Instant>>,
     /// `operator_lost` put the train in its safe state (stopped) until the next `set_speed`.
     operator_lost: AtomicBool,
+    /// Metres travelled, and when it was last advanced.
+    odometer: Mutex<(f64, Instant)>,
 }
 
 impl Shared {
@@ -106,18 +80,8 @@ impl Shared {
     }
 }
 
-enum End {
-    Shutdown,
-    Lost(String),
-}
-
 /// Run one train until `shutdown` turns true.
-pub async fn run(
-    cfg: TrainConfig,
-    source: Source,
-    manifest: Option<Arc<Manifest>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(cfg: TrainConfig, source: Source, manifest: Option<Arc<Manifest>>, shutdown: watch::Receiver<bool>) {
     let shared = Arc::new(Shared {
         speed_bits: AtomicU32::new(cfg.initial_speed_kmh.to_bits()),
         force_keyframe: (0..cfg.cameras).map(|_| AtomicBool::new(true)).collect(),
@@ -125,9 +89,10 @@ pub async fn run(
         stop: AtomicBool::new(false),
         horn_until: Mutex::new(None),
         operator_lost: AtomicBool::new(false),
+        odometer: Mutex::new((0.0, Instant::now())),
     });
     // Room for the cameras' frames and for the microphone's 50 packets a second.
-    let (tx, mut frames) = mpsc::channel::<Frame>(16);
+    let (tx, frames) = mpsc::channel::<Frame>(16);
     let mut threads = Vec::new();
     for cam in 0..cfg.cameras {
         let label = format!("{} cam {cam}", cfg.id);
@@ -166,55 +131,17 @@ pub async fn run(
     }
     drop(tx);
 
-    let mut backoff = Duration::from_millis(200);
-    let mut odometer_m = 0.0f64;
-    while !*shutdown.borrow() {
-        let target = match &source {
-            Source::Fixed(addr) => Ok((*addr, None)),
-            Source::Discover(url) => {
-                let roots = match &cfg.trust {
-                    Trust::Ca { roots, .. } => Some(Arc::clone(roots)),
-                    _ => None,
-                };
-                connect::discover_with(url, roots).await.map(|t| (t.addr, Some(t))).map_err(anyhow::Error::from)
-            }
-        };
-        let started = Instant::now();
-        let end = match target {
-            Ok((addr, discovered)) => {
-                session(
-                    &cfg,
-                    addr,
-                    discovered.as_ref(),
-                    &mut frames,
-                    &shared,
-                    manifest.as_deref(),
-                    &mut shutdown,
-                    &mut odometer_m,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        shared.connected.store(false, Ordering::Relaxed);
-        match end {
-            Ok(End::Shutdown) => break,
-            Ok(End::Lost(reason)) => tracing::warn!(train = %cfg.id, "connection lost: {reason}"),
-            Err(e) => tracing::warn!(train = %cfg.id, "cannot connect: {e:#}"),
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = Duration::from_millis(200);
-        }
-        let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 4 + 1));
-        tracing::info!(train = %cfg.id, "reconnecting in {:?}", backoff + jitter);
-        tokio::select! {
-            _ = tokio::time::sleep(backoff + jitter) => {}
-            _ = stopped(&mut shutdown) => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    let uplink = UplinkConfig {
+        id: cfg.id.clone(),
+        token: cfg.token.clone(),
+        trust: cfg.trust.clone(),
+        max_payload: cfg.max_payload,
+        idle_timeout: cfg.idle_timeout,
+        software: concat!("railcast-train-sim/", env!("CARGO_PKG_VERSION")).into(),
+    };
+    let train = Arc::new(SimTrain { cfg, shared: Arc::clone(&shared) });
+    railcast_uplink::run(uplink, source, train, frames, manifest, shutdown).await;
     shared.stop.store(true, Ordering::Relaxed);
-    drop(frames);
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
@@ -253,7 +180,7 @@ fn camera_loop(mut camera: Camera, cam: u16, fps: u32, shared: Arc<Shared>, tx: 
             camera: cam,
             seq: seq.0,
             capture_us,
-            data: encoded.data,
+            data: Bytes::from(encoded.data),
             keyframe: encoded.keyframe,
         };
         seq = seq.next();
@@ -308,8 +235,14 @@ fn microphone_loop(mut mic: Microphone, id: u16, shared: Arc<Shared>, tx: mpsc::
                 continue;
             }
         };
-        let frame =
-            Frame { codec: Codec::Opus, camera: id, seq: seq.0, capture_us: start + k * step_us, data, keyframe: true };
+        let frame = Frame {
+            codec: Codec::Opus,
+            camera: id,
+            seq: seq.0,
+            capture_us: start + k * step_us,
+            data: Bytes::from(data),
+            keyframe: true,
+        };
         seq = seq.next();
         match tx.try_send(frame) {
             Ok(()) => {}
@@ -325,184 +258,69 @@ fn microphone_loop(mut mic: Microphone, id: u16, shared: Arc<Shared>, tx: mpsc::
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    cfg: &TrainConfig,
-    addr: std::net::SocketAddr,
-    discovered: Option<&Target>,
-    frames: &mut mpsc::Receiver<Frame>,
-    shared: &Shared,
-    manifest: Option<&Manifest>,
-    shutdown: &mut watch::Receiver<bool>,
-    odometer_m: &mut f64,
-) -> anyhow::Result<End> {
-    let endpoint = connect::endpoint(addr)?;
-    let (client, server_name) = cfg.trust.quic(discovered, cfg.idle_timeout)?;
-    let connecting = endpoint.connect_with(client, addr, &server_name)?;
-    let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
-        .await
-        .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))?
-        .map_err(|e| {
-            anyhow::Error::from(e)
-                .context(format!("QUIC handshake with {addr}: the server must present {}", cfg.trust.describe()))
-        })?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = ControlMessage::Hello(Hello {
-        train_id: cfg.id.clone(),
-        cameras: (0..cfg.cameras)
+/// The simulated train behind the session: its cameras and microphone as announced, its
+/// speed, horn and safe state, its telemetry.
+struct SimTrain {
+    cfg: TrainConfig,
+    shared: Arc<Shared>,
+}
+
+impl Train for SimTrain {
+    fn hello(&self) -> (Vec<CameraInfo>, Vec<AudioInfo>) {
+        let v = &self.cfg.video;
+        let cameras = (0..self.cfg.cameras)
             .map(|id| CameraInfo {
                 id: CameraId(id),
                 codec: "h264".into(),
-                width: cfg.video.width,
-                height: cfg.video.height,
-                fps: cfg.video.fps,
+                width: v.width,
+                height: v.height,
+                fps: v.fps,
             })
-            .collect(),
-        audio: cfg.audio_sources(),
-        software: Some(concat!("railcast-train-sim/", env!("CARGO_PKG_VERSION")).into()),
-        token: cfg.token.clone(),
-    });
-    send.write_all(&hello.to_bytes()).await?;
-    let mut decoder = ControlDecoder::new(railcast_protocol::control::DEFAULT_MAX_BODY);
-    let welcome = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut recv, &mut decoder))
-        .await
-        .map_err(|_| anyhow::anyhow!("no welcome within 5 s"))??;
-    match welcome {
-        Some(ControlMessage::Welcome(w)) => {
-            tracing::info!(train = %cfg.id, server = %addr, max_payload = w.max_payload, "connected");
-        }
-        Some(ControlMessage::Error(ErrorMessage { code, message })) => {
-            anyhow::bail!("server refused: {code}: {message}")
-        }
-        other => anyhow::bail!("expected a welcome, got {other:?}"),
+            .collect();
+        (cameras, self.cfg.audio_sources())
     }
-    // Frames encoded before this session are stale.
-    while frames.try_recv().is_ok() {}
-    shared.force_all();
-    shared.connected.store(true, Ordering::Relaxed);
 
-    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMessage>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = ctl_rx.recv().await {
-            if send.write_all(&m.to_bytes()).await.is_err() {
-                break;
-            }
+    fn connected(&self, up: bool) {
+        if up {
+            self.shared.force_all();
         }
-        let _ = send.finish();
-    });
-    let (in_tx, mut incoming) = mpsc::channel::<anyhow::Result<Option<ControlMessage>>>(64);
-    let reader = tokio::spawn(async move {
-        loop {
-            let item = read_frame(&mut recv, &mut decoder).await;
-            let end = !matches!(item, Ok(Some(_)));
-            if in_tx.send(item).await.is_err() || end {
-                break;
-            }
-        }
-    });
-    let mut telemetry = tokio::time::interval(Duration::from_secs(1));
-    let mut last_tick = Instant::now();
-    let result = loop {
-        tokio::select! {
-            frame = frames.recv() => {
-                let Some(frame) = frame else { break Ok(End::Shutdown) };
-                if let Err(e) = send_frame(&conn, cfg, &frame, manifest).await {
-                    break Ok(End::Lost(e.to_string()));
+        self.shared.connected.store(up, Ordering::Relaxed);
+    }
+
+    fn keyframe_requested(&self, camera: Option<CameraId>) {
+        match camera {
+            Some(CameraId(c)) => {
+                if let Some(f) = self.shared.force_keyframe.get(usize::from(c)) {
+                    f.store(true, Ordering::Relaxed)
                 }
             }
-            msg = incoming.recv() => match msg {
-                Some(Ok(Some(ControlMessage::Command(cmd)))) => {
-                    let ack = execute(cfg, shared, cmd);
-                    let _ = ctl_tx.send(ControlMessage::CommandAck(ack)).await;
-                }
-                Some(Ok(Some(ControlMessage::KeyframeRequest(req)))) => match req.camera {
-                    Some(CameraId(c)) => if let Some(f) = shared.force_keyframe.get(usize::from(c)) { f.store(true, Ordering::Relaxed) },
-                    None => shared.force_all(),
-                },
-                Some(Ok(Some(ControlMessage::Error(ErrorMessage { code, message })))) => {
-                    tracing::warn!(train = %cfg.id, %code, "server error: {message}");
-                }
-                Some(Ok(Some(other))) => tracing::debug!(train = %cfg.id, "ignoring {}", other.name()),
-                Some(Ok(None)) | None => break Ok(End::Lost(close_reason(&conn))),
-                Some(Err(e)) => break Ok(End::Lost(format!("{e}; {}", close_reason(&conn)))),
-            },
-            _ = telemetry.tick() => {
-                let now = Instant::now();
-                *odometer_m += f64::from(shared.speed()) / 3.6 * now.duration_since(last_tick).as_secs_f64();
-                last_tick = now;
-                let t = Telemetry { timestamp_us: now_us(), speed_kmh: shared.speed(), odometer_m: *odometer_m, horn: shared.horn(), operator_lost: shared.operator_lost.load(Ordering::Relaxed) };
-                let _ = ctl_tx.try_send(ControlMessage::Telemetry(t));
+            None => self.shared.force_all(),
+        }
+    }
+
+    fn execute(&self, cmd: Command) -> AckFuture {
+        let ack = execute(&self.cfg, &self.shared, cmd);
+        Box::pin(async move { ack })
+    }
+
+    fn telemetry(&self) -> Option<Telemetry> {
+        let now = Instant::now();
+        let odometer_m = match self.shared.odometer.lock() {
+            Ok(mut o) => {
+                o.0 += f64::from(self.shared.speed()) / 3.6 * now.duration_since(o.1).as_secs_f64();
+                o.1 = now;
+                o.0
             }
-            e = conn.closed() => break Ok(End::Lost(e.to_string())),
-            _ = stopped(shutdown) => {
-                conn.close(0u32.into(), b"train shutting down");
-                break Ok(End::Shutdown);
-            }
-        }
-    };
-    shared.connected.store(false, Ordering::Relaxed);
-    reader.abort();
-    writer.abort();
-    conn.close(0u32.into(), b"");
-    let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
-    result
-}
-
-fn close_reason(conn: &quinn::Connection) -> String {
-    conn.close_reason().map(|e| e.to_string()).unwrap_or_else(|| "control stream ended".into())
-}
-
-/// The next control frame from the server's stream; `None` when the stream ended.
-pub async fn read_frame(
-    recv: &mut quinn::RecvStream,
-    decoder: &mut ControlDecoder,
-) -> anyhow::Result<Option<ControlMessage>> {
-    loop {
-        if let Some(m) = decoder.next_frame()? {
-            return Ok(Some(m));
-        }
-        let mut buf = [0u8; 4096];
-        match recv.read(&mut buf).await? {
-            Some(n) => decoder.push(&buf[..n]),
-            None => return Ok(None),
-        }
+            Err(_) => return None,
+        };
+        Some(Telemetry {
+            timestamp_us: now_us(),
+            speed_kmh: self.shared.speed(),
+            odometer_m,
+            horn: self.shared.horn(),
+            operator_lost: self.shared.operator_lost.load(Ordering::Relaxed),
+        })
     }
-}
-
-async fn send_frame(
-    conn: &quinn::Connection,
-    cfg: &TrainConfig,
-    frame: &Frame,
-    manifest: Option<&Manifest>,
-) -> anyhow::Result<()> {
-    let meta = FrameMeta {
-        keyframe: frame.keyframe,
-        codec: frame.codec,
-        camera: CameraId(frame.camera),
-        seq: FrameSeq(frame.seq),
-        capture_us: frame.capture_us,
-    };
-    let packets: Vec<Bytes> = packetize(meta, &frame.data, cfg.max_payload)?;
-    let chunks = packets.len();
-    // Recorded before it is sent: a reader that reads the manifest and then what a client
-    // received never meets a frame the manifest does not list yet.
-    if let Some(m) = manifest {
-        m.record(&manifest::Entry {
-            train: cfg.id.as_str(),
-            camera: frame.camera,
-            seq: frame.seq,
-            capture_us: frame.capture_us,
-            size: frame.data.len(),
-            keyframe: frame.keyframe,
-            chunks,
-            sha256: manifest::sha256_hex(&frame.data),
-            codec: frame.codec.name(),
-        });
-    }
-    for p in packets {
-        conn.send_datagram_wait(p).await?;
-    }
-    Ok(())
 }
 
 fn execute(cfg: &TrainConfig, shared: &Shared, cmd: Command) -> CommandAck {

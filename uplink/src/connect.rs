@@ -318,3 +318,65 @@ mod tests {
         assert_eq!(host_of("http://:80"), None);
     }
 }
+
+/// What a train's configuration says about the server's certificate (the simulator's flags, the
+/// agent's `[server]` table).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrustOptions<'a> {
+    /// The server's HTTP(S) API (discovery).
+    pub server: &'a str,
+    /// A fixed QUIC address (`HOST:PORT`) instead of discovery.
+    pub quic: Option<&'a str>,
+    /// A CA file, or `system`.
+    pub ca: Option<&'a str>,
+    /// The name the certificate must carry (default: the host of `quic`, else of `server`).
+    pub server_name: Option<&'a str>,
+    pub cert_sha256: Option<&'a str>,
+}
+
+/// How the server's certificate is checked: against a CA, a pinned fingerprint or (demo) the
+/// fingerprint discovery returns, with a warning when that comes over plain HTTP.
+pub fn choose_trust(o: TrustOptions<'_>) -> anyhow::Result<Trust> {
+    if let Some(spec) = o.ca {
+        let (roots, source) = load_roots(spec)?;
+        let server_name = match (o.server_name, o.quic) {
+            (Some(name), _) => name.to_owned(),
+            (None, Some(quic)) => host_of(quic).ok_or_else(|| anyhow::anyhow!("the QUIC address must be HOST:PORT"))?,
+            (None, None) => host_of(o.server).ok_or_else(|| anyhow::anyhow!("the server must be a URL with a host"))?,
+        };
+        tracing::info!(%server_name, "verifying the server's certificates against {source}");
+        return Ok(Trust::Ca { roots: Arc::new(roots), server_name, source });
+    }
+    if let Some(sha) = o.cert_sha256 {
+        return Ok(Trust::Pin(parse_fingerprint(sha)?));
+    }
+    if o.quic.is_some() {
+        anyhow::bail!(
+            "a fixed QUIC address needs a CA or a certificate fingerprint: without discovery nothing says which \
+             certificate to trust"
+        );
+    }
+    if !o.server.starts_with("https://") {
+        tracing::warn!(
+            server = %o.server,
+            "learning the QUIC certificate's fingerprint over plain HTTP (trust on first use): anyone on the path can \
+             impersonate the server. Demo only; give a CA file, the system roots or the certificate's fingerprint \
+             (docs/security.md)"
+        );
+    }
+    Ok(Trust::Discovered)
+}
+
+/// Where to connect: the fixed QUIC address (resolved once, here, from the train's own
+/// configuration), or discovery through `server`.
+pub fn source(server: &str, quic: Option<&str>) -> anyhow::Result<crate::session::Source> {
+    Ok(match quic {
+        Some(quic) => {
+            let (host, port) =
+                quic.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("the QUIC address must be HOST:PORT"))?;
+            let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("bad QUIC port in {quic:?}"))?;
+            crate::session::Source::Fixed(resolve(host.trim_start_matches('[').trim_end_matches(']'), port)?)
+        }
+        None => crate::session::Source::Discover(server.to_owned()),
+    })
+}

@@ -6,6 +6,7 @@
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
+mod agent_pipe;
 mod clock_jumps;
 mod commands;
 mod control_errors_after_hello;

@@ -1,0 +1,251 @@
+//! The agent's configuration file (TOML; `docs/train-agent.md`, `deploy/train-agent.example.toml`):
+//! the train, the server, the cameras and where commands and telemetry go.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every camera id, and the audio ids after them, fit the wire format's u16; more than this many
+/// cameras is a configuration mistake.
+pub const MAX_CAMERAS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid agent configuration: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The train's id, as the server knows it (its credentials).
+    pub train_id: String,
+    pub server: ServerConfig,
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+    #[serde(default)]
+    pub commands: CommandsConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The server's HTTP(S) API, for discovery of the QUIC port (and, with `trust = "discovered"`,
+    /// of the certificate fingerprint): `https://railcast.example:8443`.
+    pub url: String,
+    /// The QUIC address instead of discovery (`HOST:PORT`); needs `ca` or `cert_sha256`.
+    pub quic: Option<String>,
+    /// The train's token: inline, or (better) in a file readable only by the agent.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that issued the server's certificate, or `"system"` for the operating
+    /// system's roots.
+    pub ca: Option<String>,
+    /// The server certificate's SHA-256 fingerprint (`AB:CD:…`).
+    pub cert_sha256: Option<String>,
+    /// Trust the fingerprint that discovery returns (trust on first use): demos only.
+    #[serde(default)]
+    pub trust_discovered: bool,
+    /// Largest datagram payload, header included.
+    #[serde(default = "default_max_payload")]
+    pub max_payload: usize,
+}
+
+fn default_max_payload() -> usize {
+    1200
+}
+
+/// (No `deny_unknown_fields` here: serde cannot have it beside `flatten`; the source's own
+/// table refuses unknown keys, which are left to it.)
+#[derive(Debug, Clone, Deserialize)]
+pub struct CameraConfig {
+    /// The camera's id on the wire (0, 1, …); unique per train.
+    pub id: u16,
+    /// A name for logs and the operator (e.g. "front").
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub source: SourceConfig,
+    /// The picture size to announce until the stream's SPS says (it wins once seen).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Nominal frame rate for the hello (default: measured, else 30).
+    pub fps: Option<u32>,
+}
+
+impl CameraConfig {
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("camera {} ({n})", self.id),
+            None => format!("camera {}", self.id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// An H.264 Annex B byte stream: `-` (standard input), a named pipe (reopened when its writer
+    /// goes away) or a file (read once).
+    Pipe { path: String },
+    /// An IP camera's RTSP stream (H.264).
+    Rtsp {
+        url: String,
+        username: Option<String>,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+        /// `tcp` (RTP interleaved in the RTSP connection; the default) or `udp`.
+        #[serde(default)]
+        transport: RtspTransport,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// The executable run for each command (docs/train-agent.md, "The command hook").
+    pub hook: Option<PathBuf>,
+    /// A hook still running after this long is killed and the command acked as failed.
+    #[serde(default = "default_hook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Hooks running at once; a command beyond them is refused at once ("busy").
+    #[serde(default = "default_hook_concurrency")]
+    pub max_running: usize,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self { hook: None, timeout_ms: default_hook_timeout_ms(), max_running: default_hook_concurrency() }
+    }
+}
+
+fn default_hook_timeout_ms() -> u64 {
+    2000
+}
+fn default_hook_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// A JSON file the train's systems keep up to date (`speed_kmh`, `odometer_m`, `horn`,
+    /// `operator_lost`); read once a second.
+    pub file: Option<PathBuf>,
+    /// A file not rewritten for this long is stale: no telemetry is sent from it.
+    #[serde(default = "default_stale_ms")]
+    pub stale_after_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { file: None, stale_after_ms: default_stale_ms() }
+    }
+}
+
+fn default_stale_ms() -> u64 {
+    3000
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if railcast_protocol::TrainId::new(self.train_id.clone()).is_err() {
+            return invalid(format!("train_id {:?} is not a valid train id", self.train_id));
+        }
+        if self.cameras.is_empty() {
+            return invalid("no [[camera]]: the agent needs at least one".into());
+        }
+        if self.cameras.len() > MAX_CAMERAS {
+            return invalid(format!("{} cameras; at most {MAX_CAMERAS}", self.cameras.len()));
+        }
+        let mut ids: Vec<u16> = self.cameras.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return invalid(format!("camera ids must be unique: {ids:?}"));
+        }
+        if self.cameras.iter().filter(|c| matches!(&c.source, SourceConfig::Pipe { path } if path == "-")).count() > 1 {
+            return invalid("only one camera can read standard input".into());
+        }
+        for c in &self.cameras {
+            if let SourceConfig::Rtsp { url, .. } = &c.source {
+                if !url.starts_with("rtsp://") {
+                    return invalid(format!("{}: {url:?} is not an rtsp:// URL", c.label()));
+                }
+            }
+        }
+        if self.server.token.is_some() && self.server.token_file.is_some() {
+            return invalid("give the token or the token_file, not both".into());
+        }
+        if self.commands.timeout_ms == 0 || self.commands.max_running == 0 {
+            return invalid("commands.timeout_ms and commands.max_running must be above 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn hook_timeout(&self) -> Duration {
+        Duration::from_millis(self.commands.timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let text = include_str!("../../deploy/train-agent.example.toml");
+        let cfg = parse(text).expect("the example parses");
+        assert_eq!(cfg.cameras.len(), 2);
+        assert!(matches!(cfg.cameras[0].source, SourceConfig::Rtsp { transport: RtspTransport::Tcp, .. }));
+        assert!(matches!(&cfg.cameras[1].source, SourceConfig::Pipe { path } if path.starts_with('/')));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let base = "train_id = \"train-1\"\n[server]\nurl = \"http://127.0.0.1:8080\"\n";
+        let minimal = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\n");
+        let cfg = parse(&minimal).expect("the least configuration: defaults for the rest");
+        assert_eq!((cfg.commands.timeout_ms, cfg.commands.max_running, cfg.telemetry.stale_after_ms), (2000, 4, 3000));
+        let err = parse(base).expect_err("no camera");
+        assert!(err.contains("at least one"), "{err}");
+        let two_stdin = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\n[[camera]]\nid = 1\nsource = \"pipe\"\npath = \"-\"\n");
+        assert!(parse(&two_stdin).expect_err("two stdin").contains("standard input"));
+        let dup = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\n[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"/p\"\n");
+        assert!(parse(&dup).expect_err("dup").contains("unique"));
+        let typo = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\nfsp = 3\n");
+        assert!(parse(&typo).expect_err("typo").contains("fsp"));
+        let http = format!("{base}[[camera]]\nid = 0\nsource = \"rtsp\"\nurl = \"http://cam\"\n");
+        assert!(parse(&http).expect_err("not rtsp").contains("rtsp://"));
+    }
+}

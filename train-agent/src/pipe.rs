@@ -1,0 +1,115 @@
+//! A camera behind a pipe: an H.264 Annex B byte stream on standard input, a named pipe or a file,
+//! as `ffmpeg … -c:v libx264 -f h264 -` or a GStreamer pipeline ending in `h264parse !
+//! video/x-h264,stream-format=byte-stream ! fdsink` writes it. Read on a thread of its own (a
+//! blocking read stalls nobody else), cut into access units ([`AccessUnitSplitter`]), stamped
+//! with the time their first byte arrived.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use railcast_protocol::h264::AccessUnitSplitter;
+use railcast_uplink::now_us;
+
+use crate::camera::{Camera, Output};
+
+/// A unit larger than this is garbage (no start code in 8 MiB), dropped.
+const MAX_UNIT: usize = 8 << 20;
+
+/// Read `path` (`-`: standard input) until it ends for good. A named pipe whose writer went
+/// away is opened again (the next writer starts at a keyframe, as the camera waits for one).
+pub fn spawn(path: String, camera: Arc<Camera>, out: Output) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("pipe-{}", camera.id)).spawn(move || run(&path, &camera, &out))
+}
+
+fn run(path: &str, camera: &Camera, out: &Output) {
+    let fifo = is_fifo(path);
+    loop {
+        let input: Box<dyn Read> = if path == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            match std::fs::File::open(path) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    tracing::error!(
+                        camera = camera.id,
+                        "{}: cannot open {path}: {e}; trying again in 1 s",
+                        camera.label
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        };
+        tracing::info!(camera = camera.id, "{}: reading H.264 from {}", camera.label, describe(path));
+        read_stream(input, camera, out);
+        camera.restart_at_keyframe();
+        if !fifo {
+            tracing::warn!(camera = camera.id, "{}: {} ended; this camera sends no more", camera.label, describe(path));
+            return;
+        }
+        tracing::warn!(camera = camera.id, "{}: the writer of {path} went away; waiting for the next", camera.label);
+    }
+}
+
+/// Read one stream to its end (or an error), delivering its access units.
+pub fn read_stream(mut input: impl Read, camera: &Camera, out: &Output) {
+    let mut splitter = AccessUnitSplitter::new(MAX_UNIT);
+    let mut buf = vec![0u8; 64 * 1024];
+    // When the unit being read began arriving.
+    let mut pending_since: Option<u64> = None;
+    let mut dropped_before = 0;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(camera = camera.id, "{}: read error: {e}", camera.label);
+                break;
+            }
+        };
+        let now = now_us();
+        let units = splitter.push(&buf[..n]);
+        let emitted = units.len();
+        for (k, unit) in units.into_iter().enumerate() {
+            let at = if k == 0 { pending_since.unwrap_or(now) } else { now };
+            camera.deliver(out, unit, at);
+        }
+        if emitted > 0 || pending_since.is_none() {
+            pending_since = Some(now);
+        }
+        if splitter.dropped_bytes > dropped_before {
+            tracing::warn!(
+                camera = camera.id,
+                dropped_bytes = splitter.dropped_bytes,
+                oversized = splitter.oversized,
+                "{}: bytes that are no H.264 access unit dropped",
+                camera.label
+            );
+            dropped_before = splitter.dropped_bytes;
+        }
+    }
+    if let Some(last) = splitter.finish() {
+        camera.deliver(out, last, pending_since.unwrap_or_else(now_us));
+    }
+}
+
+fn describe(path: &str) -> String {
+    if path == "-" {
+        "standard input".into()
+    } else {
+        path.to_owned()
+    }
+}
+
+#[cfg(unix)]
+fn is_fifo(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    path != "-" && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+#[cfg(not(unix))]
+fn is_fifo(_: &str) -> bool {
+    false
+}

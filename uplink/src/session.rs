@@ -1,0 +1,310 @@
+//! A train's QUIC session to the server, kept up with reconnect and backoff: the hello, the
+//! welcome, frames as datagrams, commands handed to the train and their acks, telemetry once a
+//! second, keyframe requests (docs/wire-format.md). What the train *is* (a simulator, the agent in
+//! front of real cameras) comes in through [`Train`]; its frames through a channel.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use railcast_protocol::control::{AudioInfo, CameraInfo, Command, ErrorMessage, Hello, Telemetry};
+use railcast_protocol::packet::{packetize, Codec, FrameMeta};
+use railcast_protocol::{CameraId, CommandAck, ControlDecoder, ControlMessage, FrameSeq, Secret, TrainId};
+use tokio::sync::{mpsc, watch};
+
+use crate::connect::{self, Target, Trust};
+use crate::manifest::{self, Manifest};
+
+/// Microseconds since the Unix epoch on this machine's clock: the capture times of the wire
+/// format (docs/wire-format.md §2.3; glass-to-glass needs the clocks in sync, NTP).
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Resolves when `rx` turns true; keeps the watch guard out of the caller's future.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Where to connect.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Ask the server's HTTP API before each connection attempt: the QUIC port and, with
+    /// [`Trust::Discovered`], the certificate's fingerprint.
+    Discover(String),
+    /// A fixed QUIC address.
+    Fixed(std::net::SocketAddr),
+}
+
+/// How this train reaches the server.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    pub id: TrainId,
+    /// Sent in the hello; the server checks it against the token configured for this train id.
+    pub token: Option<Secret>,
+    /// How the server's QUIC certificate is checked.
+    pub trust: Trust,
+    /// Largest datagram payload (the packet header included); the server's welcome may lower it.
+    pub max_payload: usize,
+    pub idle_timeout: Duration,
+    /// The hello's `software`, e.g. `railcast-train-agent/0.1.0`.
+    pub software: String,
+}
+
+/// One encoded video frame (an H.264 access unit, Annex B) or one Opus packet.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub codec: Codec,
+    /// Camera id, or the audio source's id (one id space).
+    pub camera: u16,
+    pub seq: u32,
+    pub capture_us: u64,
+    pub data: Bytes,
+    pub keyframe: bool,
+}
+
+/// A command's ack, computed by the train: at once (the simulator) or after a while (a hook
+/// the agent runs). The session never waits for it: other commands, frames and telemetry go on.
+pub type AckFuture = Pin<Box<dyn Future<Output = CommandAck> + Send>>;
+
+/// What the session asks of the train it carries.
+pub trait Train: Send + Sync + 'static {
+    /// The hello's cameras and audio sources, read at every connection.
+    fn hello(&self) -> (Vec<CameraInfo>, Vec<AudioInfo>);
+    /// The session is up (frames are wanted: start every camera at a keyframe) or down.
+    fn connected(&self, up: bool);
+    /// The server asked for a keyframe (`keyframe_request`): one camera, or all.
+    fn keyframe_requested(&self, camera: Option<CameraId>);
+    /// Carry out a command; the future's ack goes back to the server.
+    fn execute(&self, cmd: Command) -> AckFuture;
+    /// Telemetry to send now (once a second), if any.
+    fn telemetry(&self) -> Option<Telemetry>;
+}
+
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+/// Keep a session to the server until `shutdown` turns true (or the frame channel closes),
+/// reconnecting with exponential backoff (200 ms to 5 s, jittered).
+pub async fn run(
+    cfg: UplinkConfig,
+    source: Source,
+    train: Arc<dyn Train>,
+    mut frames: mpsc::Receiver<Frame>,
+    manifest: Option<Arc<Manifest>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !*shutdown.borrow() {
+        let target = match &source {
+            Source::Fixed(addr) => Ok((*addr, None)),
+            Source::Discover(url) => {
+                let roots = match &cfg.trust {
+                    Trust::Ca { roots, .. } => Some(Arc::clone(roots)),
+                    _ => None,
+                };
+                connect::discover_with(url, roots).await.map(|t| (t.addr, Some(t))).map_err(anyhow::Error::from)
+            }
+        };
+        let started = Instant::now();
+        let end = match target {
+            Ok((addr, discovered)) => {
+                session(&cfg, addr, discovered.as_ref(), &mut frames, &train, manifest.as_deref(), &mut shutdown).await
+            }
+            Err(e) => Err(e),
+        };
+        train.connected(false);
+        match end {
+            Ok(End::Shutdown) => break,
+            Ok(End::Lost(reason)) => tracing::warn!(train = %cfg.id, "connection lost: {reason}"),
+            Err(e) => tracing::warn!(train = %cfg.id, "cannot connect: {e:#}"),
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(200);
+        }
+        let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 4 + 1));
+        tracing::info!(train = %cfg.id, "reconnecting in {:?}", backoff + jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff + jitter) => {}
+            _ = stopped(&mut shutdown) => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(
+    cfg: &UplinkConfig,
+    addr: std::net::SocketAddr,
+    discovered: Option<&Target>,
+    frames: &mut mpsc::Receiver<Frame>,
+    train: &Arc<dyn Train>,
+    manifest: Option<&Manifest>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<End> {
+    let endpoint = connect::endpoint(addr)?;
+    let (client, server_name) = cfg.trust.quic(discovered, cfg.idle_timeout)?;
+    let connecting = endpoint.connect_with(client, addr, &server_name)?;
+    let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))?
+        .map_err(|e| {
+            anyhow::Error::from(e)
+                .context(format!("QUIC handshake with {addr}: the server must present {}", cfg.trust.describe()))
+        })?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let (cameras, audio) = train.hello();
+    let hello = ControlMessage::Hello(Hello {
+        train_id: cfg.id.clone(),
+        cameras,
+        audio,
+        software: Some(cfg.software.clone()),
+        token: cfg.token.clone(),
+    });
+    send.write_all(&hello.to_bytes()).await?;
+    let mut decoder = ControlDecoder::new(railcast_protocol::control::DEFAULT_MAX_BODY);
+    let welcome = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut recv, &mut decoder))
+        .await
+        .map_err(|_| anyhow::anyhow!("no welcome within 5 s"))??;
+    // Datagrams no larger than both sides allow (the server's limit is in its welcome).
+    let max_payload = match welcome {
+        Some(ControlMessage::Welcome(w)) => {
+            let max_payload = cfg.max_payload.min(w.max_payload as usize);
+            tracing::info!(train = %cfg.id, server = %addr, max_payload, "connected");
+            max_payload
+        }
+        Some(ControlMessage::Error(ErrorMessage { code, message })) => {
+            anyhow::bail!("server refused: {code}: {message}")
+        }
+        other => anyhow::bail!("expected a welcome, got {other:?}"),
+    };
+    // Frames from before this session are stale.
+    while frames.try_recv().is_ok() {}
+    train.connected(true);
+
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMessage>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = ctl_rx.recv().await {
+            if send.write_all(&m.to_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = send.finish();
+    });
+    let (in_tx, mut incoming) = mpsc::channel::<anyhow::Result<Option<ControlMessage>>>(64);
+    let reader = tokio::spawn(async move {
+        loop {
+            let item = read_frame(&mut recv, &mut decoder).await;
+            let end = !matches!(item, Ok(Some(_)));
+            if in_tx.send(item).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let mut commands = tokio::task::JoinSet::new();
+    let mut telemetry = tokio::time::interval(Duration::from_secs(1));
+    let result = loop {
+        tokio::select! {
+            frame = frames.recv() => {
+                let Some(frame) = frame else { break Ok(End::Shutdown) };
+                if let Err(e) = send_frame(&conn, cfg, max_payload, &frame, manifest).await {
+                    break Ok(End::Lost(e.to_string()));
+                }
+            }
+            msg = incoming.recv() => match msg {
+                Some(Ok(Some(ControlMessage::Command(cmd)))) => {
+                    let (ack, ctl) = (train.execute(cmd), ctl_tx.clone());
+                    commands.spawn(async move {
+                        let _ = ctl.send(ControlMessage::CommandAck(ack.await)).await;
+                    });
+                }
+                Some(Ok(Some(ControlMessage::KeyframeRequest(req)))) => train.keyframe_requested(req.camera),
+                Some(Ok(Some(ControlMessage::Error(ErrorMessage { code, message })))) => {
+                    tracing::warn!(train = %cfg.id, %code, "server error: {message}");
+                }
+                Some(Ok(Some(other))) => tracing::debug!(train = %cfg.id, "ignoring {}", other.name()),
+                Some(Ok(None)) | None => break Ok(End::Lost(close_reason(&conn))),
+                Some(Err(e)) => break Ok(End::Lost(format!("{e}; {}", close_reason(&conn)))),
+            },
+            Some(_) = commands.join_next(), if !commands.is_empty() => {}
+            _ = telemetry.tick() => {
+                if let Some(t) = train.telemetry() {
+                    let _ = ctl_tx.try_send(ControlMessage::Telemetry(t));
+                }
+            }
+            e = conn.closed() => break Ok(End::Lost(e.to_string())),
+            _ = stopped(shutdown) => {
+                conn.close(0u32.into(), b"train shutting down");
+                break Ok(End::Shutdown);
+            }
+        }
+    };
+    train.connected(false);
+    commands.abort_all();
+    reader.abort();
+    writer.abort();
+    conn.close(0u32.into(), b"");
+    let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+    result
+}
+
+fn close_reason(conn: &quinn::Connection) -> String {
+    conn.close_reason().map(|e| e.to_string()).unwrap_or_else(|| "control stream ended".into())
+}
+
+/// The next control frame from the server's stream; `None` when the stream ended.
+pub async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    decoder: &mut ControlDecoder,
+) -> anyhow::Result<Option<ControlMessage>> {
+    loop {
+        if let Some(m) = decoder.next_frame()? {
+            return Ok(Some(m));
+        }
+        let mut buf = [0u8; 4096];
+        match recv.read(&mut buf).await? {
+            Some(n) => decoder.push(&buf[..n]),
+            None => return Ok(None),
+        }
+    }
+}
+
+async fn send_frame(
+    conn: &quinn::Connection,
+    cfg: &UplinkConfig,
+    max_payload: usize,
+    frame: &Frame,
+    manifest: Option<&Manifest>,
+) -> anyhow::Result<()> {
+    let meta = FrameMeta {
+        keyframe: frame.keyframe,
+        codec: frame.codec,
+        camera: CameraId(frame.camera),
+        seq: FrameSeq(frame.seq),
+        capture_us: frame.capture_us,
+    };
+    let packets: Vec<Bytes> = packetize(meta, &frame.data, max_payload)?;
+    let chunks = packets.len();
+    // Recorded before it is sent: a reader that reads the manifest and then what a client
+    // received never meets a frame the manifest does not list yet.
+    if let Some(m) = manifest {
+        m.record(&manifest::Entry {
+            train: cfg.id.as_str(),
+            camera: frame.camera,
+            seq: frame.seq,
+            capture_us: frame.capture_us,
+            size: frame.data.len(),
+            keyframe: frame.keyframe,
+            chunks,
+            sha256: manifest::sha256_hex(&frame.data),
+            codec: frame.codec.name(),
+        });
+    }
+    for p in packets {
+        conn.send_datagram_wait(p).await?;
+    }
+    Ok(())
+}
