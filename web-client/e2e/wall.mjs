@@ -11,7 +11,10 @@
 // - the trend plots update: each cell's samples (hook) and the plots' `data-points` grow over 3 s;
 // - a click enlarges a cell, which offers "take control"; taking it makes this console the holder
 //   (GET /api/trains/ID names our console id);
-// - leaving the wall ends every cell's links and deletes its remote control (GET /api/remote-controls).
+// - leaving the wall ends every cell's links and deletes its remote control (GET /api/remote-controls);
+// - with WALL_SWITCH=1, back in the single view: a train over WebRTC (REST signaling must reach
+//   "connected (stable)"), then WebSocket: the Connection panel must keep no WebRTC channel or ICE
+//   state of the closed link (JSON: `switch`).
 // It prints ONE JSON line of results on stdout (`ok`, and on failure `error`), the reason again on
 // stderr, and exits 1 on failure. Nothing of the page is mocked: the real server, simulator and browser.
 import { chromium } from 'playwright-core'
@@ -188,10 +191,45 @@ async function main() {
     const r = await api('GET', `/api/trains/${encodeURIComponent(first)}`)
     return r.body && r.body.control === null ? 'released' : null
   }, 100)
+  if (process.env.WALL_SWITCH === '1') await switchBack(page, trains[1] ?? trains[0])
   result.page_errors = pageErrors
   if (pageErrors.length) fail(`page errors: ${pageErrors.join(' | ')}`)
   result.ok = true
 }
+
+/**
+ * Back in the single view (WALL_SWITCH=1): watch `train` over WebRTC, then switch to WebSocket.
+ * The Connection panel must then show the current link's state only: the closed WebRTC link keeps
+ * no open channels or connected ICE, and REST signaling went past "offer received" while it lived.
+ */
+async function switchBack(page, train) {
+  const hook = () => page.evaluate(() => window.__railcast)
+  await page.locator('[data-testid="transport-select"]').selectOption('webrtc')
+  await page.locator(`[data-testid="train-select-${train}"]`).click()
+  const t = Date.now()
+  const rtc = await until(`the single view streams ${train} over WebRTC`, 15_000, async () => {
+    const h = await hook()
+    const painted = Object.values(h.stats ?? {}).some((s) => s.framesPainted > 0)
+    return h.transport === 'webrtc' && h.state === 'connected' && h.trainId === train && painted ? h : null
+  }, 200)
+  result.switch = { train, webrtc_ms: Date.now() - t, webrtc_open: pick(rtc.details.webrtc) }
+  if (rtc.details.webrtc.restSignaling !== 'connected (stable)') fail(`REST signaling stuck at "${rtc.details.webrtc.restSignaling}" on an open WebRTC link`)
+  await page.locator('[data-testid="transport-select"]').selectOption('websocket')
+  const ws = await until('the single view switched to WebSocket', 10_000, async () => {
+    const h = await hook()
+    return h.transport === 'websocket' && h.state === 'connected' && h.details.webrtc.state === 'closed' ? h : null
+  }, 200)
+  const panel = await page.locator('[data-testid="transport-detail-webrtc"]').innerText()
+  result.switch.webrtc_after = ws.details.webrtc
+  result.switch.websocket = pick(ws.details.websocket)
+  result.switch.webrtc_panel = panel.replace(/\s+/g, ' ').trim()
+  const stale = ['videoChannel', 'commandChannel', 'iceConnectionState', 'connectionState', 'signalingState'].filter((k) => k in ws.details.webrtc)
+  if (stale.length) fail(`after the switch to WebSocket the WebRTC details still show ${stale.join(', ')}: ${JSON.stringify(ws.details.webrtc)}`)
+  if (/connected|open/.test(result.switch.webrtc_panel.replace(/closed/g, ''))) fail(`the panel still shows WebRTC open or connected: ${result.switch.webrtc_panel}`)
+  await shot(page, 'switched')
+}
+
+const pick = (d) => Object.fromEntries(Object.entries(d ?? {}).filter(([k]) => ['state', 'signaling', 'restSignaling', 'signalingState', 'iceConnectionState', 'videoChannel', 'commandChannel', 'readyState', 'reason'].includes(k)))
 
 const started = Date.now()
 try {

@@ -2,8 +2,10 @@
 //! its own remote control and WebSocket link. `web-client/e2e/wall.mjs` checks from the page that
 //! every cell paints non-black pixels, that the camera's displayed box is 16:9 within 2 %, that the
 //! trend plots gain points over 3 s, that an enlarged cell takes control, and that leaving the wall
-//! deletes its remote controls. Checked again here from outside with raw requests: no remote
-//! control of the wall is left, and nobody holds the train's control.
+//! deletes its remote controls; then, back in the single view, a train over WebRTC and a switch to
+//! WebSocket: the Connection panel keeps no channel or ICE state of the closed WebRTC link. Checked
+//! again here from outside with raw requests: no remote control of the wall is left, and nobody
+//! holds the train's control.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +34,7 @@ async fn a_wall_of_four_trains_paints_them_all_and_plots_update() {
         &format!("http://localhost:{port}"),
         &artifacts("console_wall"),
         server.token("admin"),
-        &[("WALL_CELLS", "4"), ("WALL_TRANSPORT", "websocket")],
+        &[("WALL_CELLS", "4"), ("WALL_TRANSPORT", "websocket"), ("WALL_SWITCH", "1")],
     );
     let r = console.finish(Duration::from_secs(60)).await;
     println!(
@@ -75,5 +77,17 @@ async fn a_wall_of_four_trains_paints_them_all_and_plots_update() {
     let (s, train) = api("GET", &server.url("/api/trains/train-1"), None).await;
     assert_eq!(s, 200, "{train}");
     assert!(train["control"].is_null(), "the wall released control: {train}");
+    // Back in the single view, WebRTC then WebSocket: the panel shows the current link only.
+    let sw = &r["switch"];
+    println!(
+        "single view: {} over WebRTC in {} ms ({}), then WebSocket: WebRTC details {} · panel \"{}\"",
+        sw["train"], sw["webrtc_ms"], sw["webrtc_open"], sw["webrtc_after"], sw["webrtc_panel"]
+    );
+    assert_eq!(sw["webrtc_open"]["restSignaling"], "connected (stable)", "{sw}");
+    assert_eq!(sw["webrtc_after"]["state"], "closed", "{sw}");
+    for stale in ["videoChannel", "commandChannel", "iceConnectionState", "connectionState"] {
+        assert!(sw["webrtc_after"].get(stale).is_none(), "the closed WebRTC link still shows {stale}: {sw}");
+    }
+    assert_eq!(sw["websocket"]["state"], "open", "{sw}");
     println!("console_wall: {} ms in all", started.elapsed().as_millis());
 }
