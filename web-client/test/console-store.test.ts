@@ -745,3 +745,52 @@ describe('console store: trends', () => {
     expect(s.trendPoints()).toEqual({})
   })
 })
+
+describe('console store: the wall in front', () => {
+  it("closes the single view's links while the wall shows, and opens them again after", async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    await connect(fake.links[0])
+    store.setBackground(true)
+    expect(fake.links[0].closed).toBe(true)
+    expect(store.phase).toBe('stopped')
+    await vi.advanceTimersByTimeAsync(5000)
+    expect(fake.links).toHaveLength(1)
+    store.setBackground(false)
+    await settle()
+    expect(fake.links.map((l) => [l.kind, l.closed])).toEqual([['websocket', true], ['websocket', false]])
+    await connect(fake.links[1])
+    expect(store.testHook()).toMatchObject({ transport: 'websocket', trainId: 't1' })
+  })
+
+  it('keeps them while this console holds control (closing them would end the lease)', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    store.takeControl()
+    l.h.onText(JSON.stringify({
+      type: 'control_changed', train_id: 't1', reason: 'taken',
+      holder: { name: 'demo-admin', role: 'admin', session: 1, transport: 'websocket', console_id: store.consoleId, since_us: 1 },
+    }))
+    expect(store.control.mine).toBe(true)
+    store.setBackground(true)
+    expect(l.closed).toBe(false)
+    expect(store.phase).toBe('connected')
+  })
+
+  it('a session that starts while the wall shows waits for it to go', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const { useConsole } = await import('../src/stores/console')
+    setActivePinia(createPinia())
+    const store = useConsole()
+    store.setBackground(true)
+    store.start()
+    await settle()
+    expect(fake.links).toHaveLength(0)
+    expect(store.me?.name).toBe('demo-admin')
+    store.setBackground(false)
+    await settle()
+    expect(fake.links.map((l) => l.kind)).toEqual(['websocket'])
+  })
+})

@@ -321,14 +321,41 @@ export const useConsole = defineStore('console', () => {
   let trainTimer: ReturnType<typeof setInterval> | undefined
   let retryTimer: ReturnType<typeof setTimeout> | undefined
 
+  /** The wall shows: the single view's links wait (unless they carry this console's control lease). */
+  let background = false
+  /** The session wants links (started and not stopped), whether or not they wait for the wall. */
+  let linksWanted = false
+  const holding = () => control.value.wanted || control.value.mine
+
   function startLinks() {
+    linksWanted = true
+    if (background && !holding()) return
     train.start(mode.value)
     void askOffers()
   }
 
   /** Close every link and forget the stream. */
   function stopLinks() {
+    linksWanted = false
     train.stop()
+  }
+
+  /**
+   * While the video wall shows, the single view's train would still be received and decoded for
+   * nothing: its links close, and open again when the wall goes. Not while this console holds the
+   * train's control lease: closing them would end it (`operator_lost`).
+   */
+  function setBackground(on: boolean) {
+    if (on === background) return
+    background = on
+    if (on && train.running && !holding()) {
+      train.stop()
+      note('the wall shows: the single view closes its links until it comes back')
+    } else if (!on && linksWanted && !train.running) {
+      note('back from the wall: the single view connects again')
+      train.start(mode.value)
+      void askOffers()
+    }
   }
 
   /** End the session: links, polls, timers. */
@@ -523,7 +550,7 @@ export const useConsole = defineStore('console', () => {
     consoleId, control, controlOffer: controlOffered,
     takeControl: train.takeControl, releaseControl: train.releaseControl, dismissControlLoss: train.dismissControlLoss,
     audit: auditor.audit, showAudit: auditor.show, refreshAudit: auditor.refresh,
-    start, setMode, setSignaling, selectTrain, testHook, useToken, forgetToken, readFragment,
+    start, setMode, setSignaling, selectTrain, setBackground, testHook, useToken, forgetToken, readFragment,
     send: (action: Parameters<typeof train.send>[0], internal = false) => train.send(action, internal),
     attachCanvas: train.attachCanvas,
     /** The mapped train's session itself (the trend panel reads its rings; not reactive). */
