@@ -11,7 +11,8 @@
 // - the trend plots update: each cell's samples (hook) and the plots' `data-points` grow over 3 s;
 // - a click enlarges a cell, which offers "take control"; taking it makes this console the holder
 //   (GET /api/trains/ID names our console id);
-// - leaving the wall ends every cell's links and deletes its remote control (GET /api/remote-controls);
+// - leaving the wall ends every cell's links and deletes its remote control (GET /api/remote-controls,
+//   GET /api/sessions);
 // - with WALL_SWITCH=1, back in the single view: a train over WebRTC (REST signaling must reach
 //   "connected (stable)"), then WebSocket: the Connection panel must keep no WebRTC channel or ICE
 //   state of the closed link (JSON: `switch`).
@@ -180,6 +181,12 @@ async function main() {
   const during = await api('GET', '/api/remote-controls')
   result.wall_remote_controls = wallRcs(during.body).length - result.wall_remote_controls_before
   if (result.wall_remote_controls !== cells) fail(`expected ${cells} remote controls of the wall, the server lists ${result.wall_remote_controls}`)
+  const wallIds = new Set(wallRcs(during.body).map((rc) => rc.id))
+  const wallSessions = async () => {
+    const r = await api('GET', '/api/sessions')
+    return Array.isArray(r.body) ? r.body.filter((x) => wallIds.has(x.remote_control_id)) : []
+  }
+  result.wall_sessions = (await wallSessions()).map((x) => x.transport)
   const leftAt = Date.now()
   await page.locator('[data-testid="view-single"]').click()
   await until('the wall\'s remote controls are deleted after leaving it', 5000, async () => {
@@ -187,6 +194,8 @@ async function main() {
     return wallRcs(r.body).length === result.wall_remote_controls_before
   }, 100)
   result.goodbye_ms = Date.now() - leftAt
+  await until("the wall's sessions are gone from GET /api/sessions after leaving it", 5000, async () => (await wallSessions()).length === 0, 100)
+  result.sessions_closed_ms = Date.now() - leftAt
   result.control_after_leaving = await until(`control of ${first} released`, 5000, async () => {
     const r = await api('GET', `/api/trains/${encodeURIComponent(first)}`)
     return r.body && r.body.control === null ? 'released' : null

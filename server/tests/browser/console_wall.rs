@@ -1,11 +1,12 @@
 //! The console's video wall in Chromium: four trains at 320×180 (16:9), one wall cell each with
-//! its own remote control and WebSocket link. `web-client/e2e/wall.mjs` checks from the page that
-//! every cell paints non-black pixels, that the camera's displayed box is 16:9 within 2 %, that the
-//! trend plots gain points over 3 s, that an enlarged cell takes control, and that leaving the wall
-//! deletes its remote controls; then, back in the single view, a train over WebRTC and a switch to
-//! WebSocket: the Connection panel keeps no channel or ICE state of the closed WebRTC link. Checked
-//! again here from outside with raw requests: no remote control of the wall is left, and nobody
-//! holds the train's control.
+//! its own remote control and WebSocket link (`RAILCAST_WALL_TRANSPORT=auto`: WebRTC).
+//! `web-client/e2e/wall.mjs` checks from the page that every cell paints non-black pixels, that the
+//! camera's displayed box is 16:9 within 2 %, that the trend plots gain points over 3 s, that an
+//! enlarged cell takes control, and that leaving the wall ends its sessions and deletes its remote
+//! controls; then, back in the single view, a train over WebRTC and a switch to WebSocket: the
+//! Connection panel keeps no channel or ICE state of the closed WebRTC link. Checked again here from
+//! outside with raw requests: no remote control of the wall is left, and nobody holds the train's
+//! control.
 
 use std::time::{Duration, Instant};
 
@@ -28,19 +29,22 @@ async fn a_wall_of_four_trains_paints_them_all_and_plots_update() {
         testkit::wait_for_train(&server, &format!("train-{n}"), true).await;
     }
     let port = server.http.rsplit(':').next().expect("port");
+    // WebSocket by default: the lightest for four cells on two cores (`auto` puts them on WebRTC).
+    let transport = std::env::var("RAILCAST_WALL_TRANSPORT").unwrap_or_else(|_| "websocket".to_owned());
     let console = Console::spawn_script(
         "wall.mjs",
         &[],
         &format!("http://localhost:{port}"),
         &artifacts("console_wall"),
         server.token("admin"),
-        &[("WALL_CELLS", "4"), ("WALL_TRANSPORT", "websocket"), ("WALL_SWITCH", "1")],
+        &[("WALL_CELLS", "4"), ("WALL_TRANSPORT", &transport), ("WALL_SWITCH", "1")],
     );
     let r = console.finish(Duration::from_secs(60)).await;
     println!(
         "wall: 4 cells painted {} ms after opening (first paint per cell, ms from its session start: {}) · \
          transports {} · boxes {} · pixels {} · glass-to-glass p50 {} ms · fps {} · trend points {} · \
-         control taken in {} ms ({}) · goodbye (remote controls deleted) {} ms after leaving · driver {} ms",
+         control taken in {} ms ({}) · goodbye: remote controls deleted {} ms, sessions {} closed {} ms after \
+         leaving · driver {} ms",
         r["all_painted_ms"],
         r["first_paint_ms"],
         r["cell_transports"],
@@ -52,9 +56,12 @@ async fn a_wall_of_four_trains_paints_them_all_and_plots_update() {
         r["take_control_ms"],
         r["server_control"],
         r["goodbye_ms"],
+        r["wall_sessions"],
+        r["sessions_closed_ms"],
         r["duration_ms"],
     );
     assert_eq!(r["wall_remote_controls"], 4, "one remote control per cell: {r}");
+    assert_eq!(r["wall_sessions"].as_array().map(Vec::len), Some(4), "one session per cell: {r}");
     for b in r["boxes"].as_array().expect("boxes") {
         let ratio = b["ratio"].as_f64().expect("ratio");
         assert!((ratio / (16.0 / 9.0) - 1.0).abs() <= 0.02, "a 16:9 camera keeps its aspect: {b}");
