@@ -15,7 +15,7 @@
 //   GET /api/sessions);
 // - with WALL_SWITCH=1, back in the single view: a train over WebRTC (REST signaling must reach
 //   "connected (stable)"), then WebSocket: the Connection panel must keep no WebRTC channel or ICE
-//   state of the closed link (JSON: `switch`).
+//   state of the closed link, and the single view's trend plots show samples (JSON: `switch`).
 // It prints ONE JSON line of results on stdout (`ok`, and on failure `error`), the reason again on
 // stderr, and exits 1 on failure. Nothing of the page is mocked: the real server, simulator and browser.
 import { chromium } from 'playwright-core'
@@ -235,6 +235,12 @@ async function switchBack(page, train) {
   const stale = ['videoChannel', 'commandChannel', 'iceConnectionState', 'connectionState', 'signalingState'].filter((k) => k in ws.details.webrtc)
   if (stale.length) fail(`after the switch to WebSocket the WebRTC details still show ${stale.join(', ')}: ${JSON.stringify(ws.details.webrtc)}`)
   if (/connected|open/.test(result.switch.webrtc_panel.replace(/closed/g, ''))) fail(`the panel still shows WebRTC open or connected: ${result.switch.webrtc_panel}`)
+  // The single view's trends (folded under the video): three plots per camera, with samples.
+  await page.locator('[data-testid="trends-toggle"]').click()
+  result.switch.single_view_plots = await until('the single view\'s trend plots show samples', 5000, async () => {
+    const pts = await page.evaluate(() => [...document.querySelectorAll('[data-testid="trends"] [data-testid="trend-plot"]')].map((e) => Number(e.getAttribute('data-points'))))
+    return pts.length >= 3 && pts.every((n) => n > 0) ? pts : null
+  }, 200)
   await shot(page, 'switched')
 }
 
