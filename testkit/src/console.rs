@@ -1,7 +1,8 @@
 //! The operator console (`web-client/`, built into `web-client/dist`) served by the real server
-//! and driven in Debian's Chromium by `web-client/e2e/console.mjs` (playwright-core, never a
-//! downloaded browser). The script prints one JSON line of results; restart scenarios print
-//! `READY_FOR_RESTART` first, for the test to restart the server.
+//! and driven in Debian's Chromium by `web-client/e2e/console.mjs` (or another script of
+//! `web-client/e2e/`, such as `wall.mjs`; playwright-core, never a downloaded browser). The script
+//! prints one JSON line of results; restart scenarios print `READY_FOR_RESTART` first, for the test
+//! to restart the server.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -53,9 +54,22 @@ impl Console {
     /// (`#token=…`). `env` may add Chromium flags (`CHROMIUM_ARGS`) and a CA for the driver's own
     /// requests (`NODE_EXTRA_CA_CERTS`).
     pub fn spawn(base_url: &str, scenario: &str, artifacts: &Path, token: &str, env: &[(&str, &str)]) -> Console {
+        Console::spawn_script("console.mjs", &[scenario], base_url, artifacts, token, env)
+    }
+
+    /// Start another driver of `web-client/e2e/` (`wall.mjs`, say) with `args`, the same way:
+    /// `BASE_URL`, `RAILCAST_TOKEN`, `ARTIFACTS_DIR` and `env`; it prints one JSON line too.
+    pub fn spawn_script(
+        script: &str,
+        args: &[&str],
+        base_url: &str,
+        artifacts: &Path,
+        token: &str,
+        env: &[(&str, &str)],
+    ) -> Console {
         let mut child = Command::new("node")
-            .arg(web_client().join("e2e/console.mjs"))
-            .arg(scenario)
+            .arg(web_client().join("e2e").join(script))
+            .args(args)
             .env("BASE_URL", base_url)
             .env("RAILCAST_TOKEN", token)
             .env("ARTIFACTS_DIR", artifacts)

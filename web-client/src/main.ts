@@ -21,6 +21,8 @@ declare global {
   interface Window {
     __railcast: ReturnType<typeof store.testHook>
     __railcastSend: (action: Action) => string
+    /** The video wall's cells (`WallView.vue`), while the wall shows. */
+    __railcastWall?: unknown
   }
 }
 Object.defineProperty(window, '__railcast', { get: () => store.testHook(), configurable: true })

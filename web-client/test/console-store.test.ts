@@ -698,3 +698,99 @@ describe('console store: control lease', () => {
     expect(afters.slice(0, 2)).toEqual([null, '2'])
   })
 })
+
+describe('console store: the connection panel after a switch (Chromium finding)', () => {
+  it('WebRTC → WebSocket: the WebRTC details keep no open channels or connected ICE', async () => {
+    page('?transport=webrtc&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    const rtc = fake.links[0]
+    rtc.h.onDetail({
+      signaling: 'rest', restSignaling: 'offer received', session: 's-1', connectionState: 'connected', iceConnectionState: 'connected',
+      signalingState: 'stable', videoChannel: 'open', commandChannel: 'open',
+    })
+    await connect(rtc)
+    expect(store.details.webrtc).toMatchObject({ state: 'open', restSignaling: 'connected (stable)', iceConnectionState: 'connected' })
+    store.setMode('websocket')
+    await settle()
+    const ws = fake.links[1]
+    expect(ws.kind).toBe('websocket')
+    expect(rtc.closed).toBe(true)
+    ws.h.onDetail({ readyState: 'OPEN' })
+    await connect(ws)
+    expect(store.details.webrtc.state).toBe('closed')
+    expect(store.details.webrtc).not.toHaveProperty('videoChannel')
+    expect(store.details.webrtc).not.toHaveProperty('iceConnectionState')
+    expect(store.details.websocket).toMatchObject({ state: 'open', readyState: 'OPEN' })
+    expect(store.testHook().transport).toBe('websocket')
+  })
+})
+
+describe('console store: trends', () => {
+  it('samples each camera once a second while links run, and forgets them when they stop', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    const l = fake.links[0]
+    l.h.onOpen()
+    l.h.onText(JSON.stringify({ type: 'mapped_train_changed', train_id: 't1', online: true, cameras: [{ id: 0, codec: 'h264', width: 320, height: 180, fps: 30 }] }))
+    await settle()
+    // No packet yet: the pipeline has no camera to sample.
+    await vi.advanceTimersByTimeAsync(3000)
+    expect(store.testHook().trendPoints).toEqual({})
+    const s = store.trainSession()
+    s.cameraStats.value = [{ camera: 0, fps: 30, bitrateBps: 300_000, latencyP50: 80 } as never]
+    s.sampleTrends()
+    expect(s.trendPoints()).toEqual({ 0: 1 })
+    expect(s.trends.get(0)?.latest()).toMatchObject({ latencyMs: 80, bitrateKbps: 300, fps: 30 })
+    store.forgetToken()
+    expect(s.trendPoints()).toEqual({})
+  })
+})
+
+describe('console store: the wall in front', () => {
+  it("closes the single view's links while the wall shows, and opens them again after", async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    await connect(fake.links[0])
+    store.setBackground(true)
+    expect(fake.links[0].closed).toBe(true)
+    expect(store.phase).toBe('stopped')
+    await vi.advanceTimersByTimeAsync(5000)
+    expect(fake.links).toHaveLength(1)
+    store.setBackground(false)
+    await settle()
+    expect(fake.links.map((l) => [l.kind, l.closed])).toEqual([['websocket', true], ['websocket', false]])
+    await connect(fake.links[1])
+    expect(store.testHook()).toMatchObject({ transport: 'websocket', trainId: 't1' })
+  })
+
+  it('keeps them while this console holds control (closing them would end the lease)', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const store = await openConsole()
+    const l = fake.links[0]
+    await connect(l)
+    store.takeControl()
+    l.h.onText(JSON.stringify({
+      type: 'control_changed', train_id: 't1', reason: 'taken',
+      holder: { name: 'demo-admin', role: 'admin', session: 1, transport: 'websocket', console_id: store.consoleId, since_us: 1 },
+    }))
+    expect(store.control.mine).toBe(true)
+    store.setBackground(true)
+    expect(l.closed).toBe(false)
+    expect(store.phase).toBe('connected')
+  })
+
+  it('a session that starts while the wall shows waits for it to go', async () => {
+    page('?transport=websocket&train=t1', '#token=admin-token')
+    const { useConsole } = await import('../src/stores/console')
+    setActivePinia(createPinia())
+    const store = useConsole()
+    store.setBackground(true)
+    store.start()
+    await settle()
+    expect(fake.links).toHaveLength(0)
+    expect(store.me?.name).toBe('demo-admin')
+    store.setBackground(false)
+    await settle()
+    expect(fake.links.map((l) => l.kind)).toEqual(['websocket'])
+  })
+})

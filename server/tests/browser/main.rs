@@ -20,6 +20,7 @@ mod console_restart;
 mod console_revoked;
 mod console_roles;
 mod console_rpc_signaling;
+mod console_wall;
 mod console_webrtc;
 mod console_websocket;
 mod console_webtransport;

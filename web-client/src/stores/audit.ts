@@ -1,0 +1,88 @@
+/**
+ * The command history of the mapped train (admins): `GET /api/audit`, read page after page once,
+ * then only what is newer than the newest entry held, every few seconds while shown and after each
+ * ack. A 403 (not an admin) hides it without an error.
+ */
+import { reactive, type Ref } from 'vue'
+import { auditQuery, mergeAudit, parseAuditPage, type AuditEntry } from '../control'
+import { api, ApiError } from '../transport/link'
+import { errorText } from '../session/storage'
+
+/** Entries kept, page size, pages read per refresh, refresh period. */
+const AUDIT_KEEP = 50
+const AUDIT_PAGE = 1000
+const AUDIT_MAX_PAGES = 20
+const AUDIT_REFRESH_MS = 2000
+
+export interface AuditState {
+  shown: boolean
+  loading: boolean
+  error: string | null
+  forbidden: boolean
+  trainId: string | null
+  entries: AuditEntry[]
+  lastSeq: number | null
+  loadedAt: number | null
+}
+
+export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string | null }) {
+  const audit = reactive<AuditState>({
+    shown: false, loading: false, error: null, forbidden: false, trainId: null, entries: [], lastSeq: null, loadedAt: null,
+  })
+  let timer: ReturnType<typeof setInterval> | undefined
+  let busy: Promise<void> | null = null
+
+  /** Read the mapped train's audit entries newer than the last seen (all pages), keep the newest. */
+  function refresh(): Promise<void> {
+    if (!audit.shown || !deps.manages.value || audit.forbidden) return Promise.resolve()
+    busy ??= load().finally(() => (busy = null))
+    return busy
+  }
+
+  async function load() {
+    const train = deps.trainId()
+    if (!train) {
+      audit.entries = []
+      audit.trainId = null
+      return
+    }
+    if (audit.trainId !== train) {
+      audit.trainId = train
+      audit.entries = []
+      audit.lastSeq = null
+    }
+    audit.loading = true
+    try {
+      let after = audit.lastSeq
+      for (let i = 0; i < AUDIT_MAX_PAGES; i++) {
+        const page = parseAuditPage(await api<unknown>('GET', auditQuery(train, AUDIT_PAGE, after)))
+        if (audit.trainId !== train) return
+        audit.entries = mergeAudit(audit.entries, page.entries, AUDIT_KEEP)
+        const last = page.entries.at(-1)?.seq ?? null
+        if (last !== null) after = audit.lastSeq = Math.max(last, audit.lastSeq ?? 0)
+        if (page.next === null) break
+        after = page.next
+      }
+      audit.error = null
+      audit.loadedAt = Date.now()
+    } catch (e) {
+      // 403: not an admin (the role changed): no history, and no error to show.
+      if (e instanceof ApiError && e.status === 403) audit.forbidden = true
+      else audit.error = errorText(e)
+    } finally {
+      audit.loading = false
+    }
+  }
+
+  function show(shown: boolean) {
+    audit.shown = shown && deps.manages.value
+    clearInterval(timer)
+    timer = undefined
+    if (audit.shown) {
+      void refresh()
+      timer = setInterval(() => void refresh(), AUDIT_REFRESH_MS)
+    }
+  }
+
+  return { audit, refresh, show }
+}
