@@ -33,32 +33,22 @@ pub fn server_table(server: &Server, train: &str) -> String {
 }
 
 impl Agent {
-    /// Write `config` (a whole TOML file) to the scratch dir and start the agent on it. With
-    /// `shell`, the agent runs at the end of that shell pipeline (`ffmpeg … | AGENT`), where the
-    /// word `AGENT` stands for the agent's command line.
-    pub fn start(dir: &Path, name: &str, config: &str, shell: Option<&str>) -> Agent {
+    /// Write `config` (a whole TOML file) to the scratch dir and start the agent on it, its
+    /// standard input `stdin` (a camera with `path = "-"` reads it; see [`ffmpeg_live`]).
+    pub fn start(dir: &Path, name: &str, config: &str, stdin: Stdio) -> Agent {
         let path = dir.join(format!("agent-{name}.toml"));
         std::fs::write(&path, config).expect("agent config");
         let manifest = dir.join(format!("agent-{name}-manifest.jsonl"));
         let log = dir.join(format!("agent-{name}.log"));
-        let agent = format!(
-            "exec {} --config {} --manifest {}",
-            bin("railcast-train-agent").display(),
-            path.display(),
-            manifest.display()
-        );
-        let script = match shell {
-            Some(pipeline) => pipeline.replace("AGENT", &agent),
-            None => agent,
-        };
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .stdin(Stdio::null())
+        let child = Command::new(bin("railcast-train-agent"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--manifest")
+            .arg(&manifest)
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .kill_on_drop(true)
-            .process_group(0)
             .spawn()
             .expect("spawn agent");
         Agent { child, config: path, manifest, log }
@@ -86,13 +76,24 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // The whole pipeline (ffmpeg, tee, the agent) is one process group.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
-        }
-    }
+/// ffmpeg encoding a live test pattern (`-re`, libx264, a keyframe every second, each access
+/// unit written as it is encoded) for `seconds`, as an H.264 byte stream to its standard output,
+/// which is returned for the agent's standard input, and the same bytes to `copy` (the `tee`
+/// muxer: byte-identical outputs).
+pub fn ffmpeg_live(size: &str, fps: u32, seconds: u32, copy: &Path) -> (Child, Stdio) {
+    let mut child = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size={size}:rate={fps}"))
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-tune", "zerolatency", "-g", &fps.to_string(), "-flush_packets", "1", "-f", "tee", "-map", "0:v"])
+        .arg(format!("[f=h264]{}|[f=h264]pipe:1", copy.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    let stdout: Stdio = child.stdout.take().expect("stdout").try_into().expect("ffmpeg's stdout as the agent's stdin");
+    (child, stdout)
 }
 
 /// SHA-256 of every access unit of an Annex B file, as ffmpeg's own H.264 parser cuts them

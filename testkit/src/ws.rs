@@ -24,11 +24,16 @@ pub struct Received {
     pub capture_us: u64,
     /// Capture timestamp → complete frame received by this client, µs.
     pub latency_us: u64,
+    /// The frame itself, when the client keeps frames ([`Client::keep_data`]; off by default:
+    /// load tests hold thousands of frames).
+    pub data: Option<bytes::Bytes>,
 }
 
 #[derive(Debug, Default)]
 pub struct Log {
     pub frames: Vec<Received>,
+    /// Keep each frame's bytes in [`Received::data`].
+    pub keep_data: bool,
     pub events: Vec<Value>,
     pub packets: u64,
     pub bytes: u64,
@@ -99,6 +104,7 @@ impl Recorder {
         log.frame_starts += u64::from(pkt.header.starts_frame());
         log.packet_latency_us.push(now.saturating_sub(pkt.header.capture_us));
         if let Some(f) = self.asm.push(&pkt) {
+            let keep = log.keep_data;
             log.frames.push(Received {
                 train: self.train.clone(),
                 camera: f.camera.0,
@@ -107,6 +113,7 @@ impl Recorder {
                 sha256: hex::encode(Sha256::digest(&f.data)),
                 capture_us: f.capture_us,
                 latency_us: now.saturating_sub(f.capture_us),
+                data: keep.then(|| bytes::Bytes::from(f.data)),
             });
         }
     }
@@ -296,6 +303,11 @@ impl Client {
     }
 
     /// Wait until at least `n` frames arrived.
+    /// Keep the bytes of every frame from now on ([`Received::data`]).
+    pub fn keep_data(&self) {
+        self.log.lock().expect("lock").keep_data = true;
+    }
+
     pub async fn wait_frames(&self, n: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while self.frames().len() < n {

@@ -1,5 +1,5 @@
-//! The train agent fed by ffmpeg through a pipe: `ffmpeg -re -f lavfi -i testsrc … -f h264 - |
-//! tee source.h264 | railcast-train-agent` (camera 0 on standard input). A WebSocket client
+//! The train agent fed by ffmpeg through a pipe: `ffmpeg -re -f lavfi -i testsrc … -f h264 -`
+//! into the agent's standard input (camera 0), the same bytes into `source.h264`. A WebSocket client
 //! watching the train receives access units that are, byte for byte and in order, the ones
 //! ffmpeg's own H.264 parser finds in the same stream (`framehash`, SHA-256); they decode without
 //! an error; their rate is the source's. Prints the relay latency (capture = the agent's clock when
@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use railcast_protocol::h264::AccessUnitSplitter;
-use testkit::agent::{ffmpeg_decode, ffmpeg_unit_hashes, server_table, Agent};
+use testkit::agent::{ffmpeg_decode, ffmpeg_live, ffmpeg_unit_hashes, server_table, Agent};
 use testkit::ws::Client;
 use testkit::{pct, remote_control, scratch, Server};
 
@@ -24,12 +24,8 @@ async fn ffmpeg_access_units_arrive_byte_for_byte() {
         "train_id = \"train-1\"\n{}\n[[camera]]\nid = 0\nname = \"ffmpeg\"\nsource = \"pipe\"\npath = \"-\"\nfps = {FPS}\n",
         server_table(&server, "train-1")
     );
-    let ffmpeg = format!(
-        "ffmpeg -loglevel error -re -f lavfi -i testsrc=size=320x240:rate={FPS} -t {SECONDS} -pix_fmt yuv420p \
-         -c:v libx264 -preset ultrafast -tune zerolatency -g {FPS} -flush_packets 1 -f h264 - | tee {} | AGENT",
-        source.display()
-    );
-    let agent = Agent::start(&dir, "pipe", &config, Some(&ffmpeg));
+    let (_ffmpeg, stdout) = ffmpeg_live("320x240", FPS, SECONDS, &source);
+    let agent = Agent::start(&dir, "pipe", &config, stdout);
     testkit::wait_for_train(&server, "train-1", true).await;
     let rc = remote_control(&server, Some("train-1")).await;
     let client = Client::connect(&server.ws_url(&rc)).await;

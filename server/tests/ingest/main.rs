@@ -7,6 +7,7 @@
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
 mod agent_pipe;
+mod agent_rtsp;
 mod clock_jumps;
 mod commands;
 mod control_errors_after_hello;
