@@ -21,7 +21,8 @@
 //                       then MQTT when GET /api/mqtt names a broker URL)
 //   auto-fallback       Auto with /api/webrtc/* and /api/webtransport blocked: expects WebSocket within
 //                       ~6 s, then unblocks and expects Auto to come back to WebRTC (its probe runs 10 s
-//                       after the fallback)
+//                       after the fallback); then switches to WebSocket by hand: from the unblocking on, the page
+//                       must log no 404 and no console error (`switch_logged`, `switch_to_websocket_ms`)
 //   auto-webtransport   Auto with only /api/webrtc/* blocked: expects WebTransport, the second of the
 //                       ranking, then unblocks and expects Auto to come back to WebRTC
 //   restart[-webrtc|-webtransport|-websocket|-mqtt|-auto]   (alias restart-wait) once frames flow, prints READY_FOR_RESTART
@@ -406,7 +407,27 @@ async function launch() {
   const pageErrors = []
   page.on('pageerror', (e) => pageErrors.push(String(e)))
   if (verbose) page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`))
-  return { page, pageErrors }
+  // Every 404 the page got and every error line in its console ("Failed to load resource: … 404"
+  // included), timed, for the checks that a transport switch logs nothing.
+  const pageLog = { notFound: [], consoleErrors: [] }
+  page.on('response', (r) => {
+    if (r.status() !== 404) return
+    pageLog.notFound.push({ at: Date.now(), method: r.request().method(), url: r.url() })
+    if (verbose) process.stderr.write(`[page] 404: ${r.request().method()} ${r.url()}\n`)
+  })
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageLog.consoleErrors.push({ at: Date.now(), text: m.text(), url: m.location()?.url ?? '' })
+  })
+  return { page, pageErrors, pageLog }
+}
+
+/** What the page logged (404s, console errors) since `t` (Date.now()), without the origin. */
+function loggedSince(pageLog, t) {
+  const strip = (u) => u.replace(base, '')
+  return {
+    not_found: pageLog.notFound.filter((x) => x.at >= t).map((x) => `${x.method} ${strip(x.url)}`),
+    console_errors: pageLog.consoleErrors.filter((x) => x.at >= t).map((x) => `${x.text}${x.url ? ` (${strip(x.url)})` : ''}`),
+  }
 }
 
 async function main() {
@@ -420,7 +441,7 @@ async function main() {
   if (spec.access === 'control') return controlLease(spec)
   const train = await pickTrain()
   Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
-  const { page, pageErrors } = await launch()
+  const { page, pageErrors, pageLog } = await launch()
 
   let blocked = 0
   let blockedWt = 0
@@ -526,6 +547,7 @@ async function main() {
     result.transport_after_recovery = (await hook(page)).transport
     await shot(page, 'back-to-webrtc')
     log(`back on WebRTC after ${result.back_to_webrtc_ms} ms`)
+    await quietSwitch(page, pageLog, cameras, t1)
   }
 
   if (spec.restart) {
@@ -610,8 +632,31 @@ async function main() {
   }
 
   if (pageErrors.length) result.page_errors = pageErrors
+  result.not_found = loggedSince(pageLog, 0).not_found
   result.ok = true
   result.screenshots = screenshots
+}
+
+/**
+ * Auto's switches back to WebRTC (since `since`) and a switch by hand from WebRTC to WebSocket
+ * log nothing in the page: no 404 (a DELETE of a WebRTC session the server already ended) and
+ * no console error. Adds `switch_to_websocket_ms` and `switch_logged` ({not_found, console_errors}).
+ */
+async function quietSwitch(page, pageLog, cameras, since) {
+  const h0 = await hook(page)
+  if (h0.transport !== 'webrtc') fail(`the switch by hand starts from ${h0.transport}, not WebRTC`)
+  const t = Date.now()
+  await page.selectOption('[data-testid="transport-select"]', 'websocket')
+  const painted = h0.stats[cameras[0]].framesPainted
+  await waitFor(page, 'frames over WebSocket after switching to it by hand', 10000,
+    ([cam, n]) => window.__railcast.transport === 'websocket' && window.__railcast.stats[cam].framesPainted > n + 10, [cameras[0], painted])
+  result.switch_to_websocket_ms = Date.now() - t
+  // The old link's DELETE goes out as it closes (keepalive): give its answer time to come.
+  await sleep(1000)
+  result.switch_logged = loggedSince(pageLog, since)
+  log(`switched to WebSocket by hand in ${result.switch_to_websocket_ms} ms; logged since unblocking: ${JSON.stringify(result.switch_logged)}`)
+  const { not_found: nf, console_errors: ce } = result.switch_logged
+  if (nf.length || ce.length) fail(`the transport switches logged ${nf.length} 404s and ${ce.length} console errors: ${[...nf, ...ce].join('; ')}`)
 }
 
 /** Luma statistics of one <video>'s current picture, drawn onto a scratch canvas. */
