@@ -59,7 +59,8 @@
 // Env: JITTER_BUFFER_TARGET (whep: ms for every track's RTCRtpReceiver.jitterBufferTarget; unset:
 // the browser's default), RAILCAST_TOKEN (the access token: the page is opened with `#token=<it>` appended, and the
 // driver's own requests send it as a bearer token; unset: no token, as before authentication),
-// RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
+// STOP_TRAIN=1 (streaming scenarios, after the restart if any: READY_FOR_TRAIN_STOP, the harness stops the
+// simulator, the pictures and figures must be marked stale), RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
 // MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console on stderr), RESTART_WAIT_MS (default
 // 60000), BLOCK_WEBRTC=hang (auto-fallback, auto-webtransport: leave the blocked requests unanswered
 // instead of refusing them), CHROMIUM_ARGS (extra launch flags, space-separated; a flag's value may not
@@ -594,6 +595,8 @@ async function main() {
     await shot(page, 'after-restart')
   }
 
+  if (process.env.STOP_TRAIN === '1') await trainStops(page, cameras)
+
   if (spec.revoke) {
     process.stdout.write('READY_FOR_REVOKE\n')
     log('READY_FOR_REVOKE printed; waiting for the token prompt')
@@ -635,6 +638,63 @@ async function main() {
   result.not_found = loggedSince(pageLog, 0).not_found
   result.ok = true
   result.screenshots = screenshots
+}
+
+/**
+ * STOP_TRAIN=1: prints READY_FOR_TRAIN_STOP for the harness to stop the simulator, then every
+ * camera's last picture must be marked stale within 3 s (greyed, "no video for N s", the fps and
+ * glass-to-glass figures "— (stale N s)"), say "train offline" once the server knows, count the
+ * age on, and show the telemetry's. Adds `stale_ms`, `stale_text`, `stale_figures`,
+ * `offline_shown_ms`, `stale_text_later` and `telemetry_age`.
+ */
+async function trainStops(page, cameras) {
+  process.stdout.write('READY_FOR_TRAIN_STOP\n')
+  const t = Date.now()
+  log('READY_FOR_TRAIN_STOP printed; waiting for the stale marking')
+  // Nothing is marked while frames still come: the marking must follow the stop.
+  const staleNow = () => page.evaluate((cams) => cams.map((c) => document.querySelector(`[data-testid="camera-${c}"]`)?.dataset.stale), cameras)
+  const first = await staleNow()
+  if (first.some((x) => x === 'true')) fail(`a camera was marked stale while the train still sent video: ${JSON.stringify(first)}`)
+  await waitFor(page, 'every camera marked stale after the train stopped', 3000 + 1000, (cams) =>
+    cams.every((c) => document.querySelector(`[data-testid="camera-${c}"]`)?.dataset.stale === 'true' &&
+      document.querySelector(`[data-testid="camera-stale-${c}"]`)), cameras)
+  result.stale_ms = Date.now() - t
+  if (result.stale_ms > 3000) fail(`the stale marking took ${result.stale_ms} ms after the stop (more than 3 s)`)
+  const texts = async () => page.evaluate((cams) => Object.fromEntries(cams.map((c) => {
+    const fig = document.querySelector(`[data-testid="camera-${c}"]`)
+    const img = fig.querySelector('canvas, video')
+    return [c, {
+      banner: fig.querySelector(`[data-testid="camera-stale-${c}"]`)?.textContent.trim(),
+      fps: fig.querySelector('[data-testid="overlay-fps"]')?.textContent.trim(),
+      latency: fig.querySelector('[data-testid="overlay-latency"]')?.textContent.replace(/\s+/g, ' ').trim(),
+      filter: img ? getComputedStyle(img).filter : null,
+    }]
+  })), cameras)
+  const now = await texts()
+  for (const c of cameras) {
+    const x = now[c]
+    if (!/^no video( for \d+ (s|min))?/.test(x.banner ?? '')) fail(`camera ${c}: the stale picture says "${x.banner}"`)
+    if (!/^— \(stale( \d+ s)?\)$/.test(x.fps ?? '') || !/— \(stale( \d+ s)?\)/.test(x.latency ?? '')) fail(`camera ${c}: figures not marked stale: ${JSON.stringify(x)}`)
+    if (!x.filter?.includes('grayscale')) fail(`camera ${c}: the stale picture is not greyed (filter ${x.filter})`)
+  }
+  result.stale_text = now[cameras[0]].banner
+  result.stale_figures = { fps: now[cameras[0]].fps, latency: now[cameras[0]].latency }
+  // The server learns that the train left (its QUIC connection closed): the picture says so.
+  await waitFor(page, 'the stale picture saying "train offline"', 8000, (cams) =>
+    cams.every((c) => document.querySelector(`[data-testid="camera-stale-${c}"]`)?.textContent.includes('train offline')), cameras)
+  result.offline_shown_ms = Date.now() - t
+  // The age counts on.
+  await waitFor(page, 'the stale picture counting its age ("no video for N s")', 3000, (cams) =>
+    cams.every((c) => /no video for [1-9]/.test(document.querySelector(`[data-testid="camera-stale-${c}"]`)?.textContent ?? '')), cameras)
+  result.stale_text_later = (await texts())[cameras[0]]
+  const tel = await page.evaluate(() => {
+    const e = document.querySelector('[data-testid="telemetry-age"]')
+    return e ? { text: e.textContent.trim(), stale: e.dataset.stale } : null
+  })
+  result.telemetry_age = tel
+  if (tel?.stale !== 'true') fail(`telemetry not shown stale with its age after the stop: ${JSON.stringify(tel)}`)
+  await shot(page, 'train-stopped')
+  log(`stale after ${result.stale_ms} ms: "${result.stale_text}", ${JSON.stringify(result.stale_figures)}; "train offline" after ${result.offline_shown_ms} ms; telemetry ${JSON.stringify(tel)}`)
 }
 
 /**
