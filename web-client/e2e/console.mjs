@@ -467,6 +467,7 @@ async function main() {
   if (spec.signaling) result.requested_signaling = spec.signaling
   await page.goto(consoleUrl(`transport=${spec.transport}&train=${encodeURIComponent(train)}${signalingQuery}`, { token }))
   await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  await checkFavicon(page)
   const cameras = await waitForFrames(page, spec.expect, null, 30000)
   result.first_frames_ms = Date.now() - t0
   const h0 = await hook(page)
@@ -529,6 +530,9 @@ async function main() {
       await waitFor(page, 'frames over a REST-signaled WebRTC link after leaving JSON-RPC', 20000,
         ([n, cam]) => { const h = window.__railcast; return h.opens > n && h.transport === 'webrtc' && h.signaling === 'rest' && h.details.webrtc?.signaling === 'rest' && h.stats[cam]?.framesPainted > 0 }, [before, cameras[0]])
       result.rpc_peers_after_leaving = (await hook(page)).rpcPeers
+      // Leaving JSON-RPC for REST logged nothing (no DELETE of the relay session: `disconnect` ends it).
+      result.switch_logged = loggedSince(pageLog, t1)
+      if (result.switch_logged.not_found.length || result.switch_logged.console_errors.length) fail(`leaving JSON-RPC signaling logged errors: ${JSON.stringify(result.switch_logged)}`)
       log(`left JSON-RPC: relay session ${rpcSession} gone ${endedMs} ms after the switch; REST link up`)
     }
   }
@@ -638,6 +642,21 @@ async function main() {
   result.not_found = loggedSince(pageLog, 0).not_found
   result.ok = true
   result.screenshots = screenshots
+}
+
+/**
+ * The page names its icon and the server serves it: without the link Chromium asks for
+ * /favicon.ico, a 404 in the page console on every load (the browser's own request, which
+ * Playwright does not report). Adds `favicon` ({href, status, type}).
+ */
+async function checkFavicon(page) {
+  result.favicon = await page.evaluate(async () => {
+    const link = document.querySelector('link[rel="icon"]')
+    if (!link) return null
+    const r = await fetch(link.href)
+    return { href: link.getAttribute('href'), status: r.status, type: r.headers.get('content-type') }
+  })
+  if (result.favicon?.status !== 200 || !result.favicon.type?.startsWith('image/svg+xml')) fail(`no icon served for the page: ${JSON.stringify(result.favicon)}`)
 }
 
 /**
