@@ -22,3 +22,9 @@ export type SessionView = Schemas['Session']
 export type MeView = Schemas['Me']
 /** `viewer`, `operator` or `admin`. */
 export type RoleName = Schemas['Role']
+/** `POST /api/webrtc/offer`: the server's offer for a new WebRTC session. */
+export type OfferResponse = Schemas['OfferResponse']
+/** A STUN or TURN server the server names (`OfferResponse.ice_servers`); username and credential may be null. */
+export type IceServer = Schemas['IceServer']
+/** `GET /api/webrtc/sessions/{id}/candidates`: the server's late candidates. */
+export type ServerCandidates = Schemas['ServerCandidates']

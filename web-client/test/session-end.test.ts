@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { endSession, isClosingEvent, type SessionEndDeps } from '../src/transport/session-end'
-import { restSessionUrl } from '../src/transport/webrtc'
+import { restSessionUrl, rtcIceServers } from '../src/transport/webrtc'
 
 /** A server answering DELETE with `status` after `delayMs` (fake time), and what happened when. */
 function harness(status: number | 'unreachable', delayMs = 10) {
@@ -110,5 +110,17 @@ describe('restSessionUrl', () => {
     expect(restSessionUrl('wrtc-1', 'mqtt')).toBe('/api/webrtc/sessions/wrtc-1')
     expect(restSessionUrl('wrtc-1', 'rpc')).toBeNull()
     expect(restSessionUrl(null, 'rest')).toBeNull()
+  })
+})
+
+describe('rtcIceServers', () => {
+  it('drops the null username and credential the contract allows', () => {
+    expect(
+      rtcIceServers([
+        { urls: ['stun:stun.example:3478'], username: null, credential: null },
+        { urls: ['turn:turn.example:3478'], username: 'u', credential: 'p' },
+        { urls: ['stun:a'] },
+      ]),
+    ).toEqual([{ urls: ['stun:stun.example:3478'] }, { urls: ['turn:turn.example:3478'], username: 'u', credential: 'p' }, { urls: ['stun:a'] }])
   })
 })

@@ -24,6 +24,7 @@
  * ends the relay session, so it closing first fails the link); the link's end sends `disconnect`
  * and closes it. The peers it learns of (`announce`, `peer_joined`, `peer_left`) go to `onPeers`.
  */
+import type { IceServer, OfferResponse, ServerCandidates } from '../api'
 import { api, handVideoMessage, type Link, type LinkHandlers } from './link'
 import type { MqttConnect } from './mqtt'
 import { firstMid, MqttSignaler, SignalingFailed, type Signaling } from './mqtt-signaling'
@@ -33,17 +34,16 @@ import {
 } from './rpc-signaling'
 import { endSession, isClosingEvent } from './session-end'
 
-interface Offer {
-  session_id: string
-  type: string
-  sdp: string
-  ice_servers: RTCIceServer[]
-}
-
-interface ServerCandidates {
-  candidates: RTCIceCandidateInit[]
-  next: number
-  complete: boolean
+/**
+ * The offer's ICE servers as the browser takes them. The contract lets `username` and
+ * `credential` be null, and RTCPeerConnection would take a null one as the string "null".
+ */
+export function rtcIceServers(servers: readonly IceServer[]): RTCIceServer[] {
+  return servers.map(({ urls, username, credential }) => ({
+    urls,
+    ...(username != null ? { username } : {}),
+    ...(credential != null ? { credential } : {}),
+  }))
 }
 
 /** An open connection left `disconnected` this long is given up (ICE may recover before). */
@@ -247,14 +247,14 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
   }
 
   const run = async () => {
-    const offer = await api<Offer>('POST', '/api/webrtc/offer', { remote_control_id: remoteControlId }, abort.signal)
+    const offer = await api<OfferResponse>('POST', '/api/webrtc/offer', { remote_control_id: remoteControlId }, abort.signal)
     if (done) {
       // Closed while the offer was on its way: end the session it created (no peer yet).
       void endSession(restSessionUrl(offer.session_id, signaling), false, () => {})
       return
     }
     sessionId = offer.session_id
-    pc = new RTCPeerConnection({ iceServers: offer.ice_servers })
+    pc = new RTCPeerConnection({ iceServers: rtcIceServers(offer.ice_servers) })
     const p = pc
     watch(p)
     p.ondatachannel = (e) => attach(e.channel)
