@@ -664,7 +664,8 @@ async function checkFavicon(page) {
  * camera's last picture must be marked stale within 3 s (greyed, "no video for N s", the fps and
  * glass-to-glass figures "— (stale N s)"), say "train offline" once the server knows, count the
  * age on, and show the telemetry's. Adds `stale_ms`, `stale_text`, `stale_figures`,
- * `offline_shown_ms`, `stale_text_later` and `telemetry_age`.
+ * `offline_shown_ms`, `stale_text_later`, `telemetry_age` and `train_list_fit` (the offline reason
+ * must not widen the train list past its panel).
  */
 async function trainStops(page, cameras) {
   process.stdout.write('READY_FOR_TRAIN_STOP\n')
@@ -712,6 +713,14 @@ async function trainStops(page, cameras) {
   })
   result.telemetry_age = tel
   if (tel?.stale !== 'true') fail(`telemetry not shown stale with its age after the stop: ${JSON.stringify(tel)}`)
+  // The train list shows the offline reason inside its panel: clipped, whole in the tooltip.
+  await waitFor(page, 'the offline reason in the train list', 3000, () => !!document.querySelector('[data-testid^="train-offline-reason-"]'))
+  result.train_list_fit = await page.evaluate(() => {
+    const reason = document.querySelector('[data-testid^="train-offline-reason-"]')
+    const panel = document.querySelector('[data-testid="train-list"]').closest('.panel')
+    return { reason: reason.getAttribute('title'), table_px: document.querySelector('[data-testid="train-list"]').scrollWidth, panel_px: panel.clientWidth, panel_scroll_px: panel.scrollWidth }
+  })
+  if (result.train_list_fit.panel_scroll_px > result.train_list_fit.panel_px) fail(`the offline reason pushes the train list out of its panel: ${JSON.stringify(result.train_list_fit)}`)
   await shot(page, 'train-stopped')
   log(`stale after ${result.stale_ms} ms: "${result.stale_text}", ${JSON.stringify(result.stale_figures)}; "train offline" after ${result.offline_shown_ms} ms; telemetry ${JSON.stringify(tel)}`)
 }

@@ -55,13 +55,15 @@ async fn picture_returns_after_server_restart() {
     assert_eq!(r["remote_control_recreated"], true, "the new server knew nothing; the console re-created it: {r}");
     assert!(r["ack_rtt_after_restart_ms"].is_number(), "a command works after the restart: {r}");
     println!(
-        "train stopped: marked stale after {} ms ({} {}), \"train offline\" after {} ms, later {}, telemetry {}",
+        "train stopped: marked stale after {} ms ({} {}), \"train offline\" after {} ms, later {}, telemetry {}; \
+         train list with the offline reason {}",
         r["stale_ms"],
         r["stale_text"],
         r["stale_figures"],
         r["offline_shown_ms"],
         r["stale_text_later"],
-        r["telemetry_age"]
+        r["telemetry_age"],
+        r["train_list_fit"]
     );
     assert!(r["stale_ms"].as_u64().is_some_and(|ms| ms <= 3000), "stale within 3 s of the stop: {r}");
 }
