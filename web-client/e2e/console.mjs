@@ -21,7 +21,8 @@
 //                       then MQTT when GET /api/mqtt names a broker URL)
 //   auto-fallback       Auto with /api/webrtc/* and /api/webtransport blocked: expects WebSocket within
 //                       ~6 s, then unblocks and expects Auto to come back to WebRTC (its probe runs 10 s
-//                       after the fallback)
+//                       after the fallback); then switches to WebSocket by hand: from the unblocking on, the page
+//                       must log no 404 and no console error (`switch_logged`, `switch_to_websocket_ms`)
 //   auto-webtransport   Auto with only /api/webrtc/* blocked: expects WebTransport, the second of the
 //                       ranking, then unblocks and expects Auto to come back to WebRTC
 //   restart[-webrtc|-webtransport|-websocket|-mqtt|-auto]   (alias restart-wait) once frames flow, prints READY_FOR_RESTART
@@ -59,7 +60,8 @@
 // Env: JITTER_BUFFER_TARGET (whep: ms for every track's RTCRtpReceiver.jitterBufferTarget; unset:
 // the browser's default), RAILCAST_TOKEN (the access token: the page is opened with `#token=<it>` appended, and the
 // driver's own requests send it as a bearer token; unset: no token, as before authentication),
-// RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
+// STOP_TRAIN=1 (streaming scenarios, after the restart if any: READY_FOR_TRAIN_STOP, the harness stops the
+// simulator, the pictures and figures must be marked stale), RAILCAST_RC (viewer), RAILCAST_BAD_TOKEN (bad-token), CHROMIUM (default /usr/bin/chromium),
 // MEASURE_MS (default 5000), E2E_VERBOSE=1 (page console on stderr), RESTART_WAIT_MS (default
 // 60000), BLOCK_WEBRTC=hang (auto-fallback, auto-webtransport: leave the blocked requests unanswered
 // instead of refusing them), CHROMIUM_ARGS (extra launch flags, space-separated; a flag's value may not
@@ -422,7 +424,27 @@ async function launch() {
   const pageErrors = []
   page.on('pageerror', (e) => pageErrors.push(String(e)))
   if (verbose) page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`))
-  return { page, pageErrors }
+  // Every 404 the page got and every error line in its console ("Failed to load resource: … 404"
+  // included), timed, for the checks that a transport switch logs nothing.
+  const pageLog = { notFound: [], consoleErrors: [] }
+  page.on('response', (r) => {
+    if (r.status() !== 404) return
+    pageLog.notFound.push({ at: Date.now(), method: r.request().method(), url: r.url() })
+    if (verbose) process.stderr.write(`[page] 404: ${r.request().method()} ${r.url()}\n`)
+  })
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageLog.consoleErrors.push({ at: Date.now(), text: m.text(), url: m.location()?.url ?? '' })
+  })
+  return { page, pageErrors, pageLog }
+}
+
+/** What the page logged (404s, console errors) since `t` (Date.now()), without the origin. */
+function loggedSince(pageLog, t) {
+  const strip = (u) => u.replace(base, '')
+  return {
+    not_found: pageLog.notFound.filter((x) => x.at >= t).map((x) => `${x.method} ${strip(x.url)}`),
+    console_errors: pageLog.consoleErrors.filter((x) => x.at >= t).map((x) => `${x.text}${x.url ? ` (${strip(x.url)})` : ''}`),
+  }
 }
 
 async function main() {
@@ -436,7 +458,7 @@ async function main() {
   if (spec.access === 'control') return controlLease(spec)
   const train = await pickTrain()
   Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
-  const { page, pageErrors } = await launch()
+  const { page, pageErrors, pageLog } = await launch()
 
   let blocked = 0
   let blockedWt = 0
@@ -461,6 +483,7 @@ async function main() {
   if (spec.signaling) result.requested_signaling = spec.signaling
   await page.goto(consoleUrl(`transport=${spec.transport}&train=${encodeURIComponent(train)}${signalingQuery}`, { token }))
   await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  await checkFavicon(page)
   const cameras = await waitForFrames(page, spec.expect, null, 30000)
   result.first_frames_ms = Date.now() - t0
   const h0 = await hook(page)
@@ -523,6 +546,9 @@ async function main() {
       await waitFor(page, 'frames over a REST-signaled WebRTC link after leaving JSON-RPC', 20000,
         ([n, cam]) => { const h = window.__railcast; return h.opens > n && h.transport === 'webrtc' && h.signaling === 'rest' && h.details.webrtc?.signaling === 'rest' && h.stats[cam]?.framesPainted > 0 }, [before, cameras[0]])
       result.rpc_peers_after_leaving = (await hook(page)).rpcPeers
+      // Leaving JSON-RPC for REST logged nothing (no DELETE of the relay session: `disconnect` ends it).
+      result.switch_logged = loggedSince(pageLog, t1)
+      if (result.switch_logged.not_found.length || result.switch_logged.console_errors.length) fail(`leaving JSON-RPC signaling logged errors: ${JSON.stringify(result.switch_logged)}`)
       log(`left JSON-RPC: relay session ${rpcSession} gone ${endedMs} ms after the switch; REST link up`)
     }
   }
@@ -542,6 +568,7 @@ async function main() {
     result.transport_after_recovery = (await hook(page)).transport
     await shot(page, 'back-to-webrtc')
     log(`back on WebRTC after ${result.back_to_webrtc_ms} ms`)
+    await quietSwitch(page, pageLog, cameras, t1)
   }
 
   if (spec.restart) {
@@ -588,6 +615,8 @@ async function main() {
     await shot(page, 'after-restart')
   }
 
+  if (process.env.STOP_TRAIN === '1') await trainStops(page, cameras)
+
   if (spec.revoke) {
     process.stdout.write('READY_FOR_REVOKE\n')
     log('READY_FOR_REVOKE printed; waiting for the token prompt')
@@ -626,8 +655,112 @@ async function main() {
   }
 
   if (pageErrors.length) result.page_errors = pageErrors
+  result.not_found = loggedSince(pageLog, 0).not_found
   result.ok = true
   result.screenshots = screenshots
+}
+
+/**
+ * The page names its icon and the server serves it: without the link Chromium asks for
+ * /favicon.ico, a 404 in the page console on every load (the browser's own request, which
+ * Playwright does not report). Adds `favicon` ({href, status, type}).
+ */
+async function checkFavicon(page) {
+  result.favicon = await page.evaluate(async () => {
+    const link = document.querySelector('link[rel="icon"]')
+    if (!link) return null
+    const r = await fetch(link.href)
+    return { href: link.getAttribute('href'), status: r.status, type: r.headers.get('content-type') }
+  })
+  if (result.favicon?.status !== 200 || !result.favicon.type?.startsWith('image/svg+xml')) fail(`no icon served for the page: ${JSON.stringify(result.favicon)}`)
+}
+
+/**
+ * STOP_TRAIN=1: prints READY_FOR_TRAIN_STOP for the harness to stop the simulator, then every
+ * camera's last picture must be marked stale within 3 s (greyed, "no video for N s", the fps and
+ * glass-to-glass figures "— (stale N s)"), say "train offline" once the server knows, count the
+ * age on, and show the telemetry's. Adds `stale_ms`, `stale_text`, `stale_figures`,
+ * `offline_shown_ms`, `stale_text_later`, `telemetry_age` and `train_list_fit` (the offline reason
+ * must not widen the train list past its panel).
+ */
+async function trainStops(page, cameras) {
+  process.stdout.write('READY_FOR_TRAIN_STOP\n')
+  const t = Date.now()
+  log('READY_FOR_TRAIN_STOP printed; waiting for the stale marking')
+  // Nothing is marked while frames still come: the marking must follow the stop.
+  const staleNow = () => page.evaluate((cams) => cams.map((c) => document.querySelector(`[data-testid="camera-${c}"]`)?.dataset.stale), cameras)
+  const first = await staleNow()
+  if (first.some((x) => x === 'true')) fail(`a camera was marked stale while the train still sent video: ${JSON.stringify(first)}`)
+  await waitFor(page, 'every camera marked stale after the train stopped', 3000 + 1000, (cams) =>
+    cams.every((c) => document.querySelector(`[data-testid="camera-${c}"]`)?.dataset.stale === 'true' &&
+      document.querySelector(`[data-testid="camera-stale-${c}"]`)), cameras)
+  result.stale_ms = Date.now() - t
+  if (result.stale_ms > 3000) fail(`the stale marking took ${result.stale_ms} ms after the stop (more than 3 s)`)
+  const texts = async () => page.evaluate((cams) => Object.fromEntries(cams.map((c) => {
+    const fig = document.querySelector(`[data-testid="camera-${c}"]`)
+    const img = fig.querySelector('canvas, video')
+    return [c, {
+      banner: fig.querySelector(`[data-testid="camera-stale-${c}"]`)?.textContent.trim(),
+      fps: fig.querySelector('[data-testid="overlay-fps"]')?.textContent.trim(),
+      latency: fig.querySelector('[data-testid="overlay-latency"]')?.textContent.replace(/\s+/g, ' ').trim(),
+      filter: img ? getComputedStyle(img).filter : null,
+    }]
+  })), cameras)
+  const now = await texts()
+  for (const c of cameras) {
+    const x = now[c]
+    if (!/^no video( for \d+ (s|min))?/.test(x.banner ?? '')) fail(`camera ${c}: the stale picture says "${x.banner}"`)
+    if (!/^— \(stale( \d+ s)?\)$/.test(x.fps ?? '') || !/— \(stale( \d+ s)?\)/.test(x.latency ?? '')) fail(`camera ${c}: figures not marked stale: ${JSON.stringify(x)}`)
+    if (!x.filter?.includes('grayscale')) fail(`camera ${c}: the stale picture is not greyed (filter ${x.filter})`)
+  }
+  result.stale_text = now[cameras[0]].banner
+  result.stale_figures = { fps: now[cameras[0]].fps, latency: now[cameras[0]].latency }
+  // The server learns that the train left (its QUIC connection closed): the picture says so.
+  await waitFor(page, 'the stale picture saying "train offline"', 8000, (cams) =>
+    cams.every((c) => document.querySelector(`[data-testid="camera-stale-${c}"]`)?.textContent.includes('train offline')), cameras)
+  result.offline_shown_ms = Date.now() - t
+  // The age counts on.
+  await waitFor(page, 'the stale picture counting its age ("no video for N s")', 3000, (cams) =>
+    cams.every((c) => /no video for [1-9]/.test(document.querySelector(`[data-testid="camera-stale-${c}"]`)?.textContent ?? '')), cameras)
+  result.stale_text_later = (await texts())[cameras[0]]
+  const tel = await page.evaluate(() => {
+    const e = document.querySelector('[data-testid="telemetry-age"]')
+    return e ? { text: e.textContent.trim(), stale: e.dataset.stale } : null
+  })
+  result.telemetry_age = tel
+  if (tel?.stale !== 'true') fail(`telemetry not shown stale with its age after the stop: ${JSON.stringify(tel)}`)
+  // The train list shows the offline reason inside its panel: clipped, whole in the tooltip.
+  await waitFor(page, 'the offline reason in the train list', 3000, () => !!document.querySelector('[data-testid^="train-offline-reason-"]'))
+  result.train_list_fit = await page.evaluate(() => {
+    const reason = document.querySelector('[data-testid^="train-offline-reason-"]')
+    const panel = document.querySelector('[data-testid="train-list"]').closest('.panel')
+    return { reason: reason.getAttribute('title'), table_px: document.querySelector('[data-testid="train-list"]').scrollWidth, panel_px: panel.clientWidth, panel_scroll_px: panel.scrollWidth }
+  })
+  if (result.train_list_fit.panel_scroll_px > result.train_list_fit.panel_px) fail(`the offline reason pushes the train list out of its panel: ${JSON.stringify(result.train_list_fit)}`)
+  await shot(page, 'train-stopped')
+  log(`stale after ${result.stale_ms} ms: "${result.stale_text}", ${JSON.stringify(result.stale_figures)}; "train offline" after ${result.offline_shown_ms} ms; telemetry ${JSON.stringify(tel)}`)
+}
+
+/**
+ * Auto's switches back to WebRTC (since `since`) and a switch by hand from WebRTC to WebSocket
+ * log nothing in the page: no 404 (a DELETE of a WebRTC session the server already ended) and
+ * no console error. Adds `switch_to_websocket_ms` and `switch_logged` ({not_found, console_errors}).
+ */
+async function quietSwitch(page, pageLog, cameras, since) {
+  const h0 = await hook(page)
+  if (h0.transport !== 'webrtc') fail(`the switch by hand starts from ${h0.transport}, not WebRTC`)
+  const t = Date.now()
+  await page.selectOption('[data-testid="transport-select"]', 'websocket')
+  const painted = h0.stats[cameras[0]].framesPainted
+  await waitFor(page, 'frames over WebSocket after switching to it by hand', 10000,
+    ([cam, n]) => window.__railcast.transport === 'websocket' && window.__railcast.stats[cam].framesPainted > n + 10, [cameras[0], painted])
+  result.switch_to_websocket_ms = Date.now() - t
+  // The old link's DELETE goes out as it closes (keepalive): give its answer time to come.
+  await sleep(1000)
+  result.switch_logged = loggedSince(pageLog, since)
+  log(`switched to WebSocket by hand in ${result.switch_to_websocket_ms} ms; logged since unblocking: ${JSON.stringify(result.switch_logged)}`)
+  const { not_found: nf, console_errors: ce } = result.switch_logged
+  if (nf.length || ce.length) fail(`the transport switches logged ${nf.length} 404s and ${ce.length} console errors: ${[...nf, ...ce].join('; ')}`)
 }
 
 /** Luma statistics of one <video>'s current picture, drawn onto a scratch canvas. */

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import type { RemoteControlView } from '../src/api'
 import { canCommand, canManage, chooseRemoteControl, commandBlockReason, describeCommandError, noAssignmentMessage, parseMe } from '../src/roles'
 
-const rc = (id: string, train_id: string | null = null): RemoteControlView => ({ id, name: id, train_id, created_at: '2024-01-01T00:00:00Z' })
+const rc = (id: string, train_id: string | null = null): RemoteControlView => ({ id, name: id, train_id, created_at: '2024-01-01T00:00:00Z', sessions: [] })
 
 describe('roles', () => {
   it('parses /api/me; an unknown role gets the least rights', () => {

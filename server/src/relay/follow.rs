@@ -54,8 +54,16 @@ impl Follower {
         // A reload may have come between the token check of the request and now.
         let credentials_checked = app.auth.revision();
         let revoked = (!app.auth.in_force(&session.principal)).then(|| revoked_reason(&session.principal));
-        let mut f =
-            Self { app: app.clone(), session, credentials_checked, revoked, mapping, train: None, sub: None, pending: None };
+        let mut f = Self {
+            app: app.clone(),
+            session,
+            credentials_checked,
+            revoked,
+            mapping,
+            train: None,
+            sub: None,
+            pending: None,
+        };
         f.follow(train);
         let ev = f.state_event();
         (f, ev)

@@ -1,6 +1,7 @@
 //! Auto transport: with WebRTC made impossible (the page's `/api/webrtc/*` requests refused), the
 //! console falls back to WebSocket within seconds and shows pictures; once WebRTC is possible
-//! again, it goes back to WebRTC by itself.
+//! again, it goes back to WebRTC by itself. Those switches, and one by hand from WebRTC to
+//! WebSocket, log no 404 and no error in the page console.
 
 use std::time::Duration;
 
@@ -27,8 +28,13 @@ async fn auto_falls_back_to_websocket_and_returns() {
     assert_eq!(r["transport"], "websocket", "fell back to WebSocket: {r}");
     assert!(r["webrtc_requests_blocked"].as_u64().unwrap_or(0) > 0, "Auto tried WebRTC first: {r}");
     assert_eq!(r["transport_after_recovery"], "webrtc", "back on WebRTC once possible: {r}");
+    // Coming back to WebRTC and leaving it by hand logged nothing: no 404 (the DELETE of a WebRTC
+    // session the server had already dropped), no console error.
+    let quiet = serde_json::json!({ "not_found": [], "console_errors": [] });
+    assert_eq!(r["switch_logged"], quiet, "the transport switches logged errors: {r}");
     println!(
-        "fell back: first frames over WebSocket {} ms after load; back on WebRTC {} ms after unblocking",
-        r["first_frames_ms"], r["back_to_webrtc_ms"]
+        "fell back: first frames over WebSocket {} ms after load; back on WebRTC {} ms after unblocking; \
+         WebSocket by hand {} ms; 404s on the whole run {}",
+        r["first_frames_ms"], r["back_to_webrtc_ms"], r["switch_to_websocket_ms"], r["not_found"]
     );
 }

@@ -24,7 +24,7 @@
  * ends the relay session, so it closing first fails the link); the link's end sends `disconnect`
  * and closes it. The peers it learns of (`announce`, `peer_joined`, `peer_left`) go to `onPeers`.
  */
-import { authHeaders } from '../auth'
+import type { IceServer, OfferResponse, ServerCandidates } from '../api'
 import { api, handVideoMessage, type Link, type LinkHandlers } from './link'
 import type { MqttConnect } from './mqtt'
 import { firstMid, MqttSignaler, SignalingFailed, type Signaling } from './mqtt-signaling'
@@ -32,18 +32,18 @@ import {
   applyPeerNotification, candidateParams, fromPeer, parseAnnounced, parseCandidateParams, parseRelayAnswer, peerName, RELAY,
   RpcConnection, RpcError, rpcUrl, type Params, type RpcPeer, type RpcSocketFactory,
 } from './rpc-signaling'
+import { endSession, isClosingEvent } from './session-end'
 
-interface Offer {
-  session_id: string
-  type: string
-  sdp: string
-  ice_servers: RTCIceServer[]
-}
-
-interface ServerCandidates {
-  candidates: RTCIceCandidateInit[]
-  next: number
-  complete: boolean
+/**
+ * The offer's ICE servers as the browser takes them. The contract lets `username` and
+ * `credential` be null, and RTCPeerConnection would take a null one as the string "null".
+ */
+export function rtcIceServers(servers: readonly IceServer[]): RTCIceServer[] {
+  return servers.map(({ urls, username, credential }) => ({
+    urls,
+    ...(username != null ? { username } : {}),
+    ...(credential != null ? { credential } : {}),
+  }))
 }
 
 /** An open connection left `disconnected` this long is given up (ICE may recover before). */
@@ -74,6 +74,10 @@ export interface RpcPeers {
   peers: readonly RpcPeer[]
 }
 
+/** The REST resource of a session to DELETE at the end; null with JSON-RPC signaling (`disconnect` ends it). */
+export const restSessionUrl = (sessionId: string | null, signaling: Signaling): string | null =>
+  sessionId && signaling !== 'rpc' ? `/api/webrtc/sessions/${encodeURIComponent(sessionId)}` : null
+
 const describeError = (e: unknown) => (e instanceof RpcError ? e.describe() : e instanceof Error ? e.message : String(e))
 
 export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRtcOptions = {}): Link {
@@ -85,6 +89,11 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
   let opened = false
   let pc: RTCPeerConnection | null = null
   let sessionId: string | null = null
+  /**
+   * The server ended the session itself (its `closing` event, a channel or the connection closed
+   * by it): it has dropped it, so no DELETE (it would only earn a 404).
+   */
+  let serverEnded = false
   let signaler: MqttSignaler | null = null
   /** MQTT signaling: where it is, and what it learnt (session, broker). */
   let mqttState = 'asking the server'
@@ -145,15 +154,15 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
     for (const dc of Object.values(channels)) {
       dc.onopen = dc.onclose = dc.onmessage = null
     }
-    if (pc) {
-      pc.onconnectionstatechange = pc.oniceconnectionstatechange = pc.onicegatheringstatechange = null
-      pc.onsignalingstatechange = pc.ondatachannel = pc.onicecandidate = null
-      pc.close()
+    const peer = pc
+    if (peer) {
+      peer.onconnectionstatechange = peer.oniceconnectionstatechange = peer.onicegatheringstatechange = null
+      peer.onsignalingstatechange = peer.ondatachannel = peer.onicecandidate = null
     }
-    if (sessionId && signaling !== 'rpc') {
-      // Tell the server at once instead of letting it time the session out.
-      fetch(`/api/webrtc/sessions/${encodeURIComponent(sessionId)}`, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {})
-    }
+    // Tell the server at once instead of letting it time the session out (REST and MQTT
+    // signaling; JSON-RPC's `disconnect` went above), then close the peer connection: see
+    // `session-end.ts` for why in that order, and why not at all when the server ended it.
+    void endSession(restSessionUrl(sessionId, signaling), serverEnded, () => peer?.close())
   }
 
   const fail = (reason: string, why?: { unsupported?: boolean }) => {
@@ -186,6 +195,7 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
     p.onconnectionstatechange = () => {
       detail()
       clearTimeout(disconnectedTimer)
+      if (p.connectionState === 'closed') serverEnded = true
       if (p.connectionState === 'failed' || p.connectionState === 'closed') fail(`connection ${p.connectionState}`)
       else if (p.connectionState === 'disconnected') {
         disconnectedTimer = setTimeout(() => fail('connection disconnected'), DISCONNECTED_GRACE_MS)
@@ -204,7 +214,11 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
       detail()
       checkOpen()
     }
-    dc.onclose = () => fail(`${dc.label} channel closed`)
+    dc.onclose = () => {
+      // Our own close removes this handler first: the server closed it.
+      serverEnded = true
+      fail(`${dc.label} channel closed`)
+    }
     dc.onmessage = (m: MessageEvent) => {
       if (done) return
       if (dc.label === 'video') {
@@ -213,6 +227,8 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
         // is handed over once, to be counted like a malformed packet.
         handVideoMessage(m.data as ArrayBuffer, h.onBinary, () => done)
       } else if (typeof m.data === 'string') {
+        // The server's goodbye: it drops the session next, whatever else comes.
+        if (isClosingEvent(m.data)) serverEnded = true
         h.onText(m.data)
       }
     }
@@ -231,14 +247,14 @@ export function openWebRtc(remoteControlId: string, h: LinkHandlers, opts: WebRt
   }
 
   const run = async () => {
-    const offer = await api<Offer>('POST', '/api/webrtc/offer', { remote_control_id: remoteControlId }, abort.signal)
+    const offer = await api<OfferResponse>('POST', '/api/webrtc/offer', { remote_control_id: remoteControlId }, abort.signal)
     if (done) {
-      sessionId = offer.session_id
-      cleanup()
+      // Closed while the offer was on its way: end the session it created (no peer yet).
+      void endSession(restSessionUrl(offer.session_id, signaling), false, () => {})
       return
     }
     sessionId = offer.session_id
-    pc = new RTCPeerConnection({ iceServers: offer.ice_servers })
+    pc = new RTCPeerConnection({ iceServers: rtcIceServers(offer.ice_servers) })
     const p = pc
     watch(p)
     p.ondatachannel = (e) => attach(e.channel)

@@ -15,6 +15,7 @@
 import { authHeaders } from '../auth'
 import type { RemoteControlView, TrainView } from '../api'
 import { api, ApiError, type AudioTrackStats, type Link, type LinkHandlers, type MediaTracks, type TrackStats } from './link'
+import { endSession, isClosingEvent } from './session-end'
 
 /** Our candidates are waited for this long at most before the offer goes without the rest. */
 const GATHER_MS = 1500
@@ -142,6 +143,8 @@ export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOpt
   let pc: RTCPeerConnection | null = null
   let channel: RTCDataChannel | null = null
   let sessionUrl: string | null = null
+  /** The server ended the session itself (`closing`, the channel or connection closed by it): no DELETE. */
+  let serverEnded = false
   let disconnectedTimer: ReturnType<typeof setTimeout> | undefined
   const abort = new AbortController()
   const streams: MediaStream[] = []
@@ -164,14 +167,11 @@ export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOpt
     clearTimeout(disconnectedTimer)
     abort.abort()
     if (channel) channel.onopen = channel.onclose = channel.onmessage = null
-    if (pc) {
-      pc.onconnectionstatechange = pc.oniceconnectionstatechange = pc.onsignalingstatechange = pc.ontrack = null
-      pc.close()
-    }
-    if (sessionUrl) {
-      // Tell the server at once instead of letting ICE time the session out.
-      fetch(sessionUrl, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {})
-    }
+    const peer = pc
+    if (peer) peer.onconnectionstatechange = peer.oniceconnectionstatechange = peer.onsignalingstatechange = peer.ontrack = null
+    // Tell the server at once instead of letting ICE time the session out, then close the peer
+    // connection; not when the server ended it (session-end.ts).
+    void endSession(sessionUrl, serverEnded, () => peer?.close())
   }
 
   const fail = (reason: string) => {
@@ -190,6 +190,7 @@ export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOpt
     p.onconnectionstatechange = () => {
       detail()
       clearTimeout(disconnectedTimer)
+      if (p.connectionState === 'closed') serverEnded = true
       if (p.connectionState === 'failed' || p.connectionState === 'closed') fail(`connection ${p.connectionState}`)
       else if (p.connectionState === 'disconnected') {
         disconnectedTimer = setTimeout(() => fail('connection disconnected'), DISCONNECTED_GRACE_MS)
@@ -240,9 +241,16 @@ export function openWhep(remoteControlId: string, h: LinkHandlers, opts: WhepOpt
         h.onMedia?.(media())
       }
     }
-    dc.onclose = () => fail('command channel closed')
+    dc.onclose = () => {
+      // Our own close removes this handler first: the server closed it.
+      serverEnded = true
+      fail('command channel closed')
+    }
     dc.onmessage = (m: MessageEvent) => {
-      if (!done && typeof m.data === 'string') h.onText(m.data)
+      if (done || typeof m.data !== 'string') return
+      // The server's goodbye: it drops the session next.
+      if (isClosingEvent(m.data)) serverEnded = true
+      h.onText(m.data)
     }
     await p.setLocalDescription(await p.createOffer())
     await gathered(p, GATHER_MS)
