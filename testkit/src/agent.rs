@@ -182,3 +182,17 @@ impl RtspServer {
         self.port
     }
 }
+
+/// Encode `seconds` of a test pattern at `size` and `fps` into an H.264 file (as fast as ffmpeg
+/// can; a keyframe every second, SPS and PPS before each).
+pub fn ffmpeg_clip(file: &Path, size: &str, fps: u32, seconds: u32, pattern: &str) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("{pattern}=size={size}:rate={fps}"))
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-tune", "zerolatency", "-g", &fps.to_string(), "-f", "h264"])
+        .arg(file)
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "ffmpeg clip: {}", String::from_utf8_lossy(&out.stderr));
+}

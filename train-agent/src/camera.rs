@@ -76,6 +76,11 @@ impl Camera {
         })
     }
 
+    /// Whether the hello can announce a size: the stream's, or the configured one.
+    pub fn has_size(&self) -> bool {
+        self.configured_size.is_some() || self.stream_size().is_some()
+    }
+
     /// The picture size from the stream's SPS, if one came.
     pub fn stream_size(&self) -> Option<(u32, u32)> {
         self.size.lock().ok().and_then(|s| *s)

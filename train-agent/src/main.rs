@@ -105,12 +105,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(out);
-    // The hello announces picture sizes: wait a little for the streams to say theirs.
+    // The hello announces picture sizes: wait a little for the streams without a configured one
+    // to say theirs.
     let deadline = Instant::now() + Duration::from_secs(args.hello_wait);
-    while Instant::now() < deadline && cameras.iter().any(|c| c.stream_size().is_none()) {
+    while Instant::now() < deadline && cameras.iter().any(|c| !c.has_size()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for c in cameras.iter().filter(|c| c.stream_size().is_none()) {
+    for c in cameras.iter().filter(|c| !c.has_size()) {
         tracing::warn!(camera = c.id, "{}: no SPS within {} s; announcing {:?}", c.label, args.hello_wait, c.info());
     }
 

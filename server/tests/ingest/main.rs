@@ -8,6 +8,7 @@
 
 mod agent_commands;
 mod agent_pipe;
+mod agent_robustness;
 mod agent_rtsp;
 mod clock_jumps;
 mod commands;
