@@ -20,6 +20,12 @@ pub const KIND_COMMAND_ACK: u8 = 0x13;
 pub const KIND_TELEMETRY: u8 = 0x14;
 pub const KIND_KEYFRAME_REQUEST: u8 = 0x15;
 pub const KIND_ERROR: u8 = 0x16;
+pub const KIND_STATUS: u8 = 0x17;
+/// Most sources one `status` frame may describe.
+pub const MAX_STATUS_SOURCES: usize = 64;
+/// Longest `state` and `detail` of a source's status, bytes.
+pub const MAX_STATUS_STATE: usize = 32;
+pub const MAX_STATUS_DETAIL: usize = 500;
 /// Size of the fixed control-frame header.
 pub const CONTROL_HEADER_LEN: usize = 8;
 /// Default limit on a control body; larger frames are refused.
@@ -36,7 +42,7 @@ pub const AUDIO_SAMPLE_RATE: u32 = 48_000;
 pub const AUDIO_FRAME_MS: [u32; 4] = [10, 20, 40, 60];
 
 pub(crate) fn is_control_kind(kind: u8) -> bool {
-    (KIND_HELLO..=KIND_ERROR).contains(&kind)
+    (KIND_HELLO..=KIND_STATUS).contains(&kind)
 }
 
 /// A camera as announced in the hello.
@@ -254,6 +260,51 @@ pub struct Telemetry {
     pub operator_lost: bool,
 }
 
+/// Train → server, when something changes and every few seconds: how each of its sources
+/// (cameras, audio) is doing as the train sees it, for the server's train view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub sources: Vec<SourceStatus>,
+}
+
+/// One source's state (docs/wire-format.md §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// The camera's (or audio source's) id.
+    pub id: CameraId,
+    /// `streaming`, `waiting` (nothing to read yet, or its writer went away), `reconnecting`
+    /// (the camera dropped or refused), `stalled` (connected, no frame for a while), `ended`.
+    pub state: String,
+    /// Why, in words (the last error, what the source is waiting for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Frames per second and bits per second over the last seconds, as the train measured them.
+    #[serde(default)]
+    pub fps: f32,
+    #[serde(default)]
+    pub bitrate_bps: f64,
+}
+
+impl Status {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sources.len() > MAX_STATUS_SOURCES {
+            return Err(format!("{} sources; at most {MAX_STATUS_SOURCES}", self.sources.len()));
+        }
+        for s in &self.sources {
+            if s.state.is_empty() || s.state.len() > MAX_STATUS_STATE {
+                return Err(format!("source {}: state must be 1..={MAX_STATUS_STATE} bytes", s.id.0));
+            }
+            if s.detail.as_ref().is_some_and(|d| d.len() > MAX_STATUS_DETAIL) {
+                return Err(format!("source {}: detail longer than {MAX_STATUS_DETAIL} bytes", s.id.0));
+            }
+            if !s.fps.is_finite() || s.fps < 0.0 || !s.bitrate_bps.is_finite() || s.bitrate_bps < 0.0 {
+                return Err(format!("source {}: fps and bitrate_bps must be finite and not negative", s.id.0));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Server → train: send a keyframe soon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyframeRequest {
@@ -278,6 +329,7 @@ pub enum ControlMessage {
     Telemetry(Telemetry),
     KeyframeRequest(KeyframeRequest),
     Error(ErrorMessage),
+    Status(Status),
 }
 
 impl ControlMessage {
@@ -290,6 +342,7 @@ impl ControlMessage {
             Self::Telemetry(_) => KIND_TELEMETRY,
             Self::KeyframeRequest(_) => KIND_KEYFRAME_REQUEST,
             Self::Error(_) => KIND_ERROR,
+            Self::Status(_) => KIND_STATUS,
         }
     }
 
@@ -307,6 +360,7 @@ impl ControlMessage {
             Self::Telemetry(m) => serde_json::to_vec(m),
             Self::KeyframeRequest(m) => serde_json::to_vec(m),
             Self::Error(m) => serde_json::to_vec(m),
+            Self::Status(m) => serde_json::to_vec(m),
         };
         json.unwrap_or_else(|_| b"{}".to_vec())
     }
@@ -377,6 +431,11 @@ impl ControlMessage {
             KIND_COMMAND_ACK => Self::CommandAck(serde_json::from_slice(body).map_err(bad)?),
             KIND_TELEMETRY => Self::Telemetry(serde_json::from_slice(body).map_err(bad)?),
             KIND_KEYFRAME_REQUEST => Self::KeyframeRequest(serde_json::from_slice(body).map_err(bad)?),
+            KIND_STATUS => {
+                let status: Status = serde_json::from_slice(body).map_err(bad)?;
+                status.validate().map_err(|reason| DecodeError::BadBody { kind: name, reason })?;
+                Self::Status(status)
+            }
             _ => Self::Error(serde_json::from_slice(body).map_err(bad)?),
         };
         Ok((msg, total))
@@ -431,6 +490,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         KIND_TELEMETRY => "telemetry",
         KIND_KEYFRAME_REQUEST => "keyframe_request",
         KIND_ERROR => "error",
+        KIND_STATUS => "status",
         _ => "unknown",
     }
 }

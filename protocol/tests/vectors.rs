@@ -39,6 +39,7 @@ fn control_json(msg: &ControlMessage) -> Value {
         ControlMessage::Telemetry(m) => ("telemetry", serde_json::to_value(m)),
         ControlMessage::KeyframeRequest(m) => ("keyframe_request", serde_json::to_value(m)),
         ControlMessage::Error(m) => ("error", serde_json::to_value(m)),
+        ControlMessage::Status(m) => ("status", serde_json::to_value(m)),
     };
     serde_json::json!({ key: v.expect("to json") })
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use railcast_protocol::control::{AudioInfo, CameraInfo, Command, Telemetry};
+use railcast_protocol::control::{AudioInfo, CameraInfo, Command, Status, Telemetry};
 use railcast_protocol::{Action, CameraId, CommandAck};
 use railcast_uplink::{now_us, AckFuture, Train};
 use serde::Deserialize;
@@ -138,6 +138,10 @@ impl Train for Agent {
                 }
             }),
         }
+    }
+
+    fn status(&self) -> Option<Status> {
+        Some(Status { sources: self.cameras.iter().map(|c| c.status()).collect() })
     }
 
     fn telemetry(&self) -> Option<Telemetry> {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use railcast_protocol::control::CameraInfo;
+use railcast_protocol::control::{CameraInfo, SourceStatus};
 use railcast_protocol::h264::{nal_units, sps_dimensions, NAL_IDR, NAL_PPS, NAL_SPS};
 use railcast_protocol::packet::Codec;
 use railcast_protocol::CameraId;
@@ -20,6 +20,8 @@ use crate::config::CameraConfig;
 
 /// Announced when neither the stream nor the configuration gave a size.
 const FALLBACK_SIZE: (u32, u32) = (640, 480);
+/// A streaming source with no frame for this long is reported `stalled`.
+pub const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Frame rate measured over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(2);
 
@@ -54,6 +56,9 @@ pub struct Camera {
     /// Keyframes sent with the parameter sets put in front (the source sent them out of band).
     pub params_inserted: AtomicU64,
     recent: Mutex<VecDeque<(Instant, usize)>>,
+    /// What the source said last (`waiting`, `streaming`, `reconnecting`, `ended`) and why.
+    state: Mutex<(&'static str, Option<String>)>,
+    last_frame: Mutex<Option<Instant>>,
 }
 
 impl Camera {
@@ -73,6 +78,8 @@ impl Camera {
             dropped: AtomicU64::new(0),
             params_inserted: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
+            state: Mutex::new(("waiting", Some("no data yet".into()))),
+            last_frame: Mutex::new(None),
         })
     }
 
@@ -94,7 +101,7 @@ impl Camera {
             recent.pop_front();
         }
         let secs = RATE_WINDOW.as_secs_f64();
-        (recent.len() as f64 / secs, recent.iter().map(|(_, n)| *n as f64 * 8.0).sum::<f64>() / secs)
+        (recent.len() as f64 / secs, recent.iter().fold(0.0, |sum, (_, n)| sum + *n as f64 * 8.0) / secs)
     }
 
     /// What the hello announces.
@@ -103,6 +110,29 @@ impl Camera {
         let measured = self.measured().0.round() as u32;
         let fps = self.configured_fps.unwrap_or(if measured > 0 { measured } else { 30 });
         CameraInfo { id: CameraId(self.id), codec: "h264".into(), width, height, fps }
+    }
+
+    /// What the source is doing, for the server's train view (`status`).
+    pub fn set_state(&self, state: &'static str, detail: Option<String>) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = (state, detail);
+        }
+    }
+
+    /// The source's status as the train reports it: `streaming` turns `stalled` when no frame
+    /// came for [`STALLED_AFTER`].
+    pub fn status(&self) -> SourceStatus {
+        let (mut state, mut detail) = self.state.lock().map(|s| (s.0, s.1.clone())).unwrap_or(("streaming", None));
+        let since = self.last_frame.lock().ok().and_then(|l| *l).map(|t| t.elapsed());
+        if state == "streaming" && since.is_none_or(|d| d > STALLED_AFTER) {
+            state = "stalled";
+            detail = Some(match since {
+                Some(d) => format!("no frame for {} s", d.as_secs()),
+                None => "no frame yet".into(),
+            });
+        }
+        let (fps, bitrate_bps) = self.measured();
+        SourceStatus { id: CameraId(self.id), state: state.into(), detail, fps: fps as f32, bitrate_bps }
     }
 
     /// Start the next session (or a new source connection) at a keyframe.
@@ -173,6 +203,9 @@ impl Camera {
             }
         }
         self.frames.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_frame.lock() {
+            *l = Some(Instant::now());
+        }
         self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         if let Ok(mut r) = self.recent.lock() {
             r.push_back((Instant::now(), data.len()));

@@ -24,6 +24,7 @@ pub fn spawn(path: String, camera: Arc<Camera>, out: Output) -> std::io::Result<
 
 fn run(path: &str, camera: &Camera, out: &Output) {
     let fifo = is_fifo(path);
+    camera.set_state("waiting", Some(format!("opening {}", describe(path))));
     loop {
         let input: Box<dyn Read> = if path == "-" {
             Box::new(std::io::stdin())
@@ -36,19 +37,23 @@ fn run(path: &str, camera: &Camera, out: &Output) {
                         "{}: cannot open {path}: {e}; trying again in 1 s",
                         camera.label
                     );
+                    camera.set_state("waiting", Some(format!("cannot open {path}: {e}")));
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
             }
         };
         tracing::info!(camera = camera.id, "{}: reading H.264 from {}", camera.label, describe(path));
+        camera.set_state("streaming", None);
         read_stream(input, camera, out);
         camera.restart_at_keyframe();
         if !fifo {
             tracing::warn!(camera = camera.id, "{}: {} ended; this camera sends no more", camera.label, describe(path));
+            camera.set_state("ended", Some(format!("{} ended", describe(path))));
             return;
         }
         tracing::warn!(camera = camera.id, "{}: the writer of {path} went away; waiting for the next", camera.label);
+        camera.set_state("waiting", Some(format!("the writer of {path} went away; waiting for the next")));
     }
 }
 

@@ -67,10 +67,12 @@ pub async fn run(source: RtspSource, camera: Arc<Camera>, out: Output, mut stop:
             _ = stop.wait_for(|s| *s) => return,
         };
         camera.restart_at_keyframe();
-        match result {
-            Ok(()) => tracing::warn!(camera = camera.id, "{}: {} ended the stream", camera.label, source.shown()),
-            Err(e) => tracing::warn!(camera = camera.id, "{}: {}: {e:#}", camera.label, source.shown()),
-        }
+        let why = match result {
+            Ok(()) => "the camera ended the stream".to_owned(),
+            Err(e) => format!("{e:#}"),
+        };
+        tracing::warn!(camera = camera.id, "{}: {}: {why}", camera.label, source.shown());
+        camera.set_state("reconnecting", Some(why));
         if started.elapsed() > MAX_BACKOFF * 2 {
             backoff = FIRST_BACKOFF;
         }
@@ -109,6 +111,7 @@ async fn session(source: &RtspSource, camera: &Camera, out: &Output) -> anyhow::
         source.shown(),
         camera.stream_size()
     );
+    camera.set_state("streaming", None);
     let mut frames = 0u64;
     loop {
         let item = match tokio::time::timeout(STALL, demuxed.next()).await {

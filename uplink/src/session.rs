@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use railcast_protocol::control::{AudioInfo, CameraInfo, Command, ErrorMessage, Hello, Telemetry};
+use railcast_protocol::control::{AudioInfo, CameraInfo, Command, ErrorMessage, Hello, Status, Telemetry};
 use railcast_protocol::packet::{packetize, Codec, FrameMeta};
 use railcast_protocol::{CameraId, CommandAck, ControlDecoder, ControlMessage, FrameSeq, Secret, TrainId};
 use tokio::sync::{mpsc, watch};
@@ -81,6 +81,10 @@ pub trait Train: Send + Sync + 'static {
     fn execute(&self, cmd: Command) -> AckFuture;
     /// Telemetry to send now (once a second), if any.
     fn telemetry(&self) -> Option<Telemetry>;
+    /// How the train's sources are doing (sent once a second beside the telemetry), if it says.
+    fn status(&self) -> Option<Status> {
+        None
+    }
 }
 
 enum End {
@@ -233,6 +237,9 @@ async fn session(
             _ = telemetry.tick() => {
                 if let Some(t) = train.telemetry() {
                     let _ = ctl_tx.try_send(ControlMessage::Telemetry(t));
+                }
+                if let Some(s) = train.status() {
+                    let _ = ctl_tx.try_send(ControlMessage::Status(s));
                 }
             }
             e = conn.closed() => break Ok(End::Lost(e.to_string())),

@@ -120,6 +120,12 @@ ack = {"command_id": 42, "ok": True, "message": "speed set to 80 km/h"}
 control("control_command_ack", "command ack", 0x13, json.dumps(ack, separators=(",", ":")), expect_ok={"command_ack": ack})
 tel = {"timestamp_us": TS, "speed_kmh": 80.0, "odometer_m": 1234.5, "horn": False}
 control("control_telemetry", "telemetry", 0x14, json.dumps(tel, separators=(",", ":")), expect_ok={"telemetry": tel})
+status = {"sources": [{"id": 0, "state": "streaming", "fps": 25.0, "bitrate_bps": 1200000.0},
+                      {"id": 1, "state": "reconnecting", "detail": "connection refused", "fps": 0.0, "bitrate_bps": 0.0}]}
+control("control_status", "status: a train's report on its sources", 0x17, json.dumps(status, separators=(",", ":")),
+        expect_ok={"status": status})
+control("control_err_status_state", "status: a state longer than 32 bytes", 0x17,
+        json.dumps({"sources": [{"id": 0, "state": "s" * 33}]}, separators=(",", ":")), expect="bad_body")
 kfr = {"camera": 0}
 control("control_keyframe_request", "keyframe request for camera 0", 0x15, json.dumps(kfr, separators=(",", ":")), expect_ok={"keyframe_request": kfr})
 err = {"code": "unauthorized", "message": "unknown train token"}

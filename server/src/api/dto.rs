@@ -57,6 +57,25 @@ pub struct Train {
     pub connections: u64,
     /// The session that controls the train (its control lease); null when nobody does.
     pub control: Option<ControlView>,
+    /// How the train's own sources are doing, as its last `status` frame said (the train agent
+    /// sends one; empty for a train that sends none).
+    #[serde(default)]
+    pub sources: Vec<SourceView>,
+}
+
+/// A source (camera or audio) as the train reports it (wire format §3, `status`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SourceView {
+    pub id: u16,
+    /// `streaming`, `waiting`, `reconnecting`, `stalled` or `ended`.
+    pub state: String,
+    /// Why, in the train's words.
+    pub detail: Option<String>,
+    /// As the train measured them.
+    pub fps: f32,
+    pub bitrate_bps: f64,
+    /// Seconds since the train said so.
+    pub age_s: f64,
 }
 
 /// Who controls a train.
@@ -116,6 +135,18 @@ impl From<StreamSnapshot> for Train {
                 since: rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_micros(h.since_us)),
                 since_us: h.since_us,
             }),
+            sources: s
+                .sources
+                .into_iter()
+                .map(|(src, age)| SourceView {
+                    id: src.id.0,
+                    state: src.state,
+                    detail: src.detail,
+                    fps: src.fps,
+                    bitrate_bps: src.bitrate_bps,
+                    age_s: round2(age.as_secs_f64()),
+                })
+                .collect(),
         }
     }
 }

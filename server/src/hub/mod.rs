@@ -258,6 +258,11 @@ impl Publisher {
         self.stream.telemetry(telemetry);
     }
 
+    /// The train's report on its sources (`status`).
+    pub fn status(&self, status: railcast_protocol::control::Status) {
+        self.stream.status(status);
+    }
+
     /// Resolves when a newer connection took over this train id.
     pub async fn replaced(&mut self) {
         match self.replaced.as_mut() {

@@ -177,6 +177,8 @@ struct State {
     pending: HashMap<u64, oneshot::Sender<CommandAck>>,
     last_keyframe_request: Option<Instant>,
     malformed: BTreeMap<&'static str, u64>,
+    /// The train's last `status` frame and when it came (cleared by a new connection's hello).
+    sources: Option<(railcast_protocol::control::Status, Instant)>,
 }
 
 /// Totals since the stream was created.
@@ -209,6 +211,8 @@ pub struct StreamSnapshot {
     pub connections: u64,
     /// Who controls the train (`hub::control`).
     pub control: Option<railcast_protocol::client::ControlHolder>,
+    /// The train's last word on its sources, and how long ago.
+    pub sources: Vec<(railcast_protocol::control::SourceStatus, std::time::Duration)>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +255,7 @@ impl Stream {
                 pending: HashMap::new(),
                 last_keyframe_request: None,
                 malformed: BTreeMap::new(),
+                sources: None,
             }),
             events: broadcast::channel(EVENT_CAPACITY).0,
             counters: StreamCounters::default(),
@@ -316,6 +321,7 @@ impl Stream {
             .collect();
         st.audio = hello.audio.iter().map(|info| Audio { info: info.clone(), packets: 0, bytes: 0 }).collect();
         st.software = hello.software;
+        st.sources = None;
         st.online = Some(Online { control, replaced: Some(tx) });
         st.connected_since = Some(SystemTime::now());
         st.offline_reason.clear();
@@ -495,6 +501,11 @@ impl Stream {
         self.lock().pending.remove(&command_id);
     }
 
+    /// The train's `status` frame: kept for the train view until the next one.
+    pub(super) fn status(&self, status: railcast_protocol::control::Status) {
+        self.lock().sources = Some((status, Instant::now()));
+    }
+
     pub(super) fn telemetry(&self, telemetry: Telemetry) {
         let st = self.lock();
         self.emit(&st, TrainEvent::Telemetry(telemetry));
@@ -529,6 +540,9 @@ impl Stream {
             subscribers: st.subscribers.len(),
             connections: self.counters.connections.load(Ordering::Relaxed),
             control: self.control_holder(),
+            sources: st.sources.as_ref().map_or_else(Vec::new, |(s, at)| {
+                s.sources.iter().map(|src| (src.clone(), now.duration_since(*at))).collect()
+            }),
         }
     }
 }

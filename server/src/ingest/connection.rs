@@ -296,6 +296,7 @@ impl Connection {
                 frame = frames.recv() => match frame {
                     Some(Ok(Some(ControlMessage::CommandAck(ack)))) => publisher.ack(ack),
                     Some(Ok(Some(ControlMessage::Telemetry(t)))) => publisher.telemetry(t),
+                    Some(Ok(Some(ControlMessage::Status(s)))) => publisher.status(s),
                     Some(Ok(Some(ControlMessage::Error(ErrorMessage { code, message })))) => {
                         tracing::warn!(train = %publisher.train_id(), %code, "train reports an error: {message}");
                     }

@@ -1,18 +1,33 @@
 //! A bad camera never holds up a good one, nor the commands. Camera 0 is ffmpeg on the agent's
 //! standard input, live; camera 1 is a named pipe that the test writes: 64 KiB of garbage, then a
-//! 320×240 clip, then a 160×120 clip (the picture size changes mid-stream), then nothing for 3 s
+//! 320×240 clip, then a 160×120 clip (the picture size changes mid-stream), then nothing for 4.5 s
 //! with the pipe held open (a stall), then the writer goes away and a new one comes. Camera 0
 //! streams at its rate all along; a command is acked during the stall; camera 1's units are
 //! ffmpeg's, byte for byte, before and after the size change and after the new writer; the agent
-//! logs the garbage, the size change and the writer's departure.
+//! logs the garbage, the size change and the writer's departure, and the server's train view shows
+//! camera 1 `stalled`, then `waiting` for a writer, while camera 0 is `streaming`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use testkit::agent::{ffmpeg_clip, ffmpeg_live, ffmpeg_unit_hashes, server_table, Agent};
 use testkit::ws::{Client, Received};
 use testkit::{remote_control, scratch, Server};
+
+/// Poll `GET /api/trains/train-1` until source `id` matches `want`; that source.
+async fn source_state(server: &Server, id: u64, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let (_, train) = testkit::api("GET", &server.url("/api/trains/train-1"), None).await;
+        let found = train["sources"].as_array().into_iter().flatten().find(|s| s["id"] == id).cloned();
+        if let Some(s) = found.filter(|s| want(s)) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "source {id} never as wanted: {}", train["sources"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 fn hashes_of(frames: &[Received], camera: u16) -> Vec<String> {
     frames.iter().filter(|f| f.camera == camera).map(|f| f.sha256.clone()).collect()
@@ -61,7 +76,7 @@ async fn a_bad_camera_never_holds_up_the_others() {
     let parts = vec![garbage, std::fs::read(&big).expect("big"), std::fs::read(&small).expect("small")];
     let writer = std::thread::spawn({
         let fifo = fifo.clone();
-        move || feed(fifo, parts, Duration::from_secs(3))
+        move || feed(fifo, parts, Duration::from_millis(4500))
     });
     agent.wait_log("picture size changed", Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -73,8 +88,15 @@ async fn a_bad_camera_never_holds_up_the_others() {
     let ack = client.wait_event("ack", |e| e["request_id"] == "kf").await;
     let ack_ms = asked.elapsed().as_millis();
     assert_eq!(ack["type"], "command_ack", "{ack}");
+    // The train view says what the agent sees: camera 1 stalled, camera 0 streaming.
+    let stalled = source_state(&server, 1, |s| s["state"] == "stalled").await;
+    let streaming = source_state(&server, 0, |s| s["state"] == "streaming").await;
+    assert!(streaming["fps"].as_f64().is_some_and(|f| f > 10.0), "{streaming}");
     writer.join().expect("writer");
     agent.wait_log("went away", Duration::from_secs(5)).await;
+    let waiting = source_state(&server, 1, |s| s["state"] == "waiting").await;
+    assert!(waiting["detail"].as_str().is_some_and(|d| d.contains("went away")), "{waiting}");
+    println!("agent robustness: train view says camera 1 {stalled} then {waiting}; camera 0 {streaming}");
 
     // A new writer: the agent reads the pipe again.
     let again = std::thread::spawn({

@@ -987,6 +987,27 @@ export interface components {
              */
             server_candidate: string;
         };
+        /** @description A source (camera or audio) as the train reports it (wire format §3, `status`). */
+        SourceView: {
+            /**
+             * Format: double
+             * @description Seconds since the train said so.
+             */
+            age_s: number;
+            /** Format: double */
+            bitrate_bps: number;
+            /** @description Why, in the train's words. */
+            detail?: string | null;
+            /**
+             * Format: float
+             * @description As the train measured them.
+             */
+            fps: number;
+            /** Format: int32 */
+            id: number;
+            /** @description `streaming`, `waiting`, `reconnecting`, `stalled` or `ended`. */
+            state: string;
+        };
         /**
          * @description A train known to the server (online now, or seen since start-up).
          * @example {
@@ -1055,6 +1076,11 @@ export interface components {
                 [key: string]: number;
             };
             software?: string | null;
+            /**
+             * @description How the train's own sources are doing, as its last `status` frame said (the train agent
+             *     sends one; empty for a train that sends none).
+             */
+            sources?: components["schemas"]["SourceView"][];
             /** @description Live subscriptions to this train (all transports). */
             subscribers: number;
         };

@@ -58,5 +58,5 @@ export { hex2 }
 export const KIND_VIDEO = 0x01
 /** Control frames use kinds 0x10 (hello) … 0x16 (error). */
 export function isControlKind(kind: number): boolean {
-  return kind >= 0x10 && kind <= 0x16
+  return kind >= 0x10 && kind <= 0x17
 }

@@ -23,6 +23,20 @@ export const KIND_COMMAND_ACK = 0x13
 export const KIND_TELEMETRY = 0x14
 export const KIND_KEYFRAME_REQUEST = 0x15
 export const KIND_ERROR = 0x16
+export const KIND_STATUS = 0x17
+/** Limits of a `status` frame, as the Rust decoder's. */
+export const MAX_STATUS_SOURCES = 64
+export const MAX_STATUS_STATE = 32
+export const MAX_STATUS_DETAIL = 500
+
+/** A train's source as its `status` frame reports it (wire format §3). */
+export interface SourceStatus {
+  id: number
+  state: string
+  detail?: string
+  fps: number
+  bitrate_bps: number
+}
 export const CONTROL_HEADER_LEN = 8
 export const DEFAULT_MAX_BODY = 64 * 1024
 export const MAX_CAMERAS = 16
@@ -75,6 +89,7 @@ export type ControlMessage =
   | { telemetry: Telemetry }
   | { keyframe_request: { camera?: number } }
   | { error: { code: string; message: string } }
+  | { status: { sources: SourceStatus[] } }
 
 const KIND_NAMES: Record<number, string> = {
   [KIND_HELLO]: 'hello',
@@ -84,6 +99,7 @@ const KIND_NAMES: Record<number, string> = {
   [KIND_TELEMETRY]: 'telemetry',
   [KIND_KEYFRAME_REQUEST]: 'keyframe_request',
   [KIND_ERROR]: 'error',
+  [KIND_STATUS]: 'status',
 }
 
 /** Why a train id is refused, or null: 1–64 characters from `A–Z a–z 0–9 . _ -`. */
@@ -174,6 +190,22 @@ function helloProblem(cameras: CameraInfo[]): string | null {
   return null
 }
 
+const utf8Length = (s: string): number => new TextEncoder().encode(s).length
+
+function readSourceStatus(v: unknown): SourceStatus {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ShapeError('a source must be an object')
+  const o = v as JsonObject
+  const id = uint(o, 'id', 16)
+  const state = str(o, 'state')
+  if (state.length === 0 || utf8Length(state) > MAX_STATUS_STATE) throw new ShapeError(`source ${id}: state must be 1..=${MAX_STATUS_STATE} bytes`)
+  const detail = optStr(o, 'detail')
+  if (detail !== undefined && utf8Length(detail) > MAX_STATUS_DETAIL) throw new ShapeError(`source ${id}: detail longer than ${MAX_STATUS_DETAIL} bytes`)
+  const fps = Object.prototype.hasOwnProperty.call(o, 'fps') ? Math.fround(float(o, 'fps')) : 0
+  const bitrate_bps = Object.prototype.hasOwnProperty.call(o, 'bitrate_bps') ? float(o, 'bitrate_bps') : 0
+  if (fps < 0 || bitrate_bps < 0) throw new ShapeError(`source ${id}: fps and bitrate_bps must be finite and not negative`)
+  return { id, state, ...(detail === undefined ? {} : { detail }), fps, bitrate_bps }
+}
+
 function readBody(kind: number, o: JsonObject): ControlMessage {
   switch (kind) {
     case KIND_HELLO: {
@@ -221,6 +253,11 @@ function readBody(kind: number, o: JsonObject): ControlMessage {
     case KIND_KEYFRAME_REQUEST: {
       const camera = optUint(o, 'camera', 16)
       return { keyframe_request: camera === undefined ? {} : { camera } }
+    }
+    case KIND_STATUS: {
+      const sources = arr(o, 'sources').map(readSourceStatus)
+      if (sources.length > MAX_STATUS_SOURCES) throw new ShapeError(`${sources.length} sources; at most ${MAX_STATUS_SOURCES}`)
+      return { status: { sources } }
     }
     default:
       return { error: { code: str(o, 'code'), message: str(o, 'message') } }
@@ -301,6 +338,15 @@ export function controlBody(m: ControlMessage): { kind: number; json: string } {
   if ('keyframe_request' in m) {
     const c = m.keyframe_request.camera
     return { kind: KIND_KEYFRAME_REQUEST, json: writeObject([['camera', c === undefined ? undefined : u(c)]]) }
+  }
+  if ('status' in m) {
+    const sources = m.status.sources.map((src) =>
+      writeObject([
+        ['id', u(src.id)], ['state', JSON.stringify(src.state)], ['detail', src.detail === undefined ? undefined : JSON.stringify(src.detail)],
+        ['fps', f32Text(src.fps)], ['bitrate_bps', f64Text(src.bitrate_bps)],
+      ]),
+    )
+    return { kind: KIND_STATUS, json: writeObject([['sources', `[${sources.join(',')}]`]]) }
   }
   return { kind: KIND_ERROR, json: writeObject([['code', JSON.stringify(m.error.code)], ['message', JSON.stringify(m.error.message)]]) }
 }
