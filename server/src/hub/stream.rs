@@ -177,6 +177,8 @@ struct State {
     pending: HashMap<u64, oneshot::Sender<CommandAck>>,
     last_keyframe_request: Option<Instant>,
     malformed: BTreeMap<&'static str, u64>,
+    /// How the train's latest connection reached the server (`quic`, `whip`).
+    ingest: &'static str,
 }
 
 /// Totals since the stream was created.
@@ -207,6 +209,9 @@ pub struct StreamSnapshot {
     pub rejected: BTreeMap<String, u64>,
     pub subscribers: usize,
     pub connections: u64,
+    /// How the train's latest connection reached the server: `quic` or `whip` (`None` before
+    /// the first).
+    pub ingest: Option<&'static str>,
     /// Who controls the train (`hub::control`).
     pub control: Option<railcast_protocol::client::ControlHolder>,
 }
@@ -251,6 +256,7 @@ impl Stream {
                 pending: HashMap::new(),
                 last_keyframe_request: None,
                 malformed: BTreeMap::new(),
+                ingest: "",
             }),
             events: broadcast::channel(EVENT_CAPACITY).0,
             counters: StreamCounters::default(),
@@ -290,6 +296,7 @@ impl Stream {
         &self,
         hello: Hello,
         control: mpsc::Sender<ControlMessage>,
+        ingest: &'static str,
     ) -> (u64, oneshot::Receiver<()>) {
         let now = Instant::now();
         let (tx, rx) = oneshot::channel();
@@ -316,6 +323,7 @@ impl Stream {
             .collect();
         st.audio = hello.audio.iter().map(|info| Audio { info: info.clone(), packets: 0, bytes: 0 }).collect();
         st.software = hello.software;
+        st.ingest = ingest;
         st.online = Some(Online { control, replaced: Some(tx) });
         st.connected_since = Some(SystemTime::now());
         st.offline_reason.clear();
@@ -407,11 +415,12 @@ impl Stream {
         self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let m = &*METRICS;
-        m.packets_in.with_label_values(&[metrics::QUIC]).inc();
-        m.bytes_in.with_label_values(&[metrics::QUIC]).inc_by(bytes.len() as u64);
+        let via = if st.ingest.is_empty() { metrics::QUIC } else { st.ingest };
+        m.packets_in.with_label_values(&[via]).inc();
+        m.bytes_in.with_label_values(&[via]).inc_by(bytes.len() as u64);
         if header.starts_frame() {
             self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-            m.frames_in.with_label_values(&[metrics::QUIC]).inc();
+            m.frames_in.with_label_values(&[via]).inc();
         }
         let train = &self.train_id;
         st.subscribers.retain_mut(|slot| slot.offer(&packet, now, train) != Offer::Closed);
@@ -529,6 +538,7 @@ impl Stream {
             subscribers: st.subscribers.len(),
             connections: self.counters.connections.load(Ordering::Relaxed),
             control: self.control_holder(),
+            ingest: (!st.ingest.is_empty()).then_some(st.ingest),
         }
     }
 }
