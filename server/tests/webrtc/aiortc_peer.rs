@@ -104,6 +104,7 @@ async fn aiortc_session_streams_commands_and_closes_cleanly() {
             sha256: f["sha256"].as_str().expect("sha256").to_owned(),
             capture_us: f["capture_us"].as_u64().expect("capture_us"),
             latency_us: 0,
+            nal_types: Vec::new(),
         })
         .collect();
     // `video` is unordered: the script reports frames as they complete.

@@ -15,7 +15,8 @@
 //! - **Keyframes.** The hub's keyframe requests (a late joiner, a WHEP viewer's PLI, the
 //!   `request_keyframe` command) and a camera that dropped a frame become an RTCP PLI to the
 //!   publisher, at most one per camera per [`PLI_INTERVAL`].
-//! - **Commands.** The hub's commands go to the publisher's `command` data channel as JSON
+//! - **Commands.** `request_keyframe` is answered by the server: a PLI to the camera (or every
+//!   camera), acked at once. The hub's other commands go to the publisher's `command` data channel as JSON
 //!   (`ControlMessage::to_json`); its `command_ack`, `telemetry` and `error` come back the same
 //!   way. A command while no channel is open is acked `ok: false` at once.
 //! - **End.** DELETE, the peer failing or closing, a newer connection for the train id, the
@@ -26,9 +27,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use railcast_protocol::control::{ErrorMessage, Hello};
+use railcast_protocol::control::{Command, ErrorMessage, Hello};
 use railcast_protocol::packet::{packetize, Codec, FrameMeta};
-use railcast_protocol::{AudioInfo, CameraId, CameraInfo, CommandAck, ControlMessage, FrameSeq};
+use railcast_protocol::{Action, AudioInfo, CameraId, CameraInfo, CommandAck, ControlMessage, FrameSeq};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc;
@@ -423,6 +424,29 @@ impl Session {
                     }
                 }
             }
+            ControlMessage::Command(Command { command_id, command: Action::RequestKeyframe { camera } }) => {
+                // A WebRTC encoder's way to a keyframe is RTCP PLI, which every publisher
+                // implements: the server answers for the train.
+                let n = st.cameras.len();
+                let ack = match camera.map(|c| usize::from(c.0)) {
+                    Some(i) if i >= n => CommandAck {
+                        command_id,
+                        ok: false,
+                        message: format!("camera {i} does not exist (this train has {n})"),
+                    },
+                    Some(i) => {
+                        force_pli(&mut st.cameras[i]);
+                        CommandAck { command_id, ok: true, message: format!("RTCP PLI sent for camera {i}") }
+                    }
+                    None => {
+                        st.cameras.iter_mut().for_each(force_pli);
+                        CommandAck { command_id, ok: true, message: "RTCP PLI sent for every camera".into() }
+                    }
+                };
+                if let Some(publisher) = &st.publisher {
+                    publisher.ack(ack);
+                }
+            }
             ControlMessage::Command(cmd) => {
                 let id = cmd.command_id;
                 let text = ControlMessage::Command(cmd).to_json();
@@ -511,6 +535,12 @@ fn publish_frame(st: &mut State, i: usize, data: &[u8], keyframe: bool, capture_
         }
         Err(e) => tracing::debug!(%session, camera = i, "frame not relayed: {e}"),
     }
+}
+
+/// Send a PLI for `cam` now, whenever the last one went (an operator asked for it).
+fn force_pli(cam: &mut Camera) {
+    cam.last_pli = None;
+    pli(cam);
 }
 
 /// Send a PLI for `cam`, unless one went out within [`PLI_INTERVAL`] or its track is unknown.
