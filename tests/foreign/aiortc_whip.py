@@ -11,7 +11,8 @@
 3. While it publishes, every `command` on the channel is acked (`command_ack`, ok, "done by
    aiortc") and recorded; a `telemetry` goes out every second.
 4. A line on stdin (or `--timeout`) ends it: DELETE on the `Location` (status reported, then a
-   second DELETE: 404), and the report: frames each track produced, commands received.
+   second DELETE: 404; 0 when the server is gone), and the report: frames each track produced,
+   commands received, the peer connection's states.
 
 The last stdout line is one JSON object; the exit status is non-zero on any failure.
 """
@@ -41,6 +42,8 @@ def request(url, token, method, body=None, content_type=None):
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode(errors="replace")
+    except (urllib.error.URLError, ConnectionError) as e:  # the server is gone (a shutdown test)
+        return 0, {}, str(e)
 
 
 class Ramp(VideoStreamTrack):
@@ -81,6 +84,12 @@ async def run(args, report):
         transceiver.setCodecPreferences(h264)
     if args.audio:
         pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    states = report["connection_states"] = []
+
+    @pc.on("connectionstatechange")
+    def on_state():
+        states.append(pc.connectionState)
+
     channel = pc.createDataChannel("command")
     commands = []
     opened = asyncio.Event()

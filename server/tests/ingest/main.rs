@@ -20,3 +20,5 @@ mod train_restart;
 mod train_vanishes_mid_frame;
 mod whip_aiortc;
 mod whip_bad_input;
+mod whip_shutdown;
+mod whip_takeover;

@@ -28,30 +28,58 @@ async fn command(client: &Client, id: &str, command: Value) -> Value {
         .await
 }
 
+/// aiortc_whip.py publishing one train, driven through its stdin.
+pub(crate) struct Aiortc {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Aiortc {
+    /// Start it and wait until it publishes (its offer answered, its `command` channel open).
+    pub(crate) async fn start(server: &Server, train: &str, token: &str, args: &[&str]) -> Aiortc {
+        let mut child = tokio::process::Command::new(python())
+            .arg(foreign_script("aiortc_whip.py"))
+            .args(["--http", &server.http, "--train", train, "--token", token, "--timeout", "60"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run the venv's python");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("aiortc_whip.py publishes within 30 s")
+            .expect("read stdout")
+            .unwrap_or_default();
+        assert!(first.contains("\"publishing\""), "aiortc_whip.py did not start publishing: {first}");
+        Aiortc { child, stdin, lines }
+    }
+
+    /// Tell it to stop (it DELETEs its session) and return its report; `ok` is not checked.
+    pub(crate) async fn stop(mut self) -> Value {
+        self.stdin.write_all(b"stop\n").await.expect("tell aiortc_whip.py to stop");
+        let mut last = String::new();
+        while let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.expect("report in 30 s")
+        {
+            last = line;
+        }
+        let _ = self.child.wait().await;
+        serde_json::from_str(&last).unwrap_or_else(|_| panic!("no JSON report: {last}"))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_publishes_a_train_over_whip() {
     let dir = scratch("whip_aiortc");
     let server = Server::start(&dir, &[]).await;
     let token = server.train_token(TRAIN);
     let posted = Instant::now();
-    let mut child = tokio::process::Command::new(python())
-        .arg(foreign_script("aiortc_whip.py"))
-        .args(["--http", &server.http, "--train", TRAIN, "--token", &token, "--cameras", "2", "--audio"])
-        .args(["--timeout", "60"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the venv's python");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("aiortc_whip.py publishes within 30 s")
-        .expect("read stdout")
-        .unwrap_or_default();
-    assert!(first.contains("\"publishing\""), "aiortc_whip.py did not start publishing: {first}");
+    let publisher = Aiortc::start(&server, TRAIN, &token, &["--cameras", "2", "--audio"]).await;
     wait_for_train(&server, TRAIN, true).await;
     let online_ms = posted.elapsed().as_millis();
 
@@ -98,16 +126,10 @@ async fn aiortc_publishes_a_train_over_whip() {
     let ack = command(&client, "kf9", json!({"type": "request_keyframe", "camera": 9})).await;
     assert_eq!(ack["ok"], false, "{ack}");
 
-    stdin.write_all(b"stop\n").await.expect("tell aiortc_whip.py to stop");
+    let report = publisher.stop().await;
     let offline = client.wait_event("train_offline", |e| e["type"] == "train_offline").await;
     assert!(offline["reason"].as_str().unwrap_or_default().contains("DELETE"), "{offline}");
-    let mut last = String::new();
-    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("report") {
-        last = line;
-    }
-    let status = child.wait().await.expect("wait");
-    let report: Value = serde_json::from_str(&last).unwrap_or_else(|_| panic!("no JSON report: {last}"));
-    assert!(status.success() && report["ok"] == true, "aiortc_whip.py failed: {report}");
+    assert!(report["ok"] == true, "aiortc_whip.py failed: {report}");
     assert_eq!((report["delete"].as_u64(), report["delete_again"].as_u64()), (Some(204), Some(404)), "{report}");
     let acked: Vec<&str> =
         report["commands"].as_array().expect("commands").iter().filter_map(|c| c["command"]["type"].as_str()).collect();
