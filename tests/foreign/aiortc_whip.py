@@ -1,12 +1,13 @@
 """aiortc 1.16 as a WHIP publisher (RFC 9725): a train that speaks WebRTC instead of QUIC.
 
     python aiortc_whip.py --http 127.0.0.1:PORT --train train-w --token TRAIN_TOKEN \
-        [--cameras 2] [--audio] [--timeout 60]
+        [--cameras 2] [--audio] [--stall I]… [--timeout 60]
 
 1. OPTIONS on the WHIP endpoint (status and `Accept-Post` reported).
 2. An offer of `--cameras` send-only video tracks forced to H.264 by codec preferences (aiortc
    encodes with PyAV's libx264; camera i is 320x240 + i*(64x48), a moving ramp at 30 fps),
-   with `--audio` a send-only Opus track (aiortc's silence), and the `command` data channel,
+   with `--audio` a send-only Opus track (aiortc's silence), and the `command` data channel
+   (`--stall I`: camera I's track never yields a picture),
    is POSTed as `application/sdp` with the train's token; `201`, `Location`, `ETag` reported.
 3. While it publishes, every `command` on the channel is acked (`command_ack`, ok, "done by
    aiortc") and recorded; a `telemetry` goes out every second.
@@ -49,12 +50,15 @@ def request(url, token, method, body=None, content_type=None):
 class Ramp(VideoStreamTrack):
     """A moving luma ramp, so that every frame differs; counts the frames it produced."""
 
-    def __init__(self, width, height):
+    def __init__(self, width, height, stalled=False):
         super().__init__()
         self.width, self.height = width, height
         self.frames = 0
+        self.stalled = stalled
 
     async def recv(self):
+        if self.stalled:  # a camera that never delivers a picture
+            await asyncio.Future()
         pts, time_base = await self.next_timestamp()
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         t = self.frames
@@ -78,7 +82,7 @@ async def run(args, report):
     h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/h264"]
     tracks = []
     for i in range(args.cameras):
-        track = Ramp(320 + 64 * i, 240 + 48 * i)
+        track = Ramp(320 + 64 * i, 240 + 48 * i, stalled=i in args.stall)
         tracks.append(track)
         transceiver = pc.addTransceiver(track, direction="sendonly")
         transceiver.setCodecPreferences(h264)
@@ -166,6 +170,7 @@ def main():
     p.add_argument("--token", required=True)
     p.add_argument("--cameras", type=int, default=2)
     p.add_argument("--audio", action="store_true")
+    p.add_argument("--stall", type=int, action="append", default=[], help="a camera index that sends nothing")
     p.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
     report = {"ok": False}

@@ -21,4 +21,5 @@ mod train_vanishes_mid_frame;
 mod whip_aiortc;
 mod whip_bad_input;
 mod whip_shutdown;
+mod whip_stalled_camera;
 mod whip_takeover;

@@ -90,6 +90,8 @@ pub struct Publication {
     state: Arc<PeerState>,
     closed: AtomicBool,
     stop: Notify,
+    /// Why it was closed from outside its task (DELETE, a newer POST for the train).
+    end: Mutex<Option<String>>,
     created: Instant,
 }
 
@@ -100,8 +102,9 @@ impl std::fmt::Debug for Publication {
 }
 
 impl Publication {
-    /// Close it: its task takes the train offline and ends.
-    fn close(&self) {
+    /// Close it for `reason`: its task takes the train offline and ends.
+    fn close(&self, reason: &str) {
+        lock(&self.end).get_or_insert_with(|| reason.to_owned());
         self.closed.store(true, Ordering::Relaxed);
         self.stop.notify_one();
     }
@@ -210,8 +213,14 @@ impl Server {
             state,
             closed: AtomicBool::new(false),
             stop: Notify::new(),
+            end: Mutex::new(None),
             created,
         });
+        // One publication per train id: a newer POST ends an older one at once (newest wins, as in
+        // the hub), so a token holder cannot pile up peers that never connect.
+        for older in self.sessions.iter().filter(|p| p.train == publication.train) {
+            older.close("replaced by a newer WHIP publication for the same train id");
+        }
         self.sessions.insert(id.clone(), Arc::clone(&publication));
         tracing::info!(session = %id, train = %publication.train, cameras = layout.cameras.len(),
             audio = layout.audio.is_some(), command = layout.data_channel, "WHIP publication answered");
@@ -296,7 +305,7 @@ impl Server {
 
     /// End publication `id` (the train goes offline).
     pub fn delete(&self, id: &str, token: Option<&str>) -> Result<(), WhipError> {
-        self.get(id, token)?.close();
+        self.get(id, token)?.close("the publisher ended the session (DELETE)");
         Ok(())
     }
 

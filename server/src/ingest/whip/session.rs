@@ -11,7 +11,9 @@
 //!   like a QUIC train's datagrams. An Opus packet is one audio packet (id [`super::AUDIO_ID`]).
 //! - **Online.** The hub hears of the train (its hello) once every camera has sent a keyframe: its
 //!   SPS gives the picture size. Until then a PLI goes to each camera every [`PLI_INTERVAL`], and
-//!   the first keyframe of each camera is kept and published first.
+//!   the first keyframe of each camera is kept and published first. A camera still without a
+//!   keyframe [`ONLINE_WAIT`] after the first one is left out of the announcement (a stalled
+//!   track never keeps the others offline); its frames are dropped until the publisher reconnects.
 //! - **Keyframes.** The hub's keyframe requests (a late joiner, a WHEP viewer's PLI, the
 //!   `request_keyframe` command) and a camera that dropped a frame become an RTCP PLI to the
 //!   publisher, at most one per camera per [`PLI_INTERVAL`].
@@ -54,6 +56,9 @@ const CONTROL_QUEUE: usize = 256;
 const MAX_FRAME: usize = 4 << 20;
 /// How often the drop counters are logged while they grow.
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the train waits, after the first keyframe of any camera, for the others' before it
+/// goes online without them.
+pub const ONLINE_WAIT: Duration = Duration::from_secs(3);
 /// Nominal frame rate announced when the offer has no `a=framerate`.
 const DEFAULT_FPS: u32 = 30;
 
@@ -91,6 +96,10 @@ struct Camera {
     first: Option<(super::AccessUnit, u64)>,
     fps: u32,
     reported: super::Counters,
+    /// In the train's announcement.
+    announced: bool,
+    /// Whole frames of a camera left out of the announcement.
+    unannounced_frames: u64,
 }
 
 pub(super) struct Session {
@@ -113,6 +122,8 @@ struct State {
     control_tx: mpsc::Sender<ControlMessage>,
     max_payload: usize,
     last_log: Instant,
+    /// When the first camera's first keyframe arrived (the [`ONLINE_WAIT`] starts).
+    first_keyframe_at: Option<Instant>,
 }
 
 impl Session {
@@ -154,6 +165,8 @@ impl Session {
                     first: None,
                     fps: c.framerate.filter(|f| (1..=240).contains(f)).unwrap_or(DEFAULT_FPS),
                     reported: super::Counters::default(),
+                    announced: false,
+                    unannounced_frames: 0,
                 })
                 .collect(),
             audio_seq: 0,
@@ -165,6 +178,7 @@ impl Session {
             control_tx,
             max_payload: self.server.hub.config().max_payload,
             last_log: Instant::now(),
+            first_keyframe_at: None,
         };
         let mut readers = Vec::new();
         let mut connection = p.state.connection.subscribe();
@@ -177,7 +191,9 @@ impl Session {
         let mut next_track = 0usize;
         let reason = loop {
             tokio::select! {
-                _ = p.stop.notified() => break "the publisher ended the session (DELETE)".to_owned(),
+                _ = p.stop.notified() => {
+                    break super::lock(&p.end).clone().unwrap_or_else(|| "the publication was closed".into());
+                }
                 _ = crate::stopped(&mut shutdown) => break "server shutting down".to_owned(),
                 changed = connection.changed() => {
                     if changed.is_err() {
@@ -230,8 +246,8 @@ impl Session {
             .map(|(i, c)| {
                 let n = c.depacketizer.counters;
                 format!(
-                    "camera {i}: {} frames, {} incomplete, {} held back, {} late",
-                    n.frames, n.incomplete, n.held_back, n.late
+                    "camera {i}: {} frames, {} incomplete, {} held back, {} late, {} unannounced",
+                    n.frames, n.incomplete, n.held_back, n.late, c.unannounced_frames
                 )
             })
             .collect();
@@ -331,10 +347,17 @@ impl Session {
             let cam = &mut st.cameras[i];
             if au.keyframe && cam.first.is_none() {
                 cam.first = Some((au, at_us));
+                st.first_keyframe_at.get_or_insert_with(Instant::now);
             }
             if st.cameras.iter().all(|c| c.first.is_some()) {
                 self.go_online(st);
             }
+            return;
+        }
+        if !st.cameras[i].announced {
+            // Left out of the announcement (no keyframe within ONLINE_WAIT): its frames have no
+            // camera to go to until the publisher connects again.
+            st.cameras[i].unannounced_frames += 1;
             return;
         }
         publish_frame(st, i, &au.data, au.keyframe, au.first_at, &self.publication.id);
@@ -367,15 +390,23 @@ impl Session {
     /// Every camera has sent a keyframe: say hello to the hub, then publish those keyframes.
     fn go_online(&self, st: &mut State) {
         let p = &self.publication;
+        // Every camera with a keyframe (all of them, unless ONLINE_WAIT ran out); the ids stay
+        // the m-line indices, so a camera left out leaves a gap.
         let cameras: Vec<CameraInfo> = st
             .cameras
             .iter()
             .enumerate()
+            .filter(|(_, c)| c.first.is_some())
             .map(|(i, c)| {
                 let (width, height) = c.depacketizer.dimensions().unwrap_or((0, 0));
                 CameraInfo { id: CameraId(i as u16), codec: "h264".into(), width, height, fps: c.fps }
             })
             .collect();
+        let missing: Vec<usize> = (0..st.cameras.len()).filter(|i| st.cameras[*i].first.is_none()).collect();
+        if !missing.is_empty() {
+            tracing::warn!(session = %p.id, train = %p.train, ?missing,
+                "WHIP cameras sent no keyframe within {ONLINE_WAIT:?}: announced without them");
+        }
         let audio = self
             .layout
             .audio
@@ -407,6 +438,9 @@ impl Session {
         tracing::info!(session = %p.id, train = %p.train, cameras = ?hello.cameras.iter().map(|c| (c.width, c.height)).collect::<Vec<_>>(),
             audio = !hello.audio.is_empty(), ms = p.created.elapsed().as_millis() as u64, "WHIP train online");
         st.publisher = Some(self.server.hub.connect_train_via(hello, st.control_tx.clone(), NAME));
+        for cam in &mut st.cameras {
+            cam.announced = cam.first.is_some();
+        }
         for i in 0..st.cameras.len() {
             if let Some((au, _)) = st.cameras[i].first.take() {
                 publish_frame(st, i, &au.data, true, au.first_at, &p.id);
@@ -494,6 +528,9 @@ impl Session {
     }
 
     fn tick(&self, st: &mut State) {
+        if st.publisher.is_none() && st.first_keyframe_at.is_some_and(|t| t.elapsed() >= ONLINE_WAIT) {
+            self.go_online(st);
+        }
         let waiting = st.publisher.is_none();
         for cam in &mut st.cameras {
             if waiting && cam.first.is_none() || cam.depacketizer.needs_keyframe() {
