@@ -20,6 +20,7 @@ mod train_restart;
 mod train_vanishes_mid_frame;
 mod whip_aiortc;
 mod whip_bad_input;
+mod whip_publisher_vanishes;
 mod whip_shutdown;
 mod whip_stalled_camera;
 mod whip_takeover;

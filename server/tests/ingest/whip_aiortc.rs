@@ -59,6 +59,11 @@ impl Aiortc {
         Aiortc { child, stdin, lines }
     }
 
+    /// SIGKILL it: the publisher vanishes without a word.
+    pub(crate) async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Tell it to stop (it DELETEs its session) and return its report; `ok` is not checked.
     pub(crate) async fn stop(mut self) -> Value {
         self.stdin.write_all(b"stop\n").await.expect("tell aiortc_whip.py to stop");

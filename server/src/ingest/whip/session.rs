@@ -21,7 +21,8 @@
 //!   camera), acked at once. The hub's other commands go to the publisher's `command` data channel as JSON
 //!   (`ControlMessage::to_json`); its `command_ack`, `telemetry` and `error` come back the same
 //!   way. A command while no channel is open is acked `ok: false` at once.
-//! - **End.** DELETE, the peer failing or closing, a newer connection for the train id, the
+//! - **End.** DELETE, the peer failing, closing or staying `disconnected` for
+//!   [`DISCONNECTED_GRACE`], a newer connection for the train id, the
 //!   train's token revoked by a credentials reload, or the server shutting down: the train goes
 //!   offline with that reason and the peer is closed.
 
@@ -56,6 +57,10 @@ const CONTROL_QUEUE: usize = 256;
 const MAX_FRAME: usize = 4 << 20;
 /// How often the drop counters are logged while they grow.
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a peer connection may stay `disconnected` before the train is taken offline: with
+/// webrtc-rs' 5 s without ICE traffic before it says so, a publisher that vanished is offline
+/// about 7 s later (a QUIC train: its 6 s idle timeout). A link that recovers within it is kept.
+pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
 /// How long the train waits, after the first keyframe of any camera, for the others' before it
 /// goes online without them.
 pub const ONLINE_WAIT: Duration = Duration::from_secs(3);
@@ -187,6 +192,8 @@ impl Session {
         let mut reloads_open = true;
         let connect_deadline = tokio::time::Instant::now() + self.server.settings.connect_timeout;
         let mut connected = false;
+        // Set while the peer connection is `disconnected` (no ICE traffic for webrtc-rs' 5 s).
+        let mut lost_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(PLI_INTERVAL);
         let mut next_track = 0usize;
         let reason = loop {
@@ -207,6 +214,12 @@ impl Session {
                     if is_finished(state) {
                         break format!("the peer connection is {state}");
                     }
+                    lost_at = (state == RTCPeerConnectionState::Disconnected)
+                        .then(|| lost_at.unwrap_or_else(|| tokio::time::Instant::now() + DISCONNECTED_GRACE));
+                }
+                _ = sleep_until(lost_at) => {
+                    // webrtc-rs calls a peer `failed` only 25 s later; a train is gone sooner.
+                    break format!("the peer connection is disconnected (no ICE traffic for 5 s, then {DISCONNECTED_GRACE:?})");
                 }
                 _ = tokio::time::sleep_until(connect_deadline), if !connected => {
                     break format!("the peer did not connect within {:?}", self.server.settings.connect_timeout);
@@ -602,6 +615,14 @@ fn pli(cam: &mut Camera) {
 async fn reply(st: &State, msg: &ControlMessage) {
     if let Some(dc) = &st.command {
         let _ = dc.try_send_text(&msg.to_json()).await;
+    }
+}
+
+/// Resolves at `at`; never without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
