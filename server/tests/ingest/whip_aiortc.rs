@@ -142,6 +142,14 @@ async fn aiortc_publishes_a_train_over_whip() {
 
     let (_, train) = api("GET", &server.url(&format!("/api/trains/{TRAIN}")), None).await;
     assert_eq!(train["online"], false, "{train}");
+    assert_eq!(report["options"]["status"], 204, "{report}");
+    assert_eq!(report["options"]["accept_post"], "application/sdp", "{report}");
+    let (_, _, metrics) = testkit::request("GET", &server.url("/metrics"), &[], b"").await;
+    for line in
+        ["railcast_whip_publications_total{outcome=\"answered\"} 1", "railcast_whip_frames_total{outcome=\"relayed\"}"]
+    {
+        assert!(metrics.contains(line), "/metrics has {line}");
+    }
     let frames = client.frames();
     let video: Vec<_> = frames.iter().filter(|f| f.camera != AUDIO_ID).collect();
     for camera in [0u16, 1] {

@@ -22,7 +22,7 @@ mod offer;
 mod session;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -45,6 +45,42 @@ pub const NAME: &str = "whip";
 
 /// The id of a WHIP train's audio source, as the simulator's (cameras are 0..n).
 pub const AUDIO_ID: u16 = 256;
+
+/// The WHIP ingest's metrics (registered in the server's registry on first use).
+#[derive(Debug)]
+pub struct WhipMetrics {
+    /// `railcast_whip_frames_total{outcome}`: H.264 frames of WHIP publishers, `relayed`, or
+    /// dropped: `incomplete` (a packet missing or unreadable), `held_back` (a delta while waiting
+    /// for a keyframe), `unannounced` (a camera left out of the announcement).
+    pub frames: prometheus::IntCounterVec,
+    /// `railcast_whip_plis_total`: RTCP PLIs sent to WHIP publishers.
+    pub plis: prometheus::IntCounter,
+    /// `railcast_whip_publications_total{outcome}`: POSTs `answered`, or refused (`unauthorized`,
+    /// `bad_offer`, `limit`, `failed`).
+    pub publications: prometheus::IntCounterVec,
+}
+
+pub static METRICS: LazyLock<WhipMetrics> = LazyLock::new(|| {
+    let r = crate::metrics::METRICS.registry();
+    let plis = prometheus::IntCounter::new("railcast_whip_plis_total", "RTCP PLIs sent to WHIP publishers.")
+        .expect("valid metric");
+    r.register(Box::new(plis.clone())).expect("unique metric");
+    WhipMetrics {
+        frames: crate::metrics::counter(
+            r,
+            "railcast_whip_frames_total",
+            "H.264 frames of WHIP publishers: relayed, or dropped and why.",
+            &["outcome"],
+        ),
+        plis,
+        publications: crate::metrics::counter(
+            r,
+            "railcast_whip_publications_total",
+            "WHIP POSTs: answered, or refused and why.",
+            &["outcome"],
+        ),
+    }
+});
 
 /// Why a WHIP request failed.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +196,24 @@ impl Server {
     /// A train publishes: check its token, read its offer, answer it (host candidates included)
     /// and start its session. The train goes online when every camera has sent a keyframe.
     pub async fn publish(
+        self: &Arc<Self>,
+        train: TrainId,
+        token: Option<&str>,
+        offer: String,
+    ) -> Result<Published, WhipError> {
+        let result = self.answer(train, token, offer).await;
+        let outcome = match &result {
+            Ok(_) => "answered",
+            Err(WhipError::Unauthorized { .. }) => "unauthorized",
+            Err(WhipError::Offer(_) | WhipError::Negotiation(NegotiationError::BadSdp(_))) => "bad_offer",
+            Err(WhipError::Limit(_)) => "limit",
+            Err(_) => "failed",
+        };
+        METRICS.publications.with_label_values(&[outcome]).inc();
+        result
+    }
+
+    async fn answer(
         self: &Arc<Self>,
         train: TrainId,
         token: Option<&str>,

@@ -105,6 +105,12 @@ struct Camera {
     announced: bool,
     /// Whole frames of a camera left out of the announcement.
     unannounced_frames: u64,
+    /// Frames handed to the hub.
+    relayed: u64,
+    /// What the metrics have of the counters above.
+    metered: super::Counters,
+    relayed_metered: u64,
+    unannounced_metered: u64,
 }
 
 pub(super) struct Session {
@@ -172,6 +178,10 @@ impl Session {
                     reported: super::Counters::default(),
                     announced: false,
                     unannounced_frames: 0,
+                    relayed: 0,
+                    metered: super::Counters::default(),
+                    relayed_metered: 0,
+                    unannounced_metered: 0,
                 })
                 .collect(),
             audio_seq: 0,
@@ -248,6 +258,7 @@ impl Session {
         for r in readers {
             r.abort();
         }
+        meter(&mut st);
         if let Some(publisher) = st.publisher.take() {
             publisher.set_offline_reason(reason.clone());
             drop(publisher);
@@ -541,6 +552,7 @@ impl Session {
     }
 
     fn tick(&self, st: &mut State) {
+        meter(st);
         if st.publisher.is_none() && st.first_keyframe_at.is_some_and(|t| t.elapsed() >= ONLINE_WAIT) {
             self.go_online(st);
         }
@@ -565,6 +577,21 @@ impl Session {
     }
 }
 
+/// Add what the cameras counted since the last call to the metrics.
+fn meter(st: &mut State) {
+    let m = &super::METRICS.frames;
+    for cam in &mut st.cameras {
+        let (now, was) = (cam.depacketizer.counters, cam.metered);
+        m.with_label_values(&["incomplete"]).inc_by(now.incomplete - was.incomplete);
+        m.with_label_values(&["held_back"]).inc_by(now.held_back - was.held_back);
+        m.with_label_values(&["relayed"]).inc_by(cam.relayed - cam.relayed_metered);
+        m.with_label_values(&["unannounced"]).inc_by(cam.unannounced_frames - cam.unannounced_metered);
+        cam.metered = now;
+        cam.relayed_metered = cam.relayed;
+        cam.unannounced_metered = cam.unannounced_frames;
+    }
+}
+
 /// Packetize one access unit and hand it to the hub.
 fn publish_frame(st: &mut State, i: usize, data: &[u8], keyframe: bool, capture_us: u64, session: &str) {
     let Some(publisher) = &st.publisher else { return };
@@ -577,6 +604,7 @@ fn publish_frame(st: &mut State, i: usize, data: &[u8], keyframe: bool, capture_
         capture_us,
     };
     cam.seq = cam.seq.wrapping_add(1);
+    cam.relayed += 1;
     match packetize(meta, data, st.max_payload) {
         Ok(packets) => {
             for p in packets {
@@ -601,6 +629,7 @@ fn pli(cam: &mut Camera) {
         return;
     }
     cam.last_pli = Some(now);
+    super::METRICS.plis.inc();
     let track = Arc::clone(track);
     // The driver's queue is awaited on its own task: the session never waits for it.
     tokio::spawn(async move {
