@@ -1,7 +1,7 @@
 //! WHIP (RFC 9725) over [`crate::ingest::whip::Server`]: a train publishes its cameras and audio
 //! as WebRTC media (docs/whip.md).
 //!
-//! - `POST /api/whip/trains/{train}` with an `application/sdp` offer and `Authorization: Bearer
+//! - `POST /api/whip/trains/{id}` (`id`: the train id) with an `application/sdp` offer and `Authorization: Bearer
 //!   <the train's token>` (the token its QUIC hello would carry) → `201 Created`, `Location:
 //!   /api/whip/sessions/{session}`, `ETag`, the answer (`application/sdp`, with the server's host
 //!   candidates), one `Link: <url>; rel="ice-server"` per configured STUN/TURN URL. The train id
@@ -25,6 +25,7 @@ use axum::{Extension, Router};
 use railcast_protocol::TrainId;
 
 use super::whep::{cors, links, require_type, utf8, Body, SDP, SDPFRAG};
+use crate::auth::TrainAuthError;
 use crate::core::Core;
 use crate::http::{ApiError, ApiPath, ErrorBody};
 use crate::ingest::whip::{OfferError, Server, WhipError};
@@ -41,7 +42,7 @@ pub struct ApiDoc;
 /// The routes, under `/api/whip` (nest them under `/api`).
 pub fn routes(server: &Arc<Server>) -> Router<Core> {
     Router::new()
-        .route("/whip/trains/{train}", post(publish).options(publish_options))
+        .route("/whip/trains/{id}", post(publish).options(publish_options))
         .route("/whip/sessions/{id}", axum::routing::patch(patch).delete(delete).options(session_options))
         .layer(axum::middleware::from_fn(cors))
         .layer(Extension(Arc::clone(server)))
@@ -61,6 +62,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn error(e: WhipError) -> ApiError {
     let message = e.to_string();
     match e {
+        WhipError::Unauthorized { train, reason: TrainAuthError::UnknownTrain } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "train_not_found",
+            format!("no token is configured for train '{train}', so it cannot publish (docs/security.md)"),
+        ),
         WhipError::Unauthorized { .. } => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
         WhipError::Offer(OfferError::NotSdp(_)) => ApiError::bad_request("bad_sdp", message),
         WhipError::Offer(OfferError::NoH264(_)) => ApiError::bad_request("no_h264", message),
@@ -93,14 +99,15 @@ fn error(e: WhipError) -> ApiError {
 /// (camera `i` is the i-th, in m-line order), its first Opus section its audio, and its
 /// data-channel section the `command` channel it opens. The bearer token is the train's (the one
 /// its QUIC hello would carry). A train online already is taken over (newest wins).
-#[utoipa::path(post, path = "/api/whip/trains/{train}", tag = "whip", security(()),
-    params(("train" = String, Path, description = "Train id (1–64 of A–Z a–z 0–9 . _ -)"),
+#[utoipa::path(post, path = "/api/whip/trains/{id}", tag = "whip", security(()),
+    params(("id" = String, Path, description = "Train id (1–64 of A–Z a–z 0–9 . _ -)"),
         ("Authorization" = String, Header, description = "Bearer <the train's token>")),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer: sendonly H.264 video (and Opus audio), optionally a data channel"),
     responses(
         (status = 201, description = "The SDP answer; headers Location, ETag, Link (ice-server), Accept-Patch", content_type = "application/sdp", body = String),
         (status = 400, description = "bad_train_id, bad_sdp, no_h264, too_many_cameras", body = ErrorBody),
         (status = 401, description = "The token is missing or not the train's", body = ErrorBody),
+        (status = 404, description = "No token is configured for this train id", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn publish(
@@ -111,6 +118,11 @@ async fn publish(
 ) -> Result<Response, ApiError> {
     let train =
         TrainId::new(&train).map_err(|e| ApiError::bad_request("bad_train_id", format!("train id {train:?}: {e}")))?;
+    // The train and its token first: a caller without them learns nothing about the body.
+    if let Err(e) = server.authorize(&train, bearer(&headers)) {
+        crate::ingest::whip::METRICS.publications.with_label_values(&["unauthorized"]).inc();
+        return Err(error(e));
+    }
     require_type(&headers, SDP)?;
     let offer = utf8(body)?;
     let published = server.publish(train, bearer(&headers), offer).await.map_err(error)?;
@@ -140,11 +152,16 @@ fn options_response(methods: &'static str) -> Response {
     (StatusCode::NO_CONTENT, h).into_response()
 }
 
-/// What the WHIP endpoint accepts (`Accept-Post: application/sdp`) and the CORS preflight.
-#[utoipa::path(options, path = "/api/whip/trains/{train}", tag = "whip", security(()),
-    params(("train" = String, Path, description = "Train id")),
-    responses((status = 204, description = "Accept-Post, CORS headers")))]
-async fn publish_options() -> Response {
+/// What the WHIP endpoint accepts (`Accept-Post: application/sdp`) and the CORS preflight; 404
+/// for a train id that has no token (it could not publish).
+#[utoipa::path(options, path = "/api/whip/trains/{id}", tag = "whip", security(()),
+    params(("id" = String, Path, description = "Train id")),
+    responses((status = 204, description = "Accept-Post, CORS headers"), (status = 404, description = "No token is configured for this train id", body = ErrorBody)))]
+async fn publish_options(Extension(server): Extension<Arc<Server>>, ApiPath(train): ApiPath<String>) -> Response {
+    if !server.knows_train(&train) {
+        let reason = TrainAuthError::UnknownTrain;
+        return error(WhipError::Unauthorized { train, reason }).into_response();
+    }
     options_response("POST, OPTIONS")
 }
 

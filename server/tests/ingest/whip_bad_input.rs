@@ -1,5 +1,6 @@
 //! WHIP requests that cannot publish get a clear status and message, and leave the server
-//! healthy: a missing, wrong or other train's token (401), a bad train id (400), a body that is
+//! healthy: a missing, wrong or other train's token (401), a train id with no token configured
+//! (404), a bad train id (400), a body that is
 //! not `application/sdp` (415), text that is not SDP (400 `bad_sdp`), an offer without video or
 //! without H.264 (400 `no_h264`), PATCH and DELETE on an unknown session (404), a PATCH without
 //! `If-Match` (428) and with a stale one (412). No train goes online.
@@ -39,7 +40,7 @@ async fn whip_refusals_are_clear() {
         ("train-1", None, sdp, VP8_ONLY, 401, "unauthorized"),
         ("train-1", Some("not-the-token"), sdp, VP8_ONLY, 401, "unauthorized"),
         ("train-1", Some(&other), sdp, VP8_ONLY, 401, "unauthorized"),
-        ("no-such-train", Some(&token), sdp, VP8_ONLY, 401, "unauthorized"),
+        ("no-such-train", Some(&token), sdp, VP8_ONLY, 404, "train_not_found"),
         ("bad%20id", Some(&token), sdp, VP8_ONLY, 400, "bad_train_id"),
         ("train-1", Some(&token), "text/plain", VP8_ONLY, 415, "unsupported_media_type"),
         ("train-1", Some(&token), sdp, "hello, server", 400, "bad_sdp"),

@@ -185,7 +185,7 @@ impl Server {
     }
 
     /// Check `token` against the one configured for `train` (the QUIC hello's check).
-    fn authorize(&self, train: &TrainId, token: Option<&str>) -> Result<(), WhipError> {
+    pub fn authorize(&self, train: &TrainId, token: Option<&str>) -> Result<(), WhipError> {
         let secret = token.map(|t| Secret(t.to_owned()));
         self.auth.train(train, secret.as_ref()).map_err(|reason| {
             crate::metrics::METRICS.auth_refusals.with_label_values(&["train", reason.reason()]).inc();
@@ -293,6 +293,11 @@ impl Server {
             .ok_or_else(|| WhipError::UnknownSession(id.to_owned()))?;
         self.authorize(&p.train, token)?;
         Ok(p)
+    }
+
+    /// Whether a token is configured for train id `train` (so it may publish).
+    pub fn knows_train(&self, train: &str) -> bool {
+        self.auth.knows_train(train)
     }
 
     /// Whether publication `id` exists (and is not closed), whoever asks.
