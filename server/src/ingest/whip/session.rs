@@ -11,7 +11,7 @@
 //!   like a QUIC train's datagrams. An Opus packet is one audio packet (id [`super::AUDIO_ID`]).
 //! - **Online.** The hub hears of the train (its hello) once every camera has sent a keyframe: its
 //!   SPS gives the picture size. Until then a PLI goes to each camera every [`PLI_INTERVAL`], and
-//!   the first keyframe of each camera is kept and published first. A camera still without a
+//!   each camera's frames since its latest keyframe are kept (at most 4 MiB) and published first. A camera still without a
 //!   keyframe [`ONLINE_WAIT`] after the first one is left out of the announcement (a stalled
 //!   track never keeps the others offline); its frames are dropped until the publisher reconnects.
 //! - **Keyframes.** The hub's keyframe requests (a late joiner, a WHEP viewer's PLI, the
@@ -64,6 +64,8 @@ pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
 /// How long the train waits, after the first keyframe of any camera, for the others' before it
 /// goes online without them.
 pub const ONLINE_WAIT: Duration = Duration::from_secs(3);
+/// Most bytes of frames kept per camera until the train is online (the hub's GOP cache default).
+const MAX_PENDING: usize = 4 << 20;
 /// Nominal frame rate announced when the offer has no `a=framerate`.
 const DEFAULT_FPS: u32 = 30;
 
@@ -97,8 +99,10 @@ struct Camera {
     ssrc: Option<u32>,
     seq: u32,
     last_pli: Option<Instant>,
-    /// The first keyframe, kept until the train is online.
-    first: Option<(super::AccessUnit, u64)>,
+    /// The frames since this camera's latest keyframe, kept until the train is online (then
+    /// published first, so a viewer's decoder gets a whole GOP, never a keyframe and a gap).
+    pending: Vec<super::AccessUnit>,
+    pending_bytes: usize,
     fps: u32,
     reported: super::Counters,
     /// In the train's announcement.
@@ -173,7 +177,8 @@ impl Session {
                     ssrc: None,
                     seq: 0,
                     last_pli: None,
-                    first: None,
+                    pending: Vec::new(),
+                    pending_bytes: 0,
                     fps: c.framerate.filter(|f| (1..=240).contains(f)).unwrap_or(DEFAULT_FPS),
                     reported: super::Counters::default(),
                     announced: false,
@@ -369,11 +374,22 @@ impl Session {
         };
         if st.publisher.is_none() {
             let cam = &mut st.cameras[i];
-            if au.keyframe && cam.first.is_none() {
-                cam.first = Some((au, at_us));
+            if au.keyframe {
+                cam.pending.clear();
+                cam.pending_bytes = 0;
                 st.first_keyframe_at.get_or_insert_with(Instant::now);
             }
-            if st.cameras.iter().all(|c| c.first.is_some()) {
+            if au.keyframe || !cam.pending.is_empty() {
+                cam.pending_bytes += au.data.len();
+                cam.pending.push(au);
+                if cam.pending_bytes > MAX_PENDING {
+                    // A GOP too long to keep: wait for (and ask for) the next keyframe.
+                    cam.pending.clear();
+                    cam.pending_bytes = 0;
+                    force_pli(cam);
+                }
+            }
+            if st.cameras.iter().all(|c| !c.pending.is_empty()) {
                 self.go_online(st);
             }
             return;
@@ -420,13 +436,13 @@ impl Session {
             .cameras
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.first.is_some())
+            .filter(|(_, c)| !c.pending.is_empty())
             .map(|(i, c)| {
                 let (width, height) = c.depacketizer.dimensions().unwrap_or((0, 0));
                 CameraInfo { id: CameraId(i as u16), codec: "h264".into(), width, height, fps: c.fps }
             })
             .collect();
-        let missing: Vec<usize> = (0..st.cameras.len()).filter(|i| st.cameras[*i].first.is_none()).collect();
+        let missing: Vec<usize> = (0..st.cameras.len()).filter(|i| st.cameras[*i].pending.is_empty()).collect();
         if !missing.is_empty() {
             tracing::warn!(session = %p.id, train = %p.train, ?missing,
                 "WHIP cameras sent no keyframe within {ONLINE_WAIT:?}: announced without them");
@@ -455,7 +471,8 @@ impl Session {
             // better keyframe rather than announce nonsense.
             tracing::warn!(session = %p.id, train = %p.train, "WHIP train not announced: {e}");
             for c in &mut st.cameras {
-                c.first = None;
+                c.pending.clear();
+                c.pending_bytes = 0;
             }
             return;
         }
@@ -463,11 +480,13 @@ impl Session {
             audio = !hello.audio.is_empty(), ms = p.created.elapsed().as_millis() as u64, "WHIP train online");
         st.publisher = Some(self.server.hub.connect_train_via(hello, st.control_tx.clone(), NAME));
         for cam in &mut st.cameras {
-            cam.announced = cam.first.is_some();
+            cam.announced = !cam.pending.is_empty();
         }
         for i in 0..st.cameras.len() {
-            if let Some((au, _)) = st.cameras[i].first.take() {
-                publish_frame(st, i, &au.data, true, au.first_at, &p.id);
+            let pending = std::mem::take(&mut st.cameras[i].pending);
+            st.cameras[i].pending_bytes = 0;
+            for au in pending {
+                publish_frame(st, i, &au.data, au.keyframe, au.first_at, &p.id);
             }
         }
     }
@@ -558,7 +577,7 @@ impl Session {
         }
         let waiting = st.publisher.is_none();
         for cam in &mut st.cameras {
-            if waiting && cam.first.is_none() || cam.depacketizer.needs_keyframe() {
+            if waiting && cam.pending.is_empty() || cam.depacketizer.needs_keyframe() {
                 pli(cam);
             }
         }
