@@ -1,7 +1,7 @@
 """aiortc 1.16 as a WHIP publisher (RFC 9725): a train that speaks WebRTC instead of QUIC.
 
     python aiortc_whip.py --http 127.0.0.1:PORT --train train-w --token TRAIN_TOKEN \
-        [--cameras 2] [--audio] [--stall I]… [--timeout 60]
+        [--cameras 2] [--audio] [--stall I]… [--no-channel] [--timeout 60]
 
 1. OPTIONS on the WHIP endpoint (status and `Accept-Post` reported).
 2. An offer of `--cameras` send-only video tracks forced to H.264 by codec preferences (aiortc
@@ -94,15 +94,15 @@ async def run(args, report):
     def on_state():
         states.append(pc.connectionState)
 
-    channel = pc.createDataChannel("command")
     commands = []
     opened = asyncio.Event()
-
-    @channel.on("open")
-    def on_open():
+    channel = None if args.no_channel else pc.createDataChannel("command")
+    if channel is None:
         opened.set()
+    else:
+        channel.on("open", opened.set)
+        channel.on("message", lambda message: on_message(message))
 
-    @channel.on("message")
     def on_message(message):
         try:
             msg = json.loads(message)
@@ -117,6 +117,8 @@ async def run(args, report):
 
     async def telemetry():
         await opened.wait()
+        if channel is None:
+            return
         odometer = 0.0
         while True:
             odometer += 10.0
@@ -170,6 +172,7 @@ def main():
     p.add_argument("--token", required=True)
     p.add_argument("--cameras", type=int, default=2)
     p.add_argument("--audio", action="store_true")
+    p.add_argument("--no-channel", action="store_true", help="open no command data channel")
     p.add_argument("--stall", type=int, action="append", default=[], help="a camera index that sends nothing")
     p.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
