@@ -442,6 +442,48 @@ impl ControlMessage {
     }
 }
 
+impl ControlMessage {
+    /// The frame as one JSON text, for a WHIP publisher's `command` data channel
+    /// (docs/whip.md): the body's fields plus `"type"`, the kind's name (`command`,
+    /// `command_ack`, …). The same JSON as the control stream's body, with no binary header.
+    pub fn to_json(&self) -> String {
+        let mut object = match serde_json::from_slice::<serde_json::Value>(&self.body()) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        object.insert("type".into(), serde_json::Value::String(self.name().into()));
+        serde_json::Value::Object(object).to_string()
+    }
+
+    /// Parse [`ControlMessage::to_json`]'s form, with the same checks as [`ControlMessage::decode`]
+    /// (a body over `max_body` bytes, missing fields, bad values).
+    pub fn from_json(text: &str, max_body: usize) -> Result<Self, DecodeError> {
+        if text.len() > max_body {
+            return Err(DecodeError::BodyTooLarge { len: text.len(), max: max_body });
+        }
+        let bad = |reason: String| DecodeError::BadBody { kind: "json control message", reason };
+        let mut object = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => return Err(bad("not a JSON object".into())),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let kind = match object.remove("type") {
+            Some(serde_json::Value::String(name)) => (KIND_HELLO..=KIND_ERROR)
+                .find(|k| kind_name(*k) == name)
+                .ok_or_else(|| bad(format!("unknown type {name:?}")))?,
+            _ => return Err(bad("\"type\" (a string naming the kind) is missing".into())),
+        };
+        let body = serde_json::Value::Object(object).to_string().into_bytes();
+        let mut frame = Vec::with_capacity(CONTROL_HEADER_LEN + body.len());
+        frame.extend_from_slice(&crate::MAGIC);
+        frame.push(crate::VERSION);
+        frame.push(kind);
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        Self::decode(&frame, max_body.saturating_add(16)).map(|(msg, _)| msg)
+    }
+}
+
 /// Splits a byte stream into control frames, however the bytes arrive. Sans-IO: feed it what
 /// the socket gave, then take frames until it says it needs more.
 #[derive(Debug)]
@@ -498,6 +540,28 @@ pub fn kind_name(kind: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON form of a WHIP `command` channel: the body with `"type"`, both ways, checked.
+    #[test]
+    fn json_form_round_trips_and_checks() {
+        let cmd = ControlMessage::Command(Command { command_id: 7, command: Action::Horn { duration_ms: 300 } });
+        let text = cmd.to_json();
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["type"], "command");
+        assert_eq!(v["command"]["type"], "horn");
+        assert_eq!(ControlMessage::from_json(&text, DEFAULT_MAX_BODY).expect("parse"), cmd);
+        let ack = r#"{"type":"command_ack","command_id":7,"ok":true,"message":"done"}"#;
+        assert_eq!(
+            ControlMessage::from_json(ack, DEFAULT_MAX_BODY).expect("ack"),
+            ControlMessage::CommandAck(CommandAck { command_id: 7, ok: true, message: "done".into() })
+        );
+        for bad in ["[]", "{}", r#"{"type":"nope"}"#, r#"{"type":"command_ack"}"#, "{", r#"{"type":5}"#] {
+            let e = ControlMessage::from_json(bad, DEFAULT_MAX_BODY).expect_err(bad);
+            assert_eq!(e.label(), "bad_body", "{bad}");
+        }
+        let long = format!(r#"{{"type":"error","code":"x","message":"{}"}}"#, "a".repeat(100));
+        assert_eq!(ControlMessage::from_json(&long, 64).expect_err("too long").label(), "body_too_large");
+    }
 
     fn hello() -> Hello {
         Hello {

@@ -55,7 +55,8 @@ fn forbidden(module: &str, used: &str) -> bool {
     match module {
         "lib.rs" | "main.rs" => false,
         "metrics" => true,
-        m if m.starts_with("signaling/") => upward(&["ingest"]),
+        // A front-end may reach an ingest that speaks its protocol (signaling::whip → ingest::whip).
+        m if m.starts_with("signaling/") => false,
         m if m.starts_with("transport/") => {
             // Its own folder, but no other transport and nothing above.
             (used.starts_with("transport/") && used != m) || upward(&["signaling", "api", "ingest"])
@@ -65,7 +66,9 @@ fn forbidden(module: &str, used: &str) -> bool {
         "relay" => transport_or_signaling || upward(&["api", "http", "ingest"]),
         "http" => transport_or_signaling || upward(&["api", "relay", "ingest"]),
         "api" => transport_or_signaling || upward(&["relay", "ingest"]),
-        "ingest" => transport_or_signaling || upward(&["relay", "api", "http"]),
+        // WHIP trains are WebRTC peers: ingest builds them with transport::webrtc's negotiation
+        // (the same sockets, settings and candidate checks), and names no other transport.
+        "ingest" => (transport_or_signaling && used != "transport/webrtc") || upward(&["relay", "api", "http"]),
         // The leaves: config, auth, limits, remote, sessions, tls, layering.
         _ => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest"]),
     }
@@ -133,5 +136,9 @@ mod tests {
         assert!(!forbidden("signaling/rest", "transport/webrtc"));
         assert!(!forbidden("lib.rs", "transport/ws"));
         assert!(!forbidden("relay", "hub"));
+        assert!(!forbidden("ingest", "transport/webrtc"));
+        assert!(forbidden("ingest", "transport/ws"));
+        assert!(forbidden("transport/webrtc", "ingest"));
+        assert!(!forbidden("signaling/whip", "ingest"));
     }
 }

@@ -7,7 +7,8 @@
 //! - [`core`]: the shared state (hub, remote controls, sessions, credentials, limits, shutdown);
 //!   it names no transport.
 //! - [`hub`]: transport-agnostic fan-out (streams, subscribers, drop policy, GOP cache, commands).
-//! - [`ingest`]: QUIC connections of trains; publishes into the hub.
+//! - [`ingest`]: trains' connections, QUIC and WHIP ([`ingest::whip`]: WebRTC peers built with
+//!   [`transport::webrtc`]'s negotiation); publishes into the hub.
 //! - [`relay`]: what every transport does for a client (follow the mapping, welcome, parse →
 //!   admit → answer a command, the end of a session).
 //! - [`transport`]: one folder per transport, each a `Server` that accepts and a `Session` with
@@ -16,7 +17,8 @@
 //!   UDP port; generated certificates and their rotation), [`transport::mqtt`] (through a
 //!   broker: one connection, per-session credentials and ACLs in mosquitto's dynamic security).
 //! - [`signaling`]: front-ends over the WebRTC peer registry: [`signaling::rest`] (server offers),
-//!   [`signaling::whep`] (WHEP: the client offers, media tracks), [`signaling::jsonrpc`]
+//!   [`signaling::whep`] (WHEP: the client offers, media tracks), [`signaling::whip`] (WHIP: a
+//!   train offers its media, over [`ingest::whip`]), [`signaling::jsonrpc`]
 //!   (JSON-RPC 2.0 over WebSocket, `GET /rpc`: peers, the relay one of them), [`signaling::mqtt`] (the client
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
@@ -67,6 +69,7 @@ pub mod signaling {
     pub mod mqtt;
     pub mod rest;
     pub mod whep;
+    pub mod whip;
 }
 
 use std::future::Future;
@@ -124,6 +127,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(ws::ApiDoc::openapi());
     doc.merge(signaling::rest::ApiDoc::openapi());
     doc.merge(signaling::whep::ApiDoc::openapi());
+    doc.merge(signaling::whip::ApiDoc::openapi());
     doc.merge(signaling::jsonrpc::ApiDoc::openapi());
     doc.merge(webtransport::ApiDoc::openapi());
     doc.merge(mqtt::ApiDoc::openapi());
@@ -135,20 +139,23 @@ pub fn openapi_json() -> String {
     openapi().to_pretty_json().unwrap_or_default() + "\n"
 }
 
+/// The servers whose routes [`router`] merges.
+struct Fronts<'a> {
+    ws: &'a Arc<ws::Server>,
+    webrtc: &'a Arc<webrtc::Server>,
+    whip: &'a Arc<ingest::whip::Server>,
+    webtransport: &'a Arc<webtransport::Server>,
+    mqtt: &'a Arc<mqtt::Server>,
+}
+
 /// The whole HTTP surface. `web_root`: the built console, served for every path not routed here.
-fn router(
-    core: core::Core,
-    ws: &Arc<ws::Server>,
-    webrtc: &Arc<webrtc::Server>,
-    webtransport: &Arc<webtransport::Server>,
-    mqtt: &Arc<mqtt::Server>,
-    web_root: Option<&std::path::Path>,
-    max_body: usize,
-) -> Router {
+fn router(core: core::Core, fronts: Fronts<'_>, web_root: Option<&std::path::Path>, max_body: usize) -> Router {
+    let Fronts { ws, webrtc, whip, webtransport, mqtt } = fronts;
     let contract = openapi_json();
     let rest = api::routes()
         .merge(signaling::rest::routes(webrtc))
         .merge(signaling::whep::routes(webrtc))
+        .merge(signaling::whip::routes(whip))
         .merge(webtransport.api_routes())
         .merge(mqtt.api_routes())
         .route(
@@ -390,7 +397,15 @@ impl Server {
         // Its route must be registered before the broker connection runs (subscribed at connect).
         signaling::mqtt::spawn(&core, &mqtt, &webrtc);
         let mqtt_task = tokio::spawn(Arc::clone(&mqtt).serve(core.clone()));
-        let app = router(core, &ws, &webrtc, &webtransport, &mqtt, web_root.as_deref(), config.max_body);
+        let whip = ingest::whip::Server::new(
+            settings.webrtc.clone(),
+            hub.clone(),
+            Arc::clone(&auth),
+            limits.max_trains,
+            stop_rx.clone(),
+        );
+        let fronts = Fronts { ws: &ws, webrtc: &webrtc, whip: &whip, webtransport: &webtransport, mqtt: &mqtt };
+        let app = router(core, fronts, web_root.as_deref(), config.max_body);
         let serve = http::ServeSettings {
             header_timeout: config.http_header_timeout.0,
             body_timeout: config.http_body_timeout.0,
@@ -427,8 +442,8 @@ impl Server {
         // Done when requests in flight are answered, trains told, and every client session has
         // said its goodbye (sessions run on their own tasks: the process must not end under them).
         let finish = async {
-            let (http, _, _, _, ()) =
-                tokio::join!(http_task, quic_task, webtransport_task, mqtt_task, sessions.wait_empty());
+            let (http, _, _, _, (), ()) =
+                tokio::join!(http_task, quic_task, webtransport_task, mqtt_task, sessions.wait_empty(), whip.closed());
             http
         };
         match tokio::time::timeout(config.shutdown_grace.0, finish).await {

@@ -24,6 +24,9 @@ pub struct Received {
     pub capture_us: u64,
     /// Capture timestamp → complete frame received by this client, µs.
     pub latency_us: u64,
+    /// Video: the NAL unit types of the frame's Annex B access unit, in order (a decodable
+    /// keyframe starts 7, 8, 5: SPS, PPS, IDR); empty for audio.
+    pub nal_types: Vec<u8>,
     /// The frame itself, when the client keeps frames ([`Client::keep_data`]; off by default:
     /// load tests hold thousands of frames).
     pub data: Option<bytes::Bytes>,
@@ -113,6 +116,11 @@ impl Recorder {
                 sha256: hex::encode(Sha256::digest(&f.data)),
                 capture_us: f.capture_us,
                 latency_us: now.saturating_sub(f.capture_us),
+                nal_types: if f.codec.is_audio() {
+                    Vec::new()
+                } else {
+                    railcast_protocol::h264::nal_units(&f.data).iter().map(|n| n.nal_type()).collect()
+                },
                 data: keep.then(|| bytes::Bytes::from(f.data)),
             });
         }

@@ -31,7 +31,7 @@ pub struct Camera {
 
 /// A train known to the server (online now, or seen since start-up).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "train-1", "online": true, "cameras": [{"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30, "measured_fps": 30.0, "bitrate_bps": 1010000.0, "frames": 900, "bytes": 3800000}], "software": "railcast-train-sim/0.1.0", "connected_since": "2026-11-22T12:00:00.000Z", "last_seen": null, "offline_reason": null, "bitrate_bps": 1010000.0, "fps": 30.0, "packets_in": 3300, "bytes_in": 3800000, "frames_in": 900, "rejected_packets": {}, "subscribers": 2, "connections": 1}))]
+#[schema(example = json!({"id": "train-1", "online": true, "cameras": [{"id": 0, "codec": "h264", "width": 640, "height": 480, "fps": 30, "measured_fps": 30.0, "bitrate_bps": 1010000.0, "frames": 900, "bytes": 3800000}], "software": "railcast-train-sim/0.1.0", "connected_since": "2026-11-22T12:00:00.000Z", "last_seen": null, "offline_reason": null, "bitrate_bps": 1010000.0, "fps": 30.0, "packets_in": 3300, "bytes_in": 3800000, "frames_in": 900, "rejected_packets": {}, "subscribers": 2, "connections": 1, "ingest": "quic"}))]
 pub struct Train {
     pub id: String,
     pub online: bool,
@@ -55,6 +55,10 @@ pub struct Train {
     pub subscribers: usize,
     /// Connections since start-up.
     pub connections: u64,
+    /// How the train's current (or last) connection came in: `quic` (the railcast wire format) or
+    /// `whip` (WebRTC, docs/whip.md); null before its first connection.
+    #[serde(default)]
+    pub ingest: Option<String>,
     /// The session that controls the train (its control lease); null when nobody does.
     pub control: Option<ControlView>,
     /// How the train's own sources are doing, as its last `status` frame said (the train agent
@@ -126,6 +130,7 @@ impl From<StreamSnapshot> for Train {
             rejected_packets: s.rejected,
             subscribers: s.subscribers,
             connections: s.connections,
+            ingest: s.ingest.map(String::from),
             control: s.control.map(|h| ControlView {
                 name: h.name,
                 role: h.role,

@@ -169,8 +169,20 @@ impl Hub {
     /// wins: a train that reconnects before the server noticed its old connection died must not be
     /// locked out); the old session's [`Publisher::replaced`] fires.
     pub fn connect_train(&self, hello: Hello, control: mpsc::Sender<ControlMessage>) -> Publisher {
+        self.connect_train_via(hello, control, crate::metrics::QUIC)
+    }
+
+    /// [`Hub::connect_train`] for a train that came by another ingest than QUIC: `ingest` names
+    /// it in the API and the metrics (`whip`). The `control` queue carries the same messages:
+    /// commands, and keyframe requests (which a WHIP session turns into RTCP PLI).
+    pub fn connect_train_via(
+        &self,
+        hello: Hello,
+        control: mpsc::Sender<ControlMessage>,
+        ingest: &'static str,
+    ) -> Publisher {
         let stream = self.stream_or_register(&hello.train_id);
-        let (generation, replaced) = stream.go_online(hello, control);
+        let (generation, replaced) = stream.go_online(hello, control, ingest);
         Publisher { stream, generation, replaced: Some(replaced) }
     }
 

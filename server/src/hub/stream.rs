@@ -179,6 +179,8 @@ struct State {
     malformed: BTreeMap<&'static str, u64>,
     /// The train's last `status` frame and when it came (cleared by a new connection's hello).
     sources: Option<(railcast_protocol::control::Status, Instant)>,
+    /// How the train's latest connection reached the server (`quic`, `whip`).
+    ingest: &'static str,
 }
 
 /// Totals since the stream was created.
@@ -209,6 +211,9 @@ pub struct StreamSnapshot {
     pub rejected: BTreeMap<String, u64>,
     pub subscribers: usize,
     pub connections: u64,
+    /// How the train's latest connection reached the server: `quic` or `whip` (`None` before
+    /// the first).
+    pub ingest: Option<&'static str>,
     /// Who controls the train (`hub::control`).
     pub control: Option<railcast_protocol::client::ControlHolder>,
     /// The train's last word on its sources, and how long ago.
@@ -256,6 +261,7 @@ impl Stream {
                 last_keyframe_request: None,
                 malformed: BTreeMap::new(),
                 sources: None,
+                ingest: "",
             }),
             events: broadcast::channel(EVENT_CAPACITY).0,
             counters: StreamCounters::default(),
@@ -295,6 +301,7 @@ impl Stream {
         &self,
         hello: Hello,
         control: mpsc::Sender<ControlMessage>,
+        ingest: &'static str,
     ) -> (u64, oneshot::Receiver<()>) {
         let now = Instant::now();
         let (tx, rx) = oneshot::channel();
@@ -322,6 +329,7 @@ impl Stream {
         st.audio = hello.audio.iter().map(|info| Audio { info: info.clone(), packets: 0, bytes: 0 }).collect();
         st.software = hello.software;
         st.sources = None;
+        st.ingest = ingest;
         st.online = Some(Online { control, replaced: Some(tx) });
         st.connected_since = Some(SystemTime::now());
         st.offline_reason.clear();
@@ -413,11 +421,12 @@ impl Stream {
         self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let m = &*METRICS;
-        m.packets_in.with_label_values(&[metrics::QUIC]).inc();
-        m.bytes_in.with_label_values(&[metrics::QUIC]).inc_by(bytes.len() as u64);
+        let via = if st.ingest.is_empty() { metrics::QUIC } else { st.ingest };
+        m.packets_in.with_label_values(&[via]).inc();
+        m.bytes_in.with_label_values(&[via]).inc_by(bytes.len() as u64);
         if header.starts_frame() {
             self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-            m.frames_in.with_label_values(&[metrics::QUIC]).inc();
+            m.frames_in.with_label_values(&[via]).inc();
         }
         let train = &self.train_id;
         st.subscribers.retain_mut(|slot| slot.offer(&packet, now, train) != Offer::Closed);
@@ -543,6 +552,7 @@ impl Stream {
             sources: st.sources.as_ref().map_or_else(Vec::new, |(s, at)| {
                 s.sources.iter().map(|src| (src.clone(), now.duration_since(*at))).collect()
             }),
+            ingest: (!st.ingest.is_empty()).then_some(st.ingest),
         }
     }
 }

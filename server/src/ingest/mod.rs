@@ -1,4 +1,4 @@
-//! QUIC ingest: trains connect here.
+//! Ingest: trains connect here, over QUIC (this module) or WHIP ([`whip`]: WebRTC, RFC 9725).
 //!
 //! A train connects with ALPN `railcast/1`, opens one bidirectional stream (the control stream)
 //! and sends a hello. The server answers with a welcome; from then on the train sends video
@@ -6,6 +6,7 @@
 //! requests down, acks and telemetry up). One task per connection ([`Connection`]) owns it.
 
 mod connection;
+pub mod whip;
 
 use std::sync::Arc;
 use std::time::Duration;

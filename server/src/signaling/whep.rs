@@ -37,8 +37,8 @@ use crate::core::Core;
 use crate::http::{ApiError, ApiPath, Caller, ErrorBody};
 use crate::transport::webrtc::{IceServer, NegotiationError, Patched, PeerError, Server};
 
-const SDP: &str = "application/sdp";
-const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+pub(crate) const SDP: &str = "application/sdp";
+pub(crate) const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 const EXPOSED: &str = "Location, ETag, Link, Accept-Post, Accept-Patch";
 
 /// This front-end's fragment of the OpenAPI contract.
@@ -60,7 +60,7 @@ pub fn routes(server: &Arc<Server>) -> Router<Core> {
 
 /// CORS for WHEP players on other origins: the origin is echoed (the bearer token, not a cookie,
 /// is the credential) and the headers a player reads are exposed.
-async fn cors(req: Request, next: Next) -> Response {
+pub(crate) async fn cors(req: Request, next: Next) -> Response {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut response = next.run(req).await;
     if let Some(origin) = origin {
@@ -73,7 +73,7 @@ async fn cors(req: Request, next: Next) -> Response {
 }
 
 /// `Link: <url>; rel="ice-server"` per STUN/TURN URL (RFC 9725 §4.6), with the TURN credentials.
-fn links(servers: &[IceServer]) -> Vec<HeaderValue> {
+pub(crate) fn links(servers: &[IceServer]) -> Vec<HeaderValue> {
     let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     servers
         .iter()
@@ -99,7 +99,7 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
     Some(v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
 }
 
-fn require_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiError> {
+pub(crate) fn require_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiError> {
     match content_type(headers) {
         Some(t) if t == wanted => Ok(()),
         other => Err(ApiError::new(
@@ -110,10 +110,10 @@ fn require_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiError> {
     }
 }
 
-type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+pub(crate) type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
 /// The body as text; its rejections in the API's error shape.
-fn utf8(body: Body) -> Result<String, ApiError> {
+pub(crate) fn utf8(body: Body) -> Result<String, ApiError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             let hit = crate::limits::Limit::BodySize.refuse("the request body is larger than max_body");

@@ -1,7 +1,8 @@
 //! Real browsers: Debian's Chromium, driven by playwright-core, on the plain WebRTC test page
 //! (`tests/browser/`) and on the operator console (`web-client/`, built into `web-client/dist`),
 //! over plain HTTP on localhost, over HTTPS with a test CA, and from an insecure origin; and a plain
-//! WHEP page playing every camera as RTP tracks (`whep_chromium`).
+//! WHEP page playing every camera as RTP tracks (`whep_chromium`), and a plain WHIP page
+//! publishing canvases as a train (`whip_chromium`).
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 //! Every test here runs alone (`testkit::serial`): a Chromium decoding two cameras at 640×480,
@@ -28,3 +29,4 @@ mod console_whep;
 mod rpc_browser_peers;
 mod webtransport_certificates;
 mod whep_chromium;
+mod whip_chromium;

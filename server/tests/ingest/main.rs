@@ -2,7 +2,8 @@
 //! (each explained by an `error` frame before the close), a second connection for an online train
 //! id, a train that restarts, vanishes mid-frame or jumps its clock, the simulator reconnecting,
 //! commands to the train and their acks, a foreign train on aioquic that behaves, then does
-//! not, and trains that check the server's certificate against a CA.
+//! not, and trains that check the server's certificate against a CA. WHIP (RFC 9725): aiortc
+//! publishing a train, and the requests WHIP refuses.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
@@ -21,3 +22,11 @@ mod train_ca;
 mod train_id_takeover;
 mod train_restart;
 mod train_vanishes_mid_frame;
+mod whip_aiortc;
+mod whip_bad_input;
+mod whip_no_command_channel;
+mod whip_publisher_vanishes;
+mod whip_shutdown;
+mod whip_stalled_camera;
+mod whip_takeover;
+mod whip_takes_over_quic;

@@ -105,6 +105,7 @@ async fn aiortc_session_streams_commands_and_closes_cleanly() {
             capture_us: f["capture_us"].as_u64().expect("capture_us"),
             latency_us: 0,
             data: None,
+            nal_types: Vec::new(),
         })
         .collect();
     // `video` is unordered: the script reports frames as they complete.

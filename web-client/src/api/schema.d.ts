@@ -409,6 +409,54 @@ export interface paths {
         patch: operations["patch"];
         trace?: never;
     };
+    "/api/whip/sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End a publication: the train goes offline. The train's token. */
+        delete: operations["delete"];
+        /** The CORS preflight of a WHIP session (PATCH, DELETE); 404 for an unknown session. */
+        options: operations["session_options"];
+        head?: never;
+        /**
+         * Trickle ICE for a publication (RFC 8840 fragment, `If-Match` with its ETag or `*`); new
+         *     credentials restart ICE (200 with the server's fragment and a new ETag). The train's token.
+         */
+        patch: operations["patch"];
+        trace?: never;
+    };
+    "/api/whip/trains/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A train publishes: the body is its SDP offer, whose H.264 video sections become its cameras
+         *     (camera `i` is the i-th, in m-line order), its first Opus section its audio, and its
+         *     data-channel section the `command` channel it opens. The bearer token is the train's (the one
+         *     its QUIC hello would carry). A train online already is taken over (newest wins).
+         */
+        post: operations["publish"];
+        delete?: never;
+        /**
+         * What the WHIP endpoint accepts (`Accept-Post: application/sdp`) and the CORS preflight; 404
+         *     for a train id that has no token (it could not publish).
+         */
+        options: operations["publish_options"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1031,6 +1079,7 @@ export interface components {
          *       "fps": 30,
          *       "frames_in": 900,
          *       "id": "train-1",
+         *       "ingest": "quic",
          *       "last_seen": null,
          *       "offline_reason": null,
          *       "online": true,
@@ -1065,6 +1114,11 @@ export interface components {
             /** Format: int64 */
             frames_in: number;
             id: string;
+            /**
+             * @description How the train's current (or last) connection came in: `quic` (the railcast wire format) or
+             *     `whip` (WebRTC, docs/whip.md); null before its first connection.
+             */
+            ingest?: string | null;
             /** @description When the train last went offline. */
             last_seen?: string | null;
             offline_reason?: string | null;
@@ -2710,6 +2764,307 @@ export interface operations {
                 };
             };
             428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Bearer <the train's token> */
+                Authorization: string;
+            };
+            path: {
+                /** @description WHIP session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    session_options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description WHIP session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accept-Patch, CORS headers */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    patch: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The session's ETag, or * */
+                "If-Match": string;
+                /** @description Bearer <the train's token> */
+                Authorization: string;
+            };
+            path: {
+                /** @description WHIP session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Candidates, end-of-candidates */
+        requestBody: {
+            content: {
+                "application/trickle-ice-sdpfrag": string;
+            };
+        };
+        responses: {
+            /** @description ICE restarted: the server's new credentials and candidates; header ETag */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/trickle-ice-sdpfrag": string;
+                };
+            };
+            /** @description Applied */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    publish: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Bearer <the train's token> */
+                Authorization: string;
+            };
+            path: {
+                /** @description Train id (1–64 of A–Z a–z 0–9 . _ -) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description SDP offer: sendonly H.264 video (and Opus audio), optionally a data channel */
+        requestBody: {
+            content: {
+                "application/sdp": string;
+            };
+        };
+        responses: {
+            /** @description The SDP answer; headers Location, ETag, Link (ice-server), Accept-Patch */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/sdp": string;
+                };
+            };
+            /** @description bad_train_id, bad_sdp, no_h264, too_many_cameras */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token is missing or not the train's */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No token is configured for this train id */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    publish_options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Train id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accept-Post, CORS headers */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No token is configured for this train id */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceConnectionState, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
@@ -20,6 +21,11 @@ use webrtc::peer_connection::{
 };
 
 use super::Settings;
+
+/// The tracks a receiving peer's client sends, as they arrive ([`PeerState::receive`]).
+pub type RemoteTracks = mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>;
+/// The data channels a peer's client opens, as they arrive.
+pub type RemoteChannels = mpsc::UnboundedReceiver<Arc<dyn DataChannel>>;
 
 /// One of the server's ICE candidates, for the client's `addIceCandidate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +72,8 @@ pub struct PeerState {
     /// Channels the client opened, to the session task: set by [`answer`] (when the server offers,
     /// it opens them itself and keeps no channel for this).
     pub(super) incoming: Mutex<Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>>,
+    /// Media tracks the client sends (WHIP), to the session task: set by [`PeerState::receive`].
+    remote_tracks: Mutex<Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>>,
 }
 
 impl PeerState {
@@ -82,7 +90,18 @@ impl PeerState {
             changes: Mutex::new(Vec::new()),
             mid: Mutex::new("0".into()),
             incoming: Mutex::new(None),
+            remote_tracks: Mutex::new(None),
         })
+    }
+
+    /// For a peer that receives (WHIP): the tracks and the data channels the client opens, as
+    /// they arrive. Call before the remote description is set.
+    pub fn receive(&self) -> (RemoteTracks, RemoteChannels) {
+        let (tracks_tx, tracks) = mpsc::unbounded_channel();
+        let (channels_tx, channels) = mpsc::unbounded_channel();
+        *lock(&self.remote_tracks) = Some(tracks_tx);
+        *lock(&self.incoming) = Some(channels_tx);
+        (tracks, channels)
     }
 
     /// Wait until the local description has its host candidates (a millisecond or two) or, with
@@ -230,6 +249,11 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
         if let Some(incoming) = &*lock(&self.state.incoming) {
             let _ = incoming.send(data_channel);
+        }
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(tracks) = &*lock(&self.state.remote_tracks) {
+            let _ = tracks.send(track);
         }
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
@@ -414,7 +438,7 @@ pub async fn answer(
     Ok((local_sdp(pc, state, config).await?, incoming))
 }
 
-pub(super) async fn local_sdp(
+pub async fn local_sdp(
     pc: &Arc<dyn PeerConnection>,
     state: &PeerState,
     config: &Settings,

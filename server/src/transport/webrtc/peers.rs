@@ -129,13 +129,13 @@ impl Fragment {
 }
 
 /// A new entity tag.
-fn new_etag() -> String {
+pub fn new_etag() -> String {
     format!("\"{:016x}\"", rand::random::<u64>())
 }
 
 /// The client's `offer` again, for an ICE restart: its credentials replaced, its candidates
 /// dropped (new ones come by trickle), its session version one up (RFC 8866 §5.2).
-fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
+pub fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
     let mut out = String::with_capacity(offer.len());
     for line in offer.lines().map(str::trim_end) {
         let line = if line.starts_with("a=ice-ufrag:") {
@@ -161,7 +161,7 @@ fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
 
 /// The ICE part of a local description as a trickle-ICE fragment (RFC 8840): credentials, the
 /// first m-line with its mid, its candidates and end-of-candidates.
-fn local_fragment(sdp: &str) -> String {
+pub fn local_fragment(sdp: &str) -> String {
     let mut head = String::new();
     let mut media = String::new();
     let mut sections = 0;
@@ -770,6 +770,6 @@ impl Server {
     }
 }
 
-pub(super) fn is_finished(state: RTCPeerConnectionState) -> bool {
+pub fn is_finished(state: RTCPeerConnectionState) -> bool {
     matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)
 }
