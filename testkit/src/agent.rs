@@ -99,8 +99,13 @@ pub fn ffmpeg_live(size: &str, fps: u32, seconds: u32, copy: &Path) -> (Child, S
 /// SHA-256 of every access unit of an Annex B file, as ffmpeg's own H.264 parser cuts them
 /// (`ffmpeg -i FILE -c copy -f framehash -hash sha256`), in stream order.
 pub fn ffmpeg_unit_hashes(file: &Path) -> Vec<String> {
+    ffmpeg_unit_hashes_of("h264", file)
+}
+
+/// [`ffmpeg_unit_hashes`] for a file of `format` (`h264`, `ogg`: Opus packets).
+pub fn ffmpeg_unit_hashes_of(format: &str, file: &Path) -> Vec<String> {
     let out = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-f", "h264", "-i"])
+        .args(["-loglevel", "error", "-f", format, "-i"])
         .arg(file)
         .args(["-c", "copy", "-f", "framehash", "-hash", "sha256", "-"])
         .output()
@@ -195,4 +200,19 @@ pub fn ffmpeg_clip(file: &Path, size: &str, fps: u32, seconds: u32, pattern: &st
         .output()
         .expect("ffmpeg");
     assert!(out.status.success(), "ffmpeg clip: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// ffmpeg encoding `seconds` of a live 440 Hz tone to Opus (mono, 20 ms packets) in Ogg, one page
+/// per packet, into `fifo` (a named pipe the agent reads) and the same bytes into `copy`.
+pub fn ffmpeg_opus_live(seconds: u32, fifo: &Path, copy: &Path) -> Child {
+    Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-ac", "1", "-c:a", "libopus", "-b:a", "32k", "-frame_duration", "20"])
+        .args(["-flush_packets", "1", "-f", "tee", "-map", "0:a"])
+        .arg(format!("[f=ogg:page_duration=20000]{}|[f=ogg:page_duration=20000]{}", copy.display(), fifo.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg")
 }

@@ -90,7 +90,8 @@ impl Agent {
 
 impl Train for Agent {
     fn hello(&self) -> (Vec<CameraInfo>, Vec<AudioInfo>) {
-        (self.cameras.iter().map(|c| c.info()).collect(), Vec::new())
+        let (audio, cameras): (Vec<_>, Vec<_>) = self.cameras.iter().partition(|c| c.audio_info().is_some());
+        (cameras.iter().map(|c| c.info()).collect(), audio.iter().filter_map(|a| a.audio_info()).collect())
     }
 
     fn connected(&self, up: bool) {

@@ -9,14 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use railcast_protocol::control::{CameraInfo, SourceStatus};
+use railcast_protocol::control::{AudioInfo, CameraInfo, SourceStatus};
 use railcast_protocol::h264::{nal_units, sps_dimensions, NAL_IDR, NAL_PPS, NAL_SPS};
 use railcast_protocol::packet::Codec;
 use railcast_protocol::CameraId;
 use railcast_uplink::Frame;
 use tokio::sync::mpsc;
 
-use crate::config::CameraConfig;
+use crate::config::{AudioConfig, CameraConfig};
+use crate::ogg::packet_samples;
 
 /// Announced when neither the stream nor the configuration gave a size.
 const FALLBACK_SIZE: (u32, u32) = (640, 480);
@@ -59,6 +60,10 @@ pub struct Camera {
     /// What the source said last (`waiting`, `streaming`, `reconnecting`, `ended`) and why.
     state: Mutex<(&'static str, Option<String>)>,
     last_frame: Mutex<Option<Instant>>,
+    /// An audio source's announcement (Opus): channels and packet duration, ms.
+    audio: Option<(u8, u32)>,
+    /// Audio: the capture time of the current run's first packet, and packets since.
+    run: Mutex<Option<(u64, u64)>>,
 }
 
 impl Camera {
@@ -80,7 +85,103 @@ impl Camera {
             recent: Mutex::new(VecDeque::new()),
             state: Mutex::new(("waiting", Some("no data yet".into()))),
             last_frame: Mutex::new(None),
+            audio: None,
+            run: Mutex::new(None),
         })
+    }
+
+    /// An audio source (Ogg Opus on a pipe).
+    pub fn new_audio(cfg: &AudioConfig) -> Arc<Camera> {
+        let label = match &cfg.name {
+            Some(n) => format!("audio {} ({n})", cfg.id),
+            None => format!("audio {}", cfg.id),
+        };
+        let mut c = Camera::new(
+            &CameraConfig { id: cfg.id, name: None, source: cfg.source.clone(), width: None, height: None, fps: None },
+            "ogg opus pipe",
+        );
+        if let Some(c) = Arc::get_mut(&mut c) {
+            c.label = label;
+            c.audio = Some((cfg.channels, cfg.frame_ms));
+        }
+        c
+    }
+
+    /// What the hello announces for an audio source.
+    pub fn audio_info(&self) -> Option<AudioInfo> {
+        let (channels, frame_ms) = self.audio?;
+        Some(AudioInfo {
+            id: CameraId(self.id),
+            codec: "opus".into(),
+            sample_rate: railcast_protocol::control::AUDIO_SAMPLE_RATE,
+            channels,
+            frame_ms,
+        })
+    }
+
+    /// The stream's `OpusHead` says how many channels it has: a mismatch with the configuration is
+    /// logged (the hello announced the configured count).
+    pub fn check_channels(&self, channels: u8) {
+        if let Some((configured, _)) = self.audio {
+            if configured != channels {
+                tracing::warn!(
+                    camera = self.id,
+                    "{}: the stream has {channels} channels, configured {configured}",
+                    self.label
+                );
+            }
+        }
+    }
+
+    /// One Opus packet from the source, which reached the agent at `arrival_us`. Capture times run
+    /// exactly one packet duration apart from the first packet of a run; a run starts again when
+    /// the arrivals get more than two packets ahead of it (the source paused or was late).
+    pub fn deliver_opus(&self, out: &Output, packet: Vec<u8>, arrival_us: u64) -> bool {
+        let Some((_, frame_ms)) = self.audio else { return false };
+        let step = u64::from(frame_ms) * 1000;
+        if packet_samples(&packet).is_some_and(|s| u64::from(s) * 1000 / 48 != step) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    camera = self.id,
+                    dropped = n,
+                    "{}: Opus packets not of {frame_ms} ms dropped",
+                    self.label
+                );
+            }
+            return false;
+        }
+        let capture_us = match self.run.lock() {
+            Ok(mut run) => {
+                let (start, k) = match *run {
+                    Some((start, k)) if arrival_us.saturating_sub(start + k * step) <= 2 * step => (start, k),
+                    _ => (arrival_us, 0),
+                };
+                *run = Some((start, k + 1));
+                start + k * step
+            }
+            Err(_) => arrival_us,
+        };
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_frame.lock() {
+            *l = Some(Instant::now());
+        }
+        if let Ok(mut r) = self.recent.lock() {
+            r.push_back((Instant::now(), packet.len()));
+        }
+        if !out.connected.load(Ordering::Relaxed) {
+            return false;
+        }
+        let frame = Frame {
+            codec: Codec::Opus,
+            camera: self.id,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            capture_us,
+            data: Bytes::from(packet),
+            keyframe: true,
+        };
+        out.tx.try_send(frame).is_ok()
     }
 
     /// Whether the hello can announce a size: the stream's, or the configured one.

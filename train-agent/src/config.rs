@@ -28,6 +28,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
+    /// Audio sources (the cab microphone …): Ogg Opus on a pipe.
+    #[serde(default, rename = "audio")]
+    pub audio: Vec<AudioConfig>,
     #[serde(default)]
     pub commands: CommandsConfig,
     #[serde(default)]
@@ -87,6 +90,30 @@ impl CameraConfig {
             None => format!("camera {}", self.id),
         }
     }
+}
+
+/// An audio source: Ogg Opus (`ffmpeg … -c:a libopus -f ogg`) on a pipe.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AudioConfig {
+    /// Its id on the wire: one id space with the cameras (the simulator's microphone is 256).
+    pub id: u16,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub source: SourceConfig,
+    /// 1 or 2, as the encoder writes.
+    #[serde(default = "default_channels")]
+    pub channels: u8,
+    /// The Opus packets' duration (10, 20, 40 or 60 ms; ffmpeg's libopus default is 20).
+    #[serde(default = "default_frame_ms")]
+    pub frame_ms: u32,
+}
+
+fn default_channels() -> u8 {
+    1
+}
+fn default_frame_ms() -> u32 {
+    20
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,13 +210,37 @@ impl Config {
         if self.cameras.len() > MAX_CAMERAS {
             return invalid(format!("{} cameras; at most {MAX_CAMERAS}", self.cameras.len()));
         }
-        let mut ids: Vec<u16> = self.cameras.iter().map(|c| c.id).collect();
+        let mut ids: Vec<u16> = self.cameras.iter().map(|c| c.id).chain(self.audio.iter().map(|a| a.id)).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
-            return invalid(format!("camera ids must be unique: {ids:?}"));
+            return invalid(format!("camera and audio ids must be unique: {ids:?}"));
         }
-        if self.cameras.iter().filter(|c| matches!(&c.source, SourceConfig::Pipe { path } if path == "-")).count() > 1 {
-            return invalid("only one camera can read standard input".into());
+        let stdin = |s: &SourceConfig| matches!(s, SourceConfig::Pipe { path } if path == "-");
+        if self
+            .cameras
+            .iter()
+            .map(|c| &c.source)
+            .chain(self.audio.iter().map(|a| &a.source))
+            .filter(|s| stdin(s))
+            .count()
+            > 1
+        {
+            return invalid("only one camera or audio source can read standard input".into());
+        }
+        if self.audio.len() > railcast_protocol::control::MAX_AUDIO_SOURCES {
+            return invalid(format!(
+                "{} audio sources; at most {}",
+                self.audio.len(),
+                railcast_protocol::control::MAX_AUDIO_SOURCES
+            ));
+        }
+        for a in &self.audio {
+            if !matches!(a.source, SourceConfig::Pipe { .. }) {
+                return invalid(format!("audio {}: only source = \"pipe\" (Ogg Opus) is supported", a.id));
+            }
+            if !(1..=2).contains(&a.channels) || !railcast_protocol::control::AUDIO_FRAME_MS.contains(&a.frame_ms) {
+                return invalid(format!("audio {}: channels must be 1 or 2, frame_ms 10, 20, 40 or 60", a.id));
+            }
         }
         for c in &self.cameras {
             if let SourceConfig::Rtsp { url, .. } = &c.source {
@@ -229,6 +280,7 @@ mod tests {
         assert_eq!(cfg.cameras.len(), 2);
         assert!(matches!(cfg.cameras[0].source, SourceConfig::Rtsp { transport: RtspTransport::Tcp, .. }));
         assert!(matches!(&cfg.cameras[1].source, SourceConfig::Pipe { path } if path.starts_with('/')));
+        assert_eq!((cfg.audio.len(), cfg.audio[0].id, cfg.audio[0].frame_ms), (1, 256, 20));
     }
 
     #[test]
@@ -241,6 +293,8 @@ mod tests {
         assert!(err.contains("at least one"), "{err}");
         let two_stdin = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\n[[camera]]\nid = 1\nsource = \"pipe\"\npath = \"-\"\n");
         assert!(parse(&two_stdin).expect_err("two stdin").contains("standard input"));
+        let clash = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\n[[audio]]\nid = 0\nsource = \"pipe\"\npath = \"/a\"\n");
+        assert!(parse(&clash).expect_err("clash").contains("unique"));
         let dup = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\n[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"/p\"\n");
         assert!(parse(&dup).expect_err("dup").contains("unique"));
         let typo = format!("{base}[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\nfsp = 3\n");

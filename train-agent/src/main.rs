@@ -6,6 +6,7 @@ mod agent;
 mod camera;
 mod config;
 mod hook;
+mod ogg;
 mod pipe;
 mod rtsp;
 
@@ -104,14 +105,21 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    for a in &cfg.audio {
+        let SourceConfig::Pipe { path } = &a.source else { continue };
+        let source = Camera::new_audio(a);
+        pipe::spawn_audio(path.clone(), Arc::clone(&source), out.clone())
+            .with_context(|| format!("audio {}: cannot start its reader", a.id))?;
+        cameras.push(source);
+    }
     drop(out);
     // The hello announces picture sizes: wait a little for the streams without a configured one
     // to say theirs.
     let deadline = Instant::now() + Duration::from_secs(args.hello_wait);
-    while Instant::now() < deadline && cameras.iter().any(|c| !c.has_size()) {
+    while Instant::now() < deadline && cameras.iter().any(|c| c.audio_info().is_none() && !c.has_size()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for c in cameras.iter().filter(|c| !c.has_size()) {
+    for c in cameras.iter().filter(|c| c.audio_info().is_none() && !c.has_size()) {
         tracing::warn!(camera = c.id, "{}: no SPS within {} s; announcing {:?}", c.label, args.hello_wait, c.info());
     }
 

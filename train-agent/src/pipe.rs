@@ -1,13 +1,15 @@
-//! A camera behind a pipe: an H.264 Annex B byte stream on standard input, a named pipe or a file,
-//! as `ffmpeg … -c:v libx264 -f h264 -` or a GStreamer pipeline ending in `h264parse !
-//! video/x-h264,stream-format=byte-stream ! fdsink` writes it. Read on a thread of its own (a
-//! blocking read stalls nobody else), cut into access units ([`AccessUnitSplitter`]), stamped
-//! with the time their first byte arrived.
+//! A source behind a pipe — standard input, a named pipe or a file — read on a thread of its own
+//! (a blocking read stalls nobody else). A camera's is an H.264 Annex B byte stream, as `ffmpeg …
+//! -c:v libx264 -f h264 -` or a GStreamer pipeline ending in `h264parse !
+//! video/x-h264,stream-format=byte-stream ! fdsink` writes it, cut into access units
+//! ([`AccessUnitSplitter`]) stamped with the time their first byte arrived. An audio source's is
+//! Ogg Opus (`ffmpeg … -c:a libopus -f ogg -`), cut into Opus packets ([`OggOpusReader`]).
 
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ogg::{Item, OggOpusReader};
 use railcast_protocol::h264::AccessUnitSplitter;
 use railcast_uplink::now_us;
 
@@ -19,10 +21,21 @@ const MAX_UNIT: usize = 8 << 20;
 /// Read `path` (`-`: standard input) until it ends for good. A named pipe whose writer went
 /// away is opened again (the next writer starts at a keyframe, as the camera waits for one).
 pub fn spawn(path: String, camera: Arc<Camera>, out: Output) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("pipe-{}", camera.id)).spawn(move || run(&path, &camera, &out))
+    std::thread::Builder::new()
+        .name(format!("pipe-{}", camera.id))
+        .spawn(move || run(&path, &camera, &out, "H.264", read_stream))
 }
 
-fn run(path: &str, camera: &Camera, out: &Output) {
+/// [`spawn`] for an audio source: Ogg Opus.
+pub fn spawn_audio(path: String, source: Arc<Camera>, out: Output) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("audio-{}", source.id))
+        .spawn(move || run(&path, &source, &out, "Ogg Opus", read_ogg_opus))
+}
+
+type ReadStream = fn(Box<dyn Read>, &Camera, &Output);
+
+fn run(path: &str, camera: &Camera, out: &Output, what: &str, read: ReadStream) {
     let fifo = is_fifo(path);
     camera.set_state("waiting", Some(format!("opening {}", describe(path))));
     loop {
@@ -43,9 +56,9 @@ fn run(path: &str, camera: &Camera, out: &Output) {
                 }
             }
         };
-        tracing::info!(camera = camera.id, "{}: reading H.264 from {}", camera.label, describe(path));
+        tracing::info!(camera = camera.id, "{}: reading {what} from {}", camera.label, describe(path));
         camera.set_state("streaming", None);
-        read_stream(input, camera, out);
+        read(input, camera, out);
         camera.restart_at_keyframe();
         if !fifo {
             tracing::warn!(camera = camera.id, "{}: {} ended; this camera sends no more", camera.label, describe(path));
@@ -58,7 +71,7 @@ fn run(path: &str, camera: &Camera, out: &Output) {
 }
 
 /// Read one stream to its end (or an error), delivering its access units.
-pub fn read_stream(mut input: impl Read, camera: &Camera, out: &Output) {
+pub fn read_stream(mut input: Box<dyn Read>, camera: &Camera, out: &Output) {
     let mut splitter = AccessUnitSplitter::new(MAX_UNIT);
     let mut buf = vec![0u8; 64 * 1024];
     // When the unit being read began arriving.
@@ -97,6 +110,46 @@ pub fn read_stream(mut input: impl Read, camera: &Camera, out: &Output) {
     }
     if let Some(last) = splitter.finish() {
         camera.deliver(out, last, pending_since.unwrap_or_else(now_us));
+    }
+}
+
+/// Read one Ogg Opus stream to its end, delivering its Opus packets.
+pub fn read_ogg_opus(mut input: Box<dyn Read>, source: &Camera, out: &Output) {
+    let mut reader = OggOpusReader::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let (mut skipped, mut dropped) = (0, 0);
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(camera = source.id, "{}: read error: {e}", source.label);
+                break;
+            }
+        };
+        let now = now_us();
+        for item in reader.push(&buf[..n]) {
+            match item {
+                Item::Head { channels, input_rate } => {
+                    tracing::info!(camera = source.id, channels, input_rate, "{}: Ogg Opus stream", source.label);
+                    source.check_channels(channels);
+                }
+                Item::Packet(p) => {
+                    source.deliver_opus(out, p, now);
+                }
+            }
+        }
+        if reader.skipped_bytes > skipped || reader.dropped_packets > dropped {
+            tracing::warn!(
+                camera = source.id,
+                skipped_bytes = reader.skipped_bytes,
+                dropped_packets = reader.dropped_packets,
+                "{}: bytes that are no Ogg page, or broken packets, dropped",
+                source.label
+            );
+            (skipped, dropped) = (reader.skipped_bytes, reader.dropped_packets);
+        }
     }
 }
 

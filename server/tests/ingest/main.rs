@@ -7,6 +7,7 @@
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
+mod agent_audio;
 mod agent_commands;
 mod agent_pipe;
 mod agent_robustness;
