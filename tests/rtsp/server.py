@@ -2,7 +2,8 @@
 """A live RTSP server for the train agent's tests: GStreamer's RTSP server (Debian
 gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-ugly for x264enc) serving CAMERAS
 test patterns at rtsp://127.0.0.1:PORT/cam0, /cam1, … as H.264 over RTP (TCP or UDP, as the client
-asks), 320x240 at 15 fps, a keyframe every 15 frames. Runs until killed."""
+asks), 320x240 at 15 fps, a keyframe every 15 frames; with --user, only with HTTP basic
+credentials. Runs until killed."""
 
 import argparse
 import sys
@@ -19,12 +20,20 @@ def main() -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cameras", type=int, default=1)
     ap.add_argument("--fps", type=int, default=15)
+    ap.add_argument("--user", help="require RTSP basic authentication with this user …")
+    ap.add_argument("--password", default="")
     args = ap.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
+    if args.user:
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", args.user)
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        server.set_auth(auth)
     for i in range(args.cameras):
         factory = GstRtspServer.RTSPMediaFactory()
         pattern = ["smpte", "ball", "snow", "pinwheel"][i % 4]
@@ -35,6 +44,11 @@ def main() -> int:
         )
         # One pipeline for every client of a camera, as an IP camera has.
         factory.set_shared(True)
+        if args.user:
+            permissions = GstRtspServer.RTSPPermissions()
+            permissions.add_permission_for_role(args.user, "media.factory.access", True)
+            permissions.add_permission_for_role(args.user, "media.factory.construct", True)
+            factory.set_permissions(permissions)
         mounts.add_factory(f"/cam{i}", factory)
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)

@@ -216,7 +216,7 @@ impl Camera {
     /// What the source is doing, for the server's train view (`status`).
     pub fn set_state(&self, state: &'static str, detail: Option<String>) {
         if let Ok(mut s) = self.state.lock() {
-            *s = (state, detail);
+            *s = (state, detail.map(|d| one_line(&d, MAX_DETAIL)));
         }
     }
 
@@ -349,6 +349,23 @@ impl Camera {
     }
 }
 
+/// Room for a detail in a `status` frame (the protocol's limit is 500 bytes).
+const MAX_DETAIL: usize = 400;
+
+/// `text` on one line (runs of whitespace become one space), at most `max` bytes (cut at a
+/// character boundary, with "…").
+fn one_line(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.len() <= max {
+        return line;
+    }
+    let mut end = max;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &line[..end])
+}
+
 fn start_code_len(nal: &[u8]) -> usize {
     if nal.starts_with(&[0, 0, 0, 1]) {
         4
@@ -356,5 +373,18 @@ fn start_code_len(nal: &[u8]) -> usize {
         3
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn details_fit_a_status_frame() {
+        assert_eq!(one_line("401 response\n\nconn:  a", 100), "401 response conn: a");
+        let long = "é".repeat(300);
+        let cut = one_line(&long, 401);
+        assert!(cut.len() <= 401 + "…".len() && cut.ends_with('…'), "{}", cut.len());
     }
 }

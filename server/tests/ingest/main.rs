@@ -12,6 +12,7 @@ mod agent_commands;
 mod agent_pipe;
 mod agent_robustness;
 mod agent_rtsp;
+mod agent_rtsp_auth;
 mod clock_jumps;
 mod commands;
 mod control_errors_after_hello;
