@@ -153,23 +153,20 @@ pub struct RtspServer {
 impl RtspServer {
     /// Start on a free port (or `port`, to restart one where its cameras were).
     pub async fn start(dir: &Path, cameras: u16, port: Option<u16>) -> RtspServer {
-        Self::start_with(dir, cameras, port, None).await
+        Self::start_with(dir, cameras, port, &[]).await
     }
 
-    /// [`RtspServer::start`], requiring RTSP basic authentication as `(user, password)`.
-    pub async fn start_with(dir: &Path, cameras: u16, port: Option<u16>, auth: Option<(&str, &str)>) -> RtspServer {
+    /// [`RtspServer::start`] with more of `tests/rtsp/server.py`'s flags (`--user U --password P`:
+    /// basic authentication; `--sdp-only`: parameter sets only in the SDP).
+    pub async fn start_with(dir: &Path, cameras: u16, port: Option<u16>, flags: &[&str]) -> RtspServer {
         let port = port.unwrap_or_else(free_port);
-        let auth_args: Vec<String> = match auth {
-            Some((user, password)) => vec!["--user".into(), user.into(), "--password".into(), password.into()],
-            None => Vec::new(),
-        };
         let script = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/rtsp/server.py"));
         let log = dir.join(format!("rtsp-{port}.log"));
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
         let child = Command::new("/usr/bin/python3")
             .arg(script)
             .args(["--port", &port.to_string(), "--cameras", &cameras.to_string()])
-            .args(&auth_args)
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log_file)
             .kill_on_drop(true)

@@ -22,6 +22,8 @@ def main() -> int:
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--user", help="require RTSP basic authentication with this user …")
     ap.add_argument("--password", default="")
+    ap.add_argument("--sdp-only", action="store_true",
+                    help="parameter sets (SPS, PPS) only in the SDP, never in the stream")
     args = ap.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -34,13 +36,17 @@ def main() -> int:
         token.set_string("media.factory.role", args.user)
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
+    # In-band parameter sets before every keyframe (most cameras), or only in the SDP's
+    # sprop-parameter-sets (some cameras): x264 writes them once, into the caps, and the payloader
+    # announces them in the SDP only.
+    encoder, caps, interval = ('option-string="repeat-headers=0"', ",stream-format=avc", 0) if args.sdp_only else ("", "", -1)
     for i in range(args.cameras):
         factory = GstRtspServer.RTSPMediaFactory()
         pattern = ["smpte", "ball", "snow", "pinwheel"][i % 4]
         factory.set_launch(
             f"( videotestsrc is-live=true pattern={pattern} ! video/x-raw,width=320,height=240,framerate={args.fps}/1 "
-            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} bitrate=300 "
-            f"! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} bitrate=300 {encoder} "
+            f"! video/x-h264,profile=baseline{caps} ! rtph264pay name=pay0 pt=96 config-interval={interval} )"
         )
         # One pipeline for every client of a camera, as an IP camera has.
         factory.set_shared(True)

@@ -13,7 +13,7 @@ use testkit::{remote_control, scratch, Server};
 async fn the_right_password_streams_a_wrong_one_is_reported() {
     let dir = scratch("agent_rtsp_auth");
     let server = Server::start(&dir, &[]).await;
-    let rtsp = RtspServer::start_with(&dir, 2, None, Some(("railcast", "s3cret-pass"))).await;
+    let rtsp = RtspServer::start_with(&dir, 2, None, &["--user", "railcast", "--password", "s3cret-pass"]).await;
     let password = dir.join("front.password");
     std::fs::write(&password, "s3cret-pass\n").expect("password file");
     let config = format!(

@@ -13,6 +13,7 @@ mod agent_pipe;
 mod agent_robustness;
 mod agent_rtsp;
 mod agent_rtsp_auth;
+mod agent_rtsp_sdp_params;
 mod clock_jumps;
 mod commands;
 mod control_errors_after_hello;
