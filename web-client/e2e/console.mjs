@@ -684,13 +684,15 @@ async function checkFavicon(page) {
  * must not widen the train list past its panel).
  */
 async function trainStops(page, cameras) {
-  process.stdout.write('READY_FOR_TRAIN_STOP\n')
-  const t = Date.now()
-  log('READY_FOR_TRAIN_STOP printed; waiting for the stale marking')
-  // Nothing is marked while frames still come: the marking must follow the stop.
+  // Nothing is marked while frames still come: the marking must follow the stop. Checked before
+  // the harness is told to stop the train (it stops it at once: 20 ms later the page may be right
+  // to mark it).
   const staleNow = () => page.evaluate((cams) => cams.map((c) => document.querySelector(`[data-testid="camera-${c}"]`)?.dataset.stale), cameras)
   const first = await staleNow()
   if (first.some((x) => x === 'true')) fail(`a camera was marked stale while the train still sent video: ${JSON.stringify(first)}`)
+  process.stdout.write('READY_FOR_TRAIN_STOP\n')
+  const t = Date.now()
+  log('READY_FOR_TRAIN_STOP printed; waiting for the stale marking')
   await waitFor(page, 'every camera marked stale after the train stopped', 3000 + 1000, (cams) =>
     cams.every((c) => document.querySelector(`[data-testid="camera-${c}"]`)?.dataset.stale === 'true' &&
       document.querySelector(`[data-testid="camera-stale-${c}"]`)), cameras)
