@@ -70,25 +70,31 @@ fn run(path: &str, camera: &Camera, out: &Output, what: &str, read: ReadStream) 
     }
 }
 
+/// Read `input` to its end (or an error) in chunks of at most `size` bytes, each handed to
+/// `chunk` with the time it arrived.
+fn read_chunks(mut input: Box<dyn Read>, source: &Camera, size: usize, mut chunk: impl FnMut(&[u8], u64)) {
+    let mut buf = vec![0u8; size];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => chunk(&buf[..n], now_us()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(camera = source.id, "{}: read error: {e}", source.label);
+                return;
+            }
+        }
+    }
+}
+
 /// Read one stream to its end (or an error), delivering its access units.
-pub fn read_stream(mut input: Box<dyn Read>, camera: &Camera, out: &Output) {
+pub fn read_stream(input: Box<dyn Read>, camera: &Camera, out: &Output) {
     let mut splitter = AccessUnitSplitter::new(MAX_UNIT);
-    let mut buf = vec![0u8; 64 * 1024];
     // When the unit being read began arriving.
     let mut pending_since: Option<u64> = None;
     let mut dropped_before = 0;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!(camera = camera.id, "{}: read error: {e}", camera.label);
-                break;
-            }
-        };
-        let now = now_us();
-        let units = splitter.push(&buf[..n]);
+    read_chunks(input, camera, 64 * 1024, |bytes, now| {
+        let units = splitter.push(bytes);
         let emitted = units.len();
         for (k, unit) in units.into_iter().enumerate() {
             let at = if k == 0 { pending_since.unwrap_or(now) } else { now };
@@ -107,29 +113,18 @@ pub fn read_stream(mut input: Box<dyn Read>, camera: &Camera, out: &Output) {
             );
             dropped_before = splitter.dropped_bytes;
         }
-    }
+    });
     if let Some(last) = splitter.finish() {
         camera.deliver(out, last, pending_since.unwrap_or_else(now_us));
     }
 }
 
 /// Read one Ogg Opus stream to its end, delivering its Opus packets.
-pub fn read_ogg_opus(mut input: Box<dyn Read>, source: &Camera, out: &Output) {
+pub fn read_ogg_opus(input: Box<dyn Read>, source: &Camera, out: &Output) {
     let mut reader = OggOpusReader::new();
-    let mut buf = vec![0u8; 16 * 1024];
     let (mut skipped, mut dropped) = (0, 0);
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!(camera = source.id, "{}: read error: {e}", source.label);
-                break;
-            }
-        };
-        let now = now_us();
-        for item in reader.push(&buf[..n]) {
+    read_chunks(input, source, 16 * 1024, |bytes, now| {
+        for item in reader.push(bytes) {
             match item {
                 Item::Head { channels, input_rate } => {
                     tracing::info!(camera = source.id, channels, input_rate, "{}: Ogg Opus stream", source.label);
@@ -150,7 +145,7 @@ pub fn read_ogg_opus(mut input: Box<dyn Read>, source: &Camera, out: &Output) {
             );
             (skipped, dropped) = (reader.skipped_bytes, reader.dropped_packets);
         }
-    }
+    });
 }
 
 fn describe(path: &str) -> String {

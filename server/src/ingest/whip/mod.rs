@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use railcast_protocol::{Secret, TrainId};
 use tokio::sync::{watch, Notify};
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use crate::auth::{Auth, TrainAuthError};
 use crate::hub::Hub;
 use crate::limits::{Limit, LimitHit};
 use crate::transport::webrtc::negotiate::{self, lock, NegotiationError, PeerState, PortRange};
-use crate::transport::webrtc::peers::{local_fragment, new_etag, restart_offer};
+use crate::transport::webrtc::peers::{add_candidates, etag_matches, local_fragment, new_etag, restart_offer};
 use crate::transport::webrtc::{Fragment, IceServer, Patched, Settings};
 
 pub use depacketize::{AccessUnit, Counters, Depacketizer, Rtp};
@@ -316,8 +316,7 @@ impl Server {
     ) -> Result<Patched, WhipError> {
         let p = self.get(id, token)?;
         let Some(if_match) = if_match else { return Err(WhipError::PreconditionRequired) };
-        let current = lock(&p.etag).clone();
-        if if_match.trim() != "*" && !if_match.split(',').any(|t| t.trim() == current) {
+        if !etag_matches(if_match, &lock(&p.etag)) {
             return Err(WhipError::PreconditionFailed(if_match.to_owned()));
         }
         let f = Fragment::parse(fragment)?;
@@ -330,20 +329,7 @@ impl Server {
             _ => None,
         };
         let mid = lock(&p.state.mid).clone();
-        let mut lines = f.candidates;
-        if f.end_of_candidates {
-            lines.push((None, String::new()));
-        }
-        for (c_mid, candidate) in lines {
-            let init = RTCIceCandidateInit {
-                candidate,
-                sdp_mid: Some(c_mid.unwrap_or_else(|| mid.clone())),
-                sdp_mline_index: Some(0),
-                username_fragment: f.ufrag.clone(),
-                ..Default::default()
-            };
-            p.pc.add_ice_candidate(init).await.map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
-        }
+        add_candidates(p.pc.as_ref(), f, &mid).await?;
         Ok(restarted.unwrap_or(Patched::Applied))
     }
 

@@ -88,6 +88,31 @@ pub struct MediaAnswer {
     pub ice_servers: Vec<IceServer>,
 }
 
+/// Whether a PATCH's `If-Match` names `current` (an entity tag, or `*`).
+pub fn etag_matches(if_match: &str, current: &str) -> bool {
+    if_match.trim() == "*" || if_match.split(',').any(|t| t.trim() == current)
+}
+
+/// Add `f`'s candidates (and its end-of-candidates) to `pc`, those without a mid under
+/// `default_mid`: what a WHEP or WHIP PATCH does after any ICE restart.
+pub async fn add_candidates(pc: &dyn PeerConnection, f: Fragment, default_mid: &str) -> Result<(), NegotiationError> {
+    let mut lines = f.candidates;
+    if f.end_of_candidates {
+        lines.push((None, String::new()));
+    }
+    for (mid, candidate) in lines {
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid: Some(mid.unwrap_or_else(|| default_mid.to_owned())),
+            sdp_mline_index: Some(0),
+            username_fragment: f.ufrag.clone(),
+            ..Default::default()
+        };
+        pc.add_ice_candidate(init).await.map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// A client's trickle-ICE fragment (RFC 8840), as a WHEP PATCH carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fragment {
@@ -457,8 +482,7 @@ impl Server {
     ) -> Result<Patched, PeerError> {
         let s = self.get_media(id, caller)?;
         let Some(if_match) = if_match else { return Err(PeerError::PreconditionRequired) };
-        let current = lock(&s.etag).clone();
-        if if_match.trim() != "*" && !if_match.split(',').any(|t| t.trim() == current) {
+        if !etag_matches(if_match, &lock(&s.etag)) {
             return Err(PeerError::PreconditionFailed(if_match.to_owned()));
         }
         if s.closed.load(Ordering::Relaxed) {
@@ -474,20 +498,7 @@ impl Server {
             _ => None,
         };
         let mid = lock(&s.state.mid).clone();
-        let mut lines: Vec<(Option<String>, String)> = f.candidates;
-        if f.end_of_candidates {
-            lines.push((None, String::new()));
-        }
-        for (c_mid, candidate) in lines {
-            let init = RTCIceCandidateInit {
-                candidate,
-                sdp_mid: Some(c_mid.unwrap_or_else(|| mid.clone())),
-                sdp_mline_index: Some(0),
-                username_fragment: f.ufrag.clone(),
-                ..Default::default()
-            };
-            s.pc.add_ice_candidate(init).await.map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
-        }
+        add_candidates(s.pc.as_ref(), f, &mid).await?;
         Ok(restarted.unwrap_or(Patched::Applied))
     }
 
