@@ -91,8 +91,10 @@ async fn chromium_publishes_canvases_over_whip() {
     let encoded: Vec<u64> = result["encoded"].as_array().expect("encoded").iter().filter_map(Value::as_u64).collect();
     let took: Vec<u64> =
         info["cameras"].as_array().expect("cameras").iter().filter_map(|c| c["frames"].as_u64()).collect();
+    // `encoded` is getStats() read just before the DELETE: Chromium may still encode and send a
+    // frame or two between that reading and the DELETE (CI saw 225 encoded, 226 taken).
     for (i, (e, t)) in encoded.iter().zip(&took).enumerate() {
-        assert!(t + 3 >= *e && t <= e, "camera {i}: Chromium encoded {e} frames, the hub took {t}");
+        assert!(t + 3 >= *e && *t <= e + 3, "camera {i}: Chromium encoded {e} frames, the hub took {t}");
     }
     for camera in [0u16, 1] {
         let of: Vec<_> = client.frames().into_iter().filter(|f| f.camera == camera).collect();
