@@ -316,6 +316,16 @@ settings! {
     command_rate: f64 = 20.0, "RAILCAST_COMMAND_RATE";
     /// Commands one client session may send in a burst.
     command_burst: u32 = 40, "RAILCAST_COMMAND_BURST";
+    /// Log line format on stderr: `text` (human-readable; colours only when stderr is a
+    /// terminal) or `json` (one JSON object per line, for log shippers). The level filter is
+    /// `RUST_LOG` (default `info`).
+    log_format: String = String::from("text"), "RAILCAST_LOG_FORMAT";
+    /// Log every HTTP request at info (target `railcast::access`): method, path (tokens
+    /// redacted), status, duration and principal.
+    access_log: bool = false, "RAILCAST_ACCESS_LOG";
+    /// Serve `/metrics` on this address of its own (plain HTTP, nothing else there) instead of
+    /// the HTTP listener, as media servers do. Empty: `/metrics` is on the HTTP listener.
+    metrics_addr: String = String::new(), "RAILCAST_METRICS_ADDR";
 }
 
 impl Config {
@@ -410,6 +420,15 @@ impl Config {
         }
         if self.command_burst == 0 {
             return Err(invalid("command_burst", "must be at least 1"));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(invalid("log_format", format!("must be `text` or `json`, got {:?}", self.log_format)));
+        }
+        if !self.metrics_addr.trim().is_empty() && self.metrics_addr.trim().parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "metrics_addr",
+                format!("must be an address like 127.0.0.1:9090, got {:?}", self.metrics_addr),
+            ));
         }
         if self.demo_trains > 100_000 {
             return Err(invalid("demo_trains", "must be at most 100000"));
@@ -518,6 +537,8 @@ mod tests {
             (&["--http-body-timeout", "301s"], "http_body_timeout"),
             (&["--command-rate", "0"], "command_rate"),
             (&["--command-burst", "0"], "command_burst"),
+            (&["--log-format", "xml"], "log_format"),
+            (&["--metrics-addr", "localhost"], "metrics_addr"),
         ];
         for (args, setting) in cases {
             let err =
