@@ -52,6 +52,23 @@ impl Core {
             let streams = hub.streams();
             m.trains_known.set(streams.len() as i64);
             m.trains_connected.set(streams.iter().filter(|s| s.is_online()).count() as i64);
+            let samples: Vec<_> = streams
+                .iter()
+                .map(|s| {
+                    let snap = s.snapshot();
+                    crate::metrics::TrainSample {
+                        train: snap.train_id.to_string(),
+                        online: snap.online,
+                        bytes_in: snap.bytes_in,
+                        frames_in: snap.frames_in,
+                        frames_dropped: snap.frames_dropped,
+                        subscribers: snap.subscribers,
+                        bitrate_bps: snap.bitrate_bps,
+                        fps: snap.fps,
+                    }
+                })
+                .collect();
+            crate::metrics::set_trains(&samples);
             if let Some(remotes) = remotes.upgrade() {
                 m.remote_controls.set(remotes.len() as i64);
             }

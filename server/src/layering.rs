@@ -54,7 +54,7 @@ fn forbidden(module: &str, used: &str) -> bool {
     let transport_or_signaling = used.starts_with("transport") || used.starts_with("signaling");
     match module {
         "lib.rs" | "main.rs" => false,
-        "metrics" => true,
+        "metrics" | "logging" => true,
         // A front-end may reach an ingest that speaks its protocol (signaling::whip → ingest::whip).
         m if m.starts_with("signaling/") => false,
         m if m.starts_with("transport/") => {

@@ -23,7 +23,8 @@
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
-//! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`audit`] (every
+//! - Leaves: [`config`] (layered, validated settings), [`logging`] (formats; secrets redacted),
+//!   [`metrics`] (Prometheus), [`audit`] (every
 //!   command, appended to a rotated JSON-lines file), [`auth`]
 //!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
 //!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate and the
@@ -45,6 +46,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod relay;
 pub mod remote;
@@ -149,7 +151,9 @@ struct Fronts<'a> {
 }
 
 /// The whole HTTP surface. `web_root`: the built console, served for every path not routed here.
-fn router(core: core::Core, fronts: Fronts<'_>, web_root: Option<&std::path::Path>, max_body: usize) -> Router {
+/// `access_log`: log every request ([`http::access_log`]); `metrics_here`: serve `/metrics` (off
+/// when it has a listener of its own).
+fn router(core: core::Core, fronts: Fronts<'_>, web_root: Option<&std::path::Path>, options: RouterOptions) -> Router {
     let Fronts { ws, webrtc, whip, webtransport, mqtt } = fronts;
     let contract = openapi_json();
     let rest = api::routes()
@@ -166,7 +170,7 @@ fn router(core: core::Core, fronts: Fronts<'_>, web_root: Option<&std::path::Pat
         .method_not_allowed_fallback(http::method_not_allowed);
     let router = Router::new()
         .nest("/api", rest)
-        .merge(api::ops_routes())
+        .merge(api::ops_routes(options.metrics_here))
         .merge(ws.routes())
         .merge(signaling::jsonrpc::JsonRpc::new(webrtc).routes())
         // The UI reads the contract from /api/openapi.json (served above), so it registers no route of its own.
@@ -183,7 +187,20 @@ fn router(core: core::Core, fronts: Fronts<'_>, web_root: Option<&std::path::Pat
         )),
         None => router.route("/", get(api::status_page)).fallback(http::not_found),
     };
-    router.layer(axum::extract::DefaultBodyLimit::max(max_body)).with_state(core)
+    let router = router.layer(axum::extract::DefaultBodyLimit::max(options.max_body));
+    let router = if options.access_log {
+        router.layer(axum::middleware::from_fn_with_state(core.clone(), http::access_log))
+    } else {
+        router
+    };
+    router.with_state(core)
+}
+
+/// How [`router`] is built.
+struct RouterOptions {
+    max_body: usize,
+    access_log: bool,
+    metrics_here: bool,
 }
 
 /// Resolves once `rx` reads `true` (or its sender is gone). Keeps the watch guard out of callers'
@@ -234,6 +251,8 @@ pub struct Server {
     auth: Arc<auth::Auth>,
     generated: Option<auth::CredentialsFile>,
     remotes: Arc<remote::RemoteControls>,
+    /// `/metrics` on its own address (`metrics_addr`).
+    metrics: Option<(tokio::net::TcpListener, SocketAddr)>,
 }
 
 impl Server {
@@ -264,6 +283,15 @@ impl Server {
         let quic = ingest::endpoint(udp, &identity, &ingest_config(&config))?;
         let configured = (!identity.self_signed).then_some(&identity);
         let webtransport = webtransport::Server::bind(settings.webtransport.clone(), &config.tls_names, configured)?;
+        let metrics = match config.metrics_addr.trim() {
+            "" => None,
+            addr => {
+                let addr: SocketAddr = addr.parse().map_err(|_| config::invalid("metrics_addr", "not an address"))?;
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err("metrics", addr))?;
+                let bound = listener.local_addr().map_err(bind_err("metrics", addr))?;
+                Some((listener, bound))
+            }
+        };
         let webrtc_udp = SocketAddr::new(settings.webrtc.bind_ip, settings.webrtc.udp_port);
         settings.webrtc.bind_udp().map_err(bind_err("WebRTC UDP", webrtc_udp))?;
         Ok(Self {
@@ -279,7 +307,13 @@ impl Server {
             auth: Arc::new(auth),
             generated,
             remotes: Arc::new(remotes),
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served when it has an address of its own (`metrics_addr`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The credentials in force (`main` reloads them on SIGHUP).
@@ -338,7 +372,9 @@ impl Server {
             auth,
             generated: _,
             remotes,
+            metrics,
         } = self;
+        let metrics_listener = metrics.map(|(listener, _)| listener);
         let limits = config.limits();
         let audit = match Config::path(&config.audit_file) {
             Some(path) => audit::Audit::open(path, config.audit_max_bytes, config.audit_keep)?,
@@ -405,7 +441,12 @@ impl Server {
             stop_rx.clone(),
         );
         let fronts = Fronts { ws: &ws, webrtc: &webrtc, whip: &whip, webtransport: &webtransport, mqtt: &mqtt };
-        let app = router(core, fronts, web_root.as_deref(), config.max_body);
+        let options = RouterOptions {
+            max_body: config.max_body,
+            access_log: config.access_log,
+            metrics_here: metrics_listener.is_none(),
+        };
+        let app = router(core, fronts, web_root.as_deref(), options);
         let serve = http::ServeSettings {
             header_timeout: config.http_header_timeout.0,
             body_timeout: config.http_body_timeout.0,
@@ -422,6 +463,10 @@ impl Server {
             );
         }
         let tune = settings.ws.clone();
+        let metrics_task = metrics_listener.map(|listener| {
+            let guards = http::ServeSettings { tls: None, ..serve.clone() };
+            tokio::spawn(http::serve(listener, api::metrics_router(), guards, |_| {}, stop_rx.clone()))
+        });
         let http_task = tokio::spawn(http::serve(http, app, serve, move |tcp| tune.tune(tcp), stop_rx.clone()));
         let gate = ingest::Gate {
             auth,
@@ -442,8 +487,20 @@ impl Server {
         // Done when requests in flight are answered, trains told, and every client session has
         // said its goodbye (sessions run on their own tasks: the process must not end under them).
         let finish = async {
-            let (http, _, _, _, (), ()) =
-                tokio::join!(http_task, quic_task, webtransport_task, mqtt_task, sessions.wait_empty(), whip.closed());
+            let metrics = async {
+                if let Some(task) = metrics_task {
+                    let _ = task.await;
+                }
+            };
+            let (http, _, _, _, (), (), ()) = tokio::join!(
+                http_task,
+                quic_task,
+                webtransport_task,
+                mqtt_task,
+                sessions.wait_empty(),
+                whip.closed(),
+                metrics
+            );
             http
         };
         match tokio::time::timeout(config.shutdown_grace.0, finish).await {

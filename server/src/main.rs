@@ -24,13 +24,10 @@ async fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    railcast_server::logging::init(
+        railcast_server::logging::LogFormat::parse(&config.log_format)
+            .unwrap_or(railcast_server::logging::LogFormat::Text),
+    );
     let config_credentials_out = config.credentials_out.clone();
     let server = match Server::bind(config).await {
         Ok(s) => s,
@@ -49,6 +46,9 @@ async fn main() -> ExitCode {
     }
     if let Some(addr) = server.webrtc_udp_addr() {
         let _ = writeln!(out, "listening webrtc-udp {addr}");
+    }
+    if let Some(addr) = server.metrics_addr() {
+        let _ = writeln!(out, "listening metrics {addr}");
     }
     let _ = writeln!(out, "quic certificate sha256 {}", server.fingerprint());
     if let Some(creds) = server.generated_credentials() {

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Label value of the train-facing transport.
@@ -37,12 +38,18 @@ pub struct Metrics {
     pub commands_sent: IntCounter,
     pub commands_acked: IntCounterVec,
     pub commands_failed: IntCounterVec,
+    /// A command handed to its train → its ack back.
+    pub command_rtt: Histogram,
     pub train_connections: IntCounter,
     pub tokio_tasks: IntGauge,
     pub limit_refusals: IntCounterVec,
     pub auth_refusals: IntCounterVec,
+    /// Per-train series ([`TrainSample`]), rebuilt at each scrape.
+    trains: TrainSeries,
     /// Refreshers run before each scrape, by id.
     hooks: Mutex<Vec<(u64, Hook)>>,
+    /// One scrape at a time: refreshing resets the per-train series.
+    scrape: Mutex<()>,
     next_hook: AtomicU64,
 }
 
@@ -113,7 +120,24 @@ impl Metrics {
             ),
             relay_latency,
             commands_sent: plain("railcast_commands_sent_total", "Commands handed to trains."),
-            commands_acked: counter(&r, "railcast_commands_acked_total", "Command acks received, by outcome.", &["ok"]),
+            commands_acked: counter(
+                &r,
+                "railcast_commands_acked_total",
+                "Command acks received, by result (ok: the train carried it out; error: it refused).",
+                &["result"],
+            ),
+            command_rtt: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "railcast_command_rtt_seconds",
+                        "A command handed to its train until its ack came back (acked commands only).",
+                    )
+                    .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             commands_failed: counter(&r, "railcast_commands_failed_total", "Commands that got no ack, by reason.", &["reason"]),
             train_connections: plain("railcast_train_connections_total", "Train sessions accepted (hello → welcome)."),
             tokio_tasks: {
@@ -128,15 +152,144 @@ impl Metrics {
                 "Refused credentials: peer is train or client; reason is missing, invalid, unknown_train or forbidden (authenticated, but the role or owner does not allow it).",
                 &["peer", "reason"],
             ),
+            trains: TrainSeries::new(&r),
             hooks: Mutex::new(Vec::new()),
             next_hook: AtomicU64::new(1),
-            registry: r,
+            scrape: Mutex::new(()),
+            registry: build_and_process(r),
         }
     }
 }
 
+/// `railcast_build_info{version, commit}` and the process collector (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, …), registered in `r`.
+fn build_and_process(r: Registry) -> Registry {
+    let info = IntGaugeVec::new(
+        Opts::new("railcast_build_info", "Always 1; the labels say which build runs."),
+        &["version", "commit"],
+    )
+    .expect("valid metric");
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), COMMIT]).set(1);
+    r.register(Box::new(info)).expect("unique metric");
+    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("unique metric");
+    r
+}
+
+/// The git commit the server was built from (`build.rs`; `unknown` outside a checkout).
+pub const COMMIT: &str = env!("RAILCAST_GIT_COMMIT");
+
+/// One train's figures for its own series, as its owner reads them at a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct TrainSample {
+    pub train: String,
+    pub online: bool,
+    pub bytes_in: u64,
+    pub frames_in: u64,
+    pub frames_dropped: u64,
+    pub subscribers: usize,
+    pub bitrate_bps: f64,
+    pub fps: f64,
+}
+
+/// The per-train series. Their number is bounded by `max_trains` (a train beyond it is refused
+/// at its hello); a forgotten train's series go at the next scrape.
+struct TrainSeries {
+    online: IntGaugeVec,
+    bytes_in: IntCounterVec,
+    frames_in: IntCounterVec,
+    frames_dropped: IntCounterVec,
+    subscribers: IntGaugeVec,
+    bitrate: GaugeVec,
+    fps: GaugeVec,
+}
+
+impl TrainSeries {
+    fn new(r: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["train"]).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let float = |name: &str, help: &str| {
+            let g = GaugeVec::new(Opts::new(name, help), &["train"]).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        Self {
+            online: gauge("railcast_train_online", "1 while the train has a live session, 0 while known but offline."),
+            bytes_in: counter(r, "railcast_train_bytes_in_total", "Media bytes received from the train.", &["train"]),
+            frames_in: counter(r, "railcast_train_frames_in_total", "Frames received from the train.", &["train"]),
+            frames_dropped: counter(
+                r,
+                "railcast_train_frames_dropped_total",
+                "Frames of the train its subscribers did not get (queue full, waiting for a keyframe).",
+                &["train"],
+            ),
+            subscribers: gauge("railcast_train_subscribers", "Client sessions subscribed to the train."),
+            bitrate: float(
+                "railcast_train_bitrate_bits_per_second",
+                "The train's media bitrate over the last seconds, all cameras.",
+            ),
+            fps: float(
+                "railcast_train_frames_per_second",
+                "The train's frame rate over the last seconds, its fastest camera.",
+            ),
+        }
+    }
+
+    /// Replace every series by `samples`' (a counter is set by a reset and one increment: the
+    /// owner keeps the running totals).
+    fn set(&self, samples: &[TrainSample]) {
+        for v in [&self.online, &self.subscribers] {
+            v.reset();
+        }
+        for v in [&self.bytes_in, &self.frames_in, &self.frames_dropped] {
+            v.reset();
+        }
+        self.bitrate.reset();
+        self.fps.reset();
+        for t in samples {
+            let l = [t.train.as_str()];
+            self.online.with_label_values(&l).set(i64::from(t.online));
+            self.bytes_in.with_label_values(&l).inc_by(t.bytes_in);
+            self.frames_in.with_label_values(&l).inc_by(t.frames_in);
+            self.frames_dropped.with_label_values(&l).inc_by(t.frames_dropped);
+            self.subscribers.with_label_values(&l).set(t.subscribers as i64);
+            self.bitrate.with_label_values(&l).set(t.bitrate_bps);
+            self.fps.with_label_values(&l).set(t.fps);
+        }
+    }
+}
+
+/// Set the per-train series (call it from an [`on_scrape`] refresher).
+pub fn set_trains(samples: &[TrainSample]) {
+    METRICS.trains.set(samples);
+}
+
+/// Every `reason` of `railcast_commands_failed_total` (the hub's `CommandError::code`s; a test
+/// there keeps the two lists equal).
+pub const COMMAND_FAILURE_REASONS: &[&str] =
+    &["train_not_found", "train_offline", "train_lost", "train_busy", "command_timeout"];
+
+/// Every `reason` of `railcast_frames_dropped_total`.
+pub const DROP_REASONS: &[&str] = &["queue_full", "awaiting_keyframe"];
+
 /// The process's metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let m = Metrics::new();
+    // Series with known label values exist from the start, at 0: a rate or an alert over them
+    // works before the first event, and a dashboard can be checked against a fresh server.
+    for result in ["ok", "error"] {
+        let _ = m.commands_acked.with_label_values(&[result]);
+    }
+    for reason in COMMAND_FAILURE_REASONS {
+        let _ = m.commands_failed.with_label_values(&[reason]);
+    }
+    for reason in DROP_REASONS {
+        let _ = m.frames_dropped.with_label_values(&[reason]);
+    }
+    m
+});
 
 impl Metrics {
     /// The registry, for a module that registers metrics of its own.
@@ -167,6 +320,7 @@ impl Drop for ScrapeHook {
 /// Refresh the gauges and render every metric.
 pub fn render() -> String {
     let m = &*METRICS;
+    let _one_at_a_time = m.scrape.lock().unwrap_or_else(PoisonError::into_inner);
     for (_, refresh) in m.hooks.lock().unwrap_or_else(PoisonError::into_inner).iter() {
         refresh();
     }

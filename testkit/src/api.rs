@@ -118,6 +118,18 @@ pub async fn raw(method: &str, url: &str, content_type: Option<&str>, body: &[u8
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// `GET url` without credentials: the status, the `content-type` and the body as text (for
+/// `/metrics`).
+pub async fn get_text(url: &str) -> (u16, String, String) {
+    let client: HttpClient = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = hyper::Request::builder().uri(url).body(Full::new(bytes::Bytes::new())).expect("request");
+    let resp = client.request(req).await.expect("http call");
+    let status = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, ct, String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Map `rc` to `train` as the admin (the train need not be online).
 pub async fn set_train(server: &Server, rc: &str, train: &str) {
     let url = server.url(&format!("/api/remote-controls/{rc}/train"));

@@ -56,6 +56,8 @@ pub struct Banner {
     pub webtransport: Option<String>,
     /// The UDP address every WebRTC session shares (absent with a port range).
     pub webrtc_udp: Option<String>,
+    /// `/metrics` on its own address (`--metrics-addr`).
+    pub metrics: Option<String>,
     pub fingerprint: Option<String>,
     /// Generated client tokens by role ("admin", "operator", "viewer").
     pub tokens: HashMap<String, String>,
@@ -77,6 +79,8 @@ impl Banner {
             self.webtransport = Some(a.to_owned());
         } else if let Some(a) = line.strip_prefix("listening webrtc-udp ") {
             self.webrtc_udp = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("listening metrics ") {
+            self.metrics = Some(a.to_owned());
         } else if let Some(f) = line.strip_prefix("quic certificate sha256 ") {
             self.fingerprint = Some(f.to_owned());
         } else if let Some(t) = line.strip_prefix("token ") {
@@ -104,6 +108,8 @@ pub struct Server {
     pub webtransport: Option<String>,
     /// The UDP address every WebRTC session shares (`None` with `--webrtc-udp-ports`).
     pub webrtc_udp: Option<String>,
+    /// `/metrics` on its own address (`--metrics-addr`), `IP:PORT`.
+    pub metrics: Option<String>,
     pub fingerprint: String,
     pub log: PathBuf,
     /// Generated client tokens by role ("admin", "operator", "viewer"); empty with `--auth-file`.
@@ -155,7 +161,7 @@ impl Server {
         tokio::time::timeout(Duration::from_secs(20), read).await.expect("server did not print its addresses");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let Banner { http, https, quic, webtransport, webrtc_udp, fingerprint, tokens, .. } = banner;
+        let Banner { http, https, quic, webtransport, webrtc_udp, metrics, fingerprint, tokens, .. } = banner;
         let http = http.expect("http");
         if let Some(admin) = tokens.get("admin") {
             crate::api::remember_admin(&http, admin);
@@ -168,6 +174,7 @@ impl Server {
             quic: quic.expect("quic"),
             webtransport,
             webrtc_udp,
+            metrics,
             fingerprint: fingerprint.expect("fp"),
             log,
             tokens,

@@ -68,13 +68,24 @@ pub fn routes() -> Router<Core> {
         .route("/quic/certificate", get(quic_certificate))
 }
 
-/// The routes outside `/api`: health, metrics, the status page.
-pub fn ops_routes() -> Router<Core> {
+/// The routes outside `/api`: health, the status page, and metrics unless they are served on an
+/// address of their own (`metrics_addr`, [`metrics_router`]).
+pub fn ops_routes(with_metrics: bool) -> Router<Core> {
+    let routes =
+        Router::new().route("/status", get(status_page)).route("/healthz", get(healthz)).route("/readyz", get(readyz));
+    if with_metrics {
+        routes.route("/metrics", get(metrics))
+    } else {
+        routes
+    }
+}
+
+/// `/metrics` alone, for the listener of `metrics_addr`; anything else there is 404.
+pub fn metrics_router() -> Router {
     Router::new()
-        .route("/status", get(status_page))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .fallback(crate::http::not_found)
+        .method_not_allowed_fallback(crate::http::method_not_allowed)
 }
 
 /// A small page for `/` when the console is not built.

@@ -54,14 +54,27 @@ fn unauthorized(reason: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
+/// The token a request carries, from its `Authorization` header or its `access_token` parameter.
+pub(super) fn token_of(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    bearer_of(headers).map(str::to_owned).or_else(|| query_token_of(uri))
+}
+
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_of(&parts.headers)
+}
+
+fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn query_token(parts: &Parts) -> Option<String> {
-    parts.uri.query()?.split('&').find_map(|kv| {
+    query_token_of(&parts.uri)
+}
+
+fn query_token_of(uri: &axum::http::Uri) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
         let v = kv.strip_prefix("access_token=")?;
         Some(percent_decode(v))
     })

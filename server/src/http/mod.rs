@@ -2,12 +2,14 @@
 //! extractors whose rejections use it, and who is calling ([`Caller`]). A leaf: it imports
 //! no transport, so transports and signaling front-ends can use it.
 
+mod access;
 mod caller;
 mod error;
 mod serve;
 
 use std::time::SystemTime;
 
+pub use access::access_log;
 pub use caller::{forbidden, Admin, Caller, UpgradeCaller};
 pub use error::{method_not_allowed, not_found, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 pub use serve::{is_body_timeout, serve, BodyTimedOut, MaxBody, ServeSettings};

@@ -236,7 +236,10 @@ impl Hub {
             }
         };
         match &result {
-            Ok(out) => m.commands_acked.with_label_values(&[if out.ack.ok { "true" } else { "false" }]).inc(),
+            Ok(out) => {
+                m.commands_acked.with_label_values(&[if out.ack.ok { "ok" } else { "error" }]).inc();
+                m.command_rtt.observe(out.rtt.as_secs_f64());
+            }
             Err(e) => m.commands_failed.with_label_values(&[e.code()]).inc(),
         }
         result
@@ -378,5 +381,24 @@ mod tests {
         let counts = sub.stream().audio_counts();
         assert_eq!((counts[0].1, counts[0].2), (5, 5 * 29));
         assert_eq!(sub.stream().snapshot().rejected.get("codec_mismatch"), Some(&2));
+    }
+}
+
+#[cfg(test)]
+mod metric_labels {
+    use super::*;
+
+    #[test]
+    fn every_command_failure_has_its_series() {
+        let t = TrainId::new("t").expect("id");
+        let all = [
+            CommandError::UnknownTrain(t.clone()),
+            CommandError::TrainOffline(t.clone()),
+            CommandError::TrainLost(t.clone()),
+            CommandError::TrainBusy(t.clone()),
+            CommandError::Timeout { train: t, timeout: Duration::from_secs(1) },
+        ];
+        let codes: Vec<_> = all.iter().map(CommandError::code).collect();
+        assert_eq!(codes, crate::metrics::COMMAND_FAILURE_REASONS);
     }
 }

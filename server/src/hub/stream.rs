@@ -191,6 +191,8 @@ pub struct StreamCounters {
     pub frames_in: AtomicU64,
     pub packets_rejected: AtomicU64,
     pub connections: AtomicU64,
+    /// Frames this train's subscribers did not get (queue full, waiting for a keyframe).
+    pub frames_dropped: AtomicU64,
 }
 
 /// A point-in-time view of a stream, for the API.
@@ -208,6 +210,8 @@ pub struct StreamSnapshot {
     pub packets_in: u64,
     pub bytes_in: u64,
     pub frames_in: u64,
+    /// Frames its subscribers did not get, since the stream was created.
+    pub frames_dropped: u64,
     pub rejected: BTreeMap<String, u64>,
     pub subscribers: usize,
     pub connections: u64,
@@ -428,7 +432,7 @@ impl Stream {
             self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
             m.frames_in.with_label_values(&[via]).inc();
         }
-        let train = &self.train_id;
+        let train = self.origin();
         st.subscribers.retain_mut(|slot| slot.offer(&packet, now, train) != Offer::Closed);
         Ok(())
     }
@@ -449,7 +453,7 @@ impl Stream {
         let st = &mut *guard;
         for cam in &st.cameras {
             for pkt in &cam.gop.packets {
-                slot.offer(pkt, now, &self.train_id);
+                slot.offer(pkt, now, self.origin());
             }
         }
         st.subscribers.push(slot);
@@ -520,6 +524,10 @@ impl Stream {
         self.emit(&st, TrainEvent::Telemetry(telemetry));
     }
 
+    fn origin(&self) -> super::subscriber::Origin<'_> {
+        super::subscriber::Origin { id: &self.train_id, frames_dropped: &self.counters.frames_dropped }
+    }
+
     pub fn snapshot(&self) -> StreamSnapshot {
         let now = Instant::now();
         let st = self.lock();
@@ -545,6 +553,7 @@ impl Stream {
             packets_in: self.counters.packets_in.load(Ordering::Relaxed),
             bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
             frames_in: self.counters.frames_in.load(Ordering::Relaxed),
+            frames_dropped: self.counters.frames_dropped.load(Ordering::Relaxed),
             rejected: st.malformed.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             subscribers: st.subscribers.len(),
             connections: self.counters.connections.load(Ordering::Relaxed),

@@ -55,6 +55,12 @@ impl DropReason {
     }
 }
 
+#[test]
+fn every_drop_reason_has_its_series() {
+    let labels = [DropReason::QueueFull.label(), DropReason::AwaitingKeyframe.label()];
+    assert_eq!(labels, crate::metrics::DROP_REASONS);
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Offer {
     Queued,
@@ -91,7 +97,7 @@ impl Slot {
         self.forwarding.clear();
     }
 
-    pub(super) fn offer(&mut self, packet: &Packet, now: Instant, train: &TrainId) -> Offer {
+    pub(super) fn offer(&mut self, packet: &Packet, now: Instant, train: Origin<'_>) -> Offer {
         let h = &packet.header;
         if self.tx.is_closed() {
             return Offer::Closed;
@@ -126,17 +132,18 @@ impl Slot {
         }
     }
 
-    fn stop_camera(&mut self, h: &railcast_protocol::VideoHeader, now: Instant, train: &TrainId) -> Offer {
+    fn stop_camera(&mut self, h: &railcast_protocol::VideoHeader, now: Instant, train: Origin<'_>) -> Offer {
         self.forwarding.retain(|c| *c != h.camera);
         // A frame cut after its first chunk is lost too; count it once here.
         if !h.starts_frame() {
-            self.count_frame_drop(DropReason::QueueFull);
+            self.count_frame_drop(DropReason::QueueFull, train);
         }
         self.drop_packet(h, now, train, DropReason::QueueFull)
     }
 
-    fn count_frame_drop(&mut self, reason: DropReason) {
+    fn count_frame_drop(&mut self, reason: DropReason, train: Origin<'_>) {
         self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        train.frames_dropped.fetch_add(1, Ordering::Relaxed);
         self.frames_dropped_since_log += 1;
         METRICS.frames_dropped.with_label_values(&[reason.label()]).inc();
     }
@@ -145,18 +152,18 @@ impl Slot {
         &mut self,
         h: &railcast_protocol::VideoHeader,
         now: Instant,
-        train: &TrainId,
+        train: Origin<'_>,
         reason: DropReason,
     ) -> Offer {
         self.counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
         if h.starts_frame() {
-            self.count_frame_drop(reason);
+            self.count_frame_drop(reason, train);
         }
         if self.last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL)
             && self.frames_dropped_since_log > 0
         {
             tracing::info!(
-                train = %train,
+                train = %train.id,
                 subscriber = self.id,
                 frames_dropped = self.frames_dropped_since_log,
                 "subscriber too slow: dropping frames until the next keyframe"
@@ -166,6 +173,14 @@ impl Slot {
         }
         Offer::Dropped
     }
+}
+
+/// The stream a packet offered to a [`Slot`] comes from: its train, for the drop log, and the
+/// train's own count of frames its subscribers lost (`railcast_train_frames_dropped_total`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    pub id: &'a TrainId,
+    pub frames_dropped: &'a AtomicU64,
 }
 
 /// What a subscription yields next.
@@ -287,6 +302,7 @@ mod tests {
         rx: queue::Receiver<Packet>,
         counters: Arc<SubscriberCounters>,
         train: TrainId,
+        train_dropped: AtomicU64,
     }
 
     impl Fixture {
@@ -298,11 +314,13 @@ mod tests {
                 rx,
                 counters,
                 train: TrainId::new("train-1").expect("id"),
+                train_dropped: AtomicU64::new(0),
             }
         }
 
         fn offer(&mut self, packets: &[Packet]) -> Vec<Offer> {
-            packets.iter().map(|p| self.slot.offer(p, Instant::now(), &self.train)).collect()
+            let train = Origin { id: &self.train, frames_dropped: &self.train_dropped };
+            packets.iter().map(|p| self.slot.offer(p, Instant::now(), train)).collect()
         }
 
         /// (camera, seq, chunk) of every packet queued, drained.

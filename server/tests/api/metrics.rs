@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use serde_json::json;
 use testkit::ws::Client;
-use testkit::{api, raw, remote_control, scratch, Server, Sim, SMALL_VIDEO};
+use testkit::{api, get_text, raw, remote_control, scratch, Server, Sim, SMALL_VIDEO};
 
 async fn scrape(server: &Server) -> HashMap<String, f64> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let resp = client.get(server.url("/metrics").parse().expect("uri")).await.expect("scrape");
-    assert_eq!(resp.status(), 200);
-    let ct = resp.headers()["content-type"].to_str().expect("ct").to_owned();
+    let (status, ct, text) = get_text(&server.url("/metrics")).await;
+    assert_eq!(status, 200);
     assert!(ct.starts_with("text/plain"), "{ct}");
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
-    let text = String::from_utf8(body.to_vec()).expect("utf8");
+    samples(&text)
+}
+
+/// Every sample of a scrape, by name and labels as written.
+pub fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(f64::NAN))))
@@ -84,12 +84,31 @@ async fn counters_match_what_clients_received() {
     assert_eq!(queued, received);
 
     assert_eq!(get(&m, "railcast_commands_sent_total"), 1.0);
-    assert_eq!(get(&m, r#"railcast_commands_acked_total{ok="true"}"#), 1.0);
+    assert_eq!(get(&m, r#"railcast_commands_acked_total{result="ok"}"#), 1.0);
     assert_eq!(get(&m, "railcast_trains_connected"), 0.0);
     assert_eq!(get(&m, "railcast_trains_known"), 1.0);
     assert_eq!(get(&m, "railcast_remote_controls"), 2.0);
     assert_eq!(get(&m, r#"railcast_sessions{transport="websocket"}"#), 2.0);
     assert_eq!(get(&m, "railcast_train_connections_total"), 1.0);
+    assert_eq!(get(&m, "railcast_command_rtt_seconds_count"), 1.0, "the ack's round trip");
+    assert_eq!(get(&m, r#"railcast_commands_failed_total{reason="command_timeout"}"#), 0.0, "known reasons start at 0");
+
+    // The train's own series agree with the API and the totals.
+    let t = |name: &str| get(&m, &format!(r#"{name}{{train="train-1"}}"#));
+    assert_eq!(t("railcast_train_frames_in_total") as u64, train["frames_in"].as_u64().expect("n"));
+    assert_eq!(t("railcast_train_bytes_in_total") as u64, train["bytes_in"].as_u64().expect("n"));
+    assert_eq!(t("railcast_train_frames_dropped_total") as u64, dropped);
+    assert_eq!(t("railcast_train_subscribers"), 2.0);
+    assert_eq!(t("railcast_train_online"), 0.0);
+    assert_eq!(t("railcast_train_bitrate_bits_per_second"), 0.0, "offline");
+
+    // Which build, and the process.
+    let info = m.keys().find(|k| k.starts_with("railcast_build_info{")).expect("build info");
+    assert!(info.contains(&format!(r#"version="{}""#, env!("CARGO_PKG_VERSION"))), "{info}");
+    assert!(!info.contains(r#"commit="""#), "{info}");
+    assert!(get(&m, "process_resident_memory_bytes") > 1e6);
+    assert!(get(&m, "process_open_fds") > 5.0);
+    assert!(get(&m, "process_cpu_seconds_total") >= 0.0);
 
     // The endpoint stays available after the run.
     let (status, _) = raw("GET", &server.url("/metrics"), None, b"").await;

@@ -11,7 +11,7 @@ use testkit::{api, remote_control, scratch, RawTrain, Server};
 
 fn acked(text: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix("railcast_commands_acked_total{ok=\"true\"} "))
+        .find_map(|l| l.strip_prefix("railcast_commands_acked_total{result=\"ok\"} "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
