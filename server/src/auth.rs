@@ -121,6 +121,9 @@ pub enum TrainAuthError {
 }
 
 impl TrainAuthError {
+    /// Every reason.
+    pub const ALL: [TrainAuthError; 3] = [Self::Missing, Self::Invalid, Self::UnknownTrain];
+
     /// Metric label.
     pub fn reason(self) -> &'static str {
         match self {

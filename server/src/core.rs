@@ -46,6 +46,17 @@ pub struct Core {
 impl Core {
     /// Keep the gauges of trains and remote controls current at each scrape, while the hook lives.
     pub fn gauges(&self) -> ScrapeHook {
+        // Refusal series with known labels exist from the start, at 0.
+        let m = &*METRICS;
+        for limit in crate::limits::Limit::ALL {
+            let _ = m.limit_refusals.with_label_values(&[limit.label()]);
+        }
+        for reason in crate::auth::TrainAuthError::ALL {
+            let _ = m.auth_refusals.with_label_values(&["train", reason.reason()]);
+        }
+        for reason in ["missing", "invalid", "forbidden"] {
+            let _ = m.auth_refusals.with_label_values(&["client", reason]);
+        }
         let (hub, remotes) = (self.hub.clone(), Arc::downgrade(&self.remotes));
         crate::metrics::on_scrape(move || {
             let m = &*METRICS;

@@ -73,6 +73,21 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 11] = [
+        Self::Trains,
+        Self::RemoteControls,
+        Self::WebRtcSessions,
+        Self::MqttSessions,
+        Self::ConnectionsPerAddress,
+        Self::BodySize,
+        Self::MessageSize,
+        Self::CommandRate,
+        Self::HttpConnectionsPerAddress,
+        Self::HeaderTimeout,
+        Self::BodyTimeout,
+    ];
+
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {

@@ -139,6 +139,15 @@ struct Inner {
 
 impl Hub {
     pub fn new(config: HubConfig) -> Self {
+        // The reasons a train's packet is refused that are not the decoder's own exist from the
+        // start, at 0 (railcast_packets_rejected_total).
+        for e in [
+            PublishError::UnknownCamera(0),
+            PublishError::CodecMismatch { track: String::new(), codec: "" },
+            PublishError::Replaced,
+        ] {
+            let _ = crate::metrics::METRICS.packets_rejected.with_label_values(&[e.label()]);
+        }
         Self {
             inner: Arc::new(Inner {
                 config,

@@ -8,6 +8,7 @@
 mod api_errors;
 mod config_layers;
 mod contract;
+mod dashboard;
 mod http_guards;
 mod https_listener;
 mod limits;

@@ -305,6 +305,9 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
         "WebRTC sessions that never opened, by reason.",
         &["reason"],
     );
+    for reason in ["timeout", "failed"] {
+        failed.with_label_values(&[reason]);
+    }
     let setup_seconds = prometheus::Histogram::with_opts(
         HistogramOpts::new("railcast_webrtc_setup_seconds", "Offer request to `video` data channel open.")
             .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
