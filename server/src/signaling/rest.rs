@@ -204,7 +204,7 @@ pub fn routes(server: &Arc<Server>) -> Router<Core> {
 /// server's host candidates, and `a=end-of-candidates` only if gathering is already over; the
 /// candidates found later come from `GET /api/webrtc/sessions/{id}/candidates`. Any role that may
 /// use the remote control.
-#[utoipa::path(post, path = "/api/webrtc/offer", tag = "webrtc", request_body = OfferRequest,
+#[utoipa::path(operation_id = "webrtc_offer", post, path = "/api/webrtc/offer", tag = "webrtc", request_body = OfferRequest,
     responses((status = 200, body = OfferResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)))]
 async fn offer(
     caller: Caller,
@@ -283,13 +283,13 @@ async fn server_candidates(
 }
 
 /// List WebRTC sessions with their state and counters. Admin.
-#[utoipa::path(get, path = "/api/webrtc/sessions", tag = "webrtc", responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(operation_id = "list_webrtc_sessions", get, path = "/api/webrtc/sessions", tag = "webrtc", responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list(_admin: Admin, Extension(server): Extension<Arc<Server>>) -> Json<Vec<SessionView>> {
     Json(server.list().into_iter().map(SessionView::from).collect())
 }
 
 /// One WebRTC session. The client that asked for the offer, or an admin.
-#[utoipa::path(get, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
+#[utoipa::path(operation_id = "get_webrtc_session", get, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_one(
@@ -301,7 +301,7 @@ async fn get_one(
 }
 
 /// End a WebRTC session. The client that asked for the offer, or an admin.
-#[utoipa::path(delete, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
+#[utoipa::path(operation_id = "delete_webrtc_session", delete, path = "/api/webrtc/sessions/{id}", tag = "webrtc",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 204, description = "Closing"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete(

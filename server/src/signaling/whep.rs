@@ -168,7 +168,7 @@ fn answer_headers(id: &str, etag: &str, servers: &[IceServer]) -> HeaderMap {
 /// than the train has are answered inactive), optionally a data-channel m-line for the `command`
 /// channel. The answer carries the server's host candidates. Any role that may use the remote
 /// control.
-#[utoipa::path(post, path = "/api/whep/remote-controls/{id}", tag = "whep",
+#[utoipa::path(operation_id = "whep_offer", post, path = "/api/whep/remote-controls/{id}", tag = "whep",
     params(("id" = String, Path, description = "Remote control id")),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
     responses(
@@ -241,7 +241,7 @@ async fn offer_options(
 
 /// The CORS preflight of a WHEP session (PATCH, DELETE). No token needed; 404 for an unknown
 /// session.
-#[utoipa::path(options, path = "/api/whep/sessions/{id}", tag = "whep", security(()),
+#[utoipa::path(operation_id = "whep_session_options", options, path = "/api/whep/sessions/{id}", tag = "whep", security(()),
     params(("id" = String, Path, description = "WHEP session id")),
     responses((status = 204, description = "Accept-Patch, Link (with a token), CORS headers"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn session_options(
@@ -261,7 +261,7 @@ async fn session_options(
 /// server's new credentials and candidates as a fragment, and the new ICE session's ETag (422
 /// `ice_restart_failed` if webrtc-rs could not apply it). The client that started the session, or
 /// an admin.
-#[utoipa::path(patch, path = "/api/whep/sessions/{id}", tag = "whep",
+#[utoipa::path(operation_id = "patch_whep_session", patch, path = "/api/whep/sessions/{id}", tag = "whep",
     params(("id" = String, Path, description = "WHEP session id"), ("If-Match" = String, Header, description = "The session's ETag, or *")),
     request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "Candidates, end-of-candidates"),
     responses((status = 204, description = "Applied"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -294,7 +294,7 @@ async fn patch(
 }
 
 /// End a WHEP session. The client that started it, or an admin.
-#[utoipa::path(delete, path = "/api/whep/sessions/{id}", tag = "whep",
+#[utoipa::path(operation_id = "delete_whep_session", delete, path = "/api/whep/sessions/{id}", tag = "whep",
     params(("id" = String, Path, description = "WHEP session id")),
     responses((status = 204, description = "Closing"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete(

@@ -99,7 +99,7 @@ fn error(e: WhipError) -> ApiError {
 /// (camera `i` is the i-th, in m-line order), its first Opus section its audio, and its
 /// data-channel section the `command` channel it opens. The bearer token is the train's (the one
 /// its QUIC hello would carry). A train online already is taken over (newest wins).
-#[utoipa::path(post, path = "/api/whip/trains/{id}", tag = "whip", security(()),
+#[utoipa::path(operation_id = "whip_publish", post, path = "/api/whip/trains/{id}", tag = "whip", security(()),
     params(("id" = String, Path, description = "Train id (1–64 of A–Z a–z 0–9 . _ -)"),
         ("Authorization" = String, Header, description = "Bearer <the train's token>")),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer: sendonly H.264 video (and Opus audio), optionally a data channel"),
@@ -166,7 +166,7 @@ async fn publish_options(Extension(server): Extension<Arc<Server>>, ApiPath(trai
 }
 
 /// The CORS preflight of a WHIP session (PATCH, DELETE); 404 for an unknown session.
-#[utoipa::path(options, path = "/api/whip/sessions/{id}", tag = "whip", security(()),
+#[utoipa::path(operation_id = "whip_session_options", options, path = "/api/whip/sessions/{id}", tag = "whip", security(()),
     params(("id" = String, Path, description = "WHIP session id")),
     responses((status = 204, description = "Accept-Patch, CORS headers"), (status = 404, body = ErrorBody)))]
 async fn session_options(Extension(server): Extension<Arc<Server>>, ApiPath(id): ApiPath<String>) -> Response {
@@ -178,7 +178,7 @@ async fn session_options(Extension(server): Extension<Arc<Server>>, ApiPath(id):
 
 /// Trickle ICE for a publication (RFC 8840 fragment, `If-Match` with its ETag or `*`); new
 /// credentials restart ICE (200 with the server's fragment and a new ETag). The train's token.
-#[utoipa::path(patch, path = "/api/whip/sessions/{id}", tag = "whip", security(()),
+#[utoipa::path(operation_id = "patch_whip_session", patch, path = "/api/whip/sessions/{id}", tag = "whip", security(()),
     params(("id" = String, Path, description = "WHIP session id"), ("If-Match" = String, Header, description = "The session's ETag, or *"),
         ("Authorization" = String, Header, description = "Bearer <the train's token>")),
     request_body(content = String, content_type = "application/trickle-ice-sdpfrag", description = "Candidates, end-of-candidates"),
@@ -212,7 +212,7 @@ async fn patch(
 }
 
 /// End a publication: the train goes offline. The train's token.
-#[utoipa::path(delete, path = "/api/whip/sessions/{id}", tag = "whip", security(()),
+#[utoipa::path(operation_id = "delete_whip_session", delete, path = "/api/whip/sessions/{id}", tag = "whip", security(()),
     params(("id" = String, Path, description = "WHIP session id"),
         ("Authorization" = String, Header, description = "Bearer <the train's token>")),
     responses((status = 204, description = "Ended"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -29,3 +29,21 @@ fn committed_contract_matches_code() {
     }
     assert!(v["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+/// Every operation has an id of its own (code generators key on it: two `delete`s would collide).
+#[test]
+fn operation_ids_are_unique() {
+    let v = railcast_server::openapi();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in &v.paths.paths {
+        let json = serde_json::to_value(item).expect("path item");
+        for (method, op) in json.as_object().expect("object") {
+            if let Some(id) = op.get("operationId").and_then(|i| i.as_str()) {
+                if let Some(first) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId {id:?} is used by {first} and by {method} {path}");
+                }
+            }
+        }
+    }
+    assert!(seen.len() >= 35, "{seen:?}");
+}

@@ -49,7 +49,7 @@ export interface paths {
             cookie?: never;
         };
         /** `GET /api/mqtt`: whether and where the MQTT transport is offered. Any role. */
-        get: operations["info"];
+        get: operations["mqtt_info"];
         put?: never;
         post?: never;
         delete?: never;
@@ -71,7 +71,7 @@ export interface paths {
          * Create an MQTT session for a remote control: broker credentials allowed to read only its
          *     own video and events and publish only its own commands. Same checks as `GET /ws`.
          */
-        post: operations["create"];
+        post: operations["create_mqtt_session"];
         delete?: never;
         options?: never;
         head?: never;
@@ -89,7 +89,7 @@ export interface paths {
         put?: never;
         post?: never;
         /** End an MQTT session (its credentials are deleted; the broker disconnects the client). */
-        delete: operations["delete"];
+        delete: operations["delete_mqtt_session"];
         options?: never;
         head?: never;
         patch?: never;
@@ -273,7 +273,7 @@ export interface paths {
          *     candidates found later come from `GET /api/webrtc/sessions/{id}/candidates`. Any role that may
          *     use the remote control.
          */
-        post: operations["offer"];
+        post: operations["webrtc_offer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -288,7 +288,7 @@ export interface paths {
             cookie?: never;
         };
         /** List WebRTC sessions with their state and counters. Admin. */
-        get: operations["list"];
+        get: operations["list_webrtc_sessions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -305,11 +305,11 @@ export interface paths {
             cookie?: never;
         };
         /** One WebRTC session. The client that asked for the offer, or an admin. */
-        get: operations["get_one"];
+        get: operations["get_webrtc_session"];
         put?: never;
         post?: never;
         /** End a WebRTC session. The client that asked for the offer, or an admin. */
-        delete: operations["delete"];
+        delete: operations["delete_webrtc_session"];
         options?: never;
         head?: never;
         patch?: never;
@@ -344,7 +344,7 @@ export interface paths {
             cookie?: never;
         };
         /** The WebTransport endpoint: port, path and certificate hashes for the console. Any role. */
-        get: operations["info"];
+        get: operations["webtransport_info"];
         put?: never;
         post?: never;
         delete?: never;
@@ -369,7 +369,7 @@ export interface paths {
          *     channel. The answer carries the server's host candidates. Any role that may use the remote
          *     control.
          */
-        post: operations["offer"];
+        post: operations["whep_offer"];
         delete?: never;
         /**
          * What a WHEP endpoint accepts (`Accept-Post: application/sdp`), the CORS preflight, and, with a
@@ -392,12 +392,12 @@ export interface paths {
         put?: never;
         post?: never;
         /** End a WHEP session. The client that started it, or an admin. */
-        delete: operations["delete"];
+        delete: operations["delete_whep_session"];
         /**
          * The CORS preflight of a WHEP session (PATCH, DELETE). No token needed; 404 for an unknown
          *     session.
          */
-        options: operations["session_options"];
+        options: operations["whep_session_options"];
         head?: never;
         /**
          * Trickle ICE: the client's candidates as an SDP fragment (RFC 8840). `If-Match` must carry the
@@ -406,7 +406,7 @@ export interface paths {
          *     `ice_restart_failed` if webrtc-rs could not apply it). The client that started the session, or
          *     an admin.
          */
-        patch: operations["patch"];
+        patch: operations["patch_whep_session"];
         trace?: never;
     };
     "/api/whip/sessions/{id}": {
@@ -420,15 +420,15 @@ export interface paths {
         put?: never;
         post?: never;
         /** End a publication: the train goes offline. The train's token. */
-        delete: operations["delete"];
+        delete: operations["delete_whip_session"];
         /** The CORS preflight of a WHIP session (PATCH, DELETE); 404 for an unknown session. */
-        options: operations["session_options"];
+        options: operations["whip_session_options"];
         head?: never;
         /**
          * Trickle ICE for a publication (RFC 8840 fragment, `If-Match` with its ETag or `*`); new
          *     credentials restart ICE (200 with the server's fragment and a new ETag). The train's token.
          */
-        patch: operations["patch"];
+        patch: operations["patch_whip_session"];
         trace?: never;
     };
     "/api/whip/trains/{id}": {
@@ -446,7 +446,7 @@ export interface paths {
          *     data-channel section the `command` channel it opens. The bearer token is the train's (the one
          *     its QUIC hello would carry). A train online already is taken over (newest wins).
          */
-        post: operations["publish"];
+        post: operations["whip_publish"];
         delete?: never;
         /**
          * What the WHIP endpoint accepts (`Accept-Post: application/sdp`) and the CORS preflight; 404
@@ -520,7 +520,7 @@ export interface paths {
          *     answer and ICE candidates between peers, the relay (`relay`) answering offers itself. The
          *     token as on `/ws` (header or `access_token`).
          */
-        get: operations["upgrade"];
+        get: operations["rpc_upgrade"];
         put?: never;
         post?: never;
         delete?: never;
@@ -537,7 +537,7 @@ export interface paths {
             cookie?: never;
         };
         /** Upgrade to a WebSocket for a remote control. */
-        get: operations["upgrade"];
+        get: operations["ws_upgrade"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1251,7 +1251,7 @@ export interface operations {
             };
         };
     };
-    info: {
+    mqtt_info: {
         parameters: {
             query?: never;
             header?: never;
@@ -1287,7 +1287,7 @@ export interface operations {
             };
         };
     };
-    create: {
+    create_mqtt_session: {
         parameters: {
             query?: never;
             header?: never;
@@ -1387,7 +1387,7 @@ export interface operations {
             };
         };
     };
-    delete: {
+    delete_mqtt_session: {
         parameters: {
             query?: never;
             header?: never;
@@ -2080,7 +2080,7 @@ export interface operations {
             };
         };
     };
-    offer: {
+    webrtc_offer: {
         parameters: {
             query?: never;
             header?: never;
@@ -2175,7 +2175,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    list_webrtc_sessions: {
         parameters: {
             query?: never;
             header?: never;
@@ -2210,7 +2210,7 @@ export interface operations {
             };
         };
     };
-    get_one: {
+    get_webrtc_session: {
         parameters: {
             query?: never;
             header?: never;
@@ -2264,7 +2264,7 @@ export interface operations {
             };
         };
     };
-    delete: {
+    delete_webrtc_session: {
         parameters: {
             query?: never;
             header?: never;
@@ -2376,7 +2376,7 @@ export interface operations {
             };
         };
     };
-    info: {
+    webtransport_info: {
         parameters: {
             query?: never;
             header?: never;
@@ -2412,7 +2412,7 @@ export interface operations {
             };
         };
     };
-    offer: {
+    whep_offer: {
         parameters: {
             query?: never;
             header?: never;
@@ -2557,7 +2557,7 @@ export interface operations {
             };
         };
     };
-    delete: {
+    delete_whep_session: {
         parameters: {
             query?: never;
             header?: never;
@@ -2610,7 +2610,7 @@ export interface operations {
             };
         };
     };
-    session_options: {
+    whep_session_options: {
         parameters: {
             query?: never;
             header?: never;
@@ -2655,7 +2655,7 @@ export interface operations {
             };
         };
     };
-    patch: {
+    patch_whep_session: {
         parameters: {
             query?: never;
             header: {
@@ -2773,7 +2773,7 @@ export interface operations {
             };
         };
     };
-    delete: {
+    delete_whip_session: {
         parameters: {
             query?: never;
             header: {
@@ -2813,7 +2813,7 @@ export interface operations {
             };
         };
     };
-    session_options: {
+    whip_session_options: {
         parameters: {
             query?: never;
             header?: never;
@@ -2842,7 +2842,7 @@ export interface operations {
             };
         };
     };
-    patch: {
+    patch_whip_session: {
         parameters: {
             query?: never;
             header: {
@@ -2946,7 +2946,7 @@ export interface operations {
             };
         };
     };
-    publish: {
+    whip_publish: {
         parameters: {
             query?: never;
             header: {
@@ -3144,7 +3144,7 @@ export interface operations {
             };
         };
     };
-    upgrade: {
+    rpc_upgrade: {
         parameters: {
             query?: {
                 /** @description the client token, when no Authorization header can be set */
@@ -3200,7 +3200,7 @@ export interface operations {
             };
         };
     };
-    upgrade: {
+    ws_upgrade: {
         parameters: {
             query: {
                 /** @description The remote control this connection speaks for. */

@@ -193,7 +193,7 @@ pub struct ApiDoc;
 /// JSON-RPC 2.0 signaling (WebSocket upgrade; docs/signaling.md): announce, list peers, offer,
 /// answer and ICE candidates between peers, the relay (`relay`) answering offers itself. The
 /// token as on `/ws` (header or `access_token`).
-#[utoipa::path(get, path = "/rpc", tag = "webrtc",
+#[utoipa::path(operation_id = "rpc_upgrade", get, path = "/rpc", tag = "webrtc",
     params(("access_token" = Option<String>, Query, description = "the client token, when no Authorization header can be set")),
     responses((status = 101, description = "Switching to the JSON-RPC WebSocket"),
         (status = 400, description = "Not a WebSocket upgrade request", body = crate::http::ErrorBody),

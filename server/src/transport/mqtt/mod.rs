@@ -591,7 +591,7 @@ pub struct MqttInfo {
 }
 
 /// `GET /api/mqtt`: whether and where the MQTT transport is offered. Any role.
-#[utoipa::path(get, path = "/api/mqtt", tag = "transports",
+#[utoipa::path(operation_id = "mqtt_info", get, path = "/api/mqtt", tag = "transports",
     responses((status = 200, body = MqttInfo), (status = 401, body = ErrorBody),
         (status = 404, description = "MQTT is off (`mqtt_disabled`)", body = ErrorBody)))]
 async fn info(_caller: Caller, Extension(server): Extension<Arc<Server>>) -> Result<Json<MqttInfo>, ApiError> {
@@ -636,7 +636,7 @@ pub struct MqttSession {
 
 /// Create an MQTT session for a remote control: broker credentials allowed to read only its
 /// own video and events and publish only its own commands. Same checks as `GET /ws`.
-#[utoipa::path(post, path = "/api/mqtt/sessions", tag = "transports", request_body = NewMqttSession,
+#[utoipa::path(operation_id = "create_mqtt_session", post, path = "/api/mqtt/sessions", tag = "transports", request_body = NewMqttSession,
     responses((status = 201, body = MqttSession), (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, description = "body over max_body", body = ErrorBody),
@@ -675,7 +675,7 @@ async fn create(
 }
 
 /// End an MQTT session (its credentials are deleted; the broker disconnects the client).
-#[utoipa::path(delete, path = "/api/mqtt/sessions/{id}", tag = "transports",
+#[utoipa::path(operation_id = "delete_mqtt_session", delete, path = "/api/mqtt/sessions/{id}", tag = "transports",
     params(("id" = String, Path, description = "session id")),
     responses((status = 204, description = "ended"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -255,7 +255,7 @@ pub struct WebTransportInfo {
 }
 
 /// The WebTransport endpoint: port, path and certificate hashes for the console. Any role.
-#[utoipa::path(get, path = "/api/webtransport", tag = "transports",
+#[utoipa::path(operation_id = "webtransport_info", get, path = "/api/webtransport", tag = "transports",
     responses((status = 200, body = WebTransportInfo), (status = 401, body = ErrorBody),
         (status = 404, description = "WebTransport is disabled (`webtransport_disabled`)", body = ErrorBody)))]
 async fn info(

@@ -139,7 +139,7 @@ pub struct WsQuery {
 }
 
 /// Upgrade to a WebSocket for a remote control.
-#[utoipa::path(
+#[utoipa::path(operation_id = "ws_upgrade", 
     get,
     path = "/ws",
     tag = "transports",
