@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use testkit::ws::Client;
-use testkit::{api_as, raw, remote_control, scratch, Server};
+use testkit::{api_as, raw, remote_control, scratch, wait_for_train, Server, Sim, SMALL_VIDEO};
 
 /// The server's stderr so far.
 fn log(server: &Server) -> String {
@@ -27,12 +27,17 @@ async fn log_line(server: &Server, text: &str) -> String {
 async fn text_logs_have_no_colour_codes_off_a_terminal() {
     let dir = scratch("logs_plain");
     let server = Server::start(&dir, &[]).await;
+    let sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
+    wait_for_train(&server, "train-1", true).await;
     let (status, _) = raw("GET", &server.url("/api/nope"), None, b"").await;
     assert_eq!(status, 404);
     let line = log_line(&server, "railcast server running").await;
     let text = log(&server);
     assert!(!text.contains('\u{1b}'), "an escape sequence in a log written to a file:\n{text}");
     assert!(line.contains(" INFO ") && line.contains("http_addr="), "{line}");
+    let sim_log = std::fs::read_to_string(&sim.log).expect("simulator log");
+    assert!(sim_log.contains(" INFO "), "{sim_log}");
+    assert!(!sim_log.contains('\u{1b}'), "an escape sequence in the simulator's log:\n{sim_log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
