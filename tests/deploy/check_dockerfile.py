@@ -8,8 +8,8 @@
   them) loads with cargo (`cargo metadata --locked`);
 - the binaries copied to the runtime image are the bins of the packages built, with the `dist`
   profile, which Cargo.toml defines stripped;
-- the runtime image has the health check `railcast-server healthcheck` and no curl; the console is
-  built with an LTS line of Node (even major, 22 or later).
+- the runtime image has the health check `railcast-server healthcheck`, no curl and a CA bundle;
+  the console is built with an LTS line of Node (even major, 22 or later).
 
 Usage: check_dockerfile.py [DOCKERFILE]  (from the repository root; exit 1 with the reasons).
 """
@@ -162,7 +162,7 @@ def main():
     shipped = set()
     for stage, word, rest in ins:
         if stage == final and word == "COPY" and "--from=build" in rest:
-            shipped |= {os.path.basename(p) for p in shlex.split(rest)[1:-1]}
+            shipped |= {os.path.basename(p) for p in shlex.split(rest)[1:-1] if p.startswith("/usr/local/bin/")}
     for name in ("railcast-server", "railcast-train-sim", "railcast-train-agent"):
         if name not in shipped:
             fail(f"the runtime image lacks {name}")
@@ -180,6 +180,8 @@ def main():
     for w, r in final_ins:
         if w == "RUN" and re.search(r"\bcurl\b|\bwget\b", r):
             fail(f"the runtime stage installs curl or wget: {r}")
+    if not any("/etc/ssl/certs/ca-certificates.crt" in r or "ca-certificates" in r.split() for _, r in final_ins):
+        fail("the runtime stage has no CA bundle (`--ca system` of the simulator and the agent)")
     node = [r for _, w, r in ins if w == "FROM" and r.startswith("node:")]
     major = [int(m.group(1)) for m in (re.match(r"node:(\d+)", r) for r in node) if m]
     if not major or any(m % 2 or m < 22 for m in major):
