@@ -32,6 +32,11 @@ check_config() {
 }
 
 docker-compose -f docker-compose.yml config -q
+# The image has no curl or wget: a health check must run the server's own.
+if grep -nE '^[^#]*"(curl|wget)"' docker-compose.yml >&2; then
+  echo "check-deploy: docker-compose.yml runs curl or wget (above), which the image lacks" >&2
+  exit 1
+fi
 echo "docker-compose.yml: valid"
 
 python3 tests/deploy/check_dockerfile.py Dockerfile
