@@ -62,6 +62,7 @@ ENV RAILCAST_HTTP_ADDR=0.0.0.0:8080 RAILCAST_QUIC_ADDR=0.0.0.0:4433 RAILCAST_WEB
 # advertised address: set RAILCAST_WEBRTC_ADVERTISED_IP to the one clients reach.
 ENV RAILCAST_WEBRTC_BIND_IP=0.0.0.0 RAILCAST_WEBRTC_UDP_PORT=8189 RAILCAST_WEBRTC_ADVERTISED_IP=127.0.0.1
 EXPOSE 8080/tcp 4433/udp 4434/udp 8189/udp
-# GET /healthz on the HTTP listener's loopback address, with the server's own configuration.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["railcast-server", "healthcheck"]
+# GET /healthz on the HTTP listener's loopback address, with the server's own configuration; it
+# gives up after 3 s itself (--timeout), so Docker's timeout is longer and the reason is logged.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["railcast-server", "healthcheck"]
 ENTRYPOINT ["railcast-server"]
