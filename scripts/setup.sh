@@ -18,6 +18,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)     # drives Chromium t
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)            # checks deploy/nginx.conf (reverse proxy)
 [ -x /usr/bin/caddy ] || need_apt+=(caddy)                   # checks deploy/Caddyfile
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # checks deploy/systemd/ (verify, sysusers)
+[ -x /bin/kill ] || need_apt+=(procps)                       # the unit's ExecReload, which verify checks
 # The train agent's sources: ffmpeg pipes H.264 into it (and cuts the reference access units),
 # GStreamer's RTSP server plays the IP cameras (tests/rtsp/server.py, Debian's python3 + gi).
 [ -x /usr/bin/ffmpeg ] || need_apt+=(ffmpeg)
@@ -37,6 +39,24 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
+# promtool checks deploy/prometheus/ (scripts/check-deploy.sh). It comes with Debian's prometheus,
+# whose postinst would start the daemon: a policy-rc.d that refuses (exit 101) keeps it stopped.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing prometheus (for promtool; its daemon is not started)"
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && made_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+  else
+    echo "setup: please install prometheus (for promtool)" >&2
+    exit 1
+  fi
+fi
+
 # playwright-core only (it downloads no browser), pinned by package-lock.json.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
@@ -49,11 +69,12 @@ fi
 
 # The test-only Python packages in their own venv, every package pinned by tests/requirements.txt:
 # schemathesis (scripts/contract-fuzz.sh), aiortc and aioquic (foreign peers driven by the
-# end-to-end tests). Skipped when the venv already has exactly those and imports all three.
+# end-to-end tests), kubernetes-validate (scripts/check-deploy.sh). Skipped when the venv already
+# has exactly those and imports all four.
 # RAILCAST_VENV overrides where the venv lives.
 venv="${RAILCAST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/railcast-venv}"
 reqs="$here/tests/requirements.txt"
-if ! { cmp -s "$reqs" "$venv/railcast-requirements.txt" && "$venv/bin/python" -c 'import schemathesis, aiortc, aioquic' >/dev/null 2>&1; }; then
+if ! { cmp -s "$reqs" "$venv/railcast-requirements.txt" && "$venv/bin/python" -c 'import schemathesis, aiortc, aioquic, kubernetes_validate' >/dev/null 2>&1; }; then
   # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip).
   if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

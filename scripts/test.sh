@@ -32,5 +32,6 @@ WEBRTC_TARGET="$(realpath -m "${CARGO_TARGET_DIR:-target}")/webrtc-mux" ./third_
 # Fuzzing smoke run: each fuzz target of the wire decoders for 15 s (libFuzzer on stable; a crash
 # fails the run and keeps the input). The longer run and its figures: docs/fuzzing.md.
 ./scripts/fuzz.sh 15
-docker-compose -f docker-compose.yml config -q
-echo "docker-compose.yml: valid"
+# The deployment files: compose, the Dockerfile, systemd, Kubernetes, Prometheus rules
+# (docs/operations.md); with the debug server built above.
+./scripts/check-deploy.sh
