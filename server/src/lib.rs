@@ -246,9 +246,9 @@ impl Server {
             auth::write(out, file)?;
         }
         let remotes = remote::RemoteControls::open(config.max_remote_controls, Config::path(&config.state_file))?;
-        let identity = match (&config.tls_cert, &config.tls_key) {
+        let identity = match (Config::path(&config.tls_cert), Config::path(&config.tls_key)) {
             (Some(cert), Some(key)) => tls::Identity::from_files(cert, key)?,
-            _ => tls::Identity::self_signed(&config.tls_names)?,
+            _ => tls::Identity::self_signed(&config.tls_names.0)?,
         };
         let http_tls = match (Config::path(&config.http_tls_cert), Config::path(&config.http_tls_key)) {
             (Some(cert), Some(key)) => Some(Arc::new(
@@ -263,7 +263,7 @@ impl Server {
         let quic_addr = udp.local_addr().map_err(bind_err("QUIC", config.quic_addr))?;
         let quic = ingest::endpoint(udp, &identity, &ingest_config(&config))?;
         let configured = (!identity.self_signed).then_some(&identity);
-        let webtransport = webtransport::Server::bind(settings.webtransport.clone(), &config.tls_names, configured)?;
+        let webtransport = webtransport::Server::bind(settings.webtransport.clone(), &config.tls_names.0, configured)?;
         let webrtc_udp = SocketAddr::new(settings.webrtc.bind_ip, settings.webrtc.udp_port);
         settings.webrtc.bind_udp().map_err(bind_err("WebRTC UDP", webrtc_udp))?;
         Ok(Self {

@@ -155,7 +155,7 @@ async fn relay_only_session_streams_through_coturn() {
     let dir = scratch("webrtc_turn_relay_only");
     let turn = Turn::start(&dir);
     let mut args = turn_args(&turn);
-    args.extend(["--webrtc-relay-only".into(), "true".into()]);
+    args.push("--webrtc-relay-only".into());
     let server = Server::start(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;
