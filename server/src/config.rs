@@ -136,6 +136,8 @@ macro_rules! settings {
         #[derive(Debug, Clone, Default, Parser)]
         #[command(name = "railcast-server", version, about = "railcast relay: trains in over QUIC, remote controls out over WebSocket, WebRTC, WebTransport and MQTT")]
         pub struct Cli {
+            #[command(subcommand)]
+            pub command: Option<Command>,
             /// TOML file with settings (keys as in docs/configuration.md and
             /// railcast.example.toml); the environment and flags override it.
             #[arg(long, env = "RAILCAST_CONFIG")]
@@ -550,6 +552,28 @@ impl Config {
     pub fn path(value: &str) -> Option<&Path> {
         (!value.trim().is_empty()).then(|| Path::new(value))
     }
+}
+
+/// A subcommand instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 if the server's `GET /healthz` answers 200, else 1 (a HEALTHCHECK without curl).
+    ///
+    /// Reads the same configuration as the server (flags before `healthcheck`, environment,
+    /// file) and connects to the HTTP listener over loopback, with TLS (not verified) when
+    /// http_tls_cert is set; the reason for a failure goes to stderr, on one line.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `railcast-server healthcheck` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The path to ask for (`/readyz`: ready for traffic).
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
+    /// Give up (exit 1) after this long.
+    #[arg(long, default_value = "3s")]
+    pub timeout: Dur,
 }
 
 /// Why the command line was not parsed.

@@ -23,7 +23,8 @@
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
-//! - Leaves: [`config`] (layered, validated settings), [`metrics`] (Prometheus), [`audit`] (every
+//! - Leaves: [`config`] (layered, validated settings), [`healthcheck`] (the `healthcheck`
+//!   subcommand's client), [`metrics`] (Prometheus), [`audit`] (every
 //!   command, appended to a rotated JSON-lines file), [`auth`]
 //!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
 //!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate and the
@@ -41,6 +42,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod core;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
 pub mod ingest;

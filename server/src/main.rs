@@ -4,12 +4,15 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use railcast_server::config::Cli;
+use railcast_server::config::{Cli, Command};
 use railcast_server::{Config, Server, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::from_env();
+    if let Some(Command::Healthcheck(args)) = &cli.command {
+        return railcast_server::healthcheck::main(&cli, args).await;
+    }
     let config = match Config::load(&cli).and_then(|c| Settings::from_config(&c).map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
