@@ -125,7 +125,7 @@ impl Setting {
 
 /// Settings never printed as they are: `--check-config` comments them out (the password of
 /// `mqtt_url` only is replaced), and `--help` hides their environment values.
-pub const SECRETS: &[&str] = &["webrtc_turn_credential", "mqtt_url"];
+pub const SECRETS: &[&str] = &["webrtc_turn_credential", "webrtc_turn_secret", "mqtt_url"];
 
 macro_rules! settings {
     ($( $heading:literal { $( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )* } )*) => {
@@ -309,6 +309,15 @@ settings! {
         webrtc_turn_username: String = String::new(), "RAILCAST_WEBRTC_TURN_USERNAME";
         /// Credential for the TURN servers.
         webrtc_turn_credential: String = String::new(), "RAILCAST_WEBRTC_TURN_CREDENTIAL";
+        /// Shared secret of the TURN servers for time-limited credentials (TURN REST API, coturn's
+        /// `use-auth-secret` with `static-auth-secret`): each session gets the username
+        /// `EXPIRY:SESSION_ID` and the credential base64(HMAC-SHA1(secret, username)), for itself
+        /// and its client. Instead of webrtc_turn_username and webrtc_turn_credential. Empty: the static ones.
+        webrtc_turn_secret: String = String::new(), "RAILCAST_WEBRTC_TURN_SECRET";
+        /// How long credentials generated from webrtc_turn_secret stay valid (1m..=7d). A TURN
+        /// server may end a relay when its credentials expire (coturn does), so keep it above
+        /// the longest relayed session; the TURN REST draft recommends a day.
+        webrtc_turn_credential_ttl: Dur = Dur(Duration::from_secs(24 * 3600)), "RAILCAST_WEBRTC_TURN_CREDENTIAL_TTL";
         /// Gather and use only TURN relay candidates (ICE transport policy `relay`): every session's
         /// traffic goes through the TURN server and the server's own addresses stay private. Needs a
         /// `turn:` URL in webrtc_ice_servers.
@@ -510,6 +519,13 @@ impl Config {
             return Err(invalid(
                 "metrics_addr",
                 format!("must be an address like 127.0.0.1:9090, got {:?}", self.metrics_addr),
+            ));
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600)).contains(&self.webrtc_turn_credential_ttl.0)
+        {
+            return Err(invalid(
+                "webrtc_turn_credential_ttl",
+                format!("must be within 1m..=7d, got {}", self.webrtc_turn_credential_ttl),
             ));
         }
         if self.demo_trains > 100_000 {

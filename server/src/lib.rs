@@ -23,8 +23,9 @@
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
-//! - Leaves: [`config`] (layered, validated settings), [`healthcheck`] (the `healthcheck`
-//!   subcommand's client), [`metrics`] (Prometheus), [`audit`] (every
+//! - Leaves: [`config`] (layered, validated settings), [`ice`] (STUN/TURN servers and the
+//!   credentials each session is handed, static or time-limited), [`healthcheck`] (the
+//!   `healthcheck` subcommand's client), [`metrics`] (Prometheus), [`audit`] (every
 //!   command, appended to a rotated JSON-lines file), [`auth`]
 //!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
 //!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate and the
@@ -45,6 +46,7 @@ pub mod core;
 pub mod healthcheck;
 pub mod http;
 pub mod hub;
+pub mod ice;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
@@ -108,16 +110,7 @@ impl Settings {
         })
         .map(|mut s: Self| {
             // MQTT signaling hands clients the WebRTC transport's ICE servers.
-            s.mqtt.ice_servers = s
-                .webrtc
-                .ice_servers
-                .iter()
-                .map(|i| mqtt::IceServer {
-                    urls: i.urls.clone(),
-                    username: i.username.clone(),
-                    credential: i.credential.clone(),
-                })
-                .collect();
+            s.mqtt.ice_servers = s.webrtc.ice_servers.clone();
             s
         })
     }

@@ -64,7 +64,7 @@ fn env_overrides_file_and_flags_override_env() {
     assert_eq!(c.get("access_log").and_then(Value::as_bool), Some(false), "{c}");
     let (_, c, _) = run(
         &["--check-config", "--webrtc-relay-only", "--webrtc-ice-servers", "turn:127.0.0.1:3478"],
-        &[("RAILCAST_WEBRTC_TURN_USERNAME", "u"), ("RAILCAST_WEBRTC_TURN_CREDENTIAL", "c")],
+        &[("RAILCAST_WEBRTC_TURN_SECRET", "north-sea")],
     );
     assert_eq!(c.get("webrtc_relay_only").and_then(Value::as_bool), Some(true), "{c}");
 }
@@ -95,6 +95,12 @@ fn check_config_prints_toml_that_reads_back_without_secrets() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("webrtc_turn"), "{err}");
 
+    // The TURN secret too.
+    let rest =
+        [("RAILCAST_WEBRTC_ICE_SERVERS", "turn:127.0.0.1:3478"), ("RAILCAST_WEBRTC_TURN_SECRET", "rest-hunter2")];
+    let (code, shown, err) = run_raw(&["--check-config"], &rest);
+    assert_eq!(code, 0, "{err}");
+    assert!(!shown.contains("hunter2") && shown.contains("# webrtc_turn_secret = \"***\""), "{shown}");
     println!("--check-config: {} lines of TOML", shown.lines().count());
 }
 
