@@ -641,15 +641,22 @@ impl Cli {
         Ok(cli)
     }
 
-    /// The process's command line; `--help`, `--version` and bad flags exit as clap does, a bad
-    /// environment value exits 2 naming the variable.
+    /// The process's command line; `--help` and `--version` print and exit 0, a bad flag or
+    /// environment value prints and exits 2 (naming the variable for the latter), or 1 under
+    /// `healthcheck`: Docker reserves a HEALTHCHECK's exit code 2, and 1 means unhealthy.
     pub fn from_env() -> Self {
-        match Self::try_from_args(std::env::args_os()) {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let code = if args.iter().skip(1).any(|a| a == "healthcheck") { 1 } else { 2 };
+        match Self::try_from_args(&args) {
             Ok(cli) => cli,
-            Err(ArgsError::Clap(e)) => e.exit(),
+            Err(ArgsError::Clap(e)) if !e.use_stderr() => e.exit(),
+            Err(ArgsError::Clap(e)) => {
+                let _ = e.print();
+                std::process::exit(code)
+            }
             Err(ArgsError::Setting(e)) => {
                 eprintln!("railcast-server: {e}");
-                std::process::exit(2)
+                std::process::exit(code)
             }
         }
     }

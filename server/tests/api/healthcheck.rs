@@ -42,6 +42,13 @@ async fn healthcheck_follows_the_server() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("404") && err.lines().count() == 1, "one line naming the status: {err}");
 
+    // A configuration the server would refuse: unhealthy (1), never 2, which Docker reserves.
+    let (code, err, _) = healthcheck(&["healthcheck"], &[("RAILCAST_HTTP_ADDR", "nowhere")]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("RAILCAST_HTTP_ADDR"), "{err}");
+    let (code, err, _) = healthcheck(&["healthcheck", "--path"], &[("RAILCAST_HTTP_ADDR", &http)]).await;
+    assert_eq!(code, 1, "{err}");
+
     server.child.kill().await.expect("stop the server");
     let (code, err, _) = healthcheck(&["healthcheck"], &[("RAILCAST_HTTP_ADDR", &http)]).await;
     assert_eq!(code, 1, "server stopped: {err}");
