@@ -116,11 +116,6 @@ impl Setting {
     pub fn is_secret(&self) -> bool {
         SECRETS.contains(&self.key)
     }
-
-    /// The doc comment as one paragraph.
-    pub fn doc_text(&self) -> String {
-        self.doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
-    }
 }
 
 /// Settings never printed as they are: `--check-config` comments them out (the password of
@@ -882,6 +877,8 @@ mod tests {
             (&["--command-burst", "0"], "command_burst"),
             (&["--log-format", "xml"], "log_format"),
             (&["--metrics-addr", "localhost"], "metrics_addr"),
+            (&["--webrtc-turn-credential-ttl", "10s"], "webrtc_turn_credential_ttl"),
+            (&["--webrtc-turn-credential-ttl", "8days"], "webrtc_turn_credential_ttl"),
         ];
         for (args, setting) in cases {
             let err =

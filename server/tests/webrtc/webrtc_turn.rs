@@ -18,6 +18,7 @@ use serde_json::json;
 use testkit::webrtc::RtcClient;
 use testkit::ws::verify;
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
+use webrtc::peer_connection::{RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy};
 
 pub(crate) const TURN_USER: &str = "railcast";
 pub(crate) const TURN_PASSWORD: &str = "loopback-only";
@@ -85,6 +86,18 @@ impl Drop for Turn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client configuration whose only route is one TURN server (ICE transport policy `relay`).
+pub(crate) fn relay_only(url: &str, username: &str, credential: &str) -> RTCConfiguration {
+    RTCConfigurationBuilder::new()
+        .with_ice_servers(vec![RTCIceServer {
+            urls: vec![url.to_owned()],
+            username: username.to_owned(),
+            credential: credential.to_owned(),
+        }])
+        .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
+        .build()
 }
 
 pub(crate) fn turn_args(turn: &Turn) -> Vec<String> {

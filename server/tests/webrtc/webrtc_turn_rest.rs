@@ -4,7 +4,7 @@
 //!    (`EXPIRY:SESSION`, base64(HMAC-SHA1)), expiring after `webrtc_turn_credential_ttl`; with
 //!    `webrtc_relay_only` the server's own agent allocates through coturn with generated ones,
 //!    and a client whose only route is coturn too (relay policy, the credentials it was handed)
-//!    gets verified frames.
+//!    gets verified frames; a WHEP player gets its own credentials in the `Link` header.
 //! 2. coturn refuses what the secret did not sign: an expired username with a valid HMAC, and a
 //!    current one signed with another secret, get no relay candidate, while a current one signed
 //!    with the secret does.
@@ -13,28 +13,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use testkit::webrtc::{client_peer_with, PeerEvents, RtcClient};
+use testkit::whep::Whep;
 use testkit::ws::verify;
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
-use webrtc::peer_connection::{RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy};
 
-use crate::webrtc_turn::Turn;
+use crate::webrtc_turn::{relay_only, Turn};
 
 const SECRET: &str = "loopback-shared-secret";
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
-}
-
-/// A relay-only client configuration with one TURN server.
-fn relay_only(url: &str, username: &str, credential: &str) -> RTCConfiguration {
-    RTCConfigurationBuilder::new()
-        .with_ice_servers(vec![RTCIceServer {
-            urls: vec![url.to_owned()],
-            username: username.to_owned(),
-            credential: credential.to_owned(),
-        }])
-        .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
-        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,9 +82,18 @@ async fn relay_only_session_streams_with_generated_credentials() {
         .find_map(|l| l.split("user <").nth(1)?.split('>').next().filter(|u| u.ends_with(":railcast")));
     assert!(server_user.is_some(), "coturn allocated for the server's own generated credentials:\n{log}");
 
+    // A WHEP player is handed its own credentials too, in the POST's Link header.
+    let whep = Whep::connect(&server, &rc, Some(server.token("admin")), 1, false).await;
+    assert_eq!(whep.links.len(), 1, "{:?}", whep.links);
+    let link = &whep.links[0];
+    let whep_user = link.split("username=\"").nth(1).and_then(|r| r.split('"').next()).expect("username");
+    let expiry: u64 = whep_user.split(':').next().and_then(|e| e.parse().ok()).expect("EXPIRY:NAME");
+    assert!(expiry.abs_diff(now() + 600) <= 30, "{link}");
+    assert!(!link.contains(SECRET) && !handed.iter().any(|(u, _)| u == whep_user), "{link}");
+    whep.pc.close().await.expect("close WHEP");
+
     let (status, _) = api("DELETE", &server.url(&format!("/api/webrtc/sessions/{}", rtc.session_id)), None).await;
     assert_eq!(status, 204);
-    testkit::wait_no_webrtc_sessions(&server).await;
     let _ = rtc.pc.close().await;
 }
 
