@@ -310,8 +310,8 @@ settings! {
         /// and its client. Instead of webrtc_turn_username and webrtc_turn_credential. Empty: the static ones.
         webrtc_turn_secret: String = String::new(), "RAILCAST_WEBRTC_TURN_SECRET";
         /// How long credentials generated from webrtc_turn_secret stay valid (1m..=7d). A TURN
-        /// server may end a relay when its credentials expire (coturn does), so keep it above
-        /// the longest relayed session; the TURN REST draft recommends a day.
+        /// server may end a relay once its credentials have expired (not measured here), so keep
+        /// it above the longest relayed session; the TURN REST draft recommends a day.
         webrtc_turn_credential_ttl: Dur = Dur(Duration::from_secs(24 * 3600)), "RAILCAST_WEBRTC_TURN_CREDENTIAL_TTL";
         /// Gather and use only TURN relay candidates (ICE transport policy `relay`): every session's
         /// traffic goes through the TURN server and the server's own addresses stay private. Needs a
