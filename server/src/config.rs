@@ -73,259 +73,342 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
+/// A comma-separated list on the command line and in the environment (`a,b`), an array in the
+/// file (`["a", "b"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct List(pub Vec<String>);
+
+impl FromStr for List {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(List(s.split(',').map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect()))
+    }
+}
+
+/// One setting as `--help`, `--check-config` and `railcast.example.toml` describe it.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The file key; the flag is the same with `-` for `_`.
+    pub key: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// The `--help` section (and the example file's).
+    pub heading: &'static str,
+    /// The doc comment, one entry per source line.
+    pub doc: &'static [&'static str],
+    /// The Rust type, as written in the table.
+    pub ty: &'static str,
+}
+
+impl Setting {
+    /// `--key-name`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+
+    /// A boolean: a switch on the command line (`--access-log`), `true`/`false` elsewhere.
+    pub fn is_switch(&self) -> bool {
+        self.ty == "bool"
+    }
+
+    /// Printed only redacted ([`SECRETS`]).
+    pub fn is_secret(&self) -> bool {
+        SECRETS.contains(&self.key)
+    }
+}
+
+/// Settings never printed as they are: `--check-config` comments them out (the password of
+/// `mqtt_url` only is replaced), and `--help` hides their environment values.
+pub const SECRETS: &[&str] = &["webrtc_turn_credential", "webrtc_turn_secret", "mqtt_url"];
+
 macro_rules! settings {
-    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+    ($( $heading:literal { $( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )* } )*) => {
         /// The command line. Every setting is optional here: unset ones come from the environment
-        /// (clap reads `RAILCAST_*`), then the file, then the defaults.
+        /// (clap reads `RAILCAST_*`), then the file, then the defaults. Parse it with
+        /// [`Cli::from_env`] or [`Cli::try_from_args`], which add the defaults to `--help`, make
+        /// booleans switches and name the variable of a bad environment value.
         #[derive(Debug, Clone, Default, Parser)]
-        #[command(name = "railcast-server", version, about = "railcast relay: trains in over QUIC, remote controls out over WebSocket and WebRTC data channels")]
+        #[command(name = "railcast-server", version, about = "railcast relay: trains in over QUIC, remote controls out over WebSocket, WebRTC, WebTransport and MQTT")]
         pub struct Cli {
-            /// TOML file with settings (keys as in docs/configuration.md); the environment and
-            /// flags override it.
+            #[command(subcommand)]
+            pub command: Option<Command>,
+            /// TOML file with settings (keys as in docs/configuration.md and
+            /// railcast.example.toml); the environment and flags override it.
             #[arg(long, env = "RAILCAST_CONFIG")]
             pub config: Option<PathBuf>,
-            /// Print the effective configuration as JSON and exit.
+            /// Print the effective configuration as TOML (readable with --config; secrets
+            /// commented out) and exit.
             #[arg(long)]
             pub check_config: bool,
-            /// PEM certificate chain for QUIC; without it a self-signed certificate is generated.
-            #[arg(long, env = "RAILCAST_TLS_CERT")]
-            pub tls_cert: Option<PathBuf>,
-            /// PEM private key matching `--tls-cert`.
-            #[arg(long, env = "RAILCAST_TLS_KEY")]
-            pub tls_key: Option<PathBuf>,
-            /// Names (DNS or IP) of the generated self-signed certificate, comma-separated.
-            #[arg(long, env = "RAILCAST_TLS_NAMES", value_delimiter = ',')]
-            pub tls_names: Option<Vec<String>>,
-            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+            $($( $(#[doc = $doc])* #[arg(long, env = $env, help_heading = $heading)] pub $name: Option<$ty>, )*)*
         }
 
         #[derive(Debug, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         struct FileConfig {
-            tls_cert: Option<PathBuf>,
-            tls_key: Option<PathBuf>,
-            tls_names: Option<Vec<String>>,
-            $( $name: Option<$ty>, )*
+            $($( $name: Option<$ty>, )*)*
         }
 
         /// The effective configuration.
         #[derive(Debug, Clone, Serialize)]
         pub struct Config {
-            pub tls_cert: Option<PathBuf>,
-            pub tls_key: Option<PathBuf>,
-            pub tls_names: Vec<String>,
-            $( $(#[doc = $doc])* pub $name: $ty, )*
+            $($( $(#[doc = $doc])* pub $name: $ty, )*)*
         }
 
         impl Config {
             /// The built-in defaults.
             pub fn defaults() -> Self {
-                Self {
-                    tls_cert: None,
-                    tls_key: None,
-                    tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
-                    $( $name: $default, )*
-                }
+                Self { $($( $name: $default, )*)* }
             }
 
             fn apply_file(&mut self, f: FileConfig) {
-                if f.tls_cert.is_some() { self.tls_cert = f.tls_cert; }
-                if f.tls_key.is_some() { self.tls_key = f.tls_key; }
-                if let Some(v) = f.tls_names { self.tls_names = v; }
-                $( if let Some(v) = f.$name { self.$name = v; } )*
+                $($( if let Some(v) = f.$name { self.$name = v; } )*)*
             }
 
             fn apply_cli(&mut self, c: &Cli) {
-                if c.tls_cert.is_some() { self.tls_cert = c.tls_cert.clone(); }
-                if c.tls_key.is_some() { self.tls_key = c.tls_key.clone(); }
-                if let Some(v) = &c.tls_names { self.tls_names = v.clone(); }
-                $( if let Some(v) = &c.$name { self.$name = v.clone(); } )*
+                $($( if let Some(v) = &c.$name { self.$name = v.clone(); } )*)*
             }
         }
 
+        impl Cli {
+            /// Forget what clap filled in itself (an absent switch reads `false`), so that it
+            /// does not hide the file's value.
+            fn forget_defaults(&mut self, m: &clap::ArgMatches) {
+                $($(
+                    if m.value_source(stringify!($name)) == Some(clap::parser::ValueSource::DefaultValue) {
+                        self.$name = None;
+                    }
+                )*)*
+            }
+        }
+
+        /// Every setting, in `--help` order.
+        pub const TABLE: &[Setting] = &[
+            $($( Setting { key: stringify!($name), env: $env, heading: $heading, doc: &[$($doc),*], ty: stringify!($ty) }, )*)*
+        ];
+
         /// Every setting: (file key, environment variable).
         pub const SETTINGS: &[(&str, &str)] = &[
-            ("tls_cert", "RAILCAST_TLS_CERT"),
-            ("tls_key", "RAILCAST_TLS_KEY"),
-            ("tls_names", "RAILCAST_TLS_NAMES"),
-            $( (stringify!($name), $env), )*
+            $($( (stringify!($name), $env), )*)*
         ];
     };
 }
 
 settings! {
-    /// HTTP listen address (API, WebSocket, console). Port 0 picks a free port.
-    http_addr: SocketAddr = addr("127.0.0.1:8080"), "RAILCAST_HTTP_ADDR";
-    /// PEM certificate chain (end-entity first) for the HTTP listener: set with http_tls_key, the
-    /// API, the WebSocket transport and the console are served over HTTPS only (ALPN http/1.1),
-    /// and both files are re-read on SIGHUP. Empty: plain HTTP, which browsers treat as a secure
-    /// context (needed for WebCodecs) only on localhost (docs/security.md). Separate from the
-    /// QUIC certificate (tls_cert).
-    http_tls_cert: String = String::new(), "RAILCAST_HTTP_TLS_CERT";
-    /// PEM private key matching http_tls_cert.
-    http_tls_key: String = String::new(), "RAILCAST_HTTP_TLS_KEY";
-    /// QUIC (UDP) listen address for trains. Port 0 picks a free port.
-    quic_addr: SocketAddr = addr("127.0.0.1:4433"), "RAILCAST_QUIC_ADDR";
-    /// Largest video payload per packet accepted from trains, bytes (1..=65535).
-    max_payload: usize = railcast_protocol::DEFAULT_MAX_PAYLOAD, "RAILCAST_MAX_PAYLOAD";
-    /// Packets queued per subscriber before it starts losing frames (16..=65536).
-    subscriber_queue: usize = 1024, "RAILCAST_SUBSCRIBER_QUEUE";
-    /// Bytes of the current GOP cached per camera for late joiners (0 disables the cache).
-    gop_cache_bytes: usize = 4 << 20, "RAILCAST_GOP_CACHE_BYTES";
-    /// How long a command waits for the train's ack.
-    command_timeout: Dur = Dur(Duration::from_secs(5)), "RAILCAST_COMMAND_TIMEOUT";
-    /// A train connection silent for this long is closed.
-    quic_idle_timeout: Dur = Dur(Duration::from_secs(6)), "RAILCAST_QUIC_IDLE_TIMEOUT";
-    /// QUIC keep-alive interval; must be below the idle timeout.
-    quic_keep_alive: Dur = Dur(Duration::from_secs(1)), "RAILCAST_QUIC_KEEP_ALIVE";
-    /// Kernel send buffer of each HTTP/WebSocket connection, bytes (0 keeps the OS default).
-    /// Small keeps latency low: a slow client's backlog stays in the hub, where whole frames drop.
-    ws_send_buffer: usize = 256 * 1024, "RAILCAST_WS_SEND_BUFFER";
-    /// Unsent bytes a WebSocket connection's socket may hold (TCP_NOTSENT_LOWAT; 0: no limit).
-    /// Events and command acks share the stream with video: on a slow link they wait behind
-    /// what is unsent, so this keeps the backlog in the hub instead, and an ack goes out next.
-    ws_unsent_limit: usize = 16 * 1024, "RAILCAST_WS_UNSENT_LIMIT";
-    /// Largest WebSocket message read from a client, bytes.
-    ws_max_message: usize = 64 * 1024, "RAILCAST_WS_MAX_MESSAGE";
-    /// A WebSocket client whose socket takes no write for this long (it stopped reading, or its
-    /// host vanished without closing) is disconnected; meanwhile the hub drops its frames.
-    ws_write_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_WS_WRITE_TIMEOUT";
-    /// Time allowed for a graceful shutdown before the process exits anyway.
-    shutdown_grace: Dur = Dur(Duration::from_secs(5)), "RAILCAST_SHUTDOWN_GRACE";
-    /// Directory of the built web console (`npm run build` in web-client), served at `/`; when it
-    /// has no index.html, `/` serves a small status page instead. Relative to the working directory.
-    web_root: String = String::from("web-client/dist"), "RAILCAST_WEB_ROOT";
-    /// IP address of WebRTC's UDP socket (the shared one, or each session's with
-    /// webrtc_udp_ports); 0.0.0.0 or :: with the shared port needs webrtc_advertised_ip.
-    webrtc_bind_ip: std::net::IpAddr = std::net::IpAddr::from([127, 0, 0, 1]), "RAILCAST_WEBRTC_BIND_IP";
-    /// IP address announced in the server's candidates instead of the bound one (behind NAT);
-    /// empty: the bound address.
-    webrtc_advertised_ip: String = String::new(), "RAILCAST_WEBRTC_ADVERTISED_IP";
-    /// The one UDP port every WebRTC session shares (sessions are told apart by their ICE
-    /// username fragment), on webrtc_bind_ip; 0: a free port the OS picks, printed at start-up
-    /// (`listening webrtc-udp ADDR`). Deployments behind a firewall set a fixed one (compose:
-    /// 8189) and open it alone. Not with webrtc_udp_ports.
-    webrtc_udp_port: u16 = 0, "RAILCAST_WEBRTC_UDP_PORT";
-    /// Instead of the shared port: a UDP port per WebRTC session from this range, `LOW-HIGH`
-    /// (as before the shared port existed); empty (the default): the shared port.
-    webrtc_udp_ports: String = String::new(), "RAILCAST_WEBRTC_UDP_PORTS";
-    /// STUN/TURN server URLs, comma-separated (`stun:host:3478,turn:host:3478?transport=udp`).
-    webrtc_ice_servers: String = String::new(), "RAILCAST_WEBRTC_ICE_SERVERS";
-    /// Username for the TURN servers.
-    webrtc_turn_username: String = String::new(), "RAILCAST_WEBRTC_TURN_USERNAME";
-    /// Credential for the TURN servers.
-    webrtc_turn_credential: String = String::new(), "RAILCAST_WEBRTC_TURN_CREDENTIAL";
-    /// Gather and use only TURN relay candidates (ICE transport policy `relay`): every session's
-    /// traffic goes through the TURN server and the server's own addresses stay private. Needs a
-    /// `turn:` URL in webrtc_ice_servers.
-    webrtc_relay_only: bool = false, "RAILCAST_WEBRTC_RELAY_ONLY";
-    /// A WebRTC session not open this long after its offer is closed and forgotten.
-    webrtc_connect_timeout: Dur = Dur(Duration::from_secs(15)), "RAILCAST_WEBRTC_CONNECT_TIMEOUT";
-    /// Send buffer limit per data channel, bytes; beyond it the peer loses whole frames.
-    webrtc_send_buffer: usize = 256 * 1024, "RAILCAST_WEBRTC_SEND_BUFFER";
-    /// Size budget of each outbound SCTP packet on the data channels, bytes (0 or 576..=2000):
-    /// one packet is one DTLS record in one UDP datagram. 0: webrtc-rs's default, 1191, which
-    /// fits a 1,280-byte path MTU even through TURN over IPv6. Raise it only where every path to
-    /// the clients carries larger datagrams (loopback, a LAN with jumbo frames); above the path
-    /// MTU the kernel fragments each datagram, and a path that drops fragments loses the session.
-    /// 2000 is the ceiling because Chromium refuses DTLS packets over 2,048 bytes (measured: at
-    /// 4096 every session failed as its first video arrived).
-    webrtc_sctp_mtu: u32 = 0, "RAILCAST_WEBRTC_SCTP_MTU";
-    /// Largest message on a `video` data channel, bytes (docs/wire-format.md §2.6): packets
-    /// queued for a peer are packed whole into messages up to this size, never held back to fill
-    /// one; capped by the peer's SDP max-message-size. Below one packet's size: one packet per
-    /// message.
-    webrtc_video_message: usize = 64 * 1024, "RAILCAST_WEBRTC_VIDEO_MESSAGE";
-    /// HTTP/3 WebTransport (UDP) listen address for remote controls, separate from the trains'
-    /// QUIC port. Port 0 picks a free port; empty disables WebTransport.
-    webtransport_addr: String = String::from("127.0.0.1:4434"), "RAILCAST_WEBTRANSPORT_ADDR";
-    /// Without tls_cert, how often the generated WebTransport certificate is replaced by the next
-    /// one (1s..=10d). Each is valid from 1 h before it is served to 10 days after, which
-    /// browsers' serverCertificateHashes accept; open sessions are untouched.
-    webtransport_cert_rotation: Dur = Dur(Duration::from_secs(5 * 24 * 3600)), "RAILCAST_WEBTRANSPORT_CERT_ROTATION";
-    /// Unsent video datagrams a WebTransport session may hold, bytes (quinn's datagram send
-    /// buffer); while it is full the session takes no packets and the hub drops whole frames.
-    webtransport_send_buffer: usize = 256 * 1024, "RAILCAST_WEBTRANSPORT_SEND_BUFFER";
-    /// The MQTT broker the MQTT transport and MQTT signaling go through:
-    /// `mqtt://USER:PASSWORD@HOST:PORT` (mosquitto 2.0 with the dynamic-security plugin; USER a
-    /// dynsec admin: deploy/mosquitto/). Empty: MQTT is off. Prefer RAILCAST_MQTT_URL for the
-    /// password.
-    mqtt_url: String = String::new(), "RAILCAST_MQTT_URL";
-    /// The same broker's MQTT-over-WebSocket URL as browsers reach it (`ws://` or `wss://`),
-    /// handed to consoles. Empty: consoles are not offered MQTT.
-    mqtt_browser_url: String = String::new(), "RAILCAST_MQTT_BROWSER_URL";
-    /// Largest MQTT video message, bytes (1200..=65536): packets are packed whole as on a data
-    /// channel; a larger packet travels alone. mosquitto's WebSocket listener crawls on messages
-    /// above about 4 KB (docs/benchmarks.md), hence the default.
-    mqtt_video_message: usize = 4000, "RAILCAST_MQTT_VIDEO_MESSAGE";
-    /// MQTT credentials whose client sent no first message within this are deleted.
-    mqtt_claim_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_MQTT_CLAIM_TIMEOUT";
-    /// An MQTT session whose client sends nothing for this long is ended (consoles ping every second).
-    mqtt_idle_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_MQTT_IDLE_TIMEOUT";
-    /// MQTT sessions (credentials handed out) at once; more are refused with 429.
-    mqtt_max_sessions: usize = 1_000, "RAILCAST_MQTT_MAX_SESSIONS";
-    /// Credentials file (TOML, docs/security.md): client tokens with roles, one token per train
-    /// id. Re-read on SIGHUP. Empty: demo credentials are generated at start-up and printed.
-    auth_file: String = String::new(), "RAILCAST_AUTH_FILE";
-    /// Where to write the generated demo credentials (same format, mode 0600), for the
-    /// simulator's `--credentials`. Empty: they are only printed.
-    credentials_out: String = String::new(), "RAILCAST_CREDENTIALS_OUT";
-    /// Without an auth_file, trains `train-1` … `train-N` get a generated token.
-    demo_trains: usize = 64, "RAILCAST_DEMO_TRAINS";
-    /// JSON file keeping remote controls and their mappings across restarts. Empty: kept in
-    /// memory only.
-    state_file: String = String::new(), "RAILCAST_STATE_FILE";
-    /// Commands (but `request_keyframe`) need the train's control lease (`take_control`) even
-    /// when nobody holds it. Off: a free train takes commands from any operator; once someone
-    /// holds the lease, everyone else's are refused with `not_in_control` either way.
-    control_required: bool = false, "RAILCAST_CONTROL_REQUIRED";
-    /// The holder of a train's control lease must send something (its pings) at least this
-    /// often; after this much silence the lease ends and the train gets `operator_lost`.
-    control_heartbeat_timeout: Dur = Dur(Duration::from_secs(1)), "RAILCAST_CONTROL_HEARTBEAT_TIMEOUT";
-    /// The command audit (JSON lines, appended, never rewritten; docs/security.md, "Command
-    /// audit"): every command any client sends, accepted or refused. Empty: the latest 10,000
-    /// are kept in memory only (lost at a restart).
-    audit_file: String = String::new(), "RAILCAST_AUDIT_FILE";
-    /// The audit file is rotated (to `FILE.1`, `FILE.2`, …) when it would grow past this many bytes.
-    audit_max_bytes: u64 = 64 << 20, "RAILCAST_AUDIT_MAX_BYTES";
-    /// Rotated audit files kept beside the current one; older ones are deleted.
-    audit_keep: usize = 10, "RAILCAST_AUDIT_KEEP";
-    /// Trains known at once (online or not); a hello from a new train id beyond it is refused.
-    max_trains: usize = 1_000, "RAILCAST_MAX_TRAINS";
-    /// Remote controls defined at once; creating more is refused with 429.
-    max_remote_controls: usize = 10_000, "RAILCAST_MAX_REMOTE_CONTROLS";
-    /// WebRTC sessions alive at once; more offers are refused with 429. Memory per idle session:
-    /// docs/benchmarks.md, "Current figures".
-    max_webrtc_sessions: usize = 1_000, "RAILCAST_MAX_WEBRTC_SESSIONS";
-    /// Client sessions (WebSocket + WebRTC) from one IP address at once, and, separately, train
-    /// connections from one address; more are refused (429, or an error frame for trains).
-    max_connections_per_address: usize = 2_048, "RAILCAST_MAX_CONNECTIONS_PER_ADDRESS";
-    /// HTTP connections open at once from one IP address (a WebSocket's stops counting once
-    /// upgraded: its session counts in max_connections_per_address); more get 429 and are closed.
-    max_http_connections_per_address: usize = 1_024, "RAILCAST_MAX_HTTP_CONNECTIONS_PER_ADDRESS";
-    /// Largest HTTP request body, bytes; larger ones get 413.
-    max_body: usize = 64 * 1024, "RAILCAST_MAX_BODY";
-    /// An HTTP request's header must arrive whole within this (also the longest an idle
-    /// kept-alive connection waits for its next request); then the connection is closed.
-    http_header_timeout: Dur = Dur(Duration::from_secs(10)), "RAILCAST_HTTP_HEADER_TIMEOUT";
-    /// An HTTP request's body must arrive whole within this, counted from its header; then the
-    /// request gets 408 and the connection is closed.
-    http_body_timeout: Dur = Dur(Duration::from_secs(10)), "RAILCAST_HTTP_BODY_TIMEOUT";
-    /// Commands per second one client session may send, sustained; beyond it commands are
-    /// refused (`command_error` code `rate_limited`).
-    command_rate: f64 = 20.0, "RAILCAST_COMMAND_RATE";
-    /// Commands one client session may send in a burst.
-    command_burst: u32 = 40, "RAILCAST_COMMAND_BURST";
-    /// Log line format on stderr: `text` (human-readable; colours only when stderr is a
-    /// terminal) or `json` (one JSON object per line, for log shippers). The level filter is
-    /// `RUST_LOG` (default `info`).
-    log_format: String = String::from("text"), "RAILCAST_LOG_FORMAT";
-    /// Log every HTTP request at info (target `railcast::access`): method, path (tokens
-    /// redacted), status, duration and principal.
-    access_log: bool = false, "RAILCAST_ACCESS_LOG";
-    /// Serve `/metrics` on this address of its own (plain HTTP, nothing else there) instead of
-    /// the HTTP listener, as media servers do. Empty: `/metrics` is on the HTTP listener.
-    metrics_addr: String = String::new(), "RAILCAST_METRICS_ADDR";
+    "Listeners" {
+        /// HTTP listen address (API, WebSocket, console). Port 0 picks a free port.
+        http_addr: SocketAddr = addr("127.0.0.1:8080"), "RAILCAST_HTTP_ADDR";
+        /// QUIC (UDP) listen address for trains. Port 0 picks a free port.
+        quic_addr: SocketAddr = addr("127.0.0.1:4433"), "RAILCAST_QUIC_ADDR";
+        /// Directory of the built web console (`npm run build` in web-client), served at `/`; when it
+        /// has no index.html, `/` serves a small status page instead. Relative to the working directory.
+        web_root: String = String::from("web-client/dist"), "RAILCAST_WEB_ROOT";
+        /// Time allowed for a graceful shutdown before the process exits anyway.
+        shutdown_grace: Dur = Dur(Duration::from_secs(5)), "RAILCAST_SHUTDOWN_GRACE";
+    }
+    "TLS" {
+        /// PEM certificate chain for QUIC (trains and WebTransport); empty: a self-signed certificate
+        /// is generated for tls_names.
+        tls_cert: String = String::new(), "RAILCAST_TLS_CERT";
+        /// PEM private key matching tls_cert.
+        tls_key: String = String::new(), "RAILCAST_TLS_KEY";
+        /// Names (DNS or IP) of the generated self-signed QUIC certificate (comma-separated on the
+        /// command line and in the environment, an array in the file).
+        tls_names: List = List(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]), "RAILCAST_TLS_NAMES";
+        /// PEM certificate chain (end-entity first) for the HTTP listener: set with http_tls_key, the
+        /// API, the WebSocket transport and the console are served over HTTPS only (ALPN http/1.1),
+        /// and both files are re-read on SIGHUP. Empty: plain HTTP, which browsers treat as a secure
+        /// context (needed for WebCodecs) only on localhost (docs/security.md). Separate from the
+        /// QUIC certificate (tls_cert).
+        http_tls_cert: String = String::new(), "RAILCAST_HTTP_TLS_CERT";
+        /// PEM private key matching http_tls_cert.
+        http_tls_key: String = String::new(), "RAILCAST_HTTP_TLS_KEY";
+    }
+    "Trains (QUIC)" {
+        /// Largest video payload per packet accepted from trains, bytes (1..=65535).
+        max_payload: usize = railcast_protocol::DEFAULT_MAX_PAYLOAD, "RAILCAST_MAX_PAYLOAD";
+        /// How long a command waits for the train's ack.
+        command_timeout: Dur = Dur(Duration::from_secs(5)), "RAILCAST_COMMAND_TIMEOUT";
+        /// A train connection silent for this long is closed.
+        quic_idle_timeout: Dur = Dur(Duration::from_secs(6)), "RAILCAST_QUIC_IDLE_TIMEOUT";
+        /// QUIC keep-alive interval; must be below the idle timeout.
+        quic_keep_alive: Dur = Dur(Duration::from_secs(1)), "RAILCAST_QUIC_KEEP_ALIVE";
+    }
+    "Fan-out" {
+        /// Packets queued per subscriber before it starts losing frames (16..=65536).
+        subscriber_queue: usize = 1024, "RAILCAST_SUBSCRIBER_QUEUE";
+        /// Bytes of the current GOP cached per camera for late joiners (0 disables the cache).
+        gop_cache_bytes: usize = 4 << 20, "RAILCAST_GOP_CACHE_BYTES";
+    }
+    "Limits" {
+        /// Trains known at once (online or not); a hello from a new train id beyond it is refused.
+        max_trains: usize = 1_000, "RAILCAST_MAX_TRAINS";
+        /// Remote controls defined at once; creating more is refused with 429.
+        max_remote_controls: usize = 10_000, "RAILCAST_MAX_REMOTE_CONTROLS";
+        /// WebRTC sessions alive at once; more offers are refused with 429. Memory per idle session:
+        /// docs/benchmarks.md, "Current figures".
+        max_webrtc_sessions: usize = 1_000, "RAILCAST_MAX_WEBRTC_SESSIONS";
+        /// Client sessions (WebSocket + WebRTC) from one IP address at once, and, separately, train
+        /// connections from one address; more are refused (429, or an error frame for trains).
+        max_connections_per_address: usize = 2_048, "RAILCAST_MAX_CONNECTIONS_PER_ADDRESS";
+        /// HTTP connections open at once from one IP address (a WebSocket's stops counting once
+        /// upgraded: its session counts in max_connections_per_address); more get 429 and are closed.
+        max_http_connections_per_address: usize = 1_024, "RAILCAST_MAX_HTTP_CONNECTIONS_PER_ADDRESS";
+        /// Largest HTTP request body, bytes; larger ones get 413.
+        max_body: usize = 64 * 1024, "RAILCAST_MAX_BODY";
+        /// An HTTP request's header must arrive whole within this (also the longest an idle
+        /// kept-alive connection waits for its next request); then the connection is closed.
+        http_header_timeout: Dur = Dur(Duration::from_secs(10)), "RAILCAST_HTTP_HEADER_TIMEOUT";
+        /// An HTTP request's body must arrive whole within this, counted from its header; then the
+        /// request gets 408 and the connection is closed.
+        http_body_timeout: Dur = Dur(Duration::from_secs(10)), "RAILCAST_HTTP_BODY_TIMEOUT";
+        /// Commands per second one client session may send, sustained; beyond it commands are
+        /// refused (`command_error` code `rate_limited`).
+        command_rate: f64 = 20.0, "RAILCAST_COMMAND_RATE";
+        /// Commands one client session may send in a burst.
+        command_burst: u32 = 40, "RAILCAST_COMMAND_BURST";
+    }
+    "WebSocket" {
+        /// Kernel send buffer of each HTTP/WebSocket connection, bytes (0 keeps the OS default).
+        /// Small keeps latency low: a slow client's backlog stays in the hub, where whole frames drop.
+        ws_send_buffer: usize = 256 * 1024, "RAILCAST_WS_SEND_BUFFER";
+        /// Unsent bytes a WebSocket connection's socket may hold (TCP_NOTSENT_LOWAT; 0: no limit).
+        /// Events and command acks share the stream with video: on a slow link they wait behind
+        /// what is unsent, so this keeps the backlog in the hub instead, and an ack goes out next.
+        ws_unsent_limit: usize = 16 * 1024, "RAILCAST_WS_UNSENT_LIMIT";
+        /// Largest WebSocket message read from a client, bytes.
+        ws_max_message: usize = 64 * 1024, "RAILCAST_WS_MAX_MESSAGE";
+        /// A WebSocket client whose socket takes no write for this long (it stopped reading, or its
+        /// host vanished without closing) is disconnected; meanwhile the hub drops its frames.
+        ws_write_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_WS_WRITE_TIMEOUT";
+    }
+    "WebRTC" {
+        /// IP address of WebRTC's UDP socket (the shared one, or each session's with
+        /// webrtc_udp_ports); 0.0.0.0 or :: with the shared port needs webrtc_advertised_ip.
+        webrtc_bind_ip: std::net::IpAddr = std::net::IpAddr::from([127, 0, 0, 1]), "RAILCAST_WEBRTC_BIND_IP";
+        /// IP address announced in the server's candidates instead of the bound one (behind NAT);
+        /// empty: the bound address.
+        webrtc_advertised_ip: String = String::new(), "RAILCAST_WEBRTC_ADVERTISED_IP";
+        /// The one UDP port every WebRTC session shares (sessions are told apart by their ICE
+        /// username fragment), on webrtc_bind_ip; 0: a free port the OS picks, printed at start-up
+        /// (`listening webrtc-udp ADDR`). Deployments behind a firewall set a fixed one (compose:
+        /// 8189) and open it alone. Not with webrtc_udp_ports.
+        webrtc_udp_port: u16 = 0, "RAILCAST_WEBRTC_UDP_PORT";
+        /// Instead of the shared port: a UDP port per WebRTC session from this range, `LOW-HIGH`
+        /// (as before the shared port existed); empty (the default): the shared port.
+        webrtc_udp_ports: String = String::new(), "RAILCAST_WEBRTC_UDP_PORTS";
+        /// STUN/TURN server URLs, comma-separated (`stun:host:3478,turn:host:3478?transport=udp`).
+        webrtc_ice_servers: String = String::new(), "RAILCAST_WEBRTC_ICE_SERVERS";
+        /// Username for the TURN servers.
+        webrtc_turn_username: String = String::new(), "RAILCAST_WEBRTC_TURN_USERNAME";
+        /// Credential for the TURN servers.
+        webrtc_turn_credential: String = String::new(), "RAILCAST_WEBRTC_TURN_CREDENTIAL";
+        /// Shared secret of the TURN servers for time-limited credentials (TURN REST API, coturn's
+        /// `use-auth-secret` with `static-auth-secret`): each session gets the username
+        /// `EXPIRY:SESSION_ID` and the credential base64(HMAC-SHA1(secret, username)), for itself
+        /// and its client. Instead of webrtc_turn_username and webrtc_turn_credential. Empty: the static ones.
+        webrtc_turn_secret: String = String::new(), "RAILCAST_WEBRTC_TURN_SECRET";
+        /// How long credentials generated from webrtc_turn_secret stay valid (1m..=7d). A TURN
+        /// server may end a relay once its credentials have expired (not measured here), so keep
+        /// it above the longest relayed session; the TURN REST draft recommends a day.
+        webrtc_turn_credential_ttl: Dur = Dur(Duration::from_secs(24 * 3600)), "RAILCAST_WEBRTC_TURN_CREDENTIAL_TTL";
+        /// Gather and use only TURN relay candidates (ICE transport policy `relay`): every session's
+        /// traffic goes through the TURN server and the server's own addresses stay private. Needs a
+        /// `turn:` URL in webrtc_ice_servers.
+        webrtc_relay_only: bool = false, "RAILCAST_WEBRTC_RELAY_ONLY";
+        /// A WebRTC session not open this long after its offer is closed and forgotten.
+        webrtc_connect_timeout: Dur = Dur(Duration::from_secs(15)), "RAILCAST_WEBRTC_CONNECT_TIMEOUT";
+        /// Send buffer limit per data channel, bytes; beyond it the peer loses whole frames.
+        webrtc_send_buffer: usize = 256 * 1024, "RAILCAST_WEBRTC_SEND_BUFFER";
+        /// Size budget of each outbound SCTP packet on the data channels, bytes (0 or 576..=2000):
+        /// one packet is one DTLS record in one UDP datagram. 0: webrtc-rs's default, 1191, which
+        /// fits a 1,280-byte path MTU even through TURN over IPv6. Raise it only where every path to
+        /// the clients carries larger datagrams (loopback, a LAN with jumbo frames); above the path
+        /// MTU the kernel fragments each datagram, and a path that drops fragments loses the session.
+        /// 2000 is the ceiling because Chromium refuses DTLS packets over 2,048 bytes (measured: at
+        /// 4096 every session failed as its first video arrived).
+        webrtc_sctp_mtu: u32 = 0, "RAILCAST_WEBRTC_SCTP_MTU";
+        /// Largest message on a `video` data channel, bytes (docs/wire-format.md §2.6): packets
+        /// queued for a peer are packed whole into messages up to this size, never held back to fill
+        /// one; capped by the peer's SDP max-message-size. Below one packet's size: one packet per
+        /// message.
+        webrtc_video_message: usize = 64 * 1024, "RAILCAST_WEBRTC_VIDEO_MESSAGE";
+    }
+    "WebTransport" {
+        /// HTTP/3 WebTransport (UDP) listen address for remote controls, separate from the trains'
+        /// QUIC port. Port 0 picks a free port; empty disables WebTransport.
+        webtransport_addr: String = String::from("127.0.0.1:4434"), "RAILCAST_WEBTRANSPORT_ADDR";
+        /// Without tls_cert, how often the generated WebTransport certificate is replaced by the next
+        /// one (1s..=10d). Each is valid from 1 h before it is served to 10 days after, which
+        /// browsers' serverCertificateHashes accept; open sessions are untouched.
+        webtransport_cert_rotation: Dur = Dur(Duration::from_secs(5 * 24 * 3600)), "RAILCAST_WEBTRANSPORT_CERT_ROTATION";
+        /// Unsent video datagrams a WebTransport session may hold, bytes (quinn's datagram send
+        /// buffer); while it is full the session takes no packets and the hub drops whole frames.
+        webtransport_send_buffer: usize = 256 * 1024, "RAILCAST_WEBTRANSPORT_SEND_BUFFER";
+    }
+    "MQTT" {
+        /// The MQTT broker the MQTT transport and MQTT signaling go through:
+        /// `mqtt://USER:PASSWORD@HOST:PORT` (mosquitto 2.0 with the dynamic-security plugin; USER a
+        /// dynsec admin: deploy/mosquitto/). Empty: MQTT is off. Prefer RAILCAST_MQTT_URL for the
+        /// password.
+        mqtt_url: String = String::new(), "RAILCAST_MQTT_URL";
+        /// The same broker's MQTT-over-WebSocket URL as browsers reach it (`ws://` or `wss://`),
+        /// handed to consoles. Empty: consoles are not offered MQTT.
+        mqtt_browser_url: String = String::new(), "RAILCAST_MQTT_BROWSER_URL";
+        /// Largest MQTT video message, bytes (1200..=65536): packets are packed whole as on a data
+        /// channel; a larger packet travels alone. mosquitto's WebSocket listener crawls on messages
+        /// above about 4 KB (docs/benchmarks.md), hence the default.
+        mqtt_video_message: usize = 4000, "RAILCAST_MQTT_VIDEO_MESSAGE";
+        /// MQTT credentials whose client sent no first message within this are deleted.
+        mqtt_claim_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_MQTT_CLAIM_TIMEOUT";
+        /// An MQTT session whose client sends nothing for this long is ended (consoles ping every second).
+        mqtt_idle_timeout: Dur = Dur(Duration::from_secs(30)), "RAILCAST_MQTT_IDLE_TIMEOUT";
+        /// MQTT sessions (credentials handed out) at once; more are refused with 429.
+        mqtt_max_sessions: usize = 1_000, "RAILCAST_MQTT_MAX_SESSIONS";
+    }
+    "Credentials & state" {
+        /// Credentials file (TOML, docs/security.md): client tokens with roles, one token per train
+        /// id. Re-read on SIGHUP. Empty: demo credentials are generated at start-up and printed.
+        auth_file: String = String::new(), "RAILCAST_AUTH_FILE";
+        /// Where to write the generated demo credentials (same format, mode 0600), for the
+        /// simulator's `--credentials`. Empty: they are only printed.
+        credentials_out: String = String::new(), "RAILCAST_CREDENTIALS_OUT";
+        /// Without an auth_file, trains `train-1` … `train-N` get a generated token.
+        demo_trains: usize = 64, "RAILCAST_DEMO_TRAINS";
+        /// JSON file keeping remote controls and their mappings across restarts. Empty: kept in
+        /// memory only.
+        state_file: String = String::new(), "RAILCAST_STATE_FILE";
+    }
+    "Audit & control" {
+        /// Commands (but `request_keyframe`) need the train's control lease (`take_control`) even
+        /// when nobody holds it. Off: a free train takes commands from any operator; once someone
+        /// holds the lease, everyone else's are refused with `not_in_control` either way.
+        control_required: bool = false, "RAILCAST_CONTROL_REQUIRED";
+        /// The holder of a train's control lease must send something (its pings) at least this
+        /// often; after this much silence the lease ends and the train gets `operator_lost`.
+        control_heartbeat_timeout: Dur = Dur(Duration::from_secs(1)), "RAILCAST_CONTROL_HEARTBEAT_TIMEOUT";
+        /// The command audit (JSON lines, appended, never rewritten; docs/security.md, "Command
+        /// audit"): every command any client sends, accepted or refused. Empty: the latest 10,000
+        /// are kept in memory only (lost at a restart).
+        audit_file: String = String::new(), "RAILCAST_AUDIT_FILE";
+        /// The audit file is rotated (to `FILE.1`, `FILE.2`, …) when it would grow past this many bytes.
+        audit_max_bytes: u64 = 64 << 20, "RAILCAST_AUDIT_MAX_BYTES";
+        /// Rotated audit files kept beside the current one; older ones are deleted.
+        audit_keep: usize = 10, "RAILCAST_AUDIT_KEEP";
+    }
+    "Logs & metrics" {
+        /// Log line format on stderr: `text` (human-readable; colours only when stderr is a
+        /// terminal) or `json` (one JSON object per line, for log shippers). The level filter is
+        /// `RUST_LOG` (default `info`).
+        log_format: String = String::from("text"), "RAILCAST_LOG_FORMAT";
+        /// Log every HTTP request at info (target `railcast::access`): method, path (tokens
+        /// redacted), status, duration and principal.
+        access_log: bool = false, "RAILCAST_ACCESS_LOG";
+        /// Serve `/metrics` on this address of its own (plain HTTP, nothing else there) instead of
+        /// the HTTP listener, as media servers do. Empty: `/metrics` is on the HTTP listener.
+        metrics_addr: String = String::new(), "RAILCAST_METRICS_ADDR";
+    }
 }
 
 impl Config {
@@ -347,7 +430,10 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args).map_err(|e| invalid("command line", e.to_string()))?;
+        let cli = Cli::try_from_args(args).map_err(|e| match e {
+            ArgsError::Clap(e) => invalid("command line", e.to_string()),
+            ArgsError::Setting(e) => e,
+        })?;
         Self::load(&cli)
     }
 
@@ -430,6 +516,13 @@ impl Config {
                 format!("must be an address like 127.0.0.1:9090, got {:?}", self.metrics_addr),
             ));
         }
+        if !(Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600)).contains(&self.webrtc_turn_credential_ttl.0)
+        {
+            return Err(invalid(
+                "webrtc_turn_credential_ttl",
+                format!("must be within 1m..=7d, got {}", self.webrtc_turn_credential_ttl),
+            ));
+        }
         if self.demo_trains > 100_000 {
             return Err(invalid("demo_trains", "must be at most 100000"));
         }
@@ -438,10 +531,10 @@ impl Config {
             (None, Some(_)) => return Err(invalid("http_tls_cert", "is required with http_tls_key")),
             _ => {}
         }
-        match (&self.tls_cert, &self.tls_key) {
+        match (Self::path(&self.tls_cert), Self::path(&self.tls_key)) {
             (Some(_), None) => return Err(invalid("tls_key", "is required with tls_cert")),
             (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
-            (None, None) if self.tls_names.iter().all(|n| n.trim().is_empty()) => {
+            (None, None) if self.tls_names.0.iter().all(|n| n.trim().is_empty()) => {
                 return Err(invalid("tls_names", "needs at least one name for the self-signed certificate"))
             }
             _ => {}
@@ -472,15 +565,260 @@ impl Config {
     }
 }
 
+/// A subcommand instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 if the server's `GET /healthz` answers 200, else 1 (a HEALTHCHECK without curl).
+    ///
+    /// Reads the same configuration as the server (flags before `healthcheck`, environment,
+    /// file) and connects to the HTTP listener over loopback, with TLS (not verified) when
+    /// http_tls_cert is set; the reason for a failure goes to stderr, on one line.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `railcast-server healthcheck` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The path to ask for (`/readyz`: ready for traffic).
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
+    /// Give up (exit 1) after this long.
+    #[arg(long, default_value = "3s")]
+    pub timeout: Dur,
+}
+
+/// Why the command line was not parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// A bad flag, `--help` or `--version`: clap prints and exits ([`clap::Error::exit`]).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    /// A bad `RAILCAST_*` value: names the variable, not the flag.
+    #[error(transparent)]
+    Setting(#[from] ConfigError),
+}
+
+impl Cli {
+    /// The command line as `--help` shows it: each setting with its default, booleans as
+    /// switches, secrets' environment values hidden.
+    pub fn command() -> clap::Command {
+        let defaults = Config::defaults().to_table();
+        let mut cmd = <Self as clap::CommandFactory>::command();
+        for s in TABLE {
+            let shown = defaults.get(s.key).map_or_else(|| "none".to_owned(), help_value);
+            cmd = cmd.mut_arg(s.key, |mut a| {
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                a = a.help(format!("{help} [default: {shown}]"));
+                if let Some(long) = a.get_long_help().map(ToString::to_string) {
+                    a = a.long_help(format!("{long}\n\n[default: {shown}]"));
+                }
+                if s.is_switch() {
+                    a = a.action(clap::ArgAction::SetTrue);
+                }
+                a.hide_env_values(s.is_secret())
+            });
+        }
+        cmd
+    }
+
+    /// Parse `args` (the environment included).
+    pub fn try_from_args<I, T>(args: I) -> Result<Self, ArgsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Self::command()
+            .try_get_matches_from(&args)
+            .map_err(|e| env_error(&e, &args).unwrap_or(ArgsError::Clap(e)))?;
+        let mut cli = <Self as clap::FromArgMatches>::from_arg_matches(&matches)?;
+        cli.forget_defaults(&matches);
+        Ok(cli)
+    }
+
+    /// The process's command line; `--help` and `--version` print and exit 0, a bad flag or
+    /// environment value prints and exits 2 (naming the variable for the latter), or 1 under
+    /// `healthcheck`: Docker reserves a HEALTHCHECK's exit code 2, and 1 means unhealthy.
+    pub fn from_env() -> Self {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let code = if args.iter().skip(1).any(|a| a == "healthcheck") { 1 } else { 2 };
+        match Self::try_from_args(&args) {
+            Ok(cli) => cli,
+            Err(ArgsError::Clap(e)) if !e.use_stderr() => e.exit(),
+            Err(ArgsError::Clap(e)) => {
+                let _ = e.print();
+                std::process::exit(code)
+            }
+            Err(ArgsError::Setting(e)) => {
+                eprintln!("railcast-server: {e}");
+                std::process::exit(code)
+            }
+        }
+    }
+}
+
+/// A value as `--help` shows it: as typed on the command line.
+fn help_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) if s.is_empty() => "\"\"".to_owned(),
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items.iter().map(help_value).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// When clap refused a value that came from a `RAILCAST_*` variable (its flag is not among
+/// `args`), the same refusal naming the variable.
+fn env_error(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<ArgsError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    let setting = TABLE.iter().find(|s| {
+        let flag = s.flag();
+        arg == &flag || arg.starts_with(&format!("{flag} ")) || arg.starts_with(&format!("{flag}="))
+    })?;
+    let flag = setting.flag();
+    let on_command_line =
+        args.iter().filter_map(|a| a.to_str()).any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let value = std::env::var(setting.env).ok()?;
+    if on_command_line {
+        return None;
+    }
+    let why = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
+        (Some(source), _) => source.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => format!("expected one of {}", valid.join(", ")),
+        _ => "not a valid value".to_owned(),
+    };
+    Some(ArgsError::Setting(invalid(setting.key, format!("{}={value:?}: {why}", setting.env))))
+}
+
+impl Config {
+    /// Every setting's value as TOML.
+    fn to_table(&self) -> toml::Table {
+        match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => toml::Table::new(),
+        }
+    }
+
+    /// The configuration as a TOML file `--config` reads back (what `--check-config` prints):
+    /// grouped as `--help` is; secrets commented out, the password in `mqtt_url` replaced, each
+    /// with a note to supply it through its environment variable.
+    pub fn to_toml(&self) -> String {
+        let values = self.to_table();
+        let mut out = String::from(
+            "# railcast-server --check-config: the effective configuration, readable with --config.\n\
+             # Secrets are commented out or redacted: supply them through their environment variables.\n",
+        );
+        let mut heading = "";
+        for s in TABLE {
+            if s.heading != heading {
+                heading = s.heading;
+                out.push_str(&format!("\n# {heading}\n"));
+            }
+            let Some(v) = values.get(s.key) else { continue };
+            let line = format!("{} = {v}", s.key);
+            match s.key {
+                _ if !s.is_secret() => out.push_str(&format!("{line}\n")),
+                "mqtt_url" if redact_password(&self.mqtt_url) == self.mqtt_url => out.push_str(&format!("{line}\n")),
+                "mqtt_url" => out.push_str(&format!(
+                    "# {} = {}  (password redacted: set {})\n",
+                    s.key,
+                    toml::Value::String(redact_password(&self.mqtt_url)),
+                    s.env
+                )),
+                _ if v.as_str() == Some("") => out.push_str(&format!("{line}\n")),
+                _ => out.push_str(&format!("# {} = \"***\"  (redacted: set {})\n", s.key, s.env)),
+            }
+        }
+        out
+    }
+}
+
+/// `railcast.example.toml`: every setting commented out with its default, under its doc comment,
+/// its environment variable and its flag. A test regenerates it and compares.
+pub fn example_toml() -> String {
+    let defaults = Config::defaults().to_table();
+    let mut out = String::from(
+        "# railcast.example.toml: every setting of railcast-server, with its default.\n\
+         #\n\
+         # Uncomment and edit what you need, then: railcast-server --config railcast.example.toml\n\
+         # (or RAILCAST_CONFIG=…). The environment (RAILCAST_*) overrides this file, and flags\n\
+         # override both. `railcast-server --check-config` prints the effective configuration in\n\
+         # this format; docs/configuration.md explains each setting.\n\
+         #\n\
+         # Generated from the settings! table in server/src/config.rs; to update it:\n\
+         # RAILCAST_BLESS=1 cargo test -p railcast-server --test api example_config\n",
+    );
+    let mut heading = "";
+    for s in TABLE {
+        if s.heading != heading {
+            heading = s.heading;
+            out.push_str(&format!("\n# ━━ {heading} ━━\n"));
+        }
+        out.push('\n');
+        for line in s.doc {
+            out.push_str(&format!("#{}\n", line.trim_end()));
+        }
+        out.push_str(&format!("# Environment: {}; flag: {}\n", s.env, s.flag()));
+        if let Some(v) = defaults.get(s.key) {
+            out.push_str(&format!("#{} = {v}\n", s.key));
+        }
+    }
+    out
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| invalid("config", format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        // Name the setting on the offending line when it is a known one.
-        let key = e.span().and_then(|span| line_key(&text, span.start));
-        let setting = key.and_then(|k| SETTINGS.iter().map(|(s, _)| *s).find(|s| *s == k));
-        invalid(setting.unwrap_or("config"), format!("{}: {}", path.display(), e.message()))
-    })
+    toml::from_str(&text).map_err(|e| file_error(path, &text, &e))
+}
+
+/// A file error that names the file, line and column, the setting on that line when it is a
+/// known one, and the nearest known key for an unknown one.
+fn file_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map_or(0, |span| span.start.min(text.len()));
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[..at].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let key = line_key(text, at);
+    let setting = key.and_then(|k| TABLE.iter().map(|s| s.key).find(|s| *s == k));
+    let message = e.message();
+    let reason = match message.strip_prefix("unknown field `").and_then(|m| m.split_once('`')) {
+        Some((unknown, _)) => match nearest_key(unknown) {
+            Some(near) => format!("unknown setting `{unknown}`; did you mean `{near}`?"),
+            None => format!("unknown setting `{unknown}` (docs/configuration.md lists them)"),
+        },
+        None => message.to_owned(),
+    };
+    invalid(setting.unwrap_or("config"), format!("{}:{line}:{column}: {reason}", path.display()))
+}
+
+/// The known key closest to `unknown` by edit distance, when it is close enough to be a typo.
+fn nearest_key(unknown: &str) -> Option<&'static str> {
+    TABLE
+        .iter()
+        .map(|s| (edit_distance(unknown, s.key), s.key))
+        .filter(|(d, key)| *d <= (key.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, key)| key)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// The key of the `key = value` line containing byte `at`.
@@ -539,6 +877,8 @@ mod tests {
             (&["--command-burst", "0"], "command_burst"),
             (&["--log-format", "xml"], "log_format"),
             (&["--metrics-addr", "localhost"], "metrics_addr"),
+            (&["--webrtc-turn-credential-ttl", "10s"], "webrtc_turn_credential_ttl"),
+            (&["--webrtc-turn-credential-ttl", "8days"], "webrtc_turn_credential_ttl"),
         ];
         for (args, setting) in cases {
             let err =
@@ -546,6 +886,66 @@ mod tests {
             assert_eq!(err.setting, setting, "{err}");
             assert!(err.to_string().contains(setting), "{err}");
         }
+    }
+
+    #[test]
+    fn booleans_are_switches_that_leave_the_file_alone() {
+        let c = Config::from_args(["railcast-server", "--access-log", "--control-required"]).expect("switches");
+        assert!(c.access_log && c.control_required && !c.webrtc_relay_only);
+        let err = Config::from_args(["railcast-server", "--access-log", "true"]).expect_err("a switch takes no value");
+        assert!(err.reason.contains("true"), "{err}");
+        let dir = std::env::temp_dir().join(format!("railcast-switch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("a.toml");
+        std::fs::write(&file, "access_log = true\n").expect("write");
+        let c = Config::from_args(["railcast-server", "--config", file.to_str().expect("utf8")]).expect("load");
+        assert!(c.access_log, "an absent switch does not override the file");
+    }
+
+    #[test]
+    fn help_shows_every_default_under_headings() {
+        let help = Cli::command().render_long_help().to_string();
+        for s in TABLE {
+            let flag = s.flag();
+            let at = help.find(&format!("{flag} ")).or_else(|| help.find(&format!("{flag}\n"))).expect(s.key);
+            let entry = &help[at..];
+            let next = entry[2..].find("\n      --").map_or(entry.len(), |i| i + 2);
+            assert!(entry[..next].contains("[default: "), "{flag} shows no default:\n{}", &entry[..next]);
+        }
+        for heading in ["Listeners:", "TLS:", "Limits:", "WebRTC:", "MQTT:", "Logs & metrics:"] {
+            assert!(help.contains(heading), "no {heading} heading");
+        }
+        assert!(help.contains("--access-log\n"), "a switch shows no value name");
+    }
+
+    #[test]
+    fn check_config_output_reads_back() {
+        let mut c = Config::defaults();
+        c.max_payload = 900;
+        c.webrtc_ice_servers = "turn:127.0.0.1:3478".into();
+        c.webrtc_turn_username = "u".into();
+        c.webrtc_turn_credential = "hunter2".into();
+        c.mqtt_url = "mqtt://admin:s3cret@127.0.0.1:1883".into();
+        let text = c.to_toml();
+        assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
+        let dir = std::env::temp_dir().join(format!("railcast-toml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("shown.toml");
+        std::fs::write(&file, &text).expect("write");
+        let f = file.to_str().expect("utf8");
+        let back = Config::from_args(["railcast-server", "--config", f, "--webrtc-turn-credential", "hunter2"])
+            .expect("reads back");
+        assert_eq!((back.max_payload, back.webrtc_turn_credential.as_str()), (900, "hunter2"));
+        assert_eq!(back.mqtt_url, "", "the redacted URL is commented out");
+        assert_eq!(back.to_toml(), Config { mqtt_url: String::new(), ..c }.to_toml());
+    }
+
+    #[test]
+    fn typos_get_the_nearest_key() {
+        assert_eq!(nearest_key("max_payloads"), Some("max_payload"));
+        assert_eq!(nearest_key("http_adr"), Some("http_addr"));
+        assert_eq!(nearest_key("colour"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
@@ -570,6 +970,10 @@ mod tests {
         let err = Config::from_args(["railcast-server", "--config", f]).expect_err("unknown key");
         assert!(err.to_string().contains("colour"), "{err}");
         assert_eq!(err.setting, "config", "{err}");
+        std::fs::write(&file, "# railcast\nmax_payload = 1000\n  max_payloads = 10\n").expect("write");
+        let err = Config::from_args(["railcast-server", "--config", f]).expect_err("typo");
+        assert!(err.reason.contains(&format!("{f}:3:3: unknown setting `max_payloads`")), "{err}");
+        assert!(err.reason.ends_with("did you mean `max_payload`?"), "{err}");
         std::fs::write(&file, "max_payload = \"big\"\n").expect("write");
         let err = Config::from_args(["railcast-server", "--config", f]).expect_err("bad type");
         assert_eq!(err.setting, "max_payload", "{err}");

@@ -24,7 +24,9 @@
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
 //! - Leaves: [`config`] (layered, validated settings), [`logging`] (formats; secrets redacted),
-//!   [`metrics`] (Prometheus), [`audit`] (every
+//!   [`ice`] (STUN/TURN servers and the credentials each session is handed, static or
+//!   time-limited), [`healthcheck`] (the `healthcheck` subcommand's client), [`metrics`]
+//!   (Prometheus), [`audit`] (every
 //!   command, appended to a rotated JSON-lines file), [`auth`]
 //!   (tokens and roles), [`limits`], [`remote`] (remote controls and their mapping),
 //!   [`sessions`] (the registry of live client sessions), [`tls`] (the QUIC certificate and the
@@ -42,8 +44,10 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod core;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
+pub mod ice;
 pub mod ingest;
 pub mod limits;
 pub mod logging;
@@ -108,16 +112,7 @@ impl Settings {
         })
         .map(|mut s: Self| {
             // MQTT signaling hands clients the WebRTC transport's ICE servers.
-            s.mqtt.ice_servers = s
-                .webrtc
-                .ice_servers
-                .iter()
-                .map(|i| mqtt::IceServer {
-                    urls: i.urls.clone(),
-                    username: i.username.clone(),
-                    credential: i.credential.clone(),
-                })
-                .collect();
+            s.mqtt.ice_servers = s.webrtc.ice_servers.clone();
             s
         })
     }
@@ -265,9 +260,9 @@ impl Server {
             auth::write(out, file)?;
         }
         let remotes = remote::RemoteControls::open(config.max_remote_controls, Config::path(&config.state_file))?;
-        let identity = match (&config.tls_cert, &config.tls_key) {
+        let identity = match (Config::path(&config.tls_cert), Config::path(&config.tls_key)) {
             (Some(cert), Some(key)) => tls::Identity::from_files(cert, key)?,
-            _ => tls::Identity::self_signed(&config.tls_names)?,
+            _ => tls::Identity::self_signed(&config.tls_names.0)?,
         };
         let http_tls = match (Config::path(&config.http_tls_cert), Config::path(&config.http_tls_key)) {
             (Some(cert), Some(key)) => Some(Arc::new(
@@ -282,7 +277,7 @@ impl Server {
         let quic_addr = udp.local_addr().map_err(bind_err("QUIC", config.quic_addr))?;
         let quic = ingest::endpoint(udp, &identity, &ingest_config(&config))?;
         let configured = (!identity.self_signed).then_some(&identity);
-        let webtransport = webtransport::Server::bind(settings.webtransport.clone(), &config.tls_names, configured)?;
+        let webtransport = webtransport::Server::bind(settings.webtransport.clone(), &config.tls_names.0, configured)?;
         let metrics = match config.metrics_addr.trim() {
             "" => None,
             addr => {

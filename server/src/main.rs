@@ -4,13 +4,15 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-use railcast_server::config::Cli;
+use railcast_server::config::{Cli, Command};
 use railcast_server::{Config, Server, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
+    if let Some(Command::Healthcheck(args)) = &cli.command {
+        return railcast_server::healthcheck::main(&cli, args).await;
+    }
     let config = match Config::load(&cli).and_then(|c| Settings::from_config(&c).map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
@@ -19,9 +21,7 @@ async fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        let mut shown = config.clone();
-        shown.mqtt_url = railcast_server::config::redact_password(&shown.mqtt_url);
-        println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+        print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
     railcast_server::logging::init(

@@ -214,7 +214,7 @@ fn options_response(core: &Core, server: &Server, headers: &HeaderMap, methods: 
         if core.auth.client(token).is_none() {
             return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid").into_response();
         }
-        for link in links(&server.settings().ice_servers) {
+        for link in links(&server.settings().ice_servers.issue("whep")) {
             h.append(header::LINK, link);
         }
     }

@@ -1,6 +1,6 @@
 //! Remote controls over WebRTC data channels (a webrtc-rs client, and aiortc as a foreign peer):
 //! the server answering a client's offer, the signaling flow with exact frames, an aiortc session
-//! end to end with a quiet server log, bad signaling input, half-open sessions, churn, TURN, how
+//! end to end with a quiet server log, bad signaling input, half-open sessions, churn, TURN (static and time-limited credentials), how
 //! video is packed into messages, and every session on one UDP port; and WHEP (`whep_*`): media
 //! tracks verified frame by frame, keyframe requests, a remap, an ICE restart, shutdown, TURN, the
 //! resource rules and bad input.
@@ -20,6 +20,7 @@ mod webrtc_churn;
 mod webrtc_flow;
 mod webrtc_half_open;
 mod webrtc_turn;
+mod webrtc_turn_rest;
 mod webrtc_video_messages;
 mod whep_audio;
 mod whep_bad_input;

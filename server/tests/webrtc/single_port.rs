@@ -25,9 +25,9 @@ use std::time::Duration;
 use testkit::webrtc::RtcClient;
 use testkit::ws::verify;
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
-use webrtc::peer_connection::{RTCConfigurationBuilder, RTCIceCandidateType, RTCIceServer, RTCIceTransportPolicy};
+use webrtc::peer_connection::RTCIceCandidateType;
 
-use crate::webrtc_turn::{Turn, TURN_PASSWORD, TURN_USER};
+use crate::webrtc_turn::{relay_only, Turn, TURN_PASSWORD, TURN_USER};
 
 /// The local UDP ports of the sockets process `pid` holds, sorted (IPv4 and IPv6).
 fn udp_ports(pid: u32) -> Vec<u16> {
@@ -340,16 +340,7 @@ async fn relayed_clients_reach_the_shared_port_through_coturn() {
     let sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
     let shared = port_of(server.webrtc_udp.as_deref().expect("webrtc-udp"));
     let pid = server.child.id().expect("pid");
-    let relayed = || {
-        RTCConfigurationBuilder::new()
-            .with_ice_servers(vec![RTCIceServer {
-                urls: vec![turn.url()],
-                username: TURN_USER.into(),
-                credential: TURN_PASSWORD.into(),
-            }])
-            .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
-            .build()
-    };
+    let relayed = || relay_only(&turn.url(), TURN_USER, TURN_PASSWORD);
     let rc1 = remote_control(&server, Some("train-1")).await;
     let rc2 = remote_control(&server, Some("train-1")).await;
     let (a, b) = tokio::join!(

@@ -18,12 +18,14 @@ use serde_json::json;
 use testkit::webrtc::RtcClient;
 use testkit::ws::verify;
 use testkit::{api, remote_control, scratch, Server, Sim, SMALL_VIDEO};
+use webrtc::peer_connection::{RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy};
 
 pub(crate) const TURN_USER: &str = "railcast";
 pub(crate) const TURN_PASSWORD: &str = "loopback-only";
 
-/// coturn on 127.0.0.1, long-term credentials, relaying to loopback peers (off by default).
-/// `whep_turn` uses it too.
+/// coturn on 127.0.0.1, long-term credentials (a static user, or time-limited ones from a shared
+/// secret), relaying to loopback peers (off by default). `whep_turn` and `webrtc_turn_rest` use
+/// it too.
 pub(crate) struct Turn {
     child: Child,
     pub(crate) port: u16,
@@ -31,7 +33,18 @@ pub(crate) struct Turn {
 }
 
 impl Turn {
+    /// With the static user [`TURN_USER`].
     pub(crate) fn start(dir: &Path) -> Turn {
+        Self::spawn(dir, &["--user", &format!("{TURN_USER}:{TURN_PASSWORD}")])
+    }
+
+    /// With TURN REST credentials (`use-auth-secret`): usernames `EXPIRY:NAME`, credentials
+    /// base64(HMAC-SHA1(secret, username)).
+    pub(crate) fn start_with_secret(dir: &Path, secret: &str) -> Turn {
+        Self::spawn(dir, &["--use-auth-secret", &format!("--static-auth-secret={secret}")])
+    }
+
+    fn spawn(dir: &Path, auth: &[&str]) -> Turn {
         assert!(
             Path::new("/usr/bin/turnserver").exists(),
             "this test needs Debian's coturn (/usr/bin/turnserver): run scripts/setup.sh"
@@ -47,7 +60,8 @@ impl Turn {
             .args(["--fingerprint", "--lt-cred-mech", "-v"])
             .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--allow-loopback-peers"])
             .args(["--listening-port", &port.to_string(), "--min-port", "20000", "--max-port", "29999"])
-            .args(["--realm", "railcast.test", "--user", &format!("{TURN_USER}:{TURN_PASSWORD}")])
+            .args(["--realm", "railcast.test"])
+            .args(auth)
             .args(["--simple-log", "--log-file", log.to_str().expect("utf-8 path")])
             .args(["--pidfile", dir.join("turnserver.pid").to_str().expect("utf-8 path")])
             .args(["--userdb", dir.join("turndb").to_str().expect("utf-8 path")])
@@ -72,6 +86,18 @@ impl Drop for Turn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client configuration whose only route is one TURN server (ICE transport policy `relay`).
+pub(crate) fn relay_only(url: &str, username: &str, credential: &str) -> RTCConfiguration {
+    RTCConfigurationBuilder::new()
+        .with_ice_servers(vec![RTCIceServer {
+            urls: vec![url.to_owned()],
+            username: username.to_owned(),
+            credential: credential.to_owned(),
+        }])
+        .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
+        .build()
 }
 
 pub(crate) fn turn_args(turn: &Turn) -> Vec<String> {
@@ -155,7 +181,7 @@ async fn relay_only_session_streams_through_coturn() {
     let dir = scratch("webrtc_turn_relay_only");
     let turn = Turn::start(&dir);
     let mut args = turn_args(&turn);
-    args.extend(["--webrtc-relay-only".into(), "true".into()]);
+    args.push("--webrtc-relay-only".into());
     let server = Server::start(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;

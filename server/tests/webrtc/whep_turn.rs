@@ -15,7 +15,7 @@ async fn whep_streams_through_coturn_with_relay_only() {
     let dir = scratch("whep_turn");
     let turn = Turn::start(&dir);
     let mut args = turn_args(&turn);
-    args.extend(["--webrtc-relay-only".into(), "true".into()]);
+    args.push("--webrtc-relay-only".into());
     let server = Server::start(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let sim = Sim::start(&dir, &server, &[&["--trains", "1", "--cameras", "2"], SMALL_VIDEO].concat());
     let rc = remote_control(&server, Some("train-1")).await;

@@ -280,7 +280,8 @@ impl Server {
             audio = layout.audio.is_some(), command = layout.data_channel, "WHIP publication answered");
         let session = session::Session::new(Arc::clone(self), publication, layout, tracks, channels);
         tokio::spawn(session.run());
-        Ok(Published { id, sdp, etag, ice_servers: self.settings.ice_servers.clone() })
+        let ice_servers = self.settings.ice_servers.issue(&id);
+        Ok(Published { id, sdp, etag, ice_servers })
     }
 
     /// The open publication `id`, if `token` is its train's.

@@ -113,8 +113,9 @@ pub struct Settings {
     /// Sessions (claimed or not) at once.
     pub max_sessions: usize,
     /// The STUN/TURN servers a client signaling WebRTC over MQTT should use (the WebRTC
-    /// transport's `webrtc_ice_servers`, handed over by the composition root).
-    pub ice_servers: Vec<IceServer>,
+    /// transport's `webrtc_ice_servers`, handed over by the composition root), with credentials
+    /// issued per session.
+    pub ice_servers: crate::ice::IceServers,
 }
 
 /// A STUN or TURN server for WebRTC signaled over MQTT.
@@ -125,6 +126,12 @@ pub struct IceServer {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+}
+
+impl From<crate::ice::IceServer> for IceServer {
+    fn from(s: crate::ice::IceServer) -> Self {
+        Self { urls: s.urls, username: s.username, credential: s.credential }
+    }
 }
 
 impl Settings {
@@ -165,7 +172,7 @@ impl Settings {
             claim_timeout,
             idle_timeout,
             max_sessions: c.mqtt_max_sessions,
-            ice_servers: Vec::new(),
+            ice_servers: crate::ice::IceServers::default(),
         })
     }
 }
@@ -666,7 +673,7 @@ async fn create(
         password,
         topics: grant.topics.clone(),
         signaling: grant.signaling.clone(),
-        ice_servers: server.settings.ice_servers.clone(),
+        ice_servers: server.settings.ice_servers.issue(&grant.id).into_iter().map(IceServer::from).collect(),
         max_message: server.settings.video_message,
         claim_within_s: server.settings.claim_timeout.as_secs(),
         idle_timeout_s: server.settings.idle_timeout.as_secs(),

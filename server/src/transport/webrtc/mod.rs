@@ -52,13 +52,7 @@ pub const MAX_MESSAGE_SIZE: usize = 65_536;
 /// Kernel receive buffer asked for the shared UDP socket, bytes.
 const UDP_RECV_BUFFER: usize = 4 << 20;
 
-/// A STUN or TURN server, used by the server and handed to clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    pub username: Option<String>,
-    pub credential: Option<String>,
-}
+pub use crate::ice::{IceServer, IceServers};
 
 /// WebRTC settings (`webrtc_*` in the configuration).
 #[derive(Debug, Clone)]
@@ -76,8 +70,9 @@ pub struct Settings {
     pub udp_mux: Option<Arc<UdpMux>>,
     /// Keeps the shared socket's metrics refreshed while these settings live.
     pub udp_metrics: Option<Arc<crate::metrics::ScrapeHook>>,
-    /// STUN/TURN servers, used by the server and handed to clients.
-    pub ice_servers: Vec<IceServer>,
+    /// STUN/TURN servers, used by the server and handed to clients with credentials issued
+    /// per session.
+    pub ice_servers: IceServers,
     /// Only TURN relay candidates (ICE transport policy `relay`).
     pub relay_only: bool,
     /// A peer whose `video` channel is not open this long after it was created is reaped.
@@ -100,7 +95,7 @@ impl Default for Settings {
             udp_ports: None,
             udp_mux: None,
             udp_metrics: None,
-            ice_servers: Vec::new(),
+            ice_servers: IceServers::default(),
             relay_only: false,
             connect_timeout: Duration::from_secs(15),
             send_buffer: 256 * 1024,
@@ -149,36 +144,10 @@ impl Settings {
                 ),
             ));
         }
-        let urls: Vec<String> =
-            c.webrtc_ice_servers.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
-        for u in &urls {
-            if !(u.starts_with("stun:") || u.starts_with("stuns:") || u.starts_with("turn:") || u.starts_with("turns:"))
-            {
-                return Err(invalid(
-                    "webrtc_ice_servers",
-                    format!("{u:?} must start with stun:, stuns:, turn: or turns:"),
-                ));
-            }
-        }
-        let turn = urls.iter().any(|u| u.starts_with("turn"));
-        if turn && (c.webrtc_turn_username.is_empty() || c.webrtc_turn_credential.is_empty()) {
-            return Err(invalid(
-                "webrtc_turn_username",
-                "TURN servers need webrtc_turn_username and webrtc_turn_credential",
-            ));
-        }
-        if c.webrtc_relay_only && !turn {
+        let ice_servers = IceServers::from_config(c)?;
+        if c.webrtc_relay_only && !ice_servers.has_turn() {
             return Err(invalid("webrtc_relay_only", "needs a turn: URL in webrtc_ice_servers"));
         }
-        let ice_servers = if urls.is_empty() {
-            Vec::new()
-        } else {
-            vec![IceServer {
-                urls,
-                username: turn.then(|| c.webrtc_turn_username.clone()),
-                credential: turn.then(|| c.webrtc_turn_credential.clone()),
-            }]
-        };
         if c.webrtc_connect_timeout.0 < Duration::from_millis(100) {
             return Err(invalid("webrtc_connect_timeout", "must be at least 100ms"));
         }

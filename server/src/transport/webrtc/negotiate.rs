@@ -318,7 +318,8 @@ pub async fn build(
         }
         let ice_servers = config
             .ice_servers
-            .iter()
+            .issue("railcast")
+            .into_iter()
             .map(|s| RTCIceServer {
                 urls: s.urls.clone(),
                 username: s.username.clone().unwrap_or_default(),

@@ -424,7 +424,7 @@ impl Server {
         address: IpAddr,
     ) -> Result<Offer, PeerError> {
         let (peer, sdp) = self.open(core, remote_control_id, caller, address, Direction::ServerOffers).await?;
-        Ok(Offer { id: peer.id.clone(), sdp, ice_servers: self.settings.ice_servers.clone() })
+        Ok(Offer { id: peer.id.clone(), sdp, ice_servers: self.settings.ice_servers.issue(&peer.id) })
     }
 
     /// The server answers: create a peer for `remote_control_id` from the client's `offer`, which
@@ -439,7 +439,7 @@ impl Server {
         offer: String,
     ) -> Result<Answer, PeerError> {
         let (peer, sdp) = self.open(core, remote_control_id, caller, address, Direction::ClientOffered(offer)).await?;
-        Ok(Answer { id: peer.id.clone(), sdp, ice_servers: self.settings.ice_servers.clone() })
+        Ok(Answer { id: peer.id.clone(), sdp, ice_servers: self.settings.ice_servers.issue(&peer.id) })
     }
 
     /// WHEP: answer the client's `offer` of receive-only video transceivers with one H.264 track
@@ -456,7 +456,7 @@ impl Server {
     ) -> Result<MediaAnswer, PeerError> {
         let (peer, sdp) = self.open(core, remote_control_id, caller, address, Direction::Media(offer)).await?;
         let etag = lock(&peer.etag).clone();
-        Ok(MediaAnswer { id: peer.id.clone(), sdp, etag, ice_servers: self.settings.ice_servers.clone() })
+        Ok(MediaAnswer { id: peer.id.clone(), sdp, etag, ice_servers: self.settings.ice_servers.issue(&peer.id) })
     }
 
     /// WHEP: the media peer `id`, if `caller` started it or is an admin.
