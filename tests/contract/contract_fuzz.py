@@ -344,12 +344,12 @@ BINDINGS = [
     ("unset_train", "path.id", "remote-controls"),
     ("delete_remote_control", "path.id", "spare-remote-controls"),
     ("get_train", "path.id", "trains"),
-    ("offer", "body.remote_control_id", "remote-controls"),
+    ("webrtc_offer", "body.remote_control_id", "remote-controls"),
     ("answer", "body.session_id", "webrtc-sessions"),
     ("ice_candidate", "body.session_id", "webrtc-sessions"),
-    ("get_one", "path.id", "webrtc-sessions"),
+    ("get_webrtc_session", "path.id", "webrtc-sessions"),
     ("server_candidates", "path.id", "webrtc-sessions"),
-    ("delete", "path.id", "spare-webrtc-sessions"),
+    ("delete_webrtc_session", "path.id", "spare-webrtc-sessions"),
 ]
 
 
@@ -399,7 +399,7 @@ def positional_bodies(dictionaries: dict[str, list[str]]) -> dict[str, list]:
     return {
         "create_remote_control": ["fuzz array", None],
         "set_train": ["train-1"],
-        "offer": [rc],
+        "webrtc_offer": [rc],
         "answer": [session, "answer", "v=0"],
         "ice_candidate": [session, None],
     }
@@ -422,7 +422,7 @@ def edge_probes(base: str, schema: dict, identity: str, token: str | None, dicti
             if not isinstance(operation, dict):
                 continue
             op_id = operation.get("operationId", "")
-            if op_id == "delete" or op_id == "delete_remote_control":
+            if op_id.startswith("delete_"):
                 continue  # no body and no query: nothing here for them
             concrete = re.sub(r"\{([^}]+)\}", lambda m: ids["session_id"] if "webrtc" in path else ids.get(m.group(1), rc), path)
             requests = []  # (what, path, content type, body bytes, curl data argument)
