@@ -409,6 +409,19 @@ settings! {
         /// the HTTP listener, as media servers do. Empty: `/metrics` is on the HTTP listener.
         metrics_addr: String = String::new(), "RAILCAST_METRICS_ADDR";
     }
+    "Recording" {
+        /// Directory recordings are written to, as fragmented MP4 (docs/recording.md):
+        /// `DIR/<train>/camera-<N>/<UTC start>.mp4`. Empty: recording is off.
+        record_dir: String = String::new(), "RAILCAST_RECORD_DIR";
+        /// Trains recorded (when record_dir is set): train ids (comma-separated on the command line
+        /// and in the environment, an array in the file), or `*` for every train that connects.
+        record_trains: List = List(vec!["*".into()]), "RAILCAST_RECORD_TRAINS";
+        /// A recording starts a new file at the first keyframe after this much video (1s..=1h).
+        record_segment_duration: Dur = Dur(Duration::from_secs(60)), "RAILCAST_RECORD_SEGMENT_DURATION";
+        /// Video per fragment (moof + mdat), written to disk whole (100ms..=10s): a crash loses at
+        /// most the fragment being built. At most record_segment_duration.
+        record_part_duration: Dur = Dur(Duration::from_secs(1)), "RAILCAST_RECORD_PART_DURATION";
+    }
 }
 
 impl Config {
@@ -523,6 +536,7 @@ impl Config {
                 format!("must be within 1m..=7d, got {}", self.webrtc_turn_credential_ttl),
             ));
         }
+        self.validate_recording()?;
         if self.demo_trains > 100_000 {
             return Err(invalid("demo_trains", "must be at most 100000"));
         }
@@ -544,6 +558,38 @@ impl Config {
 }
 
 impl Config {
+    fn validate_recording(&self) -> Result<(), ConfigError> {
+        let (segment, part) = (self.record_segment_duration.0, self.record_part_duration.0);
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&segment) {
+            return Err(invalid(
+                "record_segment_duration",
+                format!("must be within 1s..=1h, got {}", self.record_segment_duration),
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(10)).contains(&part) || part > segment {
+            return Err(invalid(
+                "record_part_duration",
+                format!(
+                    "must be within 100ms..=10s and at most record_segment_duration, got {}",
+                    self.record_part_duration
+                ),
+            ));
+        }
+        let trains = &self.record_trains.0;
+        if trains.is_empty() {
+            return Err(invalid("record_trains", "needs `*` or at least one train id"));
+        }
+        if trains.len() > 1 && trains.iter().any(|t| t == "*") {
+            return Err(invalid("record_trains", "`*` stands alone"));
+        }
+        for t in trains.iter().filter(|t| *t != "*") {
+            if let Err(e) = railcast_protocol::TrainId::new(t.as_str()) {
+                return Err(invalid("record_trains", format!("{t:?} is not a train id: {e}")));
+            }
+        }
+        Ok(())
+    }
+
     /// The limits, as the server applies them.
     pub fn limits(&self) -> crate::limits::LimitConfig {
         crate::limits::LimitConfig {
@@ -879,6 +925,13 @@ mod tests {
             (&["--metrics-addr", "localhost"], "metrics_addr"),
             (&["--webrtc-turn-credential-ttl", "10s"], "webrtc_turn_credential_ttl"),
             (&["--webrtc-turn-credential-ttl", "8days"], "webrtc_turn_credential_ttl"),
+            (&["--record-segment-duration", "500ms"], "record_segment_duration"),
+            (&["--record-segment-duration", "2h"], "record_segment_duration"),
+            (&["--record-part-duration", "10ms"], "record_part_duration"),
+            (&["--record-segment-duration", "2s", "--record-part-duration", "3s"], "record_part_duration"),
+            (&["--record-trains", ""], "record_trains"),
+            (&["--record-trains", "*,train-1"], "record_trains"),
+            (&["--record-trains", "train 1"], "record_trains"),
         ];
         for (args, setting) in cases {
             let err =
