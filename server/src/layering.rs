@@ -61,16 +61,19 @@ fn forbidden(module: &str, used: &str) -> bool {
             // Its own folder, but no other transport and nothing above.
             (used.starts_with("transport/") && used != m) || upward(&["signaling", "api", "ingest"])
         }
-        "hub" => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "sessions"]),
-        "core" => transport_or_signaling || upward(&["relay", "api", "http", "ingest"]),
+        "hub" => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "sessions", "record"]),
+        "core" => transport_or_signaling || upward(&["relay", "api", "http", "ingest", "record"]),
         "relay" => transport_or_signaling || upward(&["api", "http", "ingest"]),
         "http" => transport_or_signaling || upward(&["api", "relay", "ingest"]),
         "api" => transport_or_signaling || upward(&["relay", "ingest"]),
         // WHIP trains are WebRTC peers: ingest builds them with transport::webrtc's negotiation
         // (the same sockets, settings and candidate checks), and names no other transport.
         "ingest" => (transport_or_signaling && used != "transport/webrtc") || upward(&["relay", "api", "http"]),
+        // A hub subscriber like a transport's session, with no client: the hub, core, config and
+        // metrics, no transport, signaling, relay or API.
+        "record" => transport_or_signaling || upward(&["relay", "api", "http", "ingest", "sessions"]),
         // The leaves: config, auth, limits, remote, sessions, tls, layering.
-        _ => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest"]),
+        _ => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "record"]),
     }
 }
 
@@ -140,5 +143,9 @@ mod tests {
         assert!(forbidden("ingest", "transport/ws"));
         assert!(forbidden("transport/webrtc", "ingest"));
         assert!(!forbidden("signaling/whip", "ingest"));
+        assert!(forbidden("record", "transport/ws"));
+        assert!(forbidden("record", "relay"));
+        assert!(!forbidden("record", "hub"));
+        assert!(forbidden("hub", "record"));
     }
 }

@@ -21,6 +21,7 @@
 //!   train offers its media, over [`ingest::whip`]), [`signaling::jsonrpc`]
 //!   (JSON-RPC 2.0 over WebSocket, `GET /rpc`: peers, the relay one of them), [`signaling::mqtt`] (the client
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
+//! - [`record`]: recording trains' video to fragmented MP4 files, a hub subscriber per train.
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
 //! - Leaves: [`config`] (layered, validated settings), [`logging`] (formats; secrets redacted),
@@ -52,6 +53,7 @@ pub mod ingest;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod record;
 pub mod relay;
 pub mod remote;
 pub mod sessions;
@@ -473,6 +475,8 @@ impl Server {
                 "max_connections_per_address",
             ),
         };
+        let recorder =
+            record::Settings::from_config(&config).map(|s| record::Recorder::start(hub.clone(), s, stop_rx.clone()));
         let quic_task = tokio::spawn(ingest::serve(quic, hub, ingest_config(&config), gate, stop_rx));
         tracing::info!(%http_addr, %quic_addr, "railcast server running");
 
@@ -487,14 +491,21 @@ impl Server {
                     let _ = task.await;
                 }
             };
-            let (http, _, _, _, (), (), ()) = tokio::join!(
+            // Recorders write their parts in progress and close their files.
+            let recordings = async {
+                if let Some(recorder) = recorder {
+                    recorder.closed().await;
+                }
+            };
+            let (http, _, _, _, (), (), (), ()) = tokio::join!(
                 http_task,
                 quic_task,
                 webtransport_task,
                 mqtt_task,
                 sessions.wait_empty(),
                 whip.closed(),
-                metrics
+                metrics,
+                recordings
             );
             http
         };

@@ -1,0 +1,300 @@
+//! Fragmented MP4 for one H.264 camera, sans-IO: bytes in, bytes out, boxes by `mp4-atom`.
+//!
+//! A segment file is an init segment ([`init_segment`]: `ftyp` + `moov` with one `avc1` track whose
+//! `avcC` holds the first keyframe's SPS and PPS) followed by fragments ([`fragment`]: `prft` +
+//! `moof` + `mdat`). Samples are the train's access units with each Annex B start code replaced by
+//! a 4-byte length ([`length_prefixed`]); parameter sets stay in the keyframes, so every sample
+//! decodes on its own terms and the bytes match the train's frame one for one.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mp4_atom::{
+    Avc1, Avcc, Dinf, Dref, Encode, FourCC, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Prft,
+    ReferenceTime, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
+};
+use railcast_protocol::h264::{self, NAL_PPS, NAL_SPS};
+
+/// Media timescale: 90 kHz, as RTP video.
+pub const TIMESCALE: u32 = 90_000;
+/// The one track's id.
+const TRACK: u32 = 1;
+/// `sample_depends_on = 2` (an I picture): a sync sample.
+const SYNC: u32 = 0x0200_0000;
+/// `sample_depends_on = 1`, `sample_is_non_sync_sample`.
+const NON_SYNC: u32 = 0x0101_0000;
+/// Seconds from 1904-01-01 (MP4) and from 1900-01-01 (NTP) to the Unix epoch.
+const MP4_EPOCH: u64 = 2_082_844_800;
+const NTP_EPOCH: u64 = 2_208_988_800;
+
+/// Why a camera's frames cannot be muxed.
+#[derive(Debug, thiserror::Error)]
+pub enum MuxError {
+    #[error("the keyframe has no SPS and PPS")]
+    NoParameterSets,
+    #[error("the SPS gives no picture size")]
+    BadSps,
+    #[error("encoding a box: {0}")]
+    Encode(#[from] mp4_atom::Error),
+}
+
+/// The codec configuration of a track, from a keyframe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    pub sps: Vec<u8>,
+    pub pps: Vec<u8>,
+    pub width: u16,
+    pub height: u16,
+}
+
+impl Track {
+    /// The first SPS and PPS of an Annex B keyframe, and the picture size the SPS gives.
+    pub fn from_keyframe(access_unit: &[u8]) -> Result<Self, MuxError> {
+        let units = h264::nal_units(access_unit);
+        let find = |t| units.iter().find(|n| n.nal_type() == t).map(|n| n.payload.to_vec());
+        let (Some(sps), Some(pps)) = (find(NAL_SPS), find(NAL_PPS)) else { return Err(MuxError::NoParameterSets) };
+        let (w, h) = h264::sps_dimensions(&sps).ok_or(MuxError::BadSps)?;
+        let (width, height) =
+            (u16::try_from(w).map_err(|_| MuxError::BadSps)?, u16::try_from(h).map_err(|_| MuxError::BadSps)?);
+        Ok(Self { sps, pps, width, height })
+    }
+}
+
+/// One sample of a fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Length-prefixed NAL units ([`length_prefixed`]).
+    pub data: Vec<u8>,
+    /// In [`TIMESCALE`] ticks.
+    pub duration: u32,
+    pub sync: bool,
+}
+
+/// An Annex B access unit as MP4 stores it: each NAL unit preceded by its length (4 bytes, big
+/// endian) instead of a start code.
+pub fn length_prefixed(access_unit: &[u8]) -> Vec<u8> {
+    let units = h264::nal_units(access_unit);
+    let mut out = Vec::with_capacity(access_unit.len() + 4);
+    for n in units.iter().filter(|n| !n.payload.is_empty()) {
+        out.extend_from_slice(&(n.payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(n.payload);
+    }
+    out
+}
+
+fn seconds_since(t: SystemTime, epoch_offset: u64) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() + epoch_offset
+}
+
+/// NTP timestamp (32.32 fixed point from 1900) of `t`.
+pub fn ntp(t: SystemTime) -> u64 {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    // Rounded up, so that reading it back (rounding down) gives the same nanosecond.
+    let frac = (u64::from(since.subsec_nanos()) << 32).div_ceil(1_000_000_000);
+    ((since.as_secs() + NTP_EPOCH) << 32) | frac
+}
+
+/// The wall-clock time of an NTP timestamp.
+pub fn from_ntp(ntp: u64) -> SystemTime {
+    let secs = (ntp >> 32).saturating_sub(NTP_EPOCH);
+    let nanos = ((ntp & 0xFFFF_FFFF) * 1_000_000_000) >> 32;
+    UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos)
+}
+
+/// `ftyp` + `moov`: one video track, fragmented (`mvex`), created at `start` (`mvhd`/`tkhd`/`mdhd`
+/// creation time, whole seconds; the fragments' `prft` has the exact time).
+pub fn init_segment(track: &Track, start: SystemTime) -> Result<Vec<u8>, MuxError> {
+    let created = seconds_since(start, MP4_EPOCH);
+    let avcc = Avcc::new(&track.sps, &track.pps)?;
+    let ftyp = Ftyp {
+        major_brand: FourCC::new(b"iso6"),
+        minor_version: 0,
+        compatible_brands: vec![FourCC::new(b"iso6"), FourCC::new(b"isom"), FourCC::new(b"avc1"), FourCC::new(b"mp41")],
+    };
+    let moov = Moov {
+        mvhd: Mvhd {
+            creation_time: created,
+            modification_time: created,
+            timescale: 1000,
+            rate: 1.into(),
+            volume: 1.into(),
+            next_track_id: TRACK + 1,
+            ..Default::default()
+        },
+        mvex: Some(Mvex {
+            mehd: None,
+            trex: vec![Trex { track_id: TRACK, default_sample_description_index: 1, ..Default::default() }],
+        }),
+        trak: vec![Trak {
+            tkhd: Tkhd {
+                creation_time: created,
+                modification_time: created,
+                track_id: TRACK,
+                enabled: true,
+                in_movie: true,
+                width: track.width.into(),
+                height: track.height.into(),
+                ..Default::default()
+            },
+            mdia: Mdia {
+                mdhd: Mdhd {
+                    creation_time: created,
+                    modification_time: created,
+                    timescale: TIMESCALE,
+                    duration: 0,
+                    language: "und".into(),
+                },
+                hdlr: Hdlr { handler: FourCC::new(b"vide"), name: "railcast video".into() },
+                minf: Minf {
+                    vmhd: Some(Vmhd::default()),
+                    dinf: Dinf { dref: Dref { entries: vec![Url::default().into()] } },
+                    stbl: Stbl {
+                        stsd: Stsd {
+                            codecs: vec![Avc1 {
+                                visual: Visual { width: track.width, height: track.height, ..Default::default() },
+                                avcc,
+                                ..Default::default()
+                            }
+                            .into()],
+                        },
+                        stco: Some(Stco::default()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    ftyp.encode(&mut out)?;
+    moov.encode(&mut out)?;
+    Ok(out)
+}
+
+/// One fragment: `prft` (the wall-clock time `wall` of its first sample), `moof` (sequence number
+/// `seq`, decode time `decode_time` in [`TIMESCALE`] ticks, each sample's size, duration and
+/// sync flag) and `mdat` (the samples).
+pub fn fragment(seq: u32, decode_time: u64, wall: SystemTime, samples: &[Sample]) -> Result<Vec<u8>, MuxError> {
+    let prft = Prft {
+        reference_track_id: TRACK,
+        ntp_timestamp: ntp(wall),
+        media_time: decode_time,
+        utc_time_semantics: ReferenceTime::Input,
+    };
+    let entries: Vec<TrunEntry> = samples
+        .iter()
+        .map(|s| TrunEntry {
+            duration: Some(s.duration),
+            size: Some(s.data.len() as u32),
+            flags: Some(if s.sync { SYNC } else { NON_SYNC }),
+            cts: None,
+        })
+        .collect();
+    let mut moof = Moof {
+        mfhd: Mfhd { sequence_number: seq },
+        traf: vec![Traf {
+            tfhd: Tfhd { track_id: TRACK, default_base_is_moof: true, ..Default::default() },
+            tfdt: Some(Tfdt { base_media_decode_time: decode_time }),
+            trun: vec![Trun { data_offset: Some(0), samples: entries.into() }],
+            ..Default::default()
+        }],
+    };
+    // The data offset counts from the moof's first byte to the first sample, past mdat's header.
+    let mut sized = Vec::new();
+    moof.encode(&mut sized)?;
+    moof.traf[0].trun[0].data_offset = Some(sized.len() as i32 + 8);
+    let mdat = Mdat { data: samples.iter().flat_map(|s| s.data.iter().copied()).collect() };
+    let mut out = Vec::with_capacity(sized.len() + mdat.data.len() + 64);
+    prft.encode(&mut out)?;
+    moof.encode(&mut out)?;
+    mdat.encode(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp4_atom::{Any, Decode, TrunSamples};
+
+    /// A 320×240 High SPS (libx264's, as in `railcast_protocol::h264`'s tests) and a PPS.
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00,
+        0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    fn annex_b(units: &[&[u8]]) -> Vec<u8> {
+        units.iter().flat_map(|u| [0, 0, 0, 1].iter().chain(u.iter()).copied()).collect()
+    }
+
+    fn decode_all(mut bytes: &[u8]) -> Vec<Any> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            out.push(Any::decode(&mut bytes).expect("a box"));
+        }
+        out
+    }
+
+    #[test]
+    fn length_prefixes_replace_start_codes() {
+        let au = [&[0, 0, 0, 1, 0x67, 1, 2][..], &[0, 0, 1, 0x65, 9][..]].concat();
+        assert_eq!(length_prefixed(&au), vec![0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x65, 9]);
+    }
+
+    #[test]
+    fn the_init_segment_decodes_to_one_avc1_track() {
+        let key = annex_b(&[SPS, PPS, &[0x65, 0x88, 0x84]]);
+        let track = Track::from_keyframe(&key).expect("track");
+        assert_eq!((track.width, track.height), (320, 240));
+        let start = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        let boxes = decode_all(&init_segment(&track, start).expect("init"));
+        let [Any::Ftyp(_), Any::Moov(moov)] = boxes.as_slice() else { panic!("ftyp + moov: {boxes:?}") };
+        assert_eq!(moov.mvhd.creation_time, 1_796_000_000 + MP4_EPOCH);
+        assert_eq!(moov.mvex.as_ref().expect("mvex").trex[0].track_id, TRACK);
+        let trak = &moov.trak[0];
+        assert_eq!(trak.mdia.mdhd.timescale, TIMESCALE);
+        let mp4_atom::Codec::Avc1(avc1) = &trak.mdia.minf.stbl.stsd.codecs[0] else { panic!("avc1") };
+        assert_eq!((avc1.visual.width, avc1.visual.height), (320, 240));
+        assert_eq!(avc1.avcc.sequence_parameter_sets, vec![SPS.to_vec()]);
+        assert_eq!(avc1.avcc.picture_parameter_sets, vec![PPS.to_vec()]);
+        assert!(Track::from_keyframe(&annex_b(&[&[0x65, 1]])).is_err(), "no parameter sets");
+    }
+
+    #[test]
+    fn a_fragment_decodes_to_its_samples() {
+        let samples = vec![
+            Sample { data: length_prefixed(&annex_b(&[SPS, PPS, &[0x65, 1, 2, 3]])), duration: 3000, sync: true },
+            Sample { data: length_prefixed(&annex_b(&[&[0x41, 4, 5]])), duration: 3003, sync: false },
+        ];
+        let wall = UNIX_EPOCH + Duration::from_millis(1_796_000_000_123);
+        let bytes = fragment(7, 90_000, wall, &samples).expect("fragment");
+        let boxes = decode_all(&bytes);
+        let [Any::Prft(prft), Any::Moof(moof), Any::Mdat(mdat)] = boxes.as_slice() else { panic!("{boxes:?}") };
+        let since = from_ntp(prft.ntp_timestamp).duration_since(UNIX_EPOCH).expect("after 1970");
+        assert_eq!(since.as_millis(), 1_796_000_000_123);
+        assert_eq!(prft.media_time, 90_000);
+        assert_eq!(moof.mfhd.sequence_number, 7);
+        let traf = &moof.traf[0];
+        assert_eq!(traf.tfdt.as_ref().expect("tfdt").base_media_decode_time, 90_000);
+        let trun = &traf.trun[0];
+        let TrunSamples::Explicit(entries) = &trun.samples else { panic!("explicit samples") };
+        let got: Vec<_> = entries.iter().map(|e| (e.size, e.duration, e.flags)).collect();
+        let want: Vec<_> = samples
+            .iter()
+            .map(|s| (Some(s.data.len() as u32), Some(s.duration), Some(if s.sync { SYNC } else { NON_SYNC })))
+            .collect();
+        assert_eq!(got, want);
+        // The data offset points at the first sample: just past mdat's 8-byte header.
+        let moof_at = bytes.len() - mdat.data.len() - 8 - moof_len(&bytes);
+        let first = moof_at + trun.data_offset.expect("offset") as usize;
+        assert_eq!(&bytes[first..first + samples[0].data.len()], samples[0].data.as_slice());
+        assert_eq!(mdat.data, [samples[0].data.clone(), samples[1].data.clone()].concat());
+    }
+
+    /// The size of the `moof` box in `bytes` (after a `prft`).
+    fn moof_len(bytes: &[u8]) -> usize {
+        let prft = u32::from_be_bytes(bytes[0..4].try_into().expect("4")) as usize;
+        u32::from_be_bytes(bytes[prft..prft + 4].try_into().expect("4")) as usize
+    }
+}

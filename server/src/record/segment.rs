@@ -1,0 +1,257 @@
+//! One camera's recording, sans-IO: frames in, file operations out.
+//!
+//! A segment opens at a keyframe and gathers samples into a part; a part is emitted whole
+//! ([`Out::Create`] with the init segment for a segment's first, [`Out::Append`] after) once the
+//! next frame shows it spans `part` of capture time, so a part on disk always ends at a frame
+//! boundary with every duration known. A keyframe at least `segment` after the segment's start,
+//! or with other parameter sets, closes it and opens the next. [`Segmenter::cut`] ends the
+//! segment at once (a loss, the train going offline, shutdown): the part in progress is emitted,
+//! and the next segment waits for a keyframe. Decode times come from the train's capture
+//! timestamps, so a dropped frame leaves a gap in time rather than shifting what follows.
+
+use std::time::{Duration, SystemTime};
+
+use super::fmp4::{self, MuxError, Sample, Track, TIMESCALE};
+
+/// A capture-time step outside (0, this] is not trusted (the train's clock jumped): the sample
+/// gets the previous duration instead.
+const MAX_STEP: Duration = Duration::from_secs(10);
+/// The duration of a segment's last sample when nothing came after it (and no earlier one is
+/// known): one frame at 30 fps.
+const DEFAULT_TICKS: u32 = TIMESCALE / 30;
+
+/// A file operation for the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// Create `name`.mp4 (the segment's UTC start) and write `bytes`: the init segment and the
+    /// first part.
+    Create { name: String, bytes: Vec<u8> },
+    /// Append one part to the file last created.
+    Append(Vec<u8>),
+    /// The segment is complete: close the file.
+    Close,
+}
+
+/// An H.264 access unit (Annex B) from the train.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameIn<'a> {
+    pub capture_us: u64,
+    pub keyframe: bool,
+    pub data: &'a [u8],
+}
+
+#[derive(Debug)]
+struct Open {
+    name: String,
+    track: Track,
+    /// The init segment, until the first part goes out with it.
+    init: Option<Vec<u8>>,
+    /// The segment's wall-clock start.
+    wall: SystemTime,
+    /// Parts emitted (the next part's `mfhd` sequence number is this + 1).
+    parts: u32,
+    /// Samples of the part in progress, and the decode time of its first.
+    pending: Vec<Sample>,
+    part_start: u64,
+    /// Decode time and capture time of the latest sample.
+    last_dts: u64,
+    last_capture_us: u64,
+    last_ticks: u32,
+    frames: u64,
+}
+
+/// One camera's segments.
+#[derive(Debug)]
+pub struct Segmenter {
+    segment_ticks: u64,
+    part_ticks: u64,
+    open: Option<Open>,
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_micros() as u64).saturating_mul(u64::from(TIMESCALE)) / 1_000_000
+}
+
+/// `20261202T064500.123Z`: a segment's UTC start, as its file name.
+pub fn file_name(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+impl Segmenter {
+    pub fn new(segment: Duration, part: Duration) -> Self {
+        Self { segment_ticks: ticks(segment), part_ticks: ticks(part).max(1), open: None }
+    }
+
+    /// Whether a segment is open (frames are being recorded).
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Take a frame received at `now`. Frames before a segment's first keyframe are skipped.
+    pub fn push(&mut self, frame: FrameIn<'_>, now: SystemTime) -> Result<Vec<Out>, MuxError> {
+        let mut out = Vec::new();
+        if let Some(open) = &mut self.open {
+            let step = frame.capture_us.checked_sub(open.last_capture_us).map(Duration::from_micros);
+            let dur = match step {
+                Some(s) if !s.is_zero() && s <= MAX_STEP => u32::try_from(ticks(s)).unwrap_or(u32::MAX).max(1),
+                _ => open.last_ticks,
+            };
+            if let Some(last) = open.pending.last_mut() {
+                last.duration = dur;
+            }
+            let dts = open.last_dts + u64::from(dur);
+            open.last_ticks = dur;
+            let rollover = frame.keyframe
+                && (dts >= self.segment_ticks || Track::from_keyframe(frame.data).is_ok_and(|t| t != open.track));
+            if rollover {
+                out.extend(self.cut()?);
+            } else {
+                if dts - open.part_start >= self.part_ticks {
+                    out.extend(Self::flush(open)?);
+                    open.part_start = dts;
+                }
+                open.last_dts = dts;
+                open.last_capture_us = frame.capture_us;
+                open.frames += 1;
+                open.pending.push(Sample {
+                    data: fmp4::length_prefixed(frame.data),
+                    duration: dur,
+                    sync: frame.keyframe,
+                });
+                return Ok(out);
+            }
+        }
+        if !frame.keyframe {
+            return Ok(out);
+        }
+        let track = Track::from_keyframe(frame.data)?;
+        let init = fmp4::init_segment(&track, now)?;
+        self.open = Some(Open {
+            name: file_name(now),
+            track,
+            init: Some(init),
+            wall: now,
+            parts: 0,
+            pending: vec![Sample { data: fmp4::length_prefixed(frame.data), duration: DEFAULT_TICKS, sync: true }],
+            part_start: 0,
+            last_dts: 0,
+            last_capture_us: frame.capture_us,
+            last_ticks: DEFAULT_TICKS,
+            frames: 1,
+        });
+        Ok(out)
+    }
+
+    /// End the segment now: the part in progress (its last sample lasting as long as the one
+    /// before), then [`Out::Close`]. Nothing when no segment is open.
+    pub fn cut(&mut self) -> Result<Vec<Out>, MuxError> {
+        let Some(mut open) = self.open.take() else { return Ok(Vec::new()) };
+        let mut out = Self::flush(&mut open)?;
+        if open.parts > 0 {
+            out.push(Out::Close);
+        }
+        Ok(out)
+    }
+
+    /// Forget the open segment without emitting anything (its file already ends at a part
+    /// boundary): the writer lost a part.
+    pub fn abandon(&mut self) {
+        self.open = None;
+    }
+
+    fn flush(open: &mut Open) -> Result<Vec<Out>, MuxError> {
+        if open.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let offset = Duration::from_micros(open.part_start * 1_000_000 / u64::from(TIMESCALE));
+        let part = fmp4::fragment(open.parts + 1, open.part_start, open.wall + offset, &open.pending)?;
+        open.pending.clear();
+        open.parts += 1;
+        Ok(vec![match open.init.take() {
+            Some(mut init) => {
+                init.extend_from_slice(&part);
+                Out::Create { name: open.name.clone(), bytes: init }
+            }
+            None => Out::Append(part),
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPS: &[u8] = &[
+        0, 0, 0, 1, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+        0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60, 0, 0, 0, 1, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0,
+    ];
+
+    fn key() -> Vec<u8> {
+        [SPS, &[0, 0, 0, 1, 0x65, 1, 2, 3]].concat()
+    }
+
+    /// `n` frames at 10 fps (a keyframe every `gop`), through `s`; the operations.
+    fn feed(s: &mut Segmenter, n: u64, gop: u64) -> Vec<Out> {
+        let delta = [0, 0, 0, 1, 0x41, 9, 9];
+        let key = key();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let keyframe = i % gop == 0;
+            let frame =
+                FrameIn { capture_us: 5_000_000 + i * 100_000, keyframe, data: if keyframe { &key } else { &delta } };
+            out.extend(s.push(frame, SystemTime::UNIX_EPOCH + Duration::from_millis(i * 100)).expect("push"));
+        }
+        out
+    }
+
+    fn kinds(out: &[Out]) -> String {
+        out.iter()
+            .map(|o| match o {
+                Out::Create { .. } => 'C',
+                Out::Append(_) => 'A',
+                Out::Close => 'X',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_are_cut_by_capture_time_and_segments_at_keyframes() {
+        // 1 s parts, 2 s segments, a keyframe every 1.5 s: frames 0..40 (4 s).
+        let mut s = Segmenter::new(Duration::from_secs(2), Duration::from_secs(1));
+        let mut out = feed(&mut s, 40, 15);
+        // Segment 1: frames 0..30 (the keyframe at 3.0 s is the first after 2 s): parts at 1 s
+        // and 2 s, the rest at the cut. Segment 2 from frame 30: its first part still in progress.
+        assert_eq!(kinds(&out), "CAAX");
+        let Out::Create { name, .. } = &out[0] else { panic!("create") };
+        assert_eq!(name, "19700101T000000.000Z");
+        out = s.cut().expect("cut");
+        assert_eq!(kinds(&out), "CX");
+        let Out::Create { name, .. } = &out[0] else { panic!("create") };
+        assert_eq!(name, "19700101T000003.000Z");
+        assert!(!s.is_open());
+    }
+
+    #[test]
+    fn nothing_is_recorded_before_a_keyframe() {
+        let mut s = Segmenter::new(Duration::from_secs(60), Duration::from_secs(1));
+        let delta = [0, 0, 0, 1, 0x41, 9];
+        let out =
+            s.push(FrameIn { capture_us: 1, keyframe: false, data: &delta }, SystemTime::UNIX_EPOCH).expect("push");
+        assert!(out.is_empty() && !s.is_open());
+        assert!(s.cut().expect("cut").is_empty());
+        // A segment cut before its first part was due still goes out whole, then closes.
+        let key = key();
+        s.push(FrameIn { capture_us: 1, keyframe: true, data: &key }, SystemTime::UNIX_EPOCH).expect("push");
+        assert_eq!(kinds(&s.cut().expect("cut")), "CX");
+    }
+}
