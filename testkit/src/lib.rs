@@ -17,13 +17,15 @@
 //!   [`mqtt`]: a real mosquitto (the shipped configuration) and an MQTT remote control;
 //!   [`mqtt_signaling`]: a webrtc-rs remote control that offers over MQTT signaling topics;
 //!   [`link`]: a bottleneck on the path to one; [`console`]: the operator console in Chromium;
-//!   [`tls`]: a test CA and an HTTPS client that trusts only it.
+//!   [`tls`]: a test CA and an HTTPS client that trusts only it; [`record`]: the server's
+//!   recordings as ffprobe and ffmpeg read them.
 
 pub mod agent;
 pub mod console;
 pub mod link;
 pub mod mqtt;
 pub mod mqtt_signaling;
+pub mod record;
 pub mod rpc;
 pub mod tls;
 pub mod webrtc;

@@ -1,0 +1,146 @@
+//! Reading the server's recordings (fragmented MP4) with Debian's `ffprobe` and `ffmpeg`, the
+//! foreign readers: what a file holds, whether it decodes cleanly, and each frame's SHA-256 as the
+//! simulator's manifest has it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Every `.mp4` under `dir` (`<train>/camera-<N>/<UTC start>.mp4`), sorted: by train, camera,
+/// then start time.
+pub fn recordings(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "mp4") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// What `ffprobe` says of a file's video stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub codec: String,
+    pub width: u64,
+    pub height: u64,
+    /// Frames read (`-count_frames`).
+    pub frames: u64,
+}
+
+pub fn probe(file: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let s = &v["streams"][0];
+    Probe {
+        codec: s["codec_name"].as_str().unwrap_or_default().to_owned(),
+        width: s["width"].as_u64().unwrap_or_default(),
+        height: s["height"].as_u64().unwrap_or_default(),
+        frames: s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or_default(),
+    }
+}
+
+/// What `ffmpeg -v error -i FILE -f null -` prints (empty: the file decodes cleanly).
+pub fn decode_errors(file: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        said.trim().to_owned()
+    } else {
+        format!("exit {}: {}", out.status, said.trim())
+    }
+}
+
+/// One recorded sample as `ffprobe -show_packets` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// SHA-256 of the access unit in Annex B with 4-byte start codes (the simulator's format,
+    /// which its manifest hashes): each 4-byte NAL length replaced by `00 00 00 01`.
+    pub sha256: String,
+    pub keyframe: bool,
+    /// Decode time, seconds from the file's start.
+    pub dts: f64,
+}
+
+/// The samples of a file's video stream, in order.
+pub fn samples(file: &Path) -> Vec<Sample> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_packets", "-show_data", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    v["packets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            let data = hexdump(p["data"].as_str().unwrap_or_default());
+            Sample {
+                sha256: crate::sha256_hex(&annex_b(&data)),
+                keyframe: p["flags"].as_str().is_some_and(|f| f.starts_with('K')),
+                dts: p["dts_time"].as_str().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN),
+            }
+        })
+        .collect()
+}
+
+/// The bytes of ffprobe's `data` dump: lines `OFFSET: HEX…  ASCII`, the hex in columns 10..51.
+fn hexdump(dump: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in dump.lines().filter(|l| l.len() > 10) {
+        let hex: String = line.get(10..51).unwrap_or(&line[10..]).chars().filter(|c| !c.is_whitespace()).collect();
+        for i in (0..hex.len() / 2 * 2).step_by(2) {
+            out.push(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"));
+        }
+    }
+    out
+}
+
+/// Length-prefixed NAL units (4-byte lengths) to Annex B with 4-byte start codes.
+fn annex_b(sample: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sample.len());
+    let mut rest = sample;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let end = (4 + len).min(rest.len());
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(&rest[4..end]);
+        rest = &rest[end..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ffprobe_dumps_read_back() {
+        // ffprobe pads the hex to 41 columns before the ASCII column.
+        let dump = format!("\n00000000: {:<41}{}\n", "0000 0003 6742 c000 0000 0165", "....gB.....e");
+        assert_eq!(hexdump(&dump), vec![0, 0, 0, 3, 0x67, 0x42, 0xc0, 0, 0, 0, 1, 0x65]);
+        assert_eq!(annex_b(&[0, 0, 0, 2, 0x67, 1, 0, 0, 0, 1, 0x65]), vec![0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x65]);
+    }
+}
