@@ -57,7 +57,10 @@ struct Open {
     last_dts: u64,
     last_capture_us: u64,
     last_ticks: u32,
-    frames: u64,
+    /// A capture time and its decode time: later ones count from it (so rounding never adds up),
+    /// moved when the train's clock jumps.
+    anchor_capture_us: u64,
+    anchor_dts: u64,
 }
 
 /// One camera's segments.
@@ -68,8 +71,9 @@ pub struct Segmenter {
     open: Option<Open>,
 }
 
+/// `d` in [`TIMESCALE`] ticks, rounded to the nearest.
 fn ticks(d: Duration) -> u64 {
-    (d.as_micros() as u64).saturating_mul(u64::from(TIMESCALE)) / 1_000_000
+    ((d.as_micros() as u64).saturating_mul(u64::from(TIMESCALE)) + 500_000) / 1_000_000
 }
 
 /// `20261202T064500.123Z`: a segment's UTC start, as its file name.
@@ -102,14 +106,21 @@ impl Segmenter {
         let mut out = Vec::new();
         if let Some(open) = &mut self.open {
             let step = frame.capture_us.checked_sub(open.last_capture_us).map(Duration::from_micros);
-            let dur = match step {
-                Some(s) if !s.is_zero() && s <= MAX_STEP => u32::try_from(ticks(s)).unwrap_or(u32::MAX).max(1),
-                _ => open.last_ticks,
+            let dts = match step {
+                Some(s) if !s.is_zero() && s <= MAX_STEP => {
+                    let since = Duration::from_micros(frame.capture_us - open.anchor_capture_us);
+                    (open.anchor_dts + ticks(since)).max(open.last_dts + 1)
+                }
+                _ => {
+                    let dts = open.last_dts + u64::from(open.last_ticks);
+                    (open.anchor_capture_us, open.anchor_dts) = (frame.capture_us, dts);
+                    dts
+                }
             };
+            let dur = u32::try_from(dts - open.last_dts).unwrap_or(u32::MAX);
             if let Some(last) = open.pending.last_mut() {
                 last.duration = dur;
             }
-            let dts = open.last_dts + u64::from(dur);
             open.last_ticks = dur;
             let rollover = frame.keyframe
                 && (dts >= self.segment_ticks || Track::from_keyframe(frame.data).is_ok_and(|t| t != open.track));
@@ -122,7 +133,6 @@ impl Segmenter {
                 }
                 open.last_dts = dts;
                 open.last_capture_us = frame.capture_us;
-                open.frames += 1;
                 open.pending.push(Sample {
                     data: fmp4::length_prefixed(frame.data),
                     duration: dur,
@@ -147,7 +157,8 @@ impl Segmenter {
             last_dts: 0,
             last_capture_us: frame.capture_us,
             last_ticks: DEFAULT_TICKS,
-            frames: 1,
+            anchor_capture_us: frame.capture_us,
+            anchor_dts: 0,
         });
         Ok(out)
     }
@@ -239,6 +250,50 @@ mod tests {
         let Out::Create { name, .. } = &out[0] else { panic!("create") };
         assert_eq!(name, "19700101T000003.000Z");
         assert!(!s.is_open());
+    }
+
+    /// The durations in the `trun` of a part.
+    fn durations(part: &[u8]) -> Vec<u32> {
+        use mp4_atom::{Any, Decode};
+        let mut rest = part;
+        while !rest.is_empty() {
+            if let Any::Moof(moof) = Any::decode(&mut rest).expect("box") {
+                return moof.traf[0].trun[0].samples.iter().map(|e| e.duration.expect("duration")).collect();
+            }
+        }
+        panic!("no moof")
+    }
+
+    #[test]
+    fn decode_times_follow_capture_times_without_drift_or_jumps() {
+        // 15 fps (66,666.67 µs apart: 5,999.97 ticks, truncated 5,999): 30 frames are exactly 2 s,
+        // so the keyframe of frame 30 starts the next 2 s segment.
+        let mut s = Segmenter::new(Duration::from_secs(2), Duration::from_secs(10));
+        let (key, delta) = (key(), [0, 0, 0, 1, 0x41, 9]);
+        let mut out = Vec::new();
+        for i in 0..31u64 {
+            let frame = FrameIn {
+                capture_us: i * 1_000_000 / 15,
+                keyframe: i % 15 == 0,
+                data: if i % 15 == 0 { &key } else { &delta },
+            };
+            out.extend(s.push(frame, SystemTime::UNIX_EPOCH).expect("push"));
+        }
+        assert_eq!(kinds(&out), "CX", "rolled over at frame 30");
+        let Out::Create { bytes, .. } = &out[0] else { panic!("create") };
+        let d = durations(bytes);
+        assert_eq!(d.len(), 30);
+        assert_eq!(d.iter().map(|&t| u64::from(t)).sum::<u64>(), 180_000, "{d:?}");
+        // The train's clock jumps back, then 20 s ahead: each such frame lasts as the one before.
+        let mut s = Segmenter::new(Duration::from_secs(60), Duration::from_secs(10));
+        for capture_us in [10_000_000, 10_100_000, 5_000_000, 5_050_000, 25_050_000, 25_100_000] {
+            let keyframe = capture_us == 10_000_000;
+            let frame = FrameIn { capture_us, keyframe, data: if keyframe { &key } else { &delta } };
+            assert!(s.push(frame, SystemTime::UNIX_EPOCH).expect("push").is_empty());
+        }
+        let out = s.cut().expect("cut");
+        let Out::Create { bytes, .. } = &out[0] else { panic!("create") };
+        assert_eq!(durations(bytes), [9000, 9000, 4500, 4500, 4500, 4500]);
     }
 
     #[test]
