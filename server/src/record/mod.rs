@@ -203,58 +203,80 @@ async fn record_train(
 ) {
     let mut sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
     tracing::info!(%train, "recording train");
-    let mut assembler = Assembler::new();
-    let mut cameras: HashMap<u16, Camera> = HashMap::new();
-    let end_all = |cameras: &mut HashMap<u16, Camera>, why: End| {
-        for camera in cameras.values_mut() {
-            end(camera, why, &jobs);
-        }
-    };
+    let mut rec = TrainRecorder { train, settings, jobs, assembler: Assembler::new(), cameras: HashMap::new() };
+    let mut queued = Vec::new();
     loop {
         let item = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             item = sub.next() => item,
         };
         match item {
-            SubItem::Packet(p) => {
-                let Some(frame) = assembler.push(&VideoPacket { header: p.header, bytes: p.bytes }) else { continue };
-                if frame.codec != Codec::H264AnnexB {
-                    continue;
-                }
-                let camera = cameras.entry(frame.camera.0).or_insert_with(|| Camera {
-                    dir: settings.dir.join(train.as_str()).join(format!("camera-{}", frame.camera.0)),
-                    segments: Segmenter::new(settings.segment, settings.part),
-                    last_seq: None,
-                });
-                // A gap in a camera's frame numbers: the hub dropped frames for us (we fell behind,
-                // whole frames up to a keyframe) or some never arrived whole.
-                if camera.last_seq.is_some_and(|last| frame.seq != last.next()) {
-                    end(camera, End::Loss, &jobs);
-                }
-                camera.last_seq = Some(frame.seq);
-                let input = FrameIn { capture_us: frame.capture_us, keyframe: frame.keyframe, data: &frame.data };
-                match camera.segments.push(input, SystemTime::now()) {
-                    Ok(outs) => send(camera, outs, &jobs),
-                    Err(e) => {
-                        METRICS.errors.with_label_values(&["mux"]).inc();
-                        tracing::error!(%train, camera = frame.camera.0, error = %e, "recording: frame not muxed");
-                        end(camera, End::Loss, &jobs);
-                    }
-                }
-            }
+            SubItem::Packet(p) => rec.packet(p),
             SubItem::Event(Ok(TrainEvent::Online { .. } | TrainEvent::Offline { .. })) => {
-                // A new session numbers its frames afresh: start over at its next keyframe.
-                end_all(&mut cameras, End::Stop);
-                assembler.reset();
-                for camera in cameras.values_mut() {
+                // The subscription yields events first: the packets of the session that ended may
+                // still be queued. Record them, then end the segments; a new session numbers its
+                // frames afresh and starts over at its next keyframe.
+                sub.drain_packets(&mut queued, usize::MAX);
+                for p in queued.drain(..) {
+                    rec.packet(p);
+                }
+                rec.end_all(End::Stop);
+                rec.assembler.reset();
+                for camera in rec.cameras.values_mut() {
                     camera.last_seq = None;
                 }
             }
             SubItem::Event(_) => {}
         }
     }
-    end_all(&mut cameras, End::Stop);
-    tracing::info!(%train, "recording of train ends");
+    rec.end_all(End::Stop);
+    tracing::info!(train = %rec.train, "recording of train ends");
+}
+
+/// The state of one train's recorder.
+#[derive(Debug)]
+struct TrainRecorder {
+    train: TrainId,
+    settings: Arc<Settings>,
+    jobs: mpsc::Sender<Job>,
+    assembler: Assembler,
+    cameras: HashMap<u16, Camera>,
+}
+
+impl TrainRecorder {
+    fn packet(&mut self, p: crate::hub::Packet) {
+        let Some(frame) = self.assembler.push(&VideoPacket { header: p.header, bytes: p.bytes }) else { return };
+        if frame.codec != Codec::H264AnnexB {
+            return;
+        }
+        let (settings, train) = (&self.settings, &self.train);
+        let camera = self.cameras.entry(frame.camera.0).or_insert_with(|| Camera {
+            dir: settings.dir.join(train.as_str()).join(format!("camera-{}", frame.camera.0)),
+            segments: Segmenter::new(settings.segment, settings.part),
+            last_seq: None,
+        });
+        // A gap in a camera's frame numbers: the hub dropped frames for us (we fell behind, whole
+        // frames up to a keyframe) or some never arrived whole.
+        if camera.last_seq.is_some_and(|last| frame.seq != last.next()) {
+            end(camera, End::Loss, &self.jobs);
+        }
+        camera.last_seq = Some(frame.seq);
+        let input = FrameIn { capture_us: frame.capture_us, keyframe: frame.keyframe, data: &frame.data };
+        match camera.segments.push(input, SystemTime::now()) {
+            Ok(outs) => send(camera, outs, &self.jobs),
+            Err(e) => {
+                METRICS.errors.with_label_values(&["mux"]).inc();
+                tracing::error!(%train, camera = frame.camera.0, error = %e, "recording: frame not muxed");
+                end(camera, End::Loss, &self.jobs);
+            }
+        }
+    }
+
+    fn end_all(&mut self, why: End) {
+        for camera in self.cameras.values_mut() {
+            end(camera, why, &self.jobs);
+        }
+    }
 }
 
 /// End `camera`'s segment: its part in progress goes to the writer, then the file is closed.
