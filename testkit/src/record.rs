@@ -7,6 +7,41 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::{api, wait_for_train, Entry, Server, Sim};
+
+/// What a recorded simulator run left (camera 0 of `train-1`).
+#[derive(Debug)]
+pub struct Run {
+    /// The frames the hub received, per the manifest: the simulator's last frame (a datagram)
+    /// may be lost as it stops.
+    pub received: Vec<Entry>,
+    /// Frames the simulator sent.
+    pub sent: usize,
+    /// `railcast_record_bytes_total` and `railcast_record_gops_lost_total` before the stop.
+    pub bytes_written: f64,
+    pub gops_lost: f64,
+}
+
+/// Wait for the simulator (`--trains 1 --duration …`) to end and `train-1` to go offline, then
+/// stop `server` (SIGTERM: recorders close their files) and wait for it to exit.
+pub async fn until_sim_ends(server: &mut Server, sim: &mut Sim) -> Run {
+    use std::time::Duration;
+    wait_for_train(server, "train-1", true).await;
+    tokio::time::timeout(Duration::from_secs(20), sim.child.wait()).await.expect("the simulator ends").expect("wait");
+    wait_for_train(server, "train-1", false).await;
+    let (_, train) = api("GET", &server.url("/api/trains/train-1"), None).await;
+    let received = train["frames_in"].as_u64().expect("frames_in") as usize;
+    let bytes_written = crate::mqtt::metric(server, "railcast_record_bytes_total").await;
+    let gops_lost = crate::mqtt::metric(server, "railcast_record_gops_lost_total").await;
+    server.signal("TERM");
+    tokio::time::timeout(Duration::from_secs(15), server.child.wait()).await.expect("the server stops").expect("wait");
+    let mut frames: Vec<_> = sim.manifest().entries.into_iter().filter(|e| e.camera == 0).collect();
+    let sent = frames.len();
+    assert!(received <= sent && received + 2 >= sent, "the hub received {received} of {sent} frames");
+    frames.truncate(received);
+    Run { received: frames, sent, bytes_written, gops_lost }
+}
+
 /// Every `.mp4` under `dir` (`<train>/camera-<N>/<UTC start>.mp4`), sorted: by train, camera,
 /// then start time.
 pub fn recordings(dir: &Path) -> Vec<PathBuf> {
@@ -76,6 +111,8 @@ pub struct Sample {
     /// SHA-256 of the access unit in Annex B with 4-byte start codes (the simulator's format,
     /// which its manifest hashes): each 4-byte NAL length replaced by `00 00 00 01`.
     pub sha256: String,
+    /// Marked a sync sample in its `trun` (read with `mp4-atom`: ffprobe's `K` flag does not
+    /// tell, it guesses).
     pub keyframe: bool,
     /// Decode time, seconds from the file's start.
     pub dts: f64,
@@ -90,20 +127,39 @@ pub fn samples(file: &Path) -> Vec<Sample> {
         .expect("ffprobe");
     assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    v["packets"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let sync = sync_flags(file);
+    assert_eq!(sync.len(), packets.len(), "{}: trun entries and ffprobe's packets", file.display());
+    packets
         .iter()
-        .map(|p| {
+        .zip(sync)
+        .map(|(p, keyframe)| {
             let data = hexdump(p["data"].as_str().unwrap_or_default());
             Sample {
                 sha256: crate::sha256_hex(&annex_b(&data)),
-                keyframe: p["flags"].as_str().is_some_and(|f| f.starts_with('K')),
+                keyframe,
                 dts: p["dts_time"].as_str().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN),
             }
         })
         .collect()
+}
+
+/// Each sample's sync flag, from the `trun` boxes of every fragment (`sample_is_non_sync_sample`
+/// clear), in order.
+pub fn sync_flags(file: &Path) -> Vec<bool> {
+    use mp4_atom::{Any, Decode};
+    let bytes = std::fs::read(file).expect("read recording");
+    let mut rest = bytes.as_slice();
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let Ok(atom) = Any::decode(&mut rest) else { break };
+        if let Any::Moof(moof) = atom {
+            for trun in moof.traf.iter().flat_map(|t| &t.trun) {
+                out.extend(trun.samples.iter().map(|e| e.flags.is_some_and(|f| f & 0x0001_0000 == 0)));
+            }
+        }
+    }
+    out
 }
 
 /// The bytes of ffprobe's `data` dump: lines `OFFSET: HEX…  ASCII`, the hex in columns 10..51.

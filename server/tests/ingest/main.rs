@@ -20,6 +20,8 @@ mod control_errors_after_hello;
 mod disconnect_mid_command;
 mod foreign_quic_train;
 mod malformed_packets;
+mod record_kill;
+mod record_rollover;
 mod record_simulator;
 mod sim_reconnect;
 mod train_ca;
