@@ -311,3 +311,115 @@ fn send(camera: &mut Camera, outs: Vec<Out>, jobs: &mpsc::Sender<Job>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The recorder's loss handling, without a hub or a disk: packets in, writer jobs out.
+    use super::*;
+    use railcast_protocol::packet::{packetize, FrameMeta, VideoHeader};
+    use railcast_protocol::CameraId;
+
+    const KEY: &[u8] = &[
+        0, 0, 0, 1, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+        0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60, 0, 0, 0, 1, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0, 0, 0,
+        1, 0x65, 1, 2, 3,
+    ];
+    const DELTA: &[u8] = &[0, 0, 0, 1, 0x41, 9, 9];
+
+    fn recorder(queue: usize) -> (TrainRecorder, mpsc::Receiver<Job>) {
+        let (jobs, rx) = mpsc::channel(queue);
+        let settings = Settings {
+            dir: PathBuf::from("rec"),
+            trains: Trains::All,
+            segment: Duration::from_secs(60),
+            part: Duration::from_secs(1),
+        };
+        let train = TrainId::new("train-1").expect("id");
+        (
+            TrainRecorder {
+                train,
+                settings: Arc::new(settings),
+                jobs,
+                assembler: Assembler::new(),
+                cameras: HashMap::new(),
+            },
+            rx,
+        )
+    }
+
+    /// Frame `seq` of camera 0 at 10 fps, a keyframe every 5, as the hub hands it over.
+    fn frame(rec: &mut TrainRecorder, seq: u32) {
+        let keyframe = seq % 5 == 0;
+        let meta = FrameMeta {
+            keyframe,
+            codec: Codec::H264AnnexB,
+            camera: CameraId(0),
+            seq: FrameSeq(seq),
+            capture_us: 1_000_000 + u64::from(seq) * 100_000,
+        };
+        for bytes in packetize(meta, if keyframe { KEY } else { DELTA }, 1200).expect("packets") {
+            let header = VideoHeader::parse(&bytes, 1200).expect("header");
+            rec.packet(crate::hub::Packet { bytes, header });
+        }
+    }
+
+    /// The jobs queued so far: `C`reate (with its sample count), `A`ppend, `X` close.
+    fn jobs(rx: &mut mpsc::Receiver<Job>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(job) = rx.try_recv() {
+            out.push(match job.out {
+                Out::Create { bytes, .. } => format!("C{}", samples(&bytes)),
+                Out::Append(bytes) => format!("A{}", samples(&bytes)),
+                Out::Close => "X".into(),
+            });
+        }
+        out
+    }
+
+    fn samples(mut bytes: &[u8]) -> usize {
+        use mp4_atom::{Any, Decode};
+        let mut n = 0;
+        while !bytes.is_empty() {
+            if let Any::Moof(moof) = Any::decode(&mut bytes).expect("box") {
+                n += moof.traf[0].trun[0].samples.len();
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn a_gap_ends_the_segment_and_the_next_starts_at_a_keyframe() {
+        let (mut rec, mut rx) = recorder(64);
+        let lost = METRICS.gops_lost.get();
+        for seq in 0..8 {
+            frame(&mut rec, seq);
+        }
+        // 8 and 9 never came (the hub dropped them: whole frames up to the next keyframe).
+        for seq in 10..13 {
+            frame(&mut rec, seq);
+        }
+        assert_eq!(jobs(&mut rx), ["C8", "X"], "frames 0..8 end at the gap, in a file of their own");
+        assert!(METRICS.gops_lost.get() > lost, "the broken GOP is counted");
+        rec.end_all(End::Stop);
+        assert_eq!(jobs(&mut rx), ["C3", "X"], "the next segment starts at keyframe 10");
+    }
+
+    #[test]
+    fn a_part_the_writer_cannot_take_ends_the_segment() {
+        let (mut rec, mut rx) = recorder(1);
+        let full = METRICS.errors.with_label_values(&["queue_full"]).get();
+        // Frames 0..=10: the part of frames 0..10 is complete at frame 10 (1 s) and queued.
+        for seq in 0..=10 {
+            frame(&mut rec, seq);
+        }
+        // The writer takes nothing now: the part of 10..20, complete at frame 20, is refused and
+        // the segment abandoned with frame 20 in it; nothing is recorded up to keyframe 25.
+        for seq in 11..=26 {
+            frame(&mut rec, seq);
+        }
+        assert!(METRICS.errors.with_label_values(&["queue_full"]).get() > full);
+        assert_eq!(jobs(&mut rx), ["C10"]);
+        rec.end_all(End::Stop);
+        assert_eq!(jobs(&mut rx), ["C2"], "a new segment from keyframe 25 (its close found the queue full)");
+    }
+}
