@@ -204,7 +204,6 @@ async fn record_train(
     let mut sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
     tracing::info!(%train, "recording train");
     let mut rec = TrainRecorder { train, settings, jobs, assembler: Assembler::new(), cameras: HashMap::new() };
-    let mut queued = Vec::new();
     loop {
         let item = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
@@ -216,10 +215,7 @@ async fn record_train(
                 // The subscription yields events first: the packets of the session that ended may
                 // still be queued. Record them, then end the segments; a new session numbers its
                 // frames afresh and starts over at its next keyframe.
-                sub.drain_packets(&mut queued, usize::MAX);
-                for p in queued.drain(..) {
-                    rec.packet(p);
-                }
+                rec.record_queued(&mut sub);
                 rec.end_all(End::Stop);
                 rec.assembler.reset();
                 for camera in rec.cameras.values_mut() {
@@ -229,6 +225,8 @@ async fn record_train(
             SubItem::Event(_) => {}
         }
     }
+    // Shutdown: what the hub already handed over is recorded too.
+    rec.record_queued(&mut sub);
     rec.end_all(End::Stop);
     tracing::info!(train = %rec.train, "recording of train ends");
 }
@@ -244,6 +242,15 @@ struct TrainRecorder {
 }
 
 impl TrainRecorder {
+    /// Record the packets waiting in `sub`'s queue.
+    fn record_queued(&mut self, sub: &mut crate::hub::Subscription) {
+        let mut queued = Vec::new();
+        sub.drain_packets(&mut queued, usize::MAX);
+        for p in queued {
+            self.packet(p);
+        }
+    }
+
     fn packet(&mut self, p: crate::hub::Packet) {
         let Some(frame) = self.assembler.push(&VideoPacket { header: p.header, bytes: p.bytes }) else { return };
         if frame.codec != Codec::H264AnnexB {
