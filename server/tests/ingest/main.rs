@@ -22,6 +22,7 @@ mod foreign_quic_train;
 mod malformed_packets;
 mod record_kill;
 mod record_rollover;
+mod record_shutdown;
 mod record_simulator;
 mod sim_reconnect;
 mod train_ca;
