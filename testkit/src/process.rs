@@ -218,6 +218,19 @@ impl Server {
     }
 }
 
+/// A file generated from the code (`what`, at `path` from the repository root) must equal its
+/// committed copy; with `RAILCAST_BLESS` set, the copy is rewritten first. `regenerate` is the
+/// command that does it, for the failure message. Returns the committed text.
+pub fn committed_matches(path: &str, generated: &str, regenerate: &str) -> String {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    if std::env::var_os("RAILCAST_BLESS").is_some() {
+        std::fs::write(&file, generated).unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+    let committed = std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("{path} is missing; run {regenerate}"));
+    assert!(committed == generated, "{path} is out of date: run {regenerate}");
+    committed
+}
+
 fn rand_suffix() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);

@@ -3,23 +3,16 @@
 //! setting uncommented, the server reads it and ends up with its defaults. Regenerate with
 //! `RAILCAST_BLESS=1 cargo test -p railcast-server --test api example_config`.
 
-use std::path::Path;
-
 use railcast_server::config::{example_toml, SETTINGS};
 
 use crate::config_layers::run_raw;
 
 #[test]
 fn example_file_matches_the_settings_table() {
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../railcast.example.toml"));
-    let generated = example_toml();
-    if std::env::var_os("RAILCAST_BLESS").is_some() {
-        std::fs::write(path, &generated).expect("write railcast.example.toml");
-    }
-    let committed = std::fs::read_to_string(path).expect("railcast.example.toml is missing; run with RAILCAST_BLESS=1");
-    assert!(
-        committed == generated,
-        "railcast.example.toml is out of date: run RAILCAST_BLESS=1 cargo test -p railcast-server --test api example_config"
+    let committed = testkit::committed_matches(
+        "railcast.example.toml",
+        &example_toml(),
+        "RAILCAST_BLESS=1 cargo test -p railcast-server --test api example_config",
     );
 
     // Every setting is there, commented out (`#key = default`), under its doc and variable.
@@ -44,7 +37,8 @@ fn example_file_matches_the_settings_table() {
     std::fs::write(&file, &uncommented).expect("write");
     let (code, defaults, err) = run_raw(&["--check-config"], &[]);
     assert_eq!(code, 0, "{err}");
-    for f in [path, file.as_path()] {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../railcast.example.toml");
+    for f in [shipped.as_path(), file.as_path()] {
         let (code, shown, err) = run_raw(&["--check-config", "--config", f.to_str().expect("utf8")], &[]);
         assert_eq!(code, 0, "{}: {err}", f.display());
         assert_eq!(shown, defaults, "{} gives other values than the defaults", f.display());

@@ -1,19 +1,13 @@
 //! `openapi/openapi.json` is generated from the code; this fails when they differ.
 //! Regenerate with `RAILCAST_BLESS=1 cargo test -p railcast-server --test api openapi_drift`.
 
-use std::path::Path;
-
 #[test]
 fn committed_contract_matches_code() {
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json"));
     let generated = railcast_server::openapi_json();
-    if std::env::var_os("RAILCAST_BLESS").is_some() {
-        std::fs::write(path, &generated).expect("write contract");
-    }
-    let committed = std::fs::read_to_string(path).expect("openapi/openapi.json is missing; run with RAILCAST_BLESS=1");
-    assert!(
-        committed == generated,
-        "openapi/openapi.json is out of date: run RAILCAST_BLESS=1 cargo test -p railcast-server --test api openapi_drift"
+    testkit::committed_matches(
+        "openapi/openapi.json",
+        &generated,
+        "RAILCAST_BLESS=1 cargo test -p railcast-server --test api openapi_drift",
     );
     let v: serde_json::Value = serde_json::from_str(&generated).expect("valid JSON");
     for p in [
