@@ -20,6 +20,7 @@ mod control_errors_after_hello;
 mod disconnect_mid_command;
 mod foreign_quic_train;
 mod malformed_packets;
+mod record_audio;
 mod record_kill;
 mod record_rollover;
 mod record_shutdown;
