@@ -21,6 +21,7 @@ mod disconnect_mid_command;
 mod foreign_quic_train;
 mod malformed_packets;
 mod record_audio;
+mod record_disk_full;
 mod record_kill;
 mod record_rollover;
 mod record_shutdown;
