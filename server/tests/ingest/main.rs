@@ -23,6 +23,7 @@ mod malformed_packets;
 mod record_audio;
 mod record_disk_full;
 mod record_kill;
+mod record_retention;
 mod record_rollover;
 mod record_shutdown;
 mod record_simulator;
