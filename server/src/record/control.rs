@@ -56,7 +56,6 @@ impl Control {
                 entry.health.forget_errors();
             }
         }
-        tracing::info!(%train, on, "recording toggled");
         self.shared.wake.notify_one();
         self.state(train)
     }
