@@ -1,7 +1,7 @@
 //! A full disk under the recorder: a small tmpfs is `record_dir`, a filler file takes all of it
 //! while the simulator streams video and audio. The live relay does not notice (a WebSocket viewer
 //! gets every frame, none missing), the failure shows in the metrics and in one `error` line per
-//! track, not one per frame, and when the filler goes the recording resumes by itself within
+//! track, not one per frame, and in the API's recording state; and when the filler goes the recording resumes by itself within
 //! seconds: new segment files appear, and every file left plays.
 
 use std::io::Write;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use testkit::mqtt::metric;
 use testkit::record::{decode_errors, recordings};
 use testkit::ws::Client;
-use testkit::{remote_control, scratch, wait_for_train, Server, Sim, SMALL_VIDEO};
+use testkit::{api, remote_control, scratch, wait_for_train, Server, Sim, SMALL_VIDEO};
 
 /// A tmpfs of `size` mounted at a path; unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -119,6 +119,13 @@ async fn a_full_disk_spares_the_live_relay_and_recording_resumes_when_space_retu
     // 5 s at 15 fps plus 50 audio packets a second.
     assert!(during >= 4 * (15 + 50), "the viewer kept receiving: {during} frames in 5 s");
     assert_eq!(gaps(&viewer), [], "the viewer missed no frame");
+    // The API says so too.
+    let (status, v) = api("GET", &server.url("/api/trains/train-1/recordings"), None).await;
+    assert_eq!(status, 200, "{v}");
+    let state = &v["recording"];
+    println!("API while full: {state}");
+    assert!(state["error"].as_str().is_some_and(|e| e.contains("No space left on device")), "{v}");
+    assert!(state["error_since"].is_string() && state["enabled"] == true, "{v}");
 
     // Space returns: new segments follow within seconds.
     std::fs::remove_file(&filler).expect("delete the filler");
@@ -142,6 +149,12 @@ async fn a_full_disk_spares_the_live_relay_and_recording_resumes_when_space_retu
     assert_eq!(failing, 0.0, "nothing fails any more");
     assert_eq!(back.len(), 2, "one line per track says it works again: {back:#?}");
     assert_eq!(error_lines(&server.log).len(), errors.len(), "no new error lines");
+    let (_, v) = api("GET", &server.url("/api/trains/train-1/recordings"), None).await;
+    assert_eq!(
+        (&v["recording"]["error"], &v["recording"]["active"]),
+        (&serde_json::Value::Null, &serde_json::json!(true)),
+        "{v}"
+    );
     assert_eq!(gaps(&viewer), [], "the viewer missed no frame");
 
     server.signal("TERM");
