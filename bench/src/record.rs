@@ -33,9 +33,12 @@ use crate::train::{Train, TrainSpec};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
-    /// Frames or packets the trains sent never reached the hub (QUIC ingest, UDP drops).
+    /// Frames or packets the trains sent never reached the hub (QUIC ingest, UDP drops); the
+    /// recorder itself dropped nothing (its GOPs lost are the gaps ingest left).
     Ingest,
-    /// Everything reached the hub; the recorder lost GOPs (its queue, the writer, the disk).
+    /// The recorder lost frames itself: the hub dropped frames for it (its subscriber queue was
+    /// full), it counted errors (the writer's queue full, a file it could not write), or it lost
+    /// GOPs while everything reached the hub.
     Recorder,
 }
 
@@ -61,11 +64,16 @@ pub struct RecordRun {
     pub writer_cpu_pct: Option<f64>,
     pub server_rss_kb: u64,
     pub load_cpu_pct: f64,
-    /// Bytes written to segment files in the window, MB/s (10^6) in all and kB/s per stream.
+    /// Write bandwidth, MB/s (10^6) in all and kB/s per stream: the bytes the server received in
+    /// the window × [`Self::write_to_ingest_ratio`]. (Parts are written whole, once a second per
+    /// stream, so the bytes written inside a 10 s window are ±10 % per stream.)
     pub write_mb_s: Option<f64>,
     pub write_kb_s_per_stream: Option<f64>,
-    /// Written ÷ received (packet bytes) in the window: the fMP4 overhead against the wire format's.
+    /// Bytes written to segment files ÷ packet bytes received, over the whole run once the
+    /// trains are offline and every part is written: fMP4 against the wire format's overhead.
     pub write_to_ingest_ratio: Option<f64>,
+    /// `railcast_record_bytes_total` over the window, MB/s.
+    pub write_mb_s_window: Option<f64>,
     /// Over the window and the drain after it.
     pub gops_lost: Option<f64>,
     pub record_errors: Option<f64>,
@@ -109,10 +117,15 @@ pub struct RecordStep {
 /// The ramp's result, the last object of `steps`.
 #[derive(Debug, Serialize)]
 pub struct Summary {
-    /// The largest N run without a loss, below the first N with one.
+    /// The largest N run without any loss (ingest or recorder), below the first N with one.
     pub max_streams_without_loss: usize,
     pub first_loss_streams: Option<usize>,
     pub first_loss_in: Option<Loss>,
+    /// The same counting only the recorder's own losses: the ramp goes on past steps where only
+    /// ingest lost packets (on a shared machine, the server's UDP receive buffer overflowing while
+    /// it waits for its core), and stops at the first loss in the recorder.
+    pub max_streams_without_recorder_loss: usize,
+    pub first_recorder_loss_streams: Option<usize>,
     /// Why the ramp ended before a loss (a saturated core, the tool short of CPU).
     pub stopped: Option<String>,
     pub target_streams_per_core: usize,
@@ -270,6 +283,18 @@ async fn measure(
             anyhow::bail!("train: {e:#}");
         }
     }
+    // The trains are offline: the recorder has ended their segments and written every part, so
+    // what it wrote over the whole run can be set against what the server received.
+    let m3 = if dir.is_some() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.api.metrics().await.ok()
+    } else {
+        None
+    };
+    let run_ratio = m3.as_ref().and_then(|m| {
+        let (w, r) = (m.sum("railcast_record_bytes_total")?, m.sum("railcast_bytes_in_total")?);
+        (r > 0.0).then(|| w / r)
+    });
 
     let m2v = |f: &dyn Fn(&Metrics) -> Option<f64>| m2.as_ref().and_then(f);
     let frames_in = m2v(&|m| m.sum("railcast_frames_in_total")).map(|v| v as u64);
@@ -283,12 +308,12 @@ async fn measure(
     let record_errors = delta(&m0, &m2, |m| m.sum("railcast_record_errors_total"));
     let hub_frames_dropped = delta(&m0, &m2, |m| m.sum("railcast_frames_dropped_total"));
     let ingest_loss = frames_missing.is_none_or(|f| f > 0) || packets_missing.is_none_or(|p| p > 0) || udp_drops > 0;
-    let recorder_loss =
-        recording && [gops_lost, record_errors, hub_frames_dropped].iter().any(|v| v.is_none_or(|v| v > 0.0));
-    let loss = if ingest_loss {
-        Some(Loss::Ingest)
-    } else if recorder_loss {
+    let recorder_loss = recording && [record_errors, hub_frames_dropped].iter().any(|v| v.is_none_or(|v| v > 0.0));
+    let gops_without_ingest_loss = recording && !ingest_loss && gops_lost.is_none_or(|g| g > 0.0);
+    let loss = if recorder_loss || gops_without_ingest_loss {
         Some(Loss::Recorder)
+    } else if ingest_loss {
+        Some(Loss::Ingest)
     } else {
         None
     };
@@ -309,9 +334,10 @@ async fn measure(
         writer_cpu_pct,
         server_rss_kb,
         load_cpu_pct,
-        write_mb_s: written.filter(|_| recording).map(|b| b / window_s / 1e6),
-        write_kb_s_per_stream: written.filter(|_| recording).map(|b| b / window_s / 1e3 / streams as f64),
-        write_to_ingest_ratio: written.zip(received).filter(|(_, r)| recording && *r > 0.0).map(|(w, r)| w / r),
+        write_mb_s: run_ratio.zip(received).map(|(k, r)| k * r / window_s / 1e6),
+        write_kb_s_per_stream: run_ratio.zip(received).map(|(k, r)| k * r / window_s / 1e3 / streams as f64),
+        write_to_ingest_ratio: run_ratio,
+        write_mb_s_window: written.filter(|_| recording).map(|b| b / window_s / 1e6),
         gops_lost: gops_lost.filter(|_| recording),
         record_errors: record_errors.filter(|_| recording),
         record_queue_full: delta(&m0, &m2, |m| m.labeled("railcast_record_errors_total", "kind", "queue_full"))
@@ -397,6 +423,8 @@ pub async fn run(ctx: &Ctx) -> Outcome {
     let cores = server_cores.unwrap_or_else(|| procstat::Machine::read().cores);
     let mut clean: Option<usize> = None;
     let mut first_loss: Option<(usize, Loss)> = None;
+    let mut recorder_clean: Option<usize> = None;
+    let mut first_recorder_loss: Option<usize> = None;
     let mut stopped: Option<String> = None;
     let mut steps: Vec<RecordStep> = Vec::new();
     if let Some(scratch) = &ctx.record_scratch {
@@ -462,11 +490,21 @@ pub async fn run(ctx: &Ctx) -> Outcome {
         let (streams, loss, cpu, load, offered) =
             (r.streams, r.loss, r.server_cpu_pct, r.load_cpu_pct, r.offered_fraction);
         steps.push(step);
-        if let Some(loss) = loss {
-            first_loss = Some((streams, loss));
-            break;
+        match loss {
+            Some(Loss::Recorder) => {
+                first_loss.get_or_insert((streams, Loss::Recorder));
+                first_recorder_loss = Some(streams);
+                break;
+            }
+            Some(Loss::Ingest) => {
+                first_loss.get_or_insert((streams, Loss::Ingest));
+            }
+            None => {}
         }
-        clean = Some(streams);
+        if first_loss.is_none() {
+            clean = Some(streams);
+        }
+        recorder_clean = Some(streams);
         if cpu >= 95.0 * cores as f64 {
             stopped = Some(format!("the server's CPU saturated at {streams} streams ({cpu:.0} %)"));
             break;
@@ -486,19 +524,26 @@ pub async fn run(ctx: &Ctx) -> Outcome {
         max_streams_without_loss: clean.unwrap_or(0),
         first_loss_streams: first_loss.map(|(n, _)| n),
         first_loss_in: first_loss.map(|(_, l)| l),
+        max_streams_without_recorder_loss: recorder_clean.unwrap_or(0),
+        first_recorder_loss_streams: first_recorder_loss,
         stopped: stopped.clone(),
         target_streams_per_core: 50,
         server_cpus: ctx.server.cpu.clone(),
         bitrate_bps_per_stream: ctx.record_bitrate,
     });
     let measured = format!(
-        "{} streams at {mbit} Mbit/s{}{}",
+        "{} streams at {mbit} Mbit/s{}; recorder alone: {} streams{}{}",
         clean.map(|c| c.to_string()).unwrap_or_else(|| "0".into()),
-        match (first_loss, &stopped) {
-            (Some((n, Loss::Recorder)), _) => format!("; first loss at {n} (in the recorder)"),
-            (Some((n, Loss::Ingest)), _) => format!("; first loss at {n} (before the hub: ingest)"),
+        match first_loss {
+            Some((n, Loss::Recorder)) => format!(" (first loss at {n}, in the recorder)"),
+            Some((n, Loss::Ingest)) => format!(" (first loss at {n}, before the hub: ingest)"),
+            None => String::new(),
+        },
+        recorder_clean.map(|c| c.to_string()).unwrap_or_else(|| "0".into()),
+        match (first_recorder_loss, &stopped) {
+            (Some(n), _) => format!(", first recorder loss at {n}"),
             (None, Some(why)) => format!("; stopped: {why}"),
-            (None, None) => "; no loss at any step run".into(),
+            (None, None) => ", no recorder loss at any step run".into(),
         },
         if pinned_one { String::new() } else { "; server not pinned to one core".into() }
     );
