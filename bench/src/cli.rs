@@ -19,6 +19,7 @@ pub const SCENARIOS: &[&str] = &[
     "webrtc-setup",
     "memory",
     "churn",
+    "record",
 ];
 /// Run only when named with `--scenario` (not part of `all`, nor of `--smoke`).
 pub const BY_NAME_ONLY: &[&str] = &["soak"];
@@ -30,10 +31,10 @@ pub const BY_NAME_ONLY: &[&str] = &["soak"];
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
     /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, wt-fanout, whep-fanout, mqtt-fanout, dc-chromium,
-    /// many-trains, webrtc-setup, memory, churn, all, soak. Default: all. `soak` is not part of `all` and runs
+    /// many-trains, webrtc-setup, memory, churn, record, all, soak. Default: all. `soak` is not part of `all` and runs
     /// only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "whep-fanout", "mqtt-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "all", "soak"]))]
+        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "whep-fanout", "mqtt-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "record", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
@@ -80,6 +81,21 @@ pub struct Opts {
     /// offers, REST calls) and `rpc` (the client offers over JSON-RPC on /rpc).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "rest,rpc")]
     pub signaling: Vec<Signaling>,
+    /// record: the numbers of recorded streams (cameras) the ramp tries, in order; it stops at the
+    /// first with a loss or a saturated server core [default: 10,20,30,40,50,60,80,100,128;
+    /// --smoke: 2].
+    #[arg(long, value_delimiter = ',')]
+    pub record_streams: Option<Vec<usize>>,
+    /// record: cameras per train (the streams are split over trains of this many cameras).
+    #[arg(long, default_value_t = 2)]
+    pub record_cameras: u16,
+    /// record: bitrate of each stream (camera), bit/s; k and M suffixes allowed.
+    #[arg(long, default_value = "4M", value_parser = parse_rate)]
+    pub record_bitrate: u64,
+    /// record: where each step's server records to (a fresh directory per step, deleted after
+    /// it); it should be on a disk, not a tmpfs [default: the log directory].
+    #[arg(long)]
+    pub record_scratch: Option<PathBuf>,
     /// churn: connect/disconnect cycles per transport [default: 1000].
     #[arg(long)]
     pub churn_cycles: Option<usize>,
@@ -213,6 +229,13 @@ pub struct Ctx {
     pub setup_signaling: Vec<Signaling>,
     pub churn_cycles: usize,
     pub churn_warmup: usize,
+    /// record: stream counts of the ramp, cameras per train, bitrate per stream, scratch
+    /// directory, and the time between the first segment files and the window.
+    pub record_streams: Vec<usize>,
+    pub record_cameras: u16,
+    pub record_bitrate: u64,
+    pub record_scratch: Option<PathBuf>,
+    pub record_warmup: Duration,
     pub rtc_connect_concurrency: usize,
     pub ws_connect_concurrency: usize,
     /// Pause after a fan-out is built, before the window opens (GOP bursts, keyframe requests).
@@ -282,6 +305,17 @@ impl Ctx {
             setup_signaling,
             churn_cycles: o.churn_cycles.unwrap_or(if smoke { 20 } else { 1000 }),
             churn_warmup: if smoke { 3 } else { 30 },
+            record_streams: o.record_streams.clone().unwrap_or_else(|| {
+                if smoke {
+                    vec![2]
+                } else {
+                    vec![10, 20, 30, 40, 50, 60, 80, 100, 128]
+                }
+            }),
+            record_cameras: o.record_cameras.clamp(1, 16),
+            record_bitrate: o.record_bitrate,
+            record_scratch: o.record_scratch.clone(),
+            record_warmup: if smoke { Duration::from_millis(300) } else { Duration::from_secs(2) },
             rtc_connect_concurrency: o.rtc_connect_concurrency.max(1),
             ws_connect_concurrency: o.ws_connect_concurrency.max(1),
             settle: if smoke { Duration::from_millis(300) } else { Duration::from_secs(1) },

@@ -9,8 +9,8 @@
 //!   `/rpc`, for `webrtc-setup`.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
-//! - [`fanout`], [`floor`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`]: the
-//!   scenarios; `floor` is `ws-fanout` with railcast replaced by a relay that only copies bytes;
+//! - [`fanout`], [`floor`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`],
+//!   [`record`]: the scenarios; `floor` is `ws-fanout` with railcast replaced by a relay that only copies bytes;
 //!   `dc_chromium` drives Debian's Chromium (node + playwright-core, web-client/e2e/dc-throughput.mjs)
 //!   as the one peer of a train sent faster than 400 Mbit/s.
 //! - [`report`]: JSON lines and tables with the targets.
@@ -23,6 +23,7 @@ mod floor;
 mod memory;
 mod mqtt_client;
 mod procstat;
+mod record;
 mod report;
 mod rpc_client;
 mod rtc_client;
@@ -131,6 +132,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
                 "webrtc-setup" => setup::run(&ctx).await,
                 "memory" => memory::run(&ctx).await,
                 "soak" => soak::run(&ctx).await,
+                "record" => record::run(&ctx).await,
                 _ => churn::run(&ctx).await,
             }
         };

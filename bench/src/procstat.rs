@@ -242,3 +242,63 @@ pub fn udp_drops(pids: &[u32]) -> u64 {
     }
     drops
 }
+
+/// utime + stime, in clock ticks, of the threads of `pid` whose name (`/proc/PID/task/TID/comm`)
+/// is `name`, summed; `None` when there is no such thread.
+pub fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
+    let mut found = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let dir = task.path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name) {
+            let stat = std::fs::read_to_string(dir.join("stat")).ok();
+            let ticks = stat.as_deref().and_then(|s| {
+                let f: Vec<&str> = s[s.rfind(')')? + 1..].split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            });
+            *found.get_or_insert(0) += ticks.unwrap_or(0);
+        }
+    }
+    found
+}
+
+/// CPU use of the named threads of a process over an interval, in % of one core.
+#[derive(Debug)]
+pub struct ThreadCpuMeter {
+    pid: u32,
+    name: &'static str,
+    ticks: Option<u64>,
+    at: Instant,
+}
+
+impl ThreadCpuMeter {
+    pub fn start(pid: u32, name: &'static str) -> Self {
+        Self { pid, name, ticks: thread_ticks(pid, name), at: Instant::now() }
+    }
+    /// `None` when the process has no thread of that name.
+    pub fn percent(&self) -> Option<f64> {
+        let now = thread_ticks(self.pid, self.name)?;
+        let secs = self.at.elapsed().as_secs_f64().max(1e-9);
+        Some(now.saturating_sub(self.ticks.unwrap_or(0)) as f64 / clk_tck() / secs * 100.0)
+    }
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+pub fn loadavg1() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// The type of the file system holding `path` (`ext4`, `tmpfs` …): the longest mount point of
+/// `/proc/self/mounts` that is a prefix of it.
+pub fn fs_type(path: &std::path::Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((*f.get(1)?, *f.get(2)?))
+        })
+        .filter(|(mnt, _)| path.starts_with(mnt.replace("\\040", " ")))
+        .max_by_key(|(mnt, _)| mnt.len())
+        .map(|(_, ty)| ty.to_owned())
+}

@@ -305,6 +305,24 @@ impl Metrics {
         Buckets(out)
     }
 
+    /// Sum of the samples of `name` whose label set has `label="value"`.
+    pub fn labeled(&self, name: &str, label: &str, value: &str) -> Option<f64> {
+        let prefix = format!("{name}{{");
+        let pair = format!("{label}=\"{value}\"");
+        let mut found = None;
+        for line in self.0.lines() {
+            let Some(rest) = line.strip_prefix(&prefix) else { continue };
+            let Some((labels, sample)) = rest.rsplit_once("} ") else { continue };
+            if !labels.split(',').any(|l| l == pair) {
+                continue;
+            }
+            if let Ok(v) = sample.trim().parse::<f64>() {
+                *found.get_or_insert(0.0) += v;
+            }
+        }
+        found
+    }
+
     /// Sum of every sample of `name` (all label sets).
     pub fn sum(&self, name: &str) -> Option<f64> {
         let mut found = None;

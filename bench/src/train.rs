@@ -80,6 +80,8 @@ pub struct Train {
     pub spec: TrainSpec,
     pub stats: Arc<TrainStats>,
     stop: watch::Sender<bool>,
+    /// While true, the send loop skips its ticks (no frame, no frame number used).
+    paused: Arc<AtomicBool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -123,6 +125,7 @@ impl Train {
         let stats = Arc::new(TrainStats::default());
         let force = Arc::new(AtomicBool::new(true));
         let (stop, stop_rx) = watch::channel(false);
+        let paused = Arc::new(AtomicBool::new(false));
 
         // Control stream: a writer fed by a channel, a reader answering commands and keyframe
         // requests.
@@ -162,11 +165,18 @@ impl Train {
             max_payload,
             Arc::clone(&stats),
             force,
+            Arc::clone(&paused),
             window,
             ctl_tx,
             stop_rx,
         ));
-        Ok(Train { spec, stats, stop, task })
+        Ok(Train { spec, stats, stop, paused, task })
+    }
+
+    /// Stop sending frames but keep the connection (telemetry and control go on), so that what
+    /// was sent can be compared with what the server counted once the frames in flight landed.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Relaxed);
     }
 
     /// Stop sending and close the connection; the error that ended the train early, if any.
@@ -194,6 +204,7 @@ async fn send_loop(
     max_payload: usize,
     stats: Arc<TrainStats>,
     force: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
     window: Arc<Window>,
     ctl: mpsc::Sender<ControlMessage>,
     mut stop: watch::Receiver<bool>,
@@ -215,6 +226,9 @@ async fn send_loop(
                 let _ = ctl.try_send(ControlMessage::Telemetry(t));
             }
             _ = tick.tick() => {
+                if paused.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let keyframe = frame_no % u64::from(spec.gop.max(1)) == 0 || force.swap(false, Ordering::Relaxed);
                 let payload = if keyframe { &key_payload } else { &delta_payload };
                 if let Err(e) = send_frame(&conn, &spec, payload, max_payload, keyframe, seq, &stats, &window).await {
@@ -230,21 +244,28 @@ async fn send_loop(
     result
 }
 
-/// `size` bytes shaped like an H.264 Annex B access unit, with random contents: a keyframe is SPS,
-/// PPS and an IDR slice, a delta frame one non-IDR slice. Relays that look inside (WHEP's media
-/// tracks check for parameter sets before an IDR, and RTP packetization splits at NAL units)
-/// then handle every frame as they would a camera's; a decoder would still refuse the contents.
-/// No byte is zero, so no start code appears inside a NAL unit.
+/// A real SPS and PPS (libx264, 320×240, High profile, as in the server's recorder tests), with
+/// their start codes. The recorder parses the SPS for the picture size of its `avcC`.
+const PARAMETER_SETS: &[u8] = &[
+    0, 0, 0, 1, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00,
+    0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60, 0, 0, 0, 1, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0,
+];
+
+/// `size` bytes shaped like an H.264 Annex B access unit: a keyframe is a real SPS and PPS
+/// ([`PARAMETER_SETS`]) and an IDR slice of random bytes, a delta frame one non-IDR slice of random
+/// bytes. Relays that look inside (WHEP's media tracks check for parameter sets before an IDR, RTP
+/// packetization splits at NAL units, the recorder builds its `avcC` from the SPS and PPS) then
+/// handle every frame as they would a camera's; a decoder would still refuse the slices. No byte
+/// of a slice is zero, so no start code appears inside one.
 fn synthetic_access_unit(size: usize, keyframe: bool) -> Vec<u8> {
     let mut rng = rand::rng();
-    let mut out = Vec::with_capacity(size.max(32));
+    let mut out = Vec::with_capacity(size.max(64));
     let mut nal = |out: &mut Vec<u8>, header: u8, len: usize| {
         out.extend_from_slice(&[0, 0, 0, 1, header]);
         out.extend((0..len).map(|_| rng.random_range(1..=255u8)));
     };
     if keyframe {
-        nal(&mut out, 0x67, 8); // SPS
-        nal(&mut out, 0x68, 4); // PPS
+        out.extend_from_slice(PARAMETER_SETS);
         let used = out.len() + 5;
         nal(&mut out, 0x65, size.saturating_sub(used).max(1)); // IDR slice
     } else {
