@@ -136,6 +136,8 @@ pub struct Health {
 struct TrackHealth {
     /// The segment the writer has a file open for.
     open: Option<u64>,
+    /// The recorder has a segment open (frames are going into it).
+    recording: bool,
     /// A segment whose file could not be created or written, not yet taken by the recorder.
     failed: Option<u64>,
     error: Option<Failure>,
@@ -168,6 +170,11 @@ impl Health {
         let t = tracks.entry(track).or_default();
         t.open = Some(segment);
         Self::clear(t)
+    }
+
+    /// Recorder: `track` has a segment open (`true`) or none.
+    pub fn recording(&self, track: u16, open: bool) {
+        self.lock().entry(track).or_default().recording = open;
     }
 
     /// Writer: a part of `track` was written.
@@ -228,11 +235,12 @@ impl Health {
         }
     }
 
-    /// Whether any track has a file open, and the latest error with the start of the longest
+    /// Whether any track is being recorded (a file open, or a segment open whose file comes with
+    /// its first part, while writing works), and the latest error with the start of the longest
     /// episode.
     fn summary(&self) -> (bool, Option<(String, SystemTime)>) {
         let tracks = self.lock();
-        let active = tracks.values().any(|t| t.open.is_some());
+        let active = tracks.values().any(|t| t.open.is_some() || (t.recording && t.error.is_none()));
         let failures = tracks.values().filter_map(|t| t.error.as_ref());
         let latest = failures.clone().max_by_key(|f| f.last).map(|f| f.text.clone());
         let since = failures.map(|f| f.since).min();

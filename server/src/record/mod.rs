@@ -278,6 +278,8 @@ struct Camera {
     last_seq: Option<FrameSeq>,
     /// No new segment before this (a file could not be created or written).
     retry_at: Option<Instant>,
+    /// What [`Health::recording`] was last told.
+    reported_open: bool,
 }
 
 /// Why a camera's segment ends.
@@ -391,6 +393,7 @@ impl TrainRecorder {
                 segment: 0,
                 last_seq: None,
                 retry_at: None,
+                reported_open: false,
             }
         };
         let camera = self.cameras.entry(track).or_insert_with(new);
@@ -472,6 +475,17 @@ fn end(camera: &mut Camera, why: End, health: &Arc<Health>, jobs: &SyncSender<Jo
 /// Queue `outs` for the writer. If it is behind, the part is lost: the segment ends at the last
 /// part written and the next one starts at a keyframe.
 fn send(camera: &mut Camera, outs: Vec<Out>, health: &Arc<Health>, jobs: &SyncSender<Job>) {
+    queue(camera, outs, health, jobs);
+    // Whether frames are being recorded, for the API's `active`: also between a segment's close
+    // and its successor's file, which is created with the first part.
+    let open = camera.segments.is_open();
+    if open != camera.reported_open {
+        camera.reported_open = open;
+        health.recording(camera.track, open);
+    }
+}
+
+fn queue(camera: &mut Camera, outs: Vec<Out>, health: &Arc<Health>, jobs: &SyncSender<Job>) {
     for out in outs {
         let closing = out == Out::Close;
         if matches!(out, Out::Create { .. }) {

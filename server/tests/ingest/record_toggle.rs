@@ -1,6 +1,6 @@
 //! The admin's toggle, `PUT /api/trains/{id}/recording`: a train the configuration does not
 //! record starts being recorded at once and stops cleanly; the listing's `recording` state
-//! follows (`enabled`, `active`), the file it left plays and nothing is appended to it after the
+//! follows (`enabled`, `active`, which stays true across segment rollovers), the files it left play and nothing is appended to it after the
 //! toggle. Only an admin may toggle; an id that cannot name a directory is refused.
 
 use std::time::{Duration, Instant};
@@ -33,7 +33,8 @@ async fn an_admin_starts_and_stops_recording_a_train() {
     let dir = scratch("record_toggle");
     let rec = dir.join("rec");
     // Only train-9 is configured: train-1 is not recorded until the toggle says so.
-    let args = ["--record-dir", rec.to_str().expect("utf8"), "--record-trains", "train-9"];
+    let args =
+        ["--record-dir", rec.to_str().expect("utf8"), "--record-trains", "train-9", "--record-segment-duration", "1s"];
     let server = Server::start(&dir, &args).await;
     let sim = Sim::start(&dir, &server, &[&["--trains", "1"], SMALL_VIDEO].concat());
     wait_for_train(&server, "train-1", true).await;
@@ -55,29 +56,45 @@ async fn an_admin_starts_and_stops_recording_a_train() {
     assert_eq!((status, v["enabled"].as_bool()), (200, Some(true)), "{v}");
     let v = until(&server, "recording becomes active", |v| v["recording"]["active"] == true).await;
     let active_ms = on.elapsed().as_millis();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 3 s in 1 s segments: `active` stays true across the rollovers (a new segment's file comes
+    // with its first part, a second after the previous one closed).
+    let mut samples = 0;
+    while on.elapsed() < Duration::from_millis(active_ms as u64 + 3000) {
+        let v = state(&server).await;
+        assert_eq!(v["recording"]["active"], true, "sample {samples}: {v}");
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let off = Instant::now();
     let (status, v2) = api("PUT", &url, Some(json!({"enabled": false}))).await;
     assert_eq!((status, v2["enabled"].as_bool()), (200, Some(false)), "{v2}");
     let after = until(&server, "recording stops", |v| v["recording"]["active"] == false).await;
     let inactive_ms = off.elapsed().as_millis();
-    println!("toggle: active {active_ms} ms after the PUT (state {}), inactive {inactive_ms} ms after", v["recording"]);
+    println!(
+        "toggle: active {active_ms} ms after the PUT (state {}), active in {samples} of {samples} samples over 3 s \
+         of 1 s segments, inactive {inactive_ms} ms after",
+        v["recording"]
+    );
     let spans = after["sources"][0]["spans"].as_array().cloned().unwrap_or_default();
     assert_eq!(spans.len(), 1, "{after}");
+    assert!(spans[0]["segments"].as_u64() >= Some(2), "{after}");
     let ms = spans[0]["duration_ms"].as_u64().expect("duration");
     assert!((2_000..=5_000).contains(&ms), "about 3 s recorded: {after}");
 
-    // The file is closed and whole: it plays.
+    // The files are closed and whole: they play.
     let files = recordings(&rec);
-    assert_eq!(files.len(), 1, "{files:?}");
-    assert!(files[0].starts_with(rec.join("train-1").join("camera-0")), "{files:?}");
-    assert_eq!(decode_errors(&files[0]), "");
-    let hashes = packet_hashes(&files[0], "v");
+    assert!(files.len() >= 2, "{files:?}");
+    assert!(files.iter().all(|f| f.starts_with(rec.join("train-1").join("camera-0"))), "{files:?}");
+    for f in &files {
+        assert_eq!(decode_errors(f), "", "{}", f.display());
+    }
+    let last = files.last().expect("a file");
+    let hashes = packet_hashes(last, "v");
     drop(sim);
     // No more frames are written once it is off.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(recordings(&rec), files);
-    assert_eq!(packet_hashes(&files[0], "v"), hashes, "nothing appended after the toggle");
+    assert_eq!(packet_hashes(last, "v"), hashes, "nothing appended after the toggle");
     let v = state(&server).await;
     assert_eq!(v["recording"]["enabled"], false, "{v}");
 }
