@@ -147,7 +147,9 @@ export function zoom(range: Span, factor: number, center: number, bounds: Span, 
  */
 export function windowAt(spans: Span[], at: number, lengthMs = MAX_WINDOW_MS): Span | null {
   if (!spans.length) return null
-  const len = Math.min(MAX_WINDOW_MS, Math.max(MIN_WINDOW_MS, lengthMs))
+  // Whole milliseconds: the URL carries them, and media time 0 must be the very start asked for.
+  at = Math.round(at)
+  const len = Math.min(MAX_WINDOW_MS, Math.max(MIN_WINDOW_MS, Math.round(lengthMs)))
   const sorted = [...spans].sort((a, b) => a.start - b.start)
   let span = sorted.find((s) => at < s.end)
   let start: number

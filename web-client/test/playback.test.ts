@@ -132,3 +132,10 @@ describe('urls and replay', () => {
     expect(describePlaybackError(404, 'not_found', 'nothing recorded in the range', 'train-1')).toMatch(/nothing recorded.*\(nothing recorded in the range\)/)
   })
 })
+
+describe('whole milliseconds', () => {
+  it('a click between milliseconds asks for a whole one', () => {
+    const w = windowAt([s(0, 60)], T0 + 1234.567, 4000.4)!
+    expect(w).toEqual({ start: T0 + 1235, end: T0 + 5235 })
+  })
+})
