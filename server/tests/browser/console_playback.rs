@@ -16,9 +16,8 @@ use testkit::{api, scratch, Server, Sim};
 
 const FPS: u32 = 10;
 /// 10 fps with a keyframe every second, the cab chime as audio-256.
-const VIDEO: &[&str] = &[
-    "--trains", "1", "--width", "320", "--height", "240", "--fps", "10", "--gop", "10", "--bitrate", "200k", "--audio", "tone",
-];
+const VIDEO: &[&str] =
+    &["--trains", "1", "--width", "320", "--height", "240", "--fps", "10", "--gop", "10", "--audio", "tone"];
 
 /// `20261202T064500.123Z` (a segment's file name) → `2026-12-02T06:45:00.123Z`, as the driver prints times.
 fn rfc3339(name: &str) -> String {
@@ -77,7 +76,13 @@ async fn the_playback_view_plays_a_window_across_segments_and_replays_a_command(
     );
     println!(
         "replay: horn at {} → playhead {} ({} ms before; window {}, opened in {} ms) · timeline {} · sources {}",
-        r["command_at"], replay["playhead"], replay["lead_ms"], replay["window"], replay["ms"], r["timeline"], r["api_sources"],
+        r["command_at"],
+        replay["playhead"],
+        replay["lead_ms"],
+        replay["window"],
+        replay["ms"],
+        r["timeline"],
+        r["api_sources"],
     );
 
     let requested = window["requested_s"].as_f64().expect("requested");
@@ -95,7 +100,10 @@ async fn the_playback_view_plays_a_window_across_segments_and_replays_a_command(
         .iter()
         .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(rfc3339))
         .collect();
-    assert!(starts.iter().any(|s| s.as_str() > start && s.as_str() < end), "a segment starts within {start}..{end}: {starts:?}");
+    assert!(
+        starts.iter().any(|s| s.as_str() > start && s.as_str() < end),
+        "a segment starts within {start}..{end}: {starts:?}"
+    );
 
     // The replay's playhead: within 5 s before the horn as the audit log has it.
     let (s, audit) = api("GET", &server.url("/api/audit?train=train-1&limit=100"), None).await;
@@ -109,6 +117,9 @@ async fn the_playback_view_plays_a_window_across_segments_and_replays_a_command(
     let horn_ms = horn["at_us"].as_f64().expect("at_us") / 1000.0;
     let playhead = replay["playhead_ms"].as_f64().expect("playhead");
     println!("replay vs audit: horn audited {:.0} ms after the playhead", horn_ms - playhead);
-    assert!((0.0..=5000.0).contains(&(horn_ms - playhead)), "the replay opens within 5 s before the horn: {replay}, {horn}");
+    assert!(
+        (0.0..=5000.0).contains(&(horn_ms - playhead)),
+        "the replay opens within 5 s before the horn: {replay}, {horn}"
+    );
     println!("console_playback: {} ms in all", started.elapsed().as_millis());
 }
