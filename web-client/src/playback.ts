@@ -32,7 +32,8 @@ export interface RecordedSource {
 /** `GET /api/trains/{id}/recordings`. */
 export interface Recordings {
   train: string
-  recording: RecordingState
+  /** Missing from a server that predates the recording toggle. */
+  recording?: RecordingState
   sources: RecordedSource[]
 }
 
