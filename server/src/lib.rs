@@ -123,6 +123,7 @@ impl Settings {
 /// The whole contract: the REST API's fragment, then each transport's and front-end's.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api::ApiDoc::openapi();
+    doc.merge(api::recordings::ApiDoc::openapi());
     doc.merge(ws::ApiDoc::openapi());
     doc.merge(signaling::rest::ApiDoc::openapi());
     doc.merge(signaling::whep::ApiDoc::openapi());
@@ -154,6 +155,7 @@ fn router(core: core::Core, fronts: Fronts<'_>, web_root: Option<&std::path::Pat
     let Fronts { ws, webrtc, whip, webtransport, mqtt } = fronts;
     let contract = openapi_json();
     let rest = api::routes()
+        .merge(api::recordings::routes(options.playback.clone()))
         .merge(signaling::rest::routes(webrtc))
         .merge(signaling::whep::routes(webrtc))
         .merge(signaling::whip::routes(whip))
@@ -198,6 +200,8 @@ struct RouterOptions {
     max_body: usize,
     access_log: bool,
     metrics_here: bool,
+    /// The recordings, when recording is on.
+    playback: Option<Arc<api::recordings::Playback>>,
 }
 
 /// Resolves once `rx` reads `true` (or its sender is gone). Keeps the watch guard out of callers'
@@ -442,6 +446,8 @@ impl Server {
             max_body: config.max_body,
             access_log: config.access_log,
             metrics_here: metrics_listener.is_none(),
+            playback: record::Settings::from_config(&config)
+                .map(|s| Arc::new(api::recordings::Playback { library: record::library::Library::new(s.dir) })),
         };
         let app = router(core, fronts, web_root.as_deref(), options);
         let serve = http::ServeSettings {

@@ -99,6 +99,24 @@ pub async fn request(
     (status, headers, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// `GET url` with exactly `headers`: status, response headers (names in lower case), body bytes.
+pub async fn get_bytes(url: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let client: HttpClient = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder().uri(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = client.request(req.body(Full::new(bytes::Bytes::new())).expect("request")).await.expect("http call");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
 /// Raw request (for bodies that are not JSON).
 pub async fn raw(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value) {
     let client: HttpClient = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();

@@ -144,6 +144,35 @@ pub fn samples(file: &Path) -> Vec<Sample> {
         .collect()
 }
 
+/// The SHA-256 (as in [`Sample`]) of each packet of a file's first stream of `kind` (`v` or `a`),
+/// in order, for any MP4 (fragmented or not).
+pub fn packet_hashes(file: &Path, kind: &str) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", &format!("{kind}:0"), "-show_packets", "-show_data", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let data = |p: &Value| hexdump(p["data"].as_str().unwrap_or_default());
+    packets
+        .iter()
+        .map(|p| if kind == "v" { crate::sha256_hex(&annex_b(&data(p))) } else { crate::sha256_hex(&data(p)) })
+        .collect()
+}
+
+/// The duration `ffprobe` gives a file (its container's, edit lists applied), seconds.
+pub fn duration(file: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
+}
+
 /// Each sample's sync flag, from the `trun` boxes of every fragment (`sample_is_non_sync_sample`
 /// clear), in order.
 pub fn sync_flags(file: &Path) -> Vec<bool> {

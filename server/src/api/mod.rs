@@ -3,6 +3,7 @@
 //! and fragments; `lib.rs` merges them.
 
 mod dto;
+pub mod recordings;
 
 use axum::extract::State;
 use axum::http::StatusCode;

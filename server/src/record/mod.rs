@@ -12,6 +12,8 @@
 //! It uses the hub, the configuration and the metrics only (the `layering` test).
 
 pub mod fmp4;
+pub mod library;
+pub mod playback;
 pub mod segment;
 mod writer;
 
@@ -269,7 +271,7 @@ impl TrainRecorder {
         }
         camera.last_seq = Some(frame.seq);
         let input = FrameIn { capture_us: frame.capture_us, keyframe: frame.keyframe, data: &frame.data };
-        match camera.segments.push(input, SystemTime::now()) {
+        match camera.segments.push(input, capture_wall(frame.capture_us, SystemTime::now())) {
             Ok(outs) => send(camera, outs, &self.jobs),
             Err(e) => {
                 METRICS.errors.with_label_values(&["mux"]).inc();
@@ -283,6 +285,24 @@ impl TrainRecorder {
         for camera in self.cameras.values_mut() {
             end(camera, why, &self.jobs);
         }
+    }
+}
+
+/// How far a train's capture time may be from the server's clock and still be taken as the
+/// frame's wall-clock time.
+const CAPTURE_TRUSTED: Duration = Duration::from_secs(5);
+
+/// The wall-clock time of a frame captured at `capture_us` (the train's clock, UNIX µs) and
+/// received `now`: its capture time, which stays right for frames handed over late (the hub's
+/// cached GOP at the start of a recording comes in one burst), unless the train's clock is more
+/// than [`CAPTURE_TRUSTED`] off, when the time it was received is the better guess.
+fn capture_wall(capture_us: u64, now: SystemTime) -> SystemTime {
+    let capture = std::time::UNIX_EPOCH + Duration::from_micros(capture_us);
+    let off = now.duration_since(capture).unwrap_or_else(|e| e.duration());
+    if off <= CAPTURE_TRUSTED {
+        capture
+    } else {
+        now
     }
 }
 

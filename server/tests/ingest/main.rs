@@ -21,6 +21,7 @@ mod disconnect_mid_command;
 mod foreign_quic_train;
 mod malformed_packets;
 mod record_kill;
+mod record_playback;
 mod record_rollover;
 mod record_shutdown;
 mod record_simulator;

@@ -221,6 +221,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/trains/{id}/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The recorded spans of a train, per camera and audio source. Any role that may watch the train:
+         *     admins every train, others a train one of their remote controls is mapped to.
+         */
+        get: operations["list_recordings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/trains/{id}/recordings/{source}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A time range of one recorded source as MP4. `format=mp4` (default): one file with its `moov`
+         *     first, seekable; `format=fmp4`: an init segment, then fragments. Video starts at the last
+         *     keyframe at or before `start`, and an edit list begins the presentation at `start`; holes in
+         *     the recording are kept in time, so media time t is wall-clock time `Railcast-Media-Start + t`.
+         *     Honours a single `Range: bytes=…` (206, or 416 outside the file). The token may also be the
+         *     `access_token` query parameter, for a `<video src>`. Same roles as the listing.
+         */
+        get: operations["get_recording"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webrtc/answer": {
         parameters: {
             query?: never;
@@ -851,6 +895,35 @@ export interface components {
             self_signed: boolean;
             /** @description SHA-256 of the certificate (DER), colon-separated upper-case hex. */
             sha256: string;
+        };
+        /** @description A recorded camera or audio source. */
+        RecordedSource: {
+            /** @description `video` or `audio`. */
+            kind: string;
+            /**
+             * @description `camera-<id>` or `audio-<id>` (the track id of the wire format).
+             * @example camera-0
+             */
+            source: string;
+            /** @description Runs of segments with holes of at most 1 s between them, sorted by start. */
+            spans: components["schemas"]["RecordedSpan"][];
+        };
+        /** @description A recorded span. */
+        RecordedSpan: {
+            /** Format: int64 */
+            duration_ms: number;
+            /** @description Wall-clock time its last sample ends. */
+            end: string;
+            /** @description Segment files it is made of. */
+            segments: number;
+            /** @description Wall-clock time of its first sample (RFC 3339, UTC, ms). */
+            start: string;
+        };
+        /** @description A train's recordings. */
+        Recordings: {
+            /** @description Every recorded source, sorted by name. */
+            sources: components["schemas"]["RecordedSource"][];
+            train: string;
         };
         /**
          * @description An operator's console and the train it watches and drives.
@@ -1899,6 +1972,172 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_recordings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Train id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Recordings"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing of this train is known or recorded */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Recording is off on this server */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_recording: {
+        parameters: {
+            query: {
+                /** @description Start of the range, RFC 3339 in UTC (`2026-12-02T09:00:00.123Z`). */
+                start: string;
+                /** @description End of the range (exclusive), at most 10 minutes after `start`. */
+                end: string;
+                /** @description `mp4` (default: moov first, seekable) or `fmp4` (an init segment, then fragments). */
+                format?: string;
+            };
+            header?: {
+                /** @description One byte range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix` */
+                Range?: string | null;
+            };
+            path: {
+                /** @description Train id */
+                id: string;
+                /** @description `camera-<id>` or `audio-<id>` */
+                source: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The range as MP4 (`video/mp4`; `audio/mp4` for an audio source) */
+            200: {
+                headers: {
+                    /** @description `bytes` */
+                    "Accept-Ranges"?: string;
+                    /** @description Wall-clock time (RFC 3339) of media time 0 */
+                    "Railcast-Media-Start"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "video/mp4": string;
+                };
+            };
+            /** @description The byte range asked for */
+            206: {
+                headers: {
+                    /** @description `bytes first-last/length` */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "video/mp4": string;
+                };
+            };
+            /** @description A bad start, end or format, end before start, or a range over 10 minutes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such source, or nothing recorded in the range */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Recording is off on this server */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The byte range is outside the file */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };
