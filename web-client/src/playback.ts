@@ -6,7 +6,14 @@
  * `Railcast-Media-Start` of the response: the `start` asked for when the span covers it).
  * Times are milliseconds since the Unix epoch; the server speaks RFC 3339 UTC with milliseconds.
  */
-/** `recording` of `GET /api/trains/{id}/recordings` and of `PUT /api/trains/{id}/recording`. */
+import type { components } from './api/schema'
+
+type Schemas = components['schemas']
+
+/**
+ * `recording` of `GET /api/trains/{id}/recordings` and of `PUT /api/trains/{id}/recording`
+ * (the contract of issue 26; not in `openapi.json` yet, so optional in {@link Recordings}).
+ */
 export interface RecordingState {
   /** The train is to be recorded (configuration or the admin toggle). */
   enabled: boolean
@@ -17,25 +24,11 @@ export interface RecordingState {
   error_since: string | null
 }
 /** A run of segments of one source with no hole longer than 1 s. */
-export interface RecordedSpan {
-  start: string
-  end: string
-  duration_ms: number
-  segments: number
-}
+export type RecordedSpan = Schemas['RecordedSpan']
 /** One source (`camera-N`, `audio-N`) and its spans, sorted by start. */
-export interface RecordedSource {
-  source: string
-  kind: string
-  spans: RecordedSpan[]
-}
-/** `GET /api/trains/{id}/recordings`. */
-export interface Recordings {
-  train: string
-  /** Missing from a server that predates the recording toggle. */
-  recording?: RecordingState
-  sources: RecordedSource[]
-}
+export type RecordedSource = Schemas['RecordedSource']
+/** `GET /api/trains/{id}/recordings`; `recording` from a server that reports it. */
+export type Recordings = Schemas['Recordings'] & { recording?: RecordingState }
 
 /** The server's longest window (`400 bad_request` beyond). */
 export const MAX_WINDOW_MS = 10 * 60 * 1000
