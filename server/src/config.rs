@@ -421,6 +421,12 @@ settings! {
         /// Video per fragment (moof + mdat), written to disk whole (100ms..=10s): a crash loses at
         /// most the fragment being built. At most record_segment_duration.
         record_part_duration: Dur = Dur(Duration::from_secs(1)), "RAILCAST_RECORD_PART_DURATION";
+        /// Delete a recorded segment file this long after its last write (checked every 10 s and
+        /// as segments close; the file being written never is). 0s: keep (at least 1s otherwise).
+        record_delete_after: Dur = Dur(Duration::ZERO), "RAILCAST_RECORD_DELETE_AFTER";
+        /// Most bytes of recordings kept per train (all its cameras and audio sources): beyond
+        /// it the oldest closed segment files are deleted. 0: no limit (at least 65536 otherwise).
+        record_max_bytes: u64 = 0, "RAILCAST_RECORD_MAX_BYTES";
     }
 }
 
@@ -586,6 +592,19 @@ impl Config {
             if let Err(e) = railcast_protocol::TrainId::new(t.as_str()) {
                 return Err(invalid("record_trains", format!("{t:?} is not a train id: {e}")));
             }
+        }
+        let delete_after = self.record_delete_after.0;
+        if !delete_after.is_zero() && delete_after < Duration::from_secs(1) {
+            return Err(invalid(
+                "record_delete_after",
+                format!("must be 0s (keep) or at least 1s, got {}", self.record_delete_after),
+            ));
+        }
+        if self.record_max_bytes != 0 && self.record_max_bytes < 65_536 {
+            return Err(invalid(
+                "record_max_bytes",
+                format!("must be 0 (no limit) or at least 65536, got {}", self.record_max_bytes),
+            ));
         }
         Ok(())
     }
@@ -932,6 +951,8 @@ mod tests {
             (&["--record-trains", ""], "record_trains"),
             (&["--record-trains", "*,train-1"], "record_trains"),
             (&["--record-trains", "train 1"], "record_trains"),
+            (&["--record-delete-after", "10ms"], "record_delete_after"),
+            (&["--record-max-bytes", "1000"], "record_max_bytes"),
         ];
         for (args, setting) in cases {
             let err =

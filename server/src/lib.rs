@@ -442,12 +442,20 @@ impl Server {
             stop_rx.clone(),
         );
         let fronts = Fronts { ws: &ws, webrtc: &webrtc, whip: &whip, webtransport: &webtransport, mqtt: &mqtt };
+        // The recorders start before the router, which hands their control to the playback API.
+        let recorder =
+            record::Settings::from_config(&config).map(|s| record::Recorder::start(hub.clone(), s, stop_rx.clone()));
         let options = RouterOptions {
             max_body: config.max_body,
             access_log: config.access_log,
             metrics_here: metrics_listener.is_none(),
-            playback: record::Settings::from_config(&config)
-                .map(|s| Arc::new(api::recordings::Playback { library: record::library::Library::new(s.dir) })),
+            playback: recorder.as_ref().map(|r| {
+                let control = r.control();
+                Arc::new(api::recordings::Playback {
+                    library: record::library::Library::new(control.dir().to_owned()),
+                    control,
+                })
+            }),
         };
         let app = router(core, fronts, web_root.as_deref(), options);
         let serve = http::ServeSettings {
@@ -481,8 +489,6 @@ impl Server {
                 "max_connections_per_address",
             ),
         };
-        let recorder =
-            record::Settings::from_config(&config).map(|s| record::Recorder::start(hub.clone(), s, stop_rx.clone()));
         let quic_task = tokio::spawn(ingest::serve(quic, hub, ingest_config(&config), gate, stop_rx));
         tracing::info!(%http_addr, %quic_addr, "railcast server running");
 

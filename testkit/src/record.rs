@@ -20,6 +20,9 @@ pub struct Run {
     /// `railcast_record_bytes_total` and `railcast_record_gops_lost_total` before the stop.
     pub bytes_written: f64,
     pub gops_lost: f64,
+    /// Audio packets the hub received (all sources), and those the simulator sent (source 256).
+    pub audio_received: usize,
+    pub audio_sent: Vec<Entry>,
 }
 
 /// Wait for the simulator (`--trains 1 --duration …`) to end and `train-1` to go offline, then
@@ -30,16 +33,22 @@ pub async fn until_sim_ends(server: &mut Server, sim: &mut Sim) -> Run {
     tokio::time::timeout(Duration::from_secs(20), sim.child.wait()).await.expect("the simulator ends").expect("wait");
     wait_for_train(server, "train-1", false).await;
     let (_, train) = api("GET", &server.url("/api/trains/train-1"), None).await;
-    let received = train["frames_in"].as_u64().expect("frames_in") as usize;
+    // `frames_in` counts audio packets too (each is a frame of its own).
+    let frames_in = train["frames_in"].as_u64().expect("frames_in") as usize;
+    let received = train["cameras"][0]["frames"].as_u64().expect("camera frames") as usize;
+    let video_in: u64 = train["cameras"].as_array().into_iter().flatten().filter_map(|c| c["frames"].as_u64()).sum();
+    let audio_received = frames_in - video_in as usize;
     let bytes_written = crate::mqtt::metric(server, "railcast_record_bytes_total").await;
     let gops_lost = crate::mqtt::metric(server, "railcast_record_gops_lost_total").await;
     server.signal("TERM");
     tokio::time::timeout(Duration::from_secs(15), server.child.wait()).await.expect("the server stops").expect("wait");
-    let mut frames: Vec<_> = sim.manifest().entries.into_iter().filter(|e| e.camera == 0).collect();
+    let manifest = sim.manifest();
+    let audio_sent: Vec<_> = manifest.entries.iter().filter(|e| e.camera == 256).cloned().collect();
+    let mut frames: Vec<_> = manifest.entries.into_iter().filter(|e| e.camera == 0).collect();
     let sent = frames.len();
     assert!(received <= sent && received + 2 >= sent, "the hub received {received} of {sent} frames");
     frames.truncate(received);
-    Run { received: frames, sent, bytes_written, gops_lost }
+    Run { received: frames, sent, bytes_written, gops_lost, audio_received, audio_sent }
 }
 
 /// Every `.mp4` under `dir` (`<train>/camera-<N>/<UTC start>.mp4`), sorted: by train, camera,
@@ -87,6 +96,55 @@ pub fn probe(file: &Path) -> Probe {
         height: s["height"].as_u64().unwrap_or_default(),
         frames: s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or_default(),
     }
+}
+
+/// What `ffprobe` says of a file's audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioProbe {
+    pub codec: String,
+    pub sample_rate: u64,
+    pub channels: u64,
+    /// Packets read (`-count_packets`).
+    pub packets: u64,
+}
+
+pub fn probe_audio(file: &Path) -> AudioProbe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-select_streams", "a:0"])
+        .args(["-show_entries", "stream=codec_name,sample_rate,channels,nb_read_packets", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let s = &v["streams"][0];
+    let number = |k: &str| s[k].as_u64().or_else(|| s[k].as_str().and_then(|n| n.parse().ok())).unwrap_or_default();
+    AudioProbe {
+        codec: s["codec_name"].as_str().unwrap_or_default().to_owned(),
+        sample_rate: number("sample_rate"),
+        channels: number("channels"),
+        packets: number("nb_read_packets"),
+    }
+}
+
+/// The packets of a file's audio stream, in order: each one's SHA-256 (the bytes as stored: one
+/// Opus packet, as the manifest hashes it) and decode time (seconds from the file's start).
+pub fn audio_packets(file: &Path) -> Vec<(String, f64)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_packets", "-show_data", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or_default();
+    packets
+        .iter()
+        .map(|p| {
+            let data = hexdump(p["data"].as_str().unwrap_or_default());
+            (crate::sha256_hex(&data), p["dts_time"].as_str().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN))
+        })
+        .collect()
 }
 
 /// What `ffmpeg -v error -i FILE -f null -` prints (empty: the file decodes cleanly).

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use railcast_protocol::TrainId;
 use serde::{Deserialize, Serialize};
@@ -17,15 +17,15 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::Role;
 use crate::core::Core;
-use crate::http::{forbidden, rfc3339, ApiError, ApiPath, ApiQuery, Caller, ErrorBody, UpgradeCaller};
+use crate::http::{forbidden, rfc3339, Admin, ApiError, ApiJson, ApiPath, ApiQuery, Caller, ErrorBody, UpgradeCaller};
 use crate::record::library::Library;
 use crate::record::playback::{self, Format, Piece, Pieces, PlaybackError, MAX_RANGE};
 
 /// This part's fragment of the contract.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    paths(list_recordings, get_recording),
-    components(schemas(Recordings, RecordedSource, RecordedSpan)),
+    paths(list_recordings, get_recording, set_recording),
+    components(schemas(Recordings, RecordingState, SetRecording, RecordedSource, RecordedSpan)),
     tags((name = "recordings", description = "Recorded video and audio of trains (docs/recording.md)"))
 )]
 pub struct ApiDoc;
@@ -34,6 +34,8 @@ pub struct ApiDoc;
 #[derive(Debug)]
 pub struct Playback {
     pub library: Library,
+    /// Which trains are recorded, and how it goes.
+    pub control: crate::record::control::Control,
 }
 
 /// The routes under `/api`; `playback` is `None` when recording is off (`record_dir` empty).
@@ -41,6 +43,7 @@ pub fn routes(playback: Option<Arc<Playback>>) -> Router<Core> {
     Router::new()
         .route("/trains/{id}/recordings", get(list_recordings))
         .route("/trains/{id}/recordings/{source}", get(get_recording))
+        .route("/trains/{id}/recording", put(set_recording))
         .layer(Extension(playback))
 }
 
@@ -48,8 +51,35 @@ pub fn routes(playback: Option<Arc<Playback>>) -> Router<Core> {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Recordings {
     pub train: String,
+    pub recording: RecordingState,
     /// Every recorded source, sorted by name.
     pub sources: Vec<RecordedSource>,
+}
+
+/// Whether a train is being recorded, and how it goes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordingState {
+    /// The train is to be recorded (the configuration's `record_trains`, or the admin's toggle).
+    pub enabled: bool,
+    /// A segment file is open now: frames are being written.
+    pub active: bool,
+    /// The last file-system error (a full disk) while it lasts; null once writing works again.
+    pub error: Option<String>,
+    /// Since when `error` has been happening (RFC 3339).
+    pub error_since: Option<String>,
+}
+
+impl From<crate::record::control::TrainState> for RecordingState {
+    fn from(s: crate::record::control::TrainState) -> Self {
+        Self { enabled: s.enabled, active: s.active, error: s.error, error_since: s.error_since.map(rfc3339) }
+    }
+}
+
+/// Start or stop recording a train.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"enabled": true}))]
+pub struct SetRecording {
+    pub enabled: bool,
 }
 
 /// A recorded camera or audio source.
@@ -160,8 +190,8 @@ async fn list_recordings(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Recordings>, ApiError> {
     let (train, playback) = recorded(&core, &caller, &id, playback).await?;
-    let t = train.clone();
-    let sources = blocking(move || playback.library.sources(&t)).await?.map_err(|e| internal(&e))?;
+    let (t, p) = (train.clone(), Arc::clone(&playback));
+    let sources = blocking(move || p.library.sources(&t)).await?.map_err(|e| internal(&e))?;
     let sources = sources
         .into_iter()
         .map(|s| RecordedSource {
@@ -178,7 +208,35 @@ async fn list_recordings(
             kind: s.kind.into(),
         })
         .collect();
-    Ok(Json(Recordings { train: train.to_string(), sources }))
+    let recording = playback.control.state(&train).into();
+    Ok(Json(Recordings { train: train.to_string(), recording, sources }))
+}
+
+/// Start or stop recording a train now, whatever `record_trains` says, until the server restarts.
+/// Stopping ends its segments cleanly (the parts in progress are written). Admin.
+#[utoipa::path(put, path = "/api/trains/{id}/recording", tag = "recordings",
+    params(("id" = String, Path, description = "Train id: a train seen, mapped to a remote control, or recorded (need not be online)")),
+    request_body = SetRecording,
+    responses(
+        (status = 200, body = RecordingState),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such train", body = ErrorBody),
+        (status = 409, description = "Recording is off on this server", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_recording(
+    Admin(caller): Admin,
+    State(core): State<Core>,
+    Extension(playback): Extension<Option<Arc<Playback>>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<SetRecording>,
+) -> Result<Json<RecordingState>, ApiError> {
+    let (train, playback) = recorded(&core, &caller, &id, playback).await?;
+    if crate::record::library::train_dir(std::path::Path::new(""), &train).is_none() {
+        return Err(ApiError::bad_request("bad_train_id", format!("train id '{id}' cannot name a directory")));
+    }
+    let state = playback.control.set(&train, body.enabled);
+    tracing::info!(%train, enabled = body.enabled, by = %caller.0.name, "recording toggled");
+    Ok(Json(state.into()))
 }
 
 fn parse_time(name: &str, value: &str) -> Result<SystemTime, ApiError> {

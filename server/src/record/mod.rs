@@ -1,35 +1,47 @@
-//! Recording trains' video to fragmented MP4 files (docs/recording.md).
+//! Recording trains' video and audio to fragmented MP4 files (docs/recording.md).
 //!
 //! A recorder is a hub subscriber like a transport's session: one task per recorded train
-//! subscribes, reassembles frames ([`Assembler`]) and feeds each camera's [`segment::Segmenter`]
-//! (sans-IO, over [`fmp4`]). The file operations go over a bounded channel to one writer thread
+//! subscribes, reassembles frames ([`Assembler`]) and feeds each camera's and audio source's
+//! [`segment::Segmenter`] (sans-IO, over [`fmp4`]). The file operations go over a bounded channel to one writer thread
 //! ([`writer`]), so disk I/O never runs on the async runtime. The hub never waits for a recorder:
 //! when one falls behind, its subscriber queue loses whole frames (the hub's policy), and when the
 //! writer falls behind, its channel refuses the part. Either way the camera's segment ends where
 //! the loss begins, the GOP is counted in `railcast_record_gops_lost_total`, and a new segment
 //! starts at the next keyframe: a file never splices across a loss.
 //!
+//! A file that cannot be created or written (a full disk) ends the segment too; the next try waits
+//! a second ([`RETRY_AFTER`]), so a full disk costs one attempt a second per track, and the live
+//! relay never notices. [`Control`] starts and stops trains' recording at run time and tells how it
+//! goes ([`control`]); [`retention`] deletes old segments.
+//!
 //! It uses the hub, the configuration and the metrics only (the `layering` test).
 
+pub mod control;
 pub mod fmp4;
 pub mod library;
 pub mod playback;
+pub mod retention;
 pub mod segment;
 mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use railcast_protocol::assembler::Assembler;
 use railcast_protocol::{Codec, FrameSeq, TrainId, VideoPacket};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::hub::{Hub, SubItem, SubscriberCounters, TrainEvent};
-use segment::{FrameIn, Out, Segmenter};
+pub use control::{Control, TrainState};
+use control::{Health, Shared};
+use retention::Retention;
+use segment::{FrameIn, Kind, Out, Segmenter};
 use writer::Job;
 
 /// File operations queued for the writer thread, all recorders together; beyond it parts are
@@ -37,6 +49,12 @@ use writer::Job;
 const WRITER_QUEUE: usize = 256;
 /// How often the recorder of `record_trains = "*"` looks for trains it does not record yet.
 const DISCOVERY_INTERVAL: Duration = Duration::from_millis(200);
+/// After a file could not be created or written, a track's next segment waits this long (then
+/// starts at the next keyframe): a full disk is tried once a second, not at every frame.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Segment ids, unique in the process (a writer job names its segment).
+static SEGMENT_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The recorder's metrics.
 #[derive(Debug)]
@@ -51,6 +69,11 @@ pub struct RecordMetrics {
     /// `railcast_record_errors_total{kind}`: `create`, `write` (the file system), `queue_full`
     /// (the writer fell behind), `mux` (a keyframe without usable parameter sets).
     pub errors: prometheus::IntCounterVec,
+    /// `railcast_record_failing`: tracks (cameras, audio sources) whose last file create or write
+    /// failed.
+    pub failing: prometheus::IntGauge,
+    /// `railcast_record_deleted_total`: segment files deleted by retention.
+    pub deleted: prometheus::IntCounter,
 }
 
 /// The `kind` label values of `railcast_record_errors_total`.
@@ -76,6 +99,19 @@ pub static METRICS: LazyLock<RecordMetrics> = LazyLock::new(|| {
             "Recording errors: create and write (file system), queue_full (writer behind), mux.",
             &["kind"],
         ),
+        failing: {
+            let g = prometheus::IntGauge::new(
+                "railcast_record_failing",
+                "Recorded tracks (cameras, audio sources) whose last file create or write failed.",
+            )
+            .expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        },
+        deleted: plain(
+            "railcast_record_deleted_total",
+            "Recording segment files deleted by retention (record_delete_after, record_max_bytes).",
+        ),
     };
     for kind in ERROR_KINDS {
         let _ = m.errors.with_label_values(&[kind]);
@@ -98,6 +134,8 @@ pub struct Settings {
     pub trains: Trains,
     pub segment: Duration,
     pub part: Duration,
+    /// `record_delete_after` and `record_max_bytes`.
+    pub retention: Retention,
 }
 
 impl Settings {
@@ -109,7 +147,13 @@ impl Settings {
         } else {
             Trains::Only(config.record_trains.0.iter().filter_map(|t| TrainId::new(t.as_str()).ok()).collect())
         };
-        Some(Self { dir, trains, segment: config.record_segment_duration.0, part: config.record_part_duration.0 })
+        Some(Self {
+            dir,
+            trains,
+            segment: config.record_segment_duration.0,
+            part: config.record_part_duration.0,
+            retention: Retention { delete_after: config.record_delete_after.0, max_bytes: config.record_max_bytes },
+        })
     }
 }
 
@@ -117,24 +161,38 @@ impl Settings {
 #[derive(Debug)]
 pub struct Recorder {
     task: tokio::task::JoinHandle<()>,
+    control: Control,
 }
 
 impl Recorder {
     /// Start recording; the recorders end when `shutdown` turns true.
     pub fn start(hub: Hub, settings: Settings, shutdown: watch::Receiver<bool>) -> Self {
         let _ = &*METRICS;
-        tracing::info!(dir = %settings.dir.display(), trains = ?settings.trains, "recording");
-        let (jobs, rx) = mpsc::channel(WRITER_QUEUE);
+        tracing::info!(
+            dir = %settings.dir.display(),
+            trains = ?settings.trains,
+            retention = ?settings.retention,
+            "recording"
+        );
+        let (jobs, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE);
+        let (dir, keep) = (settings.dir.clone(), settings.retention);
         let thread = std::thread::Builder::new()
             .name("record-writer".into())
-            .spawn(move || writer::run(rx))
+            .spawn(move || writer::run(rx, dir, keep))
             .expect("spawn the recording writer thread");
+        let shared = Arc::new(Shared::new(settings.dir.clone(), settings.trains.clone()));
+        let control = Control { shared: Arc::clone(&shared) };
         let task = tokio::spawn(async move {
-            supervise(hub, settings, jobs, shutdown).await;
+            supervise(hub, settings, shared, jobs, shutdown).await;
             // Every sender is gone: the writer finishes the jobs queued, then ends.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         });
-        Self { task }
+        Self { task, control }
+    }
+
+    /// The run-time control: the admin toggle and each train's [`TrainState`].
+    pub fn control(&self) -> Control {
+        self.control.clone()
     }
 
     /// Wait until every part in progress is written and the files are closed.
@@ -143,47 +201,83 @@ impl Recorder {
     }
 }
 
-/// Start a recorder per train (at once for listed trains, as they appear for `*`); at shutdown,
-/// wait for them all.
-async fn supervise(hub: Hub, settings: Settings, jobs: mpsc::Sender<Job>, mut shutdown: watch::Receiver<bool>) {
-    let settings = Arc::new(settings);
-    let mut recorders = JoinSet::new();
-    let mut recorded: HashSet<TrainId> = HashSet::new();
-    let stop = shutdown.clone();
-    let mut start = |train: TrainId, recorders: &mut JoinSet<()>| {
-        if recorded.insert(train.clone()) {
-            let task = record_train(hub.clone(), train, Arc::clone(&settings), jobs.clone(), stop.clone());
-            recorders.spawn(task);
-        }
-    };
-    match settings.trains.clone() {
-        Trains::Only(trains) => {
-            for train in trains {
-                start(train, &mut recorders);
-            }
-            let _ = shutdown.wait_for(|s| *s).await;
-        }
-        Trains::All => loop {
-            for stream in hub.streams() {
-                if stream.is_online() {
-                    start(stream.train_id().clone(), &mut recorders);
-                }
-            }
-            tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => break,
-                () = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
-            }
-        },
-    }
-    while recorders.join_next().await.is_some() {}
+/// A train's recorder task, and how to stop it.
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
-/// A camera being recorded.
+/// Keep a recorder running for each train to be recorded: listed ones at once, with `*` each
+/// train once it is online (and from then on), and the admin's toggles over both. A stopped
+/// recorder finishes (its parts written) before the same train's next one starts. At shutdown,
+/// wait for them all.
+async fn supervise(
+    hub: Hub,
+    settings: Settings,
+    shared: Arc<Shared>,
+    jobs: SyncSender<Job>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let settings = Arc::new(settings);
+    let mut running: HashMap<TrainId, Running> = HashMap::new();
+    let mut stopping: Vec<(TrainId, JoinHandle<()>)> = Vec::new();
+    loop {
+        stopping.retain(|(_, task)| !task.is_finished());
+        let mut candidates: Vec<TrainId> = running.keys().cloned().collect();
+        candidates.extend(shared.toggled_on());
+        match &settings.trains {
+            Trains::Only(list) => candidates.extend(list.iter().cloned()),
+            Trains::All => {
+                candidates.extend(hub.streams().iter().filter(|s| s.is_online()).map(|s| s.train_id().clone()));
+            }
+        }
+        for train in candidates {
+            let wanted = shared.toggle(&train).unwrap_or(true);
+            match (wanted, running.contains_key(&train)) {
+                (true, false) if !stopping.iter().any(|(t, _)| *t == train) => {
+                    let (stop, stop_rx) = watch::channel(false);
+                    let health = shared.health(&train);
+                    let rec =
+                        record_train(hub.clone(), train.clone(), Arc::clone(&settings), health, jobs.clone(), stop_rx);
+                    running.insert(train, Running { stop, task: tokio::spawn(rec) });
+                }
+                (false, true) => {
+                    let r = running.remove(&train).expect("running");
+                    let _ = r.stop.send(true);
+                    stopping.push((train, r.task));
+                }
+                _ => {}
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            () = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+            () = shared.wake.notified() => {}
+        }
+    }
+    let mut tasks: Vec<_> = stopping.into_iter().map(|(_, task)| task).collect();
+    for (_, r) in running.drain() {
+        let _ = r.stop.send(true);
+        tasks.push(r.task);
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// A camera or audio source being recorded.
 #[derive(Debug)]
 struct Camera {
+    /// Its id in the train's track id space.
+    track: u16,
     dir: PathBuf,
     segments: Segmenter,
+    /// The id of the segment whose file the writer was last asked to create.
+    segment: u64,
     last_seq: Option<FrameSeq>,
+    /// No new segment before this (a file could not be created or written).
+    retry_at: Option<Instant>,
 }
 
 /// Why a camera's segment ends.
@@ -191,29 +285,37 @@ struct Camera {
 enum End {
     /// Frames were lost: the GOP counts as lost.
     Loss,
-    /// The train went offline or reconnected, or the server stops.
+    /// The train went offline or reconnected, the recording was turned off, or the server stops.
     Stop,
 }
 
-/// One train's recorder: subscribe, reassemble, segment, hand the parts to the writer.
+/// One train's recorder: subscribe, reassemble, segment, hand the parts to the writer; until
+/// `stop` turns true (the toggle, or shutdown).
 async fn record_train(
     hub: Hub,
     train: TrainId,
     settings: Arc<Settings>,
-    jobs: mpsc::Sender<Job>,
-    mut shutdown: watch::Receiver<bool>,
+    health: Arc<Health>,
+    jobs: SyncSender<Job>,
+    mut stop: watch::Receiver<bool>,
 ) {
+    if library::train_dir(&settings.dir, &train).is_none() {
+        // `.` and `..` are valid train ids, but as directory names they would leave `record_dir`.
+        tracing::warn!(%train, "recording: this train id cannot name a directory; the train is not recorded");
+        return;
+    }
     let mut sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
     tracing::info!(%train, "recording train");
-    let mut rec = TrainRecorder { train, settings, jobs, assembler: Assembler::new(), cameras: HashMap::new() };
+    let mut rec = TrainRecorder::new(train, settings, health, jobs);
+    rec.announce(&sub.stream().audio());
     loop {
         let item = tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => break,
             item = sub.next() => item,
         };
         match item {
             SubItem::Packet(p) => rec.packet(p),
-            SubItem::Event(Ok(TrainEvent::Online { .. } | TrainEvent::Offline { .. })) => {
+            SubItem::Event(Ok(event @ (TrainEvent::Online { .. } | TrainEvent::Offline { .. }))) => {
                 // The subscription yields events first: the packets of the session that ended may
                 // still be queued. Record them, then end the segments; a new session numbers its
                 // frames afresh and starts over at its next keyframe.
@@ -223,11 +325,14 @@ async fn record_train(
                 for camera in rec.cameras.values_mut() {
                     camera.last_seq = None;
                 }
+                if let TrainEvent::Online { audio, .. } = event {
+                    rec.announce(&audio);
+                }
             }
             SubItem::Event(_) => {}
         }
     }
-    // Shutdown: what the hub already handed over is recorded too.
+    // Stop: what the hub already handed over is recorded too.
     rec.record_queued(&mut sub);
     rec.end_all(End::Stop);
     tracing::info!(train = %rec.train, "recording of train ends");
@@ -238,12 +343,25 @@ async fn record_train(
 struct TrainRecorder {
     train: TrainId,
     settings: Arc<Settings>,
-    jobs: mpsc::Sender<Job>,
+    health: Arc<Health>,
+    jobs: SyncSender<Job>,
     assembler: Assembler,
     cameras: HashMap<u16, Camera>,
+    /// Channels of each audio source of the latest hello.
+    audio_channels: HashMap<u16, u8>,
 }
 
 impl TrainRecorder {
+    fn new(train: TrainId, settings: Arc<Settings>, health: Arc<Health>, jobs: SyncSender<Job>) -> Self {
+        let (assembler, cameras, audio_channels) = (Assembler::new(), HashMap::new(), HashMap::new());
+        Self { train, settings, health, jobs, assembler, cameras, audio_channels }
+    }
+
+    /// A hello's audio sources: the channel count of each.
+    fn announce(&mut self, audio: &[railcast_protocol::AudioInfo]) {
+        self.audio_channels = audio.iter().map(|a| (a.id.0, a.channels)).collect();
+    }
+
     /// Record the packets waiting in `sub`'s queue.
     fn record_queued(&mut self, sub: &mut crate::hub::Subscription) {
         let mut queued = Vec::new();
@@ -255,35 +373,66 @@ impl TrainRecorder {
 
     fn packet(&mut self, p: crate::hub::Packet) {
         let Some(frame) = self.assembler.push(&VideoPacket { header: p.header, bytes: p.bytes }) else { return };
-        if frame.codec != Codec::H264AnnexB {
-            return;
+        let kind = match frame.codec {
+            Codec::H264AnnexB => Kind::Video,
+            // Mono 48 kHz, as the simulator sends, if the hello did not say.
+            Codec::Opus => Kind::Audio { channels: self.audio_channels.get(&frame.camera.0).copied().unwrap_or(1) },
+        };
+        let (settings, train, track) = (&self.settings, &self.train, frame.camera.0);
+        let new = || {
+            let name = match kind {
+                Kind::Video => format!("camera-{track}"),
+                Kind::Audio { .. } => format!("audio-{track}"),
+            };
+            Camera {
+                track,
+                dir: settings.dir.join(train.as_str()).join(name),
+                segments: Segmenter::new(kind, settings.segment, settings.part),
+                segment: 0,
+                last_seq: None,
+                retry_at: None,
+            }
+        };
+        let camera = self.cameras.entry(track).or_insert_with(new);
+        if camera.segments.kind() != kind {
+            // A new hello made this id another kind of track (or changed its channels); the old
+            // one's segment ended with the old session.
+            end(camera, End::Stop, &self.health, &self.jobs);
+            *camera = new();
         }
-        let (settings, train) = (&self.settings, &self.train);
-        let camera = self.cameras.entry(frame.camera.0).or_insert_with(|| Camera {
-            dir: settings.dir.join(train.as_str()).join(format!("camera-{}", frame.camera.0)),
-            segments: Segmenter::new(settings.segment, settings.part),
-            last_seq: None,
-        });
         // A gap in a camera's frame numbers: the hub dropped frames for us (we fell behind, whole
         // frames up to a keyframe) or some never arrived whole.
         if camera.last_seq.is_some_and(|last| frame.seq != last.next()) {
-            end(camera, End::Loss, &self.jobs);
+            end(camera, End::Loss, &self.health, &self.jobs);
         }
         camera.last_seq = Some(frame.seq);
+        // The writer could not create or write a file: that segment is over (its file ends at the
+        // last part written), and the next one waits a second.
+        let now = Instant::now();
+        if let Some(failed) = self.health.take_failure(track) {
+            if camera.segments.is_open() && failed == camera.segment {
+                METRICS.gops_lost.inc();
+                camera.segments.abandon();
+            }
+            camera.retry_at = Some(now + RETRY_AFTER);
+        }
+        if !camera.segments.is_open() && camera.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
         let input = FrameIn { capture_us: frame.capture_us, keyframe: frame.keyframe, data: &frame.data };
         match camera.segments.push(input, capture_wall(frame.capture_us, SystemTime::now())) {
-            Ok(outs) => send(camera, outs, &self.jobs),
+            Ok(outs) => send(camera, outs, &self.health, &self.jobs),
             Err(e) => {
                 METRICS.errors.with_label_values(&["mux"]).inc();
-                tracing::error!(%train, camera = frame.camera.0, error = %e, "recording: frame not muxed");
-                end(camera, End::Loss, &self.jobs);
+                tracing::error!(%train, camera = track, error = %e, "recording: frame not muxed");
+                end(camera, End::Loss, &self.health, &self.jobs);
             }
         }
     }
 
     fn end_all(&mut self, why: End) {
         for camera in self.cameras.values_mut() {
-            end(camera, why, &self.jobs);
+            end(camera, why, &self.health, &self.jobs);
         }
     }
 }
@@ -307,12 +456,12 @@ fn capture_wall(capture_us: u64, now: SystemTime) -> SystemTime {
 }
 
 /// End `camera`'s segment: its part in progress goes to the writer, then the file is closed.
-fn end(camera: &mut Camera, why: End, jobs: &mpsc::Sender<Job>) {
+fn end(camera: &mut Camera, why: End, health: &Arc<Health>, jobs: &SyncSender<Job>) {
     if why == End::Loss && camera.segments.is_open() {
         METRICS.gops_lost.inc();
     }
     match camera.segments.cut() {
-        Ok(outs) => send(camera, outs, jobs),
+        Ok(outs) => send(camera, outs, health, jobs),
         Err(e) => {
             METRICS.errors.with_label_values(&["mux"]).inc();
             tracing::error!(dir = %camera.dir.display(), error = %e, "recording: last part not muxed");
@@ -322,11 +471,21 @@ fn end(camera: &mut Camera, why: End, jobs: &mpsc::Sender<Job>) {
 
 /// Queue `outs` for the writer. If it is behind, the part is lost: the segment ends at the last
 /// part written and the next one starts at a keyframe.
-fn send(camera: &mut Camera, outs: Vec<Out>, jobs: &mpsc::Sender<Job>) {
+fn send(camera: &mut Camera, outs: Vec<Out>, health: &Arc<Health>, jobs: &SyncSender<Job>) {
     for out in outs {
         let closing = out == Out::Close;
-        if let Err(e) = jobs.try_send(Job { dir: camera.dir.clone(), out }) {
-            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+        if matches!(out, Out::Create { .. }) {
+            camera.segment = SEGMENT_IDS.fetch_add(1, Ordering::Relaxed);
+        }
+        let job = Job {
+            dir: camera.dir.clone(),
+            track: camera.track,
+            segment: camera.segment,
+            health: Arc::clone(health),
+            out,
+        };
+        if let Err(e) = jobs.try_send(job) {
+            if matches!(e, std::sync::mpsc::TrySendError::Full(_)) {
                 METRICS.errors.with_label_values(&["queue_full"]).inc();
                 tracing::warn!(dir = %camera.dir.display(), "recording: the writer is behind; a part is lost");
             }
@@ -345,6 +504,8 @@ mod tests {
     use super::*;
     use railcast_protocol::packet::{packetize, FrameMeta, VideoHeader};
     use railcast_protocol::CameraId;
+    use std::path::Path;
+    use std::sync::mpsc::Receiver;
 
     const KEY: &[u8] = &[
         0, 0, 0, 1, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
@@ -353,25 +514,17 @@ mod tests {
     ];
     const DELTA: &[u8] = &[0, 0, 0, 1, 0x41, 9, 9];
 
-    fn recorder(queue: usize) -> (TrainRecorder, mpsc::Receiver<Job>) {
-        let (jobs, rx) = mpsc::channel(queue);
+    fn recorder(queue: usize) -> (TrainRecorder, Receiver<Job>) {
+        let (jobs, rx) = std::sync::mpsc::sync_channel(queue);
         let settings = Settings {
             dir: PathBuf::from("rec"),
             trains: Trains::All,
             segment: Duration::from_secs(60),
             part: Duration::from_secs(1),
+            retention: Retention::default(),
         };
         let train = TrainId::new("train-1").expect("id");
-        (
-            TrainRecorder {
-                train,
-                settings: Arc::new(settings),
-                jobs,
-                assembler: Assembler::new(),
-                cameras: HashMap::new(),
-            },
-            rx,
-        )
+        (TrainRecorder::new(train, Arc::new(settings), Arc::default(), jobs), rx)
     }
 
     /// Frame `seq` of camera 0 at 10 fps, a keyframe every 5, as the hub hands it over.
@@ -391,7 +544,7 @@ mod tests {
     }
 
     /// The jobs queued so far: `C`reate (with its sample count), `A`ppend, `X` close.
-    fn jobs(rx: &mut mpsc::Receiver<Job>) -> Vec<String> {
+    fn jobs(rx: &mut Receiver<Job>) -> Vec<String> {
         let mut out = Vec::new();
         while let Ok(job) = rx.try_recv() {
             out.push(match job.out {
@@ -448,5 +601,92 @@ mod tests {
         assert_eq!(jobs(&mut rx), ["C10"]);
         rec.end_all(End::Stop);
         assert_eq!(jobs(&mut rx), ["C2"], "a new segment from keyframe 25 (its close found the queue full)");
+    }
+
+    /// Opus packet `seq` of audio source 256, 20 ms apart.
+    fn opus(rec: &mut TrainRecorder, seq: u32) {
+        let meta = FrameMeta {
+            keyframe: true,
+            codec: Codec::Opus,
+            camera: CameraId(256),
+            seq: FrameSeq(seq),
+            capture_us: 1_000_000 + u64::from(seq) * 20_000,
+        };
+        for bytes in packetize(meta, &[0xf8, 0xff, 0xfe], 1200).expect("packets") {
+            let header = VideoHeader::parse(&bytes, 1200).expect("header");
+            rec.packet(crate::hub::Packet { bytes, header });
+        }
+    }
+
+    #[test]
+    fn audio_goes_to_an_opus_track_of_its_own_with_the_hellos_channels() {
+        use mp4_atom::{Any, Decode};
+        let (mut rec, rx) = recorder(64);
+        rec.announce(&[railcast_protocol::AudioInfo {
+            id: CameraId(256),
+            codec: "opus".into(),
+            sample_rate: 48_000,
+            channels: 2,
+            frame_ms: 20,
+        }]);
+        for seq in 0..60 {
+            opus(&mut rec, seq);
+            if seq % 10 == 0 {
+                frame(&mut rec, seq / 10);
+            }
+        }
+        // 60 and 61 never came: the segment ends at the gap.
+        for seq in 60..70 {
+            opus(&mut rec, seq + 2);
+        }
+        rec.end_all(End::Stop);
+        let mut audio = Vec::new();
+        while let Ok(job) = rx.try_recv() {
+            if job.dir == Path::new("rec/train-1/audio-256") {
+                audio.push(job.out);
+            } else {
+                assert_eq!(job.dir, Path::new("rec/train-1/camera-0"));
+            }
+        }
+        let kinds: Vec<_> = audio
+            .iter()
+            .map(|o| match o {
+                Out::Create { bytes, .. } => format!("C{}", samples(bytes)),
+                Out::Append(bytes) => format!("A{}", samples(bytes)),
+                Out::Close => "X".into(),
+            })
+            .collect();
+        assert_eq!(kinds, ["C50", "A10", "X", "C10", "X"], "1 s parts; a gap ends the segment");
+        let Out::Create { bytes, .. } = &audio[0] else { panic!("create") };
+        let mut rest = bytes.as_slice();
+        let Any::Ftyp(_) = Any::decode(&mut rest).expect("ftyp") else { panic!("ftyp") };
+        let Any::Moov(moov) = Any::decode(&mut rest).expect("moov") else { panic!("moov") };
+        let mp4_atom::Codec::Opus(o) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else { panic!("Opus") };
+        assert_eq!(o.dops.output_channel_count, 2, "the hello's channel count");
+    }
+
+    #[test]
+    fn a_file_the_writer_cannot_write_ends_the_segment_and_the_next_waits() {
+        let (mut rec, mut rx) = recorder(64);
+        for seq in 0..=10 {
+            frame(&mut rec, seq);
+        }
+        assert_eq!(jobs(&mut rx), ["C10"]);
+        let segment = rec.cameras[&0].segment;
+        // The writer fails to write the first part (a full disk).
+        assert!(rec.health.failed(0, segment, &std::io::Error::from_raw_os_error(28)));
+        for seq in 11..=30 {
+            frame(&mut rec, seq);
+        }
+        assert_eq!(jobs(&mut rx), Vec::<String>::new(), "abandoned, and no new file within a second");
+        assert!(!rec.cameras[&0].segments.is_open());
+        // A second later, the next keyframe opens a new segment.
+        rec.cameras.get_mut(&0).expect("camera").retry_at = Some(Instant::now());
+        for seq in 31..=40 {
+            frame(&mut rec, seq);
+        }
+        rec.end_all(End::Stop);
+        assert_eq!(jobs(&mut rx), ["C6", "X"], "frames 35..=40, from keyframe 35");
+        assert_ne!(rec.cameras[&0].segment, segment);
     }
 }

@@ -1,6 +1,6 @@
 //! Playback over HTTP (docs/recording.md, "Playback"): the recorded spans of a train, and a 3 s
-//! range across a segment boundary as progressive MP4 and as fMP4, read by Debian's ffprobe and
-//! ffmpeg. The range plays cleanly, lasts what was asked (one frame of slack), holds every frame
+//! range across a segment boundary as progressive MP4 and as fMP4, and the cab audio of the same
+//! range, read by Debian's ffprobe and ffmpeg. The range plays cleanly, lasts what was asked (one frame of slack), holds every frame
 //! the train sent from the keyframe before its start, in order, and byte ranges of it are the
 //! same bytes. Then the refusals: bad times and formats, unknown sources, empty ranges, byte
 //! ranges outside the file, a viewer whose remote control is not mapped to the train, and a server
@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use testkit::record::{decode_errors, duration, packet_hashes, probe};
+use testkit::record::{audio_packets, decode_errors, duration, packet_hashes, probe, probe_audio};
 use testkit::{api, api_as, get_bytes, remote_control, scratch, set_train, wait_for_train, Server, Sim, SMALL_VIDEO};
 
 const FPS: f64 = 15.0;
@@ -28,19 +28,23 @@ async fn a_range_across_segments_plays_every_frame_and_serves_byte_ranges() {
     let rec = dir.join("rec");
     let args = ["--record-dir", rec.to_str().expect("utf8"), "--record-segment-duration", "2s"];
     let server = Server::start(&dir, &args).await;
-    let mut sim = Sim::start(&dir, &server, &[&["--trains", "1", "--duration", "7s"], SMALL_VIDEO].concat());
+    let mut sim =
+        Sim::start(&dir, &server, &[&["--trains", "1", "--duration", "7s", "--audio", "tone"], SMALL_VIDEO].concat());
     wait_for_train(&server, "train-1", true).await;
     tokio::time::timeout(Duration::from_secs(20), sim.child.wait()).await.expect("the simulator ends").expect("wait");
     wait_for_train(&server, "train-1", false).await;
-    let manifest: Vec<_> = sim.manifest().entries.into_iter().filter(|e| e.camera == 0).collect();
+    let all = sim.manifest().entries;
+    let manifest: Vec<_> = all.iter().filter(|e| e.camera == 0).cloned().collect();
+    let audio_sent: Vec<_> = all.iter().filter(|e| e.codec == "opus").collect();
 
-    // The listing: one camera, one span of several segments.
+    // The listing: a camera and the audio, each one span of several segments.
     let (status, list) = api("GET", &server.url("/api/trains/train-1/recordings"), None).await;
     assert_eq!(status, 200, "{list}");
     println!("recordings: {list}");
     let sources = list["sources"].as_array().expect("sources");
-    assert_eq!(sources.len(), 1, "{list}");
-    assert_eq!((sources[0]["source"].as_str(), sources[0]["kind"].as_str()), (Some("camera-0"), Some("video")));
+    let kinds: Vec<_> = sources.iter().map(|s| (s["source"].as_str(), s["kind"].as_str())).collect();
+    assert_eq!(kinds, [(Some("audio-256"), Some("audio")), (Some("camera-0"), Some("video"))], "{list}");
+    let sources = &sources[1..];
     let spans = sources[0]["spans"].as_array().expect("spans");
     assert_eq!(spans.len(), 1, "2 s segments back to back make one span: {list}");
     assert!(spans[0]["segments"].as_u64() >= Some(3), "{list}");
@@ -111,6 +115,23 @@ async fn a_range_across_segments_plays_every_frame_and_serves_byte_ranges() {
     std::fs::write(&ffile, &frag).expect("write");
     assert_eq!(decode_errors(&ffile), "");
     assert_eq!(packet_hashes(&ffile, "v"), hashes, "fMP4 and MP4 hold the same frames");
+
+    // The audio of the same range: Opus, as long, every packet the train's in order.
+    let audio_url = url("mp4").replace("camera-0", "audio-256");
+    let (status, headers, audio) = get_bytes(&audio_url, &auth).await;
+    assert_eq!((status, header(&headers, "content-type")), (200, Some("audio/mp4")));
+    let afile = dir.join("range-audio.mp4");
+    std::fs::write(&afile, &audio).expect("write");
+    assert_eq!(decode_errors(&afile), "");
+    let (a, asecs) = (probe_audio(&afile), duration(&afile));
+    let got = audio_packets(&afile);
+    println!("audio range: ffprobe {asecs:.3} s, {} Opus packets, {a:?}", got.len());
+    assert_eq!(a.codec, "opus");
+    assert!((asecs - 3.0).abs() <= 0.021, "{asecs} s of audio for a 3 s range");
+    let first = audio_sent.iter().position(|e| e.sha256 == got[0].0).expect("the first audio packet was sent");
+    let sent: Vec<&str> = audio_sent[first..].iter().take(got.len()).map(|e| e.sha256.as_str()).collect();
+    assert_eq!(got.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(), sent, "the audio packets, in order");
+    assert!((149..=151).contains(&got.len()), "{} packets of 20 ms for 3 s", got.len());
 
     // Refusals.
     let at = |from: SystemTime, len_ms: i64, extra: &str| {

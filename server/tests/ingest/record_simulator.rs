@@ -13,7 +13,7 @@ async fn a_recording_holds_every_frame_the_hub_received() {
     // A listed train: its recorder subscribes before the train connects, so nothing is missed.
     let mut server = Server::start(&dir, &["--record-dir", rec_arg, "--record-trains", "train-1"]).await;
     let mut sim = Sim::start(&dir, &server, &[&["--trains", "1", "--duration", "5s"], SMALL_VIDEO].concat());
-    let Run { received, sent, bytes_written: written, gops_lost } = until_sim_ends(&mut server, &mut sim).await;
+    let Run { received, sent, bytes_written: written, gops_lost, .. } = until_sim_ends(&mut server, &mut sim).await;
     let manifest = received.as_slice();
     let received = manifest.len();
     let files = recordings(&rec);

@@ -221,6 +221,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/trains/{id}/recording": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Start or stop recording a train now, whatever `record_trains` says, until the server restarts.
+         *     Stopping ends its segments cleanly (the parts in progress are written). Admin.
+         */
+        put: operations["set_recording"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/trains/{id}/recordings": {
         parameters: {
             query?: never;
@@ -919,8 +939,20 @@ export interface components {
             /** @description Wall-clock time of its first sample (RFC 3339, UTC, ms). */
             start: string;
         };
+        /** @description Whether a train is being recorded, and how it goes. */
+        RecordingState: {
+            /** @description A segment file is open now: frames are being written. */
+            active: boolean;
+            /** @description The train is to be recorded (the configuration's `record_trains`, or the admin's toggle). */
+            enabled: boolean;
+            /** @description The last file-system error (a full disk) while it lasts; null once writing works again. */
+            error?: string | null;
+            /** @description Since when `error` has been happening (RFC 3339). */
+            error_since?: string | null;
+        };
         /** @description A train's recordings. */
         Recordings: {
+            recording: components["schemas"]["RecordingState"];
             /** @description Every recorded source, sorted by name. */
             sources: components["schemas"]["RecordedSource"][];
             train: string;
@@ -1076,6 +1108,15 @@ export interface components {
             state: string;
             /** @description `webrtc` (data channels, this signaling) or `whep` (media tracks, WHEP signaling). */
             transport: string;
+        };
+        /**
+         * @description Start or stop recording a train.
+         * @example {
+         *       "enabled": true
+         *     }
+         */
+        SetRecording: {
+            enabled: boolean;
         };
         /**
          * @example {
@@ -1972,6 +2013,90 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_recording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Train id: a train seen, mapped to a remote control, or recorded (need not be online) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetRecording"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingState"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such train */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Recording is off on this server */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
