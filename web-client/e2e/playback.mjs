@@ -20,7 +20,10 @@
 // 5. seeks with the view's slider to PLAYBACK_SEEK_S (default 1.5) s: currentTime lands there
 //    (within a frame), the playhead says window start + that, and frames are presented after it
 //    until the end;
-// 6. "next window ▶" asks for the window that starts where this one ended.
+// 6. "next window ▶" asks for the window that starts where this one ended;
+// 7. with the cab audio recorded (`--audio tone`), "play audio-N alongside" plays it in step with
+//    the video (within 0.4 s);
+// 8. "Stop recording" and "Start recording" reach the server (`GET …/recordings` says so).
 // It prints ONE JSON line of results on stdout (`ok`, and on failure `error`), the reason again on
 // stderr, and exits 1 on failure. Nothing of the page is mocked: the real server, simulator and browser.
 import { chromium } from 'playwright-core'
@@ -208,11 +211,8 @@ async function main() {
     recording: h3.recording,
   }
   if (bars < 1) fail('no bar on camera-0\'s row of the timeline')
-  if (rec.body.recording) {
-    if (!h3.recording?.enabled || !h3.recording?.active) fail(`the view shows recording ${JSON.stringify(h3.recording)}, expected enabled and active`)
-    if (!(await page.getByTestId('recording-toggle').isVisible())) fail('an admin sees no recording toggle')
-    result.timeline.toggle_shown = true
-  }
+  if (!h3.recording?.enabled || !h3.recording?.active) fail(`the view shows recording ${JSON.stringify(h3.recording)}, expected enabled and active`)
+  if (!(await page.getByTestId('recording-toggle').isVisible())) fail('an admin sees no recording toggle')
 
   // 4. A window of `seconds` from `offsetS` into the recording: across a segment boundary.
   await page.getByTestId('playback-window-s').fill(String(seconds))
@@ -320,6 +320,37 @@ async function main() {
     if (hn.window.start !== w.end) fail(`the next window starts at ${result.next_window.start}, not where the last ended (${result.window.end})`)
   }
   await shot(page, 'next')
+
+  // 7. The cab audio alongside, when recorded over the window: it plays, in step with the video.
+  const ha = await hook(page)
+  if (ha.audioAlong) {
+    await page.getByTestId('playback-with-audio').check()
+    const audio = await until('the audio alongside plays', 8000, async () => {
+      const a = await page.evaluate(() => {
+        const v = document.querySelector('[data-testid="playback-video"]')
+        const a = document.querySelector('[data-testid="playback-audio"]')
+        const h = window.__railcastPlayback
+        if (!a || !v || v.paused || v.ended || a.paused || a.currentTime < 0.5) return null
+        return { audio_s: a.currentTime, video_s: v.currentTime, drift_s: a.currentTime - (h.mediaStart + v.currentTime * 1000 - h.audioAlong.start) / 1000 }
+      })
+      return a
+    }, 100)
+    result.audio = { source: ha.audioAlong.source, audio_s: round(audio.audio_s), video_s: round(audio.video_s), drift_ms: round(audio.drift_s * 1000, 1) }
+    log(`audio ${ha.audioAlong.source} alongside: drift ${result.audio.drift_ms} ms`)
+    if (Math.abs(audio.drift_s) > 0.4) fail(`the audio alongside is ${result.audio.drift_ms} ms off the video`)
+  }
+
+  // 8. Admins switch the train's recording off and on again.
+  const toggle = page.getByTestId('recording-toggle')
+  const enabled = () => page.getByTestId('recording-enabled').getAttribute('data-enabled')
+  await toggle.click()
+  await until('the view shows recording disabled', 5000, async () => (await enabled()) === 'false')
+  const off = (await api('GET', `/api/trains/${encodeURIComponent(train)}/recordings`)).body?.recording
+  await toggle.click()
+  await until('the view shows recording enabled again', 5000, async () => (await enabled()) === 'true')
+  const on = (await api('GET', `/api/trains/${encodeURIComponent(train)}/recordings`)).body?.recording
+  result.toggle = { off, on }
+  if (off?.enabled !== false || on?.enabled !== true) fail(`the toggle did not reach the server: ${JSON.stringify(result.toggle)}`)
   result.page_errors = pageErrors
   if (pageErrors.length) fail(`page errors: ${pageErrors.join(' | ')}`)
   result.ok = true

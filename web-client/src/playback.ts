@@ -10,25 +10,14 @@ import type { components } from './api/schema'
 
 type Schemas = components['schemas']
 
-/**
- * `recording` of `GET /api/trains/{id}/recordings` and of `PUT /api/trains/{id}/recording`
- * (the contract of issue 26; not in `openapi.json` yet, so optional in {@link Recordings}).
- */
-export interface RecordingState {
-  /** The train is to be recorded (configuration or the admin toggle). */
-  enabled: boolean
-  /** A segment is open right now. */
-  active: boolean
-  /** The last file-system error while it persists. */
-  error: string | null
-  error_since: string | null
-}
+/** `recording` of `GET /api/trains/{id}/recordings` and of `PUT /api/trains/{id}/recording`. */
+export type RecordingState = Schemas['RecordingState']
 /** A run of segments of one source with no hole longer than 1 s. */
 export type RecordedSpan = Schemas['RecordedSpan']
 /** One source (`camera-N`, `audio-N`) and its spans, sorted by start. */
 export type RecordedSource = Schemas['RecordedSource']
-/** `GET /api/trains/{id}/recordings`; `recording` from a server that reports it. */
-export type Recordings = Schemas['Recordings'] & { recording?: RecordingState }
+/** `GET /api/trains/{id}/recordings`. */
+export type Recordings = Schemas['Recordings']
 
 /** The server's longest window (`400 bad_request` beyond). */
 export const MAX_WINDOW_MS = 10 * 60 * 1000

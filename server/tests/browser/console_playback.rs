@@ -4,7 +4,8 @@
 //! view opens at most 5 s before the command), checks the timeline's bars, then plays a 4 s window
 //! from 1 s into the recording, which crosses a segment boundary, counting the frames Chromium
 //! presents (`requestVideoFrameCallback`): the video plays to its end, its duration is the window
-//! within a frame, the frames are fps × duration within 3; then a seek, and the next window.
+//! within a frame, the frames are fps × duration within 3; then a seek, the next window, the cab
+//! audio (audio-256) alongside, and the admin's recording toggle off and on.
 //! Checked again here from outside: the window holds a segment boundary (the files on disk), and
 //! the replay's playhead lies within 5 s before the horn's moment in the audit log.
 
@@ -85,6 +86,8 @@ async fn the_playback_view_plays_a_window_across_segments_and_replays_a_command(
         r["api_sources"],
     );
 
+    println!("audio alongside: {} · recording toggle: {}", r["audio"], r["toggle"]);
+
     let requested = window["requested_s"].as_f64().expect("requested");
     assert!((requested - 4.0).abs() < 0.01, "a 4 s window: {window}");
     let duration = play["duration_s"].as_f64().expect("duration");
@@ -93,6 +96,8 @@ async fn the_playback_view_plays_a_window_across_segments_and_replays_a_command(
     assert!((frames - (requested * f64::from(FPS)).round() as i64).abs() <= 3, "fps × duration frames: {play}");
     assert_eq!(play["ended"], true, "{play}");
     assert!(seek["frames_after"].as_i64().is_some_and(|n| n > 0), "frames after the seek: {seek}");
+    assert!(r["timeline"]["rows"].as_array().is_some_and(|rows| rows.iter().any(|s| s == "audio-256")), "{r}");
+    assert_eq!(r["audio"]["source"], "audio-256", "the cab audio plays alongside: {r}");
 
     // The window crosses a segment boundary: a segment of camera-0 starts inside it.
     let (start, end) = (window["start"].as_str().expect("start"), window["end"].as_str().expect("end"));
