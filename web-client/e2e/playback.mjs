@@ -24,7 +24,8 @@
 // 6. "next window ▶" asks for the window that starts where this one ended;
 // 7. with the cab audio recorded (`--audio tone`), "play audio-N alongside" plays it in step with
 //    the video (within 0.4 s);
-// 8. "Stop recording" and "Start recording" reach the server (`GET …/recordings` says so).
+// 8. "Stop recording" and "Start recording" reach the server (`GET …/recordings` says so);
+// 9. back in the single view, "Recordings" next to the train opens the view again.
 // It prints ONE JSON line of results on stdout (`ok`, and on failure `error`), the reason again on
 // stderr, and exits 1 on failure. Nothing of the page is mocked: the real server, simulator and browser.
 import { chromium } from 'playwright-core'
@@ -363,6 +364,17 @@ async function main() {
   const on = (await api('GET', `/api/trains/${encodeURIComponent(train)}/recordings`)).body?.recording
   result.toggle = { off, on }
   if (off?.enabled !== false || on?.enabled !== true) fail(`the toggle did not reach the server: ${JSON.stringify(result.toggle)}`)
+
+  // 9. Back in the single view, "Recordings" next to the train opens the view again (no moment).
+  await page.getByTestId('view-single').click()
+  const openRec = page.getByTestId('open-recordings')
+  await openRec.waitFor({ timeout: 10_000 })
+  await openRec.click()
+  const back = await until('"Recordings" opens the playback view of the train', 5000, async () => {
+    const h = await hook(page)
+    return h && h.train === train && h.sources.length ? h : null
+  })
+  result.recordings_button = { train: back.train, url: await page.evaluate(() => location.search), window: back.window }
   result.page_errors = pageErrors
   if (pageErrors.length) fail(`page errors: ${pageErrors.join(' | ')}`)
   result.ok = true

@@ -86,7 +86,11 @@ async fn the_playback_view_plays_a_window_across_segments_and_replays_a_command(
         r["api_sources"],
     );
 
-    println!("audio alongside: {} · recording toggle: {}", r["audio"], r["toggle"]);
+    println!(
+        "audio alongside: {} · recording toggle: {} · \"Recordings\" from the single view: {}",
+        r["audio"], r["toggle"], r["recordings_button"]
+    );
+    assert_eq!(r["recordings_button"]["train"], "train-1", "{r}");
 
     let requested = window["requested_s"].as_f64().expect("requested");
     assert!((requested - 4.0).abs() < 0.01, "a 4 s window: {window}");
