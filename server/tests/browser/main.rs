@@ -17,6 +17,7 @@ mod console_https;
 mod console_insecure_origin;
 mod console_mqtt;
 mod console_mqtt_signaling;
+mod console_playback;
 mod console_restart;
 mod console_revoked;
 mod console_roles;

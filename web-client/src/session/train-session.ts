@@ -48,6 +48,10 @@ export interface AckEntry {
   label: string
   transport: Kind | null
   sentAt: number
+  /** When it was sent, epoch ms (the playback view's "▶ replay" opens a few seconds before). */
+  sentAtMs: number
+  /** The train it was sent to. */
+  trainId: string | null
   status: AckStatus
   rtt_ms: number | null
   train_rtt_ms: number | null
@@ -345,6 +349,8 @@ export function createTrainSession(opts: TrainSessionOptions) {
       label: describeAction(action),
       transport: policy.value.active,
       sentAt: performance.now(),
+      sentAtMs: Date.now(),
+      trainId: mapping.trainId,
       status: 'pending',
       rtt_ms: null,
       train_rtt_ms: null,

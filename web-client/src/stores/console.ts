@@ -350,9 +350,9 @@ export const useConsole = defineStore('console', () => {
     background = on
     if (on && train.running && !holding()) {
       train.stop()
-      note('the wall shows: the single view closes its links until it comes back')
+      note('another view shows: the single view closes its links until it comes back')
     } else if (!on && linksWanted && !train.running) {
-      note('back from the wall: the single view connects again')
+      note('back to the single view: it connects again')
       train.start(mode.value)
       void askOffers()
     }
