@@ -80,6 +80,22 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, String) {
+    let (status, headers, bytes) = request_bytes(method, url, headers, body).await;
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `GET url` with exactly `headers`: status, response headers (names in lower case), body bytes.
+pub async fn get_bytes(url: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    request_bytes("GET", url, headers, b"").await
+}
+
+/// [`request`], with the body as bytes.
+pub async fn request_bytes(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let client: HttpClient = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let mut req = hyper::Request::builder().method(method).uri(url);
     for (name, value) in headers {
@@ -89,24 +105,6 @@ pub async fn request(
         .request(req.body(Full::new(bytes::Bytes::copy_from_slice(body))).expect("request"))
         .await
         .expect("http call");
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// `GET url` with exactly `headers`: status, response headers (names in lower case), body bytes.
-pub async fn get_bytes(url: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let client: HttpClient = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::builder().uri(url);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = client.request(req.body(Full::new(bytes::Bytes::new())).expect("request")).await.expect("http call");
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

@@ -70,6 +70,13 @@ pub fn recordings(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `ffprobe -v error ARGS… FILE` with `-of json` among `args`: its JSON output.
+fn ffprobe_json(file: &Path, args: &[&str]) -> Value {
+    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(file).output().expect("ffprobe");
+    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ffprobe json")
+}
+
 /// What `ffprobe` says of a file's video stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -81,14 +88,18 @@ pub struct Probe {
 }
 
 pub fn probe(file: &Path) -> Probe {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let v = ffprobe_json(
+        file,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "json",
+        ],
+    );
     let s = &v["streams"][0];
     Probe {
         codec: s["codec_name"].as_str().unwrap_or_default().to_owned(),
@@ -109,14 +120,18 @@ pub struct AudioProbe {
 }
 
 pub fn probe_audio(file: &Path) -> AudioProbe {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_packets", "-select_streams", "a:0"])
-        .args(["-show_entries", "stream=codec_name,sample_rate,channels,nb_read_packets", "-of", "json"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let v = ffprobe_json(
+        file,
+        &[
+            "-count_packets",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels,nb_read_packets",
+            "-of",
+            "json",
+        ],
+    );
     let s = &v["streams"][0];
     let number = |k: &str| s[k].as_u64().or_else(|| s[k].as_str().and_then(|n| n.parse().ok())).unwrap_or_default();
     AudioProbe {
@@ -130,13 +145,7 @@ pub fn probe_audio(file: &Path) -> AudioProbe {
 /// The packets of a file's audio stream, in order: each one's SHA-256 (the bytes as stored: one
 /// Opus packet, as the manifest hashes it) and decode time (seconds from the file's start).
 pub fn audio_packets(file: &Path) -> Vec<(String, f64)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0", "-show_packets", "-show_data", "-of", "json"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let v = ffprobe_json(file, &["-select_streams", "a:0", "-show_packets", "-show_data", "-of", "json"]);
     let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or_default();
     packets
         .iter()
@@ -178,13 +187,7 @@ pub struct Sample {
 
 /// The samples of a file's video stream, in order.
 pub fn samples(file: &Path) -> Vec<Sample> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_packets", "-show_data", "-of", "json"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let v = ffprobe_json(file, &["-select_streams", "v:0", "-show_packets", "-show_data", "-of", "json"]);
     let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or_default();
     let sync = sync_flags(file);
     assert_eq!(sync.len(), packets.len(), "{}: trun entries and ffprobe's packets", file.display());
@@ -205,13 +208,8 @@ pub fn samples(file: &Path) -> Vec<Sample> {
 /// The SHA-256 (as in [`Sample`]) of each packet of a file's first stream of `kind` (`v` or `a`),
 /// in order, for any MP4 (fragmented or not).
 pub fn packet_hashes(file: &Path, kind: &str) -> Vec<String> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", &format!("{kind}:0"), "-show_packets", "-show_data", "-of", "json"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let v =
+        ffprobe_json(file, &["-select_streams", &format!("{kind}:0"), "-show_packets", "-show_data", "-of", "json"]);
     let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or_default();
     let data = |p: &Value| hexdump(p["data"].as_str().unwrap_or_default());
     packets

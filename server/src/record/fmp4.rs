@@ -244,11 +244,36 @@ pub fn fragment(seq: u32, decode_time: u64, wall: SystemTime, samples: &[Sample]
         media_time: decode_time,
         utc_time_semantics: ReferenceTime::Input,
     };
+    let runs: Vec<Run> =
+        samples.iter().map(|s| Run { duration: s.duration, size: s.data.len() as u32, sync: s.sync }).collect();
+    let head = moof(seq, TRACK, decode_time, &runs)?;
+    let data: usize = samples.iter().map(|s| s.data.len()).sum();
+    let mut out = Vec::with_capacity(head.len() + data + 64);
+    prft.encode(&mut out)?;
+    out.extend_from_slice(&head);
+    for s in samples {
+        out.extend_from_slice(&s.data);
+    }
+    Ok(out)
+}
+
+/// What a `trun` says of one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub duration: u32,
+    pub size: u32,
+    pub sync: bool,
+}
+
+/// A fragment's `moof` (sequence number `seq`, `track`, decode time `decode_time`, one `trun`
+/// entry per sample) and the header of the `mdat` that must follow it with the samples' bytes,
+/// in order: the `trun`'s data offset points past that header.
+pub fn moof(seq: u32, track: u32, decode_time: u64, samples: &[Run]) -> Result<Vec<u8>, MuxError> {
     let entries: Vec<TrunEntry> = samples
         .iter()
         .map(|s| TrunEntry {
             duration: Some(s.duration),
-            size: Some(s.data.len() as u32),
+            size: Some(s.size),
             flags: Some(if s.sync { SYNC } else { NON_SYNC }),
             cts: None,
         })
@@ -256,7 +281,7 @@ pub fn fragment(seq: u32, decode_time: u64, wall: SystemTime, samples: &[Sample]
     let mut moof = Moof {
         mfhd: Mfhd { sequence_number: seq },
         traf: vec![Traf {
-            tfhd: Tfhd { track_id: TRACK, default_base_is_moof: true, ..Default::default() },
+            tfhd: Tfhd { track_id: track, default_base_is_moof: true, ..Default::default() },
             tfdt: Some(Tfdt { base_media_decode_time: decode_time }),
             trun: vec![Trun { data_offset: Some(0), samples: entries.into() }],
             ..Default::default()
@@ -266,11 +291,10 @@ pub fn fragment(seq: u32, decode_time: u64, wall: SystemTime, samples: &[Sample]
     let mut sized = Vec::new();
     moof.encode(&mut sized)?;
     moof.traf[0].trun[0].data_offset = Some(sized.len() as i32 + 8);
-    let mdat = Mdat { data: samples.iter().flat_map(|s| s.data.iter().copied()).collect() };
-    let mut out = Vec::with_capacity(sized.len() + mdat.data.len() + 64);
-    prft.encode(&mut out)?;
+    let data: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    let mut out = Vec::with_capacity(sized.len() + 16);
     moof.encode(&mut out)?;
-    mdat.encode(&mut out)?;
+    mp4_atom::Header { kind: <Mdat as mp4_atom::Atom>::KIND, size: Some(data as usize) }.encode(&mut out)?;
     Ok(out)
 }
 

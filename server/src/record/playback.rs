@@ -17,17 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mp4_atom::{
-    Any, Atom, Co64, Decode, Edts, Elst, ElstEntry, Encode, FourCC, Ftyp, Header, Mdat, Mfhd, Moof, Moov, ReadAtom,
-    ReadFrom, Stco, Stsc, StscEntry, Stss, Stsz, StszSamples, Stts, SttsEntry, Tfdt, Tfhd, Traf, Trun, TrunEntry,
+    Any, Atom, Co64, Decode, Edts, Elst, ElstEntry, Encode, FourCC, Ftyp, Header, Mdat, Moof, Moov, ReadAtom, ReadFrom,
+    Stco, Stsc, StscEntry, Stss, Stsz, StszSamples, Stts, SttsEntry,
 };
 
-use super::fmp4::from_ntp;
+use super::fmp4::{from_ntp, moof, Run};
 
-/// `sample_depends_on = 2` (an I picture): a sync sample (as the recorder writes them).
-const SYNC: u32 = 0x0200_0000;
 /// `sample_is_non_sync_sample`.
 const NON_SYNC_BIT: u32 = 0x0001_0000;
-const NON_SYNC: u32 = 0x0101_0000;
 /// Movie timescale of the files made here (ms).
 const MOVIE_TIMESCALE: u32 = 1000;
 /// Longest range one request may ask for.
@@ -48,6 +45,8 @@ pub enum PlaybackError {
     Empty,
     #[error("encoding a box: {0}")]
     Encode(#[from] mp4_atom::Error),
+    #[error(transparent)]
+    Mux(#[from] super::fmp4::MuxError),
 }
 
 /// One sample of a segment file.
@@ -518,31 +517,10 @@ fn fragmented(
         }
         let run = &outs[run_start..run_end];
         seq += 1;
-        let entries: Vec<TrunEntry> = run
-            .iter()
-            .map(|o| TrunEntry {
-                duration: Some(o.duration),
-                size: Some(o.sample.size),
-                flags: Some(if o.sample.sync { SYNC } else { NON_SYNC }),
-                cts: None,
-            })
-            .collect();
-        let mut moof = Moof {
-            mfhd: Mfhd { sequence_number: seq },
-            traf: vec![Traf {
-                tfhd: Tfhd { track_id, default_base_is_moof: true, ..Default::default() },
-                tfdt: Some(Tfdt { base_media_decode_time: run[0].dts }),
-                trun: vec![Trun { data_offset: Some(0), samples: entries.into() }],
-                ..Default::default()
-            }],
-        };
-        let mut sized = Vec::new();
-        moof.encode(&mut sized)?;
-        moof.traf[0].trun[0].data_offset = Some(sized.len() as i32 + 8);
+        let runs: Vec<Run> =
+            run.iter().map(|o| Run { duration: o.duration, size: o.sample.size, sync: o.sample.sync }).collect();
+        let head = moof(seq, track_id, run[0].dts, &runs)?;
         let data: u64 = run.iter().map(|o| u64::from(o.sample.size)).sum();
-        let mut head = Vec::with_capacity(sized.len() + 8);
-        moof.encode(&mut head)?;
-        Header { kind: Mdat::KIND, size: Some(data as usize) }.encode(&mut head)?;
         pieces.bytes(head);
         pieces.file(&paths[run[0].seg], run[0].sample.offset, data);
         run_start = run_end;
