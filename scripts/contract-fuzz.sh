@@ -80,6 +80,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Loopback only, ports picked by the kernel. No console (web_root): the contract is the API.
+# Recording on, so that the playback routes answer from real recordings of the trains below.
 # The environment's RAILCAST_* settings are dropped so that a developer's shell cannot change
 # what is tested; the few settings that matter are given here.
 env_clean=()
@@ -89,7 +90,7 @@ done < <(env)
 env "${env_clean[@]}" RUST_LOG=warn,railcast_server=info "$server" \
   --http-addr 127.0.0.1:0 --quic-addr 127.0.0.1:0 --webrtc-bind-ip 127.0.0.1 \
   --web-root "$out/no-console" --demo-trains 4 --credentials-out "$creds" \
-  --webrtc-connect-timeout 5m \
+  --webrtc-connect-timeout 5m --record-dir "$out/recordings" --record-segment-duration 2s \
   >"$out/server.out" 2>"$out/server.log" &
 pid=$!
 

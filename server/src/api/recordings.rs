@@ -222,7 +222,7 @@ async fn list_recordings(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No such train", body = ErrorBody),
         (status = 409, description = "Recording is off on this server", body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set_recording(
     Admin(caller): Admin,
     State(core): State<Core>,
