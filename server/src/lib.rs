@@ -22,6 +22,8 @@
 //!   (JSON-RPC 2.0 over WebSocket, `GET /rpc`: peers, the relay one of them), [`signaling::mqtt`] (the client
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`record`]: recording trains' video to fragmented MP4 files, a hub subscriber per train.
+//! - [`cluster`]: several nodes as one service over NATS (`cluster_nats_url`): a train's owner
+//!   publishes its media while another node watches it; that node mirrors it into its own hub.
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
 //! - Leaves: [`config`] (layered, validated settings), [`logging`] (formats; secrets redacted),
@@ -43,6 +45,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod healthcheck;
@@ -445,6 +448,8 @@ impl Server {
         // The recorders start before the router, which hands their control to the playback API.
         let recorder =
             record::Settings::from_config(&config).map(|s| record::Recorder::start(hub.clone(), s, stop_rx.clone()));
+        let cluster =
+            cluster::Settings::from_config(&config).map(|s| cluster::Cluster::start(hub.clone(), s, stop_rx.clone()));
         let options = RouterOptions {
             max_body: config.max_body,
             access_log: config.access_log,
@@ -509,7 +514,13 @@ impl Server {
                     recorder.closed().await;
                 }
             };
-            let (http, _, _, _, (), (), (), ()) = tokio::join!(
+            // Mirrored trains go offline here; owners stop publishing.
+            let cluster = async {
+                if let Some(cluster) = cluster {
+                    cluster.closed().await;
+                }
+            };
+            let (http, _, _, _, (), (), (), (), ()) = tokio::join!(
                 http_task,
                 quic_task,
                 webtransport_task,
@@ -517,7 +528,8 @@ impl Server {
                 sessions.wait_empty(),
                 whip.closed(),
                 metrics,
-                recordings
+                recordings,
+                cluster
             );
             http
         };
