@@ -392,6 +392,8 @@ impl Server {
             command_timeout: config.command_timeout.0,
             ..hub::HubConfig::default()
         });
+        let cluster =
+            cluster::Settings::from_config(&config).map(|s| cluster::Cluster::start(hub.clone(), s, stop_rx.clone()));
         let core = core::Core {
             hub: hub.clone(),
             remotes,
@@ -414,6 +416,7 @@ impl Server {
             limits: limits.clone(),
             audit,
             shutdown: stop_rx.clone(),
+            cluster_connected: cluster.as_ref().map(cluster::Cluster::connected),
         };
         let _gauges = core.gauges();
         tokio::spawn(relay::watch_credentials(Arc::clone(&core.auth), Arc::clone(&core.remotes)));
@@ -448,8 +451,6 @@ impl Server {
         // The recorders start before the router, which hands their control to the playback API.
         let recorder =
             record::Settings::from_config(&config).map(|s| record::Recorder::start(hub.clone(), s, stop_rx.clone()));
-        let cluster =
-            cluster::Settings::from_config(&config).map(|s| cluster::Cluster::start(hub.clone(), s, stop_rx.clone()));
         let options = RouterOptions {
             max_body: config.max_body,
             access_log: config.access_log,

@@ -30,21 +30,13 @@ impl Nats {
     pub async fn start(dir: &Path) -> Nats {
         let port = free_port();
         let log = dir.join(format!("nats-{port}.log"));
-        let child = Command::new(binary())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::fs::File::create(&log).expect("nats log"))
-            .stderr(std::fs::File::create(dir.join(format!("nats-{port}.err"))).expect("nats log"))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("this test needs nats-server ({}): run scripts/setup.sh ({e})", binary().display())
-            });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "nats-server did not listen on {port}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = spawn(port, &log).await;
         Nats { child, port, log }
+    }
+
+    /// Start it again on the same port (after [`Nats::kill`]).
+    pub async fn restart(&mut self) {
+        self.child = spawn(self.port, &self.log).await;
     }
 
     /// The server's `--cluster-nats-url`.
@@ -56,4 +48,21 @@ impl Nats {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+async fn spawn(port: u16, log: &Path) -> Child {
+    let open = |p: &Path| std::fs::OpenOptions::new().create(true).append(true).open(p).expect("nats log");
+    let child = Command::new(binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(open(log))
+        .stderr(open(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("this test needs nats-server ({}): run scripts/setup.sh ({e})", binary().display()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "nats-server did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
 }

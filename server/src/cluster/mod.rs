@@ -121,6 +121,7 @@ fn default_node_id() -> String {
 pub struct Cluster {
     task: JoinHandle<()>,
     node: String,
+    connected: watch::Receiver<bool>,
 }
 
 impl Cluster {
@@ -130,12 +131,18 @@ impl Cluster {
         let node = settings.node.clone();
         let url = crate::config::redact_password(&settings.nats_url);
         tracing::info!(node = %settings.node, %url, "cluster node");
-        let task = tokio::spawn(run(hub, settings, shutdown));
-        Self { task, node }
+        let (up, connected) = watch::channel(false);
+        let task = tokio::spawn(run(hub, settings, up, shutdown));
+        Self { task, node, connected }
     }
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// Whether the NATS connection is up now (for `/readyz`).
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
     }
 
     /// Wait until its tasks ended (after shutdown).
@@ -144,18 +151,23 @@ impl Cluster {
     }
 }
 
-async fn run(hub: Hub, settings: Settings, shutdown: watch::Receiver<bool>) {
+async fn run(hub: Hub, settings: Settings, up: watch::Sender<bool>, shutdown: watch::Receiver<bool>) {
+    let up = std::sync::Arc::new(up);
     let url = crate::config::redact_password(&settings.nats_url);
     let events_url = url.clone();
     let connect = async_nats::ConnectOptions::new()
         .name(format!("railcast {}", settings.node))
         .retry_on_initial_connect()
         .event_callback(move |event| {
-            let url = events_url.clone();
+            let (url, up) = (events_url.clone(), std::sync::Arc::clone(&up));
             async move {
                 match event {
-                    async_nats::Event::Connected => tracing::info!(%url, "cluster: connected to NATS"),
+                    async_nats::Event::Connected => {
+                        up.send_replace(true);
+                        tracing::info!(%url, "cluster: connected to NATS");
+                    }
                     async_nats::Event::Disconnected => {
+                        up.send_replace(false);
                         tracing::error!(%url, "cluster: NATS unreachable; mirrored trains go offline, retrying")
                     }
                     other => tracing::warn!(%url, "cluster: NATS {other}"),
