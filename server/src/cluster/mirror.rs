@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::wire::{self, Announced, CommandReply, Presence};
-use super::{rejected, Settings, INGEST, PRESENCE_TIMEOUT, WANT_INTERVAL};
+use super::{rejected, send, Settings, INGEST, PRESENCE_TIMEOUT, SEND_TIMEOUT, WANT_INTERVAL};
 use crate::hub::Hub;
 
 /// How often a mirror checks whether it has subscribers (a new viewer waits at most this long
@@ -181,15 +181,17 @@ async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote:
                 if media.is_none() {
                     // Subscribed before the lease is asked for: the owner's first packets (its
                     // cached GOP) are not missed.
-                    match client.subscribe(wire::media(&train)).await {
-                        Ok(s) => media = Some(s),
-                        Err(e) => tracing::warn!(train = %train, "cluster: cannot subscribe to media: {e}"),
+                    let subscribe = |subject: String| tokio::time::timeout(SEND_TIMEOUT, client.subscribe(subject));
+                    match subscribe(wire::media(&train)).await {
+                        Ok(Ok(s)) => media = Some(s),
+                        Ok(Err(e)) => tracing::warn!(train = %train, "cluster: cannot subscribe to media: {e}"),
+                        Err(_) => tracing::debug!(train = %train, "cluster: media not subscribed (NATS unreachable)"),
                     }
-                    telemetry = client.subscribe(wire::telemetry(&train)).await.ok();
+                    telemetry = subscribe(wire::telemetry(&train)).await.ok().and_then(Result::ok);
                 }
                 if media.is_some() && last_want.is_none_or(|t| t.elapsed() >= WANT_INTERVAL) {
                     let body = bytes::Bytes::from(remote.borrow().owner.clone());
-                    if client.publish(wire::want(&train), body).await.is_ok() {
+                    if send(&client, wire::want(&train), body).await {
                         last_want = Some(Instant::now());
                     }
                 }
@@ -210,7 +212,7 @@ async fn forward(
 ) {
     match msg {
         ControlMessage::KeyframeRequest(r) => {
-            let _ = client.publish(wire::keyframe(train), wire::to_json(&r)).await;
+            let _ = send(client, wire::keyframe(train), wire::to_json(&r)).await;
         }
         ControlMessage::Command(Command { command_id, command }) => {
             let (client, train, acks) = (client.clone(), train.clone(), acks.clone());

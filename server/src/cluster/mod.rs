@@ -76,6 +76,19 @@ pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
     m
 });
 
+/// Longest a publish may wait for room in the client's queue (NATS down, the queue full): the
+/// loops stay responsive to shutdown and leases instead of waiting for the reconnection.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Publish, waiting at most [`SEND_TIMEOUT`]; false when the message was not queued.
+pub(crate) async fn send(
+    client: &async_nats::Client,
+    subject: impl async_nats::subject::ToSubject,
+    body: bytes::Bytes,
+) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, client.publish(subject, body)).await, Ok(Ok(())))
+}
+
 /// Count and log a message that was not used.
 pub(crate) fn rejected(kind: &'static str, subject: &str, error: &dyn std::fmt::Display) {
     METRICS.rejected.with_label_values(&[kind]).inc();

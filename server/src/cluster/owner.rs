@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::wire::{self, Announced, CommandReply, Presence};
-use super::{rejected, Settings, INGEST, LEASE, METRICS, PRESENCE_INTERVAL};
+use super::{rejected, send, Settings, INGEST, LEASE, METRICS, PRESENCE_INTERVAL};
 use crate::hub::{Hub, SubItem, SubscriberCounters, TrainEvent};
 
 /// Whether this node has `train` through a real ingest (not a mirror of another node's).
@@ -64,8 +64,8 @@ pub async fn run(hub: Hub, client: Client, settings: Settings, mut shutdown: wat
         tokio::select! {
             _ = tick.tick() => {
                 let body = wire::to_json(&presence(&hub, &settings.node));
-                if let Err(e) = client.publish(wire::PRESENCE, body).await {
-                    tracing::warn!("cluster: presence not published: {e}");
+                if !send(&client, wire::PRESENCE, body).await {
+                    tracing::debug!("cluster: presence not published (NATS unreachable)");
                 }
                 leases.retain(|_, (_, task)| !task.is_finished());
             }
@@ -127,14 +127,16 @@ async fn publish_media(
         tokio::select! {
             item = sub.next() => match item {
                 SubItem::Packet(p) => {
-                    if let Err(e) = client.publish(media.clone(), p.bytes).await {
-                        tracing::debug!(train = %train, "cluster: media not published: {e}");
-                    } else {
+                    if send(&client, media.clone(), p.bytes).await {
                         METRICS.media_out.inc();
+                    } else {
+                        // NATS is away: stop; a mirror asks again once it is back.
+                        tracing::info!(train = %train, "cluster: media not published (NATS unreachable), stopped");
+                        break;
                     }
                 }
                 SubItem::Event(Ok(TrainEvent::Telemetry(t))) => {
-                    let _ = client.publish(telemetry.clone(), wire::to_json(&t)).await;
+                    let _ = send(&client, telemetry.clone(), wire::to_json(&t)).await;
                 }
                 SubItem::Event(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
                 SubItem::Event(_) => {}
@@ -177,7 +179,7 @@ async fn answer_command(hub: Hub, client: Client, msg: async_nats::Message) {
             Err(e) => CommandReply::Error { error: e.code().into(), message: e.to_string() },
         },
     };
-    if let Err(e) = client.publish(reply_to, wire::to_json(&reply)).await {
-        tracing::warn!(train = %train, "cluster: command answer not sent: {e}");
+    if !send(&client, reply_to, wire::to_json(&reply)).await {
+        tracing::warn!(train = %train, "cluster: command answer not sent (NATS unreachable)");
     }
 }

@@ -1,9 +1,10 @@
 //! Several relay nodes as one service over a real nats-server (docs/cluster.md): two nodes, the
 //! train on node A, viewers and commands on node B — exact frames, commands acked across nodes,
-//! the train going offline on B when it leaves A, and a NATS restart.
+//! the train going offline on B when it leaves A, a NATS restart, bad messages on its subjects.
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
+mod bad_input;
 mod commands;
 mod media;
 mod nats_restart;
