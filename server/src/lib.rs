@@ -262,8 +262,12 @@ pub struct Server {
 impl Server {
     /// Validate the configuration, load or generate the credentials and the certificate, read the
     /// state file, bind HTTP and QUIC.
-    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+    pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
         let mut settings = Settings::from_config(&config)?;
+        if !config.cluster_nats_url.trim().is_empty() && config.cluster_node_id.is_empty() {
+            // Chosen once, so that the banner and the cluster say the same.
+            config.cluster_node_id = cluster::default_node_id();
+        }
         let (auth, generated) = auth::Auth::load(Config::path(&config.auth_file), config.demo_trains)?;
         if let (Some(file), Some(out)) = (&generated, Config::path(&config.credentials_out)) {
             auth::write(out, file)?;
@@ -313,6 +317,11 @@ impl Server {
             remotes: Arc::new(remotes),
             metrics,
         })
+    }
+
+    /// This node's id in the cluster, when `cluster_nats_url` is set.
+    pub fn cluster_node(&self) -> Option<&str> {
+        (!self.config.cluster_nats_url.trim().is_empty()).then_some(self.config.cluster_node_id.as_str())
     }
 
     /// Where `/metrics` is served when it has an address of its own (`metrics_addr`).

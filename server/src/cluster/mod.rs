@@ -118,7 +118,7 @@ impl Settings {
 }
 
 /// The host name and a random suffix: unique enough for nodes started from one image.
-fn default_node_id() -> String {
+pub fn default_node_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -166,22 +166,35 @@ impl Cluster {
 
 async fn run(hub: Hub, settings: Settings, up: watch::Sender<bool>, shutdown: watch::Receiver<bool>) {
     let up = std::sync::Arc::new(up);
+    // Set once "cannot reach NATS" was said, until the next connection.
+    let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let url = crate::config::redact_password(&settings.nats_url);
     let events_url = url.clone();
     let connect = async_nats::ConnectOptions::new()
         .name(format!("railcast {}", settings.node))
         .retry_on_initial_connect()
         .event_callback(move |event| {
-            let (url, up) = (events_url.clone(), std::sync::Arc::clone(&up));
+            let (url, up, quiet) = (events_url.clone(), std::sync::Arc::clone(&up), std::sync::Arc::clone(&quiet));
             async move {
                 match event {
                     async_nats::Event::Connected => {
                         up.send_replace(true);
+                        quiet.store(false, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(%url, "cluster: connected to NATS");
                     }
                     async_nats::Event::Disconnected => {
                         up.send_replace(false);
+                        quiet.store(true, std::sync::atomic::Ordering::Relaxed);
                         tracing::error!(%url, "cluster: NATS unreachable; mirrored trains go offline, retrying")
+                    }
+                    // A failed (re)connection attempt, again and again with backoff: said once
+                    // while down (the watch), then at debug.
+                    async_nats::Event::ClientError(e) if !*up.borrow() => {
+                        if !quiet.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::error!(%url, "cluster: cannot reach NATS, retrying with backoff: {e}");
+                        } else {
+                            tracing::debug!(%url, "cluster: NATS still unreachable: {e}");
+                        }
                     }
                     other => tracing::warn!(%url, "cluster: NATS {other}"),
                 }
