@@ -119,8 +119,8 @@ impl Setting {
 }
 
 /// Settings never printed as they are: `--check-config` comments them out (the password of
-/// `mqtt_url` only is replaced), and `--help` hides their environment values.
-pub const SECRETS: &[&str] = &["webrtc_turn_credential", "webrtc_turn_secret", "mqtt_url"];
+/// `mqtt_url` and `cluster_nats_url` only is replaced), and `--help` hides their environment values.
+pub const SECRETS: &[&str] = &["webrtc_turn_credential", "webrtc_turn_secret", "mqtt_url", "cluster_nats_url"];
 
 macro_rules! settings {
     ($( $heading:literal { $( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )* } )*) => {
@@ -428,6 +428,15 @@ settings! {
         /// it the oldest closed segment files are deleted. 0: no limit (at least 65536 otherwise).
         record_max_bytes: u64 = 0, "RAILCAST_RECORD_MAX_BYTES";
     }
+    "Cluster" {
+        /// NATS server through which several relays act as one service (docs/cluster.md):
+        /// `nats://HOST:PORT`. A train on any node is watched and commanded from every node. Empty:
+        /// this node stands alone (no NATS connection, nothing changes).
+        cluster_nats_url: String = String::new(), "RAILCAST_CLUSTER_NATS_URL";
+        /// This node's name in the cluster (letters, digits, `.`, `_`, `-`; at most 64). Empty: the
+        /// host name and a random suffix, printed at start.
+        cluster_node_id: String = String::new(), "RAILCAST_CLUSTER_NODE_ID";
+    }
 }
 
 impl Config {
@@ -543,6 +552,7 @@ impl Config {
             ));
         }
         self.validate_recording()?;
+        self.validate_cluster()?;
         if self.demo_trains > 100_000 {
             return Err(invalid("demo_trains", "must be at most 100000"));
         }
@@ -564,6 +574,27 @@ impl Config {
 }
 
 impl Config {
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let url = self.cluster_nats_url.trim();
+        if !url.is_empty() {
+            let scheme_ok = ["nats://", "tls://"].iter().any(|s| url.starts_with(s));
+            if !scheme_ok || url.parse::<async_nats::ServerAddr>().is_err() {
+                return Err(invalid(
+                    "cluster_nats_url",
+                    format!("must be a NATS URL like nats://127.0.0.1:4222, got {:?}", self.cluster_nats_url),
+                ));
+            }
+        }
+        let id = &self.cluster_node_id;
+        if !id.is_empty() && (id.len() > 64 || railcast_protocol::ids::validate_id(id).is_err()) {
+            return Err(invalid(
+                "cluster_node_id",
+                format!("must be 1..=64 letters, digits, `.`, `_` or `-`, got {id:?}"),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_recording(&self) -> Result<(), ConfigError> {
         let (segment, part) = (self.record_segment_duration.0, self.record_part_duration.0);
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&segment) {
@@ -787,13 +818,19 @@ impl Config {
             let line = format!("{} = {v}", s.key);
             match s.key {
                 _ if !s.is_secret() => out.push_str(&format!("{line}\n")),
-                "mqtt_url" if redact_password(&self.mqtt_url) == self.mqtt_url => out.push_str(&format!("{line}\n")),
-                "mqtt_url" => out.push_str(&format!(
-                    "# {} = {}  (password redacted: set {})\n",
-                    s.key,
-                    toml::Value::String(redact_password(&self.mqtt_url)),
-                    s.env
-                )),
+                "mqtt_url" | "cluster_nats_url" => {
+                    let url = if s.key == "mqtt_url" { &self.mqtt_url } else { &self.cluster_nats_url };
+                    if redact_password(url) == *url {
+                        out.push_str(&format!("{line}\n"));
+                    } else {
+                        out.push_str(&format!(
+                            "# {} = {}  (password redacted: set {})\n",
+                            s.key,
+                            toml::Value::String(redact_password(url)),
+                            s.env
+                        ));
+                    }
+                }
                 _ if v.as_str() == Some("") => out.push_str(&format!("{line}\n")),
                 _ => out.push_str(&format!("# {} = \"***\"  (redacted: set {})\n", s.key, s.env)),
             }
@@ -907,6 +944,21 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings_accept_nats_urls() {
+        let c = Config::from_args([
+            "railcast-server",
+            "--cluster-nats-url",
+            "nats://10.0.0.5:4222",
+            "--cluster-node-id",
+            "a-1",
+        ])
+        .expect("valid");
+        assert_eq!((c.cluster_nats_url.as_str(), c.cluster_node_id.as_str()), ("nats://10.0.0.5:4222", "a-1"));
+        let c = Config::from_args(["railcast-server", "--cluster-nats-url", "nats://u:s3cret@h:4222"]).expect("valid");
+        assert!(!c.to_toml().contains("s3cret"), "the password is not printed");
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::defaults().validate().expect("defaults");
     }
@@ -953,6 +1005,9 @@ mod tests {
             (&["--record-trains", "train 1"], "record_trains"),
             (&["--record-delete-after", "10ms"], "record_delete_after"),
             (&["--record-max-bytes", "1000"], "record_max_bytes"),
+            (&["--cluster-nats-url", "http://127.0.0.1:4222"], "cluster_nats_url"),
+            (&["--cluster-nats-url", "127.0.0.1"], "cluster_nats_url"),
+            (&["--cluster-node-id", "node a"], "cluster_node_id"),
         ];
         for (args, setting) in cases {
             let err =

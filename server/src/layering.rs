@@ -61,7 +61,10 @@ fn forbidden(module: &str, used: &str) -> bool {
             // Its own folder, but no other transport and nothing above.
             (used.starts_with("transport/") && used != m) || upward(&["signaling", "api", "ingest"])
         }
-        "hub" => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "sessions", "record"]),
+        "hub" => {
+            transport_or_signaling
+                || upward(&["core", "relay", "api", "http", "ingest", "sessions", "record", "cluster"])
+        }
         "core" => transport_or_signaling || upward(&["relay", "api", "http", "ingest", "record"]),
         "relay" => transport_or_signaling || upward(&["api", "http", "ingest"]),
         "http" => transport_or_signaling || upward(&["api", "relay", "ingest"]),
@@ -72,8 +75,13 @@ fn forbidden(module: &str, used: &str) -> bool {
         // A hub subscriber like a transport's session, with no client: the hub, core, config and
         // metrics, no transport, signaling, relay or API.
         "record" => transport_or_signaling || upward(&["relay", "api", "http", "ingest", "sessions"]),
+        // Also a hub participant (a subscriber at the owner, a publisher at a mirror), with no client:
+        // the hub, the configuration and the metrics only.
+        "cluster" => {
+            transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "sessions", "record"])
+        }
         // The leaves: config, auth, limits, remote, sessions, tls, layering.
-        _ => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "record"]),
+        _ => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "record", "cluster"]),
     }
 }
 
@@ -147,5 +155,9 @@ mod tests {
         assert!(forbidden("record", "relay"));
         assert!(!forbidden("record", "hub"));
         assert!(forbidden("hub", "record"));
+        assert!(forbidden("hub", "cluster"));
+        assert!(forbidden("cluster", "ingest"));
+        assert!(forbidden("cluster", "transport/ws"));
+        assert!(!forbidden("cluster", "hub"));
     }
 }

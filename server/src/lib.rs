@@ -22,6 +22,8 @@
 //!   (JSON-RPC 2.0 over WebSocket, `GET /rpc`: peers, the relay one of them), [`signaling::mqtt`] (the client
 //!   offers on MQTT topics, through the MQTT transport's broker connection and session grants).
 //! - [`record`]: recording trains' video to fragmented MP4 files, a hub subscriber per train.
+//! - [`cluster`]: several nodes as one service over NATS (`cluster_nats_url`): a train's owner
+//!   publishes its media while another node watches it; that node mirrors it into its own hub.
 //! - [`api`]: the REST API over [`core`] only; [`http`]: the one error shape and the `Caller`
 //!   extractors (a leaf).
 //! - Leaves: [`config`] (layered, validated settings), [`logging`] (formats; secrets redacted),
@@ -43,6 +45,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod healthcheck;
@@ -259,8 +262,12 @@ pub struct Server {
 impl Server {
     /// Validate the configuration, load or generate the credentials and the certificate, read the
     /// state file, bind HTTP and QUIC.
-    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+    pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
         let mut settings = Settings::from_config(&config)?;
+        if !config.cluster_nats_url.trim().is_empty() && config.cluster_node_id.is_empty() {
+            // Chosen once, so that the banner and the cluster say the same.
+            config.cluster_node_id = cluster::default_node_id();
+        }
         let (auth, generated) = auth::Auth::load(Config::path(&config.auth_file), config.demo_trains)?;
         if let (Some(file), Some(out)) = (&generated, Config::path(&config.credentials_out)) {
             auth::write(out, file)?;
@@ -310,6 +317,11 @@ impl Server {
             remotes: Arc::new(remotes),
             metrics,
         })
+    }
+
+    /// This node's id in the cluster, when `cluster_nats_url` is set.
+    pub fn cluster_node(&self) -> Option<&str> {
+        (!self.config.cluster_nats_url.trim().is_empty()).then_some(self.config.cluster_node_id.as_str())
     }
 
     /// Where `/metrics` is served when it has an address of its own (`metrics_addr`).
@@ -389,6 +401,8 @@ impl Server {
             command_timeout: config.command_timeout.0,
             ..hub::HubConfig::default()
         });
+        let cluster =
+            cluster::Settings::from_config(&config).map(|s| cluster::Cluster::start(hub.clone(), s, stop_rx.clone()));
         let core = core::Core {
             hub: hub.clone(),
             remotes,
@@ -411,6 +425,7 @@ impl Server {
             limits: limits.clone(),
             audit,
             shutdown: stop_rx.clone(),
+            cluster_connected: cluster.as_ref().map(cluster::Cluster::connected),
         };
         let _gauges = core.gauges();
         tokio::spawn(relay::watch_credentials(Arc::clone(&core.auth), Arc::clone(&core.remotes)));
@@ -509,7 +524,13 @@ impl Server {
                     recorder.closed().await;
                 }
             };
-            let (http, _, _, _, (), (), (), ()) = tokio::join!(
+            // Mirrored trains go offline here; owners stop publishing.
+            let cluster = async {
+                if let Some(cluster) = cluster {
+                    cluster.closed().await;
+                }
+            };
+            let (http, _, _, _, (), (), (), (), ()) = tokio::join!(
                 http_task,
                 quic_task,
                 webtransport_task,
@@ -517,7 +538,8 @@ impl Server {
                 sessions.wait_empty(),
                 whip.closed(),
                 metrics,
-                recordings
+                recordings,
+                cluster
             );
             http
         };

@@ -51,6 +51,9 @@ async fn main() -> ExitCode {
         let _ = writeln!(out, "listening metrics {addr}");
     }
     let _ = writeln!(out, "quic certificate sha256 {}", server.fingerprint());
+    if let Some(node) = server.cluster_node() {
+        let _ = writeln!(out, "cluster node {node}");
+    }
     if let Some(creds) = server.generated_credentials() {
         print_demo_credentials(&mut out, creds, scheme, server.http_addr(), &config_credentials_out);
     }

@@ -15,6 +15,7 @@
 //! - [`ws`], [`webrtc`], [`wt`] (WebTransport): remote controls recording what they receive;
 //!   [`whep`]: a WHEP player (webrtc-rs) that depacketizes H.264 and verifies frames;
 //!   [`mqtt`]: a real mosquitto (the shipped configuration) and an MQTT remote control;
+//!   [`nats`]: a real nats-server, for the server's cluster;
 //!   [`mqtt_signaling`]: a webrtc-rs remote control that offers over MQTT signaling topics;
 //!   [`link`]: a bottleneck on the path to one; [`console`]: the operator console in Chromium;
 //!   [`tls`]: a test CA and an HTTPS client that trusts only it; [`record`]: the server's
@@ -25,6 +26,7 @@ pub mod console;
 pub mod link;
 pub mod mqtt;
 pub mod mqtt_signaling;
+pub mod nats;
 pub mod record;
 pub mod rpc;
 pub mod tls;

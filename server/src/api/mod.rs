@@ -281,5 +281,12 @@ async fn readyz(State(app): State<Core>) -> Result<Json<Health>, ApiError> {
     if app.stopping() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"));
     }
+    if app.cluster_connected.as_ref().is_some_and(|up| !*up.borrow()) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unreachable",
+            "the cluster's NATS server is unreachable (cluster_nats_url)",
+        ));
+    }
     Ok(Json(Health { status: "ready".into() }))
 }

@@ -48,6 +48,7 @@ fn core() -> (Core, Principal, watch::Sender<bool>) {
         limits,
         audit: railcast_server::audit::Audit::memory(),
         shutdown,
+        cluster_connected: None,
     };
     (core, principal, stop_tx)
 }

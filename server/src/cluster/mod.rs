@@ -1,0 +1,215 @@
+//! Several relay nodes acting as one service, over core NATS (docs/cluster.md).
+//!
+//! A hub participant like the recorder: it uses the hub, the configuration and the metrics only
+//! (the `layering` test). Each node plays both parts:
+//! - [`owner`]: announces the trains it has through a real ingest (QUIC, WHIP) on
+//!   `railcast.presence` every second; while another node holds an interest lease on one of them
+//!   it subscribes to its own hub for that train, like a viewer, and publishes every packet on
+//!   `railcast.media.<train>` (the hub's queue drops whole frames when NATS cannot keep up: the
+//!   train's fan-out never waits); it answers commands and keyframe requests for its trains.
+//! - [`mirror`]: a train another node announces goes online here as a train of ingest
+//!   `cluster`, so remote controls map to it and sessions subscribe as to any train. While it has
+//!   subscribers the mirror renews its lease and publishes what arrives into its own hub (GOP
+//!   cache, drop policy and metrics unchanged); commands and keyframe requests go to the owner
+//!   and the owner's outcome completes the local command.
+//!
+//! Off (no `cluster_nats_url`): nothing here runs.
+
+pub mod mirror;
+pub mod owner;
+pub mod wire;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::hub::Hub;
+
+/// The ingest name of a mirrored train (`GET /api/trains`: `"ingest": "cluster"`; metrics).
+pub const INGEST: &str = "cluster";
+/// How often a node announces its trains.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
+/// A train not announced for this long is offline on the other nodes.
+pub const PRESENCE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a mirror with subscribers renews its interest lease.
+pub const WANT_INTERVAL: Duration = Duration::from_secs(1);
+/// An owner stops publishing a train's media when no lease came for this long.
+pub const LEASE: Duration = Duration::from_secs(3);
+
+/// The cluster's metrics.
+#[derive(Debug)]
+pub struct ClusterMetrics {
+    /// `railcast_cluster_rejected_total{kind}`: messages from other nodes that were not used.
+    pub rejected: prometheus::IntCounterVec,
+    /// `railcast_cluster_media_out_total`: packets this node published for other nodes.
+    pub media_out: prometheus::IntCounter,
+}
+
+/// The `kind` label values of `railcast_cluster_rejected_total`.
+pub const REJECTED_KINDS: &[&str] = &["presence", "want", "media", "telemetry", "command", "keyframe"];
+
+pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
+    let r = crate::metrics::METRICS.registry();
+    let m = ClusterMetrics {
+        rejected: crate::metrics::counter(
+            r,
+            "railcast_cluster_rejected_total",
+            "Cluster messages from other nodes that were malformed or refused, by subject kind.",
+            &["kind"],
+        ),
+        media_out: {
+            let c = prometheus::IntCounter::new(
+                "railcast_cluster_media_out_total",
+                "Packets this node published on NATS for other nodes' viewers.",
+            )
+            .expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        },
+    };
+    for kind in REJECTED_KINDS {
+        let _ = m.rejected.with_label_values(&[kind]);
+    }
+    m
+});
+
+/// Longest a publish may wait for room in the client's queue (NATS down, the queue full): the
+/// loops stay responsive to shutdown and leases instead of waiting for the reconnection.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Publish, waiting at most [`SEND_TIMEOUT`]; false when the message was not queued.
+pub(crate) async fn send(
+    client: &async_nats::Client,
+    subject: impl async_nats::subject::ToSubject,
+    body: bytes::Bytes,
+) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, client.publish(subject, body)).await, Ok(Ok(())))
+}
+
+/// Count and log a message that was not used.
+pub(crate) fn rejected(kind: &'static str, subject: &str, error: &dyn std::fmt::Display) {
+    METRICS.rejected.with_label_values(&[kind]).inc();
+    tracing::warn!(kind, subject, "cluster message ignored: {error}");
+}
+
+/// The cluster settings, validated ([`Config::validate`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub nats_url: String,
+    pub node: String,
+    /// Commands forwarded to an owner wait this long for its answer (the hub's own timeout
+    /// fires first, with the usual error).
+    pub command_timeout: Duration,
+}
+
+impl Settings {
+    /// `None` when clustering is off (`cluster_nats_url` empty).
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let url = config.cluster_nats_url.trim();
+        if url.is_empty() {
+            return None;
+        }
+        let node = if config.cluster_node_id.is_empty() { default_node_id() } else { config.cluster_node_id.clone() };
+        Some(Self { nats_url: url.to_owned(), node, command_timeout: config.command_timeout.0 })
+    }
+}
+
+/// The host name and a random suffix: unique enough for nodes started from one image.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).collect())
+        .filter(|h: &String| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    let host: String = host.chars().take(50).collect();
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The running cluster participant.
+#[derive(Debug)]
+pub struct Cluster {
+    task: JoinHandle<()>,
+    node: String,
+    connected: watch::Receiver<bool>,
+}
+
+impl Cluster {
+    /// Connect (in the background, retrying with backoff) and run both parts until `shutdown`.
+    pub fn start(hub: Hub, settings: Settings, shutdown: watch::Receiver<bool>) -> Self {
+        let _ = &*METRICS;
+        let node = settings.node.clone();
+        let url = crate::config::redact_password(&settings.nats_url);
+        tracing::info!(node = %settings.node, %url, "cluster node");
+        let (up, connected) = watch::channel(false);
+        let task = tokio::spawn(run(hub, settings, up, shutdown));
+        Self { task, node, connected }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether the NATS connection is up now (for `/readyz`).
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
+    }
+
+    /// Wait until its tasks ended (after shutdown).
+    pub async fn closed(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn run(hub: Hub, settings: Settings, up: watch::Sender<bool>, shutdown: watch::Receiver<bool>) {
+    let up = std::sync::Arc::new(up);
+    // Set once "cannot reach NATS" was said, until the next connection.
+    let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = crate::config::redact_password(&settings.nats_url);
+    let events_url = url.clone();
+    let connect = async_nats::ConnectOptions::new()
+        .name(format!("railcast {}", settings.node))
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let (url, up, quiet) = (events_url.clone(), std::sync::Arc::clone(&up), std::sync::Arc::clone(&quiet));
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        up.send_replace(true);
+                        quiet.store(false, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(%url, "cluster: connected to NATS");
+                    }
+                    async_nats::Event::Disconnected => {
+                        up.send_replace(false);
+                        quiet.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::error!(%url, "cluster: NATS unreachable; mirrored trains go offline, retrying")
+                    }
+                    // A failed (re)connection attempt, again and again with backoff: said once
+                    // while down (the watch), then at debug.
+                    async_nats::Event::ClientError(e) if !*up.borrow() => {
+                        if !quiet.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::error!(%url, "cluster: cannot reach NATS, retrying with backoff: {e}");
+                        } else {
+                            tracing::debug!(%url, "cluster: NATS still unreachable: {e}");
+                        }
+                    }
+                    other => tracing::warn!(%url, "cluster: NATS {other}"),
+                }
+            }
+        })
+        .connect(settings.nats_url.as_str())
+        .await;
+    let client = match connect {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%url, "cluster: cannot use NATS, this node stands alone: {e}");
+            return;
+        }
+    };
+    let owner = tokio::spawn(owner::run(hub.clone(), client.clone(), settings.clone(), shutdown.clone()));
+    let mirror = tokio::spawn(mirror::run(hub, client, settings, shutdown));
+    let _ = tokio::join!(owner, mirror);
+}
