@@ -229,7 +229,7 @@ async fn send_loop(
                 if paused.load(Ordering::Relaxed) {
                     continue;
                 }
-                let keyframe = frame_no % u64::from(spec.gop.max(1)) == 0 || force.swap(false, Ordering::Relaxed);
+                let keyframe = frame_no.is_multiple_of(u64::from(spec.gop.max(1))) || force.swap(false, Ordering::Relaxed);
                 let payload = if keyframe { &key_payload } else { &delta_payload };
                 if let Err(e) = send_frame(&conn, &spec, payload, max_payload, keyframe, seq, &stats, &window).await {
                     break Err(e);

@@ -275,7 +275,8 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Readiness: listeners are bound and the server is not shutting down.
+/// Readiness: listeners are bound, the server is not shutting down (503 `shutting_down`) and, with
+/// `cluster_nats_url`, it reaches NATS (503 `cluster_unreachable`; docs/cluster.md).
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 async fn readyz(State(app): State<Core>) -> Result<Json<Health>, ApiError> {
     if app.stopping() {

@@ -543,7 +543,7 @@ mod tests {
 
     /// Frame `seq` of camera 0 at 10 fps, a keyframe every 5, as the hub hands it over.
     fn frame(rec: &mut TrainRecorder, seq: u32) {
-        let keyframe = seq % 5 == 0;
+        let keyframe = seq.is_multiple_of(5);
         let meta = FrameMeta {
             keyframe,
             codec: Codec::H264AnnexB,

@@ -582,7 +582,7 @@ mod tests {
 
     /// Sample `n` of a segment: a keyframe every 5, bytes that name the segment and the sample.
     fn sample(seg: u8, n: u8) -> Mux {
-        let key = n % 5 == 0;
+        let key = n.is_multiple_of(5);
         let au = if key { annex_b(&[SPS, PPS, &[0x65, seg, n]]) } else { annex_b(&[&[0x41, seg, n, n]]) };
         Mux { data: length_prefixed(&au), duration: TICKS, sync: key }
     }

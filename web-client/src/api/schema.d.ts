@@ -562,7 +562,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: listeners are bound and the server is not shutting down. */
+        /**
+         * Readiness: listeners are bound, the server is not shutting down (503 `shutting_down`) and, with
+         *     `cluster_nats_url`, it reaches NATS (503 `cluster_unreachable`; docs/cluster.md).
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
