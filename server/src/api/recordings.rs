@@ -231,7 +231,7 @@ async fn set_recording(
     ApiJson(body): ApiJson<SetRecording>,
 ) -> Result<Json<RecordingState>, ApiError> {
     let (train, playback) = recorded(&core, &caller, &id, playback).await?;
-    if crate::record::library::train_dir(std::path::Path::new(""), &train).is_none() {
+    if !crate::record::library::recordable(&train) {
         return Err(ApiError::bad_request("bad_train_id", format!("train id '{id}' cannot name a directory")));
     }
     let state = playback.control.set(&train, body.enabled);

@@ -31,8 +31,12 @@ pub struct Library {
 /// The directory of `train`'s recordings under `dir`; `None` for an id that is not a plain name
 /// (`.` and `..` are valid train ids but not directories of their own).
 pub fn train_dir(dir: &Path, train: &TrainId) -> Option<PathBuf> {
-    let id = train.as_str();
-    (id != "." && id != "..").then(|| dir.join(id))
+    recordable(train).then(|| dir.join(train.as_str()))
+}
+
+/// Whether `train`'s id can name a directory of its own (not `.` or `..`).
+pub fn recordable(train: &TrainId) -> bool {
+    !matches!(train.as_str(), "." | "..")
 }
 
 /// Whether `name` is a source directory's name: `camera-<u16>` or `audio-<u16>` (canonical

@@ -22,6 +22,8 @@ pub mod library;
 pub mod playback;
 pub mod retention;
 pub mod segment;
+#[cfg(test)]
+mod test_vectors;
 mod writer;
 
 use std::collections::HashMap;
@@ -301,7 +303,7 @@ async fn record_train(
     jobs: SyncSender<Job>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if library::train_dir(&settings.dir, &train).is_none() {
+    if !library::recordable(&train) {
         // `.` and `..` are valid train ids, but as directory names they would leave `record_dir`.
         tracing::warn!(%train, "recording: this train id cannot name a directory; the train is not recorded");
         return;
