@@ -41,9 +41,11 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// The server's HTTP(S) API, for discovery of the QUIC port (and, with `trust = "discovered"`,
-    /// of the certificate fingerprint): `https://railcast.example:8443`.
+    /// of the certificate fingerprint): `https://railcast.example:8443`. Several, comma-separated
+    /// (`"https://a.example:8443,https://b.example:8443"`, a cluster's nodes): failover in order.
     pub url: String,
-    /// The QUIC address instead of discovery (`HOST:PORT`); needs `ca` or `cert_sha256`.
+    /// The QUIC address instead of discovery (`HOST:PORT`, or several comma-separated); needs
+    /// `ca` or `cert_sha256`.
     pub quic: Option<String>,
     /// The train's token: inline, or (better) in a file readable only by the agent.
     pub token: Option<String>,
@@ -249,6 +251,12 @@ impl Config {
                 }
             }
         }
+        // Server lists: no empty entry (`a,,b`), no empty list; the rest is checked at start.
+        for (key, list) in [("url", Some(&self.server.url)), ("quic", self.server.quic.as_ref())] {
+            if let Some(Err(e)) = list.map(|l| railcast_uplink::connect::server_list(l)) {
+                return invalid(format!("[server] {key}: {e}"));
+            }
+        }
         if self.server.token.is_some() && self.server.token_file.is_some() {
             return invalid("give the token or the token_file, not both".into());
         }
@@ -301,5 +309,19 @@ mod tests {
         assert!(parse(&typo).expect_err("typo").contains("fsp"));
         let http = format!("{base}[[camera]]\nid = 0\nsource = \"rtsp\"\nurl = \"http://cam\"\n");
         assert!(parse(&http).expect_err("not rtsp").contains("rtsp://"));
+    }
+
+    #[test]
+    fn server_lists() {
+        let with = |server: &str| {
+            format!("train_id = \"train-1\"\n[server]\n{server}\n[[camera]]\nid = 0\nsource = \"pipe\"\npath = \"-\"\n")
+        };
+        let cfg = parse(&with("url = \"http://10.0.0.1:8080, http://10.0.0.2:8080\"")).expect("a list");
+        assert_eq!(cfg.server.url, "http://10.0.0.1:8080, http://10.0.0.2:8080");
+        parse(&with("url = \"http://x\"\nquic = \"10.0.0.1:4433,10.0.0.2:4433\"")).expect("a QUIC list");
+        let hole = parse(&with("url = \"http://10.0.0.1:8080,,http://10.0.0.2:8080\"")).expect_err("a hole");
+        assert!(hole.contains("[server] url") && hole.contains("empty entry"), "{hole}");
+        let empty = parse(&with("url = \"http://x\"\nquic = \" \"")).expect_err("empty");
+        assert!(empty.contains("[server] quic") && empty.contains("empty"), "{empty}");
     }
 }

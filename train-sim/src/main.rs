@@ -15,10 +15,13 @@ use railcast_protocol::TrainId;
 struct Args {
     /// Server base URL (http:// or https://); the QUIC port is discovered from it (and, without
     /// --ca or --cert-sha256, the certificate's fingerprint: demo only, see docs/security.md).
-    #[arg(long, env = "RAILCAST_SERVER", default_value = "http://127.0.0.1:8080")]
+    /// Several, comma-separated (the nodes of a cluster), for failover: a train tries them in
+    /// order and, when one fails or its session is lost, the next one (round robin).
+    #[arg(long, env = "RAILCAST_SERVER", default_value = "http://127.0.0.1:8080", value_name = "URL[,URL…]")]
     server: String,
-    /// QUIC address to use instead of discovery (needs --ca or --cert-sha256).
-    #[arg(long)]
+    /// QUIC address (HOST:PORT) to use instead of discovery (needs --ca or --cert-sha256); several,
+    /// comma-separated, for failover as with --server.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]")]
     quic: Option<String>,
     /// SHA-256 of the server's QUIC certificate to pin (colon-separated or plain hex); the
     /// fingerprint discovery returns is then ignored.
@@ -29,7 +32,7 @@ struct Args {
     #[arg(long, env = "RAILCAST_CA")]
     ca: Option<String>,
     /// Name the server's certificate must carry, with --ca (default: the host of --quic, else
-    /// of --server).
+    /// of --server; with several servers, the host of the one being reached).
     #[arg(long, requires = "ca")]
     server_name: Option<String>,
     /// Number of trains.

@@ -46,14 +46,21 @@ pub enum Trust {
     /// The certificate whose DER has this SHA-256 (`--cert-sha256`), whatever discovery says.
     Pin([u8; 32]),
     /// A certificate for `server_name` issued by one of `roots` (`--ca`); `roots` also verify
-    /// discovery over HTTPS.
-    Ca { roots: Arc<rustls::RootCertStore>, server_name: String, source: String },
+    /// discovery over HTTPS. No `server_name`: the host of whichever server is being reached
+    /// (several servers, no `--server-name`).
+    Ca { roots: Arc<rustls::RootCertStore>, server_name: Option<String>, source: String },
 }
 
 impl Trust {
     /// The QUIC client configuration and the server name to send, given what discovery found
-    /// (none with a fixed `--quic` address).
-    pub fn quic(&self, discovered: Option<&Target>, idle: Duration) -> anyhow::Result<(quinn::ClientConfig, String)> {
+    /// (none with a fixed `--quic` address) and the host of the server being reached (the name
+    /// a CA-issued certificate must carry when none was configured).
+    pub fn quic(
+        &self,
+        discovered: Option<&Target>,
+        idle: Duration,
+        host: &str,
+    ) -> anyhow::Result<(quinn::ClientConfig, String)> {
         match self {
             Trust::Discovered => {
                 let target = discovered.ok_or_else(|| anyhow::anyhow!("no fingerprint: discovery did not run"))?;
@@ -61,17 +68,19 @@ impl Trust {
             }
             Trust::Pin(sha256) => Ok((client_config(*sha256, idle)?, "localhost".into())),
             Trust::Ca { roots, server_name, .. } => {
-                Ok((ca_client_config(Arc::clone(roots), idle)?, server_name.clone()))
+                Ok((ca_client_config(Arc::clone(roots), idle)?, server_name.as_deref().unwrap_or(host).to_owned()))
             }
         }
     }
 
-    /// What a failed handshake should say about the check that refused it.
-    pub fn describe(&self) -> String {
+    /// What a failed handshake with `host` should say about the check that refused it.
+    pub fn describe(&self, host: &str) -> String {
         match self {
             Trust::Discovered => "the fingerprint discovery returned".into(),
             Trust::Pin(_) => "the configured --cert-sha256".into(),
-            Trust::Ca { server_name, source, .. } => format!("a certificate for {server_name} issued by {source}"),
+            Trust::Ca { server_name, source, .. } => {
+                format!("a certificate for {} issued by {source}", server_name.as_deref().unwrap_or(host))
+            }
         }
     }
 }
@@ -296,6 +305,122 @@ fn quic_config(mut tls: rustls::ClientConfig, idle: Duration) -> anyhow::Result<
     Ok(cfg)
 }
 
+/// What a train's configuration says about the server's certificate (the simulator's flags, the
+/// agent's `[server]` table).
+#[derive(Debug, Clone, Copy)]
+pub struct TrustOptions<'a> {
+    /// The server's HTTP(S) API (discovery): one URL, or several separated by commas ([`server_list`]).
+    pub server: &'a str,
+    /// A fixed QUIC address (`HOST:PORT`) instead of discovery, or several separated by commas.
+    pub quic: Option<&'a str>,
+    /// A CA file, or `system`.
+    pub ca: Option<&'a str>,
+    /// The name the certificate must carry (default: the host of `quic`, else of `server`; with
+    /// several servers, the host of the one being reached).
+    pub server_name: Option<&'a str>,
+    pub cert_sha256: Option<&'a str>,
+}
+
+/// How the server's certificate is checked: against a CA, a pinned fingerprint or (demo) the
+/// fingerprint discovery returns, with a warning when that comes over plain HTTP.
+pub fn choose_trust(o: TrustOptions<'_>) -> anyhow::Result<Trust> {
+    if let Some(spec) = o.ca {
+        let (roots, source) = load_roots(spec)?;
+        let hosts = match o.quic {
+            Some(quic) => server_list(quic)?
+                .iter()
+                .map(|q| host_of(q).ok_or_else(|| anyhow::anyhow!("the QUIC address must be HOST:PORT")))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => server_list(o.server)?
+                .iter()
+                .map(|s| host_of(s).ok_or_else(|| anyhow::anyhow!("the server must be a URL with a host")))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
+        // One server: its host, as always. Several: the host of each, unless a name was given.
+        let server_name = match (o.server_name, hosts.as_slice()) {
+            (Some(name), _) => Some(name.to_owned()),
+            (None, [host]) => Some(host.clone()),
+            (None, _) => None,
+        };
+        match &server_name {
+            Some(server_name) => tracing::info!(%server_name, "verifying the server's certificates against {source}"),
+            None => tracing::info!(
+                server_names = %hosts.join(","),
+                "verifying each server's certificate (for its own host) against {source}"
+            ),
+        }
+        return Ok(Trust::Ca { roots: Arc::new(roots), server_name, source });
+    }
+    if let Some(sha) = o.cert_sha256 {
+        return Ok(Trust::Pin(parse_fingerprint(sha)?));
+    }
+    if o.quic.is_some() {
+        anyhow::bail!(
+            "a fixed QUIC address needs a CA or a certificate fingerprint: without discovery nothing says which \
+             certificate to trust"
+        );
+    }
+    let plain: Vec<String> = server_list(o.server)?.into_iter().filter(|s| !s.starts_with("https://")).collect();
+    if !plain.is_empty() {
+        tracing::warn!(
+            server = %plain.join(","),
+            "learning the QUIC certificate's fingerprint over plain HTTP (trust on first use): anyone on the path can \
+             impersonate the server. Demo only; give a CA file, the system roots or the certificate's fingerprint \
+             (docs/security.md)"
+        );
+    }
+    Ok(Trust::Discovered)
+}
+
+/// The entries of a comma-separated server list (`--server`, `--quic`, the agent's `url` and
+/// `quic`), trimmed, in order. An empty entry (`a,,b`, a trailing comma) or an empty list is an
+/// error: a list is the order of failover, and a hole in it is a typo.
+pub fn server_list(list: &str) -> anyhow::Result<Vec<String>> {
+    let entries: Vec<String> = list.split(',').map(|e| e.trim().to_owned()).collect();
+    if entries.iter().all(String::is_empty) {
+        anyhow::bail!("the server list is empty: give at least one server");
+    }
+    if let Some(n) = entries.iter().position(String::is_empty) {
+        anyhow::bail!("the server list {list:?} has an empty entry (number {}): remove the extra comma", n + 1);
+    }
+    Ok(entries)
+}
+
+/// Where to connect: the fixed QUIC addresses (resolved once, here, from the train's own
+/// configuration), or discovery through the `server` URLs. Both take a comma-separated list
+/// ([`server_list`]); one entry gives a plain [`Fixed`](crate::session::Source::Fixed) or
+/// [`Discover`](crate::session::Source::Discover), several an
+/// [`Any`](crate::session::Source::Any) tried in this order (failover).
+pub fn source(server: &str, quic: Option<&str>) -> anyhow::Result<crate::session::Source> {
+    use crate::session::{Server, Source};
+    let servers = match quic {
+        Some(quic) => server_list(quic)?
+            .into_iter()
+            .map(|q| Ok(Server { source: Source::Fixed(quic_addr(&q)?), name: q }))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => server_list(server)?
+            .into_iter()
+            .map(|url| {
+                if !(url.starts_with("http://") || url.starts_with("https://")) || host_of(&url).is_none() {
+                    return Err(ConnectError::BadUrl(url).into());
+                }
+                Ok(Server { source: Source::Discover(url.clone()), name: url })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
+    Ok(match <[Server; 1]>::try_from(servers) {
+        Ok([one]) => one.source,
+        Err(several) => Source::Any(several),
+    })
+}
+
+/// A fixed QUIC address, `HOST:PORT` (`[V6]:PORT`), resolved now.
+fn quic_addr(quic: &str) -> anyhow::Result<SocketAddr> {
+    let (host, port) = quic.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("the QUIC address must be HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("bad QUIC port in {quic:?}"))?;
+    Ok(resolve(host.trim_start_matches('[').trim_end_matches(']'), port)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,66 +442,55 @@ mod tests {
         assert_eq!(host_of("relay.example").as_deref(), Some("relay.example"));
         assert_eq!(host_of("http://:80"), None);
     }
-}
 
-/// What a train's configuration says about the server's certificate (the simulator's flags, the
-/// agent's `[server]` table).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TrustOptions<'a> {
-    /// The server's HTTP(S) API (discovery).
-    pub server: &'a str,
-    /// A fixed QUIC address (`HOST:PORT`) instead of discovery.
-    pub quic: Option<&'a str>,
-    /// A CA file, or `system`.
-    pub ca: Option<&'a str>,
-    /// The name the certificate must carry (default: the host of `quic`, else of `server`).
-    pub server_name: Option<&'a str>,
-    pub cert_sha256: Option<&'a str>,
-}
-
-/// How the server's certificate is checked: against a CA, a pinned fingerprint or (demo) the
-/// fingerprint discovery returns, with a warning when that comes over plain HTTP.
-pub fn choose_trust(o: TrustOptions<'_>) -> anyhow::Result<Trust> {
-    if let Some(spec) = o.ca {
-        let (roots, source) = load_roots(spec)?;
-        let server_name = match (o.server_name, o.quic) {
-            (Some(name), _) => name.to_owned(),
-            (None, Some(quic)) => host_of(quic).ok_or_else(|| anyhow::anyhow!("the QUIC address must be HOST:PORT"))?,
-            (None, None) => host_of(o.server).ok_or_else(|| anyhow::anyhow!("the server must be a URL with a host"))?,
-        };
-        tracing::info!(%server_name, "verifying the server's certificates against {source}");
-        return Ok(Trust::Ca { roots: Arc::new(roots), server_name, source });
-    }
-    if let Some(sha) = o.cert_sha256 {
-        return Ok(Trust::Pin(parse_fingerprint(sha)?));
-    }
-    if o.quic.is_some() {
-        anyhow::bail!(
-            "a fixed QUIC address needs a CA or a certificate fingerprint: without discovery nothing says which \
-             certificate to trust"
-        );
-    }
-    if !o.server.starts_with("https://") {
-        tracing::warn!(
-            server = %o.server,
-            "learning the QUIC certificate's fingerprint over plain HTTP (trust on first use): anyone on the path can \
-             impersonate the server. Demo only; give a CA file, the system roots or the certificate's fingerprint \
-             (docs/security.md)"
-        );
-    }
-    Ok(Trust::Discovered)
-}
-
-/// Where to connect: the fixed QUIC address (resolved once, here, from the train's own
-/// configuration), or discovery through `server`.
-pub fn source(server: &str, quic: Option<&str>) -> anyhow::Result<crate::session::Source> {
-    Ok(match quic {
-        Some(quic) => {
-            let (host, port) =
-                quic.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("the QUIC address must be HOST:PORT"))?;
-            let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("bad QUIC port in {quic:?}"))?;
-            crate::session::Source::Fixed(resolve(host.trim_start_matches('[').trim_end_matches(']'), port)?)
+    #[test]
+    fn server_lists() {
+        assert_eq!(server_list("http://a:8080").expect("one"), ["http://a:8080"]);
+        assert_eq!(server_list(" http://a:8080 ,http://b:8081\t").expect("two"), ["http://a:8080", "http://b:8081"]);
+        for empty in ["", " ", ",", " , "] {
+            let err = server_list(empty).expect_err("empty list").to_string();
+            assert!(err.contains("empty: give at least one"), "{empty:?}: {err}");
         }
-        None => crate::session::Source::Discover(server.to_owned()),
-    })
+        for hole in ["a,,b", "a,", ",a", "a, ,b"] {
+            let err = server_list(hole).expect_err("empty entry").to_string();
+            assert!(err.contains("empty entry"), "{hole:?}: {err}");
+        }
+        assert!(server_list("a,,b").expect_err("hole").to_string().contains("number 2"));
+    }
+
+    #[test]
+    fn sources() {
+        use crate::session::Source;
+        // One entry: the plain source, as before lists existed.
+        let one = source("http://127.0.0.1:8080", None).expect("one URL");
+        assert!(matches!(&one, Source::Discover(u) if u == "http://127.0.0.1:8080"), "{one:?}");
+        let one = source("ignored", Some("127.0.0.1:4433")).expect("one QUIC address");
+        assert!(matches!(one, Source::Fixed(a) if a == "127.0.0.1:4433".parse().expect("addr")), "{one:?}");
+        // Several: in order, named as written, QUIC addresses resolved.
+        let Source::Any(urls) = source("http://127.0.0.1:8080, https://localhost:8443", None).expect("two") else {
+            panic!("a list")
+        };
+        let names: Vec<&str> = urls.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["http://127.0.0.1:8080", "https://localhost:8443"]);
+        assert!(matches!(&urls[1].source, Source::Discover(u) if u == "https://localhost:8443"));
+        let Source::Any(quic) = source("", Some("127.0.0.1:4433,[::1]:4434 ,127.0.0.1:4435")).expect("three") else {
+            panic!("a list")
+        };
+        let addrs: Vec<String> = quic
+            .iter()
+            .map(|s| match s.source {
+                Source::Fixed(a) => a.to_string(),
+                _ => panic!("fixed"),
+            })
+            .collect();
+        assert_eq!(addrs, ["127.0.0.1:4433", "[::1]:4434", "127.0.0.1:4435"]);
+        assert_eq!(quic[1].name, "[::1]:4434");
+        // Mistakes are refused before any connection.
+        assert!(source("http://127.0.0.1:8080,", None).expect_err("hole").to_string().contains("empty entry"));
+        assert!(source("x", Some(" ")).expect_err("empty").to_string().contains("empty"));
+        assert!(source("x", Some("127.0.0.1:4433,127.0.0.1")).expect_err("no port").to_string().contains("HOST:PORT"));
+        assert!(source("x", Some("127.0.0.1:99999")).expect_err("bad port").to_string().contains("bad QUIC port"));
+        let err = source("http://127.0.0.1:8080,127.0.0.1:8081", None).expect_err("not a URL").to_string();
+        assert!(err.contains("\"127.0.0.1:8081\""), "{err}");
+    }
 }

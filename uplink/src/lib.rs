@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`connect`]: discovery over HTTP(S) and a QUIC client that checks the server's certificate.
-//! - [`session`]: the QUIC session with reconnect and backoff; the train behind it is a [`Train`].
+//! - [`session`]: the QUIC session with reconnect and backoff, failing over across several servers
+//!   ([`Source::Any`], [`Rotation`]); the train behind it is a [`Train`].
 //! - [`manifest`]: one JSON line per frame sent, for end-to-end integrity checks.
 //! - [`credentials`]: the per-train tokens, read from a credentials file.
 
@@ -13,4 +14,4 @@ pub mod credentials;
 pub mod manifest;
 pub mod session;
 
-pub use session::{now_us, run, AckFuture, Frame, Source, Train, UplinkConfig};
+pub use session::{now_us, run, AckFuture, Frame, Rotation, Server, Source, Train, UplinkConfig};

@@ -36,6 +36,89 @@ pub enum Source {
     Discover(String),
     /// A fixed QUIC address.
     Fixed(std::net::SocketAddr),
+    /// Several servers (relay nodes of a cluster), tried in turn: failover in this order, round
+    /// robin ([`Rotation`]). [`connect::source`] builds it from a comma-separated list.
+    Any(Vec<Server>),
+}
+
+/// One server of a [`Source::Any`] list.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// As configured (the URL, or `HOST:PORT`): for logs, and its host is the name a CA-issued
+    /// certificate must carry when none was configured.
+    pub name: String,
+    /// A [`Source::Discover`] or [`Source::Fixed`] (an `Any` inside is flattened).
+    pub source: Source,
+}
+
+impl Source {
+    /// The servers to try, in order, each with its name: one for `Discover` and `Fixed`.
+    fn servers(&self) -> Vec<(String, Source)> {
+        match self {
+            Source::Discover(url) => vec![(url.clone(), self.clone())],
+            Source::Fixed(addr) => vec![(addr.to_string(), self.clone())],
+            Source::Any(list) => list
+                .iter()
+                .flat_map(|s| match &s.source {
+                    Source::Any(_) => s.source.servers(),
+                    one => vec![(s.name.clone(), one.clone())],
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The shortest pause before an attempt, and the pause between the servers of one round.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// The longest pause, after a round in which every server failed.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// An attempt that lasted this long was a working session: the backoff starts again.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// Which server to try next and how long to wait first (sans-IO: no clock, no randomness; the
+/// caller adds jitter). Each attempt uses the current server; when it fails, or its session is
+/// lost, the next one is current (round robin): a lost session tries the next server first, as
+/// the one it lost is likely down. Between the servers of one round the pause is short
+/// ([`BACKOFF_MIN`]); once every server of a round has failed, the pause is the exponential
+/// backoff (200 ms, doubling to 5 s), which starts again after a session that lasted 10 s. With
+/// one server, that is the backoff of a single server: 200 ms doubling to 5 s.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    len: usize,
+    current: usize,
+    /// Attempts of this round that gave no lasting session.
+    failed: usize,
+    backoff: Duration,
+}
+
+impl Rotation {
+    /// A rotation over `len` servers (at least one), starting at the first.
+    pub fn new(len: usize) -> Rotation {
+        Rotation { len: len.max(1), current: 0, failed: 0, backoff: BACKOFF_MIN }
+    }
+
+    /// The index of the server to try now.
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The attempt on the current server ended (it failed, or its session was lost) after
+    /// `lasted`: move to the next server, and return the pause before trying it.
+    pub fn next(&mut self, lasted: Duration) -> Duration {
+        if lasted > STABLE {
+            self.backoff = BACKOFF_MIN;
+            self.failed = 0;
+        }
+        self.current = (self.current + 1) % self.len;
+        self.failed += 1;
+        if self.failed < self.len {
+            return BACKOFF_MIN;
+        }
+        self.failed = 0;
+        let pause = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        pause
+    }
 }
 
 /// How this train reaches the server.
@@ -93,7 +176,8 @@ enum End {
 }
 
 /// Keep a session to the server until `shutdown` turns true (or the frame channel closes),
-/// reconnecting with exponential backoff (200 ms to 5 s, jittered).
+/// reconnecting with exponential backoff (200 ms to 5 s, jittered); with several servers
+/// ([`Source::Any`]), failing over from one to the next as [`Rotation`] says.
 pub async fn run(
     cfg: UplinkConfig,
     source: Source,
@@ -102,9 +186,20 @@ pub async fn run(
     manifest: Option<Arc<Manifest>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let servers = source.servers();
+    if servers.is_empty() {
+        tracing::error!(train = %cfg.id, "no server to connect to");
+        return;
+    }
+    let several = servers.len() > 1;
+    let mut rotation = Rotation::new(servers.len());
     while !*shutdown.borrow() {
-        let target = match &source {
+        let (name, source) = &servers[rotation.current()];
+        if several {
+            let (n, of) = (rotation.current() + 1, servers.len());
+            tracing::info!(train = %cfg.id, server = %name, "trying server {n} of {of}");
+        }
+        let target = match source {
             Source::Fixed(addr) => Ok((*addr, None)),
             Source::Discover(url) => {
                 let roots = match &cfg.trust {
@@ -113,51 +208,69 @@ pub async fn run(
                 };
                 connect::discover_with(url, roots).await.map(|t| (t.addr, Some(t))).map_err(anyhow::Error::from)
             }
+            Source::Any(_) => Err(anyhow::anyhow!("a server list inside a server list")),
         };
         let started = Instant::now();
         let end = match target {
             Ok((addr, discovered)) => {
-                session(&cfg, addr, discovered.as_ref(), &mut frames, &train, manifest.as_deref(), &mut shutdown).await
+                // The name a CA-issued certificate must carry by default: the host as configured.
+                let host = connect::host_of(name).unwrap_or_else(|| addr.ip().to_string());
+                let endpoint = Endpoint { addr, host: &host, name, discovered: discovered.as_ref() };
+                session(&cfg, endpoint, &mut frames, &train, manifest.as_deref(), &mut shutdown).await
             }
             Err(e) => Err(e),
         };
         train.connected(false);
         match end {
             Ok(End::Shutdown) => break,
-            Ok(End::Lost(reason)) => tracing::warn!(train = %cfg.id, "connection lost: {reason}"),
-            Err(e) => tracing::warn!(train = %cfg.id, "cannot connect: {e:#}"),
+            Ok(End::Lost(reason)) => tracing::warn!(train = %cfg.id, server = %name, "connection lost: {reason}"),
+            Err(e) => tracing::warn!(train = %cfg.id, server = %name, "cannot connect: {e:#}"),
         }
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = Duration::from_millis(200);
+        let pause = rotation.next(started.elapsed());
+        let pause = pause + Duration::from_millis(rand::random::<u64>() % (pause.as_millis() as u64 / 4 + 1));
+        if several {
+            let next = &servers[rotation.current()].0;
+            tracing::info!(train = %cfg.id, server = %next, "trying the next server in {pause:?}");
+        } else {
+            tracing::info!(train = %cfg.id, "reconnecting in {pause:?}");
         }
-        let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 4 + 1));
-        tracing::info!(train = %cfg.id, "reconnecting in {:?}", backoff + jitter);
         tokio::select! {
-            _ = tokio::time::sleep(backoff + jitter) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stopped(&mut shutdown) => break,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The server one attempt reaches.
+struct Endpoint<'a> {
+    addr: std::net::SocketAddr,
+    /// Its host as configured (the default certificate name with a CA).
+    host: &'a str,
+    /// As configured, for logs.
+    name: &'a str,
+    discovered: Option<&'a Target>,
 }
 
 async fn session(
     cfg: &UplinkConfig,
-    addr: std::net::SocketAddr,
-    discovered: Option<&Target>,
+    server: Endpoint<'_>,
     frames: &mut mpsc::Receiver<Frame>,
     train: &Arc<dyn Train>,
     manifest: Option<&Manifest>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<End> {
+    let addr = server.addr;
     let endpoint = connect::endpoint(addr)?;
-    let (client, server_name) = cfg.trust.quic(discovered, cfg.idle_timeout)?;
+    let (client, server_name) = cfg.trust.quic(server.discovered, cfg.idle_timeout, server.host)?;
     let connecting = endpoint.connect_with(client, addr, &server_name)?;
     let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
         .await
-        .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))?
+        .map_err(|_| anyhow::anyhow!("QUIC handshake with {addr} timed out"))?
         .map_err(|e| {
-            anyhow::Error::from(e)
-                .context(format!("QUIC handshake with {addr}: the server must present {}", cfg.trust.describe()))
+            anyhow::Error::from(e).context(format!(
+                "QUIC handshake with {addr}: the server must present {}",
+                cfg.trust.describe(server.host)
+            ))
         })?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let (cameras, audio) = train.hello();
@@ -177,7 +290,7 @@ async fn session(
     let max_payload = match welcome {
         Some(ControlMessage::Welcome(w)) => {
             let max_payload = cfg.max_payload.min(w.max_payload as usize);
-            tracing::info!(train = %cfg.id, server = %addr, max_payload, "connected");
+            tracing::info!(train = %cfg.id, server = %addr, max_payload, via = %server.name, "connected");
             max_payload
         }
         Some(ControlMessage::Error(ErrorMessage { code, message })) => {
@@ -314,4 +427,90 @@ async fn send_frame(
         conn.send_datagram_wait(p).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(200);
+    const QUICK: Duration = Duration::from_millis(30);
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    /// One server: the backoff of a single server, as before lists existed.
+    #[test]
+    fn one_server_backs_off_as_before() {
+        let mut r = Rotation::new(1);
+        let pauses: Vec<Duration> = (0..7).map(|_| r.next(QUICK)).collect();
+        assert_eq!(pauses, ms(&[200, 400, 800, 1600, 3200, 5000, 5000]));
+        assert_eq!(r.current(), 0);
+        // A session that lasted starts the backoff again.
+        assert_eq!(r.next(LONG), SHORT);
+        assert_eq!(r.next(QUICK), Duration::from_millis(400));
+    }
+
+    /// Every failure moves to the next server, round robin; the pause is short inside a round and
+    /// the backoff (doubling) once all of a round failed.
+    #[test]
+    fn failures_go_round_robin() {
+        let mut r = Rotation::new(3);
+        let mut tried = vec![r.current()];
+        let mut pauses = Vec::new();
+        for _ in 0..9 {
+            pauses.push(r.next(QUICK));
+            tried.push(r.current());
+        }
+        assert_eq!(tried, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(pauses, ms(&[200, 200, 200, 200, 200, 400, 200, 200, 800]));
+    }
+
+    /// A lost session tries the next server first, after a short pause, and the backoff starts
+    /// again; the server it lost comes last in the new round.
+    #[test]
+    fn a_lost_session_tries_the_next_server_first() {
+        let mut r = Rotation::new(3);
+        for _ in 0..6 {
+            r.next(QUICK); // two failed rounds: the backoff is at 800 ms
+        }
+        assert_eq!(r.current(), 0);
+        r.next(QUICK); // 0 fails
+        assert_eq!(r.current(), 1);
+        // 1 connects, runs a minute, is lost: on to 2 at once.
+        assert_eq!(r.next(LONG), SHORT);
+        assert_eq!(r.current(), 2);
+        // 2 fails: 0 next, still within the round that began with losing 1.
+        assert_eq!(r.next(QUICK), SHORT);
+        assert_eq!(r.current(), 0);
+        // 0 fails: every server of the round failed, the backoff (started again) follows; then 1.
+        assert_eq!(r.next(QUICK), SHORT);
+        assert_eq!(r.current(), 1);
+        assert_eq!(r.next(QUICK), SHORT);
+        assert_eq!(r.next(QUICK), SHORT);
+        assert_eq!(r.next(QUICK), Duration::from_millis(400));
+    }
+
+    /// With two servers that each drop the session at once (flapping), the backoff still grows.
+    #[test]
+    fn flapping_servers_still_back_off() {
+        let mut r = Rotation::new(2);
+        let pauses: Vec<Duration> = (0..12).map(|_| r.next(Duration::from_secs(2))).collect();
+        assert_eq!(pauses, ms(&[200, 200, 200, 400, 200, 800, 200, 1600, 200, 3200, 200, 5000]));
+    }
+
+    #[test]
+    fn lists_are_flattened_in_order() {
+        let fixed = |p: u16| Source::Fixed(std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+        let server = |name: &str, source| Server { name: name.into(), source };
+        let inner = Source::Any(vec![server("b", Source::Discover("http://b".into())), server("c", fixed(3))]);
+        let list = Source::Any(vec![server("a", fixed(1)), server("inner", inner)]);
+        let names: Vec<String> = list.servers().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let one: Vec<String> = fixed(4433).servers().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(one, ["127.0.0.1:4433"]);
+        assert_eq!(Rotation::new(0).next(QUICK), SHORT, "no server is treated as one");
+    }
 }
