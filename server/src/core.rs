@@ -41,9 +41,9 @@ pub struct Core {
     pub client_addresses: Arc<PerAddress>,
     /// Turns true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
-    /// Whether the cluster's NATS connection is up (`None`: no cluster); `/readyz` answers 503
-    /// while it is down.
-    pub cluster_connected: Option<watch::Receiver<bool>>,
+    /// The cluster (`None`: this node stands alone): whether its NATS connection is up (`/readyz`
+    /// answers 503 while it is down) and which node owns each train.
+    pub cluster: Option<crate::cluster::Status>,
 }
 
 impl Core {

@@ -401,8 +401,10 @@ impl Server {
             command_timeout: config.command_timeout.0,
             ..hub::HubConfig::default()
         });
-        let cluster =
-            cluster::Settings::from_config(&config).map(|s| cluster::Cluster::start(hub.clone(), s, stop_rx.clone()));
+        let cluster = cluster::Settings::from_config(&config).map(|s| {
+            let shared = cluster::Shared { remotes: Arc::clone(&remotes), auth: Arc::clone(&auth) };
+            cluster::Cluster::start(hub.clone(), shared, s, stop_rx.clone())
+        });
         let core = core::Core {
             hub: hub.clone(),
             remotes,
@@ -425,7 +427,7 @@ impl Server {
             limits: limits.clone(),
             audit,
             shutdown: stop_rx.clone(),
-            cluster_connected: cluster.as_ref().map(cluster::Cluster::connected),
+            cluster: cluster.as_ref().map(cluster::Cluster::status),
         };
         let _gauges = core.gauges();
         tokio::spawn(relay::watch_credentials(Arc::clone(&core.auth), Arc::clone(&core.remotes)));

@@ -5,6 +5,10 @@
 //!
 //! With a state file (`state_file`), remote controls and their mappings survive a restart: the
 //! file is rewritten (to a temporary file, then renamed) after every change and read at start-up.
+//!
+//! In a cluster every node holds the same remote controls: changes made here are announced
+//! ([`RemoteControls::local_changes`]) and changes made on other nodes are applied
+//! ([`RemoteControls::apply`], [`RemoteControls::apply_delete`]) by `cluster::state`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -48,6 +52,17 @@ impl RemoteControl {
         self.mapping.send_modify(|_| {});
     }
 
+    /// What the state file and the cluster keep of it.
+    pub fn record(&self) -> Record {
+        Record {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            owner: self.owner.clone(),
+            train_id: self.train().map(|t| t.to_string()),
+            created_at_ms: self.created_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
     pub fn set_train(&self, train: Option<TrainId>) {
         self.mapping.send_if_modified(|m| {
             let changed = m.train != train;
@@ -64,23 +79,25 @@ pub struct RemoteControls {
     max: usize,
     /// The state file, and a lock that orders its writes.
     store: Option<(PathBuf, Mutex<()>)>,
+    /// Bumped by every change made on this node ([`RemoteControls::persist`]).
+    local_changes: watch::Sender<u64>,
 }
 
-/// One remote control in the state file.
-#[derive(Debug, Serialize, Deserialize)]
-struct Saved {
-    id: String,
-    name: String,
+/// One remote control as the state file and the cluster keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
     #[serde(default)]
-    owner: Option<String>,
+    pub owner: Option<String>,
     #[serde(default)]
-    train_id: Option<String>,
-    created_at_ms: u64,
+    pub train_id: Option<String>,
+    pub created_at_ms: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
-    remote_controls: Vec<Saved>,
+    remote_controls: Vec<Record>,
 }
 
 /// The state file could not be read.
@@ -95,7 +112,7 @@ impl RemoteControls {
     /// At most `max` remote controls; with `state_file`, load it (a missing file is an empty
     /// state) and keep it up to date.
     pub fn open(max: usize, state_file: Option<&Path>) -> Result<Self, StateError> {
-        let mut this = Self { map: DashMap::new(), max, store: None };
+        let mut this = Self { map: DashMap::new(), max, store: None, local_changes: watch::Sender::new(0) };
         let Some(path) = state_file else { return Ok(this) };
         let err = |message: String| StateError { path: path.to_owned(), message };
         let state: StateFile = match std::fs::read_to_string(path) {
@@ -104,43 +121,70 @@ impl RemoteControls {
             Err(e) => return Err(err(e.to_string())),
         };
         for s in state.remote_controls {
-            let train = match s.train_id {
-                Some(t) => Some(TrainId::new(t).map_err(|e| err(format!("remote control {}: {e}", s.id)))?),
-                None => None,
-            };
-            let rc = RemoteControl {
-                id: s.id.clone(),
-                name: s.name,
-                owner: s.owner,
-                created_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(s.created_at_ms),
-                mapping: watch::Sender::new(Mapping { train, deleted: false }),
-            };
-            this.map.insert(s.id, Arc::new(rc));
+            let rc = Self::from_record(s).map_err(err)?;
+            this.map.insert(rc.id.clone(), Arc::new(rc));
         }
         this.store = Some((path.to_owned(), Mutex::new(())));
         Ok(this)
     }
 
-    /// Write the state file, if there is one. A failure is logged: serving goes on.
+    fn from_record(s: Record) -> Result<RemoteControl, String> {
+        let train = match s.train_id {
+            Some(t) => Some(TrainId::new(t).map_err(|e| format!("remote control {}: {e}", s.id))?),
+            None => None,
+        };
+        Ok(RemoteControl {
+            id: s.id,
+            name: s.name,
+            owner: s.owner,
+            created_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(s.created_at_ms),
+            mapping: watch::Sender::new(Mapping { train, deleted: false }),
+        })
+    }
+
+    /// Call after every change made on this node: writes the state file, if there is one (a
+    /// failure is logged: serving goes on), and tells the cluster.
     pub fn persist(&self) {
+        self.local_changes.send_modify(|n| *n += 1);
+        self.write_state_file();
+    }
+
+    /// Changes whenever a remote control is created, mapped or deleted on this node.
+    pub fn local_changes(&self) -> watch::Receiver<u64> {
+        self.local_changes.subscribe()
+    }
+
+    /// A remote control created or changed on another node: created here, or its mapping
+    /// follows (its sessions switch at once). Its id, name and owner never change. Not counted
+    /// against `max_remote_controls` (the node that created it counted it).
+    pub fn apply(&self, record: Record) -> Result<(), String> {
+        let train = match &record.train_id {
+            Some(t) => Some(TrainId::new(t.clone()).map_err(|e| format!("remote control {}: {e}", record.id))?),
+            None => None,
+        };
+        railcast_protocol::ids::validate_id(&record.id)
+            .map_err(|e| format!("remote control id {:?}: {e}", record.id))?;
+        match self.map.entry(record.id.clone()) {
+            dashmap::Entry::Occupied(rc) => rc.get().set_train(train),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(Self::from_record(record)?));
+            }
+        }
+        self.write_state_file();
+        Ok(())
+    }
+
+    /// A remote control deleted on another node: its sessions here close.
+    pub fn apply_delete(&self, id: &str) {
+        if self.delete(id).is_some() {
+            self.write_state_file();
+        }
+    }
+
+    fn write_state_file(&self) {
         let Some((path, lock)) = &self.store else { return };
         let _order = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = StateFile {
-            remote_controls: self
-                .list()
-                .iter()
-                .map(|rc| Saved {
-                    id: rc.id.clone(),
-                    name: rc.name.clone(),
-                    owner: rc.owner.clone(),
-                    train_id: rc.train().map(|t| t.to_string()),
-                    created_at_ms: rc
-                        .created_at
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64),
-                })
-                .collect(),
-        };
+        let state = StateFile { remote_controls: self.list().iter().map(|rc| rc.record()).collect() };
         let tmp = path.with_extension("tmp");
         let text = serde_json::to_string_pretty(&state).unwrap_or_default();
         if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {

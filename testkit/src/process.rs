@@ -182,6 +182,20 @@ impl Server {
         }
     }
 
+    /// Another node of a cluster: started with `first`'s generated credentials as its
+    /// `--auth-file`, so every token works on both; it takes `first`'s tokens.
+    pub async fn start_sharing(dir: &Path, first: &Server, args: &[&str]) -> Server {
+        let credentials = first.credentials.clone().expect("the first node generated its credentials");
+        let path = credentials.display().to_string();
+        let mut all = vec!["--auth-file", path.as_str()];
+        all.extend_from_slice(args);
+        let mut server = Server::start(dir, &all).await;
+        server.tokens = first.tokens.clone();
+        server.credentials = Some(credentials);
+        crate::api::remember_admin(&server.http, server.token("admin"));
+        server
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{path}", if self.https { "https" } else { "http" }, self.http)
     }
@@ -259,6 +273,14 @@ pub const KEYFRAME_VIDEO: &[&str] =
 
 impl Sim {
     pub fn start(dir: &Path, server: &Server, args: &[&str]) -> Sim {
+        Self::start_on(dir, &[server], args)
+    }
+
+    /// A simulator given several servers (`--server A,B`): it connects to the first and, when
+    /// that connection is lost or refused, to the next. The credentials are the first server's.
+    pub fn start_on(dir: &Path, servers: &[&Server], args: &[&str]) -> Sim {
+        let server = servers.first().expect("a server");
+        let list = servers.iter().map(|s| s.url("")).collect::<Vec<_>>().join(",");
         let n = rand_suffix();
         let manifest = dir.join(format!("manifest-{n}.jsonl"));
         let log = dir.join(format!("sim-{n}.log"));
@@ -267,7 +289,7 @@ impl Sim {
             cmd.arg("--credentials").arg(c);
         }
         let child = cmd
-            .args(["--server", &server.url("")])
+            .args(["--server", &list])
             .arg("--manifest")
             .arg(&manifest)
             .args(args)

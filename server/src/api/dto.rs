@@ -65,6 +65,10 @@ pub struct Train {
     /// sends one; empty for a train that sends none).
     #[serde(default)]
     pub sources: Vec<SourceView>,
+    /// In a cluster (docs/cluster.md): the node the train is connected to, while it is online
+    /// (this node's id, or another's for a train mirrored here); null on a single node.
+    #[serde(default)]
+    pub owner_node: Option<String>,
 }
 
 /// A source (camera or audio) as the train reports it (wire format §3, `status`).
@@ -152,6 +156,7 @@ impl From<StreamSnapshot> for Train {
                     age_s: round2(age.as_secs_f64()),
                 })
                 .collect(),
+            owner_node: None,
         }
     }
 }
@@ -244,6 +249,46 @@ pub struct CreateRemoteControl {
     /// for it. Absent: any authenticated client may (viewers watch, operators also command).
     #[serde(default)]
     pub owner: Option<String>,
+}
+
+/// Revoke a credential (a client's or a train's token): give the token or its SHA-256, not both.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "note": "laptop lost"}))]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    /// The token itself (it is not kept: only its SHA-256).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The token's SHA-256, 64 hex digits (as a credentials file may list it).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Why, for the record. At most 100 characters.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A revoked credential.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "revoked_at": "2026-12-02T10:00:00.000Z", "by": "demo-admin", "note": "laptop lost"}))]
+pub struct RevocationView {
+    /// SHA-256 of the token, lower-case hex.
+    pub sha256: String,
+    /// When it was revoked (RFC 3339).
+    pub revoked_at: String,
+    /// The admin who revoked it.
+    pub by: String,
+    pub note: Option<String>,
+}
+
+impl From<crate::auth::Revocation> for RevocationView {
+    fn from(r: crate::auth::Revocation) -> Self {
+        Self {
+            sha256: r.sha256,
+            revoked_at: rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.revoked_at_ms)),
+            by: r.by,
+            note: r.note,
+        }
+    }
 }
 
 /// The caller, as its token names it.

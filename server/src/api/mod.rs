@@ -28,14 +28,16 @@ pub const MAX_NAME: usize = 100;
     security(("bearer" = [])),
     paths(
         me, list_trains, get_train, list_remote_controls, create_remote_control, get_remote_control,
-        delete_remote_control, set_train, unset_train, list_sessions, audit, quic_certificate, metrics, healthz, readyz,
+        delete_remote_control, set_train, unset_train, list_sessions, audit, list_revocations, revoke, unrevoke,
+        quic_certificate, metrics, healthz, readyz,
     ),
-    components(schemas(crate::audit::Entry, crate::audit::Page, ControlView, ErrorBody, Me, crate::auth::Role, Train, Camera, RemoteControlView, SessionView, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
+    components(schemas(Revoke, RevocationView, crate::audit::Entry, crate::audit::Page, ControlView, ErrorBody, Me, crate::auth::Role, Train, Camera, RemoteControlView, SessionView, CreateRemoteControl, SetTrain, QuicCertificate, Health)),
     tags(
         (name = "trains", description = "Trains connected over QUIC"),
         (name = "remote-controls", description = "Operators' consoles and their mapping to trains"),
         (name = "transports", description = "Video and command transports"),
         (name = "ops", description = "Health and server facts"),
+        (name = "credentials", description = "Revoking tokens at run time (docs/security.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -66,6 +68,8 @@ pub fn routes() -> Router<Core> {
         .route("/remote-controls/{id}/train", put(set_train).delete(unset_train))
         .route("/sessions", get(list_sessions))
         .route("/audit", get(audit))
+        .route("/revocations", get(list_revocations).post(revoke))
+        .route("/revocations/{sha256}", axum::routing::delete(unrevoke))
         .route("/quic/certificate", get(quic_certificate))
 }
 
@@ -103,7 +107,16 @@ async fn me(caller: Caller) -> Json<Me> {
 /// List every train the server knows, online or not. Any role.
 #[utoipa::path(get, path = "/api/trains", tag = "trains", responses((status = 200, body = [Train]), (status = 401, body = ErrorBody)))]
 async fn list_trains(_caller: Caller, State(app): State<Core>) -> Json<Vec<Train>> {
-    Json(app.hub.streams().iter().map(|s| Train::from(s.snapshot())).collect())
+    Json(app.hub.streams().iter().map(|s| train_view(&app, s.snapshot())).collect())
+}
+
+/// A train as the API shows it, with the cluster node that has it.
+fn train_view(app: &Core, snap: crate::hub::StreamSnapshot) -> Train {
+    let owner_node = app.cluster.as_ref().and_then(|c| {
+        let local = snap.online && snap.ingest.is_some_and(|i| i != crate::cluster::INGEST);
+        snap.online.then(|| c.owner_of(&snap.train_id, local)).flatten()
+    });
+    Train { owner_node, ..Train::from(snap) }
 }
 
 /// One train. Any role.
@@ -117,7 +130,7 @@ async fn get_train(
 ) -> Result<Json<Train>, ApiError> {
     let stream =
         TrainId::new(id.clone()).ok().and_then(|t| app.hub.stream(&t)).ok_or_else(|| ApiError::train_not_found(&id))?;
-    Ok(Json(Train::from(stream.snapshot())))
+    Ok(Json(train_view(&app, stream.snapshot())))
 }
 
 fn view(app: &Core, rc: &crate::remote::RemoteControl) -> RemoteControlView {
@@ -249,6 +262,70 @@ async fn audit(
     Ok(Json(page.unwrap_or(crate::audit::Page { entries: Vec::new(), next: None })))
 }
 
+/// The credentials revoked at run time, oldest first. In a cluster: on every node. Admin.
+#[utoipa::path(get, path = "/api/revocations", tag = "credentials",
+    responses((status = 200, body = [RevocationView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_revocations(_admin: Admin, State(app): State<Core>) -> Json<Vec<RevocationView>> {
+    let mut all = app.auth.revocations();
+    all.sort_by(|a, b| a.revoked_at_ms.cmp(&b.revoked_at_ms).then_with(|| a.sha256.cmp(&b.sha256)));
+    Json(all.into_iter().map(RevocationView::from).collect())
+}
+
+/// Revoke a client's or a train's token, by the token or its SHA-256. At once: requests with it
+/// get 401, sessions it opened close (WebSocket code 4003), a train connected with it is
+/// disconnected, and it cannot connect again. In a cluster, on every node. Revoking a token that
+/// is revoked already answers 200 with the first revocation. Admin.
+#[utoipa::path(post, path = "/api/revocations", tag = "credentials", request_body = Revoke,
+    responses((status = 201, body = RevocationView), (status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn revoke(
+    admin: Admin,
+    State(app): State<Core>,
+    ApiJson(req): ApiJson<Revoke>,
+) -> Result<(StatusCode, Json<RevocationView>), ApiError> {
+    check_name("note", req.note.as_deref())?;
+    let sha256 = match (&req.token, &req.sha256) {
+        (Some(token), None) if !token.is_empty() => crate::auth::token_sha256(token),
+        (None, Some(hex)) => crate::auth::normalize_sha256(hex)
+            .ok_or_else(|| ApiError::bad_request("bad_sha256", "sha256 must be 64 hex digits"))?,
+        _ => return Err(ApiError::bad_request("bad_revocation", "give exactly one of token or sha256")),
+    };
+    let revocation = crate::auth::Revocation {
+        sha256: sha256.clone(),
+        revoked_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        by: admin.0 .0.name.clone(),
+        note: req.note,
+    };
+    let created = app.auth.revoke(revocation.clone());
+    // Revoked already: the first revocation stands.
+    let first = app.auth.revocations().into_iter().find(|r| r.sha256 == sha256).unwrap_or(revocation);
+    let view = RevocationView::from(first);
+    if created {
+        tracing::warn!(sha256 = %&sha256[..12], by = %view.by, "credential revoked");
+    }
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
+}
+
+/// Lift a revocation: the token works again (if the credentials file still lists it). Admin.
+#[utoipa::path(delete, path = "/api/revocations/{sha256}", tag = "credentials",
+    params(("sha256" = String, Path, description = "SHA-256 of the revoked token, hex")),
+    responses((status = 204, description = "Lifted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn unrevoke(
+    _admin: Admin,
+    State(app): State<Core>,
+    ApiPath(sha256): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let not_found =
+        || ApiError::new(StatusCode::NOT_FOUND, "revocation_not_found", format!("{sha256:?} is not revoked"));
+    let normal = crate::auth::normalize_sha256(&sha256).ok_or_else(not_found)?;
+    if !app.auth.unrevoke(&normal) {
+        return Err(not_found());
+    }
+    tracing::warn!(sha256 = %&normal[..12], "revocation lifted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The QUIC endpoint's certificate, for trains to pin. No token needed.
 #[utoipa::path(get, path = "/api/quic/certificate", tag = "ops", security(()), responses((status = 200, body = QuicCertificate)))]
 async fn quic_certificate(State(app): State<Core>) -> Json<QuicCertificate> {
@@ -276,17 +353,25 @@ async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: listeners are bound, the server is not shutting down (503 `shutting_down`) and, with
-/// `cluster_nats_url`, it reaches NATS (503 `cluster_unreachable`; docs/cluster.md).
+/// `cluster_nats_url`, it reaches NATS (503 `cluster_unreachable`) and has taken in the cluster's
+/// shared state since it started (503 `cluster_state_pending`; docs/cluster.md).
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 async fn readyz(State(app): State<Core>) -> Result<Json<Health>, ApiError> {
     if app.stopping() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"));
     }
-    if app.cluster_connected.as_ref().is_some_and(|up| !*up.borrow()) {
+    if app.cluster.as_ref().is_some_and(|c| !c.connected()) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "cluster_unreachable",
             "the cluster's NATS server is unreachable (cluster_nats_url)",
+        ));
+    }
+    if app.cluster.as_ref().is_some_and(|c| !c.in_step()) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_state_pending",
+            "the cluster's shared state (remote controls, revocations) is not taken in yet",
         ));
     }
     Ok(Json(Health { status: "ready".into() }))

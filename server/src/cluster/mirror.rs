@@ -3,9 +3,11 @@
 //! requests go to its owner.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, Subscriber};
+use dashmap::DashMap;
 use futures_util::StreamExt;
 use railcast_protocol::control::Command;
 use railcast_protocol::{CommandAck, ControlMessage, TrainId};
@@ -13,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::wire::{self, Announced, CommandReply, Presence};
-use super::{rejected, send, Settings, INGEST, PRESENCE_TIMEOUT, SEND_TIMEOUT, WANT_INTERVAL};
+use super::{rejected, send, Claims, Settings, INGEST, PRESENCE_TIMEOUT, SEND_TIMEOUT, WANT_INTERVAL};
 use crate::hub::Hub;
 
 /// How often a mirror checks whether it has subscribers (a new viewer waits at most this long
@@ -35,7 +37,17 @@ struct Mirror {
     task: JoinHandle<()>,
 }
 
-pub async fn run(hub: Hub, client: Client, settings: Settings, mut shutdown: watch::Receiver<bool>) {
+/// Mirrored trains → their owner node (`GET /api/trains`: `owner_node`).
+pub type Owners = Arc<DashMap<TrainId, String>>;
+
+pub async fn run(
+    hub: Hub,
+    client: Client,
+    settings: Settings,
+    claims: Claims,
+    owners: Owners,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut presence = match client.subscribe(wire::PRESENCE).await {
         Ok(s) => s,
         Err(e) => {
@@ -65,15 +77,28 @@ pub async fn run(hub: Hub, client: Client, settings: Settings, mut shutdown: wat
                 // A train its owner no longer lists left it: offline here at once.
                 known.retain(|t, (r, _)| r.owner != p.node || p.trains.iter().any(|a| &a.train_id == t));
                 for train in p.trains {
-                    known.insert(train.train_id.clone(), (Remote { owner: p.node.clone(), train }, now));
+                    // Of two nodes announcing one train, the higher epoch owns it (the other
+                    // closes its connection when it hears of it).
+                    let newer = known.get(&train.train_id).is_none_or(|(r, _)| r.owner == p.node || r.train.epoch < train.epoch);
+                    if newer {
+                        known.insert(train.train_id.clone(), (Remote { owner: p.node.clone(), train }, now));
+                    }
                 }
             }
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
         known.retain(|_, (_, seen)| seen.elapsed() < PRESENCE_TIMEOUT);
-        reconcile(&hub, &client, &settings, &known, &mut mirrors);
+        reconcile(&hub, &client, &settings, &claims, &known, &mut mirrors);
+        owners.retain(|t, _| mirrors.contains_key(t));
+        for (t, m) in &mirrors {
+            let owner = m.remote.borrow().owner.clone();
+            if owners.get(t).is_none_or(|o| *o != owner) {
+                owners.insert(t.clone(), owner);
+            }
+        }
     }
+    owners.clear();
     // Dropping the senders ends the mirrors; their trains go offline.
     let tasks: Vec<_> = mirrors.into_values().map(|m| m.task).collect();
     for task in tasks {
@@ -86,6 +111,7 @@ fn reconcile(
     hub: &Hub,
     client: &Client,
     settings: &Settings,
+    claims: &Claims,
     known: &HashMap<TrainId, (Remote, Instant)>,
     mirrors: &mut HashMap<TrainId, Mirror>,
 ) {
@@ -101,16 +127,27 @@ fn reconcile(
             });
             continue;
         }
-        // A train this node has through its own ingest stays its own (newest wins otherwise).
-        let local = hub.stream(train).is_some_and(|s| {
+        // A train this node has through its own ingest stays its own unless the other node's
+        // claim is newer (a higher epoch): then the mirror takes over here, which closes the
+        // local connection (the hub's newest-wins rule), as the train has moved.
+        let local = hub.stream(train).and_then(|s| {
             let snap = s.snapshot();
-            snap.online && snap.ingest.is_some_and(|i| i != INGEST)
+            (snap.online && snap.ingest.is_some_and(|i| i != INGEST)).then_some(snap.connections)
         });
-        if local {
-            continue;
+        if let Some(connection) = local {
+            let claim = claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(train).copied();
+            // Not claimed yet: its claim, about to be made, will be the newer.
+            let older = claim.is_some_and(|c| c.connection == connection && c.epoch < remote.train.epoch);
+            if !older {
+                continue;
+            }
+            tracing::warn!(
+                train = %train, owner = %remote.owner, epoch = remote.train.epoch,
+                "cluster: the train connected to another node since (a newer claim): closing its connection here"
+            );
         }
         let (tx, rx) = watch::channel(remote.clone());
-        tracing::info!(train = %train, owner = %remote.owner, "cluster: mirroring a train of another node");
+        tracing::info!(train = %train, owner = %remote.owner, epoch = remote.train.epoch, "cluster: mirroring a train of another node");
         let task = tokio::spawn(mirror(hub.clone(), client.clone(), settings.command_timeout, rx));
         mirrors.insert(train.clone(), Mirror { remote: tx, task });
     }

@@ -13,20 +13,32 @@
 //!   cache, drop policy and metrics unchanged); commands and keyframe requests go to the owner
 //!   and the owner's outcome completes the local command.
 //!
+//! - [`state`]: what every node must agree on lives in JetStream key-value buckets, watched by
+//!   every node: remote controls and their mappings, credential revocations, and which node owns
+//!   each train. A train's *epoch* is the revision of its owner's claim: when a train is on two
+//!   nodes at once (it reconnected elsewhere before the old connection timed out), the higher
+//!   epoch wins and the other node closes its connection.
+//!
 //! Off (no `cluster_nats_url`): nothing here runs.
 
 pub mod mirror;
 pub mod owner;
+pub mod state;
 pub mod wire;
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use dashmap::DashMap;
+use railcast_protocol::TrainId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::remote::RemoteControls;
 
 /// The ingest name of a mirrored train (`GET /api/trains`: `"ingest": "cluster"`; metrics).
 pub const INGEST: &str = "cluster";
@@ -49,7 +61,8 @@ pub struct ClusterMetrics {
 }
 
 /// The `kind` label values of `railcast_cluster_rejected_total`.
-pub const REJECTED_KINDS: &[&str] = &["presence", "want", "media", "telemetry", "command", "keyframe"];
+pub const REJECTED_KINDS: &[&str] =
+    &["presence", "want", "media", "telemetry", "command", "keyframe", "remote_control", "revocation", "owner"];
 
 pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
     let r = crate::metrics::METRICS.registry();
@@ -98,11 +111,14 @@ pub(crate) fn rejected(kind: &'static str, subject: &str, error: &dyn std::fmt::
 /// The cluster settings, validated ([`Config::validate`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// One NATS server, or several of one NATS cluster (comma-separated).
     pub nats_url: String,
     pub node: String,
     /// Commands forwarded to an owner wait this long for its answer (the hub's own timeout
     /// fires first, with the usual error).
     pub command_timeout: Duration,
+    /// Copies of the key-value buckets (`cluster_kv_replicas`).
+    pub kv_replicas: usize,
 }
 
 impl Settings {
@@ -113,7 +129,63 @@ impl Settings {
             return None;
         }
         let node = if config.cluster_node_id.is_empty() { default_node_id() } else { config.cluster_node_id.clone() };
-        Some(Self { nats_url: url.to_owned(), node, command_timeout: config.command_timeout.0 })
+        Some(Self {
+            nats_url: url.to_owned(),
+            node,
+            command_timeout: config.command_timeout.0,
+            kv_replicas: config.cluster_kv_replicas,
+        })
+    }
+
+    /// The servers to connect to (validated by the configuration).
+    fn servers(&self) -> Vec<async_nats::ServerAddr> {
+        self.nats_url.split(',').filter_map(|u| u.trim().parse().ok()).collect()
+    }
+}
+
+/// A train's owner's claim: the revision of its entry in the owners bucket (the epoch), made for
+/// one connection of the train to this node (the hub's connection count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub connection: u64,
+    pub epoch: u64,
+}
+
+/// Claims of the trains connected to this node, shared by the owner (who makes them) and the
+/// mirror (who compares another node's epoch with them).
+pub type Claims = Arc<Mutex<HashMap<TrainId, Claim>>>;
+
+/// What the rest of the server may ask the cluster (`/readyz`, `GET /api/trains`).
+#[derive(Debug, Clone)]
+pub struct Status {
+    node: Arc<str>,
+    connected: watch::Receiver<bool>,
+    /// Buckets of shared state taken in (ready at [`state::SYNCED`]).
+    in_step: watch::Receiver<usize>,
+    /// Mirrored trains → the node that owns them.
+    owners: Arc<DashMap<TrainId, String>>,
+}
+
+impl Status {
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+    /// Whether the NATS connection is up now.
+    pub fn connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+    /// Whether this node has taken in the shared state (remote controls, revocations) since it
+    /// started: until then it may not know a remote control another node made.
+    pub fn in_step(&self) -> bool {
+        *self.in_step.borrow() >= state::SYNCED
+    }
+    /// The node a train connected to this node or mirrored here belongs to (`None`: neither).
+    pub fn owner_of(&self, train: &TrainId, local: bool) -> Option<String> {
+        if local {
+            return Some(self.node.to_string());
+        }
+        self.owners.get(train).map(|o| o.value().clone())
     }
 }
 
@@ -129,33 +201,41 @@ pub fn default_node_id() -> String {
     format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
+/// What the cluster shares between the nodes, beside the hub.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub remotes: Arc<RemoteControls>,
+    pub auth: Arc<Auth>,
+}
+
 /// The running cluster participant.
 #[derive(Debug)]
 pub struct Cluster {
     task: JoinHandle<()>,
-    node: String,
-    connected: watch::Receiver<bool>,
+    status: Status,
 }
 
 impl Cluster {
-    /// Connect (in the background, retrying with backoff) and run both parts until `shutdown`.
-    pub fn start(hub: Hub, settings: Settings, shutdown: watch::Receiver<bool>) -> Self {
+    /// Connect (in the background, retrying with backoff) and run every part until `shutdown`.
+    pub fn start(hub: Hub, shared: Shared, settings: Settings, shutdown: watch::Receiver<bool>) -> Self {
         let _ = &*METRICS;
-        let node = settings.node.clone();
         let url = crate::config::redact_password(&settings.nats_url);
         tracing::info!(node = %settings.node, %url, "cluster node");
         let (up, connected) = watch::channel(false);
-        let task = tokio::spawn(run(hub, settings, up, shutdown));
-        Self { task, node, connected }
+        let (synced, in_step) = watch::channel(0);
+        let status = Status { node: settings.node.as_str().into(), connected, in_step, owners: Arc::default() };
+        let parts = Parts { owners: Arc::clone(&status.owners), up, in_step: Arc::new(synced) };
+        let task = tokio::spawn(run(hub, shared, settings, parts, shutdown));
+        Self { task, status }
     }
 
     pub fn node(&self) -> &str {
-        &self.node
+        self.status.node()
     }
 
-    /// Whether the NATS connection is up now (for `/readyz`).
-    pub fn connected(&self) -> watch::Receiver<bool> {
-        self.connected.clone()
+    /// What the API and `/readyz` read.
+    pub fn status(&self) -> Status {
+        self.status.clone()
     }
 
     /// Wait until its tasks ended (after shutdown).
@@ -164,7 +244,15 @@ impl Cluster {
     }
 }
 
-async fn run(hub: Hub, settings: Settings, up: watch::Sender<bool>, shutdown: watch::Receiver<bool>) {
+/// What the running parts report through [`Status`].
+struct Parts {
+    owners: Arc<DashMap<TrainId, String>>,
+    up: watch::Sender<bool>,
+    in_step: Arc<watch::Sender<usize>>,
+}
+
+async fn run(hub: Hub, shared: Shared, settings: Settings, parts: Parts, shutdown: watch::Receiver<bool>) {
+    let Parts { owners, up, in_step } = parts;
     let up = std::sync::Arc::new(up);
     // Set once "cannot reach NATS" was said, until the next connection.
     let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -200,7 +288,7 @@ async fn run(hub: Hub, settings: Settings, up: watch::Sender<bool>, shutdown: wa
                 }
             }
         })
-        .connect(settings.nats_url.as_str())
+        .connect(settings.servers())
         .await;
     let client = match connect {
         Ok(c) => c,
@@ -209,7 +297,17 @@ async fn run(hub: Hub, settings: Settings, up: watch::Sender<bool>, shutdown: wa
             return;
         }
     };
-    let owner = tokio::spawn(owner::run(hub.clone(), client.clone(), settings.clone(), shutdown.clone()));
-    let mirror = tokio::spawn(mirror::run(hub, client, settings, shutdown));
-    let _ = tokio::join!(owner, mirror);
+    let claims = Claims::default();
+    let buckets = state::Buckets::new(client.clone(), settings.kv_replicas);
+    let state = tokio::spawn(state::run(buckets.clone(), shared, in_step, shutdown.clone()));
+    let owner = tokio::spawn(owner::run(
+        hub.clone(),
+        client.clone(),
+        buckets,
+        settings.clone(),
+        Arc::clone(&claims),
+        shutdown.clone(),
+    ));
+    let mirror = tokio::spawn(mirror::run(hub, client, settings, claims, owners, shutdown));
+    let _ = tokio::join!(state, owner, mirror);
 }

@@ -11,9 +11,13 @@ use railcast_protocol::TrainId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::state::{self, Buckets};
 use super::wire::{self, Announced, CommandReply, Presence};
-use super::{rejected, send, Settings, INGEST, LEASE, METRICS, PRESENCE_INTERVAL};
+use super::{rejected, send, Claim, Claims, Settings, INGEST, LEASE, METRICS, PRESENCE_INTERVAL};
 use crate::hub::{Hub, SubItem, SubscriberCounters, TrainEvent};
+
+/// How often the owner looks for trains that connected here and claims them.
+const CLAIM_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Whether this node has `train` through a real ingest (not a mirror of another node's).
 fn owns(hub: &Hub, train: &TrainId) -> bool {
@@ -23,25 +27,91 @@ fn owns(hub: &Hub, train: &TrainId) -> bool {
     })
 }
 
-/// What this node announces.
-fn presence(hub: &Hub, node: &str) -> Presence {
+/// What this node announces: its trains that it has claimed (for their current connection).
+fn presence(hub: &Hub, node: &str, claims: &Claims) -> Presence {
+    let claims = claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let trains = hub
         .streams()
         .into_iter()
         .filter_map(|s| {
             let snap = s.snapshot();
+            let claim = claims.get(&snap.train_id).filter(|c| c.connection == snap.connections)?;
             (snap.online && snap.ingest.is_some_and(|i| i != INGEST)).then(|| Announced {
                 train_id: snap.train_id.clone(),
                 cameras: snap.cameras.iter().map(|c| c.info.clone()).collect(),
                 audio: s.audio(),
                 software: snap.software.clone(),
+                epoch: claim.epoch,
             })
         })
         .collect();
     Presence { node: node.to_owned(), trains }
 }
 
-pub async fn run(hub: Hub, client: Client, settings: Settings, mut shutdown: watch::Receiver<bool>) {
+/// Claim every train that connected to this node (each new connection anew) in the owners
+/// bucket: the revision of the claim is the train's epoch, higher than every claim before it on
+/// any node. A train is announced only once claimed.
+pub async fn claim(hub: Hub, buckets: Buckets, node: String, claims: Claims, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(CLAIM_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let body = bytes::Bytes::from(serde_json::to_vec(&wire::OwnerClaim { node: node.clone() }).expect("serialises"));
+    let mut quiet = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let local: Vec<(TrainId, u64)> = hub
+            .streams()
+            .into_iter()
+            .map(|s| s.snapshot())
+            .filter(|s| s.online && s.ingest.is_some_and(|i| i != INGEST))
+            .map(|s| (s.train_id, s.connections))
+            .collect();
+        let unclaimed: Vec<(TrainId, u64)> = {
+            let mut claims = claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            claims.retain(|t, _| local.iter().any(|(l, _)| l == t));
+            local.into_iter().filter(|(t, c)| claims.get(t).is_none_or(|claim| claim.connection != *c)).collect()
+        };
+        if unclaimed.is_empty() {
+            continue;
+        }
+        let store = match buckets.get(state::TRAINS).await {
+            Ok(s) => s,
+            Err(e) => {
+                if !std::mem::replace(&mut quiet, true) {
+                    tracing::warn!("cluster: cannot claim trains yet (they are not shared until then): {e}");
+                }
+                continue;
+            }
+        };
+        for (train, connection) in unclaimed {
+            let put = tokio::time::timeout(super::SEND_TIMEOUT, store.put(state::key_of(train.as_str()), body.clone()));
+            match put.await {
+                Ok(Ok(epoch)) => {
+                    quiet = false;
+                    tracing::info!(train = %train, epoch, "cluster: train claimed by this node");
+                    claims
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(train, Claim { connection, epoch });
+                }
+                Ok(Err(e)) => tracing::debug!(train = %train, "cluster: claim failed: {e}"),
+                Err(_) => tracing::debug!(train = %train, "cluster: claim timed out"),
+            }
+        }
+    }
+}
+
+pub async fn run(
+    hub: Hub,
+    client: Client,
+    buckets: Buckets,
+    settings: Settings,
+    claims: Claims,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(claim(hub.clone(), buckets, settings.node.clone(), Arc::clone(&claims), shutdown.clone()));
     let subscribe = async {
         Ok::<_, async_nats::SubscribeError>((
             client.subscribe(wire::WANT_ALL).await?,
@@ -63,7 +133,7 @@ pub async fn run(hub: Hub, client: Client, settings: Settings, mut shutdown: wat
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let body = wire::to_json(&presence(&hub, &settings.node));
+                let body = wire::to_json(&presence(&hub, &settings.node, &claims));
                 if !send(&client, wire::PRESENCE, body).await {
                     tracing::debug!("cluster: presence not published (NATS unreachable)");
                 }

@@ -79,6 +79,15 @@ pub struct Announced {
     pub audio: Vec<AudioInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software: Option<String>,
+    /// The owner's claim on the train: the revision of its entry in the `railcast_trains`
+    /// bucket. Of two nodes announcing one train, the higher epoch owns it.
+    pub epoch: u64,
+}
+
+/// A value of the `railcast_trains` bucket: the node that claimed the train last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerClaim {
+    pub node: String,
 }
 
 impl Announced {
@@ -154,8 +163,15 @@ mod tests {
     fn malformed_bodies_are_errors() {
         assert!(Presence::parse(b"").is_err());
         assert!(Presence::parse(b"{\"node\":\"\",\"trains\":[]}").is_err());
-        assert!(Presence::parse(b"{\"node\":\"a\",\"trains\":[{\"train_id\":\"bad id\",\"cameras\":[]}]}").is_err());
-        let p = Presence::parse(b"{\"node\":\"a\",\"trains\":[{\"train_id\":\"t\",\"cameras\":[]}]}").expect("ok");
+        assert!(Presence::parse(b"{\"node\":\"a\",\"trains\":[{\"train_id\":\"bad id\",\"cameras\":[],\"epoch\":1}]}")
+            .is_err());
+        assert!(
+            Presence::parse(b"{\"node\":\"a\",\"trains\":[{\"train_id\":\"t\",\"cameras\":[]}]}").is_err(),
+            "no epoch"
+        );
+        let p = Presence::parse(b"{\"node\":\"a\",\"trains\":[{\"train_id\":\"t\",\"cameras\":[],\"epoch\":7}]}")
+            .expect("ok");
+        assert_eq!(p.trains[0].epoch, 7);
         assert_eq!(p.trains[0].hello().token, None);
         assert!(parse_action(b"{\"type\":\"set_speed\",\"kmh\":900}").is_err(), "validated");
         assert!(parse_action(b"{\"type\":\"horn\"}").is_ok());

@@ -1,7 +1,8 @@
 //! Whatever arrives on the cluster's subjects — malformed presence, subjects that name no train,
 //! garbage media, bad keyframe requests and commands — is counted and ignored; both nodes keep
-//! relaying exact frames. A train announced by a node that then falls silent goes offline on the
-//! others after the presence timeout.
+//! relaying exact frames. Malformed entries in the shared-state buckets are counted and skipped.
+//! A train announced by a node that then falls silent goes offline on the others after the
+//! presence timeout.
 
 use std::time::{Duration, Instant};
 
@@ -45,8 +46,19 @@ async fn bad_cluster_messages_are_counted_and_ignored() {
     assert_eq!(reply["error"], "bad_request", "{reply}");
     nats.flush().await.expect("flush");
 
+    // Bad entries in the shared state: not JSON, a record under another id's key, a bad digest.
+    let js = async_nats::jetstream::new(nats.clone());
+    let remotes = js.get_key_value("railcast_remote_controls").await.expect("bucket");
+    remotes.put("rc-x", Bytes::from_static(b"{{")).await.expect("put");
+    let other = b"{\"id\":\"rc-y\",\"name\":\"n\",\"created_at_ms\":1}";
+    remotes.put("rc-z", Bytes::from_static(other)).await.expect("put");
+    let revocations = js.get_key_value("railcast_revocations").await.expect("bucket");
+    let bad = b"{\"sha256\":\"00\",\"revoked_at_ms\":1,\"by\":\"x\"}";
+    revocations.put("00", Bytes::from_static(bad)).await.expect("put");
+
     // A node that announces a train and then falls silent.
-    let ghost = Bytes::from_static(b"{\"node\":\"node-x\",\"trains\":[{\"train_id\":\"ghost\",\"cameras\":[]}]}");
+    let ghost =
+        Bytes::from_static(b"{\"node\":\"node-x\",\"trains\":[{\"train_id\":\"ghost\",\"cameras\":[],\"epoch\":1}]}");
     nats.publish("railcast.presence", ghost).await.expect("publish");
     nats.flush().await.expect("flush");
     wait_for_train(&nodes.b, "ghost", true).await;
@@ -66,10 +78,15 @@ async fn bad_cluster_messages_are_counted_and_ignored() {
         (&nodes.b, "telemetry"),
         (&nodes.a, "keyframe"),
         (&nodes.a, "command"),
+        (&nodes.a, "remote_control"),
+        (&nodes.b, "revocation"),
     ] {
         assert!(rejected(server, kind).await >= 1.0, "{kind} not counted on {}", server.http);
     }
     assert!(rejected(&nodes.a, "presence").await >= 2.0);
+    assert!(rejected(&nodes.b, "remote_control").await >= 2.0);
+    let (_, list) = testkit::api("GET", &nodes.b.url("/api/remote-controls"), None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "only the real one: {list}");
     println!(
         "cluster: bad messages counted and ignored; a silent node's train offline after {} ms",
         ghost_offline.as_millis()

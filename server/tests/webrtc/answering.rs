@@ -48,7 +48,7 @@ fn core() -> (Core, Principal, watch::Sender<bool>) {
         limits,
         audit: railcast_server::audit::Audit::memory(),
         shutdown,
-        cluster_connected: None,
+        cluster: None,
     };
     (core, principal, stop_tx)
 }

@@ -170,6 +170,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/revocations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The credentials revoked at run time, oldest first. In a cluster: on every node. Admin. */
+        get: operations["list_revocations"];
+        put?: never;
+        /**
+         * Revoke a client's or a train's token, by the token or its SHA-256. At once: requests with it
+         *     get 401, sessions it opened close (WebSocket code 4003), a train connected with it is
+         *     disconnected, and it cannot connect again. In a cluster, on every node. Revoking a token that
+         *     is revoked already answers 200 with the first revocation. Admin.
+         */
+        post: operations["revoke"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/revocations/{sha256}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Lift a revocation: the token works again (if the credentials file still lists it). Admin. */
+        delete: operations["unrevoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/sessions": {
         parameters: {
             query?: never;
@@ -564,7 +604,8 @@ export interface paths {
         };
         /**
          * Readiness: listeners are bound, the server is not shutting down (503 `shutting_down`) and, with
-         *     `cluster_nats_url`, it reaches NATS (503 `cluster_unreachable`; docs/cluster.md).
+         *     `cluster_nats_url`, it reaches NATS (503 `cluster_unreachable`) and has taken in the cluster's
+         *     shared state since it started (503 `cluster_state_pending`; docs/cluster.md).
          */
         get: operations["readyz"];
         put?: never;
@@ -981,6 +1022,39 @@ export interface components {
             train_id?: string | null;
         };
         /**
+         * @description A revoked credential.
+         * @example {
+         *       "by": "demo-admin",
+         *       "note": "laptop lost",
+         *       "revoked_at": "2026-12-02T10:00:00.000Z",
+         *       "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+         *     }
+         */
+        RevocationView: {
+            /** @description The admin who revoked it. */
+            by: string;
+            note?: string | null;
+            /** @description When it was revoked (RFC 3339). */
+            revoked_at: string;
+            /** @description SHA-256 of the token, lower-case hex. */
+            sha256: string;
+        };
+        /**
+         * @description Revoke a credential (a client's or a train's token): give the token or its SHA-256, not both.
+         * @example {
+         *       "note": "laptop lost",
+         *       "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+         *     }
+         */
+        Revoke: {
+            /** @description Why, for the record. At most 100 characters. */
+            note?: string | null;
+            /** @description The token's SHA-256, 64 hex digits (as a credentials file may list it). */
+            sha256?: string | null;
+            /** @description The token itself (it is not kept: only its SHA-256). */
+            token?: string | null;
+        };
+        /**
          * @description What a client may do; each role includes the ones before it.
          * @enum {string}
          */
@@ -1240,6 +1314,11 @@ export interface components {
             last_seen?: string | null;
             offline_reason?: string | null;
             online: boolean;
+            /**
+             * @description In a cluster (docs/cluster.md): the node the train is connected to, while it is online
+             *     (this node's id, or another's for a train mirrored here); null on a single node.
+             */
+            owner_node?: string | null;
             /** Format: int64 */
             packets_in: number;
             /** @description Packets refused, by reason (`truncated`, `bad_magic`, `unknown_camera`, …). */
@@ -1882,6 +1961,173 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["RemoteControlView"];
                 };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_revocations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RevocationView"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Revoke"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RevocationView"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RevocationView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unrevoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description SHA-256 of the revoked token, hex */
+                sha256: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Lifted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: {
                 headers: {
