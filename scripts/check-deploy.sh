@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Validate every deployment file (scripts/test.sh runs this; docs/operations.md describes them):
-#   docker-compose.yml  docker-compose config
+#   docker-compose.yml  docker-compose config, with and without --profile cluster;
+#                       tests/deploy/check_cluster.py (the profile's services agree)
+#   deploy/cluster/     nats-server -t on nats.conf; nginx -t on nginx.conf (its stream part only
+#                       where Debian's libnginx-mod-stream is installed: said when it is not)
 #   Dockerfile          tests/deploy/check_dockerfile.py (no Docker engine needed)
 #   deploy/systemd/     systemd-analyze verify (warnings fail too), systemd-sysusers into a
 #                       scratch root, and its railcast.toml loaded by the real server
@@ -38,6 +41,30 @@ if grep -nE '^[^#]*"(curl|wget)"' docker-compose.yml >&2; then
   exit 1
 fi
 echo "docker-compose.yml: valid"
+
+# The `cluster` profile: resolved, then its services, NATS routes and nginx upstreams agree.
+docker-compose -f docker-compose.yml --profile cluster config >"$scratch/cluster.yml"
+python3 tests/deploy/check_cluster.py "$scratch/cluster.yml" deploy/cluster
+for n in 1 2 3; do
+  nats-server -c deploy/cluster/nats.conf --name "nats-$n" -t >/dev/null 2>&1 \
+    || { nats-server -c deploy/cluster/nats.conf --name "nats-$n" -t; exit 1; }
+done
+# nginx resolves upstream names when it loads the file: the relays become 127.0.0.1 here.
+mkdir -p "$scratch/nginx"
+stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
+if [ -f "$stream_module" ]; then
+  # The official image has the stream module built in; Debian's is a module to load.
+  { echo "load_module $stream_module;"; sed -E 's/relay-[0-9]+:/127.0.0.1:/' deploy/cluster/nginx.conf; } >"$scratch/nginx/nginx.conf"
+  nginx_checked="whole"
+else
+  # Without the module the `stream` block cannot be parsed: the http part is checked alone.
+  sed -E 's/relay-[0-9]+:/127.0.0.1:/' deploy/cluster/nginx.conf | sed '/^stream {/,/^}/d' >"$scratch/nginx/nginx.conf"
+  nginx_checked="http part only; the stream (QUIC) part is NOT checked: apt-get install libnginx-mod-stream"
+  echo "check-deploy: $stream_module is missing: deploy/cluster/nginx.conf's stream part is not checked" >&2
+fi
+said="$(nginx -p "$scratch/nginx" -c "$scratch/nginx/nginx.conf" -e stderr -g "pid $scratch/nginx/nginx.pid;" -t 2>&1)" \
+  || { echo "$said" >&2; echo "check-deploy: deploy/cluster/nginx.conf fails nginx -t (above)" >&2; exit 1; }
+echo "deploy/cluster: valid (nats-server -t for nats-1..3, nginx -t: $nginx_checked)"
 
 python3 tests/deploy/check_dockerfile.py Dockerfile
 
