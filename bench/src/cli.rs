@@ -16,6 +16,7 @@ pub const SCENARIOS: &[&str] = &[
     "mqtt-fanout",
     "dc-chromium",
     "many-trains",
+    "cluster",
     "webrtc-setup",
     "memory",
     "churn",
@@ -31,10 +32,10 @@ pub const BY_NAME_ONLY: &[&str] = &["soak"];
 #[command(name = "railcast-bench", version)]
 pub struct Opts {
     /// Scenario to run (repeatable): ws-fanout, ws-floor, dc-fanout, wt-fanout, whep-fanout, mqtt-fanout, dc-chromium,
-    /// many-trains, webrtc-setup, memory, churn, record, all, soak. Default: all. `soak` is not part of `all` and runs
-    /// only when named.
+    /// many-trains, cluster, webrtc-setup, memory, churn, record, all, soak. Default: all. `soak` is not part of
+    /// `all` and runs only when named.
     #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(
-        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "whep-fanout", "mqtt-fanout", "dc-chromium", "many-trains", "webrtc-setup", "memory", "churn", "record", "all", "soak"]))]
+        ["ws-fanout", "ws-floor", "dc-fanout", "wt-fanout", "whep-fanout", "mqtt-fanout", "dc-chromium", "many-trains", "cluster", "webrtc-setup", "memory", "churn", "record", "all", "soak"]))]
     pub scenarios: Vec<String>,
     /// Client counts for both fan-out scenarios, e.g. 1,50,200 (overrides --ws-clients and
     /// --dc-clients).
@@ -68,6 +69,10 @@ pub struct Opts {
     /// --broker-conf='set_tcp_nodelay true'. The shipped deploy/mosquitto/mosquitto.conf otherwise.
     #[arg(long)]
     pub broker_conf: Vec<String>,
+    /// cluster: WebSocket client counts; each is run on a single node, then on node B of a
+    /// two-node cluster whose node A has the train [default: 50,200; --smoke: 2].
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_clients: Option<Vec<usize>>,
     /// Idle client counts at which memory samples RSS [default: 0,100,200].
     #[arg(long, value_delimiter = ',')]
     pub idle_clients: Option<Vec<usize>>,
@@ -215,6 +220,8 @@ pub struct Ctx {
     pub wt_clients: Vec<usize>,
     pub whep_clients: Vec<usize>,
     pub mqtt_clients: Vec<usize>,
+    /// cluster: client counts.
+    pub cluster_clients: Vec<usize>,
     /// mqtt-fanout: mosquitto's CPUs (`None`: not pinned).
     pub broker_cpu: Option<String>,
     pub mqtt_video_message: usize,
@@ -262,6 +269,7 @@ impl Ctx {
         let wt_clients = pick(&o.wt_clients, &[1, 50, 200, 500], &[1, 4]);
         let whep_clients = pick(&o.whep_clients, &[1, 50, 200, 500], &[1, 2]);
         let mqtt_clients = pick(&o.mqtt_clients, &[1, 10, 50, 100, 200], &[2]);
+        let cluster_clients = pick(&o.cluster_clients, &[50, 200], &[2]);
         let broker_cpu = match o.broker_cpu.as_deref() {
             Some("none") => None,
             Some(cpu) => Some(cpu.to_owned()),
@@ -295,6 +303,7 @@ impl Ctx {
             wt_clients,
             whep_clients,
             mqtt_clients,
+            cluster_clients,
             broker_cpu,
             mqtt_video_message: o.mqtt_video_message,
             broker_conf: o.broker_conf.clone(),

@@ -96,6 +96,26 @@ pub struct FanoutStep {
     pub keyframe_requests: u64,
     pub client_errors: usize,
     pub first_client_error: Option<String>,
+    /// `cluster`: the CPU of the other processes on the path over the window (the train's own
+    /// node, nats-server), % of one core each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others_cpu_pct: Vec<OtherCpu>,
+}
+
+/// CPU of a process beside the serving one, over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherCpu {
+    pub name: &'static str,
+    pub cpu_pct: f64,
+}
+
+/// Where a step's trains connect (`ingest`) and where its clients watch (`serve`): the same
+/// server but in `cluster`, whose viewers are on another node than the train. `others` are
+/// processes whose CPU is measured over the window beside the serving server's.
+pub struct Nodes<'a> {
+    pub ingest: &'a Server,
+    pub serve: &'a Server,
+    pub others: Vec<(&'static str, u32)>,
 }
 
 enum Holder {
@@ -132,7 +152,8 @@ pub async fn step(
             return Err(e);
         }
     };
-    let result = run_step(ctx, &server, broker.as_ref(), transport, n_trains, cameras, per_train).await;
+    let nodes = Nodes { ingest: &server, serve: &server, others: Vec::new() };
+    let result = run_step(ctx, &nodes, broker.as_ref(), transport, n_trains, cameras, per_train).await;
     server.stop().await;
     if let Some(mut b) = broker {
         b.kill().await;
@@ -140,9 +161,9 @@ pub async fn step(
     result
 }
 
-async fn run_step(
+pub async fn run_step(
     ctx: &Ctx,
-    server: &Server,
+    nodes: &Nodes<'_>,
     broker: Option<&testkit::mqtt::Broker>,
     transport: Transport,
     n_trains: usize,
@@ -150,13 +171,23 @@ async fn run_step(
     per_train: usize,
 ) -> anyhow::Result<FanoutStep> {
     let window = Arc::new(Window::default());
+    let (ingest, server) = (nodes.ingest, nodes.serve);
+    let remote = ingest.pid != server.pid;
     let mut trains = Vec::new();
     for t in 0..n_trains {
-        let spec = TrainSpec::new(format!("train-{}", t + 1), cameras, ctx.bitrate, ctx, server);
-        trains.push(Train::start(&server.api.base, spec, Arc::clone(&window)).await?);
+        let spec = TrainSpec::new(format!("train-{}", t + 1), cameras, ctx.bitrate, ctx, ingest);
+        trains.push(Train::start(&ingest.api.base, spec, Arc::clone(&window)).await?);
     }
     for t in &trains {
-        server.api.wait_train_online(&t.spec.id, Duration::from_secs(10)).await?;
+        ingest.api.wait_train_online(&t.spec.id, Duration::from_secs(10)).await?;
+        if remote {
+            // The serving node lists it once the owner's presence (1/s) arrived through NATS.
+            server.api.wait_train_online(&t.spec.id, Duration::from_secs(10)).await?;
+            let (_, v) = server.api.call("GET", &format!("/api/trains/{}", t.spec.id), None).await?;
+            if v["ingest"] != "cluster" {
+                anyhow::bail!("train {} on the serving node: expected ingest \"cluster\", got {v}", t.spec.id);
+            }
+        }
     }
     let n = n_trains * per_train;
     let train_of = |i: usize| i % n_trains;
@@ -242,6 +273,8 @@ async fn run_step(
     procstat::reset_peak(server.pid());
     let (server_cpu, load_cpu) = (CpuMeter::start(server.pid()), CpuMeter::start(Pid::Myself));
     let broker_cpu = broker.and_then(|b| b.pid()).map(|p| CpuMeter::start(Pid::Other(p)));
+    let others_cpu: Vec<(&'static str, CpuMeter)> =
+        nodes.others.iter().map(|&(name, pid)| (name, CpuMeter::start(Pid::Other(pid)))).collect();
     let window_us = ctx.duration.as_micros() as u64;
     window.open(window_us);
     let mut peak_sampled = 0;
@@ -252,6 +285,7 @@ async fn run_step(
     }
     let (server_cpu_pct, load_cpu_pct) = (server_cpu.percent(), load_cpu.percent());
     let broker_cpu_pct = broker_cpu.map(|m| m.percent());
+    let others_cpu_pct = others_cpu.iter().map(|(name, m)| OtherCpu { name, cpu_pct: m.percent() }).collect();
     let server_rss_kb = server.rss_kb();
     let server_rss_peak_kb = procstat::peak_rss_kb(server.pid()).max(peak_sampled).max(server_rss_kb);
     // Frames captured at the end of the window are still on their way.
@@ -369,6 +403,7 @@ async fn run_step(
         keyframe_requests: kf_after - kf_before,
         client_errors: errors.len(),
         first_client_error: errors.into_iter().next(),
+        others_cpu_pct,
     })
 }
 
@@ -429,7 +464,7 @@ fn row(s: &FanoutStep) -> Vec<String> {
     r
 }
 
-fn le_ms(us: Option<u64>) -> String {
+pub fn le_ms(us: Option<u64>) -> String {
     match us {
         Some(u64::MAX) => ">5s".into(),
         Some(u) => format!("{}", u as f64 / 1000.0),
@@ -438,7 +473,7 @@ fn le_ms(us: Option<u64>) -> String {
 }
 
 /// A step "ran" when every client connected and video was delivered.
-fn check(out: &mut Outcome, s: &FanoutStep) {
+pub fn check(out: &mut Outcome, s: &FanoutStep) {
     if s.frames_delivered == 0 {
         out.fail(format!("{} clients: no frame delivered", s.clients));
     } else if s.connected < s.clients {

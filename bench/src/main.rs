@@ -9,14 +9,16 @@
 //!   `/rpc`, for `webrtc-setup`.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
-//! - [`fanout`], [`floor`], [`dc_chromium`], [`setup`], [`memory`], [`churn`], [`soak`],
-//!   [`record`]: the scenarios; `floor` is `ws-fanout` with railcast replaced by a relay that only copies bytes;
+//! - [`fanout`], [`floor`], [`dc_chromium`], [`cluster`], [`setup`], [`memory`], [`churn`],
+//!   [`soak`], [`record`]: the scenarios; `cluster` runs `ws-fanout`'s step with the train on one
+//!   relay node and the clients on another (through a nats-server it starts); `floor` is `ws-fanout` with railcast replaced by a relay that only copies bytes;
 //!   `dc_chromium` drives Debian's Chromium (node + playwright-core, web-client/e2e/dc-throughput.mjs)
 //!   as the one peer of a train sent faster than 400 Mbit/s.
 //! - [`report`]: JSON lines and tables with the targets.
 
 mod churn;
 mod cli;
+mod cluster;
 mod dc_chromium;
 mod fanout;
 mod floor;
@@ -129,6 +131,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
                 "mqtt-fanout" => fanout::fanout(&ctx, Transport::Mqtt).await,
                 "dc-chromium" => dc_chromium::run(&ctx).await,
                 "many-trains" => fanout::many_trains(&ctx).await,
+                "cluster" => cluster::run(&ctx).await,
                 "webrtc-setup" => setup::run(&ctx).await,
                 "memory" => memory::run(&ctx).await,
                 "soak" => soak::run(&ctx).await,
