@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::wire::{self, Announced, CommandReply, Presence};
 use super::{rejected, send, Claims, Settings, INGEST, PRESENCE_TIMEOUT, SEND_TIMEOUT, WANT_INTERVAL};
-use crate::hub::Hub;
+use crate::hub::{CommandError, Hub};
 
 /// How often a mirror checks whether it has subscribers (a new viewer waits at most this long
 /// before the lease is asked for).
@@ -91,6 +91,7 @@ pub async fn run(
         known.retain(|_, (_, seen)| seen.elapsed() < PRESENCE_TIMEOUT);
         reconcile(&hub, &client, &settings, &claims, &known, &mut mirrors);
         owners.retain(|t, _| mirrors.contains_key(t));
+        super::METRICS.mirrored.set(mirrors.len() as i64);
         for (t, m) in &mirrors {
             let owner = m.remote.borrow().owner.clone();
             if owners.get(t).is_none_or(|o| *o != owner) {
@@ -165,7 +166,7 @@ async fn next_of(sub: &mut Option<Subscriber>) -> Option<async_nats::Message> {
 async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote: watch::Receiver<Remote>) {
     let train = remote.borrow().train.train_id.clone();
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let (acks_tx, mut acks) = mpsc::channel::<CommandAck>(CONTROL_QUEUE);
+    let (acks_tx, mut acks) = mpsc::channel::<Outcome>(CONTROL_QUEUE);
     let mut publisher = hub.connect_train_via(remote.borrow().train.hello(), control_tx.clone(), INGEST);
     let mut media: Option<Subscriber> = None;
     let mut telemetry: Option<Subscriber> = None;
@@ -190,7 +191,10 @@ async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote:
                 return;
             }
             Some(msg) = control_rx.recv() => forward(&client, &train, msg, command_timeout, &acks_tx).await,
-            Some(ack) = acks.recv() => publisher.ack(ack),
+            Some(outcome) = acks.recv() => match outcome {
+                Outcome::Ack(ack) => publisher.ack(ack),
+                Outcome::Failed(command_id, error) => publisher.fail_command(command_id, error),
+            },
             msg = next_of(&mut media) => match msg {
                 Some(m) => {
                     if let Err(e) = publisher.publish(m.payload) {
@@ -237,15 +241,24 @@ async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote:
     }
 }
 
+/// What the owner answered for a forwarded command.
+enum Outcome {
+    /// The train's ack.
+    Ack(CommandAck),
+    /// No ack, for this reason (the owner's hub said so, as this node's would for a local train).
+    Failed(u64, CommandError),
+}
+
 /// Send a command or keyframe request to the owner. A command's outcome comes back on `acks`
-/// (as the train's ack) unless it timed out: then the hub's own timeout answers the client, with
-/// the error a local train's silence gives.
+/// (the train's ack, or the owner's error: the client gets the same `command_error` as for a
+/// local train) unless it timed out: then the hub's own timeout answers the client, with the
+/// error a local train's silence gives.
 async fn forward(
     client: &Client,
     train: &TrainId,
     msg: ControlMessage,
     timeout: Duration,
-    acks: &mpsc::Sender<CommandAck>,
+    acks: &mpsc::Sender<Outcome>,
 ) {
     match msg {
         ControlMessage::KeyframeRequest(r) => {
@@ -255,19 +268,25 @@ async fn forward(
             let (client, train, acks) = (client.clone(), train.clone(), acks.clone());
             tokio::spawn(async move {
                 let request = async_nats::Request::new().payload(wire::to_json(&command)).timeout(Some(timeout));
-                let ack = |ok: bool, message: String| CommandAck { command_id, ok, message };
+                let ack = |ok: bool, message: String| Outcome::Ack(CommandAck { command_id, ok, message });
                 let answer = match client.send_request(wire::command(&train), request).await {
                     Ok(reply) => match serde_json::from_slice::<CommandReply>(&reply.payload) {
                         Ok(CommandReply::Ack { ok, message, .. }) => Some(ack(ok, message)),
+                        // The hub's own timeout answers (the same error, from here).
                         Ok(CommandReply::Error { error, .. }) if error == "command_timeout" => None,
-                        Ok(CommandReply::Error { error, message }) => Some(ack(false, format!("{error}: {message}"))),
+                        Ok(CommandReply::Error { error, message }) => {
+                            Some(match CommandError::from_code(&error, &train, timeout) {
+                                Some(e) => Outcome::Failed(command_id, e),
+                                None => ack(false, format!("{error}: {message}")),
+                            })
+                        }
                         Err(e) => {
                             rejected("command", &reply.subject, &e);
                             Some(ack(false, "the owner node's answer was malformed".into()))
                         }
                     },
                     Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                        Some(ack(false, format!("train_offline: no node answers for train {train}")))
+                        Some(Outcome::Failed(command_id, CommandError::TrainOffline(train.clone())))
                     }
                     Err(e) => {
                         tracing::debug!(train = %train, command_id, "cluster: command not answered: {e}");

@@ -58,11 +58,18 @@ pub struct ClusterMetrics {
     pub rejected: prometheus::IntCounterVec,
     /// `railcast_cluster_media_out_total`: packets this node published for other nodes.
     pub media_out: prometheus::IntCounter,
+    /// `railcast_cluster_node_info{node}`: 1, naming this node (joins the node id to the
+    /// instance's other series).
+    pub node_info: prometheus::IntGaugeVec,
+    /// `railcast_cluster_connected`: 1 while the NATS connection is up.
+    pub connected: prometheus::IntGauge,
+    /// `railcast_cluster_mirrored_trains`: trains of other nodes shown here.
+    pub mirrored: prometheus::IntGauge,
 }
 
 /// The `kind` label values of `railcast_cluster_rejected_total`.
 pub const REJECTED_KINDS: &[&str] =
-    &["presence", "want", "media", "telemetry", "command", "keyframe", "remote_control", "revocation", "owner"];
+    &["presence", "want", "media", "telemetry", "command", "keyframe", "remote_control", "revocation"];
 
 pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
     let r = crate::metrics::METRICS.registry();
@@ -82,12 +89,29 @@ pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
             r.register(Box::new(c.clone())).expect("unique metric");
             c
         },
+        node_info: {
+            let g = prometheus::IntGaugeVec::new(
+                prometheus::Opts::new("railcast_cluster_node_info", "This relay's node id in the cluster (value 1)."),
+                &["node"],
+            )
+            .expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        },
+        connected: gauge(r, "railcast_cluster_connected", "1 while this node's NATS connection is up."),
+        mirrored: gauge(r, "railcast_cluster_mirrored_trains", "Trains of other nodes shown on this node."),
     };
     for kind in REJECTED_KINDS {
         let _ = m.rejected.with_label_values(&[kind]);
     }
     m
 });
+
+fn gauge(r: &prometheus::Registry, name: &str, help: &str) -> prometheus::IntGauge {
+    let g = prometheus::IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
 
 /// Longest a publish may wait for room in the client's queue (NATS down, the queue full): the
 /// loops stay responsive to shutdown and leases instead of waiting for the reconnection.
@@ -218,7 +242,7 @@ pub struct Cluster {
 impl Cluster {
     /// Connect (in the background, retrying with backoff) and run every part until `shutdown`.
     pub fn start(hub: Hub, shared: Shared, settings: Settings, shutdown: watch::Receiver<bool>) -> Self {
-        let _ = &*METRICS;
+        METRICS.node_info.with_label_values(&[settings.node.as_str()]).set(1);
         let url = crate::config::redact_password(&settings.nats_url);
         tracing::info!(node = %settings.node, %url, "cluster node");
         let (up, connected) = watch::channel(false);
@@ -267,11 +291,13 @@ async fn run(hub: Hub, shared: Shared, settings: Settings, parts: Parts, shutdow
                 match event {
                     async_nats::Event::Connected => {
                         up.send_replace(true);
+                        METRICS.connected.set(1);
                         quiet.store(false, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(%url, "cluster: connected to NATS");
                     }
                     async_nats::Event::Disconnected => {
                         up.send_replace(false);
+                        METRICS.connected.set(0);
                         quiet.store(true, std::sync::atomic::Ordering::Relaxed);
                         tracing::error!(%url, "cluster: NATS unreachable; mirrored trains go offline, retrying")
                     }

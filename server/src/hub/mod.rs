@@ -112,6 +112,20 @@ impl CommandError {
             Self::Timeout { .. } => "command_timeout",
         }
     }
+
+    /// The error another node reported by its [`CommandError::code`] (a cluster's owner), for
+    /// `train`; `None` for a code that is not one of them.
+    pub fn from_code(code: &str, train: &TrainId, timeout: Duration) -> Option<Self> {
+        let train = train.clone();
+        Some(match code {
+            // The owner does not know the train (any more): offline, as seen from here.
+            "train_not_found" | "train_offline" => Self::TrainOffline(train),
+            "train_lost" => Self::TrainLost(train),
+            "train_busy" => Self::TrainBusy(train),
+            "command_timeout" => Self::Timeout { train, timeout },
+            _ => return None,
+        })
+    }
 }
 
 /// A train's answer to a command.
@@ -237,7 +251,8 @@ impl Hub {
         let started = Instant::now();
         let timeout = self.inner.config.command_timeout;
         let result = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(ack)) => Ok(CommandOutcome { command_id, ack, rtt: started.elapsed() }),
+            Ok(Ok(Ok(ack))) => Ok(CommandOutcome { command_id, ack, rtt: started.elapsed() }),
+            Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(CommandError::TrainLost(train.clone())),
             Err(_) => {
                 stream.forget_command(command_id);
@@ -276,6 +291,12 @@ impl Publisher {
 
     pub fn ack(&self, ack: CommandAck) {
         self.stream.complete_command(ack);
+    }
+
+    /// Complete a command with an error instead of an ack (a cluster's owner node answered for
+    /// the train with one).
+    pub fn fail_command(&self, command_id: u64, error: CommandError) {
+        self.stream.fail_command(command_id, error);
     }
 
     pub fn telemetry(&self, telemetry: railcast_protocol::Telemetry) {
@@ -337,6 +358,39 @@ mod tests {
 
     fn ids(stream: &Stream) -> Vec<u16> {
         stream.cameras().iter().map(|c| c.id.0).collect()
+    }
+
+    /// A command completed with an error (a cluster's owner answered for the train) gives the
+    /// caller that error; every code maps back to itself.
+    #[tokio::test]
+    async fn a_command_can_fail_with_an_error_instead_of_an_ack() {
+        let hub = Hub::new(HubConfig::default());
+        let train = TrainId::new("train-1").expect("id");
+        let (tx, mut rx) = mpsc::channel(4);
+        let publisher = hub.connect_train(hello(&train, &[0]), tx);
+        let waiting = tokio::spawn({
+            let hub = hub.clone();
+            let train = train.clone();
+            async move { hub.command(&train, Action::Horn { duration_ms: 10 }).await }
+        });
+        let Some(ControlMessage::Command(c)) = rx.recv().await else { panic!("a command") };
+        publisher.fail_command(c.command_id, CommandError::TrainBusy(train.clone()));
+        let result = waiting.await.expect("task");
+        assert_eq!(result.map(|o| o.command_id), Err(CommandError::TrainBusy(train.clone())));
+        let timeout = Duration::from_secs(5);
+        for e in [
+            CommandError::TrainOffline(train.clone()),
+            CommandError::TrainLost(train.clone()),
+            CommandError::TrainBusy(train.clone()),
+            CommandError::Timeout { train: train.clone(), timeout },
+        ] {
+            assert_eq!(CommandError::from_code(e.code(), &train, timeout), Some(e));
+        }
+        assert_eq!(
+            CommandError::from_code("train_not_found", &train, timeout),
+            Some(CommandError::TrainOffline(train.clone()))
+        );
+        assert_eq!(CommandError::from_code("bad_request", &train, timeout), None);
     }
 
     /// What `mapped_train_changed` and `train_online` say about cameras (docs/wire-format.md §4):

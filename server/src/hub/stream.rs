@@ -174,7 +174,7 @@ struct State {
     last_seen: Option<SystemTime>,
     offline_reason: String,
     subscribers: Vec<Slot>,
-    pending: HashMap<u64, oneshot::Sender<CommandAck>>,
+    pending: HashMap<u64, oneshot::Sender<Result<CommandAck, CommandError>>>,
     last_keyframe_request: Option<Instant>,
     malformed: BTreeMap<&'static str, u64>,
     /// The train's last `status` frame and when it came (cleared by a new connection's hello).
@@ -479,7 +479,11 @@ impl Stream {
         self.lock().subscribers.retain(|s| s.id() != id);
     }
 
-    pub(super) fn send_command(&self, command: Command, done: oneshot::Sender<CommandAck>) -> Result<(), CommandError> {
+    pub(super) fn send_command(
+        &self,
+        command: Command,
+        done: oneshot::Sender<Result<CommandAck, CommandError>>,
+    ) -> Result<(), CommandError> {
         let mut st = self.lock();
         let Some(online) = &st.online else {
             return Err(CommandError::TrainOffline(self.train_id.clone()));
@@ -499,14 +503,22 @@ impl Stream {
     }
 
     pub(super) fn complete_command(&self, ack: CommandAck) {
-        let done = self.lock().pending.remove(&ack.command_id);
+        let command_id = ack.command_id;
+        self.finish_command(command_id, Ok(ack));
+    }
+
+    /// A command that will get no ack, for `error` (a cluster's owner node said so).
+    pub(super) fn fail_command(&self, command_id: u64, error: CommandError) {
+        self.finish_command(command_id, Err(error));
+    }
+
+    fn finish_command(&self, command_id: u64, outcome: Result<CommandAck, CommandError>) {
+        let done = self.lock().pending.remove(&command_id);
         match done {
             Some(done) => {
-                let _ = done.send(ack);
+                let _ = done.send(outcome);
             }
-            None => {
-                tracing::debug!(train = %self.train_id, command_id = ack.command_id, "ack for an unknown or expired command")
-            }
+            None => tracing::debug!(train = %self.train_id, command_id, "outcome of an unknown or expired command"),
         }
     }
 

@@ -9,6 +9,7 @@
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
 mod bad_input;
+mod command_errors;
 mod commands;
 mod failover;
 mod media;
