@@ -5,21 +5,16 @@
 use std::time::Duration;
 
 use serde_json::json;
-use testkit::nats::Nats;
 use testkit::ws::Client;
-use testkit::{remote_control, scratch, RawTrain, Server};
+use testkit::{remote_control, scratch, RawTrain};
 
-use crate::{wait_api, wait_ready};
+use crate::wait_api;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_command_fails_with_the_same_error_as_on_one_node() {
     let _serial = testkit::serial().await;
     let dir = scratch("cluster_command_errors");
-    let nats = Nats::start(&dir).await;
-    let url = nats.url();
-    let a = Server::start(&dir, &["--cluster-nats-url", &url, "--cluster-node-id", "node-a"]).await;
-    let b = Server::start_sharing(&dir, &a, &["--cluster-nats-url", &url, "--cluster-node-id", "node-b"]).await;
-    wait_ready(&b).await;
+    let (_nats, a, b) = crate::two_nodes(&dir).await;
     // A train that takes 3 s to ack.
     let train = RawTrain::connect(&a, "train-1", Duration::from_secs(3)).await;
     wait_api(&b, "/api/trains/train-1", "train-1 mirrored on B", |s, v| s == 200 && v["online"] == true).await;

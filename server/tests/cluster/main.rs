@@ -39,16 +39,22 @@ pub struct Nodes {
 
 impl Nodes {
     pub async fn start(dir: &Path) -> Nodes {
-        let nats = Nats::start(dir).await;
-        let url = nats.url();
-        let a = Server::start(dir, &["--cluster-nats-url", &url, "--cluster-node-id", "node-a"]).await;
-        let b = Server::start_sharing(dir, &a, &["--cluster-nats-url", &url, "--cluster-node-id", "node-b"]).await;
+        let (nats, a, b) = two_nodes(dir).await;
         let sim = Sim::start(dir, &a, &[&["--trains", "1"], SMALL_VIDEO].concat());
-        for node in [&a, &b] {
-            wait_ready(node).await;
-        }
         Nodes { nats, a, b, sim }
     }
+}
+
+/// One nats-server and nodes A and B sharing the credentials, both ready; no train.
+pub async fn two_nodes(dir: &Path) -> (Nats, Server, Server) {
+    let nats = Nats::start(dir).await;
+    let url = nats.url();
+    let a = Server::start(dir, &["--cluster-nats-url", &url, "--cluster-node-id", "node-a"]).await;
+    let b = Server::start_sharing(dir, &a, &["--cluster-nats-url", &url, "--cluster-node-id", "node-b"]).await;
+    for node in [&a, &b] {
+        wait_ready(node).await;
+    }
+    (nats, a, b)
 }
 
 /// Three nats-servers routed into one cluster, relay nodes A, B and C connected to all three

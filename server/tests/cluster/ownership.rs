@@ -5,9 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use testkit::nats::Nats;
 use testkit::ws::{verify, Client};
-use testkit::{remote_control, scratch, RawTrain, Server, Sim, SMALL_VIDEO};
+use testkit::{remote_control, scratch, RawTrain, Sim, SMALL_VIDEO};
 
 use crate::wait_api;
 
@@ -15,10 +14,7 @@ use crate::wait_api;
 async fn the_newest_connection_owns_a_train_across_nodes() {
     let _serial = testkit::serial().await;
     let dir = scratch("cluster_ownership");
-    let nats = Nats::start(&dir).await;
-    let url = nats.url();
-    let a = Server::start(&dir, &["--cluster-nats-url", &url, "--cluster-node-id", "node-a"]).await;
-    let b = Server::start_sharing(&dir, &a, &["--cluster-nats-url", &url, "--cluster-node-id", "node-b"]).await;
+    let (_nats, a, b) = crate::two_nodes(&dir).await;
     // The old connection: a train on A that will not notice anything.
     let old = RawTrain::connect(&a, "train-1", Duration::ZERO).await;
     let v = wait_api(&b, "/api/trains/train-1", "train-1 mirrored on B", |s, v| s == 200 && v["online"] == true).await;
