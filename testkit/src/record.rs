@@ -161,7 +161,10 @@ pub fn decode_errors(file: &Path) -> String {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(file)
-        .args(["-f", "null", "-"])
+        // Frames keep their own times: at the stream's nominal rate (1/15 s), two frames captured
+        // closer than a tick apart (a train sending late, then catching up) would round to one
+        // time and ffmpeg's muxer would complain of a file that is fine.
+        .args(["-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null", "-"])
         .output()
         .expect("ffmpeg");
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
