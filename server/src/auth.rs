@@ -284,13 +284,14 @@ impl Auth {
         self.revoked.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(d)
     }
 
-    /// Revoke a credential here. False if it was revoked already (the first revocation stays).
-    pub fn revoke(&self, revocation: Revocation) -> bool {
-        let added = self.apply_revocation(revocation);
+    /// Revoke a credential here: the revocation in force, and whether it is this one (false:
+    /// it was revoked already, and the first revocation stays). `None` for a malformed digest.
+    pub fn revoke(&self, revocation: Revocation) -> Option<(Revocation, bool)> {
+        let (standing, added) = self.insert_revocation(revocation)?;
         if added {
             self.local_revocations.send_modify(|r| *r += 1);
         }
-        added
+        Some((standing, added))
     }
 
     /// Lift a revocation made here or elsewhere. False if `sha256` was not revoked.
@@ -304,21 +305,24 @@ impl Auth {
 
     /// A revocation from another node: in force here at once, live sessions re-check.
     pub fn apply_revocation(&self, revocation: Revocation) -> bool {
-        let Some(d) = parse_digest(&revocation.sha256) else { return false };
-        let added = {
+        self.insert_revocation(revocation).is_some_and(|(_, added)| added)
+    }
+
+    /// Keep `revocation` unless its digest is revoked already; live sessions re-check when it is
+    /// new. The revocation in force and whether it is this one.
+    fn insert_revocation(&self, revocation: Revocation) -> Option<(Revocation, bool)> {
+        let d = parse_digest(&revocation.sha256)?;
+        let (standing, added) = {
             let mut revoked = self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             match revoked.entry(d) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(revocation);
-                    true
-                }
-                std::collections::btree_map::Entry::Occupied(_) => false,
+                std::collections::btree_map::Entry::Vacant(v) => (v.insert(revocation).clone(), true),
+                std::collections::btree_map::Entry::Occupied(o) => (o.get().clone(), false),
             }
         };
         if added {
             self.revision.send_modify(|r| *r += 1);
         }
-        added
+        Some((standing, added))
     }
 
     /// A revocation lifted on another node.
@@ -471,8 +475,10 @@ mod tests {
         let principal = auth.client(client).expect("known");
         let (mut changes, local) = (auth.changes(), auth.local_revocations());
         let revocation = |sha256: String| Revocation { sha256, revoked_at_ms: 1, by: "admin".into(), note: None };
-        assert!(auth.revoke(revocation(token_sha256(client))));
-        assert!(!auth.revoke(revocation(token_sha256(client))), "the first revocation stays");
+        assert_eq!(auth.revoke(revocation(token_sha256(client))).map(|(_, added)| added), Some(true));
+        let again = Revocation { revoked_at_ms: 2, ..revocation(token_sha256(client)) };
+        let (standing, added) = auth.revoke(again).expect("a digest");
+        assert!(!added && standing.revoked_at_ms == 1, "the first revocation stays");
         assert!(changes.has_changed().expect("open"), "live sessions re-check");
         changes.mark_unchanged();
         assert_eq!(*local.borrow(), 1);

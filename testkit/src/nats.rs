@@ -35,17 +35,7 @@ impl Nats {
     /// One server on a free port of 127.0.0.1, JetStream on, ready for connections.
     pub async fn start(dir: &Path) -> Nats {
         let port = free_port();
-        let store = dir.join(format!("nats-{port}"));
-        let args = vec![
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-js".into(),
-            "-sd".into(),
-            store.display().to_string(),
-        ];
-        Self::spawn_new(dir, port, args).await
+        Self::spawn_new(dir, port, args(port, &dir.join(format!("nats-{port}")), &[])).await
     }
 
     /// `n` servers routed into one NATS cluster (`railcast`), JetStream on in each. JetStream
@@ -64,11 +54,7 @@ impl Nats {
         let mut all = Vec::new();
         for (i, (port, cport)) in ports.iter().enumerate() {
             let name = format!("nats-{}", i + 1);
-            let args = vec![
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
+            let cluster = [
                 "-n".into(),
                 name.clone(),
                 "--cluster_name".into(),
@@ -77,10 +63,8 @@ impl Nats {
                 format!("nats://127.0.0.1:{cport}"),
                 "--routes".into(),
                 routes.join(","),
-                "-js".into(),
-                "-sd".into(),
-                dir.join(format!("{name}-{port}")).display().to_string(),
             ];
+            let args = args(*port, &dir.join(format!("{name}-{port}")), &cluster);
             all.push(Self::spawn_new(dir, *port, args).await);
         }
         all
@@ -111,6 +95,14 @@ impl Nats {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// A server on 127.0.0.1:`port` with JetStream storing in `store`, then `extra`.
+fn args(port: u16, store: &Path, extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"].map(String::from).to_vec();
+    args.push(store.display().to_string());
+    args.extend_from_slice(extra);
+    args
 }
 
 async fn spawn(port: u16, log: &Path, args: &[String]) -> Child {

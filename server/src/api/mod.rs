@@ -107,16 +107,13 @@ async fn me(caller: Caller) -> Json<Me> {
 /// List every train the server knows, online or not. Any role.
 #[utoipa::path(get, path = "/api/trains", tag = "trains", responses((status = 200, body = [Train]), (status = 401, body = ErrorBody)))]
 async fn list_trains(_caller: Caller, State(app): State<Core>) -> Json<Vec<Train>> {
-    Json(app.hub.streams().iter().map(|s| train_view(&app, s.snapshot())).collect())
+    Json(app.hub.streams().iter().map(|s| train_view(&app, s)).collect())
 }
 
 /// A train as the API shows it, with the cluster node that has it.
-fn train_view(app: &Core, snap: crate::hub::StreamSnapshot) -> Train {
-    let owner_node = app.cluster.as_ref().and_then(|c| {
-        let local = snap.online && snap.ingest.is_some_and(|i| i != crate::cluster::INGEST);
-        snap.online.then(|| c.owner_of(&snap.train_id, local)).flatten()
-    });
-    Train { owner_node, ..Train::from(snap) }
+fn train_view(app: &Core, stream: &crate::hub::Stream) -> Train {
+    let owner_node = app.cluster.as_ref().and_then(|c| c.owner_of(stream));
+    Train { owner_node, ..Train::from(stream.snapshot()) }
 }
 
 /// One train. Any role.
@@ -130,7 +127,7 @@ async fn get_train(
 ) -> Result<Json<Train>, ApiError> {
     let stream =
         TrainId::new(id.clone()).ok().and_then(|t| app.hub.stream(&t)).ok_or_else(|| ApiError::train_not_found(&id))?;
-    Ok(Json(train_view(&app, stream.snapshot())))
+    Ok(Json(train_view(&app, &stream)))
 }
 
 fn view(app: &Core, rc: &crate::remote::RemoteControl) -> RemoteControlView {
@@ -297,10 +294,12 @@ async fn revoke(
         by: admin.0 .0.name.clone(),
         note: req.note,
     };
-    let created = app.auth.revoke(revocation.clone());
-    // Revoked already: the first revocation stands.
-    let first = app.auth.revocations().into_iter().find(|r| r.sha256 == sha256).unwrap_or(revocation);
-    let view = RevocationView::from(first);
+    // Revoked already: the first revocation stands. (The digest was checked above.)
+    let (standing, created) = app
+        .auth
+        .revoke(revocation)
+        .ok_or_else(|| ApiError::bad_request("bad_sha256", "sha256 must be 64 hex digits"))?;
+    let view = RevocationView::from(standing);
     if created {
         tracing::warn!(sha256 = %&sha256[..12], by = %view.by, "credential revoked");
     }

@@ -131,10 +131,7 @@ fn reconcile(
         // A train this node has through its own ingest stays its own unless the other node's
         // claim is newer (a higher epoch): then the mirror takes over here, which closes the
         // local connection (the hub's newest-wins rule), as the train has moved.
-        let local = hub.stream(train).and_then(|s| {
-            let snap = s.snapshot();
-            (snap.online && snap.ingest.is_some_and(|i| i != INGEST)).then_some(snap.connections)
-        });
+        let local = hub.stream(train).and_then(|s| super::local_connection(&s));
         if let Some(connection) = local {
             let claim = claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(train).copied();
             // Not claimed yet: its claim, about to be made, will be the newer.

@@ -167,6 +167,12 @@ impl Settings {
     }
 }
 
+/// The current connection's number when `stream`'s train is connected to this node through a
+/// real ingest (QUIC, WHIP), not mirrored from another node.
+pub fn local_connection(stream: &crate::hub::Stream) -> Option<u64> {
+    stream.connection().filter(|(ingest, _)| *ingest != INGEST).map(|(_, n)| n)
+}
+
 /// A train's owner's claim: the revision of its entry in the owners bucket (the epoch), made for
 /// one connection of the train to this node (the hub's connection count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,12 +210,13 @@ impl Status {
     pub fn in_step(&self) -> bool {
         *self.in_step.borrow() >= state::SYNCED
     }
-    /// The node a train connected to this node or mirrored here belongs to (`None`: neither).
-    pub fn owner_of(&self, train: &TrainId, local: bool) -> Option<String> {
-        if local {
+    /// The node a train connected to this node or mirrored here belongs to (`None`: neither,
+    /// offline).
+    pub fn owner_of(&self, stream: &crate::hub::Stream) -> Option<String> {
+        if local_connection(stream).is_some() {
             return Some(self.node.to_string());
         }
-        self.owners.get(train).map(|o| o.value().clone())
+        self.owners.get(stream.train_id()).map(|o| o.value().clone())
     }
 }
 

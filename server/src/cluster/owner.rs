@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::state::{self, Buckets};
 use super::wire::{self, Announced, CommandReply, Presence};
-use super::{rejected, send, Claim, Claims, Settings, INGEST, LEASE, METRICS, PRESENCE_INTERVAL};
+use super::{rejected, send, Claim, Claims, Settings, LEASE, METRICS, PRESENCE_INTERVAL};
 use crate::hub::{Hub, SubItem, SubscriberCounters, TrainEvent};
 
 /// How often the owner looks for trains that connected here and claims them.
@@ -21,10 +21,7 @@ const CLAIM_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100
 
 /// Whether this node has `train` through a real ingest (not a mirror of another node's).
 fn owns(hub: &Hub, train: &TrainId) -> bool {
-    hub.stream(train).is_some_and(|s| {
-        let snap = s.snapshot();
-        snap.online && snap.ingest.is_some_and(|i| i != INGEST)
-    })
+    hub.stream(train).is_some_and(|s| super::local_connection(&s).is_some())
 }
 
 /// What this node announces: its trains that it has claimed (for their current connection).
@@ -34,13 +31,14 @@ fn presence(hub: &Hub, node: &str, claims: &Claims) -> Presence {
         .streams()
         .into_iter()
         .filter_map(|s| {
+            let connection = super::local_connection(&s)?;
+            let claim = claims.get(s.train_id()).filter(|c| c.connection == connection)?;
             let snap = s.snapshot();
-            let claim = claims.get(&snap.train_id).filter(|c| c.connection == snap.connections)?;
-            (snap.online && snap.ingest.is_some_and(|i| i != INGEST)).then(|| Announced {
-                train_id: snap.train_id.clone(),
-                cameras: snap.cameras.iter().map(|c| c.info.clone()).collect(),
+            Some(Announced {
+                train_id: snap.train_id,
+                cameras: snap.cameras.into_iter().map(|c| c.info).collect(),
                 audio: s.audio(),
-                software: snap.software.clone(),
+                software: snap.software,
                 epoch: claim.epoch,
             })
         })
@@ -64,9 +62,7 @@ pub async fn claim(hub: Hub, buckets: Buckets, node: String, claims: Claims, mut
         let local: Vec<(TrainId, u64)> = hub
             .streams()
             .into_iter()
-            .map(|s| s.snapshot())
-            .filter(|s| s.online && s.ingest.is_some_and(|i| i != INGEST))
-            .map(|s| (s.train_id, s.connections))
+            .filter_map(|s| Some((s.train_id().clone(), super::local_connection(&s)?)))
             .collect();
         let unclaimed: Vec<(TrainId, u64)> = {
             let mut claims = claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

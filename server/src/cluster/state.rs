@@ -284,9 +284,9 @@ fn take<R: Replica>(replica: &R, known: &mut Known<R::Value>, entry: kv::Entry) 
             Err(e) => rejected(R::KIND, &entry.key, &e),
         },
         kv::Operation::Delete | kv::Operation::Purge => {
-            if known.remove(&id).is_some() || replica.local().contains_key(&id) {
-                replica.remove(&id);
-            }
+            // Removing what is not here is nothing.
+            known.remove(&id);
+            replica.remove(&id);
         }
     }
 }

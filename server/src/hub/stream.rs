@@ -287,6 +287,15 @@ impl Stream {
         self.lock().online.is_some()
     }
 
+    /// While the train is online: the ingest it came by and how many connections it has had
+    /// (which numbers the current one). Cheap, unlike [`Stream::snapshot`].
+    pub fn connection(&self) -> Option<(&'static str, u64)> {
+        let st = self.lock();
+        st.online.as_ref()?;
+        let ingest = if st.ingest.is_empty() { crate::metrics::QUIC } else { st.ingest };
+        Some((ingest, self.counters.connections.load(Ordering::Relaxed)))
+    }
+
     pub fn cameras(&self) -> Vec<CameraInfo> {
         self.lock().cameras.iter().map(|c| c.info.clone()).collect()
     }
