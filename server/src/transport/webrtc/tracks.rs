@@ -860,8 +860,9 @@ impl Session {
         };
         let timestamp = slot.clock.timestamp(frame.capture_us);
         let n = payloads.len();
+        let mut packets = Vec::with_capacity(n);
         for (i, payload) in payloads.into_iter().enumerate() {
-            let packet = rtc::rtp::Packet {
+            packets.push(rtc::rtp::Packet {
                 header: rtc::rtp::Header {
                     version: 2,
                     marker: i + 1 == n,
@@ -872,15 +873,17 @@ impl Session {
                     ..Default::default()
                 },
                 payload,
-            };
+            });
             slot.sequence = slot.sequence.wrapping_add(1);
-            if let Err(e) = slot.track.write_rtp(packet).await {
-                // The rest of the frame is lost to the peer: wait for a keyframe, and ask for one.
-                tracing::debug!(session = %self.peer.id, "RTP write failed: {e}");
-                slot.awaiting_keyframe = true;
-                self.request_for(slot, frame.camera, train);
-                return i;
-            }
+        }
+        // The whole frame in one driver event: encrypted under one lock of the connection and
+        // sent in one flush (third_party/PATCHES.md, 19).
+        if let Err(e) = slot.track.write_rtp_batch(packets).await {
+            // The frame is lost to the peer: wait for a keyframe, and ask for one.
+            tracing::debug!(session = %self.peer.id, "RTP write failed: {e}");
+            slot.awaiting_keyframe = true;
+            self.request_for(slot, frame.camera, train);
+            return 0;
         }
         if frame.keyframe {
             slot.awaiting_keyframe = false;

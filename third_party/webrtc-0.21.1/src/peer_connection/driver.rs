@@ -498,6 +498,8 @@ fn is_link_local(ip: &IpAddr) -> bool {
 // not (third_party/PATCHES.md, fix 10).
 pub(crate) enum PeerConnectionDriverEvent {
     SenderRtp(RTCRtpSenderId, Box<rtp::Packet>),
+    /// railcast patch (third_party/PATCHES.md, 19): several packets of one sender, in order.
+    SenderRtpBatch(RTCRtpSenderId, Vec<rtp::Packet>),
     SenderRtcp(RTCRtpSenderId, Vec<Box<dyn rtcp::Packet>>),
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
     RemoteIceTcpPassiveCandidate(Box<Candidate>),
@@ -1684,6 +1686,21 @@ where
                 if let Some(mut sender) = core.rtp_sender(sender_id) {
                     if let Err(err) = sender.write_rtp(now, *packet) {
                         error!("Failed to send RTP: {}", err);
+                    }
+                } else {
+                    error!(
+                        "Failed to send RTP due to unknown sender id {:?}",
+                        sender_id
+                    );
+                }
+            }
+            PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets) => {
+                let mut core = self.inner.core.lock().await;
+                if let Some(mut sender) = core.rtp_sender(sender_id) {
+                    for packet in packets {
+                        if let Err(err) = sender.write_rtp(now, packet) {
+                            error!("Failed to send RTP: {}", err);
+                        }
                     }
                 } else {
                     error!(

@@ -110,6 +110,23 @@ pub trait TrackLocal: Track {
     /// after the peer connection has closed.
     async fn write_rtp(&self, packet: rtp::Packet) -> Result<()>;
 
+    /// Writes several RTP packets (a video frame's, say) to the track, in order.
+    ///
+    /// railcast patch (third_party/PATCHES.md, 19): a track bound to a peer connection hands the
+    /// whole batch to the driver at once, so the driver encrypts it under one lock of the core
+    /// and sends it in one flush (one GSO `sendmsg` where the sizes allow) instead of one loop
+    /// iteration and one syscall per packet. The default writes the packets one by one.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_rtp`](Self::write_rtp); packets before a failed one may have been sent.
+    async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
+        for packet in packets {
+            self.write_rtp(packet).await?;
+        }
+        Ok(())
+    }
+
     /// Writes RTCP packets to the track.
     ///
     /// # Errors

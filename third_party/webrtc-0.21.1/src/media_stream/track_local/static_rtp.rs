@@ -262,6 +262,24 @@ impl TrackLocal for TrackLocalStaticRTP {
         }
     }
 
+    async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
+        if packets.is_empty() {
+            return Ok(());
+        }
+        let ctx_opt = self.ctx.lock().await;
+        if let Some(ctx) = &*ctx_opt {
+            let tx = ctx.driver_event_tx.clone();
+            let rtp_sender_id = ctx.rtp_sender_id;
+            drop(ctx_opt);
+            // railcast patch (third_party/PATCHES.md, 19): one driver event for the batch.
+            tx.send(PeerConnectionDriverEvent::SenderRtpBatch(rtp_sender_id, packets))
+                .await
+                .map_err(|e| Error::Other(format!("{:?}", e)))
+        } else {
+            Err(Error::Other("track is not binding yet".to_string()))
+        }
+    }
+
     async fn write_rtcp(&self, packets: Vec<Box<dyn rtcp::Packet>>) -> Result<()> {
         let ctx_opt = self.ctx.lock().await;
         if let Some(ctx) = &*ctx_opt {

@@ -279,6 +279,10 @@ impl TrackLocal for TrackLocalStaticSample {
         self.rtp_track.write_rtp(packet).await
     }
 
+    async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
+        self.rtp_track.write_rtp_batch(packets).await
+    }
+
     async fn write_rtcp(&self, packets: Vec<Box<dyn rtcp::Packet>>) -> Result<()> {
         self.rtp_track.write_rtcp(packets).await
     }
