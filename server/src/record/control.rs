@@ -46,7 +46,8 @@ impl Control {
     /// server restarts. Stopping ends the train's segments cleanly (the parts in progress are
     /// written); with `record_trains = "*"` a stopped train is not picked up again when it comes
     /// online. The state returned already has `enabled = on`; `active` follows once the recorder
-    /// has opened a segment (at the train's next keyframe).
+    /// has opened a segment (at the train's next keyframe) or, when stopping, once it has written
+    /// its last part and closed its files.
     pub fn set(&self, train: &TrainId, on: bool) -> TrainState {
         {
             let mut trains = self.shared.lock();
@@ -67,12 +68,7 @@ impl Control {
             return TrainState { enabled, active: false, error: None, error_since: None };
         };
         let (active, error) = entry.health.summary();
-        TrainState {
-            enabled,
-            active: enabled && active,
-            error_since: error.as_ref().map(|e| e.1),
-            error: error.map(|e| e.0),
-        }
+        TrainState { enabled, active, error_since: error.as_ref().map(|e| e.1), error: error.map(|e| e.0) }
     }
 }
 

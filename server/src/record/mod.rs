@@ -314,6 +314,7 @@ async fn record_train(
     rec.announce(&sub.stream().audio());
     loop {
         let item = tokio::select! {
+            biased;
             _ = stop.wait_for(|s| *s) => break,
             item = sub.next() => item,
         };
@@ -336,7 +337,10 @@ async fn record_train(
             SubItem::Event(_) => {}
         }
     }
-    // Stop: what the hub already handed over is recorded too.
+    // Stop: what the hub already handed over is recorded too, into the open segments only: each
+    // video track ends before its next keyframe and audio at once, so that no segment (no file)
+    // begins after the stop.
+    rec.stopping = true;
     rec.record_queued(&mut sub);
     rec.end_all(End::Stop);
     tracing::info!(train = %rec.train, "recording of train ends");
@@ -353,12 +357,26 @@ struct TrainRecorder {
     cameras: HashMap<u16, Camera>,
     /// Channels of each audio source of the latest hello.
     audio_channels: HashMap<u16, u8>,
+    /// The recording stops: frames that could begin a segment are not recorded, nor any after
+    /// them on their track (`ended`).
+    stopping: bool,
+    ended: std::collections::HashSet<u16>,
 }
 
 impl TrainRecorder {
     fn new(train: TrainId, settings: Arc<Settings>, health: Arc<Health>, jobs: SyncSender<Job>) -> Self {
         let (assembler, cameras, audio_channels) = (Assembler::new(), HashMap::new(), HashMap::new());
-        Self { train, settings, health, jobs, assembler, cameras, audio_channels }
+        Self {
+            train,
+            settings,
+            health,
+            jobs,
+            assembler,
+            cameras,
+            audio_channels,
+            stopping: false,
+            ended: std::collections::HashSet::new(),
+        }
     }
 
     /// A hello's audio sources: the channel count of each.
@@ -377,6 +395,11 @@ impl TrainRecorder {
 
     fn packet(&mut self, p: crate::hub::Packet) {
         let Some(frame) = self.assembler.push(&VideoPacket { header: p.header, bytes: p.bytes }) else { return };
+        // Every Opus frame, and a video keyframe, may begin a segment.
+        if self.stopping && (frame.keyframe || frame.codec == Codec::Opus || self.ended.contains(&frame.camera.0)) {
+            self.ended.insert(frame.camera.0);
+            return;
+        }
         let kind = match frame.codec {
             Codec::H264AnnexB => Kind::Video,
             // Mono 48 kHz, as the simulator sends, if the hello did not say.
