@@ -26,7 +26,7 @@ pub mod segment;
 mod test_vectors;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -340,7 +340,7 @@ async fn record_train(
     // Stop: what the hub already handed over is recorded too, into the open segments only: each
     // video track ends before its next keyframe and audio at once, so that no segment (no file)
     // begins after the stop.
-    rec.stopping = true;
+    rec.stopping = Some(HashSet::new());
     rec.record_queued(&mut sub);
     rec.end_all(End::Stop);
     tracing::info!(train = %rec.train, "recording of train ends");
@@ -357,26 +357,15 @@ struct TrainRecorder {
     cameras: HashMap<u16, Camera>,
     /// Channels of each audio source of the latest hello.
     audio_channels: HashMap<u16, u8>,
-    /// The recording stops: frames that could begin a segment are not recorded, nor any after
-    /// them on their track (`ended`).
-    stopping: bool,
-    ended: std::collections::HashSet<u16>,
+    /// `Some` once the recording stops: the tracks that reached a frame that could begin a
+    /// segment; neither it nor any later frame of theirs is recorded.
+    stopping: Option<HashSet<u16>>,
 }
 
 impl TrainRecorder {
     fn new(train: TrainId, settings: Arc<Settings>, health: Arc<Health>, jobs: SyncSender<Job>) -> Self {
         let (assembler, cameras, audio_channels) = (Assembler::new(), HashMap::new(), HashMap::new());
-        Self {
-            train,
-            settings,
-            health,
-            jobs,
-            assembler,
-            cameras,
-            audio_channels,
-            stopping: false,
-            ended: std::collections::HashSet::new(),
-        }
+        Self { train, settings, health, jobs, assembler, cameras, audio_channels, stopping: None }
     }
 
     /// A hello's audio sources: the channel count of each.
@@ -396,9 +385,11 @@ impl TrainRecorder {
     fn packet(&mut self, p: crate::hub::Packet) {
         let Some(frame) = self.assembler.push(&VideoPacket { header: p.header, bytes: p.bytes }) else { return };
         // Every Opus frame, and a video keyframe, may begin a segment.
-        if self.stopping && (frame.keyframe || frame.codec == Codec::Opus || self.ended.contains(&frame.camera.0)) {
-            self.ended.insert(frame.camera.0);
-            return;
+        if let Some(ended) = &mut self.stopping {
+            if frame.keyframe || frame.codec == Codec::Opus || ended.contains(&frame.camera.0) {
+                ended.insert(frame.camera.0);
+                return;
+            }
         }
         let kind = match frame.codec {
             Codec::H264AnnexB => Kind::Video,

@@ -1677,37 +1677,37 @@ where
         }
     }
 
+    /// Write `packets` of the RTP sender `sender_id` through the core, in order, under one lock.
+    async fn write_sender_rtp<I>(&mut self, now: Instant, sender_id: RTCRtpSenderId, packets: I)
+    where
+        I: IntoIterator<Item = rtp::Packet> + Send,
+        I::IntoIter: Send,
+    {
+        let mut core = self.inner.core.lock().await;
+        if let Some(mut sender) = core.rtp_sender(sender_id) {
+            for packet in packets {
+                if let Err(err) = sender.write_rtp(now, packet) {
+                    error!("Failed to send RTP: {}", err);
+                }
+            }
+        } else {
+            error!(
+                "Failed to send RTP due to unknown sender id {:?}",
+                sender_id
+            );
+        }
+    }
+
     async fn handle_driver_event(&mut self, evt: PeerConnectionDriverEvent) -> bool {
         // One instant for the whole event: everything this dispatches is caused by it.
         let now = self.inner.runtime.now();
         match evt {
             PeerConnectionDriverEvent::SenderRtp(sender_id, packet) => {
-                let mut core = self.inner.core.lock().await;
-                if let Some(mut sender) = core.rtp_sender(sender_id) {
-                    if let Err(err) = sender.write_rtp(now, *packet) {
-                        error!("Failed to send RTP: {}", err);
-                    }
-                } else {
-                    error!(
-                        "Failed to send RTP due to unknown sender id {:?}",
-                        sender_id
-                    );
-                }
+                self.write_sender_rtp(now, sender_id, [*packet]).await;
             }
+            // railcast patch (third_party/PATCHES.md, 19): a batch under one lock of the core.
             PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets) => {
-                let mut core = self.inner.core.lock().await;
-                if let Some(mut sender) = core.rtp_sender(sender_id) {
-                    for packet in packets {
-                        if let Err(err) = sender.write_rtp(now, packet) {
-                            error!("Failed to send RTP: {}", err);
-                        }
-                    }
-                } else {
-                    error!(
-                        "Failed to send RTP due to unknown sender id {:?}",
-                        sender_id
-                    );
-                }
+                self.write_sender_rtp(now, sender_id, packets).await;
             }
             PeerConnectionDriverEvent::SenderRtcp(sender_id, rtcp_packets) => {
                 let mut core = self.inner.core.lock().await;

@@ -49,7 +49,7 @@ use rtc::media_stream::{
     MediaTrackCapabilities, MediaTrackConstraints, MediaTrackSettings,
 };
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpEncodingParameters, RtpCodecKind};
-use rtc::rtp_transceiver::{RtpStreamId, SSRC};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RtpStreamId, SSRC};
 use rtc::shared::error::flatten_errs;
 use rtc::shared::marshal::{Marshal, MarshalSize};
 use rtc::{rtcp, rtp};
@@ -72,6 +72,27 @@ impl TrackLocalStaticRTP {
             track: Mutex::new(track),
             ctx: Mutex::new(None),
             evt_rx: Mutex::new(None),
+        }
+    }
+
+    /// Hands the driver the event `event` makes of this track's sender id (railcast patch,
+    /// third_party/PATCHES.md, 19: shared by `write_rtp` and `write_rtp_batch`).
+    async fn send_rtp(
+        &self,
+        event: impl FnOnce(RTCRtpSenderId) -> PeerConnectionDriverEvent,
+    ) -> Result<()> {
+        let ctx_opt = self.ctx.lock().await;
+        if let Some(ctx) = &*ctx_opt {
+            let tx = ctx.driver_event_tx.clone();
+            let rtp_sender_id = ctx.rtp_sender_id;
+            drop(ctx_opt);
+            // overflow: awaited — producer is the application in `write_rtp`. Blocking
+            // the sender is the outbound back-pressure mechanism, not a failure mode.
+            tx.send(event(rtp_sender_id))
+                .await
+                .map_err(|e| Error::Other(format!("{:?}", e)))
+        } else {
+            Err(Error::Other("track is not binding yet".to_string()))
         }
     }
 
@@ -247,37 +268,17 @@ impl TrackLocal for TrackLocalStaticRTP {
     }
 
     async fn write_rtp(&self, packet: rtp::Packet) -> Result<()> {
-        let ctx_opt = self.ctx.lock().await;
-        if let Some(ctx) = &*ctx_opt {
-            let tx = ctx.driver_event_tx.clone();
-            let rtp_sender_id = ctx.rtp_sender_id;
-            drop(ctx_opt);
-            // overflow: awaited — producer is the application in `write_rtp`. Blocking
-            // the sender is the outbound back-pressure mechanism, not a failure mode.
-            tx.send(PeerConnectionDriverEvent::SenderRtp(rtp_sender_id, Box::new(packet)))
-                .await
-                .map_err(|e| Error::Other(format!("{:?}", e)))
-        } else {
-            Err(Error::Other("track is not binding yet".to_string()))
-        }
+        self.send_rtp(|id| PeerConnectionDriverEvent::SenderRtp(id, Box::new(packet)))
+            .await
     }
 
     async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
         if packets.is_empty() {
             return Ok(());
         }
-        let ctx_opt = self.ctx.lock().await;
-        if let Some(ctx) = &*ctx_opt {
-            let tx = ctx.driver_event_tx.clone();
-            let rtp_sender_id = ctx.rtp_sender_id;
-            drop(ctx_opt);
-            // railcast patch (third_party/PATCHES.md, 19): one driver event for the batch.
-            tx.send(PeerConnectionDriverEvent::SenderRtpBatch(rtp_sender_id, packets))
-                .await
-                .map_err(|e| Error::Other(format!("{:?}", e)))
-        } else {
-            Err(Error::Other("track is not binding yet".to_string()))
-        }
+        // railcast patch (third_party/PATCHES.md, 19): one driver event for the batch.
+        self.send_rtp(|id| PeerConnectionDriverEvent::SenderRtpBatch(id, packets))
+            .await
     }
 
     async fn write_rtcp(&self, packets: Vec<Box<dyn rtcp::Packet>>) -> Result<()> {
