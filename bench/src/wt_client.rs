@@ -5,6 +5,7 @@
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use crate::server::Api;
@@ -56,7 +57,19 @@ pub async fn run(
                 Ok(None) | Err(_) => reading = false,
             },
             d = session.read_datagram() => match d {
-                Ok(d) => r.counter.packet_warming(&d, &window, &warm),
+                Ok(d) => {
+                    r.counter.packet_warming(&d, &window, &warm);
+                    // The rest of a frame arrives with its first packet: take what is queued
+                    // before polling every branch again (that polling was 15 % of the tool's core
+                    // at 500 clients, and a busy tool adds to the latency it measures).
+                    while let Some(d) = session.read_datagram().now_or_never() {
+                        match d {
+                            Ok(d) => r.counter.packet_warming(&d, &window, &warm),
+                            Err(e) => { r.error = Some(e.to_string()); break }
+                        }
+                    }
+                    if r.error.is_some() { break }
+                }
                 Err(e) => { r.error = Some(e.to_string()); break }
             },
             s = session.accept_uni() => match s {

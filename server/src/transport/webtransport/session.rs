@@ -231,7 +231,19 @@ impl Session {
             goodbye(&wt, code, reason).await;
         }
         drop(streams);
-        tracing::debug!(session = id, "webtransport session closed");
+        let s = quinn::Connection::stats(&wt);
+        tracing::debug!(
+            session = id,
+            rtt_us = s.path.rtt.as_micros() as u64,
+            cwnd = s.path.cwnd,
+            congestion_events = s.path.congestion_events,
+            lost_packets = s.path.lost_packets,
+            sent_packets = s.path.sent_packets,
+            udp_tx = s.udp_tx.datagrams,
+            udp_tx_ios = s.udp_tx.ios,
+            udp_rx = s.udp_rx.datagrams,
+            "webtransport session closed"
+        );
         drop(relay);
     }
 }
