@@ -55,8 +55,8 @@ pub struct Entry {
     pub rtt_us: Option<u64>,
 }
 
-/// A query: `train`, `since`/`until` (µs, inclusive), after cursor `after` (a `seq`), at most
-/// `limit`.
+/// A query: `train`, `since`/`until` (µs, inclusive), the cursors `after` and `before` (a
+/// `seq`, exclusive), at most `limit`, in `order`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 pub struct Query {
     /// Only this train's commands.
@@ -65,17 +65,33 @@ pub struct Query {
     pub since: Option<u64>,
     /// Up to this time, µs since the UNIX epoch.
     pub until: Option<u64>,
-    /// Entries after this `seq` (the previous page's `next`).
+    /// Entries after this `seq` (oldest first: the previous page's `next`).
     pub after: Option<u64>,
+    /// Entries before this `seq` (newest first: the previous page's `next`).
+    pub before: Option<u64>,
     /// At most this many (default and maximum 1,000).
     pub limit: Option<usize>,
+    /// `oldest` first (the default) or `newest` first: `?order=newest&limit=50` is the last 50
+    /// commands without reading the log from its start.
+    #[param(inline)]
+    pub order: Option<Order>,
 }
 
-/// One page of entries, oldest first.
+/// The order of a page's entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Oldest,
+    Newest,
+}
+
+/// One page of entries, in the query's order.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page {
     pub entries: Vec<Entry>,
-    /// Pass as `after` for the next page; null when this page is the last.
+    /// The last entry's `seq` when more match: pass it as `after` (oldest first) or `before`
+    /// (newest first) for the next page; null when this page is the last.
     pub next: Option<u64>,
 }
 
@@ -145,16 +161,17 @@ impl Audit {
         }
     }
 
-    /// The entries that match `q`, oldest first.
+    /// The entries that match `q`, in its order.
     pub fn query(&self, q: &Query) -> Page {
         let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
         let matches = |e: &Entry| {
             q.after.is_none_or(|a| e.seq > a)
+                && q.before.is_none_or(|b| e.seq < b)
                 && q.since.is_none_or(|s| e.at_us >= s)
                 && q.until.is_none_or(|u| e.at_us <= u)
                 && q.train.as_deref().is_none_or(|t| e.train_id.as_deref() == Some(t))
         };
-        let all: Vec<Entry> = match &self.store {
+        let mut all: Vec<Entry> = match &self.store {
             Store::Memory(m) => {
                 m.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|e| matches(e)).cloned().collect()
             }
@@ -166,6 +183,10 @@ impl Audit {
                 out
             }
         };
+        // Both stores hold entries in `seq` order.
+        if q.order.unwrap_or_default() == Order::Newest {
+            all.reverse();
+        }
         let more = all.len() > limit;
         let entries: Vec<Entry> = all.into_iter().take(limit).collect();
         let next = if more { entries.last().map(|e| e.seq) } else { None };
@@ -271,6 +292,20 @@ mod tests {
         assert_eq!(first.entries.len(), 2);
         let second = again.query(&Query { after: first.next, limit: Some(2), ..Query::default() });
         assert!(second.entries[0].seq > first.entries[1].seq);
+        // Newest first, paged with `before`: the same entries the other way round.
+        let newest = again.query(&Query { order: Some(Order::Newest), limit: Some(2), ..Query::default() });
+        let seqs: Vec<u64> = newest.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [21, 20], "the newest two, newest first");
+        assert_eq!(newest.next, Some(20));
+        let older =
+            again.query(&Query { order: Some(Order::Newest), before: newest.next, limit: Some(3), ..Query::default() });
+        let seqs: Vec<u64> = older.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [19, 18, 17], "before 20, newest first");
+        // Rotation dropped the oldest files: the walk ends at the oldest entry kept.
+        let kept: Vec<u64> = again.query(&Query::default()).entries.iter().map(|e| e.seq).collect();
+        let last = again.query(&Query { order: Some(Order::Newest), before: Some(kept[2]), ..Query::default() });
+        assert_eq!(last.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [kept[1], kept[0]]);
+        assert_eq!(last.next, None, "the oldest entry ends the walk");
         let window = again.query(&Query { since: Some(1_004), until: Some(1_006), ..Query::default() });
         assert!(window.entries.iter().all(|e| (1_004..=1_006).contains(&e.at_us)));
         let _ = std::fs::remove_dir_all(&dir);

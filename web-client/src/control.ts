@@ -276,10 +276,14 @@ export function mergeAudit(history: AuditEntry[], page: AuditEntry[], keep: numb
   return [...fresh, ...history].sort((a, b) => b.seq - a.seq).slice(0, keep)
 }
 
-/** The query of the next page: `after` the newest seq known (or the page's `next`). */
-export function auditQuery(train: string, limit: number, after: number | null): string {
+/**
+ * The query of the next page: `after` the newest seq known (or the page's `next`), oldest first;
+ * with `order` `newest`, the newest `limit` entries (newest first).
+ */
+export function auditQuery(train: string, limit: number, after: number | null, order?: 'newest'): string {
   const q = new URLSearchParams({ train, limit: String(limit) })
   if (after !== null) q.set('after', String(after))
+  if (order) q.set('order', order)
   return `/api/audit?${q.toString()}`
 }
 

@@ -676,12 +676,20 @@ describe('console store: control lease', () => {
     trains = [{ ...(trains[0] as object), control: { name: 'bob', role: 'operator', session: 9, transport: 'webrtc', since: 'x' } }]
     const entry = (seq: number, type: string) => ({ seq, at_us: seq, principal: 'bob', role: 'operator', remote_control_id: 'rc', session: 9, transport: 'webrtc', train_id: 't1', request_id: `r${seq}`, command: { type }, result: 'acked', ok: true, code: null, message: '', command_id: seq, rtt_us: 100 })
     const afters: (string | null)[] = []
+    const orders: (string | null)[] = []
     extra = (r) => {
       if (r.path !== '/api/audit') return undefined
-      return { status: 200, body: { entries: [entry(1, 'horn'), entry(2, 'set_speed')], next: null } }
+      // The newest first when asked (`order=newest`), else the log's order.
+      const newest = orders.at(-1) === 'newest'
+      const entries = newest ? [entry(2, 'set_speed'), entry(1, 'horn')] : [entry(1, 'horn'), entry(2, 'set_speed')]
+      return { status: 200, body: { entries, next: null } }
     }
     vi.stubGlobal('fetch', ((orig) => async (path: string, init?: RequestInit) => {
-      if (path.startsWith('/api/audit')) afters.push(new URL(path, 'http://x').searchParams.get('after'))
+      if (path.startsWith('/api/audit')) {
+        const q = new URL(path, 'http://x').searchParams
+        afters.push(q.get('after'))
+        orders.push(q.get('order'))
+      }
       return orig(path, init)
     })(globalThis.fetch))
     const store = await openConsole()
@@ -695,7 +703,9 @@ describe('console store: control lease', () => {
     await settle()
     expect(store.audit.entries.map((e) => e.seq)).toEqual([2, 1])
     await vi.advanceTimersByTimeAsync(2100)
-    expect(afters.slice(0, 2)).toEqual([null, '2'])
+    // One read of the newest, then only what follows the newest seq held.
+    expect(afters.slice(0, 3)).toEqual([null, '2', '2'])
+    expect(orders.slice(0, 3)).toEqual(['newest', null, null])
   })
 })
 

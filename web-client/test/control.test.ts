@@ -150,6 +150,7 @@ describe('audit pages', () => {
   it('queries after the newest seq known', () => {
     expect(auditQuery('train 1', 1000, null)).toBe('/api/audit?train=train+1&limit=1000')
     expect(auditQuery('t1', 50, 42)).toBe('/api/audit?train=t1&limit=50&after=42')
+    expect(auditQuery('t1', 50, null, 'newest')).toBe('/api/audit?train=t1&limit=50&order=newest')
   })
 
   it('describes a command', () => {

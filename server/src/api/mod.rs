@@ -239,7 +239,8 @@ async fn list_sessions(_admin: Admin, State(app): State<Core>) -> Json<Vec<Sessi
 }
 
 /// The command audit: every command any client sent (accepted or refused), oldest first, one
-/// page at a time (`next` → `after`). Admin.
+/// page at a time (`next` → `after`), or newest first with `order=newest` (`next` → `before`).
+/// Admin.
 #[utoipa::path(get, path = "/api/audit", tag = "ops", params(crate::audit::Query),
     responses((status = 200, body = crate::audit::Page), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -250,8 +251,8 @@ async fn audit(
 ) -> Result<Json<crate::audit::Page>, ApiError> {
     // The contract's integers are signed 64-bit: refuse what it does not allow.
     let too_big = |v: Option<u64>| v.is_some_and(|v| v > i64::MAX as u64);
-    if too_big(q.since) || too_big(q.until) || too_big(q.after) || too_big(q.limit.map(|l| l as u64)) {
-        return Err(ApiError::bad_request("bad_query", "since, until, after and limit are at most 2^63 - 1"));
+    if [q.since, q.until, q.after, q.before, q.limit.map(|l| l as u64)].into_iter().any(too_big) {
+        return Err(ApiError::bad_request("bad_query", "since, until, after, before and limit are at most 2^63 - 1"));
     }
     let audit = std::sync::Arc::clone(&app.audit);
     // Reading the files is blocking I/O.

@@ -87,6 +87,20 @@ async fn every_command_is_audited_once_and_survives_a_restart() {
     let next = first["next"].as_u64().expect("a next page");
     let second = audit(&server, &format!("?limit=1&after={next}")).await;
     assert!(second["entries"][0]["seq"].as_u64() > first["entries"][0]["seq"].as_u64(), "{second}");
+    // Newest first: the last entry, then the ones before it through `before`.
+    let newest = audit(&server, "?order=newest&limit=1").await;
+    let top = newest["entries"][0]["seq"].as_u64().expect("seq");
+    assert_eq!(Some(top), entries.iter().filter_map(|e| e["seq"].as_u64()).max(), "{newest}");
+    let before = newest["next"].as_u64().expect("a next page");
+    assert_eq!(before, top, "next is the page's last seq");
+    let older = audit(&server, &format!("?order=newest&before={before}")).await;
+    let older: Vec<u64> =
+        older["entries"].as_array().expect("entries").iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let mut expected: Vec<u64> = entries.iter().filter_map(|e| e["seq"].as_u64()).filter(|&s| s < top).collect();
+    expected.reverse();
+    assert_eq!(older, expected, "the rest, newest first");
+    let (status, v) = api("GET", &server.url("/api/audit?order=latest"), None).await;
+    assert_eq!(status, 400, "an order it does not know: {v}");
     // A viewer (and an operator) may not read it.
     for role in ["viewer", "operator"] {
         let (status, v) = api_as(Some(server.token(role)), "GET", &server.url("/api/audit"), None).await;

@@ -13,7 +13,8 @@ export interface paths {
         };
         /**
          * The command audit: every command any client sent (accepted or refused), oldest first, one
-         *     page at a time (`next` → `after`). Admin.
+         *     page at a time (`next` → `after`), or newest first with `order=newest` (`next` → `before`).
+         *     Admin.
          */
         get: operations["audit"];
         put?: never;
@@ -927,12 +928,13 @@ export interface components {
             session_id: string;
             type: string;
         };
-        /** @description One page of entries, oldest first. */
+        /** @description One page of entries, in the query's order. */
         Page: {
             entries: components["schemas"]["Entry"][];
             /**
              * Format: int64
-             * @description Pass as `after` for the next page; null when this page is the last.
+             * @description The last entry's `seq` when more match: pass it as `after` (oldest first) or `before`
+             *     (newest first) for the next page; null when this page is the last.
              */
             next?: number | null;
         };
@@ -1375,10 +1377,17 @@ export interface operations {
                 since?: number | null;
                 /** @description Up to this time, µs since the UNIX epoch. */
                 until?: number | null;
-                /** @description Entries after this `seq` (the previous page's `next`). */
+                /** @description Entries after this `seq` (oldest first: the previous page's `next`). */
                 after?: number | null;
+                /** @description Entries before this `seq` (newest first: the previous page's `next`). */
+                before?: number | null;
                 /** @description At most this many (default and maximum 1,000). */
                 limit?: number | null;
+                /**
+                 * @description `oldest` first (the default) or `newest` first: `?order=newest&limit=50` is the last 50
+                 *     commands without reading the log from its start.
+                 */
+                order?: null | ("oldest" | "newest");
             };
             header?: never;
             path?: never;

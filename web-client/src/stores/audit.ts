@@ -1,7 +1,7 @@
 /**
- * The command history of the mapped train (admins): `GET /api/audit`, read page after page once,
- * then only what is newer than the newest entry held, every few seconds while shown and after each
- * ack. A 403 (not an admin) hides it without an error.
+ * The command history of the mapped train (admins): `GET /api/audit`, the newest entries first
+ * (`order=newest`), then only what is newer than the newest entry held, page after page, every few
+ * seconds while shown and after each ack. A 403 (not an admin) hides it without an error.
  */
 import { reactive, type Ref } from 'vue'
 import { auditQuery, mergeAudit, parseAuditPage, type AuditEntry } from '../control'
@@ -54,6 +54,14 @@ export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string
     audit.loading = true
     try {
       let after = audit.lastSeq
+      if (after === null) {
+        // The first read: the newest entries in one request (`order=newest`), not the log from
+        // its start; from then on only what is newer.
+        const page = parseAuditPage(await api<unknown>('GET', auditQuery(train, AUDIT_KEEP, null, 'newest')))
+        if (audit.trainId !== train) return
+        audit.entries = mergeAudit(audit.entries, page.entries, AUDIT_KEEP)
+        after = audit.lastSeq = page.entries.reduce((m, e) => Math.max(m, e.seq), 0)
+      }
       for (let i = 0; i < AUDIT_MAX_PAGES; i++) {
         const page = parseAuditPage(await api<unknown>('GET', auditQuery(train, AUDIT_PAGE, after)))
         if (audit.trainId !== train) return
