@@ -171,24 +171,42 @@ impl Audit {
                 && q.until.is_none_or(|u| e.at_us <= u)
                 && q.train.as_deref().is_none_or(|t| e.train_id.as_deref() == Some(t))
         };
-        let mut all: Vec<Entry> = match &self.store {
+        // Both stores hold entries in `seq` order, files oldest to newest: walk them in the
+        // query's order and stop at one entry past the page (newest first no longer reads or
+        // clones the whole log for its last few entries).
+        let newest = q.order.unwrap_or_default() == Order::Newest;
+        let want = limit + 1;
+        let mut entries: Vec<Entry> = Vec::new();
+        match &self.store {
             Store::Memory(m) => {
-                m.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|e| matches(e)).cloned().collect()
+                let m = m.lock().unwrap_or_else(|e| e.into_inner());
+                if newest {
+                    entries.extend(m.iter().rev().filter(|e| matches(e)).take(want).cloned());
+                } else {
+                    entries.extend(m.iter().filter(|e| matches(e)).take(want).cloned());
+                }
             }
             Store::File { path, keep, .. } => {
-                let mut out = Vec::new();
-                for p in (1..=*keep).rev().map(|i| rotated(path, i)).chain(std::iter::once(path.clone())) {
-                    out.extend(read_file(&p).unwrap_or_default().into_iter().filter(|e| matches(e)));
+                let mut files: Vec<PathBuf> =
+                    (1..=*keep).rev().map(|i| rotated(path, i)).chain(std::iter::once(path.clone())).collect();
+                if newest {
+                    files.reverse();
                 }
-                out
+                for p in files {
+                    let mut file = read_file(&p).unwrap_or_default();
+                    if newest {
+                        file.reverse();
+                    }
+                    let room = want - entries.len();
+                    entries.extend(file.into_iter().filter(|e| matches(e)).take(room));
+                    if entries.len() == want {
+                        break;
+                    }
+                }
             }
-        };
-        // Both stores hold entries in `seq` order.
-        if q.order.unwrap_or_default() == Order::Newest {
-            all.reverse();
         }
-        let more = all.len() > limit;
-        let entries: Vec<Entry> = all.into_iter().take(limit).collect();
+        let more = entries.len() > limit;
+        entries.truncate(limit);
         let next = if more { entries.last().map(|e| e.seq) } else { None };
         Page { entries, next }
     }
