@@ -31,6 +31,10 @@ pub const TRAINS: &str = "railcast_trains";
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause before trying again what failed (opening a bucket, writing a change).
 const RETRY: Duration = Duration::from_secs(1);
+/// How often a node compares what its watch delivered with the bucket's last revision. A watch
+/// was seen to fall silent, without an error, when the NATS server leading the bucket died; one
+/// that has not reached the revision the bucket had a check before is made again.
+const WATCH_CHECK: Duration = Duration::from_secs(2);
 
 /// The buckets, opened (made if missing) on first use.
 #[derive(Debug, Clone)]
@@ -44,6 +48,19 @@ impl Buckets {
     pub fn new(client: async_nats::Client, replicas: usize) -> Self {
         let open = [REMOTE_CONTROLS, REVOCATIONS, TRAINS].into_iter().map(|b| (b, OnceCell::new())).collect();
         Self { js: jetstream::new(client), replicas, open: Arc::new(open) }
+    }
+
+    /// What the bucket `name` holds now: its number of entries and its last revision.
+    /// (`kv::Store::status` answers what the store read when it was opened.)
+    pub async fn state(&self, name: &str) -> Result<(u64, u64), String> {
+        match tokio::time::timeout(OP_TIMEOUT, self.js.get_stream(format!("KV_{name}"))).await {
+            Ok(Ok(stream)) => {
+                let state = &stream.cached_info().state;
+                Ok((state.messages, state.last_sequence))
+            }
+            Ok(Err(e)) => Err(format!("bucket {name}: {e}")),
+            Err(_) => Err(format!("bucket {name}: JetStream did not answer (stream info)")),
+        }
     }
 
     /// The bucket `name`, made with one value per key and `cluster_kv_replicas` copies if it does
@@ -180,7 +197,7 @@ async fn sync<R: Replica>(
     let mut changes = replica.changes();
     let mut quiet = false;
     // Open the bucket and take what it holds, until that works.
-    let (store, mut known, mut watch) = loop {
+    let (store, mut known, mut watch, mut seen) = loop {
         match initial(&buckets, &replica).await {
             Ok(v) => break v,
             Err(e) => {
@@ -202,20 +219,50 @@ async fn sync<R: Replica>(
     let mut dirty = push(&store, &replica, &mut known).await.is_err();
     let mut retry = tokio::time::interval(RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check = tokio::time::interval(WATCH_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The bucket's last revision at the previous check, when the watch had not delivered it yet.
+    let mut due: Option<u64> = None;
     loop {
         tokio::select! {
             entry = watch.next() => match entry {
-                Some(Ok(entry)) => take(&replica, &mut known, entry),
+                Some(Ok(entry)) => {
+                    tracing::debug!(bucket = R::BUCKET, key = %entry.key, revision = entry.revision, "cluster: change seen");
+                    seen = seen.max(entry.revision);
+                    take(&replica, &mut known, entry);
+                }
                 Some(Err(e)) => tracing::warn!(bucket = R::BUCKET, "cluster: watch: {e}"),
                 None => {
-                    // The watch ended (NATS gone for long): watch again from what is there now.
+                    // The watch ended (NATS gone for long): watch again after what was seen.
                     tokio::time::sleep(RETRY).await;
-                    match store.watch_all().await {
+                    match store.watch_all_from_revision(seen + 1).await {
                         Ok(w) => watch = w,
                         Err(e) => tracing::debug!(bucket = R::BUCKET, "cluster: watch again: {e}"),
                     }
                 }
             },
+            _ = check.tick() => {
+                let last = match buckets.state(R::BUCKET).await {
+                    Ok((_, last)) => last,
+                    Err(e) => { tracing::debug!("cluster: {e}"); continue }
+                };
+                match due {
+                    Some(d) if seen < d => {
+                        tracing::warn!(bucket = R::BUCKET, seen, due = d, last, "cluster: the watch fell behind the bucket: watching again");
+                        // Bounded: making a consumer waits for JetStream's meta leader, which
+                        // may be the server that died; the next check tries again.
+                        match tokio::time::timeout(OP_TIMEOUT, store.watch_all_from_revision(seen + 1)).await {
+                            Ok(Ok(w)) => {
+                                watch = w;
+                                due = None;
+                            }
+                            Ok(Err(e)) => tracing::debug!(bucket = R::BUCKET, "cluster: watch again: {e}"),
+                            Err(_) => tracing::debug!(bucket = R::BUCKET, "cluster: watch again: JetStream did not answer"),
+                        }
+                    }
+                    _ => due = (last > seen).then_some(last),
+                }
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
@@ -229,31 +276,29 @@ async fn sync<R: Replica>(
 }
 
 /// Open the bucket, apply what it holds (or fill it with this node's entries when it is empty),
-/// and watch it from there.
+/// and watch it from there. Also returns the last revision taken in.
 async fn initial<R: Replica>(
     buckets: &Buckets,
     replica: &R,
-) -> Result<(kv::Store, Known<R::Value>, kv::Watch), String> {
+) -> Result<(kv::Store, Known<R::Value>, kv::Watch, u64), String> {
     let store = buckets.get(R::BUCKET).await?;
     let timed = |what: &'static str| move |_| format!("{what}: JetStream did not answer");
     // Watch first, so that nothing written between reading and watching is missed; the watch
-    // replays the current value of each key, which `take` applies.
-    let mut watch = store.watch_all().await.map_err(|e| format!("watch: {e}"))?;
-    let status = tokio::time::timeout(OP_TIMEOUT, store.status())
-        .await
-        .map_err(timed("status"))?
-        .map_err(|e| format!("status: {e}"))?;
-    let last = status.info.state.last_sequence;
+    // replays the current value of each key (`watch_all` would start with the next change only),
+    // which `take` applies.
+    let mut watch = store.watch_with_history(">").await.map_err(|e| format!("watch: {e}"))?;
+    let (messages, last) = buckets.state(R::BUCKET).await?;
     let mut known = Known::new();
-    if status.info.state.messages == 0 {
+    if messages == 0 {
         // A new cluster: this node's state fills it.
-        return Ok((store, known, watch));
+        return Ok((store, known, watch, last));
     }
+    let mut seen = 0;
     while let Some(entry) = tokio::time::timeout(OP_TIMEOUT, watch.next()).await.map_err(timed("replay"))? {
         let entry = entry.map_err(|e| format!("replay: {e}"))?;
-        let revision = entry.revision;
+        seen = entry.revision;
         take(replica, &mut known, entry);
-        if revision >= last {
+        if seen >= last {
             break;
         }
     }
@@ -264,7 +309,7 @@ async fn initial<R: Replica>(
             replica.remove(id);
         }
     }
-    Ok((store, known, watch))
+    Ok((store, known, watch, seen))
 }
 
 /// Apply one entry of the bucket here, unless it is what this node already has.
@@ -308,7 +353,10 @@ async fn push<R: Replica>(store: &kv::Store, replica: &R, known: &mut Known<R::V
                 tracing::warn!(bucket = R::BUCKET, id = %id, "cluster: cannot share a change, will retry: {e}");
                 result = Err(());
             }
-            Err(_) => result = Err(()),
+            Err(_) => {
+                tracing::debug!(bucket = R::BUCKET, id = %id, "cluster: sharing a change: JetStream did not answer, will retry");
+                result = Err(());
+            }
         }
     }
     let gone: Vec<String> = known.keys().filter(|id| !local.contains_key(*id)).cloned().collect();

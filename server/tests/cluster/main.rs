@@ -12,6 +12,7 @@ mod bad_input;
 mod command_errors;
 mod commands;
 mod failover;
+mod late_join;
 mod media;
 mod nats_node_lost;
 mod nats_restart;
