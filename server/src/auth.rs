@@ -16,17 +16,19 @@
 //! A credential can also be **revoked** at run time (`POST /api/revocations`, by token or by its
 //! SHA-256): it stops working at once, for clients and trains alike, and every live session or
 //! train connection it opened ends. In a cluster the revocations are shared by every node
-//! (docs/cluster.md); on one node they last until the process ends, so remove the token from the
-//! credentials file as well.
+//! (docs/cluster.md). With a state file (`state_file`) they survive a restart; without one they
+//! last until the process ends, so remove the token from the credentials file as well.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use railcast_protocol::{Secret, TrainId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
+
+use crate::state_file::{StateError, StateFile};
 
 /// What a client may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -229,7 +231,12 @@ pub struct Auth {
     /// Counts revocations made or lifted here (not those applied from other nodes): the cluster
     /// shares them ([`Auth::local_revocations`]).
     local_revocations: watch::Sender<u64>,
+    /// Where the revocations are kept across restarts ([`Auth::keep_revocations`]).
+    store: OnceLock<Arc<StateFile>>,
 }
+
+/// This part's member of the state file.
+const MEMBER: &str = "revocations";
 
 /// A revoked credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +284,26 @@ impl Auth {
             revision: watch::Sender::new(0),
             revoked: RwLock::new(BTreeMap::new()),
             local_revocations: watch::Sender::new(0),
+            store: OnceLock::new(),
+        }
+    }
+
+    /// Take the revocations `file` keeps (in force at once) and keep every later change there.
+    pub fn keep_revocations(&self, file: &Arc<StateFile>) -> Result<(), StateError> {
+        for r in file.get::<Vec<Revocation>>(MEMBER)? {
+            let sha256 = r.sha256.clone();
+            if self.insert_revocation(r).is_none() {
+                return Err(file.error_in(format!("{MEMBER}: {sha256:?} is not a SHA-256 in hex")));
+            }
+        }
+        let _ = self.store.set(Arc::clone(file));
+        Ok(())
+    }
+
+    /// Write the revocations to the state file, if there is one.
+    fn persist(&self) {
+        if let Some(file) = self.store.get() {
+            file.set(MEMBER, &self.revocations());
         }
     }
 
@@ -321,6 +348,7 @@ impl Auth {
         };
         if added {
             self.revision.send_modify(|r| *r += 1);
+            self.persist();
         }
         Some((standing, added))
     }
@@ -328,7 +356,11 @@ impl Auth {
     /// A revocation lifted on another node.
     pub fn apply_unrevocation(&self, sha256: &str) -> bool {
         let Some(d) = parse_digest(sha256) else { return false };
-        self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&d).is_some()
+        let removed = self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&d).is_some();
+        if removed {
+            self.persist();
+        }
+        removed
     }
 
     /// Every revocation in force, by digest.

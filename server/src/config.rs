@@ -380,8 +380,8 @@ settings! {
         credentials_out: String = String::new(), "RAILCAST_CREDENTIALS_OUT";
         /// Without an auth_file, trains `train-1` … `train-N` get a generated token.
         demo_trains: usize = 64, "RAILCAST_DEMO_TRAINS";
-        /// JSON file keeping remote controls and their mappings across restarts. Empty: kept in
-        /// memory only.
+        /// JSON file keeping remote controls, their mappings and revoked tokens across restarts.
+        /// Empty: kept in memory only.
         state_file: String = String::new(), "RAILCAST_STATE_FILE";
     }
     "Audit & control" {

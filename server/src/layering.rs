@@ -80,7 +80,7 @@ fn forbidden(module: &str, used: &str) -> bool {
         "cluster" => {
             transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "sessions", "record"])
         }
-        // The leaves: config, auth, limits, remote, sessions, tls, layering.
+        // The leaves: config, auth, limits, remote, sessions, state_file, tls, layering.
         _ => transport_or_signaling || upward(&["core", "relay", "api", "http", "ingest", "record", "cluster"]),
     }
 }

@@ -60,6 +60,7 @@ pub mod record;
 pub mod relay;
 pub mod remote;
 pub mod sessions;
+pub mod state_file;
 pub mod tls;
 
 #[cfg(test)]
@@ -233,7 +234,7 @@ pub enum ServerError {
     #[error("credentials: {0}")]
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
-    State(#[from] remote::StateError),
+    State(#[from] state_file::StateError),
     #[error(transparent)]
     WebTransport(#[from] webtransport::WebTransportError),
     #[error(transparent)]
@@ -272,7 +273,11 @@ impl Server {
         if let (Some(file), Some(out)) = (&generated, Config::path(&config.credentials_out)) {
             auth::write(out, file)?;
         }
-        let remotes = remote::RemoteControls::open(config.max_remote_controls, Config::path(&config.state_file))?;
+        let state_file = Config::path(&config.state_file).map(state_file::StateFile::open).transpose()?;
+        if let Some(file) = &state_file {
+            auth.keep_revocations(file)?;
+        }
+        let remotes = remote::RemoteControls::open(config.max_remote_controls, state_file.as_ref())?;
         let identity = match (Config::path(&config.tls_cert), Config::path(&config.tls_key)) {
             (Some(cert), Some(key)) => tls::Identity::from_files(cert, key)?,
             _ => tls::Identity::self_signed(&config.tls_names.0)?,

@@ -10,8 +10,7 @@
 //! ([`RemoteControls::local_changes`]) and changes made on other nodes are applied
 //! ([`RemoteControls::apply`], [`RemoteControls::apply_delete`]) by `cluster::state`.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use dashmap::DashMap;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::limits::{Limit, LimitHit};
+use crate::state_file::{StateError, StateFile};
 
 /// What a remote control's sessions follow.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -77,8 +77,8 @@ impl RemoteControl {
 pub struct RemoteControls {
     map: DashMap<String, Arc<RemoteControl>>,
     max: usize,
-    /// The state file, and a lock that orders its writes.
-    store: Option<(PathBuf, Mutex<()>)>,
+    /// The state file, if there is one.
+    store: Option<Arc<StateFile>>,
     /// Bumped by every change made on this node ([`RemoteControls::persist`]).
     local_changes: watch::Sender<u64>,
 }
@@ -95,36 +95,20 @@ pub struct Record {
     pub created_at_ms: u64,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct StateFile {
-    remote_controls: Vec<Record>,
-}
-
-/// The state file could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("state file {path}: {message}")]
-pub struct StateError {
-    pub path: PathBuf,
-    pub message: String,
-}
+/// This part's member of the state file.
+const MEMBER: &str = "remote_controls";
 
 impl RemoteControls {
     /// At most `max` remote controls; with `state_file`, load it (a missing file is an empty
     /// state) and keep it up to date.
-    pub fn open(max: usize, state_file: Option<&Path>) -> Result<Self, StateError> {
+    pub fn open(max: usize, state_file: Option<&Arc<StateFile>>) -> Result<Self, StateError> {
         let mut this = Self { map: DashMap::new(), max, store: None, local_changes: watch::Sender::new(0) };
-        let Some(path) = state_file else { return Ok(this) };
-        let err = |message: String| StateError { path: path.to_owned(), message };
-        let state: StateFile = match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
-            Err(e) => return Err(err(e.to_string())),
-        };
-        for s in state.remote_controls {
-            let rc = Self::from_record(s).map_err(err)?;
+        let Some(file) = state_file else { return Ok(this) };
+        for s in file.get::<Vec<Record>>(MEMBER)? {
+            let rc = Self::from_record(s).map_err(|message| file.error_in(message))?;
             this.map.insert(rc.id.clone(), Arc::new(rc));
         }
-        this.store = Some((path.to_owned(), Mutex::new(())));
+        this.store = Some(Arc::clone(file));
         Ok(this)
     }
 
@@ -182,14 +166,9 @@ impl RemoteControls {
     }
 
     fn write_state_file(&self) {
-        let Some((path, lock)) = &self.store else { return };
-        let _order = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = StateFile { remote_controls: self.list().iter().map(|rc| rc.record()).collect() };
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string_pretty(&state).unwrap_or_default();
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
-            tracing::error!(path = %path.display(), "cannot write the state file: {e}");
-        }
+        let Some(file) = &self.store else { return };
+        let records: Vec<Record> = self.list().iter().map(|rc| rc.record()).collect();
+        file.set(MEMBER, &records);
     }
 
     /// Create one, unless `max_remote_controls` are defined already.

@@ -8,4 +8,5 @@ mod auth_roles;
 mod auth_trains;
 mod command_audit;
 mod control_lease;
+mod revocation_persistence;
 mod token_revocation;
