@@ -210,8 +210,12 @@ async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote:
             _ = tick.tick() => {
                 let watched = hub.stream(&train).is_some_and(|s| s.snapshot().subscribers > 0);
                 if !watched {
-                    // Unsubscribing ends the lease at the owner within its timeout.
-                    media = None;
+                    // Unsubscribing ends the lease at the owner within its timeout. What the hub
+                    // cached goes stale from now on: the next viewer here starts with the
+                    // owner's GOP, which the owner sends first when media is wanted again.
+                    if media.take().is_some() {
+                        publisher.forget_gops();
+                    }
                     telemetry = None;
                     last_want = None;
                     continue;

@@ -319,6 +319,13 @@ impl Publisher {
         }
     }
 
+    /// Drop the cached GOPs: the packets that follow are not their continuation (a cluster's
+    /// mirror stopped receiving the train's media), so a subscriber joining before the next
+    /// keyframe gets nothing old.
+    pub fn forget_gops(&self) {
+        self.stream.forget_gops(self.generation);
+    }
+
     /// Record why the train is going offline (shown to subscribers).
     pub fn set_offline_reason(&self, reason: impl Into<String>) {
         self.stream.set_offline_reason(self.generation, reason.into());

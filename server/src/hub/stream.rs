@@ -377,6 +377,15 @@ impl Stream {
         }
     }
 
+    pub(super) fn forget_gops(&self, generation: u64) {
+        let mut st = self.lock();
+        if st.generation == generation {
+            for cam in &mut st.cameras {
+                cam.gop.clear();
+            }
+        }
+    }
+
     pub(super) fn go_offline(&self, generation: u64) {
         let mut st = self.lock();
         if st.generation != generation || st.online.is_none() {

@@ -14,6 +14,7 @@ mod commands;
 mod failover;
 mod late_join;
 mod media;
+mod mirror_gop;
 mod nats_node_lost;
 mod nats_restart;
 mod offline;
