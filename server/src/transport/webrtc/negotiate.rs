@@ -290,8 +290,8 @@ impl PortRange {
 
 /// Build a peer connection on the shared UDP socket, or, with a port range, bound to `bind_ip`
 /// (a port from the range). `media`: the codecs and RTP/RTCP interceptors of a peer that sends
-/// media tracks (WHEP, [`super::tracks::media`]); `None` for a data-channel peer, which
-/// negotiates no codec.
+/// media tracks (WHEP, [`super::tracks::media_sender`]) or receives them (WHIP,
+/// [`super::tracks::media`]); `None` for a data-channel peer, which negotiates no codec.
 pub async fn build(
     config: &Settings,
     ports: &PortRange,

@@ -566,7 +566,7 @@ impl Server {
         let created = Instant::now();
         let state = PeerState::new();
         let kind = if matches!(direction, Direction::Media(_)) { Kind::Media } else { Kind::DataChannels };
-        let media = (kind == Kind::Media).then_some(super::tracks::media as fn() -> _);
+        let media = (kind == Kind::Media).then_some(super::tracks::media_sender as fn() -> _);
         let pc = negotiate::build(&self.settings, &self.ports, Arc::clone(&state), media)
             .await
             .map_err(NegotiationError::Internal)?;
