@@ -55,6 +55,8 @@ macro_rules! forward_handlers {
 }
 
 /// Reverse handler list - invokes callback with handler list
+// railcast patch (PATCHES.md, 21): `flush_writes` spells the reverse order out.
+#[allow(unused_macros)]
 macro_rules! reverse_handlers {
     ($callback:ident!($($args:tt)*)) => {
         $callback!(
@@ -260,17 +262,68 @@ impl RTCPeerConnection {
         use sansio::Protocol;
 
         let mut intermediate_wouts = VecDeque::new();
-
-        for_each_handler!(reverse: process_handler!(self, handler, {
-            while let Some(msg) = intermediate_wouts.pop_front() {
-                if let Err(err) = handler.handle_write(msg) {
-                    warn!("{}.handle_write got error: {}", handler.name(), err);
+        // railcast patch (third_party/PATCHES.md, 21): what SRTP wrote (encrypted RTP and RTCP)
+        // would only be passed on by the data channel, SCTP and DTLS handlers; it goes round
+        // them, straight to ICE, instead of being moved through three more queues.
+        let mut srtp_raw = VecDeque::new();
+        macro_rules! step {
+            ($handler:ident) => {{
+                while let Some(msg) = intermediate_wouts.pop_front() {
+                    if let Err(err) = $handler.handle_write(msg) {
+                        warn!("{}.handle_write got error: {}", $handler.name(), err);
+                    }
                 }
-            }
-            while let Some(msg) = handler.poll_write() {
-                intermediate_wouts.push_back(msg);
-            }
-        }));
+                while let Some(msg) = $handler.poll_write() {
+                    intermediate_wouts.push_back(msg);
+                }
+            }};
+        }
+        {
+            let mut handler = self.get_endpoint_handler();
+            step!(handler);
+        }
+        {
+            let mut handler = self.get_interceptor_handler();
+            step!(handler);
+        }
+        {
+            let mut handler = self.get_srtp_handler();
+            step!(handler);
+        }
+        if intermediate_wouts
+            .iter()
+            .any(|m| matches!(m.message, RTCMessageInternal::Rtp(RTPMessage::Raw(_))))
+        {
+            let (raw, rest): (VecDeque<_>, VecDeque<_>) = intermediate_wouts
+                .into_iter()
+                .partition(|m| matches!(m.message, RTCMessageInternal::Rtp(RTPMessage::Raw(_))));
+            srtp_raw = raw;
+            intermediate_wouts = rest;
+        }
+        {
+            let mut handler = self.get_datachannel_handler();
+            step!(handler);
+        }
+        {
+            let mut handler = self.get_sctp_handler();
+            step!(handler);
+        }
+        {
+            let mut handler = self.get_dtls_handler();
+            step!(handler);
+        }
+        if !srtp_raw.is_empty() {
+            srtp_raw.extend(intermediate_wouts);
+            intermediate_wouts = srtp_raw;
+        }
+        {
+            let mut handler = self.get_ice_handler();
+            step!(handler);
+        }
+        {
+            let mut handler = self.get_demuxer_handler();
+            step!(handler);
+        }
 
         // Final poll write out to pipeline's write out
         while let Some(msg) = intermediate_wouts.pop_front() {
@@ -457,7 +510,11 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
     }
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.flush_writes();
+        // railcast patch (third_party/PATCHES.md, 21): walk the handlers only once what the last
+        // walk produced is out (it comes first either way), not once per datagram handed out.
+        if self.pipeline_context.write_outs.is_empty() {
+            self.flush_writes();
+        }
         self.pipeline_context.write_outs.pop_front()
     }
 
