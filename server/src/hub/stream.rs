@@ -183,6 +183,15 @@ struct State {
     ingest: &'static str,
 }
 
+impl State {
+    /// Empty every camera's GOP cache; it takes packets again from the next keyframe.
+    fn clear_gops(&mut self) {
+        for cam in &mut self.cameras {
+            cam.gop.clear();
+        }
+    }
+}
+
 /// Totals since the stream was created.
 #[derive(Debug, Default)]
 pub struct StreamCounters {
@@ -380,9 +389,7 @@ impl Stream {
     pub(super) fn forget_gops(&self, generation: u64) {
         let mut st = self.lock();
         if st.generation == generation {
-            for cam in &mut st.cameras {
-                cam.gop.clear();
-            }
+            st.clear_gops();
         }
     }
 
@@ -394,9 +401,7 @@ impl Stream {
         st.online = None;
         st.pending.clear(); // waiting callers see TrainLost
         st.last_seen = Some(SystemTime::now());
-        for cam in &mut st.cameras {
-            cam.gop.clear();
-        }
+        st.clear_gops();
         if st.offline_reason.is_empty() {
             st.offline_reason = "connection closed".into();
         }
