@@ -74,6 +74,11 @@ pub struct FanoutStep {
     pub rtp_delivered_fraction: Option<f64>,
     pub delivered_mbit_s: f64,
     pub latency: Latency,
+    /// WebTransport: from the capture to the kernel's receive time on the client's socket
+    /// (`bench/src/stamped_udp.rs`), without the time the tool, one core for every client,
+    /// took to serve the clients before; `latency` is taken when the client reads the packet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_latency: Option<Latency>,
     /// The server's `railcast_relay_latency_seconds` over the window (capture → handed to the
     /// transport, before the socket write): upper bound of the bucket holding p50 / p99, µs.
     pub server_relay_p50_le_us: Option<u64>,
@@ -387,6 +392,7 @@ pub async fn run_step(
             .then(|| rtp.received as f64 / rtp.expected as f64),
         delivered_mbit_s: total.bytes as f64 * 8.0 / window_s / 1e6,
         latency: Latency::from(&total.latency),
+        socket_latency: (total.socket_latency.n > 0).then(|| Latency::from(&total.socket_latency)),
         server_relay_p50_le_us: le_us(0.5),
         server_relay_p99_le_us: le_us(0.99),
         server_cpu_pct,
@@ -434,6 +440,9 @@ fn headers(transport: Transport) -> Vec<&'static str> {
     if transport == Transport::Mqtt {
         h.extend(["broker CPU%", "pub full"]);
     }
+    if transport == Transport::WebTransport {
+        h.extend(["socket p50 ms", "socket p99 ms"]);
+    }
     h
 }
 
@@ -460,6 +469,10 @@ fn row(s: &FanoutStep) -> Vec<String> {
     if s.transport == Transport::Mqtt {
         r.push(s.broker_cpu_pct.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()));
         r.push(s.mqtt_publish_full.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()));
+    }
+    if s.transport == Transport::WebTransport {
+        r.push(ms(s.socket_latency.as_ref().and_then(|l| l.p50_us)));
+        r.push(ms(s.socket_latency.as_ref().and_then(|l| l.p99_us)));
     }
     r
 }

@@ -6,7 +6,8 @@
 //! - [`ws_client`], [`rtc_client`], [`wt_client`], [`whep_client`], [`mqtt_client`]: remote
 //!   controls that read only packet headers (WHEP: RTP headers); `mqtt_client` also starts
 //!   mosquitto for `mqtt-fanout`. [`rpc_client`]: a webrtc-rs peer that offers over JSON-RPC on
-//!   `/rpc`, for `webrtc-setup`.
+//!   `/rpc`, for `webrtc-setup`. [`stamped_udp`]: the WebTransport clients' UDP socket, which
+//!   keeps the kernel's receive time.
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
 //! - [`fanout`], [`floor`], [`dc_chromium`], [`cluster`], [`setup`], [`memory`], [`churn`],
@@ -32,6 +33,7 @@ mod rtc_client;
 mod server;
 mod setup;
 mod soak;
+mod stamped_udp;
 mod stats;
 mod train;
 mod whep_client;

@@ -142,6 +142,9 @@ pub struct FrameCounter {
     pub packets_any: u64,
     pub malformed: u64,
     pub latency: Hist,
+    /// From the capture to the kernel's receive time, for clients whose socket gives it
+    /// ([`crate::stamped_udp`]); empty for the others.
+    pub socket_latency: Hist,
 }
 
 const RING: usize = 128;
@@ -156,6 +159,7 @@ impl Default for FrameCounter {
             packets_any: 0,
             malformed: 0,
             latency: Hist::default(),
+            socket_latency: Hist::default(),
         }
     }
 }
@@ -163,6 +167,12 @@ impl Default for FrameCounter {
 impl FrameCounter {
     /// One video packet as received. Only the 26-byte header is read.
     pub fn packet(&mut self, p: &[u8], window: &Window) {
+        self.packet_at(p, window, None)
+    }
+
+    /// [`FrameCounter::packet`], with the kernel's receive time of the packet (or of one
+    /// received after it) when the socket gives it, µs since the epoch.
+    pub fn packet_at(&mut self, p: &[u8], window: &Window, received_us: Option<u64>) {
         if p.len() < HEADER_LEN || &p[0..2] != b"RC" || p[3] != KIND_VIDEO {
             self.malformed += 1;
             return;
@@ -181,6 +191,9 @@ impl FrameCounter {
             self.packets += 1;
             self.bytes += p.len() as u64;
             self.latency.record(now.saturating_sub(capture));
+            if let Some(r) = received_us {
+                self.socket_latency.record(r.saturating_sub(capture));
+            }
         }
         let key = ((u64::from(camera) << 32) | u64::from(seq)) + 1;
         let slot = &mut self.ring[(seq as usize).wrapping_mul(17).wrapping_add(usize::from(camera)) % RING];
@@ -215,7 +228,18 @@ impl FrameCounter {
 
     /// Count one binary message and mark the client warm at its first one.
     pub fn packet_warming(&mut self, p: &[u8], window: &Window, warm: &std::sync::atomic::AtomicUsize) {
-        self.packet(p, window);
+        self.packet_warming_at(p, window, warm, None)
+    }
+
+    /// [`FrameCounter::packet_warming`] with the kernel's receive time ([`FrameCounter::packet_at`]).
+    pub fn packet_warming_at(
+        &mut self,
+        p: &[u8],
+        window: &Window,
+        warm: &std::sync::atomic::AtomicUsize,
+        received_us: Option<u64>,
+    ) {
+        self.packet_at(p, window, received_us);
         if self.packets_any + self.malformed == 1 {
             warm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -228,6 +252,7 @@ impl FrameCounter {
         self.packets_any += o.packets_any;
         self.malformed += o.malformed;
         self.latency.merge(&o.latency);
+        self.socket_latency.merge(&o.socket_latency);
     }
 }
 

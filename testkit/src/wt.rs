@@ -78,6 +78,19 @@ pub async fn open_limited(url: &str, hashes: &[String], max_udp_payload: Option<
 /// A web-transport-quinn client on its own loopback UDP socket that accepts only certificates
 /// whose SHA-256 is one of `hashes` (what browsers do with `serverCertificateHashes`).
 pub fn client(hashes: Vec<Vec<u8>>, max_udp_payload: Option<u16>) -> web_transport_quinn::Client {
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    if let Some(max) = max_udp_payload {
+        endpoint_config.max_udp_payload_size(max).expect("max_udp_payload_size of 1200 to 65527");
+    }
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    let runtime = quinn::default_runtime().expect("tokio runtime");
+    let endpoint = quinn::Endpoint::new(endpoint_config, None, socket, runtime).expect("client endpoint");
+    web_transport_quinn::Client::new(endpoint, client_config(hashes))
+}
+
+/// The QUIC client configuration of [`client`]: TLS 1.3, the WebTransport ALPN, and the
+/// server's certificate pinned by `hashes` (SHA-256 of the end-entity certificate).
+pub fn client_config(hashes: Vec<Vec<u8>>) -> quinn::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let pinned = Arc::new(Pinned { hashes, provider: Arc::clone(&provider) });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -88,15 +101,7 @@ pub fn client(hashes: Vec<Vec<u8>>, max_udp_payload: Option<u16>) -> web_transpo
         .with_no_client_auth();
     tls.alpn_protocols = vec![web_transport_quinn::ALPN.as_bytes().to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS config");
-    let config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut endpoint_config = quinn::EndpointConfig::default();
-    if let Some(max) = max_udp_payload {
-        endpoint_config.max_udp_payload_size(max).expect("max_udp_payload_size of 1200 to 65527");
-    }
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
-    let runtime = quinn::default_runtime().expect("tokio runtime");
-    let endpoint = quinn::Endpoint::new(endpoint_config, None, socket, runtime).expect("client endpoint");
-    web_transport_quinn::Client::new(endpoint, config)
+    quinn::ClientConfig::new(Arc::new(crypto))
 }
 
 /// Certificate pinning by SHA-256 of the end-entity certificate; signatures checked as usual.
