@@ -62,7 +62,12 @@ impl StampedSocket {
         let mut n = 0;
         while n < bufs.len().min(meta.len()) {
             let iov = &mut bufs[n..=n];
-            let msg = match socket::recvmsg::<SockaddrIn>(self.rx.as_raw_fd(), iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT) {
+            let msg = match socket::recvmsg::<SockaddrIn>(
+                self.rx.as_raw_fd(),
+                iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_DONTWAIT,
+            ) {
                 Ok(m) => m,
                 Err(e) if n > 0 && e == nix::errno::Errno::EAGAIN => break,
                 Err(e) => return Err(e.into()),
@@ -112,7 +117,12 @@ impl AsyncUdpSocket for StampedSocket {
         self.quinn.try_send(transmit)
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> Poll<io::Result<usize>> {
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.rx.poll_recv_ready(cx))?;
             match self.rx.try_io(Interest::READABLE, || self.recv(bufs, meta)) {

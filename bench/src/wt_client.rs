@@ -23,7 +23,8 @@ pub async fn hashes(api: &Api) -> anyhow::Result<Vec<String>> {
 }
 
 /// A session, its stream, and its socket's receive time.
-pub type Conn = (web_transport_quinn::Session, web_transport_quinn::RecvStream, web_transport_quinn::SendStream, Arc<Stamp>);
+pub type Conn =
+    (web_transport_quinn::Session, web_transport_quinn::RecvStream, web_transport_quinn::SendStream, Arc<Stamp>);
 
 /// Open a session and its stream, and send the first message.
 pub async fn connect(url: &str, hashes: &[String]) -> anyhow::Result<Conn> {
