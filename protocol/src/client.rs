@@ -26,7 +26,8 @@ pub enum ClientMessage {
     Ping { t: f64 },
     /// Take control of the mapped train: granted when it is free (or, with `force`, by an admin
     /// over another holder); answered by `control_changed` (to every session of the train) or an
-    /// `error` (`control_held`, `forbidden`, `not_mapped`). `console_id` (1–64 bytes, chosen by
+    /// `error` (`control_held`, `control_elsewhere` on a cluster node the train is not connected
+    /// to, `forbidden`, `not_mapped`). `console_id` (1–64 bytes, chosen by
     /// the console, the same for all its links) lets another link of the same console take the
     /// lease over without a gap when it switches transport.
     TakeControl {

@@ -19,6 +19,9 @@ use prometheus::{
 
 /// Label value of the train-facing transport.
 pub const QUIC: &str = "quic";
+/// The ingest of a train mirrored from another node of a cluster (`GET /api/trains`:
+/// `"ingest": "cluster"`; metrics).
+pub const CLUSTER: &str = "cluster";
 
 pub struct Metrics {
     registry: Registry,
@@ -269,7 +272,7 @@ pub fn set_trains(samples: &[TrainSample]) {
 /// Every `reason` of `railcast_commands_failed_total` (the hub's `CommandError::code`s; a test
 /// there keeps the two lists equal).
 pub const COMMAND_FAILURE_REASONS: &[&str] =
-    &["train_not_found", "train_offline", "train_lost", "train_busy", "command_timeout"];
+    &["train_not_found", "train_offline", "train_lost", "train_busy", "command_timeout", "not_in_control"];
 
 /// Every `reason` of `railcast_frames_dropped_total`.
 pub const DROP_REASONS: &[&str] = &["queue_full", "awaiting_keyframe"];

@@ -45,7 +45,11 @@ export interface ControlState {
   wanted: boolean
   /** The lease ended because its holder fell silent or went away (`operator lost: …`), and when (ms). */
   lost: { reason: string; holder: string | null; mine: boolean; at: number } | null
-  /** The last refusal of a control message (`control_held`, `not_in_control`, `forbidden`, `not_mapped`). */
+  /**
+   * The last refusal of a control message (`control_held`, `control_elsewhere`: the train is
+   * connected to another node of a cluster, which holds its lease; `not_in_control`,
+   * `forbidden`, `not_mapped`).
+   */
   error: { code: string; message: string } | null
   /**
    * A `take_control` or `release_control` is on its way: `take` (a click), `resume` (a new link
@@ -61,7 +65,7 @@ export const initialControl = (): ControlState => ({
 })
 
 /** The `error` codes that answer a control message. */
-export const CONTROL_ERROR_CODES = new Set(['control_held', 'not_in_control', 'forbidden', 'not_mapped'])
+export const CONTROL_ERROR_CODES = new Set(['control_held', 'control_elsewhere', 'not_in_control', 'forbidden', 'not_mapped'])
 
 export const isOperatorLost = (reason: string | null | undefined): boolean => !!reason && reason.startsWith('operator lost')
 
@@ -110,7 +114,7 @@ export function onControlError(s: ControlState, code: string, message: string): 
     pending: null,
     // A refused (re-)take: we do not hold it, whatever we believed.
     wanted: wasTake ? false : s.wanted,
-    mine: wasTake && code === 'control_held' ? false : s.mine,
+    mine: wasTake && (code === 'control_held' || code === 'control_elsewhere') ? false : s.mine,
   }
 }
 

@@ -75,6 +75,9 @@ describe('control state from events', () => {
     expect(onControlError(idle, 'bad_message', 'x')).toBe(idle)
     expect(onControlError({ ...idle, pending: 'take' }, 'forbidden', 'viewer').error?.code).toBe('forbidden')
     expect(onControlError({ ...idle, pending: 'release' }, 'not_in_control', 'no').error?.code).toBe('not_in_control')
+    // A cluster node the train is not connected to: a resumed lease is not ours any more.
+    const elsewhere = onControlError({ ...mapped(), pending: 'resume', wanted: true, mine: true }, 'control_elsewhere', 't1 is connected to another node')
+    expect(elsewhere).toMatchObject({ pending: null, wanted: false, mine: false, error: { code: 'control_elsewhere' } })
   })
 
   it('GET /api/trains fills in the holder, but never against events or while holding', () => {

@@ -276,7 +276,7 @@ async fn forward(
                         // The hub's own timeout answers (the same error, from here).
                         Ok(CommandReply::Error { error, .. }) if error == "command_timeout" => None,
                         Ok(CommandReply::Error { error, message }) => {
-                            Some(match CommandError::from_code(&error, &train, timeout) {
+                            Some(match CommandError::from_code(&error, &message, &train, timeout) {
                                 Some(e) => Outcome::Failed(command_id, e),
                                 None => ack(false, format!("{error}: {message}")),
                             })

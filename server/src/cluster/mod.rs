@@ -41,7 +41,7 @@ use crate::hub::Hub;
 use crate::remote::RemoteControls;
 
 /// The ingest name of a mirrored train (`GET /api/trains`: `"ingest": "cluster"`; metrics).
-pub const INGEST: &str = "cluster";
+pub const INGEST: &str = crate::metrics::CLUSTER;
 /// How often a node announces its trains.
 pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 /// A train not announced for this long is offline on the other nodes.
@@ -143,6 +143,9 @@ pub struct Settings {
     pub command_timeout: Duration,
     /// Copies of the key-value buckets (`cluster_kv_replicas`).
     pub kv_replicas: usize,
+    /// `control_required`: the owner refuses another node's commands while nobody holds the
+    /// train's control lease (it is held on the owner only).
+    pub control_required: bool,
 }
 
 impl Settings {
@@ -158,6 +161,7 @@ impl Settings {
             node,
             command_timeout: config.command_timeout.0,
             kv_replicas: config.cluster_kv_replicas,
+            control_required: config.control_required,
         })
     }
 

@@ -1,5 +1,7 @@
 //! The owner's part: announce the trains this node has through a real ingest, publish a train's
 //! media while another node holds an interest lease on it, answer commands and keyframe requests.
+//! A train's control lease is held here only (other nodes refuse `take_control`), so a command
+//! from another node's session runs only while nobody holds it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +9,7 @@ use std::time::Instant;
 
 use async_nats::{Client, Subject};
 use futures_util::StreamExt;
-use railcast_protocol::TrainId;
+use railcast_protocol::{Action, TrainId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -159,7 +161,7 @@ pub async fn run(
                 }
             }
             Some(msg) = commands.next() => {
-                tokio::spawn(answer_command(hub.clone(), client.clone(), msg));
+                tokio::spawn(answer_command(hub.clone(), client.clone(), settings.control_required, msg));
             }
             Some(msg) = keyframes.next() => {
                 match wire::train_of_keyframe(&msg.subject).and_then(|t| Ok((t, wire::parse_keyframe(&msg.payload)?))) {
@@ -218,8 +220,25 @@ async fn publish_media(
     }
 }
 
+/// Why a command from another node's session may not run: a session here holds the lease (no
+/// other node's session can), or nobody does and `control_required`. A keyframe request always
+/// runs; `operator_lost` (a lease that ended on a node the train left) runs unless a new holder
+/// has the train.
+fn refusal(hub: &Hub, train: &TrainId, action: &Action, control_required: bool) -> Option<String> {
+    if matches!(action, Action::RequestKeyframe { .. }) {
+        return None;
+    }
+    match hub.stream(train).and_then(|s| s.control_holder()) {
+        Some(h) => Some(format!("{} ({}) controls {train} on the node it is connected to", h.name, h.role)),
+        None if control_required && !matches!(action, Action::OperatorLost { .. }) => {
+            Some(format!("nobody controls {train}: take control through the node it is connected to"))
+        }
+        None => None,
+    }
+}
+
 /// Carry out a command for another node's viewer and answer with the outcome.
-async fn answer_command(hub: Hub, client: Client, msg: async_nats::Message) {
+async fn answer_command(hub: Hub, client: Client, control_required: bool, msg: async_nats::Message) {
     let Some(reply_to) = msg.reply.clone() else {
         rejected("command", &msg.subject, &"a command without a reply subject");
         return;
@@ -236,13 +255,16 @@ async fn answer_command(hub: Hub, client: Client, msg: async_nats::Message) {
             rejected("command", &msg.subject, &e);
             CommandReply::Error { error: "bad_request".into(), message: e.to_string() }
         }
-        Ok(action) => match hub.command(&train, action).await {
-            Ok(out) => CommandReply::Ack {
-                ok: out.ack.ok,
-                message: out.ack.message,
-                rtt_us: u64::try_from(out.rtt.as_micros()).unwrap_or(u64::MAX),
+        Ok(action) => match refusal(&hub, &train, &action, control_required) {
+            Some(message) => CommandReply::Error { error: "not_in_control".into(), message },
+            None => match hub.command(&train, action).await {
+                Ok(out) => CommandReply::Ack {
+                    ok: out.ack.ok,
+                    message: out.ack.message,
+                    rtt_us: u64::try_from(out.rtt.as_micros()).unwrap_or(u64::MAX),
+                },
+                Err(e) => CommandReply::Error { error: e.code().into(), message: e.to_string() },
             },
-            Err(e) => CommandReply::Error { error: e.code().into(), message: e.to_string() },
         },
     };
     if !send(&client, reply_to, wire::to_json(&reply)).await {

@@ -155,6 +155,13 @@ impl Stream {
         Some(holder)
     }
 
+    /// End the lease, whoever holds it: returned, for the caller to tell the train.
+    pub fn control_end_any(&self, why: &str) -> Option<ControlHolder> {
+        let holder = self.control.lock().take()?.holder;
+        self.control_changed(None, format!("operator lost: {why}"));
+        Some(holder)
+    }
+
     /// End the lease if its holder has been silent for `timeout`: returned, with why, for the
     /// caller to tell the train.
     pub fn control_expire(&self, timeout: Duration, now: Instant) -> Option<(ControlHolder, String)> {

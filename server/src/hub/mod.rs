@@ -99,6 +99,10 @@ pub enum CommandError {
     TrainBusy(TrainId),
     #[error("train {train} did not answer within {timeout:?}")]
     Timeout { train: TrainId, timeout: Duration },
+    /// A cluster's owner node refused a command from another node's session: someone holds
+    /// the train's control lease there (or nobody does and it is required). Its explanation.
+    #[error("{0}")]
+    NotInControl(String),
 }
 
 impl CommandError {
@@ -110,12 +114,13 @@ impl CommandError {
             Self::TrainLost(_) => "train_lost",
             Self::TrainBusy(_) => "train_busy",
             Self::Timeout { .. } => "command_timeout",
+            Self::NotInControl(_) => "not_in_control",
         }
     }
 
-    /// The error another node reported by its [`CommandError::code`] (a cluster's owner), for
-    /// `train`; `None` for a code that is not one of them.
-    pub fn from_code(code: &str, train: &TrainId, timeout: Duration) -> Option<Self> {
+    /// The error another node reported by its [`CommandError::code`] and `message` (a
+    /// cluster's owner), for `train`; `None` for a code that is not one of them.
+    pub fn from_code(code: &str, message: &str, train: &TrainId, timeout: Duration) -> Option<Self> {
         let train = train.clone();
         Some(match code {
             // The owner does not know the train (any more): offline, as seen from here.
@@ -123,6 +128,7 @@ impl CommandError {
             "train_lost" => Self::TrainLost(train),
             "train_busy" => Self::TrainBusy(train),
             "command_timeout" => Self::Timeout { train, timeout },
+            "not_in_control" => Self::NotInControl(message.to_owned()),
             _ => return None,
         })
     }
@@ -390,14 +396,15 @@ mod tests {
             CommandError::TrainLost(train.clone()),
             CommandError::TrainBusy(train.clone()),
             CommandError::Timeout { train: train.clone(), timeout },
+            CommandError::NotInControl("op (operator) controls train-1".into()),
         ] {
-            assert_eq!(CommandError::from_code(e.code(), &train, timeout), Some(e));
+            assert_eq!(CommandError::from_code(e.code(), &e.to_string(), &train, timeout), Some(e));
         }
         assert_eq!(
-            CommandError::from_code("train_not_found", &train, timeout),
+            CommandError::from_code("train_not_found", "", &train, timeout),
             Some(CommandError::TrainOffline(train.clone()))
         );
-        assert_eq!(CommandError::from_code("bad_request", &train, timeout), None);
+        assert_eq!(CommandError::from_code("bad_request", "", &train, timeout), None);
     }
 
     /// What `mapped_train_changed` and `train_online` say about cameras (docs/wire-format.md §4):
@@ -467,6 +474,7 @@ mod metric_labels {
             CommandError::TrainLost(t.clone()),
             CommandError::TrainBusy(t.clone()),
             CommandError::Timeout { train: t, timeout: Duration::from_secs(1) },
+            CommandError::NotInControl("someone controls t".into()),
         ];
         let codes: Vec<_> = all.iter().map(CommandError::code).collect();
         assert_eq!(codes, crate::metrics::COMMAND_FAILURE_REASONS);

@@ -296,6 +296,13 @@ impl Stream {
         self.lock().online.is_some()
     }
 
+    /// Whether the train is online through another node of a cluster (a mirror): its control
+    /// lease is held on that node, never here.
+    pub fn mirrored(&self) -> bool {
+        let st = self.lock();
+        st.online.is_some() && st.ingest == crate::metrics::CLUSTER
+    }
+
     /// While the train is online: the ingest it came by and how many connections it has had
     /// (which numbers the current one). Cheap, unlike [`Stream::snapshot`].
     pub fn connection(&self) -> Option<(&'static str, u64)> {

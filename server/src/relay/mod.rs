@@ -293,6 +293,15 @@ impl Relay {
         let Some(stream) = stream else {
             return refuse("not_mapped", "this remote control is not mapped to a known train".into());
         };
+        if stream.mirrored() {
+            return refuse(
+                "control_elsewhere",
+                format!(
+                    "{} is connected to another node of the cluster: take control through that node",
+                    stream.train_id()
+                ),
+            );
+        }
         match stream.take_control(self.holder(console_id), force) {
             Ok(Taken::AlreadyHeld) => Some(ServerEvent::ControlChanged {
                 train_id: stream.train_id().clone(),
@@ -325,7 +334,8 @@ impl Relay {
     }
 
     /// May this session command its train? The lease's holder may; with nobody holding it,
-    /// anyone may unless `control_required`. A keyframe request never needs it.
+    /// anyone may unless `control_required`. A keyframe request never needs it. For a train
+    /// connected to another node of a cluster, that node holds the lease and checks again.
     fn in_control(&self, stream: Option<&Stream>, request_id: &str, action: &Action) -> Result<(), ServerEvent> {
         if matches!(action, Action::RequestKeyframe { .. }) {
             return Ok(());
@@ -339,6 +349,10 @@ impl Relay {
         match stream.control_check(self.info().id) {
             Ok(()) => Ok(()),
             Err(Some(h)) => Err(refuse(format!("{} ({}) controls {}", h.name, h.role, stream.train_id()))),
+            Err(None) if self.core.limits.control_required && stream.mirrored() => Err(refuse(format!(
+                "{} is connected to another node of the cluster: its commands need control, taken through that node",
+                stream.train_id()
+            ))),
             Err(None) if self.core.limits.control_required => {
                 Err(refuse(format!("nobody controls {}: send take_control first", stream.train_id())))
             }
@@ -405,7 +419,9 @@ pub fn tell_operator_lost(core: &Core, train: TrainId, holder: ControlHolder, wh
 }
 
 /// The watchdog: every 50 ms, end the leases whose holder fell silent for
-/// `control_heartbeat_timeout` (or whose console did not come back) and tell their trains.
+/// `control_heartbeat_timeout` (or whose console did not come back), and those of trains now
+/// connected to another node of the cluster (the lease is held where the train is), and tell
+/// their trains.
 pub async fn watch_control(core: Core) {
     let timeout = core.limits.control_heartbeat_timeout;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
@@ -418,7 +434,12 @@ pub async fn watch_control(core: Core) {
         }
         let now = std::time::Instant::now();
         for stream in core.hub.streams() {
-            if let Some((holder, why)) = stream.control_expire(timeout, now) {
+            if stream.mirrored() {
+                let why = format!("{} moved to another node of the cluster", stream.train_id());
+                if let Some(holder) = stream.control_end_any(&why) {
+                    tell_operator_lost(&core, stream.train_id().clone(), holder, why);
+                }
+            } else if let Some((holder, why)) = stream.control_expire(timeout, now) {
                 tell_operator_lost(&core, stream.train_id().clone(), holder, why);
             }
         }

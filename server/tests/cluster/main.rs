@@ -1,8 +1,8 @@
 //! Several relay nodes as one service over real nats-servers (docs/cluster.md).
 //!
 //! Two nodes on one NATS server: the train on node A, viewers and commands on node B — exact
-//! frames, commands acked across nodes, the train going offline on B when it leaves A, a NATS
-//! restart, bad messages on its subjects. Three nodes on a cluster of three NATS servers: shared
+//! frames, commands acked across nodes, the control lease held on the train's node, the train
+//! going offline on B when it leaves A, a NATS restart, bad messages on its subjects. Three nodes on a cluster of three NATS servers: shared
 //! remote controls and mappings, revocations on every node, ownership by epoch, a node killed,
 //! a NATS server killed.
 //!
@@ -11,6 +11,7 @@
 mod bad_input;
 mod command_errors;
 mod commands;
+mod control;
 mod failover;
 mod late_join;
 mod media;

@@ -287,7 +287,7 @@ export function createTrainSession(opts: TrainSessionOptions) {
         return
       case 'error':
         // The answer to a control message comes on the link that sent it.
-        if (control.value.pending || ev.code === 'control_held' || ev.code === 'not_in_control') {
+        if (control.value.pending || ev.code === 'control_held' || ev.code === 'control_elsewhere' || ev.code === 'not_in_control') {
           const before = control.value
           control.value = onControlError(before, ev.code, ev.message)
           if (control.value !== before) {
