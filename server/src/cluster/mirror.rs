@@ -165,6 +165,8 @@ async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote:
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (acks_tx, mut acks) = mpsc::channel::<Outcome>(CONTROL_QUEUE);
     let mut publisher = hub.connect_train_via(remote.borrow().train.hello(), control_tx.clone(), INGEST);
+    let mut announced = remote.borrow().train.clone();
+    publisher.mirror_control(announced.control.clone(), &announced.control_reason);
     let mut media: Option<Subscriber> = None;
     let mut telemetry: Option<Subscriber> = None;
     let mut last_want: Option<Instant> = None;
@@ -178,10 +180,15 @@ async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote:
                     publisher.set_offline_reason(format!("left node {owner} (or that node is unreachable)"));
                     break;
                 }
-                let hello = remote.borrow_and_update().train.hello();
-                // The owner's train reconnected with another hello: go online again with it.
-                publisher.set_offline_reason("reconnected on its node");
-                publisher = hub.connect_train_via(hello, control_tx.clone(), INGEST);
+                let now = remote.borrow_and_update().train.clone();
+                if !now.same_connection(&announced) {
+                    // The owner's train reconnected (a new claim, maybe another hello): go
+                    // online again with it.
+                    publisher.set_offline_reason("reconnected on its node");
+                    publisher = hub.connect_train_via(now.hello(), control_tx.clone(), INGEST);
+                }
+                publisher.mirror_control(now.control.clone(), &now.control_reason);
+                announced = now;
             }
             _ = publisher.replaced() => {
                 tracing::info!(train = %train, "cluster: a local connection took over the train, mirror ended");

@@ -36,12 +36,15 @@ fn presence(hub: &Hub, node: &str, claims: &Claims) -> Presence {
             let connection = super::local_connection(&s)?;
             let claim = claims.get(s.train_id()).filter(|c| c.connection == connection)?;
             let snap = s.snapshot();
+            let (control, control_reason) = s.control_announced();
             Some(Announced {
                 train_id: snap.train_id,
                 cameras: snap.cameras.into_iter().map(|c| c.info).collect(),
                 audio: s.audio(),
                 software: snap.software,
                 epoch: claim.epoch,
+                control,
+                control_reason,
             })
         })
         .collect();
@@ -269,5 +272,64 @@ async fn answer_command(hub: Hub, client: Client, control_required: bool, msg: a
     };
     if !send(&client, reply_to, wire::to_json(&reply)).await {
         tracing::warn!(train = %train, "cluster: command answer not sent (NATS unreachable)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use railcast_protocol::client::ControlHolder;
+    use railcast_protocol::Hello;
+
+    use super::*;
+    use crate::hub::HubConfig;
+
+    fn holder(session: u64) -> ControlHolder {
+        ControlHolder {
+            name: "alice".into(),
+            role: "operator".into(),
+            session,
+            transport: "websocket".into(),
+            console_id: None,
+            since_us: 1,
+        }
+    }
+
+    #[test]
+    fn another_nodes_command_runs_only_while_nobody_holds_the_lease_here() {
+        let hub = Hub::new(HubConfig::default());
+        let train = TrainId::new("t").expect("id");
+        let hello =
+            Hello { train_id: train.clone(), cameras: Vec::new(), audio: Vec::new(), software: None, token: None };
+        let (tx, _rx) = tokio::sync::mpsc::channel(4);
+        let _publisher = hub.connect_train(hello, tx);
+        let horn = Action::Horn { duration_ms: 10 };
+        let keyframe = Action::RequestKeyframe { camera: None };
+        let lost = Action::OperatorLost { operator: "bob".into(), reason: "moved".into() };
+
+        assert_eq!(refusal(&hub, &train, &horn, false), None, "free, not required");
+        assert!(refusal(&hub, &train, &horn, true).is_some_and(|m| m.contains("nobody controls t")));
+        assert_eq!(refusal(&hub, &train, &keyframe, true), None);
+        assert_eq!(refusal(&hub, &train, &lost, true), None, "operator_lost of a lease ended elsewhere");
+
+        let stream = hub.stream(&train).expect("stream");
+        stream.take_control(holder(3), false).expect("granted");
+        for action in [&horn, &lost] {
+            let why = refusal(&hub, &train, action, false).expect("refused while held");
+            assert!(why.contains("alice (operator) controls t"), "{why}");
+        }
+        assert_eq!(refusal(&hub, &train, &keyframe, false), None);
+
+        // A copy of another node's lease (this node mirrored the train before it came here) is
+        // dropped when the train connects here: it does not refuse anything.
+        assert!(stream.release_control(3));
+        stream.control_mirror(Some(holder(9)), "taken");
+        assert_eq!(stream.control_holder().map(|h| h.session), Some(9));
+        assert_eq!(stream.control_announced().0, None, "a copy is not announced");
+        let hello =
+            Hello { train_id: train.clone(), cameras: Vec::new(), audio: Vec::new(), software: None, token: None };
+        let (tx, _rx2) = tokio::sync::mpsc::channel(4);
+        let _again = hub.connect_train(hello, tx);
+        assert_eq!(stream.control_holder(), None);
+        assert_eq!(refusal(&hub, &train, &horn, false), None);
     }
 }

@@ -2,6 +2,7 @@
 //! Sans-IO: building and parsing only; a message that does not parse is an error for the caller
 //! to count, never a panic.
 
+use railcast_protocol::client::ControlHolder;
 use railcast_protocol::control::{AudioInfo, CameraInfo, KeyframeRequest};
 use railcast_protocol::{Action, Hello, TrainId};
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,12 @@ pub struct Announced {
     /// The owner's claim on the train: the revision of its entry in the `railcast_trains`
     /// bucket. Of two nodes announcing one train, the higher epoch owns it.
     pub epoch: u64,
+    /// Who holds the train's control lease (held on the owner only), and the reason of the
+    /// lease's last change there; shown to the mirrors' sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlHolder>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub control_reason: String,
 }
 
 /// A value of the `railcast_trains` bucket: the node that claimed the train last.
@@ -91,6 +98,11 @@ pub struct OwnerClaim {
 }
 
 impl Announced {
+    /// The same connection of the train as `other` (its hello and claim), whatever its lease.
+    pub fn same_connection(&self, other: &Announced) -> bool {
+        self.hello() == other.hello() && self.epoch == other.epoch
+    }
+
     /// The hello a mirror connects with (no token: the owner checked it).
     pub fn hello(&self) -> Hello {
         Hello {

@@ -2,6 +2,11 @@
 //! take, release and keep it alive (heartbeats); the relay's watchdog ends a lease whose holder
 //! fell silent and tells the train (`operator_lost`). Changes go to every session of the train
 //! as [`TrainEvent::Control`].
+//!
+//! In a cluster the lease is held on the node the train is connected to. A node that mirrors the
+//! train keeps a copy of its owner's lease (`remote`), announced with the owner's presence, so
+//! that its sessions see the holder; no session of the mirror matches it, the watchdog leaves it
+//! alone, and it is dropped when the train connects here or goes offline here.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,6 +24,15 @@ pub struct Lease {
     /// The holder's session ended; the lease waits (at most the heartbeat timeout) for another
     /// link of the same console.
     pub orphaned: bool,
+    /// A copy of the lease held on the train's owner node (a cluster's mirror).
+    pub remote: bool,
+}
+
+impl Lease {
+    /// Held here by `session`.
+    fn of(&self, session: u64) -> bool {
+        !self.remote && self.holder.session == session
+    }
 }
 
 /// Why `take_control` was refused: the holder.
@@ -38,20 +52,55 @@ pub enum Taken {
     TakenOver(ControlHolder),
 }
 
-/// The lease slot of a stream.
+/// The lease slot of a stream, and the reason of its last change.
 #[derive(Debug, Default)]
-pub struct ControlSlot(Mutex<Option<Lease>>);
+pub struct ControlSlot {
+    lease: Mutex<Option<Lease>>,
+    reason: Mutex<String>,
+}
 
 impl ControlSlot {
     fn lock(&self) -> MutexGuard<'_, Option<Lease>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Stream {
     /// Tell every subscriber (and wake them: they wait on their packet queue's waker).
     fn control_changed(&self, holder: Option<ControlHolder>, reason: String) {
+        reason.clone_into(&mut self.control.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.emit_event(TrainEvent::Control { holder, reason });
+    }
+
+    /// What a cluster's owner announces: the holder of the lease held here (not a copy), and
+    /// the reason of the last change.
+    pub fn control_announced(&self) -> (Option<ControlHolder>, String) {
+        let holder = self.control.lock().as_ref().filter(|l| !l.remote).map(|l| l.holder.clone());
+        let reason = self.control.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        (holder, reason)
+    }
+
+    /// A mirror: the lease its owner node announced. A change is told to the sessions here with
+    /// the owner's reason. A lease held here (the train just moved away) is left for the
+    /// watchdog to end.
+    pub fn control_mirror(&self, holder: Option<ControlHolder>, reason: &str) {
+        let mut slot = self.control.lock();
+        if slot.as_ref().is_some_and(|l| !l.remote) || slot.as_ref().map(|l| &l.holder) == holder.as_ref() {
+            return;
+        }
+        *slot = holder.clone().map(|holder| Lease { holder, heartbeat: Instant::now(), orphaned: false, remote: true });
+        drop(slot);
+        self.control_changed(holder, reason.to_owned());
+    }
+
+    /// Drop the copy of another node's lease (the train connected here, or went offline here).
+    pub(super) fn control_forget_remote(&self, why: &str) {
+        let mut slot = self.control.lock();
+        if slot.as_ref().is_some_and(|l| l.remote) {
+            *slot = None;
+            drop(slot);
+            self.control_changed(None, why.to_owned());
+        }
     }
 
     /// Who controls the train now.
@@ -63,6 +112,10 @@ impl Stream {
     pub fn take_control(&self, holder: ControlHolder, force: bool) -> Result<Taken, Held> {
         let mut slot = self.control.lock();
         let now = Instant::now();
+        // A copy of another node's lease is not held here (the relay refuses on a mirror).
+        if slot.as_ref().is_some_and(|l| l.remote) {
+            *slot = None;
+        }
         let outcome = match slot.as_ref() {
             None => Taken::Granted,
             Some(l) if l.holder.session == holder.session => {
@@ -86,7 +139,7 @@ impl Stream {
             _ => holder.since_us,
         };
         let holder = ControlHolder { since_us, ..holder };
-        *slot = Some(Lease { holder: holder.clone(), heartbeat: now, orphaned: false });
+        *slot = Some(Lease { holder: holder.clone(), heartbeat: now, orphaned: false, remote: false });
         drop(slot);
         let reason = match &outcome {
             Taken::Granted => "taken".to_owned(),
@@ -101,7 +154,7 @@ impl Stream {
     /// Give control back; false when `session` did not hold it.
     pub fn release_control(&self, session: u64) -> bool {
         let mut slot = self.control.lock();
-        if slot.as_ref().is_some_and(|l| l.holder.session == session) {
+        if slot.as_ref().is_some_and(|l| l.of(session)) {
             *slot = None;
             drop(slot);
             self.control_changed(None, "released".into());
@@ -113,7 +166,7 @@ impl Stream {
 
     /// `session` is alive (any message from it): refresh the lease it holds.
     pub fn control_heartbeat(&self, session: u64) {
-        if let Some(l) = self.control.lock().as_mut().filter(|l| l.holder.session == session) {
+        if let Some(l) = self.control.lock().as_mut().filter(|l| l.of(session)) {
             l.heartbeat = Instant::now();
         }
     }
@@ -121,7 +174,7 @@ impl Stream {
     /// Whether `session` holds the lease, or who does (`None`: nobody).
     pub fn control_check(&self, session: u64) -> Result<(), Option<ControlHolder>> {
         match self.control.lock().as_ref() {
-            Some(l) if l.holder.session == session => Ok(()),
+            Some(l) if l.of(session) => Ok(()),
             Some(l) => Err(Some(l.holder.clone())),
             None => Err(None),
         }
@@ -132,7 +185,7 @@ impl Stream {
     /// the caller to tell the train.
     pub fn control_session_ended(&self, session: u64) -> Option<ControlHolder> {
         let mut slot = self.control.lock();
-        let l = slot.as_mut().filter(|l| l.holder.session == session)?;
+        let l = slot.as_mut().filter(|l| l.of(session))?;
         if l.holder.console_id.is_some() {
             l.orphaned = true;
             return None;
@@ -148,16 +201,20 @@ impl Stream {
     /// returned, for the caller to tell the train.
     pub fn control_end(&self, session: u64, why: &str) -> Option<ControlHolder> {
         let mut slot = self.control.lock();
-        let holder = slot.as_ref().filter(|l| l.holder.session == session)?.holder.clone();
+        let holder = slot.as_ref().filter(|l| l.of(session))?.holder.clone();
         *slot = None;
         drop(slot);
         self.control_changed(None, format!("operator lost: {why}"));
         Some(holder)
     }
 
-    /// End the lease, whoever holds it: returned, for the caller to tell the train.
-    pub fn control_end_any(&self, why: &str) -> Option<ControlHolder> {
-        let holder = self.control.lock().take()?.holder;
+    /// End the lease held here, whoever holds it (not a copy of another node's): returned, for
+    /// the caller to tell the train.
+    pub fn control_end_local(&self, why: &str) -> Option<ControlHolder> {
+        let mut slot = self.control.lock();
+        let holder = slot.as_ref().filter(|l| !l.remote)?.holder.clone();
+        *slot = None;
+        drop(slot);
         self.control_changed(None, format!("operator lost: {why}"));
         Some(holder)
     }
@@ -166,7 +223,7 @@ impl Stream {
     /// caller to tell the train.
     pub fn control_expire(&self, timeout: Duration, now: Instant) -> Option<(ControlHolder, String)> {
         let mut slot = self.control.lock();
-        let l = slot.as_ref().filter(|l| now.saturating_duration_since(l.heartbeat) >= timeout)?;
+        let l = slot.as_ref().filter(|l| !l.remote && now.saturating_duration_since(l.heartbeat) >= timeout)?;
         let why = if l.orphaned {
             format!("{}'s session ended and no other link of the console took over", l.holder.name)
         } else {
@@ -177,5 +234,55 @@ impl Stream {
         drop(slot);
         self.control_changed(None, format!("operator lost: {why}"));
         Some((holder, why))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use railcast_protocol::TrainId;
+
+    use super::*;
+    use crate::hub::HubConfig;
+
+    fn holder(session: u64) -> ControlHolder {
+        ControlHolder {
+            name: "alice".into(),
+            role: "operator".into(),
+            session,
+            transport: "websocket".into(),
+            console_id: None,
+            since_us: 1,
+        }
+    }
+
+    #[test]
+    fn a_copy_of_another_nodes_lease_is_shown_but_never_held_here() {
+        let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default());
+        let mut events = stream.events.subscribe();
+        stream.control_mirror(Some(holder(9)), "taken");
+        assert!(
+            matches!(events.try_recv(), Ok(TrainEvent::Control { holder: Some(h), reason }) if h.session == 9 && reason == "taken")
+        );
+        stream.control_mirror(Some(holder(9)), "taken");
+        assert!(events.try_recv().is_err(), "the same holder again: no event");
+        assert_eq!(stream.control_holder().map(|h| h.session), Some(9));
+        // Session 9 of this node is not the owner's session 9.
+        assert_eq!(stream.control_check(9), Err(Some(holder(9))));
+        assert!(!stream.release_control(9));
+        assert_eq!(stream.control_session_ended(9), None);
+        assert_eq!(stream.control_end(9, "remapped"), None);
+        // The watchdog leaves it alone: the owner's watchdog ends the real one.
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(stream.control_expire(Duration::from_secs(1), later).is_none());
+        assert_eq!(stream.control_end_local("moved"), None);
+        assert_eq!(stream.control_announced(), (None, "taken".to_owned()));
+        stream.control_mirror(None, "released");
+        assert!(matches!(events.try_recv(), Ok(TrainEvent::Control { holder: None, reason }) if reason == "released"));
+
+        // A lease held here is not overwritten by an announcement (the watchdog ends it first).
+        stream.take_control(holder(4), false).expect("granted");
+        stream.control_mirror(Some(holder(9)), "taken");
+        assert_eq!(stream.control_holder().map(|h| h.session), Some(4));
+        assert_eq!(stream.control_end_local("moved").map(|h| h.session), Some(4));
     }
 }

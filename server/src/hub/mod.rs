@@ -299,6 +299,12 @@ impl Publisher {
         self.stream.complete_command(ack);
     }
 
+    /// A cluster's mirror: the control lease the train's owner node announced (see
+    /// [`Stream::control_mirror`]).
+    pub fn mirror_control(&self, holder: Option<railcast_protocol::client::ControlHolder>, reason: &str) {
+        self.stream.control_mirror(holder, reason);
+    }
+
     /// Complete a command with an error instead of an ack (a cluster's owner node answered for
     /// the train with one).
     pub fn fail_command(&self, command_id: u64, error: CommandError) {

@@ -368,7 +368,12 @@ impl Stream {
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         METRICS.train_connections.inc();
         self.emit(&st, TrainEvent::Online { cameras: hello.cameras, audio: hello.audio });
-        (st.generation, rx)
+        let generation = st.generation;
+        drop(st);
+        if ingest != crate::metrics::CLUSTER {
+            self.control_forget_remote("the train connected to this node");
+        }
+        (generation, rx)
     }
 
     /// [`Stream::emit`] for the other parts of the hub.
@@ -414,6 +419,8 @@ impl Stream {
         }
         let reason = st.offline_reason.clone();
         self.emit(&st, TrainEvent::Offline { reason });
+        drop(st);
+        self.control_forget_remote("the train went offline");
     }
 
     pub(super) fn publish(&self, generation: u64, bytes: Bytes) -> Result<(), PublishError> {
