@@ -277,22 +277,10 @@ async fn answer_command(hub: Hub, client: Client, control_required: bool, msg: a
 
 #[cfg(test)]
 mod tests {
-    use railcast_protocol::client::ControlHolder;
     use railcast_protocol::Hello;
 
     use super::*;
-    use crate::hub::HubConfig;
-
-    fn holder(session: u64) -> ControlHolder {
-        ControlHolder {
-            name: "alice".into(),
-            role: "operator".into(),
-            session,
-            transport: "websocket".into(),
-            console_id: None,
-            since_us: 1,
-        }
-    }
+    use crate::hub::{test_holder as holder, HubConfig};
 
     #[test]
     fn another_nodes_command_runs_only_while_nobody_holds_the_lease_here() {

@@ -237,23 +237,26 @@ impl Stream {
     }
 }
 
+/// An operator "alice" on a WebSocket session `session`, for tests.
+#[cfg(test)]
+pub(crate) fn test_holder(session: u64) -> ControlHolder {
+    ControlHolder {
+        name: "alice".into(),
+        role: "operator".into(),
+        session,
+        transport: "websocket".into(),
+        console_id: None,
+        since_us: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use railcast_protocol::TrainId;
 
+    use super::test_holder as holder;
     use super::*;
     use crate::hub::HubConfig;
-
-    fn holder(session: u64) -> ControlHolder {
-        ControlHolder {
-            name: "alice".into(),
-            role: "operator".into(),
-            session,
-            transport: "websocket".into(),
-            console_id: None,
-            since_us: 1,
-        }
-    }
 
     #[test]
     fn a_copy_of_another_nodes_lease_is_shown_but_never_held_here() {

@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::METRICS;
 
+#[cfg(test)]
+pub(crate) use control::test_holder;
 pub use control::{Held, Taken};
 pub use stream::{PublishError, Stream, StreamSnapshot, TrainEvent};
 pub use subscriber::{SubItem, SubscriberCounters, Subscription};
