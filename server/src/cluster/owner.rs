@@ -133,6 +133,12 @@ pub async fn run(
     let mut leases: HashMap<TrainId, (watch::Sender<Instant>, JoinHandle<()>)> = HashMap::new();
     loop {
         tokio::select! {
+            // A lease changed: tell the mirrors now rather than at the next tick.
+            () = hub.control_changed() => {
+                if !send(&client, wire::PRESENCE, wire::to_json(&presence(&hub, &settings.node, &claims))).await {
+                    tracing::debug!("cluster: presence not published (NATS unreachable)");
+                }
+            }
             _ = tick.tick() => {
                 let body = wire::to_json(&presence(&hub, &settings.node, &claims));
                 if !send(&client, wire::PRESENCE, body).await {

@@ -8,10 +8,11 @@
 //! that its sessions see the holder; no session of the mirror matches it, the watchdog leaves it
 //! alone, and it is dropped when the train connects here or goes offline here.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use railcast_protocol::client::ControlHolder;
+use tokio::sync::Notify;
 
 use super::{Stream, TrainEvent};
 
@@ -53,13 +54,19 @@ pub enum Taken {
 }
 
 /// The lease slot of a stream, and the reason of its last change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ControlSlot {
     lease: Mutex<Option<Lease>>,
     reason: Mutex<String>,
+    /// The hub's, notified at every change.
+    changes: Arc<Notify>,
 }
 
 impl ControlSlot {
+    pub(super) fn new(changes: Arc<Notify>) -> Self {
+        Self { lease: Mutex::default(), reason: Mutex::default(), changes }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Lease>> {
         self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -70,6 +77,7 @@ impl Stream {
     fn control_changed(&self, holder: Option<ControlHolder>, reason: String) {
         reason.clone_into(&mut self.control.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.emit_event(TrainEvent::Control { holder, reason });
+        self.control.changes.notify_one();
     }
 
     /// What a cluster's owner announces: the holder of the lease held here (not a copy), and
@@ -260,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_copy_of_another_nodes_lease_is_shown_but_never_held_here() {
-        let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default());
+        let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default(), Arc::default());
         let mut events = stream.events.subscribe();
         stream.control_mirror(Some(holder(9)), "taken");
         assert!(

@@ -157,6 +157,8 @@ struct Inner {
     streams: DashMap<TrainId, Arc<Stream>>,
     next_command_id: AtomicU64,
     next_subscriber_id: AtomicU64,
+    /// Notified when any train's control lease changes (a cluster's owner announces it).
+    control_changes: Arc<tokio::sync::Notify>,
 }
 
 impl Hub {
@@ -176,6 +178,7 @@ impl Hub {
                 streams: DashMap::new(),
                 next_command_id: AtomicU64::new(1),
                 next_subscriber_id: AtomicU64::new(1),
+                control_changes: Arc::default(),
             }),
         }
     }
@@ -220,7 +223,17 @@ impl Hub {
     /// The stream of `train`, registered (offline) if it is not known yet.
     fn stream_or_register(&self, train: &TrainId) -> Arc<Stream> {
         let entry = self.inner.streams.entry(train.clone());
-        Arc::clone(entry.or_insert_with(|| Arc::new(Stream::new(train.clone(), self.inner.config.clone()))).value())
+        Arc::clone(
+            entry
+                .or_insert_with(|| {
+                    Arc::new(Stream::new(
+                        train.clone(),
+                        self.inner.config.clone(),
+                        Arc::clone(&self.inner.control_changes),
+                    ))
+                })
+                .value(),
+        )
     }
 
     /// Trains known (online or not).
@@ -243,6 +256,12 @@ impl Hub {
     /// False when the train is unknown, offline, or its control queue is full.
     pub fn request_keyframe(&self, train: &TrainId, camera: Option<railcast_protocol::CameraId>) -> bool {
         self.stream(train).is_some_and(|s| s.request_keyframe(camera))
+    }
+
+    /// Wait until a train's control lease changes (or has changed since the last wait): one
+    /// waiter, a cluster's owner, which then announces the leases at once.
+    pub async fn control_changed(&self) {
+        self.inner.control_changes.notified().await;
     }
 
     /// Send `action` to `train` and wait for its ack.

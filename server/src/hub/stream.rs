@@ -256,7 +256,8 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub(super) fn new(train_id: TrainId, config: HubConfig) -> Self {
+    /// `control_changes`: notified at every change of the control lease.
+    pub(super) fn new(train_id: TrainId, config: HubConfig, control_changes: Arc<tokio::sync::Notify>) -> Self {
         Self {
             train_id,
             config,
@@ -278,7 +279,7 @@ impl Stream {
             }),
             events: broadcast::channel(EVENT_CAPACITY).0,
             counters: StreamCounters::default(),
-            control: super::control::ControlSlot::default(),
+            control: super::control::ControlSlot::new(control_changes),
         }
     }
 
