@@ -59,7 +59,8 @@ pub struct Train {
     /// `whip` (WebRTC, docs/whip.md); null before its first connection.
     #[serde(default)]
     pub ingest: Option<String>,
-    /// The session that controls the train (its control lease); null when nobody does.
+    /// The session that controls the train (its control lease); null when nobody does. In a
+    /// cluster the lease is held on the train's node (`owner_node`), and this is its holder there.
     pub control: Option<ControlView>,
     /// How the train's own sources are doing, as its last `status` frame said (the train agent
     /// sends one; empty for a train that sends none).
