@@ -261,3 +261,76 @@ impl Drop for TcpHole {
         self.task.abort();
     }
 }
+
+/// A UDP relay between a WebRTC client and the server that reorders the client's RTP on the way
+/// up: every `every`-th RTP datagram is held back until `by` more datagrams have passed it (as
+/// on a path with several routes). RTCP, STUN and DTLS are not held. Server → client passes as
+/// it comes. Give the client [`Reorderer::front`] as the server's candidate.
+#[derive(Debug)]
+pub struct Reorderer {
+    pub front: SocketAddr,
+    /// RTP datagrams held back so far.
+    pub held: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Reorderer {
+    pub async fn start(server: SocketAddr, every: u64, by: usize) -> Reorderer {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind front"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind back"));
+        let held = Arc::new(AtomicU64::new(0));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let up = {
+            let (front, back, client, held) =
+                (Arc::clone(&front), Arc::clone(&back), Arc::clone(&client), Arc::clone(&held));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut rtp = 0u64;
+                // Datagrams held back, and how many more must pass each.
+                let mut waiting: Vec<(usize, Vec<u8>)> = Vec::new();
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().expect("lock") = Some(from);
+                    let d = &buf[..n];
+                    // RTP (RFC 7983: first byte 128–191) that is not RTCP (packet types 192–223).
+                    let is_rtp = n > 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]);
+                    if is_rtp {
+                        rtp += 1;
+                        if rtp.is_multiple_of(every) {
+                            held.fetch_add(1, Ordering::Relaxed);
+                            waiting.push((by, d.to_vec()));
+                            continue;
+                        }
+                    }
+                    let _ = back.send_to(d, server).await;
+                    for w in &mut waiting {
+                        w.0 -= 1;
+                    }
+                    for (_, late) in waiting.extract_if(.., |w| w.0 == 0) {
+                        let _ = back.send_to(&late, server).await;
+                    }
+                }
+            })
+        };
+        let down = {
+            let (front, back, client) = (Arc::clone(&front), Arc::clone(&back), Arc::clone(&client));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = back.recv_from(&mut buf).await {
+                    let to = *client.lock().expect("lock");
+                    if let (true, Some(to)) = (from == server, to) {
+                        let _ = front.send_to(&buf[..n], to).await;
+                    }
+                }
+            })
+        };
+        Reorderer { front: front.local_addr().expect("addr"), held, tasks: vec![up, down] }
+    }
+}
+
+impl Drop for Reorderer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,7 +1,7 @@
 """aiortc 1.16 as a WHIP publisher (RFC 9725): a train that speaks WebRTC instead of QUIC.
 
     python aiortc_whip.py --http 127.0.0.1:PORT --train train-w --token TRAIN_TOKEN \
-        [--cameras 2] [--audio] [--stall I]… [--no-channel] [--timeout 60]
+        [--cameras 2] [--audio] [--stall I]… [--no-channel] [--via HOST:PORT] [--timeout 60]
 
 1. OPTIONS on the WHIP endpoint (status and `Accept-Post` reported).
 2. An offer of `--cameras` send-only video tracks forced to H.264 by codec preferences (aiortc
@@ -9,6 +9,8 @@
    with `--audio` a send-only Opus track (aiortc's silence), and the `command` data channel
    (`--stall I`: camera I's track never yields a picture),
    is POSTed as `application/sdp` with the train's token; `201`, `Location`, `ETag` reported.
+   With `--via`, every media datagram crosses a relay there: the offer goes without aiortc's
+   candidates, and the answer's candidates are rewritten to the relay's address.
 3. While it publishes, every `command` on the channel is acked (`command_ack`, ok, "done by
    aiortc") and recorded; a `telemetry` goes out every second.
 4. A line on stdin (or `--timeout`) ends it: DELETE on the `Location` (status reported, then a
@@ -127,8 +129,11 @@ async def run(args, report):
 
     await pc.setLocalDescription(await pc.createOffer())
     posted = time.monotonic()
+    offer = pc.localDescription.sdp
+    if args.via:
+        offer = "".join(line for line in offer.splitlines(keepends=True) if not line.startswith("a=candidate:"))
     status, headers, answer = await asyncio.to_thread(
-        request, endpoint, args.token, "POST", pc.localDescription.sdp.encode(), "application/sdp"
+        request, endpoint, args.token, "POST", offer.encode(), "application/sdp"
     )
     report["post"] = {
         "status": status,
@@ -139,6 +144,8 @@ async def run(args, report):
     }
     if status != 201:
         raise RuntimeError(f"POST {endpoint}: {status} {answer}")
+    if args.via:
+        answer = via(answer, args.via)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     await asyncio.wait_for(opened.wait(), 15)
     report["channel_open_ms"] = round((time.monotonic() - posted) * 1000, 1)
@@ -165,6 +172,19 @@ async def run(args, report):
     await pc.close()
 
 
+def via(sdp, address):
+    """`sdp` with the address and port of every candidate replaced by `address` (HOST:PORT)."""
+    host, port = address.rsplit(":", 1)
+    lines = []
+    for line in sdp.splitlines(keepends=True):
+        if line.startswith("a=candidate:"):
+            f = line.rstrip("\r\n").split(" ")
+            f[4], f[5] = host, port
+            line = " ".join(f) + "\r\n"
+        lines.append(line)
+    return "".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--http", required=True)
@@ -174,6 +194,7 @@ def main():
     p.add_argument("--audio", action="store_true")
     p.add_argument("--no-channel", action="store_true", help="open no command data channel")
     p.add_argument("--stall", type=int, action="append", default=[], help="a camera index that sends nothing")
+    p.add_argument("--via", help="HOST:PORT of a UDP relay every media datagram crosses")
     p.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
     report = {"ok": False}

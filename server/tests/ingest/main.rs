@@ -38,6 +38,7 @@ mod whip_aiortc;
 mod whip_bad_input;
 mod whip_no_command_channel;
 mod whip_publisher_vanishes;
+mod whip_reorder;
 mod whip_shutdown;
 mod whip_stalled_camera;
 mod whip_takeover;

@@ -19,6 +19,7 @@
 
 mod depacketize;
 mod offer;
+mod reorder;
 mod session;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +56,10 @@ pub struct WhipMetrics {
     pub frames: prometheus::IntCounterVec,
     /// `railcast_whip_plis_total`: RTCP PLIs sent to WHIP publishers.
     pub plis: prometheus::IntCounter,
+    /// `railcast_whip_rtp_reorder_total{outcome}`: video RTP packets that arrived ahead of a
+    /// missing one and were put back in order (`reordered`), and gaps given up after waiting
+    /// (`gap`).
+    pub reorder: prometheus::IntCounterVec,
     /// `railcast_whip_publications_total{outcome}`: POSTs `answered`, or refused (`unauthorized`,
     /// `bad_offer`, `limit`, `failed`).
     pub publications: prometheus::IntCounterVec,
@@ -73,6 +78,12 @@ pub static METRICS: LazyLock<WhipMetrics> = LazyLock::new(|| {
             &["outcome"],
         ),
         plis,
+        reorder: crate::metrics::counter(
+            r,
+            "railcast_whip_rtp_reorder_total",
+            "Video RTP packets of WHIP publishers put back in sequence order, and gaps given up.",
+            &["outcome"],
+        ),
         publications: crate::metrics::counter(
             r,
             "railcast_whip_publications_total",

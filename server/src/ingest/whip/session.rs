@@ -5,7 +5,9 @@
 //!   and hands it to this task (a bounded queue; the reader waits, the peer's driver buffers).
 //!   A packet goes to the camera whose offer section announced its SSRC, else whose `msid`
 //!   names its track, else to the first camera (or the audio) not yet fed.
-//! - **Frames.** Each camera's [`Depacketizer`] turns RTP into access units; each becomes railcast
+//! - **Frames.** Each camera's [`Reorder`] puts its RTP packets back in sequence order (waiting
+//!   at most [`super::reorder::HOLD`] for a missing one), then its [`Depacketizer`] turns them
+//!   into access units; each becomes railcast
 //!   packets ([`railcast_protocol::packet::packetize`]: codec H.264 Annex B, the camera's own frame
 //!   sequence, capture time = the server's clock at the frame's first packet) published to the hub
 //!   like a QUIC train's datagrams. An Opus packet is one audio packet (id [`super::AUDIO_ID`]).
@@ -42,6 +44,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 use super::depacketize::{Depacketizer, Rtp};
 use super::offer::Layout;
+use super::reorder::Reorder;
 use super::{Publication, Server, AUDIO_ID, NAME};
 use crate::hub::Publisher;
 use crate::transport::webrtc::negotiate::{RemoteChannels, RemoteTracks};
@@ -49,6 +52,8 @@ use crate::transport::webrtc::peers::is_finished;
 
 /// At most one PLI per camera this often (the hub asks for keyframes at most every 250 ms).
 pub const PLI_INTERVAL: Duration = Duration::from_millis(250);
+/// How often packets waiting for a missing one are looked at (only while some wait).
+const REORDER_TICK: Duration = Duration::from_millis(10);
 /// Capacity of the queue from the track readers to the task, in RTP packets.
 const MEDIA_QUEUE: usize = 2048;
 /// Capacity of the hub's control queue for this train.
@@ -94,6 +99,8 @@ enum Route {
 }
 
 struct Camera {
+    /// RTP packets back in sequence order (and when each arrived), for the depacketizer.
+    reorder: Reorder<(rtc::rtp::Packet, u64)>,
     depacketizer: Depacketizer,
     track: Option<Arc<dyn TrackRemote>>,
     ssrc: Option<u32>,
@@ -115,6 +122,8 @@ struct Camera {
     metered: super::Counters,
     relayed_metered: u64,
     unannounced_metered: u64,
+    /// What the metrics have of `reorder`'s counters (reordered, gaps).
+    reorder_metered: (u64, u64),
 }
 
 pub(super) struct Session {
@@ -172,6 +181,7 @@ impl Session {
                 .cameras
                 .iter()
                 .map(|c| Camera {
+                    reorder: Reorder::default(),
                     depacketizer: Depacketizer::new(MAX_FRAME),
                     track: None,
                     ssrc: None,
@@ -187,6 +197,7 @@ impl Session {
                     metered: super::Counters::default(),
                     relayed_metered: 0,
                     unannounced_metered: 0,
+                    reorder_metered: (0, 0),
                 })
                 .collect(),
             audio_seq: 0,
@@ -210,6 +221,9 @@ impl Session {
         // Set while the peer connection is `disconnected` (no ICE traffic for webrtc-rs' 5 s).
         let mut lost_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(PLI_INTERVAL);
+        // While a camera's packets wait for a missing one: give up gaps after `reorder::HOLD`.
+        let mut reorder_tick = tokio::time::interval(REORDER_TICK);
+        reorder_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_track = 0usize;
         let reason = loop {
             tokio::select! {
@@ -258,6 +272,16 @@ impl Session {
                 Some(msg) = control.recv() => self.control(&mut st, msg).await,
                 _ = replaced(&mut st.publisher) => break "replaced by a newer connection for the same train id".to_owned(),
                 _ = tick.tick() => self.tick(&mut st),
+                _ = reorder_tick.tick(), if st.cameras.iter().any(|c| c.reorder.holding()) => {
+                    let now = Instant::now();
+                    for i in 0..st.cameras.len() {
+                        let mut ready = Vec::new();
+                        st.cameras[i].reorder.expire(now, &mut ready);
+                        for (packet, at_us) in ready {
+                            self.video(&mut st, i, &packet, at_us);
+                        }
+                    }
+                }
             }
         };
         for r in readers {
@@ -275,8 +299,15 @@ impl Session {
             .map(|(i, c)| {
                 let n = c.depacketizer.counters;
                 format!(
-                    "camera {i}: {} frames, {} incomplete, {} held back, {} late, {} unannounced",
-                    n.frames, n.incomplete, n.held_back, n.late, c.unannounced_frames
+                    "camera {i}: {} frames, {} incomplete, {} held back, {} late, {} unannounced; \
+                     {} packets put back in order, {} gaps given up",
+                    n.frames,
+                    n.incomplete,
+                    n.held_back,
+                    n.late,
+                    c.unannounced_frames,
+                    c.reorder.reordered,
+                    c.reorder.gaps
                 )
             })
             .collect();
@@ -304,7 +335,14 @@ impl Session {
                     }
                 };
                 match route {
-                    Route::Camera(i) => self.video(st, i, &packet, at_us),
+                    Route::Camera(i) => {
+                        let mut ready = Vec::new();
+                        let seq = packet.header.sequence_number;
+                        st.cameras[i].reorder.push(seq, (packet, at_us), Instant::now(), &mut ready);
+                        for (packet, at_us) in ready {
+                            self.video(st, i, &packet, at_us);
+                        }
+                    }
                     Route::Audio => self.audio(st, &packet, at_us),
                     Route::Nowhere => {}
                 }
@@ -605,6 +643,10 @@ fn meter(st: &mut State) {
         m.with_label_values(&["held_back"]).inc_by(now.held_back - was.held_back);
         m.with_label_values(&["relayed"]).inc_by(cam.relayed - cam.relayed_metered);
         m.with_label_values(&["unannounced"]).inc_by(cam.unannounced_frames - cam.unannounced_metered);
+        let r = &super::METRICS.reorder;
+        r.with_label_values(&["reordered"]).inc_by(cam.reorder.reordered - cam.reorder_metered.0);
+        r.with_label_values(&["gap"]).inc_by(cam.reorder.gaps - cam.reorder_metered.1);
+        cam.reorder_metered = (cam.reorder.reordered, cam.reorder.gaps);
         cam.metered = now;
         cam.relayed_metered = cam.relayed;
         cam.unannounced_metered = cam.unannounced_frames;
