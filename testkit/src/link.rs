@@ -263,9 +263,10 @@ impl Drop for TcpHole {
 }
 
 /// A UDP relay between a WebRTC client and the server that reorders the client's RTP on the way
-/// up: every `every`-th RTP datagram is held back until `by` more datagrams have passed it (as
-/// on a path with several routes). RTCP, STUN and DTLS are not held. Server → client passes as
-/// it comes. Give the client [`Reorderer::front`] as the server's candidate.
+/// up: every `every`-th RTP datagram is held back until `by` more RTP datagrams have passed it,
+/// or for [`Reorderer::MAX_HOLD`] when fewer come (as on a path with several routes: late by a
+/// few packets, never by much time). RTCP, STUN and DTLS are neither held nor counted. Server → client passes as it
+/// comes. Give the client [`Reorderer::front`] as the server's candidate.
 #[derive(Debug)]
 pub struct Reorderer {
     pub front: SocketAddr,
@@ -275,6 +276,9 @@ pub struct Reorderer {
 }
 
 impl Reorderer {
+    /// The longest a datagram is held back.
+    pub const MAX_HOLD: Duration = Duration::from_millis(40);
+
     pub async fn start(server: SocketAddr, every: u64, by: usize) -> Reorderer {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind front"));
         let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind back"));
@@ -286,26 +290,39 @@ impl Reorderer {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut rtp = 0u64;
-                // Datagrams held back, and how many more must pass each.
-                let mut waiting: Vec<(usize, Vec<u8>)> = Vec::new();
-                while let Ok((n, from)) = front.recv_from(&mut buf).await {
-                    *client.lock().expect("lock") = Some(from);
-                    let d = &buf[..n];
-                    // RTP (RFC 7983: first byte 128–191) that is not RTCP (packet types 192–223).
-                    let is_rtp = n > 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]);
-                    if is_rtp {
-                        rtp += 1;
-                        if rtp.is_multiple_of(every) {
-                            held.fetch_add(1, Ordering::Relaxed);
-                            waiting.push((by, d.to_vec()));
-                            continue;
+                // Datagrams held back: how many more must pass each, until when at most.
+                let mut waiting: Vec<(usize, Instant, Vec<u8>)> = Vec::new();
+                loop {
+                    let due = waiting.iter().map(|w| w.1).min();
+                    let got = tokio::select! {
+                        r = front.recv_from(&mut buf) => match r {
+                            Ok(r) => Some(r),
+                            Err(_) => return,
+                        },
+                        () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => None,
+                    };
+                    if let Some((n, from)) = got {
+                        *client.lock().expect("lock") = Some(from);
+                        let d = &buf[..n];
+                        // RTP (RFC 7983: first byte 128–191) that is not RTCP (packet types 192–223).
+                        let is_rtp = n > 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]);
+                        if is_rtp {
+                            rtp += 1;
+                            if rtp.is_multiple_of(every) {
+                                held.fetch_add(1, Ordering::Relaxed);
+                                waiting.push((by, Instant::now() + Self::MAX_HOLD, d.to_vec()));
+                                continue;
+                            }
+                        }
+                        let _ = back.send_to(d, server).await;
+                        if is_rtp {
+                            for w in &mut waiting {
+                                w.0 = w.0.saturating_sub(1);
+                            }
                         }
                     }
-                    let _ = back.send_to(d, server).await;
-                    for w in &mut waiting {
-                        w.0 -= 1;
-                    }
-                    for (_, late) in waiting.extract_if(.., |w| w.0 == 0) {
+                    let now = Instant::now();
+                    for (_, _, late) in waiting.extract_if(.., |w| w.0 == 0 || w.1 <= now) {
                         let _ = back.send_to(&late, server).await;
                     }
                 }

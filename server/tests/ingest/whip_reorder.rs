@@ -1,5 +1,6 @@
 //! A WHIP publisher (aiortc) whose RTP reaches the server out of order: a relay holds every 4th
-//! RTP datagram back until 3 more have passed it. The server puts the packets back in order
+//! RTP datagram back until the next one has passed it (40 ms at most; a frame at 320×240 is often
+//! one packet, so that is the next frame's). The server puts the packets back in order
 //! before it depacketizes them, so no frame is dropped as incomplete and a viewer gets every
 //! frame; the metrics count the packets put back. Without the reorder buffer every held packet
 //! broke its frame (a sequence gap) and the frames after it until a keyframe.
@@ -20,7 +21,7 @@ async fn reordered_rtp_is_put_back_in_order() {
     let dir = scratch("whip_reorder");
     let server = Server::start(&dir, &[]).await;
     let udp: SocketAddr = server.webrtc_udp.as_deref().expect("one WebRTC UDP port").parse().expect("address");
-    let relay = Reorderer::start(udp, 4, 3).await;
+    let relay = Reorderer::start(udp, 4, 1).await;
     let token = server.train_token("train-5");
     let via = relay.front.to_string();
     let publisher = Aiortc::start(&server, "train-5", &token, &["--cameras", "1", "--via", &via]).await;
