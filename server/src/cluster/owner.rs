@@ -51,6 +51,13 @@ fn presence(hub: &Hub, node: &str, claims: &Claims) -> Presence {
     Presence { node: node.to_owned(), trains }
 }
 
+/// Publish this node's presence.
+async fn announce(hub: &Hub, client: &Client, node: &str, claims: &Claims) {
+    if !send(client, wire::PRESENCE, wire::to_json(&presence(hub, node, claims))).await {
+        tracing::debug!("cluster: presence not published (NATS unreachable)");
+    }
+}
+
 /// Claim every train that connected to this node (each new connection anew) in the owners
 /// bucket: the revision of the claim is the train's epoch, higher than every claim before it on
 /// any node. A train is announced only once claimed.
@@ -134,16 +141,9 @@ pub async fn run(
     loop {
         tokio::select! {
             // A lease changed: tell the mirrors now rather than at the next tick.
-            () = hub.control_changed() => {
-                if !send(&client, wire::PRESENCE, wire::to_json(&presence(&hub, &settings.node, &claims))).await {
-                    tracing::debug!("cluster: presence not published (NATS unreachable)");
-                }
-            }
+            () = hub.control_changed() => announce(&hub, &client, &settings.node, &claims).await,
             _ = tick.tick() => {
-                let body = wire::to_json(&presence(&hub, &settings.node, &claims));
-                if !send(&client, wire::PRESENCE, body).await {
-                    tracing::debug!("cluster: presence not published (NATS unreachable)");
-                }
+                announce(&hub, &client, &settings.node, &claims).await;
                 leases.retain(|_, (_, task)| !task.is_finished());
             }
             Some(msg) = wants.next() => {
@@ -293,9 +293,9 @@ mod tests {
         let hub = Hub::new(HubConfig::default());
         let train = TrainId::new("t").expect("id");
         let hello =
-            Hello { train_id: train.clone(), cameras: Vec::new(), audio: Vec::new(), software: None, token: None };
+            || Hello { train_id: train.clone(), cameras: Vec::new(), audio: Vec::new(), software: None, token: None };
         let (tx, _rx) = tokio::sync::mpsc::channel(4);
-        let _publisher = hub.connect_train(hello, tx);
+        let _publisher = hub.connect_train(hello(), tx);
         let horn = Action::Horn { duration_ms: 10 };
         let keyframe = Action::RequestKeyframe { camera: None };
         let lost = Action::OperatorLost { operator: "bob".into(), reason: "moved".into() };
@@ -319,10 +319,8 @@ mod tests {
         stream.control_mirror(Some(holder(9)), "taken");
         assert_eq!(stream.control_holder().map(|h| h.session), Some(9));
         assert_eq!(stream.control_announced().0, None, "a copy is not announced");
-        let hello =
-            Hello { train_id: train.clone(), cameras: Vec::new(), audio: Vec::new(), software: None, token: None };
         let (tx, _rx2) = tokio::sync::mpsc::channel(4);
-        let _again = hub.connect_train(hello, tx);
+        let _again = hub.connect_train(hello(), tx);
         assert_eq!(stream.control_holder(), None);
         assert_eq!(refusal(&hub, &train, &horn, false), None);
     }

@@ -208,37 +208,35 @@ impl Stream {
     /// End `session`'s lease now, whatever its console (its remote control was remapped away):
     /// returned, for the caller to tell the train.
     pub fn control_end(&self, session: u64, why: &str) -> Option<ControlHolder> {
-        let mut slot = self.control.lock();
-        let holder = slot.as_ref().filter(|l| l.of(session))?.holder.clone();
-        *slot = None;
-        drop(slot);
-        self.control_changed(None, format!("operator lost: {why}"));
-        Some(holder)
+        self.control_end_if(|l| l.of(session).then(|| why.to_owned())).map(|(holder, _)| holder)
     }
 
-    /// End the lease held here, whoever holds it (not a copy of another node's): returned, for
-    /// the caller to tell the train.
-    pub fn control_end_local(&self, why: &str) -> Option<ControlHolder> {
-        let mut slot = self.control.lock();
-        let holder = slot.as_ref().filter(|l| !l.remote)?.holder.clone();
-        *slot = None;
-        drop(slot);
-        self.control_changed(None, format!("operator lost: {why}"));
-        Some(holder)
+    /// End the lease held here, whoever holds it (not a copy of another node's): returned with
+    /// `why()` (made only then), for the caller to tell the train.
+    pub fn control_end_local(&self, why: impl FnOnce() -> String) -> Option<(ControlHolder, String)> {
+        self.control_end_if(|l| (!l.remote).then(why))
     }
 
     /// End the lease if its holder has been silent for `timeout`: returned, with why, for the
     /// caller to tell the train.
     pub fn control_expire(&self, timeout: Duration, now: Instant) -> Option<(ControlHolder, String)> {
+        self.control_end_if(|l| {
+            (!l.remote && now.saturating_duration_since(l.heartbeat) >= timeout).then(|| {
+                if l.orphaned {
+                    format!("{}'s session ended and no other link of the console took over", l.holder.name)
+                } else {
+                    format!("nothing from {} for {} ms", l.holder.name, timeout.as_millis())
+                }
+            })
+        })
+    }
+
+    /// End the lease when `ends` gives a reason for it: the holder and the reason, and the
+    /// sessions are told `operator lost: <reason>`.
+    fn control_end_if(&self, ends: impl FnOnce(&Lease) -> Option<String>) -> Option<(ControlHolder, String)> {
         let mut slot = self.control.lock();
-        let l = slot.as_ref().filter(|l| !l.remote && now.saturating_duration_since(l.heartbeat) >= timeout)?;
-        let why = if l.orphaned {
-            format!("{}'s session ended and no other link of the console took over", l.holder.name)
-        } else {
-            format!("nothing from {} for {} ms", l.holder.name, timeout.as_millis())
-        };
-        let holder = l.holder.clone();
-        *slot = None;
+        let why = ends(slot.as_ref()?)?;
+        let holder = slot.take()?.holder;
         drop(slot);
         self.control_changed(None, format!("operator lost: {why}"));
         Some((holder, why))
@@ -285,7 +283,7 @@ mod tests {
         // The watchdog leaves it alone: the owner's watchdog ends the real one.
         let later = Instant::now() + Duration::from_secs(60);
         assert!(stream.control_expire(Duration::from_secs(1), later).is_none());
-        assert_eq!(stream.control_end_local("moved"), None);
+        assert_eq!(stream.control_end_local(|| "moved".into()), None);
         assert_eq!(stream.control_announced(), (None, "taken".to_owned()));
         stream.control_mirror(None, "released");
         assert!(matches!(events.try_recv(), Ok(TrainEvent::Control { holder: None, reason }) if reason == "released"));
@@ -294,6 +292,6 @@ mod tests {
         stream.take_control(holder(4), false).expect("granted");
         stream.control_mirror(Some(holder(9)), "taken");
         assert_eq!(stream.control_holder().map(|h| h.session), Some(4));
-        assert_eq!(stream.control_end_local("moved").map(|h| h.session), Some(4));
+        assert_eq!(stream.control_end_local(|| "moved".into()).map(|(h, _)| h.session), Some(4));
     }
 }

@@ -300,8 +300,7 @@ impl Stream {
     /// Whether the train is online through another node of a cluster (a mirror): its control
     /// lease is held on that node, never here.
     pub fn mirrored(&self) -> bool {
-        let st = self.lock();
-        st.online.is_some() && st.ingest == crate::metrics::CLUSTER
+        self.connection().is_some_and(|(ingest, _)| ingest == crate::metrics::CLUSTER)
     }
 
     /// While the train is online: the ingest it came by and how many connections it has had

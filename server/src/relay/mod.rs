@@ -435,8 +435,8 @@ pub async fn watch_control(core: Core) {
         let now = std::time::Instant::now();
         for stream in core.hub.streams() {
             if stream.mirrored() {
-                let why = format!("{} moved to another node of the cluster", stream.train_id());
-                if let Some(holder) = stream.control_end_local(&why) {
+                let moved = || format!("{} moved to another node of the cluster", stream.train_id());
+                if let Some((holder, why)) = stream.control_end_local(moved) {
                     tell_operator_lost(&core, stream.train_id().clone(), holder, why);
                 }
             } else if let Some((holder, why)) = stream.control_expire(timeout, now) {
