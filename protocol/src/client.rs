@@ -145,6 +145,10 @@ pub struct ControlHolder {
     pub console_id: Option<String>,
     /// Since when, µs since the UNIX epoch.
     pub since_us: u64,
+    /// In a cluster, the node of the holder's session (its session numbers are that node's);
+    /// absent on a single server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 fn max_payload_limit() -> u32 {

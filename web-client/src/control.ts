@@ -26,6 +26,8 @@ export interface ControlHolder {
   console_id?: string | null
   since_us?: number
   since?: string
+  /** In a cluster, the node of the holder's session. */
+  node?: string | null
 }
 
 export type ControlChanged = Extract<ServerEvent, { type: 'control_changed' }>
@@ -46,9 +48,10 @@ export interface ControlState {
   /** The lease ended because its holder fell silent or went away (`operator lost: …`), and when (ms). */
   lost: { reason: string; holder: string | null; mine: boolean; at: number } | null
   /**
-   * The last refusal of a control message (`control_held`, `control_elsewhere`: the train is
-   * connected to another node of a cluster, which holds its lease; `not_in_control`,
-   * `forbidden`, `not_mapped`).
+   * The last refusal of a control message (`control_held`, `control_unavailable`: the train is
+   * connected to another node of a cluster, which holds its lease and did not answer;
+   * `control_elsewhere` from servers before leases were taken through any node;
+   * `not_in_control`, `forbidden`, `not_mapped`).
    */
   error: { code: string; message: string } | null
   /**
@@ -65,7 +68,12 @@ export const initialControl = (): ControlState => ({
 })
 
 /** The `error` codes that answer a control message. */
-export const CONTROL_ERROR_CODES = new Set(['control_held', 'control_elsewhere', 'not_in_control', 'forbidden', 'not_mapped'])
+export const CONTROL_ERROR_CODES = new Set([
+  'control_held', 'control_unavailable', 'control_elsewhere', 'not_in_control', 'forbidden', 'not_mapped',
+])
+
+/** Refusals of a take after which this console does not hold the lease. */
+const TAKE_REFUSED = new Set(['control_held', 'control_unavailable', 'control_elsewhere'])
 
 export const isOperatorLost = (reason: string | null | undefined): boolean => !!reason && reason.startsWith('operator lost')
 
@@ -114,7 +122,7 @@ export function onControlError(s: ControlState, code: string, message: string): 
     pending: null,
     // A refused (re-)take: we do not hold it, whatever we believed.
     wanted: wasTake ? false : s.wanted,
-    mine: wasTake && (code === 'control_held' || code === 'control_elsewhere') ? false : s.mine,
+    mine: wasTake && TAKE_REFUSED.has(code) ? false : s.mine,
   }
 }
 
@@ -163,7 +171,7 @@ export function controlOffer(role: Role | null, s: ControlState, mapped: boolean
 /** The holder for people: "alice (operator, websocket)"; "you" when it is this console. */
 export function describeHolder(h: ControlHolder | null, mine: boolean): string {
   if (!h) return 'nobody'
-  const who = `${h.name} (${h.role}, ${h.transport})`
+  const who = `${h.name} (${h.role}, ${h.transport}${h.node ? ` on ${h.node}` : ''})`
   return mine ? `you — ${who}` : who
 }
 

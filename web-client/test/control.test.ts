@@ -22,6 +22,7 @@ describe('control state from events', () => {
     s = onControlChanged(s, changed(holder('alice', ME), 'taken'), ME, 10)
     expect(s).toMatchObject({ mine: true, wanted: true, pending: null, reason: 'taken', lost: null, eventAt: 10 })
     expect(describeHolder(s.holder, s.mine)).toBe('you — alice (operator, websocket)')
+    expect(describeHolder({ ...holder('bob'), node: 'node-b' }, false)).toBe('bob (operator, websocket on node-b)')
     s = { ...s, pending: 'release' }
     s = onControlChanged(s, changed(null, 'released'), ME, 20)
     expect(s).toMatchObject({ mine: false, wanted: false, pending: null, holder: null, lost: null })
@@ -75,9 +76,11 @@ describe('control state from events', () => {
     expect(onControlError(idle, 'bad_message', 'x')).toBe(idle)
     expect(onControlError({ ...idle, pending: 'take' }, 'forbidden', 'viewer').error?.code).toBe('forbidden')
     expect(onControlError({ ...idle, pending: 'release' }, 'not_in_control', 'no').error?.code).toBe('not_in_control')
-    // A cluster node the train is not connected to: a resumed lease is not ours any more.
-    const elsewhere = onControlError({ ...mapped(), pending: 'resume', wanted: true, mine: true }, 'control_elsewhere', 't1 is connected to another node')
-    expect(elsewhere).toMatchObject({ pending: null, wanted: false, mine: false, error: { code: 'control_elsewhere' } })
+    // The cluster node the train is connected to did not answer: a resumed lease is not ours any more.
+    for (const code of ['control_unavailable', 'control_elsewhere']) {
+      const elsewhere = onControlError({ ...mapped(), pending: 'resume', wanted: true, mine: true }, code, "t1's node did not answer")
+      expect(elsewhere).toMatchObject({ pending: null, wanted: false, mine: false, error: { code } })
+    }
   })
 
   it('GET /api/trains fills in the holder, but never against events or while holding', () => {

@@ -101,6 +101,9 @@ pub struct ControlView {
     /// has it).
     pub since: String,
     pub since_us: u64,
+    /// In a cluster, the node of the holder's session (whose session number `session` is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl From<StreamSnapshot> for Train {
@@ -144,6 +147,7 @@ impl From<StreamSnapshot> for Train {
                 console_id: h.console_id,
                 since: rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_micros(h.since_us)),
                 since_us: h.since_us,
+                node: h.node,
             }),
             sources: s
                 .sources

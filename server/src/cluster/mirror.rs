@@ -146,7 +146,8 @@ fn reconcile(
         }
         let (tx, rx) = watch::channel(remote.clone());
         tracing::info!(train = %train, owner = %remote.owner, epoch = remote.train.epoch, "cluster: mirroring a train of another node");
-        let task = tokio::spawn(mirror(hub.clone(), client.clone(), settings.command_timeout, rx));
+        let task =
+            tokio::spawn(mirror(hub.clone(), client.clone(), settings.node.clone(), settings.command_timeout, rx));
         mirrors.insert(train.clone(), Mirror { remote: tx, task });
     }
 }
@@ -160,13 +161,20 @@ async fn next_of(sub: &mut Option<Subscriber>) -> Option<async_nats::Message> {
 }
 
 /// One mirrored train: online here while its owner announces it.
-async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote: watch::Receiver<Remote>) {
+async fn mirror(
+    hub: Hub,
+    client: Client,
+    here: String,
+    command_timeout: Duration,
+    mut remote: watch::Receiver<Remote>,
+) {
+    let here = here.as_str();
     let train = remote.borrow().train.train_id.clone();
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (acks_tx, mut acks) = mpsc::channel::<Outcome>(CONTROL_QUEUE);
     let mut publisher = hub.connect_train_via(remote.borrow().train.hello(), control_tx.clone(), INGEST);
     let mut announced = remote.borrow().train.clone();
-    publisher.mirror_control(announced.control.clone(), &announced.control_reason);
+    publisher.mirror_control(announced.control.clone(), &announced.control_reason, here);
     let mut media: Option<Subscriber> = None;
     let mut telemetry: Option<Subscriber> = None;
     let mut last_want: Option<Instant> = None;
@@ -187,14 +195,14 @@ async fn mirror(hub: Hub, client: Client, command_timeout: Duration, mut remote:
                     publisher.set_offline_reason("reconnected on its node");
                     publisher = hub.connect_train_via(now.hello(), control_tx.clone(), INGEST);
                 }
-                publisher.mirror_control(now.control.clone(), &now.control_reason);
+                publisher.mirror_control(now.control.clone(), &now.control_reason, here);
                 announced = now;
             }
             _ = publisher.replaced() => {
                 tracing::info!(train = %train, "cluster: a local connection took over the train, mirror ended");
                 return;
             }
-            Some(msg) = control_rx.recv() => forward(&client, &train, msg, command_timeout, &acks_tx).await,
+            Some(msg) = control_rx.recv() => forward(&client, &train, here, msg, command_timeout, &acks_tx).await,
             Some(outcome) = acks.recv() => match outcome {
                 Outcome::Ack(ack) => publisher.ack(ack),
                 Outcome::Failed(command_id, error) => publisher.fail_command(command_id, error),
@@ -264,6 +272,7 @@ enum Outcome {
 async fn forward(
     client: &Client,
     train: &TrainId,
+    here: &str,
     msg: ControlMessage,
     timeout: Duration,
     acks: &mpsc::Sender<Outcome>,
@@ -274,8 +283,11 @@ async fn forward(
         }
         ControlMessage::Command(Command { command_id, command }) => {
             let (client, train, acks) = (client.clone(), train.clone(), acks.clone());
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(wire::FROM_NODE, here);
             tokio::spawn(async move {
-                let request = async_nats::Request::new().payload(wire::to_json(&command)).timeout(Some(timeout));
+                let request =
+                    async_nats::Request::new().payload(wire::to_json(&command)).headers(headers).timeout(Some(timeout));
                 let ack = |ok: bool, message: String| Outcome::Ack(CommandAck { command_id, ok, message });
                 let answer = match client.send_request(wire::command(&train), request).await {
                     Ok(reply) => match serde_json::from_slice::<CommandReply>(&reply.payload) {

@@ -50,6 +50,9 @@ pub const PRESENCE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WANT_INTERVAL: Duration = Duration::from_secs(1);
 /// An owner stops publishing a train's media when no lease came for this long.
 pub const LEASE: Duration = Duration::from_secs(3);
+/// A take or release of a train's control lease through another node waits this long for the
+/// owner's answer.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The cluster's metrics.
 #[derive(Debug)]
@@ -69,7 +72,7 @@ pub struct ClusterMetrics {
 
 /// The `kind` label values of `railcast_cluster_rejected_total`.
 pub const REJECTED_KINDS: &[&str] =
-    &["presence", "want", "media", "telemetry", "command", "keyframe", "remote_control", "revocation"];
+    &["presence", "want", "media", "telemetry", "command", "keyframe", "control", "remote_control", "revocation"];
 
 pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
     let r = crate::metrics::METRICS.registry();
@@ -198,6 +201,19 @@ pub struct Status {
     in_step: watch::Receiver<usize>,
     /// Mirrored trains → the node that owns them.
     owners: Arc<DashMap<TrainId, String>>,
+    /// The NATS connection, once made.
+    client: Arc<std::sync::OnceLock<async_nats::Client>>,
+}
+
+/// Why a control request to a train's owner node got no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlForwardError {
+    #[error("the cluster's NATS connection is not up")]
+    NotConnected,
+    #[error("the node {train} is connected to did not answer ({why})")]
+    NoAnswer { train: TrainId, why: String },
+    #[error("the answer of {train}'s node was malformed: {why}")]
+    Malformed { train: TrainId, why: String },
 }
 
 impl Status {
@@ -214,6 +230,39 @@ impl Status {
     pub fn in_step(&self) -> bool {
         *self.in_step.borrow() >= state::SYNCED
     }
+    /// Ask the owner of `train` (mirrored here) about its control lease for a session of this
+    /// node: the owner's answer.
+    pub async fn control(
+        &self,
+        train: &TrainId,
+        op: wire::ControlOp,
+    ) -> Result<wire::ControlReply, ControlForwardError> {
+        let client = self.client.get().ok_or(ControlForwardError::NotConnected)?;
+        let body = wire::to_json(&wire::ControlRequest { node: self.node.to_string(), op });
+        let request = async_nats::Request::new().payload(body).timeout(Some(CONTROL_TIMEOUT));
+        let reply = client
+            .send_request(wire::control(train), request)
+            .await
+            .map_err(|e| ControlForwardError::NoAnswer { train: train.clone(), why: e.to_string() })?;
+        serde_json::from_slice(&reply.payload)
+            .map_err(|e| ControlForwardError::Malformed { train: train.clone(), why: e.to_string() })
+    }
+
+    /// Tell the owner of `train` (mirrored here) about a session of this node that holds its
+    /// lease (alive, or ended), without waiting. Lost when NATS is away: the owner's watchdog
+    /// then ends the lease at its heartbeat timeout.
+    pub fn control_notify(&self, train: &TrainId, op: wire::ControlOp) {
+        let Some(client) = self.client.get().cloned() else { return };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let body = wire::to_json(&wire::ControlRequest { node: self.node.to_string(), op });
+        let subject = wire::control(train);
+        tokio::spawn(async move {
+            let _ = send(&client, subject, body).await;
+        });
+    }
+
     /// The node a train connected to this node or mirrored here belongs to (`None`: neither,
     /// offline).
     pub fn owner_of(&self, stream: &crate::hub::Stream) -> Option<String> {
@@ -258,8 +307,19 @@ impl Cluster {
         tracing::info!(node = %settings.node, %url, "cluster node");
         let (up, connected) = watch::channel(false);
         let (synced, in_step) = watch::channel(0);
-        let status = Status { node: settings.node.as_str().into(), connected, in_step, owners: Arc::default() };
-        let parts = Parts { owners: Arc::clone(&status.owners), up, in_step: Arc::new(synced) };
+        let status = Status {
+            node: settings.node.as_str().into(),
+            connected,
+            in_step,
+            owners: Arc::default(),
+            client: Arc::default(),
+        };
+        let parts = Parts {
+            owners: Arc::clone(&status.owners),
+            up,
+            in_step: Arc::new(synced),
+            client: Arc::clone(&status.client),
+        };
         let task = tokio::spawn(run(hub, shared, settings, parts, shutdown));
         Self { task, status }
     }
@@ -282,12 +342,13 @@ impl Cluster {
 /// What the running parts report through [`Status`].
 struct Parts {
     owners: Arc<DashMap<TrainId, String>>,
+    client: Arc<std::sync::OnceLock<async_nats::Client>>,
     up: watch::Sender<bool>,
     in_step: Arc<watch::Sender<usize>>,
 }
 
 async fn run(hub: Hub, shared: Shared, settings: Settings, parts: Parts, shutdown: watch::Receiver<bool>) {
-    let Parts { owners, up, in_step } = parts;
+    let Parts { owners, up, in_step, client: shared_client } = parts;
     let up = std::sync::Arc::new(up);
     // Set once "cannot reach NATS" was said, until the next connection.
     let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -334,6 +395,7 @@ async fn run(hub: Hub, shared: Shared, settings: Settings, parts: Parts, shutdow
             return;
         }
     };
+    let _ = shared_client.set(client.clone());
     let claims = Claims::default();
     let buckets = state::Buckets::new(client.clone(), settings.kv_replicas);
     let state = tokio::spawn(state::run(buckets.clone(), shared, in_step, shutdown.clone()));

@@ -1,7 +1,8 @@
 //! The owner's part: announce the trains this node has through a real ingest, publish a train's
 //! media while another node holds an interest lease on it, answer commands and keyframe requests.
-//! A train's control lease is held here only (other nodes refuse `take_control`), so a command
-//! from another node's session runs only while nobody holds it.
+//! A train's control lease is held here only: another node's session takes, keeps and gives it
+//! back through `railcast.control.<train>`, and a command from another node runs while a
+//! session of that node holds the lease, or while nobody holds it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::state::{self, Buckets};
-use super::wire::{self, Announced, CommandReply, Presence};
+use super::wire::{self, Announced, CommandReply, ControlOp, ControlReply, ControlRequest, Presence, TakenHow};
 use super::{rejected, send, Claim, Claims, Settings, LEASE, METRICS, PRESENCE_INTERVAL};
-use crate::hub::{Hub, SubItem, SubscriberCounters, TrainEvent};
+use crate::hub::{Held, Hub, SubItem, SubscriberCounters, Taken, TrainEvent};
 
 /// How often the owner looks for trains that connected here and claims them.
 const CLAIM_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -125,9 +126,10 @@ pub async fn run(
             client.subscribe(wire::WANT_ALL).await?,
             client.subscribe(wire::COMMAND_ALL).await?,
             client.subscribe(wire::KEYFRAME_ALL).await?,
+            client.subscribe(wire::CONTROL_ALL).await?,
         ))
     };
-    let (mut wants, mut commands, mut keyframes) = match subscribe.await {
+    let (mut wants, mut commands, mut keyframes, mut control) = match subscribe.await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cluster: cannot subscribe, this node's trains are not shared: {e}");
@@ -172,6 +174,7 @@ pub async fn run(
             Some(msg) = commands.next() => {
                 tokio::spawn(answer_command(hub.clone(), client.clone(), settings.control_required, msg));
             }
+            Some(msg) = control.next() => answer_control(&hub, &client, msg).await,
             Some(msg) = keyframes.next() => {
                 match wire::train_of_keyframe(&msg.subject).and_then(|t| Ok((t, wire::parse_keyframe(&msg.payload)?))) {
                     Ok((train, request)) if owns(&hub, &train) => {
@@ -229,20 +232,69 @@ async fn publish_media(
     }
 }
 
-/// Why a command from another node's session may not run: a session here holds the lease (no
-/// other node's session can), or nobody does and `control_required`. A keyframe request always
-/// runs; `operator_lost` (a lease that ended on a node the train left) runs unless a new holder
-/// has the train.
-fn refusal(hub: &Hub, train: &TrainId, action: &Action, control_required: bool) -> Option<String> {
+/// Why a command from another node's session (of node `from`, when the request says) may not
+/// run: someone holds the lease who is not a session of that node, or nobody does and
+/// `control_required`. A keyframe request always runs; `operator_lost` (a lease that ended on a
+/// node the train left) runs unless a new holder has the train.
+fn refusal(hub: &Hub, train: &TrainId, action: &Action, control_required: bool, from: Option<&str>) -> Option<String> {
     if matches!(action, Action::RequestKeyframe { .. }) {
         return None;
     }
-    match hub.stream(train).and_then(|s| s.control_holder()) {
-        Some(h) => Some(format!("{} ({}) controls {train} on the node it is connected to", h.name, h.role)),
+    let stream = hub.stream(train)?;
+    match stream.control_holder() {
+        Some(_) if from.is_some() && stream.control_via().as_deref() == from => None,
+        Some(h) => Some(format!("{} ({}) controls {train}", h.name, h.role)),
         None if control_required && !matches!(action, Action::OperatorLost { .. }) => {
-            Some(format!("nobody controls {train}: take control through the node it is connected to"))
+            Some(format!("nobody controls {train}: send take_control first"))
         }
         None => None,
+    }
+}
+
+/// A request about a train's control lease from a session of another node: carried out on the
+/// lease held here, and a take or a release answered.
+async fn answer_control(hub: &Hub, client: &Client, msg: async_nats::Message) {
+    let train = match wire::train_of_control(&msg.subject) {
+        Ok(t) => t,
+        Err(e) => return rejected("control", &msg.subject, &e),
+    };
+    let Some(stream) = hub.stream(&train).filter(|_| owns(hub, &train)) else {
+        return; // the owner answers; a node that is not stays silent
+    };
+    let request = match ControlRequest::parse(&msg.payload) {
+        Ok(r) => r,
+        Err(e) => return rejected("control", &msg.subject, &e),
+    };
+    let node = request.node.as_str();
+    let reply = match request.op {
+        ControlOp::Take { holder, force } => {
+            let (name, session) = (holder.name.clone(), holder.session);
+            let reply = match stream.take_control_for(Some(node), holder, force) {
+                Ok(taken) => {
+                    tracing::info!(train = %train, %node, session, principal = %name, ?taken, "control taken from another node");
+                    let taken = match taken {
+                        Taken::Granted => TakenHow::Granted,
+                        Taken::AlreadyHeld => TakenHow::AlreadyHeld,
+                        Taken::Resumed => TakenHow::Resumed,
+                        Taken::TakenOver(_) => TakenHow::TakenOver,
+                    };
+                    stream.control_holder().map(|holder| ControlReply::Taken { taken, holder })
+                }
+                Err(Held(holder)) => Some(ControlReply::Held { holder: *holder }),
+            };
+            match reply {
+                Some(r) => r,
+                None => return,
+            }
+        }
+        ControlOp::Release { session } => ControlReply::Released { ok: stream.release_control_for(node, session) },
+        ControlOp::Heartbeat { session } => return stream.control_heartbeat_for(node, session),
+        ControlOp::Ended { session, why } => return stream.control_ended_for(node, session, why),
+    };
+    if let Some(reply_to) = msg.reply {
+        if !send(client, reply_to, wire::to_json(&reply)).await {
+            tracing::warn!(train = %train, "cluster: control answer not sent (NATS unreachable)");
+        }
     }
 }
 
@@ -259,12 +311,13 @@ async fn answer_command(hub: Hub, client: Client, control_required: bool, msg: a
     if !owns(&hub, &train) {
         return; // the owner answers; a node that is not stays silent
     }
+    let from = msg.headers.as_ref().and_then(|h| h.get(wire::FROM_NODE)).map(|v| v.as_str().to_owned());
     let reply = match wire::parse_action(&msg.payload) {
         Err(e) => {
             rejected("command", &msg.subject, &e);
             CommandReply::Error { error: "bad_request".into(), message: e.to_string() }
         }
-        Ok(action) => match refusal(&hub, &train, &action, control_required) {
+        Ok(action) => match refusal(&hub, &train, &action, control_required, from.as_deref()) {
             Some(message) => CommandReply::Error { error: "not_in_control".into(), message },
             None => match hub.command(&train, action).await {
                 Ok(out) => CommandReply::Ack {
@@ -289,7 +342,7 @@ mod tests {
     use crate::hub::{test_holder as holder, HubConfig};
 
     #[test]
-    fn another_nodes_command_runs_only_while_nobody_holds_the_lease_here() {
+    fn another_nodes_command_runs_while_its_session_or_nobody_holds_the_lease() {
         let hub = Hub::new(HubConfig::default());
         let train = TrainId::new("t").expect("id");
         let hello =
@@ -300,28 +353,39 @@ mod tests {
         let keyframe = Action::RequestKeyframe { camera: None };
         let lost = Action::OperatorLost { operator: "bob".into(), reason: "moved".into() };
 
-        assert_eq!(refusal(&hub, &train, &horn, false), None, "free, not required");
-        assert!(refusal(&hub, &train, &horn, true).is_some_and(|m| m.contains("nobody controls t")));
-        assert_eq!(refusal(&hub, &train, &keyframe, true), None);
-        assert_eq!(refusal(&hub, &train, &lost, true), None, "operator_lost of a lease ended elsewhere");
+        assert_eq!(refusal(&hub, &train, &horn, false, None), None, "free, not required");
+        assert!(refusal(&hub, &train, &horn, true, None).is_some_and(|m| m.contains("nobody controls t")));
+        assert_eq!(refusal(&hub, &train, &keyframe, true, None), None);
+        assert_eq!(refusal(&hub, &train, &lost, true, None), None, "operator_lost of a lease ended elsewhere");
 
         let stream = hub.stream(&train).expect("stream");
         stream.take_control(holder(3), false).expect("granted");
         for action in [&horn, &lost] {
-            let why = refusal(&hub, &train, action, false).expect("refused while held");
+            let why = refusal(&hub, &train, action, false, None).expect("refused while held");
             assert!(why.contains("alice (operator) controls t"), "{why}");
         }
-        assert_eq!(refusal(&hub, &train, &keyframe, false), None);
+        assert_eq!(refusal(&hub, &train, &keyframe, false, None), None);
+
+        // Held here for a session of node b: b's commands run (b checked the session), not
+        // another node's, nor a raw request naming no node.
+        assert!(stream.release_control(3));
+        stream.take_control_for(Some("b"), holder(5), false).expect("granted to b's session");
+        assert_eq!(refusal(&hub, &train, &horn, true, Some("b")), None);
+        assert!(refusal(&hub, &train, &horn, false, Some("c")).is_some());
+        assert!(refusal(&hub, &train, &horn, false, None).is_some());
+        assert!(!stream.release_control(5), "not this node's session 5");
+        assert!(stream.release_control_for("b", 5));
+        stream.take_control(holder(3), false).expect("granted");
 
         // A copy of another node's lease (this node mirrored the train before it came here) is
         // dropped when the train connects here: it does not refuse anything.
         assert!(stream.release_control(3));
-        stream.control_mirror(Some(holder(9)), "taken");
+        stream.control_mirror(Some(holder(9)), "taken", "here");
         assert_eq!(stream.control_holder().map(|h| h.session), Some(9));
         assert_eq!(stream.control_announced().0, None, "a copy is not announced");
         let (tx, _rx2) = tokio::sync::mpsc::channel(4);
         let _again = hub.connect_train(hello(), tx);
         assert_eq!(stream.control_holder(), None);
-        assert_eq!(refusal(&hub, &train, &horn, false), None);
+        assert_eq!(refusal(&hub, &train, &horn, false, None), None);
     }
 }

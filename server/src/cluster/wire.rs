@@ -14,11 +14,17 @@ const MEDIA: &str = "railcast.media.";
 const TELEMETRY: &str = "railcast.telemetry.";
 const COMMAND: &str = "railcast.command.";
 const KEYFRAME: &str = "railcast.keyframe.";
+const CONTROL: &str = "railcast.control.";
 
 /// The owner's side subscribes to these (the train is the rest of the subject).
 pub const WANT_ALL: &str = "railcast.want.>";
 pub const COMMAND_ALL: &str = "railcast.command.>";
 pub const KEYFRAME_ALL: &str = "railcast.keyframe.>";
+pub const CONTROL_ALL: &str = "railcast.control.>";
+
+/// The header of a forwarded command that names the node of the session that sent it: the
+/// owner runs it while a session of that node holds the lease (that node checked the session).
+pub const FROM_NODE: &str = "Railcast-Node";
 
 /// `railcast.want.<train>`: a mirror's interest lease (body: its node id).
 pub fn want(train: &TrainId) -> String {
@@ -39,6 +45,12 @@ pub fn command(train: &TrainId) -> String {
 /// `railcast.keyframe.<train>`: a keyframe request (JSON [`KeyframeRequest`]), no answer.
 pub fn keyframe(train: &TrainId) -> String {
     format!("{KEYFRAME}{train}")
+}
+
+/// `railcast.control.<train>`: a [`ControlRequest`] from another node's session; a take or a
+/// release is answered with a [`ControlReply`], the rest are not.
+pub fn control(train: &TrainId) -> String {
+    format!("{CONTROL}{train}")
 }
 
 /// Why a message from another node was not used (counted by `kind` in
@@ -69,6 +81,9 @@ pub fn train_of_command(subject: &str) -> Result<TrainId, WireError> {
 }
 pub fn train_of_keyframe(subject: &str) -> Result<TrainId, WireError> {
     train_of(subject, KEYFRAME)
+}
+pub fn train_of_control(subject: &str) -> Result<TrainId, WireError> {
+    train_of(subject, CONTROL)
 }
 
 /// A train as presence announces it: its hello without the token.
@@ -142,6 +157,69 @@ pub enum CommandReply {
     Error { error: String, message: String },
 }
 
+/// A session of `node` asks the owner about the train's control lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlRequest {
+    pub node: String,
+    #[serde(flatten)]
+    pub op: ControlOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlOp {
+    /// Take the lease for `holder` (its `session` is the node's); `force`: an admin takes over.
+    Take { holder: ControlHolder, force: bool },
+    /// Give it back.
+    Release { session: u64 },
+    /// The holder is alive (sent at most every quarter of the heartbeat timeout).
+    Heartbeat { session: u64 },
+    /// The holder's session ended (`why` absent: a lease of its console waits for another
+    /// link), or must give the lease up now (`why`: its remote control was remapped away).
+    Ended {
+        session: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
+    },
+}
+
+/// The owner's answer to a take or a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ControlReply {
+    /// Taken (how), for the lease's holder.
+    Taken { taken: TakenHow, holder: ControlHolder },
+    /// Another session holds it.
+    Held { holder: ControlHolder },
+    /// Released, or not held by that session (`ok` false).
+    Released { ok: bool },
+}
+
+/// How a lease was taken (`hub::Taken` without the previous holder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakenHow {
+    Granted,
+    AlreadyHeld,
+    Resumed,
+    TakenOver,
+}
+
+impl ControlRequest {
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        let r: Self = serde_json::from_slice(body)?;
+        if r.node.is_empty() {
+            return Err(WireError::Invalid("control request without a node id".into()));
+        }
+        if let ControlOp::Take { holder, .. } = &r.op {
+            if holder.node.as_deref() != Some(r.node.as_str()) {
+                return Err(WireError::Invalid("a holder of another node than the request's".into()));
+            }
+        }
+        Ok(r)
+    }
+}
+
 pub fn parse_action(body: &[u8]) -> Result<Action, WireError> {
     let action: Action = serde_json::from_slice(body)?;
     action.validate().map_err(WireError::Invalid)?;
@@ -189,6 +267,33 @@ mod tests {
         assert!(parse_action(b"{\"type\":\"horn\"}").is_ok());
         assert!(parse_keyframe(b"{\"camera\":\"x\"}").is_err());
         assert!(parse_keyframe(b"nope").is_err());
+        assert!(ControlRequest::parse(b"{\"node\":\"\",\"op\":\"release\",\"session\":1}").is_err());
+        assert!(ControlRequest::parse(b"{\"node\":\"b\",\"op\":\"steal\"}").is_err());
+        let ended = ControlRequest::parse(b"{\"node\":\"b\",\"op\":\"ended\",\"session\":4}").expect("ok");
+        assert_eq!(ended.op, ControlOp::Ended { session: 4, why: None });
+        let holder = |node: &str| ControlHolder {
+            name: "alice".into(),
+            role: "operator".into(),
+            session: 4,
+            transport: "websocket".into(),
+            console_id: None,
+            since_us: 1,
+            node: Some(node.into()),
+        };
+        let take = |node: &str| ControlRequest {
+            node: "b".into(),
+            op: ControlOp::Take { holder: holder(node), force: false },
+        };
+        assert_eq!(ControlRequest::parse(&to_json(&take("b"))).expect("take"), take("b"));
+        assert!(ControlRequest::parse(&to_json(&take("a"))).is_err(), "a holder of another node");
+        for r in [
+            ControlReply::Taken { taken: TakenHow::Granted, holder: holder("b") },
+            ControlReply::Held { holder: holder("a") },
+            ControlReply::Released { ok: true },
+        ] {
+            let back: ControlReply = serde_json::from_slice(&to_json(&r)).expect("parse");
+            assert_eq!(back, r);
+        }
         let replies = [
             CommandReply::Ack { ok: true, message: "m".into(), rtt_us: 5 },
             CommandReply::Error { error: "train_offline".into(), message: "x".into() },

@@ -3,10 +3,13 @@
 //! fell silent and tells the train (`operator_lost`). Changes go to every session of the train
 //! as [`TrainEvent::Control`].
 //!
-//! In a cluster the lease is held on the node the train is connected to. A node that mirrors the
-//! train keeps a copy of its owner's lease (`remote`), announced with the owner's presence, so
-//! that its sessions see the holder; no session of the mirror matches it, the watchdog leaves it
-//! alone, and it is dropped when the train connects here or goes offline here.
+//! In a cluster the lease is held on the node the train is connected to (the owner), for a
+//! session of any node: a session of another node takes, keeps and gives it back through that
+//! node (`via`). A node that mirrors the train keeps a copy of the owner's lease (`remote`),
+//! announced with the owner's presence, so that its sessions see the holder; the copy matches a
+//! session of the mirror only when the owner holds the lease for that session (`mine`). The
+//! watchdog leaves copies alone; a copy is dropped when the train connects here or goes offline
+//! here.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -27,18 +30,38 @@ pub struct Lease {
     pub orphaned: bool,
     /// A copy of the lease held on the train's owner node (a cluster's mirror).
     pub remote: bool,
+    /// A copy (`remote`) of a lease the owner holds for a session of this node.
+    pub mine: bool,
+    /// Held here for a session of that other node of the cluster.
+    pub via: Option<String>,
+    /// The lease is to end now, for this reason (the watchdog ends it and tells the train).
+    pub ending: Option<String>,
 }
 
 impl Lease {
-    /// Held here by `session`.
+    fn new(holder: ControlHolder, via: Option<String>) -> Self {
+        Self { holder, heartbeat: Instant::now(), orphaned: false, remote: false, mine: false, via, ending: None }
+    }
+
+    /// Held by `session` of this node (here, or a copy of the owner's lease for it).
     fn of(&self, session: u64) -> bool {
-        !self.remote && self.holder.session == session
+        self.holder.session == session && if self.remote { self.mine } else { self.via.is_none() }
+    }
+
+    /// Held here (not a copy) by `session` of this node.
+    fn here(&self, session: u64) -> bool {
+        !self.remote && self.via.is_none() && self.holder.session == session
+    }
+
+    /// Held here for `session` of another node, `node`.
+    fn of_node(&self, node: &str, session: u64) -> bool {
+        !self.remote && self.via.as_deref() == Some(node) && self.holder.session == session
     }
 }
 
 /// Why `take_control` was refused: the holder.
 #[derive(Debug, Clone)]
-pub struct Held(pub ControlHolder);
+pub struct Held(pub Box<ControlHolder>);
 
 /// What `take_control` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,15 +111,20 @@ impl Stream {
         (holder, reason)
     }
 
-    /// A mirror: the lease its owner node announced. A change is told to the sessions here with
-    /// the owner's reason. A lease held here (the train just moved away) is left for the
-    /// watchdog to end.
-    pub fn control_mirror(&self, holder: Option<ControlHolder>, reason: &str) {
+    /// A mirror: the lease its owner node announced (`here`: this node's id, which marks a
+    /// lease held for a session of this node). A change is told to the sessions here with the
+    /// owner's reason. A lease held here (the train just moved away) is left for the watchdog
+    /// to end.
+    pub fn control_mirror(&self, holder: Option<ControlHolder>, reason: &str, here: &str) {
         let mut slot = self.control.lock();
         if slot.as_ref().is_some_and(|l| !l.remote) || slot.as_ref().map(|l| &l.holder) == holder.as_ref() {
             return;
         }
-        *slot = holder.clone().map(|holder| Lease { holder, heartbeat: Instant::now(), orphaned: false, remote: true });
+        *slot = holder.clone().map(|holder| Lease {
+            mine: holder.node.as_deref() == Some(here),
+            remote: true,
+            ..Lease::new(holder, None)
+        });
         drop(slot);
         self.control_changed(holder, reason.to_owned());
     }
@@ -116,17 +144,24 @@ impl Stream {
         self.control.lock().as_ref().map(|l| l.holder.clone())
     }
 
-    /// Take control for `holder` (see [`Taken`]); `force`: an admin takes it from another holder.
+    /// Take control for `holder`, a session of this node (see [`Taken`]); `force`: an admin
+    /// takes it from another holder.
     pub fn take_control(&self, holder: ControlHolder, force: bool) -> Result<Taken, Held> {
+        self.take_control_for(None, holder, force)
+    }
+
+    /// Take control for `holder`, a session of `via` (another node of the cluster; `None`: this
+    /// one). The same console's other link resumes the lease whatever its node.
+    pub fn take_control_for(&self, via: Option<&str>, holder: ControlHolder, force: bool) -> Result<Taken, Held> {
         let mut slot = self.control.lock();
         let now = Instant::now();
-        // A copy of another node's lease is not held here (the relay refuses on a mirror).
+        // A copy of another node's lease is not held here (the relay forwards on a mirror).
         if slot.as_ref().is_some_and(|l| l.remote) {
             *slot = None;
         }
         let outcome = match slot.as_ref() {
             None => Taken::Granted,
-            Some(l) if l.holder.session == holder.session => {
+            Some(l) if l.holder.session == holder.session && l.via.as_deref() == via && l.ending.is_none() => {
                 if let Some(l) = slot.as_mut() {
                     l.heartbeat = now;
                 }
@@ -140,14 +175,14 @@ impl Stream {
                 Taken::Resumed
             }
             Some(l) if force => Taken::TakenOver(l.holder.clone()),
-            Some(l) => return Err(Held(l.holder.clone())),
+            Some(l) => return Err(Held(Box::new(l.holder.clone()))),
         };
         let since_us = match (&outcome, slot.as_ref()) {
             (Taken::Resumed, Some(l)) => l.holder.since_us,
             _ => holder.since_us,
         };
         let holder = ControlHolder { since_us, ..holder };
-        *slot = Some(Lease { holder: holder.clone(), heartbeat: now, orphaned: false, remote: false });
+        *slot = Some(Lease::new(holder.clone(), via.map(str::to_owned)));
         drop(slot);
         let reason = match &outcome {
             Taken::Granted => "taken".to_owned(),
@@ -159,10 +194,51 @@ impl Stream {
         Ok(outcome)
     }
 
+    /// `node`'s session `session` gives control back (held here for it); false when it did not
+    /// hold it.
+    pub fn release_control_for(&self, node: &str, session: u64) -> bool {
+        let mut slot = self.control.lock();
+        if slot.as_ref().is_some_and(|l| l.of_node(node, session) && l.ending.is_none()) {
+            *slot = None;
+            drop(slot);
+            self.control_changed(None, "released".into());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `node`'s session `session` is alive: refresh the lease held here for it.
+    pub fn control_heartbeat_for(&self, node: &str, session: u64) {
+        if let Some(l) = self.control.lock().as_mut().filter(|l| l.of_node(node, session)) {
+            l.heartbeat = Instant::now();
+        }
+    }
+
+    /// `node`'s session `session` ended (`why`: `None`), or must give the lease up now (`why`:
+    /// its remote control was remapped away). A lease of its console waits for another link
+    /// of that console, as for a session of this node; otherwise the watchdog ends it at its
+    /// next tick and tells the train.
+    pub fn control_ended_for(&self, node: &str, session: u64, why: Option<String>) {
+        let mut slot = self.control.lock();
+        let Some(l) = slot.as_mut().filter(|l| l.of_node(node, session)) else { return };
+        match why {
+            Some(why) => l.ending = Some(why),
+            None if l.holder.console_id.is_some() => l.orphaned = true,
+            None => l.ending = Some(format!("{}'s session ended", l.holder.name)),
+        }
+    }
+
+    /// The node whose session holds the lease held here (`None`: nobody, or a session of this
+    /// node, or a copy).
+    pub fn control_via(&self) -> Option<String> {
+        self.control.lock().as_ref().filter(|l| !l.remote && l.ending.is_none()).and_then(|l| l.via.clone())
+    }
+
     /// Give control back; false when `session` did not hold it.
     pub fn release_control(&self, session: u64) -> bool {
         let mut slot = self.control.lock();
-        if slot.as_ref().is_some_and(|l| l.of(session)) {
+        if slot.as_ref().is_some_and(|l| l.here(session)) {
             *slot = None;
             drop(slot);
             self.control_changed(None, "released".into());
@@ -174,16 +250,16 @@ impl Stream {
 
     /// `session` is alive (any message from it): refresh the lease it holds.
     pub fn control_heartbeat(&self, session: u64) {
-        if let Some(l) = self.control.lock().as_mut().filter(|l| l.of(session)) {
+        if let Some(l) = self.control.lock().as_mut().filter(|l| l.here(session)) {
             l.heartbeat = Instant::now();
         }
     }
 
     /// Whether `session` holds the lease, or who does (`None`: nobody).
-    pub fn control_check(&self, session: u64) -> Result<(), Option<ControlHolder>> {
+    pub fn control_check(&self, session: u64) -> Result<(), Option<Box<ControlHolder>>> {
         match self.control.lock().as_ref() {
             Some(l) if l.of(session) => Ok(()),
-            Some(l) => Err(Some(l.holder.clone())),
+            Some(l) => Err(Some(Box::new(l.holder.clone()))),
             None => Err(None),
         }
     }
@@ -193,7 +269,7 @@ impl Stream {
     /// the caller to tell the train.
     pub fn control_session_ended(&self, session: u64) -> Option<ControlHolder> {
         let mut slot = self.control.lock();
-        let l = slot.as_mut().filter(|l| l.of(session))?;
+        let l = slot.as_mut().filter(|l| l.here(session))?;
         if l.holder.console_id.is_some() {
             l.orphaned = true;
             return None;
@@ -208,7 +284,7 @@ impl Stream {
     /// End `session`'s lease now, whatever its console (its remote control was remapped away):
     /// returned, for the caller to tell the train.
     pub fn control_end(&self, session: u64, why: &str) -> Option<ControlHolder> {
-        self.control_end_if(|l| l.of(session).then(|| why.to_owned())).map(|(holder, _)| holder)
+        self.control_end_if(|l| l.here(session).then(|| why.to_owned())).map(|(holder, _)| holder)
     }
 
     /// End the lease held here, whoever holds it (not a copy of another node's): returned with
@@ -217,11 +293,17 @@ impl Stream {
         self.control_end_if(|l| (!l.remote).then(why))
     }
 
-    /// End the lease if its holder has been silent for `timeout`: returned, with why, for the
-    /// caller to tell the train.
+    /// End the lease if its holder has been silent for `timeout`, or another node said its
+    /// session ended: returned, with why, for the caller to tell the train.
     pub fn control_expire(&self, timeout: Duration, now: Instant) -> Option<(ControlHolder, String)> {
         self.control_end_if(|l| {
-            (!l.remote && now.saturating_duration_since(l.heartbeat) >= timeout).then(|| {
+            if l.remote {
+                return None;
+            }
+            if let Some(why) = &l.ending {
+                return Some(why.clone());
+            }
+            (now.saturating_duration_since(l.heartbeat) >= timeout).then(|| {
                 if l.orphaned {
                     format!("{}'s session ended and no other link of the console took over", l.holder.name)
                 } else {
@@ -253,6 +335,7 @@ pub(crate) fn test_holder(session: u64) -> ControlHolder {
         transport: "websocket".into(),
         console_id: None,
         since_us: 1,
+        node: None,
     }
 }
 
@@ -268,15 +351,15 @@ mod tests {
     fn a_copy_of_another_nodes_lease_is_shown_but_never_held_here() {
         let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default(), Arc::default());
         let mut events = stream.events.subscribe();
-        stream.control_mirror(Some(holder(9)), "taken");
+        stream.control_mirror(Some(holder(9)), "taken", "here");
         assert!(
             matches!(events.try_recv(), Ok(TrainEvent::Control { holder: Some(h), reason }) if h.session == 9 && reason == "taken")
         );
-        stream.control_mirror(Some(holder(9)), "taken");
+        stream.control_mirror(Some(holder(9)), "taken", "here");
         assert!(events.try_recv().is_err(), "the same holder again: no event");
         assert_eq!(stream.control_holder().map(|h| h.session), Some(9));
         // Session 9 of this node is not the owner's session 9.
-        assert_eq!(stream.control_check(9), Err(Some(holder(9))));
+        assert_eq!(stream.control_check(9), Err(Some(Box::new(holder(9)))));
         assert!(!stream.release_control(9));
         assert_eq!(stream.control_session_ended(9), None);
         assert_eq!(stream.control_end(9, "remapped"), None);
@@ -285,13 +368,70 @@ mod tests {
         assert!(stream.control_expire(Duration::from_secs(1), later).is_none());
         assert_eq!(stream.control_end_local(|| "moved".into()), None);
         assert_eq!(stream.control_announced(), (None, "taken".to_owned()));
-        stream.control_mirror(None, "released");
+        stream.control_mirror(None, "released", "here");
         assert!(matches!(events.try_recv(), Ok(TrainEvent::Control { holder: None, reason }) if reason == "released"));
 
         // A lease held here is not overwritten by an announcement (the watchdog ends it first).
         stream.take_control(holder(4), false).expect("granted");
-        stream.control_mirror(Some(holder(9)), "taken");
+        stream.control_mirror(Some(holder(9)), "taken", "here");
         assert_eq!(stream.control_holder().map(|h| h.session), Some(4));
         assert_eq!(stream.control_end_local(|| "moved".into()).map(|(h, _)| h.session), Some(4));
+    }
+
+    #[test]
+    fn a_lease_held_here_for_another_nodes_session_ends_when_that_node_says() {
+        let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default(), Arc::default());
+        let timeout = Duration::from_secs(1);
+        // Node b's session 5 holds it: this node's session 5 does not.
+        assert_eq!(stream.take_control_for(Some("b"), holder(5), false).expect("granted"), Taken::Granted);
+        assert_eq!(stream.take_control_for(Some("b"), holder(5), false).expect("again"), Taken::AlreadyHeld);
+        assert_eq!(stream.control_via().as_deref(), Some("b"));
+        assert!(stream.control_check(5).is_err());
+        assert!(!stream.release_control(5));
+        assert_eq!(stream.control_session_ended(5), None);
+        assert!(!stream.release_control_for("c", 5));
+        // Its heartbeats keep it; silence ends it.
+        let later = Instant::now() + Duration::from_millis(800);
+        stream.control_heartbeat_for("b", 5);
+        assert!(stream.control_expire(timeout, later).is_none());
+        assert!(stream.control_expire(timeout, later + timeout).is_some_and(|(h, _)| h.session == 5));
+
+        // Its session ended: the watchdog ends the lease at once (the train is told by it).
+        stream.take_control_for(Some("b"), holder(6), false).expect("granted");
+        stream.control_ended_for("c", 6, None);
+        assert!(stream.control_expire(timeout, Instant::now()).is_none(), "another node's session 6");
+        stream.control_ended_for("b", 6, None);
+        assert_eq!(stream.control_via(), None, "ending");
+        let (h, why) = stream.control_expire(timeout, Instant::now()).expect("ended");
+        assert_eq!((h.session, why.as_str()), (6, "alice's session ended"));
+
+        // A console's lease waits for another link of it, on any node.
+        let console = |session| ControlHolder { console_id: Some("tab".into()), ..holder(session) };
+        stream.take_control_for(Some("b"), console(7), false).expect("granted");
+        stream.control_ended_for("b", 7, None);
+        assert!(stream.control_expire(timeout, Instant::now()).is_none(), "orphaned, waiting");
+        assert_eq!(stream.take_control(console(2), false).expect("resumed here"), Taken::Resumed);
+        assert!(stream.control_check(2).is_ok());
+        assert!(stream.release_control(2));
+
+        // Remapped away: ends now with the reason given.
+        stream.take_control_for(Some("b"), holder(8), false).expect("granted");
+        stream.control_ended_for("b", 8, Some("remapped".into()));
+        assert_eq!(stream.control_expire(timeout, Instant::now()).map(|(_, why)| why).as_deref(), Some("remapped"));
+    }
+
+    #[test]
+    fn a_copy_of_a_lease_held_for_a_session_of_this_node_is_that_sessions() {
+        let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default(), Arc::default());
+        let on = |node: &str| ControlHolder { node: Some(node.into()), ..holder(4) };
+        stream.control_mirror(Some(on("a")), "taken", "b");
+        assert!(stream.control_check(4).is_err(), "session 4 of node a");
+        stream.control_mirror(Some(on("b")), "taken", "b");
+        assert!(stream.control_check(4).is_ok());
+        assert!(stream.control_check(3).is_err());
+        // Given back through the owner, not here.
+        assert!(!stream.release_control(4));
+        assert_eq!(stream.control_session_ended(4), None);
+        assert!(stream.control_expire(Duration::from_secs(1), Instant::now() + Duration::from_secs(9)).is_none());
     }
 }

@@ -322,8 +322,8 @@ impl Publisher {
 
     /// A cluster's mirror: the control lease the train's owner node announced (see
     /// [`Stream::control_mirror`]).
-    pub fn mirror_control(&self, holder: Option<railcast_protocol::client::ControlHolder>, reason: &str) {
-        self.stream.control_mirror(holder, reason);
+    pub fn mirror_control(&self, holder: Option<railcast_protocol::client::ControlHolder>, reason: &str, here: &str) {
+        self.stream.control_mirror(holder, reason, here);
     }
 
     /// Complete a command with an error instead of an ack (a cluster's owner node answered for

@@ -24,6 +24,7 @@ pub use admit::{parse, Admission};
 pub use follow::{watch_credentials, Follower, Item};
 
 use crate::auth::{Principal, Role};
+use crate::cluster::wire::{ControlOp, ControlReply, TakenHow};
 use crate::core::Core;
 use crate::hub::{Held, Packet, Stream, Taken};
 use crate::remote::RemoteControl;
@@ -106,6 +107,9 @@ pub struct Relay {
     answers: Answers,
     /// The train whose control lease this session took (it may hold it still).
     controlled: Option<TrainId>,
+    /// When this session's heartbeat was last sent to the node that holds its lease (a train
+    /// of another node of the cluster).
+    heartbeat_sent: Option<std::time::Instant>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -139,6 +143,7 @@ impl Relay {
             follower,
             answers: None,
             controlled: None,
+            heartbeat_sent: None,
             shutdown: core.shutdown.clone(),
         };
         (relay, [welcome, mapping])
@@ -202,18 +207,18 @@ impl Relay {
         // Any message is the session's heartbeat for the lease it may hold.
         let stream = self.rc.train().and_then(|t| self.core.hub.stream(&t));
         if let Some(stream) = self.controlled.as_ref().and_then(|t| self.core.hub.stream(t)) {
-            stream.control_heartbeat(self.info().id);
+            self.heartbeat(&stream);
         }
         match &msg {
             ClientMessage::TakeControl { console_id, force } => {
-                let answer = self.take_control(stream.as_deref(), console_id.clone(), *force);
+                let answer = self.take_control(stream.as_deref(), console_id.clone(), *force).await;
                 if let Some(s) = stream.as_deref().filter(|s| s.control_check(self.info().id).is_ok()) {
                     self.controlled = Some(s.train_id().clone());
                 }
                 return answer;
             }
             ClientMessage::ReleaseControl => {
-                let answer = self.release_control(stream.as_deref());
+                let answer = self.release_control(stream.as_deref()).await;
                 if stream.as_deref().is_none_or(|s| s.control_check(self.info().id).is_err()) {
                     self.controlled = None;
                 }
@@ -273,12 +278,20 @@ impl Relay {
             transport: self.transport.into(),
             console_id,
             since_us: crate::now_us(),
+            node: self.core.cluster.as_ref().map(|c| c.node().to_owned()),
         }
     }
 
     /// `take_control`: the answer to send now (a refusal, or the lease this session holds
     /// already); `None` when the change is told to every session of the train (this one too).
-    fn take_control(&self, stream: Option<&Stream>, console_id: Option<String>, force: bool) -> Option<ServerEvent> {
+    /// A train of another node of the cluster: that node holds the lease, and takes it for
+    /// this session.
+    async fn take_control(
+        &mut self,
+        stream: Option<&Stream>,
+        console_id: Option<String>,
+        force: bool,
+    ) -> Option<ServerEvent> {
         let refuse = |code: &str, message: String| Some(ServerEvent::Error { code: code.into(), message });
         let principal = &self.info().principal;
         if principal.role < Role::Operator {
@@ -293,49 +306,116 @@ impl Relay {
         let Some(stream) = stream else {
             return refuse("not_mapped", "this remote control is not mapped to a known train".into());
         };
-        if stream.mirrored() {
-            return refuse(
-                "control_elsewhere",
-                format!(
-                    "{} is connected to another node of the cluster: take control through that node",
-                    stream.train_id()
-                ),
-            );
+        let held = |h: ControlHolder| {
+            refuse(
+                "control_held",
+                format!("{} ({}) controls {} (an admin may take over with force)", h.name, h.role, stream.train_id()),
+            )
+        };
+        let already = |holder: Option<ControlHolder>| {
+            Some(ServerEvent::ControlChanged {
+                train_id: stream.train_id().clone(),
+                holder: holder.map(Box::new),
+                reason: "held".into(),
+            })
+        };
+        if let Some(cluster) = self.core.cluster.as_ref().filter(|_| stream.mirrored()) {
+            let op = ControlOp::Take { holder: self.holder(console_id), force };
+            return match cluster.control(stream.train_id(), op).await {
+                Ok(ControlReply::Taken { taken, holder }) => {
+                    tracing::info!(session = self.info().id, train = %stream.train_id(), principal = %holder.name, ?taken, "control taken through the train's node");
+                    self.heartbeat_sent = Some(std::time::Instant::now());
+                    // Shown here now; the owner's presence brings the same lease.
+                    let reason = match (taken, stream.control_holder()) {
+                        (TakenHow::AlreadyHeld, _) => return already(Some(holder)),
+                        (TakenHow::Granted, _) => "taken".to_owned(),
+                        (TakenHow::Resumed, _) => "resumed".to_owned(),
+                        (TakenHow::TakenOver, Some(prev)) => {
+                            format!("taken over by {} from {}", holder.name, prev.name)
+                        }
+                        (TakenHow::TakenOver, None) => format!("taken over by {}", holder.name),
+                    };
+                    stream.control_mirror(Some(holder), &reason, cluster.node());
+                    None
+                }
+                Ok(ControlReply::Held { holder }) => held(holder),
+                Ok(ControlReply::Released { .. }) => {
+                    refuse("control_unavailable", "the train's node answered amiss".into())
+                }
+                Err(e) => refuse("control_unavailable", e.to_string()),
+            };
         }
         match stream.take_control(self.holder(console_id), force) {
-            Ok(Taken::AlreadyHeld) => Some(ServerEvent::ControlChanged {
-                train_id: stream.train_id().clone(),
-                holder: stream.control_holder().map(Box::new),
-                reason: "held".into(),
-            }),
+            Ok(Taken::AlreadyHeld) => already(stream.control_holder()),
             Ok(taken) => {
                 tracing::info!(session = self.info().id, train = %stream.train_id(), principal = %principal.name, ?taken, "control taken");
                 None
             }
-            Err(Held(h)) => refuse(
-                "control_held",
-                format!("{} ({}) controls {} (an admin may take over with force)", h.name, h.role, stream.train_id()),
-            ),
+            Err(Held(h)) => held(*h),
         }
     }
 
-    /// `release_control`.
-    fn release_control(&self, stream: Option<&Stream>) -> Option<ServerEvent> {
-        match stream {
-            Some(s) if s.release_control(self.info().id) => {
-                tracing::info!(session = self.info().id, train = %s.train_id(), "control released");
-                None
-            }
-            _ => Some(ServerEvent::Error {
+    /// `release_control` (through the train's node, for a train of another node of the cluster).
+    async fn release_control(&self, stream: Option<&Stream>) -> Option<ServerEvent> {
+        let not_held = || {
+            Some(ServerEvent::Error {
                 code: "not_in_control".into(),
                 message: "this session does not control its train".into(),
-            }),
+            })
+        };
+        let session = self.info().id;
+        match stream {
+            Some(s) if s.mirrored() && s.control_check(session).is_ok() => {
+                let Some(cluster) = self.core.cluster.as_ref() else { return not_held() };
+                let op = ControlOp::Release { session };
+                match cluster.control(s.train_id(), op).await {
+                    Ok(ControlReply::Released { ok: true }) => {
+                        tracing::info!(session, train = %s.train_id(), "control released through the train's node");
+                        s.control_mirror(None, "released", cluster.node());
+                        None
+                    }
+                    Ok(_) => not_held(),
+                    Err(e) => Some(ServerEvent::Error { code: "control_unavailable".into(), message: e.to_string() }),
+                }
+            }
+            Some(s) if s.release_control(session) => {
+                tracing::info!(session, train = %s.train_id(), "control released");
+                None
+            }
+            _ => not_held(),
         }
+    }
+
+    /// Any message from this session keeps the lease it holds; for a train of another node of
+    /// the cluster, that node is told at most every quarter of the heartbeat timeout.
+    fn heartbeat(&mut self, stream: &Stream) {
+        let session = self.info().id;
+        let Some(cluster) = self.core.cluster.as_ref().filter(|_| stream.mirrored()) else {
+            return stream.control_heartbeat(session);
+        };
+        let every = self.core.limits.control_heartbeat_timeout / 4;
+        if stream.control_check(session).is_ok() && self.heartbeat_sent.is_none_or(|t| t.elapsed() >= every) {
+            self.heartbeat_sent = Some(std::time::Instant::now());
+            cluster.control_notify(stream.train_id(), ControlOp::Heartbeat { session });
+        }
+    }
+
+    /// This session's lease on a train of another node of the cluster ends (`why`: now, its
+    /// remote control was remapped; `None`: the session ended): tell that node, which tells the
+    /// train. True when the train is another node's.
+    fn end_elsewhere(&self, stream: &Stream, why: Option<String>) -> bool {
+        let Some(cluster) = self.core.cluster.as_ref().filter(|_| stream.mirrored()) else { return false };
+        let session = self.info().id;
+        if stream.control_check(session).is_ok() {
+            cluster.control_notify(stream.train_id(), ControlOp::Ended { session, why });
+        }
+        true
     }
 
     /// May this session command its train? The lease's holder may; with nobody holding it,
     /// anyone may unless `control_required`. A keyframe request never needs it. For a train
-    /// connected to another node of a cluster, that node holds the lease and checks again.
+    /// connected to another node of a cluster, that node holds the lease and checks again (a
+    /// command from a session of this node runs there while a session of this node holds it).
     fn in_control(&self, stream: Option<&Stream>, request_id: &str, action: &Action) -> Result<(), ServerEvent> {
         if matches!(action, Action::RequestKeyframe { .. }) {
             return Ok(());
@@ -349,10 +429,6 @@ impl Relay {
         match stream.control_check(self.info().id) {
             Ok(()) => Ok(()),
             Err(Some(h)) => Err(refuse(format!("{} ({}) controls {}", h.name, h.role, stream.train_id()))),
-            Err(None) if self.core.limits.control_required && stream.mirrored() => Err(refuse(format!(
-                "{} is connected to another node of the cluster: its commands need control, taken through that node",
-                stream.train_id()
-            ))),
             Err(None) if self.core.limits.control_required => {
                 Err(refuse(format!("nobody controls {}: send take_control first", stream.train_id())))
             }
@@ -369,6 +445,9 @@ impl Relay {
         self.controlled = None;
         let Some(stream) = self.core.hub.stream(&old) else { return };
         let why = format!("{}'s remote control was remapped away from {old}", self.info().principal.name);
+        if self.end_elsewhere(&stream, Some(why.clone())) {
+            return;
+        }
         if let Some(holder) = stream.control_end(self.info().id, &why) {
             tell_operator_lost(&self.core, old, holder, why);
         }
@@ -380,6 +459,9 @@ impl Drop for Relay {
     fn drop(&mut self) {
         let Some(train) = self.controlled.clone() else { return };
         let Some(stream) = self.core.hub.stream(&train) else { return };
+        if self.end_elsewhere(&stream, None) {
+            return;
+        }
         if let Some(holder) = stream.control_session_ended(self.info().id) {
             let why = format!("{}'s session ended", holder.name);
             tell_operator_lost(&self.core, train, holder, why);

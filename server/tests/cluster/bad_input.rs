@@ -1,5 +1,5 @@
 //! Whatever arrives on the cluster's subjects — malformed presence, subjects that name no train,
-//! garbage media, bad keyframe requests and commands — is counted and ignored; both nodes keep
+//! garbage media, bad keyframe requests, commands and control requests — is counted and ignored; both nodes keep
 //! relaying exact frames. Malformed entries in the shared-state buckets are counted and skipped.
 //! A train announced by a node that then falls silent goes offline on the others after the
 //! presence timeout.
@@ -27,13 +27,20 @@ async fn bad_cluster_messages_are_counted_and_ignored() {
     on_b.wait_frames(1).await;
 
     let nats = async_nats::connect(nodes.nats.url()).await.expect("connect to nats");
-    let garbage: [(&str, &[u8]); 6] = [
+    let garbage: [(&str, &[u8]); 8] = [
         ("railcast.presence", b"not json"),
         ("railcast.presence", b"{\"node\":\"\",\"trains\":[]}"),
         ("railcast.want.x%y", b"node-z"),
         ("railcast.media.train-1", b"RV\x09garbage"),
         ("railcast.keyframe.train-1", b"[["),
         ("railcast.telemetry.train-1", b"{\"speed_kmh\":\"fast\"}"),
+        ("railcast.control.train-1", b"{\"node\":\"node-z\",\"op\":\"steal\"}"),
+        // A holder of another node than the one asking.
+        (
+            "railcast.control.train-1",
+            b"{\"node\":\"node-z\",\"op\":\"take\",\"force\":true,\"holder\":{\"name\":\"m\",\"role\":\"admin\",\
+              \"session\":1,\"transport\":\"websocket\",\"since_us\":1,\"node\":\"node-a\"}}",
+        ),
     ];
     for (subject, body) in garbage {
         nats.publish(subject, Bytes::from_static(body)).await.expect("publish");
@@ -78,12 +85,16 @@ async fn bad_cluster_messages_are_counted_and_ignored() {
         (&nodes.b, "telemetry"),
         (&nodes.a, "keyframe"),
         (&nodes.a, "command"),
+        (&nodes.a, "control"),
         (&nodes.a, "remote_control"),
         (&nodes.b, "revocation"),
     ] {
         assert!(rejected(server, kind).await >= 1.0, "{kind} not counted on {}", server.http);
     }
     assert!(rejected(&nodes.a, "presence").await >= 2.0);
+    assert!(rejected(&nodes.a, "control").await >= 2.0);
+    let (_, train) = testkit::api("GET", &nodes.a.url("/api/trains/train-1"), None).await;
+    assert!(train["control"].is_null(), "no lease taken: {train}");
     assert!(rejected(&nodes.b, "remote_control").await >= 2.0);
     let (_, list) = testkit::api("GET", &nodes.b.url("/api/remote-controls"), None).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1), "only the real one: {list}");

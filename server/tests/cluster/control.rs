@@ -1,11 +1,11 @@
-//! One operator in control of a train across the cluster. The lease is held on the node the
-//! train is connected to: there an operator takes it, and a session on another node gets
-//! `control_elsewhere` when it asks, sees the holder (`control_changed`, `GET /api/trains`) and
-//! gets `not_in_control` (naming the holder) for its commands while the lease is held, though
-//! its keyframe requests still pass; the owner refuses such a command itself too (a raw NATS
-//! request). When the train moves to another node, the lease on the old one ends, that operator
-//! is told, and the train is told through its new node (`operator_lost`); the lease can then be
-//! taken on the new node only, and the other node shows its holder.
+//! One operator in control of a train across the cluster, through any node. The lease is held
+//! on the node the train is connected to (its owner), for a session of any node: a session on
+//! another node takes it through the owner, which then runs that node's commands and refuses
+//! everyone else's (a raw NATS request too); every node shows the holder and its node. When
+//! that session ends, the owner ends the lease and tells the train (`operator_lost`). When the
+//! train moves to another node, the lease on the old one ends, that operator is told, the train
+//! is told through its new node, and a session on the old node takes the lease through the new
+//! one. When the holder's node dies, its heartbeats stop and the owner ends the lease.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,19 @@ async fn event_after(client: &Client, from: usize, what: &str, pred: impl Fn(&Va
     }
 }
 
+fn holder_of(e: &Value) -> (Option<&str>, Option<&str>) {
+    (e["holder"]["name"].as_str(), e["holder"]["node"].as_str())
+}
+
+/// The first `control_changed` event from the `from`-th on whose holder's node is `node`
+/// (`None`: nobody holds it).
+async fn control_changed(client: &Client, from: usize, node: Option<&str>) -> Value {
+    event_after(client, from, "control_changed", |e| {
+        e["type"] == "control_changed" && e["holder"]["node"].as_str() == node
+    })
+    .await
+}
+
 /// The `error` event with `code` answering a `take_control`.
 async fn take_refused(client: &Client, code: &str) -> Value {
     let before = client.events().len();
@@ -67,13 +80,22 @@ async fn take_refused(client: &Client, code: &str) -> Value {
     e
 }
 
-fn got_operator_lost(train: &RawTrain) -> bool {
+fn operator_lost_count(train: &RawTrain) -> usize {
     let commands = train.commands.lock().expect("lock");
-    commands.iter().any(|c| matches!(c.command, railcast_protocol::Action::OperatorLost { .. }))
+    commands.iter().filter(|c| matches!(c.command, railcast_protocol::Action::OperatorLost { .. })).count()
+}
+
+/// Wait until `train` has had more than `before` `operator_lost` commands.
+async fn operator_lost_after(train: &RawTrain, before: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while operator_lost_count(train) == before {
+        assert!(Instant::now() < deadline, "the train got no operator_lost {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lease_is_held_where_the_train_is() {
+async fn the_lease_is_taken_through_any_node() {
     let _serial = testkit::serial().await;
     let dir = scratch("cluster_control");
     let (nats, a, b) = crate::two_nodes(&dir).await;
@@ -83,28 +105,31 @@ async fn the_lease_is_held_where_the_train_is() {
     let rc_b = remote_control(&b, Some("train-1")).await;
     let on_a = Client::connect(&a.ws_url_as(&rc_a, Some(a.token("operator")))).await;
     let on_b = Client::connect(&b.ws_url_as(&rc_b, Some(b.token("operator")))).await;
-    let _beat = heartbeat(&on_a);
+    let _beat_a = heartbeat(&on_a);
+    let beat_b = heartbeat(&on_b);
 
-    // Nobody holds it: B's session may command through A, but not take the lease on B.
-    let refused = take_refused(&on_b, "control_elsewhere").await;
-    assert!(refused["message"].as_str().is_some_and(|m| m.contains("train-1")), "{refused}");
+    // Nobody holds it: B's session commands the train through A.
     assert_eq!(command(&on_b, "b-free", horn()).await["type"], "command_ack");
 
-    // An operator on A takes it: B's sessions see the holder with A's next presence, and B's
-    // commands are refused with the holder's name, except keyframe requests; A's run.
+    // B's operator takes it through A: both nodes show the holder and its node, B's commands
+    // run, A's are refused naming the holder, and so is a request naming no node; keyframe
+    // requests pass.
     let (a_seen, b_seen) = (on_a.events().len(), on_b.events().len());
-    send(&on_a, json!({"type": "take_control"})).await;
-    let taken = event_after(&on_a, a_seen, "control taken on A", |e| e["type"] == "control_changed").await;
-    assert_eq!(taken["holder"]["name"], "demo-operator", "{taken}");
-    let taken_at = Instant::now();
-    let shown = event_after(&on_b, b_seen, "the holder shown on B", |e| e["type"] == "control_changed").await;
-    assert_eq!((&shown["holder"], shown["reason"].as_str()), (&taken["holder"], Some("taken")), "{shown}");
-    let shown_after = taken_at.elapsed();
-    let (_, train) = api("GET", &b.url("/api/trains/train-1"), None).await;
-    for k in ["name", "session", "since_us"] {
+    let asked = Instant::now();
+    send(&on_b, json!({"type": "take_control"})).await;
+    let taken = control_changed(&on_b, b_seen, Some("node-b")).await;
+    let take_ms = asked.elapsed().as_millis();
+    assert_eq!((holder_of(&taken), taken["reason"].as_str()), ((Some("demo-operator"), Some("node-b")), Some("taken")));
+    let shown = control_changed(&on_a, a_seen, Some("node-b")).await;
+    assert_eq!(shown["holder"], taken["holder"], "{shown}");
+    let (_, train) = api("GET", &a.url("/api/trains/train-1"), None).await;
+    for k in ["name", "session", "since_us", "node"] {
         assert_eq!(train["control"][k], taken["holder"][k], "{k}: {train}");
     }
-    // The owner refuses too, whatever the asking node believes.
+    assert_eq!(command(&on_b, "b-held", horn()).await["type"], "command_ack");
+    let refused = command(&on_a, "a-refused", horn()).await;
+    assert_eq!(refused["code"], "not_in_control", "{refused}");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("demo-operator")), "{refused}");
     let raw = async_nats::connect(nats.url()).await.expect("connect to nats");
     let reply = raw
         .request("railcast.command.train-1", Bytes::from_static(b"{\"type\":\"horn\",\"duration_ms\":50}"))
@@ -112,57 +137,84 @@ async fn the_lease_is_held_where_the_train_is() {
         .expect("the owner answers");
     let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
     assert_eq!(reply["error"], "not_in_control", "{reply}");
-    assert!(reply["message"].as_str().is_some_and(|m| m.contains("demo-operator")), "{reply}");
-    let held = command(&on_b, "b-held", horn()).await;
-    assert_eq!(
-        (held["type"].as_str(), held["code"].as_str()),
-        (Some("command_error"), Some("not_in_control")),
-        "{held}"
-    );
-    assert!(held["message"].as_str().is_some_and(|m| m.contains("demo-operator")), "{held}");
-    let kf = command(&on_b, "b-kf", json!({"type": "request_keyframe"})).await;
-    assert_eq!(kf["type"], "command_ack", "{kf}");
-    assert_eq!(command(&on_a, "a-held", horn()).await["type"], "command_ack");
-    let commands_before = old.commands.lock().expect("lock").len();
-    assert!(!got_operator_lost(&old));
+    assert_eq!(command(&on_a, "a-kf", json!({"type": "request_keyframe"})).await["type"], "command_ack");
+    take_refused(&on_a, "control_held").await;
+    // B's session's pings keep it, through A, past the heartbeat timeout (1 s).
+    let b_seen = on_b.events().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!on_b.events()[b_seen..].iter().any(|e| e["type"] == "control_changed"), "{:?}", on_b.events());
+    assert_eq!(command(&on_b, "b-kept", horn()).await["type"], "command_ack");
 
-    // The train moves to B while A's connection still stands: A closes it, mirrors the train,
-    // and ends its lease; the operator on A is told, and so is the train, now through B.
+    // Given back through A: free everywhere; then A's operator holds it and B's is refused.
+    let (a_seen, b_seen) = (on_a.events().len(), on_b.events().len());
+    send(&on_b, json!({"type": "release_control"})).await;
+    for (client, seen) in [(&on_a, a_seen), (&on_b, b_seen)] {
+        let freed = control_changed(client, seen, None).await;
+        assert_eq!(freed["reason"], "released", "{freed}");
+    }
+    let b_seen = on_b.events().len();
+    send(&on_a, json!({"type": "take_control"})).await;
+    control_changed(&on_b, b_seen, Some("node-a")).await;
+    take_refused(&on_b, "control_held").await;
+    assert_eq!(command(&on_b, "b-refused", horn()).await["code"], "not_in_control");
+    let b_seen = on_b.events().len();
+    send(&on_a, json!({"type": "release_control"})).await;
+    control_changed(&on_b, b_seen, None).await;
+
+    // B's operator takes it again, and B's session ends: A ends the lease and tells the train.
+    let b_seen = on_b.events().len();
+    send(&on_b, json!({"type": "take_control"})).await;
+    control_changed(&on_b, b_seen, Some("node-b")).await;
+    assert_eq!(operator_lost_count(&old), 0);
+    let a_seen = on_a.events().len();
+    beat_b.abort();
+    let closed = Instant::now();
+    drop(on_b);
+    let lost = control_changed(&on_a, a_seen, None).await;
+    assert!(lost["reason"].as_str().is_some_and(|r| r.contains("session ended")), "{lost}");
+    operator_lost_after(&old, 0, "after the holder's session closed").await;
+    let session_end_ms = closed.elapsed().as_millis();
+
+    // A's operator holds it; the train moves to B while A's connection still stands: A closes
+    // it, mirrors the train and ends its lease; the operator on A is told, and so is the train,
+    // now through B.
+    let a_seen = on_a.events().len();
+    send(&on_a, json!({"type": "take_control"})).await;
+    control_changed(&on_a, a_seen, Some("node-a")).await;
+    let commands_before = old.commands.lock().expect("lock").len();
     let a_seen = on_a.events().len();
     let moved = Instant::now();
     let new = RawTrain::connect(&b, "train-1", Duration::ZERO).await;
-    let lost = event_after(&on_a, a_seen, "the lease ends on A", |e| e["type"] == "control_changed").await;
-    assert!(lost["holder"].is_null(), "{lost}");
+    let lost = control_changed(&on_a, a_seen, None).await;
     assert!(lost["reason"].as_str().is_some_and(|r| r.contains("moved to another node")), "{lost}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !got_operator_lost(&new) {
-        assert!(Instant::now() < deadline, "the train on B got no operator_lost");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    operator_lost_after(&new, 0, "through B").await;
     let told = moved.elapsed();
     assert_eq!(old.commands.lock().expect("lock").len(), commands_before, "nothing more to the old connection");
 
-    // Now B holds leases for the train, and A refers operators to it.
+    // Now B holds the lease, and A's operator takes it through B.
     wait_api(&a, "/api/trains/train-1", "train-1 owned by B", |s, v| s == 200 && v["owner_node"] == "node-b").await;
-    take_refused(&on_a, "control_elsewhere").await;
-    let _beat_b = heartbeat(&on_b);
-    let (a_seen, b_seen) = (on_a.events().len(), on_b.events().len());
-    send(&on_b, json!({"type": "take_control"})).await;
-    let taken =
-        event_after(&on_b, b_seen, "control taken on B", |e| e["type"] == "control_changed" && !e["holder"].is_null())
-            .await;
+    let on_b2 = Client::connect(&b.ws_url_as(&rc_b, Some(b.token("viewer")))).await;
+    let a_seen = on_a.events().len();
+    send(&on_a, json!({"type": "take_control"})).await;
+    let taken = control_changed(&on_a, a_seen, Some("node-a")).await;
     assert_eq!(taken["reason"], "taken", "{taken}");
-    event_after(&on_a, a_seen, "B's holder shown on A", |e| {
-        e["type"] == "control_changed" && e["holder"] == taken["holder"]
-    })
-    .await;
-    let held = command(&on_a, "a-after", horn()).await;
-    assert_eq!(held["code"], "not_in_control", "{held}");
-    assert_eq!(command(&on_b, "b-after", horn()).await["type"], "command_ack");
+    let (_, train) = api("GET", &b.url("/api/trains/train-1"), None).await;
+    assert_eq!(train["control"]["node"], "node-a", "{train}");
+    assert_eq!(command(&on_a, "a-after", horn()).await["type"], "command_ack");
+
+    // The holder's node vanishes: its heartbeats stop, and B ends the lease and tells the train.
+    let (told_before, b_seen) = (operator_lost_count(&new), on_b2.events().len());
+    let mut a = a;
+    let _ = a.child.kill().await;
+    let killed = Instant::now();
+    operator_lost_after(&new, told_before, "after the holder's node died").await;
+    let node_lost_ms = killed.elapsed().as_millis();
+    let lost = control_changed(&on_b2, b_seen, None).await;
+    assert!(lost["reason"].as_str().is_some_and(|r| r.contains("nothing from demo-operator")), "{lost}");
     println!(
-        "cluster: a lease taken on A shown on B {} ms later; a train moved from A to B was told \
-         operator_lost through B {} ms after it connected to B",
-        shown_after.as_millis(),
+        "cluster: control taken through the other node in {take_ms} ms; the train told operator_lost \
+         {session_end_ms} ms after the holder's session on the other node closed, {node_lost_ms} ms after \
+         that node died; a train moved from A to B told operator_lost through B {} ms after it connected to B",
         told.as_millis()
     );
 }

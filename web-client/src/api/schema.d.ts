@@ -718,6 +718,8 @@ export interface components {
             console_id?: string | null;
             /** @description The principal's name and role. */
             name: string;
+            /** @description In a cluster, the node of the holder's session (whose session number `session` is). */
+            node?: string | null;
             role: string;
             /**
              * Format: int64

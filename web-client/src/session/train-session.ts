@@ -287,7 +287,7 @@ export function createTrainSession(opts: TrainSessionOptions) {
         return
       case 'error':
         // The answer to a control message comes on the link that sent it.
-        if (control.value.pending || ev.code === 'control_held' || ev.code === 'control_elsewhere' || ev.code === 'not_in_control') {
+        if (control.value.pending || ev.code === 'control_held' || ev.code === 'control_unavailable' || ev.code === 'control_elsewhere' || ev.code === 'not_in_control') {
           const before = control.value
           control.value = onControlError(before, ev.code, ev.message)
           if (control.value !== before) {
@@ -324,7 +324,7 @@ export function createTrainSession(opts: TrainSessionOptions) {
         break
       case 'control_changed': {
         control.value = onControlChanged(control.value, ev, consoleId, now())
-        const who = ev.holder ? `${ev.holder.name} (${ev.holder.role}, ${ev.holder.transport})` : 'nobody'
+        const who = ev.holder ? `${ev.holder.name} (${ev.holder.role}, ${ev.holder.transport}${ev.holder.node ? ` on ${ev.holder.node}` : ''})` : 'nobody'
         note(`control of ${ev.train_id}: ${who} — ${ev.reason}${control.value.mine ? ' (this console)' : ''}`)
         if (isOperatorLost(ev.reason) || control.value.lost?.at === control.value.eventAt) opts.onAudited?.()
         break

@@ -51,7 +51,7 @@ export type ServerEvent =
   | {
       type: 'control_changed'
       train_id: string
-      holder: { name: string; role: string; session: number; transport: string; console_id?: string; since_us: number } | null
+      holder: { name: string; role: string; session: number; transport: string; console_id?: string; since_us: number; node?: string } | null
       reason: string
     }
 
