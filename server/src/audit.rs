@@ -1,5 +1,5 @@
-//! The command audit: every command a client sends (accepted or refused), with who, through what,
-//! to which train, and how it ended, appended as one JSON line to `audit_file` (rotated by size,
+//! The command audit: every command a client sends (accepted or refused), and every take and
+//! release of a train's control lease, with who, through what, to which train, and how it ended, appended as one JSON line to `audit_file` (rotated by size,
 //! never rewritten) and queryable by admins (`GET /api/audit`). Without a file the latest
 //! [`MEMORY`] entries are kept in memory only.
 //!
@@ -38,11 +38,14 @@ pub struct Entry {
     /// The train the remote control was mapped to; null when unmapped.
     pub train_id: Option<String>,
     pub request_id: String,
-    /// The action as the client sent it (`{"type": "horn", "duration_ms": 500}`).
+    /// The action as the client sent it (`{"type": "horn", "duration_ms": 500}`), or the control
+    /// message (`{"type": "take_control", "force": true}`, `{"type": "release_control"}`).
     #[schema(value_type = Object)]
     pub command: Value,
-    /// `acked` (the train answered; see `ok`), `refused` (by the server, before the train), or
-    /// `failed` (sent, no answer: timeout, train lost).
+    /// `acked` (the train answered; see `ok`), `refused` (by the server, before the train),
+    /// `failed` (sent, no answer: timeout, train lost), or `done` (a `take_control` or
+    /// `release_control` carried out: `message` is the lease's change, `taken`, `resumed`,
+    /// `taken over by …`, `released`, or `held` when this session held it already).
     pub result: String,
     /// The train's answer (acked only).
     pub ok: Option<bool>,

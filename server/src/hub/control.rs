@@ -107,8 +107,12 @@ impl Stream {
     /// the reason of the last change.
     pub fn control_announced(&self) -> (Option<ControlHolder>, String) {
         let holder = self.control.lock().as_ref().filter(|l| !l.remote).map(|l| l.holder.clone());
-        let reason = self.control.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        (holder, reason)
+        (holder, self.control_reason())
+    }
+
+    /// The reason of the lease's last change (`taken`, `released`, …; empty before any).
+    pub fn control_reason(&self) -> String {
+        self.control.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// A mirror: the lease its owner node announced (`here`: this node's id, which marks a

@@ -209,38 +209,30 @@ impl Relay {
         if let Some(stream) = self.controlled.as_ref().and_then(|t| self.core.hub.stream(t)) {
             self.heartbeat(&stream);
         }
-        match &msg {
-            ClientMessage::TakeControl { console_id, force } => {
-                let answer = self.take_control(stream.as_deref(), console_id.clone(), *force).await;
-                if let Some(s) = stream.as_deref().filter(|s| s.control_check(self.info().id).is_ok()) {
-                    self.controlled = Some(s.train_id().clone());
+        if matches!(msg, ClientMessage::TakeControl { .. } | ClientMessage::ReleaseControl) {
+            // Audited like a command: refused (the error), or done (the lease's change).
+            let audit = self.audited("", serde_json::to_value(&msg).unwrap_or_default());
+            let answer = match &msg {
+                ClientMessage::TakeControl { console_id, force } => {
+                    self.take_control(stream.as_deref(), console_id.clone(), *force).await
                 }
-                return answer;
+                _ => self.release_control(stream.as_deref()).await,
+            };
+            self.controlled =
+                stream.as_deref().filter(|s| s.control_check(self.info().id).is_ok()).map(|s| s.train_id().clone());
+            let done = stream.as_deref().map(|s| ServerEvent::ControlChanged {
+                train_id: s.train_id().clone(),
+                holder: s.control_holder().map(Box::new),
+                reason: s.control_reason(),
+            });
+            if let Some(outcome) = answer.as_ref().or(done.as_ref()) {
+                self.core.audit.record(audit.entry(outcome));
             }
-            ClientMessage::ReleaseControl => {
-                let answer = self.release_control(stream.as_deref()).await;
-                if stream.as_deref().is_none_or(|s| s.control_check(self.info().id).is_err()) {
-                    self.controlled = None;
-                }
-                return answer;
-            }
-            _ => {}
+            return answer;
         }
         if let ClientMessage::Command { request_id, command: action } = &msg {
             self.info().commands.fetch_add(1, Ordering::Relaxed);
-            let at_us = crate::now_us();
-            let info = self.info();
-            let audit = Audited {
-                at_us,
-                principal: info.principal.name.clone(),
-                role: info.principal.role.name().into(),
-                remote_control_id: info.remote_control_id.clone(),
-                session: info.id,
-                transport: info.transport.into(),
-                train: self.rc.train().map(|t| t.to_string()),
-                request_id: request_id.clone(),
-                command: serde_json::to_value(action).unwrap_or_default(),
-            };
+            let audit = self.audited(request_id, serde_json::to_value(action).unwrap_or_default());
             let admitted = self
                 .admission
                 .admit_command(request_id, action)
@@ -268,6 +260,22 @@ impl Relay {
 }
 
 impl Relay {
+    /// What the audit needs of a client message (a command, or a control message), taken now.
+    fn audited(&self, request_id: &str, command: serde_json::Value) -> Audited {
+        let info = self.info();
+        Audited {
+            at_us: crate::now_us(),
+            principal: info.principal.name.clone(),
+            role: info.principal.role.name().into(),
+            remote_control_id: info.remote_control_id.clone(),
+            session: info.id,
+            transport: info.transport.into(),
+            train: self.rc.train().map(|t| t.to_string()),
+            request_id: request_id.to_owned(),
+            command,
+        }
+    }
+
     /// The holder as this session would be.
     fn holder(&self, console_id: Option<String>) -> ControlHolder {
         let info = self.info();
@@ -554,6 +562,9 @@ impl Audited {
                 let sent = matches!(code.as_str(), "command_timeout" | "train_lost");
                 (if sent { "failed" } else { "refused" }, None, Some(code.clone()), message.clone(), None, None)
             }
+            // A control message: refused, or done (the lease's change, `held` when it was held).
+            ServerEvent::Error { code, message } => ("refused", None, Some(code.clone()), message.clone(), None, None),
+            ServerEvent::ControlChanged { reason, .. } => ("done", None, None, reason.clone(), None, None),
             other => ("refused", None, Some("unexpected".into()), format!("{other:?}"), None, None),
         };
         crate::audit::Entry {

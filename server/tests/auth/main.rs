@@ -7,6 +7,7 @@ mod auth_commands;
 mod auth_roles;
 mod auth_trains;
 mod command_audit;
+mod control_audit;
 mod control_lease;
 mod revocation_persistence;
 mod token_revocation;

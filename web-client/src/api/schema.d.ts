@@ -759,7 +759,10 @@ export interface components {
             at_us: number;
             /** @description The refusal's or failure's code (`forbidden`, `rate_limited`, `not_mapped`, …). */
             code?: string | null;
-            /** @description The action as the client sent it (`{"type": "horn", "duration_ms": 500}`). */
+            /**
+             * @description The action as the client sent it (`{"type": "horn", "duration_ms": 500}`), or the control
+             *     message (`{"type": "take_control", "force": true}`, `{"type": "release_control"}`).
+             */
             command: Record<string, never>;
             /**
              * Format: int64
@@ -774,8 +777,10 @@ export interface components {
             remote_control_id: string;
             request_id: string;
             /**
-             * @description `acked` (the train answered; see `ok`), `refused` (by the server, before the train), or
-             *     `failed` (sent, no answer: timeout, train lost).
+             * @description `acked` (the train answered; see `ok`), `refused` (by the server, before the train),
+             *     `failed` (sent, no answer: timeout, train lost), or `done` (a `take_control` or
+             *     `release_control` carried out: `message` is the lease's change, `taken`, `resumed`,
+             *     `taken over by …`, `released`, or `held` when this session held it already).
              */
             result: string;
             role: string;
