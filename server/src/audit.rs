@@ -108,8 +108,18 @@ pub struct AuditError {
 
 enum Store {
     Memory(Mutex<VecDeque<Entry>>),
-    File { path: PathBuf, keep: usize, tx: Mutex<mpsc::Sender<Entry>> },
+    File { path: PathBuf, keep: usize, tx: Mutex<mpsc::Sender<Job>> },
 }
+
+/// What the writer thread is given: an entry to append, or a query's barrier (answered once
+/// every entry sent before it is in the file).
+enum Job {
+    Entry(Box<Entry>),
+    Sync(mpsc::SyncSender<()>),
+}
+
+/// A query waits at most this long for the writer to take in the entries recorded before it.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The audit log.
 pub struct Audit {
@@ -135,7 +145,7 @@ impl Audit {
         let err = |source| AuditError { path: path.to_owned(), source };
         let last = read_file(path).map_err(err)?.last().map_or(0, |e| e.seq);
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
-        let (tx, rx) = mpsc::channel::<Entry>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let (writer_path, writer_keep) = (path.to_owned(), keep);
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -159,7 +169,7 @@ impl Audit {
                 m.push_back(entry);
             }
             Store::File { tx, .. } => {
-                let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(entry);
+                let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(Job::Entry(Box::new(entry)));
             }
         }
     }
@@ -189,7 +199,13 @@ impl Audit {
                     entries.extend(m.iter().filter(|e| matches(e)).take(want).cloned());
                 }
             }
-            Store::File { path, keep, .. } => {
+            Store::File { path, keep, tx } => {
+                // What was recorded before this query is in the file first (an entry is
+                // recorded before the client hears the command's outcome).
+                let (done, synced) = mpsc::sync_channel(1);
+                if tx.lock().unwrap_or_else(|e| e.into_inner()).send(Job::Sync(done)).is_ok() {
+                    let _ = synced.recv_timeout(SYNC_TIMEOUT);
+                }
                 let mut files: Vec<PathBuf> =
                     (1..=*keep).rev().map(|i| rotated(path, i)).chain(std::iter::once(path.clone())).collect();
                 if newest {
@@ -233,9 +249,16 @@ fn read_file(path: &Path) -> std::io::Result<Vec<Entry>> {
 }
 
 /// The writer thread: one line per entry, flushed; rotation when the file reaches `max_bytes`.
-fn write_loop(rx: mpsc::Receiver<Entry>, mut file: File, path: &Path, max_bytes: u64, keep: usize) {
+fn write_loop(rx: mpsc::Receiver<Job>, mut file: File, path: &Path, max_bytes: u64, keep: usize) {
     let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    for entry in rx {
+    for job in rx {
+        let entry = match job {
+            Job::Entry(e) => e,
+            Job::Sync(done) => {
+                let _ = done.try_send(());
+                continue;
+            }
+        };
         let mut line = serde_json::to_vec(&entry).unwrap_or_default();
         line.push(b'\n');
         if size > 0 && size + line.len() as u64 > max_bytes {
@@ -293,16 +316,12 @@ mod tests {
         for i in 0..20 {
             audit.record(entry(if i % 2 == 0 { "train-1" } else { "train-2" }, 1_000 + i));
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !audit.query(&Query::default()).entries.iter().any(|e| e.seq == 20) {
-            assert!(std::time::Instant::now() < deadline, "the writer did not write 20 entries");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        // A query sees every entry recorded before it, with no wait on the caller's side.
+        assert!(audit.query(&Query::default()).entries.iter().any(|e| e.seq == 20), "all 20 written");
         assert!(rotated(&path, 3).exists() && !rotated(&path, 4).exists(), "rotated at 1,000 bytes, 3 kept");
         drop(audit);
         let again = Audit::open(&path, 1_000, 3).expect("reopen");
         again.record(entry("train-1", 5_000));
-        std::thread::sleep(std::time::Duration::from_millis(200));
         let page = again.query(&Query { train: Some("train-1".into()), ..Query::default() });
         let last = page.entries.last().expect("entries");
         assert_eq!(last.seq, 21, "the sequence goes on after a reopen");
