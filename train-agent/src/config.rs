@@ -61,6 +61,11 @@ pub struct ServerConfig {
     /// Largest datagram payload, header included.
     #[serde(default = "default_max_payload")]
     pub max_payload: usize,
+    /// With several servers, which one is tried first: `"listed"` (the first; the others are
+    /// its standbys) or `"spread"` (one chosen by the train id, the same at every start, so that
+    /// a fleet given one list spreads over the nodes).
+    #[serde(default)]
+    pub server_order: railcast_uplink::ServerOrder,
 }
 
 fn default_max_payload() -> usize {
@@ -318,6 +323,10 @@ mod tests {
         };
         let cfg = parse(&with("url = \"http://10.0.0.1:8080, http://10.0.0.2:8080\"")).expect("a list");
         assert_eq!(cfg.server.url, "http://10.0.0.1:8080, http://10.0.0.2:8080");
+        assert_eq!(cfg.server.server_order, railcast_uplink::ServerOrder::Listed);
+        let spread = parse(&with("url = \"http://a:1,http://b:1\"\nserver_order = \"spread\"")).expect("spread");
+        assert_eq!(spread.server.server_order, railcast_uplink::ServerOrder::Spread);
+        assert!(parse(&with("url = \"http://a:1\"\nserver_order = \"random\"")).is_err());
         parse(&with("url = \"http://x\"\nquic = \"10.0.0.1:4433,10.0.0.2:4433\"")).expect("a QUIC list");
         let hole = parse(&with("url = \"http://10.0.0.1:8080,,http://10.0.0.2:8080\"")).expect_err("a hole");
         assert!(hole.contains("[server] url") && hole.contains("empty entry"), "{hole}");

@@ -147,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         max_payload: s.max_payload,
         idle_timeout: Duration::from_secs(6),
         software: concat!("railcast-train-agent/", env!("CARGO_PKG_VERSION")).into(),
+        server_order: s.server_order,
     };
     let session = tokio::spawn(railcast_uplink::run(uplink, source, agent, frames, manifest, stop_rx));
 

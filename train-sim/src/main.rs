@@ -23,6 +23,11 @@ struct Args {
     /// comma-separated, for failover as with --server.
     #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]")]
     quic: Option<String>,
+    /// With several servers, which one each train tries first: `listed` (the first; the others
+    /// are its standbys) or `spread` (one chosen by the train's id, the same at every start, so
+    /// that a fleet given one list spreads over the nodes); failover goes on round the list.
+    #[arg(long, default_value = "listed", value_name = "listed|spread")]
+    server_order: railcast_uplink::ServerOrder,
     /// SHA-256 of the server's QUIC certificate to pin (colon-separated or plain hex); the
     /// fingerprint discovery returns is then ignored.
     #[arg(long, visible_alias = "fingerprint", env = "RAILCAST_CERT_SHA256", conflicts_with = "ca")]
@@ -180,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
             token: tokens.get(id.as_str()).cloned().or_else(|| args.token.clone()).map(railcast_protocol::Secret),
             trust: trust.clone(),
             audio: args.audio,
+            server_order: args.server_order,
         };
         if cfg.token.is_none() {
             tracing::warn!(train = %cfg.id, "no token for this train (--credentials, --token): a server requiring one refuses it");

@@ -34,6 +34,8 @@ pub struct TrainConfig {
     pub trust: Trust,
     /// The cab microphone (`--audio`): none, or the chime as audio source [`audio::AUDIO_ID`].
     pub audio: AudioSource,
+    /// Which of several servers is tried first (`--server-order`).
+    pub server_order: railcast_uplink::ServerOrder,
 }
 
 impl TrainConfig {
@@ -138,6 +140,7 @@ pub async fn run(cfg: TrainConfig, source: Source, manifest: Option<Arc<Manifest
         max_payload: cfg.max_payload,
         idle_timeout: cfg.idle_timeout,
         software: concat!("railcast-train-sim/", env!("CARGO_PKG_VERSION")).into(),
+        server_order: cfg.server_order,
     };
     let train = Arc::new(SimTrain { cfg, shared: Arc::clone(&shared) });
     railcast_uplink::run(uplink, source, train, frames, manifest, shutdown).await;

@@ -14,4 +14,4 @@ pub mod credentials;
 pub mod manifest;
 pub mod session;
 
-pub use session::{now_us, run, AckFuture, Frame, Rotation, Server, Source, Train, UplinkConfig};
+pub use session::{now_us, run, AckFuture, Frame, Rotation, Server, ServerOrder, Source, Train, UplinkConfig};

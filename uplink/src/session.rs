@@ -94,7 +94,13 @@ pub struct Rotation {
 impl Rotation {
     /// A rotation over `len` servers (at least one), starting at the first.
     pub fn new(len: usize) -> Rotation {
-        Rotation { len: len.max(1), current: 0, failed: 0, backoff: BACKOFF_MIN }
+        Rotation::starting_at(len, 0)
+    }
+
+    /// A rotation over `len` servers (at least one), starting at `first` (modulo `len`).
+    pub fn starting_at(len: usize, first: usize) -> Rotation {
+        let len = len.max(1);
+        Rotation { len, current: first % len, failed: 0, backoff: BACKOFF_MIN }
     }
 
     /// The index of the server to try now.
@@ -121,6 +127,46 @@ impl Rotation {
     }
 }
 
+/// Which server of a list a train tries first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerOrder {
+    /// The first of the list (a preferred node, the others its standbys).
+    #[default]
+    Listed,
+    /// One chosen by the train's id (the same at every start), so that a fleet given one list
+    /// spreads over its nodes; failover then goes on round the list from there.
+    Spread,
+}
+
+impl std::str::FromStr for ServerOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "listed" => Ok(ServerOrder::Listed),
+            "spread" => Ok(ServerOrder::Spread),
+            other => Err(format!("{other:?}: the server order is \"listed\" or \"spread\"")),
+        }
+    }
+}
+
+impl ServerOrder {
+    /// The index of the first server to try, of `len`, for train `id`.
+    pub fn first(self, id: &TrainId, len: usize) -> usize {
+        match self {
+            ServerOrder::Listed => 0,
+            // FNV-1a: stable across builds and platforms, unlike std's hasher.
+            ServerOrder::Spread => {
+                let hash = id
+                    .as_str()
+                    .bytes()
+                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+                (hash % len.max(1) as u64) as usize
+            }
+        }
+    }
+}
+
 /// How this train reaches the server.
 #[derive(Debug, Clone)]
 pub struct UplinkConfig {
@@ -134,6 +180,8 @@ pub struct UplinkConfig {
     pub idle_timeout: Duration,
     /// The hello's `software`, e.g. `railcast-train-agent/0.1.0`.
     pub software: String,
+    /// Which server of a list is tried first.
+    pub server_order: ServerOrder,
 }
 
 /// One encoded video frame (an H.264 access unit, Annex B) or one Opus packet.
@@ -192,7 +240,7 @@ pub async fn run(
         return;
     }
     let several = servers.len() > 1;
-    let mut rotation = Rotation::new(servers.len());
+    let mut rotation = Rotation::starting_at(servers.len(), cfg.server_order.first(&cfg.id, servers.len()));
     while !*shutdown.borrow() {
         let (name, source) = &servers[rotation.current()];
         if several {
@@ -512,5 +560,28 @@ mod tests {
         let one: Vec<String> = fixed(4433).servers().into_iter().map(|(n, _)| n).collect();
         assert_eq!(one, ["127.0.0.1:4433"]);
         assert_eq!(Rotation::new(0).next(QUICK), SHORT, "no server is treated as one");
+    }
+
+    /// `spread` starts each train at a server chosen by its id: the same at every start, and a
+    /// fleet covers every node; `listed` starts at the first. Failover goes on round the list.
+    #[test]
+    fn spread_starts_trains_on_different_servers() {
+        let id = |n: u32| TrainId::new(format!("train-{n}")).expect("id");
+        let firsts: Vec<usize> = (1..=10).map(|n| ServerOrder::Spread.first(&id(n), 3)).collect();
+        assert_eq!(firsts, [0, 1, 2, 1, 2, 0, 1, 0, 1, 2], "FNV-1a of the id, modulo 3");
+        assert_eq!(ServerOrder::Spread.first(&id(7), 3), firsts[6], "the same at every start");
+        assert!((1..=10).all(|n| ServerOrder::Listed.first(&id(n), 3) == 0));
+        assert_eq!(ServerOrder::Spread.first(&id(1), 1), 0);
+        let mut r = Rotation::starting_at(3, ServerOrder::Spread.first(&id(3), 3));
+        let tried: Vec<usize> = (0..4)
+            .map(|_| {
+                let now = r.current();
+                r.next(QUICK);
+                now
+            })
+            .collect();
+        assert_eq!(tried, [2, 0, 1, 2]);
+        assert_eq!("spread".parse::<ServerOrder>(), Ok(ServerOrder::Spread));
+        assert!("random".parse::<ServerOrder>().is_err());
     }
 }

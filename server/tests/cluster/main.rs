@@ -21,6 +21,7 @@ mod nats_restart;
 mod offline;
 mod ownership;
 mod revocation;
+mod spread;
 mod three_nodes;
 
 use std::path::Path;
