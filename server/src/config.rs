@@ -431,6 +431,10 @@ settings! {
         /// Most bytes of recordings kept per train (all its cameras and audio sources): beyond
         /// it the oldest closed segment files are deleted. 0: no limit (at least 65536 otherwise).
         record_max_bytes: u64 = 0, "RAILCAST_RECORD_MAX_BYTES";
+        /// Most bytes of recordings kept in record_dir for all trains together: beyond it the
+        /// oldest closed segment files of any train are deleted. 0: no limit (at least 65536
+        /// otherwise).
+        record_max_total_bytes: u64 = 0, "RAILCAST_RECORD_MAX_TOTAL_BYTES";
     }
     "Cluster" {
         /// NATS server through which several relays act as one service (docs/cluster.md):
@@ -651,11 +655,12 @@ impl Config {
                 format!("must be 0s (keep) or at least 1s, got {}", self.record_delete_after),
             ));
         }
-        if self.record_max_bytes != 0 && self.record_max_bytes < 65_536 {
-            return Err(invalid(
-                "record_max_bytes",
-                format!("must be 0 (no limit) or at least 65536, got {}", self.record_max_bytes),
-            ));
+        for (name, value) in
+            [("record_max_bytes", self.record_max_bytes), ("record_max_total_bytes", self.record_max_total_bytes)]
+        {
+            if value != 0 && value < 65_536 {
+                return Err(invalid(name, format!("must be 0 (no limit) or at least 65536, got {value}")));
+            }
         }
         Ok(())
     }
@@ -1035,6 +1040,7 @@ mod tests {
             (&["--record-trains", "train 1"], "record_trains"),
             (&["--record-delete-after", "10ms"], "record_delete_after"),
             (&["--record-max-bytes", "1000"], "record_max_bytes"),
+            (&["--record-max-total-bytes", "1000"], "record_max_total_bytes"),
             (&["--cluster-nats-url", "http://127.0.0.1:4222"], "cluster_nats_url"),
             (&["--cluster-nats-url", "127.0.0.1"], "cluster_nats_url"),
             (&["--cluster-node-id", "node a"], "cluster_node_id"),

@@ -112,7 +112,7 @@ pub static METRICS: LazyLock<RecordMetrics> = LazyLock::new(|| {
         },
         deleted: plain(
             "railcast_record_deleted_total",
-            "Recording segment files deleted by retention (record_delete_after, record_max_bytes).",
+            "Recording segment files deleted by retention (record_delete_after, record_max_bytes, record_max_total_bytes).",
         ),
     };
     for kind in ERROR_KINDS {
@@ -154,7 +154,11 @@ impl Settings {
             trains,
             segment: config.record_segment_duration.0,
             part: config.record_part_duration.0,
-            retention: Retention { delete_after: config.record_delete_after.0, max_bytes: config.record_max_bytes },
+            retention: Retention {
+                delete_after: config.record_delete_after.0,
+                max_bytes: config.record_max_bytes,
+                max_total_bytes: config.record_max_total_bytes,
+            },
         })
     }
 }

@@ -1,9 +1,11 @@
-//! Deleting old recordings (`record_delete_after`, `record_max_bytes`), on the writer thread:
-//! after a segment closes (that train) and every [`SWEEP_INTERVAL`] (every train directory under
-//! `record_dir`, also those of trains not recorded since a restart).
+//! Deleting old recordings (`record_delete_after`, `record_max_bytes` per train,
+//! `record_max_total_bytes` for the whole `record_dir`), on the writer thread: after a segment
+//! closes (that train, then the whole directory's budget) and every [`SWEEP_INTERVAL`] (every
+//! train directory under `record_dir`, also those of trains not recorded since a restart).
 //!
 //! Only closed segment files are deleted, oldest first (by name: the segment's UTC start, across
-//! the train's cameras and audio sources); a file the writer has open never is.
+//! the train's cameras and audio sources, and across trains for the whole directory's budget); a
+//! file the writer has open never is.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,11 +24,14 @@ pub struct Retention {
     /// Keep a train's segments within this many bytes, deleting the oldest closed ones; 0: no
     /// limit.
     pub max_bytes: u64,
+    /// Keep every train's segments together within this many bytes, deleting the oldest closed
+    /// ones of any train; 0: no limit.
+    pub max_total_bytes: u64,
 }
 
 impl Retention {
     pub fn is_on(&self) -> bool {
-        !self.delete_after.is_zero() || self.max_bytes > 0
+        !self.delete_after.is_zero() || self.max_bytes > 0 || self.max_total_bytes > 0
     }
 }
 
@@ -62,14 +67,39 @@ fn files(train_dir: &Path) -> Vec<File> {
 /// Apply `keep` to `train_dir`, never touching a file in `open`; `now` is the wall clock. The
 /// segments deleted and their bytes.
 pub fn sweep_train(train_dir: &Path, open: &HashSet<PathBuf>, keep: Retention, now: SystemTime) -> (u64, u64) {
-    let files = files(train_dir);
+    let expired = |f: &File| {
+        !keep.delete_after.is_zero() && now.duration_since(f.modified).is_ok_and(|age| age >= keep.delete_after)
+    };
+    delete_oldest(train_dir, "train", files(train_dir), open, keep.max_bytes, expired)
+}
+
+/// Keep every train's segments under `dir` within `max_total` bytes (0: no limit), deleting the
+/// oldest closed ones of any train. The segments deleted and their bytes.
+pub fn sweep_total(dir: &Path, open: &HashSet<PathBuf>, max_total: u64) -> (u64, u64) {
+    if max_total == 0 {
+        return (0, 0);
+    }
+    let mut all: Vec<File> = trains(dir).iter().flat_map(|t| files(t)).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.path.cmp(&b.path)));
+    delete_oldest(dir, "all trains", all, open, max_total, |_| false)
+}
+
+/// Delete `files` of `dir` (oldest first) while one is `expired` or they add up to more than
+/// `max` bytes (0: no limit), skipping those in `open`; logged with `scope`. The segments
+/// deleted and their bytes.
+fn delete_oldest(
+    dir: &Path,
+    scope: &str,
+    files: Vec<File>,
+    open: &HashSet<PathBuf>,
+    max: u64,
+    expired: impl Fn(&File) -> bool,
+) -> (u64, u64) {
     let mut total: u64 = files.iter().map(|f| f.len).sum();
     let (mut deleted, mut freed) = (0u64, 0u64);
     for f in files.iter().filter(|f| !open.contains(&f.path)) {
-        let expired =
-            !keep.delete_after.is_zero() && now.duration_since(f.modified).is_ok_and(|age| age >= keep.delete_after);
-        let over = keep.max_bytes > 0 && total > keep.max_bytes;
-        if !expired && !over {
+        let over = max > 0 && total > max;
+        if !expired(f) && !over {
             // Oldest first: once one is young enough and within the budget, so are the rest.
             break;
         }
@@ -85,7 +115,8 @@ pub fn sweep_train(train_dir: &Path, open: &HashSet<PathBuf>, keep: Retention, n
     if deleted > 0 {
         METRICS.deleted.inc_by(deleted);
         tracing::info!(
-            dir = %train_dir.display(),
+            dir = %dir.display(),
+            scope,
             deleted,
             freed_bytes = freed,
             kept_bytes = total,
@@ -95,13 +126,25 @@ pub fn sweep_train(train_dir: &Path, open: &HashSet<PathBuf>, keep: Retention, n
     (deleted, freed)
 }
 
-/// Sweep every train directory under `dir`.
+/// The train directories under `dir`.
+fn trains(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Sweep every train directory under `dir`, then the whole directory's budget.
 pub fn sweep_all(dir: &Path, open: &HashSet<PathBuf>, keep: Retention, now: SystemTime) {
-    for train in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if train.file_type().is_ok_and(|t| t.is_dir()) {
-            sweep_train(&train.path(), open, keep, now);
+    if !keep.delete_after.is_zero() || keep.max_bytes > 0 {
+        for train in trains(dir) {
+            sweep_train(&train, open, keep, now);
         }
     }
+    sweep_total(dir, open, keep.max_total_bytes);
 }
 
 #[cfg(test)]
@@ -141,7 +184,7 @@ mod tests {
         let now = SystemTime::now();
         let dir = train("bytes", now);
         let open: HashSet<_> = [dir.join("camera-0/20261202T090000.000Z.mp4")].into();
-        let keep = Retention { delete_after: Duration::ZERO, max_bytes: 250 };
+        let keep = Retention { max_bytes: 250, ..Retention::default() };
         assert_eq!(sweep_train(&dir, &open, keep, now), (3, 300), "500 bytes to 200, skipping the open one");
         assert_eq!(names(&dir), ["20261202T090000.000Z.mp4", "20261202T090002.000Z.mp4"]);
         assert_eq!(sweep_train(&dir, &open, keep, now), (0, 0), "within budget");
@@ -152,11 +195,37 @@ mod tests {
     fn an_age_limit_deletes_segments_last_written_before_it() {
         let now = SystemTime::now();
         let dir = train("age", now);
-        let keep = Retention { delete_after: Duration::from_millis(2500), max_bytes: 0 };
+        let keep = Retention { delete_after: Duration::from_millis(2500), ..Retention::default() };
         // Last written 4, 3, 2, 1 and 0 s ago: the first two are older than 2.5 s.
         assert_eq!(sweep_train(&dir, &HashSet::new(), keep, now), (2, 200));
         assert_eq!(names(&dir), ["20261202T090001.000Z.mp4", "20261202T090001.500Z.mp4", "20261202T090002.000Z.mp4"]);
         assert!(!Retention::default().is_on());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_budget_for_the_whole_directory_deletes_the_oldest_of_any_train() {
+        let now = SystemTime::now();
+        let root = std::env::temp_dir().join(format!("railcast-retention-total-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("root");
+        // Two trains, 500 bytes each, train-2's segments ten minutes after train-1's; train-1's
+        // oldest is open.
+        let (t1, t2) = (train("total-1", now), train("total-2", now));
+        std::fs::rename(&t1, root.join("train-1")).expect("move");
+        std::fs::rename(&t2, root.join("train-2")).expect("move");
+        for f in files(&root.join("train-2")) {
+            let later = f.name.replace("T0900", "T0910");
+            std::fs::rename(&f.path, f.path.with_file_name(later)).expect("rename");
+        }
+        let open: HashSet<_> = [root.join("train-1/camera-0/20261202T090000.000Z.mp4")].into();
+        assert_eq!(sweep_total(&root, &open, 0), (0, 0), "no limit");
+        assert_eq!(sweep_total(&root, &open, 650), (4, 400), "1,000 bytes to 600, train-1's closed ones first");
+        assert_eq!(names(&root.join("train-1")), ["20261202T090000.000Z.mp4"], "the open one stays");
+        assert_eq!(names(&root.join("train-2")).len(), 5);
+        assert_eq!(sweep_total(&root, &open, 250), (4, 400));
+        assert_eq!(names(&root.join("train-2")), ["20261202T091002.000Z.mp4"], "the newest stays");
+        assert!(Retention { max_total_bytes: 1, ..Retention::default() }.is_on());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

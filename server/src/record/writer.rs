@@ -57,9 +57,11 @@ pub fn run(jobs: Receiver<Job>, dir: PathBuf, keep: Retention) {
                 let train_dir = job.dir.parent().map(Path::to_path_buf);
                 run_job(&mut files, job);
                 if closed && keep.is_on() {
+                    let open = open_paths(&files);
                     if let Some(train_dir) = train_dir {
-                        retention::sweep_train(&train_dir, &open_paths(&files), keep, SystemTime::now());
+                        retention::sweep_train(&train_dir, &open, keep, SystemTime::now());
                     }
+                    retention::sweep_total(&dir, &open, keep.max_total_bytes);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}

@@ -29,6 +29,7 @@ mod record_rollover;
 mod record_shutdown;
 mod record_simulator;
 mod record_toggle;
+mod record_total_budget;
 mod sim_reconnect;
 mod train_ca;
 mod train_id_takeover;
