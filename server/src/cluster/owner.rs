@@ -377,8 +377,8 @@ mod tests {
         assert!(stream.release_control_for("b", 5));
         stream.take_control(holder(3), false).expect("granted");
 
-        // A copy of another node's lease (this node mirrored the train before it came here) is
-        // dropped when the train connects here: it does not refuse anything.
+        // A copy of another node's lease (this node mirrored the train before it came here)
+        // ends when the train connects here (the watchdog tells the train): it refuses nothing.
         assert!(stream.release_control(3));
         stream.control_mirror(Some(holder(9)), "taken", "here");
         assert_eq!(stream.control_holder().map(|h| h.session), Some(9));
@@ -387,5 +387,9 @@ mod tests {
         let _again = hub.connect_train(hello(), tx);
         assert_eq!(stream.control_holder(), None);
         assert_eq!(refusal(&hub, &train, &horn, false, None), None);
+        assert_eq!(stream.control_announced().0, None);
+        let (ended, why) = stream.control_expire(std::time::Duration::from_secs(1), Instant::now()).expect("ends now");
+        assert_eq!(ended.session, 9);
+        assert!(why.contains("connected to this node"), "{why}");
     }
 }

@@ -8,8 +8,8 @@
 //! node (`via`). A node that mirrors the train keeps a copy of the owner's lease (`remote`),
 //! announced with the owner's presence, so that its sessions see the holder; the copy matches a
 //! session of the mirror only when the owner holds the lease for that session (`mine`). The
-//! watchdog leaves copies alone; a copy is dropped when the train connects here or goes offline
-//! here.
+//! watchdog leaves copies alone. A copy is dropped when the train goes offline here; when the
+//! train connects here it ends, and the watchdog tells the train (its old owner may be dead).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -106,7 +106,7 @@ impl Stream {
     /// What a cluster's owner announces: the holder of the lease held here (not a copy), and
     /// the reason of the last change.
     pub fn control_announced(&self) -> (Option<ControlHolder>, String) {
-        let holder = self.control.lock().as_ref().filter(|l| !l.remote).map(|l| l.holder.clone());
+        let holder = self.control.lock().as_ref().filter(|l| !l.remote && l.ending.is_none()).map(|l| l.holder.clone());
         (holder, self.control_reason())
     }
 
@@ -133,7 +133,7 @@ impl Stream {
         self.control_changed(holder, reason.to_owned());
     }
 
-    /// Drop the copy of another node's lease (the train connected here, or went offline here).
+    /// Drop the copy of another node's lease: the train went offline here.
     pub(super) fn control_forget_remote(&self, why: &str) {
         let mut slot = self.control.lock();
         if slot.as_ref().is_some_and(|l| l.remote) {
@@ -143,9 +143,23 @@ impl Stream {
         }
     }
 
-    /// Who controls the train now.
+    /// The train connected here while another node held its lease (that node may be dead: the
+    /// train failed over): the lease ends here, at the watchdog's next tick, which tells the
+    /// train `operator_lost` through this node (the old node, if alive, ends its own too).
+    pub(super) fn control_end_remote(&self, why: String) {
+        let mut slot = self.control.lock();
+        if let Some(l) = slot.as_mut().filter(|l| l.remote) {
+            // No session here matches it any more: its holder was another node's, or took it
+            // through the node the train has left.
+            l.remote = false;
+            l.via = Some(l.holder.node.clone().unwrap_or_default());
+            l.ending = Some(why);
+        }
+    }
+
+    /// Who controls the train now (a lease that is ending: nobody).
     pub fn control_holder(&self) -> Option<ControlHolder> {
-        self.control.lock().as_ref().map(|l| l.holder.clone())
+        self.control.lock().as_ref().filter(|l| l.ending.is_none()).map(|l| l.holder.clone())
     }
 
     /// Take control for `holder`, a session of this node (see [`Taken`]); `force`: an admin
@@ -159,13 +173,14 @@ impl Stream {
     pub fn take_control_for(&self, via: Option<&str>, holder: ControlHolder, force: bool) -> Result<Taken, Held> {
         let mut slot = self.control.lock();
         let now = Instant::now();
-        // A copy of another node's lease is not held here (the relay forwards on a mirror).
-        if slot.as_ref().is_some_and(|l| l.remote) {
+        // A copy of another node's lease is not held here (the relay forwards on a mirror); a
+        // lease that is ending is free (someone controls the train again: nobody is lost).
+        if slot.as_ref().is_some_and(|l| l.remote || l.ending.is_some()) {
             *slot = None;
         }
         let outcome = match slot.as_ref() {
             None => Taken::Granted,
-            Some(l) if l.holder.session == holder.session && l.via.as_deref() == via && l.ending.is_none() => {
+            Some(l) if l.holder.session == holder.session && l.via.as_deref() == via => {
                 if let Some(l) = slot.as_mut() {
                     l.heartbeat = now;
                 }
@@ -261,7 +276,7 @@ impl Stream {
 
     /// Whether `session` holds the lease, or who does (`None`: nobody).
     pub fn control_check(&self, session: u64) -> Result<(), Option<Box<ControlHolder>>> {
-        match self.control.lock().as_ref() {
+        match self.control.lock().as_ref().filter(|l| l.ending.is_none()) {
             Some(l) if l.of(session) => Ok(()),
             Some(l) => Err(Some(Box::new(l.holder.clone()))),
             None => Err(None),

@@ -371,7 +371,10 @@ impl Stream {
         let generation = st.generation;
         drop(st);
         if ingest != crate::metrics::CLUSTER {
-            self.control_forget_remote("the train connected to this node");
+            self.control_end_remote(format!(
+                "{} connected to this node; the lease held on its former node ended",
+                self.train_id()
+            ));
         }
         (generation, rx)
     }

@@ -5,14 +5,16 @@
 //! that session ends, the owner ends the lease and tells the train (`operator_lost`). When the
 //! train moves to another node, the lease on the old one ends, that operator is told, the train
 //! is told through its new node, and a session on the old node takes the lease through the new
-//! one. When the holder's node dies, its heartbeats stop and the owner ends the lease.
+//! one. When the holder's node dies, its heartbeats stop and the owner ends the lease. When the
+//! owner dies and the train fails over to the holder's node, that node ends the lease and tells
+//! the train.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 use testkit::ws::Client;
-use testkit::{api, remote_control, scratch, RawTrain};
+use testkit::{api, remote_control, scratch, RawTrain, Server};
 
 use crate::wait_api;
 
@@ -211,10 +213,32 @@ async fn the_lease_is_taken_through_any_node() {
     let node_lost_ms = killed.elapsed().as_millis();
     let lost = control_changed(&on_b2, b_seen, None).await;
     assert!(lost["reason"].as_str().is_some_and(|r| r.contains("nothing from demo-operator")), "{lost}");
+
+    // The owner dies while a session of another node holds the lease, and the train fails over
+    // to that node: the lease ends there and the train is told through it.
+    let c = Server::start_sharing(&dir, &b, &["--cluster-nats-url", &nats.url(), "--cluster-node-id", "node-c"]).await;
+    crate::wait_ready(&c).await;
+    wait_api(&c, "/api/trains/train-1", "train-1 mirrored on C", |s, v| s == 200 && v["owner_node"] == "node-b").await;
+    let rc_c = remote_control(&c, Some("train-1")).await;
+    let on_c = Client::connect(&c.ws_url_as(&rc_c, Some(c.token("operator")))).await;
+    let _beat_c = heartbeat(&on_c);
+    let c_seen = on_c.events().len();
+    send(&on_c, json!({"type": "take_control"})).await;
+    control_changed(&on_c, c_seen, Some("node-c")).await;
+    let c_seen = on_c.events().len();
+    let mut b = b;
+    let _ = b.child.kill().await;
+    let failed_over = Instant::now();
+    let newest = RawTrain::connect(&c, "train-1", Duration::ZERO).await;
+    operator_lost_after(&newest, 0, "through the holder's node after the owner died").await;
+    let owner_lost_ms = failed_over.elapsed().as_millis();
+    let lost = control_changed(&on_c, c_seen, None).await;
+    assert!(lost["reason"].as_str().is_some_and(|r| r.contains("connected to this node")), "{lost}");
     println!(
         "cluster: control taken through the other node in {take_ms} ms; the train told operator_lost \
          {session_end_ms} ms after the holder's session on the other node closed, {node_lost_ms} ms after \
-         that node died; a train moved from A to B told operator_lost through B {} ms after it connected to B",
+         that node died; a train moved from A to B told operator_lost through B {} ms after it connected to B; \
+         the owner killed, the train on the holder's node told {owner_lost_ms} ms after it connected there",
         told.as_millis()
     );
 }
