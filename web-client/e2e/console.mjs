@@ -187,7 +187,9 @@ async function waitFor(page, what, timeoutMs, fn, arg) {
     if (Date.now() > deadline) {
       const h = await hook(page).catch(() => null)
       const auth = h?.authError ? `, token refused: ${h.authError}` : h?.noAssignment ? `, ${h.noAssignment}` : ''
-      fail(`${what}: not within ${timeoutMs / 1000} s (state ${h?.state}, transport ${h?.transport}, pending ${h?.pending}, last error ${h?.lastError}${auth})`)
+      const painted = h?.stats ?? {}
+      const link = `opens ${h?.opens}, signaling ${h?.signaling}/${h?.details?.webrtc?.signaling}, painted ${JSON.stringify(painted)}`
+      fail(`${what}: not within ${timeoutMs / 1000} s (state ${h?.state}, transport ${h?.transport}, pending ${h?.pending}, last error ${h?.lastError}, ${link}${auth})`)
     }
     await sleep(200)
   }
@@ -526,6 +528,9 @@ async function main() {
         return s && !['closed', 'failed'].includes(s.state) ? s : null
       }
       if (!(await listed())) fail(`the relay session ${rpcSession} is not in GET /api/webrtc/sessions while the link lives`)
+      // Links opened before the switch: read now, since the REST link may open before the old
+      // session is seen gone below.
+      const before = (await hook(page)).opens
       const t1 = Date.now()
       await page.selectOption('[data-testid="signaling-select"]', 'rest')
       let endedMs = null
@@ -542,7 +547,6 @@ async function main() {
       const metrics = await fetch(`${base}/metrics`, { headers: bearer() }).then((r) => (r.ok ? r.text() : '')).catch(() => '')
       const m = /^railcast_rpc_requests_total\{method="disconnect"\} (\d+)/m.exec(metrics)
       result.rpc_disconnects = m ? Number(m[1]) : null
-      const before = (await hook(page)).opens
       await waitFor(page, 'frames over a REST-signaled WebRTC link after leaving JSON-RPC', 20000,
         ([n, cam]) => { const h = window.__railcast; return h.opens > n && h.transport === 'webrtc' && h.signaling === 'rest' && h.details.webrtc?.signaling === 'rest' && h.stats[cam]?.framesPainted > 0 }, [before, cameras[0]])
       result.rpc_peers_after_leaving = (await hook(page)).rpcPeers
