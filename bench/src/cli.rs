@@ -53,6 +53,11 @@ pub struct Opts {
     /// WHEP viewer counts for whep-fanout [default: 1,50,200,500].
     #[arg(long, value_delimiter = ',')]
     pub whep_clients: Option<Vec<usize>>,
+    /// whep-fanout: give each viewer a player's interceptors (NACK generator and responder, sender
+    /// and receiver reports). Without (the default) a viewer never asks for a retransmission, so
+    /// a lost packet stays lost, and the tool's one core, which runs every viewer, is not the limit.
+    #[arg(long)]
+    pub whep_player_interceptors: bool,
     /// MQTT subscriber counts for mqtt-fanout [default: 1,10,50,100,200; --smoke: 2].
     #[arg(long, value_delimiter = ',')]
     pub mqtt_clients: Option<Vec<usize>>,
@@ -219,6 +224,8 @@ pub struct Ctx {
     pub dc_clients: Vec<usize>,
     pub wt_clients: Vec<usize>,
     pub whep_clients: Vec<usize>,
+    /// whep-fanout: the viewers run a player's interceptors (`--whep-player-interceptors`).
+    pub whep_player_interceptors: bool,
     pub mqtt_clients: Vec<usize>,
     /// cluster: client counts.
     pub cluster_clients: Vec<usize>,
@@ -302,6 +309,7 @@ impl Ctx {
             dc_clients,
             wt_clients,
             whep_clients,
+            whep_player_interceptors: o.whep_player_interceptors,
             mqtt_clients,
             cluster_clients,
             broker_cpu,

@@ -238,7 +238,7 @@ pub async fn run_step(
                         Holder::Ws(tokio::spawn(crate::wt_client::run(s, window, warm, stop_rx)))
                     }
                     Transport::Whep => {
-                        let c = whep_client::connect(&server.api, rc).await?;
+                        let c = whep_client::connect(&server.api, rc, ctx.whep_player_interceptors).await?;
                         Holder::Whep(tokio::spawn(whep_client::run(c, window, warm, stop_rx)))
                     }
                     Transport::Mqtt => {

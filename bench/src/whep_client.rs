@@ -28,9 +28,10 @@ pub struct WhepConn {
     tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
 }
 
-/// Offer one receive-only video transceiver to remote control `rc` and apply the answer.
-pub async fn connect(api: &Api, rc: &str) -> anyhow::Result<WhepConn> {
-    let (pc, tracks, _channels, _ice) = testkit::whep::media_peer().await;
+/// Offer one receive-only video transceiver to remote control `rc` and apply the answer. With
+/// `interceptors`, the peer runs a player's (see `--whep-player-interceptors`).
+pub async fn connect(api: &Api, rc: &str, interceptors: bool) -> anyhow::Result<WhepConn> {
+    let (pc, tracks, _channels, _ice) = testkit::whep::media_peer_with(interceptors).await;
     let (sdp, _) = testkit::whep::offer(&pc, 1, false).await;
     let url = format!("{}/api/whep/remote-controls/{rc}", api.base);
     let (status, headers, answer) =

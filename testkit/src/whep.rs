@@ -166,6 +166,20 @@ pub async fn media_peer() -> (
     mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
     Arc<Mutex<Vec<RTCIceConnectionState>>>,
 ) {
+    media_peer_with(true).await
+}
+
+/// [`media_peer`], with or without a player's interceptors (NACK generator and responder, sender
+/// and receiver reports). Without them the peer asks for no retransmission and sends no reports:
+/// the load tool's 500 viewers share one core, where each interceptor costs per packet.
+pub async fn media_peer_with(
+    interceptors: bool,
+) -> (
+    Arc<dyn PeerConnection>,
+    mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+    Arc<Mutex<Vec<RTCIceConnectionState>>>,
+) {
     let mut engine = MediaEngine::default();
     for (pt, profile) in [(CLIENT_H264_PT, "42e01f"), (125, "42001f")] {
         engine
@@ -201,7 +215,11 @@ pub async fn media_peer() -> (
             RtpCodecKind::Audio,
         )
         .expect("register Opus");
-    let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut engine));
+    let registry = if interceptors {
+        configure_rtcp_reports(configure_nack(Registry::new(), &mut engine))
+    } else {
+        Registry::new()
+    };
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
     let (dc_tx, channels) = mpsc::unbounded_channel();
     let ice = Arc::new(Mutex::new(Vec::new()));
