@@ -56,11 +56,14 @@ pub struct Entry {
     pub command_id: Option<u64>,
     /// Sent → answered, µs (acked only).
     pub rtt_us: Option<u64>,
+    /// The node that recorded it (`cluster_node_id`); absent on a server outside a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A query: `train`, `since`/`until` (µs, inclusive), the cursors `after` and `before` (a
 /// `seq`, exclusive), at most `limit`, in `order`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 pub struct Query {
     /// Only this train's commands.
     pub train: Option<String>,
@@ -78,10 +81,29 @@ pub struct Query {
     /// commands without reading the log from its start.
     #[param(inline)]
     pub order: Option<Order>,
+    /// In a cluster: where a cluster-wide query goes on, the previous page's `cursor` (or
+    /// `resume`). Comma-separated `node:seq` pairs: in `oldest` order the entries after `seq` on
+    /// each node named, in `newest` order those before it; a node not named from its start
+    /// (oldest) or its newest entry (newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// In a cluster, `cluster` (the default) merges every node's entries; `node` reads this node's
+    /// log alone, paged with `after` and `before`. Outside a cluster only `node` is meaningful.
+    #[param(inline)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+}
+
+/// Whose entries a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Node,
+    Cluster,
 }
 
 /// The order of a page's entries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     #[default]
@@ -94,8 +116,28 @@ pub enum Order {
 pub struct Page {
     pub entries: Vec<Entry>,
     /// The last entry's `seq` when more match: pass it as `after` (oldest first) or `before`
-    /// (newest first) for the next page; null when this page is the last.
+    /// (newest first) for the next page; null when this page is the last. One node's log only:
+    /// null in a cluster-wide page.
     pub next: Option<u64>,
+    /// A cluster-wide page: when more match, pass it as `cursor` (with the same order and
+    /// filters) for the next page; null when this page is the last, and outside a cluster.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// A cluster-wide page: the `cursor` that reads, oldest first, only what is recorded after
+    /// this page: every node that answered at its newest entry (a console polls with it).
+    #[serde(default)]
+    pub resume: Option<String>,
+    /// A cluster-wide page: the nodes known to be up that did not answer in time (their entries
+    /// are missing from this page; a later page with `resume` picks them up from their start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+impl Page {
+    /// One node's page.
+    pub fn of_node(entries: Vec<Entry>, next: Option<u64>) -> Self {
+        Self { entries, next, cursor: None, resume: None, missing: Vec::new() }
+    }
 }
 
 /// Why the audit log cannot be opened.
@@ -125,6 +167,8 @@ const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct Audit {
     store: Store,
     seq: AtomicU64,
+    /// The cluster node id stamped on every entry (set once, when the node joins a cluster).
+    node: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -136,7 +180,11 @@ impl std::fmt::Debug for Audit {
 impl Audit {
     /// Kept in memory only.
     pub fn memory() -> Arc<Self> {
-        Arc::new(Self { store: Store::Memory(Mutex::new(VecDeque::new())), seq: AtomicU64::new(0) })
+        Arc::new(Self {
+            store: Store::Memory(Mutex::new(VecDeque::new())),
+            seq: AtomicU64::new(0),
+            node: std::sync::OnceLock::new(),
+        })
     }
 
     /// Appended to `path` (created if needed), rotated at `max_bytes` into `path.1` … `path.KEEP`.
@@ -154,12 +202,19 @@ impl Audit {
         Ok(Arc::new(Self {
             store: Store::File { path: path.to_owned(), keep, tx: Mutex::new(tx) },
             seq: AtomicU64::new(last),
+            node: std::sync::OnceLock::new(),
         }))
     }
 
-    /// Append one entry (its `seq` is set here).
+    /// Stamp every entry recorded from now on with this cluster node id.
+    pub fn set_node(&self, node: &str) {
+        let _ = self.node.set(node.to_owned());
+    }
+
+    /// Append one entry (its `seq`, and in a cluster its `node`, are set here).
     pub fn record(&self, mut entry: Entry) {
         entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        entry.node = self.node.get().cloned();
         match &self.store {
             Store::Memory(m) => {
                 let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
@@ -227,7 +282,124 @@ impl Audit {
         let more = entries.len() > limit;
         entries.truncate(limit);
         let next = if more { entries.last().map(|e| e.seq) } else { None };
-        Page { entries, next }
+        Page::of_node(entries, next)
+    }
+
+    /// This node's part of a cluster-wide query: its entries after (or before) the seq the
+    /// cursor names for `node`, and its newest seq.
+    pub fn part(&self, node: &str, request: &ClusterRequest) -> NodePart {
+        let last_seq = self.seq.load(Ordering::Relaxed);
+        let mine = request.cursor.get(node).copied();
+        let newest = request.query.order.unwrap_or_default() == Order::Newest;
+        let q = Query {
+            after: if newest { None } else { mine },
+            before: if newest { mine } else { None },
+            cursor: None,
+            scope: None,
+            ..request.query.clone()
+        };
+        let page = self.query(&q);
+        NodePart { node: node.to_owned(), entries: page.entries, more: page.next.is_some(), last_seq }
+    }
+}
+
+/// A cluster-wide query as one node asks every other (NATS `railcast.audit`): the filters, and
+/// the seq each node goes on from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterRequest {
+    pub query: Query,
+    pub cursor: std::collections::BTreeMap<String, u64>,
+}
+
+/// One node's answer: its page of the query, in the query's order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodePart {
+    pub node: String,
+    pub entries: Vec<Entry>,
+    /// More of its entries match than it sent.
+    pub more: bool,
+    /// Its newest entry's seq, matching or not.
+    pub last_seq: u64,
+}
+
+/// Why a cursor is refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cursor: {0}")]
+pub struct CursorError(String);
+
+/// `node:seq,node:seq` → node → seq.
+pub fn parse_cursor(s: &str) -> Result<std::collections::BTreeMap<String, u64>, CursorError> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in s.split(',').filter(|p| !p.is_empty()) {
+        let (node, seq) = pair.rsplit_once(':').ok_or_else(|| CursorError(format!("{pair:?} is not node:seq")))?;
+        let seq: u64 = seq.parse().map_err(|_| CursorError(format!("{seq:?} is not a seq")))?;
+        if node.is_empty()
+            || node.len() > 64
+            || !node.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(CursorError(format!("{node:?} is not a node id")));
+        }
+        if out.insert(node.to_owned(), seq).is_some() {
+            return Err(CursorError(format!("{node:?} is named twice")));
+        }
+    }
+    if out.len() > 256 {
+        return Err(CursorError("more than 256 nodes".into()));
+    }
+    Ok(out)
+}
+
+fn format_cursor(c: &std::collections::BTreeMap<String, u64>) -> String {
+    c.iter().map(|(n, s)| format!("{n}:{s}")).collect::<Vec<_>>().join(",")
+}
+
+/// One cluster-wide page from every node's part: merged by `at_us` in the query's order (ties by
+/// node, then seq), each node's entries kept in its own order, at most the query's limit.
+pub fn merge(request: &ClusterRequest, parts: Vec<NodePart>, missing: Vec<String>) -> Page {
+    let limit = request.query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let newest = request.query.order.unwrap_or_default() == Order::Newest;
+    let mut heads: Vec<std::collections::VecDeque<Entry>> =
+        parts.iter().map(|p| p.entries.iter().cloned().collect()).collect();
+    let mut cursor = request.cursor.clone();
+    let mut entries = Vec::new();
+    while entries.len() < limit {
+        let key = |e: &Entry| (e.at_us, e.node.clone().unwrap_or_default(), e.seq);
+        let pick = heads.iter().enumerate().filter_map(|(i, h)| h.front().map(|e| (i, key(e)))).reduce(|a, b| {
+            if (b.1 < a.1) != newest {
+                b
+            } else {
+                a
+            }
+        });
+        let Some((i, _)) = pick else { break };
+        let e = heads[i].pop_front().expect("a head");
+        cursor.insert(parts[i].node.clone(), e.seq);
+        entries.push(e);
+    }
+    let more = parts.iter().zip(&heads).any(|(p, h)| p.more || !h.is_empty());
+    // What comes after this page, oldest first: each node that answered at its newest entry.
+    let mut resume = cursor.clone();
+    for p in &parts {
+        let taken = cursor.get(&p.node).copied().unwrap_or(0);
+        resume.insert(p.node.clone(), p.last_seq.max(taken));
+    }
+    // A node whose part was not read to its end (oldest first) goes on from its last entry taken.
+    if !newest {
+        for (p, h) in parts.iter().zip(&heads) {
+            if p.more || !h.is_empty() {
+                match cursor.get(&p.node) {
+                    Some(s) => resume.insert(p.node.clone(), *s),
+                    None => resume.remove(&p.node),
+                };
+            }
+        }
+    }
+    Page {
+        entries,
+        next: None,
+        cursor: more.then(|| format_cursor(&cursor)),
+        resume: Some(format_cursor(&resume)),
+        missing,
     }
 }
 
@@ -304,6 +476,7 @@ mod tests {
             message: String::new(),
             command_id: Some(1),
             rtt_us: Some(5),
+            node: None,
         }
     }
 
@@ -349,5 +522,92 @@ mod tests {
         let window = again.query(&Query { since: Some(1_004), until: Some(1_006), ..Query::default() });
         assert!(window.entries.iter().all(|e| (1_004..=1_006).contains(&e.at_us)));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two nodes' logs, as each would answer a cluster-wide query.
+    fn two_nodes() -> (Arc<Audit>, Arc<Audit>) {
+        let (a, b) = (Audit::memory(), Audit::memory());
+        a.set_node("node-a");
+        b.set_node("node-b");
+        // Interleaved in time; b's third entry was recorded before its second's time (an ack
+        // recorded late keeps the time the command came).
+        for t in [10, 30, 50, 70] {
+            a.record(entry("train-1", t));
+        }
+        for t in [20, 40, 35, 80, 90] {
+            b.record(entry("train-1", t));
+        }
+        (a, b)
+    }
+
+    fn ask(a: &Audit, b: &Audit, request: &ClusterRequest) -> Page {
+        merge(request, vec![a.part("node-a", request), b.part("node-b", request)], Vec::new())
+    }
+
+    fn ids(page: &Page) -> Vec<String> {
+        page.entries.iter().map(|e| format!("{}:{}", e.node.as_deref().unwrap_or("?"), e.seq)).collect()
+    }
+
+    #[test]
+    fn a_cluster_query_pages_every_node_once_in_time_order() {
+        let (a, b) = two_nodes();
+        let mut request = ClusterRequest { query: Query { limit: Some(3), ..Query::default() }, ..Default::default() };
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = ask(&a, &b, &request);
+            pages += 1;
+            assert!(page.next.is_none(), "no single-node cursor in a cluster page");
+            seen.extend(ids(&page));
+            let Some(cursor) = page.cursor else { break };
+            request.cursor = parse_cursor(&cursor).expect("the page's own cursor parses");
+        }
+        assert_eq!(pages, 3, "9 entries, 3 a page");
+        // By time, each node's entries in its own order (b:3 at 35 after b:2 at 40).
+        assert_eq!(
+            seen,
+            [
+                "node-a:1", "node-b:1", "node-a:2", "node-b:2", "node-b:3", "node-a:3", "node-a:4", "node-b:4",
+                "node-b:5"
+            ]
+        );
+
+        // Newest first, paged back.
+        let mut request = ClusterRequest {
+            query: Query { limit: Some(4), order: Some(Order::Newest), ..Query::default() },
+            ..Default::default()
+        };
+        let first = ask(&a, &b, &request);
+        assert_eq!(ids(&first), ["node-b:5", "node-b:4", "node-a:4", "node-a:3"]);
+        request.cursor = parse_cursor(first.cursor.as_deref().expect("more")).expect("cursor");
+        let second = ask(&a, &b, &request);
+        assert_eq!(ids(&second), ["node-b:3", "node-b:2", "node-a:2", "node-b:1"]);
+
+        // `resume` after the newest page reads only what is recorded later, on either node.
+        let resume = parse_cursor(first.resume.as_deref().expect("resume")).expect("resume parses");
+        assert_eq!(resume.get("node-a"), Some(&4));
+        assert_eq!(resume.get("node-b"), Some(&5));
+        b.record(entry("train-1", 100));
+        a.record(entry("train-2", 110));
+        a.record(entry("train-1", 120));
+        let later =
+            ClusterRequest { query: Query { train: Some("train-1".into()), ..Query::default() }, cursor: resume };
+        let page = ask(&a, &b, &later);
+        assert_eq!(ids(&page), ["node-b:6", "node-a:6"], "only the newer train-1 entries");
+        assert!(page.cursor.is_none());
+        let again =
+            ClusterRequest { cursor: parse_cursor(page.resume.as_deref().expect("resume")).expect("ok"), ..later };
+        assert!(ask(&a, &b, &again).entries.is_empty(), "nothing new since");
+    }
+
+    #[test]
+    fn cursors_that_are_not_node_seq_pairs_are_refused() {
+        assert_eq!(parse_cursor("").expect("empty").len(), 0);
+        let c = parse_cursor("a-1:5,b.2:0").expect("two nodes");
+        assert_eq!((c["a-1"], c["b.2"]), (5, 0));
+        for bad in ["a", "a:x", ":5", "a b:1", "a:1,a:2", "a:-1", "a:99999999999999999999"] {
+            assert!(parse_cursor(bad).is_err(), "{bad:?} refused");
+        }
+        assert_eq!(format_cursor(&c), "a-1:5,b.2:0");
     }
 }

@@ -407,7 +407,12 @@ impl Server {
             ..hub::HubConfig::default()
         });
         let cluster = cluster::Settings::from_config(&config).map(|s| {
-            let shared = cluster::Shared { remotes: Arc::clone(&remotes), auth: Arc::clone(&auth) };
+            audit.set_node(&s.node);
+            let shared = cluster::Shared {
+                remotes: Arc::clone(&remotes),
+                auth: Arc::clone(&auth),
+                audit: audit_answerer(Arc::clone(&audit), s.node.clone()),
+            };
             cluster::Cluster::start(hub.clone(), shared, s, stop_rx.clone())
         });
         let core = core::Core {
@@ -559,6 +564,25 @@ impl Server {
             }
         }
     }
+}
+
+/// How this node answers another node's cluster-wide audit query: its part, read off the
+/// runtime's threads (the files are blocking I/O).
+fn audit_answerer(audit: Arc<audit::Audit>, node: String) -> cluster::ask::Answerer {
+    Arc::new(move |body: bytes::Bytes| {
+        let (audit, node) = (Arc::clone(&audit), node.clone());
+        Box::pin(async move {
+            let request: audit::ClusterRequest = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    cluster::rejected("audit", cluster::wire::AUDIT, &e);
+                    return None;
+                }
+            };
+            let part = tokio::task::spawn_blocking(move || audit.part(&node, &request)).await.ok()?;
+            Some(cluster::wire::to_json(&part))
+        })
+    })
 }
 
 fn ingest_config(config: &Config) -> ingest::IngestConfig {

@@ -53,6 +53,10 @@
 //                       the driver polls GET /api/trains/TRAIN until `control` is null (JSON:
 //                       `control_null_ms`, from the crash) and GET /api/audit?train=TRAIN for the
 //                       server's `operator_lost` entry (`operator_lost`, `operator_lost_ms`)
+//   cluster-audit       RAILCAST_TOKEN an admin's, over WebSocket, BASE_URL one node of a cluster: the console
+//                       shows its command history, sends a horn, and the history must show horns audited
+//                       on every node of AUDIT_NODES (comma-separated; the harness sent the others'), each
+//                       row naming its node, none twice, and no "did not answer" note
 //   bad-token           a wrong token (RAILCAST_BAD_TOKEN, default a random one; RAILCAST_TOKEN is not
 //                       used): the console must show the token prompt with the server's own 401
 //                       message (as GET /api/me answers it) and no video, and stop asking the server
@@ -118,6 +122,7 @@ const SCENARIOS = {
   'bad-token': { transport: 'auto', expect: null, access: 'bad-token' },
   insecure: { transport: 'auto', expect: null, access: 'insecure' },
   control: { transport: 'websocket', expect: 'websocket', access: 'control' },
+  'cluster-audit': { transport: 'websocket', expect: 'websocket', access: 'cluster-audit' },
 }
 
 /** CHROMIUM_ARGS as a list: split on spaces, but --host-resolver-rules keeps the rest (its rules have spaces). */
@@ -187,7 +192,7 @@ async function waitFor(page, what, timeoutMs, fn, arg) {
     if (Date.now() > deadline) {
       const h = await hook(page).catch(() => null)
       const auth = h?.authError ? `, token refused: ${h.authError}` : h?.noAssignment ? `, ${h.noAssignment}` : ''
-      const painted = h?.stats ?? {}
+      const painted = Object.fromEntries(Object.entries(h?.stats ?? {}).map(([cam, st]) => [cam, { in: st?.framesIn, decoded: st?.framesDecoded, painted: st?.framesPainted }]))
       const link = `opens ${h?.opens}, signaling ${h?.signaling}/${h?.details?.webrtc?.signaling}, painted ${JSON.stringify(painted)}`
       fail(`${what}: not within ${timeoutMs / 1000} s (state ${h?.state}, transport ${h?.transport}, pending ${h?.pending}, last error ${h?.lastError}, ${link}${auth})`)
     }
@@ -458,6 +463,7 @@ async function main() {
   if (spec.access === 'insecure') return insecure()
   if (spec.access === 'whep') return whep(spec)
   if (spec.access === 'control') return controlLease(spec)
+  if (spec.access === 'cluster-audit') return clusterAudit(spec)
   const train = await pickTrain()
   Object.assign(result, { train, requested_transport: spec.transport, with_token: !!token })
   const { page, pageErrors, pageLog } = await launch()
@@ -1145,6 +1151,48 @@ async function controlLease(spec) {
   result.operator_lost = { principal: lost.principal, role: lost.role, result: lost.result, ok: lost.ok, reason: lost.command.reason, operator: lost.command.operator, rtt_us: lost.rtt_us, session: lost.session, transport: lost.transport }
   result.operator_lost_ms = Math.round(lost.at_us / 1000 - tEnd)
   log(`control: taken in ${result.take_ms} ms, horn acked in ${ack.rtt_ms} ms; page ${how} → control null after ${nullAt} ms, operator_lost (${lost.result}) at +${result.operator_lost_ms} ms: ${lost.command.reason}`)
+  if (pageErrors.length) result.page_errors = pageErrors
+  result.ok = true
+  result.screenshots = screenshots
+}
+
+/**
+ * A cluster's command history: the console, on one node, shows the horn it sends (audited on its
+ * node) and the commands other nodes' clients sent (AUDIT_NODES: every node that has some), each
+ * row naming its node, and no "did not answer" note.
+ */
+async function clusterAudit(spec) {
+  if (!token) fail('cluster-audit: set RAILCAST_TOKEN to an admin token')
+  const nodes = (process.env.AUDIT_NODES ?? '').split(',').filter(Boolean)
+  if (nodes.length < 2) fail('cluster-audit: set AUDIT_NODES to the node ids whose entries must show')
+  const train = await pickTrain()
+  Object.assign(result, { train, requested_transport: spec.transport, with_token: true, nodes })
+  const { page, pageErrors } = await launch()
+  await page.goto(consoleUrl(`transport=${spec.transport}&train=${encodeURIComponent(train)}`, { token }))
+  await page.waitForFunction(() => window.__railcast !== undefined, null, { timeout: 15000 })
+  await waitFor(page, `mapped to ${train}, online, over ${spec.expect}`, 30000, ([want, t]) => {
+    const h = window.__railcast
+    return h.transport === want && h.trainId === t && h.online
+  }, [spec.expect, train])
+  // The ack log first (the history replaces it when shown).
+  const ack = await command(page, 'cmd-horn')
+  const t0 = Date.now()
+  await page.getByTestId('audit-toggle').check()
+  await waitFor(page, `the history showing horns audited on ${nodes.join(' and ')}`, 10000, (want) => {
+    const rows = [...document.querySelectorAll('[data-testid="audit-row"]')]
+    return want.every((n) => rows.some((r) => r.getAttribute('data-node') === n && r.getAttribute('data-command') === 'horn'))
+  }, nodes)
+  result.history_ms = Date.now() - t0
+  result.history = await page.$$eval('[data-testid="audit-row"]', (rows) =>
+    rows.map((r) => ({ node: r.getAttribute('data-node'), seq: Number(r.getAttribute('data-seq')), command: r.getAttribute('data-command'), who: r.querySelector('td:nth-child(2)')?.textContent?.trim() ?? '' })))
+  for (const n of nodes) {
+    if (!result.history.some((r) => r.node === n && r.who.includes(`on ${n}`))) fail(`no history row says "on ${n}": ${JSON.stringify(result.history)}`)
+  }
+  const keys = result.history.map((r) => `${r.node}:${r.seq}`)
+  if (new Set(keys).size !== keys.length) fail(`the history shows an entry twice: ${keys.join(' ')}`)
+  if (await page.getByTestId('audit-missing').count()) fail(`the history says: ${await page.getByTestId('audit-missing').innerText()}`)
+  await shot(page, 'cluster-history')
+  log(`cluster audit: horn acked in ${ack.rtt_ms} ms, the history showed ${nodes.join(' and ')} after ${result.history_ms} ms: ${keys.join(' ')}`)
   if (pageErrors.length) result.page_errors = pageErrors
   result.ok = true
   result.screenshots = screenshots

@@ -234,11 +234,20 @@ export interface AuditEntry {
   message: string
   command_id: number | null
   rtt_us: number | null
+  /** The node that recorded it; null outside a cluster. */
+  node: string | null
 }
 
 export interface AuditPage {
   entries: AuditEntry[]
+  /** One node's log: the seq to page on from (`after`); null when last, and in a cluster. */
   next: number | null
+  /** A cluster-wide page: the cursor of the next page; null when last. */
+  cursor: string | null
+  /** A cluster-wide page: the cursor that reads only what is recorded after it; null outside a cluster. */
+  resume: string | null
+  /** A cluster-wide page: nodes that did not answer in time. */
+  missing: string[]
 }
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null)
@@ -246,7 +255,7 @@ const str = (v: unknown): string => (typeof v === 'string' ? v : '')
 
 /** A page of `GET /api/audit`, checked: entries without a numeric `seq` are dropped. */
 export function parseAuditPage(v: unknown): AuditPage {
-  const o = (typeof v === 'object' && v !== null ? v : {}) as { entries?: unknown; next?: unknown }
+  const o = (typeof v === 'object' && v !== null ? v : {}) as { entries?: unknown; next?: unknown; cursor?: unknown; resume?: unknown; missing?: unknown }
   const raw = Array.isArray(o.entries) ? o.entries : []
   const entries: AuditEntry[] = []
   for (const r of raw) {
@@ -272,29 +281,39 @@ export function parseAuditPage(v: unknown): AuditPage {
       message: str(e.message),
       command_id: num(e.command_id),
       rtt_us: num(e.rtt_us),
+      node: typeof e.node === 'string' ? e.node : null,
     })
   }
-  return { entries, next: num(o.next) }
+  const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null)
+  const missing = Array.isArray(o.missing) ? o.missing.filter((m): m is string => typeof m === 'string') : []
+  return { entries, next: num(o.next), cursor: text(o.cursor), resume: text(o.resume), missing }
 }
+
+/** An entry's identity: its seq on its node (seqs repeat across a cluster's nodes). */
+export const auditKey = (e: AuditEntry): string => `${e.node ?? ''}:${e.seq}`
 
 /**
  * Add a page (oldest first, as the server sends them) to the history (newest first), keeping the
  * newest `keep` entries and no duplicates.
  */
 export function mergeAudit(history: AuditEntry[], page: AuditEntry[], keep: number): AuditEntry[] {
-  const seen = new Set(history.map((e) => e.seq))
-  const fresh = page.filter((e) => !seen.has(e.seq))
+  const seen = new Set(history.map(auditKey))
+  const fresh = page.filter((e) => !seen.has(auditKey(e)))
   if (!fresh.length) return history
-  return [...fresh, ...history].sort((a, b) => b.seq - a.seq).slice(0, keep)
+  // Newest first: by time across nodes (a cluster), by seq within one node's log.
+  const newer = (a: AuditEntry, b: AuditEntry) => (a.node === b.node ? b.seq - a.seq : b.at_us - a.at_us || b.seq - a.seq)
+  return [...fresh, ...history].sort(newer).slice(0, keep)
 }
 
 /**
  * The query of the next page: `after` the newest seq known (or the page's `next`), oldest first;
- * with `order` `newest`, the newest `limit` entries (newest first).
+ * with `order` `newest`, the newest `limit` entries (newest first). In a cluster, `after` is a
+ * cursor string (the page's `resume` or `cursor`) instead of a seq.
  */
-export function auditQuery(train: string, limit: number, after: number | null, order?: 'newest'): string {
+export function auditQuery(train: string, limit: number, after: number | string | null, order?: 'newest'): string {
   const q = new URLSearchParams({ train, limit: String(limit) })
-  if (after !== null) q.set('after', String(after))
+  if (typeof after === 'number') q.set('after', String(after))
+  else if (typeof after === 'string') q.set('cursor', after)
   if (order) q.set('order', order)
   return `/api/audit?${q.toString()}`
 }

@@ -132,7 +132,7 @@ describe('audit pages', () => {
   const entry = (seq: number, type = 'horn') => ({
     seq, at_us: seq * 1000, principal: 'demo-admin', role: 'admin', remote_control_id: 'rc-1', session: 3, transport: 'websocket',
     train_id: 't1', request_id: `cmd-${seq}`, command: { type, duration_ms: 500 }, result: 'acked', ok: true, code: null,
-    message: 'ok', command_id: seq, rtt_us: 1500,
+    message: 'ok', command_id: seq, rtt_us: 1500, node: null as string | null,
   })
 
   it('parses a page and drops what is not an entry', () => {
@@ -140,8 +140,9 @@ describe('audit pages', () => {
     expect(p.next).toBe(2)
     expect(p.entries.map((e) => e.seq)).toEqual([1, 2])
     expect(p.entries[1]).toMatchObject({ ok: null, code: 'not_in_control', rtt_us: null, train_id: null })
-    expect(parseAuditPage({ entries: [] })).toEqual({ entries: [], next: null })
-    expect(parseAuditPage('nonsense')).toEqual({ entries: [], next: null })
+    const empty = { entries: [], next: null, cursor: null, resume: null, missing: [] }
+    expect(parseAuditPage({ entries: [] })).toEqual(empty)
+    expect(parseAuditPage('nonsense')).toEqual(empty)
     expect(parseAuditPage({ entries: [{ seq: 5, command: 'x' }] }).entries[0].command).toEqual({})
   })
 
@@ -151,6 +152,19 @@ describe('audit pages', () => {
     h = mergeAudit(h, [entry(3), entry(4, 'operator_lost')], 3)
     expect(h.map((e) => e.seq)).toEqual([4, 3, 2])
     expect(mergeAudit(h, [entry(4)], 3)).toBe(h)
+  })
+
+  it('parses a cluster page and keeps entries of several nodes apart', () => {
+    const on = (node: string, seq: number, at: number) => ({ ...entry(seq), node, at_us: at })
+    const p = parseAuditPage({ entries: [on('node-a', 1, 10), on('node-b', 1, 20)], next: null, cursor: 'node-a:1,node-b:1', resume: 'node-a:4,node-b:1', missing: ['node-c', 3] })
+    expect([p.cursor, p.resume, p.missing]).toEqual(['node-a:1,node-b:1', 'node-a:4,node-b:1', ['node-c']])
+    expect(p.entries.map((e) => e.node)).toEqual(['node-a', 'node-b'])
+    // The same seq on two nodes is two entries; newest first by time across nodes.
+    let h = mergeAudit([], p.entries, 10)
+    expect(h.map((e) => `${e.node}:${e.seq}`)).toEqual(['node-b:1', 'node-a:1'])
+    h = mergeAudit(h, [on('node-a', 2, 30), on('node-b', 1, 20)], 10)
+    expect(h.map((e) => `${e.node}:${e.seq}`)).toEqual(['node-a:2', 'node-b:1', 'node-a:1'])
+    expect(auditQuery('t1', 50, 'node-a:2,node-b:1')).toBe('/api/audit?train=t1&limit=50&cursor=node-a%3A2%2Cnode-b%3A1')
   })
 
   it('queries after the newest seq known', () => {

@@ -240,7 +240,8 @@ async fn list_sessions(_admin: Admin, State(app): State<Core>) -> Json<Vec<Sessi
 
 /// The command audit: every command any client sent (accepted or refused), oldest first, one
 /// page at a time (`next` → `after`), or newest first with `order=newest` (`next` → `before`).
-/// Admin.
+/// In a cluster, every node's entries merged by time (`cursor` → `cursor`; `resume` for what
+/// comes later; `scope=node` for this node's alone). Admin.
 #[utoipa::path(get, path = "/api/audit", tag = "ops", params(crate::audit::Query),
     responses((status = 200, body = crate::audit::Page), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -255,9 +256,57 @@ async fn audit(
         return Err(ApiError::bad_request("bad_query", "since, until, after, before and limit are at most 2^63 - 1"));
     }
     let audit = std::sync::Arc::clone(&app.audit);
-    // Reading the files is blocking I/O.
-    let page = tokio::task::spawn_blocking(move || audit.query(&q)).await;
-    Ok(Json(page.unwrap_or(crate::audit::Page { entries: Vec::new(), next: None })))
+    let cluster = app.cluster.clone().filter(|_| q.scope != Some(crate::audit::Scope::Node));
+    let Some(cluster) = cluster else {
+        if q.cursor.is_some() {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "cursor pages a cluster-wide query; this one reads one node's log (after, before)",
+            ));
+        }
+        // Reading the files is blocking I/O.
+        let page = tokio::task::spawn_blocking(move || audit.query(&q)).await;
+        return Ok(Json(page.unwrap_or_else(|_| crate::audit::Page::of_node(Vec::new(), None))));
+    };
+    if q.after.is_some() || q.before.is_some() {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "after and before name one node's seq: page a cluster-wide query with cursor, or ask scope=node",
+        ));
+    }
+    let cursor = match q.cursor.as_deref() {
+        Some(c) => crate::audit::parse_cursor(c).map_err(|e| ApiError::bad_request("bad_query", e.to_string()))?,
+        None => Default::default(),
+    };
+    let request =
+        crate::audit::ClusterRequest { query: crate::audit::Query { cursor: None, scope: None, ..q }, cursor };
+    let node = cluster.node().to_owned();
+    let (local, (answers, mut missing)) = tokio::join!(
+        {
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || audit.part(&node, &request))
+        },
+        cluster.ask_all(crate::cluster::wire::AUDIT, crate::cluster::wire::to_json(&request)),
+    );
+    let mut parts: Vec<crate::audit::NodePart> = local.into_iter().collect();
+    for (from, body) in answers {
+        match serde_json::from_slice::<crate::audit::NodePart>(&body) {
+            Ok(part) if part.node == from => parts.push(part),
+            Ok(part) => {
+                crate::cluster::rejected(
+                    "audit",
+                    crate::cluster::wire::AUDIT,
+                    &format!("{from} answered as {}", part.node),
+                );
+                missing.push(from);
+            }
+            Err(e) => {
+                crate::cluster::rejected("audit", crate::cluster::wire::AUDIT, &e);
+                missing.push(from);
+            }
+        }
+    }
+    Ok(Json(crate::audit::merge(&request, parts, missing)))
 }
 
 /// The credentials revoked at run time, oldest first. In a cluster: on every node. Admin.

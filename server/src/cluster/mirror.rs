@@ -46,6 +46,7 @@ pub async fn run(
     settings: Settings,
     claims: Claims,
     owners: Owners,
+    peers: super::Peers,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut presence = match client.subscribe(wire::PRESENCE).await {
@@ -74,6 +75,7 @@ pub async fn run(
                     continue;
                 }
                 let now = Instant::now();
+                peers.insert(p.node.clone(), now);
                 // A train its owner no longer lists left it: offline here at once.
                 known.retain(|t, (r, _)| r.owner != p.node || p.trains.iter().any(|a| &a.train_id == t));
                 for train in p.trains {
@@ -89,6 +91,7 @@ pub async fn run(
             _ = shutdown.changed() => break,
         }
         known.retain(|_, (_, seen)| seen.elapsed() < PRESENCE_TIMEOUT);
+        peers.retain(|_, seen| seen.elapsed() < PRESENCE_TIMEOUT * 10);
         reconcile(&hub, &client, &settings, &claims, &known, &mut mirrors);
         owners.retain(|t, _| mirrors.contains_key(t));
         super::METRICS.mirrored.set(mirrors.len() as i64);

@@ -21,6 +21,7 @@
 //!
 //! Off (no `cluster_nats_url`): nothing here runs.
 
+pub mod ask;
 pub mod mirror;
 pub mod owner;
 pub mod state;
@@ -203,7 +204,12 @@ pub struct Status {
     owners: Arc<DashMap<TrainId, String>>,
     /// The NATS connection, once made.
     client: Arc<std::sync::OnceLock<async_nats::Client>>,
+    /// The other nodes → when their presence was last heard.
+    peers: Peers,
 }
+
+/// The other nodes → when their presence was last heard.
+pub type Peers = Arc<DashMap<String, std::time::Instant>>;
 
 /// Why a control request to a train's owner node got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -263,6 +269,28 @@ impl Status {
         });
     }
 
+    /// The other nodes heard from within [`PRESENCE_TIMEOUT`].
+    pub fn peers(&self) -> Vec<String> {
+        let mut p: Vec<String> =
+            self.peers.iter().filter(|e| e.value().elapsed() < PRESENCE_TIMEOUT).map(|e| e.key().clone()).collect();
+        p.sort();
+        p
+    }
+
+    /// Ask every other node (`subject`: one [`ask::answer`] runs on each): their answers by node,
+    /// and the nodes known to be up that did not answer within [`ask::ASK_TIMEOUT`].
+    pub async fn ask_all(
+        &self,
+        subject: &'static str,
+        body: bytes::Bytes,
+    ) -> (Vec<(String, bytes::Bytes)>, Vec<String>) {
+        let peers = self.peers();
+        match self.client.get() {
+            Some(client) if self.connected() => ask::ask_all(client, &self.node, peers, subject, body).await,
+            _ => (Vec::new(), peers),
+        }
+    }
+
     /// The node a train connected to this node or mirrored here belongs to (`None`: neither,
     /// offline).
     pub fn owner_of(&self, stream: &crate::hub::Stream) -> Option<String> {
@@ -286,10 +314,18 @@ pub fn default_node_id() -> String {
 }
 
 /// What the cluster shares between the nodes, beside the hub.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Shared {
     pub remotes: Arc<RemoteControls>,
     pub auth: Arc<Auth>,
+    /// Answers the other nodes' audit queries ([`wire::AUDIT`]).
+    pub audit: ask::Answerer,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("remotes", &self.remotes).field("auth", &self.auth).finish_non_exhaustive()
+    }
 }
 
 /// The running cluster participant.
@@ -313,9 +349,11 @@ impl Cluster {
             in_step,
             owners: Arc::default(),
             client: Arc::default(),
+            peers: Arc::default(),
         };
         let parts = Parts {
             owners: Arc::clone(&status.owners),
+            peers: Arc::clone(&status.peers),
             up,
             in_step: Arc::new(synced),
             client: Arc::clone(&status.client),
@@ -342,13 +380,14 @@ impl Cluster {
 /// What the running parts report through [`Status`].
 struct Parts {
     owners: Arc<DashMap<TrainId, String>>,
+    peers: Peers,
     client: Arc<std::sync::OnceLock<async_nats::Client>>,
     up: watch::Sender<bool>,
     in_step: Arc<watch::Sender<usize>>,
 }
 
 async fn run(hub: Hub, shared: Shared, settings: Settings, parts: Parts, shutdown: watch::Receiver<bool>) {
-    let Parts { owners, up, in_step, client: shared_client } = parts;
+    let Parts { owners, peers, up, in_step, client: shared_client } = parts;
     let up = std::sync::Arc::new(up);
     // Set once "cannot reach NATS" was said, until the next connection.
     let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -398,6 +437,13 @@ async fn run(hub: Hub, shared: Shared, settings: Settings, parts: Parts, shutdow
     let _ = shared_client.set(client.clone());
     let claims = Claims::default();
     let buckets = state::Buckets::new(client.clone(), settings.kv_replicas);
+    let audit = tokio::spawn(ask::answer(
+        client.clone(),
+        settings.node.clone(),
+        wire::AUDIT,
+        Arc::clone(&shared.audit),
+        shutdown.clone(),
+    ));
     let state = tokio::spawn(state::run(buckets.clone(), shared, in_step, shutdown.clone()));
     let owner = tokio::spawn(owner::run(
         hub.clone(),
@@ -407,6 +453,6 @@ async fn run(hub: Hub, shared: Shared, settings: Settings, parts: Parts, shutdow
         Arc::clone(&claims),
         shutdown.clone(),
     ));
-    let mirror = tokio::spawn(mirror::run(hub, client, settings, claims, owners, shutdown));
-    let _ = tokio::join!(state, owner, mirror);
+    let mirror = tokio::spawn(mirror::run(hub, client, settings, claims, owners, peers, shutdown));
+    let _ = tokio::join!(state, owner, mirror, audit);
 }

@@ -22,6 +22,9 @@ pub const COMMAND_ALL: &str = "railcast.command.>";
 pub const KEYFRAME_ALL: &str = "railcast.keyframe.>";
 pub const CONTROL_ALL: &str = "railcast.control.>";
 
+/// A cluster-wide audit query: every node answers with its part (`crate::cluster::ask`).
+pub const AUDIT: &str = "railcast.audit";
+
 /// The header of a forwarded command that names the node of the session that sent it: the
 /// owner runs it while a session of that node holds the lease (that node checked the session).
 pub const FROM_NODE: &str = "Railcast-Node";

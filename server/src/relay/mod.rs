@@ -584,6 +584,7 @@ impl Audited {
             message,
             command_id,
             rtt_us,
+            node: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 mod browser_webrtc;
 mod console_audio;
 mod console_auto_fallback;
+mod console_cluster_audit;
 mod console_control;
 mod console_https;
 mod console_insecure_origin;

@@ -8,6 +8,7 @@
 //!
 //! One behaviour per file; the files of an area share one test executable (see `api/main.rs`).
 
+mod audit;
 mod bad_input;
 mod command_errors;
 mod commands;

@@ -14,7 +14,8 @@ export interface paths {
         /**
          * The command audit: every command any client sent (accepted or refused), oldest first, one
          *     page at a time (`next` → `after`), or newest first with `order=newest` (`next` → `before`).
-         *     Admin.
+         *     In a cluster, every node's entries merged by time (`cursor` → `cursor`; `resume` for what
+         *     comes later; `scope=node` for this node's alone). Admin.
          */
         get: operations["audit"];
         put?: never;
@@ -770,6 +771,8 @@ export interface components {
              */
             command_id?: number | null;
             message: string;
+            /** @description The node that recorded it (`cluster_node_id`); absent on a server outside a cluster. */
+            node?: string | null;
             /** @description The train's answer (acked only). */
             ok?: boolean | null;
             /** @description The principal's name and role. */
@@ -937,13 +940,29 @@ export interface components {
         };
         /** @description One page of entries, in the query's order. */
         Page: {
+            /**
+             * @description A cluster-wide page: when more match, pass it as `cursor` (with the same order and
+             *     filters) for the next page; null when this page is the last, and outside a cluster.
+             */
+            cursor?: string | null;
             entries: components["schemas"]["Entry"][];
+            /**
+             * @description A cluster-wide page: the nodes known to be up that did not answer in time (their entries
+             *     are missing from this page; a later page with `resume` picks them up from their start).
+             */
+            missing?: string[];
             /**
              * Format: int64
              * @description The last entry's `seq` when more match: pass it as `after` (oldest first) or `before`
-             *     (newest first) for the next page; null when this page is the last.
+             *     (newest first) for the next page; null when this page is the last. One node's log only:
+             *     null in a cluster-wide page.
              */
             next?: number | null;
+            /**
+             * @description A cluster-wide page: the `cursor` that reads, oldest first, only what is recorded after
+             *     this page: every node that answered at its newest entry (a console polls with it).
+             */
+            resume?: string | null;
         };
         /**
          * @description How a train finds and pins the QUIC endpoint.
@@ -1395,6 +1414,18 @@ export interface operations {
                  *     commands without reading the log from its start.
                  */
                 order?: null | ("oldest" | "newest");
+                /**
+                 * @description In a cluster: where a cluster-wide query goes on, the previous page's `cursor` (or
+                 *     `resume`). Comma-separated `node:seq` pairs: in `oldest` order the entries after `seq` on
+                 *     each node named, in `newest` order those before it; a node not named from its start
+                 *     (oldest) or its newest entry (newest).
+                 */
+                cursor?: string | null;
+                /**
+                 * @description In a cluster, `cluster` (the default) merges every node's entries; `node` reads this node's
+                 *     log alone, paged with `after` and `before`. Outside a cluster only `node` is meaningful.
+                 */
+                scope?: null | ("node" | "cluster");
             };
             header?: never;
             path?: never;

@@ -21,13 +21,17 @@ export interface AuditState {
   forbidden: boolean
   trainId: string | null
   entries: AuditEntry[]
-  lastSeq: number | null
+  /** Where the next refresh goes on: the newest seq read (one node), or in a cluster the last
+   * page's `resume` cursor. */
+  lastSeq: number | string | null
+  /** A cluster's nodes that did not answer the last refresh in time. */
+  missing: string[]
   loadedAt: number | null
 }
 
 export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string | null }) {
   const audit = reactive<AuditState>({
-    shown: false, loading: false, error: null, forbidden: false, trainId: null, entries: [], lastSeq: null, loadedAt: null,
+    shown: false, loading: false, error: null, forbidden: false, trainId: null, entries: [], lastSeq: null, missing: [], loadedAt: null,
   })
   let timer: ReturnType<typeof setInterval> | undefined
   let busy: Promise<void> | null = null
@@ -60,14 +64,23 @@ export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string
         const page = parseAuditPage(await api<unknown>('GET', auditQuery(train, AUDIT_KEEP, null, 'newest')))
         if (audit.trainId !== train) return
         audit.entries = mergeAudit(audit.entries, page.entries, AUDIT_KEEP)
-        after = audit.lastSeq = page.entries.reduce((m, e) => Math.max(m, e.seq), 0)
+        audit.missing = page.missing
+        // A cluster: every node at its newest entry (`resume`); one node: the newest seq.
+        after = audit.lastSeq = page.resume ?? page.entries.reduce((m, e) => Math.max(m, e.seq), 0)
       }
       for (let i = 0; i < AUDIT_MAX_PAGES; i++) {
         const page = parseAuditPage(await api<unknown>('GET', auditQuery(train, AUDIT_PAGE, after)))
         if (audit.trainId !== train) return
         audit.entries = mergeAudit(audit.entries, page.entries, AUDIT_KEEP)
+        audit.missing = page.missing
+        if (page.resume !== null) {
+          // A cluster: `resume` goes on after this page; `cursor` says more matched already.
+          after = audit.lastSeq = page.resume
+          if (page.cursor === null) break
+          continue
+        }
         const last = page.entries.at(-1)?.seq ?? null
-        if (last !== null) after = audit.lastSeq = Math.max(last, audit.lastSeq ?? 0)
+        if (last !== null) after = audit.lastSeq = Math.max(last, typeof audit.lastSeq === 'number' ? audit.lastSeq : 0)
         if (page.next === null) break
         after = page.next
       }
