@@ -56,9 +56,10 @@ pub struct WhipMetrics {
     pub frames: prometheus::IntCounterVec,
     /// `railcast_whip_plis_total`: RTCP PLIs sent to WHIP publishers.
     pub plis: prometheus::IntCounter,
-    /// `railcast_whip_rtp_reorder_total{outcome}`: video RTP packets that arrived ahead of a
-    /// missing one and were put back in order (`reordered`), and gaps given up after waiting
-    /// (`gap`).
+    /// `railcast_whip_rtp_reorder_total{kind, outcome}`: RTP packets (`kind` `video` or `audio`)
+    /// that arrived ahead of a missing one and were put back in order (`reordered`), gaps given
+    /// up after waiting (`gap`), and audio packets dropped as behind one already relayed, or
+    /// duplicates (`late`: Opus is played in order).
     pub reorder: prometheus::IntCounterVec,
     /// `railcast_whip_publications_total{outcome}`: POSTs `answered`, or refused (`unauthorized`,
     /// `bad_offer`, `limit`, `failed`).
@@ -81,8 +82,8 @@ pub static METRICS: LazyLock<WhipMetrics> = LazyLock::new(|| {
         reorder: crate::metrics::counter(
             r,
             "railcast_whip_rtp_reorder_total",
-            "Video RTP packets of WHIP publishers put back in sequence order, and gaps given up.",
-            &["outcome"],
+            "RTP packets of WHIP publishers put back in sequence order, gaps given up, late audio dropped.",
+            &["kind", "outcome"],
         ),
         publications: crate::metrics::counter(
             r,

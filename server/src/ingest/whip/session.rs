@@ -134,11 +134,38 @@ pub(super) struct Session {
     channels: RemoteChannels,
 }
 
+/// The audio track's RTP on its way in: reordered like video, then relayed strictly in sequence
+/// order (a packet behind the last one relayed, or a duplicate, is dropped: an Opus decoder plays
+/// packets in the order they come).
+#[derive(Debug, Default)]
+struct AudioIn {
+    reorder: Reorder<(rtc::rtp::Packet, u64)>,
+    /// The sequence number of the last packet relayed.
+    last: Option<u16>,
+    late: u64,
+    /// What the metrics have of `reorder`'s counters and `late`.
+    metered: (u64, u64, u64),
+}
+
+impl AudioIn {
+    /// Whether a packet released by the reorder buffer goes on: not behind or equal to the last.
+    fn admit(&mut self, seq: u16) -> bool {
+        if self.last.is_some_and(|last| seq.wrapping_sub(last).wrapping_sub(1) >= 0x8000) {
+            self.late += 1;
+            return false;
+        }
+        self.last = Some(seq);
+        true
+    }
+}
+
 /// The task's state besides its inputs.
 struct State {
     cameras: Vec<Camera>,
     audio_seq: u32,
     audio_packets: u64,
+    /// The audio track's RTP, put back in order like a camera's.
+    audio_in: AudioIn,
     routes: HashMap<usize, Route>,
     handles: HashMap<usize, (Arc<dyn TrackRemote>, RtpCodecKind, String)>,
     command: Option<Arc<dyn DataChannel>>,
@@ -202,6 +229,7 @@ impl Session {
                 .collect(),
             audio_seq: 0,
             audio_packets: 0,
+            audio_in: AudioIn::default(),
             routes: HashMap::new(),
             handles: HashMap::new(),
             command: None,
@@ -272,7 +300,7 @@ impl Session {
                 Some(msg) = control.recv() => self.control(&mut st, msg).await,
                 _ = replaced(&mut st.publisher) => break "replaced by a newer connection for the same train id".to_owned(),
                 _ = tick.tick() => self.tick(&mut st),
-                _ = reorder_tick.tick(), if st.cameras.iter().any(|c| c.reorder.holding()) => {
+                _ = reorder_tick.tick(), if st.cameras.iter().any(|c| c.reorder.holding()) || st.audio_in.reorder.holding() => {
                     let now = Instant::now();
                     for i in 0..st.cameras.len() {
                         let mut ready = Vec::new();
@@ -280,6 +308,11 @@ impl Session {
                         for (packet, at_us) in ready {
                             self.video(&mut st, i, &packet, at_us);
                         }
+                    }
+                    let mut ready = Vec::new();
+                    st.audio_in.reorder.expire(now, &mut ready);
+                    for (packet, at_us) in ready {
+                        self.audio(&mut st, &packet, at_us);
                     }
                 }
             }
@@ -311,7 +344,9 @@ impl Session {
                 )
             })
             .collect();
-        tracing::info!(session = %p.id, train = %p.train, audio = st.audio_packets, "WHIP frames: {}", lost.join("; "));
+        let a = &st.audio_in;
+        tracing::info!(session = %p.id, train = %p.train, audio = st.audio_packets, audio_reordered = a.reorder.reordered,
+            audio_gaps = a.reorder.gaps, audio_late = a.late, "WHIP frames: {}", lost.join("; "));
         reason
     }
 
@@ -343,7 +378,14 @@ impl Session {
                             self.video(st, i, &packet, at_us);
                         }
                     }
-                    Route::Audio => self.audio(st, &packet, at_us),
+                    Route::Audio => {
+                        let mut ready = Vec::new();
+                        let seq = packet.header.sequence_number;
+                        st.audio_in.reorder.push(seq, (packet, at_us), Instant::now(), &mut ready);
+                        for (packet, at_us) in ready {
+                            self.audio(st, &packet, at_us);
+                        }
+                    }
                     Route::Nowhere => {}
                 }
             }
@@ -442,6 +484,9 @@ impl Session {
     }
 
     fn audio(&self, st: &mut State, packet: &rtc::rtp::Packet, at_us: u64) {
+        if !st.audio_in.admit(packet.header.sequence_number) {
+            return;
+        }
         let Some(publisher) = &st.publisher else { return };
         if packet.payload.is_empty() {
             return;
@@ -644,13 +689,19 @@ fn meter(st: &mut State) {
         m.with_label_values(&["relayed"]).inc_by(cam.relayed - cam.relayed_metered);
         m.with_label_values(&["unannounced"]).inc_by(cam.unannounced_frames - cam.unannounced_metered);
         let r = &super::METRICS.reorder;
-        r.with_label_values(&["reordered"]).inc_by(cam.reorder.reordered - cam.reorder_metered.0);
-        r.with_label_values(&["gap"]).inc_by(cam.reorder.gaps - cam.reorder_metered.1);
+        r.with_label_values(&["video", "reordered"]).inc_by(cam.reorder.reordered - cam.reorder_metered.0);
+        r.with_label_values(&["video", "gap"]).inc_by(cam.reorder.gaps - cam.reorder_metered.1);
         cam.reorder_metered = (cam.reorder.reordered, cam.reorder.gaps);
         cam.metered = now;
         cam.relayed_metered = cam.relayed;
         cam.unannounced_metered = cam.unannounced_frames;
     }
+    let a = &mut st.audio_in;
+    let r = &super::METRICS.reorder;
+    r.with_label_values(&["audio", "reordered"]).inc_by(a.reorder.reordered - a.metered.0);
+    r.with_label_values(&["audio", "gap"]).inc_by(a.reorder.gaps - a.metered.1);
+    r.with_label_values(&["audio", "late"]).inc_by(a.late - a.metered.2);
+    a.metered = (a.reorder.reordered, a.reorder.gaps, a.late);
 }
 
 /// Packetize one access unit and hand it to the hub.
@@ -768,4 +819,17 @@ async fn pump(dc: Arc<dyn DataChannel>, tx: mpsc::Sender<Media>) {
         }
     }
     let _ = tx.send(Media::Channel(ChannelEvent::Closed)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AudioIn;
+
+    #[test]
+    fn audio_goes_on_only_ahead_of_the_last_packet_relayed() {
+        let mut a = AudioIn::default();
+        let admitted: Vec<u16> = [65534, 65535, 0, 65535, 0, 2, 1, 3].into_iter().filter(|s| a.admit(*s)).collect();
+        assert_eq!(admitted, [65534, 65535, 0, 2, 3], "across the wrap; a duplicate and one behind dropped");
+        assert_eq!(a.late, 3);
+    }
 }
