@@ -322,6 +322,25 @@ pub struct NodePart {
     pub last_seq: u64,
 }
 
+/// The largest answer a node sends another (NATS' default `max_payload` is 1 MiB).
+pub const MAX_PART_BYTES: usize = 512 * 1024;
+
+impl NodePart {
+    /// As JSON of at most `max` bytes: entries dropped from the end (then `more` is set) until it
+    /// fits; the asker's cursor goes on from the last entry it got.
+    pub fn to_json_within(mut self, max: usize) -> Vec<u8> {
+        loop {
+            let body = serde_json::to_vec(&self).unwrap_or_default();
+            if body.len() <= max || self.entries.is_empty() {
+                return body;
+            }
+            let keep = (self.entries.len() * max / body.len()).min(self.entries.len() - 1);
+            self.entries.truncate(keep);
+            self.more = true;
+        }
+    }
+}
+
 /// Why a cursor is refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cursor: {0}")]
@@ -598,6 +617,21 @@ mod tests {
         let again =
             ClusterRequest { cursor: parse_cursor(page.resume.as_deref().expect("resume")).expect("ok"), ..later };
         assert!(ask(&a, &b, &again).entries.is_empty(), "nothing new since");
+    }
+
+    #[test]
+    fn a_part_too_big_for_one_message_is_cut_at_the_end() {
+        let mut e = entry("train-1", 1);
+        e.message = "x".repeat(1_000);
+        let entries: Vec<Entry> = (1..=100).map(|seq| Entry { seq, ..e.clone() }).collect();
+        let part = NodePart { node: "node-a".into(), entries, more: false, last_seq: 100 };
+        let body = part.clone().to_json_within(20_000);
+        assert!(body.len() <= 20_000, "{} bytes", body.len());
+        let cut: NodePart = serde_json::from_slice(&body).expect("still a part");
+        assert!(cut.more && !cut.entries.is_empty() && cut.entries.len() < 100);
+        assert!(cut.entries.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1), "a prefix, in order");
+        let whole: NodePart = serde_json::from_slice(&part.to_json_within(MAX_PART_BYTES)).expect("part");
+        assert_eq!((whole.entries.len(), whole.more), (100, false), "fits as it is");
     }
 
     #[test]

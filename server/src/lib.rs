@@ -580,7 +580,7 @@ fn audit_answerer(audit: Arc<audit::Audit>, node: String) -> cluster::ask::Answe
                 }
             };
             let part = tokio::task::spawn_blocking(move || audit.part(&node, &request)).await.ok()?;
-            Some(cluster::wire::to_json(&part))
+            Some(bytes::Bytes::from(part.to_json_within(audit::MAX_PART_BYTES)))
         })
     })
 }

@@ -18,6 +18,9 @@ use super::{rejected, wire};
 
 /// How long a question waits for the other nodes' answers.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Questions answered at once; more are not answered (counted): a flood on the subject costs
+/// this node a bounded share of its CPU and disk, and the asker lists it in `missing`.
+pub const ANSWERING: usize = 4;
 
 /// Answers one question's body (`None`: malformed, counted by the answerer, not answered).
 pub type Answerer = Arc<dyn Fn(Bytes) -> BoxFuture<'static, Option<Bytes>> + Send + Sync>;
@@ -95,6 +98,7 @@ pub async fn answer(
             return;
         }
     };
+    let answering = Arc::new(tokio::sync::Semaphore::new(ANSWERING));
     loop {
         let msg = tokio::select! {
             m = sub.next() => match m { Some(m) => m, None => return },
@@ -108,8 +112,13 @@ pub async fn answer(
             rejected("ask", subject, &"a question without a reply subject");
             continue;
         };
+        let Ok(permit) = Arc::clone(&answering).try_acquire_owned() else {
+            rejected("ask", subject, &format!("{ANSWERING} questions are being answered already"));
+            continue;
+        };
         let (client, node, answerer) = (client.clone(), node.clone(), Arc::clone(&answerer));
         tokio::spawn(async move {
+            let _permit = permit;
             let Some(body) = answerer(msg.payload).await else { return };
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(wire::FROM_NODE, node.as_str());

@@ -91,7 +91,7 @@ pub async fn run(
             _ = shutdown.changed() => break,
         }
         known.retain(|_, (_, seen)| seen.elapsed() < PRESENCE_TIMEOUT);
-        peers.retain(|_, seen| seen.elapsed() < PRESENCE_TIMEOUT * 10);
+        peers.retain(|_, seen| seen.elapsed() < super::FORGET_NODE);
         reconcile(&hub, &client, &settings, &claims, &known, &mut mirrors);
         owners.retain(|t, _| mirrors.contains_key(t));
         super::METRICS.mirrored.set(mirrors.len() as i64);

@@ -51,6 +51,9 @@ pub const PRESENCE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WANT_INTERVAL: Duration = Duration::from_secs(1);
 /// An owner stops publishing a train's media when no lease came for this long.
 pub const LEASE: Duration = Duration::from_secs(3);
+/// A node not heard from for this long is forgotten: a cluster-wide audit page no longer names
+/// it as missing.
+pub const FORGET_NODE: Duration = Duration::from_secs(600);
 /// A take or release of a train's control lease through another node waits this long for the
 /// owner's answer.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -269,26 +272,39 @@ impl Status {
         });
     }
 
-    /// The other nodes heard from within [`PRESENCE_TIMEOUT`].
-    pub fn peers(&self) -> Vec<String> {
-        let mut p: Vec<String> =
-            self.peers.iter().filter(|e| e.value().elapsed() < PRESENCE_TIMEOUT).map(|e| e.key().clone()).collect();
-        p.sort();
-        p
+    /// The other nodes heard from within [`PRESENCE_TIMEOUT`] (up), and those heard from within
+    /// [`FORGET_NODE`] but not since (down).
+    pub fn peers(&self) -> (Vec<String>, Vec<String>) {
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for e in self.peers.iter() {
+            let age = e.value().elapsed();
+            if age < PRESENCE_TIMEOUT {
+                up.push(e.key().clone());
+            } else if age < FORGET_NODE {
+                down.push(e.key().clone());
+            }
+        }
+        up.sort();
+        down.sort();
+        (up, down)
     }
 
     /// Ask every other node (`subject`: one [`ask::answer`] runs on each): their answers by node,
-    /// and the nodes known to be up that did not answer within [`ask::ASK_TIMEOUT`].
+    /// and the nodes whose answer is missing: those up that did not answer within
+    /// [`ask::ASK_TIMEOUT`], and those down (not asked, not waited for).
     pub async fn ask_all(
         &self,
         subject: &'static str,
         body: bytes::Bytes,
     ) -> (Vec<(String, bytes::Bytes)>, Vec<String>) {
-        let peers = self.peers();
-        match self.client.get() {
-            Some(client) if self.connected() => ask::ask_all(client, &self.node, peers, subject, body).await,
-            _ => (Vec::new(), peers),
-        }
+        let (up, down) = self.peers();
+        let (answers, mut missing) = match self.client.get() {
+            Some(client) if self.connected() => ask::ask_all(client, &self.node, up, subject, body).await,
+            _ => (Vec::new(), up),
+        };
+        missing.extend(down.into_iter().filter(|d| !answers.iter().any(|(n, _)| n == d)));
+        missing.sort();
+        (answers, missing)
     }
 
     /// The node a train connected to this node or mirrored here belongs to (`None`: neither,

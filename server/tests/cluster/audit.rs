@@ -1,7 +1,8 @@
 //! The command audit of a cluster, read through any node: every node's entries merged by time,
 //! each marked with its node, paged with a cursor that names every node once; `resume` reads only
 //! what came later; `scope=node` reads one node's log. A node that is up but does not answer in
-//! time is named in `missing`, and the page still has the others' entries. Malformed queries on
+//! time is named in `missing`, and the page still has the others' entries; once its presence is
+//! stale it is named without being waited for. Malformed queries on
 //! the audit subject are counted and not answered.
 
 use std::collections::BTreeSet;
@@ -129,5 +130,15 @@ async fn the_audit_of_every_node_reads_through_any_node() {
     assert_eq!(status, 200, "{partial}");
     assert_eq!(partial["missing"], json!(["node-b"]), "{partial}");
     assert!(!ids(&partial).is_empty() && ids(&partial).iter().all(|id| id.starts_with("node-a:")), "{partial}");
-    println!("cluster audit: a page of both nodes in {asked_ms} ms; with node B dead, A's part and `missing` in {partial_ms} ms");
+    // Once its presence is stale, B is not waited for, and still named.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let started = Instant::now();
+    let (_, later) = audit(&nodes.a, "").await;
+    let stale_ms = started.elapsed().as_millis();
+    assert_eq!(later["missing"], json!(["node-b"]), "{later}");
+    assert!(stale_ms < 1_000, "a node known to be down was waited for: {stale_ms} ms");
+    println!(
+        "cluster audit: a page of both nodes in {asked_ms} ms; with node B just killed, A's part and \
+         `missing` in {partial_ms} ms; with B's presence stale, in {stale_ms} ms"
+    );
 }
