@@ -298,7 +298,12 @@ impl Audit {
             scope: None,
             ..request.query.clone()
         };
-        let page = self.query(&q);
+        let mut page = self.query(&q);
+        // Entries recorded before this node joined a cluster (or before railcast stamped them)
+        // are this node's too.
+        for e in &mut page.entries {
+            e.node.get_or_insert_with(|| node.to_owned());
+        }
         NodePart { node: node.to_owned(), entries: page.entries, more: page.next.is_some(), last_seq }
     }
 }
@@ -546,11 +551,13 @@ mod tests {
     /// Two nodes' logs, as each would answer a cluster-wide query.
     fn two_nodes() -> (Arc<Audit>, Arc<Audit>) {
         let (a, b) = (Audit::memory(), Audit::memory());
+        // a's first entry is older than its joining the cluster: no node stamped when recorded.
+        a.record(entry("train-1", 10));
         a.set_node("node-a");
         b.set_node("node-b");
         // Interleaved in time; b's third entry was recorded before its second's time (an ack
         // recorded late keeps the time the command came).
-        for t in [10, 30, 50, 70] {
+        for t in [30, 50, 70] {
             a.record(entry("train-1", t));
         }
         for t in [20, 40, 35, 80, 90] {
