@@ -382,8 +382,9 @@ fn format_cursor(c: &std::collections::BTreeMap<String, u64>) -> String {
 pub fn merge(request: &ClusterRequest, parts: Vec<NodePart>, missing: Vec<String>) -> Page {
     let limit = request.query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let newest = request.query.order.unwrap_or_default() == Order::Newest;
+    let mut parts = parts;
     let mut heads: Vec<std::collections::VecDeque<Entry>> =
-        parts.iter().map(|p| p.entries.iter().cloned().collect()).collect();
+        parts.iter_mut().map(|p| std::mem::take(&mut p.entries).into()).collect();
     let mut cursor = request.cursor.clone();
     let mut entries = Vec::new();
     while entries.len() < limit {

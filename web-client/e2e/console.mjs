@@ -192,8 +192,8 @@ async function waitFor(page, what, timeoutMs, fn, arg) {
     if (Date.now() > deadline) {
       const h = await hook(page).catch(() => null)
       const auth = h?.authError ? `, token refused: ${h.authError}` : h?.noAssignment ? `, ${h.noAssignment}` : ''
-      const painted = Object.fromEntries(Object.entries(h?.stats ?? {}).map(([cam, st]) => [cam, { in: st?.framesIn, decoded: st?.framesDecoded, painted: st?.framesPainted }]))
-      const link = `opens ${h?.opens}, signaling ${h?.signaling}/${h?.details?.webrtc?.signaling}, painted ${JSON.stringify(painted)}`
+      const frames = Object.fromEntries(Object.entries(h?.stats ?? {}).map(([cam, st]) => [cam, { in: st?.framesIn, decoded: st?.framesDecoded, painted: st?.framesPainted }]))
+      const link = `opens ${h?.opens}, signaling ${h?.signaling}/${h?.details?.webrtc?.signaling}, frames ${JSON.stringify(frames)}`
       fail(`${what}: not within ${timeoutMs / 1000} s (state ${h?.state}, transport ${h?.transport}, pending ${h?.pending}, last error ${h?.lastError}, ${link}${auth})`)
     }
     await sleep(200)

@@ -48,8 +48,7 @@ pub async fn ask_all(
             return (Vec::new(), waiting.into_iter().collect());
         }
     };
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(wire::FROM_NODE, node);
+    let headers = wire::from_node_headers(node);
     let published =
         tokio::time::timeout(super::SEND_TIMEOUT, client.publish_with_reply_and_headers(subject, inbox, headers, body))
             .await;
@@ -65,8 +64,7 @@ pub async fn ask_all(
         tokio::select! {
             m = sub.next() => {
                 let Some(m) = m else { break };
-                let from = m.headers.as_ref().and_then(|h| h.get(wire::FROM_NODE)).map(|v| v.as_str().to_owned());
-                match from {
+                match wire::from_node(m.headers.as_ref()) {
                     Some(from) if from != node && answered.insert(from.clone()) => {
                         waiting.remove(&from);
                         answers.push((from, m.payload));
@@ -104,8 +102,7 @@ pub async fn answer(
             m = sub.next() => match m { Some(m) => m, None => return },
             _ = shutdown.changed() => return,
         };
-        let from = msg.headers.as_ref().and_then(|h| h.get(wire::FROM_NODE)).map(|v| v.as_str().to_owned());
-        if from.as_deref() == Some(node.as_str()) {
+        if wire::from_node(msg.headers.as_ref()).as_deref() == Some(node.as_str()) {
             continue;
         }
         let Some(reply_to) = msg.reply.clone() else {
@@ -120,8 +117,7 @@ pub async fn answer(
         tokio::spawn(async move {
             let _permit = permit;
             let Some(body) = answerer(msg.payload).await else { return };
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(wire::FROM_NODE, node.as_str());
+            let headers = wire::from_node_headers(&node);
             let sent =
                 tokio::time::timeout(super::SEND_TIMEOUT, client.publish_with_headers(reply_to, headers, body)).await;
             if !matches!(sent, Ok(Ok(()))) {

@@ -286,8 +286,7 @@ async fn forward(
         }
         ControlMessage::Command(Command { command_id, command }) => {
             let (client, train, acks) = (client.clone(), train.clone(), acks.clone());
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(wire::FROM_NODE, here);
+            let headers = wire::from_node_headers(here);
             tokio::spawn(async move {
                 let request =
                     async_nats::Request::new().payload(wire::to_json(&command)).headers(headers).timeout(Some(timeout));

@@ -311,7 +311,7 @@ async fn answer_command(hub: Hub, client: Client, control_required: bool, msg: a
     if !owns(&hub, &train) {
         return; // the owner answers; a node that is not stays silent
     }
-    let from = msg.headers.as_ref().and_then(|h| h.get(wire::FROM_NODE)).map(|v| v.as_str().to_owned());
+    let from = wire::from_node(msg.headers.as_ref());
     let reply = match wire::parse_action(&msg.payload) {
         Err(e) => {
             rejected("command", &msg.subject, &e);

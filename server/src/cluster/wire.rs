@@ -29,6 +29,18 @@ pub const AUDIT: &str = "railcast.audit";
 /// owner runs it while a session of that node holds the lease (that node checked the session).
 pub const FROM_NODE: &str = "Railcast-Node";
 
+/// Headers naming `node` as the sender ([`FROM_NODE`]).
+pub fn from_node_headers(node: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(FROM_NODE, node);
+    headers
+}
+
+/// The node a message's [`FROM_NODE`] header names.
+pub fn from_node(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
+    headers.and_then(|h| h.get(FROM_NODE)).map(|v| v.as_str().to_owned())
+}
+
 /// `railcast.want.<train>`: a mirror's interest lease (body: its node id).
 pub fn want(train: &TrainId) -> String {
     format!("{WANT}{train}")
