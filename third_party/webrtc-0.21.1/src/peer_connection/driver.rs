@@ -1707,7 +1707,18 @@ where
             }
             // railcast patch (third_party/PATCHES.md, 19): a batch under one lock of the core.
             PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets) => {
-                self.write_sender_rtp(now, sender_id, packets).await;
+                // railcast patch (third_party/PATCHES.md, 22): the core's direct RTP path.
+                let mut core = self.inner.core.lock().await;
+                if let Some(mut sender) = core.rtp_sender(sender_id) {
+                    if let Err(err) = sender.write_rtp_batch(now, packets) {
+                        error!("Failed to send RTP: {}", err);
+                    }
+                } else {
+                    error!(
+                        "Failed to send RTP due to unknown sender id {:?}",
+                        sender_id
+                    );
+                }
             }
             PeerConnectionDriverEvent::SenderRtcp(sender_id, rtcp_packets) => {
                 let mut core = self.inner.core.lock().await;

@@ -67,6 +67,40 @@ impl<'a> InterceptorHandler<'a> {
         "InterceptorHandler"
     }
 
+    /// railcast patch (third_party/PATCHES.md, 22): whether media may be written (SRTP keys are
+    /// known once the DTLS handshake is complete).
+    pub(crate) fn is_dtls_handshake_complete(&self) -> bool {
+        self.ctx.is_dtls_handshake_complete
+    }
+
+    /// railcast patch (third_party/PATCHES.md, 22): hand an outgoing packet to the chain.
+    pub(crate) fn write_chain(&mut self, packet: TaggedPacket) -> Result<()> {
+        self.interceptor.handle_write(packet)
+    }
+
+    /// railcast patch (third_party/PATCHES.md, 22): the chain's next outgoing packet, counted in
+    /// the outbound statistics (what `poll_write` does for each before queueing it).
+    pub(crate) fn poll_chain_write(&mut self) -> Option<TaggedPacket> {
+        let packet = self.interceptor.poll_write()?;
+        match &packet.message.packet {
+            Packet::Rtcp(rtcp_packets) => {
+                self.process_write_rtcp_for_stats(rtcp_packets);
+            }
+            Packet::Rtp(rtp_packet) => {
+                // Track outbound RTP stats if the stream accumulator exists
+                let ssrc = rtp_packet.header.ssrc;
+                let payload_bytes = rtp_packet.payload.len();
+                self.stats.on_rtx_packet_sent_if_rtx(ssrc, payload_bytes);
+
+                if let Some(stream) = self.stats.outbound_rtp_streams.get_mut(&ssrc) {
+                    stream.on_rtp_sent(rtp_packet.header.marshal_size(), payload_bytes, packet.now);
+                }
+            }
+            _ => {}
+        }
+        Some(packet)
+    }
+
     /// Process incoming RTCP packets and update stats
     fn process_read_rtcp_for_stats(
         &mut self,
@@ -829,29 +863,7 @@ impl<'a>
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
         if self.ctx.is_dtls_handshake_complete {
-            while let Some(packet) = self.interceptor.poll_write() {
-                // Process outgoing packets for stats
-                match &packet.message.packet {
-                    Packet::Rtcp(rtcp_packets) => {
-                        self.process_write_rtcp_for_stats(rtcp_packets);
-                    }
-                    Packet::Rtp(rtp_packet) => {
-                        // Track outbound RTP stats if the stream accumulator exists
-                        let ssrc = rtp_packet.header.ssrc;
-                        let payload_bytes = rtp_packet.payload.len();
-                        self.stats.on_rtx_packet_sent_if_rtx(ssrc, payload_bytes);
-
-                        if let Some(stream) = self.stats.outbound_rtp_streams.get_mut(&ssrc) {
-                            stream.on_rtp_sent(
-                                rtp_packet.header.marshal_size(),
-                                payload_bytes,
-                                packet.now,
-                            );
-                        }
-                    }
-                    _ => {}
-                }
-
+            while let Some(packet) = self.poll_chain_write() {
                 self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
                     now: packet.now,
                     transport: packet.transport,

@@ -337,6 +337,114 @@ impl RTCPeerConnection {
         }
     }
 
+    /// railcast patch (third_party/PATCHES.md, 22): RTP packets of one sender, in order, from
+    /// the interceptor chain straight through SRTP to the datagrams
+    /// [`poll_write`](sansio::Protocol::poll_write) hands out, stamped with the selected pair's
+    /// addresses, instead of each being moved through the endpoint, interceptor, SRTP, ICE and
+    /// demuxer handlers' queues. Every step the handlers take for an RTP packet is taken here:
+    /// the chain (which sees each packet and may add its own, such as retransmissions and
+    /// reports), the outbound statistics, SRTP, the selected pair's and the transport's counters.
+    /// What earlier writes queued is flushed first, so the order is unchanged. Before the DTLS
+    /// handshake is complete or a pair is selected, the packets take the handlers' path.
+    pub(crate) fn write_rtp_direct(&mut self, now: Instant, packets: Vec<rtp::Packet>) {
+        use ::interceptor::{AttributedPacket, TaggedPacket};
+        use sansio::Protocol;
+        use shared::TransportContext;
+        use shared::marshal::Marshal;
+
+        self.pipeline_context.observe(now);
+        let ready = self.get_interceptor_handler().is_dtls_handshake_complete()
+            && self
+                .pipeline_context
+                .srtp_handler_context
+                .local_srtp_context
+                .is_some();
+        let transport = self
+            .pipeline_context
+            .ice_handler_context
+            .ice_transport
+            .agent
+            .get_selected_candidate_pair()
+            .map(|(local, remote)| TransportContext {
+                local_addr: local.base_addr(),
+                peer_addr: remote.addr(),
+                transport_protocol: local.network_type().to_protocol(),
+                ecn: None,
+            });
+        let Some(transport) = transport.filter(|_| ready) else {
+            for packet in packets {
+                if let Err(err) = self.handle_write(TaggedRTCMessage {
+                    now,
+                    message: RTCMessage::RtpPacket(String::new(), packet),
+                }) {
+                    warn!("RTCPeerConnection.handle_write got error: {err}");
+                }
+            }
+            return;
+        };
+        self.flush_writes();
+
+        let mut chained = Vec::with_capacity(packets.len() + 1);
+        {
+            let mut handler = self.get_interceptor_handler();
+            for packet in packets {
+                if let Err(err) = handler.write_chain(TaggedPacket {
+                    now,
+                    transport: TransportContext::default(),
+                    message: AttributedPacket::new(Packet::Rtp(packet)),
+                }) {
+                    warn!("{}.handle_write got error: {}", handler.name(), err);
+                }
+            }
+            while let Some(packet) = handler.poll_chain_write() {
+                chained.push(packet);
+            }
+        }
+
+        let pipeline = &mut self.pipeline_context;
+        let Some(context) = pipeline.srtp_handler_context.local_srtp_context.as_mut() else {
+            return;
+        };
+        for packet in chained {
+            let encrypted = (|| -> Result<Option<bytes::BytesMut>, Error> {
+                Ok(match &packet.message.packet {
+                    Packet::Rtp(rtp_packet) => {
+                        let plain = rtp_packet.marshal()?;
+                        Some(context.encrypt_rtp_with_header(&plain, &rtp_packet.header)?)
+                    }
+                    // An empty compound packet only carries attributes (rtc-interceptor's
+                    // `Packet`): nothing goes on the wire.
+                    Packet::Rtcp(rtcp_packets) if rtcp_packets.is_empty() => None,
+                    Packet::Rtcp(rtcp_packets) => {
+                        let plain = rtcp::packet::marshal(rtcp_packets)?;
+                        Some(context.encrypt_rtcp(&plain)?)
+                    }
+                    _ => None,
+                })
+            })();
+            let encrypted = match encrypted {
+                Ok(Some(encrypted)) => encrypted,
+                Ok(None) => continue,
+                Err(err) => {
+                    warn!("SrtpHandler.handle_write got error: {err}");
+                    continue;
+                }
+            };
+            let bytes = encrypted.len();
+            if let Some(key) = &pipeline.ice_handler_context.selected_pair_key
+                && let Some(pair) = pipeline.stats.ice_candidate_pairs.get_mut(key)
+            {
+                pair.on_packet_sent(bytes, packet.now);
+            }
+            pipeline.stats.transport.on_packet_sent(bytes);
+            pipeline.write_outs.push_back(TaggedBytesMut {
+                now: packet.now,
+                transport,
+                message: encrypted,
+            });
+        }
+    }
+
     fn pump_reads(&mut self, msg: Option<TaggedRTCMessageInternal>) {
         let mut intermediate_routs = VecDeque::<TaggedRTCMessageInternal>::new();
 

@@ -388,6 +388,44 @@ impl RTCRtpSender<'_> {
     /// carries a header extension whose id is not negotiated on this sender leg, or internal
     /// handle_write returns error
     pub fn write_rtp(&mut self, now: Instant, packet: rtp::Packet) -> Result<()> {
+        self.check_rtp(&packet)?;
+        let track_id = self.peer_connection.rtp_transceivers[self.id.0]
+            .sender()
+            .as_ref()
+            .unwrap()
+            .track()
+            .track_id()
+            .to_string();
+        self.peer_connection.handle_write(TaggedRTCMessage {
+            now,
+            message: RTCMessage::RtpPacket(track_id, packet),
+        })
+    }
+
+    /// railcast patch (third_party/PATCHES.md, 22): writes `packets`, in order, as
+    /// [`write_rtp`](Self::write_rtp) writes each, through the peer connection's direct RTP path
+    /// (one pass of the interceptor chain and SRTP for the batch). A packet `write_rtp` would
+    /// refuse is left out; the first refusal is returned after the others are written.
+    pub fn write_rtp_batch(&mut self, now: Instant, packets: Vec<rtp::Packet>) -> Result<()> {
+        let mut refused = None;
+        let mut accepted = Vec::with_capacity(packets.len());
+        for packet in packets {
+            match self.check_rtp(&packet) {
+                Ok(()) => accepted.push(packet),
+                Err(err) => {
+                    refused.get_or_insert(err);
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            self.peer_connection.write_rtp_direct(now, accepted);
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Whether `packet` may be sent on this sender: one of its track's SSRCs, an encoding with
+    /// that SSRC, a negotiated payload type and negotiated header extensions only.
+    fn check_rtp(&mut self, packet: &rtp::Packet) -> Result<()> {
         // peer_connection is mutable borrow, its rtp_transceivers won't be resized and
         // the direction won't be changed too, so, unwrap() here is safe.
 
@@ -466,11 +504,7 @@ impl RTCRtpSender<'_> {
             return Err(Error::ErrHeaderExtensionNotFound);
         }
 
-        let track_id = sender.track().track_id().to_string();
-        self.peer_connection.handle_write(TaggedRTCMessage {
-            now,
-            message: RTCMessage::RtpPacket(track_id, packet),
-        })
+        Ok(())
     }
 
     /// Writes RTCP packets to the network.
