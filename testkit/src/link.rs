@@ -351,3 +351,67 @@ impl Drop for Reorderer {
         }
     }
 }
+
+/// A UDP relay that loses media on the way to the client: every `every`-th RTP datagram from the
+/// server is dropped (RTCP, STUN and DTLS always pass, and are not counted). Client → server
+/// passes as it comes. Give the client [`Lossy::front`] as the server's candidate.
+#[derive(Debug)]
+pub struct Lossy {
+    pub front: SocketAddr,
+    /// RTP datagrams dropped so far.
+    pub dropped: Arc<AtomicU64>,
+    /// RTP datagrams passed on to the client so far.
+    pub passed: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Lossy {
+    pub async fn start(server: SocketAddr, every: u64) -> Lossy {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind front"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind back"));
+        let (dropped, passed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let up = {
+            let (front, back, client) = (Arc::clone(&front), Arc::clone(&back), Arc::clone(&client));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().expect("lock") = Some(from);
+                    let _ = back.send_to(&buf[..n], server).await;
+                }
+            })
+        };
+        let down = {
+            let (front, back, client) = (Arc::clone(&front), Arc::clone(&back), Arc::clone(&client));
+            let (dropped, passed) = (Arc::clone(&dropped), Arc::clone(&passed));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut rtp = 0u64;
+                while let Ok((n, from)) = back.recv_from(&mut buf).await {
+                    let to = *client.lock().expect("lock");
+                    let (true, Some(to)) = (from == server, to) else { continue };
+                    let d = &buf[..n];
+                    // RTP (RFC 7983: first byte 128–191) that is not RTCP (packet types 192–223).
+                    if n > 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]) {
+                        rtp += 1;
+                        if rtp.is_multiple_of(every) {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        passed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = front.send_to(d, to).await;
+                }
+            })
+        };
+        Lossy { front: front.local_addr().expect("addr"), dropped, passed, tasks: vec![up, down] }
+    }
+}
+
+impl Drop for Lossy {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

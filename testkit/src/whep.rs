@@ -104,6 +104,60 @@ pub struct Received {
     pub packets: u64,
     /// The audio track's RTP packets, in arrival order.
     pub audio: Vec<AudioPacket>,
+    /// Every video RTP packet, in arrival order (retransmissions included), for
+    /// [`units_in_sequence`].
+    pub video: Vec<VideoPacket>,
+}
+
+/// One RTP packet of a video track, as it arrived.
+#[derive(Debug, Clone)]
+pub struct VideoPacket {
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Bytes,
+}
+
+/// The access units of `slot` (the SSRCs `ssrcs` maps to it) rebuilt from `packets` in sequence
+/// order, as a player's jitter buffer would: duplicates count once, and a packet that arrives
+/// late (a retransmission) fills its gap. Returns the units and the frames left incomplete (a
+/// gap in sequence numbers, a timestamp that changes before the marker).
+pub fn units_in_sequence(packets: &[VideoPacket], ssrcs: &HashMap<u32, usize>, slot: usize) -> (Vec<AccessUnit>, u64) {
+    // Sequence numbers extended past their wrap, in arrival order (a late packet is within a
+    // few hundred of the newest).
+    let mut newest: Option<i64> = None;
+    let mut ordered = std::collections::BTreeMap::new();
+    for p in packets.iter().filter(|p| ssrcs.get(&p.ssrc) == Some(&slot)) {
+        let ext = match newest {
+            None => i64::from(p.sequence),
+            Some(n) => n + i64::from(p.sequence.wrapping_sub(n as u16) as i16),
+        };
+        newest = Some(newest.map_or(ext, |n| n.max(ext)));
+        ordered.entry(ext).or_insert(p);
+    }
+    let (mut units, mut broken) = (Vec::new(), 0);
+    let mut current: Vec<(i64, &VideoPacket)> = Vec::new();
+    for (seq, p) in ordered {
+        if let Some((last, first)) = current.last().map(|l| l.0).zip(current.first().map(|f| f.1)) {
+            if seq != last + 1 || first.timestamp != p.timestamp {
+                broken += 1;
+                current.clear();
+            }
+        }
+        current.push((seq, p));
+        if !p.marker {
+            continue;
+        }
+        let h = current[0].1;
+        match access_unit(current.iter().map(|(_, p)| &p.payload), slot, (h.ssrc, h.payload_type, h.timestamp)) {
+            Some(unit) => units.push(unit),
+            None => broken += 1,
+        }
+        current.clear();
+    }
+    (units, broken)
 }
 
 struct Handler {
@@ -522,6 +576,14 @@ async fn read_track(
             });
             continue;
         }
+        r.video.push(VideoPacket {
+            ssrc: p.header.ssrc,
+            payload_type: p.header.payload_type,
+            sequence: p.header.sequence_number,
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            payload: p.payload.clone(),
+        });
         if let Some(first) = current.first() {
             let expected = current.last().map_or(0, |l| l.header.sequence_number.wrapping_add(1));
             if first.header.timestamp != p.header.timestamp || p.header.sequence_number != expected {
@@ -535,28 +597,30 @@ async fn read_track(
             continue;
         }
         let packets = std::mem::take(&mut current);
-        let mut depacketizer = H264Packet::default();
-        let mut data = Vec::new();
-        let mut ok = true;
-        for p in &packets {
-            match depacketizer.depacketize(&p.payload) {
-                Ok(b) => data.extend_from_slice(&b),
-                Err(_) => ok = false,
-            }
-        }
         let h = &packets[0].header;
-        match ssrcs.get(&h.ssrc) {
-            Some(&slot) if ok && !data.is_empty() => r.units.push(AccessUnit {
-                slot,
-                ssrc: h.ssrc,
-                payload_type: h.payload_type,
-                timestamp: h.timestamp,
-                data,
-                received: Instant::now(),
-            }),
-            _ => r.broken += 1,
+        let unit = ssrcs.get(&h.ssrc).and_then(|&slot| {
+            access_unit(packets.iter().map(|p| &p.payload), slot, (h.ssrc, h.payload_type, h.timestamp))
+        });
+        match unit {
+            Some(unit) => r.units.push(unit),
+            None => r.broken += 1,
         }
     }
+}
+
+/// The access unit of one frame's RTP payloads, in order, on `slot` (its first packet's SSRC,
+/// payload type and timestamp); `None` when a payload does not depacketize or nothing is left.
+fn access_unit<'a>(
+    payloads: impl Iterator<Item = &'a Bytes>,
+    slot: usize,
+    (ssrc, payload_type, timestamp): (u32, u8, u32),
+) -> Option<AccessUnit> {
+    let mut depacketizer = H264Packet::default();
+    let mut data = Vec::new();
+    for payload in payloads {
+        data.extend_from_slice(&depacketizer.depacketize(payload).ok()?);
+    }
+    (!data.is_empty()).then(|| AccessUnit { slot, ssrc, payload_type, timestamp, data, received: Instant::now() })
 }
 
 /// An access unit in the form the depacketizer writes: every NAL unit after `00 00 00 01`; AUD

@@ -5,8 +5,8 @@
 //! answers a ping): `requestVideoFrameCallback` counts at least 30 painted frames each and shows
 //! the test picture (not black), `getStats()` shows frames decoded per video track with H.264,
 //! packetization mode 1, and an audio `inbound-rtp` with Opus, packets received and at least a
-//! second of samples received, the chime's energy in it. Prints setup, first-frame and audio
-//! figures.
+//! second of samples received, the chime's energy in it, and `remote-outbound-rtp` for every
+//! track (the server's RTCP sender reports). Prints setup, first-frame and audio figures.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -69,6 +69,14 @@ async fn chromium_plays_every_camera_over_whep() {
     assert!(audio["packetsReceived"].as_u64().unwrap_or(0) >= 50, "audio packets: {audio}");
     assert!(audio["totalSamplesReceived"].as_u64().unwrap_or(0) >= 48_000, "audio samples: {audio}");
     assert!(audio["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0, "the chime is not silence: {audio}");
+    // The server's sender reports reach the browser for every track (a player's lip sync and
+    // `remote-outbound-rtp` come from them).
+    let reports = result["senderReports"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for kind in ["video", "video", "audio"] {
+        let n = reports.iter().filter(|r| r["kind"] == kind && r["reportsSent"].as_u64().unwrap_or(0) >= 1).count();
+        let want = if kind == "video" { 2 } else { 1 };
+        assert!(n >= want, "{kind}: sender reports for {n} tracks, not {want}: {reports:?}");
+    }
     let events: Vec<&str> = result["events"].as_array().expect("events").iter().filter_map(Value::as_str).collect();
     assert_eq!(events.first(), Some(&"welcome whep"), "the command channel in the same connection: {events:?}");
     assert!(events.contains(&"pong"), "{events:?}");

@@ -28,6 +28,7 @@ mod whep_frames;
 mod whep_ice_restart;
 mod whep_keyframe_request;
 mod whep_remap;
+mod whep_retransmit;
 mod whep_shared_payloads;
 mod whep_shutdown;
 mod whep_signaling;

@@ -22,6 +22,7 @@
 //! Signaling front-ends live in `crate::signaling`; this module knows none of them.
 
 pub mod datachannel;
+pub mod feedback;
 pub mod negotiate;
 pub mod peers;
 pub mod tracks;

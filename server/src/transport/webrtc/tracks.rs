@@ -36,9 +36,11 @@
 //!   is older than the last frame sent, a train clock stepped), the clock shifts to continue one
 //!   frame (video: 3,000 ticks; audio: one 20 ms packet, 960) after the last timestamp and keeps
 //!   the shift; sequence numbers run on.
-//! - **Keyframes.** A client's RTCP PLI or FIR reaches this task (a small interceptor,
-//!   [`KeyframeRequests`], marks them for the application) and becomes the hub's keyframe
-//!   request for that camera, at most one per camera per [`KEYFRAME_REQUEST_INTERVAL`].
+//! - **Keyframes.** A client's RTCP PLI or FIR reaches this task (the interceptor
+//!   [`super::feedback::SenderFeedback`] marks them for the application) and becomes the hub's
+//!   keyframe request for that camera, at most one per camera per [`KEYFRAME_REQUEST_INTERVAL`].
+//! - **Losses and reports.** The same interceptor answers the client's NACKs from the last
+//!   packets of each track and sends each track's sender report every second.
 //! - **Back-pressure.** Writing RTP waits for the peer connection's driver queue; meanwhile the
 //!   hub queue of this session fills and the hub drops whole frames for it alone.
 //! - **Commands.** When the offer has a data-channel m-line, the client's `command` channel
@@ -54,10 +56,7 @@ use railcast_protocol::assembler::{Assembler, Frame};
 use railcast_protocol::client::ServerEvent;
 use railcast_protocol::h264::{nal_units, NAL_IDR, NAL_PPS, NAL_SPS};
 use railcast_protocol::{AudioInfo, CameraId, CameraInfo, TrainId, VideoPacket};
-use rtc::interceptor::{
-    Attribute, Interceptor, NackResponderBuilder, Packet as Intercepted, SenderReportBuilder, Slot as ChainSlot,
-    StreamInfo, TaggedPacket,
-};
+use rtc::interceptor::Slot as ChainSlot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -124,28 +123,24 @@ const H264_PROFILES: [(&str, u8); 3] = [("42e01f", 102), ("42001f", 106), ("4d00
 
 /// The codecs and interceptors of a peer that receives media (a WHIP train): H.264 (above) with
 /// NACK, PLI and FIR feedback, and Opus; NACKs (generated and answered), sender and receiver
-/// reports, and [`KeyframeRequests`].
+/// reports.
 pub fn media() -> (MediaEngine, Registry) {
     let mut engine = engine();
     let registry = configure_nack(Registry::new(), &mut engine);
-    let registry = configure_rtcp_reports(registry).with(ChainSlot::from(500), KeyframeRequests::default());
+    let registry = configure_rtcp_reports(registry);
     (engine, registry)
 }
 
-/// The same codecs for a peer that only sends media (WHEP), with what a sender uses: a NACK
-/// responder (retransmissions from the last packets sent), sender reports and
-/// [`KeyframeRequests`]. Every interceptor of the chain handles every packet sent, so the
-/// receiver's (NACK generator, receiver reports) are left out: each cost ≈ 1.5 % of the server
-/// at 300 viewers.
+/// The same codecs for a peer that only sends media (WHEP), with what a sender uses: NACK
+/// answers (retransmissions from the last packets sent), sender reports and keyframe requests,
+/// all in one interceptor ([`super::feedback::SenderFeedback`]). Every interceptor of the chain
+/// handles every packet sent, so the receiver's (NACK generator, receiver reports) are left out.
 pub fn media_sender() -> (MediaEngine, Registry) {
     let mut engine = engine();
     // The feedback `configure_nack` announces, without its generator.
     engine.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: String::new() }, RtpCodecKind::Video);
     engine.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: "pli".into() }, RtpCodecKind::Video);
-    let registry = Registry::new()
-        .with(ChainSlot::NackResponder, NackResponderBuilder::new().build())
-        .with(ChainSlot::SenderReport, SenderReportBuilder::new().build())
-        .with(ChainSlot::from(500), KeyframeRequests::default());
+    let registry = Registry::new().with(ChainSlot::from(500), super::feedback::SenderFeedback::default());
     (engine, registry)
 }
 
@@ -181,55 +176,6 @@ fn opus_codec() -> RTCRtpCodec {
         sdp_fmtp_line: OPUS_FMTP.to_owned(),
         rtcp_feedback: vec![],
     }
-}
-
-/// Marks inbound RTCP that carries a PLI or FIR for the application. Inbound RTCP otherwise ends
-/// in the chain (webrtc-rs' `NoopInterceptor`): the library's own interceptors consume it.
-#[derive(Default)]
-pub struct KeyframeRequests {
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
-}
-
-impl std::fmt::Debug for KeyframeRequests {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyframeRequests").finish_non_exhaustive()
-    }
-}
-
-impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Intercepted::Rtcp(packets) = &msg.message.packet {
-            if !keyframe_requests(packets).is_empty() {
-                msg.message.add(Attribute::DeliverToApplication);
-            }
-        }
-        self.read.push_back(msg);
-        Ok(())
-    }
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequests {
-    fn bind_local_stream(&mut self, _: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
 /// The SSRCs a compound RTCP packet asks keyframes of (PLI's media SSRC, FIR's entries).
@@ -554,6 +500,10 @@ pub async fn answer(
     // Every track in one media stream (`msid`): a browser synchronises the audio and video of a
     // stream.
     let add = |kind, id: String, label: String| async move {
+        // The encoding names its codec: the library binds a track's stream to the interceptors
+        // (NACK answers, sender reports: `super::feedback`) only when that codec matches a
+        // negotiated one (by format parameters, else by MIME type).
+        let codec = if kind == RtpCodecKind::Audio { opus_codec() } else { h264_codec(H264_PROFILES[0].0) };
         let track = MediaStreamTrack::new(
             "railcast".to_owned(),
             id,
@@ -564,6 +514,7 @@ pub async fn answer(
                     ssrc: Some(rand::random::<u32>()),
                     ..Default::default()
                 },
+                codec,
                 ..Default::default()
             }],
         );
