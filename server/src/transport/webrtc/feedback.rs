@@ -7,9 +7,11 @@
 //! to the application (which asks the train for a keyframe). webrtc-rs has an interceptor for
 //! each of the first two, and railcast had one for the third.
 //!
-//! The chain walks every interceptor for every packet, moving the packet through each one's
-//! queue: at 500 viewers × 15 packets per frame, three interceptors cost more than what they do
-//! (third_party/PATCHES.md, 22). This one does the same three jobs in one pass, with the same
+//! webrtc-rs' chain walks every packet through each interceptor's queue and a terminus: at 500
+//! viewers × 15 packets per frame, that costs more than what the interceptors do
+//! (third_party/PATCHES.md, 22 and 23). This one is a WHEP peer's whole chain (vendored patch 23),
+//! so a packet is handed to it directly; it does the three jobs, and the terminus's (inbound RTCP
+//! reaches the application only when it asks for a keyframe), with the same
 //! behaviour as webrtc-rs' `NackResponderInterceptor` (a history of [`HISTORY`] packets per
 //! stream, retransmitted as they were sent: no RTX, which railcast does not negotiate) and
 //! `SenderReportInterceptor` (reports every [`REPORT_INTERVAL`], the NTP ↔ RTP mapping taken at
@@ -90,6 +92,9 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for SenderFeedback {
     type Error = rtc::shared::error::Error;
     type Time = Instant;
 
+    /// Inbound RTCP is acted on here and reaches the application only when it asks for a
+    /// keyframe: this interceptor is the whole chain (`Interceptors::Only`), so it does what
+    /// webrtc-rs' terminus (`NoopInterceptor`) does at the end of a chain. RTP passes.
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {
@@ -97,9 +102,10 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for SenderFeedback {
                     self.answer(msg.now, nack);
                 }
             }
-            if !keyframe_requests(packets).is_empty() {
-                msg.message.add(Attribute::DeliverToApplication);
+            if keyframe_requests(packets).is_empty() {
+                return Ok(());
             }
+            msg.message.add(Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
         Ok(())
@@ -315,8 +321,8 @@ mod tests {
         // 65535, then the bitmap: 0 (bit 0) and 2 (bit 2); 1 is not asked for.
         f.handle_read(nack(7, 65_535, 0b101)).expect("handled");
         assert_eq!(seqs(&mut f), [(65_535, true), (0, true), (2, true)]);
-        // The NACK itself goes on to the rest of the chain.
-        assert!(f.poll_read().is_some());
+        // Acted on here: the NACK does not reach the application.
+        assert!(f.poll_read().is_none());
     }
 
     #[test]
@@ -380,6 +386,8 @@ mod tests {
         .expect("handled");
         assert!(f.poll_read().expect("passed on").message.has(&Attribute::DeliverToApplication));
         f.handle_read(nack(7, 1, 0)).expect("handled");
-        assert!(!f.poll_read().expect("passed on").message.has(&Attribute::DeliverToApplication));
+        assert!(f.poll_read().is_none(), "other RTCP ends here");
+        f.handle_read(rtp(7, 1, 0, 10)).expect("handled");
+        assert!(f.poll_read().is_some(), "RTP passes");
     }
 }

@@ -288,6 +288,25 @@ impl PortRange {
     }
 }
 
+/// A media peer's RTP/RTCP interceptors.
+pub enum Interceptors {
+    /// webrtc-rs' chain of the registry's interceptors (each packet walks through every one's
+    /// queue, then the terminus that keeps inbound RTCP from the application).
+    Chain(Registry),
+    /// One interceptor that is the whole chain and does the terminus's duty itself (vendored
+    /// patch 23): each packet is handed to it directly.
+    Only(Box<dyn rtc::interceptor::Interceptor>),
+}
+
+impl std::fmt::Debug for Interceptors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Chain(_) => "Interceptors::Chain",
+            Self::Only(_) => "Interceptors::Only",
+        })
+    }
+}
+
 /// Build a peer connection on the shared UDP socket, or, with a port range, bound to `bind_ip`
 /// (a port from the range). `media`: the codecs and RTP/RTCP interceptors of a peer that sends
 /// media tracks (WHEP, [`super::tracks::media_sender`]) or receives them (WHIP,
@@ -296,7 +315,7 @@ pub async fn build(
     config: &Settings,
     ports: &PortRange,
     state: Arc<PeerState>,
-    media: Option<fn() -> (MediaEngine, Registry)>,
+    media: Option<fn() -> (MediaEngine, Interceptors)>,
 ) -> Result<Arc<dyn PeerConnection>, String> {
     let runtime = webrtc::runtime::default_runtime().ok_or("no async runtime")?;
     let mut last_err = String::from("no port available");
@@ -329,8 +348,11 @@ pub async fn build(
         let mut builder = PeerConnectionBuilder::new();
         if let Some(media) = media {
             // A media engine and a chain are consumed by the builder: one per attempt.
-            let (engine, registry) = media();
-            builder = builder.with_media_engine(engine).with_interceptor_registry(registry);
+            let (engine, interceptors) = media();
+            builder = match interceptors {
+                Interceptors::Chain(registry) => builder.with_media_engine(engine).with_interceptor_registry(registry),
+                Interceptors::Only(interceptor) => builder.with_media_engine(engine).with_interceptor(interceptor),
+            };
         }
         let builder = builder
             .with_configuration(

@@ -56,7 +56,6 @@ use railcast_protocol::assembler::{Assembler, Frame};
 use railcast_protocol::client::ServerEvent;
 use railcast_protocol::h264::{nal_units, NAL_IDR, NAL_PPS, NAL_SPS};
 use railcast_protocol::{AudioInfo, CameraId, CameraInfo, TrainId, VideoPacket};
-use rtc::interceptor::Slot as ChainSlot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -77,7 +76,7 @@ use webrtc::peer_connection::{
 };
 
 use super::datachannel::{self, Channel, Ev};
-use super::negotiate::{self, lock, NegotiationError, PeerState};
+use super::negotiate::{self, lock, Interceptors, NegotiationError, PeerState};
 use super::peers::{is_finished, Peer, Server};
 use super::{Settings, METRICS};
 use crate::core::Core;
@@ -124,24 +123,24 @@ const H264_PROFILES: [(&str, u8); 3] = [("42e01f", 102), ("42001f", 106), ("4d00
 /// The codecs and interceptors of a peer that receives media (a WHIP train): H.264 (above) with
 /// NACK, PLI and FIR feedback, and Opus; NACKs (generated and answered), sender and receiver
 /// reports.
-pub fn media() -> (MediaEngine, Registry) {
+pub fn media() -> (MediaEngine, Interceptors) {
     let mut engine = engine();
     let registry = configure_nack(Registry::new(), &mut engine);
-    let registry = configure_rtcp_reports(registry);
-    (engine, registry)
+    (engine, Interceptors::Chain(configure_rtcp_reports(registry)))
 }
 
 /// The same codecs for a peer that only sends media (WHEP), with what a sender uses: NACK
 /// answers (retransmissions from the last packets sent), sender reports and keyframe requests,
-/// all in one interceptor ([`super::feedback::SenderFeedback`]). Every interceptor of the chain
-/// handles every packet sent, so the receiver's (NACK generator, receiver reports) are left out.
-pub fn media_sender() -> (MediaEngine, Registry) {
+/// all in one interceptor that is the peer's whole chain ([`super::feedback::SenderFeedback`]):
+/// webrtc-rs' chain walks every packet through each interceptor's queue and a terminus, which at
+/// 500 viewers costs more than the work. The receiver's (NACK generator, receiver reports) are
+/// not needed.
+pub fn media_sender() -> (MediaEngine, Interceptors) {
     let mut engine = engine();
     // The feedback `configure_nack` announces, without its generator.
     engine.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: String::new() }, RtpCodecKind::Video);
     engine.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: "pli".into() }, RtpCodecKind::Video);
-    let registry = Registry::new().with(ChainSlot::from(500), super::feedback::SenderFeedback::default());
-    (engine, registry)
+    (engine, Interceptors::Only(Box::new(super::feedback::SenderFeedback::default())))
 }
 
 /// H.264 in three profiles and Opus, with FIR feedback for video (NACK and PLI: see callers).

@@ -409,6 +409,8 @@ pub struct RTCPeerConnectionBuilder {
     media_engine: MediaEngine,
     setting_engine: SettingEngine,
     interceptor_registry: Registry,
+    /// railcast patch (third_party/PATCHES.md, 23): the whole chain, in place of the registry's.
+    interceptor: Option<Box<dyn Interceptor>>,
 }
 
 impl RTCPeerConnectionBuilder {
@@ -610,6 +612,17 @@ impl RTCPeerConnectionBuilder {
         self
     }
 
+    /// railcast patch (third_party/PATCHES.md, 23): `interceptor` is the connection's whole
+    /// chain, in place of the one the registry builds (its interceptors in a `Chain` that walks
+    /// each packet through every one's queue, ending in `NoopInterceptor`). It takes the
+    /// terminus's duty too: inbound RTCP reaches the application only when it carries
+    /// `Attribute::DeliverToApplication`. Overrides
+    /// [`with_interceptor_registry`](Self::with_interceptor_registry).
+    pub fn with_interceptor(mut self, interceptor: Box<dyn Interceptor>) -> Self {
+        self.interceptor = Some(interceptor);
+        self
+    }
+
     /// Builds the RTCPeerConnection with the configured settings.
     ///
     /// This method validates the configuration and creates a new peer connection.
@@ -641,7 +654,10 @@ impl RTCPeerConnectionBuilder {
             self.media_engine,
             self.setting_engine,
             // The registry is a list until here; `build` freezes it into the chain.
-            Box::new(self.interceptor_registry.build()),
+            match self.interceptor {
+                Some(interceptor) => interceptor,
+                None => Box::new(self.interceptor_registry.build()),
+            },
         )
     }
 }

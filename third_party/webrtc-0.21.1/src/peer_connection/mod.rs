@@ -249,6 +249,13 @@ impl<A: ToSocketAddrs> PeerConnectionBuilder<A> {
         self
     }
 
+    /// railcast patch (third_party/PATCHES.md, 23): `interceptor` as the connection's whole
+    /// chain (`rtc`'s `RTCPeerConnectionBuilder::with_interceptor`).
+    pub fn with_interceptor(mut self, interceptor: Box<dyn rtc::interceptor::Interceptor>) -> Self {
+        self.builder = self.builder.with_interceptor(interceptor);
+        self
+    }
+
     /// Configures the builder with the specified async [`Runtime`].
     pub fn with_runtime(mut self, runtime: Arc<dyn Runtime>) -> Self {
         self.runtime = Some(runtime);
