@@ -20,6 +20,8 @@ pub struct Run {
     /// `railcast_record_bytes_total` and `railcast_record_gops_lost_total` before the stop.
     pub bytes_written: f64,
     pub gops_lost: f64,
+    /// `railcast_record_syncs_total` before the stop (the train offline: its segments ended).
+    pub syncs: f64,
     /// Audio packets the hub received (all sources), and those the simulator sent (source 256).
     pub audio_received: usize,
     pub audio_sent: Vec<Entry>,
@@ -40,6 +42,7 @@ pub async fn until_sim_ends(server: &mut Server, sim: &mut Sim) -> Run {
     let audio_received = frames_in - video_in as usize;
     let bytes_written = crate::mqtt::metric(server, "railcast_record_bytes_total").await;
     let gops_lost = crate::mqtt::metric(server, "railcast_record_gops_lost_total").await;
+    let syncs = crate::mqtt::metric(server, "railcast_record_syncs_total").await;
     server.signal("TERM");
     tokio::time::timeout(Duration::from_secs(15), server.child.wait()).await.expect("the server stops").expect("wait");
     let manifest = sim.manifest();
@@ -48,7 +51,7 @@ pub async fn until_sim_ends(server: &mut Server, sim: &mut Sim) -> Run {
     let sent = frames.len();
     assert!(received <= sent && received + 2 >= sent, "the hub received {received} of {sent} frames");
     frames.truncate(received);
-    Run { received: frames, sent, bytes_written, gops_lost, audio_received, audio_sent }
+    Run { received: frames, sent, bytes_written, gops_lost, syncs, audio_received, audio_sent }
 }
 
 /// Every `.mp4` under `dir` (`<train>/camera-<N>/<UTC start>.mp4`), sorted: by train, camera,

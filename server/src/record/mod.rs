@@ -65,11 +65,14 @@ pub struct RecordMetrics {
     pub bytes: prometheus::IntCounter,
     /// `railcast_record_segments_total`: segment files created.
     pub segments: prometheus::IntCounter,
+    /// `railcast_record_syncs_total`: segment files flushed to the disk (`fsync`): a new file with
+    /// its directory, an open one every [`writer::SYNC_INTERVAL`], each at its end.
+    pub syncs: prometheus::IntCounter,
     /// `railcast_record_gops_lost_total`: GOPs not recorded whole (the recorder fell behind, or
     /// frames were lost before it).
     pub gops_lost: prometheus::IntCounter,
-    /// `railcast_record_errors_total{kind}`: `create`, `write` (the file system), `queue_full`
-    /// (the writer fell behind), `mux` (a keyframe without usable parameter sets).
+    /// `railcast_record_errors_total{kind}`: `create`, `write`, `sync` (the file system),
+    /// `queue_full` (the writer fell behind), `mux` (a keyframe without usable parameter sets).
     pub errors: prometheus::IntCounterVec,
     /// `railcast_record_failing`: tracks (cameras, audio sources) whose last file create or write
     /// failed.
@@ -79,7 +82,7 @@ pub struct RecordMetrics {
 }
 
 /// The `kind` label values of `railcast_record_errors_total`.
-pub const ERROR_KINDS: &[&str] = &["create", "write", "queue_full", "mux"];
+pub const ERROR_KINDS: &[&str] = &["create", "write", "sync", "queue_full", "mux"];
 
 pub static METRICS: LazyLock<RecordMetrics> = LazyLock::new(|| {
     let r = crate::metrics::METRICS.registry();
@@ -91,6 +94,11 @@ pub static METRICS: LazyLock<RecordMetrics> = LazyLock::new(|| {
     let m = RecordMetrics {
         bytes: plain("railcast_record_bytes_total", "Bytes written to recording segment files."),
         segments: plain("railcast_record_segments_total", "Recording segment files created."),
+        syncs: plain(
+            "railcast_record_syncs_total",
+            "Recording segment files flushed to the disk (fsync): new files with their directory, open ones \
+             every 5 s, each at its end.",
+        ),
         gops_lost: plain(
             "railcast_record_gops_lost_total",
             "GOPs not recorded whole: frames lost before or in the recorder; the segment ended there.",
@@ -98,7 +106,7 @@ pub static METRICS: LazyLock<RecordMetrics> = LazyLock::new(|| {
         errors: crate::metrics::counter(
             r,
             "railcast_record_errors_total",
-            "Recording errors: create and write (file system), queue_full (writer behind), mux.",
+            "Recording errors: create, write and sync (file system), queue_full (writer behind), mux.",
             &["kind"],
         ),
         failing: {

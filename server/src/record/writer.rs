@@ -4,6 +4,12 @@
 //! over). A part that cannot be written whole (a full disk) is cut off again (`set_len`), and a
 //! new file whose first part fails is removed, so every file left plays.
 //!
+//! What the kernel has is flushed to the disk (`fsync`, `sync_data`): a new file after its first
+//! part, with its directory (so the file's name survives too); an open file once a part is
+//! written [`SYNC_INTERVAL`] after its last flush; every file at its end. A power cut then loses
+//! at most the last [`SYNC_INTERVAL`] and the part in progress of each open segment. A flush that
+//! fails ends the segment as a failed write does (the data may not be on the disk).
+//!
 //! Failures are counted, reported to the train's [`Health`] (the recorder ends the segment and
 //! tries a new file at a keyframe a second later) and logged at `error` once per episode; the
 //! first success after it is logged at `info`. Retention ([`retention`]) runs here too.
@@ -14,12 +20,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::control::{Health, Recovered};
 use super::retention::{self, Retention, SWEEP_INTERVAL};
 use super::segment::Out;
 use super::METRICS;
+
+/// How long written parts of an open segment may stay in the kernel's cache only.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A file operation for one track (camera or audio source) of one train.
 #[derive(Debug)]
@@ -44,6 +53,8 @@ struct Open {
     file: File,
     /// Bytes written whole so far: where a failed part is cut off.
     len: u64,
+    /// When what was written last reached the disk.
+    synced: Instant,
 }
 
 /// Run jobs until every sender is gone; apply `keep` to the train directories under `dir`.
@@ -72,7 +83,11 @@ pub fn run(jobs: Receiver<Job>, dir: PathBuf, keep: Retention) {
             swept = Instant::now();
         }
     }
-    for (_, open) in files {
+    for (_, mut open) in files {
+        if let Err(e) = sync(&mut open) {
+            fail("sync", &open.health, open.track, open.segment, &open.path, &e);
+            continue;
+        }
         open.health.closed(open.track, open.segment);
     }
 }
@@ -92,7 +107,7 @@ fn run_job(files: &mut HashMap<PathBuf, Open>, Job { dir, track, segment, health
             let created = std::fs::create_dir_all(&dir)
                 .and_then(|()| OpenOptions::new().write(true).create_new(true).open(&path));
             let mut open = match created {
-                Ok(file) => Open { segment, track, health, path, file, len: 0 },
+                Ok(file) => Open { segment, track, health, path, file, len: 0, synced: Instant::now() },
                 Err(e) => return fail("create", &health, track, segment, &path, &e),
             };
             METRICS.segments.inc();
@@ -101,23 +116,36 @@ fn run_job(files: &mut HashMap<PathBuf, Open>, Job { dir, track, segment, health
                 let _ = std::fs::remove_file(&open.path);
                 return fail("write", &open.health, track, segment, &open.path, &e);
             }
+            if let Err(e) = sync(&mut open).and_then(|()| File::open(&dir)?.sync_all()) {
+                let _ = std::fs::remove_file(&open.path);
+                return fail("sync", &open.health, track, segment, &open.path, &e);
+            }
             tracing::debug!(path = %open.path.display(), "recording segment started");
             recovered(&open.path, open.health.opened(track, segment));
             files.insert(dir, open);
         }
         Out::Append(bytes) => {
             let Some(open) = files.get_mut(&dir).filter(|o| o.segment == segment) else { return };
-            match write(open, &bytes) {
+            let written = write(open, &bytes).map_err(|e| ("write", e)).and_then(|()| {
+                if open.synced.elapsed() >= SYNC_INTERVAL {
+                    sync(open).map_err(|e| ("sync", e))?;
+                }
+                Ok(())
+            });
+            match written {
                 Ok(()) => recovered(&open.path, open.health.wrote(track)),
-                Err(e) => {
+                Err((kind, e)) => {
                     let open = files.remove(&dir).expect("just found");
-                    fail("write", &open.health, track, segment, &open.path, &e);
+                    fail(kind, &open.health, track, segment, &open.path, &e);
                 }
             }
         }
         Out::Close => {
             if files.get(&dir).is_some_and(|o| o.segment == segment) {
-                let open = files.remove(&dir).expect("just found");
+                let mut open = files.remove(&dir).expect("just found");
+                if let Err(e) = sync(&mut open) {
+                    return fail("sync", &open.health, track, segment, &open.path, &e);
+                }
                 open.health.closed(track, segment);
                 tracing::debug!(path = %open.path.display(), "recording segment closed");
             }
@@ -141,6 +169,14 @@ fn write(open: &mut Open, bytes: &[u8]) -> std::io::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Flush what was written to `open` to the disk.
+fn sync(open: &mut Open) -> std::io::Result<()> {
+    open.file.sync_data()?;
+    METRICS.syncs.inc();
+    open.synced = Instant::now();
+    Ok(())
 }
 
 fn fail(kind: &'static str, health: &Health, track: u16, segment: u64, path: &Path, e: &std::io::Error) {

@@ -1,6 +1,7 @@
 //! Recording a simulated train: ffprobe reads the file as the simulator's H.264 (size, frame
 //! count), ffmpeg decodes it without a word, and its samples are the frames the hub received, byte
-//! for byte (the manifest's SHA-256), in order, none missing.
+//! for byte (the manifest's SHA-256), in order, none missing; the file was flushed to the disk as
+//! it was written (`railcast_record_syncs_total`).
 
 use testkit::record::{decode_errors, probe, recordings, samples, until_sim_ends, Run};
 use testkit::{scratch, Server, Sim, SMALL_VIDEO};
@@ -13,7 +14,8 @@ async fn a_recording_holds_every_frame_the_hub_received() {
     // A listed train: its recorder subscribes before the train connects, so nothing is missed.
     let mut server = Server::start(&dir, &["--record-dir", rec_arg, "--record-trains", "train-1"]).await;
     let mut sim = Sim::start(&dir, &server, &[&["--trains", "1", "--duration", "10s"], SMALL_VIDEO].concat());
-    let Run { received, sent, bytes_written: written, gops_lost, .. } = until_sim_ends(&mut server, &mut sim).await;
+    let Run { received, sent, bytes_written: written, gops_lost, syncs, .. } =
+        until_sim_ends(&mut server, &mut sim).await;
     let manifest = received.as_slice();
     let received = manifest.len();
     let files = recordings(&rec);
@@ -24,6 +26,8 @@ async fn a_recording_holds_every_frame_the_hub_received() {
     println!("{}: {size} bytes, {written} counted written; {sent} frames sent, {received} received", file.display());
     assert_eq!(written as u64, size, "railcast_record_bytes_total counts the file");
     assert_eq!(gops_lost, 0.0);
+    // Flushed to the disk when created (with its directory), 5 s later, and at its end.
+    assert!(syncs >= 3.0, "railcast_record_syncs_total {syncs} for a 10 s segment");
 
     let p = probe(file);
     println!("ffprobe: {p:?}");
