@@ -23,7 +23,7 @@ export interface AuditState {
   entries: AuditEntry[]
   /** Where the next refresh goes on: the newest seq read (one node), or in a cluster the last
    * page's `resume` cursor. */
-  lastSeq: number | string | null
+  readTo: number | string | null
   /** A cluster's nodes that did not answer the last refresh in time. */
   missing: string[]
   loadedAt: number | null
@@ -31,7 +31,7 @@ export interface AuditState {
 
 export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string | null }) {
   const audit = reactive<AuditState>({
-    shown: false, loading: false, error: null, forbidden: false, trainId: null, entries: [], lastSeq: null, missing: [], loadedAt: null,
+    shown: false, loading: false, error: null, forbidden: false, trainId: null, entries: [], readTo: null, missing: [], loadedAt: null,
   })
   let timer: ReturnType<typeof setInterval> | undefined
   let busy: Promise<void> | null = null
@@ -53,11 +53,11 @@ export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string
     if (audit.trainId !== train) {
       audit.trainId = train
       audit.entries = []
-      audit.lastSeq = null
+      audit.readTo = null
     }
     audit.loading = true
     try {
-      let after = audit.lastSeq
+      let after = audit.readTo
       if (after === null) {
         // The first read: the newest entries in one request (`order=newest`), not the log from
         // its start; from then on only what is newer.
@@ -66,7 +66,7 @@ export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string
         audit.entries = mergeAudit(audit.entries, page.entries, AUDIT_KEEP)
         audit.missing = page.missing
         // A cluster: every node at its newest entry (`resume`); one node: the newest seq.
-        after = audit.lastSeq = page.resume ?? page.entries.reduce((m, e) => Math.max(m, e.seq), 0)
+        after = audit.readTo = page.resume ?? page.entries.reduce((m, e) => Math.max(m, e.seq), 0)
       }
       for (let i = 0; i < AUDIT_MAX_PAGES; i++) {
         const page = parseAuditPage(await api<unknown>('GET', auditQuery(train, AUDIT_PAGE, after)))
@@ -75,12 +75,12 @@ export function createAudit(deps: { manages: Ref<boolean>; trainId: () => string
         audit.missing = page.missing
         if (page.resume !== null) {
           // A cluster: `resume` goes on after this page; `cursor` says more matched already.
-          after = audit.lastSeq = page.resume
+          after = audit.readTo = page.resume
           if (page.cursor === null) break
           continue
         }
         const last = page.entries.at(-1)?.seq ?? null
-        if (last !== null) after = audit.lastSeq = Math.max(last, typeof audit.lastSeq === 'number' ? audit.lastSeq : 0)
+        if (last !== null) after = audit.readTo = Math.max(last, typeof audit.readTo === 'number' ? audit.readTo : 0)
         if (page.next === null) break
         after = page.next
       }
