@@ -2,7 +2,8 @@
 //! player's NACK generator) drops every 4th RTP datagram on its way to the player. The server
 //! answers each NACK from the packets it sent last, so the player rebuilds every frame in
 //! sequence order: each is, byte for byte, a frame the simulator sent, with no frame missing
-//! between the first and the last. Without retransmissions one frame in a few would be lost.
+//! between the first and the last, and `railcast_whep_nack_packets_total{outcome="resent"}`
+//! counts the packets sent again. Without retransmissions one frame in a few would be lost.
 //! Prints what was dropped and repaired.
 
 use std::net::SocketAddr;
@@ -58,7 +59,11 @@ async fn lost_rtp_is_sent_again_on_nack() {
         v.frames,
         v.unknown,
     );
+    let resent = testkit::mqtt::metric(&server, "railcast_whep_nack_packets_total{outcome=\"resent\"}").await;
+    println!("the server resent {resent} RTP packets on NACK");
     assert!(dropped >= 15, "the relay dropped too little to tell: {dropped}");
+    // Every drop asked for again and sent again (a resent packet may be dropped once more).
+    assert!(resent >= dropped as f64 * 0.8, "{resent} packets resent for {dropped} dropped");
     assert_eq!(v.unknown, 0, "access units that are no frame of the camera");
     assert!(v.frames >= 60, "{} frames verified", v.frames);
     assert!(missing.is_empty(), "frames lost between the first and the last: {missing:?}");

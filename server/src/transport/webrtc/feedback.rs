@@ -27,6 +27,7 @@ use rtc::shared::time::SystemInstant;
 use rtc::shared::TransportContext;
 
 use super::tracks::keyframe_requests;
+use super::METRICS;
 
 /// Packets kept per stream for retransmission (a power of two): about a second of 4 Mbit/s video.
 pub const HISTORY: u16 = 1024;
@@ -62,26 +63,33 @@ impl SenderFeedback {
         self.streams.iter_mut().find(|s| s.ssrc == ssrc)
     }
 
-    /// Queue the packets `nack` asks for that are still in the history, in the order asked.
+    /// Queue the packets `nack` asks for that are still in the history, in the order asked;
+    /// count them (`railcast_whep_nack_packets_total`).
     fn answer(&mut self, now: Instant, nack: &TransportLayerNack) {
         let Some(history) = self.streams.iter().find(|s| s.ssrc == nack.media_ssrc).and_then(|s| s.history.as_ref())
         else {
             return;
         };
+        let (mut resent, mut unavailable) = (0, 0);
         for pair in &nack.nacks {
             let lost = std::iter::once(pair.packet_id).chain(
                 (0..16u16).filter(|i| pair.lost_packets & (1 << i) != 0).map(|i| pair.packet_id.wrapping_add(i + 1)),
             );
             for seq in lost {
-                if let Some(packet) = history.get(seq) {
-                    self.write.push_back(TaggedPacket {
-                        now,
-                        transport: TransportContext::default(),
-                        message: AttributedPacket::new(Packet::Rtp(packet.clone())).with(Attribute::Retransmission),
-                    });
-                }
+                let Some(packet) = history.get(seq) else {
+                    unavailable += 1;
+                    continue;
+                };
+                resent += 1;
+                self.write.push_back(TaggedPacket {
+                    now,
+                    transport: TransportContext::default(),
+                    message: AttributedPacket::new(Packet::Rtp(packet.clone())).with(Attribute::Retransmission),
+                });
             }
         }
+        METRICS.nack_packets.with_label_values(&["resent"]).inc_by(resent);
+        METRICS.nack_packets.with_label_values(&["unavailable"]).inc_by(unavailable);
     }
 }
 

@@ -227,6 +227,10 @@ pub struct WebRtcMetrics {
     /// hub's keyframe requests (`sent`), held back by the per-camera interval (`limited`), or not
     /// deliverable (`not_sent`: the train offline or its control queue full).
     pub keyframe_requests: IntCounterVec,
+    /// `railcast_whep_nack_packets_total{outcome}`: RTP packets WHEP players asked for again
+    /// (RTCP generic NACK): sent again from the track's history (`resent`), or too old or never
+    /// sent (`unavailable`).
+    pub nack_packets: IntCounterVec,
     /// `railcast_webrtc_udp_dropped_total{reason}`: datagrams on the shared port that reached no
     /// session (`unknown_ufrag`, `unknown_address`, `queue_full`, `bad_integrity`).
     pub udp_dropped: IntCounterVec,
@@ -290,6 +294,15 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
         "WHEP players' keyframe requests (RTCP PLI/FIR), by outcome.",
         &["outcome"],
     );
+    let nack_packets = crate::metrics::counter(
+        r,
+        "railcast_whep_nack_packets_total",
+        "RTP packets WHEP players asked for again (NACK): resent, or unavailable (too old, never sent).",
+        &["outcome"],
+    );
+    for outcome in ["resent", "unavailable"] {
+        nack_packets.with_label_values(&[outcome]);
+    }
     let udp_dropped = crate::metrics::counter(
         r,
         "railcast_webrtc_udp_dropped_total",
@@ -319,6 +332,7 @@ pub static METRICS: LazyLock<WebRtcMetrics> = LazyLock::new(|| {
         failed,
         setup_seconds,
         keyframe_requests,
+        nack_packets,
         udp_dropped,
         udp_received,
         udp_routes,
