@@ -159,9 +159,7 @@ impl<'a>
             // Use the local candidate's base address: for (server/peer-)
             // reflexive candidates the candidate address is the NAT mapping,
             // not a bound local socket (RFC 8445 §5.1.1).
-            msg.transport.local_addr = local.base_addr();
-            msg.transport.peer_addr = remote.addr();
-            msg.transport.transport_protocol = local.network_type().to_protocol();
+            stamp(&mut msg.transport, local, remote);
             debug!("Bypass ice write {:?}", msg.transport.peer_addr);
 
             // Track packets/bytes sent on the selected candidate pair. Look the
@@ -283,4 +281,16 @@ impl<'a>
     fn close(&mut self) -> Result<()> {
         self.ctx.ice_transport.agent.close()
     }
+}
+
+/// railcast patch (third_party/PATCHES.md, 22): address `transport` to the pair `local`–`remote`,
+/// as every write leaving the ICE handler is (and the direct RTP path's batches).
+pub(crate) fn stamp(
+    transport: &mut TransportContext,
+    local: &::ice::candidate::Candidate,
+    remote: &::ice::candidate::Candidate,
+) {
+    transport.local_addr = local.base_addr();
+    transport.peer_addr = remote.addr();
+    transport.transport_protocol = local.network_type().to_protocol();
 }

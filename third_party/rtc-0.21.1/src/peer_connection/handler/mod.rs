@@ -365,11 +365,10 @@ impl RTCPeerConnection {
             .ice_transport
             .agent
             .get_selected_candidate_pair()
-            .map(|(local, remote)| TransportContext {
-                local_addr: local.base_addr(),
-                peer_addr: remote.addr(),
-                transport_protocol: local.network_type().to_protocol(),
-                ecn: None,
+            .map(|(local, remote)| {
+                let mut transport = TransportContext::default();
+                ice::stamp(&mut transport, local, remote);
+                transport
             });
         let Some(transport) = transport.filter(|_| ready) else {
             for packet in packets {
