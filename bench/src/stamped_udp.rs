@@ -9,7 +9,8 @@
 //! received at or before it: a latency taken from it may be late, never early.
 //!
 //! Sending, write readiness and the socket options (GRO, ECN, packet info) stay quinn's; only
-//! the receive is ours, one `recvmsg` per GRO batch as quinn's own.
+//! the receive is ours, one `recvmsg` per GRO batch as quinn's own. [`StampedRuntime`] does
+//! the same for the webrtc-rs peers of `whep-fanout` (a runtime whose sockets it wraps).
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -58,54 +59,74 @@ impl StampedSocket {
 
     /// As many datagrams (GRO batches) as `bufs` hold and the socket has.
     fn recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let mut cmsg = [0u8; 256];
-        let mut n = 0;
-        while n < bufs.len().min(meta.len()) {
-            let iov = &mut bufs[n..=n];
-            let msg = match socket::recvmsg::<SockaddrIn>(
-                self.rx.as_raw_fd(),
-                iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(m) => m,
-                Err(e) if n > 0 && e == nix::errno::Errno::EAGAIN => break,
-                Err(e) => return Err(e.into()),
-            };
-            let Some(addr) = msg.address else { continue };
-            let len = msg.bytes;
-            let mut stride = len;
-            let mut ecn = None;
-            let mut dst_ip = None;
-            let mut at = None;
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    match c {
-                        ControlMessageOwned::ScmTimestampns(ts) => {
-                            at = Some(ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1_000);
-                        }
-                        ControlMessageOwned::UdpGroSegments(s) if s > 0 => stride = s as usize,
-                        ControlMessageOwned::Ipv4Tos(tos) => ecn = EcnCodepoint::from_bits(tos & 0b11),
-                        ControlMessageOwned::Ipv4PacketInfo(info) => {
-                            dst_ip = Some(IpAddr::V4(Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes())));
-                        }
-                        _ => {}
+        let max = bufs.len().min(meta.len());
+        recv_batch(&self.rx, &self.stamp, bufs, max, |n, got| {
+            let m = &mut meta[n];
+            m.addr = got.addr;
+            m.len = got.len;
+            m.stride = got.stride;
+            m.ecn = got.tos.and_then(|tos| EcnCodepoint::from_bits(tos & 0b11));
+            m.dst_ip = got.dst_ip;
+        })
+    }
+}
+
+/// What one `recvmsg` brought besides the bytes.
+struct Got {
+    addr: SocketAddr,
+    len: usize,
+    /// The datagram size within a GRO batch (`len` when there is one datagram).
+    stride: usize,
+    tos: Option<u8>,
+    dst_ip: Option<IpAddr>,
+}
+
+/// Read up to `max` messages (GRO batches) from `rx` into `bufs` without blocking, one
+/// `recvmsg` each; `fill(n, got)` takes the n-th message's metadata. The newest kernel receive
+/// time goes to `stamp`. `WouldBlock` only when nothing was read.
+fn recv_batch(
+    rx: &tokio::net::UdpSocket,
+    stamp: &Stamp,
+    bufs: &mut [IoSliceMut<'_>],
+    max: usize,
+    mut fill: impl FnMut(usize, Got),
+) -> io::Result<usize> {
+    let mut cmsg = [0u8; 256];
+    let mut n = 0;
+    while n < max {
+        let iov = &mut bufs[n..=n];
+        let msg = match socket::recvmsg::<SockaddrIn>(rx.as_raw_fd(), iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT) {
+            Ok(m) => m,
+            Err(e) if n > 0 && e == nix::errno::Errno::EAGAIN => break,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(addr) = msg.address else { continue };
+        let mut got = Got { addr: SocketAddr::from(addr), len: msg.bytes, stride: msg.bytes, tos: None, dst_ip: None };
+        let mut at = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                match c {
+                    ControlMessageOwned::ScmTimestampns(ts) => {
+                        at = Some(ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1_000);
                     }
+                    ControlMessageOwned::UdpGroSegments(s) if s > 0 => got.stride = s as usize,
+                    ControlMessageOwned::Ipv4Tos(tos) => got.tos = Some(tos),
+                    ControlMessageOwned::Ipv4PacketInfo(info) => {
+                        got.dst_ip = Some(IpAddr::V4(Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes())));
+                    }
+                    _ => {}
                 }
             }
-            if let Some(at) = at {
-                self.stamp.0.fetch_max(at, Ordering::Relaxed);
-            }
-            let m = &mut meta[n];
-            m.addr = SocketAddr::from(addr);
-            m.len = len;
-            m.stride = stride;
-            m.ecn = ecn;
-            m.dst_ip = dst_ip;
-            n += 1;
         }
-        Ok(n)
+        if let Some(at) = at {
+            stamp.0.fetch_max(at, Ordering::Relaxed);
+        }
+        // A zero-length datagram: a stride of 0 would divide by zero in the reader.
+        got.stride = got.stride.max(1);
+        fill(n, got);
+        n += 1;
     }
+    Ok(n)
 }
 
 impl AsyncUdpSocket for StampedSocket {
@@ -146,6 +167,136 @@ impl AsyncUdpSocket for StampedSocket {
 
     fn may_fragment(&self) -> bool {
         self.quinn.may_fragment()
+    }
+}
+
+/// A webrtc-rs runtime whose UDP sockets record the kernel receive time in one [`Stamp`] (a
+/// WHEP viewer's, `whep-fanout`): everything else is the default runtime's.
+#[derive(Debug)]
+pub struct StampedRuntime {
+    inner: Arc<dyn webrtc::runtime::Runtime>,
+    stamp: Arc<Stamp>,
+}
+
+impl StampedRuntime {
+    pub fn new() -> io::Result<(Arc<Self>, Arc<Stamp>)> {
+        let inner = webrtc::runtime::default_runtime().ok_or_else(|| io::Error::other("no async runtime"))?;
+        let stamp = Arc::new(Stamp::default());
+        Ok((Arc::new(Self { inner, stamp: Arc::clone(&stamp) }), stamp))
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl webrtc::runtime::Runtime for StampedRuntime {
+    fn spawn(&self, future: BoxFuture<'static, ()>) -> Box<dyn webrtc::runtime::JoinHandle> {
+        self.inner.spawn(future)
+    }
+
+    fn spawn_reactor(&self, pool: usize, future: BoxFuture<'static, ()>) -> Box<dyn webrtc::runtime::JoinHandle> {
+        self.inner.spawn_reactor(pool, future)
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn webrtc::runtime::AsyncUdpSocket>> {
+        socket.set_nonblocking(true)?;
+        socket::setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        let rx = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+        let webrtc = self.inner.wrap_udp_socket(socket)?;
+        Ok(Arc::new(StampedRtcSocket { webrtc, rx, stamp: Arc::clone(&self.stamp) }))
+    }
+
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Arc<dyn webrtc::runtime::AsyncTcpListener>> {
+        self.inner.wrap_tcp_listener(listener)
+    }
+
+    fn connect_tcp<'a>(
+        &'a self,
+        remote: SocketAddr,
+    ) -> BoxFuture<'a, io::Result<Arc<dyn webrtc::runtime::AsyncTcpStream>>> {
+        self.inner.connect_tcp(remote)
+    }
+
+    fn resolve_host<'a>(&'a self, host: &'a str) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
+        self.inner.resolve_host(host)
+    }
+
+    fn now(&self) -> std::time::Instant {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: std::time::Duration) -> BoxFuture<'static, ()> {
+        self.inner.sleep(duration)
+    }
+
+    fn interval(&self, period: std::time::Duration) -> Box<dyn webrtc::runtime::AsyncInterval> {
+        self.inner.interval(period)
+    }
+
+    fn block_on(&self, future: Pin<Box<dyn std::future::Future<Output = ()> + '_>>) {
+        self.inner.block_on(future)
+    }
+
+    fn yield_now(&self) -> BoxFuture<'static, ()> {
+        self.inner.yield_now()
+    }
+
+    fn name(&self) -> &'static str {
+        "stamped"
+    }
+}
+
+/// webrtc-rs's own socket for sending; receives are ours, as [`StampedSocket`]'s.
+#[derive(Debug)]
+struct StampedRtcSocket {
+    webrtc: Arc<dyn webrtc::runtime::AsyncUdpSocket>,
+    rx: tokio::net::UdpSocket,
+    stamp: Arc<Stamp>,
+}
+
+impl webrtc::runtime::AsyncUdpSocket for StampedRtcSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.webrtc.local_addr()
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &webrtc::runtime::Transmit<'_>) -> Poll<io::Result<usize>> {
+        self.webrtc.poll_send(cx, transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [webrtc::runtime::RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let max = bufs.len().min(meta.len());
+        loop {
+            ready!(self.rx.poll_recv_ready(cx))?;
+            let read = self.rx.try_io(Interest::READABLE, || {
+                recv_batch(&self.rx, &self.stamp, bufs, max, |n, got| {
+                    let m = &mut meta[n];
+                    m.addr = got.addr;
+                    m.len = got.len;
+                    m.stride = got.stride;
+                    m.ecn = got.tos.and_then(|tos| webrtc::runtime::EcnCodepoint::from_bits(tos & 0b11));
+                    m.dst_ip = got.dst_ip;
+                })
+            });
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.webrtc.max_gso_segments()
+    }
+
+    fn max_gro_segments(&self) -> usize {
+        self.webrtc.max_gro_segments()
     }
 }
 

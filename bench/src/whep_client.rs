@@ -18,6 +18,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use crate::server::Api;
+use crate::stamped_udp::{Stamp, StampedRuntime};
 use crate::stats::{now_us, FrameCounter, Window};
 
 /// An answered WHEP session and its tracks as they come.
@@ -26,12 +27,15 @@ pub struct WhepConn {
     /// The session's URL (`Location`), for the DELETE.
     pub url: String,
     tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    /// The kernel receive time of the newest datagram its sockets handed to webrtc-rs.
+    stamp: Arc<Stamp>,
 }
 
 /// Offer one receive-only video transceiver to remote control `rc` and apply the answer. With
 /// `interceptors`, the peer runs a player's (see `--whep-player-interceptors`).
 pub async fn connect(api: &Api, rc: &str, interceptors: bool) -> anyhow::Result<WhepConn> {
-    let (pc, tracks, _channels, _ice) = testkit::whep::media_peer_with(interceptors).await;
+    let (runtime, stamp) = StampedRuntime::new()?;
+    let (pc, tracks, _channels, _ice) = testkit::whep::media_peer_on(interceptors, runtime).await;
     let (sdp, _) = testkit::whep::offer(&pc, 1, false).await;
     let url = format!("{}/api/whep/remote-controls/{rc}", api.base);
     let (status, headers, answer) =
@@ -43,7 +47,7 @@ pub async fn connect(api: &Api, rc: &str, interceptors: bool) -> anyhow::Result<
     let location = headers.get("location").and_then(|v| v.to_str().ok()).ok_or_else(|| anyhow!("no Location"))?;
     let url = format!("{}{location}", api.base);
     pc.set_remote_description(RTCSessionDescription::answer(answer)?).await?;
-    Ok(WhepConn { pc, url, tracks })
+    Ok(WhepConn { pc, url, tracks, stamp })
 }
 
 /// RTP sequence numbers of the packets counted: their span against how many arrived.
@@ -70,7 +74,17 @@ struct RtpCounter {
 }
 
 impl RtpCounter {
-    fn packet(&mut self, seq: u16, timestamp: u32, marker: bool, len: usize, window: &Window) {
+    /// One RTP packet as read; `received_us`: the kernel receive time of it or of a datagram
+    /// received after it (see [`crate::stamped_udp`]).
+    fn packet(
+        &mut self,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        len: usize,
+        window: &Window,
+        received_us: Option<u64>,
+    ) {
         let now = now_us();
         let now_ticks = (u128::from(now) * 90_000 / 1_000_000) as u32;
         let latency_us = u64::from(now_ticks.wrapping_sub(timestamp)) * 1_000_000 / 90_000;
@@ -89,6 +103,9 @@ impl RtpCounter {
             self.counter.packets += 1;
             self.counter.bytes += len as u64;
             self.counter.latency.record(latency_us);
+            if let Some(r) = received_us {
+                self.counter.socket_latency.record(r.saturating_sub(capture));
+            }
             self.loss.received += 1;
             self.first.get_or_insert(ext);
             self.last_ext = Some(self.last_ext.map_or(ext, |l| l.max(ext)));
@@ -142,7 +159,8 @@ pub async fn run(
                             warm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         let h = &p.header;
-                        c.packet(h.sequence_number, h.timestamp, h.marker, p.payload.len() + 12, &window);
+                        let at = conn.stamp.get();
+                        c.packet(h.sequence_number, h.timestamp, h.marker, p.payload.len() + 12, &window, at);
                     }
                     Some(_) => {}
                     None => {
@@ -177,21 +195,26 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(120));
         // Frames captured 100, 67 and 33 ms ago.
         let ts = ((u128::from(now_us()) * 90_000 / 1_000_000) as u32).wrapping_sub(9_000);
+        // The socket received them 5 ms before they were read.
+        let at = Some(now_us() - 5_000);
         let mut c = RtpCounter::default();
         // Frame 1: three packets, whole. Frame 2: the middle packet lost. Frame 3: whole, and
         // the sequence numbers wrap inside it.
-        c.packet(65_533, ts, false, 1000, &w);
-        c.packet(65_534, ts, false, 1000, &w);
-        c.packet(65_535, ts, true, 1000, &w);
-        c.packet(0, ts + 3000, false, 1000, &w);
-        c.packet(2, ts + 3000, true, 1000, &w);
-        c.packet(3, ts + 6000, false, 1000, &w);
-        c.packet(4, ts + 6000, true, 1000, &w);
+        c.packet(65_533, ts, false, 1000, &w, at);
+        c.packet(65_534, ts, false, 1000, &w, at);
+        c.packet(65_535, ts, true, 1000, &w, at);
+        c.packet(0, ts + 3000, false, 1000, &w, at);
+        c.packet(2, ts + 3000, true, 1000, &w, at);
+        c.packet(3, ts + 6000, false, 1000, &w, at);
+        c.packet(4, ts + 6000, true, 1000, &w, at);
         let (counter, loss) = c.finish();
         assert_eq!(counter.frames, 2);
         assert_eq!(counter.packets, 7);
         assert_eq!((loss.received, loss.expected), (7, 8));
         let (p0, max) = (counter.latency.quantile(0.0).expect("latency"), counter.latency.max_us);
         assert!(p0 >= 30_000 && max <= 110_000, "33 to 100 ms after capture: {p0}..{max} µs");
+        let socket = &counter.socket_latency;
+        assert_eq!(socket.n, 7, "every packet in the window has its socket latency");
+        assert!(socket.max_us + 4_000 <= max && socket.max_us + 6_000 >= max, "5 ms less: {} vs {max}", socket.max_us);
     }
 }

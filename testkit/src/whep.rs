@@ -234,6 +234,20 @@ pub async fn media_peer_with(
     mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
     Arc<Mutex<Vec<RTCIceConnectionState>>>,
 ) {
+    media_peer_on(interceptors, webrtc::runtime::default_runtime().expect("runtime")).await
+}
+
+/// [`media_peer_with`] on `runtime` (the load tool's wraps the sockets to stamp what they
+/// receive).
+pub async fn media_peer_on(
+    interceptors: bool,
+    runtime: Arc<dyn webrtc::runtime::Runtime>,
+) -> (
+    Arc<dyn PeerConnection>,
+    mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+    Arc<Mutex<Vec<RTCIceConnectionState>>>,
+) {
     let mut engine = MediaEngine::default();
     for (pt, profile) in [(CLIENT_H264_PT, "42e01f"), (125, "42001f")] {
         engine
@@ -277,7 +291,6 @@ pub async fn media_peer_with(
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
     let (dc_tx, channels) = mpsc::unbounded_channel();
     let ice = Arc::new(Mutex::new(Vec::new()));
-    let runtime = webrtc::runtime::default_runtime().expect("runtime");
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(engine)
