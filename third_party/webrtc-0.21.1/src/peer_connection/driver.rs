@@ -367,6 +367,200 @@ async fn send_datagrams(
         .map_err(Error::from)
 }
 
+/// The end of the GSO run starting at `writes[i]` (railcast: taken out of `flush_writes` for
+/// [`send_rtp_batch`], third_party/PATCHES.md, 24): it grows while the next datagram has the
+/// same 4-tuple and ECN and is exactly the first one's size (a shorter one can only be the
+/// run's last segment, a larger one starts the next run), capped by `socket`'s GSO segment
+/// limit and [`MAX_GSO_BATCH_BYTES`].
+fn gso_run_end(writes: &[TaggedBytesMut], i: usize, socket: &dyn AsyncUdpSocket) -> usize {
+    let tp = writes[i].transport;
+    let seg = writes[i].message.len();
+    let ecn = tp.ecn.map(|e| e as u8);
+    // Max datagrams the kernel accepts in one GSO `sendmsg` for this socket
+    // (1 = GSO unavailable / empty first datagram → no batching).
+    let max_seg = if seg > 0 {
+        socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
+    } else {
+        1
+    };
+    let mut end = i + 1;
+    if max_seg > 1 {
+        let mut total = seg;
+        while (end - i) < max_seg && end < writes.len() {
+            let w_tp = writes[end].transport;
+            // Same 4-tuple (local, peer) already implies non-mDNS and non-TURN-relayed here
+            // (the first datagram is plain UDP), so those two checks are not repeated;
+            // protocol/ecn still must match.
+            if w_tp.transport_protocol != TransportProtocol::UDP
+                || w_tp.peer_addr != tp.peer_addr
+                || w_tp.local_addr != tp.local_addr
+                || w_tp.ecn.map(|e| e as u8) != ecn
+            {
+                break;
+            }
+            let wl = writes[end].message.len();
+            // A larger datagram cannot be a GSO segment — it starts the next run.
+            if wl == 0 || wl > seg || total + wl > MAX_GSO_BATCH_BYTES {
+                break;
+            }
+            total += wl;
+            end += 1;
+            // A shorter datagram is only valid as the run's final segment.
+            if wl < seg {
+                break;
+            }
+        }
+    }
+    end
+}
+
+/// Send a run of [`gso_run_end`] on `socket`: one GSO `sendmsg` when it is long enough to be
+/// worth it, else a `send_to` each. Errors are logged, as the driver always did.
+async fn send_run(socket: &dyn AsyncUdpSocket, run: &[TaggedBytesMut], scratch: &mut Vec<u8>) {
+    let tp = run[0].transport;
+    let seg = run[0].message.len();
+    let ecn = tp.ecn.map(|e| e as u8);
+    let max_seg = if seg > 0 {
+        socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
+    } else {
+        1
+    };
+    // GSO only when the run is both worth it and physically batchable. Clamp the
+    // threshold to `max_seg` so a socket with a small GSO limit (< MIN_GSO_RUN)
+    // still batches rather than degrading to all-singleton sends.
+    if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) {
+        // Large run: one GSO sendmsg beats run.len() individual send_to syscalls.
+        scratch.clear();
+        for w in run {
+            scratch.extend_from_slice(&w.message);
+        }
+        if let Err(err) = send_datagrams(socket, scratch, seg, tp.peer_addr, ecn).await {
+            error!(
+                "Failed to GSO-send {} datagrams to {:?} from {:?}: {}",
+                run.len(),
+                tp.peer_addr,
+                tp.local_addr,
+                err
+            );
+        }
+    } else {
+        // Small run (or singleton): individual send_to is cheaper than the GSO
+        // setup. (ECN is carried only on the GSO run path; inert today since the
+        // rtc core always emits ecn: None.)
+        for w in run {
+            if let Err(err) = send_datagrams(socket, &w.message, 0, tp.peer_addr, None).await {
+                error!(
+                    "Failed to write packet to {:?} from {:?}: {}",
+                    tp.peer_addr, tp.local_addr, err
+                );
+            }
+        }
+    }
+}
+
+/// railcast patch (third_party/PATCHES.md, 24): what a track's writer needs to send its own RTP
+/// ([`send_rtp_batch`]).
+#[derive(Default)]
+pub(crate) struct DirectWrite {
+    /// The driver's UDP sockets by local address: published after each bind, emptied when the
+    /// driver stops.
+    pub(crate) sockets: std::sync::Mutex<HashMap<SocketAddr, Arc<dyn AsyncUdpSocket>>>,
+    /// When the driver's loop next wakes by itself (its timer), written with the core locked.
+    pub(crate) deadline: std::sync::Mutex<Option<Instant>>,
+}
+
+impl DirectWrite {
+    /// The driver's sockets after a bind.
+    fn publish(&self, sockets: &HashMap<SocketAddr, Arc<dyn AsyncUdpSocket>>) {
+        *lock(&self.sockets) = sockets.clone();
+    }
+
+    /// The driver stopped: writers no longer send, and the sockets are not kept open by them.
+    pub(crate) fn forget(&self) {
+        lock(&self.sockets).clear();
+    }
+}
+
+/// Datagrams for the driver to send ([`PeerConnectionDriverEvent::Writes`]).
+pub(crate) struct Writes(Vec<TaggedBytesMut>);
+
+impl std::fmt::Debug for Writes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Writes({} datagrams)", self.0.len())
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// railcast patch (third_party/PATCHES.md, 24): write RTP packets of one sender, in order, and
+/// send what they became from the calling task, without a driver event. The core turns them
+/// into datagrams under its lock (the chain, SRTP and the pair's stamp: patch 22); they go out
+/// on the driver's socket for their local address in GSO runs, as the driver sends them.
+/// Datagrams for no such socket (TCP, mDNS, TURN-relayed) are handed to the driver. When the
+/// writes moved one of the core's timers earlier than the driver's next wake-up (a report
+/// interceptor's first deadline, say), the driver is nudged to rearm.
+///
+/// Before this a batch was a driver event, and each woke the driver's task for a whole pass of
+/// its loop (writes, events, reads, timeouts, a new timer): one pass per viewer and frame.
+pub(crate) async fn send_rtp_batch(
+    pc: &PeerConnectionRef,
+    sender_id: RTCRtpSenderId,
+    packets: Vec<rtp::Packet>,
+) -> Result<()> {
+    let now = pc.runtime.now();
+    let (mut writes, rearm) = {
+        let mut core = pc.core.lock().await;
+        let Some(mut sender) = core.rtp_sender(sender_id) else {
+            return Err(Error::Other(format!("unknown sender id {sender_id:?}")));
+        };
+        sender.write_rtp_batch(now, packets)?;
+        let mut writes = Vec::new();
+        while let Some(msg) = core.poll_write() {
+            writes.push(msg);
+        }
+        let deadline = *lock(&pc.direct.deadline);
+        let rearm = match (core.poll_timeout(), deadline) {
+            (Some(next), Some(deadline)) => next < deadline,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        (writes, rearm)
+    };
+    if rearm {
+        pc.wake_writes().await;
+    }
+    let mut others = Vec::new();
+    let mut scratch = Vec::new();
+    let mut i = 0;
+    while i < writes.len() {
+        let tp = writes[i].transport;
+        let socket = (tp.transport_protocol == TransportProtocol::UDP && tp.peer_addr.port() != MDNS_PORT)
+            .then(|| lock(&pc.direct.sockets).get(&tp.local_addr).cloned())
+            .flatten();
+        let Some(socket) = socket else {
+            others.push(TaggedBytesMut {
+                now: writes[i].now,
+                transport: tp,
+                message: std::mem::take(&mut writes[i].message),
+            });
+            i += 1;
+            continue;
+        };
+        let end = gso_run_end(&writes, i, &*socket);
+        send_run(&*socket, &writes[i..end], &mut scratch).await;
+        i = end;
+    }
+    if !others.is_empty() {
+        pc.driver_event_tx
+            .send(PeerConnectionDriverEvent::Writes(Writes(others)))
+            .await
+            .map_err(|e| Error::Other(format!("{e:?}")))?;
+    }
+    Ok(())
+}
+
 /// railcast patch (third_party/PATCHES.md, 18): the `a=ice-ufrag:` and `a=ice-pwd:` of an SDP
 /// (with BUNDLE, the same in every section).
 fn local_ice_credentials(sdp: &str) -> Option<(String, String)> {
@@ -498,8 +692,9 @@ fn is_link_local(ip: &IpAddr) -> bool {
 // not (third_party/PATCHES.md, fix 10).
 pub(crate) enum PeerConnectionDriverEvent {
     SenderRtp(RTCRtpSenderId, Box<rtp::Packet>),
-    /// railcast patch (third_party/PATCHES.md, 19): several packets of one sender, in order.
-    SenderRtpBatch(RTCRtpSenderId, Vec<rtp::Packet>),
+    /// railcast patch (third_party/PATCHES.md, 24): datagrams a writer drained from the core
+    /// that it cannot send itself (TCP, mDNS, TURN-relayed), for the driver to send.
+    Writes(Writes),
     SenderRtcp(RTCRtpSenderId, Vec<Box<dyn rtcp::Packet>>),
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
     RemoteIceTcpPassiveCandidate(Box<Candidate>),
@@ -666,6 +861,9 @@ where
         // Drop before binding — see above. Also drops every accepted TCP stream, which is
         // correct: they belong to the generation being replaced.
         self.udp_sockets.clear();
+        // railcast patch (third_party/PATCHES.md, 24): writers' copies too, or a fixed port
+        // could not be bound again.
+        self.inner.direct.forget();
         self.mux_conns.clear();
         self.mdns_socket = None;
         self.tcp_transport = RTCTcpTransport::new(HashMap::new());
@@ -806,6 +1004,7 @@ where
             let _ = init_tx.try_send(Err(Error::Other(err.to_string())));
             return Err(err);
         }
+        self.inner.direct.publish(&self.udp_sockets);
         let _ = init_tx.try_send(Ok(()));
 
         // Collect socket info into a vec for indexed access
@@ -1043,6 +1242,7 @@ where
 
                             match self.bind_transports().await {
                                 Ok(()) => {
+                                    self.inner.direct.publish(&self.udp_sockets);
                                     let new_sockets: Vec<(SocketAddr, Arc<dyn AsyncUdpSocket>)> = self
                                         .udp_sockets
                                         .iter()
@@ -1705,20 +1905,8 @@ where
             PeerConnectionDriverEvent::SenderRtp(sender_id, packet) => {
                 self.write_sender_rtp(now, sender_id, [*packet]).await;
             }
-            // railcast patch (third_party/PATCHES.md, 19): a batch under one lock of the core.
-            PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets) => {
-                // railcast patch (third_party/PATCHES.md, 22): the core's direct RTP path.
-                let mut core = self.inner.core.lock().await;
-                if let Some(mut sender) = core.rtp_sender(sender_id) {
-                    if let Err(err) = sender.write_rtp_batch(now, packets) {
-                        error!("Failed to send RTP: {}", err);
-                    }
-                } else {
-                    error!(
-                        "Failed to send RTP due to unknown sender id {:?}",
-                        sender_id
-                    );
-                }
+            PeerConnectionDriverEvent::Writes(Writes(writes)) => {
+                self.flush_writes(writes).await;
             }
             PeerConnectionDriverEvent::SenderRtcp(sender_id, rtcp_packets) => {
                 let mut core = self.inner.core.lock().await;
@@ -2081,7 +2269,6 @@ where
         let mut i = 0;
         while i < n {
             let tp = writes[i].transport;
-            let seg = writes[i].message.len();
 
             // Only plain UDP datagrams routed to one of our sockets are GSO-eligible.
             let plain_udp = tp.transport_protocol == TransportProtocol::UDP
@@ -2110,79 +2297,8 @@ where
             }
 
             let socket = self.udp_sockets.get(&tp.local_addr).unwrap().clone();
-            let ecn = tp.ecn.map(|e| e as u8);
-
-            // Max datagrams the kernel accepts in one GSO `sendmsg` for this socket
-            // (1 = GSO unavailable / empty first datagram → no batching).
-            let max_seg = if seg > 0 {
-                socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
-            } else {
-                1
-            };
-
-            // Grow the GSO run [i, end) while the 4-tuple matches and the size rule holds.
-            let mut end = i + 1;
-            if max_seg > 1 {
-                let mut total = seg;
-                while (end - i) < max_seg && end < n {
-                    let w_tp = writes[end].transport;
-                    // Same 4-tuple (local, peer) already implies non-mDNS and
-                    // non-TURN-relayed here (tp passed the plain_udp gate), so those two
-                    // checks are not repeated; protocol/ecn still must match.
-                    if w_tp.transport_protocol != TransportProtocol::UDP
-                        || w_tp.peer_addr != tp.peer_addr
-                        || w_tp.local_addr != tp.local_addr
-                        || w_tp.ecn.map(|e| e as u8) != ecn
-                    {
-                        break;
-                    }
-                    let wl = writes[end].message.len();
-                    // A larger datagram cannot be a GSO segment — it starts the next run.
-                    if wl == 0 || wl > seg || total + wl > MAX_GSO_BATCH_BYTES {
-                        break;
-                    }
-                    total += wl;
-                    end += 1;
-                    // A shorter datagram is only valid as the run's final segment.
-                    if wl < seg {
-                        break;
-                    }
-                }
-            }
-
-            // GSO only when the run is both worth it and physically batchable. Clamp the
-            // threshold to `max_seg` so a socket with a small GSO limit (< MIN_GSO_RUN)
-            // still batches rather than degrading to all-singleton sends.
-            if max_seg > 1 && end - i >= MIN_GSO_RUN.min(max_seg) {
-                // Large run: one GSO sendmsg beats end-i individual send_to syscalls.
-                scratch.clear();
-                for w in &writes[i..end] {
-                    scratch.extend_from_slice(&w.message);
-                }
-                if let Err(err) = send_datagrams(&*socket, &scratch, seg, tp.peer_addr, ecn).await {
-                    error!(
-                        "Failed to GSO-send {} datagrams to {:?} from {:?}: {}",
-                        end - i,
-                        tp.peer_addr,
-                        tp.local_addr,
-                        err
-                    );
-                }
-            } else {
-                // Small run (or singleton): individual send_to is cheaper than the GSO
-                // setup. (ECN is carried only on the GSO run path; inert today since the
-                // rtc core always emits ecn: None.)
-                for w in &writes[i..end] {
-                    if let Err(err) =
-                        send_datagrams(&*socket, &w.message, 0, tp.peer_addr, None).await
-                    {
-                        error!(
-                            "Failed to write packet to {:?} from {:?}: {}",
-                            tp.peer_addr, tp.local_addr, err
-                        );
-                    }
-                }
-            }
+            let end = gso_run_end(&writes, i, &*socket);
+            send_run(&*socket, &writes[i..end], &mut scratch).await;
             i = end;
         }
 
@@ -2251,18 +2367,18 @@ where
     }
 
     async fn poll_timeout(&mut self) -> Instant {
-        let core_timeout = {
-            let mut core = self.inner.core.lock().await;
-            core.poll_timeout()
-        };
         let stun_timeout = self.stun_gatherer.poll_timeout();
         let turn_timeout = self.turn_relayer.poll_timeout();
-
-        [core_timeout, stun_timeout, turn_timeout]
+        let mut core = self.inner.core.lock().await;
+        let deadline = [core.poll_timeout(), stun_timeout, turn_timeout]
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or_else(|| self.inner.runtime.now() + DEFAULT_TIMEOUT_DURATION)
+            .unwrap_or_else(|| self.inner.runtime.now() + DEFAULT_TIMEOUT_DURATION);
+        // railcast patch (third_party/PATCHES.md, 24): published with the core locked, so a
+        // writer that changed the core's timers either sees this deadline or was seen by it.
+        *lock(&self.inner.direct.deadline) = Some(deadline);
+        deadline
     }
 
     async fn handle_timeout(&mut self, now: Instant) -> Result<()> {

@@ -845,6 +845,9 @@ pub(crate) struct PeerConnectionRef {
     /// must precede: the driver checks it while handling `IceGathering`, which is the message
     /// that starts the restarted generation's gathering.
     pub(crate) ice_restart_rebind_pending: AtomicBool,
+    /// railcast patch (third_party/PATCHES.md, 24): what a track's writer needs to send its own
+    /// RTP without waking the driver.
+    pub(crate) direct: driver::DirectWrite,
 }
 
 /// The ICE credentials a description carries, resolved the way the core resolves them.
@@ -1042,6 +1045,7 @@ impl PeerConnectionImpl {
                 data_channel_consumed: crate::runtime::Notify::new(),
                 discard_local_candidates_during_ice_restart,
                 ice_restart_rebind_pending: AtomicBool::new(false),
+                direct: driver::DirectWrite::default(),
             }),
             driver_handle: Mutex::new(None),
             driver_stopped: Mutex::new(None),
@@ -1091,6 +1095,8 @@ impl PeerConnectionImpl {
             // blocked on. This covers the stops that do not go through `close()`: `Drop` on a
             // dedicated reactor, and an abnormal driver exit.
             drop(driver);
+            // railcast patch (third_party/PATCHES.md, 24).
+            stopped_inner.direct.forget();
             stopped_inner.end_event_streams().await;
         };
 
@@ -1658,6 +1664,7 @@ mod tests {
             rtp_transceivers: Mutex::new(HashMap::new()),
             discard_local_candidates_during_ice_restart,
             ice_restart_rebind_pending: AtomicBool::new(false),
+                direct: driver::DirectWrite::default(),
         });
 
         (inner, driver_event_rx)

@@ -404,6 +404,12 @@ impl RTCPeerConnection {
         let Some(context) = pipeline.srtp_handler_context.local_srtp_context.as_mut() else {
             return;
         };
+        // The selected pair's statistics, found once for the batch (by a string key).
+        let mut pair = pipeline
+            .ice_handler_context
+            .selected_pair_key
+            .as_ref()
+            .and_then(|key| pipeline.stats.ice_candidate_pairs.get_mut(key));
         for packet in chained {
             let encrypted = (|| -> Result<Option<bytes::BytesMut>, Error> {
                 Ok(match &packet.message.packet {
@@ -430,9 +436,7 @@ impl RTCPeerConnection {
                 }
             };
             let bytes = encrypted.len();
-            if let Some(key) = &pipeline.ice_handler_context.selected_pair_key
-                && let Some(pair) = pipeline.stats.ice_candidate_pairs.get_mut(key)
-            {
+            if let Some(pair) = pair.as_mut() {
                 pair.on_packet_sent(bytes, packet.now);
             }
             pipeline.stats.transport.on_packet_sent(bytes);

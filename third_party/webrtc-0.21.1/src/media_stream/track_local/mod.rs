@@ -78,6 +78,9 @@ pub struct TrackLocalContext {
     pub(crate) rtp_sender_id: RTCRtpSenderId,
     pub(crate) rtp_parameters: RTCRtpParameters,
     pub(crate) driver_event_tx: Sender<PeerConnectionDriverEvent>,
+    /// railcast patch (third_party/PATCHES.md, 24): the connection, for writers that send their
+    /// own RTP. Weak: the connection owns the sender that owns this track.
+    pub(crate) pc: std::sync::Weak<crate::peer_connection::PeerConnectionRef>,
 }
 
 /// A local media track that can be sent to a remote peer.

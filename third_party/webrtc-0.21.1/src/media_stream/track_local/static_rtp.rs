@@ -276,9 +276,17 @@ impl TrackLocal for TrackLocalStaticRTP {
         if packets.is_empty() {
             return Ok(());
         }
-        // railcast patch (third_party/PATCHES.md, 19): one driver event for the batch.
-        self.send_rtp(|id| PeerConnectionDriverEvent::SenderRtpBatch(id, packets))
-            .await
+        // railcast patch (third_party/PATCHES.md, 24): written and sent by this task, with no
+        // driver event (19 made the batch one event; this makes it none).
+        let (pc, sender_id) = {
+            let ctx = self.ctx.lock().await;
+            let ctx = ctx
+                .as_ref()
+                .ok_or_else(|| Error::Other("track is not binding yet".to_string()))?;
+            (ctx.pc.upgrade(), ctx.rtp_sender_id)
+        };
+        let pc = pc.ok_or(Error::ErrConnectionClosed)?;
+        crate::peer_connection::driver::send_rtp_batch(&pc, sender_id, packets).await
     }
 
     async fn write_rtcp(&self, packets: Vec<Box<dyn rtcp::Packet>>) -> Result<()> {
