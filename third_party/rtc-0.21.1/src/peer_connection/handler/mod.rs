@@ -448,15 +448,93 @@ impl RTCPeerConnection {
         }
     }
 
+    /// railcast patch (third_party/PATCHES.md, 25): an SRTP or SRTCP datagram, once a pair is
+    /// selected and the SRTP keys are known, is decrypted here and handed back as the SRTP
+    /// handler would put it out, instead of being moved through the demuxer, ICE, DTLS, SCTP,
+    /// data-channel and SRTP handlers' queues. What those handlers do for it is done here: the
+    /// transport's and the selected pair's receive counters, the data-channel handler's clock,
+    /// the decryption. Anything else, or SRTP before then, is given back (`Err`) for the walk.
+    /// `Ok(None)`: taken, and dropped for an error the SRTP handler would have logged.
+    #[allow(clippy::result_large_err)]
+    fn read_srtp_direct(
+        &mut self,
+        msg: TaggedRTCMessageInternal,
+    ) -> Result<Option<TaggedRTCMessageInternal>, TaggedRTCMessageInternal> {
+        use shared::marshal::Unmarshal;
+        let pipeline = &mut self.pipeline_context;
+        let ready = matches!(&msg.message, RTCMessageInternal::Raw(m) if demuxer::match_srtp(m))
+            && pipeline.srtp_handler_context.remote_srtp_context.is_some()
+            && pipeline
+                .ice_handler_context
+                .ice_transport
+                .agent
+                .get_selected_candidate_pair()
+                .is_some();
+        if !ready {
+            return Err(msg);
+        }
+        let RTCMessageInternal::Raw(message) = msg.message else {
+            unreachable!("checked above");
+        };
+        let now = msg.now;
+        let bytes = message.len();
+        pipeline.stats.transport.on_packet_received(bytes);
+        if let Some(key) = &pipeline.ice_handler_context.selected_pair_key
+            && let Some(pair) = pipeline.stats.ice_candidate_pairs.get_mut(key)
+        {
+            pair.on_packet_received(bytes, now);
+        }
+        pipeline.datachannel_handler_context.observe(now);
+        let Some(context) = pipeline.srtp_handler_context.remote_srtp_context.as_mut() else {
+            unreachable!("checked above");
+        };
+        let packet = if shared::util::is_rtcp(&message) {
+            context
+                .decrypt_rtcp(&message)
+                .and_then(|mut decrypted| rtcp::packet::unmarshal(&mut decrypted))
+                .and_then(|packets| {
+                    if packets.is_empty() {
+                        Err(Error::Other("empty rtcp_packets".to_string()))
+                    } else {
+                        Ok(Packet::Rtcp(packets))
+                    }
+                })
+        } else {
+            context
+                .decrypt_rtp(&message)
+                .and_then(|mut decrypted| rtp::Packet::unmarshal(&mut decrypted))
+                .map(Packet::Rtp)
+        };
+        match packet {
+            Ok(packet) => Ok(Some(TaggedRTCMessageInternal {
+                now,
+                // As the ICE handler passes it on: DTLS and SRTP are bound to the ICE
+                // transport, not to a 5-tuple.
+                transport: shared::TransportContext::default(),
+                message: RTCMessageInternal::Rtp(RTPMessage::Packet(packet)),
+            })),
+            Err(err) => {
+                warn!("SrtpHandler.handle_read got error: {err}");
+                Ok(None)
+            }
+        }
+    }
+
     fn pump_reads(&mut self, msg: Option<TaggedRTCMessageInternal>) {
         let mut intermediate_routs = VecDeque::<TaggedRTCMessageInternal>::new();
 
+        // railcast patch (third_party/PATCHES.md, 25): SRTP on a connection that is up joins
+        // the walk after the SRTP handler, already decrypted.
+        let mut decrypted = None;
         if let Some(msg) = msg {
-            intermediate_routs.push_back(msg);
+            match self.read_srtp_direct(msg) {
+                Ok(message) => decrypted = message,
+                Err(msg) => intermediate_routs.push_back(msg),
+            }
         }
 
         use sansio::Protocol;
-        for_each_handler!(forward: process_handler!(self, handler, {
+        process_handler_list!(call_macro: process_handler!(self, handler, {
             while let Some(msg) = intermediate_routs.pop_front() {
                 if let Err(err) = handler.handle_read(msg) {
                     warn!("{}.handle_read got error: {}", handler.name(), err);
@@ -465,7 +543,25 @@ impl RTCPeerConnection {
             while let Some(msg) = handler.poll_read() {
                 intermediate_routs.push_back(msg);
             }
-        }));
+        }), [
+            get_demuxer_handler,
+            get_ice_handler,
+            get_dtls_handler,
+            get_sctp_handler,
+            get_datachannel_handler,
+            get_srtp_handler
+        ]);
+        intermediate_routs.extend(decrypted);
+        process_handler_list!(call_macro: process_handler!(self, handler, {
+            while let Some(msg) = intermediate_routs.pop_front() {
+                if let Err(err) = handler.handle_read(msg) {
+                    warn!("{}.handle_read got error: {}", handler.name(), err);
+                }
+            }
+            while let Some(msg) = handler.poll_read() {
+                intermediate_routs.push_back(msg);
+            }
+        }), [get_interceptor_handler, get_endpoint_handler]);
 
         // Finally, put intermediate_routs into RTCPeerConnection's routs
         while let Some(msg) = intermediate_routs.pop_front() {
