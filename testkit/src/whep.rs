@@ -283,18 +283,20 @@ pub async fn media_peer_on(
             RtpCodecKind::Audio,
         )
         .expect("register Opus");
-    let registry = if interceptors {
-        configure_rtcp_reports(configure_nack(Registry::new(), &mut engine))
-    } else {
-        Registry::new()
-    };
+    let registry = interceptors.then(|| configure_rtcp_reports(configure_nack(Registry::new(), &mut engine)));
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
     let (dc_tx, channels) = mpsc::unbounded_channel();
     let ice = Arc::new(Mutex::new(Vec::new()));
-    let pc = PeerConnectionBuilder::new()
+    let builder = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(engine)
-        .with_interceptor_registry(registry)
+        .with_media_engine(engine);
+    // Without a player's interceptors, only the terminus (inbound RTCP stops there), as the
+    // whole chain: no chain to walk per packet (vendored patch 23).
+    let builder = match registry {
+        Some(registry) => builder.with_interceptor_registry(registry),
+        None => builder.with_interceptor(Box::new(rtc::interceptor::NoopInterceptor::new())),
+    };
+    let pc = builder
         .with_setting_engine(
             SettingEngineBuilder::new()
                 .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
