@@ -433,6 +433,22 @@ pub const HEADERS: &[&str] = &[
     "load CPU%",
 ];
 
+/// The for-reference target line of a fan-out whose clients take each packet's latency at their
+/// socket: the most `who` (clients, viewers) with `delivered` and that p99 ≤ 20 ms.
+fn at_sockets(steps: &[FanoutStep], delivered: impl Fn(&FanoutStep) -> bool, who: &str, mbit: f64) -> Target {
+    let best = steps
+        .iter()
+        .filter(|s| delivered(s) && s.socket_latency.as_ref().and_then(|l| l.p99_us).is_some_and(|p| p <= 20_000))
+        .map(|s| s.clients)
+        .max();
+    Target::new(
+        format!("… with p99 taken at the {who}' sockets (for reference)"),
+        format!("≥ 500 {who} at 4 Mbit/s"),
+        format!("{} {who} at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
+        None,
+    )
+}
+
 /// The columns of a transport's table: [`HEADERS`], and for MQTT the broker's CPU and the
 /// publishes the server deferred.
 fn headers(transport: Transport) -> Vec<&'static str> {
@@ -567,18 +583,7 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
             ));
             // The same with the latency at the clients' sockets: what the server delivers,
             // without the one-core tool's own queue (for reference; the line above decides).
-            let socket_p99 = |s: &FanoutStep| s.socket_latency.as_ref().and_then(|l| l.p99_us);
-            let best = steps
-                .iter()
-                .filter(|s| ok999(s) && socket_p99(s).is_some_and(|p| p <= 20_000))
-                .map(|s| s.clients)
-                .max();
-            out.targets.push(Target::new(
-                "… with p99 taken at the clients' sockets (for reference)",
-                "≥ 500 clients at 4 Mbit/s",
-                format!("{} clients at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
-                None,
-            ));
+            out.targets.push(at_sockets(&steps, |s| ok999(s), "clients", mbit));
         }
         Transport::Whep => {
             let rtp999 = |s: &&FanoutStep| s.rtp_delivered_fraction.is_some_and(|d| d >= 0.999);
@@ -591,18 +596,7 @@ pub async fn fanout(ctx: &Ctx, transport: Transport) -> Outcome {
                 (ctx.bitrate >= 4_000_000).then(|| best.is_some_and(|b| b >= 500)),
             ));
             // As for WebTransport: at the viewers' sockets, for reference.
-            let socket_p99 = |s: &FanoutStep| s.socket_latency.as_ref().and_then(|l| l.p99_us);
-            let best = steps
-                .iter()
-                .filter(|s| rtp999(s) && socket_p99(s).is_some_and(|p| p <= 20_000))
-                .map(|s| s.clients)
-                .max();
-            out.targets.push(Target::new(
-                "… with p99 taken at the viewers' sockets (for reference)",
-                "≥ 500 viewers at 4 Mbit/s",
-                format!("{} viewers at {mbit} Mbit/s", best.map(|b| b.to_string()).unwrap_or_else(|| "0".into())),
-                None,
-            ));
+            out.targets.push(at_sockets(&steps, |s| rtp999(&s), "viewers", mbit));
         }
         Transport::Mqtt => {
             // No target N in the issue: the figure is where it stops holding.

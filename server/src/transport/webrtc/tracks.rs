@@ -852,8 +852,8 @@ impl Session {
             });
             slot.sequence = slot.sequence.wrapping_add(1);
         }
-        // The whole frame in one driver event: encrypted under one lock of the connection and
-        // sent in one flush (third_party/PATCHES.md, 19).
+        // The whole frame in one batch: encrypted under one lock of the connection and sent by
+        // this task in one GSO send, with no driver wake-up (third_party/PATCHES.md, 22, 24).
         if let Err(e) = slot.track.write_rtp_batch(packets).await {
             // The frame is lost to the peer: wait for a keyframe, and ask for one.
             tracing::debug!(session = %self.peer.id, "RTP write failed: {e}");
