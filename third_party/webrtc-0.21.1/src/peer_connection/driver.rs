@@ -509,6 +509,9 @@ pub(crate) async fn send_rtp_batch(
     sender_id: RTCRtpSenderId,
     packets: Vec<rtp::Packet>,
 ) -> Result<()> {
+    if pc.is_closing() {
+        return Err(Error::ErrConnectionClosed);
+    }
     let now = pc.runtime.now();
     let (mut writes, rearm) = {
         let mut core = pc.core.lock().await;

@@ -1664,7 +1664,7 @@ mod tests {
             rtp_transceivers: Mutex::new(HashMap::new()),
             discard_local_candidates_during_ice_restart,
             ice_restart_rebind_pending: AtomicBool::new(false),
-                direct: driver::DirectWrite::default(),
+            direct: driver::DirectWrite::default(),
         });
 
         (inner, driver_event_rx)
