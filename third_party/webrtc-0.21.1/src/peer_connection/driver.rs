@@ -367,12 +367,19 @@ async fn send_datagrams(
         .map_err(Error::from)
 }
 
-/// The end of the GSO run starting at `writes[i]` (railcast: taken out of `flush_writes` for
-/// [`send_rtp_batch`], third_party/PATCHES.md, 24): it grows while the next datagram has the
-/// same 4-tuple and ECN and is exactly the first one's size (a shorter one can only be the
-/// run's last segment, a larger one starts the next run), capped by `socket`'s GSO segment
-/// limit and [`MAX_GSO_BATCH_BYTES`].
-fn gso_run_end(writes: &[TaggedBytesMut], i: usize, socket: &dyn AsyncUdpSocket) -> usize {
+/// Send the GSO run starting at `writes[i]` on `socket` and return where it ends (railcast: taken
+/// out of `flush_writes` for [`send_rtp_batch`], third_party/PATCHES.md, 24). The run grows while
+/// the next datagram has the same 4-tuple and ECN and is exactly the first one's size (a shorter
+/// one can only be the run's last segment, a larger one starts the next run), capped by
+/// `socket`'s GSO segment limit and [`MAX_GSO_BATCH_BYTES`]; it goes out in one GSO `sendmsg`
+/// when it is long enough to be worth it, else a `send_to` each. Errors are logged, as the
+/// driver always did.
+async fn send_run(
+    socket: &dyn AsyncUdpSocket,
+    writes: &[TaggedBytesMut],
+    i: usize,
+    scratch: &mut Vec<u8>,
+) -> usize {
     let tp = writes[i].transport;
     let seg = writes[i].message.len();
     let ecn = tp.ecn.map(|e| e as u8);
@@ -411,20 +418,7 @@ fn gso_run_end(writes: &[TaggedBytesMut], i: usize, socket: &dyn AsyncUdpSocket)
             }
         }
     }
-    end
-}
-
-/// Send a run of [`gso_run_end`] on `socket`: one GSO `sendmsg` when it is long enough to be
-/// worth it, else a `send_to` each. Errors are logged, as the driver always did.
-async fn send_run(socket: &dyn AsyncUdpSocket, run: &[TaggedBytesMut], scratch: &mut Vec<u8>) {
-    let tp = run[0].transport;
-    let seg = run[0].message.len();
-    let ecn = tp.ecn.map(|e| e as u8);
-    let max_seg = if seg > 0 {
-        socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
-    } else {
-        1
-    };
+    let run = &writes[i..end];
     // GSO only when the run is both worth it and physically batchable. Clamp the
     // threshold to `max_seg` so a socket with a small GSO limit (< MIN_GSO_RUN)
     // still batches rather than degrading to all-singleton sends.
@@ -456,6 +450,7 @@ async fn send_run(socket: &dyn AsyncUdpSocket, run: &[TaggedBytesMut], scratch: 
             }
         }
     }
+    end
 }
 
 /// railcast patch (third_party/PATCHES.md, 24): what a track's writer needs to send its own RTP
@@ -497,7 +492,8 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// railcast patch (third_party/PATCHES.md, 24): write RTP packets of one sender, in order, and
 /// send what they became from the calling task, without a driver event. The core turns them
 /// into datagrams under its lock (the chain, SRTP and the pair's stamp: patch 22); they go out
-/// on the driver's socket for their local address in GSO runs, as the driver sends them.
+/// on the driver's socket for their local address in GSO runs ([`send_run`]), as the driver
+/// sends them.
 /// Datagrams for no such socket (TCP, mDNS, TURN-relayed) are handed to the driver. When the
 /// writes moved one of the core's timers earlier than the driver's next wake-up (a report
 /// interceptor's first deadline, say), the driver is nudged to rearm.
@@ -551,9 +547,7 @@ pub(crate) async fn send_rtp_batch(
             i += 1;
             continue;
         };
-        let end = gso_run_end(&writes, i, &*socket);
-        send_run(&*socket, &writes[i..end], &mut scratch).await;
-        i = end;
+        i = send_run(&*socket, &writes, i, &mut scratch).await;
     }
     if !others.is_empty() {
         pc.driver_event_tx
@@ -2300,9 +2294,7 @@ where
             }
 
             let socket = self.udp_sockets.get(&tp.local_addr).unwrap().clone();
-            let end = gso_run_end(&writes, i, &*socket);
-            send_run(&*socket, &writes[i..end], &mut scratch).await;
-            i = end;
+            i = send_run(&*socket, &writes, i, &mut scratch).await;
         }
 
         scratch.clear();

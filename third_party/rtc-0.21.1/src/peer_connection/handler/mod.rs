@@ -460,7 +460,6 @@ impl RTCPeerConnection {
         &mut self,
         msg: TaggedRTCMessageInternal,
     ) -> Result<Option<TaggedRTCMessageInternal>, TaggedRTCMessageInternal> {
-        use shared::marshal::Unmarshal;
         let pipeline = &mut self.pipeline_context;
         let ready = matches!(&msg.message, RTCMessageInternal::Raw(m) if demuxer::match_srtp(m))
             && pipeline.srtp_handler_context.remote_srtp_context.is_some()
@@ -488,23 +487,7 @@ impl RTCPeerConnection {
         let Some(context) = pipeline.srtp_handler_context.remote_srtp_context.as_mut() else {
             unreachable!("checked above");
         };
-        let packet = if shared::util::is_rtcp(&message) {
-            context
-                .decrypt_rtcp(&message)
-                .and_then(|mut decrypted| rtcp::packet::unmarshal(&mut decrypted))
-                .and_then(|packets| {
-                    if packets.is_empty() {
-                        Err(Error::Other("empty rtcp_packets".to_string()))
-                    } else {
-                        Ok(Packet::Rtcp(packets))
-                    }
-                })
-        } else {
-            context
-                .decrypt_rtp(&message)
-                .and_then(|mut decrypted| rtp::Packet::unmarshal(&mut decrypted))
-                .map(Packet::Rtp)
-        };
+        let packet = srtp::unprotect(context, &message);
         match packet {
             Ok(packet) => Ok(Some(TaggedRTCMessageInternal {
                 now,
@@ -534,34 +517,31 @@ impl RTCPeerConnection {
         }
 
         use sansio::Protocol;
-        process_handler_list!(call_macro: process_handler!(self, handler, {
-            while let Some(msg) = intermediate_routs.pop_front() {
-                if let Err(err) = handler.handle_read(msg) {
-                    warn!("{}.handle_read got error: {}", handler.name(), err);
-                }
-            }
-            while let Some(msg) = handler.poll_read() {
-                intermediate_routs.push_back(msg);
-            }
-        }), [
+        // Each handler reads what the one before put out, in the handlers' order.
+        macro_rules! walk {
+            ($($getter:ident),+) => {
+                process_handler_list!(call_macro: process_handler!(self, handler, {
+                    while let Some(msg) = intermediate_routs.pop_front() {
+                        if let Err(err) = handler.handle_read(msg) {
+                            warn!("{}.handle_read got error: {}", handler.name(), err);
+                        }
+                    }
+                    while let Some(msg) = handler.poll_read() {
+                        intermediate_routs.push_back(msg);
+                    }
+                }), [$($getter),+])
+            };
+        }
+        walk!(
             get_demuxer_handler,
             get_ice_handler,
             get_dtls_handler,
             get_sctp_handler,
             get_datachannel_handler,
             get_srtp_handler
-        ]);
+        );
         intermediate_routs.extend(decrypted);
-        process_handler_list!(call_macro: process_handler!(self, handler, {
-            while let Some(msg) = intermediate_routs.pop_front() {
-                if let Err(err) = handler.handle_read(msg) {
-                    warn!("{}.handle_read got error: {}", handler.name(), err);
-                }
-            }
-            while let Some(msg) = handler.poll_read() {
-                intermediate_routs.push_back(msg);
-            }
-        }), [get_interceptor_handler, get_endpoint_handler]);
+        walk!(get_interceptor_handler, get_endpoint_handler);
 
         // Finally, put intermediate_routs into RTCPeerConnection's routs
         while let Some(msg) = intermediate_routs.pop_front() {

@@ -12,6 +12,22 @@ use srtp::context::Context;
 use std::collections::VecDeque;
 use std::time::Instant;
 
+/// An SRTP or SRTCP datagram decrypted and parsed (railcast patch, third_party/PATCHES.md, 25:
+/// shared by the handler and `read_srtp_direct`).
+pub(crate) fn unprotect(context: &mut Context, message: &[u8]) -> Result<Packet> {
+    if is_rtcp(message) {
+        let mut decrypted = context.decrypt_rtcp(message)?;
+        let rtcp_packets = rtcp::packet::unmarshal(&mut decrypted)?;
+        if rtcp_packets.is_empty() {
+            return Err(Error::Other("empty rtcp_packets".to_string()));
+        }
+        Ok(Packet::Rtcp(rtcp_packets))
+    } else {
+        let mut decrypted = context.decrypt_rtp(message)?;
+        Ok(Packet::Rtp(rtp::Packet::unmarshal(&mut decrypted)?))
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct SrtpHandlerContext {
     pub(crate) local_srtp_context: Option<Context>,
@@ -54,18 +70,12 @@ impl<'a>
             #[allow(clippy::collapsible_else_if)]
             if is_rtcp(&message) {
                 if let Some(context) = self.ctx.remote_srtp_context.as_mut() {
-                    let mut decrypted = context.decrypt_rtcp(&message)?;
-                    let rtcp_packets = rtcp::packet::unmarshal(&mut decrypted)?;
-                    if rtcp_packets.is_empty() {
-                        return Err(Error::Other("empty rtcp_packets".to_string()));
-                    }
-
                     self.ctx.read_outs.push_back(TaggedRTCMessageInternal {
                         now: msg.now,
                         transport: msg.transport,
-                        message: RTCMessageInternal::Rtp(RTPMessage::Packet(Packet::Rtcp(
-                            rtcp_packets,
-                        ))),
+                        message: RTCMessageInternal::Rtp(RTPMessage::Packet(unprotect(
+                            context, &message,
+                        )?)),
                     });
                 } else {
                     return Err(Error::Other(format!(
@@ -75,15 +85,12 @@ impl<'a>
                 }
             } else {
                 if let Some(context) = self.ctx.remote_srtp_context.as_mut() {
-                    let mut decrypted = context.decrypt_rtp(&message)?;
-                    let rtp_packet = rtp::Packet::unmarshal(&mut decrypted)?;
-
                     self.ctx.read_outs.push_back(TaggedRTCMessageInternal {
                         now: msg.now,
                         transport: msg.transport,
-                        message: RTCMessageInternal::Rtp(RTPMessage::Packet(Packet::Rtp(
-                            rtp_packet,
-                        ))),
+                        message: RTCMessageInternal::Rtp(RTPMessage::Packet(unprotect(
+                            context, &message,
+                        )?)),
                     });
                 } else {
                     return Err(Error::Other(format!(

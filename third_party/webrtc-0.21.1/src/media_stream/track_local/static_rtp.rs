@@ -76,7 +76,7 @@ impl TrackLocalStaticRTP {
     }
 
     /// Hands the driver the event `event` makes of this track's sender id (railcast patch,
-    /// third_party/PATCHES.md, 19: shared by `write_rtp` and `write_rtp_batch`).
+    /// third_party/PATCHES.md, 19; since 24 only `write_rtp` sends an event).
     async fn send_rtp(
         &self,
         event: impl FnOnce(RTCRtpSenderId) -> PeerConnectionDriverEvent,
