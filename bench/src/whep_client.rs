@@ -10,7 +10,7 @@
 //! of their sequence numbers.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{anyhow, bail};
 use tokio::sync::{mpsc, watch};
@@ -132,13 +132,18 @@ impl RtpCounter {
 }
 
 /// Count the video track's RTP until `stop`; marks the viewer warm at its first packet.
+///
+/// The packets are counted by a sink on the connection's driver task
+/// ([`TrackRemote::set_rtp_sink`]), as a player's depacketizer would take them: "read" is when
+/// webrtc-rs hands a packet to the application. The few queued before the sink was set are
+/// read from the track's queue.
 pub async fn run(
     mut conn: WhepConn,
     window: Arc<Window>,
     warm: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) -> (WhepConn, FrameCounter, RtpLoss, Option<String>) {
-    let mut c = RtpCounter::default();
+    let counter = Arc::new(Mutex::new(RtpCounter::default()));
     let mut error = None;
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -149,19 +154,26 @@ pub async fn run(
         t = conn.tracks.recv() => t,
     };
     if let Some(track) = track {
+        let count = {
+            let (counter, window, warm, stamp) =
+                (Arc::clone(&counter), Arc::clone(&window), Arc::clone(&warm), Arc::clone(&conn.stamp));
+            move |p: &rtc::rtp::Packet| {
+                let mut c = counter.lock().unwrap_or_else(PoisonError::into_inner);
+                if c.counter.packets_any == 0 {
+                    warm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let h = &p.header;
+                c.packet(h.sequence_number, h.timestamp, h.marker, p.payload.len() + 12, &window, stamp.get());
+            }
+        };
+        let sink = count.clone();
+        track.set_rtp_sink(Some(Box::new(move |p| sink(&p))));
         loop {
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
                 ev = track.poll() => match ev {
-                    Some(TrackRemoteEvent::OnRtpPacket(p)) => {
-                        if c.counter.packets_any == 0 {
-                            warm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        let h = &p.header;
-                        let at = conn.stamp.get();
-                        c.packet(h.sequence_number, h.timestamp, h.marker, p.payload.len() + 12, &window, at);
-                    }
+                    Some(TrackRemoteEvent::OnRtpPacket(p)) => count(&p),
                     Some(_) => {}
                     None => {
                         error = Some("track ended".into());
@@ -170,9 +182,11 @@ pub async fn run(
                 },
             }
         }
+        track.set_rtp_sink(None);
     } else {
         error = Some("no track before the end".into());
     }
+    let c = std::mem::take(&mut *counter.lock().unwrap_or_else(PoisonError::into_inner));
     let (counter, loss) = c.finish();
     (conn, counter, loss, error)
 }

@@ -1807,6 +1807,9 @@ where
             RTCMessage::RtpPacket(track_id, packet) => {
                 let track_remotes = self.inner.track_remote_events_tx.lock().await;
                 if let Some(evt_tx) = track_remotes.get(&track_id) {
+                    // railcast patch (third_party/PATCHES.md, 26): a sink set by the application
+                    // takes the packet here, on this task.
+                    let Err(packet) = evt_tx.1.sink_rtp(packet) else { return };
                     // overflow: DROPS — inherent, not a bug. UDP has no flow control, so
                     // there is nothing upstream to push back to; refusing to drop would
                     // mean buffering until the process dies. E3-01 makes the loss *counted*

@@ -73,6 +73,10 @@ pub enum TrackRemoteEvent {
     OnRtcpPacket(Vec<Box<dyn rtcp::Packet>>),
 }
 
+/// A synchronous receiver of a track's RTP packets; see [`TrackRemote::set_rtp_sink`]
+/// (railcast patch, third_party/PATCHES.md, 26).
+pub type RtpSink = Box<dyn FnMut(rtp::Packet) + Send>;
+
 /// A remote media track received from a remote peer.
 ///
 /// This trait provides the interface for reading incoming RTP/RTCP packets
@@ -91,4 +95,15 @@ pub trait TrackRemote: Track {
     /// Returns `None` once the track has ended and no events remain, so a
     /// `while let Some(event) = track.poll().await` loop terminates on its own.
     async fn poll(&self) -> Option<TrackRemoteEvent>;
+
+    /// Hands each RTP packet of this track to `sink` as the connection's driver receives it,
+    /// instead of queueing it for [`poll`](Self::poll): no queue, and no second task woken per
+    /// packet. The sink runs on the driver's task, so it must be quick and must not block.
+    /// Lifecycle events and RTCP still come from `poll`, as do packets queued before the sink was
+    /// set. `None` returns to queueing. (railcast patch, third_party/PATCHES.md, 26.)
+    fn set_rtp_sink(&self, sink: Option<RtpSink>);
+
+    /// The driver's hand-off to the sink: gives the packet back when no sink is set.
+    #[doc(hidden)]
+    fn sink_rtp(&self, packet: rtp::Packet) -> std::result::Result<(), rtp::Packet>;
 }

@@ -1,6 +1,6 @@
 use crate::error::{Error, Result};
 use crate::media_stream::Track;
-use crate::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use crate::media_stream::track_remote::{RtpSink, TrackRemote, TrackRemoteEvent};
 use crate::peer_connection::driver::PeerConnectionDriverEvent;
 use crate::runtime::{Mutex, Receiver, Sender};
 use rtc::media_stream::{
@@ -18,6 +18,9 @@ pub(crate) struct TrackRemoteStaticRTP {
     receiver_id: RTCRtpReceiverId,
     msg_tx: Sender<PeerConnectionDriverEvent>,
     evt_rx: Mutex<Receiver<TrackRemoteEvent>>,
+    /// railcast patch (third_party/PATCHES.md, 26): set by [`TrackRemote::set_rtp_sink`]; locked
+    /// by the driver once per packet (uncontended: one driver task).
+    rtp_sink: std::sync::Arc<std::sync::Mutex<Option<RtpSink>>>,
 }
 
 impl TrackRemoteStaticRTP {
@@ -32,6 +35,7 @@ impl TrackRemoteStaticRTP {
             receiver_id,
             msg_tx,
             evt_rx: Mutex::new(evt_rx),
+            rtp_sink: Default::default(),
         }
     }
 }
@@ -149,5 +153,19 @@ impl TrackRemote for TrackRemoteStaticRTP {
 
     async fn poll(&self) -> Option<TrackRemoteEvent> {
         self.evt_rx.lock().await.recv().await
+    }
+
+    fn set_rtp_sink(&self, sink: Option<RtpSink>) {
+        *self.rtp_sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = sink;
+    }
+
+    fn sink_rtp(&self, packet: rtc::rtp::Packet) -> std::result::Result<(), rtc::rtp::Packet> {
+        match self.rtp_sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            Some(sink) => {
+                sink(packet);
+                Ok(())
+            }
+            None => Err(packet),
+        }
     }
 }
