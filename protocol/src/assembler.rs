@@ -35,6 +35,48 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
+/// A complete frame as the chunks it came in, before they are joined into one buffer:
+/// [`FrameParts::join`] makes the [`Frame`]. A relay that already holds the frame's bytes in
+/// another form (a shared packetization) needs only the metadata, and skips the copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameParts {
+    pub camera: CameraId,
+    pub seq: FrameSeq,
+    pub keyframe: bool,
+    pub codec: Codec,
+    pub capture_us: u64,
+    /// Every chunk, in order (all present: the frame is complete).
+    chunks: Vec<Option<Bytes>>,
+}
+
+impl FrameParts {
+    /// The frame's encoded size in bytes.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().flatten().map(Bytes::len).sum()
+    }
+
+    /// Whether the frame has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame, its chunks copied into one buffer.
+    pub fn join(self) -> Frame {
+        let mut data = Vec::with_capacity(self.len());
+        for c in self.chunks.iter().flatten() {
+            data.extend_from_slice(c);
+        }
+        Frame {
+            camera: self.camera,
+            seq: self.seq,
+            keyframe: self.keyframe,
+            codec: self.codec,
+            capture_us: self.capture_us,
+            data,
+        }
+    }
+}
+
 /// What the assembler did, for stats overlays and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AssemblerStats {
@@ -84,6 +126,11 @@ impl Assembler {
 
     /// Feed one packet; returns a frame when this packet completes one that may be shown.
     pub fn push(&mut self, packet: &VideoPacket) -> Option<Frame> {
+        self.push_parts(packet).map(FrameParts::join)
+    }
+
+    /// As [`Assembler::push`], with the frame's chunks not yet joined.
+    pub fn push_parts(&mut self, packet: &VideoPacket) -> Option<FrameParts> {
         let h = packet.header;
         self.stats.packets += 1;
         let idx = match self.cameras.iter().position(|c| c.id == h.camera) {
@@ -161,17 +208,13 @@ impl Assembler {
         }
         cam.need_keyframe = false;
         stats.frames += 1;
-        let mut data = Vec::with_capacity(done.chunks.iter().flatten().map(Bytes::len).sum());
-        for c in done.chunks.iter().flatten() {
-            data.extend_from_slice(c);
-        }
-        Some(Frame {
+        Some(FrameParts {
             camera: h.camera,
             seq: done.seq,
             keyframe: done.keyframe,
             codec: done.codec,
             capture_us: done.capture_us,
-            data,
+            chunks: done.chunks,
         })
     }
 }
@@ -306,5 +349,26 @@ mod tests {
         let f = out.expect("frame");
         assert_eq!(f.data, data);
         assert_eq!((f.camera, f.seq, f.capture_us, f.keyframe), (CameraId(3), FrameSeq(9), 77, true));
+    }
+
+    #[test]
+    fn parts_are_the_frame_before_its_chunks_are_joined() {
+        let mut whole = Assembler::new();
+        let mut parts = Assembler::new();
+        // A keyframe, a delta, a lost chunk (frame 2), then a delta skipped and a keyframe.
+        let mut pkts = frame(0, true, 250);
+        pkts.extend(frame(1, false, 120));
+        let mut lost = frame(2, false, 300);
+        lost.remove(1);
+        pkts.extend(lost);
+        pkts.extend(frame(3, false, 80));
+        pkts.extend(frame(4, true, 410));
+        let frames: Vec<Frame> = pkts.iter().filter_map(|p| whole.push(p)).collect();
+        let joined: Vec<(usize, Frame)> =
+            pkts.iter().filter_map(|p| parts.push_parts(p)).map(|f| (f.len(), f.join())).collect();
+        assert_eq!(frames.iter().map(|f| f.seq.0).collect::<Vec<_>>(), vec![0, 1, 4]);
+        assert_eq!(joined.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), frames);
+        assert!(joined.iter().all(|(len, f)| *len == f.data.len() && *len > 0));
+        assert_eq!(parts.stats, whole.stats);
     }
 }

@@ -52,7 +52,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use railcast_protocol::assembler::{Assembler, Frame};
+use railcast_protocol::assembler::{Assembler, Frame, FrameParts};
 use railcast_protocol::client::ServerEvent;
 use railcast_protocol::h264::{nal_units, NAL_IDR, NAL_PPS, NAL_SPS};
 use railcast_protocol::{AudioInfo, CameraId, CameraInfo, TrainId, VideoPacket};
@@ -233,7 +233,7 @@ pub struct Slots(pub Vec<Slot>);
 impl Slots {
     /// The slot that carries `frame` of a train whose cameras and audio sources are `ids`
     /// (camera and audio ids share one id space per train; the codec says again which it is).
-    fn route(&mut self, frame: &Frame, ids: &TrackIds) -> Option<&mut Slot> {
+    fn route(&mut self, frame: &FrameParts, ids: &TrackIds) -> Option<&mut Slot> {
         let media = if frame.codec.is_audio() {
             Media::Audio { source: ids.audio.iter().position(|c| *c == frame.camera)? }
         } else {
@@ -306,8 +306,9 @@ struct Packetized {
     pps: Option<Vec<u8>>,
 }
 
-/// Train, camera, frame sequence, capture time.
-type FrameKey = (String, u16, u32, u64);
+/// Train, camera, frame sequence, capture time. The train's id is shared, not copied, per
+/// viewer and frame.
+type FrameKey = (Arc<str>, u16, u32, u64);
 
 /// Frames kept: a few seconds of a handful of trains' cameras; a viewer far behind packetizes
 /// its own.
@@ -673,6 +674,7 @@ impl Session {
         *lock(&peer.session) = Some(Arc::clone(relay.info()));
         let metrics = crate::metrics::PacketOut::new(NAME);
         let mut train = mapped_train(&mapping);
+        let mut train_key = shared_key(train.as_ref());
         let mut ids = TrackIds::of(&mapping);
         let mut last_mapping = mapping;
         let mut assembler = Assembler::new();
@@ -705,14 +707,14 @@ impl Session {
                         relay.info().sent(batch.len() as u64, bytes);
                         for p in batch.drain(..) {
                             let packet = VideoPacket { header: p.header, bytes: p.bytes };
-                            let Some(frame) = assembler.push(&packet) else { continue };
+                            let Some(frame) = assembler.push_parts(&packet) else { continue };
                             let Some(slot) = slots.route(&frame, &ids) else { continue };
                             match slot.media {
                                 Media::Video { .. } => {
-                                    self.write_frame(slot, frame, train.as_ref()).await;
+                                    self.write_frame(slot, frame, train.as_ref(), train_key.as_ref()).await;
                                 }
                                 Media::Audio { .. } => {
-                                    self.write_audio(slot, frame).await;
+                                    self.write_audio(slot, frame.join()).await;
                                 }
                             }
                         }
@@ -722,6 +724,7 @@ impl Session {
                             ServerEvent::MappedTrainChanged { .. } | ServerEvent::TrainOnline { .. } => {
                                 if let ServerEvent::MappedTrainChanged { .. } = ev {
                                     train = mapped_train(&ev);
+                                    train_key = shared_key(train.as_ref());
                                     last_mapping = ev.clone();
                                 }
                                 ids = TrackIds::of(&ev);
@@ -801,17 +804,27 @@ impl Session {
         }
     }
 
-    /// Packetize `frame` and write it on `slot`'s track; returns the RTP packets written.
-    async fn write_frame(&self, slot: &mut Slot, frame: Frame, train: Option<&TrainId>) -> usize {
+    /// Packetize `frame` and write it on `slot`'s track; returns the RTP packets written. A
+    /// frame another viewer has packetized already is sent from the shared payloads, its chunks
+    /// never joined. `train_key`: `train`'s id as [`SHARED`] keys it.
+    async fn write_frame(
+        &self,
+        slot: &mut Slot,
+        frame: FrameParts,
+        train: Option<&TrainId>,
+        train_key: Option<&Arc<str>>,
+    ) -> usize {
         if slot.awaiting_keyframe && !frame.keyframe {
             return 0;
         }
-        let key = train.map(|t| (t.to_string(), frame.camera.0, frame.seq.0, frame.capture_us));
+        let key = train_key.map(|t| (Arc::clone(t), frame.camera.0, frame.seq.0, frame.capture_us));
         let shared = key.as_ref().and_then(|k| lock(&SHARED).get(k));
+        let (camera, keyframe, capture_us) = (frame.camera, frame.keyframe, frame.capture_us);
         let payloads = if let Some(p) = shared {
             slot.parameter_sets.learn(p.sps.as_ref(), p.pps.as_ref());
             p.payloads.clone()
         } else {
+            let frame = frame.join();
             let len = frame.data.len();
             let Some(data) = slot.parameter_sets.complete(frame.data) else {
                 self.request_for(slot, frame.camera, train);
@@ -834,7 +847,7 @@ impl Session {
             }
             payloads
         };
-        let timestamp = slot.clock.timestamp(frame.capture_us);
+        let timestamp = slot.clock.timestamp(capture_us);
         let n = payloads.len();
         let mut packets = Vec::with_capacity(n);
         for (i, payload) in payloads.into_iter().enumerate() {
@@ -858,10 +871,10 @@ impl Session {
             // The frame is lost to the peer: wait for a keyframe, and ask for one.
             tracing::debug!(session = %self.peer.id, "RTP write failed: {e}");
             slot.awaiting_keyframe = true;
-            self.request_for(slot, frame.camera, train);
+            self.request_for(slot, camera, train);
             return 0;
         }
-        if frame.keyframe {
+        if keyframe {
             slot.awaiting_keyframe = false;
         }
         if lock(&self.peer.video_open_at).is_none() {
@@ -954,6 +967,11 @@ fn rtcp_pump(track: Arc<dyn TrackLocal>, tx: mpsc::Sender<Event>) -> tokio::task
             }
         }
     })
+}
+
+/// `train`'s id as [`SHARED`] keys it, made once per mapping rather than per viewer and frame.
+fn shared_key(train: Option<&TrainId>) -> Option<Arc<str>> {
+    train.map(|t| Arc::from(t.as_str()))
 }
 
 fn mapped_train(ev: &ServerEvent) -> Option<TrainId> {
