@@ -22,7 +22,9 @@
 //!   the MTU. Every IDR is preceded by SPS and PPS: the simulator's keyframes carry them, and a
 //!   keyframe that does not gets the last ones seen on that camera ([`ParameterSets`]). A frame
 //!   is packetized once, by the first session that sends it; the others send the same payloads
-//!   (`SharedPayloads`, the last 512 frames), each with its own header.
+//!   (`SharedPayloads`, the last 512 frames), each with its own header, and never join the
+//!   frame's chunks ([`railcast_protocol::assembler::FrameParts`]): the assembler's rules still
+//!   decide which frames go out.
 //! - **Audio.** A railcast audio packet is one whole Opus packet (one chunk, always a keyframe),
 //!   so it is one RTP packet as it is (RFC 7587: no payload header; the marker bit is left clear,
 //!   which the RFC allows). The hub does not replay audio to a late joiner: sound starts with the
