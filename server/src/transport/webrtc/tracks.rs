@@ -675,8 +675,7 @@ impl Session {
             Relay::open(&self.core, Arc::clone(&self.rc), peer.principal.clone(), NAME, peer.id.clone());
         *lock(&peer.session) = Some(Arc::clone(relay.info()));
         let metrics = crate::metrics::PacketOut::new(NAME);
-        let mut train = mapped_train(&mapping);
-        let mut train_key = shared_key(train.as_ref());
+        let mut train = MappedTrain::of(&mapping);
         let mut ids = TrackIds::of(&mapping);
         let mut last_mapping = mapping;
         let mut assembler = Assembler::new();
@@ -713,7 +712,7 @@ impl Session {
                             let Some(slot) = slots.route(&frame, &ids) else { continue };
                             match slot.media {
                                 Media::Video { .. } => {
-                                    self.write_frame(slot, frame, train.as_ref(), train_key.as_ref()).await;
+                                    self.write_frame(slot, frame, train.as_ref()).await;
                                 }
                                 Media::Audio { .. } => {
                                     self.write_audio(slot, frame.join()).await;
@@ -725,8 +724,7 @@ impl Session {
                         match &ev {
                             ServerEvent::MappedTrainChanged { .. } | ServerEvent::TrainOnline { .. } => {
                                 if let ServerEvent::MappedTrainChanged { .. } = ev {
-                                    train = mapped_train(&ev);
-                                    train_key = shared_key(train.as_ref());
+                                    train = MappedTrain::of(&ev);
                                     last_mapping = ev.clone();
                                 }
                                 ids = TrackIds::of(&ev);
@@ -773,7 +771,7 @@ impl Session {
                 ev = rx.recv() => match ev {
                     Some(Event::Keyframe(ssrcs)) => {
                         for ssrc in ssrcs {
-                            self.keyframe_request(&mut slots, ssrc, &ids.cameras, train.as_ref());
+                            self.keyframe_request(&mut slots, ssrc, &ids.cameras, train.as_ref().map(|t| &t.id));
                         }
                     }
                     Some(Event::Command(Ev::Open(_))) => {
@@ -808,18 +806,13 @@ impl Session {
 
     /// Packetize `frame` and write it on `slot`'s track; returns the RTP packets written. A
     /// frame another viewer has packetized already is sent from the shared payloads, its chunks
-    /// never joined. `train_key`: `train`'s id as [`SHARED`] keys it.
-    async fn write_frame(
-        &self,
-        slot: &mut Slot,
-        frame: FrameParts,
-        train: Option<&TrainId>,
-        train_key: Option<&Arc<str>>,
-    ) -> usize {
+    /// never joined.
+    async fn write_frame(&self, slot: &mut Slot, frame: FrameParts, train: Option<&MappedTrain>) -> usize {
         if slot.awaiting_keyframe && !frame.keyframe {
             return 0;
         }
-        let key = train_key.map(|t| (Arc::clone(t), frame.camera.0, frame.seq.0, frame.capture_us));
+        let key = train.map(|t| (Arc::clone(&t.key), frame.camera.0, frame.seq.0, frame.capture_us));
+        let train = train.map(|t| &t.id);
         let shared = key.as_ref().and_then(|k| lock(&SHARED).get(k));
         let (camera, keyframe, capture_us) = (frame.camera, frame.keyframe, frame.capture_us);
         let payloads = if let Some(p) = shared {
@@ -971,15 +964,21 @@ fn rtcp_pump(track: Arc<dyn TrackLocal>, tx: mpsc::Sender<Event>) -> tokio::task
     })
 }
 
-/// `train`'s id as [`SHARED`] keys it, made once per mapping rather than per viewer and frame.
-fn shared_key(train: Option<&TrainId>) -> Option<Arc<str>> {
-    train.map(|t| Arc::from(t.as_str()))
+/// The train a session's mapping names, with its id as [`SHARED`] keys it (made once per mapping,
+/// not per frame).
+struct MappedTrain {
+    id: TrainId,
+    key: Arc<str>,
 }
 
-fn mapped_train(ev: &ServerEvent) -> Option<TrainId> {
-    match ev {
-        ServerEvent::MappedTrainChanged { train_id, .. } => train_id.clone(),
-        _ => None,
+impl MappedTrain {
+    fn of(ev: &ServerEvent) -> Option<Self> {
+        match ev {
+            ServerEvent::MappedTrainChanged { train_id: Some(id), .. } => {
+                Some(Self { key: Arc::from(id.as_str()), id: id.clone() })
+            }
+            _ => None,
+        }
     }
 }
 
