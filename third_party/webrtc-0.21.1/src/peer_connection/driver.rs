@@ -9,7 +9,7 @@ use super::transport::turn_relayer::{RTCTurnRelayEventIn, RTCTurnRelayEventOut, 
 use crate::data_channel::{DataChannelEvent, DataChannelImpl, RTCDataChannelId};
 use crate::media_stream::track_local::TrackLocalEvent;
 use crate::media_stream::track_remote::static_rtp::TrackRemoteStaticRTP;
-use crate::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use crate::media_stream::track_remote::{RtpSinkSlot, TrackRemote, TrackRemoteEvent};
 use crate::peer_connection::PeerConnectionRef;
 use crate::peer_connection::transport::tcp_transport::RTCTcpTransport;
 use crate::peer_connection::transport::udp_mux::{UdpMux, UdpMuxConn};
@@ -1665,12 +1665,14 @@ where
                         if !already_open {
                             let (evt_tx, evt_rx) =
                                 channel(DRIVER_TO_TRACK_REMOTE_EVENT_CHANNEL_CAPACITY);
+                            let rtp_sink = RtpSinkSlot::default();
                             let track_remote: Arc<dyn TrackRemote> =
                                 Arc::new(TrackRemoteStaticRTP::new(
                                     track,
                                     init.receiver_id,
                                     self.inner.driver_event_tx.clone(),
                                     evt_rx,
+                                    Arc::clone(&rtp_sink),
                                 ));
 
                             {
@@ -1697,7 +1699,7 @@ where
                                 if !self.inner.is_closing() {
                                     track_remotes.insert(
                                         track_id.clone(),
-                                        (evt_tx, Arc::clone(&track_remote)),
+                                        (evt_tx, Arc::clone(&track_remote), rtp_sink),
                                     );
                                     pending_on_track = Some(track_remote);
                                 }
@@ -1712,7 +1714,7 @@ where
                     .lock()
                     .await
                     .get(track_id)
-                    .map(|(evt_tx, track_remote)| (evt_tx.clone(), Arc::clone(track_remote)));
+                    .map(|(evt_tx, track_remote, _)| (evt_tx.clone(), Arc::clone(track_remote)));
 
                 if let Some((evt_tx, track_remote)) = track_remote_entry {
                     // overflow: DROPS — four lifecycle sends. This is the *accepted residual*:
@@ -1809,7 +1811,13 @@ where
                 if let Some(evt_tx) = track_remotes.get(&track_id) {
                     // railcast patch (third_party/PATCHES.md, 26): a sink set by the application
                     // takes the packet here, on this task.
-                    let Err(packet) = evt_tx.1.sink_rtp(packet) else { return };
+                    let packet = {
+                        let mut sink = evt_tx.2.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        match sink.as_mut() {
+                            Some(sink) => return sink(packet),
+                            None => packet,
+                        }
+                    };
                     // overflow: DROPS — inherent, not a bug. UDP has no flow control, so
                     // there is nothing upstream to push back to; refusing to drop would
                     // mean buffering until the process dies. E3-01 makes the loss *counted*
@@ -1838,7 +1846,7 @@ where
                     .lock()
                     .await
                     .get(&track_id)
-                    .map(|(evt_tx, _)| evt_tx.clone());
+                    .map(|(evt_tx, ..)| evt_tx.clone());
                 if let Some(evt_tx) = remote_tx {
                     // overflow: DROPS — inherent, as for RTP above; counted by E3-01.
                     if let Err(err) = evt_tx.try_send(TrackRemoteEvent::OnRtcpPacket(packets)) {

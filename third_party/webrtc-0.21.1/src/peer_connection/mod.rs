@@ -86,7 +86,7 @@ pub use rtc::statistics::report::{RTCStatsReport, RTCStatsReportEntry};
 
 use crate::media_stream::track_local::TrackLocalEvent;
 use crate::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use crate::media_stream::track_remote::TrackRemoteEvent;
+use crate::media_stream::track_remote::{RtpSinkSlot, TrackRemoteEvent};
 use crate::peer_connection::driver::PeerConnectionDriverEvent;
 use crate::rtp_transceiver::rtp_sender::RtpSenderImpl;
 pub use rtc::interceptor::Registry;
@@ -820,7 +820,7 @@ pub(crate) struct PeerConnectionRef {
     /// Channels for incoming track remote events
     #[allow(clippy::type_complexity)]
     pub(crate) track_remote_events_tx:
-        Mutex<HashMap<MediaStreamTrackId, (Sender<TrackRemoteEvent>, Arc<dyn TrackRemote>)>>,
+        Mutex<HashMap<MediaStreamTrackId, (Sender<TrackRemoteEvent>, Arc<dyn TrackRemote>, RtpSinkSlot)>>,
     /// Channels for delivering RTCP feedback to local (sent) tracks, keyed by track id.
     pub(crate) track_local_events_tx: Mutex<HashMap<MediaStreamTrackId, Sender<TrackLocalEvent>>>,
     /// Set while the driver is holding data-channel events the application's queue had no room

@@ -77,6 +77,10 @@ pub enum TrackRemoteEvent {
 /// (railcast patch, third_party/PATCHES.md, 26).
 pub type RtpSink = Box<dyn FnMut(rtp::Packet) + Send>;
 
+/// Where a track's [`RtpSink`] lives: shared by the track, which sets it, and the driver's track
+/// map, which hands it the packets (locked once per packet, uncontended: one driver task).
+pub(crate) type RtpSinkSlot = std::sync::Arc<std::sync::Mutex<Option<RtpSink>>>;
+
 /// A remote media track received from a remote peer.
 ///
 /// This trait provides the interface for reading incoming RTP/RTCP packets
@@ -102,8 +106,4 @@ pub trait TrackRemote: Track {
     /// Lifecycle events and RTCP still come from `poll`, as do packets queued before the sink was
     /// set. `None` returns to queueing. (railcast patch, third_party/PATCHES.md, 26.)
     fn set_rtp_sink(&self, sink: Option<RtpSink>);
-
-    /// The driver's hand-off to the sink: gives the packet back when no sink is set.
-    #[doc(hidden)]
-    fn sink_rtp(&self, packet: rtp::Packet) -> std::result::Result<(), rtp::Packet>;
 }

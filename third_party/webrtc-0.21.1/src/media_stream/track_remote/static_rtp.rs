@@ -1,6 +1,6 @@
 use crate::error::{Error, Result};
 use crate::media_stream::Track;
-use crate::media_stream::track_remote::{RtpSink, TrackRemote, TrackRemoteEvent};
+use crate::media_stream::track_remote::{RtpSink, RtpSinkSlot, TrackRemote, TrackRemoteEvent};
 use crate::peer_connection::driver::PeerConnectionDriverEvent;
 use crate::runtime::{Mutex, Receiver, Sender};
 use rtc::media_stream::{
@@ -18,9 +18,9 @@ pub(crate) struct TrackRemoteStaticRTP {
     receiver_id: RTCRtpReceiverId,
     msg_tx: Sender<PeerConnectionDriverEvent>,
     evt_rx: Mutex<Receiver<TrackRemoteEvent>>,
-    /// railcast patch (third_party/PATCHES.md, 26): set by [`TrackRemote::set_rtp_sink`]; locked
-    /// by the driver once per packet (uncontended: one driver task).
-    rtp_sink: std::sync::Arc<std::sync::Mutex<Option<RtpSink>>>,
+    /// railcast patch (third_party/PATCHES.md, 26): set by [`TrackRemote::set_rtp_sink`]; the
+    /// driver's track map holds the same slot.
+    rtp_sink: RtpSinkSlot,
 }
 
 impl TrackRemoteStaticRTP {
@@ -29,13 +29,14 @@ impl TrackRemoteStaticRTP {
         receiver_id: RTCRtpReceiverId,
         msg_tx: Sender<PeerConnectionDriverEvent>,
         evt_rx: Receiver<TrackRemoteEvent>,
+        rtp_sink: RtpSinkSlot,
     ) -> Self {
         Self {
             track: Mutex::new(track),
             receiver_id,
             msg_tx,
             evt_rx: Mutex::new(evt_rx),
-            rtp_sink: Default::default(),
+            rtp_sink,
         }
     }
 }
@@ -157,15 +158,5 @@ impl TrackRemote for TrackRemoteStaticRTP {
 
     fn set_rtp_sink(&self, sink: Option<RtpSink>) {
         *self.rtp_sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = sink;
-    }
-
-    fn sink_rtp(&self, packet: rtc::rtp::Packet) -> std::result::Result<(), rtc::rtp::Packet> {
-        match self.rtp_sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
-            Some(sink) => {
-                sink(packet);
-                Ok(())
-            }
-            None => Err(packet),
-        }
     }
 }
