@@ -1,9 +1,10 @@
 //! Transport-agnostic fan-out: one [`Stream`] per train, any number of subscribers.
 //!
-//! The ingest side holds a [`Publisher`] per connected train and calls [`Publisher::publish`] for
-//! every video packet. Transports hold a [`Subscription`] and drain its bounded queue. The
-//! publisher never waits: offering a packet to a subscriber is a `try_send`, and a subscriber whose
-//! queue is full loses whole frames until the next keyframe ([`subscriber`] has the drop policy).
+//! The ingest side holds a [`Publisher`] per connected train and calls [`Publisher::publish_batch`]
+//! with the video packets it received together ([`Publisher::publish`] for one). Transports hold a
+//! [`Subscription`] and drain its bounded queue. The publisher never waits: offering packets to a
+//! subscriber is a `try_send` each under one lock of its queue, and a subscriber whose queue is
+//! full loses whole frames until the next keyframe ([`subscriber`] has the drop policy).
 //!
 //! A [`Packet`] is the train's bytes ([`bytes::Bytes`]: every subscriber gets the same allocation,
 //! nothing is copied) with its header, parsed once as it arrives: queues, the GOP cache and the
@@ -316,6 +317,13 @@ impl Publisher {
         self.stream.publish(self.generation, packet)
     }
 
+    /// [`Self::publish`] for packets that arrived together (a frame's datagrams): each is
+    /// validated and relayed as if published alone, but every subscriber's queue is locked and its
+    /// session woken once for all of them. `rejected` is told about each invalid one.
+    pub fn publish_batch(&self, packets: impl IntoIterator<Item = Bytes>, rejected: impl FnMut(PublishError)) {
+        self.stream.publish_batch(self.generation, packets, rejected);
+    }
+
     pub fn ack(&self, ack: CommandAck) {
         self.stream.complete_command(ack);
     }
@@ -485,6 +493,36 @@ mod tests {
         let counts = sub.stream().audio_counts();
         assert_eq!((counts[0].1, counts[0].2), (5, 5 * 29));
         assert_eq!(sub.stream().snapshot().rejected.get("codec_mismatch"), Some(&2));
+    }
+
+    /// Datagrams read together (docs/architecture.md, the hub): each is checked and relayed as if
+    /// published alone, in order; the invalid ones are reported, counted and left out.
+    #[test]
+    fn a_batch_is_published_as_its_packets_would_be_alone() {
+        let hub = Hub::new(HubConfig::default());
+        let train = TrainId::new("train-b").expect("id");
+        let mut sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
+        let (control, _rx) = mpsc::channel(8);
+        let publisher = hub.connect_train(hello(&train, &[0, 1]), control);
+        let batch = [
+            packet(Codec::H264AnnexB, 0, 1),
+            Bytes::from_static(b"not a packet"),
+            packet(Codec::H264AnnexB, 1, 1),
+            packet(Codec::H264AnnexB, 5, 1),
+            packet(Codec::Opus, 0, 2),
+            packet(Codec::H264AnnexB, 0, 2),
+        ];
+        let mut refused = Vec::new();
+        publisher.publish_batch(batch, |e| refused.push(e.label()));
+        refused.sort_unstable();
+        assert_eq!(refused, ["bad_magic", "codec_mismatch", "unknown_camera"]);
+        let mut got = Vec::new();
+        sub.drain_packets(&mut got, 100);
+        let got: Vec<(u16, u32)> = got.iter().map(|p| (p.header.camera.0, p.header.seq.0)).collect();
+        assert_eq!(got, [(0, 1), (1, 1), (0, 2)], "the valid ones, in order");
+        let snapshot = sub.stream().snapshot();
+        assert_eq!(snapshot.rejected.values().sum::<u64>(), 3);
+        assert_eq!(snapshot.packets_in, 3);
     }
 }
 

@@ -2,7 +2,8 @@
 //! consumer (the subscriber's transport session).
 //!
 //! It replaces tokio's `mpsc` on the fan-out path, where every packet is sent once per
-//! subscriber: a send is a short lock and a push, a receive a short lock and a pop, and waking is
+//! subscriber: a send is a short lock and a push (the packets the hub is given together go under
+//! one lock, with one wake-up: [`Sender::batch`]), a receive a short lock and a pop, and waking is
 //! one [`AtomicWaker`]. tokio's bounded channel also returns a semaphore permit (a mutex) and
 //! updates its waiter lists on every packet, which showed in the server's profile at 1,000
 //! WebSocket clients (docs/benchmarks-history.md, "Session 4: the WebSocket write path and the
@@ -62,25 +63,57 @@ impl<T: Clone> Sender<T> {
     }
 
     /// Queue `packet` if there is room for `room` packets (at least one) now: a frame's first
-    /// chunk asks for room for the whole frame. One lock for the check and the push.
+    /// chunk asks for room for the whole frame. (The hub sends in batches; this is a batch of one.)
+    #[cfg(test)]
     pub fn try_send(&self, packet: &T, room: usize) -> Result<(), SendError> {
+        self.batch()?.try_send(packet, room)
+    }
+
+    /// Hold the queue for several sends under one lock; the receiver is woken once, when the
+    /// batch ends, if anything was queued. `Err(Closed)` when the receiver is gone.
+    pub fn batch(&self) -> Result<Batch<'_, T>, SendError> {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        {
-            let mut q = self.0.lock();
-            if self.0.capacity.saturating_sub(q.len()) < room.max(1) {
-                return Err(SendError::Full);
-            }
-            q.push_back(packet.clone());
-        }
-        self.0.waker.wake();
-        Ok(())
+        Ok(Batch { queue: Some(self.0.lock()), shared: &self.0, queued: false })
     }
 
     /// Wake the receiver without a packet (something else for it happened: a train event).
     pub fn notify(&self) {
         self.0.waker.wake();
+    }
+}
+
+/// Sends under one hold of a queue's lock ([`Sender::batch`]).
+#[derive(Debug)]
+pub struct Batch<'a, T> {
+    queue: Option<MutexGuard<'a, VecDeque<T>>>,
+    shared: &'a Shared<T>,
+    queued: bool,
+}
+
+impl<T: Clone> Batch<'_, T> {
+    /// Queue `packet` if there is room for `room` packets (at least one) now: a frame's first
+    /// chunk asks for room for the whole frame. Only `Full` fails it: a receiver that goes
+    /// meanwhile clears the queue once the batch lets go of it.
+    pub fn try_send(&mut self, packet: &T, room: usize) -> Result<(), SendError> {
+        let q = self.queue.as_mut().expect("held until dropped");
+        if self.shared.capacity.saturating_sub(q.len()) < room.max(1) {
+            return Err(SendError::Full);
+        }
+        q.push_back(packet.clone());
+        self.queued = true;
+        Ok(())
+    }
+}
+
+impl<T> Drop for Batch<'_, T> {
+    fn drop(&mut self) {
+        // Unlock first: the woken receiver takes the lock at once.
+        drop(self.queue.take());
+        if self.queued {
+            self.shared.waker.wake();
+        }
     }
 }
 
@@ -199,5 +232,41 @@ mod tests {
         }
         drop(tx);
         assert_eq!(reader.await.expect("reader"), (0..5).map(pkt).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_wakes_once_when_it_ends_and_only_if_it_queued() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(Default::default()));
+        let waker = std::task::Waker::from(Arc::clone(&count));
+        let wakes = || count.0.load(Ordering::SeqCst);
+        let (tx, mut rx) = channel(3);
+
+        rx.register(&Context::from_waker(&waker));
+        let mut batch = tx.batch().expect("open");
+        batch.try_send(&pkt(0), 2).expect("room for 2");
+        batch.try_send(&pkt(1), 1).expect("room");
+        assert_eq!(batch.try_send(&pkt(9), 2), Err(SendError::Full), "room for 1 only");
+        batch.try_send(&pkt(2), 1).expect("room");
+        assert_eq!(wakes(), 0, "not during the batch");
+        drop(batch);
+        assert_eq!(wakes(), 1, "once, at its end");
+
+        rx.register(&Context::from_waker(&waker));
+        let mut batch = tx.batch().expect("open");
+        assert_eq!(batch.try_send(&pkt(9), 1), Err(SendError::Full));
+        drop(batch);
+        assert_eq!(wakes(), 1, "nothing queued, nobody woken");
+        let mut out = Vec::new();
+        rx.drain_into(&mut out, 10);
+        assert_eq!(out, vec![pkt(0), pkt(1), pkt(2)]);
+
+        drop(rx);
+        assert_eq!(tx.batch().err(), Some(SendError::Closed));
     }
 }

@@ -427,54 +427,83 @@ impl Stream {
     }
 
     pub(super) fn publish(&self, generation: u64, bytes: Bytes) -> Result<(), PublishError> {
-        let header = match VideoHeader::parse(&bytes, self.config.max_payload) {
-            Ok(h) => h,
-            Err(e) => return Err(self.reject(e.into())),
-        };
+        let mut result = Ok(());
+        self.publish_batch(generation, std::iter::once(bytes), |e| result = Err(e));
+        result
+    }
+
+    /// Validate `datagrams` and fan out the valid ones, in order, under one hold of the stream's
+    /// lock: each subscriber's queue is locked once for all of them and its session woken once
+    /// (a frame's chunks, when the train's connection had them together). `rejected` is told
+    /// about each invalid packet (counted, as by [`Self::reject`]) and each one of a replaced
+    /// connection.
+    pub(super) fn publish_batch(
+        &self,
+        generation: u64,
+        datagrams: impl IntoIterator<Item = Bytes>,
+        mut rejected: impl FnMut(PublishError),
+    ) {
+        let mut packets = Vec::new();
+        let mut errors = Vec::new();
+        for bytes in datagrams {
+            match VideoHeader::parse(&bytes, self.config.max_payload) {
+                Ok(header) => packets.push(Packet { bytes, header }),
+                Err(e) => errors.push(PublishError::from(e)),
+            }
+        }
         let now = Instant::now();
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.generation != generation {
-            return Err(PublishError::Replaced);
-        }
-        let mismatch = |track: String| PublishError::CodecMismatch { track, codec: header.codec.name() };
-        let packet = if let Some(cam) = st.cameras.iter_mut().find(|c| c.info.id == header.camera) {
-            if header.codec.is_audio() {
-                drop(guard);
-                return Err(self.reject(mismatch(format!("camera {}", header.camera))));
-            }
-            cam.meter.add(now, bytes.len(), header.starts_frame());
-            let packet = Packet { bytes, header };
-            cam.gop.push(&packet, self.config.gop_cache_bytes);
-            cam.bytes += packet.bytes.len() as u64;
-            cam.frames += u64::from(header.starts_frame());
-            packet
-        } else if let Some(audio) = st.audio.iter_mut().find(|a| a.info.id == header.camera) {
-            if !header.codec.is_audio() {
-                drop(guard);
-                return Err(self.reject(mismatch(format!("audio source {}", header.camera))));
-            }
-            audio.packets += 1;
-            audio.bytes += bytes.len() as u64;
-            Packet { bytes, header }
-        } else {
             drop(guard);
-            return Err(self.reject(PublishError::UnknownCamera(header.camera.0)));
-        };
-        let bytes = &packet.bytes;
-        self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let m = &*METRICS;
-        let via = if st.ingest.is_empty() { metrics::QUIC } else { st.ingest };
-        m.packets_in.with_label_values(&[via]).inc();
-        m.bytes_in.with_label_values(&[via]).inc_by(bytes.len() as u64);
-        if header.starts_frame() {
-            self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-            m.frames_in.with_label_values(&[via]).inc();
+            packets.iter().for_each(|_| rejected(PublishError::Replaced));
+        } else {
+            packets.retain(|packet| {
+                let header = &packet.header;
+                let mismatch = |track: String| PublishError::CodecMismatch { track, codec: header.codec.name() };
+                if let Some(cam) = st.cameras.iter_mut().find(|c| c.info.id == header.camera) {
+                    if header.codec.is_audio() {
+                        errors.push(mismatch(format!("camera {}", header.camera)));
+                        return false;
+                    }
+                    cam.meter.add(now, packet.bytes.len(), header.starts_frame());
+                    cam.gop.push(packet, self.config.gop_cache_bytes);
+                    cam.bytes += packet.bytes.len() as u64;
+                    cam.frames += u64::from(header.starts_frame());
+                } else if let Some(audio) = st.audio.iter_mut().find(|a| a.info.id == header.camera) {
+                    if !header.codec.is_audio() {
+                        errors.push(mismatch(format!("audio source {}", header.camera)));
+                        return false;
+                    }
+                    audio.packets += 1;
+                    audio.bytes += packet.bytes.len() as u64;
+                } else {
+                    errors.push(PublishError::UnknownCamera(header.camera.0));
+                    return false;
+                }
+                true
+            });
+            if !packets.is_empty() {
+                let bytes: u64 = packets.iter().map(|p| p.bytes.len() as u64).sum();
+                let frames = packets.iter().filter(|p| p.header.starts_frame()).count() as u64;
+                self.counters.packets_in.fetch_add(packets.len() as u64, Ordering::Relaxed);
+                self.counters.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                self.counters.frames_in.fetch_add(frames, Ordering::Relaxed);
+                let m = &*METRICS;
+                let via = if st.ingest.is_empty() { metrics::QUIC } else { st.ingest };
+                m.packets_in.with_label_values(&[via]).inc_by(packets.len() as u64);
+                m.bytes_in.with_label_values(&[via]).inc_by(bytes);
+                if frames > 0 {
+                    m.frames_in.with_label_values(&[via]).inc_by(frames);
+                }
+                let train = self.origin();
+                st.subscribers.retain_mut(|slot| slot.offer_batch(&packets, now, train, |_| {}) != Offer::Closed);
+            }
+            drop(guard);
         }
-        let train = self.origin();
-        st.subscribers.retain_mut(|slot| slot.offer(&packet, now, train) != Offer::Closed);
-        Ok(())
+        for e in errors {
+            rejected(self.reject(e));
+        }
     }
 
     fn reject(&self, e: PublishError) -> PublishError {
@@ -492,9 +521,7 @@ impl Stream {
         let mut guard = self.lock();
         let st = &mut *guard;
         for cam in &st.cameras {
-            for pkt in &cam.gop.packets {
-                slot.offer(pkt, now, self.origin());
-            }
+            slot.offer_batch(&cam.gop.packets, now, self.origin(), |_| {});
         }
         st.subscribers.push(slot);
         if let Some(online) = &st.online {

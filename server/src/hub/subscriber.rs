@@ -17,7 +17,7 @@ use railcast_protocol::{CameraId, TrainId};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use super::queue::{self, SendError};
+use super::queue;
 use super::stream::{Stream, TrainEvent};
 use super::Packet;
 use crate::metrics::METRICS;
@@ -74,14 +74,13 @@ pub(super) struct Slot {
     tx: queue::Sender<Packet>,
     /// Cameras currently forwarding; every other camera waits for a keyframe.
     forwarding: Vec<CameraId>,
-    counters: Arc<SubscriberCounters>,
-    last_drop_log: Option<Instant>,
-    frames_dropped_since_log: u64,
+    policy: DropPolicy,
 }
 
 impl Slot {
     pub(super) fn new(id: u64, tx: queue::Sender<Packet>, counters: Arc<SubscriberCounters>) -> Self {
-        Self { id, tx, forwarding: Vec::new(), counters, last_drop_log: None, frames_dropped_since_log: 0 }
+        let policy = DropPolicy { counters, last_drop_log: None, frames_dropped_since_log: 0 };
+        Self { id, tx, forwarding: Vec::new(), policy }
     }
 
     pub(super) fn id(&self) -> u64 {
@@ -97,50 +96,78 @@ impl Slot {
         self.forwarding.clear();
     }
 
-    pub(super) fn offer(&mut self, packet: &Packet, now: Instant, train: Origin<'_>) -> Offer {
-        let h = &packet.header;
-        if self.tx.is_closed() {
+    /// Offer `packets`, in order, under one hold of the queue's lock and with one wake-up of the
+    /// subscriber at the end (a train's datagrams read together: a frame's chunks, typically):
+    /// each is admitted or dropped as if offered alone, and `each` is told which. Returns
+    /// [`Offer::Closed`] (and offers nothing) when the subscriber is gone, else
+    /// [`Offer::Queued`].
+    pub(super) fn offer_batch(
+        &mut self,
+        packets: &[Packet],
+        now: Instant,
+        train: Origin<'_>,
+        mut each: impl FnMut(Offer),
+    ) -> Offer {
+        let Ok(mut queue) = self.tx.batch() else {
+            packets.iter().for_each(|_| each(Offer::Closed));
             return Offer::Closed;
-        }
-        let pos = self.forwarding.iter().position(|c| *c == h.camera);
-        let forwarding = match pos {
-            Some(_) => true,
-            None if h.starts_keyframe() => {
-                self.forwarding.push(h.camera);
-                true
-            }
-            None => false,
         };
-        if !forwarding {
-            return self.drop_packet(h, now, train, DropReason::AwaitingKeyframe);
-        }
-        // Admit a frame only if all of its chunks fit now; the hub is the only sender, so the room
-        // it sees can only grow until the frame's last chunk.
-        let room = if h.starts_frame() { usize::from(h.chunk_count) } else { 1 };
-        match self.tx.try_send(packet, room) {
-            Ok(()) => {
-                let c = &self.counters;
-                c.packets_queued.fetch_add(1, Ordering::Relaxed);
-                c.bytes_queued.fetch_add(packet.bytes.len() as u64, Ordering::Relaxed);
-                if h.starts_frame() {
-                    c.frames_queued.fetch_add(1, Ordering::Relaxed);
+        let (mut packets_queued, mut bytes_queued, mut frames_queued) = (0, 0, 0);
+        for packet in packets {
+            let h = &packet.header;
+            let forwarding = match self.forwarding.contains(&h.camera) {
+                true => true,
+                false if h.starts_keyframe() => {
+                    self.forwarding.push(h.camera);
+                    true
                 }
-                Offer::Queued
+                false => false,
+            };
+            if !forwarding {
+                each(self.policy.drop_packet(self.id, h, now, train, DropReason::AwaitingKeyframe));
+                continue;
             }
-            Err(SendError::Full) => self.stop_camera(h, now, train),
-            Err(SendError::Closed) => Offer::Closed,
+            // Admit a frame only if all of its chunks fit now; the hub is the only sender, so the
+            // room it sees can only grow until the frame's last chunk.
+            let room = if h.starts_frame() { usize::from(h.chunk_count) } else { 1 };
+            match queue.try_send(packet, room) {
+                Ok(()) => {
+                    packets_queued += 1;
+                    bytes_queued += packet.bytes.len() as u64;
+                    frames_queued += u64::from(h.starts_frame());
+                    each(Offer::Queued);
+                }
+                Err(_) => {
+                    // Full (the receiver cannot go while the batch holds its queue).
+                    self.forwarding.retain(|c| *c != h.camera);
+                    // A frame cut after its first chunk is lost too; count it once here.
+                    if !h.starts_frame() {
+                        self.policy.count_frame_drop(DropReason::QueueFull, train);
+                    }
+                    each(self.policy.drop_packet(self.id, h, now, train, DropReason::QueueFull));
+                }
+            }
         }
-    }
-
-    fn stop_camera(&mut self, h: &railcast_protocol::VideoHeader, now: Instant, train: Origin<'_>) -> Offer {
-        self.forwarding.retain(|c| *c != h.camera);
-        // A frame cut after its first chunk is lost too; count it once here.
-        if !h.starts_frame() {
-            self.count_frame_drop(DropReason::QueueFull, train);
+        drop(queue);
+        if packets_queued > 0 {
+            let c = &self.policy.counters;
+            c.packets_queued.fetch_add(packets_queued, Ordering::Relaxed);
+            c.bytes_queued.fetch_add(bytes_queued, Ordering::Relaxed);
+            c.frames_queued.fetch_add(frames_queued, Ordering::Relaxed);
         }
-        self.drop_packet(h, now, train, DropReason::QueueFull)
+        Offer::Queued
     }
+}
 
+/// A slot's drop accounting: its counters and the rate-limited log of a slow subscriber.
+#[derive(Debug)]
+struct DropPolicy {
+    counters: Arc<SubscriberCounters>,
+    last_drop_log: Option<Instant>,
+    frames_dropped_since_log: u64,
+}
+
+impl DropPolicy {
     fn count_frame_drop(&mut self, reason: DropReason, train: Origin<'_>) {
         self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
         train.frames_dropped.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +177,7 @@ impl Slot {
 
     fn drop_packet(
         &mut self,
+        subscriber: u64,
         h: &railcast_protocol::VideoHeader,
         now: Instant,
         train: Origin<'_>,
@@ -164,7 +192,7 @@ impl Slot {
         {
             tracing::info!(
                 train = %train.id,
-                subscriber = self.id,
+                subscriber,
                 frames_dropped = self.frames_dropped_since_log,
                 "subscriber too slow: dropping frames until the next keyframe"
             );
@@ -298,6 +326,8 @@ mod tests {
     }
 
     struct Fixture {
+        /// Offer a test's packets in one batch, or each alone.
+        together: bool,
         slot: Slot,
         rx: queue::Receiver<Packet>,
         counters: Arc<SubscriberCounters>,
@@ -306,10 +336,18 @@ mod tests {
     }
 
     impl Fixture {
-        fn new(capacity: usize) -> Self {
+        /// Each test runs twice: its packets offered each alone, then in batches. The outcome
+        /// must be the same.
+        fn both(capacity: usize, test: impl Fn(Self)) {
+            test(Self::new(capacity, false));
+            test(Self::new(capacity, true));
+        }
+
+        fn new(capacity: usize, together: bool) -> Self {
             let (tx, rx) = queue::channel(capacity);
             let counters = Arc::new(SubscriberCounters::default());
             Self {
+                together,
                 slot: Slot::new(1, tx, Arc::clone(&counters)),
                 rx,
                 counters,
@@ -320,7 +358,16 @@ mod tests {
 
         fn offer(&mut self, packets: &[Packet]) -> Vec<Offer> {
             let train = Origin { id: &self.train, frames_dropped: &self.train_dropped };
-            packets.iter().map(|p| self.slot.offer(p, Instant::now(), train)).collect()
+            let mut offers = Vec::new();
+            if self.together {
+                self.slot.offer_batch(packets, Instant::now(), train, |o| offers.push(o));
+            } else {
+                for p in packets {
+                    self.slot.offer_batch(std::slice::from_ref(p), Instant::now(), train, |o| offers.push(o));
+                }
+            }
+            assert_eq!(offers.len(), packets.len(), "one outcome per packet");
+            offers
         }
 
         /// (camera, seq, chunk) of every packet queued, drained.
@@ -340,56 +387,82 @@ mod tests {
 
     #[test]
     fn a_new_subscriber_starts_at_a_keyframe() {
-        let mut f = Fixture::new(64);
-        assert_eq!(f.offer(&frame(0, 1, false, 2)), [Offer::Dropped, Offer::Dropped], "delta before any keyframe");
-        assert_eq!(f.dropped(), (2, 1));
-        assert_eq!(f.offer(&frame(0, 2, true, 2)), [Offer::Queued, Offer::Queued]);
-        assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Queued]);
-        assert_eq!(f.drain(), [(0, 2, 0), (0, 2, 1), (0, 3, 0)]);
+        Fixture::both(64, |mut f| {
+            assert_eq!(f.offer(&frame(0, 1, false, 2)), [Offer::Dropped, Offer::Dropped], "delta before any keyframe");
+            assert_eq!(f.dropped(), (2, 1));
+            assert_eq!(f.offer(&frame(0, 2, true, 2)), [Offer::Queued, Offer::Queued]);
+            assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Queued]);
+            assert_eq!(f.drain(), [(0, 2, 0), (0, 2, 1), (0, 3, 0)]);
+        });
     }
 
     #[test]
     fn a_frame_is_admitted_whole_or_not_at_all_then_nothing_until_a_keyframe() {
-        let mut f = Fixture::new(4);
-        assert_eq!(f.offer(&frame(0, 1, true, 3)), [Offer::Queued; 3]);
-        // Room for 1: a 2-chunk frame does not fit, and neither does anything before the next keyframe.
-        assert_eq!(f.offer(&frame(0, 2, false, 2)), [Offer::Dropped; 2]);
-        f.drain();
-        assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Dropped], "a delta after the gap cannot be decoded");
-        assert_eq!(f.dropped(), (3, 2));
-        assert_eq!(f.offer(&frame(0, 4, true, 2)), [Offer::Queued; 2]);
-        assert_eq!(f.drain(), [(0, 4, 0), (0, 4, 1)]);
-        assert_eq!(f.counters.frames_queued.load(Ordering::Relaxed), 2);
+        Fixture::both(4, |mut f| {
+            assert_eq!(f.offer(&frame(0, 1, true, 3)), [Offer::Queued; 3]);
+            // Room for 1: a 2-chunk frame does not fit, and neither does anything before the next keyframe.
+            assert_eq!(f.offer(&frame(0, 2, false, 2)), [Offer::Dropped; 2]);
+            f.drain();
+            assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Dropped], "a delta after the gap cannot be decoded");
+            assert_eq!(f.dropped(), (3, 2));
+            assert_eq!(f.offer(&frame(0, 4, true, 2)), [Offer::Queued; 2]);
+            assert_eq!(f.drain(), [(0, 4, 0), (0, 4, 1)]);
+            assert_eq!(f.counters.frames_queued.load(Ordering::Relaxed), 2);
+        });
     }
 
     #[test]
     fn a_frame_cut_after_its_first_chunk_counts_once() {
-        let mut f = Fixture::new(3);
-        let key = frame(0, 1, true, 3);
-        assert_eq!(f.offer(&key[..1]), [Offer::Queued], "room for the whole frame at its first chunk");
-        // The consumer never reads; another camera's keyframe takes the room left.
-        assert_eq!(f.offer(&frame(1, 1, true, 2)), [Offer::Queued; 2]);
-        assert_eq!(f.offer(&key[1..]), [Offer::Dropped; 2]);
-        assert_eq!(f.dropped(), (2, 1), "two packets, one frame");
+        Fixture::both(3, |mut f| {
+            let key = frame(0, 1, true, 3);
+            assert_eq!(f.offer(&key[..1]), [Offer::Queued], "room for the whole frame at its first chunk");
+            // The consumer never reads; another camera's keyframe takes the room left.
+            assert_eq!(f.offer(&frame(1, 1, true, 2)), [Offer::Queued; 2]);
+            assert_eq!(f.offer(&key[1..]), [Offer::Dropped; 2]);
+            assert_eq!(f.dropped(), (2, 1), "two packets, one frame");
+        });
     }
 
     #[test]
     fn cameras_recover_independently() {
-        let mut f = Fixture::new(4);
-        f.offer(&frame(0, 1, true, 1));
-        f.offer(&frame(1, 1, true, 1));
-        f.offer(&frame(0, 2, false, 3)); // does not fit: camera 0 waits for a keyframe
-        f.drain();
-        assert_eq!(f.offer(&frame(1, 2, false, 1)), [Offer::Queued], "camera 1 keeps forwarding");
-        assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Dropped], "camera 0 waits");
-        assert_eq!(f.drain(), [(1, 2, 0)]);
+        Fixture::both(4, |mut f| {
+            f.offer(&frame(0, 1, true, 1));
+            f.offer(&frame(1, 1, true, 1));
+            f.offer(&frame(0, 2, false, 3)); // does not fit: camera 0 waits for a keyframe
+            f.drain();
+            assert_eq!(f.offer(&frame(1, 2, false, 1)), [Offer::Queued], "camera 1 keeps forwarding");
+            assert_eq!(f.offer(&frame(0, 3, false, 1)), [Offer::Dropped], "camera 0 waits");
+            assert_eq!(f.drain(), [(1, 2, 0)]);
+        });
     }
 
     #[test]
     fn a_gone_receiver_closes_the_slot() {
-        let mut f = Fixture::new(4);
-        let packets = frame(0, 1, true, 1);
-        drop(std::mem::replace(&mut f.rx, queue::channel(1).1));
-        assert_eq!(f.offer(&packets), [Offer::Closed]);
+        Fixture::both(4, |mut f| {
+            let packets = frame(0, 1, true, 1);
+            drop(std::mem::replace(&mut f.rx, queue::channel(1).1));
+            assert_eq!(f.offer(&packets), [Offer::Closed]);
+        });
+    }
+
+    #[test]
+    fn frames_read_together_fare_as_if_offered_alone() {
+        Fixture::both(4, |mut f| {
+            let together: Vec<Packet> =
+                [frame(0, 1, true, 3), frame(0, 2, false, 2), frame(1, 1, true, 1), frame(0, 3, false, 1)].concat();
+            let offers = f.offer(&together);
+            assert_eq!(offers[..3], [Offer::Queued; 3], "the keyframe fits");
+            assert_eq!(offers[3..5], [Offer::Dropped; 2], "room for 1, not 2");
+            assert_eq!(offers[5], Offer::Queued, "camera 1's keyframe takes the last place");
+            assert_eq!(offers[6], Offer::Dropped, "camera 0 waits for a keyframe");
+            assert_eq!(f.dropped(), (3, 2));
+            assert_eq!(f.drain(), [(0, 1, 0), (0, 1, 1), (0, 1, 2), (1, 1, 0)]);
+            let c = &f.counters;
+            let queued = |n: &AtomicU64| n.load(Ordering::Relaxed);
+            assert_eq!(
+                (queued(&c.packets_queued), queued(&c.frames_queued), queued(&c.bytes_queued)),
+                (4, 2, 4 * (100 + railcast_protocol::packet::HEADER_LEN as u64))
+            );
+        });
     }
 }
