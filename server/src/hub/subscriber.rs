@@ -138,7 +138,7 @@ impl Slot {
                     each(Offer::Queued);
                 }
                 Err(_) => {
-                    // Full (the receiver cannot go while the batch holds its queue).
+                    // Full: the only error inside a batch.
                     self.forwarding.retain(|c| *c != h.camera);
                     // A frame cut after its first chunk is lost too; count it once here.
                     if !h.starts_frame() {
