@@ -460,6 +460,21 @@ mod tests {
         assert_eq!(ids(sub.stream()), [7], "a reconnection's hello replaces them");
     }
 
+    /// A subscriber to a train, then the train connected with these cameras and microphones.
+    /// The third element is the train's control channel (keyframe requests, commands).
+    fn subscribed_then_connected(
+        cameras: &[u16],
+        audio: &[AudioInfo],
+    ) -> (Subscription, Publisher, mpsc::Receiver<ControlMessage>) {
+        let hub = Hub::new(HubConfig::default());
+        let train = TrainId::new("train-a").expect("id");
+        let sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
+        let (control, rx) = mpsc::channel(8);
+        let mut h = hello(&train, cameras);
+        h.audio.extend_from_slice(audio);
+        (sub, hub.connect_train(h, control), rx)
+    }
+
     fn packet(codec: Codec, track: u16, seq: u32) -> Bytes {
         let meta = FrameMeta { keyframe: true, codec, camera: CameraId(track), seq: FrameSeq(seq), capture_us: 1 };
         packetize(meta, &[0xf8, 0xff, 0xfe], 1150).expect("packetize").remove(0)
@@ -469,14 +484,8 @@ mod tests {
     /// a packet whose codec is not its track's kind, or whose id was not announced, is refused.
     #[test]
     fn audio_is_relayed_and_checked_against_the_hello() {
-        let hub = Hub::new(HubConfig::default());
-        let train = TrainId::new("train-a").expect("id");
-        let mut sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
-        let (control, _rx) = mpsc::channel(8);
-        let mut h = hello(&train, &[0]);
         let mic = AudioInfo { id: CameraId(256), codec: "opus".into(), sample_rate: 48_000, channels: 1, frame_ms: 20 };
-        h.audio.push(mic.clone());
-        let publisher = hub.connect_train(h, control);
+        let (mut sub, publisher, _control) = subscribed_then_connected(&[0], &[mic.clone()]);
         assert_eq!(sub.stream().audio(), vec![mic]);
         for seq in 0..5 {
             publisher.publish(packet(Codec::Opus, 256, seq)).expect("audio relayed");
@@ -499,11 +508,7 @@ mod tests {
     /// published alone, in order; the invalid ones are reported, counted and left out.
     #[test]
     fn a_batch_is_published_as_its_packets_would_be_alone() {
-        let hub = Hub::new(HubConfig::default());
-        let train = TrainId::new("train-b").expect("id");
-        let mut sub = hub.subscribe(&train, Arc::new(SubscriberCounters::default()));
-        let (control, _rx) = mpsc::channel(8);
-        let publisher = hub.connect_train(hello(&train, &[0, 1]), control);
+        let (mut sub, publisher, _control) = subscribed_then_connected(&[0, 1], &[]);
         let batch = [
             packet(Codec::H264AnnexB, 0, 1),
             Bytes::from_static(b"not a packet"),
