@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn audio_is_relayed_and_checked_against_the_hello() {
         let mic = AudioInfo { id: CameraId(256), codec: "opus".into(), sample_rate: 48_000, channels: 1, frame_ms: 20 };
-        let (mut sub, publisher, _control) = subscribed_then_connected(&[0], &[mic.clone()]);
+        let (mut sub, publisher, _control) = subscribed_then_connected(&[0], std::slice::from_ref(&mic));
         assert_eq!(sub.stream().audio(), vec![mic]);
         for seq in 0..5 {
             publisher.publish(packet(Codec::Opus, 256, seq)).expect("audio relayed");
