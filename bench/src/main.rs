@@ -23,6 +23,7 @@ mod cluster;
 mod dc_chromium;
 mod fanout;
 mod floor;
+mod hostprobe;
 mod memory;
 mod mqtt_client;
 mod procstat;
@@ -99,6 +100,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let ctx = Ctx::new(&opts, server_opts);
     let env = Env {
         machine: procstat::Machine::read(),
+        host_probe: hostprobe::HostProbe::take(if opts.smoke { 2_000 } else { 20_000 }),
         git: git_rev(),
         profile: if cfg!(debug_assertions) { "debug" } else { "release" },
         server_bin: bin.display().to_string(),

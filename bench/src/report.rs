@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::hostprobe::HostProbe;
 use crate::procstat::Machine;
 use crate::stats::Hist;
 
@@ -32,6 +33,8 @@ impl Target {
 #[derive(Debug, Clone, Serialize)]
 pub struct Env {
     pub machine: Machine,
+    /// The host's speed, read on the tool's CPU before the scenarios (`hostprobe`).
+    pub host_probe: Option<HostProbe>,
     pub git: Option<String>,
     pub profile: &'static str,
     pub server_bin: String,
@@ -154,8 +157,15 @@ pub fn render(r: &ScenarioReport) -> String {
 }
 
 pub fn render_env(env: &Env) -> String {
+    let probe = match &env.host_probe {
+        Some(p) => format!(
+            "; host probe: AES-128-GCM {:.0} MB/s, a loopback UDP datagram {:.1} µs",
+            p.aes_gcm_mb_s, p.udp_loopback_us
+        ),
+        None => String::new(),
+    };
     format!(
-        "railcast-bench {} build, git {}, {} — {} cores ({}), kernel {}; server CPU {}, load CPU {} (allowed: {})\n",
+        "railcast-bench {} build, git {}, {} — {} cores ({}), kernel {}; server CPU {}, load CPU {} (allowed: {}){}\n",
         env.profile,
         env.git.as_deref().unwrap_or("?"),
         env.date,
@@ -165,6 +175,7 @@ pub fn render_env(env: &Env) -> String {
         env.server_cpu.as_deref().unwrap_or("any"),
         env.load_cpu.as_deref().unwrap_or("any"),
         env.machine.load_cpus,
+        probe,
     )
 }
 
