@@ -25,7 +25,8 @@ pub struct HostProbe {
 }
 
 impl HostProbe {
-    /// About 0.2 s on a 2-core VM. `None` when loopback UDP cannot be used.
+    /// About 0.4 s on a 2-core VM (5 rounds of 20,000 datagrams at ≈ 4 µs). `None` when
+    /// loopback UDP cannot be used.
     pub fn take(messages: usize) -> Option<Self> {
         let aes = median((0..ROUNDS).map(|_| aes_gcm_mb_s(messages)).collect());
         let udp = median((0..ROUNDS).map(|_| udp_loopback_us(messages)).collect::<Option<Vec<_>>>()?);
