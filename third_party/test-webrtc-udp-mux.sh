@@ -24,6 +24,7 @@ rtc = { path = "$here/rtc-0.21.1" }
 rtc-ice = { path = "$here/rtc-ice-0.21.1" }
 rtc-dtls = { path = "$here/rtc-dtls-0.21.1" }
 rtc-sctp = { path = "$here/rtc-sctp-0.21.1" }
+rtc-srtp = { path = "$here/rtc-srtp-0.21.1" }
 TOML
 cd "$scratch"
 CARGO_TARGET_DIR="${WEBRTC_TARGET:-$scratch/target}" cargo test --lib --quiet udp_mux

@@ -376,7 +376,7 @@ async fn send_datagrams(
 /// driver always did.
 async fn send_run(
     socket: &dyn AsyncUdpSocket,
-    writes: &[TaggedBytesMut],
+    writes: &mut [TaggedBytesMut],
     i: usize,
     scratch: &mut Vec<u8>,
 ) -> usize {
@@ -422,7 +422,28 @@ async fn send_run(
     // GSO only when the run is both worth it and physically batchable. Clamp the
     // threshold to `max_seg` so a socket with a small GSO limit (< MIN_GSO_RUN)
     // still batches rather than degrading to all-singleton sends.
-    if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) {
+    // railcast patch (third_party/PATCHES.md, 27): datagrams that lie one after another in one
+    // buffer (the direct RTP path splits a batch's packets off one buffer in order) are joined
+    // where they lie, and sent without the copy into `scratch`.
+    let adjacent = run
+        .windows(2)
+        .all(|w| w[0].message.as_ptr().wrapping_add(w[0].message.len()) == w[1].message.as_ptr());
+    if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) && adjacent {
+        let mut joined = std::mem::take(&mut writes[i].message);
+        for w in &mut writes[i + 1..end] {
+            // O(1) for views of one buffer; a copy otherwise, so it is never wrong.
+            joined.unsplit(std::mem::take(&mut w.message));
+        }
+        if let Err(err) = send_datagrams(socket, &joined, seg, tp.peer_addr, ecn).await {
+            error!(
+                "Failed to GSO-send {} datagrams to {:?} from {:?}: {}",
+                end - i,
+                tp.peer_addr,
+                tp.local_addr,
+                err
+            );
+        }
+    } else if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) {
         // Large run: one GSO sendmsg beats run.len() individual send_to syscalls.
         scratch.clear();
         // railcast: the run's bytes at once (growing as it fills copied a frame's ≈ 18 KB again
@@ -550,7 +571,7 @@ pub(crate) async fn send_rtp_batch(
             i += 1;
             continue;
         };
-        i = send_run(&*socket, &writes, i, &mut scratch).await;
+        i = send_run(&*socket, &mut writes, i, &mut scratch).await;
     }
     if !others.is_empty() {
         pc.driver_event_tx
@@ -2308,7 +2329,7 @@ where
             }
 
             let socket = self.udp_sockets.get(&tp.local_addr).unwrap().clone();
-            i = send_run(&*socket, &writes, i, &mut scratch).await;
+            i = send_run(&*socket, &mut writes, i, &mut scratch).await;
         }
 
         scratch.clear();

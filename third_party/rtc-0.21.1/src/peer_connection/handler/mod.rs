@@ -350,7 +350,7 @@ impl RTCPeerConnection {
         use ::interceptor::{AttributedPacket, TaggedPacket};
         use sansio::Protocol;
         use shared::TransportContext;
-        use shared::marshal::Marshal;
+        use shared::marshal::{Marshal, MarshalSize};
 
         self.pipeline_context.observe(now);
         let ready = self.get_interceptor_handler().is_dtls_handshake_complete()
@@ -410,12 +410,31 @@ impl RTCPeerConnection {
             .selected_pair_key
             .as_ref()
             .and_then(|key| pipeline.stats.ice_candidate_pairs.get_mut(key));
+        // railcast patch (third_party/PATCHES.md, 27): the batch's RTP packets are marshalled
+        // one after another into one buffer and encrypted where they lie, each split off as its
+        // datagram: one allocation and one copy per batch and packet, where marshalling and
+        // SRTP each allocated and copied the packet (and the sender copied it again for its GSO
+        // send, which adjacent datagrams now spare: `send_run` in webrtc's driver).
+        const MAX_SRTP_TAG: usize = 16;
+        let mut arena = bytes::BytesMut::with_capacity(
+            chained
+                .iter()
+                .map(|p| match &p.message.packet {
+                    Packet::Rtp(rtp_packet) => rtp_packet.marshal_size() + MAX_SRTP_TAG,
+                    _ => 0,
+                })
+                .sum(),
+        );
         for packet in chained {
             let encrypted = (|| -> Result<Option<bytes::BytesMut>, Error> {
                 Ok(match &packet.message.packet {
                     Packet::Rtp(rtp_packet) => {
-                        let plain = rtp_packet.marshal()?;
-                        Some(context.encrypt_rtp_with_header(&plain, &rtp_packet.header)?)
+                        arena.clear();
+                        arena.resize(rtp_packet.marshal_size(), 0);
+                        let n = rtp_packet.marshal_to(&mut arena)?;
+                        arena.truncate(n);
+                        context.encrypt_rtp_in_place(&mut arena, &rtp_packet.header)?;
+                        Some(arena.split())
                     }
                     // An empty compound packet only carries attributes (rtc-interceptor's
                     // `Packet`): nothing goes on the wire.
