@@ -428,34 +428,31 @@ async fn send_run(
     let adjacent = run
         .windows(2)
         .all(|w| w[0].message.as_ptr().wrapping_add(w[0].message.len()) == w[1].message.as_ptr());
-    if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) && adjacent {
-        let mut joined = std::mem::take(&mut writes[i].message);
-        for w in &mut writes[i + 1..end] {
-            // O(1) for views of one buffer; a copy otherwise, so it is never wrong.
-            joined.unsplit(std::mem::take(&mut w.message));
-        }
-        if let Err(err) = send_datagrams(socket, &joined, seg, tp.peer_addr, ecn).await {
+    if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) {
+        // Large run: one GSO sendmsg beats run.len() individual send_to syscalls.
+        let joined;
+        let buf: &[u8] = if adjacent {
+            let mut whole = std::mem::take(&mut writes[i].message);
+            for w in &mut writes[i + 1..end] {
+                // O(1) for views of one buffer; a copy otherwise, so it is never wrong.
+                whole.unsplit(std::mem::take(&mut w.message));
+            }
+            joined = whole;
+            &joined
+        } else {
+            scratch.clear();
+            // railcast: the run's bytes at once (growing as it fills copied a frame's ≈ 18 KB
+            // again in five reallocations).
+            scratch.reserve(run.iter().map(|w| w.message.len()).sum());
+            for w in run {
+                scratch.extend_from_slice(&w.message);
+            }
+            scratch
+        };
+        if let Err(err) = send_datagrams(socket, buf, seg, tp.peer_addr, ecn).await {
             error!(
                 "Failed to GSO-send {} datagrams to {:?} from {:?}: {}",
                 end - i,
-                tp.peer_addr,
-                tp.local_addr,
-                err
-            );
-        }
-    } else if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) {
-        // Large run: one GSO sendmsg beats run.len() individual send_to syscalls.
-        scratch.clear();
-        // railcast: the run's bytes at once (growing as it fills copied a frame's ≈ 18 KB again
-        // in five reallocations).
-        scratch.reserve(run.iter().map(|w| w.message.len()).sum());
-        for w in run {
-            scratch.extend_from_slice(&w.message);
-        }
-        if let Err(err) = send_datagrams(socket, scratch, seg, tp.peer_addr, ecn).await {
-            error!(
-                "Failed to GSO-send {} datagrams to {:?} from {:?}: {}",
-                run.len(),
                 tp.peer_addr,
                 tp.local_addr,
                 err
