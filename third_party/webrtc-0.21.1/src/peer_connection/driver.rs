@@ -425,11 +425,11 @@ async fn send_run(
     // railcast patch (third_party/PATCHES.md, 27): datagrams that lie one after another in one
     // buffer (the direct RTP path splits a batch's packets off one buffer in order) are joined
     // where they lie, and sent without the copy into `scratch`.
-    let adjacent = run
-        .windows(2)
-        .all(|w| w[0].message.as_ptr().wrapping_add(w[0].message.len()) == w[1].message.as_ptr());
     if max_seg > 1 && run.len() >= MIN_GSO_RUN.min(max_seg) {
         // Large run: one GSO sendmsg beats run.len() individual send_to syscalls.
+        let adjacent = run
+            .windows(2)
+            .all(|w| w[0].message.as_ptr().wrapping_add(w[0].message.len()) == w[1].message.as_ptr());
         let joined;
         let buf: &[u8] = if adjacent {
             let mut whole = std::mem::take(&mut writes[i].message);
