@@ -244,6 +244,10 @@ settings! {
         subscriber_queue: usize = 1024, "RAILCAST_SUBSCRIBER_QUEUE";
         /// Bytes of the current GOP cached per camera for late joiners (0 disables the cache).
         gop_cache_bytes: usize = 4 << 20, "RAILCAST_GOP_CACHE_BYTES";
+        /// Task polls between two looks at the sockets and timers (tokio's event_interval,
+        /// 1..=65536; tokio's own default is 61). Higher lets a frame's fan-out to every client
+        /// finish before the acknowledgements that arrived meanwhile are read.
+        event_interval: usize = 4096, "RAILCAST_EVENT_INTERVAL";
     }
     "Limits" {
         /// Trains known at once (online or not); a hello from a new train id beyond it is refused.
@@ -487,6 +491,9 @@ impl Config {
                 "subscriber_queue",
                 format!("must be within 16..=65536, got {}", self.subscriber_queue),
             ));
+        }
+        if !(1..=65_536).contains(&self.event_interval) {
+            return Err(invalid("event_interval", format!("must be within 1..=65536, got {}", self.event_interval)));
         }
         if !(Duration::from_millis(200)..=Duration::from_secs(60)).contains(&self.control_heartbeat_timeout.0) {
             return Err(invalid(
@@ -1007,6 +1014,7 @@ mod tests {
             (&["--control-heartbeat-timeout", "10ms"], "control_heartbeat_timeout"),
             (&["--max-payload", "70000"], "max_payload"),
             (&["--subscriber-queue", "2"], "subscriber_queue"),
+            (&["--event-interval", "0"], "event_interval"),
             (&["--gop-cache-bytes", "2000000000"], "gop_cache_bytes"),
             (&["--command-timeout", "0s"], "command_timeout"),
             (&["--quic-idle-timeout", "10ms"], "quic_idle_timeout"),

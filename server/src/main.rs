@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use railcast_server::config::{Cli, Command};
 use railcast_server::{Config, Server, Settings};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::from_env();
     if let Some(Command::Healthcheck(args)) = &cli.command {
-        return railcast_server::healthcheck::main(&cli, args).await;
+        return runtime(Config::defaults().event_interval).block_on(railcast_server::healthcheck::main(&cli, args));
     }
     let config = match Config::load(&cli).and_then(|c| Settings::from_config(&c).map(|_| c)) {
         Ok(c) => c,
@@ -24,6 +23,23 @@ async fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
+    runtime(config.event_interval).block_on(serve(config))
+}
+
+/// The multi-thread runtime (one worker per CPU the process may use), polling for I/O and timers
+/// every `event_interval` task polls (the `event_interval` setting).
+fn runtime(event_interval: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .event_interval(u32::try_from(event_interval).unwrap_or(u32::MAX))
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("railcast-server: cannot start the runtime: {e}");
+            std::process::exit(1)
+        })
+}
+
+async fn serve(config: Config) -> ExitCode {
     railcast_server::logging::init(
         railcast_server::logging::LogFormat::parse(&config.log_format)
             .unwrap_or(railcast_server::logging::LogFormat::Text),
