@@ -214,6 +214,21 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// Kernel receive buffer asked for each UDP socket the server reads (trains' QUIC, WebTransport,
+/// WebRTC): every peer's datagrams wait in that one buffer while the runtime is busy, and the
+/// default (208 KiB here) overflowed at 500 WebTransport clients, whose acknowledgements wait out
+/// a frame's fan-out (docs/benchmarks-history.md, sessions 14 and 29). Linux caps it at
+/// `net.core.rmem_max`; pages are used only while datagrams wait.
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// Ask for [`UDP_RECV_BUFFER`] on `socket`; when refused, say so in the log (`what`: its setting)
+/// and keep the default.
+pub fn ask_udp_recv_buffer(socket: socket2::SockRef<'_>, what: &str) {
+    if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        tracing::debug!("{what}: receive buffer left at the default: {e}");
+    }
+}
+
 /// Microseconds since the UNIX epoch on this host's clock.
 pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
@@ -596,6 +611,21 @@ fn ingest_config(config: &Config) -> ingest::IngestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udp_sockets_get_the_large_receive_buffer() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let before = socket2::SockRef::from(&socket).recv_buffer_size().expect("SO_RCVBUF");
+        ask_udp_recv_buffer(socket2::SockRef::from(&socket), "test");
+        let after = socket2::SockRef::from(&socket).recv_buffer_size().expect("SO_RCVBUF");
+        // Linux doubles what is asked, up to twice net.core.rmem_max.
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|m| m.trim().parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        assert!(after >= UDP_RECV_BUFFER.min(max), "{before} -> {after} (rmem_max {max})");
+        assert!(max <= before || after > before, "{before} -> {after}");
+    }
 
     #[test]
     fn each_bad_transport_setting_names_itself() {

@@ -82,22 +82,13 @@ pub enum IngestError {
     Transport(String),
 }
 
-/// Receive buffer asked for the trains' UDP socket. Every train's datagrams wait in this one
-/// kernel buffer while the runtime is busy elsewhere (the recorder writing parts, other processes
-/// on the core); the default (208 KiB here) held a few milliseconds of 50 × 4 Mbit/s and
-/// overflowed (`railcast-bench --scenario record`, docs/benchmarks.md). Linux caps it at
-/// `net.core.rmem_max`; pages are used only while datagrams wait.
-const UDP_RECV_BUFFER: usize = 4 << 20;
-
 /// Build the QUIC endpoint on an already bound UDP socket.
 pub fn endpoint(
     socket: std::net::UdpSocket,
     identity: &Identity,
     config: &IngestConfig,
 ) -> Result<quinn::Endpoint, IngestError> {
-    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(UDP_RECV_BUFFER) {
-        tracing::debug!("quic_addr: receive buffer left at the default: {e}");
-    }
+    crate::ask_udp_recv_buffer(socket2::SockRef::from(&socket), "quic_addr");
     let crypto =
         QuicServerConfig::try_from(identity.server_config()?).map_err(|e| IngestError::Crypto(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));

@@ -50,9 +50,6 @@ pub const NAME: &str = "webrtc";
 /// (this, or less when the peer's SDP says so; RFC 8841).
 pub const MAX_MESSAGE_SIZE: usize = 65_536;
 
-/// Kernel receive buffer asked for the shared UDP socket, bytes.
-const UDP_RECV_BUFFER: usize = 4 << 20;
-
 pub use crate::ice::{IceServer, IceServers};
 
 /// WebRTC settings (`webrtc_*` in the configuration).
@@ -190,12 +187,8 @@ impl Settings {
         let runtime = webrtc::runtime::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
         let addr = SocketAddr::new(self.bind_ip, self.udp_port);
         let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
-        // Every session's datagrams wait in this one kernel buffer (with a socket per session,
-        // each had the default, 208 KiB here): ask for 4 MiB, which Linux caps at
-        // net.core.rmem_max. Pages are used only while datagrams wait.
-        if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
-            tracing::debug!("webrtc_udp_port: receive buffer left at the default: {e}");
-        }
+        // Every session's datagrams wait in this one kernel buffer.
+        crate::ask_udp_recv_buffer(socket2::SockRef::from(&socket), "webrtc_udp_port");
         socket.bind(&addr.into())?;
         let mux = UdpMux::from_std(socket.into(), runtime)?;
         let addr = mux.local_addr();

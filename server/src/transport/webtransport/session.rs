@@ -176,10 +176,13 @@ impl Session {
         let mut streams: JoinSet<()> = JoinSet::new();
         let mut batch: Vec<Packet> = Vec::new();
         let mut reading = true;
+        let ended = wt.closed();
+        tokio::pin!(ended);
         // `Some(None)`: end without a goodbye (the client is gone or takes nothing);
         // `Some(Some(close))`: say goodbye with this close.
         while close.is_none() {
-            let datagram_room = wt.datagram_send_buffer_space() >= DATAGRAM_ROOM;
+            let space = wt.datagram_send_buffer_space();
+            let datagram_room = space >= DATAGRAM_ROOM;
             let room = datagram_room && streams.len() < MAX_STREAMS;
             tokio::select! {
                 next = relay.next(room) => match next {
@@ -190,7 +193,8 @@ impl Session {
                         }
                         if close.is_some() { break }
                         batch.push(p);
-                        let more = (wt.datagram_send_buffer_space() / DATAGRAM_ROOM).clamp(1, MAX_PACKETS_PER_WAKE) - 1;
+                        // The room seen before waiting: it only grew since (this task alone adds).
+                        let more = (space / DATAGRAM_ROOM).clamp(1, MAX_PACKETS_PER_WAKE) - 1;
                         relay.drain_packets(&mut batch, more);
                         if send_video(&wt, &relay, &metrics, &mut batch, &mut streams).is_err() {
                             close = Some(None);
@@ -221,7 +225,7 @@ impl Session {
                 },
                 Some(_) = streams.join_next(), if !streams.is_empty() => {}
                 _ = tokio::time::sleep(ROOM_POLL), if !datagram_room => {}
-                e = wt.closed() => {
+                e = &mut ended => {
                     tracing::debug!(session = id, "webtransport session ended by the client: {e}");
                     close = Some(None);
                 }
