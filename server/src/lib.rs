@@ -624,7 +624,6 @@ mod tests {
             .and_then(|m| m.trim().parse::<usize>().ok())
             .unwrap_or(usize::MAX);
         assert!(after >= UDP_RECV_BUFFER.min(max), "{before} -> {after} (rmem_max {max})");
-        assert!(max <= before || after > before, "{before} -> {after}");
     }
 
     #[test]
