@@ -223,8 +223,8 @@ pub const UDP_RECV_BUFFER: usize = 4 << 20;
 
 /// Ask for [`UDP_RECV_BUFFER`] on `socket`; when refused, say so in the log (`what`: its setting)
 /// and keep the default.
-pub fn ask_udp_recv_buffer(socket: socket2::SockRef<'_>, what: &str) {
-    if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
+pub fn ask_udp_recv_buffer<'s>(socket: impl Into<socket2::SockRef<'s>>, what: &str) {
+    if let Err(e) = socket.into().set_recv_buffer_size(UDP_RECV_BUFFER) {
         tracing::debug!("{what}: receive buffer left at the default: {e}");
     }
 }
@@ -616,7 +616,7 @@ mod tests {
     fn udp_sockets_get_the_large_receive_buffer() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let before = socket2::SockRef::from(&socket).recv_buffer_size().expect("SO_RCVBUF");
-        ask_udp_recv_buffer(socket2::SockRef::from(&socket), "test");
+        ask_udp_recv_buffer(&socket, "test");
         let after = socket2::SockRef::from(&socket).recv_buffer_size().expect("SO_RCVBUF");
         // Linux doubles what is asked, up to twice net.core.rmem_max.
         let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")

@@ -88,7 +88,7 @@ pub fn endpoint(
     identity: &Identity,
     config: &IngestConfig,
 ) -> Result<quinn::Endpoint, IngestError> {
-    crate::ask_udp_recv_buffer(socket2::SockRef::from(&socket), "quic_addr");
+    crate::ask_udp_recv_buffer(&socket, "quic_addr");
     let crypto =
         QuicServerConfig::try_from(identity.server_config()?).map_err(|e| IngestError::Crypto(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));

@@ -188,7 +188,7 @@ impl Settings {
         let addr = SocketAddr::new(self.bind_ip, self.udp_port);
         let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
         // Every session's datagrams wait in this one kernel buffer.
-        crate::ask_udp_recv_buffer(socket2::SockRef::from(&socket), "webrtc_udp_port");
+        crate::ask_udp_recv_buffer(&socket, "webrtc_udp_port");
         socket.bind(&addr.into())?;
         let mux = UdpMux::from_std(socket.into(), runtime)?;
         let addr = mux.local_addr();

@@ -153,7 +153,7 @@ impl Server {
         let bind_err = |source| WebTransportError::Bind { addr, source };
         let udp = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
         // Every client's acknowledgements wait in this one kernel buffer during a fan-out.
-        crate::ask_udp_recv_buffer(socket2::SockRef::from(&udp), "webtransport_addr");
+        crate::ask_udp_recv_buffer(&udp, "webtransport_addr");
         let addr = udp.local_addr().map_err(bind_err)?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| bind_err(std::io::Error::other("no async runtime for the WebTransport endpoint")))?;
