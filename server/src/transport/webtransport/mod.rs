@@ -14,6 +14,7 @@
 
 pub mod cert;
 mod connect;
+mod framing;
 mod session;
 
 use std::net::SocketAddr;
@@ -129,9 +130,10 @@ struct Bound {
 /// Accepts WebTransport sessions; publishes its port and certificate hashes.
 #[derive(Debug)]
 pub struct Server {
-    settings: Settings,
     /// `None` when disabled.
     bound: Option<Bound>,
+    /// Video datagrams framed once for all sessions.
+    framing: Arc<framing::Framing>,
 }
 
 impl Server {
@@ -143,7 +145,7 @@ impl Server {
         configured: Option<&crate::tls::Identity>,
     ) -> Result<Arc<Self>, WebTransportError> {
         crate::sessions::Registry::declare_transport(NAME);
-        let Some(addr) = settings.addr else { return Ok(Arc::new(Self { settings, bound: None })) };
+        let Some(addr) = settings.addr else { return Ok(Arc::new(Self { bound: None, framing: Default::default() })) };
         let certs = match configured {
             Some(identity) => Certificates::configured(identity),
             None => Certificates::generated(names, settings.cert_rotation)?,
@@ -159,7 +161,7 @@ impl Server {
             .ok_or_else(|| bind_err(std::io::Error::other("no async runtime for the WebTransport endpoint")))?;
         let endpoint =
             quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), udp, runtime).map_err(bind_err)?;
-        Ok(Arc::new(Self { settings, bound: Some(Bound { endpoint, addr, transport, certs }) }))
+        Ok(Arc::new(Self { bound: Some(Bound { endpoint, addr, transport, certs }), framing: Default::default() }))
     }
 
     /// The bound UDP address; `None` when disabled.
@@ -198,7 +200,7 @@ impl Server {
                         let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect::accept(&core, incoming)).await;
                         drop(permit);
                         match accepted {
-                            Ok(Some(session)) => session.run(server.settings.clone()).await,
+                            Ok(Some(session)) => session.run(&server.framing).await,
                             Ok(None) => {}
                             Err(_) => tracing::debug!("webtransport handshake timed out"),
                         }

@@ -15,6 +15,7 @@ use railcast_protocol::client::ServerEvent;
 use tokio::task::JoinSet;
 use web_transport_quinn::{RecvStream, SendStream};
 
+use super::framing::Framing;
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::hub::Packet;
@@ -120,7 +121,7 @@ impl Session {
         Self { core, rc, principal, peer, session, _slot: slot }
     }
 
-    pub async fn run(self, _settings: super::Settings) {
+    pub async fn run(self, framing: &Framing) {
         let wt = self.session.clone();
         let mut stop = self.core.shutdown.clone();
         // Phase 1: the client's stream and first message; nothing is sent before.
@@ -196,7 +197,7 @@ impl Session {
                         // The room seen before waiting: it only grew since (this task alone adds).
                         let more = (space / DATAGRAM_ROOM).clamp(1, MAX_PACKETS_PER_WAKE) - 1;
                         relay.drain_packets(&mut batch, more);
-                        if send_video(&wt, &relay, &metrics, &mut batch, &mut streams).is_err() {
+                        if send_video(&wt, framing, &relay, &metrics, &mut batch, &mut streams).is_err() {
                             close = Some(None);
                         }
                     }
@@ -274,9 +275,11 @@ async fn on_line(line: Vec<u8>, relay: &mut Relay) -> Result<Option<ServerEvent>
     Ok(relay.on_text(text).await)
 }
 
-/// Hand a batch of packets to the session: datagrams, or a stream each for those too large.
+/// Hand a batch of packets to the session: datagrams (framed once for all sessions), or a stream
+/// each for those too large.
 fn send_video(
     wt: &web_transport_quinn::Session,
+    framing: &Framing,
     relay: &Relay,
     metrics: &crate::metrics::PacketOut,
     batch: &mut Vec<Packet>,
@@ -286,12 +289,14 @@ fn send_video(
     let bytes = metrics.record_batch(batch.iter().map(Packet::sent), crate::now_us());
     relay.info().sent(n, bytes);
     let max = wt.max_datagram_size();
+    let header = wt.datagram_header();
     for p in batch.drain(..) {
         if p.bytes.len() <= max {
-            match wt.send_datagram(p.bytes.clone()) {
+            // The session's header is in front: quinn's own send, not web-transport-quinn's copy.
+            match quinn::Connection::send_datagram(wt, framing.datagram(header, &p.bytes)) {
                 Ok(()) => continue,
                 // The path's datagram size shrank meanwhile: a stream instead.
-                Err(web_transport_quinn::SessionError::SendDatagramError(quinn::SendDatagramError::TooLarge)) => {}
+                Err(quinn::SendDatagramError::TooLarge) => {}
                 Err(_) => return Err(()),
             }
         }
