@@ -89,6 +89,11 @@ pub struct FanoutStep {
     pub server_rss_peak_kb: u64,
     pub server_rss_kb: u64,
     pub load_cpu_pct: f64,
+    /// The load tool's CPU time per frame interval, ms (`load_cpu_pct` of `1000 / fps`). When one
+    /// core reads for every client, the last client's packet of a frame cannot be read sooner
+    /// than the tool's work on that frame: the read p99 is about this or more, however fast the
+    /// server is (the socket p99 is not bound by it).
+    pub load_ms_per_frame: f64,
     /// MQTT: mosquitto's CPU over the window (% of one core), the CPUs it was pinned to, the
     /// server's `--mqtt-video-message`, and the video publishes the server deferred because its
     /// broker connection's request queue was full (`railcast_mqtt_publish_full_total`).
@@ -401,6 +406,7 @@ pub async fn run_step(
         server_rss_peak_kb,
         server_rss_kb,
         load_cpu_pct,
+        load_ms_per_frame: load_cpu_pct / 100.0 * 1000.0 / f64::from(ctx.fps.max(1)),
         broker_cpu_pct,
         broker_cpu: broker.and(ctx.broker_cpu.clone()),
         mqtt_video_message: broker.map(|_| ctx.mqtt_video_message),
@@ -457,7 +463,7 @@ fn headers(transport: Transport) -> Vec<&'static str> {
         h.extend(["broker CPU%", "pub full"]);
     }
     if matches!(transport, Transport::WebTransport | Transport::Whep) {
-        h.extend(["socket p50 ms", "socket p99 ms"]);
+        h.extend(["socket p50 ms", "socket p99 ms", "load ms/frame"]);
     }
     h
 }
@@ -489,6 +495,7 @@ fn row(s: &FanoutStep) -> Vec<String> {
     if matches!(s.transport, Transport::WebTransport | Transport::Whep) {
         r.push(ms(s.socket_latency.as_ref().and_then(|l| l.p50_us)));
         r.push(ms(s.socket_latency.as_ref().and_then(|l| l.p99_us)));
+        r.push(format!("{:.1}", s.load_ms_per_frame));
     }
     r
 }
