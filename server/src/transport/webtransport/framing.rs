@@ -3,8 +3,8 @@
 //! A WebTransport datagram is the session's ID (a QUIC varint: one byte, `0x00`, for a browser's
 //! one session on its connection) followed by the payload. web-transport-quinn's `send_datagram`
 //! allocates and copies every datagram to put the header in front, so a packet fanned out to
-//! 500 sessions was copied 500 times (malloc, copy and free were ≈ 5 % of the server's core at
-//! 500 clients). [`Framing`] keeps the framed copies of the packets sent last: the first session
+//! 500 sessions was copied 500 times (≈ 4 % of the server's core at 500 clients went to those
+//! allocations, copies and frees). [`Framing`] keeps the framed copies of the packets sent last: the first session
 //! to send a packet frames it, the others with the same header share those bytes.
 
 use std::collections::VecDeque;
@@ -38,7 +38,10 @@ impl Framing {
             return packet.clone();
         }
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        // The packet being fanned out is among the newest, whichever session asks.
+        // The packet being fanned out is among the newest, whichever session asks: the sessions
+        // of a stream are woken together and ask within a fraction of a millisecond, so a scan
+        // from the newest ends within a frame's packets. (A `HashMap` with SipHash cost twice
+        // the scan at 500 clients.) Only a session far behind scans them all and frames anew.
         if let Some(f) = recent.iter().rev().find(|f| same_memory(&f.packet, packet) && f.header == *header) {
             return f.datagram.clone();
         }
