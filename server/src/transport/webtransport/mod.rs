@@ -133,7 +133,7 @@ pub struct Server {
     /// `None` when disabled.
     bound: Option<Bound>,
     /// Video datagrams framed once for all sessions.
-    framing: Arc<framing::Framing>,
+    framing: framing::Framing,
 }
 
 impl Server {
