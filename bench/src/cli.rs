@@ -58,6 +58,11 @@ pub struct Opts {
     /// a lost packet stays lost, and the tool's one core, which runs every viewer, is not the limit.
     #[arg(long)]
     pub whep_player_interceptors: bool,
+    /// wt-fanout: run each WebTransport client on quinn's own tasks (web-transport-quinn's
+    /// client) instead of the one thread that drives every client's quinn-proto connection. For
+    /// comparison: the server's work is the same, the tool's is larger, so the read figure is later.
+    #[arg(long)]
+    pub wt_client_tasks: bool,
     /// MQTT subscriber counts for mqtt-fanout [default: 1,10,50,100,200; --smoke: 2].
     #[arg(long, value_delimiter = ',')]
     pub mqtt_clients: Option<Vec<usize>>,
@@ -226,6 +231,8 @@ pub struct Ctx {
     pub whep_clients: Vec<usize>,
     /// whep-fanout: the viewers run a player's interceptors (`--whep-player-interceptors`).
     pub whep_player_interceptors: bool,
+    /// wt-fanout: quinn's tasks per client (`--wt-client-tasks`) instead of the one-thread fleet.
+    pub wt_client_tasks: bool,
     pub mqtt_clients: Vec<usize>,
     /// cluster: client counts.
     pub cluster_clients: Vec<usize>,
@@ -310,6 +317,7 @@ impl Ctx {
             wt_clients,
             whep_clients,
             whep_player_interceptors: o.whep_player_interceptors,
+            wt_client_tasks: o.wt_client_tasks,
             mqtt_clients,
             cluster_clients,
             broker_cpu,

@@ -215,6 +215,14 @@ pub async fn run_step(
         _ => Vec::new(),
     };
     let hashes = &hashes;
+    // Every WebTransport client on one thread (`wt_fleet`), unless the tasks were asked for.
+    let fleet = match transport {
+        Transport::WebTransport if !ctx.wt_client_tasks => {
+            Some(crate::wt_fleet::Fleet::start(Arc::clone(&window), Arc::clone(&warm), stop_rx.clone())?)
+        }
+        _ => None,
+    };
+    let fleet = fleet.as_ref();
     let broker_port = match broker {
         Some(b) => {
             crate::mqtt_client::wait_server_connected(&server.api).await?;
@@ -239,8 +247,26 @@ pub async fn run_step(
                     }
                     Transport::WebTransport => {
                         let url = server.wt_url(rc).ok_or_else(|| anyhow::anyhow!("WebTransport is disabled"))?;
-                        let s = crate::wt_client::connect(&url, hashes).await?;
-                        Holder::Ws(tokio::spawn(crate::wt_client::run(s, window, warm, stop_rx)))
+                        match fleet {
+                            Some(f) => {
+                                let (connected, done) = f.connect(&url, hashes)?;
+                                tokio::time::timeout(Duration::from_secs(20), connected)
+                                    .await
+                                    .map_err(|_| anyhow::anyhow!("WebTransport session not open after 20 s"))?
+                                    .map_err(|_| anyhow::anyhow!("the fleet's thread ended"))??;
+                                Holder::Ws(tokio::spawn(async move {
+                                    done.await.unwrap_or_else(|_| WsResult {
+                                        counter: FrameCounter::default(),
+                                        events: 0,
+                                        error: Some("the fleet's thread ended".into()),
+                                    })
+                                }))
+                            }
+                            None => {
+                                let s = crate::wt_client::connect(&url, hashes).await?;
+                                Holder::Ws(tokio::spawn(crate::wt_client::run(s, window, warm, stop_rx)))
+                            }
+                        }
                     }
                     Transport::Whep => {
                         let c = whep_client::connect(&server.api, rc, ctx.whep_player_interceptors).await?;

@@ -7,7 +7,9 @@
 //!   controls that read only packet headers (WHEP: RTP headers); `mqtt_client` also starts
 //!   mosquitto for `mqtt-fanout`. [`rpc_client`]: a webrtc-rs peer that offers over JSON-RPC on
 //!   `/rpc`, for `webrtc-setup`. [`stamped_udp`]: the WebTransport clients' UDP socket, which
-//!   keeps the kernel's receive time.
+//!   keeps the kernel's receive time. [`wt_fleet`]: `wt-fanout`'s WebTransport clients, every
+//!   one's quinn-proto connection driven by one thread (`wt_client`, on quinn's tasks, with
+//!   `--wt-client-tasks`).
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
 //! - [`fanout`], [`floor`], [`dc_chromium`], [`cluster`], [`setup`], [`memory`], [`churn`],
@@ -41,6 +43,7 @@ mod whep_client;
 mod ws_client;
 mod ws_raw;
 mod wt_client;
+mod wt_fleet;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

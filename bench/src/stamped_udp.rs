@@ -72,20 +72,20 @@ impl StampedSocket {
 }
 
 /// What one `recvmsg` brought besides the bytes.
-struct Got {
-    addr: SocketAddr,
-    len: usize,
+pub(crate) struct Got {
+    pub addr: SocketAddr,
+    pub len: usize,
     /// The datagram size within a GRO batch (`len` when there is one datagram).
-    stride: usize,
-    tos: Option<u8>,
-    dst_ip: Option<IpAddr>,
+    pub stride: usize,
+    pub tos: Option<u8>,
+    pub dst_ip: Option<IpAddr>,
 }
 
 /// Read up to `max` messages (GRO batches) from `rx` into `bufs` without blocking, one
 /// `recvmsg` each; `fill(n, got)` takes the n-th message's metadata. The newest kernel receive
 /// time goes to `stamp`. `WouldBlock` only when nothing was read.
-fn recv_batch(
-    rx: &tokio::net::UdpSocket,
+pub(crate) fn recv_batch(
+    rx: &impl AsRawFd,
     stamp: &Stamp,
     bufs: &mut [IoSliceMut<'_>],
     max: usize,

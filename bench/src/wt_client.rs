@@ -1,8 +1,9 @@
-//! A WebTransport remote control for `wt-fanout`: web-transport-quinn's client with testkit's
-//! configuration (pinning the hashes the API publishes) on a [`StampedSocket`], which sends a
-//! `ping` first and then counts video from datagrams and unidirectional streams like the
-//! WebSocket reader counts binary messages, each packet's latency taken both when it is read
-//! and when the kernel received it.
+//! A WebTransport remote control for `wt-fanout --wt-client-tasks` (the tool's default is
+//! [`crate::wt_fleet`], which costs the tool a third less per client): web-transport-quinn's
+//! client with testkit's configuration (pinning the hashes the API publishes) on a
+//! [`StampedSocket`], which sends a `ping` first and then counts video from datagrams and
+//! unidirectional streams like the WebSocket reader counts binary messages, each packet's
+//! latency taken both when it is read and when the kernel received it.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
