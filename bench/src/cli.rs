@@ -63,6 +63,11 @@ pub struct Opts {
     /// comparison: the server's work is the same, the tool's is larger, so the read figure is later.
     #[arg(long)]
     pub wt_client_tasks: bool,
+    /// whep-fanout: run each viewer as webrtc-rs's async peer connection (its own driver task)
+    /// instead of the one thread that drives every viewer's sans-IO connection. For comparison;
+    /// implied by --whep-player-interceptors.
+    #[arg(long)]
+    pub whep_client_tasks: bool,
     /// MQTT subscriber counts for mqtt-fanout [default: 1,10,50,100,200; --smoke: 2].
     #[arg(long, value_delimiter = ',')]
     pub mqtt_clients: Option<Vec<usize>>,
@@ -233,6 +238,8 @@ pub struct Ctx {
     pub whep_player_interceptors: bool,
     /// wt-fanout: quinn's tasks per client (`--wt-client-tasks`) instead of the one-thread fleet.
     pub wt_client_tasks: bool,
+    /// whep-fanout: webrtc-rs's async peers (`--whep-client-tasks`) instead of the fleet.
+    pub whep_client_tasks: bool,
     pub mqtt_clients: Vec<usize>,
     /// cluster: client counts.
     pub cluster_clients: Vec<usize>,
@@ -318,6 +325,7 @@ impl Ctx {
             whep_clients,
             whep_player_interceptors: o.whep_player_interceptors,
             wt_client_tasks: o.wt_client_tasks,
+            whep_client_tasks: o.whep_client_tasks,
             mqtt_clients,
             cluster_clients,
             broker_cpu,

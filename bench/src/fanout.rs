@@ -132,6 +132,8 @@ enum Holder {
     Ws(JoinHandle<WsResult>),
     Rtc(RtcConn, JoinHandle<(FrameCounter, Option<String>)>),
     Whep(JoinHandle<WhepResult>),
+    /// A viewer on the WHEP fleet: its session's URL, what it counted.
+    WhepFleet(String, tokio::sync::oneshot::Receiver<crate::whep_fleet::Viewed>),
 }
 
 type WhepResult = (whep_client::WhepConn, FrameCounter, whep_client::RtpLoss, Option<String>);
@@ -223,6 +225,15 @@ pub async fn run_step(
         _ => None,
     };
     let fleet = fleet.as_ref();
+    // Every WHEP viewer on one thread (`whep_fleet`), unless the tasks or a player's
+    // interceptors were asked for.
+    let whep_fleet = match transport {
+        Transport::Whep if !ctx.whep_client_tasks && !ctx.whep_player_interceptors => {
+            Some(crate::whep_fleet::Fleet::start(Arc::clone(&window), Arc::clone(&warm), stop_rx.clone())?)
+        }
+        _ => None,
+    };
+    let whep_fleet = whep_fleet.as_ref();
     let broker_port = match broker {
         Some(b) => {
             crate::mqtt_client::wait_server_connected(&server.api).await?;
@@ -268,10 +279,16 @@ pub async fn run_step(
                             }
                         }
                     }
-                    Transport::Whep => {
-                        let c = whep_client::connect(&server.api, rc, ctx.whep_player_interceptors).await?;
-                        Holder::Whep(tokio::spawn(whep_client::run(c, window, warm, stop_rx)))
-                    }
+                    Transport::Whep => match whep_fleet {
+                        Some(f) => {
+                            let (url, done) = crate::whep_fleet::connect(f, &server.api, rc).await?;
+                            Holder::WhepFleet(url, done)
+                        }
+                        None => {
+                            let c = whep_client::connect(&server.api, rc, ctx.whep_player_interceptors).await?;
+                            Holder::Whep(tokio::spawn(whep_client::run(c, window, warm, stop_rx)))
+                        }
+                    },
                     Transport::Mqtt => {
                         let c = crate::mqtt_client::connect(&server.api, broker_port, rc).await?;
                         Holder::Ws(tokio::spawn(crate::mqtt_client::run(c, window, warm, stop_rx)))
@@ -345,6 +362,7 @@ pub async fn run_step(
     let mut expected = 0u64;
     let mut rtcs = Vec::new();
     let mut wheps = Vec::new();
+    let mut whep_urls = Vec::new();
     let mut rtp = whep_client::RtpLoss::default();
     for (i, h) in holders {
         let sent = trains[train_of(i)].stats.window_frames.load(Ordering::Relaxed);
@@ -372,6 +390,18 @@ pub async fn run_step(
                 Ok(Err(e)) => (FrameCounter::default(), Some(format!("client task: {e}"))),
                 Err(_) => (FrameCounter::default(), Some("client did not stop".into())),
             },
+            Holder::WhepFleet(url, done) => {
+                whep_urls.push(url);
+                match tokio::time::timeout(Duration::from_secs(10), done).await {
+                    Ok(Ok((counter, loss, error))) => {
+                        rtp.received += loss.received;
+                        rtp.expected += loss.expected;
+                        (counter, error)
+                    }
+                    Ok(Err(_)) => (FrameCounter::default(), Some("the WHEP fleet's thread ended".into())),
+                    Err(_) => (FrameCounter::default(), Some("client did not stop".into())),
+                }
+            }
         };
         if let Some(e) = error {
             errors.push(e);
@@ -392,6 +422,15 @@ pub async fn run_step(
     stream::iter(wheps)
         .for_each_concurrent(32, |c| async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), whep_client::close(c, api)).await;
+        })
+        .await;
+    stream::iter(whep_urls)
+        .for_each_concurrent(32, |url| async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                testkit::whep::http("DELETE", &url, api.token.as_deref(), &[], ""),
+            )
+            .await;
         })
         .await;
     let frames_sent: u64 = trains.iter().map(|t| t.stats.window_frames.load(Ordering::Relaxed)).sum();

@@ -9,7 +9,9 @@
 //!   `/rpc`, for `webrtc-setup`. [`stamped_udp`]: the WebTransport clients' UDP socket, which
 //!   keeps the kernel's receive time. [`wt_fleet`]: `wt-fanout`'s WebTransport clients, every
 //!   one's quinn-proto connection driven by one thread (`wt_client`, on quinn's tasks, with
-//!   `--wt-client-tasks`).
+//!   `--wt-client-tasks`). [`whep_fleet`]: `whep-fanout`'s viewers, webrtc-rs's sans-IO peer
+//!   connections driven by one thread the same way (`whep_client`, async, with
+//!   `--whep-client-tasks` or `--whep-player-interceptors`).
 //! - [`stats`]: measurement window, latency histogram, whole-frame counting.
 //! - [`procstat`]: CPU, RSS and machine figures from `/proc`.
 //! - [`fanout`], [`floor`], [`dc_chromium`], [`cluster`], [`setup`], [`memory`], [`churn`],
@@ -40,6 +42,7 @@ mod stamped_udp;
 mod stats;
 mod train;
 mod whep_client;
+mod whep_fleet;
 mod ws_client;
 mod ws_raw;
 mod wt_client;

@@ -1,6 +1,7 @@
-//! A WHEP viewer for `whep-fanout`: testkit's webrtc-rs player (one receive-only H.264
-//! transceiver, no data channel, as a plain player), which counts RTP instead of railcast
-//! packets.
+//! A WHEP viewer for `whep-fanout --whep-client-tasks` (and `--whep-player-interceptors`; the
+//! tool's default is [`crate::whep_fleet`]): testkit's webrtc-rs player (one receive-only
+//! H.264 transceiver, no data channel, as a plain player), which counts RTP instead of railcast
+//! packets. Its [`RtpCounter`] counts for the fleet's viewers too.
 //!
 //! The server writes RTP timestamps as capture times at 90 kHz (`capture_us × 90 / 1000 mod
 //! 2³²`, README "WHEP"), so a packet's latency is `now − capture` read straight from its
@@ -61,7 +62,7 @@ pub struct RtpLoss {
 
 /// Whole frames and packet latency of one track, as [`FrameCounter`] counts railcast packets.
 #[derive(Debug, Default)]
-struct RtpCounter {
+pub(crate) struct RtpCounter {
     counter: FrameCounter,
     loss: RtpLoss,
     /// The frame being received: its timestamp, the next sequence number, intact so far.
@@ -76,7 +77,7 @@ struct RtpCounter {
 impl RtpCounter {
     /// One RTP packet as read; `received_us`: the kernel receive time of it or of a datagram
     /// received after it (see [`crate::stamped_udp`]).
-    fn packet(
+    pub(crate) fn packet(
         &mut self,
         seq: u16,
         timestamp: u32,
@@ -123,7 +124,12 @@ impl RtpCounter {
         }
     }
 
-    fn finish(mut self) -> (FrameCounter, RtpLoss) {
+    /// Packets read, in the window or not.
+    pub(crate) fn packets_any(&self) -> u64 {
+        self.counter.packets_any
+    }
+
+    pub(crate) fn finish(mut self) -> (FrameCounter, RtpLoss) {
         if let (Some(f), Some(l)) = (self.first, self.last_ext) {
             self.loss.expected = l - f + 1;
         }

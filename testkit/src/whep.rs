@@ -237,17 +237,10 @@ pub async fn media_peer_with(
     media_peer_on(interceptors, webrtc::runtime::default_runtime().expect("runtime")).await
 }
 
-/// [`media_peer_with`] on `runtime` (the load tool's wraps the sockets to stamp what they
-/// receive).
-pub async fn media_peer_on(
-    interceptors: bool,
-    runtime: Arc<dyn webrtc::runtime::Runtime>,
-) -> (
-    Arc<dyn PeerConnection>,
-    mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
-    mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
-    Arc<Mutex<Vec<RTCIceConnectionState>>>,
-) {
+/// A player's codecs: H.264 (payload types [`CLIENT_H264_PT`], constrained baseline, and 125,
+/// baseline) and Opus ([`CLIENT_OPUS_PT`]), for webrtc-rs peers and for the load tool's
+/// sans-IO viewers alike.
+pub fn player_media_engine() -> MediaEngine {
     let mut engine = MediaEngine::default();
     for (pt, profile) in [(CLIENT_H264_PT, "42e01f"), (125, "42001f")] {
         engine
@@ -283,6 +276,21 @@ pub async fn media_peer_on(
             RtpCodecKind::Audio,
         )
         .expect("register Opus");
+    engine
+}
+
+/// [`media_peer_with`] on `runtime` (the load tool's wraps the sockets to stamp what they
+/// receive).
+pub async fn media_peer_on(
+    interceptors: bool,
+    runtime: Arc<dyn webrtc::runtime::Runtime>,
+) -> (
+    Arc<dyn PeerConnection>,
+    mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    mpsc::UnboundedReceiver<Arc<dyn DataChannel>>,
+    Arc<Mutex<Vec<RTCIceConnectionState>>>,
+) {
+    let mut engine = player_media_engine();
     let registry = interceptors.then(|| configure_rtcp_reports(configure_nack(Registry::new(), &mut engine)));
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
     let (dc_tx, channels) = mpsc::unbounded_channel();
