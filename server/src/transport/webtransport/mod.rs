@@ -16,6 +16,7 @@ pub mod cert;
 mod connect;
 mod framing;
 mod session;
+mod woken;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

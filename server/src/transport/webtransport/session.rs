@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use web_transport_quinn::{RecvStream, SendStream};
 
 use super::framing::Framing;
+use super::woken::Woken;
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::hub::Packet;
@@ -179,6 +180,8 @@ impl Session {
         let mut reading = true;
         let ended = wt.closed();
         tokio::pin!(ended);
+        // The client's stream is read when it has woken the task, not on every frame.
+        let stream_woken = Woken::new();
         // `Some(None)`: end without a goodbye (the client is gone or takes nothing);
         // `Some(Some(close))`: say goodbye with this close.
         while close.is_none() {
@@ -207,7 +210,7 @@ impl Session {
                         close = Some(Some((u32::from(end.close_code()), end.reason())));
                     }
                 },
-                line = lines.next(), if reading => match line {
+                line = stream_woken.poll(lines.next()), if reading => match line {
                     Ok(Some(line)) => match on_line(line, &mut relay).await {
                         Ok(Some(ev)) => if send_event(&mut send, &relay, &ev).await.is_err() { close = Some(None) },
                         Ok(None) => {}
