@@ -26,6 +26,7 @@ mod cli;
 mod cluster;
 mod dc_chromium;
 mod fanout;
+mod fleet;
 mod floor;
 mod hostprobe;
 mod memory;

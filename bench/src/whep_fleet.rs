@@ -13,15 +13,13 @@
 //! codecs, one receive-only video transceiver, no interceptors, a host candidate on 127.0.0.1
 //! in the offer (no trickle); the WHEP POST and DELETE are made by the caller.
 
-use std::collections::BinaryHeap;
 use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use quinn::udp::UdpSocketState;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -37,6 +35,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{oneshot, watch};
 
+use crate::fleet::{Poller, RECV_BUF};
 use crate::stamped_udp::{recv_batch, Stamp};
 use crate::stats::{FrameCounter, Window};
 use crate::whep_client::{RtpCounter, RtpLoss};
@@ -61,10 +60,10 @@ impl Fleet {
     /// A thread whose viewers count into `window` until `stop` turns true.
     pub fn start(window: Arc<Window>, warm: Arc<AtomicUsize>, stop: watch::Receiver<bool>) -> anyhow::Result<Self> {
         let (cmds, rx) = mpsc::channel();
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let thread = std::thread::Builder::new().name("whep-fleet".into()).spawn(move || {
-            Driver { epoll, viewers: Vec::new(), timers: BinaryHeap::new() }.run(rx, &window, &warm, &stop)
-        })?;
+        let poller = Poller::new()?;
+        let thread = std::thread::Builder::new()
+            .name("whep-fleet".into())
+            .spawn(move || Driver { poller, viewers: Vec::new() }.run(rx, &window, &warm, &stop))?;
         Ok(Self { cmds: Some(cmds), thread: Some(thread) })
     }
 
@@ -115,20 +114,13 @@ struct Viewer {
 }
 
 struct Driver {
-    epoll: Epoll,
+    poller: Poller,
     viewers: Vec<Viewer>,
-    /// Each viewer's next timer (stale entries are skipped: the viewer's own `timeout` decides).
-    timers: BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
 }
-
-/// A GRO batch: up to 64 KiB.
-const RECV_BUF: usize = 64 * 1024;
-/// How long the thread waits for a socket at most, so that commands and `stop` are seen.
-const TICK: Duration = Duration::from_millis(5);
 
 impl Driver {
     fn run(mut self, cmds: mpsc::Receiver<Cmd>, window: &Window, warm: &AtomicUsize, stop: &watch::Receiver<bool>) {
-        let mut events = vec![EpollEvent::empty(); 256];
+        let mut ready = Vec::new();
         let mut rx = vec![0u8; RECV_BUF];
         loop {
             loop {
@@ -150,37 +142,23 @@ impl Driver {
             if *stop.borrow() {
                 return self.close_all();
             }
-            let now = Instant::now();
-            let wait = self.timers.peek().map_or(TICK, |t| t.0 .0.saturating_duration_since(now)).min(TICK);
-            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-            let n = match self.epoll.wait(&mut events, EpollTimeout::from(ms)) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => 0,
-                Err(e) => {
-                    for v in &mut self.viewers {
-                        v.error.get_or_insert_with(|| format!("epoll: {e}"));
-                    }
-                    return self.close_all();
+            if let Err(e) = self.poller.wait(&mut ready) {
+                for v in &mut self.viewers {
+                    v.error.get_or_insert_with(|| format!("epoll: {e}"));
                 }
-            };
-            for ev in &events[..n] {
-                let i = ev.data() as usize;
+                return self.close_all();
+            }
+            for &i in &ready {
                 self.receive(i, &mut rx);
                 self.drive(i, window, warm);
             }
             let now = Instant::now();
-            while let Some(&std::cmp::Reverse((at, i))) = self.timers.peek() {
-                if at > now {
-                    break;
+            while let Some(i) = self.poller.due(now, |i| self.viewers[i].timeout) {
+                self.viewers[i].timeout = None;
+                if let Err(e) = self.viewers[i].pc.handle_timeout(now) {
+                    self.viewers[i].error.get_or_insert_with(|| format!("timeout: {e}"));
                 }
-                self.timers.pop();
-                if self.viewers[i].timeout == Some(at) {
-                    self.viewers[i].timeout = None;
-                    if let Err(e) = self.viewers[i].pc.handle_timeout(now) {
-                        self.viewers[i].error.get_or_insert_with(|| format!("timeout: {e}"));
-                    }
-                    self.drive(i, window, warm);
-                }
+                self.drive(i, window, warm);
             }
         }
     }
@@ -232,7 +210,7 @@ impl Driver {
         let sdp = pc.local_description().ok_or_else(|| anyhow::anyhow!("no local description"))?.sdp;
         anyhow::ensure!(sdp.contains("a=candidate"), "the offer has no host candidate");
         let i = self.viewers.len();
-        self.epoll.add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
+        self.poller.add(&socket, i)?;
         self.viewers.push(Viewer {
             socket,
             udp,
@@ -317,12 +295,7 @@ impl Driver {
             let _ = v.udp.send((&v.socket).into(), &transmit);
         }
         let next = v.pc.poll_timeout();
-        if next != v.timeout {
-            v.timeout = next;
-            if let Some(at) = next {
-                self.timers.push(std::cmp::Reverse((at, i)));
-            }
-        }
+        self.poller.file(i, &mut v.timeout, next);
     }
 
     /// `stop`: close every peer connection (its DTLS close goes out) and answer every viewer.

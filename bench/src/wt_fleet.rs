@@ -17,21 +17,21 @@
 //! message; video is counted from datagrams (session ID varint, then a wire packet) and from
 //! unidirectional streams, like the other clients.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use quinn::udp::{EcnCodepoint, UdpSocketState};
 use quinn_proto::{
     ConnectionHandle, DatagramEvent, Dir, EndpointConfig, Event, ReadError, StreamEvent, StreamId, VarInt,
 };
 use tokio::sync::{oneshot, watch};
 
+use crate::fleet::{Poller, RECV_BUF};
 use crate::stamped_udp::{recv_batch, Stamp};
 use crate::stats::{FrameCounter, Window};
 use crate::ws_client::WsResult;
@@ -56,16 +56,10 @@ impl Fleet {
     /// A thread whose clients count into `window` until `stop` turns true.
     pub fn start(window: Arc<Window>, warm: Arc<AtomicUsize>, stop: watch::Receiver<bool>) -> anyhow::Result<Self> {
         let (add, adds) = mpsc::channel();
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let poller = Poller::new()?;
         let thread = std::thread::Builder::new().name("wt-fleet".into()).spawn(move || {
-            Driver {
-                epoll,
-                endpoint: endpoint(),
-                clients: Vec::new(),
-                handles: HashMap::new(),
-                timers: BinaryHeap::new(),
-            }
-            .run(adds, &window, &warm, &stop)
+            Driver { poller, endpoint: endpoint(), clients: Vec::new(), handles: HashMap::new() }
+                .run(adds, &window, &warm, &stop)
         })?;
         Ok(Self { add: Some(add), thread: Some(thread) })
     }
@@ -134,22 +128,15 @@ struct Client {
 }
 
 struct Driver {
-    epoll: Epoll,
+    poller: Poller,
     endpoint: quinn_proto::Endpoint,
     clients: Vec<Client>,
     handles: HashMap<ConnectionHandle, usize>,
-    /// Each client's next timer (stale entries are skipped: the client's own `timeout` decides).
-    timers: BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
 }
-
-/// Socket buffers: a frame's burst for one client is ≈ 15 datagrams; quinn's own default.
-const RECV_BUF: usize = 64 * 1024;
-/// How long the thread waits for a socket at most, so that new clients and `stop` are seen.
-const TICK: Duration = Duration::from_millis(5);
 
 impl Driver {
     fn run(mut self, adds: mpsc::Receiver<Add>, window: &Window, warm: &AtomicUsize, stop: &watch::Receiver<bool>) {
-        let mut events = vec![EpollEvent::empty(); 256];
+        let mut ready = Vec::new();
         let mut rx = vec![0u8; RECV_BUF];
         let mut tx = Vec::with_capacity(64 * 1024);
         let mut accepting = true;
@@ -169,34 +156,19 @@ impl Driver {
             if *stop.borrow() || !accepting {
                 break;
             }
-            let now = Instant::now();
-            let wait = self.timers.peek().map_or(TICK, |t| t.0 .0.saturating_duration_since(now)).min(TICK);
-            // Round up: a timer due in 0.4 ms must not spin on zero-length waits.
-            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-            let n = match self.epoll.wait(&mut events, EpollTimeout::from(ms)) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => 0,
-                Err(e) => {
-                    self.fail_all(&format!("epoll: {e}"));
-                    break;
-                }
-            };
-            for ev in &events[..n] {
-                let i = ev.data() as usize;
+            if let Err(e) = self.poller.wait(&mut ready) {
+                self.fail_all(&format!("epoll: {e}"));
+                break;
+            }
+            for &i in &ready {
                 self.receive(i, &mut rx);
                 self.drive(i, &mut tx, window, warm);
             }
             let now = Instant::now();
-            while let Some(&std::cmp::Reverse((at, i))) = self.timers.peek() {
-                if at > now {
-                    break;
-                }
-                self.timers.pop();
-                if self.clients[i].timeout == Some(at) {
-                    self.clients[i].timeout = None;
-                    self.clients[i].conn.handle_timeout(now);
-                    self.drive(i, &mut tx, window, warm);
-                }
+            while let Some(i) = self.poller.due(now, |i| self.clients[i].timeout) {
+                self.clients[i].timeout = None;
+                self.clients[i].conn.handle_timeout(now);
+                self.drive(i, &mut tx, window, warm);
             }
         }
         self.close_all(&mut tx);
@@ -247,7 +219,7 @@ impl Driver {
         let udp = UdpSocketState::new((&socket).into())?;
         let name = url.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_owned();
         let (handle, conn) = self.endpoint.connect(Instant::now(), config, remote, &name)?;
-        self.epoll.add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, self.clients.len() as u64))?;
+        self.poller.add(&socket, self.clients.len())?;
         Ok((socket, udp, handle, conn))
     }
 
@@ -358,12 +330,7 @@ impl Driver {
             send(c, &t, tx);
         }
         let next = c.conn.poll_timeout();
-        if next != c.timeout {
-            c.timeout = next;
-            if let Some(at) = next {
-                self.timers.push(std::cmp::Reverse((at, i)));
-            }
-        }
+        self.poller.file(i, &mut c.timeout, next);
     }
 
     /// Client `i` is done: answer its waiters once.
