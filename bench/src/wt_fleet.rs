@@ -417,6 +417,8 @@ impl Client {
     fn read(&mut self, id: StreamId, window: &Window, warm: &AtomicUsize) -> Result<(), String> {
         let mut got = Vec::new();
         let mut finished = false;
+        // A reset stream's bytes are a packet cut short: dropped, not counted.
+        let mut reset = false;
         let mut rs = self.conn.recv_stream(id);
         let Ok(mut chunks) = rs.read(true) else { return Ok(()) };
         loop {
@@ -429,6 +431,7 @@ impl Client {
                 Err(ReadError::Blocked) => break,
                 Err(ReadError::Reset(_)) => {
                     finished = true;
+                    reset = true;
                     break;
                 }
             }
@@ -457,7 +460,9 @@ impl Client {
                     got.iter().for_each(|b| buf.extend_from_slice(b));
                     if finished {
                         let buf = self.uni.remove(&id).unwrap_or_default();
-                        self.uni_packet(session, &buf, window, warm);
+                        if !reset {
+                            self.uni_packet(session, &buf, window, warm);
+                        }
                     }
                 }
             }
