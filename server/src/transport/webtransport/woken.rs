@@ -3,7 +3,7 @@
 //! A session's loop waits on the hub and on the client's stream with `select!`, which polls every
 //! branch each time the task wakes; at 30 frames a second that is a read of the client's stream
 //! per frame for a stream that carries a few lines a minute, and each read locks the QUIC
-//! connection and looks up the stream (3.4 % of the server's samples at 500 WebTransport
+//! connection and looks up the stream (3.1–3.4 % of the server's samples at 500 WebTransport
 //! clients). [`Woken`] skips that poll while the stream's last answer was `Pending` and nothing
 //! has woken it since: the future is polled with a waker of its own that records the wake and
 //! passes it on to the task.
