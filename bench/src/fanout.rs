@@ -267,9 +267,8 @@ pub async fn run_step(
                                     .map_err(|_| anyhow::anyhow!("the fleet's thread ended"))??;
                                 Holder::Ws(tokio::spawn(async move {
                                     done.await.unwrap_or_else(|_| WsResult {
-                                        counter: FrameCounter::default(),
-                                        events: 0,
                                         error: Some("the fleet's thread ended".into()),
+                                        ..WsResult::default()
                                     })
                                 }))
                             }

@@ -3,10 +3,13 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::os::fd::AsFd;
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+use crate::stamped_udp::{recv_batch, Got, Stamp};
 
 /// A receive buffer: one GRO batch, up to 64 KiB.
 pub const RECV_BUF: usize = 64 * 1024;
@@ -74,5 +77,16 @@ impl Poller {
             }
         }
         None
+    }
+}
+
+/// One GRO batch from a client's socket into `rx`, its receive time into `stamp`; `None` when
+/// the socket has nothing more.
+pub fn recv(socket: &impl AsRawFd, stamp: &Stamp, rx: &mut [u8]) -> io::Result<Option<Got>> {
+    let mut got = None;
+    match recv_batch(socket, stamp, &mut [IoSliceMut::new(rx)], 1, |_, g| got = Some(g)) {
+        Ok(_) => Ok(got),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
 }

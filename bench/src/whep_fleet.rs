@@ -13,7 +13,6 @@
 //! codecs, one receive-only video transceiver, no interceptors, a host candidate on 127.0.0.1
 //! in the offer (no trickle); the WHEP POST and DELETE are made by the caller.
 
-use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
@@ -35,8 +34,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{oneshot, watch};
 
-use crate::fleet::{Poller, RECV_BUF};
-use crate::stamped_udp::{recv_batch, Stamp};
+use crate::fleet::{self, Poller, RECV_BUF};
+use crate::stamped_udp::Stamp;
 use crate::stats::{FrameCounter, Window};
 use crate::whep_client::{RtpCounter, RtpLoss};
 
@@ -236,21 +235,14 @@ impl Driver {
     fn receive(&mut self, i: usize, rx: &mut [u8]) {
         let v = &mut self.viewers[i];
         loop {
-            let mut got = None;
-            let read = {
-                let mut bufs = [IoSliceMut::new(rx)];
-                recv_batch(&v.socket, &v.stamp, &mut bufs, 1, |_, g| got = Some((g.addr, g.len, g.stride)))
-            };
-            match read {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            let (peer_addr, len, stride) = match fleet::recv(&v.socket, &v.stamp, rx) {
+                Ok(Some(g)) => (g.addr, g.len, g.stride),
+                Ok(None) => return,
                 Err(e) => {
                     v.error.get_or_insert_with(|| format!("recv: {e}"));
                     return;
                 }
-            }
-            let Some((peer_addr, len, stride)) = got else { return };
+            };
             let now = Instant::now();
             let transport = TransportContext {
                 local_addr: v.local,

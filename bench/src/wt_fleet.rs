@@ -18,7 +18,6 @@
 //! unidirectional streams, like the other clients.
 
 use std::collections::HashMap;
-use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
@@ -31,9 +30,9 @@ use quinn_proto::{
 };
 use tokio::sync::{oneshot, watch};
 
-use crate::fleet::{Poller, RECV_BUF};
-use crate::stamped_udp::{recv_batch, Stamp};
-use crate::stats::{FrameCounter, Window};
+use crate::fleet::{self, Poller, RECV_BUF};
+use crate::stamped_udp::Stamp;
+use crate::stats::Window;
 use crate::ws_client::WsResult;
 
 /// The first message, as [`crate::wt_client`] sends it: video starts after it.
@@ -195,7 +194,7 @@ impl Driver {
             control: None,
             uni: HashMap::new(),
             timeout: None,
-            result: WsResult { counter: FrameCounter::default(), events: 0, error: None },
+            result: WsResult::default(),
             connected: Some(a.connected),
             done: Some(a.done),
         });
@@ -227,24 +226,16 @@ impl Driver {
     fn receive(&mut self, i: usize, rx: &mut [u8]) {
         loop {
             let c = &self.clients[i];
-            let mut got = None;
-            let read = {
-                let mut bufs = [IoSliceMut::new(rx)];
-                recv_batch(&c.socket, &c.stamp, &mut bufs, 1, |_, g| {
-                    got = Some((g.addr, g.len, g.stride, g.tos, g.dst_ip))
-                })
-            };
-            match read {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            let got = match fleet::recv(&c.socket, &c.stamp, rx) {
+                Ok(Some(g)) => g,
+                Ok(None) => return,
                 Err(e) => {
                     self.finish(i, Some(format!("recv: {e}")));
                     return;
                 }
-            }
-            let Some((addr, len, stride, tos, dst_ip)) = got else { return };
-            let ecn = tos.and_then(|t| quinn_proto::EcnCodepoint::from_bits(t & 0b11));
+            };
+            let (addr, len, stride, dst_ip) = (got.addr, got.len, got.stride, got.dst_ip);
+            let ecn = got.tos.and_then(|t| quinn_proto::EcnCodepoint::from_bits(t & 0b11));
             let now = Instant::now();
             let mut data = BytesMut::from(&rx[..len]);
             let mut response = Vec::new();
@@ -347,10 +338,7 @@ impl Driver {
             let _ = tx.send(Err(anyhow::anyhow!(error.unwrap_or_else(|| "closed before the session opened".into()))));
         }
         if let Some(tx) = c.done.take() {
-            let _ = tx.send(std::mem::replace(
-                &mut c.result,
-                WsResult { counter: FrameCounter::default(), events: 0, error: None },
-            ));
+            let _ = tx.send(std::mem::take(&mut c.result));
         }
     }
 

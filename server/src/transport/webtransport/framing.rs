@@ -4,8 +4,9 @@
 //! one session on its connection) followed by the payload. web-transport-quinn's `send_datagram`
 //! allocates and copies every datagram to put the header in front, so a packet fanned out to
 //! 500 sessions was copied 500 times (≈ 4 % of the server's core at 500 clients went to those
-//! allocations, copies and frees). [`Framing`] keeps the framed copies of the packets sent last: the first session
-//! to send a packet frames it, the others with the same header share those bytes.
+//! allocations, copies and frees). [`Framing`] keeps the framed copies of the packets sent
+//! last: the first session to send a packet frames it, the others with the same header share
+//! those bytes.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
