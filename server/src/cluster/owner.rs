@@ -298,6 +298,10 @@ async fn answer_control(hub: &Hub, client: &Client, msg: async_nats::Message) {
     }
 }
 
+/// The owner's answer to another node's `operator_lost` for a lease the owner has told the
+/// train about already (the train moved here).
+const TOLD_ALREADY: &str = "the train was told by its new node already";
+
 /// Carry out a command for another node's viewer and answer with the outcome.
 async fn answer_command(hub: Hub, client: Client, control_required: bool, msg: async_nats::Message) {
     let Some(reply_to) = msg.reply.clone() else {
@@ -316,6 +320,12 @@ async fn answer_command(hub: Hub, client: Client, control_required: bool, msg: a
         Err(e) => {
             rejected("command", &msg.subject, &e);
             CommandReply::Error { error: "bad_request".into(), message: e.to_string() }
+        }
+        // The train moved here from the node telling it, and this node told it already.
+        Ok(Action::OperatorLost { operator, reason })
+            if hub.stream(&train).is_some_and(|s| s.control_lost_elsewhere(&operator, &reason)) =>
+        {
+            CommandReply::Ack { ok: true, message: TOLD_ALREADY.into(), rtt_us: 0 }
         }
         Ok(action) => match refusal(&hub, &train, &action, control_required, from.as_deref()) {
             Some(message) => CommandReply::Error { error: "not_in_control".into(), message },

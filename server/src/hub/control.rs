@@ -36,11 +36,23 @@ pub struct Lease {
     pub via: Option<String>,
     /// The lease is to end now, for this reason (the watchdog ends it and tells the train).
     pub ending: Option<String>,
+    /// Ending because the train connected here while another node held the lease: that node,
+    /// if alive, tells the train too ([`Stream::control_lost_elsewhere`]).
+    pub moved: bool,
 }
 
 impl Lease {
     fn new(holder: ControlHolder, via: Option<String>) -> Self {
-        Self { holder, heartbeat: Instant::now(), orphaned: false, remote: false, mine: false, via, ending: None }
+        Self {
+            holder,
+            heartbeat: Instant::now(),
+            orphaned: false,
+            remote: false,
+            mine: false,
+            via,
+            ending: None,
+            moved: false,
+        }
     }
 
     /// Held by `session` of this node (here, or a copy of the owner's lease for it).
@@ -81,17 +93,24 @@ pub enum Taken {
 pub struct ControlSlot {
     lease: Mutex<Option<Lease>>,
     reason: Mutex<String>,
+    /// The holder's name of the last moved lease ([`Lease::moved`]) whose end this node told
+    /// the train, until the old node's own message about it comes.
+    told_moved: Mutex<Option<String>>,
     /// The hub's, notified at every change.
     changes: Arc<Notify>,
 }
 
 impl ControlSlot {
     pub(super) fn new(changes: Arc<Notify>) -> Self {
-        Self { lease: Mutex::default(), reason: Mutex::default(), changes }
+        Self { lease: Mutex::default(), reason: Mutex::default(), told_moved: Mutex::default(), changes }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Lease>> {
         self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn told_moved(&self) -> MutexGuard<'_, Option<String>> {
+        self.told_moved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -154,6 +173,7 @@ impl Stream {
             l.remote = false;
             l.via = Some(l.holder.node.clone().unwrap_or_default());
             l.ending = Some(why);
+            l.moved = true;
         }
     }
 
@@ -332,12 +352,34 @@ impl Stream {
         })
     }
 
+    /// Another node is telling the train that `operator`'s lease there ended because the train
+    /// moved here (its `operator_lost`, `why`): whether this node told the train already, so
+    /// that the train gets one `operator_lost` for one move. A lease of `operator` this node has
+    /// yet to end for that move ends now, for the other node's message to be the one told.
+    pub fn control_lost_elsewhere(&self, operator: &str, why: &str) -> bool {
+        let ended = self.control_end_if(|l| (l.moved && l.holder.name == operator).then(|| why.to_owned()));
+        let mut told = self.control.told_moved();
+        if ended.is_some() {
+            *told = None;
+            return false;
+        }
+        if told.as_deref() == Some(operator) {
+            *told = None;
+            return true;
+        }
+        false
+    }
+
     /// End the lease when `ends` gives a reason for it: the holder and the reason, and the
     /// sessions are told `operator lost: <reason>`.
     fn control_end_if(&self, ends: impl FnOnce(&Lease) -> Option<String>) -> Option<(ControlHolder, String)> {
         let mut slot = self.control.lock();
         let why = ends(slot.as_ref()?)?;
-        let holder = slot.take()?.holder;
+        let lease = slot.take()?;
+        let holder = lease.holder;
+        if lease.moved {
+            *self.control.told_moved() = Some(holder.name.clone());
+        }
         drop(slot);
         self.control_changed(None, format!("operator lost: {why}"));
         Some((holder, why))
@@ -437,6 +479,39 @@ mod tests {
         stream.take_control_for(Some("b"), holder(8), false).expect("granted");
         stream.control_ended_for("b", 8, Some("remapped".into()));
         assert_eq!(stream.control_expire(timeout, Instant::now()).map(|(_, why)| why).as_deref(), Some("remapped"));
+    }
+
+    #[test]
+    fn a_train_that_moved_here_is_told_once_whichever_node_tells_first() {
+        let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default(), Arc::default());
+        let timeout = Duration::from_secs(1);
+        let on_a = ControlHolder { node: Some("a".into()), ..holder(4) };
+        let now = Instant::now;
+
+        // This node tells first (its watchdog); the old node's message then finds it told.
+        stream.control_mirror(Some(on_a.clone()), "taken", "b");
+        stream.control_end_remote("train t connected to this node".into());
+        assert!(stream.control_expire(timeout, now()).is_some_and(|(h, _)| h.name == "alice"));
+        assert!(!stream.control_lost_elsewhere("bob", "moved"), "another operator's lease");
+        assert!(stream.control_lost_elsewhere("alice", "moved"), "told already");
+        assert!(!stream.control_lost_elsewhere("alice", "moved"), "only the one message of the move");
+
+        // The old node's message comes first: it ends the lease here, and the watchdog has
+        // nothing more to tell.
+        let mut events = stream.events.subscribe();
+        stream.control_mirror(Some(on_a), "taken", "b");
+        stream.control_end_remote("train t connected to this node".into());
+        assert!(!stream.control_lost_elsewhere("alice", "t moved to another node"), "to be told now");
+        let reason = |e| matches!(e, Ok(TrainEvent::Control { holder: None, reason }) if reason == "operator lost: t moved to another node");
+        assert!(matches!(events.try_recv(), Ok(TrainEvent::Control { holder: Some(_), .. })));
+        assert!(reason(events.try_recv()));
+        assert!(stream.control_expire(timeout, now()).is_none());
+        assert!(!stream.control_lost_elsewhere("alice", "moved"));
+
+        // A lease that ended otherwise leaves another node's message alone.
+        stream.take_control(holder(5), false).expect("granted");
+        assert!(stream.control_end_local(|| "moved".into()).is_some());
+        assert!(!stream.control_lost_elsewhere("alice", "moved"));
     }
 
     #[test]

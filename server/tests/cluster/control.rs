@@ -4,8 +4,8 @@
 //! everyone else's (a raw NATS request too); every node shows the holder and its node. When
 //! that session ends, the owner ends the lease and tells the train (`operator_lost`). When the
 //! train moves to another node, the lease on the old one ends, that operator is told, the train
-//! is told through its new node, and a session on the old node takes the lease through the new
-//! one. When the holder's node dies, its heartbeats stop and the owner ends the lease. When the
+//! is told once (by its new node, or the old node through it), and a session on the old node
+//! takes the lease through the new one. When the holder's node dies, its heartbeats stop and the owner ends the lease. When the
 //! owner dies and the train fails over to the holder's node, that node ends the lease and tells
 //! the train.
 
@@ -192,6 +192,16 @@ async fn the_lease_is_taken_through_any_node() {
     operator_lost_after(&new, 0, "through B").await;
     let told = moved.elapsed();
     assert_eq!(old.commands.lock().expect("lock").len(), commands_before, "nothing more to the old connection");
+    // A tells the train too, through B, which has told it already (or, had A's message come
+    // first, passes it on instead of its own): one operator_lost for one move.
+    let moved_lost = |e: &Value| {
+        e["command"]["type"] == "operator_lost" && e["command"]["reason"].as_str().is_some_and(|r| r.contains("moved"))
+    };
+    let audit = wait_api(&a, "/api/audit?train=train-1&scope=node", "A's operator_lost of the move audited", |s, v| {
+        s == 200 && v["entries"].as_array().is_some_and(|es| es.iter().any(moved_lost))
+    })
+    .await;
+    assert_eq!(operator_lost_count(&new), 1, "one operator_lost for one move: {audit}");
 
     // Now B holds the lease, and A's operator takes it through B.
     wait_api(&a, "/api/trains/train-1", "train-1 owned by B", |s, v| s == 200 && v["owner_node"] == "node-b").await;
