@@ -9,7 +9,8 @@
 //! announced with the owner's presence, so that its sessions see the holder; the copy matches a
 //! session of the mirror only when the owner holds the lease for that session (`mine`). The
 //! watchdog leaves copies alone. A copy is dropped when the train goes offline here; when the
-//! train connects here it ends, and the watchdog tells the train (its old owner may be dead).
+//! train connects here it ends, and the watchdog tells the train (its old owner may be dead);
+//! the old owner's own `operator_lost` for it then finds the train told (one per move).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -164,8 +165,12 @@ impl Stream {
 
     /// The train connected here while another node held its lease (that node may be dead: the
     /// train failed over): the lease ends here, at the watchdog's next tick, which tells the
-    /// train `operator_lost` through this node (the old node, if alive, ends its own too).
+    /// train `operator_lost` through this node (the old node, if alive, ends its own too, and
+    /// its message finds the train told: [`Stream::control_lost_elsewhere`]).
     pub(super) fn control_end_remote(&self, why: String) {
+        // What this node told the train about an earlier move is no answer to a later one's
+        // message: better told twice than not at all.
+        self.control.told_moved().take();
         let mut slot = self.control.lock();
         if let Some(l) = slot.as_mut().filter(|l| l.remote) {
             // No session here matches it any more: its holder was another node's, or took it
@@ -506,6 +511,14 @@ mod tests {
         assert!(matches!(events.try_recv(), Ok(TrainEvent::Control { holder: Some(_), .. })));
         assert!(reason(events.try_recv()));
         assert!(stream.control_expire(timeout, now()).is_none());
+        assert!(!stream.control_lost_elsewhere("alice", "moved"));
+
+        // Told here, and the train connected here again before the old node's message came:
+        // that message passes (the record belongs to the earlier connection).
+        stream.control_mirror(Some(ControlHolder { node: Some("a".into()), ..holder(4) }), "taken", "b");
+        stream.control_end_remote("train t connected to this node".into());
+        assert!(stream.control_expire(timeout, now()).is_some());
+        stream.control_end_remote("train t connected to this node".into());
         assert!(!stream.control_lost_elsewhere("alice", "moved"));
 
         // A lease that ended otherwise leaves another node's message alone.
