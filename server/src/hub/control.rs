@@ -490,11 +490,11 @@ mod tests {
     fn a_train_that_moved_here_is_told_once_whichever_node_tells_first() {
         let stream = Stream::new(TrainId::new("t").expect("id"), HubConfig::default(), Arc::default());
         let timeout = Duration::from_secs(1);
-        let on_a = ControlHolder { node: Some("a".into()), ..holder(4) };
+        let on_a = || ControlHolder { node: Some("a".into()), ..holder(4) };
         let now = Instant::now;
 
         // This node tells first (its watchdog); the old node's message then finds it told.
-        stream.control_mirror(Some(on_a.clone()), "taken", "b");
+        stream.control_mirror(Some(on_a()), "taken", "b");
         stream.control_end_remote("train t connected to this node".into());
         assert!(stream.control_expire(timeout, now()).is_some_and(|(h, _)| h.name == "alice"));
         assert!(!stream.control_lost_elsewhere("bob", "moved"), "another operator's lease");
@@ -504,7 +504,7 @@ mod tests {
         // The old node's message comes first: it ends the lease here, and the watchdog has
         // nothing more to tell.
         let mut events = stream.events.subscribe();
-        stream.control_mirror(Some(on_a), "taken", "b");
+        stream.control_mirror(Some(on_a()), "taken", "b");
         stream.control_end_remote("train t connected to this node".into());
         assert!(!stream.control_lost_elsewhere("alice", "t moved to another node"), "to be told now");
         let reason = |e| matches!(e, Ok(TrainEvent::Control { holder: None, reason }) if reason == "operator lost: t moved to another node");
@@ -515,7 +515,7 @@ mod tests {
 
         // Told here, and the train connected here again before the old node's message came:
         // that message passes (the record belongs to the earlier connection).
-        stream.control_mirror(Some(ControlHolder { node: Some("a".into()), ..holder(4) }), "taken", "b");
+        stream.control_mirror(Some(on_a()), "taken", "b");
         stream.control_end_remote("train t connected to this node".into());
         assert!(stream.control_expire(timeout, now()).is_some());
         stream.control_end_remote("train t connected to this node".into());

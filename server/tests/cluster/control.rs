@@ -5,9 +5,9 @@
 //! that session ends, the owner ends the lease and tells the train (`operator_lost`). When the
 //! train moves to another node, the lease on the old one ends, that operator is told, the train
 //! is told once (by its new node, or the old node through it), and a session on the old node
-//! takes the lease through the new one. When the holder's node dies, its heartbeats stop and the owner ends the lease. When the
-//! owner dies and the train fails over to the holder's node, that node ends the lease and tells
-//! the train.
+//! takes the lease through the new one. When the holder's node dies, its heartbeats stop and
+//! the owner ends the lease. When the owner dies and the train fails over to the holder's node,
+//! that node ends the lease and tells the train.
 
 use std::time::{Duration, Instant};
 
